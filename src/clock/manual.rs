@@ -1,0 +1,184 @@
+//! A clock that moves only when told to, and the timers it drives.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use super::{Clock, instant_of, ns_of, saturating_ns};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+
+/// A clock for tests: it starts at the real present and moves only by
+/// [`advance`](ManualClock::advance).
+///
+/// Clones share one time. Tanks and monitors built with a `ManualClock` also
+/// take their timers from it: `advance` fires every timer that falls due, in
+/// order, before it returns, so waiting futures are granted deterministically.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let tank = Tank::builder(Rate::per_second(10)?).clock(clock.clone()).build()?;
+/// assert!(tank.has_fuel());
+/// assert!(!tank.has_fuel());
+/// clock.advance(Duration::from_millis(100));
+/// assert!(tank.has_fuel());
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    now_ns: AtomicU64,
+    timers: Mutex<Timers>,
+}
+
+#[derive(Default)]
+struct Timers {
+    next_id: u64,
+    /// Armed timers by (deadline, id); ids keep equal deadlines in arming order.
+    armed: BTreeMap<(u64, u64), Waker>,
+}
+
+impl ManualClock {
+    /// A clock standing at the real present.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::clock::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new();
+    /// assert!(clock.now() <= std::time::Instant::now());
+    /// ```
+    pub fn new() -> ManualClock {
+        ManualClock {
+            inner: Arc::new(Inner {
+                now_ns: AtomicU64::new(ns_of(Instant::now())),
+                timers: Mutex::new(Timers::default()),
+            }),
+        }
+    }
+
+    /// Moves time forward by `by`, then fires the timers that fell due, in
+    /// order of their deadlines.
+    ///
+    /// Tank timers run their driver inside this call, so when it returns,
+    /// every waiter whose fuel fell due has been granted and woken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).clock(clock.clone()).build()?;
+    /// let waiter = std::thread::spawn({
+    ///     let tank = tank.clone();
+    ///     move || tank.blocking_await_fuel()
+    /// });
+    /// while tank.waiting() == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// clock.advance(Duration::from_secs(1));
+    /// waiter.join().unwrap();
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn advance(&self, by: Duration) {
+        let mut due = Vec::new();
+        {
+            let mut timers = lock(&self.inner.timers);
+            let now = self
+                .inner
+                .now_ns
+                .load(Ordering::Relaxed)
+                .saturating_add(saturating_ns(by));
+            self.inner.now_ns.store(now, Ordering::Release);
+            while let Some(entry) = timers.armed.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+        }
+        // Wake outside the lock: a tank's driver re-arms its timer from here.
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.inner.now_ns.load(Ordering::Acquire)
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> ManualClock {
+        ManualClock::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        instant_of(self.now_ns())
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("now", &self.now())
+            .finish()
+    }
+}
+
+/// A one-shot timer on a [`ManualClock`].
+#[derive(Debug)]
+pub(crate) struct ManualTimer {
+    clock: ManualClock,
+    key: Option<(u64, u64)>,
+}
+
+impl ManualTimer {
+    pub(crate) fn new(clock: ManualClock) -> ManualTimer {
+        ManualTimer { clock, key: None }
+    }
+
+    /// Arms the timer to wake `waker` at `deadline_ns`; returns `true`,
+    /// without arming, if the deadline has already passed.
+    pub(crate) fn arm(&mut self, deadline_ns: u64, waker: &Waker) -> bool {
+        let mut timers = lock(&self.clock.inner.timers);
+        if let Some(key) = self.key.take() {
+            timers.armed.remove(&key);
+        }
+        if deadline_ns <= self.clock.now_ns() {
+            return true;
+        }
+        let key = (deadline_ns, timers.next_id);
+        timers.next_id += 1;
+        timers.armed.insert(key, waker.clone());
+        self.key = Some(key);
+        false
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.clock.inner.timers).armed.remove(&key);
+        }
+    }
+}
+
+impl Drop for ManualTimer {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}

@@ -1,0 +1,51 @@
+//! An async, runtime-agnostic rate limiter: a fair, drift-free fuel tank.
+//!
+//! A [`Tank`] holds fuel refilled at `max_n` per `per`; tasks take fuel
+//! before they work:
+//!
+//! ```
+//! use fueltank::{Rate, Tank};
+//!
+//! # futures::executor::block_on(async {
+//! let tank = Tank::new("100/s".parse()?);
+//! tank.await_fuel().await;      // wait in line for one fuel
+//! if tank.has_fuel() {          // or take one only if it is there
+//!     // ...
+//! }
+//! # Ok::<(), fueltank::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Where things are
+//!
+//! | module | what |
+//! |---|---|
+//! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
+//! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
+//! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests) |
+//! | [`Error`] | the one error type |
+//!
+//! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
+//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`.
+//!
+//! # Runtimes
+//!
+//! The tank needs no thread or task of its own. Its one timer is an
+//! [`async-io`](https://docs.rs/async-io) timer, so waiting works under tokio
+//! (both flavours), smol, async-std, `futures::executor`, or plain threads
+//! through [`Tank::blocking_await_fuel`].
+
+#![warn(missing_docs)]
+
+pub mod clock;
+mod error;
+mod rate;
+mod sync;
+mod tank;
+mod timer;
+
+pub use error::Error;
+pub use rate::Rate;
+pub use tank::{
+    Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Hardcap, Permit, Tank, TankBuilder,
+};

@@ -1,0 +1,525 @@
+//! The shared state of a tank: the lock-free word, and behind a lock the
+//! bucket, the line of waiters and the timer, with the driver that serves
+//! the line.
+//!
+//! # Serving the line
+//!
+//! Waiters queue in arrival order. The driver grants the head as soon as the
+//! bucket holds its fuel, then the next, and so on; when the head must wait,
+//! it arms the tank's one timer for the moment the head's fuel is due. The
+//! timer wakes the driver itself (not a waiting task), wherever the timer
+//! fires: the `async-io` reactor, a thread in `block_on`, or
+//! [`ManualClock::advance`](crate::clock::ManualClock::advance). So a waiter
+//! is woken exactly once, with its fuel; a late timer is caught up because
+//! the bucket counts from absolute time; and with nobody waiting, nothing
+//! is armed and nothing runs.
+//!
+//! Every operation under the lock ends the same way (see [`Shared::locked`]):
+//! drive the line, then either keep the state in the core (waiters queued,
+//! paused, `Window`, or a rate beyond the word) or hand it back to the word.
+
+use std::ptr::NonNull;
+use std::sync::{Arc, Weak};
+use std::task::{Poll, Wake, Waker};
+
+use super::bucket::{Bucket, Gcra, Window};
+use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
+use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
+use crate::clock::ClockSource;
+use crate::sync::{Mutex, lock};
+use crate::timer::Timer;
+use crate::{Hardcap, Rate};
+
+pub(crate) struct Shared {
+    pub(crate) word: Word,
+    pub(crate) clock: ClockSource,
+    core: Mutex<Core>,
+    /// Runs the driver when the tank's timer fires.
+    driver: Waker,
+}
+
+struct Core {
+    rate: Rate,
+    hardcap: Hardcap,
+    bucket: Bucket,
+    /// The word holds `tat`: the bucket's copy is stale.
+    in_word: bool,
+    /// Parameters last published to the word.
+    published: Option<Published>,
+    paused_at: Option<u64>,
+    queue: List,
+    /// Fuel asked for by the waiters in the line.
+    queued_fuel: u64,
+    waiting: usize,
+    timer: Timer,
+}
+
+/// How a waiter's first visit to the core went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Fuel taken at once (with its stamp); nothing queued.
+    Granted(u64),
+    /// In the line.
+    Queued,
+    /// Larger than the tank's capacity, which is given.
+    TooLarge(u64),
+    /// The line ahead cannot be served before the deadline.
+    TooLate,
+}
+
+/// How a queued waiter ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Granted, with the grant's stamp.
+    Granted(u64),
+    /// Rejected by a `set_rate` that shrank the capacity below the request.
+    TooLarge(u64),
+    TimedOut,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        rate: Rate,
+        hardcap: Hardcap,
+        initial: u64,
+        clock: ClockSource,
+    ) -> Arc<Shared> {
+        let now = clock.now_ns();
+        let bucket = match hardcap {
+            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
+            _ => Bucket::Gcra(Gcra::new(rate, hardcap.cap(rate.max_n()), initial, now)),
+        };
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+            word: Word::new(),
+            core: Mutex::new(Core {
+                rate,
+                hardcap,
+                bucket,
+                in_word: false,
+                published: None,
+                paused_at: None,
+                queue: List::default(),
+                queued_fuel: 0,
+                waiting: 0,
+                timer: Timer::new(&clock),
+            }),
+            clock,
+            driver: Waker::from(Arc::new(Driver(weak.clone()))),
+        });
+        shared.locked(|_, _| ());
+        shared
+    }
+
+    /// Runs `op` under the core lock with the state in the core, then serves
+    /// the line, hands the state back to the word if it can, unlocks, and
+    /// wakes whoever was granted.
+    fn locked<R>(&self, op: impl FnOnce(&mut Core, u64) -> R) -> R {
+        let mut wakers = Vec::new();
+        let result = {
+            let mut core = lock(&self.core);
+            core.own(&self.word);
+            let result = op(&mut core, self.clock.now_ns());
+            let now = core.drive(&self.clock, &self.driver, &mut wakers);
+            core.release(&self.word, now);
+            result
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+        result
+    }
+
+    /// Takes `n` fuel now and returns the grant's stamp, or `None`; never
+    /// overtakes a waiter.
+    #[inline]
+    pub(crate) fn take(&self, n: u64) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        let now = self.clock.now_ns();
+        match self.word.take(now, n) {
+            // Only `Window` needs stamps, and it never uses the word.
+            Fast::Taken => Some(now),
+            Fast::Empty | Fast::Queued => None,
+            Fast::Locked => self.take_locked(n),
+        }
+    }
+
+    #[cold]
+    fn take_locked(&self, n: u64) -> Option<u64> {
+        self.locked(|core, now| {
+            if core.queue.is_empty() && n <= core.request_cap() {
+                core.try_take(now, n)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Gives back `n` fuel granted at `stamp` and never spent.
+    pub(crate) fn refund(&self, n: u64, stamp: u64) {
+        self.locked(|core, _| core.refund(n, stamp));
+    }
+
+    pub(crate) fn level(&self) -> u64 {
+        if let Some(level) = self.word.level(self.clock.now_ns()) {
+            return level;
+        }
+        self.locked(|core, now| {
+            let now = core.now_eff(now);
+            match &mut core.bucket {
+                Bucket::Gcra(gcra) => gcra.level(now),
+                Bucket::Window(window) => window.level(now),
+            }
+        })
+    }
+
+    /// How long until `n` fuel could be granted to a newcomer, counting the
+    /// line ahead; `None` while paused or if `n` can never fit.
+    pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
+        self.locked(|core, now| {
+            if n > core.request_cap() || core.paused_at.is_some() {
+                return None;
+            }
+            let ahead = core.queued_fuel.saturating_add(n);
+            Some(core.due(now, ahead).saturating_sub(now))
+        })
+    }
+
+    pub(crate) fn rate(&self) -> Rate {
+        lock(&self.core).rate
+    }
+
+    pub(crate) fn hardcap(&self) -> Hardcap {
+        lock(&self.core).hardcap
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        lock(&self.core).waiting
+    }
+
+    pub(crate) fn set_rate(&self, rate: Rate) {
+        let rejected = self.locked(|core, now| core.set_rate(rate, now));
+        for waker in rejected {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn pause(&self) {
+        self.locked(|core, now| {
+            core.paused_at.get_or_insert(now);
+        });
+    }
+
+    pub(crate) fn resume(&self) {
+        self.locked(|core, now| {
+            if let Some(paused_at) = core.paused_at.take() {
+                let paused_for = now.saturating_sub(paused_at);
+                match &mut core.bucket {
+                    Bucket::Gcra(gcra) => gcra.skip(paused_for),
+                    Bucket::Window(window) => window.skip(paused_for),
+                }
+            }
+        });
+    }
+
+    /// First visit of a waiter: take the fuel at once if the line is empty
+    /// and the fuel is there, or else join the line.
+    ///
+    /// # Safety
+    ///
+    /// `node` is pinned and in no list, and its owner calls [`Shared::cancel`]
+    /// (or observes a final state) before dropping it.
+    pub(crate) unsafe fn enqueue(
+        &self,
+        node: NonNull<Node>,
+        n: u64,
+        deadline: Option<u64>,
+        waker: &Waker,
+    ) -> Enqueued {
+        self.locked(|core, now| {
+            let cap = core.request_cap();
+            if n > cap {
+                return Enqueued::TooLarge(cap);
+            }
+            if core.queue.is_empty()
+                && let Some(stamp) = core.try_take(now, n)
+            {
+                return Enqueued::Granted(stamp);
+            }
+            if let (Some(deadline), None) = (deadline, core.paused_at) {
+                let ahead = core.queued_fuel.saturating_add(n);
+                if core.due(now, ahead) > deadline {
+                    return Enqueued::TooLate;
+                }
+            }
+            // SAFETY: the caller's contract, and we hold the core lock.
+            unsafe { core.queue.link(node, n, waker) };
+            core.queued_fuel += n;
+            core.waiting += 1;
+            Enqueued::Queued
+        })
+    }
+
+    /// A queued waiter was polled again: refresh its waker, or report how it
+    /// ended.
+    ///
+    /// # Safety
+    ///
+    /// `node` was queued by [`Shared::enqueue`] and is still alive.
+    pub(crate) unsafe fn poll_queued(&self, node: NonNull<Node>, waker: &Waker) -> Poll<Outcome> {
+        let mut core = lock(&self.core);
+        // SAFETY: alive (caller's contract).
+        match unsafe { node.as_ref() }.state() {
+            QUEUED => {
+                // SAFETY: alive, in this list, under the core lock.
+                unsafe { core.queue.set_waker(node, waker) };
+                Poll::Pending
+            }
+            // SAFETY: alive, under the core lock.
+            state => Poll::Ready(finished(state, unsafe { List::stamp(node) })),
+        }
+    }
+
+    /// A queued waiter's deadline passed: serve the line first (a grant that
+    /// is due beats the timeout), then leave it if still waiting.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shared::poll_queued`].
+    pub(crate) unsafe fn expire(&self, node: NonNull<Node>) -> Outcome {
+        self.locked(|core, _| {
+            let mut wakers = Vec::new();
+            core.drive(&self.clock, &self.driver, &mut wakers);
+            // Those were granted fuel: their wakers must not be lost.
+            for waker in wakers {
+                waker.wake();
+            }
+            // SAFETY: alive (caller's contract).
+            match unsafe { node.as_ref() }.state() {
+                QUEUED => {
+                    // SAFETY: alive, in this list, under the core lock.
+                    unsafe { core.leave(node) };
+                    Outcome::TimedOut
+                }
+                // SAFETY: alive, under the core lock.
+                state => finished(state, unsafe { List::stamp(node) }),
+            }
+        })
+    }
+
+    /// A waiter is dropped: leave the line, or give back fuel granted to it
+    /// but never seen.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shared::poll_queued`].
+    pub(crate) unsafe fn cancel(&self, node: NonNull<Node>) {
+        self.locked(|core, _| {
+            // SAFETY: alive (caller's contract).
+            let node_ref = unsafe { node.as_ref() };
+            match node_ref.state() {
+                // SAFETY: alive, in this list, under the core lock.
+                QUEUED => unsafe { core.leave(node) },
+                GRANTED => {
+                    // SAFETY: alive, under the core lock.
+                    let (n, stamp) = unsafe { (List::n(node), List::stamp(node)) };
+                    core.refund(n, stamp);
+                }
+                _ => {}
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome recorded in a finished node.
+fn finished(state: u8, stamp: u64) -> Outcome {
+    match state {
+        GRANTED => Outcome::Granted(stamp),
+        REJECTED => Outcome::TooLarge(stamp),
+        _ => Outcome::TimedOut,
+    }
+}
+
+impl Core {
+    /// Moves the state out of the word, so the core may change it.
+    fn own(&mut self, word: &Word) {
+        if self.in_word {
+            let tat = word.seize();
+            debug_assert!(tat.is_some(), "only the core lock holder sets CORE");
+            if let (Bucket::Gcra(gcra), Some(tat)) = (&mut self.bucket, tat) {
+                gcra.set_tat(i128::from(tat));
+            }
+            self.in_word = false;
+        }
+    }
+
+    /// Internal time as the bucket sees it: frozen while paused.
+    fn now_eff(&self, now: u64) -> u64 {
+        self.paused_at.map_or(now, |paused_at| paused_at.min(now))
+    }
+
+    fn request_cap(&self) -> u64 {
+        self.hardcap.request_cap(self.rate.max_n())
+    }
+
+    /// Takes `n` from the bucket; returns the grant's stamp.
+    fn try_take(&mut self, now: u64, n: u64) -> Option<u64> {
+        let now = self.now_eff(now);
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.try_take(now, n).then_some(now),
+            Bucket::Window(window) => window.try_take(now, n),
+        }
+    }
+
+    fn due(&mut self, now: u64, n: u64) -> u64 {
+        let now = self.now_eff(now);
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.due(now, n),
+            Bucket::Window(window) => window.due(now, n),
+        }
+    }
+
+    fn refund(&mut self, n: u64, stamp: u64) {
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.refund(n),
+            Bucket::Window(window) => window.refund(stamp, n),
+        }
+    }
+
+    /// Takes a queued node out of the line.
+    ///
+    /// # Safety
+    ///
+    /// `node` is alive and in this core's list; the core lock is held.
+    unsafe fn leave(&mut self, node: NonNull<Node>) {
+        // SAFETY: the caller's contract.
+        let n = unsafe { List::n(node) };
+        // SAFETY: the caller's contract.
+        if unsafe { self.queue.unlink(node) } {
+            self.queued_fuel -= n;
+            self.waiting -= 1;
+        }
+    }
+
+    /// Grants the line in order while the bucket has fuel for the head, then
+    /// arms the timer for the head's fuel. Returns the last clock reading.
+    fn drive(&mut self, clock: &ClockSource, driver: &Waker, wakers: &mut Vec<Waker>) -> u64 {
+        let mut now = clock.now_ns();
+        loop {
+            let Some(head) = self.queue.front() else {
+                self.timer.disarm();
+                return now;
+            };
+            let n = head.n();
+            if let Some(stamp) = self.try_take(now, n) {
+                self.queue.pop_front();
+                self.queued_fuel -= n;
+                self.waiting -= 1;
+                wakers.extend(head.finish(GRANTED, stamp));
+                continue;
+            }
+            if self.paused_at.is_some() {
+                self.timer.disarm();
+                return now;
+            }
+            let due = self.due(now, n);
+            match self.timer.arm(due, now, driver) {
+                Poll::Pending => return now,
+                // The deadline passed while we computed it: go round.
+                Poll::Ready(()) => now = clock.now_ns(),
+            }
+        }
+    }
+
+    /// Ends an operation under the lock: hands the state back to the word if
+    /// nothing needs the core, else marks the word so `has_fuel` knows.
+    fn release(&mut self, word: &Word, now: u64) {
+        if !self.queue.is_empty() {
+            return word.hold(true);
+        }
+        let Bucket::Gcra(gcra) = &mut self.bucket else {
+            return word.hold(false);
+        };
+        if self.paused_at.is_some() {
+            return word.hold(false);
+        }
+        let (s, t) = gcra.scale();
+        let (tol, n_max) = match gcra.cap() {
+            Some(cap) if u128::from(cap) * u128::from(t) <= u128::from(SPAN_LIMIT) => {
+                ((cap - 1) * t, cap)
+            }
+            None if t <= SPAN_LIMIT => (u64::MAX, SPAN_LIMIT / t),
+            _ => return word.hold(false),
+        };
+        gcra.settle(now);
+        // The word counts ticks from its epoch up to TICKS_LIMIT: move the
+        // epoch to `tat` (or now, if later) when the present nears the end.
+        let half = i128::from(TICKS_LIMIT / 2);
+        let fits = |gcra: &Gcra| {
+            let rel = (i128::from(now) - i128::from(gcra.epoch())) * i128::from(s);
+            (0..half).contains(&rel) && (0..half).contains(&gcra.tat())
+        };
+        if !fits(gcra) {
+            let tat_ns = i128::from(gcra.epoch()) + gcra.tat().div_euclid(i128::from(s));
+            let epoch = tat_ns.clamp(0, i128::from(now)) as u64;
+            gcra.rebase(epoch);
+            if !fits(gcra) {
+                // An `Unbounded` bank older than the word can count.
+                return word.hold(false);
+            }
+        }
+        let params = Published {
+            epoch: gcra.epoch(),
+            s,
+            t,
+            tol,
+            n_max,
+        };
+        word.publish(&mut self.published, params, gcra.tat() as u64);
+        self.in_word = true;
+    }
+
+    /// Changes the rate at once; returns the wakers of waiters whose request
+    /// no longer fits the new capacity.
+    fn set_rate(&mut self, rate: Rate, now: u64) -> Vec<Waker> {
+        let now = self.now_eff(now);
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.set_rate(now, rate, self.hardcap.cap(rate.max_n())),
+            Bucket::Window(window) => window.set_rate(rate),
+        }
+        self.rate = rate;
+        let cap = self.request_cap();
+        let too_large: Vec<_> = self.queue.iter().filter(|w| w.n() > cap).collect();
+        let mut wakers = Vec::new();
+        for waiter in too_large {
+            // SAFETY: a node of this list, under the core lock.
+            unsafe { self.leave(waiter.as_ptr()) };
+            wakers.extend(waiter.finish(REJECTED, cap));
+        }
+        wakers
+    }
+}
+
+/// The tank's timer wakes this, which runs the driver.
+struct Driver(Weak<Shared>);
+
+impl Wake for Driver {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.locked(|_, _| ());
+        }
+    }
+}

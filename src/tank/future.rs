@@ -1,0 +1,324 @@
+//! The futures that wait for fuel.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::core::{Enqueued, Outcome, Shared};
+use super::waiters::{GRANTED, Node};
+use crate::Error;
+use crate::timer::Timer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Queued,
+    Done(Outcome),
+}
+
+pin_project! {
+    /// One request for fuel: tries at once, else queues its pinned node and
+    /// waits to be granted (or for its deadline).
+    #[derive(Debug)]
+    struct Waiter {
+        shared: Arc<Shared>,
+        n: u64,
+        deadline: Option<u64>,
+        phase: Phase,
+        timeout: Option<Timer>,
+        #[pin]
+        node: Node,
+    }
+
+    impl PinnedDrop for Waiter {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.phase == Phase::Queued {
+                // SAFETY: the node was queued by `enqueue` and is still
+                // pinned and alive: we are in its drop.
+                unsafe { this.shared.cancel(NonNull::from(&*this.node)) };
+            }
+        }
+    }
+}
+
+impl Waiter {
+    fn new(shared: Arc<Shared>, n: u64, deadline: Option<u64>) -> Waiter {
+        Waiter {
+            shared,
+            n,
+            deadline,
+            phase: Phase::Start,
+            timeout: None,
+            node: Node::new(),
+        }
+    }
+
+    fn poll_outcome(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.project();
+        let node = NonNull::from(&*this.node);
+        if *this.phase == Phase::Start {
+            let shared = &**this.shared;
+            let enqueued = if let Some(stamp) = shared.take(*this.n) {
+                Enqueued::Granted(stamp)
+            } else {
+                // SAFETY: the node is pinned inside this future and in no
+                // list; our drop cancels it while queued.
+                unsafe { shared.enqueue(node, *this.n, *this.deadline, cx.waker()) }
+            };
+            *this.phase = match enqueued {
+                Enqueued::Granted(stamp) => Phase::Done(Outcome::Granted(stamp)),
+                Enqueued::TooLarge(cap) => Phase::Done(Outcome::TooLarge(cap)),
+                Enqueued::TooLate => Phase::Done(Outcome::TimedOut),
+                Enqueued::Queued => Phase::Queued,
+            };
+        }
+        if *this.phase == Phase::Queued {
+            // The common case, without the lock: granted since last poll.
+            let outcome = if this.node.state() == GRANTED {
+                Poll::Ready(Outcome::Granted(this.node.granted_stamp()))
+            } else {
+                // SAFETY: queued by `enqueue`, alive (pinned in self).
+                unsafe { this.shared.poll_queued(node, cx.waker()) }
+            };
+            let outcome = match (outcome, *this.deadline) {
+                (Poll::Pending, Some(deadline)) => {
+                    let clock = &this.shared.clock;
+                    let timer = this.timeout.get_or_insert_with(|| Timer::new(clock));
+                    match timer.arm(deadline, clock.now_ns(), cx.waker()) {
+                        // SAFETY: as above.
+                        Poll::Ready(()) => Poll::Ready(unsafe { this.shared.expire(node) }),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+                (outcome, _) => outcome,
+            };
+            match outcome {
+                Poll::Ready(outcome) => *this.phase = Phase::Done(outcome),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match *this.phase {
+            Phase::Done(outcome) => Poll::Ready(outcome),
+            _ => unreachable!("the phases above end in Done or return"),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Tank::await_fuel`](crate::Tank::await_fuel): resolves
+    /// once one fuel has been taken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it at any point loses no fuel and stalls no one: if it was
+    /// queued it leaves the line, and fuel already granted to it but not yet
+    /// seen goes back to the tank (or to the next in line).
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct AwaitFuel {
+        #[pin]
+        waiter: Waiter,
+    }
+}
+
+pin_project! {
+    /// The future of [`Tank::await_fuel_n`](crate::Tank::await_fuel_n):
+    /// resolves once `n` fuel have been taken together, or with an error if
+    /// `n` can never fit in the tank.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`AwaitFuel`]: nothing is lost, nothing is stalled.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct AwaitFuelN {
+        #[pin]
+        waiter: Waiter,
+    }
+}
+
+pin_project! {
+    /// The future of
+    /// [`Tank::await_fuel_timeout`](crate::Tank::await_fuel_timeout):
+    /// resolves to `true` once one fuel has been taken, or to `false` when
+    /// the timeout passes first (at once if the line ahead cannot be served
+    /// in time).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`AwaitFuel`]: nothing is lost, nothing is stalled.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct AwaitFuelTimeout {
+        #[pin]
+        waiter: Waiter,
+    }
+}
+
+impl AwaitFuel {
+    pub(crate) fn new(shared: Arc<Shared>) -> AwaitFuel {
+        AwaitFuel {
+            waiter: Waiter::new(shared, 1, None),
+        }
+    }
+}
+
+impl AwaitFuelN {
+    pub(crate) fn new(shared: Arc<Shared>, n: u64) -> AwaitFuelN {
+        AwaitFuelN {
+            waiter: Waiter::new(shared, n, None),
+        }
+    }
+}
+
+impl AwaitFuelTimeout {
+    pub(crate) fn new(shared: Arc<Shared>, deadline: u64) -> AwaitFuelTimeout {
+        AwaitFuelTimeout {
+            waiter: Waiter::new(shared, 1, Some(deadline)),
+        }
+    }
+}
+
+impl Future for AwaitFuel {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // One fuel always fits, and there is no deadline: only Granted.
+        self.project().waiter.poll_outcome(cx).map(drop)
+    }
+}
+
+impl Future for AwaitFuelN {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let requested = self.waiter.n;
+        self.project()
+            .waiter
+            .poll_outcome(cx)
+            .map(|outcome| match outcome {
+                Outcome::TooLarge(capacity) => Err(Error::ExceedsCapacity {
+                    requested,
+                    capacity,
+                }),
+                Outcome::Granted(_) | Outcome::TimedOut => Ok(()),
+            })
+    }
+}
+
+impl Future for AwaitFuelTimeout {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        self.project()
+            .waiter
+            .poll_outcome(cx)
+            .map(|outcome| matches!(outcome, Outcome::Granted(_)))
+    }
+}
+
+pin_project! {
+    /// The future of [`Tank::acquire`](crate::Tank::acquire): resolves to a
+    /// [`Permit`] for one fuel.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`AwaitFuel`]: nothing is lost, nothing is stalled.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct Acquire {
+        #[pin]
+        waiter: Waiter,
+    }
+}
+
+impl Acquire {
+    pub(crate) fn new(shared: Arc<Shared>) -> Acquire {
+        Acquire {
+            waiter: Waiter::new(shared, 1, None),
+        }
+    }
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let shared = self.waiter.shared.clone();
+        self.project()
+            .waiter
+            .poll_outcome(cx)
+            .map(|outcome| match outcome {
+                Outcome::Granted(stamp) => Permit::new(shared, stamp),
+                // One fuel always fits and there is no deadline.
+                Outcome::TooLarge(_) | Outcome::TimedOut => Permit::new(shared, 0),
+            })
+    }
+}
+
+/// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
+///
+/// [`spend`](Permit::spend) it when the work it paid for happens; dropped
+/// unspent, it gives the fuel back to the tank (to the head of the line, if
+/// anyone waits). This is what a Tower service holds between `poll_ready`
+/// and `call`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank};
+///
+/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+/// let permit = tank.try_acquire().expect("one fuel to start with");
+/// assert_eq!(tank.level(), 0);
+/// drop(permit); // not spent: the fuel goes back
+/// assert_eq!(tank.level(), 1);
+/// tank.try_acquire().unwrap().spend();
+/// assert_eq!(tank.level(), 0);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[must_use = "dropping a permit gives its fuel back; call `spend` to use it"]
+#[derive(Debug)]
+pub struct Permit {
+    shared: Option<Arc<Shared>>,
+    stamp: u64,
+}
+
+impl Permit {
+    pub(crate) fn new(shared: Arc<Shared>, stamp: u64) -> Permit {
+        Permit {
+            shared: Some(shared),
+            stamp,
+        }
+    }
+
+    /// Spends the fuel: it is gone for good.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// if let Some(permit) = tank.try_acquire() {
+    ///     permit.spend();
+    /// }
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn spend(mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.refund(1, self.stamp);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! [`Hardcap`]: how much fuel may bank up.
+
+/// How much fuel a tank may bank up, and so how bursty its grants may be.
+///
+/// With `max_n` grants per `per` (interval `T = per / max_n`), every
+/// half-open window of length `per` sees at most:
+///
+/// | hardcap | capacity | grants per window | bursts after idle |
+/// |---|---|---|---|
+/// | [`Limit`](Hardcap::Limit) (default) | `max_n` | `2·max_n − 1` | up to `max_n` |
+/// | [`One`](Hardcap::One) | 1 | `max_n`; grants ≥ `T` apart | none |
+/// | [`Unbounded`](Hardcap::Unbounded) | none | no bound; long-run mean exact | unbounded |
+/// | [`Window`](Hardcap::Window) | `max_n` | `max_n`, exactly | up to `max_n` |
+///
+/// Under `Limit`, `One` and `Unbounded`, tasks that wait all the time get
+/// `initial + ⌊elapsed / T⌋` grants; under `Window` they get `max_n` at once,
+/// then `max_n` at the start of each following window.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Hardcap, Rate, Tank};
+///
+/// // Never more than 10 in any second, even right after a quiet spell.
+/// let tank = Tank::builder(Rate::per_second(10)?)
+///     .hardcap(Hardcap::One)
+///     .build()?;
+/// assert!(tank.has_fuel());
+/// assert!(!tank.has_fuel());
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Hardcap {
+    /// Bank up to `max_n`: bursts of `max_n` after idle, then one per `T`
+    /// (the seed's `'limit'`).
+    #[default]
+    Limit,
+    /// Bank at most one: grants at least `T` apart, never more than `max_n`
+    /// in any window (the seed's `'one'`).
+    One,
+    /// Bank without bound: the long-run average is exact, bursts after idle
+    /// are not limited (the seed's `None`).
+    Unbounded,
+    /// Never more than `max_n` grants in any window of length `per`, with
+    /// bursts allowed: a sliding log of the last `max_n` grants.
+    Window,
+}
+
+/// The most fuel an `Unbounded` tank grants to one request.
+pub(crate) const UNBOUNDED_REQUEST: u64 = 1 << 48;
+
+impl Hardcap {
+    /// The cap of the tank's bank; `None` for `Unbounded`.
+    pub(crate) fn cap(self, max_n: u64) -> Option<u64> {
+        match self {
+            Hardcap::Limit | Hardcap::Window => Some(max_n),
+            Hardcap::One => Some(1),
+            Hardcap::Unbounded => None,
+        }
+    }
+
+    /// The most fuel one request may ask for.
+    pub(crate) fn request_cap(self, max_n: u64) -> u64 {
+        self.cap(max_n).unwrap_or(UNBOUNDED_REQUEST)
+    }
+}

@@ -1,0 +1,480 @@
+//! [`Tank`]: fuel refilled at a [`Rate`], spent before work.
+//!
+//! The refill algorithm is in `bucket.rs`, the lock-free `has_fuel` in
+//! `word.rs`, the line of waiters and its driver in `core.rs` and
+//! `waiters.rs`.
+
+mod bucket;
+mod builder;
+mod core;
+mod future;
+mod hardcap;
+mod waiters;
+mod word;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::TankBuilder;
+pub use future::{Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Permit};
+pub use hardcap::Hardcap;
+
+use self::core::Shared;
+use crate::clock::{ClockSource, saturating_ns};
+use crate::{Error, Rate};
+
+/// Fuel refilled at `max_n` per `per`; tasks take fuel before they work.
+///
+/// A `Tank` is a cheap handle: clones share one tank. It is `Send + Sync`
+/// and works under any executor, or none (the `blocking_*` calls).
+///
+/// - [`has_fuel`](Tank::has_fuel) takes one fuel if there is one, without
+///   waiting: one compare-and-swap in the common case.
+/// - [`await_fuel`](Tank::await_fuel) waits in line. Waiters are served in
+///   arrival order by the tank's one timer, each woken once, when its fuel
+///   is granted; `has_fuel` never overtakes them.
+/// - How much fuel may bank up is the [`Hardcap`]; refill is computed from
+///   absolute time, so nothing drifts and a late wake-up is caught up.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank};
+///
+/// # futures::executor::block_on(async {
+/// let tank = Tank::new(Rate::per_second(100)?);
+/// for job in 0..3 {
+///     tank.await_fuel().await; // at most 100 jobs a second start
+///     println!("job {job}");
+/// }
+/// # Ok::<(), fueltank::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Tank {
+    shared: Arc<Shared>,
+}
+
+impl Tank {
+    /// A tank with the default [`Hardcap::Limit`], one fuel to start with,
+    /// on the default clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// assert!(tank.has_fuel());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn new(rate: Rate) -> Tank {
+        Tank {
+            shared: Shared::new(rate, Hardcap::Limit, 1, ClockSource::default()),
+        }
+    }
+
+    /// A builder to choose the hardcap, the initial fuel and the clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?)
+    ///     .hardcap(Hardcap::Limit)
+    ///     .initial(10)
+    ///     .build()?;
+    /// assert_eq!(tank.level(), 10);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn builder(rate: Rate) -> TankBuilder {
+        TankBuilder::new(rate)
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Tank {
+        Tank { shared }
+    }
+
+    /// Takes one fuel now and returns `true`, or returns `false` if there is
+    /// none — or if tasks are waiting in line, which it never overtakes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(2)?).initial(2).build()?;
+    /// assert!(tank.has_fuel());
+    /// assert!(tank.has_fuel());
+    /// assert!(!tank.has_fuel());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[inline]
+    pub fn has_fuel(&self) -> bool {
+        self.shared.take(1).is_some()
+    }
+
+    /// Takes `n` fuel together now, or none and returns `false`. `n = 0`
+    /// always succeeds; `n` beyond the capacity never does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(5)?).initial(5).build()?;
+    /// assert!(tank.has_fuel_n(3));
+    /// assert!(!tank.has_fuel_n(3));
+    /// assert!(tank.has_fuel_n(2));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[inline]
+    pub fn has_fuel_n(&self, n: u64) -> bool {
+        self.shared.take(n).is_some()
+    }
+
+    /// Takes one fuel now as a [`Permit`], which gives the fuel back if it
+    /// is dropped unspent; `None` if there is none or tasks are waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// let permit = tank.try_acquire().unwrap();
+    /// assert!(tank.try_acquire().is_none());
+    /// permit.spend();
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn try_acquire(&self) -> Option<Permit> {
+        let stamp = self.shared.take(1)?;
+        Some(Permit::new(self.shared.clone(), stamp))
+    }
+
+    /// Waits in line for one fuel, as [`await_fuel`](Tank::await_fuel), and
+    /// resolves to a [`Permit`] for it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`await_fuel`](Tank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let tank = Tank::new(Rate::per_second(1000)?);
+    /// let permit = tank.acquire().await;
+    /// permit.spend();
+    /// # Ok::<(), fueltank::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn acquire(&self) -> Acquire {
+        Acquire::new(self.shared.clone())
+    }
+
+    /// Waits in line for one fuel and takes it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any point loses no fuel,
+    /// duplicates none and stalls no other waiter. Fuel granted to it but not
+    /// yet seen goes back to the tank.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let tank = Tank::new(Rate::per_second(1000)?);
+    /// tank.await_fuel().await;
+    /// tank.await_fuel().await; // about 1 ms later
+    /// # Ok::<(), fueltank::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn await_fuel(&self) -> AwaitFuel {
+        AwaitFuel::new(self.shared.clone())
+    }
+
+    /// Waits in line for `n` fuel and takes them together.
+    ///
+    /// Resolves to [`Error::ExceedsCapacity`] if `n` can never fit under the
+    /// tank's hardcap (for instance `n > 1` under [`Hardcap::One`]), at once
+    /// or when a [`set_rate`](Tank::set_rate) shrinks the capacity below it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`await_fuel`](Tank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let tank = Tank::builder(Rate::per_second(1000)?).initial(10).build()?;
+    /// tank.await_fuel_n(10).await?;
+    /// assert!(tank.await_fuel_n(1001).await.is_err());
+    /// # Ok::<(), fueltank::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn await_fuel_n(&self, n: u64) -> AwaitFuelN {
+        AwaitFuelN::new(self.shared.clone(), n)
+    }
+
+    /// Waits in line for one fuel for at most `timeout`; resolves to whether
+    /// it was taken. Resolves to `false` at once if the line ahead cannot be
+    /// served within `timeout` at the tank's rate.
+    ///
+    /// The timeout counts from this call, not from the first poll.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`await_fuel`](Tank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use std::time::Duration;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
+    /// // The next fuel is a second away: a millisecond is not enough.
+    /// assert!(!tank.await_fuel_timeout(Duration::from_millis(1)).await);
+    /// # Ok::<(), fueltank::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuelTimeout {
+        let deadline = self
+            .shared
+            .clock
+            .now_ns()
+            .saturating_add(saturating_ns(timeout));
+        AwaitFuelTimeout::new(self.shared.clone(), deadline)
+    }
+
+    /// Blocks this thread until one fuel is taken. For plain threads: inside
+    /// an async task, use [`await_fuel`](Tank::await_fuel) instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(1000)?);
+    /// let workers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let tank = tank.clone();
+    ///         std::thread::spawn(move || tank.blocking_await_fuel())
+    ///     })
+    ///     .collect();
+    /// for worker in workers {
+    ///     worker.join().unwrap();
+    /// }
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn blocking_await_fuel(&self) {
+        async_io::block_on(self.await_fuel());
+    }
+
+    /// Blocks this thread until one fuel is taken, for at most `timeout`;
+    /// returns whether it was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use std::time::Duration;
+    ///
+    /// let tank = Tank::new(Rate::per_second(1000)?);
+    /// assert!(tank.blocking_await_fuel_timeout(Duration::from_millis(100)));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn blocking_await_fuel_timeout(&self, timeout: Duration) -> bool {
+        async_io::block_on(self.await_fuel_timeout(timeout))
+    }
+
+    /// The fuel in the tank now. It includes fuel about to go to the head of
+    /// the line, so it may be positive while `has_fuel` says no.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_minute(60)?).initial(3).build()?;
+    /// assert_eq!(tank.level(), 3);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn level(&self) -> u64 {
+        self.shared.level()
+    }
+
+    /// How long a newcomer asking for `n` fuel would wait now, counting the
+    /// line ahead: zero if it would be served at once. `None` if `n` can
+    /// never fit, or while the tank is paused.
+    ///
+    /// This is the `Retry-After` of a rejected request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(4)?).clock(clock).build()?;
+    /// assert_eq!(tank.wait_time(1), Some(Duration::ZERO));
+    /// assert!(tank.has_fuel());
+    /// assert_eq!(tank.wait_time(1), Some(Duration::from_millis(250)));
+    /// assert_eq!(tank.wait_time(5), None);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn wait_time(&self, n: u64) -> Option<Duration> {
+        self.shared.wait_for(n).map(Duration::from_nanos)
+    }
+
+    /// The number of tasks waiting in line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// assert_eq!(tank.waiting(), 0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.shared.waiting()
+    }
+
+    /// The current rate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new("5/s".parse()?);
+    /// assert_eq!(tank.rate().to_string(), "5/s");
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn rate(&self) -> Rate {
+        self.shared.rate()
+    }
+
+    /// The hardcap the tank was built with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Tank};
+    ///
+    /// assert_eq!(Tank::new(Rate::per_second(1)?).hardcap(), Hardcap::Limit);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn hardcap(&self) -> Hardcap {
+        self.shared.hardcap()
+    }
+
+    /// Changes the rate, at once and without a burst: the fuel in the tank
+    /// (with its fraction of the next one) is kept, capped to the new
+    /// capacity, and refills at the new rate from now on. Waiters asking for
+    /// more than the new capacity get [`Error::ExceedsCapacity`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(10).build()?;
+    /// tank.set_rate(Rate::per_second(1000)?);
+    /// assert_eq!(tank.level(), 10); // no burst up to 1000
+    /// tank.set_rate(Rate::per_second(2)?);
+    /// assert_eq!(tank.level(), 2); // capped to the new capacity
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate) {
+        self.shared.set_rate(rate);
+    }
+
+    /// Stops the refill. Fuel already in the tank can still be taken;
+    /// waiters wait until [`resume`](Tank::resume). Calling it again while
+    /// paused does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).clock(clock.clone()).build()?;
+    /// tank.pause();
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(tank.level(), 0);
+    /// tank.resume();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(tank.level(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn pause(&self) {
+        self.shared.pause();
+    }
+
+    /// Restarts the refill where [`pause`](Tank::pause) stopped it: the
+    /// paused time counts for nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// tank.pause();
+    /// tank.resume();
+    /// assert!(tank.has_fuel());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn resume(&self) {
+        self.shared.resume();
+    }
+}
+
+impl fmt::Debug for Tank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tank")
+            .field("rate", &self.rate())
+            .field("hardcap", &self.hardcap())
+            .field("level", &self.level())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+/// Builds the shared state; used by [`TankBuilder`].
+fn build(
+    rate: Rate,
+    hardcap: Hardcap,
+    initial: Option<u64>,
+    clock: ClockSource,
+) -> Result<Tank, Error> {
+    let capacity = hardcap.request_cap(rate.max_n());
+    let initial = initial.unwrap_or(match hardcap {
+        Hardcap::Window => rate.max_n(),
+        _ => 1,
+    });
+    if initial > capacity {
+        return Err(Error::InitialOverCapacity { initial, capacity });
+    }
+    Ok(Tank::from_shared(Shared::new(
+        rate, hardcap, initial, clock,
+    )))
+}

@@ -1,0 +1,235 @@
+//! The atomic word that lets `has_fuel` take fuel without a lock.
+//!
+//! ```text
+//!  63     62      61 … 48       47 … 0
+//! CORE  QUEUE  generation  tat (ticks since epoch)
+//! ```
+//!
+//! While `CORE` is clear, the word holds the tank's `tat` and anyone may take
+//! fuel with one compare-and-swap, computing with the parameters in
+//! [`Params`] (epoch, scale, interval, tolerance). While `CORE` is set, the
+//! state lives in the core, behind its lock; `QUEUE` additionally says
+//! that waiters are queued, so `has_fuel` answers `false` at once without
+//! locking (it must not overtake them).
+//!
+//! Only the holder of the core lock sets `CORE` ([`Word::seize`]), and only
+//! it changes the parameters, always while `CORE` is set, and then bumps the
+//! generation when it publishes ([`Word::publish`]). A fast path that read
+//! the parameters while they were being changed cannot succeed: its
+//! compare-and-swap expects the word it loaded before, and the word has
+//! changed since (to `CORE`, and then to a new generation). It would need
+//! the generation to wrap, 16384 parameter changes between two instructions
+//! of one thread, *and* the same `tat` to the tick to be fooled.
+//!
+//! A parameter change is a `set_rate`, a `pause`/`resume`, or a rebase of
+//! the epoch, which the core does when the clock nears the 2^47 ticks the
+//! word can count (every 39 hours at one tick per nanosecond).
+
+use crate::sync::{AtomicU64, Ordering, fence};
+
+use super::bucket::gcra_take;
+
+pub(crate) const CORE: u64 = 1 << 63;
+pub(crate) const QUEUE: u64 = 1 << 62;
+const GEN_SHIFT: u32 = 48;
+const GEN_MASK: u64 = (1 << 14) - 1;
+const TAT_MASK: u64 = (1 << GEN_SHIFT) - 1;
+
+/// Largest `tat` and clock reading the word holds, in ticks.
+pub(crate) const TICKS_LIMIT: u64 = 1 << 47;
+/// Largest `C·T` (the longest burst, in ticks) the word serves.
+pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
+
+/// What the lock-free path found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    Taken,
+    Empty,
+    /// Waiters are queued: the answer is no, and it is final.
+    Queued,
+    /// The core holds the state (or the request is beyond the word): lock.
+    Locked,
+}
+
+/// Parameters of the lock-free path, valid for the generation in the word.
+/// Relaxed atomics, so that reads racing a change are defined (and then
+/// discarded by the failing compare-and-swap).
+#[derive(Debug, Default)]
+struct Params {
+    epoch: AtomicU64,
+    /// Ticks per nanosecond.
+    s: AtomicU64,
+    /// Interval, in ticks.
+    t: AtomicU64,
+    /// `(C − 1)·T`, or `u64::MAX` with no cap.
+    tol: AtomicU64,
+    /// Clock readings from `epoch + rel_limit` on are beyond the word.
+    rel_limit: AtomicU64,
+    /// Largest request served without the lock.
+    n_max: AtomicU64,
+}
+
+/// Plain values of [`Params`], as the core publishes them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) epoch: u64,
+    pub(crate) s: u64,
+    pub(crate) t: u64,
+    pub(crate) tol: u64,
+    pub(crate) n_max: u64,
+}
+
+/// Keep the hot word and its parameters in one cache line of their own.
+#[derive(Debug)]
+#[repr(align(64))]
+pub(crate) struct Word {
+    word: AtomicU64,
+    params: Params,
+}
+
+impl Word {
+    /// A word whose state starts in the core.
+    pub(crate) fn new() -> Word {
+        Word {
+            word: AtomicU64::new(CORE),
+            params: Params::default(),
+        }
+    }
+
+    /// Takes `n ≥ 1` fuel at internal time `now` without locking, if the
+    /// word holds the state.
+    #[inline]
+    pub(crate) fn take(&self, now: u64, n: u64) -> Fast {
+        // Acquire: pairs with `publish`, so the parameters read below are at
+        // least as new as the word.
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            if word & CORE != 0 {
+                return if word & QUEUE != 0 {
+                    Fast::Queued
+                } else {
+                    Fast::Locked
+                };
+            }
+            let p = &self.params;
+            let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
+            if rel >= p.rel_limit.load(Ordering::Relaxed) || n > p.n_max.load(Ordering::Relaxed) {
+                return Fast::Locked;
+            }
+            let now_t = rel * p.s.load(Ordering::Relaxed);
+            let tol = p.tol.load(Ordering::Relaxed);
+            let t = p.t.load(Ordering::Relaxed);
+            match gcra_take(word & TAT_MASK, now_t, tol, t, n) {
+                Some(tat) => {
+                    let new = (word & !TAT_MASK) | tat;
+                    match self.word.compare_exchange_weak(
+                        word,
+                        new,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return Fast::Taken,
+                        Err(current) => word = current,
+                    }
+                }
+                None => {
+                    // Only a no computed from parameters of this very word is
+                    // an answer: check the word did not change meanwhile.
+                    fence(Ordering::Acquire);
+                    let current = self.word.load(Ordering::Relaxed);
+                    if current == word {
+                        return Fast::Empty;
+                    }
+                    word = current;
+                }
+            }
+        }
+    }
+
+    /// The fuel level at `now`, if the word holds the state.
+    pub(crate) fn level(&self, now: u64) -> Option<u64> {
+        let word = self.word.load(Ordering::Acquire);
+        if word & CORE != 0 {
+            return None;
+        }
+        let p = &self.params;
+        let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
+        let s = p.s.load(Ordering::Relaxed);
+        let t = p.t.load(Ordering::Relaxed);
+        let tol = p.tol.load(Ordering::Relaxed);
+        if rel >= p.rel_limit.load(Ordering::Relaxed) || t == 0 {
+            return None;
+        }
+        let now_t = rel * s;
+        let tat = word & TAT_MASK;
+        let cap = if tol == u64::MAX {
+            u64::MAX
+        } else {
+            tol / t + 1
+        };
+        let level = if tat > now_t {
+            0
+        } else {
+            ((now_t - tat) / t + 1).min(cap)
+        };
+        fence(Ordering::Acquire);
+        (self.word.load(Ordering::Relaxed) == word).then_some(level)
+    }
+
+    /// Moves the state from the word into the core; returns the `tat` it
+    /// held, or `None` if the core already held it.
+    ///
+    /// Call only with the core lock held.
+    pub(crate) fn seize(&self) -> Option<u64> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            if word & CORE != 0 {
+                return None;
+            }
+            match self.word.compare_exchange_weak(
+                word,
+                word | CORE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(word & TAT_MASK),
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    /// Keeps the state in the core, with `QUEUE` set if `queued`.
+    ///
+    /// Call only with the core lock held, after [`Word::seize`].
+    pub(crate) fn hold(&self, queued: bool) {
+        let generation = self.word.load(Ordering::Relaxed) & (GEN_MASK << GEN_SHIFT);
+        let flags = if queued { CORE | QUEUE } else { CORE };
+        self.word.store(flags | generation, Ordering::Release);
+    }
+
+    /// Hands the state back to the lock-free path with `tat`, under the
+    /// parameters `new`; `old` are those published last.
+    ///
+    /// Call only with the core lock held, after [`Word::seize`];
+    /// `tat < TICKS_LIMIT`.
+    pub(crate) fn publish(&self, old: &mut Option<Published>, new: Published, tat: u64) {
+        debug_assert!(tat < TICKS_LIMIT);
+        let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
+        if *old != Some(new) {
+            // Still under CORE: no compare-and-swap can succeed while these
+            // change, and the new generation fails any that read them.
+            let p = &self.params;
+            p.epoch.store(new.epoch, Ordering::Relaxed);
+            p.s.store(new.s, Ordering::Relaxed);
+            p.t.store(new.t, Ordering::Relaxed);
+            p.tol.store(new.tol, Ordering::Relaxed);
+            p.rel_limit.store(TICKS_LIMIT / new.s, Ordering::Relaxed);
+            p.n_max.store(new.n_max, Ordering::Relaxed);
+            generation = (generation + 1) & GEN_MASK;
+            *old = Some(new);
+        }
+        // Release: the parameters are visible to whoever loads this word.
+        self.word
+            .store((generation << GEN_SHIFT) | tat, Ordering::Release);
+    }
+}
