@@ -68,14 +68,19 @@ pub(crate) struct Gcra {
 }
 
 /// The grant log of `Window`.
+///
+/// Times in the log are *window time*: the clock minus the time spent
+/// paused, so a pause shifts nothing and a grant's stamp stays valid.
 #[derive(Debug)]
 pub(crate) struct Window {
-    /// Runs of grants: (internal ns, how many at that time), oldest first.
+    /// Runs of grants: (window time, how many at that time), oldest first.
     log: VecDeque<(u64, u64)>,
     /// Grants in the log.
     len: u64,
     max_n: u64,
     per_ns: u64,
+    /// Time spent paused, subtracted from the clock.
+    paused_ns: u64,
 }
 
 /// Largest distance in ticks that `set_rate` rescales; beyond it, a bank of
@@ -222,11 +227,13 @@ pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Optio
 impl Window {
     /// A window that has already granted `max_n − initial` at `now`.
     pub(crate) fn new(rate: Rate, initial: u64, now: u64) -> Window {
+        // Window time starts equal to the clock.
         let mut window = Window {
             log: VecDeque::new(),
             len: 0,
             max_n: rate.max_n(),
             per_ns: rate.per_ns(),
+            paused_ns: 0,
         };
         window.push(now, rate.max_n() - initial.min(rate.max_n()));
         window
@@ -261,8 +268,13 @@ impl Window {
         }
     }
 
+    fn window_time(&self, now: u64) -> u64 {
+        now.saturating_sub(self.paused_ns)
+    }
+
     /// Takes `n` at `now`; returns the time stamped on the grant.
     pub(crate) fn try_take(&mut self, now: u64, n: u64) -> Option<u64> {
+        let now = self.window_time(now);
         self.evict(now);
         if self.len + n <= self.max_n {
             Some(self.push(now, n))
@@ -274,9 +286,10 @@ impl Window {
     /// When `k` more grants could have been made one after another, if
     /// nobody else takes any before.
     pub(crate) fn due(&mut self, now: u64, k: u64) -> u64 {
+        let now = self.window_time(now);
         self.evict(now);
         if k == 0 {
-            return now;
+            return now + self.paused_ns;
         }
         // The i-th future grant must wait for the grant max_n places before
         // it to leave the window: g(i) = max(now, g(i − max_n) + per).
@@ -297,10 +310,13 @@ impl Window {
             }
             at.saturating_add(self.per_ns).max(now)
         };
-        first.saturating_add(rounds.saturating_mul(self.per_ns))
+        first
+            .saturating_add(rounds.saturating_mul(self.per_ns))
+            .saturating_add(self.paused_ns)
     }
 
     pub(crate) fn level(&mut self, now: u64) -> u64 {
+        let now = self.window_time(now);
         self.evict(now);
         self.max_n - self.len
     }
@@ -321,9 +337,7 @@ impl Window {
 
     /// Lets `by_ns` pass without anything leaving the window.
     pub(crate) fn skip(&mut self, by_ns: u64) {
-        for (at, _) in &mut self.log {
-            *at = at.saturating_add(by_ns);
-        }
+        self.paused_ns = self.paused_ns.saturating_add(by_ns);
     }
 
     pub(crate) fn set_rate(&mut self, rate: Rate) {

@@ -470,6 +470,10 @@ impl Core {
                 return (now, None);
             }
             let due = self.due(now, n);
+            // `try_take` just failed at `now`, so the fuel is due later; were
+            // that ever not so, arming for `now` would spin this loop.
+            debug_assert!(due > now, "due {due} <= now {now} after a failed take");
+            let due = due.max(now + 1);
             let early = due.saturating_sub(self.correction);
             let wake_at = if early > now {
                 early
