@@ -39,12 +39,14 @@
 
 pub mod clock;
 mod error;
+mod monitor;
 mod rate;
 mod sync;
 mod tank;
 mod timer;
 
 pub use error::Error;
+pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
 pub use rate::Rate;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Hardcap, Permit, Tank, TankBuilder,
