@@ -40,14 +40,20 @@
 pub mod clock;
 mod error;
 mod monitor;
+mod pace;
 mod rate;
 mod sync;
 mod tank;
+mod throttle;
 mod timer;
 
 pub use error::Error;
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
+pub use pace::Pace;
 pub use rate::Rate;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Hardcap, Permit, Tank, TankBuilder,
+};
+pub use throttle::{
+    Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout, timer_lateness,
 };

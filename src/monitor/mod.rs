@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 pub use builder::MonitorBuilder;
+pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
@@ -181,6 +182,13 @@ impl Monitor {
     #[inline]
     pub fn emit(&self) {
         self.shared.emit_now();
+    }
+
+    /// Counts `n` emissions now (a batch: the gaps between them are zero).
+    pub(crate) fn emit_n(&self, n: u64) {
+        for _ in 0..n {
+            self.shared.emit_now();
+        }
     }
 
     /// Counts one emission that happened at `at`.
