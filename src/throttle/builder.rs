@@ -106,7 +106,9 @@ impl ThrottleBuilder {
     }
 
     /// Whether each fuel taken is counted by the monitor as it is taken; on
-    /// by default when throttling. Turn it off to report work yourself with
+    /// by default when throttling. The emission is stamped when the task
+    /// sees its fuel (when its `await_fuel` resolves), so under load its
+    /// gaps include the task's wake-up jitter. Turn it off to report work yourself with
     /// [`Throttle::emit`] (for instance once it succeeded); while it is on,
     /// `emit` is an error, as in the seed.
     ///
