@@ -22,11 +22,15 @@
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
+//! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
+//! | [`Throttle`] | a tank and a monitor together, the seed's options, timer calibration |
+//! | [`Pace`] | a `Stream` whose items each wait for fuel |
 //! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests) |
 //! | [`Error`] | the one error type |
 //!
 //! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
-//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`.
+//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`;
+//! the monitor's emit path in `monitor/mod.rs`.
 //!
 //! # Runtimes
 //!

@@ -53,7 +53,10 @@ fn steady_stream() {
     assert_eq!(snap.gaps(), 499);
     for q in [0.0, 50.0, 90.0, 99.0, 99.9, 100.0] {
         let p = snap.percentile(q).unwrap();
-        assert!(p.abs_diff(ms(4)) <= Duration::from_micros(40), "p{q} = {p:?}");
+        assert!(
+            p.abs_diff(ms(4)) <= Duration::from_micros(40),
+            "p{q} = {p:?}"
+        );
     }
 }
 
@@ -183,7 +186,10 @@ fn percentiles_of_a_mixed_stream() {
     let near = |q: f64, want: Duration| {
         let got = snap.percentile(q).unwrap();
         let tolerance = want / 100;
-        assert!(got.abs_diff(want) <= tolerance, "p{q}: {got:?}, want {want:?}");
+        assert!(
+            got.abs_diff(want) <= tolerance,
+            "p{q}: {got:?}, want {want:?}"
+        );
     };
     near(50.0, ms(1));
     near(90.0, ms(1));
@@ -215,7 +221,10 @@ fn snapshots_once_per_refresh_on_the_manual_clock() {
     for tick in 1..=5u32 {
         monitor.emit();
         clock.advance(ms(99));
-        assert!(poll_next(snapshots.as_mut()).is_pending(), "tick {tick} early");
+        assert!(
+            poll_next(snapshots.as_mut()).is_pending(),
+            "tick {tick} early"
+        );
         clock.advance(ms(1));
         let Poll::Ready(Some(snap)) = poll_next(snapshots.as_mut()) else {
             panic!("no snapshot at tick {tick}");
@@ -262,7 +271,10 @@ fn bad_options_are_errors() {
     for (what, builder) in [
         ("refresh", Monitor::builder().refresh(Duration::ZERO)),
         ("window", Monitor::builder().window(Duration::ZERO)),
-        ("window", Monitor::builder().window(Duration::from_secs(400 * 86_400))),
+        (
+            "window",
+            Monitor::builder().window(Duration::from_secs(400 * 86_400)),
+        ),
     ] {
         match builder.build() {
             Err(Error::InvalidDuration { option, .. }) => assert_eq!(option, what),

@@ -64,9 +64,7 @@ fn throttle_pace_emits_each_item() {
         .unwrap();
     let runner = std::thread::spawn({
         let throttle = throttle.clone();
-        move || {
-            futures::executor::block_on(throttle.pace(futures::stream::iter(0..20)).count())
-        }
+        move || futures::executor::block_on(throttle.pace(futures::stream::iter(0..20)).count())
     });
     let tank = throttle.tank().unwrap();
     while !runner.is_finished() {
@@ -80,7 +78,10 @@ fn throttle_pace_emits_each_item() {
     }
     assert_eq!(runner.join().unwrap(), 20);
     assert_eq!(throttle.total(), 20);
-    assert_eq!(throttle.lo_hi().unwrap().interval, Duration::from_millis(10));
+    assert_eq!(
+        throttle.lo_hi().unwrap().interval,
+        Duration::from_millis(10)
+    );
 }
 
 #[test]
@@ -88,13 +89,17 @@ fn a_pool_consumes_a_paced_stream() {
     let tank = Tank::new(Rate::per_second(2000).unwrap());
     let started = std::time::Instant::now();
     let done = std::sync::atomic::AtomicU32::new(0);
-    futures::executor::block_on(tank.pace(futures::stream::iter(0..100)).for_each_concurrent(
-        8,
-        |_| async {
-            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        },
-    ));
+    futures::executor::block_on(
+        tank.pace(futures::stream::iter(0..100))
+            .for_each_concurrent(8, |_| async {
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+    );
     assert_eq!(done.into_inner(), 100);
     // 1 at once, then one per 0.5 ms.
-    assert!(started.elapsed() >= Duration::from_micros(49_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_micros(49_000),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -44,8 +44,13 @@ fn auto_emit_counts_every_fuel_taken() {
     assert!(poll(wait.as_mut()).is_ready());
     assert_eq!(throttle.total(), 2);
     assert_eq!(throttle.lo_hi().unwrap().interval, ms(100));
-    // A cancelled wait emits nothing.
-    drop(pin!(throttle.await_fuel()));
+    // A cancelled wait emits nothing, and its fuel stays in the tank.
+    {
+        let mut cancelled = pin!(throttle.await_fuel());
+        assert!(poll(cancelled.as_mut()).is_pending());
+        assert_eq!(throttle.tank().unwrap().waiting(), 1);
+    }
+    assert_eq!(throttle.tank().unwrap().waiting(), 0);
     clock.advance(ms(300));
     assert!(throttle.has_fuel_n(3));
     assert_eq!(throttle.total(), 5);
@@ -127,7 +132,10 @@ fn as_monitor_off_means_no_stats() {
     assert!(throttle.hi_lo().is_none());
     assert!(throttle.snapshot().is_none());
     let mut snapshots = pin!(throttle.snapshots());
-    assert_eq!(futures::executor::block_on(snapshots.next()).map(|s| s.total), None);
+    assert_eq!(
+        futures::executor::block_on(snapshots.next()).map(|s| s.total),
+        None
+    );
     assert_eq!(throttle.stop(), fueltank::Summary::default());
 }
 
@@ -161,7 +169,11 @@ fn snapshots_per_refresh() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    assert_eq!(throttle.correction(), None, "a manual clock is not calibrated");
+    assert_eq!(
+        throttle.correction(),
+        None,
+        "a manual clock is not calibrated"
+    );
     let mut snapshots = pin!(throttle.snapshots());
     let mut cx = Context::from_waker(noop_waker_ref());
     let mut totals = Vec::new();
@@ -185,24 +197,48 @@ fn bad_options_are_errors() {
         .refresh(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidDuration { option: "refresh", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "refresh",
+            ..
+        }
+    ));
     let err = Throttle::builder(rate("10/s"))
         .window(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidDuration { option: "window", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "window",
+            ..
+        }
+    ));
     let err = Throttle::builder(rate("1000/s"))
         .correction(ms(2))
         .build()
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidDuration { option: "correction", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "correction",
+            ..
+        }
+    ));
     assert!(err.to_string().contains("interval"), "{err}");
     let err = Throttle::builder(rate("10/s"))
         .hardcap(Hardcap::One)
         .initial(2)
         .build()
         .unwrap_err();
-    assert_eq!(err, Error::InitialOverCapacity { initial: 2, capacity: 1 });
+    assert_eq!(
+        err,
+        Error::InitialOverCapacity {
+            initial: 2,
+            capacity: 1
+        }
+    );
 }
 
 #[test]

@@ -58,7 +58,9 @@ use window::Samples;
 
 /// Locks `mutex`, ignoring poison: nothing panics while holding it.
 fn lock(mutex: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Set in `base` while the monitor is stopped.
@@ -318,7 +320,10 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn lo_hi(&self) -> Option<Stat> {
-        self.shared.gaps.extremes().map(|(min, _)| Stat::of_gap(min))
+        self.shared
+            .gaps
+            .extremes()
+            .map(|(min, _)| Stat::of_gap(min))
     }
 
     /// The longest gap between two consecutive emissions over the whole
@@ -345,7 +350,10 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn hi_lo(&self) -> Option<Stat> {
-        self.shared.gaps.extremes().map(|(_, max)| Stat::of_gap(max))
+        self.shared
+            .gaps
+            .extremes()
+            .map(|(_, max)| Stat::of_gap(max))
     }
 
     /// Stops (pauses) the monitor and returns its [`Summary`]. Running time
@@ -569,12 +577,14 @@ impl Shared {
     fn gapped(&self, prev: u64, stamp: u64) {
         if prev == 0 {
             self.count_ungapped();
-            self.samples.record(stamp - 1, self.total().saturating_sub(1));
+            self.samples
+                .record(stamp - 1, self.total().saturating_sub(1));
             return;
         }
         self.gaps.record(stamp - prev);
         if self.samples.crosses(prev - 1, stamp - 1) {
-            self.samples.record(stamp - 1, self.total().saturating_sub(1));
+            self.samples
+                .record(stamp - 1, self.total().saturating_sub(1));
         }
     }
 

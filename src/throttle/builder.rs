@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::calibrate::{correction_for, timer_lateness};
 use super::Throttle;
+use super::calibrate::{correction_for, timer_lateness};
 use crate::clock::{Clock, ClockSource};
 use crate::monitor::{MonitorBuilder, check_period};
 use crate::{Error, Hardcap, Rate, Tank};
@@ -301,14 +301,14 @@ impl ThrottleBuilder {
         check_period("refresh", self.refresh)?;
         check_period("window", self.window)?;
         let interval = self.rate.interval();
-        if let Some(early) = self.correction {
-            if early > interval {
-                return Err(Error::InvalidDuration {
-                    option: "correction",
-                    value: early,
-                    accepted: "at most the rate's interval (per / max_n)",
-                });
-            }
+        if let Some(early) = self.correction
+            && early > interval
+        {
+            return Err(Error::InvalidDuration {
+                option: "correction",
+                value: early,
+                accepted: "at most the rate's interval (per / max_n)",
+            });
         }
         let manual = self.clock.manual().is_some();
         let calibrate = self.auto_calibrate.unwrap_or_else(|| {
@@ -323,7 +323,8 @@ impl ThrottleBuilder {
             None => None,
         };
         let tank = if self.as_throttle {
-            let mut builder = with_clock(Tank::builder(self.rate), &self.clock).hardcap(self.hardcap);
+            let mut builder =
+                with_clock(Tank::builder(self.rate), &self.clock).hardcap(self.hardcap);
             if let Some(initial) = self.initial {
                 builder = builder.initial(initial);
             }

@@ -42,9 +42,7 @@ pub fn timer_lateness(interval: Duration) -> Duration {
     let started = Instant::now();
     let mut late = Vec::with_capacity(MAX_SAMPLES);
     async_io::block_on(async {
-        while late.len() < MIN_SAMPLES
-            || (late.len() < MAX_SAMPLES && started.elapsed() < BUDGET)
-        {
+        while late.len() < MIN_SAMPLES || (late.len() < MAX_SAMPLES && started.elapsed() < BUDGET) {
             let at = Instant::now() + sleep;
             async_io::Timer::at(at).await;
             late.push(Instant::now().saturating_duration_since(at));

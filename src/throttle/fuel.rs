@@ -110,7 +110,10 @@ pin_project! {
 }
 
 impl ThrottleFuelTimeout {
-    pub(crate) fn new(wait: Option<AwaitFuelTimeout>, emit: Option<Monitor>) -> ThrottleFuelTimeout {
+    pub(crate) fn new(
+        wait: Option<AwaitFuelTimeout>,
+        emit: Option<Monitor>,
+    ) -> ThrottleFuelTimeout {
         ThrottleFuelTimeout { wait, emit }
     }
 }
@@ -124,10 +127,10 @@ impl Future for ThrottleFuelTimeout {
             Some(wait) => ready!(wait.poll(cx)),
             None => true,
         };
-        if let Some(monitor) = this.emit.take() {
-            if taken {
-                monitor.emit();
-            }
+        if let Some(monitor) = this.emit.take()
+            && taken
+        {
+            monitor.emit();
         }
         Poll::Ready(taken)
     }

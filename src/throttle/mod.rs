@@ -90,10 +90,11 @@ impl Throttle {
     }
 
     fn emitted(&self, taken: bool, n: u64) -> bool {
-        if taken && self.auto_emit {
-            if let Some(monitor) = &self.monitor {
-                monitor.emit_n(n);
-            }
+        if taken
+            && self.auto_emit
+            && let Some(monitor) = &self.monitor
+        {
+            monitor.emit_n(n);
         }
         taken
     }
@@ -208,7 +209,9 @@ impl Throttle {
     /// ```
     pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuelTimeout {
         ThrottleFuelTimeout::new(
-            self.tank.as_ref().map(|tank| tank.await_fuel_timeout(timeout)),
+            self.tank
+                .as_ref()
+                .map(|tank| tank.await_fuel_timeout(timeout)),
             self.emitter(),
         )
     }
