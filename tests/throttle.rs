@@ -322,3 +322,17 @@ fn one_keeps_its_spacing_in_real_time() {
     assert!(elapsed >= Duration::from_millis(299), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Throttle>();
+    send_sync::<fueltank::Monitor>();
+    send_sync::<fueltank::Snapshot>();
+    send::<fueltank::Snapshots>();
+    send::<fueltank::ThrottleFuel>();
+    send::<fueltank::ThrottleFuelN>();
+    send::<fueltank::ThrottleFuelTimeout>();
+    send::<fueltank::Pace<futures::stream::Iter<std::ops::Range<u32>>>>();
+}

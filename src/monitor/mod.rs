@@ -231,6 +231,10 @@ impl Monitor {
 
     /// Every emission counted so far, exactly.
     ///
+    /// It sums the counters of the gap histogram (there is no separate
+    /// counter on the emit path), which takes about a microsecond: cheap
+    /// for a reader, not for a hot loop.
+    ///
     /// # Examples
     ///
     /// ```
