@@ -22,11 +22,15 @@
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
+//! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
+//! | [`Throttle`] | a tank and a monitor together, the seed's options, timer calibration |
+//! | [`Pace`] | a `Stream` whose items each wait for fuel |
 //! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests) |
 //! | [`Error`] | the one error type |
 //!
 //! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
-//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`.
+//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`;
+//! the monitor's emit path in `monitor/mod.rs`.
 //!
 //! # Runtimes
 //!
@@ -39,13 +43,21 @@
 
 pub mod clock;
 mod error;
+mod monitor;
+mod pace;
 mod rate;
 mod sync;
 mod tank;
+mod throttle;
 mod timer;
 
 pub use error::Error;
+pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
+pub use pace::Pace;
 pub use rate::Rate;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Hardcap, Permit, Tank, TankBuilder,
+};
+pub use throttle::{
+    Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout, timer_lateness,
 };

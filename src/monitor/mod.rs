@@ -1,0 +1,668 @@
+//! [`Monitor`]: counts what tasks did ("emissions") and computes live
+//! statistics.
+//!
+//! # The emit path
+//!
+//! `emit` is on every request's path, so it takes no lock and allocates
+//! nothing. Time is *running time*: clock nanoseconds since the monitor was
+//! built, less every stopped stretch, kept as one atomic `base` (the clock
+//! reading at running time zero, or a flag and the frozen running time while
+//! stopped). An emission then:
+//!
+//! 1. reads the clock and moves `last`, the stamp of the latest emission,
+//!    forward to its own stamp with a compare-and-swap, re-reading the clock
+//!    if another emission got in first. The swaps put emissions in one
+//!    order, the order of their stamps, so every emission's gap is exactly
+//!    the time since the one before it: no gap is lost, counted twice or
+//!    negative, however many threads emit;
+//! 2. adds one to the counter of its gap's bucket in a lock-free
+//!    log-linear histogram (`gaps.rs`); the bucket counts are also the
+//!    total, so there is no separate counter to contend on;
+//! 3. updates the exact shortest and longest gap, only when it beats them
+//!    (a plain load otherwise);
+//! 4. once per slot of the trailing window (1/64 of it), notes the count so
+//!    far for [`latest`](Monitor::latest) (`window.rs`).
+//!
+//! That is two atomic read-modify-writes in the common case; readers do the
+//! rest. The `hdrhistogram` that answers percentiles is filled from the
+//! buckets when a [`Snapshot`] is taken, off the emit path.
+//!
+//! Emissions that have no place in that order are still counted in
+//! [`total`](Monitor::total) (no emission is ever lost) but add no gap: the
+//! first one, those made while the monitor is stopped, and those reported by
+//! [`emit_at`](Monitor::emit_at) with an instant earlier than the latest
+//! emission.
+
+mod builder;
+mod gaps;
+mod snapshots;
+mod stats;
+mod window;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+pub use builder::MonitorBuilder;
+pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
+pub use snapshots::Snapshots;
+pub use stats::{Snapshot, Stat, Summary};
+
+use crate::clock::{ClockSource, instant_of, ns_of};
+use gaps::Gaps;
+use window::Samples;
+
+/// Locks `mutex`, ignoring poison: nothing panics while holding it.
+fn lock(mutex: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Set in `base` while the monitor is stopped.
+const STOPPED: u64 = 1 << 63;
+
+/// Counts emissions and computes live statistics: mean, trailing-window,
+/// shortest and longest gap, and percentiles of the gaps.
+///
+/// A `Monitor` is a cheap handle: clones share one monitor. It is
+/// `Send + Sync`; [`emit`](Monitor::emit) is lock-free and exact under any
+/// concurrency. Time spent [stopped](Monitor::stop) counts in no statistic.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::Monitor;
+///
+/// let monitor = Monitor::new();
+/// for _ in 0..3 {
+///     // ... do some work ...
+///     monitor.emit();
+/// }
+/// assert_eq!(monitor.total(), 3);
+/// let summary = monitor.stop();
+/// assert_eq!(summary.total, 3);
+/// ```
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    clock: ClockSource,
+    /// While running: the clock reading at running time zero. While
+    /// stopped: `STOPPED` and the running time at the stop.
+    base: AtomicU64,
+    /// The stamp (running ns + 1) of the latest emission; 0 before the first.
+    last: AtomicU64,
+    /// Emissions counted without a gap.
+    ungapped: AtomicU64,
+    gaps: Gaps,
+    samples: Samples,
+    window_ns: u64,
+    refresh_ns: u64,
+    /// Serializes `stop` and `start`.
+    control: Mutex<()>,
+}
+
+impl Monitor {
+    /// A running monitor on the default clock, with a 1 s trailing window
+    /// and snapshots every 10 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// assert_eq!(monitor.total(), 0);
+    /// assert!(monitor.mean().is_none());
+    /// ```
+    pub fn new() -> Monitor {
+        MonitorBuilder::new().build_unchecked()
+    }
+
+    /// A builder to choose the refresh, the trailing window and the clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let monitor = Monitor::builder()
+    ///     .refresh(Duration::from_millis(100))
+    ///     .window(Duration::from_secs(5))
+    ///     .clock(ManualClock::new())
+    ///     .build()?;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn builder() -> MonitorBuilder {
+        MonitorBuilder::new()
+    }
+
+    fn from_parts(clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
+        let base = clock.now_ns();
+        Monitor {
+            shared: Arc::new(Shared {
+                clock,
+                base: AtomicU64::new(base),
+                last: AtomicU64::new(0),
+                ungapped: AtomicU64::new(0),
+                gaps: Gaps::new(),
+                samples: Samples::new(window_ns),
+                window_ns,
+                refresh_ns,
+                control: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Counts one emission, now.
+    ///
+    /// Lock-free, and exact under any concurrency: every call is counted,
+    /// and its gap to the emission before it is recorded. While the monitor
+    /// is stopped the emission counts in [`total`](Monitor::total) only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..4 {
+    ///         s.spawn(|| (0..1000).for_each(|_| monitor.emit()));
+    ///     }
+    /// });
+    /// assert_eq!(monitor.total(), 4000);
+    /// ```
+    #[inline]
+    pub fn emit(&self) {
+        self.shared.emit_now();
+    }
+
+    /// Counts `n` emissions now (a batch: the gaps between them are zero).
+    pub(crate) fn emit_n(&self, n: u64) {
+        for _ in 0..n {
+            self.shared.emit_now();
+        }
+    }
+
+    /// Counts one emission that happened at `at`.
+    ///
+    /// An emission later than every emission so far is recorded as
+    /// [`emit`](Monitor::emit) records one, with its gap to the latest. One
+    /// *earlier* than the latest emission (reported late, or out of order by
+    /// another thread) counts in [`total`](Monitor::total), the mean and the
+    /// trailing window, but adds no gap: the gaps already recorded are left
+    /// exactly as they were, so [`lo_hi`](Monitor::lo_hi),
+    /// [`hi_lo`](Monitor::hi_lo) and the percentiles are never corrupted.
+    ///
+    /// Instants are placed on the running time as it stands: one before
+    /// the monitor was built counts as at its start, and one from before the
+    /// latest [`start`](Monitor::start) as if there had been no stop since.
+    /// An instant in the future makes later emissions, until that instant,
+    /// count as earlier than the latest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::{Clock, ManualClock}};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// let t0 = clock.now();
+    /// monitor.emit_at(t0);
+    /// monitor.emit_at(t0 + Duration::from_millis(30));
+    /// monitor.emit_at(t0 + Duration::from_millis(10)); // late: counted, no gap
+    /// assert_eq!(monitor.total(), 3);
+    /// assert_eq!(monitor.lo_hi().unwrap().interval, Duration::from_millis(30));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn emit_at(&self, at: Instant) {
+        self.shared.emit_at(ns_of(at));
+    }
+
+    /// Every emission counted so far, exactly.
+    ///
+    /// It sums the counters of the gap histogram (there is no separate
+    /// counter on the emit path), which takes about a microsecond: cheap
+    /// for a reader, not for a hot loop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// monitor.emit();
+    /// assert_eq!(monitor.total(), 1);
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.shared.total()
+    }
+
+    /// The mean over the whole running time: `total / runtime`. `None`
+    /// before the first emission.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// monitor.emit();
+    /// monitor.emit();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(monitor.mean().unwrap().per_second, 2.0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn mean(&self) -> Option<Stat> {
+        let total = self.shared.total();
+        Stat::of_count(total, self.shared.running_ns(self.shared.clock.now_ns()))
+    }
+
+    /// The rate over the trailing window (1 s unless built with
+    /// [`window`](MonitorBuilder::window)), or over the running time while
+    /// that is shorter. `None` if no emission fell in it.
+    ///
+    /// The window's start is rounded down to a slot of at most 1/64 of the
+    /// window (a power of two of nanoseconds), and the rate is taken over
+    /// the span actually covered, so the figure is unbiased. Emissions made
+    /// concurrently with a slot's first one may be counted in either slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// for _ in 0..300 {
+    ///     clock.advance(Duration::from_millis(10)); // 100 a second...
+    ///     monitor.emit();
+    /// }
+    /// for _ in 0..300 {
+    ///     clock.advance(Duration::from_millis(5)); // ...then 200
+    ///     monitor.emit();
+    /// }
+    /// let latest = monitor.latest().unwrap().per_second;
+    /// assert!((195.0..=205.0).contains(&latest), "{latest}");
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn latest(&self) -> Option<Stat> {
+        self.shared.latest()
+    }
+
+    /// The shortest gap between two consecutive emissions over the whole
+    /// running time, and `1 / gap`. `None` before the second emission.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// monitor.emit();
+    /// clock.advance(Duration::from_millis(100));
+    /// monitor.emit();
+    /// clock.advance(Duration::from_millis(20));
+    /// monitor.emit();
+    /// assert_eq!(monitor.lo_hi().unwrap().interval, Duration::from_millis(20));
+    /// assert_eq!(monitor.lo_hi().unwrap().per_second, 50.0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn lo_hi(&self) -> Option<Stat> {
+        self.shared
+            .gaps
+            .extremes()
+            .map(|(min, _)| Stat::of_gap(min))
+    }
+
+    /// The longest gap between two consecutive emissions over the whole
+    /// running time, and `1 / gap`. Stopped time is not part of any gap.
+    /// `None` before the second emission.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// monitor.emit();
+    /// clock.advance(Duration::from_millis(100));
+    /// monitor.emit();
+    /// monitor.stop();
+    /// clock.advance(Duration::from_secs(60)); // stopped: not a gap
+    /// monitor.start();
+    /// clock.advance(Duration::from_millis(200));
+    /// monitor.emit();
+    /// assert_eq!(monitor.hi_lo().unwrap().interval, Duration::from_millis(200));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn hi_lo(&self) -> Option<Stat> {
+        self.shared
+            .gaps
+            .extremes()
+            .map(|(_, max)| Stat::of_gap(max))
+    }
+
+    /// Stops (pauses) the monitor and returns its [`Summary`]. Running time
+    /// stands still until [`start`](Monitor::start); emissions meanwhile
+    /// count in the total only. Calling it again while stopped returns the
+    /// same summary.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// clock.advance(Duration::from_secs(1));
+    /// monitor.emit();
+    /// let summary = monitor.stop();
+    /// clock.advance(Duration::from_secs(9));
+    /// assert_eq!(monitor.stop(), summary);
+    /// assert_eq!(summary.runtime, Duration::from_secs(1));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn stop(&self) -> Summary {
+        self.shared.stop()
+    }
+
+    /// Starts the monitor again after [`stop`](Monitor::stop): running time
+    /// and every statistic carry on where they stopped. Does nothing while
+    /// running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// clock.advance(Duration::from_secs(1));
+    /// monitor.stop();
+    /// clock.advance(Duration::from_secs(5));
+    /// monitor.start();
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(monitor.stop().runtime, Duration::from_secs(2));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn start(&self) {
+        self.shared.start();
+    }
+
+    /// Whether the monitor is stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// monitor.stop();
+    /// assert!(monitor.is_stopped());
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.shared.base.load(Ordering::Acquire) & STOPPED != 0
+    }
+
+    /// The running time so far: since the monitor was built, less the time
+    /// it spent stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(monitor.runtime(), Duration::from_millis(1500));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn runtime(&self) -> Duration {
+        Duration::from_nanos(self.shared.running_ns(self.shared.clock.now_ns()))
+    }
+
+    /// Every statistic at once, with the distribution of the gaps
+    /// ([`Snapshot::percentile`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// monitor.emit();
+    /// let snap = monitor.snapshot();
+    /// assert_eq!(snap.total, 1);
+    /// assert!(snap.lo_hi.is_none());
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// A [`Stream`](futures_core::Stream) of [`Snapshot`]s, one per refresh
+    /// (10 ms unless built with [`refresh`](MonitorBuilder::refresh)).
+    ///
+    /// Driven by the monitor's clock and one timer: with a
+    /// [`ManualClock`](crate::clock::ManualClock) it yields exactly when
+    /// time is advanced past each tick. Nothing runs while nobody polls it;
+    /// ticks missed meanwhile are skipped, not bunched up. It never ends.
+    ///
+    /// # Cancel safety
+    ///
+    /// `next()` on it is cancel safe: a dropped `next()` loses nothing, the
+    /// next one yields at the next tick.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Monitor, clock::ManualClock};
+    /// use futures::StreamExt;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let monitor = Monitor::builder()
+    ///     .refresh(Duration::from_millis(100))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let mut snapshots = monitor.snapshots();
+    /// monitor.emit();
+    /// clock.advance(Duration::from_millis(100));
+    /// let snap = futures::executor::block_on(snapshots.next()).unwrap();
+    /// assert_eq!(snap.total, 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn snapshots(&self) -> Snapshots {
+        Snapshots::new(self.clone())
+    }
+}
+
+impl Default for Monitor {
+    fn default() -> Monitor {
+        Monitor::new()
+    }
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor")
+            .field("total", &self.total())
+            .field("runtime", &self.runtime())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+impl Shared {
+    #[inline]
+    fn emit_now(&self) {
+        let base = self.base.load(Ordering::Acquire);
+        if base & STOPPED != 0 {
+            return self.count_ungapped();
+        }
+        let mut prev = self.last.load(Ordering::Relaxed);
+        let mut stamp = self.stamp(base);
+        loop {
+            // The latest emission was seen before the clock was read, so
+            // this one is later even if the reading (from another core) is
+            // a few nanoseconds behind: a zero gap.
+            stamp = stamp.max(prev);
+            match self
+                .last
+                .compare_exchange_weak(prev, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(latest) => {
+                    prev = latest;
+                    stamp = self.stamp(base);
+                }
+            }
+        }
+        self.gapped(prev, stamp);
+    }
+
+    fn emit_at(&self, at_ns: u64) {
+        let base = self.base.load(Ordering::Acquire);
+        if base & STOPPED != 0 {
+            return self.count_ungapped();
+        }
+        let stamp = at_ns.saturating_sub(base).saturating_add(1).max(1);
+        let mut prev = self.last.load(Ordering::Relaxed);
+        loop {
+            if stamp < prev {
+                return self.count_ungapped();
+            }
+            match self
+                .last
+                .compare_exchange_weak(prev, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(latest) => prev = latest,
+            }
+        }
+        self.gapped(prev, stamp);
+    }
+
+    /// The stamp of now: running ns + 1.
+    #[inline]
+    fn stamp(&self, base: u64) -> u64 {
+        self.clock.now_ns().saturating_sub(base).saturating_add(1)
+    }
+
+    #[cold]
+    fn count_ungapped(&self) {
+        self.ungapped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the emission stamped `stamp` that followed the one stamped
+    /// `prev` (0: none).
+    #[inline]
+    fn gapped(&self, prev: u64, stamp: u64) {
+        if prev == 0 {
+            self.count_ungapped();
+            self.samples
+                .record(stamp - 1, self.total().saturating_sub(1));
+            return;
+        }
+        self.gaps.record(stamp - prev);
+        if self.samples.crosses(prev - 1, stamp - 1) {
+            self.samples
+                .record(stamp - 1, self.total().saturating_sub(1));
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.ungapped
+            .load(Ordering::Relaxed)
+            .wrapping_add(self.gaps.count())
+    }
+
+    fn running_ns(&self, now: u64) -> u64 {
+        let base = self.base.load(Ordering::Acquire);
+        if base & STOPPED != 0 {
+            base & !STOPPED
+        } else {
+            now.saturating_sub(base)
+        }
+    }
+
+    fn latest(&self) -> Option<Stat> {
+        let running = self.running_ns(self.clock.now_ns());
+        let total = self.total();
+        if running <= self.window_ns {
+            return Stat::of_count(total, running);
+        }
+        let first = self.samples.slot(running - self.window_ns);
+        let start = self.samples.slot_start(first);
+        let last = self.samples.slot(running);
+        let before = self.samples.count_before(first, last).unwrap_or(total);
+        Stat::of_count(total.saturating_sub(before), running - start)
+    }
+
+    fn stop(&self) -> Summary {
+        let _control = lock(&self.control);
+        let base = self.base.load(Ordering::Acquire);
+        let running = if base & STOPPED != 0 {
+            base & !STOPPED
+        } else {
+            let running = self.clock.now_ns().saturating_sub(base);
+            self.base.store(STOPPED | running, Ordering::Release);
+            running
+        };
+        Summary::new(running, self.total())
+    }
+
+    fn start(&self) {
+        let _control = lock(&self.control);
+        let base = self.base.load(Ordering::Acquire);
+        if base & STOPPED != 0 {
+            let running = base & !STOPPED;
+            let now = self.clock.now_ns();
+            self.base
+                .store(now.saturating_sub(running), Ordering::Release);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let now = self.clock.now_ns();
+        let total = self.total();
+        let running = self.running_ns(now);
+        let mut gaps = Histogram::<u64>::new(3).expect("3 significant figures are supported");
+        self.gaps.for_each(|i, n| {
+            // Gaps beyond 2^62 ns (146 years) are clamped.
+            let _ = gaps.record_n(gaps::representative(i).min(1 << 62), n);
+        });
+        let extremes = self.gaps.extremes();
+        Snapshot {
+            at: instant_of(now),
+            total,
+            mean: Stat::of_count(total, running),
+            latest: self.latest(),
+            lo_hi: extremes.map(|(min, _)| Stat::of_gap(min)),
+            hi_lo: extremes.map(|(_, max)| Stat::of_gap(max)),
+            gaps,
+            extremes,
+        }
+    }
+}

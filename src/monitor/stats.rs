@@ -1,0 +1,232 @@
+//! What a monitor reports: [`Stat`], [`Summary`] and [`Snapshot`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// A rate, both ways round: the time between emissions and emissions per
+/// second.
+///
+/// A zero interval (two emissions at the same instant) gives an infinite
+/// `per_second`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Monitor, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+/// monitor.emit();
+/// clock.advance(Duration::from_millis(250));
+/// monitor.emit();
+/// let shortest = monitor.lo_hi().unwrap();
+/// assert_eq!(shortest.interval, Duration::from_millis(250));
+/// assert_eq!(shortest.per_second, 4.0);
+/// assert_eq!(shortest.to_string(), "4.00/s (every 250ms)");
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// The time between emissions.
+    pub interval: Duration,
+    /// Emissions per second.
+    pub per_second: f64,
+}
+
+impl Stat {
+    /// One gap of `ns` nanoseconds.
+    pub(crate) fn of_gap(ns: u64) -> Stat {
+        Stat {
+            interval: Duration::from_nanos(ns),
+            per_second: 1e9 / ns as f64,
+        }
+    }
+
+    /// `count` emissions over `span_ns`; `None` if either is zero.
+    pub(crate) fn of_count(count: u64, span_ns: u64) -> Option<Stat> {
+        if count == 0 || span_ns == 0 {
+            return None;
+        }
+        Some(Stat {
+            interval: Duration::from_nanos(span_ns / count),
+            per_second: count as f64 * 1e9 / span_ns as f64,
+        })
+    }
+}
+
+impl fmt::Display for Stat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}/s (every {:?})", self.per_second, self.interval)
+    }
+}
+
+/// What a stopped monitor reports: the seed's `(runtime, total, mean time
+/// between emissions, mean emissions per second)`.
+///
+/// Runtime excludes the time spent stopped. With no emission, both means
+/// are zero.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Monitor, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+/// for _ in 0..4 {
+///     clock.advance(Duration::from_millis(500));
+///     monitor.emit();
+/// }
+/// let summary = monitor.stop();
+/// assert_eq!(summary.runtime, Duration::from_secs(2));
+/// assert_eq!(summary.total, 4);
+/// assert_eq!(summary.mean_interval, Duration::from_millis(500));
+/// assert_eq!(summary.mean_per_second, 2.0);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    /// Running time: from the monitor's creation to now (or to its stop),
+    /// less every stopped stretch.
+    pub runtime: Duration,
+    /// Every emission counted.
+    pub total: u64,
+    /// `runtime / total`, or zero.
+    pub mean_interval: Duration,
+    /// `total / runtime`, or zero.
+    pub mean_per_second: f64,
+}
+
+impl Summary {
+    pub(crate) fn new(runtime_ns: u64, total: u64) -> Summary {
+        let mean = Stat::of_count(total, runtime_ns);
+        Summary {
+            runtime: Duration::from_nanos(runtime_ns),
+            total,
+            mean_interval: mean.map_or(Duration::ZERO, |m| m.interval),
+            mean_per_second: mean.map_or(0.0, |m| m.per_second),
+        }
+    }
+}
+
+/// The monitor's statistics at one instant, with the distribution of the
+/// gaps between emissions.
+///
+/// Made by [`Monitor::snapshot`](crate::Monitor::snapshot) and, once per
+/// refresh, by [`Monitor::snapshots`](crate::Monitor::snapshots).
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Monitor, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+/// monitor.emit();
+/// for gap_ms in [10, 10, 10, 40] {
+///     clock.advance(Duration::from_millis(gap_ms));
+///     monitor.emit();
+/// }
+/// let snap = monitor.snapshot();
+/// assert_eq!(snap.total, 5);
+/// assert_eq!(snap.hi_lo.unwrap().interval, Duration::from_millis(40));
+/// let p50 = snap.percentile(50.0).unwrap();
+/// assert!(p50.abs_diff(Duration::from_millis(10)) < Duration::from_micros(100));
+/// assert_eq!(snap.percentile(100.0), Some(Duration::from_millis(40)));
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Snapshot {
+    /// When it was taken, on the monitor's clock.
+    pub at: Instant,
+    /// Every emission counted so far.
+    pub total: u64,
+    /// As [`Monitor::mean`](crate::Monitor::mean).
+    pub mean: Option<Stat>,
+    /// As [`Monitor::latest`](crate::Monitor::latest).
+    pub latest: Option<Stat>,
+    /// As [`Monitor::lo_hi`](crate::Monitor::lo_hi).
+    pub lo_hi: Option<Stat>,
+    /// As [`Monitor::hi_lo`](crate::Monitor::hi_lo).
+    pub hi_lo: Option<Stat>,
+    pub(crate) gaps: Histogram<u64>,
+    /// The exact shortest and longest gap.
+    pub(crate) extremes: Option<(u64, u64)>,
+}
+
+impl Snapshot {
+    /// The gap between consecutive emissions below which `q` percent of the
+    /// gaps fall: `percentile(50.0)` is the median, `percentile(99.9)` the
+    /// p99.9, `percentile(100.0)` the longest gap.
+    ///
+    /// Within 1 % of the true value (gaps are counted in buckets that wide),
+    /// and exact at 0 and 100. `None` before the second emission, or if `q`
+    /// is not within `0.0..=100.0`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// let snap = monitor.snapshot();
+    /// assert_eq!(snap.percentile(99.0), None); // no gap yet
+    /// assert_eq!(snap.percentile(101.0), None);
+    /// ```
+    pub fn percentile(&self, q: f64) -> Option<Duration> {
+        if !(0.0..=100.0).contains(&q) {
+            return None;
+        }
+        let (min, max) = self.extremes?;
+        let ns = if q == 0.0 {
+            min
+        } else if q == 100.0 {
+            max
+        } else {
+            // Nearest rank. `99.9 / 100.0` is a hair above 0.999 in binary,
+            // which would move p99.9 of 1000 gaps from the 999th to the
+            // 1000th: step back by far less than one rank in 2^40.
+            let quantile = (q / 100.0 - 1e-12).max(0.0);
+            self.gaps.value_at_quantile(quantile).clamp(min, max)
+        };
+        Some(Duration::from_nanos(ns))
+    }
+
+    /// How many gaps the percentiles are taken over: one fewer than the
+    /// emissions, less those reported out of order or while stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let monitor = Monitor::new();
+    /// monitor.emit();
+    /// monitor.emit();
+    /// assert_eq!(monitor.snapshot().gaps(), 1);
+    /// ```
+    pub fn gaps(&self) -> u64 {
+        self.gaps.len()
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("at", &self.at)
+            .field("total", &self.total)
+            .field("mean", &self.mean)
+            .field("latest", &self.latest)
+            .field("lo_hi", &self.lo_hi)
+            .field("hi_lo", &self.hi_lo)
+            .field("gaps", &self.gaps())
+            .field("p50", &self.percentile(50.0))
+            .field("p99", &self.percentile(99.0))
+            .finish()
+    }
+}

@@ -1,0 +1,374 @@
+//! [`ThrottleBuilder`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Throttle;
+use super::calibrate::{correction_for, timer_lateness};
+use crate::clock::{Clock, ClockSource};
+use crate::monitor::{MonitorBuilder, check_period};
+use crate::{Error, Hardcap, Rate, Tank};
+
+/// At this rate and above, calibration is on by default (the seed's 49/s).
+const CALIBRATE_FROM_PER_SECOND: u128 = 49;
+
+/// Configures a [`Throttle`]: the seed's options.
+///
+/// | option | default |
+/// |---|---|
+/// | [`hardcap`](ThrottleBuilder::hardcap) | [`Hardcap::Limit`] |
+/// | [`auto_emit`](ThrottleBuilder::auto_emit) | on when throttling |
+/// | [`refresh`](ThrottleBuilder::refresh) | 10 ms |
+/// | [`window`](ThrottleBuilder::window) | 1 s |
+/// | [`as_throttle`](ThrottleBuilder::as_throttle), [`as_monitor`](ThrottleBuilder::as_monitor) | on |
+/// | [`auto_calibrate`](ThrottleBuilder::auto_calibrate) | on at 49/s and above |
+/// | [`correction`](ThrottleBuilder::correction) | measured, or none |
+/// | [`clock`](ThrottleBuilder::clock) | [`MonotonicClock`](crate::clock::MonotonicClock) |
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Hardcap, Rate, Throttle};
+/// use std::time::Duration;
+///
+/// let throttle = Throttle::builder(Rate::per_second(100)?)
+///     .hardcap(Hardcap::One)
+///     .refresh(Duration::from_millis(100))
+///     .build()?;
+/// assert!(throttle.has_fuel());
+/// assert_eq!(throttle.total(), 1); // auto_emit
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct ThrottleBuilder {
+    rate: Rate,
+    hardcap: Hardcap,
+    initial: Option<u64>,
+    auto_emit: Option<bool>,
+    refresh: Duration,
+    window: Duration,
+    as_throttle: bool,
+    as_monitor: bool,
+    auto_calibrate: Option<bool>,
+    correction: Option<Duration>,
+    clock: ClockSource,
+}
+
+impl ThrottleBuilder {
+    pub(crate) fn new(rate: Rate) -> ThrottleBuilder {
+        ThrottleBuilder {
+            rate,
+            hardcap: Hardcap::default(),
+            initial: None,
+            auto_emit: None,
+            refresh: crate::monitor::DEFAULT_REFRESH,
+            window: crate::monitor::DEFAULT_WINDOW,
+            as_throttle: true,
+            as_monitor: true,
+            auto_calibrate: None,
+            correction: None,
+            clock: ClockSource::default(),
+        }
+    }
+
+    /// How much fuel may bank up; [`Hardcap::Limit`] by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(5)?).hardcap(Hardcap::Window).build()?;
+    /// assert_eq!(throttle.tank().unwrap().hardcap(), Hardcap::Window);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn hardcap(mut self, hardcap: Hardcap) -> ThrottleBuilder {
+        self.hardcap = hardcap;
+        self
+    }
+
+    /// The fuel in the tank when built, as
+    /// [`TankBuilder::initial`](crate::TankBuilder::initial); 1 by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(5)?).initial(0).build()?;
+    /// assert!(!throttle.has_fuel());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn initial(mut self, fuel: u64) -> ThrottleBuilder {
+        self.initial = Some(fuel);
+        self
+    }
+
+    /// Whether each fuel taken is counted by the monitor as it is taken; on
+    /// by default when throttling. The emission is stamped when the task
+    /// sees its fuel (when its `await_fuel` resolves), so under load its
+    /// gaps include the task's wake-up jitter. Turn it off to report work yourself with
+    /// [`Throttle::emit`] (for instance once it succeeded); while it is on,
+    /// `emit` is an error, as in the seed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(5)?).auto_emit(false).build()?;
+    /// assert!(throttle.has_fuel());
+    /// assert_eq!(throttle.total(), 0);
+    /// throttle.emit()?;
+    /// assert_eq!(throttle.total(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn auto_emit(mut self, on: bool) -> ThrottleBuilder {
+        self.auto_emit = Some(on);
+        self
+    }
+
+    /// How often [`snapshots`](Throttle::snapshots) yields; 10 ms by
+    /// default (the seed's `rf_rate`). Accepted: 1 µs to 365 days.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttle::builder(Rate::per_second(5)?)
+    ///     .refresh(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("refresh of 0ns is not accepted"));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn refresh(mut self, refresh: Duration) -> ThrottleBuilder {
+        self.refresh = refresh;
+        self
+    }
+
+    /// The trailing window of [`latest`](Throttle::latest); 1 s by default.
+    /// Accepted: 1 µs to 365 days.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    /// use std::time::Duration;
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(5)?)
+    ///     .window(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn window(mut self, window: Duration) -> ThrottleBuilder {
+        self.window = window;
+        self
+    }
+
+    /// Whether to throttle at all; on by default. Without a tank, fuel is
+    /// unlimited: every fuel method succeeds at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let monitor_only = Throttle::builder(Rate::per_second(1)?).as_throttle(false).build()?;
+    /// assert!((0..100).all(|_| monitor_only.has_fuel()));
+    /// assert!(monitor_only.tank().is_none());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn as_throttle(mut self, on: bool) -> ThrottleBuilder {
+        self.as_throttle = on;
+        self
+    }
+
+    /// Whether to monitor at all; on by default. Without a monitor, every
+    /// statistic is `None` (the total 0) and emissions go nowhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle_only = Throttle::builder(Rate::per_second(5)?).as_monitor(false).build()?;
+    /// assert!(throttle_only.has_fuel());
+    /// assert_eq!(throttle_only.total(), 0);
+    /// assert!(throttle_only.mean().is_none());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn as_monitor(mut self, on: bool) -> ThrottleBuilder {
+        self.as_monitor = on;
+        self
+    }
+
+    /// Whether to measure this system's timer lateness at build time and
+    /// arm the tank's timer that much early (see
+    /// [`timer_lateness`](crate::timer_lateness)); on by default at 49/s
+    /// and above, as in the seed. Measuring blocks `build` for about 5 ms.
+    ///
+    /// The correction is the 90th percentile of the lateness, at most half
+    /// the tank's interval; it is what keeps [`Hardcap::One`] at its rate.
+    /// Skipped with an explicit [`correction`](ThrottleBuilder::correction),
+    /// without a tank, and on a
+    /// [`ManualClock`](crate::clock::ManualClock), whose timers are exact.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(1000)?).auto_calibrate(false).build()?;
+    /// assert_eq!(throttle.correction(), None);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn auto_calibrate(mut self, on: bool) -> ThrottleBuilder {
+        self.auto_calibrate = Some(on);
+        self
+    }
+
+    /// Arms the tank's timer `early` before each grant is due, and waits out
+    /// the rest on the timer's thread, instead of measuring it (the seed's
+    /// `_correction`). Accepted: up to the rate's interval (`per / max_n`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Throttle};
+    /// use std::time::Duration;
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(10_000)?)
+    ///     .hardcap(Hardcap::One)
+    ///     .correction(Duration::from_micros(60))
+    ///     .build()?;
+    /// assert_eq!(throttle.correction(), Some(Duration::from_micros(60)));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn correction(mut self, early: Duration) -> ThrottleBuilder {
+        self.correction = Some(early);
+        self
+    }
+
+    /// The clock of both the tank and the monitor; see
+    /// [`TankBuilder::clock`](crate::TankBuilder::clock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let throttle = Throttle::builder(Rate::per_second(10)?).clock(clock.clone()).build()?;
+    /// assert!(throttle.has_fuel());
+    /// assert!(!throttle.has_fuel());
+    /// clock.advance(Duration::from_millis(100));
+    /// assert!(throttle.has_fuel());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> ThrottleBuilder {
+        self.clock = ClockSource::from_clock(clock);
+        self
+    }
+
+    /// Builds the throttle: its tank and its monitor start now.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidDuration`] for a refresh or window outside
+    ///   1 µs..=365 days, or a correction longer than the rate's interval;
+    /// - [`Error::InitialOverCapacity`] for an `initial` the hardcap cannot
+    ///   hold.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Error, Rate, Throttle};
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttle::builder(Rate::per_second(1000)?)
+    ///     .correction(Duration::from_millis(5))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::InvalidDuration { option: "correction", .. }));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Throttle, Error> {
+        check_period("refresh", self.refresh)?;
+        check_period("window", self.window)?;
+        let interval = self.rate.interval();
+        if let Some(early) = self.correction
+            && early > interval
+        {
+            return Err(Error::InvalidDuration {
+                option: "correction",
+                value: early,
+                accepted: "at most the rate's interval (per / max_n)",
+            });
+        }
+        let manual = self.clock.manual().is_some();
+        let calibrate = self.auto_calibrate.unwrap_or_else(|| {
+            let (n, per) = (u128::from(self.rate.max_n()), self.rate.per().as_nanos());
+            n * 1_000_000_000 >= CALIBRATE_FROM_PER_SECOND * per
+        });
+        let correction = match self.correction {
+            Some(early) => Some(early),
+            None if calibrate && self.as_throttle && !manual => {
+                Some(correction_for(interval, timer_lateness(interval)))
+            }
+            None => None,
+        };
+        let tank = if self.as_throttle {
+            let mut builder =
+                with_clock(Tank::builder(self.rate), &self.clock).hardcap(self.hardcap);
+            if let Some(initial) = self.initial {
+                builder = builder.initial(initial);
+            }
+            if let Some(early) = correction {
+                builder = builder.timer_correction(early);
+            }
+            Some(builder.build()?)
+        } else {
+            None
+        };
+        let monitor = if self.as_monitor {
+            let builder = MonitorBuilder::new()
+                .refresh(self.refresh)
+                .window(self.window)
+                .clock_source(self.clock.clone());
+            Some(builder.build()?)
+        } else {
+            None
+        };
+        Ok(Throttle {
+            auto_emit: self.auto_emit.unwrap_or(self.as_throttle) && self.as_monitor,
+            tank,
+            monitor,
+            rate: self.rate,
+            correction: correction.filter(|_| self.as_throttle),
+        })
+    }
+}
+
+/// Gives `builder` the clock `clock` stands for.
+fn with_clock(builder: crate::TankBuilder, clock: &ClockSource) -> crate::TankBuilder {
+    match clock {
+        ClockSource::Monotonic => builder,
+        ClockSource::Manual(manual) => builder.clock(manual.clone()),
+        ClockSource::Custom(custom) => builder.clock(SharedClock(custom.clone())),
+    }
+}
+
+/// A user's clock, shared by a throttle's tank and monitor.
+#[derive(Debug)]
+struct SharedClock(Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+}

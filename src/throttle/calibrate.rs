@@ -1,0 +1,60 @@
+//! Timer calibration: how late this system's timers fire, so that a tank
+//! can arm its timer that much early (`TankBuilder::timer_correction`).
+//!
+//! The seed slept `per/max_n · (1 − correction)` to make up for a late
+//! `time.sleep`. A tank does not sleep in a loop (its refill is computed
+//! from absolute time, so lateness never accumulates as drift), but under
+//! [`Hardcap::One`](crate::Hardcap::One) a late wake-up is lost for good:
+//! the tank holds one fuel, so every grant lands late by the timer's
+//! lateness and the rate falls to `T / (T + lateness)` (about 60 % at
+//! 10k/s with ~60 µs timers). Arming early by the usual lateness and
+//! waiting out the rest on the timer's thread puts grants back on time.
+
+use std::time::{Duration, Instant};
+
+/// Wall time the measurement may take, about.
+const BUDGET: Duration = Duration::from_millis(5);
+const MIN_SAMPLES: usize = 8;
+const MAX_SAMPLES: usize = 64;
+/// The sleep measured: the tank's interval, within these bounds.
+const MIN_SLEEP: Duration = Duration::from_micros(20);
+const MAX_SLEEP: Duration = Duration::from_millis(1);
+
+/// Measures how late this system's timers fire when set for `interval`
+/// ahead, the way a tank sets them: the 90th percentile of the lateness of
+/// a short series of `async-io` timers.
+///
+/// Blocks the calling thread for about 5 ms (at least 8 timers of
+/// `interval` clamped to 20 µs..=1 ms). The result depends on the system
+/// and its load; [`ThrottleBuilder::auto_calibrate`](crate::ThrottleBuilder::auto_calibrate)
+/// calls it once, at build time.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let late = fueltank::timer_lateness(Duration::from_micros(100));
+/// assert!(late < Duration::from_secs(1));
+/// ```
+pub fn timer_lateness(interval: Duration) -> Duration {
+    let sleep = interval.clamp(MIN_SLEEP, MAX_SLEEP);
+    let started = Instant::now();
+    let mut late = Vec::with_capacity(MAX_SAMPLES);
+    async_io::block_on(async {
+        while late.len() < MIN_SAMPLES || (late.len() < MAX_SAMPLES && started.elapsed() < BUDGET) {
+            let at = Instant::now() + sleep;
+            async_io::Timer::at(at).await;
+            late.push(Instant::now().saturating_duration_since(at));
+        }
+    });
+    late.sort_unstable();
+    late[(late.len() * 9).div_ceil(10) - 1]
+}
+
+/// The correction a tank at `interval` gets from a measured `lateness`:
+/// the lateness, but at most half the interval, so that the timer's thread
+/// never waits out more than half of the time between grants.
+pub(crate) fn correction_for(interval: Duration, lateness: Duration) -> Duration {
+    lateness.min(interval / 2)
+}

@@ -1,0 +1,338 @@
+//! Throttle options (auto_emit, as_throttle, as_monitor, stop/start,
+//! calibration) on a ManualClock, and One-mode spacing in real time.
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use fueltank::clock::{Clock, ManualClock};
+use fueltank::{Error, Hardcap, Rate, Throttle};
+use futures::task::noop_waker_ref;
+use futures::{Future, Stream, StreamExt};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+fn manual(rate_str: &str) -> (ManualClock, Throttle) {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder(rate(rate_str))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (clock, throttle)
+}
+
+fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(noop_waker_ref()))
+}
+
+#[test]
+fn auto_emit_counts_every_fuel_taken() {
+    let (clock, throttle) = manual("10/s");
+    assert!(throttle.auto_emits());
+    assert!(throttle.has_fuel());
+    assert!(!throttle.has_fuel()); // not taken: not counted
+    assert_eq!(throttle.total(), 1);
+    let mut wait = pin!(throttle.await_fuel());
+    assert!(poll(wait.as_mut()).is_pending());
+    assert_eq!(throttle.total(), 1);
+    clock.advance(ms(100));
+    assert!(poll(wait.as_mut()).is_ready());
+    assert_eq!(throttle.total(), 2);
+    assert_eq!(throttle.lo_hi().unwrap().interval, ms(100));
+    // A cancelled wait emits nothing, and its fuel stays in the tank.
+    {
+        let mut cancelled = pin!(throttle.await_fuel());
+        assert!(poll(cancelled.as_mut()).is_pending());
+        assert_eq!(throttle.tank().unwrap().waiting(), 1);
+    }
+    assert_eq!(throttle.tank().unwrap().waiting(), 0);
+    clock.advance(ms(300));
+    assert!(throttle.has_fuel_n(3));
+    assert_eq!(throttle.total(), 5);
+    let mut timeout = pin!(throttle.await_fuel_timeout(ms(50)));
+    assert_eq!(poll(timeout.as_mut()), Poll::Ready(false));
+    assert_eq!(throttle.total(), 5);
+    // emit by hand is refused while auto_emit is on.
+    assert_eq!(throttle.emit(), Err(Error::AutoEmitOn));
+    assert_eq!(throttle.emit_at(clock.now()), Err(Error::AutoEmitOn));
+    assert!(Error::AutoEmitOn.to_string().contains("auto_emit(false)"));
+    assert_eq!(throttle.total(), 5);
+}
+
+#[test]
+fn manual_emission() {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder(rate("10/s"))
+        .auto_emit(false)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(!throttle.auto_emits());
+    assert!(throttle.has_fuel());
+    assert_eq!(throttle.total(), 0);
+    throttle.emit().unwrap();
+    clock.advance(ms(40));
+    throttle.emit_at(clock.now()).unwrap();
+    assert_eq!(throttle.total(), 2);
+    assert_eq!(throttle.hi_lo().unwrap().interval, ms(40));
+}
+
+#[test]
+fn as_throttle_off_means_unlimited_fuel() {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder(rate("1/h"))
+        .as_throttle(false)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(throttle.tank().is_none());
+    assert!(!throttle.auto_emits()); // default: on only when throttling
+    assert!((0..1000).all(|_| throttle.has_fuel()));
+    assert!(throttle.has_fuel_n(u64::MAX));
+    assert_eq!(throttle.level(), u64::MAX);
+    assert!(poll(pin!(throttle.await_fuel())).is_ready());
+    assert_eq!(poll(pin!(throttle.await_fuel_n(7))), Poll::Ready(Ok(())));
+    assert_eq!(throttle.total(), 0);
+    throttle.emit().unwrap();
+    assert_eq!(throttle.total(), 1);
+    assert_eq!(throttle.rate(), rate("1/h"));
+    // With auto_emit asked for, the unlimited fuel is counted.
+    let counted = Throttle::builder(rate("1/h"))
+        .as_throttle(false)
+        .auto_emit(true)
+        .clock(clock)
+        .build()
+        .unwrap();
+    assert!(counted.has_fuel() && counted.has_fuel());
+    assert_eq!(counted.total(), 2);
+}
+
+#[test]
+fn as_monitor_off_means_no_stats() {
+    let (clock, _) = manual("1/s");
+    let throttle = Throttle::builder(rate("10/s"))
+        .as_monitor(false)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(throttle.monitor().is_none());
+    assert!(!throttle.auto_emits());
+    assert!(throttle.has_fuel());
+    assert!(!throttle.has_fuel()); // still throttled
+    throttle.emit().unwrap(); // goes nowhere
+    assert_eq!(throttle.total(), 0);
+    assert!(throttle.mean().is_none());
+    assert!(throttle.latest().is_none());
+    assert!(throttle.lo_hi().is_none());
+    assert!(throttle.hi_lo().is_none());
+    assert!(throttle.snapshot().is_none());
+    let mut snapshots = pin!(throttle.snapshots());
+    assert_eq!(
+        futures::executor::block_on(snapshots.next()).map(|s| s.total),
+        None
+    );
+    assert_eq!(throttle.stop(), fueltank::Summary::default());
+}
+
+#[test]
+fn stop_pauses_both_and_start_resumes() {
+    let (clock, throttle) = manual("10/s");
+    assert!(throttle.has_fuel());
+    clock.advance(ms(100));
+    assert!(throttle.has_fuel());
+    let summary = throttle.stop();
+    assert_eq!(summary.runtime, ms(100));
+    assert_eq!(summary.total, 2);
+    assert_eq!(summary.mean_per_second, 20.0);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(throttle.level(), 0, "no refill while stopped");
+    assert_eq!(throttle.stop().runtime, ms(100));
+    throttle.start();
+    clock.advance(ms(100));
+    assert!(throttle.has_fuel());
+    assert_eq!(throttle.hi_lo().unwrap().interval, ms(100));
+    let summary = throttle.stop();
+    assert_eq!(summary.runtime, ms(200));
+    assert_eq!(summary.total, 3);
+}
+
+#[test]
+fn snapshots_per_refresh() {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder(rate("100/s"))
+        .refresh(ms(50))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        throttle.correction(),
+        None,
+        "a manual clock is not calibrated"
+    );
+    let mut snapshots = pin!(throttle.snapshots());
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let mut totals = Vec::new();
+    for _ in 0..4 {
+        for _ in 0..5 {
+            clock.advance(ms(10));
+            assert!(throttle.has_fuel());
+        }
+        match snapshots.as_mut().poll_next(&mut cx) {
+            Poll::Ready(Some(snap)) => totals.push(snap.total),
+            other => panic!("{other:?}"),
+        }
+    }
+    // One fuel to start with, one per 10 ms: 5 taken per refresh, 1 banked.
+    assert_eq!(totals, [5, 10, 15, 20]);
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let err = Throttle::builder(rate("10/s"))
+        .refresh(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "refresh",
+            ..
+        }
+    ));
+    let err = Throttle::builder(rate("10/s"))
+        .window(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "window",
+            ..
+        }
+    ));
+    let err = Throttle::builder(rate("1000/s"))
+        .correction(ms(2))
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidDuration {
+            option: "correction",
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("interval"), "{err}");
+    let err = Throttle::builder(rate("10/s"))
+        .hardcap(Hardcap::One)
+        .initial(2)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::InitialOverCapacity {
+            initial: 2,
+            capacity: 1
+        }
+    );
+}
+
+#[test]
+fn calibration_defaults() {
+    // Below 49/s: off.
+    let slow = Throttle::builder(rate("48/s")).build().unwrap();
+    assert_eq!(slow.correction(), None);
+    // At 49/s and above: measured, at most half the interval.
+    let t = Instant::now();
+    let fast = Throttle::builder(rate("49/s")).build().unwrap();
+    let built_in = t.elapsed();
+    let correction = fast.correction().expect("calibrated at 49/s");
+    assert!(correction <= rate("49/s").interval() / 2);
+    assert!(built_in < Duration::from_secs(1), "{built_in:?}");
+    let fast = Throttle::builder(rate("10000/s")).build().unwrap();
+    assert!(fast.correction().unwrap() <= Duration::from_micros(50));
+    // Explicit: as given, and no measurement.
+    let given = Throttle::builder(rate("10000/s"))
+        .correction(Duration::from_micros(30))
+        .build()
+        .unwrap();
+    assert_eq!(given.correction(), Some(Duration::from_micros(30)));
+    let off = Throttle::builder(rate("10000/s"))
+        .auto_calibrate(false)
+        .build()
+        .unwrap();
+    assert_eq!(off.correction(), None);
+    let on = Throttle::builder(rate("10/s"))
+        .auto_calibrate(true)
+        .build()
+        .unwrap();
+    assert!(on.correction().is_some());
+    let no_tank = Throttle::builder(rate("10000/s"))
+        .as_throttle(false)
+        .build()
+        .unwrap();
+    assert_eq!(no_tank.correction(), None);
+}
+
+#[test]
+fn timer_lateness_is_bounded_and_quick() {
+    let t = Instant::now();
+    let late = fueltank::timer_lateness(Duration::from_micros(100));
+    let took = t.elapsed();
+    // At least 8 timers of 100 µs, about 5 ms in all; generous for a
+    // loaded machine.
+    assert!(took >= Duration::from_micros(800), "{took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(late < Duration::from_millis(100), "{late:?}");
+}
+
+/// One at 1000/s in real time: never faster than the rate, and near it.
+/// Tolerant: the machine may be loaded.
+#[test]
+fn one_keeps_its_spacing_in_real_time() {
+    let throttle = Throttle::builder(rate("1000/s"))
+        .hardcap(Hardcap::One)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..100 {
+                    throttle.blocking_await_fuel();
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let snap = throttle.snapshot().unwrap();
+    assert_eq!(snap.total, 300);
+    // The tank spaces grants by 1 ms. Emissions are stamped when each
+    // thread sees its fuel, so single gaps jitter with wake-ups, but the
+    // typical one is the interval.
+    let median = snap.percentile(50.0).unwrap();
+    assert!(
+        median >= Duration::from_micros(900) && median <= Duration::from_millis(3),
+        "{median:?}"
+    );
+    assert!(elapsed >= Duration::from_millis(299), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Throttle>();
+    send_sync::<fueltank::Monitor>();
+    send_sync::<fueltank::Snapshot>();
+    send::<fueltank::Snapshots>();
+    send::<fueltank::ThrottleFuel>();
+    send::<fueltank::ThrottleFuelN>();
+    send::<fueltank::ThrottleFuelTimeout>();
+    send::<fueltank::Pace<futures::stream::Iter<std::ops::Range<u32>>>>();
+}
