@@ -1,45 +1,171 @@
-//! Non-blocking take, allowed and denied, side by side with the peers.
+//! Non-blocking take, allowed and denied, side by side with governor `check`
+//! and leaky-bucket `try_acquire`, plus the clocks they read and a
+//! two-thread contended variant.
 //!
-//! `cargo bench --bench take`
+//! `cargo bench --bench take` (about a minute); one case:
+//! `cargo bench --bench take -- 'has_fuel denied'`.
+//! Compare ratios within one run: the machine is shared and noisy.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use fueltank::clock::{Clock, MonotonicClock};
 use fueltank::{Hardcap, Rate, Tank};
+
+/// Fast enough that no loop here can run it dry.
+const HUGE_RATE: u64 = 1_000_000_000;
+
+fn unbounded_full() -> Tank {
+    Tank::builder(Rate::per_second(HUGE_RATE).unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .build()
+        .unwrap()
+}
+
+fn limit_full() -> Tank {
+    Tank::builder(Rate::per_second(HUGE_RATE).unwrap())
+        .hardcap(Hardcap::Limit)
+        .initial(HUGE_RATE)
+        .build()
+        .unwrap()
+}
+
+/// Empty, nobody waiting, next fuel a minute away.
+fn empty_tank() -> Tank {
+    Tank::builder(Rate::per_minute(1).unwrap())
+        .initial(0)
+        .build()
+        .unwrap()
+}
+
+fn governor_allowed() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(governor::Quota::per_second(NonZeroU32::MAX))
+}
+
+fn governor_denied() -> governor::DefaultDirectRateLimiter {
+    let limiter = governor::RateLimiter::direct(governor::Quota::per_hour(NonZeroU32::MIN));
+    let _ = limiter.check(); // spend the one cell of the burst
+    limiter
+}
+
+fn leaky_allowed() -> leaky_bucket::RateLimiter {
+    let plenty = 1 << 40;
+    leaky_bucket::RateLimiter::builder()
+        .max(plenty)
+        .initial(plenty)
+        .build()
+}
+
+fn leaky_denied() -> leaky_bucket::RateLimiter {
+    leaky_bucket::RateLimiter::builder()
+        .initial(0)
+        .refill(1)
+        .interval(Duration::from_secs(3600))
+        .build()
+}
 
 fn take(c: &mut Criterion) {
     let mut group = c.benchmark_group("take");
-    group.measurement_time(Duration::from_secs(3));
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(2));
 
-    let allowed = Tank::builder(Rate::per_second(1_000_000_000).unwrap())
-        .hardcap(Hardcap::Unbounded)
-        .build()
-        .unwrap();
-    group.bench_function("fueltank has_fuel allowed", |b| {
-        b.iter(|| black_box(allowed.has_fuel()))
+    group.bench_function("Instant::now", |b| b.iter(|| black_box(Instant::now())));
+    group.bench_function("fueltank MonotonicClock::now", |b| {
+        b.iter(|| black_box(MonotonicClock.now()))
     });
-    let denied = Tank::builder(Rate::per_minute(1).unwrap())
-        .initial(0)
-        .build()
-        .unwrap();
+
+    let tank = unbounded_full();
+    group.bench_function("fueltank has_fuel allowed (Unbounded)", |b| {
+        b.iter(|| black_box(tank.has_fuel()))
+    });
+    let tank = limit_full();
+    group.bench_function("fueltank has_fuel allowed (Limit, full)", |b| {
+        b.iter(|| black_box(tank.has_fuel()))
+    });
+    let tank = empty_tank();
     group.bench_function("fueltank has_fuel denied", |b| {
-        b.iter(|| black_box(denied.has_fuel()))
+        b.iter(|| black_box(tank.has_fuel()))
+    });
+    let tank = unbounded_full();
+    group.bench_function("fueltank try_acquire+spend allowed", |b| {
+        b.iter(|| {
+            if let Some(permit) = tank.try_acquire() {
+                permit.spend();
+            }
+        })
     });
 
-    let quota = governor::Quota::per_second(NonZeroU32::MAX);
-    let governor_allowed = governor::RateLimiter::direct(quota);
+    let limiter = governor_allowed();
     group.bench_function("governor check allowed", |b| {
-        b.iter(|| black_box(governor_allowed.check().is_ok()))
+        b.iter(|| black_box(limiter.check().is_ok()))
     });
-    let governor_denied = governor::RateLimiter::direct(governor::Quota::per_hour(NonZeroU32::MIN));
-    let _ = governor_denied.check();
+    let limiter = governor_denied();
     group.bench_function("governor check denied", |b| {
-        b.iter(|| black_box(governor_denied.check().is_ok()))
+        b.iter(|| black_box(limiter.check().is_ok()))
+    });
+
+    let limiter = leaky_allowed();
+    group.bench_function("leaky-bucket try_acquire allowed", |b| {
+        b.iter(|| black_box(limiter.try_acquire(1)))
+    });
+    let limiter = leaky_denied();
+    group.bench_function("leaky-bucket try_acquire denied", |b| {
+        b.iter(|| black_box(limiter.try_acquire(1)))
     });
     group.finish();
 }
 
-criterion_group!(benches, take);
+/// Times `op` on this thread while a second thread runs it in a loop on the
+/// same limiter, so both cores fight over its cache line.
+fn contended(iters: u64, op: &(dyn Fn() -> bool + Sync)) -> Duration {
+    let started = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            started.store(true, Ordering::Relaxed);
+            while !stop.load(Ordering::Relaxed) {
+                black_box(op());
+            }
+        });
+        while !started.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(op());
+        }
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        elapsed
+    })
+}
+
+fn take_contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("take, 2 threads");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(2));
+
+    let tank = unbounded_full();
+    group.bench_function("fueltank has_fuel allowed (Unbounded)", |b| {
+        b.iter_custom(|iters| contended(iters, &|| tank.has_fuel()))
+    });
+    let tank = empty_tank();
+    group.bench_function("fueltank has_fuel denied", |b| {
+        b.iter_custom(|iters| contended(iters, &|| tank.has_fuel()))
+    });
+    let limiter = governor_allowed();
+    group.bench_function("governor check allowed", |b| {
+        b.iter_custom(|iters| contended(iters, &|| limiter.check().is_ok()))
+    });
+    let limiter = governor_denied();
+    group.bench_function("governor check denied", |b| {
+        b.iter_custom(|iters| contended(iters, &|| limiter.check().is_ok()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, take, take_contended);
 criterion_main!(benches);
