@@ -72,7 +72,10 @@ fn with_body() -> WithBody {
 }
 
 /// A tank that never runs dry here: one fuel per nanosecond, a second's
-/// worth banked.
+/// worth banked. (Its header values, about 10^9, are beyond the HTTP
+/// layer's static table of small numbers: each one allocates, the worst
+/// case. An `Unbounded` tank with small numbers would leave the tank's
+/// lock-free path, a worse distortion.)
 fn full_tank() -> Tank {
     Tank::builder(Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap())
         .initial(1_000_000_000)

@@ -619,11 +619,12 @@ impl Snapshot {
         // Exact, from the tank's schedule; while paused, as if refilling.
         let to_full = tank.wait_time(full).unwrap_or_else(|| {
             let missing = u128::from(full.saturating_sub(level));
-            let ns = (missing * per_ns).div_ceil(u128::from(limit));
+            let ns = missing.saturating_mul(per_ns).div_ceil(u128::from(limit));
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         });
         let window = ceil_secs(rate.per()).max(1);
-        let quota = u128::from(limit) * u128::from(window) * 1_000_000_000 / per_ns.max(1);
+        let quota =
+            u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
         Snapshot {
             limit,
             remaining,
