@@ -90,9 +90,9 @@ impl fmt::Display for Error {
             ),
             Error::ParseRate { input, reason } => write!(
                 f,
-                "cannot parse rate {input:?}: {reason}; expected COUNT/[AMOUNT]UNIT such as \
-                 \"100/s\", \"5/250ms\", \"1000/min\", \"2/h\" or \"10/1.5s\", \
-                 with UNIT one of ns, us, µs, ms, s, sec, m, min, h, hr, d"
+                "cannot parse rate {input:?}: {reason}; expected COUNT/[AMOUNT]UNIT \
+                 (e.g. \"100/s\", \"5/250ms\", \"10/1.5s\"), UNIT one of \
+                 ns us µs ms s sec m min h hr d"
             ),
             Error::InitialOverCapacity { initial, capacity } => write!(
                 f,

@@ -1,5 +1,7 @@
 //! [`TankBuilder`].
 
+use std::time::Duration;
+
 use crate::clock::{Clock, ClockSource};
 use crate::{Error, Hardcap, Rate, Tank};
 
@@ -23,6 +25,7 @@ pub struct TankBuilder {
     rate: Rate,
     hardcap: Hardcap,
     initial: Option<u64>,
+    correction: Duration,
     clock: ClockSource,
 }
 
@@ -32,6 +35,7 @@ impl TankBuilder {
             rate,
             hardcap: Hardcap::default(),
             initial: None,
+            correction: Duration::ZERO,
             clock: ClockSource::default(),
         }
     }
@@ -95,6 +99,36 @@ impl TankBuilder {
         self
     }
 
+    /// Arms the tank's timer `early` before a waiter's fuel is due, and
+    /// waits out the rest precisely on the thread the timer fires on; zero
+    /// (off) by default.
+    ///
+    /// System timers fire late (tens of microseconds here, see
+    /// `BENCHMARKS.md`), and under [`Hardcap::One`] every late grant pushes
+    /// all later ones back, so the tank falls short of its rate. With the
+    /// timer's usual lateness as the correction, grants land on time, at a
+    /// CPU cost of up to `early` per timer wake-up (only while tasks wait).
+    /// [`Throttle`](crate) measures the lateness for you with
+    /// `auto_calibrate`. A [`ManualClock`](crate::clock::ManualClock)'s
+    /// timers are exact, and ignore this.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Tank};
+    /// use std::time::Duration;
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10_000)?)
+    ///     .hardcap(Hardcap::One)
+    ///     .timer_correction(Duration::from_micros(80))
+    ///     .build()?;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn timer_correction(mut self, early: Duration) -> TankBuilder {
+        self.correction = early;
+        self
+    }
+
     /// Builds the tank.
     ///
     /// # Errors
@@ -116,6 +150,12 @@ impl TankBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<Tank, Error> {
-        super::build(self.rate, self.hardcap, self.initial, self.clock)
+        super::build(
+            self.rate,
+            self.hardcap,
+            self.initial,
+            self.correction,
+            self.clock,
+        )
     }
 }

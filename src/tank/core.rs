@@ -52,6 +52,9 @@ struct Core {
     queued_fuel: u64,
     waiting: usize,
     timer: Timer,
+    /// Arm the timer this long before a due time, and wait out the rest on
+    /// the timer's thread (see `TankBuilder::timer_correction`).
+    correction: u64,
 }
 
 /// How a waiter's first visit to the core went.
@@ -82,9 +85,16 @@ impl Shared {
         rate: Rate,
         hardcap: Hardcap,
         initial: u64,
+        correction: u64,
         clock: ClockSource,
     ) -> Arc<Shared> {
         let now = clock.now_ns();
+        // A manual clock's timers are exact, and spinning on it would never end.
+        let correction = if clock.manual().is_some() {
+            0
+        } else {
+            correction
+        };
         let bucket = match hardcap {
             Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
             _ => Bucket::Gcra(Gcra::new(rate, hardcap.cap(rate.max_n()), initial, now)),
@@ -102,6 +112,7 @@ impl Shared {
                 queued_fuel: 0,
                 waiting: 0,
                 timer: Timer::new(&clock),
+                correction,
             }),
             clock,
             driver: Waker::from(Arc::new(Driver(weak.clone()))),
@@ -114,19 +125,38 @@ impl Shared {
     /// the line, hands the state back to the word if it can, unlocks, and
     /// wakes whoever was granted.
     fn locked<R>(&self, op: impl FnOnce(&mut Core, u64) -> R) -> R {
+        self.locked_with(false, op).0
+    }
+
+    /// As [`Shared::locked`]; with `spin`, the line's head may be due within
+    /// the timer correction, and then its due time is returned for the
+    /// caller to wait out before driving again.
+    fn locked_with<R>(&self, spin: bool, op: impl FnOnce(&mut Core, u64) -> R) -> (R, Option<u64>) {
         let mut wakers = Vec::new();
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
             let result = op(&mut core, self.clock.now_ns());
-            let now = core.drive(&self.clock, &self.driver, &mut wakers);
+            let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers, spin);
             core.release(&self.word, now);
-            result
+            (result, spin_until)
         };
         for waker in wakers {
             waker.wake();
         }
         result
+    }
+
+    /// The timer fired: serve the line, waiting out the last stretch before
+    /// a due time here if the timer was set early by the correction.
+    fn on_timer(&self) {
+        let mut spin_until = self.locked_with(true, |_, _| ()).1;
+        while let Some(due) = spin_until {
+            while self.clock.now_ns() < due {
+                std::hint::spin_loop();
+            }
+            spin_until = self.locked_with(true, |_, _| ()).1;
+        }
     }
 
     /// Takes `n` fuel now and returns the grant's stamp, or `None`; never
@@ -290,7 +320,7 @@ impl Shared {
     pub(crate) unsafe fn expire(&self, node: NonNull<Node>) -> Outcome {
         self.locked(|core, _| {
             let mut wakers = Vec::new();
-            core.drive(&self.clock, &self.driver, &mut wakers);
+            core.drive(&self.clock, &self.driver, &mut wakers, false);
             // Those were granted fuel: their wakers must not be lost.
             for waker in wakers {
                 waker.wake();
@@ -411,13 +441,21 @@ impl Core {
     }
 
     /// Grants the line in order while the bucket has fuel for the head, then
-    /// arms the timer for the head's fuel. Returns the last clock reading.
-    fn drive(&mut self, clock: &ClockSource, driver: &Waker, wakers: &mut Vec<Waker>) -> u64 {
+    /// arms the timer for the head's fuel, `correction` early. Returns the
+    /// last clock reading, and with `spin`, the head's due time if it is
+    /// within the correction (for the caller to wait out).
+    fn drive(
+        &mut self,
+        clock: &ClockSource,
+        driver: &Waker,
+        wakers: &mut Vec<Waker>,
+        spin: bool,
+    ) -> (u64, Option<u64>) {
         let mut now = clock.now_ns();
         loop {
             let Some(head) = self.queue.front() else {
                 self.timer.disarm();
-                return now;
+                return (now, None);
             };
             let n = head.n();
             if let Some(stamp) = self.try_take(now, n) {
@@ -429,11 +467,22 @@ impl Core {
             }
             if self.paused_at.is_some() {
                 self.timer.disarm();
-                return now;
+                return (now, None);
             }
             let due = self.due(now, n);
-            match self.timer.arm(due, now, driver) {
-                Poll::Pending => return now,
+            let early = due.saturating_sub(self.correction);
+            let wake_at = if early > now {
+                early
+            } else if spin {
+                self.timer.disarm();
+                return (now, Some(due));
+            } else {
+                // Only the timer's thread waits out the rest: elsewhere
+                // (a task calling in) take the timer's precision as it is.
+                due
+            };
+            match self.timer.arm(wake_at, now, driver) {
+                Poll::Pending => return (now, None),
                 // The deadline passed while we computed it: go round.
                 Poll::Ready(()) => now = clock.now_ns(),
             }
@@ -519,7 +568,7 @@ impl Wake for Driver {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if let Some(shared) = self.0.upgrade() {
-            shared.locked(|_, _| ());
+            shared.on_timer();
         }
     }
 }

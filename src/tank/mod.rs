@@ -71,7 +71,7 @@ impl Tank {
     /// ```
     pub fn new(rate: Rate) -> Tank {
         Tank {
-            shared: Shared::new(rate, Hardcap::Limit, 1, ClockSource::default()),
+            shared: Shared::new(rate, Hardcap::Limit, 1, 0, ClockSource::default()),
         }
     }
 
@@ -464,6 +464,7 @@ fn build(
     rate: Rate,
     hardcap: Hardcap,
     initial: Option<u64>,
+    correction: Duration,
     clock: ClockSource,
 ) -> Result<Tank, Error> {
     let capacity = hardcap.request_cap(rate.max_n());
@@ -474,7 +475,8 @@ fn build(
     if initial > capacity {
         return Err(Error::InitialOverCapacity { initial, capacity });
     }
+    let correction = saturating_ns(correction);
     Ok(Tank::from_shared(Shared::new(
-        rate, hardcap, initial, clock,
+        rate, hardcap, initial, correction, clock,
     )))
 }

@@ -1,0 +1,115 @@
+//! Every bad input gets an `Err` that says what was wrong and what is
+//! accepted, never a panic; and the README's table of them is what the code
+//! really says.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use fueltank::{Error, Hardcap, Rate, Tank};
+
+mod common;
+
+/// (the input as the README shows it, the error it gets)
+fn cases() -> Vec<(&'static str, Error)> {
+    let rate = |s: &str| s.parse::<Rate>().unwrap_err();
+    let secs = Duration::from_secs;
+    vec![
+        ("Rate::new(0, 1s)", Rate::new(0, secs(1)).unwrap_err()),
+        ("Rate::new(10, 0s)", Rate::new(10, secs(0)).unwrap_err()),
+        (
+            "Rate::new(2, 1ns)",
+            Rate::new(2, Duration::from_nanos(1)).unwrap_err(),
+        ),
+        (
+            "Rate::new(1, Duration::MAX)",
+            Rate::new(1, Duration::MAX).unwrap_err(),
+        ),
+        ("\"100\"", rate("100")),
+        ("\"x/s\"", rate("x/s")),
+        ("\"-5/s\"", rate("-5/s")),
+        ("\"99999999999999999999/s\"", rate("99999999999999999999/s")),
+        ("\"100/\"", rate("100/")),
+        ("\"100/5\"", rate("100/5")),
+        ("\"100/fortnight\"", rate("100/fortnight")),
+        ("\"10/1.2.3s\"", rate("10/1.2.3s")),
+        ("\"10/1.0000000001s\"", rate("10/1.0000000001s")),
+        ("\"0/s\"", rate("0/s")),
+        ("\"5/0ms\"", rate("5/0ms")),
+        (
+            "Tank::builder(10/s).hardcap(One).initial(2)",
+            Tank::builder(Rate::per_second(10).unwrap())
+                .hardcap(Hardcap::One)
+                .initial(2)
+                .build()
+                .unwrap_err(),
+        ),
+        ("tank(10/s).await_fuel_n(11)", {
+            let tank = Tank::new(Rate::per_second(10).unwrap());
+            let mut future = pin!(tank.await_fuel_n(11));
+            match common::poll(future.as_mut()) {
+                std::task::Poll::Ready(Err(err)) => err,
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }),
+    ]
+}
+
+#[test]
+fn errors_say_what_is_wrong_and_what_is_accepted() {
+    for (input, err) in cases() {
+        let message = err.to_string();
+        assert!(!message.is_empty(), "{input}");
+        let says_what_is_accepted = ["must", "expected", "ask for", "at most", "at least"]
+            .iter()
+            .any(|hint| message.contains(hint));
+        assert!(says_what_is_accepted, "{input}: {message}");
+    }
+}
+
+#[test]
+fn parse_errors_name_the_input() {
+    let err = "100/fortnight".parse::<Rate>().unwrap_err();
+    assert!(err.to_string().contains("\"100/fortnight\""), "{err}");
+    assert!(matches!(err, Error::ParseRate { .. }));
+}
+
+#[test]
+fn the_readme_table_matches_the_code() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for (input, err) in cases() {
+        let row = format!("| `{input}` | {err} |");
+        if !readme.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README rows out of date:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn good_strings_round_trip() {
+    for s in [
+        "100/s",
+        "5/250ms",
+        "1000/min",
+        "2/h",
+        "1/d",
+        "7/3us",
+        "10/1500ms",
+    ] {
+        let rate: Rate = s.parse().unwrap();
+        assert_eq!(rate.to_string(), s);
+        assert_eq!(rate.to_string().parse::<Rate>().unwrap(), rate);
+    }
+    let decimal: Rate = "10/1.5s".parse().unwrap();
+    assert_eq!(decimal.per(), Duration::from_millis(1500));
+    assert_eq!(decimal.to_string(), "10/1500ms");
+    let spaced: Rate = " 3 / 2 min ".parse().unwrap();
+    assert_eq!(spaced, Rate::new(3, Duration::from_secs(120)).unwrap());
+    assert_eq!("5/µs".parse::<Rate>().unwrap(), "5/us".parse().unwrap());
+}
