@@ -2,13 +2,18 @@
 //!
 //! An emission is "one request did its work", counted by a statistics
 //! monitor. Today the layer is built over a bare `Tank`, which has no
-//! monitor, so the emitter is empty. When `fueltank::Throttle` lands,
-//! `ThrottleLayer::new(throttle)` sets it to `throttle.monitor().emit()`:
+//! monitor, so the emitter is empty. When `fueltank::Throttle` lands on
+//! main, `ThrottleLayer::new(throttle)` is `from_tank` plus:
 //!
 //! ```text
-//! let monitor = throttle.monitor().clone();
-//! Emitter::from_fn(move || monitor.emit())
+//! if let Some(monitor) = throttle.monitor().cloned() {
+//!     config.emitter = Emitter::from_fn(move || monitor.emit());
+//! }
 //! ```
+//!
+//! (On the branch where it is being written, `Throttle::tank()` returns
+//! `Option<&Tank>`: a throttle without a tank means unlimited fuel, which
+//! `Gate` will then need as a case of its own.)
 
 use std::fmt;
 use std::sync::Arc;
