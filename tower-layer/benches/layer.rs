@@ -1,0 +1,248 @@
+//! The layer's cost per request when fuel is available, against the bare
+//! service and side by side with `tower::limit::RateLimit` and
+//! `tower_governor`.
+//!
+//! Each iteration is one `poll_ready` + `call` + one poll of the response
+//! future, driven by hand with a no-op waker (no executor in the loop), on
+//! one thread. Every limiter is set so that it never limits: the cost
+//! measured is the bookkeeping of a request that passes.
+//!
+//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not
+//! wall time: on a shared 2-core machine, wall time also counts the time
+//! other processes hold the core, which inflates every figure by the load
+//! average. Set `FUELTANK_BENCH_WALL=1` for wall time.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=... cargo bench -p fueltank-tower --features http --bench layer
+//! ```
+//!
+//! Two groups, because tower_governor only takes HTTP services answering
+//! `Response<axum::body::Body>`:
+//!
+//! - `service`: `Request<()>` → `Response<()>`: bare, fueltank wait, fueltank
+//!   reject, `tower::limit::RateLimit`.
+//! - `http`: `Request<()>` → `Response<Body>`: bare, fueltank's HTTP layer
+//!   with and without `RateLimit` headers, tower_governor (global key) with
+//!   and without its `x-ratelimit-*` headers.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::body::Body;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, Throughput, criterion_main};
+use fueltank::{Rate, Tank};
+use fueltank_tower::ThrottleLayer;
+use fueltank_tower::http::HeaderStyle;
+use http::{Request, Response};
+use tower::{Layer, Service, service_fn};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::GlobalKeyExtractor;
+
+/// One request through `svc`, which must be ready and answer at once.
+#[inline]
+fn drive<S: Service<Request<()>>>(svc: &mut S) -> S::Response {
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("not ready: the limiter limited"),
+    }
+    let future = pin!(svc.call(Request::new(())));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        _ => panic!("no response at once"),
+    }
+}
+
+type Unit = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
+type WithBody =
+    tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<Body>, Infallible>>>;
+
+fn unit() -> Unit {
+    service_fn(|_| ready(Ok(Response::new(()))))
+}
+
+fn with_body() -> WithBody {
+    service_fn(|_| ready(Ok(Response::new(Body::empty()))))
+}
+
+/// A tank that never runs dry here: one fuel per nanosecond, a second's
+/// worth banked. (Its header values, about 10^9, are beyond the HTTP
+/// layer's static table of small numbers: each one allocates, the worst
+/// case. An `Unbounded` tank with small numbers would leave the tank's
+/// lock-free path, a worse distortion.)
+fn full_tank() -> Tank {
+    Tank::builder(Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap())
+        .initial(1_000_000_000)
+        .build()
+        .unwrap()
+}
+
+fn service<M: Measurement>(c: &mut Criterion<M>) {
+    // tower's RateLimit arms a tokio timer when it is built.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+
+    let mut group = c.benchmark_group("service");
+    let mut bare = unit();
+    group.bench_function("bare", |b| b.iter(|| black_box(drive(&mut bare))));
+
+    let mut wait = ThrottleLayer::from_tank(full_tank()).layer(unit());
+    group.bench_function("fueltank_wait", |b| b.iter(|| black_box(drive(&mut wait))));
+
+    let mut reject = ThrottleLayer::from_tank(full_tank()).reject().layer(unit());
+    group.bench_function("fueltank_reject", |b| {
+        b.iter(|| black_box(drive(&mut reject)))
+    });
+
+    let mut rate_limit =
+        tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(unit());
+    group.bench_function("tower_rate_limit", |b| {
+        b.iter(|| black_box(drive(&mut rate_limit)))
+    });
+    group.finish();
+
+    // The tank calls the layer makes per request, alone.
+    let mut group = c.benchmark_group("tank");
+    let tank = full_tank();
+    group.bench_function("has_fuel", |b| b.iter(|| black_box(tank.has_fuel())));
+    group.bench_function("try_acquire_spend", |b| {
+        b.iter(|| tank.try_acquire().map(|permit| permit.spend()))
+    });
+    group.finish();
+}
+
+fn http<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("http");
+    let mut bare = with_body();
+    group.bench_function("bare", |b| b.iter(|| black_box(drive(&mut bare))));
+
+    let mut plain = ThrottleLayer::from_tank(full_tank())
+        .reject()
+        .http()
+        .headers(HeaderStyle::Off)
+        .layer(with_body());
+    group.bench_function("fueltank_http_no_headers", |b| {
+        b.iter(|| black_box(drive(&mut plain)))
+    });
+
+    let mut headers = ThrottleLayer::from_tank(full_tank())
+        .reject()
+        .http()
+        .layer(with_body());
+    group.bench_function("fueltank_http_headers", |b| {
+        b.iter(|| black_box(drive(&mut headers)))
+    });
+
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .key_extractor(GlobalKeyExtractor)
+        .finish()
+        .unwrap();
+    let mut governor = GovernorLayer::new(config).layer(with_body());
+    group.bench_function("tower_governor", |b| {
+        b.iter(|| black_box(drive(&mut governor)))
+    });
+
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(u32::MAX)
+        .key_extractor(GlobalKeyExtractor)
+        .use_headers()
+        .finish()
+        .unwrap();
+    let mut governor_headers = GovernorLayer::new(config).layer(with_body());
+    group.bench_function("tower_governor_headers", |b| {
+        b.iter(|| black_box(drive(&mut governor_headers)))
+    });
+    group.finish();
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Criterion measurement in thread CPU time, shown in nanoseconds.
+struct ThreadCpu;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu_time()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_time().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &Nanoseconds
+    }
+}
+
+struct Nanoseconds;
+
+impl ValueFormatter for Nanoseconds {
+    fn scale_values(&self, _typical: f64, _values: &mut [f64]) -> &'static str {
+        "ns (cpu)"
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        _throughput: &Throughput,
+        _values: &mut [f64],
+    ) -> &'static str {
+        "ns (cpu)"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn run<M: Measurement + 'static>(measurement: M) {
+    // Short runs: the machine is shared. Compare ratios within one run.
+    let mut criterion = Criterion::default()
+        .with_measurement(measurement)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+        .configure_from_args();
+    service(&mut criterion);
+    http(&mut criterion);
+}
+
+fn benches() {
+    if std::env::var_os("FUELTANK_BENCH_WALL").is_some() {
+        run(WallTime);
+    } else {
+        run(ThreadCpu);
+    }
+}
+
+criterion_main!(benches);

@@ -1,0 +1,277 @@
+//! The HTTP layer on a `ManualClock`: 429 and `Retry-After`, the
+//! `RateLimit` header values in both forms, wait mode, nesting.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use fueltank::clock::ManualClock;
+use fueltank::{Hardcap, Rate, Tank};
+use fueltank_tower::http::{HeaderStyle, HttpThrottleLayer, HttpThrottleService};
+use fueltank_tower::{ThrottleLayer, Throttled};
+use futures::FutureExt;
+use http::{HeaderMap, Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
+
+type Inner = tower::util::ServiceFn<
+    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
+>;
+
+fn ok() -> Inner {
+    service_fn(|_| std::future::ready(Ok(Response::new("hello".to_string()))))
+}
+
+fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
+    Tank::builder(rate.parse::<Rate>().unwrap())
+        .initial(initial)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+fn shed(tank: Tank) -> HttpThrottleLayer {
+    ThrottleLayer::from_tank(tank).reject().http()
+}
+
+/// Makes the service ready (it must be) and calls it; the response must be
+/// there at once.
+fn get<S>(svc: &mut S) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => panic!("the service is not ready"),
+    }
+    match svc.call(Request::new(())).now_or_never() {
+        Some(Ok(response)) => response,
+        Some(Err(never)) => match never {},
+        None => panic!("the response is not there at once"),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+/// (Limit, Remaining, Reset) of the split form.
+fn split(response: &Response<String>) -> (u64, u64, u64) {
+    let get = |name| header(response.headers(), name).unwrap().parse().unwrap();
+    (
+        get("ratelimit-limit"),
+        get("ratelimit-remaining"),
+        get("ratelimit-reset"),
+    )
+}
+
+#[test]
+fn the_first_pass_the_rest_get_429_with_retry_after_rounded_up() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 2);
+    let mut svc = shed(tank.clone()).layer(ok());
+
+    let first = get(&mut svc);
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.body(), "hello");
+    assert_eq!(split(&first), (10, 1, 1));
+    assert_eq!(header(first.headers(), "retry-after"), None);
+    assert_eq!(split(&get(&mut svc)), (10, 0, 1));
+
+    for _ in 0..3 {
+        let shed = get(&mut svc);
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(shed.body(), "", "an empty body");
+        // The next fuel is 100 ms away: Retry-After says 1, never 0.
+        assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
+        assert_eq!(split(&shed), (10, 0, 1));
+        let throttled = shed.extensions().get::<Throttled>().unwrap();
+        assert_eq!(throttled.retry_after(), Duration::from_millis(100));
+    }
+
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(get(&mut svc).status(), StatusCode::OK);
+}
+
+#[test]
+fn retry_after_and_reset_for_long_waits() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/min", 10);
+    let mut svc = shed(tank.clone()).layer(ok());
+    // After one request: one fuel missing, refilled in 6 s.
+    assert_eq!(split(&get(&mut svc)), (10, 9, 6));
+    for _ in 0..9 {
+        assert_eq!(get(&mut svc).status(), StatusCode::OK);
+    }
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "retry-after"), Some("6"));
+    assert_eq!(split(&shed), (10, 0, 60), "full again in a minute");
+
+    clock.advance(Duration::from_millis(5_500));
+    let shed = get(&mut svc);
+    // 0.5 s to the next fuel, rounded up; full 54 s after that.
+    assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
+    assert_eq!(split(&shed), (10, 0, 55));
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(split(&get(&mut svc)), (10, 0, 60));
+}
+
+#[test]
+fn structured_headers() {
+    let clock = ManualClock::new();
+    let mut svc = shed(tank(&clock, "100/s", 100))
+        .headers(HeaderStyle::Structured)
+        .policy_name("api")
+        .layer(ok());
+    let response = get(&mut svc);
+    let headers = response.headers();
+    assert_eq!(
+        header(headers, "ratelimit-policy"),
+        Some("\"api\";q=100;w=1")
+    );
+    assert_eq!(header(headers, "ratelimit"), Some("\"api\";r=99;t=1"));
+    assert_eq!(header(headers, "ratelimit-limit"), None, "one form only");
+
+    // A sub-second period is stated per whole second; 1.5 s as 2 s.
+    let mut svc = shed(tank(&clock, "5/250ms", 5))
+        .headers(HeaderStyle::Structured)
+        .layer(ok());
+    let response = get(&mut svc);
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        Some("\"default\";q=20;w=1")
+    );
+    let mut svc = shed(tank(&clock, "10/1.5s", 1))
+        .headers(HeaderStyle::Structured)
+        .layer(ok());
+    let response = get(&mut svc);
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        Some("\"default\";q=13;w=2")
+    );
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        Some("\"default\";r=0;t=2")
+    );
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
+    assert_eq!(
+        header(shed.headers(), "ratelimit"),
+        Some("\"default\";r=0;t=2")
+    );
+}
+
+#[test]
+fn headers_off_keeps_retry_after() {
+    let clock = ManualClock::new();
+    let mut svc = shed(tank(&clock, "1/s", 1))
+        .headers(HeaderStyle::Off)
+        .layer(ok());
+    let response = get(&mut svc);
+    assert!(response.headers().is_empty());
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
+    assert_eq!(shed.headers().len(), 1);
+}
+
+#[test]
+fn hardcaps_one_and_window_have_their_own_reset() {
+    let clock = ManualClock::new();
+    // One: full is one fuel, 100 ms away.
+    let one = Tank::builder(Rate::per_second(10).unwrap())
+        .hardcap(Hardcap::One)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = shed(one).layer(ok());
+    assert_eq!(split(&get(&mut svc)), (10, 0, 1));
+
+    // Window: 3 per 10 s, all taken at once: full when they leave the window.
+    let window = Tank::builder("3/10s".parse().unwrap())
+        .hardcap(Hardcap::Window)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = shed(window).layer(ok());
+    assert_eq!(split(&get(&mut svc)), (3, 2, 10));
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(split(&get(&mut svc)), (3, 1, 10));
+    assert_eq!(split(&get(&mut svc)), (3, 0, 10));
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "retry-after"), Some("6"));
+}
+
+#[test]
+fn wait_mode_waits_and_sends_the_headers() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 1);
+    let mut svc: HttpThrottleService<Inner> =
+        ThrottleLayer::from_tank(tank.clone()).http().layer(ok());
+    assert_eq!(split(&get(&mut svc)), (10, 0, 1));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_pending(), "waits, no 429");
+    clock.advance(Duration::from_millis(100));
+    let response = get(&mut svc);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(split(&response), (10, 0, 1));
+}
+
+#[test]
+fn clones_of_the_http_service_share_the_budget() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 2);
+    let mut a = shed(tank.clone()).layer(ok());
+    let mut b = a.clone();
+    assert_eq!(get(&mut a).status(), StatusCode::OK);
+    assert_eq!(get(&mut b).status(), StatusCode::OK);
+    assert_eq!(get(&mut a).status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(get(&mut b).status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[test]
+fn nested_limits_report_the_tightest_split_and_list_every_policy() {
+    let clock = ManualClock::new();
+    let outer = tank(&clock, "100/s", 100);
+    let inner = tank(&clock, "10/s", 3);
+    let mut svc = ServiceBuilder::new()
+        .layer(shed(outer.clone()))
+        .layer(shed(inner.clone()))
+        .service(ok());
+    // The inner limit has less left: its trio stays.
+    assert_eq!(split(&get(&mut svc)), (10, 2, 1));
+
+    let mut svc = ServiceBuilder::new()
+        .layer(
+            shed(outer)
+                .headers(HeaderStyle::Structured)
+                .policy_name("global"),
+        )
+        .layer(
+            shed(inner)
+                .headers(HeaderStyle::Structured)
+                .policy_name("route"),
+        )
+        .service(ok());
+    let response = get(&mut svc);
+    let policies: Vec<_> = response
+        .headers()
+        .get_all("ratelimit-policy")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["\"route\";q=10;w=1", "\"global\";q=100;w=1"]);
+}
+
+#[test]
+fn set_rate_shows_in_the_next_headers() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 10);
+    let mut svc = shed(tank.clone()).layer(ok());
+    assert_eq!(split(&get(&mut svc)).0, 10);
+    tank.set_rate(Rate::per_second(20).unwrap());
+    assert_eq!(split(&get(&mut svc)).0, 20);
+}
