@@ -110,7 +110,11 @@ fn dropping_a_waiter_while_it_is_granted_loses_no_fuel() {
         drop(waiter);
         t.join().unwrap();
         assert_eq!(tank.waiting(), 0);
-        assert_eq!(tank.level(), 1, "granted or not, the fuel is back in the tank");
+        assert_eq!(
+            tank.level(),
+            1,
+            "granted or not, the fuel is back in the tank"
+        );
     });
 }
 

@@ -102,7 +102,7 @@ impl ClockSource {
     }
 
     /// The current internal reading, in nanoseconds.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn now_ns(&self) -> u64 {
         match self {
             ClockSource::Monotonic => monotonic::now_ns(),

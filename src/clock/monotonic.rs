@@ -3,7 +3,7 @@
 //!
 //! Reading the counter costs a fraction of a system clock call (measured in
 //! `benches/take.rs`). Its frequency is not announced, so it is calibrated
-//! against `Instant` without ever blocking: until 10 ms have passed since the
+//! against `Instant` without ever blocking: until 20 ms have passed since the
 //! first reading, readings come from `Instant` (and each checks whether the
 //! calibration window has elapsed); from then on from the counter, through a
 //! linear map that is refined at 1 s and 100 s. Each new map is anchored where
@@ -40,12 +40,11 @@ impl Clock for MonotonicClock {
 }
 
 /// The current reading in the crate's internal nanoseconds.
-#[inline]
+#[inline(always)]
 pub(crate) fn now_ns() -> u64 {
     #[cfg(all(target_arch = "x86_64", not(fueltank_loom)))]
-    if let Some(ns) = tsc::now_ns() {
-        return ns;
-    }
+    return tsc::now_ns();
+    #[cfg(not(all(target_arch = "x86_64", not(fueltank_loom))))]
     ns_of(Instant::now())
 }
 
@@ -59,6 +58,9 @@ mod tsc {
 
     /// A linear map from counter ticks to nanoseconds.
     struct Calibration {
+        /// Origin of the map, placed `SKEW_TICKS` before the reading it was
+        /// anchored at, so that readings from cores whose counters lag a
+        /// little are still past it and the map needs no signed arithmetic.
         tsc0: u64,
         ns0: u64,
         /// Nanoseconds per tick, as a 32.32 fixed-point number.
@@ -67,13 +69,14 @@ mod tsc {
         refine_at: u64,
     }
 
+    /// Far more than invariant counters ever differ between cores.
+    const SKEW_TICKS: u64 = 1 << 24;
+
     impl Calibration {
-        #[inline]
+        #[inline(always)]
         fn ns(&self, tsc: u64) -> u64 {
-            // Signed: a reading from another core may be slightly earlier.
-            let ticks = tsc.wrapping_sub(self.tsc0) as i64;
-            let delta = (i128::from(ticks) * i128::from(self.mult)) >> 32;
-            (i128::from(self.ns0) + delta).max(0) as u64
+            let ticks = tsc.saturating_sub(self.tsc0);
+            self.ns0 + ((u128::from(ticks) * u128::from(self.mult)) >> 32) as u64
         }
     }
 
@@ -85,72 +88,89 @@ mod tsc {
     /// `None` if the counter is not invariant.
     static ORIGIN: OnceLock<Option<(u64, u64)>> = OnceLock::new();
 
-    const FIRST_WINDOW_NS: u64 = 10_000_000;
+    const FIRST_WINDOW_NS: u64 = 20_000_000;
     const REFINE_AFTER_NS: [u64; 2] = [1_000_000_000, 100_000_000_000];
 
-    #[inline]
-    pub(super) fn now_ns() -> Option<u64> {
+    #[inline(always)]
+    pub(super) fn now_ns() -> u64 {
         let map = CALIBRATION.load(Ordering::Acquire);
-        if !map.is_null() {
-            // SAFETY: non-null pointers in CALIBRATION come from Box::leak in
-            // `publish` and are never freed.
-            let map = unsafe { &*map };
-            let tsc = rdtsc();
-            if tsc < map.refine_at {
-                return Some(map.ns(tsc));
-            }
-            return Some(refine(map, tsc));
+        if map.is_null() {
+            return uncalibrated();
         }
-        uncalibrated()
+        // SAFETY: non-null pointers in CALIBRATION come from Box::leak in
+        // `publish` and are never freed.
+        let map = unsafe { &*map };
+        let tsc = rdtsc();
+        if tsc >= map.refine_at {
+            return refine(map, tsc);
+        }
+        map.ns(tsc)
     }
 
+    #[inline(always)]
     fn rdtsc() -> u64 {
         // SAFETY: RDTSC exists on every x86-64 processor and has no
         // preconditions; it only reads a counter.
         unsafe { core::arch::x86_64::_rdtsc() }
     }
 
-    /// A counter reading paired with an `Instant` reading, taken close
-    /// together; `None` if the thread was interrupted in between.
-    fn sample() -> Option<(u64, u64)> {
-        for _ in 0..4 {
+    /// A counter reading paired with an `Instant` reading: of a few tries,
+    /// the one taken closest together (least disturbed by interrupts), as
+    /// (counter at the middle, nanoseconds, counter ticks it took).
+    fn sample() -> (u64, u64, u64) {
+        let mut best = (0, 0, u64::MAX);
+        for _ in 0..5 {
             let before = rdtsc();
             let ns = ns_of(Instant::now());
             let after = rdtsc();
-            // An `Instant` read costs about 100 ticks; 20_000 means we were
-            // interrupted.
-            if after.wrapping_sub(before) < 20_000 {
-                return Some((before + (after - before) / 2, ns));
+            let took = after.wrapping_sub(before);
+            if took < best.2 {
+                best = (before + took / 2, ns, took);
             }
         }
-        None
+        best
     }
 
+    /// A reading before the counter is calibrated (or if it cannot be):
+    /// from `Instant`.
     #[cold]
-    fn uncalibrated() -> Option<u64> {
+    fn uncalibrated() -> u64 {
         let origin = *ORIGIN.get_or_init(|| {
             let invariant = core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
-            if invariant { sample() } else { None }
+            invariant.then(|| {
+                let (tsc, ns, _) = sample();
+                (tsc, ns)
+            })
         });
-        let (tsc0, ns0) = origin?;
-        let (tsc, ns) = sample()?;
-        if ns.saturating_sub(ns0) >= FIRST_WINDOW_NS && tsc > tsc0 {
-            publish(
-                None,
-                (tsc, ns),
-                mult(tsc - tsc0, ns - ns0),
-                REFINE_AFTER_NS[0],
-            );
+        let now = ns_of(Instant::now());
+        let Some((tsc0, ns0)) = origin else {
+            return now;
+        };
+        if now.saturating_sub(ns0) >= FIRST_WINDOW_NS {
+            // Calibrate if the sampling error is small against the window:
+            // a part in 10^4 of it at most (an `Instant` read is ~100 ticks
+            // natively, far more under valgrind).
+            let (tsc, ns, took) = sample();
+            if tsc > tsc0 && took.saturating_mul(10_000) < tsc - tsc0 {
+                let elapsed = ns.saturating_sub(ns0);
+                publish(
+                    None,
+                    (tsc, ns),
+                    mult(tsc - tsc0, elapsed),
+                    REFINE_AFTER_NS[0],
+                );
+            }
         }
-        Some(ns)
+        now
     }
 
     #[cold]
     fn refine(map: &Calibration, tsc: u64) -> u64 {
         let now = map.ns(tsc);
-        let (Some(Some((tsc0, ns0))), Some((tsc1, ns1))) = (ORIGIN.get().copied(), sample()) else {
+        let Some(Some((tsc0, ns0))) = ORIGIN.get().copied() else {
             return now;
         };
+        let (tsc1, ns1, _) = sample();
         let elapsed = ns1.saturating_sub(ns0);
         let next = REFINE_AFTER_NS
             .iter()
@@ -158,9 +178,10 @@ mod tsc {
             .find(|&after| after > elapsed);
         if tsc1 > tsc0 {
             // Anchor the new map at the old map's reading, for continuity.
+            let anchor = (tsc1, map.ns(tsc1));
             publish(
                 Some(map),
-                (tsc1, map.ns(tsc1)),
+                anchor,
                 mult(tsc1 - tsc0, elapsed),
                 next.unwrap_or(0),
             );
@@ -172,8 +193,8 @@ mod tsc {
         ((u128::from(ns) << 32) / u128::from(ticks.max(1))) as u64
     }
 
-    /// Publishes a new map anchored at `(tsc, ns)`; `refine_after` is the
-    /// time since the origin at which to refine it again (0: never).
+    /// Publishes a new map through `(tsc, ns)`; `refine_after` is the time
+    /// since the origin at which to refine it again (0: never).
     fn publish(old: Option<&Calibration>, (tsc, ns): (u64, u64), mult: u64, refine_after: u64) {
         let refine_at = match (refine_after, ORIGIN.get().copied().flatten()) {
             (0, _) | (_, None) => u64::MAX,
@@ -182,9 +203,10 @@ mod tsc {
                 tsc.saturating_add(((u128::from(wait_ns) << 32) / u128::from(mult.max(1))) as u64)
             }
         };
+        let back = ((u128::from(SKEW_TICKS) * u128::from(mult)) >> 32) as u64;
         let new = Box::into_raw(Box::new(Calibration {
-            tsc0: tsc,
-            ns0: ns,
+            tsc0: tsc.saturating_sub(SKEW_TICKS),
+            ns0: ns.saturating_sub(back),
             mult,
             refine_at,
         }));
@@ -214,7 +236,7 @@ mod tsc {
             };
             assert_eq!(map.ns(1_000), 5_000);
             assert_eq!(map.ns(3_000), 6_000);
-            assert_eq!(map.ns(998), 4_999);
+            assert_eq!(map.ns(998), 5_000);
         }
     }
 }

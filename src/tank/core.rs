@@ -161,7 +161,7 @@ impl Shared {
 
     /// Takes `n` fuel now and returns the grant's stamp, or `None`; never
     /// overtakes a waiter.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&self, n: u64) -> Option<u64> {
         if n == 0 {
             return Some(0);

@@ -98,7 +98,7 @@ impl Word {
 
     /// Takes `n ≥ 1` fuel at internal time `now` without locking, if the
     /// word holds the state.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&self, now: u64, n: u64) -> Fast {
         // Acquire: pairs with `publish`, so the parameters read below are at
         // least as new as the word.
@@ -113,7 +113,10 @@ impl Word {
             }
             let p = &self.params;
             let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
-            if rel >= p.rel_limit.load(Ordering::Relaxed) || n > p.n_max.load(Ordering::Relaxed) {
+            // (`n_max` is at least 1: one fuel needs no check.)
+            if rel >= p.rel_limit.load(Ordering::Relaxed)
+                || (n != 1 && n > p.n_max.load(Ordering::Relaxed))
+            {
                 return Fast::Locked;
             }
             let now_t = rel * p.s.load(Ordering::Relaxed);
