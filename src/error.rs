@@ -68,6 +68,15 @@ pub enum Error {
         /// What is accepted.
         accepted: &'static str,
     },
+    /// A count option was out of range.
+    InvalidCount {
+        /// Which option.
+        option: &'static str,
+        /// The value given.
+        value: u64,
+        /// What is accepted.
+        accepted: &'static str,
+    },
     /// An emission was reported by hand while `auto_emit` is on, so it would
     /// have been counted twice.
     AutoEmitOn,
@@ -114,6 +123,14 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "{option} of {value:?} is not accepted; it must be {accepted}"
+            ),
+            Error::InvalidCount {
+                option,
+                value,
+                accepted,
+            } => write!(
+                f,
+                "{option} of {value} is not accepted; it must be {accepted}"
             ),
             Error::AutoEmitOn => f.write_str(
                 "emit called while auto_emit is on, so every fuel taken is already counted; \

@@ -43,6 +43,7 @@
 
 pub mod clock;
 mod error;
+mod keyed;
 mod monitor;
 mod pace;
 mod rate;
@@ -52,11 +53,12 @@ mod throttle;
 mod timer;
 
 pub use error::Error;
+pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
 pub use pace::Pace;
 pub use rate::Rate;
 pub use tank::{
-    Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Hardcap, Permit, Tank, TankBuilder,
+    Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,
 };
 pub use throttle::{
     Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout, timer_lateness,

@@ -102,6 +102,18 @@ impl Gcra {
         gcra
     }
 
+    /// A bucket whose next fuel is due at `tat` ticks after `epoch`, with
+    /// `(s, t)` from `Rate::ticks`.
+    pub(crate) fn from_parts((s, t): (u64, u64), cap: Option<u64>, epoch: u64, tat: i128) -> Gcra {
+        Gcra {
+            tat,
+            epoch,
+            s,
+            t,
+            cap,
+        }
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
     }

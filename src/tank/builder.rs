@@ -99,6 +99,11 @@ impl TankBuilder {
         self
     }
 
+    pub(crate) fn clock_source(mut self, clock: ClockSource) -> TankBuilder {
+        self.clock = clock;
+        self
+    }
+
     /// Arms the tank's timer `early` before a waiter's fuel is due, and
     /// waits out the rest precisely on the thread the timer fires on; zero
     /// (off) by default.

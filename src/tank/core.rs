@@ -89,15 +89,26 @@ impl Shared {
         clock: ClockSource,
     ) -> Arc<Shared> {
         let now = clock.now_ns();
+        let bucket = match hardcap {
+            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
+            _ => Bucket::Gcra(Gcra::new(rate, hardcap.cap(rate.max_n()), initial, now)),
+        };
+        Shared::with_bucket(rate, hardcap, bucket, correction, clock)
+    }
+
+    /// A tank whose bucket is already in a given state.
+    pub(crate) fn with_bucket(
+        rate: Rate,
+        hardcap: Hardcap,
+        bucket: Bucket,
+        correction: u64,
+        clock: ClockSource,
+    ) -> Arc<Shared> {
         // A manual clock's timers are exact, and spinning on it would never end.
         let correction = if clock.manual().is_some() {
             0
         } else {
             correction
-        };
-        let bucket = match hardcap {
-            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
-            _ => Bucket::Gcra(Gcra::new(rate, hardcap.cap(rate.max_n()), initial, now)),
         };
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             word: Word::new(),
@@ -218,6 +229,17 @@ impl Shared {
 
     pub(crate) fn rate(&self) -> Rate {
         lock(&self.core).rate
+    }
+
+    /// The `(epoch, tat)` of a `Limit`, `One` or `Unbounded` tank that
+    /// nobody waits on; `None` otherwise.
+    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128)> {
+        self.locked(|core, _| match &core.bucket {
+            Bucket::Gcra(gcra) if core.queue.is_empty() && core.paused_at.is_none() => {
+                Some((gcra.epoch(), gcra.tat()))
+            }
+            _ => None,
+        })
     }
 
     pub(crate) fn hardcap(&self) -> Hardcap {

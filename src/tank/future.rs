@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::core::{Enqueued, Outcome, Shared};
+use super::permit::Permit;
 use super::waiters::{GRANTED, Node};
 use crate::Error;
 use crate::timer::Timer;
@@ -258,67 +259,5 @@ impl Future for Acquire {
                 // One fuel always fits and there is no deadline.
                 Outcome::TooLarge(_) | Outcome::TimedOut => Permit::new(shared, 0),
             })
-    }
-}
-
-/// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
-///
-/// [`spend`](Permit::spend) it when the work it paid for happens; dropped
-/// unspent, it gives the fuel back to the tank (to the head of the line, if
-/// anyone waits). This is what a Tower service holds between `poll_ready`
-/// and `call`.
-///
-/// # Examples
-///
-/// ```
-/// use fueltank::{Rate, Tank};
-///
-/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-/// let permit = tank.try_acquire().expect("one fuel to start with");
-/// assert_eq!(tank.level(), 0);
-/// drop(permit); // not spent: the fuel goes back
-/// assert_eq!(tank.level(), 1);
-/// tank.try_acquire().unwrap().spend();
-/// assert_eq!(tank.level(), 0);
-/// # Ok::<(), fueltank::Error>(())
-/// ```
-#[must_use = "dropping a permit gives its fuel back; call `spend` to use it"]
-#[derive(Debug)]
-pub struct Permit {
-    shared: Option<Arc<Shared>>,
-    stamp: u64,
-}
-
-impl Permit {
-    pub(crate) fn new(shared: Arc<Shared>, stamp: u64) -> Permit {
-        Permit {
-            shared: Some(shared),
-            stamp,
-        }
-    }
-
-    /// Spends the fuel: it is gone for good.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::new(Rate::per_second(10)?);
-    /// if let Some(permit) = tank.try_acquire() {
-    ///     permit.spend();
-    /// }
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn spend(mut self) {
-        self.shared = None;
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            shared.refund(1, self.stamp);
-        }
     }
 }

@@ -4,11 +4,12 @@
 //! `word.rs`, the line of waiters and its driver in `core.rs` and
 //! `waiters.rs`.
 
-mod bucket;
+pub(crate) mod bucket;
 mod builder;
 mod core;
 mod future;
 mod hardcap;
+mod permit;
 mod waiters;
 mod word;
 
@@ -17,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::TankBuilder;
-pub use future::{Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Permit};
+pub use future::{Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
 pub use hardcap::Hardcap;
+pub use permit::{Fuel, Permit};
 
 use self::core::Shared;
 use crate::clock::{ClockSource, saturating_ns};
@@ -97,6 +99,30 @@ impl Tank {
         Tank { shared }
     }
 
+    /// A `Limit`, `One` or `Unbounded` tank whose next fuel is due `tat`
+    /// ticks (of `rate`'s scale) after internal time `epoch`.
+    pub(crate) fn from_gcra(
+        rate: Rate,
+        hardcap: Hardcap,
+        epoch: u64,
+        tat: i128,
+        clock: ClockSource,
+    ) -> Tank {
+        let gcra = bucket::Gcra::from_parts(rate.ticks(), hardcap.cap(rate.max_n()), epoch, tat);
+        let bucket = bucket::Bucket::Gcra(gcra);
+        Tank::from_shared(Shared::with_bucket(rate, hardcap, bucket, 0, clock))
+    }
+
+    /// `(epoch, tat)` if this is an idle `Limit`, `One` or `Unbounded` tank.
+    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128)> {
+        self.shared.idle_gcra()
+    }
+
+    /// How many handles, futures and permits share this tank.
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
+    }
+
     /// Takes one fuel now and returns `true`, or returns `false` if there is
     /// none — or if tasks are waiting in line, which it never overtakes.
     ///
@@ -152,6 +178,50 @@ impl Tank {
     pub fn try_acquire(&self) -> Option<Permit> {
         let stamp = self.shared.take(1)?;
         Some(Permit::new(self.shared.clone(), stamp))
+    }
+
+    /// Takes one fuel now as [`Fuel`]: the light form of
+    /// [`try_acquire`](Tank::try_acquire) for holders that keep the tank at
+    /// hand. Give it back with [`refund`](Tank::refund); dropped, it is
+    /// spent. `None` if there is none or tasks are waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// let fuel = tank.try_take().unwrap();
+    /// assert!(tank.try_take().is_none());
+    /// tank.refund(fuel);
+    /// assert!(tank.try_take().is_some());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_take(&self) -> Option<Fuel> {
+        let stamp = self.shared.take(1)?;
+        Some(Fuel::new(&self.shared, stamp))
+    }
+
+    /// Gives back [`Fuel`] taken from this tank and never spent: to the head
+    /// of the line if anyone waits, else to the tank (up to its capacity).
+    /// Fuel from another tank is spent instead, never counted twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+    /// let fuel = tank.try_take().unwrap();
+    /// tank.refund(fuel);
+    /// assert_eq!(tank.level(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn refund(&self, fuel: Fuel) {
+        if fuel.tank == Arc::as_ptr(&self.shared) as usize {
+            self.shared.refund(1, fuel.stamp);
+        }
     }
 
     /// Waits in line for one fuel, as [`await_fuel`](Tank::await_fuel), and

@@ -1,0 +1,138 @@
+//! [`Permit`] and [`Fuel`]: fuel taken and not yet spent, which can be
+//! given back.
+
+use std::sync::Arc;
+
+use super::core::Shared;
+
+/// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
+///
+/// [`spend`](Permit::spend) it when the work it paid for happens; dropped
+/// unspent, it gives the fuel back to the tank (to the head of the line, if
+/// anyone waits). This is what a Tower service holds between `poll_ready`
+/// and `call`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank};
+///
+/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+/// let permit = tank.try_acquire().expect("one fuel to start with");
+/// assert_eq!(tank.level(), 0);
+/// drop(permit); // not spent: the fuel goes back
+/// assert_eq!(tank.level(), 1);
+/// tank.try_acquire().unwrap().spend();
+/// assert_eq!(tank.level(), 0);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[must_use = "dropping a permit gives its fuel back; call `spend` to use it"]
+#[derive(Debug)]
+pub struct Permit {
+    shared: Option<Arc<Shared>>,
+    stamp: u64,
+}
+
+/// One fuel taken by [`Tank::try_take`](crate::Tank::try_take) and not
+/// yet spent, held without a handle on its tank: no reference count, 16
+/// bytes. Give it back with [`Tank::refund`](crate::Tank::refund); dropped,
+/// it is spent.
+///
+/// It is the light form of a [`Permit`], for holders that keep the tank at
+/// hand anyway (a Tower service between `poll_ready` and `call`).
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank};
+///
+/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+/// let fuel = tank.try_take().unwrap();
+/// assert_eq!(tank.level(), 0);
+/// tank.refund(fuel);
+/// assert_eq!(tank.level(), 1);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[must_use = "dropping fuel spends it; give it back with `Tank::refund`"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fuel {
+    /// Which tank it came from: the address of its shared state.
+    pub(crate) tank: usize,
+    pub(crate) stamp: u64,
+}
+
+impl Fuel {
+    pub(crate) fn new(shared: &Arc<Shared>, stamp: u64) -> Fuel {
+        Fuel {
+            tank: Arc::as_ptr(shared) as usize,
+            stamp,
+        }
+    }
+
+    /// Spends the fuel; the same as dropping it, said out loud.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// tank.try_take().unwrap().spend();
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn spend(self) {}
+}
+
+impl Permit {
+    pub(crate) fn new(shared: Arc<Shared>, stamp: u64) -> Permit {
+        Permit {
+            shared: Some(shared),
+            stamp,
+        }
+    }
+
+    /// Spends the fuel: it is gone for good.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// if let Some(permit) = tank.try_acquire() {
+    ///     permit.spend();
+    /// }
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn spend(mut self) {
+        self.shared = None;
+    }
+
+    /// Turns the permit into [`Fuel`], which does not hold the tank: the
+    /// fuel stays taken, to be spent or given back with
+    /// [`Tank::refund`](crate::Tank::refund).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+    /// let fuel = tank.try_acquire().unwrap().into_fuel();
+    /// tank.refund(fuel);
+    /// assert_eq!(tank.level(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn into_fuel(mut self) -> Fuel {
+        let shared = self.shared.take().expect("a live permit holds its tank");
+        Fuel::new(&shared, self.stamp)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.refund(1, self.stamp);
+        }
+    }
+}
