@@ -130,7 +130,12 @@ impl Model {
             if self.in_window() + n > self.max_n {
                 return None;
             }
-            self.log.extend(std::iter::repeat_n(self.now, n as usize));
+            // Grants are stamped on a grid from the start (see `Window::push`
+            // in src/tank/bucket.rs): at most per/4096 and 50 µs.
+            let grid = (self.per / 4096).clamp(1, 50_000);
+            let stamp = self.now.div_ceil(grid) * grid;
+            self.log.extend(std::iter::repeat_n(stamp, n as usize));
+            return Some(stamp);
         } else {
             if self.level < n * self.per {
                 return None;
