@@ -134,7 +134,7 @@ impl fmt::Display for Error {
             ),
             Error::AutoEmitOn => f.write_str(
                 "emit called while auto_emit is on, so every fuel taken is already counted; \
-                 build the throttle with auto_emit(false) to report emissions yourself",
+                 to report emissions yourself, the throttle must be built with auto_emit(false)",
             ),
         }
     }

@@ -22,6 +22,8 @@
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
+//! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
+//! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
 //! | [`Throttle`] | a tank and a monitor together, the seed's options, timer calibration |
 //! | [`Pace`] | a `Stream` whose items each wait for fuel |
@@ -30,7 +32,8 @@
 //!
 //! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
 //! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`;
-//! the monitor's emit path in `monitor/mod.rs`.
+//! keys in `keyed/mod.rs`; the monitor's emit path in `monitor/mod.rs`. Tower
+//! middleware is in the companion crate `fueltank-tower`.
 //!
 //! # Runtimes
 //!

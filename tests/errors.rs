@@ -5,7 +5,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use fueltank::{Error, Hardcap, Rate, Tank};
+use fueltank::{Error, Hardcap, KeyedTank, Monitor, Rate, Tank, Throttle};
 
 mod common;
 
@@ -40,6 +40,32 @@ fn cases() -> Vec<(&'static str, Error)> {
             Tank::builder(Rate::per_second(10).unwrap())
                 .hardcap(Hardcap::One)
                 .initial(2)
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "Monitor::builder().refresh(0s)",
+            Monitor::builder().refresh(secs(0)).build().unwrap_err(),
+        ),
+        (
+            "Monitor::builder().window(400 days)",
+            Monitor::builder().window(secs(400 * 86_400)).build().unwrap_err(),
+        ),
+        (
+            "Throttle::builder(10/s).correction(1s)",
+            Throttle::builder(Rate::per_second(10).unwrap())
+                .correction(secs(1))
+                .build()
+                .unwrap_err(),
+        ),
+        ("throttle(10/s).emit() with auto_emit on", {
+            let throttle = Throttle::builder(Rate::per_second(10).unwrap()).build().unwrap();
+            throttle.emit().unwrap_err()
+        }),
+        (
+            "KeyedTank::<u32>::builder(10/s).max_keys(0)",
+            KeyedTank::<u32>::builder(Rate::per_second(10).unwrap())
+                .max_keys(0)
                 .build()
                 .unwrap_err(),
         ),
