@@ -72,6 +72,24 @@ fn take(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(2));
 
+    // The floor of any exact take: a counter read and a compare-and-swap.
+    #[cfg(target_arch = "x86_64")]
+    group.bench_function("floor: TSC read alone", |b| {
+        // SAFETY: RDTSC exists on every x86-64 processor.
+        b.iter(|| black_box(unsafe { core::arch::x86_64::_rdtsc() }))
+    });
+    let word = std::sync::atomic::AtomicU64::new(0);
+    group.bench_function("floor: load + compare_exchange alone", |b| {
+        b.iter(|| {
+            let v = word.load(std::sync::atomic::Ordering::Acquire);
+            black_box(word.compare_exchange(
+                v,
+                v + 1,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            ))
+        })
+    });
     group.bench_function("Instant::now", |b| b.iter(|| black_box(Instant::now())));
     group.bench_function("fueltank MonotonicClock::now", |b| {
         b.iter(|| black_box(MonotonicClock.now()))
@@ -88,6 +106,10 @@ fn take(c: &mut Criterion) {
     let tank = empty_tank();
     group.bench_function("fueltank has_fuel denied", |b| {
         b.iter(|| black_box(tank.has_fuel()))
+    });
+    let tank = unbounded_full();
+    group.bench_function("fueltank try_take allowed (Fuel token)", |b| {
+        b.iter(|| black_box(tank.try_take()))
     });
     let tank = unbounded_full();
     group.bench_function("fueltank try_acquire+spend allowed", |b| {
