@@ -49,7 +49,10 @@ fn cases() -> Vec<(&'static str, Error)> {
         ),
         (
             "Monitor::builder().window(400 days)",
-            Monitor::builder().window(secs(400 * 86_400)).build().unwrap_err(),
+            Monitor::builder()
+                .window(secs(400 * 86_400))
+                .build()
+                .unwrap_err(),
         ),
         (
             "Throttle::builder(10/s).correction(1s)",
@@ -59,7 +62,9 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .unwrap_err(),
         ),
         ("throttle(10/s).emit() with auto_emit on", {
-            let throttle = Throttle::builder(Rate::per_second(10).unwrap()).build().unwrap();
+            let throttle = Throttle::builder(Rate::per_second(10).unwrap())
+                .build()
+                .unwrap();
             throttle.emit().unwrap_err()
         }),
         (

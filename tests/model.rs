@@ -29,6 +29,7 @@ enum Op {
     DropPermit(usize),
     SpendPermit(usize),
     Level,
+    WaitTime(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -47,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::DropPermit),
         1 => any::<usize>().prop_map(Op::SpendPermit),
         1 => Just(Op::Level),
+        1 => (1..4u64).prop_map(Op::WaitTime),
     ]
 }
 
@@ -165,6 +167,18 @@ impl Model {
             Hardcap::Window => (self.max_n - self.in_window()) as u64,
             _ => (self.level / self.per) as u64,
         }
+    }
+
+    /// How long a newcomer asking for `n` would wait (`Limit`, `One`,
+    /// `Unbounded`): until the fuel for the line ahead and for it has
+    /// accrued, one nanosecond adding `max_n` units.
+    fn wait_time(&self, n: u64) -> Option<u64> {
+        if n > self.request_cap() || self.paused {
+            return None;
+        }
+        let ahead: u64 = self.line.iter().map(|&(_, n)| n).sum();
+        let need = u128::from(ahead + n) * self.per;
+        Some(need.saturating_sub(self.level).div_ceil(self.max_n) as u64)
     }
 
     /// The driver: serve the line in order.
@@ -293,6 +307,11 @@ fn run(
             Op::Level => {
                 prop_assert_eq!(tank.level(), model.level(), "level");
             }
+            Op::WaitTime(n) if hardcap != Hardcap::Window => {
+                let wait = tank.wait_time(n).map(|d| d.as_nanos() as u64);
+                prop_assert_eq!(wait, model.wait_time(n), "wait_time({})", n);
+            }
+            Op::WaitTime(_) => {}
         }
         // The tank serves its line whenever anything happens: so does the
         // model.

@@ -218,6 +218,11 @@ impl Shared {
     /// How long until `n` fuel could be granted to a newcomer, counting the
     /// line ahead; `None` while paused or if `n` can never fit.
     pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
+        // Lock-free while nobody waits: a `Retry-After` on every rejected
+        // request must not take the lock from the requests let through.
+        if let Some(wait) = self.word.wait(self.clock.now_ns(), n) {
+            return Some(wait);
+        }
         self.locked(|core, now| {
             if n > core.request_cap() || core.paused_at.is_some() {
                 return None;

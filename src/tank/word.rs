@@ -179,6 +179,32 @@ impl Word {
         (self.word.load(Ordering::Relaxed) == word).then_some(level)
     }
 
+    /// How long until `n` fuel are there at `now`, in nanoseconds, if the
+    /// word holds the state (then nobody waits) and `n` fits the word.
+    pub(crate) fn wait(&self, now: u64, n: u64) -> Option<u64> {
+        let word = self.word.load(Ordering::Acquire);
+        if word & CORE != 0 {
+            return None;
+        }
+        let p = &self.params;
+        let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
+        let s = p.s.load(Ordering::Relaxed);
+        let t = p.t.load(Ordering::Relaxed);
+        let tol = p.tol.load(Ordering::Relaxed);
+        if rel >= p.rel_limit.load(Ordering::Relaxed)
+            || n == 0
+            || n > p.n_max.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        let now_t = rel * s;
+        let due_t = (word & TAT_MASK).max(now_t.saturating_sub(tol)) + (n - 1) * t;
+        // Whole nanoseconds, rounded up: the fuel is there at the end.
+        let wait = due_t.saturating_sub(now_t).div_ceil(s.max(1));
+        fence(Ordering::Acquire);
+        (self.word.load(Ordering::Relaxed) == word).then_some(wait)
+    }
+
     /// Moves the state from the word into the core; returns the `tat` it
     /// held, or `None` if the core already held it.
     ///
