@@ -21,16 +21,21 @@ enum Phase {
     Done(Outcome),
 }
 
+/// The deadline of a timed wait, and its timer (made on first need).
+#[derive(Debug)]
+struct Deadline {
+    at: u64,
+    timer: Option<Timer>,
+}
+
 pin_project! {
     /// One request for fuel: tries at once, else queues its pinned node and
-    /// waits to be granted (or for its deadline).
+    /// waits to be granted (or, for a timed wait, for its deadline).
     #[derive(Debug)]
     struct Waiter {
         shared: Arc<Shared>,
         n: u64,
-        deadline: Option<u64>,
         phase: Phase,
-        timeout: Option<Timer>,
         #[pin]
         node: Node,
     }
@@ -48,18 +53,20 @@ pin_project! {
 }
 
 impl Waiter {
-    fn new(shared: Arc<Shared>, n: u64, deadline: Option<u64>) -> Waiter {
+    fn new(shared: Arc<Shared>, n: u64) -> Waiter {
         Waiter {
             shared,
             n,
-            deadline,
             phase: Phase::Start,
-            timeout: None,
             node: Node::new(),
         }
     }
 
-    fn poll_outcome(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll_outcome(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        deadline: Option<&mut Deadline>,
+    ) -> Poll<Outcome> {
         let this = self.project();
         let node = NonNull::from(&*this.node);
         if *this.phase == Phase::Start {
@@ -69,7 +76,8 @@ impl Waiter {
             } else {
                 // SAFETY: the node is pinned inside this future and in no
                 // list; our drop cancels it while queued.
-                unsafe { shared.enqueue(node, *this.n, *this.deadline, cx.waker()) }
+                let at = deadline.as_ref().map(|d| d.at);
+                unsafe { shared.enqueue(node, *this.n, at, cx.waker()) }
             };
             *this.phase = match enqueued {
                 Enqueued::Granted(stamp) => Phase::Done(Outcome::Granted(stamp)),
@@ -86,11 +94,11 @@ impl Waiter {
                 // SAFETY: queued by `enqueue`, alive (pinned in self).
                 unsafe { this.shared.poll_queued(node, cx.waker()) }
             };
-            let outcome = match (outcome, *this.deadline) {
+            let outcome = match (outcome, deadline) {
                 (Poll::Pending, Some(deadline)) => {
                     let clock = &this.shared.clock;
-                    let timer = this.timeout.get_or_insert_with(|| Timer::new(clock));
-                    match timer.arm(deadline, clock.now_ns(), cx.waker()) {
+                    let timer = deadline.timer.get_or_insert_with(|| Timer::new(clock));
+                    match timer.arm(deadline.at, clock.now_ns(), cx.waker()) {
                         // SAFETY: as above.
                         Poll::Ready(()) => Poll::Ready(unsafe { this.shared.expire(node) }),
                         Poll::Pending => Poll::Pending,
@@ -158,13 +166,14 @@ pin_project! {
     pub struct AwaitFuelTimeout {
         #[pin]
         waiter: Waiter,
+        deadline: Deadline,
     }
 }
 
 impl AwaitFuel {
     pub(crate) fn new(shared: Arc<Shared>) -> AwaitFuel {
         AwaitFuel {
-            waiter: Waiter::new(shared, 1, None),
+            waiter: Waiter::new(shared, 1),
         }
     }
 }
@@ -172,7 +181,7 @@ impl AwaitFuel {
 impl AwaitFuelN {
     pub(crate) fn new(shared: Arc<Shared>, n: u64) -> AwaitFuelN {
         AwaitFuelN {
-            waiter: Waiter::new(shared, n, None),
+            waiter: Waiter::new(shared, n),
         }
     }
 }
@@ -180,7 +189,11 @@ impl AwaitFuelN {
 impl AwaitFuelTimeout {
     pub(crate) fn new(shared: Arc<Shared>, deadline: u64) -> AwaitFuelTimeout {
         AwaitFuelTimeout {
-            waiter: Waiter::new(shared, 1, Some(deadline)),
+            waiter: Waiter::new(shared, 1),
+            deadline: Deadline {
+                at: deadline,
+                timer: None,
+            },
         }
     }
 }
@@ -190,7 +203,7 @@ impl Future for AwaitFuel {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // One fuel always fits, and there is no deadline: only Granted.
-        self.project().waiter.poll_outcome(cx).map(drop)
+        self.project().waiter.poll_outcome(cx, None).map(drop)
     }
 }
 
@@ -201,7 +214,7 @@ impl Future for AwaitFuelN {
         let requested = self.waiter.n;
         self.project()
             .waiter
-            .poll_outcome(cx)
+            .poll_outcome(cx, None)
             .map(|outcome| match outcome {
                 Outcome::TooLarge(capacity) => Err(Error::ExceedsCapacity {
                     requested,
@@ -216,9 +229,9 @@ impl Future for AwaitFuelTimeout {
     type Output = bool;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        self.project()
-            .waiter
-            .poll_outcome(cx)
+        let this = self.project();
+        this.waiter
+            .poll_outcome(cx, Some(this.deadline))
             .map(|outcome| matches!(outcome, Outcome::Granted(_)))
     }
 }
@@ -241,7 +254,7 @@ pin_project! {
 impl Acquire {
     pub(crate) fn new(shared: Arc<Shared>) -> Acquire {
         Acquire {
-            waiter: Waiter::new(shared, 1, None),
+            waiter: Waiter::new(shared, 1),
         }
     }
 }
@@ -253,7 +266,7 @@ impl Future for Acquire {
         let shared = self.waiter.shared.clone();
         self.project()
             .waiter
-            .poll_outcome(cx)
+            .poll_outcome(cx, None)
             .map(|outcome| match outcome {
                 Outcome::Granted(stamp) => Permit::new(shared, stamp),
                 // One fuel always fits and there is no deadline.
