@@ -74,9 +74,9 @@ impl Waiter {
             let enqueued = if let Some(stamp) = shared.take(*this.n) {
                 Enqueued::Granted(stamp)
             } else {
+                let at = deadline.as_ref().map(|d| d.at);
                 // SAFETY: the node is pinned inside this future and in no
                 // list; our drop cancels it while queued.
-                let at = deadline.as_ref().map(|d| d.at);
                 unsafe { shared.enqueue(node, *this.n, at, cx.waker()) }
             };
             *this.phase = match enqueued {
