@@ -3,6 +3,8 @@
 //! token bucket with exact fractional fuel, and a list of grant times for
 //! `Window`): every answer, every level and every grant must agree. So no
 //! grant beyond what the hardcap allows, no fuel lost on cancel, FIFO kept.
+//! Fuel given back follows the rule of `Core::refund`: exact while the
+//! bucket cannot have filled since the grant, spent after.
 
 mod common;
 
@@ -77,7 +79,17 @@ struct Model {
     log: Vec<u128>,
     line: VecDeque<(usize, u64)>,
     /// Granted in the model, not yet seen by its future: (id, n, stamp).
-    granted: Vec<(usize, u64, u128)>,
+    granted: Vec<(usize, u64, Stamp)>,
+    /// Fuel given back so far (`Limit`, `One`, `Unbounded`).
+    refunds: u128,
+}
+
+/// What the model remembers of a grant to give it back: the `Window` log
+/// time, or until when giving it back is exact (and the refunds then).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    at: u128,
+    refunds: u128,
 }
 
 impl Model {
@@ -93,6 +105,7 @@ impl Model {
             log: vec![0; (max_n - initial.min(max_n)) as usize],
             line: VecDeque::new(),
             granted: Vec::new(),
+            refunds: 0,
         }
     }
 
@@ -126,7 +139,7 @@ impl Model {
             .count() as u128
     }
 
-    fn take(&mut self, n: u64) -> Option<u128> {
+    fn take(&mut self, n: u64) -> Option<Stamp> {
         let n = u128::from(n);
         if self.hardcap == Hardcap::Window {
             if self.in_window() + n > self.max_n {
@@ -137,28 +150,48 @@ impl Model {
             let grid = (self.per / 4096).clamp(1, 50_000);
             let stamp = self.now.div_ceil(grid) * grid;
             self.log.extend(std::iter::repeat_n(stamp, n as usize));
-            return Some(stamp);
-        } else {
-            if self.level < n * self.per {
-                return None;
-            }
-            self.level -= n * self.per;
+            return Some(Stamp {
+                at: stamp,
+                refunds: 0,
+            });
         }
-        Some(self.now)
+        if self.level < n * self.per {
+            return None;
+        }
+        self.level -= n * self.per;
+        // Giving it back is exact until the bucket could be full again: when
+        // the fuel left plus what accrues reaches the cap.
+        let at = match self.cap() {
+            Some(cap) => self.now + (cap * self.per - self.level) / self.max_n,
+            None => u128::MAX,
+        };
+        Some(Stamp {
+            at,
+            refunds: self.refunds,
+        })
     }
 
-    fn refund(&mut self, n: u64, stamp: u128) {
+    fn refund(&mut self, n: u64, stamp: Stamp) {
         if self.hardcap == Hardcap::Window {
             for _ in 0..n {
-                if let Some(i) = self.log.iter().rposition(|&t| t == stamp) {
+                if let Some(i) = self.log.iter().rposition(|&t| t == stamp.at) {
                     self.log.remove(i);
                 }
             }
-        } else {
+            return;
+        }
+        // Each fuel given back since the grant makes the bucket full one
+        // interval sooner.
+        let since = self.refunds - stamp.refunds;
+        let until = stamp
+            .at
+            .saturating_sub((since * self.per).div_ceil(self.max_n));
+        if self.now < until {
             self.level += u128::from(n) * self.per;
             if let Some(cap) = self.cap() {
                 self.level = self.level.min(cap * self.per);
             }
+            self.refunds += u128::from(n);
         }
     }
 
@@ -213,7 +246,7 @@ fn run(
         .unwrap();
     let mut model = Model::new(hardcap, max_n, per_ms, initial);
     let mut waiters: Vec<Waiter> = Vec::new();
-    let mut permits: Vec<(Permit, u128)> = Vec::new();
+    let mut permits: Vec<(Permit, Stamp)> = Vec::new();
     let mut next_id = 0;
 
     for op in ops {

@@ -9,7 +9,8 @@
 //! number. A key that must wait becomes *live*: a full [`Tank`] with its
 //! line and timer, kept in a side table; it turns idle again once its line
 //! is empty and nothing holds it. `Window` keys are always live (their log
-//! of grants is their state).
+//! of grants is their state), so each costs a tank and its log: bound them
+//! with `max_keys`.
 //!
 //! # Bounded memory
 //!
@@ -18,9 +19,11 @@
 //! whose bucket holds at least `initial`, so a fresh entry would hold no
 //! more — as it goes: one sweep every `len` operations, so the cost per
 //! operation stays constant. When a shard is full of keys that still owe
-//! fuel, it forgets the eighth that owe least (the earliest `tat`): memory
-//! stays bounded under a flood of new keys, and a forgotten key gets back
-//! at most the fraction of its capacity it owed.
+//! fuel, it forgets the eighth that owe least (the earliest `tat`, or for
+//! live tanks nobody holds, the fullest): memory stays bounded under a
+//! flood of new keys, and a forgotten key gets back at most what it owed.
+//! Only keys held by a waiting future or a permit are never forgotten; they
+//! are paid for by their holders.
 //!
 //! A key seen for the first time starts full by default: a client never
 //! seen before is like one idle for ever.
@@ -512,29 +515,45 @@ impl<K: Hash + Eq + Clone> Shard<K> {
     }
 
     /// Makes room for a new key in a full shard: a sweep, then if needed
-    /// forgetting the eighth of idle keys that owe least.
+    /// forgetting the eighth of keys that owe least — idle keys by their
+    /// `tat`, live tanks nobody holds (`Window` keys) by their level.
     fn make_room(&mut self, now: u64, shared: &Shared<K>) {
         self.sweep(now, shared);
         if self.map.len() < shared.per_shard {
             return;
         }
-        let mut idle: Vec<u64> = self
+        let forget = (self.map.len() / 8).max(1);
+        // Owed fuel as a sort key: idle keys by `tat` (the earlier, the
+        // less owed), live ones after them, by fuel missing.
+        let mut owed: Vec<(u128, K)> = self
             .map
-            .values()
-            .copied()
-            .filter(|stored| stored & LIVE == 0)
+            .iter()
+            .filter_map(|(key, &stored)| {
+                if stored & LIVE == 0 {
+                    return Some((u128::from(stored), key.clone()));
+                }
+                let tank = self.live[(stored & !LIVE) as usize].as_ref()?;
+                // Held tanks (waiters, permits) are paid for by their holders.
+                (tank.handles() == 1).then(|| {
+                    let missing = shared.initial.saturating_sub(tank.level());
+                    ((1 << 64) + u128::from(missing), key.clone())
+                })
+            })
             .collect();
-        if idle.is_empty() {
-            return; // every key has waiters: their futures hold the memory
+        if owed.is_empty() {
+            return;
         }
-        let forget = (idle.len() / 8).max(1);
-        let (_, &mut cutoff, _) = idle.select_nth_unstable(forget - 1);
-        let mut left = forget;
-        self.map.retain(|_, stored| {
-            let go = left > 0 && *stored & LIVE == 0 && *stored <= cutoff;
-            left -= usize::from(go);
-            !go
-        });
+        let forget = forget.min(owed.len());
+        owed.select_nth_unstable_by_key(forget - 1, |&(owed, _)| owed);
+        for (_, key) in owed.drain(..forget) {
+            if let Some(stored) = self.map.remove(&key)
+                && stored & LIVE != 0
+            {
+                let index = (stored & !LIVE) as usize;
+                self.live[index] = None;
+                self.free.push(index);
+            }
+        }
     }
 }
 

@@ -85,9 +85,8 @@ pub(crate) struct Window {
     origin: u64,
 }
 
-/// Largest distance in ticks that `set_rate` rescales; beyond it, a bank of
-/// `Unbounded` fuel is already worth more than 10^4 years at any rate.
-const MAX_OFFSET: i128 = 1 << 100;
+/// Largest bank, in fuel, that `set_rate` carries over.
+const MAX_FUEL: i128 = 1 << 62;
 
 impl Gcra {
     /// A bucket holding `initial` fuel at `now`, with no partial fuel.
@@ -196,6 +195,18 @@ impl Gcra {
         self.cap.map_or(accrued, |cap| accrued.min(cap))
     }
 
+    /// Until when (internal ns) the bucket, as it stands after a take,
+    /// cannot become full even if nobody takes again: `tat + (C − 1)·T`.
+    /// Giving fuel back before then is exact (see `Core::refund`).
+    pub(crate) fn refundable_until(&self) -> u64 {
+        let Some(cap) = self.cap else {
+            return u64::MAX;
+        };
+        let full_t = self.tat + (i128::from(cap) - 1) * i128::from(self.t);
+        let ns = i128::from(self.epoch) + full_t.div_euclid(i128::from(self.s));
+        ns.clamp(0, i128::from(u64::MAX)) as u64
+    }
+
     /// Gives back `n` fuel taken earlier.
     pub(crate) fn refund(&mut self, n: u64) {
         self.tat -= i128::from(n) * i128::from(self.t);
@@ -210,13 +221,18 @@ impl Gcra {
     /// of the next fuel) and capping it to the new capacity: no burst.
     pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) {
         let now_t = self.ticks(now);
-        let offset = (self.capped_tat(now_t) - now_t).clamp(-MAX_OFFSET, MAX_OFFSET);
+        let offset = self.capped_tat(now_t) - now_t;
         let (s, t) = rate.ticks();
         // Same distance in fuel: offset / T_old = offset' / T_new, rounded
-        // towards later (never more fuel than before).
-        let offset = offset * i128::from(t);
-        let offset = offset.div_euclid(i128::from(self.t))
-            + i128::from(offset.rem_euclid(i128::from(self.t)) != 0);
+        // towards later (never more fuel than before). In whole fuel and a
+        // remainder, so that no product overflows; a bank beyond 2^62 fuel
+        // (only `Unbounded` has one) is kept at 2^62.
+        let whole = offset
+            .div_euclid(i128::from(self.t))
+            .clamp(-MAX_FUEL, MAX_FUEL);
+        let rest = offset.rem_euclid(i128::from(self.t)) as u128;
+        let rest = (rest * u128::from(t)).div_ceil(u128::from(self.t));
+        let offset = whole * i128::from(t) + rest as i128;
         self.s = s;
         self.t = t;
         self.cap = cap;
@@ -230,12 +246,11 @@ impl Gcra {
 /// Returns the new `tat`, or `None` if `n` fuel are not there.
 #[inline]
 pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Option<u64> {
+    // Wrapping: on the lock-free path the parameters may have been read
+    // while changing; any answer is then discarded by the compare-and-swap.
     let tat = tat.max(now_t.saturating_sub(tol));
-    if tat + (n - 1) * t <= now_t {
-        Some(tat + n * t)
-    } else {
-        None
-    }
+    let last = tat.wrapping_add((n - 1).wrapping_mul(t));
+    (last <= now_t).then(|| last.wrapping_add(t))
 }
 
 impl Window {
@@ -263,7 +278,9 @@ impl Window {
     fn push(&mut self, now: u64, n: u64) -> u64 {
         let grid = (self.per_ns / 4096).clamp(1, 50_000);
         let since = now.saturating_sub(self.origin);
-        let stamp = self.origin + since.div_ceil(grid).saturating_mul(grid);
+        let stamp = self
+            .origin
+            .saturating_add(since.div_ceil(grid).saturating_mul(grid));
         if n == 0 {
             return stamp;
         }
@@ -319,11 +336,12 @@ impl Window {
         // it to leave the window: g(i) = max(now, g(i − max_n) + per).
         let rounds = (k - 1) / self.max_n;
         let k0 = (k - 1) % self.max_n + 1;
-        let free = self.max_n - self.len;
-        let first = if k0 <= free {
+        // After a `set_rate` that shrank `max_n` the log may hold more than
+        // it: then more must leave first.
+        let mut need = (self.len + k0).saturating_sub(self.max_n);
+        let first = if need == 0 {
             now
         } else {
-            let mut need = k0 - free;
             let mut at = now;
             for &(time, count) in &self.log {
                 at = time;
@@ -342,7 +360,7 @@ impl Window {
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         let now = self.window_time(now);
         self.evict(now);
-        self.max_n - self.len
+        self.max_n.saturating_sub(self.len)
     }
 
     /// Gives back `n` fuel granted at `stamp`.

@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
 use super::bucket::{Bucket, Gcra, Window};
+use super::permit::Stamp;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
 use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
 use crate::clock::ClockSource;
@@ -33,6 +34,8 @@ use crate::{Hardcap, Rate};
 pub(crate) struct Shared {
     pub(crate) word: Word,
     pub(crate) clock: ClockSource,
+    /// A number no other tank of the process has (a `Fuel` names its tank).
+    pub(crate) id: u64,
     core: Mutex<Core>,
     /// Runs the driver when the tank's timer fires.
     driver: Waker,
@@ -47,6 +50,9 @@ struct Core {
     /// Parameters last published to the word.
     published: Option<Published>,
     paused_at: Option<u64>,
+    /// Time spent paused, in all (mirrored in the word): the bucket's own
+    /// time is the clock less this.
+    paused_total: u64,
     queue: List,
     /// Fuel asked for by the waiters in the line.
     queued_fuel: u64,
@@ -55,13 +61,16 @@ struct Core {
     /// Arm the timer this long before a due time, and wait out the rest on
     /// the timer's thread (see `TankBuilder::timer_correction`).
     correction: u64,
+    /// Fuel given back so far, plus 2^40 per `set_rate` (see `refund`);
+    /// mirrored in the word for lock-free takers.
+    refunds: u64,
 }
 
 /// How a waiter's first visit to the core went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Enqueued {
     /// Fuel taken at once (with its stamp); nothing queued.
-    Granted(u64),
+    Granted(Stamp),
     /// In the line.
     Queued,
     /// Larger than the tank's capacity, which is given.
@@ -74,7 +83,7 @@ pub(crate) enum Enqueued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Granted, with the grant's stamp.
-    Granted(u64),
+    Granted(Stamp),
     /// Rejected by a `set_rate` that shrank the capacity below the request.
     TooLarge(u64),
     TimedOut,
@@ -119,13 +128,19 @@ impl Shared {
                 in_word: false,
                 published: None,
                 paused_at: None,
+                paused_total: 0,
                 queue: List::default(),
                 queued_fuel: 0,
                 waiting: 0,
                 timer: Timer::new(&clock),
                 correction,
+                refunds: 0,
             }),
             clock,
+            id: {
+                static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
             driver: Waker::from(Arc::new(Driver(weak.clone()))),
         });
         shared.locked(|_, _| ());
@@ -136,22 +151,28 @@ impl Shared {
     /// the line, hands the state back to the word if it can, unlocks, and
     /// wakes whoever was granted.
     fn locked<R>(&self, op: impl FnOnce(&mut Core, u64) -> R) -> R {
-        self.locked_with(false, op).0
+        self.locked_with(false, |core, now, _| op(core, now)).0
     }
 
-    /// As [`Shared::locked`]; with `spin`, the line's head may be due within
-    /// the timer correction, and then its due time is returned for the
-    /// caller to wait out before driving again.
-    fn locked_with<R>(&self, spin: bool, op: impl FnOnce(&mut Core, u64) -> R) -> (R, Option<u64>) {
+    /// As [`Shared::locked`], with `op` given the list of wakers to wake
+    /// once unlocked; with `spin`, the line's head may be due within the
+    /// timer correction, and then its due time is returned for the caller
+    /// to wait out before driving again.
+    fn locked_with<R>(
+        &self,
+        spin: bool,
+        op: impl FnOnce(&mut Core, u64, &mut Vec<Waker>) -> R,
+    ) -> (R, Option<u64>) {
         let mut wakers = Vec::new();
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
-            let result = op(&mut core, self.clock.now_ns());
+            let result = op(&mut core, self.clock.now_ns(), &mut wakers);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers, spin);
             core.release(&self.word, now);
             (result, spin_until)
         };
+        // Outside the lock: a waker may call back into the tank.
         for waker in wakers {
             waker.wake();
         }
@@ -161,33 +182,55 @@ impl Shared {
     /// The timer fired: serve the line, waiting out the last stretch before
     /// a due time here if the timer was set early by the correction.
     fn on_timer(&self) {
-        let mut spin_until = self.locked_with(true, |_, _| ()).1;
+        let mut spin_until = self.locked_with(true, |_, _, _| ()).1;
         while let Some(due) = spin_until {
             while self.clock.now_ns() < due {
                 std::hint::spin_loop();
             }
-            spin_until = self.locked_with(true, |_, _| ()).1;
+            spin_until = self.locked_with(true, |_, _, _| ()).1;
         }
     }
 
-    /// Takes `n` fuel now and returns the grant's stamp, or `None`; never
-    /// overtakes a waiter.
+    /// Takes `n` fuel now, or returns `false`; never overtakes a waiter.
     #[inline(always)]
-    pub(crate) fn take(&self, n: u64) -> Option<u64> {
+    pub(crate) fn take(&self, n: u64) -> bool {
         if n == 0 {
-            return Some(0);
+            return true;
         }
-        let now = self.clock.now_ns();
-        match self.word.take(now, n) {
-            // Only `Window` needs stamps, and it never uses the word.
-            Fast::Taken => Some(now),
+        match self.word.take(self.clock.now_ns(), n) {
+            Fast::Taken { .. } => true,
+            Fast::Empty | Fast::Queued => false,
+            Fast::Locked => self.take_locked(n).is_some(),
+        }
+    }
+
+    /// As [`Shared::take`], with the grant's stamp, so that the fuel can be
+    /// given back.
+    #[inline]
+    pub(crate) fn take_stamped(&self, n: u64) -> Option<Stamp> {
+        if n == 0 {
+            return Some(Stamp::default());
+        }
+        // Read before taking: a refund made between the two could only
+        // make this grant's refund more cautious, never less.
+        let refunds = self.word.refunds();
+        match self.word.take(self.clock.now_ns(), n) {
+            Fast::Taken { tat, epoch, s, tol } => {
+                let at = match tol {
+                    u64::MAX => u64::MAX,
+                    // Read after the take: a resume since can only make
+                    // this earlier, the cautious way.
+                    tol => (epoch + (tat + tol) / s).saturating_sub(self.word.paused_total()),
+                };
+                Some(Stamp { at, refunds })
+            }
             Fast::Empty | Fast::Queued => None,
             Fast::Locked => self.take_locked(n),
         }
     }
 
     #[cold]
-    fn take_locked(&self, n: u64) -> Option<u64> {
+    fn take_locked(&self, n: u64) -> Option<Stamp> {
         self.locked(|core, now| {
             if core.queue.is_empty() && n <= core.request_cap() {
                 core.try_take(now, n)
@@ -197,9 +240,10 @@ impl Shared {
         })
     }
 
-    /// Gives back `n` fuel granted at `stamp` and never spent.
-    pub(crate) fn refund(&self, n: u64, stamp: u64) {
-        self.locked(|core, _| core.refund(n, stamp));
+    /// Gives back `n` fuel granted with `stamp` and never spent (see
+    /// `Core::refund`).
+    pub(crate) fn refund(&self, n: u64, stamp: Stamp) {
+        self.locked(|core, now| core.refund(n, stamp, now, &self.word));
     }
 
     pub(crate) fn level(&self) -> u64 {
@@ -256,10 +300,7 @@ impl Shared {
     }
 
     pub(crate) fn set_rate(&self, rate: Rate) {
-        let rejected = self.locked(|core, now| core.set_rate(rate, now));
-        for waker in rejected {
-            waker.wake();
-        }
+        self.locked_with(false, |core, now, wakers| core.set_rate(rate, now, wakers));
     }
 
     pub(crate) fn pause(&self) {
@@ -272,6 +313,8 @@ impl Shared {
         self.locked(|core, now| {
             if let Some(paused_at) = core.paused_at.take() {
                 let paused_for = now.saturating_sub(paused_at);
+                core.paused_total = core.paused_total.saturating_add(paused_for);
+                self.word.set_paused_total(core.paused_total);
                 match &mut core.bucket {
                     Bucket::Gcra(gcra) => gcra.skip(paused_for),
                     Bucket::Window(window) => window.skip(paused_for),
@@ -345,13 +388,8 @@ impl Shared {
     ///
     /// As for [`Shared::poll_queued`].
     pub(crate) unsafe fn expire(&self, node: NonNull<Node>) -> Outcome {
-        self.locked(|core, _| {
-            let mut wakers = Vec::new();
-            core.drive(&self.clock, &self.driver, &mut wakers, false);
-            // Those were granted fuel: their wakers must not be lost.
-            for waker in wakers {
-                waker.wake();
-            }
+        self.locked_with(false, |core, _, wakers| {
+            core.drive(&self.clock, &self.driver, wakers, false);
             // SAFETY: alive (caller's contract).
             match unsafe { node.as_ref() }.state() {
                 QUEUED => {
@@ -363,6 +401,7 @@ impl Shared {
                 state => finished(state, unsafe { List::stamp(node) }),
             }
         })
+        .0
     }
 
     /// A waiter is dropped: leave the line, or give back fuel granted to it
@@ -372,7 +411,7 @@ impl Shared {
     ///
     /// As for [`Shared::poll_queued`].
     pub(crate) unsafe fn cancel(&self, node: NonNull<Node>) {
-        self.locked(|core, _| {
+        self.locked(|core, now| {
             // SAFETY: alive (caller's contract).
             let node_ref = unsafe { node.as_ref() };
             match node_ref.state() {
@@ -381,7 +420,7 @@ impl Shared {
                 GRANTED => {
                     // SAFETY: alive, under the core lock.
                     let (n, stamp) = unsafe { (List::n(node), List::stamp(node)) };
-                    core.refund(n, stamp);
+                    core.refund(n, stamp, now, &self.word);
                 }
                 _ => {}
             }
@@ -398,10 +437,10 @@ impl std::fmt::Debug for Shared {
 }
 
 /// The outcome recorded in a finished node.
-fn finished(state: u8, stamp: u64) -> Outcome {
+fn finished(state: u8, stamp: Stamp) -> Outcome {
     match state {
         GRANTED => Outcome::Granted(stamp),
-        REJECTED => Outcome::TooLarge(stamp),
+        REJECTED => Outcome::TooLarge(stamp.at),
         _ => Outcome::TimedOut,
     }
 }
@@ -429,12 +468,21 @@ impl Core {
     }
 
     /// Takes `n` from the bucket; returns the grant's stamp.
-    fn try_take(&mut self, now: u64, n: u64) -> Option<u64> {
+    fn try_take(&mut self, now: u64, n: u64) -> Option<Stamp> {
         let now = self.now_eff(now);
-        match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.try_take(now, n).then_some(now),
-            Bucket::Window(window) => window.try_take(now, n),
-        }
+        let at = match &mut self.bucket {
+            Bucket::Gcra(gcra) => {
+                if !gcra.try_take(now, n) {
+                    return None;
+                }
+                gcra.refundable_until().saturating_sub(self.paused_total)
+            }
+            Bucket::Window(window) => window.try_take(now, n)?,
+        };
+        Some(Stamp {
+            at,
+            refunds: self.refunds,
+        })
     }
 
     fn due(&mut self, now: u64, n: u64) -> u64 {
@@ -445,10 +493,35 @@ impl Core {
         }
     }
 
-    fn refund(&mut self, n: u64, stamp: u64) {
+    /// Gives back `n` fuel granted with `stamp`, at `now`, as if it had
+    /// never been taken, as far as that is exact:
+    ///
+    /// - `Window`: its grants leave the log (those already out of every
+    ///   window need nothing).
+    /// - The others: the fuel goes back only if the bucket cannot have been
+    ///   full since the grant — had it been, the fuel would have overflowed
+    ///   and been lost anyway, and giving it back would break the cap. The
+    ///   grant's stamp says until when that holds (`at`, in the bucket's own
+    ///   time, which stands still while paused), if no fuel was given back
+    ///   since; each fuel given back since brings that time one interval
+    ///   closer. A `set_rate` ends it. Otherwise the fuel is spent. (Takes
+    ///   since the grant may have kept the bucket from filling: the rule is
+    ///   cautious there, never generous.)
+    fn refund(&mut self, n: u64, stamp: Stamp, now: u64, word: &Word) {
+        let bucket_now = self.now_eff(now).saturating_sub(self.paused_total);
         match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.refund(n),
-            Bucket::Window(window) => window.refund(stamp, n),
+            Bucket::Window(window) => window.refund(stamp.at, n),
+            Bucket::Gcra(gcra) => {
+                let (s, t) = gcra.scale();
+                let since = u128::from(self.refunds.wrapping_sub(stamp.refunds));
+                let earlier = (since * u128::from(t)).div_ceil(u128::from(s));
+                let until = u128::from(stamp.at).saturating_sub(earlier);
+                if u128::from(bucket_now) < until {
+                    gcra.refund(n);
+                    self.refunds = self.refunds.wrapping_add(n);
+                    word.set_refunds(self.refunds);
+                }
+            }
         }
     }
 
@@ -484,12 +557,14 @@ impl Core {
                 self.timer.disarm();
                 return (now, None);
             };
-            let n = head.n();
+            // SAFETY: the head of this list, under the core lock.
+            let n = unsafe { head.n() };
             if let Some(stamp) = self.try_take(now, n) {
                 self.queue.pop_front();
                 self.queued_fuel -= n;
                 self.waiting -= 1;
-                wakers.extend(head.finish(GRANTED, stamp));
+                // SAFETY: just taken out of this list, under the core lock.
+                wakers.extend(unsafe { head.finish(GRANTED, stamp) });
                 continue;
             }
             if self.paused_at.is_some() {
@@ -499,7 +574,12 @@ impl Core {
             let due = self.due(now, n);
             // `try_take` just failed at `now`, so the fuel is due later; were
             // that ever not so, arming for `now` would spin this loop.
-            debug_assert!(due > now, "due {due} <= now {now} after a failed take");
+            debug_assert!(due > now || now == u64::MAX, "due {due} <= now {now}");
+            if now == u64::MAX || due == u64::MAX {
+                // Beyond the end of the clock: nothing will fall due.
+                self.timer.disarm();
+                return (now, None);
+            }
             let due = due.max(now + 1);
             let early = due.saturating_sub(self.correction);
             let wake_at = if early > now {
@@ -568,9 +648,9 @@ impl Core {
         self.in_word = true;
     }
 
-    /// Changes the rate at once; returns the wakers of waiters whose request
-    /// no longer fits the new capacity.
-    fn set_rate(&mut self, rate: Rate, now: u64) -> Vec<Waker> {
+    /// Changes the rate at once; waiters whose request no longer fits the
+    /// new capacity are rejected, their wakers added to `wakers`.
+    fn set_rate(&mut self, rate: Rate, now: u64, wakers: &mut Vec<Waker>) {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.set_rate(now, rate, self.hardcap.cap(rate.max_n())),
@@ -578,14 +658,27 @@ impl Core {
         }
         self.rate = rate;
         let cap = self.request_cap();
-        let too_large: Vec<_> = self.queue.iter().filter(|w| w.n() > cap).collect();
-        let mut wakers = Vec::new();
+        // SAFETY: nodes of this list, under the core lock.
+        let too_large: Vec<_> = self
+            .queue
+            .iter()
+            .filter(|w| unsafe { w.n() } > cap)
+            .collect();
         for waiter in too_large {
-            // SAFETY: a node of this list, under the core lock.
-            unsafe { self.leave(waiter.as_ptr()) };
-            wakers.extend(waiter.finish(REJECTED, cap));
+            let rejected = Stamp {
+                at: cap,
+                refunds: 0,
+            };
+            // SAFETY: a node of this list, under the core lock; then taken
+            // out of it.
+            unsafe {
+                self.leave(waiter.as_ptr());
+                wakers.extend(waiter.finish(REJECTED, rejected));
+            }
         }
-        wakers
+        // Fuel granted under the old rate can no longer be given back
+        // exactly (see `refund`).
+        self.refunds = self.refunds.wrapping_add(1 << 40);
     }
 }
 

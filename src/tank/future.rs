@@ -18,7 +18,9 @@ use crate::timer::Timer;
 enum Phase {
     Start,
     Queued,
-    Done(Outcome),
+    /// The outcome was returned: polling again is a bug (it would, for
+    /// `Acquire`, hand out a second permit for one fuel).
+    Done,
 }
 
 /// The deadline of a timed wait, and its timer (made on first need).
@@ -31,6 +33,7 @@ struct Deadline {
 pin_project! {
     /// One request for fuel: tries at once, else queues its pinned node and
     /// waits to be granted (or, for a timed wait, for its deadline).
+    #[project = WaiterProj]
     #[derive(Debug)]
     struct Waiter {
         shared: Arc<Shared>,
@@ -68,10 +71,10 @@ impl Waiter {
         deadline: Option<&mut Deadline>,
     ) -> Poll<Outcome> {
         let this = self.project();
-        let node = NonNull::from(&*this.node);
         if *this.phase == Phase::Start {
+            let node = NonNull::from(&*this.node);
             let shared = &**this.shared;
-            let enqueued = if let Some(stamp) = shared.take(*this.n) {
+            let enqueued = if let Some(stamp) = shared.take_stamped(*this.n) {
                 Enqueued::Granted(stamp)
             } else {
                 let at = deadline.as_ref().map(|d| d.at);
@@ -79,42 +82,53 @@ impl Waiter {
                 // list; our drop cancels it while queued.
                 unsafe { shared.enqueue(node, *this.n, at, cx.waker()) }
             };
-            *this.phase = match enqueued {
-                Enqueued::Granted(stamp) => Phase::Done(Outcome::Granted(stamp)),
-                Enqueued::TooLarge(cap) => Phase::Done(Outcome::TooLarge(cap)),
-                Enqueued::TooLate => Phase::Done(Outcome::TimedOut),
-                Enqueued::Queued => Phase::Queued,
+            let outcome = match enqueued {
+                Enqueued::Granted(stamp) => Outcome::Granted(stamp),
+                Enqueued::TooLarge(cap) => Outcome::TooLarge(cap),
+                Enqueued::TooLate => Outcome::TimedOut,
+                Enqueued::Queued => {
+                    *this.phase = Phase::Queued;
+                    return Self::poll_queued(this, cx, deadline);
+                }
             };
+            *this.phase = Phase::Done;
+            return Poll::Ready(outcome);
         }
         if *this.phase == Phase::Queued {
-            // The common case, without the lock: granted since last poll.
-            let outcome = if this.node.state() == GRANTED {
-                Poll::Ready(Outcome::Granted(this.node.granted_stamp()))
-            } else {
-                // SAFETY: queued by `enqueue`, alive (pinned in self).
-                unsafe { this.shared.poll_queued(node, cx.waker()) }
-            };
-            let outcome = match (outcome, deadline) {
-                (Poll::Pending, Some(deadline)) => {
-                    let clock = &this.shared.clock;
-                    let timer = deadline.timer.get_or_insert_with(|| Timer::new(clock));
-                    match timer.arm(deadline.at, clock.now_ns(), cx.waker()) {
-                        // SAFETY: as above.
-                        Poll::Ready(()) => Poll::Ready(unsafe { this.shared.expire(node) }),
-                        Poll::Pending => Poll::Pending,
-                    }
+            return Self::poll_queued(this, cx, deadline);
+        }
+        panic!("a fuel future was polled after it completed");
+    }
+
+    fn poll_queued(
+        this: WaiterProj<'_>,
+        cx: &mut Context<'_>,
+        deadline: Option<&mut Deadline>,
+    ) -> Poll<Outcome> {
+        let node = NonNull::from(&*this.node);
+        // The common case, without the lock: granted since last poll.
+        let outcome = if this.node.state() == GRANTED {
+            Poll::Ready(Outcome::Granted(this.node.granted_stamp()))
+        } else {
+            // SAFETY: queued by `enqueue`, alive (pinned in the future).
+            unsafe { this.shared.poll_queued(node, cx.waker()) }
+        };
+        let outcome = match (outcome, deadline) {
+            (Poll::Pending, Some(deadline)) => {
+                let clock = &this.shared.clock;
+                let timer = deadline.timer.get_or_insert_with(|| Timer::new(clock));
+                match timer.arm(deadline.at, clock.now_ns(), cx.waker()) {
+                    // SAFETY: as above.
+                    Poll::Ready(()) => Poll::Ready(unsafe { this.shared.expire(node) }),
+                    Poll::Pending => Poll::Pending,
                 }
-                (outcome, _) => outcome,
-            };
-            match outcome {
-                Poll::Ready(outcome) => *this.phase = Phase::Done(outcome),
-                Poll::Pending => return Poll::Pending,
             }
+            (outcome, _) => outcome,
+        };
+        if outcome.is_ready() {
+            *this.phase = Phase::Done;
         }
-        match *this.phase {
-            Phase::Done(outcome) => Poll::Ready(outcome),
-            _ => unreachable!("the phases above end in Done or return"),
-        }
+        outcome
     }
 }
 
@@ -270,7 +284,9 @@ impl Future for Acquire {
             .map(|outcome| match outcome {
                 Outcome::Granted(stamp) => Permit::new(shared, stamp),
                 // One fuel always fits and there is no deadline.
-                Outcome::TooLarge(_) | Outcome::TimedOut => Permit::new(shared, 0),
+                Outcome::TooLarge(_) | Outcome::TimedOut => {
+                    unreachable!("one fuel always fits, and there is no deadline")
+                }
             })
     }
 }

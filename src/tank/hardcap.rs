@@ -12,9 +12,16 @@
 /// | [`Unbounded`](Hardcap::Unbounded) | none | no bound; long-run mean exact | unbounded |
 /// | [`Window`](Hardcap::Window) | `max_n` | `max_n`, exactly | up to `max_n` |
 ///
-/// Under `Limit`, `One` and `Unbounded`, tasks that wait all the time get
-/// `initial + ⌊elapsed / T⌋` grants; under `Window` they get `max_n` at once,
-/// then `max_n` at the start of each following window.
+/// Under `Limit` and `Unbounded`, tasks that wait all the time get
+/// `initial + ⌊elapsed / T⌋` grants, however late the timer wakes (a late
+/// wake-up is caught up from the bank). `One` and `Window` cannot catch up
+/// without breaking their promise: each late wake-up delays the grants after
+/// it, so they fall behind by the timer's lateness (see
+/// [`TankBuilder::timer_correction`](crate::TankBuilder::timer_correction)).
+/// `Limit` with `max_n = 1` has a bank of one, so it behaves as `One`;
+/// `Rate::new(2, 2 * per)` has the same interval and catches up. Under
+/// `Window` waiting tasks get `max_n` at once, then `max_n` at the start of
+/// each following window.
 ///
 /// # Examples
 ///

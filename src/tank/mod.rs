@@ -139,7 +139,7 @@ impl Tank {
     /// ```
     #[inline]
     pub fn has_fuel(&self) -> bool {
-        self.shared.take(1).is_some()
+        self.shared.take(1)
     }
 
     /// Takes `n` fuel together now, or none and returns `false`. `n = 0`
@@ -158,7 +158,7 @@ impl Tank {
     /// ```
     #[inline]
     pub fn has_fuel_n(&self, n: u64) -> bool {
-        self.shared.take(n).is_some()
+        self.shared.take(n)
     }
 
     /// Takes one fuel now as a [`Permit`], which gives the fuel back if it
@@ -176,7 +176,7 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn try_acquire(&self) -> Option<Permit> {
-        let stamp = self.shared.take(1)?;
+        let stamp = self.shared.take_stamped(1)?;
         Some(Permit::new(self.shared.clone(), stamp))
     }
 
@@ -199,7 +199,7 @@ impl Tank {
     /// ```
     #[inline]
     pub fn try_take(&self) -> Option<Fuel> {
-        let stamp = self.shared.take(1)?;
+        let stamp = self.shared.take_stamped(1)?;
         Some(Fuel::new(&self.shared, stamp))
     }
 
@@ -219,7 +219,7 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn refund(&self, fuel: Fuel) {
-        if fuel.tank == Arc::as_ptr(&self.shared) as usize {
+        if fuel.tank == self.shared.id {
             self.shared.refund(1, fuel.stamp);
         }
     }

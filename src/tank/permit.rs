@@ -5,6 +5,16 @@ use std::sync::Arc;
 
 use super::core::Shared;
 
+/// What a grant remembers, to be given back exactly: for `Window` the time
+/// stamped in its log (`at`); for the other hardcaps until when giving it
+/// back is still exact (`at`, see `Core::refund`) and how much fuel had
+/// been given back when it was granted (`refunds`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) at: u64,
+    pub(crate) refunds: u64,
+}
+
 /// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
 ///
 /// [`spend`](Permit::spend) it when the work it paid for happens; dropped
@@ -30,7 +40,7 @@ use super::core::Shared;
 #[derive(Debug)]
 pub struct Permit {
     shared: Option<Arc<Shared>>,
-    stamp: u64,
+    stamp: Stamp,
 }
 
 /// One fuel taken by [`Tank::try_take`](crate::Tank::try_take) and not
@@ -56,15 +66,15 @@ pub struct Permit {
 #[must_use = "dropping fuel spends it; give it back with `Tank::refund`"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Fuel {
-    /// Which tank it came from: the address of its shared state.
-    pub(crate) tank: usize,
-    pub(crate) stamp: u64,
+    /// Which tank it came from: a number no other tank of the process has.
+    pub(crate) tank: u64,
+    pub(crate) stamp: Stamp,
 }
 
 impl Fuel {
-    pub(crate) fn new(shared: &Arc<Shared>, stamp: u64) -> Fuel {
+    pub(crate) fn new(shared: &Shared, stamp: Stamp) -> Fuel {
         Fuel {
-            tank: Arc::as_ptr(shared) as usize,
+            tank: shared.id,
             stamp,
         }
     }
@@ -84,7 +94,7 @@ impl Fuel {
 }
 
 impl Permit {
-    pub(crate) fn new(shared: Arc<Shared>, stamp: u64) -> Permit {
+    pub(crate) fn new(shared: Arc<Shared>, stamp: Stamp) -> Permit {
         Permit {
             shared: Some(shared),
             stamp,

@@ -10,6 +10,7 @@ use std::marker::PhantomPinned;
 use std::ptr::NonNull;
 use std::task::Waker;
 
+use super::permit::Stamp;
 use crate::sync::{AtomicU8, Ordering, UnsafeCell};
 
 /// Not in the list, never granted.
@@ -27,8 +28,9 @@ pub(crate) struct Node {
     waker: UnsafeCell<Option<Waker>>,
     /// Fuel asked for.
     n: UnsafeCell<u64>,
-    /// The time stamped on the grant (used by `Window` to refund it).
-    stamp: UnsafeCell<u64>,
+    /// The grant's stamp, to give it back exactly (for `REJECTED`, the
+    /// capacity in `at`).
+    stamp: UnsafeCell<Stamp>,
     state: AtomicU8,
     /// Linked nodes are pointed to; they must not move.
     _pinned: PhantomPinned,
@@ -46,7 +48,7 @@ impl Node {
             links: UnsafeCell::new(Links::default()),
             waker: UnsafeCell::new(None),
             n: UnsafeCell::new(0),
-            stamp: UnsafeCell::new(0),
+            stamp: UnsafeCell::new(Stamp::default()),
             state: AtomicU8::new(IDLE),
             _pinned: PhantomPinned,
         }
@@ -60,7 +62,7 @@ impl Node {
     /// The grant's stamp, once [`Node::state`] has returned `GRANTED`: the
     /// driver wrote it before publishing that state, and never touches the
     /// node again.
-    pub(crate) fn granted_stamp(&self) -> u64 {
+    pub(crate) fn granted_stamp(&self) -> Stamp {
         debug_assert_eq!(self.state.load(Ordering::Relaxed), GRANTED);
         // SAFETY: written before the Release store of GRANTED, which the
         // caller's Acquire load observed; no one writes it afterwards.
@@ -86,11 +88,11 @@ pub(crate) struct List {
 // `Send + Sync`, and is only used under the core lock.
 unsafe impl Send for List {}
 
-/// A node in the list, borrowed under the core lock.
-///
-/// Every method is safe to call because a `Linked` can only be obtained from
-/// the list (whose nodes stay valid while linked: a node's future unlinks it
-/// before it is dropped, under the same lock), or from [`List::link`].
+/// A node of the list, as the list hands it out. Its accessors are
+/// `unsafe`: they touch the node's fields, which is only sound under the
+/// core lock, while the node is in the list (or was just taken out of it by
+/// the caller), since its future unlinks it under that lock before it is
+/// dropped.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Linked(NonNull<Node>);
 
@@ -99,22 +101,33 @@ impl Linked {
         self.0
     }
 
-    fn node(&self) -> &Node {
-        // SAFETY: see the type's docs: the node is linked or being linked by
-        // its own future, under the core lock, so it is alive and pinned.
+    /// # Safety
+    ///
+    /// See the type's docs.
+    unsafe fn node(&self) -> &Node {
+        // SAFETY: the caller's contract: alive and pinned.
         unsafe { self.0.as_ref() }
     }
 
-    pub(crate) fn n(&self) -> u64 {
-        // SAFETY: fields other than `state` are only accessed under the core
-        // lock, which the caller holds.
-        self.node().n.with(|n| unsafe { *n })
+    /// The fuel the node asked for.
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs.
+    pub(crate) unsafe fn n(&self) -> u64 {
+        // SAFETY: alive, under the core lock (the caller's contract).
+        unsafe { self.node().n.with(|n| *n) }
     }
 
-    /// Marks the node granted at `stamp` and takes its waker. The node must
-    /// already be unlinked.
-    pub(crate) fn finish(&self, state: u8, stamp: u64) -> Option<Waker> {
-        let node = self.node();
+    /// Marks the node finished (`GRANTED` or `REJECTED`) with `stamp`, and
+    /// takes its waker.
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs; the node is no longer in the list.
+    pub(crate) unsafe fn finish(&self, state: u8, stamp: Stamp) -> Option<Waker> {
+        // SAFETY: the caller's contract.
+        let node = unsafe { self.node() };
         // SAFETY: under the core lock, as above.
         node.stamp.with_mut(|s| unsafe { *s = stamp });
         // SAFETY: under the core lock, as above.
@@ -152,7 +165,8 @@ impl List {
     /// node is dropped, unless the driver unlinks it first.
     pub(crate) unsafe fn link(&mut self, node: NonNull<Node>, n: u64, waker: &Waker) -> Linked {
         let linked = Linked(node);
-        let node_ref = linked.node();
+        // SAFETY: the caller's contract: alive and pinned, under the lock.
+        let node_ref = unsafe { linked.node() };
         // SAFETY: under the core lock, and the node is not linked, so no one
         // else looks at these fields.
         unsafe {
@@ -236,7 +250,7 @@ impl List {
     /// # Safety
     ///
     /// As for [`List::unlink`].
-    pub(crate) unsafe fn stamp(node: NonNull<Node>) -> u64 {
+    pub(crate) unsafe fn stamp(node: NonNull<Node>) -> Stamp {
         // SAFETY: alive (caller's contract), under the core lock.
         unsafe { node.as_ref().stamp.with(|s| *s) }
     }
@@ -246,11 +260,7 @@ impl List {
         std::iter::successors(self.front(), |linked| {
             // SAFETY: under the core lock (the list is borrowed from the
             // core); linked nodes are alive.
-            linked
-                .node()
-                .links
-                .with(|p| unsafe { (*p).next })
-                .map(Linked)
+            unsafe { linked.node().links.with(|p| (*p).next).map(Linked) }
         })
     }
 }

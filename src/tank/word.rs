@@ -43,7 +43,13 @@ pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
 /// What the lock-free path found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fast {
-    Taken,
+    /// Taken: the new `tat`, and the word's parameters it was taken under.
+    Taken {
+        tat: u64,
+        epoch: u64,
+        s: u64,
+        tol: u64,
+    },
     Empty,
     /// Waiters are queued: the answer is no, and it is final.
     Queued,
@@ -85,6 +91,11 @@ pub(crate) struct Published {
 pub(crate) struct Word {
     word: AtomicU64,
     params: Params,
+    /// Fuel given back so far (see `Core::refund`), read by takers that
+    /// stamp their grants.
+    refunds: AtomicU64,
+    /// Time spent paused so far, likewise.
+    paused_total: AtomicU64,
 }
 
 impl Word {
@@ -93,6 +104,8 @@ impl Word {
         Word {
             word: AtomicU64::new(CORE),
             params: Params::default(),
+            refunds: AtomicU64::new(0),
+            paused_total: AtomicU64::new(0),
         }
     }
 
@@ -112,14 +125,16 @@ impl Word {
                 };
             }
             let p = &self.params;
-            let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
+            let epoch = p.epoch.load(Ordering::Relaxed);
+            let rel = now.wrapping_sub(epoch);
             // (`n_max` is at least 1: one fuel needs no check.)
             if rel >= p.rel_limit.load(Ordering::Relaxed)
                 || (n != 1 && n > p.n_max.load(Ordering::Relaxed))
             {
                 return Fast::Locked;
             }
-            let now_t = rel * p.s.load(Ordering::Relaxed);
+            let s = p.s.load(Ordering::Relaxed);
+            let now_t = rel.wrapping_mul(s);
             let tol = p.tol.load(Ordering::Relaxed);
             let t = p.t.load(Ordering::Relaxed);
             match gcra_take(word & TAT_MASK, now_t, tol, t, n) {
@@ -131,7 +146,7 @@ impl Word {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return Fast::Taken,
+                        Ok(_) => return Fast::Taken { tat, epoch, s, tol },
                         Err(current) => word = current,
                     }
                 }
@@ -163,7 +178,7 @@ impl Word {
         if rel >= p.rel_limit.load(Ordering::Relaxed) || t == 0 {
             return None;
         }
-        let now_t = rel * s;
+        let now_t = rel.wrapping_mul(s);
         let tat = word & TAT_MASK;
         let cap = if tol == u64::MAX {
             u64::MAX
@@ -177,6 +192,26 @@ impl Word {
         };
         fence(Ordering::Acquire);
         (self.word.load(Ordering::Relaxed) == word).then_some(level)
+    }
+
+    /// The count of fuel given back so far.
+    pub(crate) fn refunds(&self) -> u64 {
+        self.refunds.load(Ordering::Acquire)
+    }
+
+    /// Publishes the count of fuel given back; under the core lock.
+    pub(crate) fn set_refunds(&self, refunds: u64) {
+        self.refunds.store(refunds, Ordering::Release);
+    }
+
+    /// The time spent paused so far.
+    pub(crate) fn paused_total(&self) -> u64 {
+        self.paused_total.load(Ordering::Acquire)
+    }
+
+    /// Publishes the time spent paused; under the core lock.
+    pub(crate) fn set_paused_total(&self, paused: u64) {
+        self.paused_total.store(paused, Ordering::Release);
     }
 
     /// How long until `n` fuel are there at `now`, in nanoseconds, if the
@@ -197,8 +232,12 @@ impl Word {
         {
             return None;
         }
-        let now_t = rel * s;
-        let due_t = (word & TAT_MASK).max(now_t.saturating_sub(tol)) + (n - 1) * t;
+        let now_t = rel.wrapping_mul(s);
+        // Wrapping: parameters read during a change may be anything, and
+        // the answer is then thrown away below.
+        let due_t = (word & TAT_MASK)
+            .max(now_t.saturating_sub(tol))
+            .wrapping_add((n - 1).wrapping_mul(t));
         // Whole nanoseconds, rounded up: the fuel is there at the end.
         let wait = due_t.saturating_sub(now_t).div_ceil(s.max(1));
         fence(Ordering::Acquire);
@@ -246,7 +285,11 @@ impl Word {
         let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
         if *old != Some(new) {
             // Still under CORE: no compare-and-swap can succeed while these
-            // change, and the new generation fails any that read them.
+            // change, and the new generation fails any that read them. The
+            // fence orders the seize before these stores, so that a reader
+            // that sees a new parameter also sees the word changed when it
+            // checks again (after its own acquire fence).
+            fence(Ordering::Release);
             let p = &self.params;
             p.epoch.store(new.epoch, Ordering::Relaxed);
             p.s.store(new.s, Ordering::Relaxed);
@@ -260,5 +303,59 @@ impl Word {
         // Release: the parameters are visible to whoever loads this word.
         self.word
             .store((generation << GEN_SHIFT) | tat, Ordering::Release);
+    }
+}
+
+/// The parameter check of the lock-free readers, under every interleaving
+/// with the core moving the epoch (same state, new parameters): a reader
+/// must never answer from a mix of old and new parameters.
+#[cfg(all(test, fueltank_loom))]
+mod loom_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Fuel is there in both the old and the new parameters at `now = 100`.
+    fn race<R: Send + 'static>(read: fn(&Word) -> R, check: fn(R)) {
+        loom::model(move || {
+            let word = Arc::new(Word::new());
+            let old = Published {
+                epoch: 0,
+                s: 1,
+                t: 10,
+                tol: 0,
+                n_max: 1,
+            };
+            let mut published = None;
+            word.seize();
+            word.publish(&mut published, old, 100);
+            let core = word.clone();
+            let rebase = loom::thread::spawn(move || {
+                let mut published = Some(old);
+                let tat = core.seize().unwrap();
+                let new = Published { epoch: 50, ..old };
+                core.publish(&mut published, new, tat - 50);
+            });
+            let answer = read(&word);
+            rebase.join().unwrap();
+            check(answer);
+        });
+    }
+
+    #[test]
+    fn take_never_says_no_from_torn_parameters() {
+        race(|w| w.take(100, 1), |got| assert_ne!(got, Fast::Empty));
+    }
+
+    #[test]
+    fn level_never_reads_torn_parameters() {
+        race(|w| w.level(100), |got| assert_ne!(got, Some(0)));
+    }
+
+    #[test]
+    fn wait_never_reads_torn_parameters() {
+        race(
+            |w| w.wait(100, 1),
+            |got| assert!(matches!(got, None | Some(0)), "{got:?}"),
+        );
     }
 }

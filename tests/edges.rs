@@ -1,0 +1,227 @@
+//! Edges of the tank found in review: shrinking a `Window`, giving back old
+//! fuel, fuel from another tank, huge banks, the end of the clock, wakers
+//! that call back, futures polled after they completed, `Window` keys under
+//! a flood.
+
+mod common;
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use common::{poll, poll_with, worst_window};
+use fueltank::clock::{Clock, ManualClock};
+use fueltank::{Hardcap, KeyedTank, Rate, Tank};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+fn tank(rate_: &str, hardcap: Hardcap, initial: u64, clock: &ManualClock) -> Tank {
+    Tank::builder(rate(rate_))
+        .hardcap(hardcap)
+        .initial(initial)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn shrinking_a_full_window_neither_underflows_nor_spins() {
+    let clock = ManualClock::new();
+    let window = tank("10/s", Hardcap::Window, 10, &clock);
+    assert!(window.has_fuel_n(10));
+    let mut waiter = Box::pin(window.await_fuel());
+    assert!(poll(waiter.as_mut()).is_pending());
+    window.set_rate(rate("5/s"));
+    assert_eq!(window.level(), 0);
+    assert_eq!(window.wait_time(1), Some(Duration::from_secs(1)));
+    assert!(
+        poll(waiter.as_mut()).is_pending(),
+        "10 grants already in a 5/s window"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert!(poll(waiter.as_mut()).is_ready());
+    assert_eq!(window.level(), 4);
+}
+
+#[test]
+fn old_fuel_given_back_under_one_is_spent() {
+    let clock = ManualClock::new();
+    let one = tank("1/s", Hardcap::One, 1, &clock);
+    let permit = one.try_acquire().unwrap(); // at 0 s
+    clock.advance(Duration::from_secs(10));
+    assert!(one.has_fuel()); // at 10 s
+    drop(permit); // the fuel would have overflowed the cap long ago
+    assert!(!one.has_fuel(), "two grants at 10 s under One");
+
+    // The same through a waiter granted and never polled.
+    let mut waiter = Box::pin(one.await_fuel());
+    assert!(poll(waiter.as_mut()).is_pending());
+    clock.advance(Duration::from_secs(1)); // granted at 11 s, not seen
+    clock.advance(Duration::from_secs(10));
+    assert!(one.has_fuel()); // at 21 s
+    drop(waiter);
+    assert!(!one.has_fuel(), "two grants at 21 s under One");
+}
+
+#[test]
+fn fresh_fuel_given_back_returns_even_under_one() {
+    let clock = ManualClock::new();
+    let one = tank("1/s", Hardcap::One, 1, &clock);
+    let permit = one.try_acquire().unwrap();
+    clock.advance(Duration::from_millis(500));
+    drop(permit); // before the next fuel: exact
+    assert!(one.has_fuel());
+    assert!(!one.has_fuel());
+}
+
+#[test]
+fn old_permits_given_back_keep_the_limit_bound() {
+    let clock = ManualClock::new();
+    let limit = tank("4/s", Hardcap::Limit, 4, &clock);
+    let start = clock.now();
+    let mut grants = Vec::new();
+    let permits: Vec<_> = (0..4).map(|_| limit.try_acquire().unwrap()).collect();
+    clock.advance(Duration::from_secs(10));
+    while limit.has_fuel() {
+        grants.push(clock.now());
+    }
+    drop(permits); // the bucket has been full since: nothing comes back
+    while limit.has_fuel() {
+        grants.push(clock.now());
+    }
+    clock.advance(Duration::from_millis(999));
+    while limit.has_fuel() {
+        grants.push(clock.now());
+    }
+    assert!(start + Duration::from_secs(10) <= grants[0]);
+    let bound = 2 * 4 - 1;
+    assert!(worst_window(&grants, Duration::from_secs(1)) <= bound);
+}
+
+#[test]
+fn fuel_is_only_given_back_to_its_own_tank() {
+    let clock = ManualClock::new();
+    for _ in 0..100 {
+        let a = tank("1/s", Hardcap::Limit, 1, &clock);
+        let fuel = a.try_take().unwrap();
+        drop(a);
+        let b = tank("1/s", Hardcap::Limit, 1, &clock);
+        assert!(b.has_fuel());
+        b.refund(fuel);
+        assert_eq!(b.level(), 0, "fuel of a dropped tank credited to a new one");
+    }
+}
+
+#[test]
+fn set_rate_on_a_huge_unbounded_bank() {
+    let clock = ManualClock::new();
+    let unbounded = tank("1/s", Hardcap::Unbounded, 1 << 48, &clock);
+    let before = unbounded.level();
+    unbounded.set_rate(Rate::new(1, Duration::from_secs(30 * 86_400)).unwrap());
+    assert_eq!(unbounded.level(), before, "the bank is kept, in fuel");
+}
+
+#[test]
+fn advancing_to_the_end_of_time_neither_panics_nor_hangs() {
+    let clock = ManualClock::new();
+    let limit = tank("1/s", Hardcap::Limit, 0, &clock);
+    let mut a = Box::pin(limit.await_fuel());
+    let mut b = Box::pin(limit.await_fuel());
+    assert!(poll(a.as_mut()).is_pending());
+    assert!(poll(b.as_mut()).is_pending());
+    clock.advance(Duration::MAX);
+    // The clock stops at its end: one fuel (the capacity) accrued, and the
+    // next is due after the end, so `b` waits for ever — without a spin.
+    assert!(poll(a.as_mut()).is_ready());
+    assert!(poll(b.as_mut()).is_pending());
+}
+
+/// A waker that calls back into the tank when woken.
+struct CallsBack {
+    tank: Tank,
+    woken: AtomicUsize,
+}
+
+impl Wake for CallsBack {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.tank.waiting(); // takes the tank's lock
+        self.woken.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A clock that jumps when told, with real timers.
+#[derive(Debug, Clone)]
+struct Jumps(Arc<std::sync::Mutex<Instant>>);
+
+impl Clock for Jumps {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[test]
+fn wakers_are_called_outside_the_lock_when_a_timeout_serves_the_line() {
+    let at = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let tank = Tank::builder(rate("1/s"))
+        .initial(0)
+        .clock(Jumps(at.clone()))
+        .build()
+        .unwrap();
+    let calls_back = Arc::new(CallsBack {
+        tank: tank.clone(),
+        woken: AtomicUsize::new(0),
+    });
+    let worker = std::thread::spawn(move || {
+        let waker = Waker::from(calls_back.clone());
+        let mut first = pin!(tank.await_fuel());
+        assert!(poll_with(first.as_mut(), &waker).is_pending());
+        let mut timed = pin!(tank.await_fuel_timeout(Duration::from_secs(2)));
+        assert!(poll(timed.as_mut()).is_pending());
+        *at.lock().unwrap() += Duration::from_secs(2);
+        // The deadline passed: serving the line first grants `first`, whose
+        // waker takes the tank's lock.
+        let _ = poll(timed.as_mut());
+        calls_back.woken.load(Ordering::SeqCst)
+    });
+    let start = Instant::now();
+    while !worker.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(10), "deadlock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(worker.join().unwrap(), 1);
+}
+
+#[test]
+#[should_panic(expected = "polled after it completed")]
+fn an_acquire_polled_again_after_completing_panics_rather_than_mint_fuel() {
+    let clock = ManualClock::new();
+    let limit = tank("10/s", Hardcap::Limit, 1, &clock);
+    let mut acquire = Box::pin(limit.acquire());
+    let Poll::Ready(permit) = poll(acquire.as_mut()) else {
+        panic!("one fuel to start with")
+    };
+    permit.spend();
+    let _ = poll(acquire.as_mut());
+}
+
+#[test]
+fn window_keys_are_bounded_under_a_flood() {
+    let keyed = KeyedTank::<u64>::builder(rate("1/h"))
+        .hardcap(Hardcap::Window)
+        .max_keys(64)
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    for key in 0..10_000u64 {
+        assert!(keyed.has_fuel(&key));
+        assert!(keyed.len() <= 64 + 16, "{} keys at {key}", keyed.len());
+    }
+}
