@@ -42,7 +42,7 @@ use crate::key::{KeyError, KeyExtractor};
 /// inner service must be `Clone` (axum's routes are). A key waiting does
 /// not hold up other keys. What the inner service's readiness reserves (a
 /// `ConcurrencyLimit` permit, a `Buffer` slot) stays reserved while the
-/// request waits for its key's fuel: put such layers inside this one.
+/// request waits for its key's fuel; in reject mode nothing waits.
 ///
 /// A request without a key is not let through: an extractor error is the
 /// request's error, boxed (find it by downcasting to [`KeyError`]), and

@@ -132,7 +132,12 @@ async fn the_per_ip_limit_sheds_one_client_and_not_another() {
     let per_ip = KeyedTank::builder(Rate::new(2, Duration::from_secs(20)).unwrap())
         .build()
         .unwrap();
-    let addr = start(idle(), per_ip.clone(), idle()).await;
+    // Full, so that it is never the tighter limit in the headers.
+    let global = Tank::builder(Rate::per_second(1000).unwrap())
+        .initial(1000)
+        .build()
+        .unwrap();
+    let addr = start(global, per_ip.clone(), idle()).await;
     let first: IpAddr = "127.0.0.1".parse().unwrap();
 
     for remaining in [1, 0] {

@@ -499,7 +499,14 @@ mod keyed {
             .clock(clock.clone())
             .build()
             .unwrap();
-        let mut svc = KeyedThrottleLayer::new(keyed, PeerIp).http().layer(ok());
+        let monitor = fueltank::Monitor::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut svc = KeyedThrottleLayer::new(keyed, PeerIp)
+            .monitor(monitor.clone())
+            .http()
+            .layer(ok());
         assert_eq!(split(&get_from(&mut svc, A)), (10, 0, 1));
         let mut request = Request::new(());
         request
@@ -513,6 +520,7 @@ mod keyed {
         let mut waiting = Box::pin(svc.call(request));
         assert!(waiting.as_mut().poll(&mut cx).is_pending(), "waits, no 429");
         assert_eq!(get_from(&mut svc, B).status(), StatusCode::OK, "B passes");
+        assert_eq!(monitor.total(), 2, "the waiting one is not counted yet");
         clock.advance(Duration::from_millis(100));
         let Poll::Ready(Ok(response)) = waiting.as_mut().poll(&mut cx) else {
             panic!("the fuel came");
@@ -520,6 +528,7 @@ mod keyed {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.body(), "hello");
         assert_eq!(split(&response), (10, 0, 1));
+        assert_eq!(monitor.total(), 3);
     }
 
     #[test]
