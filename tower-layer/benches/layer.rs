@@ -20,10 +20,14 @@
 //! `Response<axum::body::Body>`:
 //!
 //! - `service`: `Request<()>` → `Response<()>`: bare, fueltank wait, fueltank
-//!   reject, `tower::limit::RateLimit`.
+//!   reject (both over a bare tank), fueltank wait over a `Throttle` (one
+//!   emission to its monitor per request), the keyed layer in wait and
+//!   reject mode (one key, `key_fn`), `tower::limit::RateLimit`.
+//! - `tank`: the tank calls the layer makes, alone.
 //! - `http`: `Request<()>` → `Response<Body>`: bare, fueltank's HTTP layer
-//!   with and without `RateLimit` headers, tower_governor (global key) with
-//!   and without its `x-ratelimit-*` headers.
+//!   with and without `RateLimit` headers, the keyed HTTP layer with
+//!   headers (one key), tower_governor (global key) with and without its
+//!   `x-ratelimit-*` headers.
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -35,9 +39,10 @@ use std::time::Duration;
 use axum::body::Body;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_main};
-use fueltank::{Rate, Tank};
-use fueltank_tower::ThrottleLayer;
+use fueltank::{KeyedTank, Rate, Tank, Throttle};
 use fueltank_tower::http::HeaderStyle;
+use fueltank_tower::key::{KeyError, key_fn};
+use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
 use http::{Request, Response};
 use tower::{Layer, Service, service_fn};
 use tower_governor::GovernorLayer;
@@ -77,10 +82,34 @@ fn with_body() -> WithBody {
 /// case. An `Unbounded` tank with small numbers would leave the tank's
 /// lock-free path, a worse distortion.)
 fn full_tank() -> Tank {
-    Tank::builder(Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap())
+    Tank::builder(full_rate())
         .initial(1_000_000_000)
         .build()
         .unwrap()
+}
+
+fn full_rate() -> Rate {
+    Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap()
+}
+
+/// The same, with a monitor: every request is one emission.
+fn full_throttle() -> Throttle {
+    Throttle::builder(full_rate())
+        .initial(1_000_000_000)
+        .auto_calibrate(false)
+        .build()
+        .unwrap()
+}
+
+/// One tank per key, each starting full, as above.
+fn full_keyed() -> KeyedTank<()> {
+    KeyedTank::new(full_rate())
+}
+
+/// Every request has the one key `()`: the keyed layer's cost over one
+/// key's tank, like tower_governor's global key.
+fn one_key(_: &Request<()>) -> Result<(), KeyError> {
+    Ok(())
 }
 
 fn service<M: Measurement>(c: &mut Criterion<M>) {
@@ -103,6 +132,31 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
         b.iter(|| black_box(drive(&mut reject)))
     });
 
+    let mut monitored = ThrottleLayer::new(full_throttle()).layer(unit());
+    group.bench_function("fueltank_wait_monitor", |b| {
+        b.iter(|| black_box(drive(&mut monitored)))
+    });
+
+    // As axum does: a clone of the route's service per request.
+    group.bench_function("bare_cloned", |b| {
+        b.iter(|| black_box(drive(&mut bare.clone())))
+    });
+    group.bench_function("fueltank_wait_monitor_cloned", |b| {
+        b.iter(|| black_box(drive(&mut monitored.clone())))
+    });
+
+    let mut keyed_wait = KeyedThrottleLayer::new(full_keyed(), key_fn(one_key)).layer(unit());
+    group.bench_function("fueltank_keyed_wait", |b| {
+        b.iter(|| black_box(drive(&mut keyed_wait)))
+    });
+
+    let mut keyed_reject = KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+        .reject()
+        .layer(unit());
+    group.bench_function("fueltank_keyed_reject", |b| {
+        b.iter(|| black_box(drive(&mut keyed_reject)))
+    });
+
     let mut rate_limit =
         tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(unit());
     group.bench_function("tower_rate_limit", |b| {
@@ -116,6 +170,15 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
     group.bench_function("has_fuel", |b| b.iter(|| black_box(tank.has_fuel())));
     group.bench_function("try_acquire_spend", |b| {
         b.iter(|| tank.try_acquire().map(|permit| permit.spend()))
+    });
+    group.bench_function("try_take_spend", |b| {
+        b.iter(|| tank.try_take().map(|fuel| fuel.spend()))
+    });
+    let monitor = fueltank::Monitor::new();
+    group.bench_function("monitor_emit", |b| b.iter(|| monitor.emit()));
+    let keyed = full_keyed();
+    group.bench_function("keyed_has_fuel", |b| {
+        b.iter(|| black_box(keyed.has_fuel(&())))
     });
     group.finish();
 }
@@ -140,6 +203,14 @@ fn http<M: Measurement>(c: &mut Criterion<M>) {
         .layer(with_body());
     group.bench_function("fueltank_http_headers", |b| {
         b.iter(|| black_box(drive(&mut headers)))
+    });
+
+    let mut keyed_headers = KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+        .reject()
+        .http()
+        .layer(with_body());
+    group.bench_function("fueltank_keyed_http_headers", |b| {
+        b.iter(|| black_box(drive(&mut keyed_headers)))
     });
 
     let config = GovernorConfigBuilder::default()

@@ -1,33 +1,23 @@
-//! The one seam through which the layer reports emissions.
+//! Emission: a request counted by a statistics [`Monitor`].
 //!
-//! An emission is "one request did its work", counted by a statistics
-//! monitor. Today the layer is built over a bare `Tank`, which has no
-//! monitor, so the emitter is empty. When `fueltank::Throttle` lands on
-//! main, `ThrottleLayer::new(throttle)` is `from_tank` plus:
-//!
-//! ```text
-//! if let Some(monitor) = throttle.monitor().cloned() {
-//!     config.emitter = Emitter::from_fn(move || monitor.emit());
-//! }
-//! ```
-//!
-//! (On the branch where it is being written, `Throttle::tank()` returns
-//! `Option<&Tank>`: a throttle without a tank means unlimited fuel, which
-//! `Gate` will then need as a case of its own.)
+//! The layer emits through the monitor directly (no closure, no extra
+//! reference count on the fuel-time path). It never goes through a
+//! `Throttle`'s fuel methods, so a throttle's `auto_emit` cannot count a
+//! request a second time: each request let through is emitted once, by the
+//! layer.
 
-use std::fmt;
-use std::sync::Arc;
+use fueltank::Monitor;
 
 /// When the layer emits: see [`ThrottleLayer::emit_on`](crate::ThrottleLayer::emit_on).
 ///
 /// # Examples
 ///
 /// ```
-/// use fueltank::{Rate, Tank};
+/// use fueltank::{Rate, Throttle};
 /// use fueltank_tower::{EmitOn, ThrottleLayer};
 ///
-/// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
-///     .emit_on(EmitOn::Success);
+/// let throttle = Throttle::builder(Rate::per_second(10)?).build()?;
+/// let layer = ThrottleLayer::new(throttle).emit_on(EmitOn::Success);
 /// # let _ = layer;
 /// # Ok::<(), fueltank::Error>(())
 /// ```
@@ -42,36 +32,35 @@ pub enum EmitOn {
     Success,
 }
 
-/// Reports one emission; empty (a no-op) when there is no monitor.
-#[derive(Clone, Default)]
-pub(crate) struct Emitter(Option<Arc<dyn Fn() + Send + Sync>>);
+/// Where and when a layer's services emit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Emission {
+    pub(crate) monitor: Option<Monitor>,
+    pub(crate) on: EmitOn,
+}
 
-impl Emitter {
-    /// An emitter that calls `f` once per emission.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn from_fn(f: impl Fn() + Send + Sync + 'static) -> Emitter {
-        Emitter(Some(Arc::new(f)))
-    }
-
+impl Emission {
+    /// A request has its fuel: emits now ([`EmitOn::Fuel`]), or returns
+    /// the monitor to emit on when the response succeeds
+    /// ([`EmitOn::Success`]). Without a monitor, nothing.
     #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    #[inline]
-    pub(crate) fn emit(&self) {
-        if let Some(f) = &self.0 {
-            f();
+    pub(crate) fn fueled(&self) -> Option<Monitor> {
+        let monitor = self.monitor.as_ref()?;
+        match self.on {
+            EmitOn::Fuel => {
+                monitor.emit();
+                None
+            }
+            EmitOn::Success => Some(monitor.clone()),
         }
     }
 }
 
-impl fmt::Debug for Emitter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_empty() {
-            "Emitter(none)"
-        } else {
-            "Emitter(..)"
-        })
+/// The response succeeded: emit if asked to. Taken, so that a future
+/// polled again emits only once.
+#[inline]
+pub(crate) fn succeeded(on_success: &mut Option<Monitor>) {
+    if let Some(monitor) = on_success.take() {
+        monitor.emit();
     }
 }

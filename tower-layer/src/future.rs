@@ -8,8 +8,10 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
+use fueltank::Monitor;
+
 use crate::Throttled;
-use crate::emit::Emitter;
+use crate::emit;
 
 pin_project! {
     /// The response future of [`ThrottleService`](crate::ThrottleService):
@@ -50,7 +52,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            on_success: Emitter,
+            on_success: Option<Monitor>,
         },
         Throttled {
             throttled: Throttled,
@@ -60,7 +62,7 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn called(future: F, on_success: Emitter) -> ResponseFuture<F> {
+    pub(crate) fn called(future: F, on_success: Option<Monitor>) -> ResponseFuture<F> {
         ResponseFuture {
             kind: Kind::Called { future, on_success },
         }
@@ -86,8 +88,7 @@ where
             KindProj::Called { future, on_success } => {
                 let output = ready!(future.poll(cx));
                 if output.is_ok() {
-                    // Taken, so that a future polled again emits only once.
-                    std::mem::take(on_success).emit();
+                    emit::succeeded(on_success);
                 }
                 Poll::Ready(output.map_err(Into::into))
             }

@@ -1,15 +1,16 @@
-//! The fuel gate both services share: acquire in `poll_ready`, spend in
-//! `call`, emit.
+//! The fuel gate both unkeyed services share: acquire in `poll_ready`,
+//! spend in `call`, emit.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use fueltank::{Acquire, Permit, Tank};
+use fueltank::{Acquire, Fuel, Monitor, Tank};
 
 use crate::Throttled;
-use crate::emit::{EmitOn, Emitter};
+use crate::emit::Emission;
 
 /// Wait for fuel, or shed the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,31 +19,42 @@ pub(crate) enum Mode {
     Reject,
 }
 
-/// What a layer hands to each service it makes.
+/// What a layer hands to each service it makes, behind one `Arc`: a
+/// service's clone (axum clones the route's service for every request)
+/// costs one reference count, whatever the layer holds.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub(crate) tank: Tank,
+    /// `None`: a `Throttle` without a tank, fuel is unlimited.
+    pub(crate) tank: Option<Tank>,
     pub(crate) mode: Mode,
-    pub(crate) emit_on: EmitOn,
-    pub(crate) emitter: Emitter,
+    pub(crate) emission: Emission,
+    /// The HTTP layer's headers (unused by the plain layer).
+    #[cfg(feature = "http")]
+    pub(crate) headers: crate::http::Headers,
 }
 
 impl Config {
-    pub(crate) fn new(tank: Tank) -> Config {
+    pub(crate) fn new(tank: Option<Tank>, monitor: Option<Monitor>) -> Config {
         Config {
             tank,
             mode: Mode::Wait,
-            emit_on: EmitOn::Fuel,
-            emitter: Emitter::default(),
+            emission: Emission {
+                monitor,
+                on: Default::default(),
+            },
+            #[cfg(feature = "http")]
+            headers: crate::http::Headers::default(),
         }
     }
 }
 
 /// One service's hold on the tank.
 pub(crate) struct Gate {
-    config: Config,
-    /// The fuel taken by `poll_ready` for the next `call`.
-    permit: Option<Permit>,
+    config: Arc<Config>,
+    /// The fuel taken by `poll_ready` for the next `call`: a 16-byte token
+    /// without a reference count; dropped, it is spent; the gate's `Drop`
+    /// gives it back.
+    fuel: Option<Fuel>,
     /// The slow path's wait, boxed once per service and reused.
     acquire: Option<Pin<Box<Acquire>>>,
     /// Whether `acquire` holds a wait not yet resolved (a resolved
@@ -51,31 +63,40 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(config: Config) -> Gate {
+    pub(crate) fn new(config: Arc<Config>) -> Gate {
         Gate {
             config,
-            permit: None,
+            fuel: None,
             acquire: None,
             waiting: false,
         }
     }
 
+    #[cfg(feature = "http")]
     #[inline]
-    pub(crate) fn tank(&self) -> &Tank {
-        &self.config.tank
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    #[inline]
+    pub(crate) fn tank(&self) -> Option<&Tank> {
+        self.config.tank.as_ref()
     }
 
     /// In wait mode, resolves once this service holds one fuel; in reject
-    /// mode, at once.
+    /// mode, or without a tank, at once.
     #[inline]
     pub(crate) fn poll_fuel(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.config.mode == Mode::Reject || self.permit.is_some() {
+        if self.config.mode == Mode::Reject || self.fuel.is_some() {
             return Poll::Ready(());
         }
+        let Some(tank) = &self.config.tank else {
+            return Poll::Ready(());
+        };
         if !self.waiting {
-            // Fast path: one compare-and-swap, no allocation.
-            if let Some(permit) = self.config.tank.try_acquire() {
-                self.permit = Some(permit);
+            // Fast path: one compare-and-swap, no allocation, no refcount.
+            if let Some(fuel) = tank.try_take() {
+                self.fuel = Some(fuel);
                 return Poll::Ready(());
             }
             self.start_wait();
@@ -86,7 +107,10 @@ impl Gate {
     /// Slow path: joins the tank's line, reusing this service's box.
     #[cold]
     fn start_wait(&mut self) {
-        let acquire = self.config.tank.acquire();
+        let Some(tank) = &self.config.tank else {
+            return;
+        };
+        let acquire = tank.acquire();
         match &mut self.acquire {
             Some(slot) => slot.set(acquire),
             None => self.acquire = Some(Box::pin(acquire)),
@@ -95,38 +119,45 @@ impl Gate {
     }
 
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let tank = &self.config.tank;
-        let acquire = self.acquire.get_or_insert_with(|| Box::pin(tank.acquire()));
+        let Some(acquire) = &mut self.acquire else {
+            // Not reached: `start_wait` boxed a wait (there is a tank).
+            return Poll::Ready(());
+        };
         let permit = ready!(acquire.as_mut().poll(cx));
         self.waiting = false;
-        self.permit = Some(permit);
+        self.fuel = Some(permit.into_fuel());
         Poll::Ready(())
     }
 
-    /// Spends the fuel for one request: the permit taken by `poll_ready`,
+    /// Spends the fuel for one request: the fuel taken by `poll_ready`,
     /// else (reject mode, or `call` without `poll_ready`) one fuel if there
-    /// is one now. Emits if emission is at fuel time; returns the emitter
-    /// to fire on success otherwise.
+    /// is one now. Emits if emission is at fuel time; returns the monitor
+    /// to emit on success otherwise.
     #[inline]
-    pub(crate) fn spend(&mut self) -> Result<Emitter, Throttled> {
-        match self.permit.take() {
-            Some(permit) => permit.spend(),
-            None if self.config.tank.has_fuel() => {}
-            None => return Err(self.throttled()),
+    pub(crate) fn spend(&mut self) -> Result<Option<Monitor>, Throttled> {
+        match self.fuel.take() {
+            Some(fuel) => fuel.spend(),
+            None => match &self.config.tank {
+                Some(tank) if !tank.has_fuel() => return Err(throttled(tank)),
+                _ => {}
+            },
         }
-        Ok(match self.config.emit_on {
-            EmitOn::Fuel => {
-                self.config.emitter.emit();
-                Emitter::default()
-            }
-            EmitOn::Success => self.config.emitter.clone(),
-        })
+        Ok(self.config.emission.fueled())
     }
+}
 
-    #[cold]
-    fn throttled(&self) -> Throttled {
-        let tank = &self.config.tank;
-        Throttled::new(tank.wait_time(1).unwrap_or_else(|| tank.rate().interval()))
+#[cold]
+fn throttled(tank: &Tank) -> Throttled {
+    Throttled::new(tank.wait_time(1).unwrap_or_else(|| tank.rate().interval()))
+}
+
+impl Drop for Gate {
+    /// Fuel held for a `call` that never came goes back to the tank (to the
+    /// head of its line, if anyone waits).
+    fn drop(&mut self) {
+        if let (Some(fuel), Some(tank)) = (self.fuel.take(), &self.config.tank) {
+            tank.refund(fuel);
+        }
     }
 }
 
@@ -142,8 +173,8 @@ impl fmt::Debug for Gate {
         f.debug_struct("Gate")
             .field("tank", &self.config.tank)
             .field("mode", &self.config.mode)
-            .field("emit_on", &self.config.emit_on)
-            .field("holds_fuel", &self.permit.is_some())
+            .field("emission", &self.config.emission)
+            .field("holds_fuel", &self.fuel.is_some())
             .field("waiting", &self.waiting)
             .finish()
     }

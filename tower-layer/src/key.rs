@@ -1,8 +1,8 @@
 //! Keys for per-client limits: who is this request from?
 //!
 //! A [`KeyExtractor`] reads a key from a request: the client's address,
-//! a header, a user id. Keyed limiting (one tank per key, a bound on the
-//! keys held) will take one; the extractors stand on their own meanwhile.
+//! a header, a user id. [`KeyedThrottleLayer`](crate::KeyedThrottleLayer)
+//! takes one, and gives each key its own tank.
 //!
 //! With the `http` feature:
 //!
@@ -15,7 +15,11 @@
 //!   proxy you run, and tell it how many proxies there are — see
 //!   [its spoofing risk](ForwardedIp#spoofing).
 //!
-//! Combine with `or` ([`Or`]), write your own with [`key_fn`].
+//! Combine with `or` ([`Or`]), write your own with [`key_fn`]. An IPv6
+//! client usually holds a whole `/64` network, and picks any address in
+//! it: key IPv6 clients by their `/64` with
+//! [`ipv6_net64`](Ipv6Net64) (`PeerIp.ipv6_net64()`), or one client
+//! becomes 2^64 keys.
 //!
 //! # Examples
 //!
@@ -156,7 +160,10 @@ impl std::error::Error for KeyError {}
 /// let by_length = key_fn(|request: &String| Ok(request.len()));
 /// assert_eq!(by_length.extract(&"four".to_string()), Ok(4));
 /// ```
-pub fn key_fn<F>(f: F) -> KeyFn<F> {
+pub fn key_fn<F, Request, Key>(f: F) -> KeyFn<F>
+where
+    F: Fn(&Request) -> Result<Key, KeyError>,
+{
     KeyFn(f)
 }
 
@@ -246,6 +253,26 @@ macro_rules! or_method {
             pub fn or<E>(self, fallback: E) -> $crate::key::Or<Self, E> {
                 $crate::key::Or::new(self, fallback)
             }
+
+            /// This IP address extractor with IPv6 addresses cut to their
+            /// `/64` network, so that one IPv6 client is one key; IPv4
+            /// addresses are kept whole. See [`Ipv6Net64`]($crate::key::Ipv6Net64).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use fueltank_tower::key::{KeyError, KeyExtractor, key_fn};
+            /// use std::net::IpAddr;
+            ///
+            /// let from_text = key_fn(|s: &&str| s.parse::<IpAddr>().map_err(|e| KeyError::Other(e.to_string())));
+            /// let by_net = from_text.ipv6_net64();
+            /// assert_eq!(by_net.extract(&"2001:db8:1:2:aaaa::1")?.to_string(), "2001:db8:1:2::");
+            /// assert_eq!(by_net.extract(&"192.0.2.7")?.to_string(), "192.0.2.7");
+            /// # Ok::<(), KeyError>(())
+            /// ```
+            pub fn ipv6_net64(self) -> $crate::key::Ipv6Net64<Self> {
+                $crate::key::Ipv6Net64::new(self)
+            }
         }
     };
 }
@@ -254,6 +281,72 @@ use or_method;
 
 or_method!(F; KeyFn<F>);
 or_method!(A, B; Or<A, B>);
+or_method!(I; Ipv6Net64<I>);
+
+/// An IP address extractor whose IPv6 keys are cut to their `/64` network:
+/// made by `.ipv6_net64()` on [`PeerIp`], [`ForwardedIp`], [`key_fn`] or
+/// [`Or`], or by [`Ipv6Net64::new`].
+///
+/// An IPv6 client is usually given a whole `/64` (the smallest network an
+/// ISP hands out, and the one SLAAC addresses live in) and may use any of
+/// its 2^64 addresses, changing them at will (privacy extensions do so by
+/// themselves). Keyed by the full address, one client could dodge a per-IP
+/// limit for ever; keyed by the `/64`, it is one key. IPv4 addresses (and
+/// IPv4-mapped IPv6 ones, which the IP extractors here return as IPv4) are
+/// kept whole.
+///
+/// The key stays an [`IpAddr`](std::net::IpAddr): the network address,
+/// e.g. `2001:db8:1:2::` for `2001:db8:1:2:aaaa::1`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank_tower::key::{Ipv6Net64, KeyExtractor, key_fn};
+/// use std::net::IpAddr;
+///
+/// let fixed = key_fn(|_: &()| Ok("2001:db8::8:800:200c:417a".parse::<IpAddr>().unwrap()));
+/// let by_net = Ipv6Net64::new(fixed);
+/// assert_eq!(by_net.extract(&())?.to_string(), "2001:db8::");
+/// # Ok::<(), fueltank_tower::key::KeyError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv6Net64<E> {
+    inner: E,
+}
+
+impl<E> Ipv6Net64<E> {
+    /// `inner`, with the IPv6 keys it returns cut to their `/64`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::key::{Ipv6Net64, KeyExtractor, key_fn};
+    /// use std::net::IpAddr;
+    ///
+    /// let loopback = Ipv6Net64::new(key_fn(|_: &()| Ok(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]))));
+    /// assert_eq!(loopback.extract(&())?.to_string(), "::");
+    /// # Ok::<(), fueltank_tower::key::KeyError>(())
+    /// ```
+    pub fn new(inner: E) -> Ipv6Net64<E> {
+        Ipv6Net64 { inner }
+    }
+}
+
+impl<E, Request> KeyExtractor<Request> for Ipv6Net64<E>
+where
+    E: KeyExtractor<Request, Key = std::net::IpAddr>,
+{
+    type Key = std::net::IpAddr;
+
+    fn extract(&self, request: &Request) -> Result<std::net::IpAddr, KeyError> {
+        Ok(match self.inner.extract(request)? {
+            std::net::IpAddr::V6(ip) => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from_bits(ip.to_bits() & !0_u128 << 64))
+            }
+            ip => ip,
+        })
+    }
+}
 
 impl<A, B, Request> KeyExtractor<Request> for Or<A, B>
 where

@@ -1,5 +1,6 @@
 //! [`ThrottleService`]: the service made by [`ThrottleLayer`](crate::ThrottleLayer).
 
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use fueltank::Tank;
@@ -60,14 +61,15 @@ pub struct ThrottleService<S> {
 }
 
 impl<S> ThrottleService<S> {
-    pub(crate) fn from_config(inner: S, config: Config) -> ThrottleService<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> ThrottleService<S> {
         ThrottleService {
             inner,
             gate: Gate::new(config),
         }
     }
 
-    /// The tank this service draws on.
+    /// The tank this service draws on; `None` for a `Throttle` without a
+    /// tank (unlimited fuel).
     ///
     /// # Examples
     ///
@@ -78,10 +80,10 @@ impl<S> ThrottleService<S> {
     ///
     /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
-    /// assert_eq!(svc.tank().level(), 1);
+    /// assert_eq!(svc.tank().map(Tank::level), Some(1));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn tank(&self) -> &Tank {
+    pub fn tank(&self) -> Option<&Tank> {
         self.gate.tank()
     }
 

@@ -1,6 +1,7 @@
 //! The axum example's app on `127.0.0.1:0`, real HTTP/1.1 over loopback:
 //! the first requests pass, the rest get 429 with the right headers, and
-//! after waiting `Retry-After` requests pass again.
+//! after waiting `Retry-After` requests pass again; a client over its
+//! per-IP limit is shed while another client (from `127.0.0.2`) passes.
 //!
 //! Real time: the rates leave seconds of slack, so a loaded machine does
 //! not change the outcome.
@@ -9,17 +10,20 @@
 #[allow(dead_code)]
 mod example;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use fueltank::{Rate, Tank};
+use fueltank::{KeyedTank, Rate, Tank};
 use http::{HeaderMap, StatusCode};
 use tokio::net::TcpListener;
 
-async fn start(global: Tank, queued: Tank) -> SocketAddr {
+async fn start(global: Tank, per_ip: KeyedTank<IpAddr>, queued: Tank) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(example::serve(listener, example::app(global, queued)));
+    tokio::spawn(example::serve(
+        listener,
+        example::app(global, per_ip, queued),
+    ));
     addr
 }
 
@@ -37,6 +41,11 @@ fn idle() -> Tank {
     Tank::new(Rate::per_second(1000).unwrap())
 }
 
+/// A per-IP limit that never limits these tests.
+fn idle_per_ip() -> KeyedTank<IpAddr> {
+    KeyedTank::new(Rate::per_second(1000).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_then_429_then_pass_after_retry_after() {
     // Three at once, then one every 3 s: nothing refills during the test's
@@ -45,7 +54,7 @@ async fn burst_then_429_then_pass_after_retry_after() {
         .initial(3)
         .build()
         .unwrap();
-    let addr = start(global.clone(), idle()).await;
+    let addr = start(global.clone(), idle_per_ip(), idle()).await;
 
     for remaining in [2, 1, 0] {
         let (status, headers, body) = example::get_once(addr, "/", &[]).await.unwrap();
@@ -81,23 +90,24 @@ async fn burst_then_429_then_pass_after_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whoami_shows_the_peer_and_the_opted_in_forwarded_address() {
-    let addr = start(idle(), idle()).await;
+    let addr = start(idle(), idle_per_ip(), idle()).await;
     let (status, _, body) = example::get_once(addr, "/whoami", &[]).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "127.0.0.1\n", "the peer, from ConnectInfo");
 
-    // One proxy: the address it appended, not the client-written one.
+    // One proxy: the address it appended, not the client-written one. The
+    // per-IP limit still keys by the peer: the header is opt-in.
     let forwarded = [("x-forwarded-for", "10.6.6.6, 203.0.113.5")];
     let (_, _, body) = example::get_once(addr, "/whoami", &forwarded)
         .await
         .unwrap();
-    assert_eq!(body, "203.0.113.5\n");
+    assert_eq!(body, "127.0.0.1\nbehind a proxy: 203.0.113.5\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queued_route_waits_instead_of_shedding() {
     let queued = Tank::new(Rate::per_second(10).unwrap());
-    let addr = start(idle(), queued).await;
+    let addr = start(idle(), idle_per_ip(), queued).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
@@ -113,4 +123,61 @@ async fn the_queued_route_waits_instead_of_shedding() {
     // One at once, then one per 100 ms.
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_ip_limit_sheds_one_client_and_not_another() {
+    // Two per client, then one every 10 s: nothing refills during the test
+    // unless the machine stalls for 10 s. The global limit never limits.
+    let per_ip = KeyedTank::builder(Rate::new(2, Duration::from_secs(20)).unwrap())
+        .build()
+        .unwrap();
+    // Full, so that it is never the tighter limit in the headers.
+    let global = Tank::builder(Rate::per_second(1000).unwrap())
+        .initial(1000)
+        .build()
+        .unwrap();
+    let addr = start(global, per_ip.clone(), idle()).await;
+    let first: IpAddr = "127.0.0.1".parse().unwrap();
+
+    for remaining in [1, 0] {
+        let (status, headers, body) = example::get_once(addr, "/", &[]).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "hello\n");
+        // The tighter of the two limits: the client's own.
+        assert_eq!(number(&headers, "ratelimit-limit"), 2);
+        assert_eq!(number(&headers, "ratelimit-remaining"), remaining);
+    }
+    for _ in 0..3 {
+        let (status, headers, body) = example::get_once(addr, "/", &[]).await.unwrap();
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body, "");
+        let retry_after = number(&headers, "retry-after");
+        assert!((1..=10).contains(&retry_after), "retry-after {retry_after}");
+        assert_eq!(number(&headers, "ratelimit-limit"), 2);
+        assert_eq!(number(&headers, "ratelimit-remaining"), 0);
+        let reset = number(&headers, "ratelimit-reset");
+        assert!((retry_after..=20).contains(&reset), "reset {reset}");
+    }
+    assert_eq!(per_ip.level(&first), 0);
+
+    // Another client, from another loopback address, has its own budget.
+    let second: IpAddr = "127.0.0.2".parse().unwrap();
+    match example::get_once_from(second, addr, "/").await {
+        Ok((status, headers, _)) => {
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(number(&headers, "ratelimit-remaining"), 1);
+            let (_, _, body) = example::get_once_from(second, addr, "/whoami")
+                .await
+                .unwrap();
+            assert_eq!(body, "127.0.0.2\n");
+            assert_eq!(per_ip.level(&second), 0);
+            assert_eq!(per_ip.len(), 2);
+        }
+        // Not Linux: 127.0.0.2 may not be a local address.
+        Err(err) => println!("skipped the second client: {err}"),
+    }
+    // And the first is still shed.
+    let (status, _, _) = example::get_once(addr, "/", &[]).await.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }

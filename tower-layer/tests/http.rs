@@ -275,3 +275,282 @@ fn set_rate_shows_in_the_next_headers() {
     tank.set_rate(Rate::per_second(20).unwrap());
     assert_eq!(split(&get(&mut svc)).0, 20);
 }
+
+// The keyed HTTP layer: per-key values.
+
+mod keyed {
+    use std::net::{IpAddr, SocketAddr};
+
+    use fueltank::KeyedTank;
+    use fueltank_tower::KeyedThrottleLayer;
+    use fueltank_tower::key::{ForwardedIp, KeyError, PeerIp};
+
+    use super::*;
+
+    fn per_ip(clock: &ManualClock, rate: &str) -> KeyedTank<IpAddr> {
+        KeyedTank::builder(rate.parse::<Rate>().unwrap())
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    }
+
+    /// Like `get`, from the TCP peer `peer`.
+    fn get_from<S>(svc: &mut S, peer: &str) -> Response<String>
+    where
+        S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+    {
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => panic!("the service is not ready"),
+        }
+        match svc.call(request).now_or_never() {
+            Some(Ok(response)) => response,
+            Some(Err(never)) => match never {},
+            None => panic!("the response is not there at once"),
+        }
+    }
+
+    const A: &str = "192.0.2.1:4000";
+    const B: &str = "192.0.2.2:4000";
+
+    #[test]
+    fn headers_and_429_are_per_key() {
+        let clock = ManualClock::new();
+        let keyed = per_ip(&clock, "10/min");
+        let mut svc = KeyedThrottleLayer::new(keyed.clone(), PeerIp)
+            .reject()
+            .http()
+            .layer(ok());
+
+        // A new key starts full: after one request, one fuel is missing,
+        // back in 6 s.
+        assert_eq!(split(&get_from(&mut svc, A)), (10, 9, 6));
+        assert_eq!(split(&get_from(&mut svc, A)), (10, 8, 12));
+        assert_eq!(split(&get_from(&mut svc, B)), (10, 9, 6), "B has its own");
+        for _ in 0..8 {
+            assert_eq!(get_from(&mut svc, A).status(), StatusCode::OK);
+        }
+        let shed = get_from(&mut svc, A);
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(shed.body(), "");
+        assert_eq!(header(shed.headers(), "retry-after"), Some("6"));
+        assert_eq!(split(&shed), (10, 0, 60), "A is full again in a minute");
+        let throttled = shed.extensions().get::<Throttled>().unwrap();
+        assert_eq!(throttled.retry_after(), Duration::from_secs(6));
+        assert_eq!(split(&get_from(&mut svc, B)), (10, 8, 12), "B unaffected");
+
+        clock.advance(Duration::from_millis(5_500));
+        let shed = get_from(&mut svc, A);
+        assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
+        assert_eq!(split(&shed), (10, 0, 55));
+        clock.advance(Duration::from_millis(500));
+        let passed = get_from(&mut svc, A);
+        assert_eq!(passed.status(), StatusCode::OK);
+        assert_eq!(split(&passed), (10, 0, 60));
+    }
+
+    #[test]
+    fn hardcap_one_is_full_with_one_fuel() {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::builder(Rate::new(3, Duration::from_secs(9)).unwrap())
+            .hardcap(Hardcap::One)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut svc = KeyedThrottleLayer::new(keyed, PeerIp)
+            .reject()
+            .http()
+            .layer(ok());
+        assert_eq!(split(&get_from(&mut svc, A)), (3, 0, 3));
+        let shed = get_from(&mut svc, A);
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(shed.headers(), "retry-after"), Some("3"));
+        assert_eq!(split(&shed), (3, 0, 3));
+    }
+
+    #[test]
+    fn structured_headers_per_key() {
+        let clock = ManualClock::new();
+        let mut svc = KeyedThrottleLayer::new(per_ip(&clock, "100/s"), PeerIp)
+            .reject()
+            .http()
+            .headers(HeaderStyle::Structured)
+            .policy_name("per-ip")
+            .layer(ok());
+        let response = get_from(&mut svc, A);
+        let headers = response.headers();
+        assert_eq!(
+            header(headers, "ratelimit-policy"),
+            Some("\"per-ip\";q=100;w=1")
+        );
+        assert_eq!(header(headers, "ratelimit"), Some("\"per-ip\";r=99;t=1"));
+        let other = get_from(&mut svc, B);
+        assert_eq!(
+            header(other.headers(), "ratelimit"),
+            Some("\"per-ip\";r=99;t=1")
+        );
+
+        let mut off = KeyedThrottleLayer::new(per_ip(&clock, "1/s"), PeerIp)
+            .reject()
+            .http()
+            .headers(HeaderStyle::Off)
+            .layer(ok());
+        assert!(get_from(&mut off, A).headers().is_empty());
+        let shed = get_from(&mut off, A);
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(shed.headers().len(), 1, "Retry-After only");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let clock = ManualClock::new();
+        let keyed = per_ip(&clock, "2/min");
+        let mut svc = KeyedThrottleLayer::new(keyed.clone(), PeerIp.ipv6_net64())
+            .reject()
+            .http()
+            .layer(ok());
+        // Two addresses of one /64: one budget.
+        assert_eq!(
+            get_from(&mut svc, "[2001:db8::1]:1").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            get_from(&mut svc, "[2001:db8::2]:1").status(),
+            StatusCode::OK
+        );
+        let shed = get_from(&mut svc, "[2001:db8::ffff:1]:1");
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        // The next /64 is another client.
+        assert_eq!(
+            get_from(&mut svc, "[2001:db8:0:1::1]:1").status(),
+            StatusCode::OK
+        );
+        // IPv4, and IPv4-mapped IPv6, are kept whole.
+        assert_eq!(get_from(&mut svc, "192.0.2.1:1").status(), StatusCode::OK);
+        assert_eq!(
+            get_from(&mut svc, "[::ffff:192.0.2.1]:2").status(),
+            StatusCode::OK
+        );
+        assert_eq!(get_from(&mut svc, "192.0.2.2:1").status(), StatusCode::OK);
+        assert_eq!(keyed.len(), 4);
+    }
+
+    #[test]
+    fn requests_without_a_key_get_400_or_500_and_take_no_fuel() {
+        let clock = ManualClock::new();
+        let keyed = per_ip(&clock, "10/s");
+        // No peer address: the server is set up wrong, not the client.
+        let mut peer = KeyedThrottleLayer::new(keyed.clone(), PeerIp)
+            .reject()
+            .http()
+            .layer(ok());
+        let response = get(&mut peer);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.extensions().get::<KeyError>(),
+            Some(&KeyError::NoPeerAddress)
+        );
+        assert!(response.headers().is_empty(), "no budget to tell");
+        assert_eq!(response.body(), "", "the inner service was not called");
+
+        // A missing or malformed forwarded header: the request's fault.
+        let mut forwarded = KeyedThrottleLayer::new(keyed.clone(), ForwardedIp::x_forwarded_for())
+            .http()
+            .layer(ok());
+        let response = get(&mut forwarded);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.extensions().get::<KeyError>(),
+            Some(&KeyError::MissingHeader {
+                header: "x-forwarded-for"
+            })
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(forwarded.poll_ready(&mut cx).is_ready());
+        let request = Request::builder()
+            .header("x-forwarded-for", "not-an-ip")
+            .body(())
+            .unwrap();
+        let response = forwarded.call(request).now_or_never().unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error = response.extensions().get::<KeyError>().unwrap();
+        assert!(error.to_string().contains("not-an-ip"), "{error}");
+        assert!(keyed.is_empty(), "no key was charged");
+
+        // With a fallback, the peer is the key.
+        let mut fallback =
+            KeyedThrottleLayer::new(keyed.clone(), ForwardedIp::x_forwarded_for().or(PeerIp))
+                .http()
+                .layer(ok());
+        assert_eq!(get_from(&mut fallback, A).status(), StatusCode::OK);
+        assert_eq!(keyed.level(&"192.0.2.1".parse().unwrap()), 9);
+    }
+
+    #[test]
+    fn wait_mode_waits_for_the_key_then_sends_its_headers() {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::builder(Rate::per_second(10).unwrap())
+            .initial(1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let monitor = fueltank::Monitor::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut svc = KeyedThrottleLayer::new(keyed, PeerIp)
+            .monitor(monitor.clone())
+            .http()
+            .layer(ok());
+        assert_eq!(split(&get_from(&mut svc, A)), (10, 0, 1));
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(A.parse::<SocketAddr>().unwrap());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            svc.poll_ready(&mut cx).is_ready(),
+            "the key is not known yet"
+        );
+        let mut waiting = Box::pin(svc.call(request));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "waits, no 429");
+        assert_eq!(get_from(&mut svc, B).status(), StatusCode::OK, "B passes");
+        assert_eq!(monitor.total(), 2, "the waiting one is not counted yet");
+        clock.advance(Duration::from_millis(100));
+        let Poll::Ready(Ok(response)) = waiting.as_mut().poll(&mut cx) else {
+            panic!("the fuel came");
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), "hello");
+        assert_eq!(split(&response), (10, 0, 1));
+        assert_eq!(monitor.total(), 3);
+    }
+
+    #[test]
+    fn a_per_ip_limit_inside_a_global_one_reports_the_tighter() {
+        let clock = ManualClock::new();
+        let global = tank(&clock, "100/s", 100);
+        let mut svc = ServiceBuilder::new()
+            .layer(
+                KeyedThrottleLayer::new(per_ip(&clock, "5/s"), PeerIp)
+                    .reject()
+                    .http(),
+            )
+            .layer(shed(global.clone()))
+            .service(ok());
+        assert_eq!(split(&get_from(&mut svc, A)), (5, 4, 1));
+        for _ in 0..4 {
+            get_from(&mut svc, A);
+        }
+        let shed = get_from(&mut svc, A);
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        // Shed by the per-IP limit, outside: the global fuel is untouched.
+        assert_eq!(global.level(), 95);
+        assert_eq!(split(&get_from(&mut svc, B)), (5, 4, 1));
+    }
+}

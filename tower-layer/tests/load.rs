@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
-use fueltank::{Rate, Tank};
+use fueltank::{KeyedTank, Rate, Tank};
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -160,7 +160,10 @@ async fn sixty_four_connections_never_pass_more_than_allowed_and_leak_no_fuel() 
             }
         })
     };
-    let app = example::app(global.clone(), queued.clone()).layer(counting);
+    // Every connection comes from 127.0.0.1: one key, with budget to spare,
+    // so the per-IP layer is on every request's path but never the limit.
+    let per_ip = KeyedTank::new(Rate::per_second(1_000_000).unwrap());
+    let app = example::app(global.clone(), per_ip, queued.clone()).layer(counting);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(example::serve(listener, app));

@@ -58,6 +58,49 @@
 //! Layers nest: with the split form, the response keeps the trio of the
 //! limit with the least remaining; structured fields are appended, one list
 //! member per policy.
+//!
+//! Over a `Throttle` without a tank (unlimited fuel) there is no limit to
+//! tell: no `RateLimit` headers, no 429.
+//!
+//! # Per key
+//!
+//! [`HttpKeyedThrottleLayer`] ([`KeyedThrottleLayer::http`](crate::KeyedThrottleLayer::http))
+//! sends the same headers with the values of the request's own key:
+//! `RateLimit-Remaining` is the key's fuel left
+//! ([`KeyedTank::level`](fueltank::KeyedTank::level)), `Retry-After` its wait
+//! for one fuel and `RateLimit-Reset` its wait until full
+//! ([`KeyedTank::wait_time`](fueltank::KeyedTank::wait_time)). A request
+//! whose key cannot be read is answered `400 Bad Request`, or `500 Internal
+//! Server Error` if the server passes no peer address, with the
+//! [`KeyError`] in the response's extensions.
+//!
+//! ```
+//! use fueltank::{KeyedTank, Rate};
+//! use fueltank_tower::KeyedThrottleLayer;
+//! use fueltank_tower::key::ForwardedIp;
+//! use http::{Request, Response, StatusCode};
+//! use std::convert::Infallible;
+//! use std::net::IpAddr;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # futures::executor::block_on(async {
+//! let per_client = KeyedTank::<IpAddr>::new(Rate::per_minute(1)?);
+//! let mut svc = KeyedThrottleLayer::new(per_client, ForwardedIp::x_real_ip())
+//!     .reject()
+//!     .http()
+//!     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+//! let from = |ip: &str| Request::builder().header("x-real-ip", ip).body(()).unwrap();
+//!
+//! assert_eq!(svc.ready().await?.call(from("192.0.2.1")).await?.status(), StatusCode::OK);
+//! let shed = svc.ready().await?.call(from("192.0.2.1")).await?;
+//! assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(shed.headers()["retry-after"], "60");
+//! assert_eq!(svc.ready().await?.call(from("192.0.2.2")).await?.status(), StatusCode::OK);
+//! let no_key = svc.ready().await?.call(Request::new(())).await?;
+//! assert_eq!(no_key.status(), StatusCode::BAD_REQUEST);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -66,15 +109,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use fueltank::{Hardcap, Tank};
+use fueltank::{Hardcap, KeyedTank, Monitor, Rate, Tank};
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::emit::Emitter;
+use crate::emit;
 use crate::gate::{Config, Gate};
+use crate::key::KeyError;
 use crate::{ThrottleLayer, Throttled};
+
+mod keyed;
+
+pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
 
 const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -114,12 +162,56 @@ pub enum HeaderStyle {
 
 /// What every service of one layer shares about its headers.
 #[derive(Debug, Clone)]
-struct Headers {
+pub(crate) struct Headers {
     style: HeaderStyle,
     /// The policy name as a structured-field string, quotes included.
-    policy: Box<str>,
-    /// The tank's hardcap, fixed at build time (it decides what "full" is).
+    policy: Arc<str>,
+    /// The tank's hardcap, fixed at build time (it decides what "full" is);
+    /// unused by the keyed layer.
     hardcap: Hardcap,
+}
+
+impl Default for Headers {
+    fn default() -> Headers {
+        Headers {
+            style: HeaderStyle::Split,
+            policy: sf_string("default"),
+            hardcap: Hardcap::default(),
+        }
+    }
+}
+
+impl Headers {
+    /// What one response gets, from the state `read` returns (called only
+    /// if the style sends `RateLimit` headers).
+    #[inline]
+    fn stamp(&self, read: impl FnOnce() -> Option<Snapshot>) -> Option<Stamp> {
+        let policy = self.plan()?;
+        Some(Stamp {
+            snapshot: read()?,
+            policy,
+        })
+    }
+
+    /// `None` without `RateLimit` headers; else the policy name to send,
+    /// if the style is the structured one.
+    #[inline]
+    fn plan(&self) -> Option<Option<Arc<str>>> {
+        match self.style {
+            HeaderStyle::Off => None,
+            HeaderStyle::Split => Some(None),
+            HeaderStyle::Structured => Some(Some(self.policy.clone())),
+        }
+    }
+}
+
+/// The `RateLimit` headers of one response: the split trio, or with a
+/// policy name, the structured pair. Carried by the response future
+/// without a reference to the layer.
+#[derive(Debug, Clone)]
+struct Stamp {
+    snapshot: Snapshot,
+    policy: Option<Arc<str>>,
 }
 
 /// A Tower layer for HTTP services: it answers `429 Too Many Requests`
@@ -153,7 +245,6 @@ struct Headers {
 #[derive(Debug, Clone)]
 pub struct HttpThrottleLayer {
     config: Config,
-    headers: Arc<Headers>,
 }
 
 impl ThrottleLayer {
@@ -181,15 +272,12 @@ impl ThrottleLayer {
 impl From<ThrottleLayer> for HttpThrottleLayer {
     /// [`ThrottleLayer::http`].
     fn from(layer: ThrottleLayer) -> HttpThrottleLayer {
-        let hardcap = layer.config.tank.hardcap();
-        HttpThrottleLayer {
-            config: layer.config,
-            headers: Arc::new(Headers {
-                style: HeaderStyle::Split,
-                policy: sf_string("default"),
-                hardcap,
-            }),
-        }
+        let mut config = layer.config;
+        config.headers.hardcap = config
+            .tank
+            .as_ref()
+            .map_or_else(Hardcap::default, Tank::hardcap);
+        HttpThrottleLayer { config }
     }
 }
 
@@ -211,7 +299,7 @@ impl HttpThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer {
-        Arc::make_mut(&mut self.headers).style = style;
+        self.config.headers.style = style;
         self
     }
 
@@ -236,11 +324,12 @@ impl HttpThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer {
-        Arc::make_mut(&mut self.headers).policy = sf_string(name);
+        self.config.headers.policy = sf_string(name);
         self
     }
 
-    /// The tank this layer draws on.
+    /// The tank this layer draws on; `None` for a `Throttle` without a
+    /// tank.
     ///
     /// # Examples
     ///
@@ -249,11 +338,27 @@ impl HttpThrottleLayer {
     /// use fueltank_tower::ThrottleLayer;
     ///
     /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http();
-    /// assert_eq!(layer.tank().rate().max_n(), 10);
+    /// assert_eq!(layer.tank().map(|tank| tank.rate().max_n()), Some(10));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn tank(&self) -> &Tank {
-        &self.config.tank
+    pub fn tank(&self) -> Option<&Tank> {
+        self.config.tank.as_ref()
+    }
+
+    /// The monitor this layer emits to, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    /// use fueltank_tower::ThrottleLayer;
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(10)?).build()?;
+    /// assert!(ThrottleLayer::new(throttle).http().monitor().is_some());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn monitor(&self) -> Option<&Monitor> {
+        self.config.emission.monitor.as_ref()
     }
 }
 
@@ -263,8 +368,7 @@ impl<S> Layer<S> for HttpThrottleLayer {
     fn layer(&self, inner: S) -> HttpThrottleService<S> {
         HttpThrottleService {
             inner,
-            gate: Gate::new(self.config.clone()),
-            headers: self.headers.clone(),
+            gate: Gate::new(Arc::new(self.config.clone())),
         }
     }
 }
@@ -302,11 +406,11 @@ impl<S> Layer<S> for HttpThrottleLayer {
 pub struct HttpThrottleService<S> {
     inner: S,
     gate: Gate,
-    headers: Arc<Headers>,
 }
 
 impl<S> HttpThrottleService<S> {
-    /// The tank this service draws on.
+    /// The tank this service draws on; `None` for a `Throttle` without a
+    /// tank.
     ///
     /// # Examples
     ///
@@ -316,10 +420,10 @@ impl<S> HttpThrottleService<S> {
     /// use tower::Layer;
     ///
     /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http().layer(());
-    /// assert_eq!(svc.tank().level(), 1);
+    /// assert_eq!(svc.tank().map(Tank::level), Some(1));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn tank(&self) -> &Tank {
+    pub fn tank(&self) -> Option<&Tank> {
         self.gate.tank()
     }
 
@@ -375,12 +479,12 @@ impl<S> HttpThrottleService<S> {
         self.inner
     }
 
-    /// The tank's state for the headers, read once in `call`.
-    fn snapshot(&self) -> Option<Snapshot> {
-        if self.headers.style == HeaderStyle::Off {
-            return None;
-        }
-        Some(Snapshot::read(self.gate.tank(), self.headers.hardcap))
+    /// The headers for this response, from the tank's state read once in
+    /// `call`.
+    #[inline]
+    fn stamp(&self) -> Option<Stamp> {
+        let headers = &self.gate.config().headers;
+        headers.stamp(|| Some(Snapshot::read(self.gate.tank()?, headers.hardcap)))
     }
 }
 
@@ -390,7 +494,6 @@ impl<S: Clone> Clone for HttpThrottleService<S> {
         HttpThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
-            headers: self.headers.clone(),
         }
     }
 }
@@ -412,7 +515,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> HttpResponseFuture<S::Future> {
         let spent = self.gate.spend();
-        let snapshot = self.snapshot();
+        let stamp = self.stamp();
         let kind = match spent {
             Ok(on_success) => Kind::Called {
                 future: self.inner.call(request),
@@ -420,11 +523,7 @@ where
             },
             Err(throttled) => Kind::Throttled { throttled },
         };
-        HttpResponseFuture {
-            kind,
-            snapshot,
-            headers: self.headers.clone(),
-        }
+        HttpResponseFuture { kind, stamp }
     }
 }
 
@@ -455,8 +554,7 @@ pin_project! {
     pub struct HttpResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        snapshot: Option<Snapshot>,
-        headers: Arc<Headers>,
+        stamp: Option<Stamp>,
     }
 }
 
@@ -466,7 +564,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            on_success: Emitter,
+            on_success: Option<Monitor>,
         },
         Throttled {
             throttled: Throttled,
@@ -486,16 +584,16 @@ where
         let mut response = match this.kind.project() {
             KindProj::Called { future, on_success } => {
                 let mut response = ready!(future.poll(cx))?;
-                std::mem::take(on_success).emit();
-                if let Some(snapshot) = this.snapshot {
-                    snapshot.write(this.headers, response.headers_mut());
+                emit::succeeded(on_success);
+                if let Some(stamp) = this.stamp {
+                    stamp.write(response.headers_mut());
                 }
                 return Poll::Ready(Ok(response));
             }
             KindProj::Throttled { throttled } => too_many_requests::<ResBody>(*throttled),
         };
-        if let Some(snapshot) = this.snapshot {
-            snapshot.write(this.headers, response.headers_mut());
+        if let Some(stamp) = this.stamp {
+            stamp.write(response.headers_mut());
         }
         Poll::Ready(Ok(response))
     }
@@ -522,6 +620,21 @@ fn too_many_requests<B: Default>(throttled: Throttled) -> Response<B> {
         number(retry_after_secs(throttled.retry_after())),
     );
     response.extensions_mut().insert(throttled);
+    response
+}
+
+/// The answer to a request whose key could not be read, with the
+/// [`KeyError`] in its extensions: `500 Internal Server Error` when the
+/// server gave no peer address (a setup error: see
+/// [`KeyError::NoPeerAddress`]), `400 Bad Request` otherwise (the request
+/// lacks the header the key comes from, or it is malformed).
+fn no_key<B: Default>(error: KeyError) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = match error {
+        KeyError::NoPeerAddress => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    response.extensions_mut().insert(error);
     response
 }
 
@@ -573,7 +686,7 @@ fn number(n: u64) -> HeaderValue {
 }
 
 /// `name` as a structured-field string (RFC 8941 §3.3.3), quotes included.
-fn sf_string(name: &str) -> Box<str> {
+fn sf_string(name: &str) -> Arc<str> {
     let mut out = String::with_capacity(name.len() + 2);
     out.push('"');
     for c in name.chars() {
@@ -587,7 +700,7 @@ fn sf_string(name: &str) -> Box<str> {
         }
     }
     out.push('"');
-    out.into_boxed_str()
+    out.into()
 }
 
 /// The tank's state behind one response's headers.
@@ -610,8 +723,6 @@ impl Snapshot {
         let rate = tank.rate();
         let limit = rate.max_n();
         let level = tank.level();
-        let remaining = level.min(limit);
-        let per_ns = rate.per().as_nanos();
         let full = match hardcap {
             Hardcap::One => 1,
             _ => limit,
@@ -619,47 +730,73 @@ impl Snapshot {
         // Exact, from the tank's schedule; while paused, as if refilling.
         let to_full = tank.wait_time(full).unwrap_or_else(|| {
             let missing = u128::from(full.saturating_sub(level));
-            let ns = missing.saturating_mul(per_ns).div_ceil(u128::from(limit));
+            let ns = missing
+                .saturating_mul(rate.per().as_nanos())
+                .div_ceil(u128::from(limit));
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         });
+        Snapshot::new(rate, level, to_full)
+    }
+
+    /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
+    /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
+    /// but its `wait_time` does.
+    fn read_keyed<K>(keyed: &KeyedTank<K>, key: &K) -> Snapshot
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        let rate = keyed.rate();
+        let level = keyed.level(key);
+        let to_full = keyed
+            .wait_time(key, rate.max_n())
+            .or_else(|| keyed.wait_time(key, 1))
+            .unwrap_or_else(|| rate.per());
+        Snapshot::new(rate, level, to_full)
+    }
+
+    fn new(rate: Rate, level: u64, to_full: Duration) -> Snapshot {
+        let limit = rate.max_n();
+        let per_ns = rate.per().as_nanos();
         let window = ceil_secs(rate.per()).max(1);
         let quota =
             u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
         Snapshot {
             limit,
-            remaining,
+            remaining: level.min(limit),
             reset: ceil_secs(to_full),
             window,
             quota: u64::try_from(quota).unwrap_or(u64::MAX),
         }
     }
+}
 
-    fn write(&self, headers: &Headers, map: &mut HeaderMap) {
-        match headers.style {
-            HeaderStyle::Split => {
+impl Stamp {
+    fn write(&self, map: &mut HeaderMap) {
+        let snapshot = &self.snapshot;
+        match &self.policy {
+            None => {
                 let tighter = map
                     .get(&REMAINING)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
-                    .is_some_and(|theirs| theirs < self.remaining);
+                    .is_some_and(|theirs| theirs < snapshot.remaining);
                 if !tighter {
-                    map.insert(LIMIT, number(self.limit));
-                    map.insert(REMAINING, number(self.remaining));
-                    map.insert(RESET, number(self.reset));
+                    map.insert(LIMIT, number(snapshot.limit));
+                    map.insert(REMAINING, number(snapshot.remaining));
+                    map.insert(RESET, number(snapshot.reset));
                 }
             }
-            HeaderStyle::Structured => {
-                let policy = format!("{};q={};w={}", headers.policy, self.quota, self.window);
-                let state = format!("{};r={};t={}", headers.policy, self.remaining, self.reset);
+            Some(policy) => {
+                let quota = format!("{policy};q={};w={}", snapshot.quota, snapshot.window);
+                let state = format!("{policy};r={};t={}", snapshot.remaining, snapshot.reset);
                 // `policy` is an escaped sf-string and the rest digits: valid.
-                if let (Ok(policy), Ok(state)) =
-                    (HeaderValue::try_from(policy), HeaderValue::try_from(state))
+                if let (Ok(quota), Ok(state)) =
+                    (HeaderValue::try_from(quota), HeaderValue::try_from(state))
                 {
-                    map.append(POLICY, policy);
+                    map.append(POLICY, quota);
                     map.append(RATELIMIT, state);
                 }
             }
-            HeaderStyle::Off => {}
         }
     }
 }
