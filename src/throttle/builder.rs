@@ -211,8 +211,9 @@ impl ThrottleBuilder {
     /// [`timer_lateness`](crate::timer_lateness)); on by default at 49/s
     /// and above, as in the seed. Measuring blocks `build` for about 5 ms.
     ///
-    /// The correction is the 90th percentile of the lateness, at most half
-    /// the tank's interval; it is what keeps [`Hardcap::One`] at its rate.
+    /// The correction is the 90th percentile of the lateness (at most twice
+    /// its median), at most half the tank's interval and at most 250 µs; it
+    /// is what keeps [`Hardcap::One`] at its rate.
     /// Skipped with an explicit [`correction`](ThrottleBuilder::correction),
     /// without a tank, and on a
     /// [`ManualClock`](crate::clock::ManualClock), whose timers are exact.

@@ -22,7 +22,8 @@ const MAX_SLEEP: Duration = Duration::from_millis(1);
 
 /// Measures how late this system's timers fire when set for `interval`
 /// ahead, the way a tank sets them: the 90th percentile of the lateness of
-/// a short series of `async-io` timers.
+/// a short series of `async-io` timers, at most twice their median (so that
+/// one stray wake-up among few samples does not count).
 ///
 /// Blocks the calling thread for about 5 ms (at least 8 timers of
 /// `interval` clamped to 20 µs..=1 ms). The result depends on the system
@@ -49,12 +50,20 @@ pub fn timer_lateness(interval: Duration) -> Duration {
         }
     });
     late.sort_unstable();
-    late[(late.len() * 9).div_ceil(10) - 1]
+    // The 90th percentile, but from few samples one stray wake-up (a
+    // preemption) could be it: at most twice the median.
+    let p90 = late[(late.len() * 9).div_ceil(10) - 1];
+    p90.min(late[late.len() / 2] * 2)
 }
 
+/// The longest correction applied: the timer's thread spins up to this
+/// long per wake-up, and a worker must not busy-spin for long.
+const MAX_CORRECTION: Duration = Duration::from_micros(250);
+
 /// The correction a tank at `interval` gets from a measured `lateness`:
-/// the lateness, but at most half the interval, so that the timer's thread
-/// never waits out more than half of the time between grants.
+/// the lateness, but at most half the interval (so that the timer's thread
+/// never waits out more than half of the time between grants) and at most
+/// 250 µs.
 pub(crate) fn correction_for(interval: Duration, lateness: Duration) -> Duration {
-    lateness.min(interval / 2)
+    lateness.min(interval / 2).min(MAX_CORRECTION)
 }
