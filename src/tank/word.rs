@@ -59,8 +59,11 @@ pub(crate) enum Fast {
 
 /// Parameters of the lock-free path, valid for the generation in the word.
 /// Relaxed atomics, so that reads racing a change are defined (and then
-/// discarded by the failing compare-and-swap).
+/// discarded by the failing compare-and-swap). A cache line of their own:
+/// they are read on every take but rarely written, so they stay shared
+/// between cores while the word's line moves from one taker to the next.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 struct Params {
     epoch: AtomicU64,
     /// Ticks per nanosecond.
@@ -73,6 +76,11 @@ struct Params {
     rel_limit: AtomicU64,
     /// Largest request served without the lock.
     n_max: AtomicU64,
+    /// Fuel given back so far (see `Core::refund`), read by takers that
+    /// stamp their grants.
+    refunds: AtomicU64,
+    /// Time spent paused so far, likewise.
+    paused_total: AtomicU64,
 }
 
 /// Plain values of [`Params`], as the core publishes them.
@@ -85,17 +93,12 @@ pub(crate) struct Published {
     pub(crate) n_max: u64,
 }
 
-/// Keep the hot word and its parameters in one cache line of their own.
+/// The word, on a cache line of its own, then its parameters on another.
 #[derive(Debug)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub(crate) struct Word {
     word: AtomicU64,
     params: Params,
-    /// Fuel given back so far (see `Core::refund`), read by takers that
-    /// stamp their grants.
-    refunds: AtomicU64,
-    /// Time spent paused so far, likewise.
-    paused_total: AtomicU64,
 }
 
 impl Word {
@@ -104,8 +107,6 @@ impl Word {
         Word {
             word: AtomicU64::new(CORE),
             params: Params::default(),
-            refunds: AtomicU64::new(0),
-            paused_total: AtomicU64::new(0),
         }
     }
 
@@ -196,22 +197,22 @@ impl Word {
 
     /// The count of fuel given back so far.
     pub(crate) fn refunds(&self) -> u64 {
-        self.refunds.load(Ordering::Acquire)
+        self.params.refunds.load(Ordering::Acquire)
     }
 
     /// Publishes the count of fuel given back; under the core lock.
     pub(crate) fn set_refunds(&self, refunds: u64) {
-        self.refunds.store(refunds, Ordering::Release);
+        self.params.refunds.store(refunds, Ordering::Release);
     }
 
     /// The time spent paused so far.
     pub(crate) fn paused_total(&self) -> u64 {
-        self.paused_total.load(Ordering::Acquire)
+        self.params.paused_total.load(Ordering::Acquire)
     }
 
     /// Publishes the time spent paused; under the core lock.
     pub(crate) fn set_paused_total(&self, paused: u64) {
-        self.paused_total.store(paused, Ordering::Release);
+        self.params.paused_total.store(paused, Ordering::Release);
     }
 
     /// How long until `n` fuel are there at `now`, in nanoseconds, if the
