@@ -47,8 +47,11 @@ pin_project! {
 }
 
 pin_project! {
+    /// What a response future does: poll the inner service's future (and
+    /// emit when it succeeds, if asked), or fail at once, throttled. Shared
+    /// with the HTTP layer's future.
     #[project = KindProj]
-    enum Kind<F> {
+    pub(crate) enum Kind<F> {
         Called {
             #[pin]
             future: F,

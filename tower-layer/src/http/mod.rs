@@ -116,6 +116,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::emit;
+use crate::future::{Kind, KindProj};
 use crate::gate::{Config, Gate};
 use crate::key::KeyError;
 use crate::{ThrottleLayer, Throttled};
@@ -555,20 +556,6 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         stamp: Option<Stamp>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Called {
-            #[pin]
-            future: F,
-            on_success: Option<Monitor>,
-        },
-        Throttled {
-            throttled: Throttled,
-        },
     }
 }
 
