@@ -14,6 +14,15 @@ use fueltank::{Error, Hardcap, Rate, Tank};
 
 const MS: Duration = Duration::from_millis(1);
 
+/// A `Limit` tank of `per_second` with `initial` fuel on `clock`.
+fn limit(per_second: u64, initial: u64, clock: &ManualClock) -> Tank {
+    Tank::builder(Rate::per_second(per_second).unwrap())
+        .initial(initial)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
 fn tank(rate: &str, hardcap: Hardcap, clock: &ManualClock) -> Tank {
     Tank::builder(rate.parse().unwrap())
         .hardcap(hardcap)
@@ -187,11 +196,7 @@ fn no_drift_over_a_day() {
     assert_eq!(grants.len(), 1 + 86_400_000 / 1_300);
 
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(3).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(3, 0, &clock);
     let grants = greedy(&tank, &clock, Duration::from_millis(1_000), day, |_| false);
     assert_eq!(grants.len(), 3 * 86_400);
 }
@@ -199,11 +204,7 @@ fn no_drift_over_a_day() {
 #[test]
 fn waiters_are_served_in_arrival_order_and_woken_once() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let counters: Vec<_> = (0..5).map(|_| WakeCounter::new()).collect();
     let wakers: Vec<Waker> = counters.iter().map(|c| Waker::from(c.clone())).collect();
     let mut futures: Vec<_> = (0..5).map(|_| Box::pin(tank.await_fuel())).collect();
@@ -232,11 +233,7 @@ fn waiters_are_served_in_arrival_order_and_woken_once() {
 #[test]
 fn dropping_a_waiter_anywhere_loses_nothing_and_stalls_no_one() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     // Dropped before its first poll: never queued.
     drop(tank.await_fuel());
     assert_eq!(tank.waiting(), 0);
@@ -277,11 +274,7 @@ fn dropping_a_waiter_anywhere_loses_nothing_and_stalls_no_one() {
 #[test]
 fn an_unspent_permit_gives_its_fuel_back() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(1).unwrap())
-        .initial(1)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(1, 1, &clock);
     let permit = tank.try_acquire().unwrap();
     assert!(tank.try_acquire().is_none());
     drop(permit);
@@ -321,11 +314,7 @@ fn window_refunds_return_capacity_to_the_window() {
 #[test]
 fn timeouts_answer_at_once_when_the_line_is_too_long() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let mut queued: Vec<_> = (0..3).map(|_| Box::pin(tank.await_fuel())).collect();
     for f in &mut queued {
         assert!(poll(f.as_mut()).is_pending());
@@ -342,11 +331,7 @@ fn timeouts_answer_at_once_when_the_line_is_too_long() {
 #[test]
 fn a_timeout_fires_while_paused_and_leaves_the_line() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let mut timed = pin!(tank.await_fuel_timeout(150 * MS));
     assert_eq!(poll(timed.as_mut()), Poll::Pending);
     tank.pause();
@@ -385,11 +370,7 @@ fn requests_beyond_the_cap_are_errors() {
 #[test]
 fn set_rate_below_a_waiting_request_rejects_it() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let mut eight = pin!(tank.await_fuel_n(8));
     let mut one = pin!(tank.await_fuel());
     assert!(poll(eight.as_mut()).is_pending());
@@ -412,11 +393,7 @@ fn set_rate_below_a_waiting_request_rejects_it() {
 #[test]
 fn set_rate_takes_effect_at_once_without_a_burst() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(1).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(1, 0, &clock);
     let mut waiter = pin!(tank.await_fuel());
     assert!(poll(waiter.as_mut()).is_pending());
     clock.advance(500 * MS); // half a fuel accrued
@@ -433,11 +410,7 @@ fn set_rate_takes_effect_at_once_without_a_burst() {
 #[test]
 fn pause_stops_the_refill_but_not_the_spending() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(3)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 3, &clock);
     tank.pause();
     clock.advance(Duration::from_secs(10));
     assert_eq!(tank.level(), 3);
@@ -459,11 +432,7 @@ fn pause_stops_the_refill_but_not_the_spending() {
 #[test]
 fn has_fuel_does_not_overtake_the_line() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let mut two = pin!(tank.await_fuel_n(2));
     assert!(poll(two.as_mut()).is_pending());
     clock.advance(100 * MS);
@@ -482,11 +451,7 @@ fn has_fuel_does_not_overtake_the_line() {
 #[test]
 fn wait_time_counts_the_line_ahead() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     assert_eq!(tank.wait_time(1), Some(100 * MS));
     let mut waiters: Vec<_> = (0..4).map(|_| Box::pin(tank.await_fuel())).collect();
     for w in &mut waiters {
@@ -567,11 +532,7 @@ fn a_clock_that_steps_back_is_tolerated() {
 #[test]
 fn blocking_calls_work_on_plain_threads_with_a_manual_clock() {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::per_second(10).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let tank = limit(10, 0, &clock);
     let workers: Vec<_> = (0..3)
         .map(|_| {
             let tank = tank.clone();
