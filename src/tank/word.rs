@@ -83,6 +83,17 @@ struct Params {
     paused_total: AtomicU64,
 }
 
+/// The word and its parameters as a lock-free reader saw them.
+struct View {
+    word: u64,
+    tat: u64,
+    now_t: u64,
+    s: u64,
+    t: u64,
+    tol: u64,
+    n_max: u64,
+}
+
 /// Plain values of [`Params`], as the core publishes them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Published {
@@ -165,34 +176,52 @@ impl Word {
         }
     }
 
-    /// The fuel level at `now`, if the word holds the state.
-    pub(crate) fn level(&self, now: u64) -> Option<u64> {
+    /// A reader's view at `now`, if the word holds the state and `now` is
+    /// within its range: the word, with the parameters read after it. Any
+    /// answer computed from it holds only if [`Word::unchanged`] says so.
+    fn view(&self, now: u64) -> Option<View> {
         let word = self.word.load(Ordering::Acquire);
         if word & CORE != 0 {
             return None;
         }
         let p = &self.params;
         let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
-        let s = p.s.load(Ordering::Relaxed);
-        let t = p.t.load(Ordering::Relaxed);
-        let tol = p.tol.load(Ordering::Relaxed);
+        let (s, t) = (p.s.load(Ordering::Relaxed), p.t.load(Ordering::Relaxed));
         if rel >= p.rel_limit.load(Ordering::Relaxed) || t == 0 {
             return None;
         }
-        let now_t = rel.wrapping_mul(s);
-        let tat = word & TAT_MASK;
-        let cap = if tol == u64::MAX {
-            u64::MAX
-        } else {
-            tol / t + 1
-        };
-        let level = if tat > now_t {
-            0
-        } else {
-            ((now_t - tat) / t + 1).min(cap)
-        };
+        Some(View {
+            word,
+            tat: word & TAT_MASK,
+            // Wrapping: parameters read during a change may be anything;
+            // the answer is then thrown away.
+            now_t: rel.wrapping_mul(s),
+            s,
+            t,
+            tol: p.tol.load(Ordering::Relaxed),
+            n_max: p.n_max.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Whether the word is still the one `view` read: then the parameters
+    /// read after it belonged to it (the fence pairs with `publish`'s).
+    fn unchanged(&self, view: &View) -> bool {
         fence(Ordering::Acquire);
-        (self.word.load(Ordering::Relaxed) == word).then_some(level)
+        self.word.load(Ordering::Relaxed) == view.word
+    }
+
+    /// The fuel level at `now`, if the word holds the state.
+    pub(crate) fn level(&self, now: u64) -> Option<u64> {
+        let v = self.view(now)?;
+        let cap = match v.tol {
+            u64::MAX => u64::MAX,
+            tol => tol / v.t + 1,
+        };
+        let level = match v.now_t.checked_sub(v.tat) {
+            Some(accrued) => (accrued / v.t + 1).min(cap),
+            None => 0,
+        };
+        self.unchanged(&v).then_some(level)
     }
 
     /// The count of fuel given back so far.
@@ -218,31 +247,17 @@ impl Word {
     /// How long until `n` fuel are there at `now`, in nanoseconds, if the
     /// word holds the state (then nobody waits) and `n` fits the word.
     pub(crate) fn wait(&self, now: u64, n: u64) -> Option<u64> {
-        let word = self.word.load(Ordering::Acquire);
-        if word & CORE != 0 {
+        let v = self.view(now)?;
+        if n == 0 || n > v.n_max {
             return None;
         }
-        let p = &self.params;
-        let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
-        let s = p.s.load(Ordering::Relaxed);
-        let t = p.t.load(Ordering::Relaxed);
-        let tol = p.tol.load(Ordering::Relaxed);
-        if rel >= p.rel_limit.load(Ordering::Relaxed)
-            || n == 0
-            || n > p.n_max.load(Ordering::Relaxed)
-        {
-            return None;
-        }
-        let now_t = rel.wrapping_mul(s);
-        // Wrapping: parameters read during a change may be anything, and
-        // the answer is then thrown away below.
-        let due_t = (word & TAT_MASK)
-            .max(now_t.saturating_sub(tol))
-            .wrapping_add((n - 1).wrapping_mul(t));
+        let due_t = v
+            .tat
+            .max(v.now_t.saturating_sub(v.tol))
+            .wrapping_add((n - 1).wrapping_mul(v.t));
         // Whole nanoseconds, rounded up: the fuel is there at the end.
-        let wait = due_t.saturating_sub(now_t).div_ceil(s.max(1));
-        fence(Ordering::Acquire);
-        (self.word.load(Ordering::Relaxed) == word).then_some(wait)
+        let wait = due_t.saturating_sub(v.now_t).div_ceil(v.s.max(1));
+        self.unchanged(&v).then_some(wait)
     }
 
     /// Moves the state from the word into the core; returns the `tat` it
