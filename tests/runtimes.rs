@@ -30,13 +30,8 @@ async fn job(tank: Tank) -> usize {
     EACH
 }
 
-#[test]
-fn tokio_multi_thread() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+/// The job as spawned tokio tasks on `runtime`.
+fn on_tokio(runtime: tokio::runtime::Runtime) {
     let tank = tank();
     let start = Instant::now();
     let done: usize = runtime.block_on(async {
@@ -54,25 +49,24 @@ fn tokio_multi_thread() {
 }
 
 #[test]
+fn tokio_multi_thread() {
+    on_tokio(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+}
+
+#[test]
 fn tokio_current_thread() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let tank = tank();
-    let start = Instant::now();
-    let done: usize = runtime.block_on(async {
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| tokio::spawn(job(tank.clone())))
-            .collect();
-        let mut done = 0;
-        for task in tasks {
-            done += task.await.unwrap();
-        }
-        done
-    });
-    check(start.elapsed());
-    assert_eq!(done, TASKS * EACH);
+    on_tokio(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
 }
 
 #[test]
