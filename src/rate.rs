@@ -10,8 +10,9 @@ use crate::Error;
 /// size of its window.
 ///
 /// The period is kept in whole nanoseconds and the interval `per / max_n` is
-/// never rounded where the tank uses it, so `Rate::new(10, 13 s)` or
-/// `Rate::per_second(3)` do not drift, however long they run.
+/// never rounded where the tank uses it, so `Rate::new(10, 13 s)`,
+/// `Rate::per_second(3)` or `Rate::per_second(999_999_937)` do not drift,
+/// however long they run.
 ///
 /// A rate parses from and prints to a short string: `"100/s"`, `"5/250ms"`,
 /// `"1000/min"`, `"2/h"`, `"10/1.5s"`.
@@ -33,12 +34,6 @@ pub struct Rate {
     max_n: u64,
     per_ns: u64,
 }
-
-/// A tank counts time in ticks of `1 / ticks_per_ns` nanoseconds, chosen so
-/// that one interval is a whole number of ticks whenever the reduced
-/// denominator of `per / max_n` is at most this. Above it the interval is
-/// rounded up by less than 1/1024 ns, so a tank is never faster than asked.
-const MAX_TICKS_PER_NS: u64 = 1024;
 
 impl Rate {
     /// `max_n` grants per `per`.
@@ -152,19 +147,13 @@ impl Rate {
         self.per_ns
     }
 
-    /// The tick scale for this rate: `(ticks_per_ns, interval_ticks)`, where
-    /// `interval_ticks / ticks_per_ns` is the interval in nanoseconds.
+    /// The tick scale for this rate: `(ticks_per_ns, interval_ticks)`, the
+    /// reduced fraction `per / max_n = interval_ticks / ticks_per_ns` ns.
+    /// A tank counts time in ticks of `1 / ticks_per_ns` ns, so that one
+    /// interval is a whole number of ticks, exactly, whatever the rate.
     pub(crate) fn ticks(&self) -> (u64, u64) {
         let g = gcd(self.per_ns, self.max_n);
-        let s = self.max_n / g;
-        if s <= MAX_TICKS_PER_NS {
-            (s, self.per_ns / g)
-        } else {
-            let scaled = u128::from(self.per_ns) * u128::from(MAX_TICKS_PER_NS);
-            let t = scaled.div_ceil(u128::from(self.max_n));
-            // `per_ns >= max_n`, so `t <= per_ns * 1024 / max_n + 1` fits.
-            (MAX_TICKS_PER_NS, t as u64)
-        }
+        (self.max_n / g, self.per_ns / g)
     }
 }
 
@@ -295,17 +284,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_are_exact_for_common_rates() {
+    fn ticks_are_exact_for_every_rate() {
         let ticks = |s: &str| s.parse::<Rate>().unwrap().ticks();
         assert_eq!(ticks("100/s"), (1, 10_000_000));
         assert_eq!(ticks("3/s"), (3, 1_000_000_000));
         assert_eq!(ticks("10/13s"), (1, 1_300_000_000));
         assert_eq!(ticks("7/min"), (7, 60_000_000_000));
-        // 999_983 is prime: rounded up to a 1024th of a nanosecond.
-        let (s, t) = ticks("999983/s");
-        assert_eq!(s, 1024);
-        assert!(t as f64 / 1024.0 >= 1e9 / 999_983.0);
-        assert!(t as f64 / 1024.0 - 1e9 / 999_983.0 < 1.0 / 1024.0);
+        // 999_983 is prime: a tick is a 999_983th of a nanosecond.
+        assert_eq!(ticks("999983/s"), (999_983, 1_000_000_000));
     }
 
     #[test]

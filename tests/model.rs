@@ -1,10 +1,15 @@
-//! Random sequences of take / wait / cancel / advance / pause / permits,
-//! run against the tank and against a plain model written differently (a
-//! token bucket with exact fractional fuel, and a list of grant times for
-//! `Window`): every answer, every level and every grant must agree. So no
-//! grant beyond what the hardcap allows, no fuel lost on cancel, FIFO kept.
-//! Fuel given back follows the rule of `Core::refund`: exact while the
-//! bucket cannot have filled since the grant, spent after.
+//! Random sequences of take / wait / cancel / advance / pause / permits /
+//! tokens, run against the tank and against a plain model written
+//! differently (a token bucket with exact fractional fuel, and a list of
+//! grant times for `Window`): every answer, every level, every wait and
+//! every grant must agree. So no grant beyond what the hardcap allows, no
+//! fuel lost on cancel, FIFO kept.
+//!
+//! Fuel given back is modelled per permit, per token and per granted
+//! waiter: each keeps a *shadow*, the fuel the bucket would hold more had
+//! it never been taken. The shadow starts at the fuel taken and shrinks
+//! whenever the bucket comes nearer full than that (the extra fuel would
+//! have run into the cap); giving back adds the shadow, exactly.
 
 mod common;
 
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{AwaitFuelN, Hardcap, Permit, Rate, Tank};
+use fueltank::{AwaitFuelN, Fuel, Hardcap, Permit, Rate, Tank};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -30,7 +35,11 @@ enum Op {
     Acquire,
     DropPermit(usize),
     SpendPermit(usize),
+    TryTake,
+    RefundToken(usize),
+    SpendToken(usize),
     Level,
+    Available,
     WaitTime(u64),
 }
 
@@ -47,9 +56,13 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Pause),
         1 => Just(Op::Resume),
         2 => Just(Op::Acquire),
-        1 => any::<usize>().prop_map(Op::DropPermit),
+        2 => any::<usize>().prop_map(Op::DropPermit),
         1 => any::<usize>().prop_map(Op::SpendPermit),
+        2 => Just(Op::TryTake),
+        2 => any::<usize>().prop_map(Op::RefundToken),
+        1 => any::<usize>().prop_map(Op::SpendToken),
         1 => Just(Op::Level),
+        1 => Just(Op::Available),
         1 => (1..4u64).prop_map(Op::WaitTime),
     ]
 }
@@ -61,6 +74,15 @@ fn hardcap() -> impl Strategy<Value = Hardcap> {
         Just(Hardcap::Unbounded),
         Just(Hardcap::Window),
     ]
+}
+
+/// What the model remembers of fuel taken that may come back.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// `Limit`, `One`, `Unbounded`: the shadow, in units.
+    Shadow(u128),
+    /// `Window`: the time stamped on the grant, and how many.
+    Stamped(u128, u64),
 }
 
 /// The model: fuel as an exact fraction (in units of `1 / per_ns` fuel, so
@@ -78,18 +100,11 @@ struct Model {
     /// `Window`: grant times, one entry per fuel.
     log: Vec<u128>,
     line: VecDeque<(usize, u64)>,
-    /// Granted in the model, not yet seen by its future: (id, n, stamp).
-    granted: Vec<(usize, u64, Stamp)>,
-    /// Fuel given back so far (`Limit`, `One`, `Unbounded`).
-    refunds: u128,
-}
-
-/// What the model remembers of a grant to give it back: the `Window` log
-/// time, or until when giving it back is exact (and the refunds then).
-#[derive(Debug, Clone, Copy)]
-struct Stamp {
-    at: u128,
-    refunds: u128,
+    /// Granted in the model, not yet seen by its future: (id, n).
+    granted: Vec<(usize, u64)>,
+    /// Fuel held by permits, tokens and granted waiters, by id.
+    held: Vec<(usize, Held)>,
+    next_id: usize,
 }
 
 impl Model {
@@ -105,8 +120,14 @@ impl Model {
             log: vec![0; (max_n - initial.min(max_n)) as usize],
             line: VecDeque::new(),
             granted: Vec::new(),
-            refunds: 0,
+            held: Vec::new(),
+            next_id: 0,
         }
+    }
+
+    fn id(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id
     }
 
     fn cap(&self) -> Option<u128> {
@@ -121,15 +142,61 @@ impl Model {
         self.cap().map_or(1 << 48, |c| c as u64)
     }
 
+    /// Every shadow is at most the room left in the bucket now: fuel
+    /// beyond it would have been lost to the cap.
+    fn shrink_shadows(&mut self) {
+        let Some(cap) = self.cap() else { return };
+        let room = cap * self.per - self.level;
+        for (_, held) in &mut self.held {
+            if let Held::Shadow(shadow) = held {
+                *shadow = (*shadow).min(room);
+            }
+        }
+    }
+
+    /// Moves time on by `ns`, serving the line at each moment its head
+    /// falls due, as the tank's timer does.
     fn advance(&mut self, ns: u128) {
         if self.paused {
             return;
         }
+        let end = self.now + ns;
+        while let Some(due) = self.head_due()
+            && due <= end
+        {
+            self.pass(due - self.now);
+            self.serve();
+        }
+        self.pass(end - self.now);
+    }
+
+    /// When the head of the line could be granted, if nobody takes before.
+    fn head_due(&self) -> Option<u128> {
+        let &(_, n) = self.line.front()?;
+        let n = u128::from(n);
+        if self.hardcap == Hardcap::Window {
+            let mut leave: Vec<u128> = self.log.iter().map(|&g| g + self.per).collect();
+            leave.sort();
+            return leave
+                .into_iter()
+                .chain([self.now])
+                .filter(|&t| t >= self.now)
+                .filter(|&t| {
+                    self.log.iter().filter(|&&g| g + self.per > t).count() as u128 + n <= self.max_n
+                })
+                .min();
+        }
+        let missing = (n * self.per).saturating_sub(self.level);
+        Some(self.now + missing.div_ceil(self.max_n))
+    }
+
+    fn pass(&mut self, ns: u128) {
         self.now += ns;
         self.level += ns * self.max_n;
         if let Some(cap) = self.cap() {
             self.level = self.level.min(cap * self.per);
         }
+        self.shrink_shadows();
     }
 
     fn in_window(&self) -> u128 {
@@ -139,60 +206,64 @@ impl Model {
             .count() as u128
     }
 
-    fn take(&mut self, n: u64) -> Option<Stamp> {
-        let n = u128::from(n);
-        if self.hardcap == Hardcap::Window {
-            if self.in_window() + n > self.max_n {
-                return None;
-            }
-            // Grants are stamped on a grid from the start (see `Window::push`
-            // in src/tank/bucket.rs): at most per/4096 and 50 µs.
-            let grid = (self.per / 4096).clamp(1, 50_000);
-            let stamp = self.now.div_ceil(grid) * grid;
-            self.log.extend(std::iter::repeat_n(stamp, n as usize));
-            return Some(Stamp {
-                at: stamp,
-                refunds: 0,
-            });
-        }
-        if self.level < n * self.per {
-            return None;
-        }
-        self.level -= n * self.per;
-        // Giving it back is exact until the bucket could be full again: when
-        // the fuel left plus what accrues reaches the cap.
-        let at = match self.cap() {
-            Some(cap) => self.now + (cap * self.per - self.level) / self.max_n,
-            None => u128::MAX,
-        };
-        Some(Stamp {
-            at,
-            refunds: self.refunds,
-        })
+    /// The stamp grid of `Window`: the largest divisor of `per` made of
+    /// twos and fives, at most `per / 4096` and 50 µs (`bucket.rs`).
+    fn grid(&self) -> u128 {
+        let bound = (self.per / 4096).clamp(1, 50_000);
+        (1..=bound)
+            .rev()
+            .find(|&d| {
+                let mut rest = d;
+                while rest % 2 == 0 {
+                    rest /= 2;
+                }
+                while rest % 5 == 0 {
+                    rest /= 5;
+                }
+                rest == 1 && self.per % d == 0
+            })
+            .unwrap()
     }
 
-    fn refund(&mut self, n: u64, stamp: Stamp) {
+    /// Takes `n` now, or `None`.
+    fn take(&mut self, n: u64) -> Option<Held> {
+        let n128 = u128::from(n);
         if self.hardcap == Hardcap::Window {
-            for _ in 0..n {
-                if let Some(i) = self.log.iter().rposition(|&t| t == stamp.at) {
-                    self.log.remove(i);
+            if self.in_window() + n128 > self.max_n {
+                return None;
+            }
+            let grid = self.grid();
+            let stamp = self.now.div_ceil(grid) * grid;
+            self.log.extend(std::iter::repeat_n(stamp, n as usize));
+            return Some(Held::Stamped(stamp, n));
+        }
+        if self.level < n128 * self.per {
+            return None;
+        }
+        self.level -= n128 * self.per;
+        Some(Held::Shadow(n128 * self.per))
+    }
+
+    /// Gives back what `held` may still return.
+    fn give_back(&mut self, held: Held) {
+        match held {
+            Held::Stamped(stamp, n) => {
+                for _ in 0..n {
+                    if let Some(i) = self.log.iter().rposition(|&t| t == stamp) {
+                        self.log.remove(i);
+                    }
                 }
             }
-            return;
-        }
-        // Each fuel given back since the grant makes the bucket full one
-        // interval sooner.
-        let since = self.refunds - stamp.refunds;
-        let until = stamp
-            .at
-            .saturating_sub((since * self.per).div_ceil(self.max_n));
-        if self.now < until {
-            self.level += u128::from(n) * self.per;
-            if let Some(cap) = self.cap() {
-                self.level = self.level.min(cap * self.per);
+            Held::Shadow(shadow) => {
+                self.level += shadow;
+                self.shrink_shadows();
             }
-            self.refunds += u128::from(n);
         }
+    }
+
+    fn release(&mut self, id: usize) -> Option<Held> {
+        let pos = self.held.iter().position(|&(h, _)| h == id)?;
+        Some(self.held.remove(pos).1)
     }
 
     fn level(&self) -> u64 {
@@ -202,25 +273,52 @@ impl Model {
         }
     }
 
-    /// How long a newcomer asking for `n` would wait (`Limit`, `One`,
-    /// `Unbounded`): until the fuel for the line ahead and for it has
-    /// accrued, one nanosecond adding `max_n` units.
+    /// How long a newcomer asking for `n` would wait after the line.
     fn wait_time(&self, n: u64) -> Option<u64> {
         if n > self.request_cap() || self.paused {
             return None;
+        }
+        if self.hardcap == Hardcap::Window {
+            return Some(self.window_wait(n));
         }
         let ahead: u64 = self.line.iter().map(|&(_, n)| n).sum();
         let need = u128::from(ahead + n) * self.per;
         Some(need.saturating_sub(self.level).div_ceil(self.max_n) as u64)
     }
 
+    /// `Window`: grant the line and then `n` in turn, each at the earliest
+    /// time its whole batch fits the window, by brute force.
+    fn window_wait(&self, n: u64) -> u64 {
+        let grid = self.grid();
+        let mut log = self.log.clone();
+        let mut at = self.now;
+        for size in self.line.iter().map(|&(_, n)| n).chain([n]) {
+            let fits = |t: u128, log: &[u128]| {
+                log.iter().filter(|&&g| g + self.per > t).count() as u128 + u128::from(size)
+                    <= self.max_n
+            };
+            let mut candidates: Vec<u128> = log
+                .iter()
+                .map(|&g| g + self.per)
+                .chain([at])
+                .filter(|&t| t >= at)
+                .collect();
+            candidates.sort();
+            at = candidates.into_iter().find(|&t| fits(t, &log)).unwrap();
+            let stamp = at.div_ceil(grid) * grid;
+            log.extend(std::iter::repeat_n(stamp, size as usize));
+        }
+        (at - self.now) as u64
+    }
+
     /// The driver: serve the line in order.
     fn serve(&mut self) {
         while let Some(&(id, n)) = self.line.front() {
             match self.take(n) {
-                Some(stamp) => {
+                Some(held) => {
                     self.line.pop_front();
-                    self.granted.push((id, n, stamp));
+                    self.granted.push((id, n));
+                    self.held.push((id, held));
                 }
                 None => break,
             }
@@ -246,8 +344,8 @@ fn run(
         .unwrap();
     let mut model = Model::new(hardcap, max_n, per_ms, initial);
     let mut waiters: Vec<Waiter> = Vec::new();
-    let mut permits: Vec<(Permit, Stamp)> = Vec::new();
-    let mut next_id = 0;
+    let mut permits: Vec<(Permit, usize)> = Vec::new();
+    let mut tokens: Vec<(Fuel, usize)> = Vec::new();
 
     for op in ops {
         match op {
@@ -261,19 +359,19 @@ fn run(
             Op::Wait(n) => {
                 let mut future = Box::pin(tank.await_fuel_n(n));
                 let got = poll(future.as_mut()).map(|r| r.is_ok());
+                let id = model.id();
                 let expected = if n > model.request_cap() {
                     Poll::Ready(false)
                 } else if model.line.is_empty() && model.take(n).is_some() {
                     Poll::Ready(true)
                 } else {
-                    model.line.push_back((next_id, n));
+                    model.line.push_back((id, n));
                     Poll::Pending
                 };
                 prop_assert_eq!(got, expected, "wait {}", n);
                 if got.is_pending() {
-                    waiters.push((next_id, future));
+                    waiters.push((id, future));
                 }
-                next_id += 1;
             }
             Op::Poll => {
                 let mut ready = Vec::new();
@@ -284,11 +382,11 @@ fn run(
                     }
                     Poll::Pending => true,
                 });
-                let mut expected: Vec<_> = model
-                    .granted
-                    .drain(..)
-                    .map(|(id, _, _)| (id, true))
-                    .collect();
+                let mut expected: Vec<_> =
+                    model.granted.drain(..).map(|(id, _)| (id, true)).collect();
+                for &(id, _) in &expected {
+                    model.release(id); // seen: spent
+                }
                 ready.sort();
                 expected.sort();
                 prop_assert_eq!(ready, expected, "granted waiters");
@@ -298,9 +396,10 @@ fn run(
                 drop(future);
                 if let Some(pos) = model.line.iter().position(|&(w, _)| w == id) {
                     model.line.remove(pos);
-                } else if let Some(pos) = model.granted.iter().position(|&(w, _, _)| w == id) {
-                    let (_, n, stamp) = model.granted.remove(pos);
-                    model.refund(n, stamp);
+                } else if let Some(pos) = model.granted.iter().position(|&(w, _)| w == id) {
+                    model.granted.remove(pos);
+                    let held = model.release(id).unwrap();
+                    model.give_back(held);
                 }
             }
             Op::Cancel(_) => {}
@@ -316,35 +415,64 @@ fn run(
                 tank.resume();
                 model.paused = false;
             }
-            Op::Acquire => {
-                let permit = tank.try_acquire();
-                let stamp = if model.line.is_empty() {
+            Op::Acquire | Op::TryTake => {
+                let held = if model.line.is_empty() {
                     model.take(1)
                 } else {
                     None
                 };
-                prop_assert_eq!(permit.is_some(), stamp.is_some(), "try_acquire");
-                if let (Some(permit), Some(stamp)) = (permit, stamp) {
-                    permits.push((permit, stamp));
+                let id = model.id();
+                if let Some(held) = held {
+                    model.held.push((id, held));
+                }
+                if matches!(op, Op::Acquire) {
+                    let permit = tank.try_acquire();
+                    prop_assert_eq!(permit.is_some(), held.is_some(), "try_acquire");
+                    permits.extend(permit.map(|p| (p, id)));
+                } else {
+                    let fuel = tank.try_take();
+                    prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take");
+                    tokens.extend(fuel.map(|f| (f, id)));
                 }
             }
             Op::DropPermit(i) if !permits.is_empty() => {
-                let (permit, stamp) = permits.remove(i % permits.len());
+                let (permit, id) = permits.remove(i % permits.len());
                 drop(permit);
-                model.refund(1, stamp);
+                let held = model.release(id).unwrap();
+                model.give_back(held);
             }
             Op::SpendPermit(i) if !permits.is_empty() => {
-                permits.remove(i % permits.len()).0.spend();
+                let (permit, id) = permits.remove(i % permits.len());
+                permit.spend();
+                model.release(id);
             }
-            Op::DropPermit(_) | Op::SpendPermit(_) => {}
+            Op::RefundToken(i) if !tokens.is_empty() => {
+                let (fuel, id) = tokens.remove(i % tokens.len());
+                tank.refund(fuel);
+                let held = model.release(id).unwrap();
+                model.give_back(held);
+            }
+            Op::SpendToken(i) if !tokens.is_empty() => {
+                let (fuel, id) = tokens.remove(i % tokens.len());
+                fuel.spend();
+                model.release(id);
+            }
+            Op::DropPermit(_) | Op::SpendPermit(_) | Op::RefundToken(_) | Op::SpendToken(_) => {}
             Op::Level => {
                 prop_assert_eq!(tank.level(), model.level(), "level");
             }
-            Op::WaitTime(n) if hardcap != Hardcap::Window => {
+            Op::Available => {
+                let expected = if model.line.is_empty() {
+                    model.level()
+                } else {
+                    0
+                };
+                prop_assert_eq!(tank.available(), expected, "available");
+            }
+            Op::WaitTime(n) => {
                 let wait = tank.wait_time(n).map(|d| d.as_nanos() as u64);
                 prop_assert_eq!(wait, model.wait_time(n), "wait_time({})", n);
             }
-            Op::WaitTime(_) => {}
         }
         // The tank serves its line whenever anything happens: so does the
         // model.
@@ -355,7 +483,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn the_tank_behaves_like_the_model(
@@ -363,7 +491,7 @@ proptest! {
         max_n in 1..6u64,
         per_ms in prop_oneof![Just(300u64), Just(1000), Just(2000)],
         initial in 0..6u64,
-        ops in proptest::collection::vec(op(), 1..80),
+        ops in proptest::collection::vec(op(), 1..100),
     ) {
         let cap = match hardcap {
             Hardcap::One => 1,

@@ -37,6 +37,9 @@ pub struct ManualClock {
 
 struct Inner {
     now_ns: AtomicU64,
+    /// Where the advances asked for so far lead: `now_ns` moves there in
+    /// steps, one timer deadline at a time.
+    target_ns: AtomicU64,
     timers: Mutex<Timers>,
 }
 
@@ -60,18 +63,26 @@ impl ManualClock {
     /// ```
     pub fn new() -> ManualClock {
         ManualClock {
-            inner: Arc::new(Inner {
-                now_ns: AtomicU64::new(ns_of(Instant::now())),
-                timers: Mutex::new(Timers::default()),
+            inner: Arc::new({
+                let now = ns_of(Instant::now());
+                Inner {
+                    now_ns: AtomicU64::new(now),
+                    target_ns: AtomicU64::new(now),
+                    timers: Mutex::new(Timers::default()),
+                }
             }),
         }
     }
 
-    /// Moves time forward by `by`, then fires the timers that fell due, in
-    /// order of their deadlines.
+    /// Moves time forward by `by`, firing each timer that falls due on the
+    /// way at its own deadline, in order: the clock stands at a timer's
+    /// deadline while it fires, then moves on.
     ///
     /// Tank timers run their driver inside this call, so when it returns,
-    /// every waiter whose fuel fell due has been granted and woken.
+    /// every waiter whose fuel fell due has been granted and woken, as if
+    /// time had passed in small steps. What it cannot do is run *tasks* in
+    /// between: a task that takes fuel in a loop is polled by its executor,
+    /// after this returns, and sees the grants of this whole advance at once.
     ///
     /// # Examples
     ///
@@ -93,24 +104,30 @@ impl ManualClock {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn advance(&self, by: Duration) {
-        let mut due = Vec::new();
-        {
-            let mut timers = lock(&self.inner.timers);
-            let now = self
-                .inner
-                .now_ns
-                .load(Ordering::Relaxed)
-                .saturating_add(saturating_ns(by));
-            self.inner.now_ns.store(now, Ordering::Release);
-            while let Some(entry) = timers.armed.first_entry() {
-                if entry.key().0 > now {
-                    break;
+        let by = saturating_ns(by);
+        let inner = &self.inner;
+        // Advances add up, even from several threads at once.
+        let target = inner
+            .target_ns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(by))
+            })
+            .map_or(u64::MAX, |t| t.saturating_add(by));
+        loop {
+            let waker = {
+                let mut timers = lock(&inner.timers);
+                match timers.armed.first_entry() {
+                    Some(entry) if entry.key().0 <= target => {
+                        inner.now_ns.fetch_max(entry.key().0, Ordering::AcqRel);
+                        entry.remove()
+                    }
+                    _ => {
+                        inner.now_ns.fetch_max(target, Ordering::AcqRel);
+                        return;
+                    }
                 }
-                due.push(entry.remove());
-            }
-        }
-        // Wake outside the lock: a tank's driver re-arms its timer from here.
-        for waker in due {
+            };
+            // Outside the lock: a tank's driver re-arms its timer from here.
             waker.wake();
         }
     }

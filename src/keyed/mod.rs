@@ -189,7 +189,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         match shard.value(key, now, shared) {
             Value::Idle(tat) => {
                 let mut gcra = shared.gcra(shard.epoch, tat);
-                let taken = gcra.try_take(now, n);
+                let taken = gcra.try_take(now, n).is_some();
                 if taken {
                     shard.set_idle(key, gcra.tat());
                 }
@@ -250,11 +250,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         match shard.peek(key, shared) {
             Some(Value::Live(tank)) => tank.wait_time(n),
             Some(Value::Idle(tat)) => {
-                let due = shared.gcra(shard.epoch, tat).due(now, n);
+                let due = shared.gcra(shard.epoch, tat).due(now, u128::from(n));
                 Some(Duration::from_nanos(due.saturating_sub(now)))
             }
             None => {
-                let due = shared.fresh(shard.epoch, now).due(now, n);
+                let due = shared.fresh(shard.epoch, now).due(now, u128::from(n));
                 Some(Duration::from_nanos(due.saturating_sub(now)))
             }
         }
@@ -348,7 +348,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
             Value::Live(tank) => Some(tank),
             Value::Idle(tat) => {
                 let mut gcra = shared.gcra(shard.epoch, tat);
-                if gcra.try_take(now, 1) {
+                if gcra.try_take(now, 1).is_some() {
                     shard.set_idle(key, gcra.tat());
                     return None;
                 }

@@ -22,17 +22,24 @@
 //!   apart: at most `max_n` in any window of length `per`.
 //! - `Unbounded`: no cap; unused fuel banks up for ever.
 //!
+//! The *headroom* of a take, `tat − (now − (C − 1)·T)` after forgetting,
+//! is how far the bucket is from full: fuel given back later is exact only
+//! while every take since found at least that much room (`refunds.rs`).
+//!
 //! Time is counted in *ticks* of `1/s` ns, with `s` the reduced denominator
 //! of `per / max_n` (see `Rate::ticks`), so that `T` is a whole number of
-//! ticks and a million grants cost exactly `10⁶·T`: no rounding, no drift.
+//! ticks and a million grants cost exactly `10⁶·T`: no rounding, no drift,
+//! whatever the rate. Products of ticks are `i128` and saturate: only rates
+//! whose period is centuries long, at the end of the clock, come near the
+//! bound, and there a saturated answer is "not yet", never extra fuel.
 //!
 //! # `Window`: a sliding log
 //!
-//! `Window` remembers when its last `max_n` grants happened (as runs of equal
-//! times) and grants `n` at `now` only if the log holds at most `max_n − n`
-//! grants later than `now − per`. So no half-open window of length `per` ever
-//! holds more than `max_n` grants, and bursts of up to `max_n` are allowed.
-//! Memory is `O(max_n)`.
+//! `Window` remembers when its last `max_n` grants leave the window (as runs
+//! of equal times) and grants `n` at `now` only if the log holds at most
+//! `max_n − n` grants that have not left. So no half-open window of length
+//! `per` ever holds more than `max_n` grants, and bursts of up to `max_n`
+//! are allowed. Memory is `O(max_n)`.
 //!
 //! # The lock-free form
 //!
@@ -67,24 +74,6 @@ pub(crate) struct Gcra {
     cap: Option<u64>,
 }
 
-/// The grant log of `Window`.
-///
-/// Times in the log are *window time*: the clock minus the time spent
-/// paused, so a pause shifts nothing and a grant's stamp stays valid.
-#[derive(Debug)]
-pub(crate) struct Window {
-    /// Runs of grants: (window time, how many at that time), oldest first.
-    log: VecDeque<(u64, u64)>,
-    /// Grants in the log.
-    len: u64,
-    max_n: u64,
-    per_ns: u64,
-    /// Time spent paused, subtracted from the clock.
-    paused_ns: u64,
-    /// Window time at creation: stamps fall on a grid from here.
-    origin: u64,
-}
-
 /// Largest bank, in fuel, that `set_rate` carries over.
 const MAX_FUEL: i128 = 1 << 62;
 
@@ -99,7 +88,7 @@ impl Gcra {
             t,
             cap,
         };
-        gcra.tat = -(i128::from(initial) - 1) * i128::from(t);
+        gcra.tat = gcra.span(1).saturating_sub(gcra.span(u128::from(initial)));
         gcra
     }
 
@@ -135,25 +124,36 @@ impl Gcra {
         self.tat = tat;
     }
 
+    /// `n` intervals, in ticks.
+    pub(crate) fn span(&self, n: u128) -> i128 {
+        i128::try_from(n)
+            .unwrap_or(i128::MAX)
+            .saturating_mul(i128::from(self.t))
+    }
+
     /// Moves the epoch to `epoch`, keeping every time the same.
     pub(crate) fn rebase(&mut self, epoch: u64) {
-        let shift = (i128::from(epoch) - i128::from(self.epoch)) * i128::from(self.s);
-        self.tat -= shift;
+        let shift = (i128::from(epoch) - i128::from(self.epoch)).saturating_mul(i128::from(self.s));
+        self.tat = self.tat.saturating_sub(shift);
         self.epoch = epoch;
     }
 
-    fn ticks(&self, now: u64) -> i128 {
-        (i128::from(now) - i128::from(self.epoch)) * i128::from(self.s)
+    /// `now`, in ticks since the epoch.
+    pub(crate) fn ticks(&self, now: u64) -> i128 {
+        (i128::from(now) - i128::from(self.epoch)).saturating_mul(i128::from(self.s))
+    }
+
+    /// The earliest `tat` that keeps fuel within the cap at `now_t`: tat
+    /// below it is fuel beyond the cap, forgotten. `None` without a cap.
+    fn floor(&self, now_t: i128) -> Option<i128> {
+        let cap = self.cap?;
+        Some(now_t.saturating_sub(self.span(u128::from(cap.saturating_sub(1)))))
     }
 
     /// `tat` with fuel beyond the cap forgotten.
     fn capped_tat(&self, now_t: i128) -> i128 {
-        match self.cap {
-            Some(cap) => self
-                .tat
-                .max(now_t - (i128::from(cap) - 1) * i128::from(self.t)),
-            None => self.tat,
-        }
+        self.floor(now_t)
+            .map_or(self.tat, |floor| self.tat.max(floor))
     }
 
     /// Forgets fuel beyond the cap at `now`; changes no level.
@@ -161,28 +161,35 @@ impl Gcra {
         self.tat = self.capped_tat(self.ticks(now));
     }
 
-    pub(crate) fn try_take(&mut self, now: u64, n: u64) -> bool {
+    /// Takes `n` fuel at `now`, if they are there; returns the headroom the
+    /// take found (`i128::MAX` without a cap).
+    pub(crate) fn try_take(&mut self, now: u64, n: u64) -> Option<i128> {
         let now_t = self.ticks(now);
         let tat = self.capped_tat(now_t);
-        let n = i128::from(n);
-        let t = i128::from(self.t);
-        if tat + (n - 1) * t <= now_t {
-            self.tat = tat + n * t;
-            true
-        } else {
-            false
+        if tat.saturating_add(self.span(u128::from(n).saturating_sub(1))) > now_t {
+            return None;
         }
+        self.tat = tat.saturating_add(self.span(u128::from(n)));
+        Some(
+            self.floor(now_t)
+                .map_or(i128::MAX, |floor| tat.saturating_sub(floor)),
+        )
     }
 
-    /// When `n` fuel will have accrued, if nobody takes any before.
-    pub(crate) fn due(&self, now: u64, n: u64) -> u64 {
+    /// When `n` fuel will have accrued, if nobody takes any before;
+    /// `u64::MAX` if never within the clock.
+    pub(crate) fn due(&self, now: u64, n: u128) -> u64 {
         let now_t = self.ticks(now);
-        let due_t = self.capped_tat(now_t) + (i128::from(n) - 1) * i128::from(self.t);
+        let due_t = self
+            .capped_tat(now_t)
+            .saturating_add(self.span(n.saturating_sub(1)));
         if due_t <= now_t {
             return now;
         }
-        let ns = (due_t + i128::from(self.s) - 1).div_euclid(i128::from(self.s));
-        u64::try_from(i128::from(self.epoch) + ns).unwrap_or(u64::MAX)
+        // Whole nanoseconds, rounded up: the fuel is there at the end.
+        let ns = due_t.div_euclid(i128::from(self.s))
+            + i128::from(due_t.rem_euclid(i128::from(self.s)) != 0);
+        u64::try_from(i128::from(self.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn level(&self, now: u64) -> u64 {
@@ -190,38 +197,28 @@ impl Gcra {
         if self.tat > now_t {
             return 0;
         }
-        let accrued = (now_t - self.tat) / i128::from(self.t) + 1;
+        let accrued = now_t.saturating_sub(self.tat) / i128::from(self.t) + 1;
         let accrued = u64::try_from(accrued).unwrap_or(u64::MAX);
         self.cap.map_or(accrued, |cap| accrued.min(cap))
     }
 
-    /// Until when (internal ns) the bucket, as it stands after a take,
-    /// cannot become full even if nobody takes again: `tat + (C − 1)·T`.
-    /// Giving fuel back before then is exact (see `Core::refund`).
-    pub(crate) fn refundable_until(&self) -> u64 {
-        let Some(cap) = self.cap else {
-            return u64::MAX;
-        };
-        let full_t = self.tat + (i128::from(cap) - 1) * i128::from(self.t);
-        let ns = i128::from(self.epoch) + full_t.div_euclid(i128::from(self.s));
-        ns.clamp(0, i128::from(u64::MAX)) as u64
-    }
-
-    /// Gives back `n` fuel taken earlier.
-    pub(crate) fn refund(&mut self, n: u64) {
-        self.tat -= i128::from(n) * i128::from(self.t);
+    /// Gives back `ticks` of fuel taken earlier.
+    pub(crate) fn give_back(&mut self, ticks: i128) {
+        self.tat = self.tat.saturating_sub(ticks);
     }
 
     /// Lets `by_ns` pass without refill.
     pub(crate) fn skip(&mut self, by_ns: u64) {
-        self.tat += i128::from(by_ns) * i128::from(self.s);
+        self.tat = self
+            .tat
+            .saturating_add(i128::from(by_ns).saturating_mul(i128::from(self.s)));
     }
 
     /// Changes the rate at `now`, keeping the fuel level (with its fraction
     /// of the next fuel) and capping it to the new capacity: no burst.
     pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) {
         let now_t = self.ticks(now);
-        let offset = self.capped_tat(now_t) - now_t;
+        let offset = self.capped_tat(now_t).saturating_sub(now_t);
         let (s, t) = rate.ticks();
         // Same distance in fuel: offset / T_old = offset' / T_new, rounded
         // towards later (never more fuel than before). In whole fuel and a
@@ -232,25 +229,56 @@ impl Gcra {
             .clamp(-MAX_FUEL, MAX_FUEL);
         let rest = offset.rem_euclid(i128::from(self.t)) as u128;
         let rest = (rest * u128::from(t)).div_ceil(u128::from(self.t));
-        let offset = whole * i128::from(t) + rest as i128;
+        let offset = whole
+            .saturating_mul(i128::from(t))
+            .saturating_add(rest as i128);
         self.s = s;
         self.t = t;
         self.cap = cap;
-        self.tat = self.ticks(now) + offset;
+        self.tat = self.ticks(now).saturating_add(offset);
         self.settle(now);
     }
 }
 
 /// The lock-free step of [`Gcra::try_take`], on a `tat` and a clock reading
-/// both in ticks since the epoch of the atomic word (`tol = (C − 1)·T`).
-/// Returns the new `tat`, or `None` if `n` fuel are not there.
+/// both in ticks since the epoch of the atomic word (`tol = (C − 1)·T`, or
+/// `u64::MAX` without a cap). Returns the new `tat` and the headroom the
+/// take found, or `None` if `n` fuel are not there.
 #[inline]
-pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Option<u64> {
+pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Option<(u64, u64)> {
     // Wrapping: on the lock-free path the parameters may have been read
     // while changing; any answer is then discarded by the compare-and-swap.
     let tat = tat.max(now_t.saturating_sub(tol));
     let last = tat.wrapping_add((n - 1).wrapping_mul(t));
-    (last <= now_t).then(|| last.wrapping_add(t))
+    // The headroom, `tat − (now − tol)`, also when `now < tol`.
+    (last <= now_t).then(|| {
+        (
+            last.wrapping_add(t),
+            tat.wrapping_add(tol).wrapping_sub(now_t),
+        )
+    })
+}
+
+/// The grant log of `Window`.
+///
+/// Times in the log are *window time*: the clock minus the time spent
+/// paused, so a pause shifts nothing and a grant's stamp stays valid.
+#[derive(Debug)]
+pub(crate) struct Window {
+    /// Runs of grants: (when they leave the window, how many), earliest
+    /// first.
+    log: VecDeque<(u64, u64)>,
+    /// Grants in the log.
+    len: u64,
+    max_n: u64,
+    per_ns: u64,
+    /// Time spent paused, subtracted from the clock.
+    paused_ns: u64,
+    /// Window time at creation (or the latest rate change): stamps fall on
+    /// a grid from here.
+    origin: u64,
+    /// Grants are stamped at the next multiple of this after `origin`.
+    grid: u64,
 }
 
 impl Window {
@@ -263,45 +291,51 @@ impl Window {
             per_ns: rate.per_ns(),
             paused_ns: 0,
             origin: now,
+            grid: grid(rate.per_ns()),
         };
         window.push(now, rate.max_n() - initial.min(rate.max_n()));
         window
     }
 
-    /// Records `n` grants at `now`, stamped at the next multiple of the
-    /// grid: a later stamp leaves the window later, which only ever
+    /// When a grant at window time `now` leaves the window: its stamp, the
+    /// next multiple of the grid, plus `per`. A later stamp only ever
     /// tightens the promise, and grants that leave together are served by
     /// one timer wake-up (at a million a second, thousands of wake-ups
-    /// rather than a million). The grid is at most 1/4096 of `per` and 50
-    /// µs, so a saturated window loses at most that much of its rate. The
-    /// grid starts at the window's creation.
-    fn push(&mut self, now: u64, n: u64) -> u64 {
-        let grid = (self.per_ns / 4096).clamp(1, 50_000);
+    /// rather than a million). The grid divides `per`, so a grant made the
+    /// moment another leaves is stamped exactly then: a saturated window
+    /// keeps its full rate, with no drift.
+    fn leave_time(&self, now: u64) -> u64 {
         let since = now.saturating_sub(self.origin);
         let stamp = self
             .origin
-            .saturating_add(since.div_ceil(grid).saturating_mul(grid));
+            .saturating_add(since.div_ceil(self.grid).saturating_mul(self.grid));
+        stamp.saturating_add(self.per_ns)
+    }
+
+    /// Records `n` grants at window time `now`; returns when they leave.
+    fn push(&mut self, now: u64, n: u64) -> u64 {
+        let leave = self.leave_time(now);
         if n == 0 {
-            return stamp;
+            return leave;
         }
-        self.len += n;
+        self.len = self.len.saturating_add(n);
         match self.log.back_mut() {
             // Time may step back between cores; keep the log sorted.
-            Some((at, count)) if *at >= stamp => {
-                *count += n;
+            Some((at, count)) if *at >= leave => {
+                *count = count.saturating_add(n);
                 *at
             }
             _ => {
-                self.log.push_back((stamp, n));
-                stamp
+                self.log.push_back((leave, n));
+                leave
             }
         }
     }
 
-    /// Drops grants that no window ending at `now` or later can see.
+    /// Drops grants that have left every window ending at `now` or later.
     fn evict(&mut self, now: u64) {
-        while let Some(&(at, count)) = self.log.front() {
-            if at.saturating_add(self.per_ns) > now {
+        while let Some(&(leave, count)) = self.log.front() {
+            if leave > now {
                 break;
             }
             self.len -= count;
@@ -313,59 +347,60 @@ impl Window {
         now.saturating_sub(self.paused_ns)
     }
 
-    /// Takes `n` at `now`; returns the time stamped on the grant.
+    /// Room for this many more grants now.
+    fn room(&self) -> u64 {
+        self.max_n.saturating_sub(self.len)
+    }
+
+    /// Takes `n` at `now`; returns when the grant leaves the window, which
+    /// names it for a refund.
     pub(crate) fn try_take(&mut self, now: u64, n: u64) -> Option<u64> {
         let now = self.window_time(now);
         self.evict(now);
-        if self.len + n <= self.max_n {
-            Some(self.push(now, n))
-        } else {
-            None
-        }
+        (n <= self.room()).then(|| self.push(now, n))
     }
 
-    /// When `k` more grants could have been made one after another, if
-    /// nobody else takes any before.
-    pub(crate) fn due(&mut self, now: u64, k: u64) -> u64 {
+    /// When the last of `batches` could be granted, each in order and each
+    /// whole (a batch needs room for all of its grants at once), if nobody
+    /// else takes; `u64::MAX` if never within the clock.
+    pub(crate) fn due(&mut self, now: u64, batches: impl IntoIterator<Item = u64>) -> u64 {
         let now = self.window_time(now);
         self.evict(now);
-        if k == 0 {
-            return now + self.paused_ns;
-        }
-        // The i-th future grant must wait for the grant max_n places before
-        // it to leave the window: g(i) = max(now, g(i − max_n) + per).
-        let rounds = (k - 1) / self.max_n;
-        let k0 = (k - 1) % self.max_n + 1;
-        // After a `set_rate` that shrank `max_n` the log may hold more than
-        // it: then more must leave first.
-        let mut need = (self.len + k0).saturating_sub(self.max_n);
-        let first = if need == 0 {
-            now
-        } else {
-            let mut at = now;
-            for &(time, count) in &self.log {
-                at = time;
-                if count >= need {
-                    break;
-                }
-                need -= count;
+        // Replay: grants leave in order (the log, then the batches granted
+        // in the replay, which leave later than all of it).
+        let mut leaving = self.log.iter().copied();
+        let mut granted: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut held = u128::from(self.len);
+        let mut at = now;
+        for n in batches {
+            if n > self.max_n {
+                return u64::MAX;
             }
-            at.saturating_add(self.per_ns).max(now)
-        };
-        first
-            .saturating_add(rounds.saturating_mul(self.per_ns))
-            .saturating_add(self.paused_ns)
+            while held + u128::from(n) > u128::from(self.max_n) {
+                let Some((leave, count)) = leaving.next().or_else(|| granted.pop_front()) else {
+                    return u64::MAX;
+                };
+                at = at.max(leave);
+                held -= u128::from(count);
+            }
+            if at == u64::MAX {
+                return u64::MAX;
+            }
+            granted.push_back((self.leave_time(at), n));
+            held += u128::from(n);
+        }
+        at.saturating_add(self.paused_ns)
     }
 
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         let now = self.window_time(now);
         self.evict(now);
-        self.max_n.saturating_sub(self.len)
+        self.room()
     }
 
-    /// Gives back `n` fuel granted at `stamp`.
-    pub(crate) fn refund(&mut self, stamp: u64, n: u64) {
-        let Some(index) = self.log.iter().rposition(|&(at, _)| at == stamp) else {
+    /// Gives back `n` fuel granted with the leave time `leave`.
+    pub(crate) fn refund(&mut self, leave: u64, n: u64) {
+        let Some(index) = self.log.iter().rposition(|&(at, _)| at == leave) else {
             return; // Already out of every window.
         };
         let run = &mut self.log[index].1;
@@ -382,10 +417,70 @@ impl Window {
         self.paused_ns = self.paused_ns.saturating_add(by_ns);
     }
 
-    pub(crate) fn set_rate(&mut self, rate: Rate) {
+    /// Changes the rate at `now`, keeping the fuel available now (capped to
+    /// the new `max_n`) and refilling at the new rate from now on: the
+    /// log becomes `max_n' − level` grants that leave one per new interval,
+    /// on a grid of at most 4096 steps of `per'` (rounded later: never
+    /// early). No burst, whatever the two rates. Grants from before the
+    /// change leave the log; the fuel they took stays taken.
+    pub(crate) fn set_rate(&mut self, now: u64, rate: Rate) {
+        let now = self.window_time(now);
+        self.evict(now);
+        let level = self.room().min(rate.max_n());
         self.max_n = rate.max_n();
         self.per_ns = rate.per_ns();
+        self.grid = grid(self.per_ns);
+        self.origin = now;
+        self.log.clear();
+        let pending = self.max_n - level;
+        self.len = pending;
+        if pending == 0 {
+            return;
+        }
+        // Grant k (1-based) of the ramp leaves at now + k·T'; step j holds
+        // those with k·T' in (step·(j − 1), step·j]. The step is the least
+        // divisor of per' that cuts it in at most 4096, so round rates
+        // ramp exactly.
+        let (max_n, per) = (u128::from(self.max_n), u128::from(self.per_ns));
+        let cuts = (1..=4096u64)
+            .rev()
+            .find(|&d| self.per_ns.is_multiple_of(d))
+            .unwrap_or(1);
+        let step = per / u128::from(cuts);
+        let ramp = |x: u128| (x.min(per) * max_n / per).min(u128::from(pending));
+        let mut before = 0;
+        for j in 1.. {
+            let x = (step * j).min(per);
+            let upto = ramp(x);
+            if upto > before {
+                let leave = now.saturating_add(x as u64);
+                self.log.push_back((leave, (upto - before) as u64));
+                before = upto;
+            }
+            if upto == u128::from(pending) || x == per {
+                break;
+            }
+        }
     }
+}
+
+/// The stamp grid of a window of `per_ns`: the largest divisor of `per_ns`
+/// of the form 2^a·5^b (periods people write are decimal) that is at most
+/// `per / 4096` and 50 µs, so a saturated window loses nothing to it and
+/// thousands of grants share a timer wake-up; 1 ns at worst.
+fn grid(per_ns: u64) -> u64 {
+    let bound = (per_ns / 4096).clamp(1, 50_000);
+    let mut best = 1;
+    let mut fives = 1u64;
+    while fives <= bound && per_ns.is_multiple_of(fives) {
+        let mut g = fives;
+        while g * 2 <= bound && per_ns.is_multiple_of(g * 2) {
+            g *= 2;
+        }
+        best = best.max(g);
+        fives *= 5;
+    }
+    best
 }
 
 #[cfg(test)]
@@ -401,22 +496,33 @@ mod tests {
     #[test]
     fn gcra_limit_bursts_to_cap_then_paces() {
         let mut g = Gcra::new(rate("4/s"), Some(4), 1, 0);
-        assert!(g.try_take(0, 1));
-        assert!(!g.try_take(0, 1));
+        assert!(g.try_take(0, 1).is_some());
+        assert!(g.try_take(0, 1).is_none());
         assert_eq!(g.due(0, 1), SEC / 4);
         // Idle for 10 s: only 4 bank up.
         assert_eq!(g.level(10 * SEC), 4);
-        assert!(g.try_take(10 * SEC, 4));
-        assert!(!g.try_take(10 * SEC, 1));
-        assert!(g.try_take(10 * SEC + SEC / 4, 1));
+        assert!(g.try_take(10 * SEC, 4).is_some());
+        assert!(g.try_take(10 * SEC, 1).is_none());
+        assert!(g.try_take(10 * SEC + SEC / 4, 1).is_some());
+    }
+
+    #[test]
+    fn gcra_headroom_is_the_distance_from_full() {
+        let mut g = Gcra::new(rate("4/s"), Some(4), 4, 0);
+        let t = g.span(1);
+        assert_eq!(g.try_take(0, 1), Some(0), "full: no room");
+        assert_eq!(g.try_take(0, 2), Some(t), "one taken: one of room");
+        assert_eq!(g.try_take(SEC / 8, 1), Some(3 * t - t / 2));
+        let mut unbounded = Gcra::new(rate("4/s"), None, 4, 0);
+        assert_eq!(unbounded.try_take(0, 1), Some(i128::MAX));
     }
 
     #[test]
     fn gcra_one_spaces_grants_by_the_interval() {
         let mut g = Gcra::new(rate("10/s"), Some(1), 1, 0);
-        assert!(g.try_take(5 * SEC, 1));
-        assert!(!g.try_take(5 * SEC + SEC / 10 - 1, 1));
-        assert!(g.try_take(5 * SEC + SEC / 10, 1));
+        assert!(g.try_take(5 * SEC, 1).is_some());
+        assert!(g.try_take(5 * SEC + SEC / 10 - 1, 1).is_none());
+        assert!(g.try_take(5 * SEC + SEC / 10, 1).is_some());
     }
 
     #[test]
@@ -428,7 +534,7 @@ mod tests {
         // so the last poll (at or after the day) has taken 3·86_400.
         let mut now = 0;
         while now < day + 7_000_000 {
-            while g.try_take(now, 1) {
+            while g.try_take(now, 1).is_some() {
                 grants += 1;
             }
             now += 7_000_000;
@@ -450,7 +556,7 @@ mod tests {
         for (tat, now, n) in [(0, 0, 1), (5, 100, 3), (100, 50, 1), (0, 1_000_000, 4)] {
             let mut g = Gcra::new(rate("4/40ns"), Some(4), 0, 0);
             g.set_tat(tat as i128);
-            let core = g.try_take(now, n).then(|| g.tat() as u64);
+            let core = g.try_take(now, n).map(|room| (g.tat() as u64, room as u64));
             assert_eq!(
                 core,
                 gcra_take(tat, now, 30, 10, n),
@@ -462,14 +568,22 @@ mod tests {
     #[test]
     fn window_never_exceeds_max_n_in_any_window() {
         let mut w = Window::new(rate("3/s"), 3, 0);
-        assert_eq!(w.try_take(0, 3), Some(0));
+        assert_eq!(w.try_take(0, 3), Some(SEC));
         assert_eq!(w.try_take(SEC - 1, 1), None);
-        assert_eq!(w.due(SEC - 1, 1), SEC);
-        assert_eq!(w.try_take(SEC, 1), Some(SEC));
+        assert_eq!(w.due(SEC - 1, [1]), SEC);
+        assert_eq!(w.try_take(SEC, 1), Some(2 * SEC));
         // Three more after the first window: the fourth waits a second round.
-        assert_eq!(w.due(SEC, 3), 2 * SEC);
-        assert_eq!(w.due(SEC, 5), 2 * SEC);
-        assert_eq!(w.due(SEC, 6), 3 * SEC);
+        assert_eq!(w.due(SEC, [3]), 2 * SEC);
+        assert_eq!(w.due(SEC, [1, 1, 1, 1, 1]), 2 * SEC);
+        assert_eq!(w.due(SEC, [1, 1, 1, 1, 1, 1]), 3 * SEC);
+        // A batch needs all its grants free at once.
+        let mut w = Window::new(rate("2/s"), 2, 0);
+        assert!(w.try_take(0, 1).is_some());
+        assert!(w.try_take(3 * SEC / 10, 1).is_some());
+        assert_eq!(w.due(3 * SEC / 10, [1, 1]), 13 * SEC / 10);
+        assert_eq!(w.due(3 * SEC / 10, [1]), SEC);
+        assert_eq!(w.due(3 * SEC / 10, [2]), 13 * SEC / 10);
+        assert_eq!(w.due(3 * SEC / 10, [2, 1]), 23 * SEC / 10);
     }
 
     #[test]
@@ -479,5 +593,39 @@ mod tests {
         assert_eq!(w.level(10), 0);
         w.refund(stamp, 1);
         assert_eq!(w.level(10), 1);
+    }
+
+    #[test]
+    fn the_grid_divides_the_period() {
+        assert_eq!(grid(SEC), 50_000);
+        assert_eq!(grid(1_000_000), 200);
+        assert_eq!(grid(7_000_000), 1_600);
+        assert_eq!(grid(1_000_000_007), 1);
+        assert_eq!(grid(1), 1);
+        assert_eq!(grid(u64::MAX), 5);
+        for per in [1, 3, 999, 4096, 12_345_678, SEC, 60 * SEC, u64::MAX] {
+            assert!(per.is_multiple_of(grid(per)), "{per}");
+        }
+    }
+
+    #[test]
+    fn window_set_rate_ramps_at_the_new_rate() {
+        let mut w = Window::new(rate("10/s"), 10, 0);
+        assert!(w.try_take(0, 10).is_some());
+        w.set_rate(0, rate("1000/s"));
+        assert_eq!(w.level(0), 0);
+        assert_eq!(w.level(SEC / 100), 10);
+        assert_eq!(w.level(SEC), 1000);
+        let mut huge = Window::new(
+            Rate::new(u64::MAX, std::time::Duration::from_nanos(u64::MAX)).unwrap(),
+            5,
+            0,
+        );
+        huge.set_rate(
+            0,
+            Rate::new(u64::MAX - 1, std::time::Duration::from_nanos(u64::MAX)).unwrap(),
+        );
+        assert_eq!(huge.level(0), 5);
+        assert!(huge.log.len() <= 4097);
     }
 }

@@ -24,6 +24,7 @@ use std::task::{Poll, Wake, Waker};
 
 use super::bucket::{Bucket, Gcra, Window};
 use super::permit::Stamp;
+use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
 use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
 use crate::clock::ClockSource;
@@ -49,21 +50,22 @@ struct Core {
     in_word: bool,
     /// Parameters last published to the word.
     published: Option<Published>,
+    /// The next publish must change the word's generation (the guard was
+    /// lowered since the word last held the state).
+    renew: bool,
     paused_at: Option<u64>,
-    /// Time spent paused, in all (mirrored in the word): the bucket's own
-    /// time is the clock less this.
-    paused_total: u64,
     queue: List,
-    /// Fuel asked for by the waiters in the line.
-    queued_fuel: u64,
+    /// Fuel asked for by the waiters in the line (a `u128`: a line of
+    /// `u64` requests can hold more than `u64::MAX`).
+    queued_fuel: u128,
     waiting: usize,
     timer: Timer,
     /// Arm the timer this long before a due time, and wait out the rest on
     /// the timer's thread (see `TankBuilder::timer_correction`).
     correction: u64,
-    /// Fuel given back so far, plus 2^40 per `set_rate` (see `refund`);
-    /// mirrored in the word for lock-free takers.
-    refunds: u64,
+    /// What fuel given back may return (see `refunds.rs`); mirrored in the
+    /// word for lock-free takers.
+    refunds: Refunds,
 }
 
 /// How a waiter's first visit to the core went.
@@ -127,14 +129,14 @@ impl Shared {
                 bucket,
                 in_word: false,
                 published: None,
+                renew: false,
                 paused_at: None,
-                paused_total: 0,
                 queue: List::default(),
                 queued_fuel: 0,
                 waiting: 0,
                 timer: Timer::new(&clock),
                 correction,
-                refunds: 0,
+                refunds: Refunds::default(),
             }),
             clock,
             id: {
@@ -163,19 +165,17 @@ impl Shared {
         spin: bool,
         op: impl FnOnce(&mut Core, u64, &mut Vec<Waker>) -> R,
     ) -> (R, Option<u64>) {
-        let mut wakers = Vec::new();
+        let mut wakers = Wakers(Vec::new());
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
-            let result = op(&mut core, self.clock.now_ns(), &mut wakers);
-            let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers, spin);
+            let result = op(&mut core, self.clock.now_ns(), &mut wakers.0);
+            let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
             (result, spin_until)
         };
         // Outside the lock: a waker may call back into the tank.
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.wake_all();
         result
     }
 
@@ -197,10 +197,10 @@ impl Shared {
         if n == 0 {
             return true;
         }
-        match self.word.take(self.clock.now_ns(), n) {
-            Fast::Taken { .. } => true,
+        match self.word.take(self.clock.now_ns(), n, false) {
+            Fast::Taken(_) => true,
             Fast::Empty | Fast::Queued => false,
-            Fast::Locked => self.take_locked(n).is_some(),
+            Fast::Locked => self.take_locked(n, false).is_some(),
         }
     }
 
@@ -211,29 +211,18 @@ impl Shared {
         if n == 0 {
             return Some(Stamp::default());
         }
-        // Read before taking: a refund made between the two could only
-        // make this grant's refund more cautious, never less.
-        let refunds = self.word.refunds();
-        match self.word.take(self.clock.now_ns(), n) {
-            Fast::Taken { tat, epoch, s, tol } => {
-                let at = match tol {
-                    u64::MAX => u64::MAX,
-                    // Read after the take: a resume since can only make
-                    // this earlier, the cautious way.
-                    tol => (epoch + (tat + tol) / s).saturating_sub(self.word.paused_total()),
-                };
-                Some(Stamp { at, refunds })
-            }
+        match self.word.take(self.clock.now_ns(), n, true) {
+            Fast::Taken(stamp) => Some(stamp),
             Fast::Empty | Fast::Queued => None,
-            Fast::Locked => self.take_locked(n),
+            Fast::Locked => self.take_locked(n, true),
         }
     }
 
     #[cold]
-    fn take_locked(&self, n: u64) -> Option<Stamp> {
+    fn take_locked(&self, n: u64, stamped: bool) -> Option<Stamp> {
         self.locked(|core, now| {
             if core.queue.is_empty() && n <= core.request_cap() {
-                core.try_take(now, n)
+                core.try_take(now, n, stamped)
             } else {
                 None
             }
@@ -243,18 +232,27 @@ impl Shared {
     /// Gives back `n` fuel granted with `stamp` and never spent (see
     /// `Core::refund`).
     pub(crate) fn refund(&self, n: u64, stamp: Stamp) {
-        self.locked(|core, now| core.refund(n, stamp, now, &self.word));
+        self.locked(|core, _| core.refund(n, stamp));
     }
 
     pub(crate) fn level(&self) -> u64 {
         if let Some(level) = self.word.level(self.clock.now_ns()) {
             return level;
         }
+        self.locked(|core, now| core.level(now))
+    }
+
+    /// The fuel a newcomer could take now: the level, or 0 while anyone
+    /// waits (`has_fuel` does not overtake the line).
+    pub(crate) fn available(&self) -> u64 {
+        if let Some(level) = self.word.level(self.clock.now_ns()) {
+            return level;
+        }
         self.locked(|core, now| {
-            let now = core.now_eff(now);
-            match &mut core.bucket {
-                Bucket::Gcra(gcra) => gcra.level(now),
-                Bucket::Window(window) => window.level(now),
+            if core.queue.is_empty() {
+                core.level(now)
+            } else {
+                0
             }
         })
     }
@@ -271,8 +269,7 @@ impl Shared {
             if n > core.request_cap() || core.paused_at.is_some() {
                 return None;
             }
-            let ahead = core.queued_fuel.saturating_add(n);
-            Some(core.due(now, ahead).saturating_sub(now))
+            Some(core.due_after_line(now, n).saturating_sub(now))
         })
     }
 
@@ -313,8 +310,6 @@ impl Shared {
         self.locked(|core, now| {
             if let Some(paused_at) = core.paused_at.take() {
                 let paused_for = now.saturating_sub(paused_at);
-                core.paused_total = core.paused_total.saturating_add(paused_for);
-                self.word.set_paused_total(core.paused_total);
                 match &mut core.bucket {
                     Bucket::Gcra(gcra) => gcra.skip(paused_for),
                     Bucket::Window(window) => window.skip(paused_for),
@@ -343,19 +338,19 @@ impl Shared {
                 return Enqueued::TooLarge(cap);
             }
             if core.queue.is_empty()
-                && let Some(stamp) = core.try_take(now, n)
+                && let Some(stamp) = core.try_take(now, n, true)
             {
                 return Enqueued::Granted(stamp);
             }
-            if let (Some(deadline), None) = (deadline, core.paused_at) {
-                let ahead = core.queued_fuel.saturating_add(n);
-                if core.due(now, ahead) > deadline {
-                    return Enqueued::TooLate;
-                }
+            if let (Some(deadline), None) = (deadline, core.paused_at)
+                && core.due_after_line(now, n) > deadline
+            {
+                return Enqueued::TooLate;
             }
+            // Nothing below can fail: once linked, the node is counted.
             // SAFETY: the caller's contract, and we hold the core lock.
             unsafe { core.queue.link(node, n, waker) };
-            core.queued_fuel += n;
+            core.queued_fuel += u128::from(n);
             core.waiting += 1;
             Enqueued::Queued
         })
@@ -411,7 +406,7 @@ impl Shared {
     ///
     /// As for [`Shared::poll_queued`].
     pub(crate) unsafe fn cancel(&self, node: NonNull<Node>) {
-        self.locked(|core, now| {
+        self.locked(|core, _| {
             // SAFETY: alive (caller's contract).
             let node_ref = unsafe { node.as_ref() };
             match node_ref.state() {
@@ -420,7 +415,7 @@ impl Shared {
                 GRANTED => {
                     // SAFETY: alive, under the core lock.
                     let (n, stamp) = unsafe { (List::n(node), List::stamp(node)) };
-                    core.refund(n, stamp, now, &self.word);
+                    core.refund(n, stamp);
                 }
                 _ => {}
             }
@@ -433,6 +428,26 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("clock", &self.clock)
             .finish_non_exhaustive()
+    }
+}
+
+/// Wakers to wake once the lock is released. If one of them panics, the
+/// others are still woken as the panic unwinds (each was granted its fuel).
+struct Wakers(Vec<Waker>);
+
+impl Wakers {
+    fn wake_all(mut self) {
+        while let Some(waker) = self.0.pop() {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Wakers {
+    fn drop(&mut self) {
+        for waker in self.0.drain(..) {
+            waker.wake();
+        }
     }
 }
 
@@ -455,6 +470,9 @@ impl Core {
                 gcra.set_tat(i128::from(tat));
             }
             self.in_word = false;
+            // After the seize: every grant made without the lock before it
+            // raised the guard before its compare-and-swap.
+            self.refunds.raise_guard(i128::from(word.guard()));
         }
     }
 
@@ -467,60 +485,70 @@ impl Core {
         self.hardcap.request_cap(self.rate.max_n())
     }
 
-    /// Takes `n` from the bucket; returns the grant's stamp.
-    fn try_take(&mut self, now: u64, n: u64) -> Option<Stamp> {
-        let now = self.now_eff(now);
-        let at = match &mut self.bucket {
-            Bucket::Gcra(gcra) => {
-                if !gcra.try_take(now, n) {
-                    return None;
-                }
-                gcra.refundable_until().saturating_sub(self.paused_total)
-            }
-            Bucket::Window(window) => window.try_take(now, n)?,
-        };
-        Some(Stamp {
-            at,
-            refunds: self.refunds,
-        })
-    }
-
-    fn due(&mut self, now: u64, n: u64) -> u64 {
+    fn level(&mut self, now: u64) -> u64 {
         let now = self.now_eff(now);
         match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.due(now, n),
-            Bucket::Window(window) => window.due(now, n),
+            Bucket::Gcra(gcra) => gcra.level(now),
+            Bucket::Window(window) => window.level(now),
+        }
+    }
+
+    /// Takes `n` from the bucket; returns the grant's stamp, which names it
+    /// for a refund if `stamped` (else the take is final).
+    fn try_take(&mut self, now: u64, n: u64, stamped: bool) -> Option<Stamp> {
+        let now = self.now_eff(now);
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => {
+                let headroom = gcra.try_take(now, n)?;
+                self.refunds.on_take(headroom);
+                Some(if stamped && gcra.cap().is_some() {
+                    self.refunds.stamp(gcra.span(u128::from(n)))
+                } else {
+                    let (at, rate) = self.refunds.stamp_parts();
+                    Stamp { at, rate }
+                })
+            }
+            Bucket::Window(window) => {
+                let leave = window.try_take(now, n)?;
+                Some(self.refunds.stamp_window(leave))
+            }
+        }
+    }
+
+    /// When a newcomer asking for `n` would be granted, after the line.
+    fn due_after_line(&mut self, now: u64, n: u64) -> u64 {
+        let now = self.now_eff(now);
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
+            Bucket::Window(window) => {
+                // SAFETY: nodes of this list, under the core lock.
+                let line = self.queue.iter().map(|w| unsafe { w.n() });
+                window.due(now, line.chain([n]))
+            }
+        }
+    }
+
+    /// When the head of the line, asking for `n`, would be granted.
+    fn due_head(&mut self, now: u64, n: u64) -> u64 {
+        match &mut self.bucket {
+            Bucket::Gcra(gcra) => gcra.due(now, u128::from(n)),
+            Bucket::Window(window) => window.due(now, [n]),
         }
     }
 
     /// Gives back `n` fuel granted with `stamp`, at `now`, as if it had
-    /// never been taken, as far as that is exact:
-    ///
-    /// - `Window`: its grants leave the log (those already out of every
-    ///   window need nothing).
-    /// - The others: the fuel goes back only if the bucket cannot have been
-    ///   full since the grant — had it been, the fuel would have overflowed
-    ///   and been lost anyway, and giving it back would break the cap. The
-    ///   grant's stamp says until when that holds (`at`, in the bucket's own
-    ///   time, which stands still while paused), if no fuel was given back
-    ///   since; each fuel given back since brings that time one interval
-    ///   closer. A `set_rate` ends it. Otherwise the fuel is spent. (Takes
-    ///   since the grant may have kept the bucket from filling: the rule is
-    ///   cautious there, never generous.)
-    fn refund(&mut self, n: u64, stamp: Stamp, now: u64, word: &Word) {
-        let bucket_now = self.now_eff(now).saturating_sub(self.paused_total);
+    /// never been taken, as far as that fuel would not have run into the
+    /// cap since (see `refunds.rs`).
+    fn refund(&mut self, n: u64, stamp: Stamp) {
         match &mut self.bucket {
-            Bucket::Window(window) => window.refund(stamp.at, n),
-            Bucket::Gcra(gcra) => {
-                let (s, t) = gcra.scale();
-                let since = u128::from(self.refunds.wrapping_sub(stamp.refunds));
-                let earlier = (since * u128::from(t)).div_ceil(u128::from(s));
-                let until = u128::from(stamp.at).saturating_sub(earlier);
-                if u128::from(bucket_now) < until {
-                    gcra.refund(n);
-                    self.refunds = self.refunds.wrapping_add(n);
-                    word.set_refunds(self.refunds);
+            Bucket::Window(window) => {
+                if self.refunds.current(stamp) {
+                    window.refund(stamp.at, n);
                 }
+            }
+            Bucket::Gcra(gcra) => {
+                let ticks = self.refunds.give_back(gcra.span(u128::from(n)), stamp);
+                gcra.give_back(ticks);
             }
         }
     }
@@ -535,7 +563,7 @@ impl Core {
         let n = unsafe { List::n(node) };
         // SAFETY: the caller's contract.
         if unsafe { self.queue.unlink(node) } {
-            self.queued_fuel -= n;
+            self.queued_fuel -= u128::from(n);
             self.waiting -= 1;
         }
     }
@@ -559,9 +587,9 @@ impl Core {
             };
             // SAFETY: the head of this list, under the core lock.
             let n = unsafe { head.n() };
-            if let Some(stamp) = self.try_take(now, n) {
+            if let Some(stamp) = self.try_take(now, n, true) {
                 self.queue.pop_front();
-                self.queued_fuel -= n;
+                self.queued_fuel -= u128::from(n);
                 self.waiting -= 1;
                 // SAFETY: just taken out of this list, under the core lock.
                 wakers.extend(unsafe { head.finish(GRANTED, stamp) });
@@ -571,7 +599,7 @@ impl Core {
                 self.timer.disarm();
                 return (now, None);
             }
-            let due = self.due(now, n);
+            let due = self.due_head(self.now_eff(now), n);
             // `try_take` just failed at `now`, so the fuel is due later; were
             // that ever not so, arming for `now` would spin this loop.
             debug_assert!(due > now || now == u64::MAX, "due {due} <= now {now}");
@@ -603,6 +631,11 @@ impl Core {
     /// Ends an operation under the lock: hands the state back to the word if
     /// nothing needs the core, else marks the word so `has_fuel` knows.
     fn release(&mut self, word: &Word, now: u64) {
+        let (next, rate) = self.refunds.stamp_parts();
+        let guard = u64::try_from(self.refunds.guard().max(0)).unwrap_or(u64::MAX);
+        let lowered = self.refunds.take_lowered();
+        self.renew |= lowered;
+        word.set_refunds(guard, lowered, next, rate);
         if !self.queue.is_empty() {
             return word.hold(true);
         }
@@ -644,7 +677,8 @@ impl Core {
             tol,
             n_max,
         };
-        word.publish(&mut self.published, params, gcra.tat() as u64);
+        word.publish(&mut self.published, params, gcra.tat() as u64, self.renew);
+        self.renew = false;
         self.in_word = true;
     }
 
@@ -654,8 +688,10 @@ impl Core {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.set_rate(now, rate, self.hardcap.cap(rate.max_n())),
-            Bucket::Window(window) => window.set_rate(rate),
+            Bucket::Window(window) => window.set_rate(now, rate),
         }
+        // Fuel granted under the old rate can no longer be given back.
+        self.refunds.rate_changed();
         self.rate = rate;
         let cap = self.request_cap();
         // SAFETY: nodes of this list, under the core lock.
@@ -665,10 +701,7 @@ impl Core {
             .filter(|w| unsafe { w.n() } > cap)
             .collect();
         for waiter in too_large {
-            let rejected = Stamp {
-                at: cap,
-                refunds: 0,
-            };
+            let rejected = Stamp { at: cap, rate: 0 };
             // SAFETY: a node of this list, under the core lock; then taken
             // out of it.
             unsafe {
@@ -676,9 +709,6 @@ impl Core {
                 wakers.extend(waiter.finish(REJECTED, rejected));
             }
         }
-        // Fuel granted under the old rate can no longer be given back
-        // exactly (see `refund`).
-        self.refunds = self.refunds.wrapping_add(1 << 40);
     }
 }
 

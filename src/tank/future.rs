@@ -78,6 +78,10 @@ impl Waiter {
                 Enqueued::Granted(stamp)
             } else {
                 let at = deadline.as_ref().map(|d| d.at);
+                // From here our drop cancels the node, whatever happens
+                // inside `enqueue` (cancelling a node never linked is a
+                // no-op): a linked node never outlives this future.
+                *this.phase = Phase::Queued;
                 // SAFETY: the node is pinned inside this future and in no
                 // list; our drop cancels it while queued.
                 unsafe { shared.enqueue(node, *this.n, at, cx.waker()) }

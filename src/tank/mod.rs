@@ -10,6 +10,7 @@ mod core;
 mod future;
 mod hardcap;
 mod permit;
+mod refunds;
 mod waiters;
 mod word;
 
@@ -384,6 +385,30 @@ impl Tank {
     /// ```
     pub fn level(&self) -> u64 {
         self.shared.level()
+    }
+
+    /// The fuel a newcomer could take now: the [`level`](Tank::level), or 0
+    /// while tasks wait in line (which [`has_fuel`](Tank::has_fuel) never
+    /// overtakes). This is the `RateLimit-Remaining` of a response.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use std::pin::pin;
+    /// use std::task::{Context, Waker};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(3).build()?;
+    /// assert_eq!(tank.available(), 3);
+    /// // A waiter for 5 holds the line: the 3 are not for newcomers.
+    /// let mut big = pin!(tank.await_fuel_n(5));
+    /// let _ = big.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    /// assert_eq!(tank.level(), 3);
+    /// assert_eq!(tank.available(), 0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn available(&self) -> u64 {
+        self.shared.available()
     }
 
     /// How long a newcomer asking for `n` fuel would wait now, counting the

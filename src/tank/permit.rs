@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use super::core::Shared;
 
-/// What a grant remembers, to be given back exactly: for `Window` the time
-/// stamped in its log (`at`); for the other hardcaps until when giving it
-/// back is still exact (`at`, see `Core::refund`) and how much fuel had
-/// been given back when it was granted (`refunds`).
+/// What a grant remembers, to be given back exactly (see `refunds.rs`): for
+/// `Window` when it leaves the window (`at`), for the other hardcaps the
+/// sequence number of the first take that may cut it short (`at`); and the
+/// rate it was granted under (`rate`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) at: u64,
-    pub(crate) refunds: u64,
+    pub(crate) rate: u64,
 }
 
 /// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.

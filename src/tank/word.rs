@@ -28,6 +28,7 @@
 use crate::sync::{AtomicU64, Ordering, fence};
 
 use super::bucket::gcra_take;
+use super::permit::Stamp;
 
 pub(crate) const CORE: u64 = 1 << 63;
 pub(crate) const QUEUE: u64 = 1 << 62;
@@ -43,17 +44,13 @@ pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
 /// What the lock-free path found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fast {
-    /// Taken: the new `tat`, and the word's parameters it was taken under.
-    Taken {
-        tat: u64,
-        epoch: u64,
-        s: u64,
-        tol: u64,
-    },
+    /// Taken, with the grant's stamp (meaningful if asked for).
+    Taken(Stamp),
     Empty,
     /// Waiters are queued: the answer is no, and it is final.
     Queued,
-    /// The core holds the state (or the request is beyond the word): lock.
+    /// The core holds the state, or the request is beyond the word, or the
+    /// take would cut a refund short (`refunds.rs`): lock.
     Locked,
 }
 
@@ -76,11 +73,13 @@ struct Params {
     rel_limit: AtomicU64,
     /// Largest request served without the lock.
     n_max: AtomicU64,
-    /// Fuel given back so far (see `Core::refund`), read by takers that
-    /// stamp their grants.
-    refunds: AtomicU64,
-    /// Time spent paused so far, likewise.
-    paused_total: AtomicU64,
+    /// Takes with less headroom than this go to the core, which records
+    /// them (see `refunds.rs`); grants that may come back raise it.
+    guard: AtomicU64,
+    /// The stamp of a grant made now: the next cut's sequence number...
+    stamp_at: AtomicU64,
+    /// ...and the rate's generation.
+    stamp_rate: AtomicU64,
 }
 
 /// The word and its parameters as a lock-free reader saw them.
@@ -122,9 +121,9 @@ impl Word {
     }
 
     /// Takes `n ≥ 1` fuel at internal time `now` without locking, if the
-    /// word holds the state.
+    /// word holds the state; `stamped` if the fuel may be given back.
     #[inline(always)]
-    pub(crate) fn take(&self, now: u64, n: u64) -> Fast {
+    pub(crate) fn take(&self, now: u64, n: u64, stamped: bool) -> Fast {
         // Acquire: pairs with `publish`, so the parameters read below are at
         // least as new as the word.
         let mut word = self.word.load(Ordering::Acquire);
@@ -150,7 +149,30 @@ impl Word {
             let tol = p.tol.load(Ordering::Relaxed);
             let t = p.t.load(Ordering::Relaxed);
             match gcra_take(word & TAT_MASK, now_t, tol, t, n) {
-                Some(tat) => {
+                Some((tat, headroom)) => {
+                    let mut stamp = Stamp::default();
+                    if tol != u64::MAX {
+                        let guard = p.guard.load(Ordering::Relaxed);
+                        if headroom < guard {
+                            return Fast::Locked;
+                        }
+                        if stamped {
+                            // Before the compare-and-swap, whose release
+                            // publishes it to every later taker.
+                            let span = n.wrapping_mul(t);
+                            if guard < span {
+                                p.guard.fetch_max(span, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    if stamped {
+                        // Acquire: a cut whose sequence number this sees
+                        // came before this grant (see `set_refunds`).
+                        stamp = Stamp {
+                            at: p.stamp_at.load(Ordering::Acquire),
+                            rate: p.stamp_rate.load(Ordering::Acquire),
+                        };
+                    }
                     let new = (word & !TAT_MASK) | tat;
                     match self.word.compare_exchange_weak(
                         word,
@@ -158,7 +180,7 @@ impl Word {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return Fast::Taken { tat, epoch, s, tol },
+                        Ok(_) => return Fast::Taken(stamp),
                         Err(current) => word = current,
                     }
                 }
@@ -224,24 +246,27 @@ impl Word {
         self.unchanged(&v).then_some(level)
     }
 
-    /// The count of fuel given back so far.
-    pub(crate) fn refunds(&self) -> u64 {
-        self.params.refunds.load(Ordering::Acquire)
+    /// The guard, as raised by grants made without the lock; read by the
+    /// core after [`Word::seize`].
+    pub(crate) fn guard(&self) -> u64 {
+        self.params.guard.load(Ordering::Relaxed)
     }
 
-    /// Publishes the count of fuel given back; under the core lock.
-    pub(crate) fn set_refunds(&self, refunds: u64) {
-        self.params.refunds.store(refunds, Ordering::Release);
-    }
-
-    /// The time spent paused so far.
-    pub(crate) fn paused_total(&self) -> u64 {
-        self.params.paused_total.load(Ordering::Acquire)
-    }
-
-    /// Publishes the time spent paused; under the core lock.
-    pub(crate) fn set_paused_total(&self, paused: u64) {
-        self.params.paused_total.store(paused, Ordering::Release);
+    /// Publishes the refund ledger's guard and the stamp of a grant made
+    /// now. Under the core lock, before the word is released: a taker that
+    /// reads these values as new also sees the state seized, and one that
+    /// loads the released word sees them. The guard is only raised, never
+    /// overwritten, unless `lowered`: then the next [`Word::publish`] must
+    /// change the generation.
+    pub(crate) fn set_refunds(&self, guard: u64, lowered: bool, stamp_at: u64, stamp_rate: u64) {
+        let p = &self.params;
+        if lowered {
+            p.guard.store(guard, Ordering::Relaxed);
+        } else {
+            p.guard.fetch_max(guard, Ordering::Relaxed);
+        }
+        p.stamp_at.store(stamp_at, Ordering::Release);
+        p.stamp_rate.store(stamp_rate, Ordering::Release);
     }
 
     /// How long until `n` fuel are there at `now`, in nanoseconds, if the
@@ -292,13 +317,23 @@ impl Word {
     }
 
     /// Hands the state back to the lock-free path with `tat`, under the
-    /// parameters `new`; `old` are those published last.
+    /// parameters `new`; `old` are those published last. With `renew`, the
+    /// generation changes even if the parameters do not.
     ///
     /// Call only with the core lock held, after [`Word::seize`];
     /// `tat < TICKS_LIMIT`.
-    pub(crate) fn publish(&self, old: &mut Option<Published>, new: Published, tat: u64) {
+    pub(crate) fn publish(
+        &self,
+        old: &mut Option<Published>,
+        new: Published,
+        tat: u64,
+        renew: bool,
+    ) {
         debug_assert!(tat < TICKS_LIMIT);
         let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
+        if renew && *old == Some(new) {
+            generation = (generation + 1) & GEN_MASK;
+        }
         if *old != Some(new) {
             // Still under CORE: no compare-and-swap can succeed while these
             // change, and the new generation fails any that read them. The
@@ -343,13 +378,13 @@ mod loom_tests {
             };
             let mut published = None;
             word.seize();
-            word.publish(&mut published, old, 100);
+            word.publish(&mut published, old, 100, false);
             let core = word.clone();
             let rebase = loom::thread::spawn(move || {
                 let mut published = Some(old);
                 let tat = core.seize().unwrap();
                 let new = Published { epoch: 50, ..old };
-                core.publish(&mut published, new, tat - 50);
+                core.publish(&mut published, new, tat - 50, false);
             });
             let answer = read(&word);
             rebase.join().unwrap();
@@ -357,9 +392,77 @@ mod loom_tests {
         });
     }
 
+    /// Two fuel of room at `now = 100` (C = 2, T = 10), with a taker that
+    /// stamps its grant racing the core, which seizes the word and runs
+    /// `core` on the guard it read; then `check` on the grant and the guard.
+    fn guard_race(core: fn(u64) -> (u64, bool, u64), check: fn(Fast, u64)) {
+        loom::model(move || {
+            let word = Arc::new(Word::new());
+            let params = Published {
+                epoch: 0,
+                s: 1,
+                t: 10,
+                tol: 10,
+                n_max: 2,
+            };
+            let mut published = None;
+            word.seize();
+            word.publish(&mut published, params, 0, false);
+            let taker = word.clone();
+            let grant = loom::thread::spawn(move || taker.take(100, 1, true));
+            if let Some(tat) = word.seize() {
+                let (guard, lowered, stamp_at) = core(word.guard());
+                word.set_refunds(guard, lowered, stamp_at, 0);
+                let mut published = Some(params);
+                word.publish(&mut published, params, tat, lowered);
+            }
+            check(grant.join().unwrap(), word.guard());
+        });
+    }
+
+    /// A grant made without the lock raises the guard before its
+    /// compare-and-swap; the core, seizing the word at any moment, takes
+    /// in the guard after its seize and only raises it when it publishes.
+    /// So a grant that succeeded always leaves its guard for every later
+    /// take (else a take that cuts its refund short would go unrecorded,
+    /// and the refund would mint fuel).
+    #[test]
+    fn a_grant_without_the_lock_always_leaves_its_guard() {
+        guard_race(
+            |guard| (guard, false, 0),
+            |grant, guard| {
+                if let Fast::Taken(_) = grant {
+                    assert!(guard >= 10, "the grant's guard was lost");
+                }
+            },
+        );
+    }
+
+    /// The core records a cut (sequence 0) and lowers the guard to its
+    /// headroom: a racing grant either came before the cut (its stamp
+    /// names it, so the cut caps its refund) or after (its guard stands).
+    #[test]
+    fn a_cut_racing_a_grant_without_the_lock_covers_it() {
+        guard_race(
+            |_| (0, true, 1),
+            |grant, guard| {
+                if let Fast::Taken(stamp) = grant {
+                    assert!(
+                        stamp.at == 0 || guard >= 10,
+                        "at {} guard {guard}",
+                        stamp.at
+                    );
+                }
+            },
+        );
+    }
+
     #[test]
     fn take_never_says_no_from_torn_parameters() {
-        race(|w| w.take(100, 1), |got| assert_ne!(got, Fast::Empty));
+        race(
+            |w| w.take(100, 1, false),
+            |got| assert_ne!(got, Fast::Empty),
+        );
     }
 
     #[test]
