@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod calibrate;
 pub mod clock;
 mod error;
 mod keyed;
@@ -55,6 +56,7 @@ mod tank;
 mod throttle;
 mod timer;
 
+pub use calibrate::timer_lateness;
 pub use error::Error;
 pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
@@ -63,6 +65,4 @@ pub use rate::Rate;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,
 };
-pub use throttle::{
-    Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout, timer_lateness,
-};
+pub use throttle::{Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout};

@@ -205,7 +205,9 @@ fn window_keys_are_bounded_under_a_flood() {
         .build()
         .unwrap();
     for key in 0..10_000u64 {
-        assert!(keyed.has_fuel(&key));
-        assert!(keyed.len() <= 64 + 16, "{} keys at {key}", keyed.len());
+        // Once evicted keys' debts fill the debt table, new keys may be
+        // refused: no key ever beyond its bound, whatever the flood.
+        keyed.has_fuel(&key);
+        assert!(keyed.len() <= 64, "{} keys at {key}", keyed.len());
     }
 }

@@ -3,7 +3,7 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use fueltank::clock::{Clock, ManualClock};
+use fueltank::clock::ManualClock;
 use fueltank::{Error, Monitor, Snapshot};
 use futures::Stream;
 use futures::task::noop_waker_ref;
@@ -132,7 +132,8 @@ fn stopped_time_counts_in_no_stat() {
     let summary = monitor.stop();
     assert_eq!(summary.runtime, ms(230));
     assert_eq!(summary.total, 4);
-    assert_eq!(summary.mean_interval, Duration::from_micros(57_500));
+    // The mean is over the three emissions while running.
+    assert_eq!(summary.mean_interval, Duration::from_nanos(76_666_666));
     // start twice is harmless
     monitor.start();
     monitor.start();
@@ -144,6 +145,7 @@ fn stopped_time_counts_in_no_stat() {
 fn emit_at_in_order_and_out_of_order() {
     let (clock, monitor) = manual();
     let t0 = clock.now();
+    clock.advance(ms(40));
     monitor.emit_at(t0 + ms(10));
     monitor.emit_at(t0 + ms(30));
     monitor.emit_at(t0 + ms(35));
@@ -162,11 +164,62 @@ fn emit_at_in_order_and_out_of_order() {
     monitor.emit_at(t0 - Duration::from_secs(5));
     assert_eq!(monitor.total(), 7);
     assert_eq!(monitor.snapshot().gaps(), 3);
-    // emit() after emit_at in the future: a zero gap until time catches up.
-    clock.advance(ms(50));
-    monitor.emit();
-    assert_eq!(monitor.hi_lo().unwrap().interval, ms(20));
+    // In the future: counted as now, 5 ms after the latest.
+    monitor.emit_at(clock.now() + Duration::from_secs(3600));
+    assert_eq!(monitor.total(), 8);
     assert_eq!(monitor.snapshot().gaps(), 4);
+    clock.advance(ms(25));
+    monitor.emit();
+    assert_eq!(monitor.hi_lo().unwrap().interval, ms(25));
+}
+
+/// One reporter whose clock runs an hour ahead must not blind the
+/// statistics of a steady 100/s stream.
+#[test]
+fn an_emission_from_the_future_does_not_corrupt_the_stats() {
+    let (clock, monitor) = manual();
+    for _ in 0..100 {
+        clock.advance(ms(10));
+        monitor.emit();
+    }
+    monitor.emit_at(clock.now() + Duration::from_secs(3600));
+    for _ in 0..200 {
+        clock.advance(ms(10));
+        monitor.emit();
+    }
+    let snap = monitor.snapshot();
+    assert_eq!(snap.total, 301);
+    // The skewed emission is a zero gap at most: the stream's own gaps are
+    // intact, and its trailing rate is its rate.
+    assert_eq!(snap.hi_lo.unwrap().interval, ms(10));
+    let p50 = snap.percentile(50.0).unwrap();
+    assert!(p50.abs_diff(ms(10)) < Duration::from_micros(200), "{p50:?}");
+    let latest = monitor.latest().expect("a steady stream has a latest rate");
+    assert!((95.0..=105.0).contains(&latest.per_second), "{latest:?}");
+}
+
+/// Emissions while stopped count in the total only: not in the mean, the
+/// trailing window or the summary's mean.
+#[test]
+fn emissions_while_stopped_move_no_statistic() {
+    let (clock, monitor) = manual();
+    for _ in 0..20 {
+        clock.advance(ms(100));
+        monitor.emit();
+    }
+    let before = monitor.stop();
+    assert_eq!(before.mean_per_second, 10.0);
+    for _ in 0..180 {
+        monitor.emit();
+    }
+    assert_eq!(monitor.total(), 200);
+    assert_eq!(monitor.mean().unwrap().per_second, 10.0);
+    assert_eq!(monitor.stop().mean_per_second, 10.0);
+    assert_eq!(monitor.stop().total, 200);
+    monitor.start();
+    let latest = monitor.latest().unwrap().per_second;
+    assert!((9.0..=11.0).contains(&latest), "{latest}");
+    assert_eq!(monitor.snapshot().mean.unwrap().per_second, 10.0);
 }
 
 #[test]

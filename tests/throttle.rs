@@ -4,7 +4,7 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use fueltank::clock::{Clock, ManualClock};
+use fueltank::clock::ManualClock;
 use fueltank::{Error, Hardcap, Rate, Throttle};
 use futures::task::noop_waker_ref;
 use futures::{Future, Stream, StreamExt};
@@ -62,6 +62,42 @@ fn auto_emit_counts_every_fuel_taken() {
     assert_eq!(throttle.emit_at(clock.now()), Err(Error::AutoEmitOn));
     assert!(Error::AutoEmitOn.to_string().contains("auto_emit(false)"));
     assert_eq!(throttle.total(), 5);
+}
+
+/// A batch of `n` costs the same whatever `n`: a monitor-only throttle
+/// takes `u64::MAX` at once (unlimited fuel) and counts every one of them.
+#[test]
+fn batches_of_any_size_are_counted_at_once() {
+    let done = std::thread::spawn(|| {
+        let monitor_only = Throttle::builder(rate("10/s"))
+            .as_throttle(false)
+            .auto_emit(true)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        assert!(monitor_only.has_fuel_n(u64::MAX));
+        assert_eq!(monitor_only.total(), u64::MAX);
+        assert!(monitor_only.has_fuel()); // saturates, never wraps
+        assert_eq!(monitor_only.total(), u64::MAX);
+        let fast = Throttle::builder(Rate::per_second(1_000_000_000).unwrap())
+            .initial(1_000_000_000)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        assert!(fast.has_fuel_n(1_000_000_000));
+        assert_eq!(fast.total(), 1_000_000_000);
+        assert_eq!(fast.lo_hi().unwrap().interval, Duration::ZERO);
+    });
+    // Not a timing: a guard against a loop over `n`, which would not end.
+    let start = std::time::Instant::now();
+    while !done.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "a batch cost time in n"
+        );
+        std::thread::sleep(ms(5));
+    }
+    done.join().unwrap();
 }
 
 #[test]
@@ -335,4 +371,41 @@ fn handles_are_send_and_sync() {
     send::<fueltank::ThrottleFuelN>();
     send::<fueltank::ThrottleFuelTimeout>();
     send::<fueltank::Pace<futures::stream::Iter<std::ops::Range<u32>>>>();
+}
+
+/// A bare tank asked for a high rate calibrates its timer as a throttle
+/// does (under `One` a late timer is lost for good): by default at 49/s and
+/// above, never on a manual clock, not when told not to.
+#[test]
+fn a_bare_tank_calibrates_as_a_throttle_does() {
+    let one = fueltank::Tank::builder(rate("10000/s"))
+        .hardcap(Hardcap::One)
+        .build()
+        .unwrap();
+    let correction = one.timer_correction();
+    assert!(correction > Duration::ZERO, "calibrated at 10k/s");
+    assert!(correction <= rate("10000/s").interval() / 2);
+    assert!(fueltank::Tank::new(rate("10000/s")).timer_correction() > Duration::ZERO);
+    let off = fueltank::Tank::builder(rate("10000/s"))
+        .auto_calibrate(false)
+        .build()
+        .unwrap();
+    assert_eq!(off.timer_correction(), Duration::ZERO);
+    assert_eq!(
+        fueltank::Tank::new(rate("48/s")).timer_correction(),
+        Duration::ZERO
+    );
+    let manual = fueltank::Tank::builder(rate("10000/s"))
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    assert_eq!(manual.timer_correction(), Duration::ZERO);
+    let given = fueltank::Tank::builder(rate("10000/s"))
+        .timer_correction(Duration::from_micros(20))
+        .build()
+        .unwrap();
+    assert_eq!(given.timer_correction(), Duration::from_micros(20));
+    // The same figure as a throttle's at the same rate: one measurement.
+    let throttle = Throttle::builder(rate("10000/s")).build().unwrap();
+    assert_eq!(throttle.correction(), Some(correction));
 }

@@ -132,6 +132,24 @@ impl ManualClock {
         }
     }
 
+    /// The current time (also through [`Clock::now`], without importing
+    /// the trait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::clock::ManualClock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let start = clock.now();
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(clock.now() - start, Duration::from_secs(2));
+    /// ```
+    pub fn now(&self) -> Instant {
+        instant_of(self.now_ns())
+    }
+
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
         self.inner.now_ns.load(Ordering::Acquire)
@@ -146,7 +164,7 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        instant_of(self.now_ns())
+        ManualClock::now(self)
     }
 }
 

@@ -1,11 +1,10 @@
 //! [`KeyedTankBuilder`].
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use super::{KeyedTank, Shard, Shared};
+use super::{KeyedTank, Shard, Shared, TICKS_LIMIT};
 use crate::clock::{Clock, ClockSource};
 use crate::{Error, Hardcap, Rate};
 
@@ -29,7 +28,7 @@ pub struct KeyedTankBuilder<K> {
     rate: Rate,
     hardcap: Hardcap,
     initial: Option<u64>,
-    max_keys: usize,
+    max_keys: Option<usize>,
     clock: ClockSource,
     _keys: PhantomData<fn(K)>,
 }
@@ -43,7 +42,7 @@ impl<K> KeyedTankBuilder<K> {
             rate,
             hardcap: Hardcap::default(),
             initial: None,
-            max_keys: 1 << 20,
+            max_keys: None,
             clock: ClockSource::default(),
             _keys: PhantomData,
         }
@@ -86,8 +85,16 @@ impl<K> KeyedTankBuilder<K> {
         self
     }
 
-    /// The most keys held at once (2^20 by default). Beyond it, keys that
-    /// owe nothing are forgotten first, then those that owe least.
+    /// The most keys held at once. Beyond it, keys that differ least from
+    /// a fresh key are evicted (their debts kept: see [`KeyedTank`]).
+    ///
+    /// What a key costs, measured (`tests/keyed.rs`): under `Limit`, `One`
+    /// and `Unbounded` at most 64 bytes (a 16-byte map entry and the map's
+    /// spare room, and 16 bytes of the debt table), whatever the key's
+    /// type; under `Window` about 140 bytes with one run of grants in its
+    /// window, 16 per further run, and 32 of the debt table. So the default bounds memory,
+    /// not keys: 2^20 keys (64 MiB at most), and under `Window` as many as
+    /// 64 MiB hold.
     ///
     /// # Examples
     ///
@@ -102,7 +109,7 @@ impl<K> KeyedTankBuilder<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn max_keys(mut self, max_keys: usize) -> KeyedTankBuilder<K> {
-        self.max_keys = max_keys;
+        self.max_keys = Some(max_keys);
         self
     }
 
@@ -152,40 +159,64 @@ impl<K> KeyedTankBuilder<K> {
         if initial > capacity {
             return Err(Error::InitialOverCapacity { initial, capacity });
         }
-        if self.max_keys == 0 {
+        let max_keys = self
+            .max_keys
+            .unwrap_or_else(|| default_max_keys(self.hardcap, self.rate));
+        if max_keys == 0 {
             return Err(Error::InvalidCount {
                 option: "max_keys",
                 value: 0,
                 accepted: "at least 1",
             });
         }
-        let shards = SHARDS.min(self.max_keys);
+        // The shards' caps add up to `max_keys` exactly.
+        let shards = SHARDS.min(max_keys);
+        let (share, extra) = (max_keys / shards, max_keys % shards);
         // A fresh key's `tat` is up to `per` before now: start the epoch
         // that far back, so it is not below tick 0.
         let per_ns = u64::try_from(self.rate.per().as_nanos()).unwrap_or(u64::MAX);
         let epoch = self.clock.now_ns().saturating_sub(per_ns.saturating_add(1));
         let shards = (0..shards)
-            .map(|_| {
-                Mutex::new(Shard {
-                    map: HashMap::new(),
-                    live: Vec::new(),
-                    free: Vec::new(),
+            .map(|i| {
+                Mutex::new(Shard::new(
+                    share + usize::from(i < extra),
                     epoch,
-                    ops: 0,
-                })
+                    self.hardcap,
+                ))
             })
             .collect();
+        let (s, _) = self.rate.ticks();
+        // A bucket's whole span, in ticks, well within the map entry's range.
+        let compact = u128::from(per_ns) * u128::from(s) < (TICKS_LIMIT as u128) / 8;
         Ok(KeyedTank {
             shared: Arc::new(Shared {
                 rate: self.rate,
                 hardcap: self.hardcap,
                 initial,
                 scale: self.rate.ticks(),
+                compact,
                 clock: self.clock,
                 hasher: RandomState::new(),
-                per_shard: self.max_keys.div_ceil(SHARDS.min(self.max_keys)),
                 shards,
             }),
+            _keys: PhantomData,
         })
+    }
+}
+
+/// Memory the default `max_keys` allows, about.
+const DEFAULT_MEMORY: usize = 64 << 20;
+
+/// The default `max_keys`: 2^20, or under `Window` what [`DEFAULT_MEMORY`]
+/// holds at about 172 bytes a key and 16 per further run of grants.
+fn default_max_keys(hardcap: Hardcap, rate: Rate) -> usize {
+    match hardcap {
+        Hardcap::Window => {
+            let runs = usize::try_from(rate.max_n())
+                .unwrap_or(usize::MAX)
+                .min(4096);
+            (DEFAULT_MEMORY / (156 + 16 * runs)).clamp(1024, 1 << 20)
+        }
+        _ => 1 << 20,
     }
 }

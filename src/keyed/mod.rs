@@ -1,32 +1,57 @@
 //! [`KeyedTank`]: one tank per key (client address, user id, …), in bounded
-//! memory.
+//! memory, with no key ever beyond its hardcap's bound.
 //!
-//! # One number per key
+//! # Keys
 //!
-//! A key nobody waits on is *idle*: all it holds is its `tat`, the one
-//! number of the refill algorithm (see `tank/bucket.rs`), as a `u64` in its
-//! map entry, and taking fuel for it is the tank's own exact step on that
-//! number. A key that must wait becomes *live*: a full [`Tank`] with its
-//! line and timer, kept in a side table; it turns idle again once its line
-//! is empty and nothing holds it. `Window` keys are always live (their log
-//! of grants is their state), so each costs a tank and its log: bound them
-//! with `max_keys`.
+//! A key is held by its 64-bit hash, SipHash under a secret of this keyed
+//! tank's own, so that nobody can pick keys that collide: an entry costs 16
+//! bytes whatever the key's type. Two keys whose hashes collide would share
+//! one tank — each limited at least as tightly as alone, never less — with
+//! odds of 2^-64 per pair.
+//!
+//! A key nobody waits on is *idle*: under `Limit`, `One` and `Unbounded` all
+//! it holds is its `tat`, the one number of the refill algorithm (see
+//! `tank/bucket.rs`), in its map entry, and taking fuel for it is the tank's
+//! own exact step on that number; under `Window` it holds its log of grants,
+//! boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
+//! with its line and timer, kept in a side table; it turns idle again once
+//! its line is empty and nothing holds it.
 //!
 //! # Bounded memory
 //!
 //! Keys are spread over shards, each a hash map under its own lock holding
-//! at most its share of `max_keys`. A shard forgets keys that owe nothing —
-//! whose bucket holds at least `initial`, so a fresh entry would hold no
-//! more — as it goes: one sweep every `len` operations, so the cost per
-//! operation stays constant. When a shard is full of keys that still owe
-//! fuel, it forgets the eighth that owe least (the earliest `tat`, or for
-//! live tanks nobody holds, the fullest): memory stays bounded under a
-//! flood of new keys, and a forgotten key gets back at most what it owed.
-//! Only keys held by a waiting future or a permit are never forgotten; they
-//! are paid for by their holders.
+//! at most its share of `max_keys` (the shares add up to `max_keys`
+//! exactly). A shard forgets keys that are exactly like a key never seen
+//! (with the default `initial`, a full bucket) as it goes: one sweep every
+//! `len` operations, so the cost per operation stays constant. When a shard
+//! is full of keys that differ from a fresh one, it evicts the eighth that
+//! differ least. Only keys held by a waiting future or a permit are never
+//! evicted; they are paid for by their holders.
 //!
-//! A key seen for the first time starts full by default: a client never
-//! seen before is like one idle for ever.
+//! # Debts survive eviction
+//!
+//! A key evicted while it still owes fuel would come back fresh, with more
+//! fuel than its bound allows: the bypass a flood of new keys would buy for
+//! a client that drains its own key between floods. So an evicted key's
+//! debt goes into a fixed table of debts, one cell per key the shard holds
+//! (8 bytes a key; 16 under `Window`): the two cells its hash picks are
+//! raised to its debt (when it is next due fuel, or under `Window` when its
+//! grants leave the window and how many). A key created later starts from
+//! the lesser of its two cells whenever that owes more than a fresh key. A
+//! cell keeps the largest debt raised on it, so a key never comes back
+//! owing less than it left with: no key ever gets beyond its hardcap's
+//! bound, however keys are evicted.
+//!
+//! The price is paid by innocent keys whose two cells both hold a debt: a
+//! new key then starts as indebted as the less indebted of the evicted keys
+//! that raised them. A debt is a time, so it fades by itself: the penalty
+//! lasts at most the time to refill a key's `initial` fuel (`initial · T`,
+//! at most `per`), and at most a fresh key's whole budget is withheld.
+//! Under a flood that evicts a fraction `f` of the cells' worth of owing
+//! keys per `per`, about `f²` of new keys are so limited. What eviction
+//! cannot keep is a *bank* (fuel beyond a fresh key's, under `Unbounded`
+//! or with `initial` below the capacity): it is lost, which only ever
+//! under-grants.
 
 mod builder;
 
@@ -34,7 +59,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -45,14 +71,14 @@ use pin_project_lite::pin_project;
 pub use builder::KeyedTankBuilder;
 
 use crate::clock::ClockSource;
-use crate::tank::bucket::Gcra;
+use crate::tank::bucket::{Gcra, Window};
 use crate::{AwaitFuel, Hardcap, Rate, Tank};
 
 /// One tank per key, each refilled at the same rate, in bounded memory.
 ///
-/// A cheap handle: clones share the keys. An idle key costs one map entry
-/// (the key and 8 bytes); see the module docs for how keys are kept and
-/// forgotten.
+/// A cheap handle: clones share the keys. An idle key costs one map entry of
+/// 16 bytes and its cell of the debt table (see the module docs for how
+/// keys are kept, forgotten and evicted).
 ///
 /// # Examples
 ///
@@ -70,39 +96,55 @@ use crate::{AwaitFuel, Hardcap, Rate, Tank};
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 pub struct KeyedTank<K> {
-    shared: Arc<Shared<K>>,
+    shared: Arc<Shared>,
+    _keys: PhantomData<fn(&K)>,
 }
 
-struct Shared<K> {
+struct Shared {
     rate: Rate,
     hardcap: Hardcap,
     initial: u64,
     /// `Rate::ticks` of the rate.
     scale: (u64, u64),
+    /// Idle `Limit`, `One` and `Unbounded` keys fit a map entry: the ticks
+    /// of a bucket's whole span are far below [`TICKS_LIMIT`]. (Otherwise,
+    /// for periods of centuries at sub-nanosecond ticks, keys are live.)
+    compact: bool,
     clock: ClockSource,
     hasher: RandomState,
-    shards: Box<[Mutex<Shard<K>>]>,
-    /// Keys a shard holds before it forgets some.
-    per_shard: usize,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 /// Map values: a key's `tat` (ticks since the shard's epoch), or with
-/// `LIVE` set, the index of its tank in `Shard::live`.
+/// `LIVE` the index of its tank in `Shard::live`, or with `WINDOW` the
+/// index of its log in `Shard::windows`.
 const LIVE: u64 = 1 << 63;
+const WINDOW: u64 = 1 << 62;
+const INDEX: u64 = WINDOW - 1;
 
-struct Shard<K> {
-    map: HashMap<K, u64>,
-    live: Vec<Option<Tank>>,
-    free: Vec<usize>,
+/// Idle `tat`s stay below this many ticks: the shard's epoch moves on at
+/// half of it.
+const TICKS_LIMIT: i128 = 1 << 61;
+
+struct Shard {
+    map: HashMap<u64, u64, BuildHasherDefault<KeyHash>>,
+    live: Slots<Tank>,
+    windows: Slots<Box<Window>>,
     /// Internal ns at tick 0 of the idle keys' `tat`s.
     epoch: u64,
     /// Operations since the last sweep.
     ops: usize,
+    /// Keys held at most.
+    cap: usize,
+    debts: Debts,
 }
 
-/// Idle `tat`s stay below this many ticks; the shard's epoch moves on
-/// before that.
-const TICKS_LIMIT: i128 = 1 << 62;
+/// What a key holds, read out of its shard.
+enum Value {
+    Idle(u64),
+    Window(usize),
+    Live(Tank),
+}
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// One [`Hardcap::Limit`] tank per key, each starting full, at most
@@ -141,10 +183,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         KeyedTankBuilder::new(rate)
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
-        let shards = &self.shared.shards;
-        let index = self.shared.hasher.hash_one(key) as usize % shards.len();
-        shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    fn hash(&self, key: &K) -> u64 {
+        self.shared.hasher.hash_one(key)
     }
 
     /// Takes one fuel for `key` now, or returns `false`; never overtakes a
@@ -184,19 +224,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         if n > shared.hardcap.request_cap(shared.rate.max_n()) {
             return false;
         }
-        let now = shared.clock.now_ns();
-        let mut shard = self.shard(key);
-        match shard.value(key, now, shared) {
-            Value::Idle(tat) => {
-                let mut gcra = shared.gcra(shard.epoch, tat);
-                let taken = gcra.try_take(now, n).is_some();
-                if taken {
-                    shard.set_idle(key, gcra.tat());
-                }
-                taken
-            }
-            Value::Live(tank) => tank.has_fuel_n(n),
-        }
+        shared.take(self.hash(key), n)
     }
 
     /// Waits in line on `key`'s tank for one fuel and takes it.
@@ -219,9 +247,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// ```
     pub fn await_fuel(&self, key: K) -> AwaitKey<K> {
         AwaitKey {
-            keyed: self.clone(),
-            key: Some(key),
+            shared: self.shared.clone(),
+            key: Some(self.hash(&key)),
             wait: None,
+            _keys: PhantomData,
         }
     }
 
@@ -246,21 +275,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
             return None;
         }
         let now = shared.clock.now_ns();
-        let shard = self.shard(key);
-        match shard.peek(key, shared) {
-            Some(Value::Live(tank)) => tank.wait_time(n),
-            Some(Value::Idle(tat)) => {
-                let due = shared.gcra(shard.epoch, tat).due(now, u128::from(n));
-                Some(Duration::from_nanos(due.saturating_sub(now)))
-            }
-            None => {
-                let due = shared.fresh(shard.epoch, now).due(now, u128::from(n));
-                Some(Duration::from_nanos(due.saturating_sub(now)))
-            }
-        }
+        let wait = |due: u64| Some(Duration::from_nanos(due.saturating_sub(now)));
+        shared.inspect(self.hash(key), now, |state| match state {
+            State::Live(tank) => tank.wait_time(n),
+            State::Gcra(gcra) => wait(gcra.due(now, u128::from(n))),
+            State::Window(window) => wait(window.due(now, [n])),
+        })
     }
 
-    /// The fuel in `key`'s tank now (a key never seen holds `initial`).
+    /// The fuel in `key`'s tank now (a key never seen holds `initial`, or
+    /// less while a debt of an evicted key is on its cells).
     ///
     /// # Examples
     ///
@@ -272,14 +296,36 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn level(&self, key: &K) -> u64 {
-        let shared = &self.shared;
-        let now = shared.clock.now_ns();
-        let shard = self.shard(key);
-        match shard.peek(key, shared) {
-            Some(Value::Live(tank)) => tank.level(),
-            Some(Value::Idle(tat)) => shared.gcra(shard.epoch, tat).level(now),
-            None => shared.initial,
-        }
+        let now = self.shared.clock.now_ns();
+        self.shared
+            .inspect(self.hash(key), now, |state| match state {
+                State::Live(tank) => tank.level(),
+                State::Gcra(gcra) => gcra.level(now),
+                State::Window(window) => window.level(now),
+            })
+    }
+
+    /// The fuel a newcomer on `key` could take now: its
+    /// [`level`](KeyedTank::level), or 0 while tasks wait on that key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::new(Rate::per_second(5)?);
+    /// assert!(keyed.has_fuel(&"a"));
+    /// assert_eq!(keyed.available(&"a"), 4);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn available(&self, key: &K) -> u64 {
+        let now = self.shared.clock.now_ns();
+        self.shared
+            .inspect(self.hash(key), now, |state| match state {
+                State::Live(tank) => tank.available(),
+                State::Gcra(gcra) => gcra.level(now),
+                State::Window(window) => window.level(now),
+            })
     }
 
     /// The number of keys held now.
@@ -299,13 +345,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared
             .shards
             .iter()
-            .map(|shard| {
-                shard
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .map
-                    .len()
-            })
+            .map(|shard| lock(shard).map.len())
             .sum()
     }
 
@@ -338,41 +378,40 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared.rate
     }
 
-    /// The tank of `key`, made live for waiting, or `None` if it has the
-    /// fuel now (then taken).
-    fn take_or_live(&self, key: &K) -> Option<Tank> {
-        let shared = &self.shared;
-        let now = shared.clock.now_ns();
-        let mut shard = self.shard(key);
-        match shard.value(key, now, shared) {
-            Value::Live(tank) => Some(tank),
-            Value::Idle(tat) => {
-                let mut gcra = shared.gcra(shard.epoch, tat);
-                if gcra.try_take(now, 1).is_some() {
-                    shard.set_idle(key, gcra.tat());
-                    return None;
-                }
-                let tank = Tank::from_gcra(
-                    shared.rate,
-                    shared.hardcap,
-                    shard.epoch,
-                    i128::from(tat),
-                    shared.clock.clone(),
-                );
-                shard.set_live(key, tank.clone());
-                Some(tank)
-            }
-        }
+    /// The most keys held at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::<u8>::builder(Rate::per_second(5)?).max_keys(17).build()?;
+    /// assert_eq!(keyed.max_keys(), 17);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn max_keys(&self) -> usize {
+        self.shared.shards.iter().map(|shard| lock(shard).cap).sum()
     }
 }
 
-/// What a key holds, read out of its shard.
-enum Value {
-    Idle(u64),
-    Live(Tank),
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<K> Shared<K> {
+/// A key's state as read by [`Shared::inspect`].
+enum State<'a> {
+    Live(Tank),
+    Gcra(Gcra),
+    Window(&'a mut Window),
+}
+
+impl Shared {
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // The high bits: the map itself indexes by the low ones.
+        let index = ((hash >> 32) as usize) % self.shards.len();
+        lock(&self.shards[index])
+    }
+
     fn gcra(&self, epoch: u64, tat: u64) -> Gcra {
         Gcra::from_parts(
             self.scale,
@@ -382,78 +421,197 @@ impl<K> Shared<K> {
         )
     }
 
-    /// The bucket of a key never seen, at `now`.
-    fn fresh(&self, epoch: u64, now: u64) -> Gcra {
-        let (s, t) = self.scale;
-        let now_t = (i128::from(now) - i128::from(epoch)) * i128::from(s);
-        let tat = now_t - (i128::from(self.initial) - 1) * i128::from(t);
-        Gcra::from_parts(self.scale, self.hardcap.cap(self.rate.max_n()), epoch, tat)
+    /// The `tat` of a key never seen, at `now`, in ticks since `epoch`:
+    /// `initial` fuel there, the next due one interval after the last.
+    fn fresh_tat(&self, epoch: u64, now: u64) -> i128 {
+        let gcra = self.gcra(epoch, 0);
+        let ahead = gcra
+            .span(1)
+            .saturating_sub(gcra.span(u128::from(self.initial)));
+        gcra.ticks(now).saturating_add(ahead)
     }
 
-    /// Whether an idle key at `tat` holds at least `initial`: forgetting it
-    /// gives nobody more fuel.
-    fn owes_nothing(&self, epoch: u64, tat: u64, now: u64) -> bool {
-        self.gcra(epoch, tat).level(now) >= self.initial
+    /// The log of a `Window` key never seen, at `now`.
+    fn fresh_window(&self, now: u64) -> Window {
+        Window::new(self.rate, self.initial, now)
+    }
+
+    fn take(&self, hash: u64, n: u64) -> bool {
+        let now = self.clock.now_ns();
+        let mut shard = self.shard(hash);
+        match shard.value(hash, now, self) {
+            Value::Idle(tat) => {
+                let mut gcra = self.gcra(shard.epoch, tat);
+                let taken = gcra.try_take(now, n).is_some();
+                if taken {
+                    shard.set_idle(hash, gcra.tat());
+                }
+                taken
+            }
+            Value::Window(index) => shard.windows.get(index).try_take(now, n).is_some(),
+            Value::Live(tank) => tank.has_fuel_n(n),
+        }
+    }
+
+    /// Runs `read` on the state of the key `hash`, or of the key it would be
+    /// if it were created now; changes nothing.
+    fn inspect<R>(&self, hash: u64, now: u64, read: impl FnOnce(State<'_>) -> R) -> R {
+        let mut shard = self.shard(hash);
+        let shard = &mut *shard;
+        match shard.peek(hash) {
+            Some(Value::Live(tank)) => read(State::Live(tank)),
+            Some(Value::Idle(tat)) => read(State::Gcra(self.gcra(shard.epoch, tat))),
+            Some(Value::Window(index)) => read(State::Window(shard.windows.get(index))),
+            None => match self.hardcap {
+                Hardcap::Window => {
+                    let mut window = shard.new_window(hash, now, self);
+                    read(State::Window(&mut window))
+                }
+                _ if self.compact => {
+                    let tat = shard.new_tat(hash, now, self);
+                    read(State::Gcra(self.gcra(shard.epoch, tat)))
+                }
+                _ => read(State::Live(shard.new_live(hash, now, self))),
+            },
+        }
+    }
+
+    /// The tank of `hash`, made live for waiting, or `None` if it has the
+    /// fuel now (then taken).
+    fn take_or_live(&self, hash: u64) -> Option<Tank> {
+        let now = self.clock.now_ns();
+        let mut shard = self.shard(hash);
+        match shard.value(hash, now, self) {
+            Value::Live(tank) => Some(tank),
+            Value::Idle(tat) => {
+                let mut gcra = self.gcra(shard.epoch, tat);
+                if gcra.try_take(now, 1).is_some() {
+                    shard.set_idle(hash, gcra.tat());
+                    return None;
+                }
+                let tank = Tank::from_gcra(
+                    self.rate,
+                    self.hardcap,
+                    shard.epoch,
+                    i128::from(tat),
+                    self.clock.clone(),
+                );
+                shard.set_live(hash, tank.clone());
+                Some(tank)
+            }
+            Value::Window(index) => {
+                if shard.windows.get(index).try_take(now, 1).is_some() {
+                    return None;
+                }
+                let window = shard.windows.take(index);
+                let tank = Tank::from_window(self.rate, *window, self.clock.clone());
+                shard.set_live(hash, tank.clone());
+                Some(tank)
+            }
+        }
     }
 }
 
-impl<K: Hash + Eq + Clone> Shard<K> {
-    /// The value of `key`, inserting a fresh key (and making room) if
-    /// needed.
-    fn value(&mut self, key: &K, now: u64, shared: &Shared<K>) -> Value {
+impl Shard {
+    fn new(cap: usize, epoch: u64, hardcap: Hardcap) -> Shard {
+        Shard {
+            map: HashMap::default(),
+            live: Slots::default(),
+            windows: Slots::default(),
+            epoch,
+            ops: 0,
+            cap,
+            debts: Debts::new(cap, hardcap == Hardcap::Window),
+        }
+    }
+
+    /// The value of `key`, inserting a new key (and making room) if needed.
+    fn value(&mut self, key: u64, now: u64, shared: &Shared) -> Value {
         self.ops += 1;
         if self.ops >= self.map.len().max(64) {
             self.sweep(now, shared);
         }
-        if let Some(value) = self.peek(key, shared) {
+        if let Some(value) = self.peek(key) {
             return value;
         }
-        if self.map.len() >= shared.per_shard {
+        if self.map.len() >= self.cap {
             self.make_room(now, shared);
         }
-        if shared.hardcap == Hardcap::Window {
-            let tank = Tank::builder(shared.rate)
-                .hardcap(Hardcap::Window)
-                .initial(shared.initial)
-                .clock_source(shared.clock.clone())
-                .build()
-                .expect("initial was checked when the keyed tank was built");
-            self.set_live(key, tank.clone());
-            return Value::Live(tank);
+        match shared.hardcap {
+            Hardcap::Window => {
+                let window = self.new_window(key, now, shared);
+                let index = self.windows.put(Box::new(window));
+                self.map.insert(key, WINDOW | index as u64);
+                Value::Window(index)
+            }
+            _ if shared.compact => {
+                let tat = self.new_tat(key, now, shared);
+                self.map.insert(key, tat);
+                Value::Idle(tat)
+            }
+            _ => {
+                let tank = self.new_live(key, now, shared);
+                self.set_live(key, tank.clone());
+                Value::Live(tank)
+            }
         }
-        let tat = to_stored(shared.fresh(self.epoch, now).tat());
-        self.map.insert(key.clone(), tat);
-        Value::Idle(tat)
     }
 
-    fn peek(&self, key: &K, _shared: &Shared<K>) -> Option<Value> {
-        let &stored = self.map.get(key)?;
+    /// The `tat` a new key starts from: a fresh key's, or the debt its cells
+    /// hold if that is later.
+    fn new_tat(&self, key: u64, now: u64, shared: &Shared) -> u64 {
+        to_stored(self.start_tat(key, now, shared))
+    }
+
+    fn start_tat(&self, key: u64, now: u64, shared: &Shared) -> i128 {
+        let debt = shared.gcra(self.epoch, 0).ticks(self.debts.debt(key).0);
+        shared.fresh_tat(self.epoch, now).max(debt)
+    }
+
+    /// The log a new `Window` key starts from: a fresh key's, holding also
+    /// the grants of a debt on its cells that have not left yet.
+    fn new_window(&self, key: u64, now: u64, shared: &Shared) -> Window {
+        let mut window = shared.fresh_window(now);
+        let (leave, held) = self.debts.debt(key);
+        if leave > now {
+            let fresh_held = shared.rate.max_n() - shared.initial;
+            window.hold_until(leave, held.saturating_sub(fresh_held));
+        }
+        window
+    }
+
+    /// A live tank for a new key of a rate too fine for a map entry.
+    fn new_live(&self, key: u64, now: u64, shared: &Shared) -> Tank {
+        let tat = self.start_tat(key, now, shared);
+        Tank::from_gcra(
+            shared.rate,
+            shared.hardcap,
+            self.epoch,
+            tat,
+            shared.clock.clone(),
+        )
+    }
+
+    fn peek(&self, key: u64) -> Option<Value> {
+        let &stored = self.map.get(&key)?;
         Some(if stored & LIVE != 0 {
-            let tank = self.live[(stored & !LIVE) as usize].as_ref();
-            Value::Live(tank.expect("live indices point at tanks").clone())
+            Value::Live(self.live.get_ref((stored & INDEX) as usize).clone())
+        } else if stored & WINDOW != 0 {
+            Value::Window((stored & INDEX) as usize)
         } else {
             Value::Idle(stored)
         })
     }
 
-    fn set_idle(&mut self, key: &K, tat: i128) {
-        if let Some(stored) = self.map.get_mut(key) {
+    fn set_idle(&mut self, key: u64, tat: i128) {
+        if let Some(stored) = self.map.get_mut(&key) {
             *stored = to_stored(tat);
         }
     }
 
-    fn set_live(&mut self, key: &K, tank: Tank) {
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.live[index] = Some(tank);
-                index
-            }
-            None => {
-                self.live.push(Some(tank));
-                self.live.len() - 1
-            }
-        };
-        match self.map.entry(key.clone()) {
+    fn set_live(&mut self, key: u64, tank: Tank) {
+        let index = self.live.put(tank);
+        match self.map.entry(key) {
             Entry::Occupied(mut entry) => *entry.get_mut() = LIVE | index as u64,
             Entry::Vacant(entry) => {
                 entry.insert(LIVE | index as u64);
@@ -461,104 +619,321 @@ impl<K: Hash + Eq + Clone> Shard<K> {
         }
     }
 
-    /// Forgets keys that owe nothing, turns live tanks nobody holds back
-    /// into idle keys, and moves the epoch on when idle ticks grow large.
-    fn sweep(&mut self, now: u64, shared: &Shared<K>) {
+    /// Forgets keys that are exactly like fresh ones, turns live tanks
+    /// nobody holds back into idle keys, and moves the epoch on when idle
+    /// ticks grow large.
+    fn sweep(&mut self, now: u64, shared: &Shared) {
         self.ops = 0;
         let (s, _) = shared.scale;
-        let now_t = (i128::from(now) - i128::from(self.epoch)) * i128::from(s);
-        let shift = if now_t >= TICKS_LIMIT / 2 {
-            // Keep the last `per` before now representable.
-            let keep = shared.rate.per().as_nanos() as u64 + 1;
-            now.saturating_sub(keep).saturating_sub(self.epoch)
+        let now_t = (i128::from(now) - i128::from(self.epoch)).saturating_mul(i128::from(s));
+        let shift_ns = if now_t >= TICKS_LIMIT / 2 {
+            // Back to a quarter of the range: banks as old are kept.
+            let keep_ns = u64::try_from(TICKS_LIMIT / 4 / i128::from(s)).unwrap_or(u64::MAX);
+            now.saturating_sub(keep_ns).saturating_sub(self.epoch)
         } else {
             0
         };
-        let epoch = self.epoch + shift;
-        let (live, free) = (&mut self.live, &mut self.free);
+        let shift = i128::from(shift_ns).saturating_mul(i128::from(s));
+        let epoch = self.epoch + shift_ns;
+        let (live, windows) = (&mut self.live, &mut self.windows);
         self.map.retain(|_, stored| {
             if *stored & LIVE != 0 {
-                let index = (*stored & !LIVE) as usize;
-                let tank = live[index].as_ref().expect("live indices point at tanks");
+                let index = (*stored & INDEX) as usize;
+                let tank = live.get_ref(index);
                 if tank.handles() > 1 {
                     return true; // someone waits on it or holds it
                 }
-                let idle = match tank.idle_gcra() {
-                    Some((tank_epoch, tat)) => {
-                        let rebased =
-                            tat + (i128::from(tank_epoch) - i128::from(epoch)) * i128::from(s);
-                        to_stored(rebased)
-                    }
-                    // `Window`: forget it once its window is empty.
-                    None if tank.hardcap() == Hardcap::Window => {
-                        if tank.waiting() == 0 && tank.level() >= shared.initial {
-                            live[index] = None;
-                            free.push(index);
-                            return false;
-                        }
-                        return true;
-                    }
-                    None => return true,
-                };
-                live[index] = None;
-                free.push(index);
-                *stored = idle;
-            } else if shift > 0 {
-                *stored = stored.saturating_sub(shift.saturating_mul(s));
+                if let Some((tank_epoch, tat)) = tank.idle_gcra()
+                    && shared.compact
+                {
+                    let shift =
+                        (i128::from(tank_epoch) - i128::from(epoch)).saturating_mul(i128::from(s));
+                    live.take(index);
+                    *stored = to_stored(tat.saturating_add(shift));
+                } else if let Some(window) = tank.idle_window() {
+                    live.take(index);
+                    *stored = WINDOW | windows.put(Box::new(window)) as u64;
+                } else {
+                    return true;
+                }
+            } else if *stored & WINDOW == 0 {
+                *stored = to_stored(i128::from(*stored).saturating_sub(shift));
             }
-            !shared.owes_nothing(epoch, *stored, now)
+            if *stored & WINDOW != 0 {
+                let index = (*stored & INDEX) as usize;
+                let window = windows.get(index);
+                // Like a fresh key only if nothing is held and a fresh key
+                // holds nothing either.
+                let fresh = window.held(now).0 == 0 && shared.initial == shared.rate.max_n();
+                if fresh {
+                    windows.take(index);
+                }
+                return !fresh;
+            }
+            gcra_distance(shared, epoch, i128::from(*stored), now) != 0
         });
         self.epoch = epoch;
         if self.map.capacity() > 4 * self.map.len().max(16) {
             self.map.shrink_to_fit();
         }
+        self.live.shrink();
+        self.windows.shrink();
     }
 
     /// Makes room for a new key in a full shard: a sweep, then if needed
-    /// forgetting the eighth of keys that owe least — idle keys by their
-    /// `tat`, live tanks nobody holds (`Window` keys) by their level.
-    fn make_room(&mut self, now: u64, shared: &Shared<K>) {
+    /// evicting the eighth of keys that differ least from a fresh one,
+    /// their debts kept in the debt table.
+    fn make_room(&mut self, now: u64, shared: &Shared) {
         self.sweep(now, shared);
-        if self.map.len() < shared.per_shard {
+        if self.map.len() < self.cap {
             return;
         }
-        let forget = (self.map.len() / 8).max(1);
-        // Owed fuel as a sort key: idle keys by `tat` (the earlier, the
-        // less owed), live ones after them, by fuel missing.
-        let mut owed: Vec<(u128, K)> = self
+        let evict = (self.map.len() / 8).max(1);
+        let mut candidates: Vec<(u128, u64)> = self
             .map
             .iter()
-            .filter_map(|(key, &stored)| {
-                if stored & LIVE == 0 {
-                    return Some((u128::from(stored), key.clone()));
-                }
-                let tank = self.live[(stored & !LIVE) as usize].as_ref()?;
-                // Held tanks (waiters, permits) are paid for by their holders.
-                (tank.handles() == 1).then(|| {
-                    let missing = shared.initial.saturating_sub(tank.level());
-                    ((1 << 64) + u128::from(missing), key.clone())
-                })
-            })
+            .filter_map(|(&key, &stored)| Some((self.distance(stored, now, shared)?, key)))
             .collect();
-        if owed.is_empty() {
+        if candidates.is_empty() {
             return;
         }
-        let forget = forget.min(owed.len());
-        owed.select_nth_unstable_by_key(forget - 1, |&(owed, _)| owed);
-        for (_, key) in owed.drain(..forget) {
-            if let Some(stored) = self.map.remove(&key)
-                && stored & LIVE != 0
-            {
-                let index = (stored & !LIVE) as usize;
-                self.live[index] = None;
-                self.free.push(index);
+        let evict = evict.min(candidates.len());
+        candidates.select_nth_unstable_by_key(evict - 1, |&(distance, _)| distance);
+        for (_, key) in candidates.drain(..evict) {
+            self.evict(key, now, shared);
+        }
+    }
+
+    /// A key's state as it would be idle: a `tat` in this shard's ticks or
+    /// a log; `None` for a tank held by a waiter or a permit (paid for by
+    /// its holders, never evicted).
+    fn idle_state(&self, stored: u64) -> Option<IdleState> {
+        if stored & LIVE != 0 {
+            let tank = self.live.get_ref((stored & INDEX) as usize);
+            if tank.handles() > 1 {
+                return None;
+            }
+            if let Some((epoch, tat)) = tank.idle_gcra() {
+                let (s, _) = tank_scale(tank);
+                let shift =
+                    (i128::from(epoch) - i128::from(self.epoch)).saturating_mul(i128::from(s));
+                return Some(IdleState::Gcra(tat.saturating_add(shift)));
+            }
+            return tank.idle_window().map(|w| IdleState::Window(Box::new(w)));
+        }
+        if stored & WINDOW != 0 {
+            let window = self.windows.get_ref((stored & INDEX) as usize);
+            return Some(IdleState::Window(window.clone()));
+        }
+        Some(IdleState::Gcra(i128::from(stored)))
+    }
+
+    /// How far a key is from a fresh one (what evicting it would change);
+    /// `None` if it cannot be evicted.
+    fn distance(&self, stored: u64, now: u64, shared: &Shared) -> Option<u128> {
+        if stored & WINDOW != 0 && stored & LIVE == 0 {
+            // Without a clone: the common `Window` case.
+            let window = self.windows.get_ref((stored & INDEX) as usize);
+            return Some(u128::from(shared.initial.abs_diff(window.room_at(now))));
+        }
+        Some(match self.idle_state(stored)? {
+            IdleState::Gcra(tat) => gcra_distance(shared, self.epoch, tat, now),
+            IdleState::Window(window) => u128::from(shared.initial.abs_diff(window.room_at(now))),
+        })
+    }
+
+    /// Evicts `key`, keeping its debt if it owes fuel.
+    fn evict(&mut self, key: u64, now: u64, shared: &Shared) {
+        let Some(&stored) = self.map.get(&key) else {
+            return;
+        };
+        let Some(state) = self.idle_state(stored) else {
+            return;
+        };
+        self.map.remove(&key);
+        if stored & LIVE != 0 {
+            self.live.take((stored & INDEX) as usize);
+        } else if stored & WINDOW != 0 {
+            self.windows.take((stored & INDEX) as usize);
+        }
+        match state {
+            IdleState::Gcra(tat) => {
+                if tat > shared.fresh_tat(self.epoch, now) {
+                    // When its `tat` falls, in ns rounded up.
+                    let mut gcra = shared.gcra(self.epoch, 0);
+                    gcra.set_tat(tat);
+                    self.debts.raise(key, gcra.due(self.epoch, 1).max(now), 0);
+                }
+            }
+            IdleState::Window(mut window) => {
+                let (held, leave) = window.held(now);
+                if held > shared.rate.max_n() - shared.initial {
+                    self.debts.raise(key, leave, held);
+                }
             }
         }
     }
 }
 
+/// A key's state, read out for eviction.
+enum IdleState {
+    Gcra(i128),
+    Window(Box<Window>),
+}
+
+/// The tick scale of a live `Limit`, `One` or `Unbounded` tank.
+fn tank_scale(tank: &Tank) -> (u64, u64) {
+    tank.rate().ticks()
+}
+
+/// How far an idle key's bucket (`tat` in ticks since `epoch`) is from a
+/// fresh key's at `now`, in ticks: 0 if forgetting it changes nothing.
+fn gcra_distance(shared: &Shared, epoch: u64, tat: i128, now: u64) -> u128 {
+    let mut settled = shared.gcra(epoch, 0);
+    settled.set_tat(tat);
+    settled.settle(now);
+    settled.tat().abs_diff(shared.fresh_tat(epoch, now))
+}
+
 fn to_stored(tat: i128) -> u64 {
-    tat.clamp(0, i128::from(!LIVE)) as u64
+    tat.clamp(0, i128::from(INDEX)) as u64
+}
+
+/// A vector of slots that reuses the free ones.
+struct Slots<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Slots<T> {
+        Slots {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    fn put(&mut self, item: T) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.items[index] = Some(item);
+                index
+            }
+            None => {
+                self.items.push(Some(item));
+                self.items.len() - 1
+            }
+        }
+    }
+
+    fn get(&mut self, index: usize) -> &mut T {
+        self.items[index]
+            .as_mut()
+            .expect("indices in the map point at items")
+    }
+
+    fn get_ref(&self, index: usize) -> &T {
+        self.items[index]
+            .as_ref()
+            .expect("indices in the map point at items")
+    }
+
+    fn take(&mut self, index: usize) -> T {
+        self.free.push(index);
+        self.items[index]
+            .take()
+            .expect("indices in the map point at items")
+    }
+
+    /// Gives memory back once most slots are free.
+    fn shrink(&mut self) {
+        let before = self.items.len();
+        while self.items.last().is_some_and(Option::is_none) {
+            self.items.pop();
+        }
+        if self.items.len() < before {
+            let len = self.items.len();
+            self.free.retain(|&index| index < len);
+        }
+        if self.items.capacity() > 4 * self.items.len().max(16) {
+            self.items.shrink_to_fit();
+            self.free.shrink_to_fit();
+        }
+    }
+}
+
+/// The debts of evicted keys: two cells per key, each keeping the largest
+/// debt raised on it (see the module docs). A debt is a time in internal
+/// ns (rounded later: never less debt): when the key is next due fuel
+/// (`Limit`, `One`, `Unbounded`), or when its grants leave the window and
+/// how many (`Window`).
+struct Debts {
+    until: Box<[u64]>,
+    /// `Window`: how many grants.
+    held: Box<[u64]>,
+}
+
+impl Debts {
+    /// Two cells per key held: few keys share both cells with another.
+    fn new(keys: usize, window: bool) -> Debts {
+        let cells = keys.saturating_mul(2).clamp(64, 1 << 26);
+        Debts {
+            until: vec![0; cells].into_boxed_slice(),
+            held: vec![0; if window { cells } else { 0 }].into_boxed_slice(),
+        }
+    }
+
+    /// The two cells of `key`.
+    fn cells(&self, key: u64) -> [usize; 2] {
+        // A second mix of the key's hash, independent of the map's bits,
+        // reduced to the table's size by multiplying.
+        let mixed = key.rotate_left(23).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let len = self.until.len() as u64;
+        let cell = |x: u64| ((u128::from(x) * u128::from(len)) >> 64) as usize;
+        [cell(mixed), cell(mixed.rotate_left(32))]
+    }
+
+    fn raise(&mut self, key: u64, until: u64, held: u64) {
+        for cell in self.cells(key) {
+            self.until[cell] = self.until[cell].max(until);
+            if let Some(h) = self.held.get_mut(cell) {
+                *h = (*h).max(held);
+            }
+        }
+    }
+
+    /// The debt a new `key` must start from: the lesser of its cells.
+    fn debt(&self, key: u64) -> (u64, u64) {
+        let [a, b] = self.cells(key);
+        let held = match (self.held.get(a), self.held.get(b)) {
+            (Some(&a), Some(&b)) => a.min(b),
+            _ => 0,
+        };
+        (self.until[a].min(self.until[b]), held)
+    }
+}
+
+/// Hashes a key that is already a hash: passes it through.
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called for `u64` keys; fold anything else.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 pin_project! {
@@ -571,20 +946,21 @@ pin_project! {
     /// key has it, and otherwise waits as [`Tank::await_fuel`] does.
     #[must_use = "futures do nothing unless polled"]
     pub struct AwaitKey<K> {
-        keyed: KeyedTank<K>,
-        key: Option<K>,
+        shared: Arc<Shared>,
+        key: Option<u64>,
         #[pin]
         wait: Option<AwaitFuel>,
+        _keys: PhantomData<fn(&K)>,
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static> Future for AwaitKey<K> {
+impl<K> Future for AwaitKey<K> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         if let Some(key) = this.key.take() {
-            match this.keyed.take_or_live(&key) {
+            match this.shared.take_or_live(key) {
                 None => return Poll::Ready(()),
                 Some(tank) => this.wait.set(Some(tank.await_fuel())),
             }
@@ -600,6 +976,7 @@ impl<K> Clone for KeyedTank<K> {
     fn clone(&self) -> KeyedTank<K> {
         KeyedTank {
             shared: self.shared.clone(),
+            _keys: PhantomData,
         }
     }
 }
@@ -609,7 +986,7 @@ impl<K> fmt::Debug for KeyedTank<K> {
         f.debug_struct("KeyedTank")
             .field("rate", &self.shared.rate)
             .field("hardcap", &self.shared.hardcap)
-            .field("per_shard", &self.shared.per_shard)
+            .field("shards", &self.shared.shards.len())
             .finish_non_exhaustive()
     }
 }

@@ -72,11 +72,11 @@ impl Gaps {
     }
 
     /// How many gaps were recorded.
-    pub(crate) fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u128 {
         self.counts
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .fold(0u64, u64::wrapping_add)
+            .map(|c| u128::from(c.load(Ordering::Relaxed)))
+            .sum()
     }
 
     /// The shortest and longest gap, if any was recorded.

@@ -29,9 +29,11 @@
 //!
 //! Emissions that have no place in that order are still counted in
 //! [`total`](Monitor::total) (no emission is ever lost) but add no gap: the
-//! first one, those made while the monitor is stopped, and those reported by
-//! [`emit_at`](Monitor::emit_at) with an instant earlier than the latest
-//! emission.
+//! first one, and those reported by [`emit_at`](Monitor::emit_at) with an
+//! instant earlier than the latest emission. Emissions made while the
+//! monitor is stopped count in the total only, in no statistic. A batch of
+//! `n` (a throttle's `has_fuel_n`) is one emission with its gap and `n − 1`
+//! zero gaps, counted at once: the cost never depends on `n`.
 
 mod builder;
 mod gaps;
@@ -101,6 +103,10 @@ struct Shared {
     last: AtomicU64,
     /// Emissions counted without a gap.
     ungapped: AtomicU64,
+    /// Emissions after the first of a batch: zero gaps, saturating.
+    batched: AtomicU64,
+    /// Emissions made while stopped: in the total, in no statistic.
+    stopped: AtomicU64,
     gaps: Gaps,
     samples: Samples,
     window_ns: u64,
@@ -153,6 +159,8 @@ impl Monitor {
                 base: AtomicU64::new(base),
                 last: AtomicU64::new(0),
                 ungapped: AtomicU64::new(0),
+                batched: AtomicU64::new(0),
+                stopped: AtomicU64::new(0),
                 gaps: Gaps::new(),
                 samples: Samples::new(window_ns),
                 window_ns,
@@ -166,7 +174,8 @@ impl Monitor {
     ///
     /// Lock-free, and exact under any concurrency: every call is counted,
     /// and its gap to the emission before it is recorded. While the monitor
-    /// is stopped the emission counts in [`total`](Monitor::total) only.
+    /// is stopped the emission counts in [`total`](Monitor::total) only, in
+    /// no statistic.
     ///
     /// # Examples
     ///
@@ -186,10 +195,16 @@ impl Monitor {
         self.shared.emit_now();
     }
 
-    /// Counts `n` emissions now (a batch: the gaps between them are zero).
+    /// Counts `n` emissions now (a batch: the gaps between them are zero),
+    /// in constant time.
     pub(crate) fn emit_n(&self, n: u64) {
-        for _ in 0..n {
-            self.shared.emit_now();
+        if n == 0 {
+            return;
+        }
+        if self.shared.emit_now() {
+            saturating_add(&self.shared.batched, n - 1);
+        } else {
+            saturating_add(&self.shared.stopped, n - 1);
         }
     }
 
@@ -206,18 +221,20 @@ impl Monitor {
     /// Instants are placed on the running time as it stands: one before
     /// the monitor was built counts as at its start, and one from before the
     /// latest [`start`](Monitor::start) as if there had been no stop since.
-    /// An instant in the future makes later emissions, until that instant,
-    /// count as earlier than the latest.
+    /// An instant in the future (a reporter whose clock runs ahead) counts
+    /// as now: one skewed reporter cannot push every later emission into
+    /// its past.
     ///
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Monitor, clock::{Clock, ManualClock}};
+    /// use fueltank::{Monitor, clock::ManualClock};
     /// use std::time::Duration;
     ///
     /// let clock = ManualClock::new();
     /// let monitor = Monitor::builder().clock(clock.clone()).build()?;
     /// let t0 = clock.now();
+    /// clock.advance(Duration::from_millis(40));
     /// monitor.emit_at(t0);
     /// monitor.emit_at(t0 + Duration::from_millis(30));
     /// monitor.emit_at(t0 + Duration::from_millis(10)); // late: counted, no gap
@@ -248,7 +265,8 @@ impl Monitor {
         self.shared.total()
     }
 
-    /// The mean over the whole running time: `total / runtime`. `None`
+    /// The mean over the whole running time: emissions while running /
+    /// runtime (emissions while stopped count in the total only). `None`
     /// before the first emission.
     ///
     /// # Examples
@@ -266,8 +284,8 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn mean(&self) -> Option<Stat> {
-        let total = self.shared.total();
-        Stat::of_count(total, self.shared.running_ns(self.shared.clock.now_ns()))
+        let running = self.shared.running();
+        Stat::of_count(running, self.shared.running_ns(self.shared.clock.now_ns()))
     }
 
     /// The rate over the trailing window (1 s unless built with
@@ -324,10 +342,7 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn lo_hi(&self) -> Option<Stat> {
-        self.shared
-            .gaps
-            .extremes()
-            .map(|(min, _)| Stat::of_gap(min))
+        self.shared.extremes().map(|(min, _)| Stat::of_gap(min))
     }
 
     /// The longest gap between two consecutive emissions over the whole
@@ -354,15 +369,13 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn hi_lo(&self) -> Option<Stat> {
-        self.shared
-            .gaps
-            .extremes()
-            .map(|(_, max)| Stat::of_gap(max))
+        self.shared.extremes().map(|(_, max)| Stat::of_gap(max))
     }
 
     /// Stops (pauses) the monitor and returns its [`Summary`]. Running time
     /// stands still until [`start`](Monitor::start); emissions meanwhile
-    /// count in the total only. Calling it again while stopped returns the
+    /// count in the total only, in no statistic (the summary's mean is over
+    /// the emissions while running). Calling it again while stopped returns the
     /// same summary.
     ///
     /// # Examples
@@ -514,12 +527,21 @@ impl fmt::Debug for Monitor {
     }
 }
 
+/// Adds `n` to `counter`, stopping at `u64::MAX`.
+fn saturating_add(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+        Some(c.saturating_add(n))
+    });
+}
+
 impl Shared {
+    /// Counts one emission now; `false` if the monitor was stopped.
     #[inline]
-    fn emit_now(&self) {
+    fn emit_now(&self) -> bool {
         let base = self.base.load(Ordering::Acquire);
         if base & STOPPED != 0 {
-            return self.count_ungapped();
+            self.count_stopped();
+            return false;
         }
         let mut prev = self.last.load(Ordering::Relaxed);
         let mut stamp = self.stamp(base);
@@ -540,13 +562,17 @@ impl Shared {
             }
         }
         self.gapped(prev, stamp);
+        true
     }
 
     fn emit_at(&self, at_ns: u64) {
         let base = self.base.load(Ordering::Acquire);
         if base & STOPPED != 0 {
-            return self.count_ungapped();
+            return self.count_stopped();
         }
+        // Not after now: a reporter's clock ahead of ours must not move
+        // `last` into the future.
+        let at_ns = at_ns.min(self.clock.now_ns());
         let stamp = at_ns.saturating_sub(base).saturating_add(1).max(1);
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
@@ -575,6 +601,11 @@ impl Shared {
         self.ungapped.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cold]
+    fn count_stopped(&self) {
+        self.stopped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records the emission stamped `stamp` that followed the one stamped
     /// `prev` (0: none).
     #[inline]
@@ -582,20 +613,28 @@ impl Shared {
         if prev == 0 {
             self.count_ungapped();
             self.samples
-                .record(stamp - 1, self.total().saturating_sub(1));
+                .record(stamp - 1, self.running().saturating_sub(1));
             return;
         }
         self.gaps.record(stamp - prev);
         if self.samples.crosses(prev - 1, stamp - 1) {
             self.samples
-                .record(stamp - 1, self.total().saturating_sub(1));
+                .record(stamp - 1, self.running().saturating_sub(1));
         }
     }
 
+    /// Emissions while running: the count behind every statistic.
+    fn running(&self) -> u64 {
+        let sum = u128::from(self.ungapped.load(Ordering::Relaxed))
+            + u128::from(self.batched.load(Ordering::Relaxed))
+            + self.gaps.count();
+        u64::try_from(sum).unwrap_or(u64::MAX)
+    }
+
+    /// Every emission, stopped or not.
     fn total(&self) -> u64 {
-        self.ungapped
-            .load(Ordering::Relaxed)
-            .wrapping_add(self.gaps.count())
+        self.running()
+            .saturating_add(self.stopped.load(Ordering::Relaxed))
     }
 
     fn running_ns(&self, now: u64) -> u64 {
@@ -609,7 +648,7 @@ impl Shared {
 
     fn latest(&self) -> Option<Stat> {
         let running = self.running_ns(self.clock.now_ns());
-        let total = self.total();
+        let total = self.running();
         if running <= self.window_ns {
             return Stat::of_count(total, running);
         }
@@ -630,7 +669,7 @@ impl Shared {
             self.base.store(STOPPED | running, Ordering::Release);
             running
         };
-        Summary::new(running, self.total())
+        Summary::new(running, self.total(), self.running())
     }
 
     fn start(&self) {
@@ -644,20 +683,32 @@ impl Shared {
         }
     }
 
+    /// The exact shortest and longest gap, batches' zero gaps included.
+    fn extremes(&self) -> Option<(u64, u64)> {
+        let batched = self.batched.load(Ordering::Relaxed) > 0;
+        match (self.gaps.extremes(), batched) {
+            (Some((_, max)), true) => Some((0, max)),
+            (None, true) => Some((0, 0)),
+            (extremes, false) => extremes,
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         let now = self.clock.now_ns();
         let total = self.total();
+        let counted = self.running();
         let running = self.running_ns(now);
         let mut gaps = Histogram::<u64>::new(3).expect("3 significant figures are supported");
         self.gaps.for_each(|i, n| {
             // Gaps beyond 2^62 ns (146 years) are clamped.
             let _ = gaps.record_n(gaps::representative(i).min(1 << 62), n);
         });
-        let extremes = self.gaps.extremes();
+        let _ = gaps.record_n(0, self.batched.load(Ordering::Relaxed));
+        let extremes = self.extremes();
         Snapshot {
             at: instant_of(now),
             total,
-            mean: Stat::of_count(total, running),
+            mean: Stat::of_count(counted, running),
             latest: self.latest(),
             lo_hi: extremes.map(|(min, _)| Stat::of_gap(min)),
             hi_lo: extremes.map(|(_, max)| Stat::of_gap(max)),

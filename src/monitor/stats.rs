@@ -66,8 +66,9 @@ impl fmt::Display for Stat {
 /// What a stopped monitor reports: the seed's `(runtime, total, mean time
 /// between emissions, mean emissions per second)`.
 ///
-/// Runtime excludes the time spent stopped. With no emission, both means
-/// are zero.
+/// Runtime excludes the time spent stopped, and the means the emissions
+/// made while stopped (which count in `total` only). With no emission,
+/// both means are zero.
 ///
 /// # Examples
 ///
@@ -95,15 +96,15 @@ pub struct Summary {
     pub runtime: Duration,
     /// Every emission counted.
     pub total: u64,
-    /// `runtime / total`, or zero.
+    /// `runtime / emissions while running`, or zero.
     pub mean_interval: Duration,
-    /// `total / runtime`, or zero.
+    /// `emissions while running / runtime`, or zero.
     pub mean_per_second: f64,
 }
 
 impl Summary {
-    pub(crate) fn new(runtime_ns: u64, total: u64) -> Summary {
-        let mean = Stat::of_count(total, runtime_ns);
+    pub(crate) fn new(runtime_ns: u64, total: u64, running: u64) -> Summary {
+        let mean = Stat::of_count(running, runtime_ns);
         Summary {
             runtime: Duration::from_nanos(runtime_ns),
             total,

@@ -263,7 +263,7 @@ pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Optio
 ///
 /// Times in the log are *window time*: the clock minus the time spent
 /// paused, so a pause shifts nothing and a grant's stamp stays valid.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Window {
     /// Runs of grants: (when they leave the window, how many), earliest
     /// first.
@@ -326,6 +326,10 @@ impl Window {
                 *at
             }
             _ => {
+                // A keyed tank holds many small logs: grow from one run.
+                if self.log.capacity() == 0 {
+                    self.log.reserve_exact(1);
+                }
                 self.log.push_back((leave, n));
                 leave
             }
@@ -350,6 +354,41 @@ impl Window {
     /// Room for this many more grants now.
     fn room(&self) -> u64 {
         self.max_n.saturating_sub(self.len)
+    }
+
+    /// Room at `now`, without forgetting anything.
+    pub(crate) fn room_at(&self, now: u64) -> u64 {
+        let now = self.window_time(now);
+        let held: u64 = self
+            .log
+            .iter()
+            .filter(|&&(leave, _)| leave > now)
+            .map(|&(_, count)| count)
+            .fold(0, u64::saturating_add);
+        self.max_n.saturating_sub(held)
+    }
+
+    /// The grants in the log at `now`, and when the last of them leaves
+    /// (`now` if none).
+    pub(crate) fn held(&mut self, now: u64) -> (u64, u64) {
+        let now = self.window_time(now);
+        self.evict(now);
+        let last = self.log.back().map_or(now, |&(leave, _)| leave);
+        (self.len, last.saturating_add(self.paused_ns))
+    }
+
+    /// Counts `n` grants as made already, leaving the window at `leave`
+    /// (window time): a key recreated from a debt (`keyed/mod.rs`).
+    pub(crate) fn hold_until(&mut self, leave: u64, n: u64) {
+        let leave = leave.saturating_sub(self.paused_ns);
+        let n = n.min(self.max_n);
+        // In leave order: runs leaving later than `leave` stay after it.
+        let at = self.log.partition_point(|&(l, _)| l <= leave);
+        match at.checked_sub(1).map(|i| &mut self.log[i]) {
+            Some((l, count)) if *l == leave => *count = count.saturating_add(n),
+            _ => self.log.insert(at, (leave, n)),
+        }
+        self.len = self.len.saturating_add(n);
     }
 
     /// Takes `n` at `now`; returns when the grant leaves the window, which

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::calibrate::{calibrated, calibrates_by_default};
 use crate::clock::{Clock, ClockSource};
 use crate::{Error, Hardcap, Rate, Tank};
 
@@ -25,7 +26,8 @@ pub struct TankBuilder {
     rate: Rate,
     hardcap: Hardcap,
     initial: Option<u64>,
-    correction: Duration,
+    correction: Option<Duration>,
+    auto_calibrate: Option<bool>,
     clock: ClockSource,
 }
 
@@ -35,7 +37,8 @@ impl TankBuilder {
             rate,
             hardcap: Hardcap::default(),
             initial: None,
-            correction: Duration::ZERO,
+            correction: None,
+            auto_calibrate: None,
             clock: ClockSource::default(),
         }
     }
@@ -99,23 +102,17 @@ impl TankBuilder {
         self
     }
 
-    pub(crate) fn clock_source(mut self, clock: ClockSource) -> TankBuilder {
-        self.clock = clock;
-        self
-    }
-
     /// Arms the tank's timer `early` before a waiter's fuel is due, and
-    /// waits out the rest precisely on the thread the timer fires on; zero
-    /// (off) by default.
+    /// waits out the rest precisely on the thread the timer fires on,
+    /// instead of measuring it (see [`auto_calibrate`](TankBuilder::auto_calibrate)).
     ///
     /// System timers fire late (tens of microseconds here, see
     /// `BENCHMARKS.md`), and under [`Hardcap::One`] every late grant pushes
     /// all later ones back, so the tank falls short of its rate. With the
     /// timer's usual lateness as the correction, grants land on time, at a
     /// CPU cost of up to `early` per timer wake-up (only while tasks wait).
-    /// [`Throttle`](crate) measures the lateness for you with
-    /// `auto_calibrate`. A [`ManualClock`](crate::clock::ManualClock)'s
-    /// timers are exact, and ignore this.
+    /// A [`ManualClock`](crate::clock::ManualClock)'s timers are exact, and
+    /// ignore this.
     ///
     /// # Examples
     ///
@@ -127,10 +124,39 @@ impl TankBuilder {
     ///     .hardcap(Hardcap::One)
     ///     .timer_correction(Duration::from_micros(80))
     ///     .build()?;
+    /// assert_eq!(tank.timer_correction(), Duration::from_micros(80));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn timer_correction(mut self, early: Duration) -> TankBuilder {
-        self.correction = early;
+        self.correction = Some(early);
+        self
+    }
+
+    /// Whether to measure this system's timer lateness and arm the timer
+    /// that much early (see [`timer_lateness`](crate::timer_lateness)); on
+    /// by default at 49/s and above. A tank asked for 10k/s under
+    /// [`Hardcap::One`] then delivers it, where uncorrected timers would
+    /// deliver well under it. The first tank of each class of intervals
+    /// measures (about 5 ms, blocking `build`); later ones reuse the
+    /// figure. The correction is the 90th percentile of the lateness (at
+    /// most twice its median), at most half the interval and at most 250
+    /// µs, and costs up to that much CPU per timer wake-up while tasks
+    /// wait. Skipped with an explicit
+    /// [`timer_correction`](TankBuilder::timer_correction), and on a
+    /// [`ManualClock`](crate::clock::ManualClock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use std::time::Duration;
+    ///
+    /// let plain = Tank::builder(Rate::per_second(10_000)?).auto_calibrate(false).build()?;
+    /// assert_eq!(plain.timer_correction(), Duration::ZERO);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn auto_calibrate(mut self, on: bool) -> TankBuilder {
+        self.auto_calibrate = Some(on);
         self
     }
 
@@ -155,11 +181,19 @@ impl TankBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<Tank, Error> {
+        let calibrate = self
+            .auto_calibrate
+            .unwrap_or_else(|| calibrates_by_default(self.rate));
+        let correction = match self.correction {
+            Some(early) => early,
+            None if calibrate => calibrated(self.rate, &self.clock),
+            None => Duration::ZERO,
+        };
         super::build(
             self.rate,
             self.hardcap,
             self.initial,
-            self.correction,
+            correction,
             self.clock,
         )
     }

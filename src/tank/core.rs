@@ -288,8 +288,22 @@ impl Shared {
         })
     }
 
+    /// The log of a `Window` tank that nobody waits on; `None` otherwise.
+    pub(crate) fn idle_window(&self) -> Option<Window> {
+        self.locked(|core, _| match &core.bucket {
+            Bucket::Window(window) if core.queue.is_empty() && core.paused_at.is_none() => {
+                Some(window.clone())
+            }
+            _ => None,
+        })
+    }
+
     pub(crate) fn hardcap(&self) -> Hardcap {
         lock(&self.core).hardcap
+    }
+
+    pub(crate) fn correction(&self) -> u64 {
+        lock(&self.core).correction
     }
 
     pub(crate) fn waiting(&self) -> usize {

@@ -61,7 +61,8 @@ pub struct Tank {
 
 impl Tank {
     /// A tank with the default [`Hardcap::Limit`], one fuel to start with,
-    /// on the default clock.
+    /// on the default clock, its timer calibrated at 49/s and above (see
+    /// [`TankBuilder::auto_calibrate`]).
     ///
     /// # Examples
     ///
@@ -73,9 +74,9 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn new(rate: Rate) -> Tank {
-        Tank {
-            shared: Shared::new(rate, Hardcap::Limit, 1, 0, ClockSource::default()),
-        }
+        TankBuilder::new(rate)
+            .build()
+            .expect("the default options are valid")
     }
 
     /// A builder to choose the hardcap, the initial fuel and the clock.
@@ -112,6 +113,17 @@ impl Tank {
         let gcra = bucket::Gcra::from_parts(rate.ticks(), hardcap.cap(rate.max_n()), epoch, tat);
         let bucket = bucket::Bucket::Gcra(gcra);
         Tank::from_shared(Shared::with_bucket(rate, hardcap, bucket, 0, clock))
+    }
+
+    /// A `Window` tank whose log is `window`.
+    pub(crate) fn from_window(rate: Rate, window: bucket::Window, clock: ClockSource) -> Tank {
+        let bucket = bucket::Bucket::Window(window);
+        Tank::from_shared(Shared::with_bucket(rate, Hardcap::Window, bucket, 0, clock))
+    }
+
+    /// The log of an idle `Window` tank.
+    pub(crate) fn idle_window(&self) -> Option<bucket::Window> {
+        self.shared.idle_window()
     }
 
     /// `(epoch, tat)` if this is an idle `Limit`, `One` or `Unbounded` tank.
@@ -433,6 +445,24 @@ impl Tank {
     /// ```
     pub fn wait_time(&self, n: u64) -> Option<Duration> {
         self.shared.wait_for(n).map(Duration::from_nanos)
+    }
+
+    /// How early the tank arms its timer before a waiter's fuel is due:
+    /// measured by calibration or given with
+    /// [`TankBuilder::timer_correction`]; zero if neither.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use std::time::Duration;
+    ///
+    /// let slow = Tank::new(Rate::per_second(10)?); // below 49/s: none
+    /// assert_eq!(slow.timer_correction(), Duration::ZERO);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn timer_correction(&self) -> Duration {
+        Duration::from_nanos(self.shared.correction())
     }
 
     /// The number of tasks waiting in line.

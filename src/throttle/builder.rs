@@ -4,13 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Throttle;
-use super::calibrate::{correction_for, timer_lateness};
+use crate::calibrate::calibrates_by_default;
 use crate::clock::{Clock, ClockSource};
 use crate::monitor::{MonitorBuilder, check_period};
 use crate::{Error, Hardcap, Rate, Tank};
-
-/// At this rate and above, calibration is on by default (the seed's 49/s).
-const CALIBRATE_FROM_PER_SECOND: u128 = 49;
 
 /// Configures a [`Throttle`]: the seed's options.
 ///
@@ -311,31 +308,31 @@ impl ThrottleBuilder {
                 accepted: "at most the rate's interval (per / max_n)",
             });
         }
-        let manual = self.clock.manual().is_some();
-        let calibrate = self.auto_calibrate.unwrap_or_else(|| {
-            let (n, per) = (u128::from(self.rate.max_n()), self.rate.per().as_nanos());
-            n * 1_000_000_000 >= CALIBRATE_FROM_PER_SECOND * per
-        });
-        let correction = match self.correction {
-            Some(early) => Some(early),
-            None if calibrate && self.as_throttle && !manual => {
-                Some(correction_for(interval, timer_lateness(interval)))
-            }
-            None => None,
-        };
         let tank = if self.as_throttle {
             let mut builder =
                 with_clock(Tank::builder(self.rate), &self.clock).hardcap(self.hardcap);
             if let Some(initial) = self.initial {
                 builder = builder.initial(initial);
             }
-            if let Some(early) = correction {
+            if let Some(on) = self.auto_calibrate {
+                builder = builder.auto_calibrate(on);
+            }
+            if let Some(early) = self.correction {
                 builder = builder.timer_correction(early);
             }
             Some(builder.build()?)
         } else {
             None
         };
+        // What calibration gave (or was given): none on a manual clock.
+        let calibrated = self.correction.is_some()
+            || self
+                .auto_calibrate
+                .unwrap_or_else(|| calibrates_by_default(self.rate));
+        let correction = tank
+            .as_ref()
+            .filter(|_| calibrated && self.clock.manual().is_none())
+            .map(Tank::timer_correction);
         let monitor = if self.as_monitor {
             let builder = MonitorBuilder::new()
                 .refresh(self.refresh)
@@ -350,7 +347,7 @@ impl ThrottleBuilder {
             tank,
             monitor,
             rate: self.rate,
-            correction: correction.filter(|_| self.as_throttle),
+            correction,
         })
     }
 }

@@ -2,14 +2,12 @@
 //! together.
 
 mod builder;
-mod calibrate;
 mod fuel;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use builder::ThrottleBuilder;
-pub use calibrate::timer_lateness;
 pub use fuel::{ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout};
 
 use crate::{Error, Monitor, Rate, Snapshot, Snapshots, Stat, Summary, Tank};

@@ -103,8 +103,15 @@ fn a_flood_of_new_clients_keeps_keys_and_memory_bounded() {
     let before = held();
     let mut peak = before;
     let mut most_keys = 0;
+    let mut served = 0;
     for i in 0..FLOOD {
-        assert_eq!(get(&mut svc, ip(i)), StatusCode::OK, "new client {i}");
+        // Under a flood that evicts owing keys, new clients may start with
+        // an evicted key's debt (at worst empty): no client ever beyond its
+        // bound, however the flood evicts.
+        match get(&mut svc, ip(i)) {
+            StatusCode::OK => served += 1,
+            status => assert_eq!(status, StatusCode::TOO_MANY_REQUESTS),
+        }
         peak = peak.max(held());
         most_keys = most_keys.max(keyed.len());
         if (i + 1) % (FLOOD / 4) == 0 {
@@ -116,12 +123,13 @@ fn a_flood_of_new_clients_keeps_keys_and_memory_bounded() {
         .map(|(n, grown)| format!("+{grown} B after {n}"))
         .collect();
     println!(
-        "flood of {FLOOD} new clients, max_keys {max_keys}: at most {most_keys} keys held; \
-         heap {before} B after warm-up; {}; peak +{} B",
+        "flood of {FLOOD} new clients, max_keys {max_keys}: {served} served at once, \
+         at most {most_keys} keys held; heap {before} B after warm-up; {}; peak +{} B",
         checkpoints.join(", "),
         peak - before
     );
-    assert!(most_keys <= max_keys + 16, "{most_keys} keys held");
+    assert!(most_keys <= max_keys, "{most_keys} keys held");
+    assert!(served >= max_keys as u32, "{served} served");
     // Bounded by `max_keys`, not by the flood: the shards' maps may settle
     // at a larger capacity as keys come and go, but within a few buckets
     // per key of the bound (10^5 keys held would take about 5 MB).

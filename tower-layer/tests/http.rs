@@ -2,6 +2,7 @@
 //! `RateLimit` header values in both forms, wait mode, nesting.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -553,4 +554,24 @@ mod keyed {
         assert_eq!(global.level(), 95);
         assert_eq!(split(&get_from(&mut svc, B)), (5, 4, 1));
     }
+}
+
+/// A waiter for several fuel holds the line on the layer's tank: the fuel
+/// in the tank is not for newcomers, so a 429 says none remains.
+#[test]
+fn a_429_says_nothing_remains_while_a_waiter_holds_the_line() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 3);
+    let mut big = Box::pin(tank.await_fuel_n(5));
+    assert!(
+        big.as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    assert_eq!(tank.level(), 3);
+    let mut svc = shed(tank.clone()).layer(ok());
+    let response = get(&mut svc);
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (limit, remaining, _) = split(&response);
+    assert_eq!((limit, remaining), (10, 0));
 }

@@ -245,3 +245,23 @@ fn from_tank_and_from_are_the_same_layer() {
     assert!(is_ready(&mut b));
     assert_eq!(tank.level(), 0);
 }
+
+/// Ready services dropped in another order than they were made ready give
+/// every fuel back: each refund is exact, whatever the others did.
+#[test]
+fn ready_services_dropped_in_any_order_give_all_their_fuel_back() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 10);
+    let layer = ThrottleLayer::from_tank(tank.clone());
+    for round in 0..5 {
+        let mut services: Vec<_> = (0..10).map(|_| Some(layer.layer(echo()))).collect();
+        for svc in services.iter_mut().flatten() {
+            assert!(is_ready(svc));
+        }
+        assert_eq!(tank.level(), 0);
+        for i in (0..10).map(|i| (i * 3 + round) % 10) {
+            services[i] = None;
+        }
+        assert_eq!(tank.level(), 10, "round {round}");
+    }
+}

@@ -710,6 +710,8 @@ impl Snapshot {
         let rate = tank.rate();
         let limit = rate.max_n();
         let level = tank.level();
+        // What a newcomer could take: 0 while a waiter holds the line.
+        let remaining = tank.available();
         let full = match hardcap {
             Hardcap::One => 1,
             _ => limit,
@@ -722,7 +724,7 @@ impl Snapshot {
                 .div_ceil(u128::from(limit));
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         });
-        Snapshot::new(rate, level, to_full)
+        Snapshot::new(rate, remaining, to_full)
     }
 
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
@@ -733,7 +735,7 @@ impl Snapshot {
         K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
         let rate = keyed.rate();
-        let level = keyed.level(key);
+        let level = keyed.available(key);
         let to_full = keyed
             .wait_time(key, rate.max_n())
             .or_else(|| keyed.wait_time(key, 1))
@@ -741,7 +743,7 @@ impl Snapshot {
         Snapshot::new(rate, level, to_full)
     }
 
-    fn new(rate: Rate, level: u64, to_full: Duration) -> Snapshot {
+    fn new(rate: Rate, remaining: u64, to_full: Duration) -> Snapshot {
         let limit = rate.max_n();
         let per_ns = rate.per().as_nanos();
         let window = ceil_secs(rate.per()).max(1);
@@ -749,7 +751,7 @@ impl Snapshot {
             u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
         Snapshot {
             limit,
-            remaining: level.min(limit),
+            remaining: remaining.min(limit),
             reset: ceil_secs(to_full),
             window,
             quota: u64::try_from(quota).unwrap_or(u64::MAX),

@@ -1,5 +1,6 @@
 //! Timer calibration: how late this system's timers fire, so that a tank
 //! can arm its timer that much early (`TankBuilder::timer_correction`).
+//! Tanks (and so throttles) at 49/s and above calibrate by default.
 //!
 //! The seed slept `per/max_n · (1 − correction)` to make up for a late
 //! `time.sleep`. A tank does not sleep in a loop (its refill is computed
@@ -10,7 +11,39 @@
 //! 10k/s with ~60 µs timers). Arming early by the usual lateness and
 //! waiting out the rest on the timer's thread puts grants back on time.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::Rate;
+use crate::clock::ClockSource;
+
+/// At this rate and above, calibration is on by default (as in `mp_throttle`).
+const CALIBRATE_FROM_PER_SECOND: u128 = 49;
+
+/// Whether a tank at `rate` calibrates unless told otherwise.
+pub(crate) fn calibrates_by_default(rate: Rate) -> bool {
+    let (n, per) = (u128::from(rate.max_n()), rate.per().as_nanos());
+    n * 1_000_000_000 >= CALIBRATE_FROM_PER_SECOND * per
+}
+
+/// The correction a tank at `rate` on `clock` gets from calibration: none
+/// on a manual clock (its timers are exact); otherwise the timer's
+/// lateness at the tank's interval, measured once per process for each
+/// class of intervals (powers of two from 16 µs to 1 ms), so that only the
+/// first tank of a class waits the 5 ms a measurement takes.
+pub(crate) fn calibrated(rate: Rate, clock: &ClockSource) -> Duration {
+    if clock.manual().is_some() {
+        return Duration::ZERO;
+    }
+    static MEASURED: [OnceLock<Duration>; 7] = [const { OnceLock::new() }; 7];
+    let interval = rate.interval();
+    let sleep = interval.clamp(MIN_SLEEP, MAX_SLEEP);
+    // 16 µs · 2^class ≤ sleep
+    let class = (sleep.as_micros() / 16).max(1).ilog2().min(6) as usize;
+    let class_sleep = Duration::from_micros(16 << class).clamp(MIN_SLEEP, MAX_SLEEP);
+    let lateness = *MEASURED[class].get_or_init(|| timer_lateness(class_sleep));
+    correction_for(interval, lateness)
+}
 
 /// Wall time the measurement may take, about.
 const BUDGET: Duration = Duration::from_millis(5);
