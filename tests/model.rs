@@ -214,13 +214,13 @@ impl Model {
             .rev()
             .find(|&d| {
                 let mut rest = d;
-                while rest % 2 == 0 {
+                while rest.is_multiple_of(2) {
                     rest /= 2;
                 }
-                while rest % 5 == 0 {
+                while rest.is_multiple_of(5) {
                     rest /= 5;
                 }
-                rest == 1 && self.per % d == 0
+                rest == 1 && self.per.is_multiple_of(d)
             })
             .unwrap()
     }

@@ -206,7 +206,7 @@ impl Shared {
 
     /// As [`Shared::take`], with the grant's stamp, so that the fuel can be
     /// given back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_stamped(&self, n: u64) -> Option<Stamp> {
         if n == 0 {
             return Some(Stamp::default());

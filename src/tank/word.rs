@@ -18,8 +18,13 @@
 //! the parameters while they were being changed cannot succeed: its
 //! compare-and-swap expects the word it loaded before, and the word has
 //! changed since (to `CORE`, and then to a new generation). It would need
-//! the generation to wrap, 16384 parameter changes between two instructions
-//! of one thread, *and* the same `tat` to the tick to be fooled.
+//! the generation to wrap, 16384 parameter changes or lowered guards
+//! between two instructions of one thread, *and* the same `tat` to the tick
+//! to be fooled.
+//!
+//! Beside the parameters sit the refund ledger's guard and stamp (see
+//! `refunds.rs`): a take with less headroom than the guard goes to the core,
+//! which records it; a grant that may come back raises the guard first.
 //!
 //! A parameter change is a `set_rate`, a `pause`/`resume`, or a rebase of
 //! the epoch, which the core does when the clock nears the 2^47 ticks the
@@ -150,29 +155,17 @@ impl Word {
             let t = p.t.load(Ordering::Relaxed);
             match gcra_take(word & TAT_MASK, now_t, tol, t, n) {
                 Some((tat, headroom)) => {
-                    let mut stamp = Stamp::default();
-                    if tol != u64::MAX {
-                        let guard = p.guard.load(Ordering::Relaxed);
-                        if headroom < guard {
-                            return Fast::Locked;
-                        }
-                        if stamped {
-                            // Before the compare-and-swap, whose release
-                            // publishes it to every later taker.
-                            let span = n.wrapping_mul(t);
-                            if guard < span {
-                                p.guard.fetch_max(span, Ordering::Relaxed);
-                            }
-                        }
+                    // A take near full while a grant may still come back:
+                    // the core records it (see `refunds.rs`). Without a cap
+                    // the guard stays 0, and this is never so.
+                    if headroom < p.guard.load(Ordering::Relaxed) {
+                        return Fast::Locked;
                     }
-                    if stamped {
-                        // Acquire: a cut whose sequence number this sees
-                        // came before this grant (see `set_refunds`).
-                        stamp = Stamp {
-                            at: p.stamp_at.load(Ordering::Acquire),
-                            rate: p.stamp_rate.load(Ordering::Acquire),
-                        };
-                    }
+                    let stamp = if stamped {
+                        self.stamp_grant(n, t, tol)
+                    } else {
+                        Stamp::default()
+                    };
                     let new = (word & !TAT_MASK) | tat;
                     match self.word.compare_exchange_weak(
                         word,
@@ -195,6 +188,24 @@ impl Word {
                     word = current;
                 }
             }
+        }
+    }
+
+    /// The stamp of a grant of `n` about to be made without the lock, and
+    /// its guard, raised before the compare-and-swap, whose release
+    /// publishes it to every later taker.
+    #[inline]
+    fn stamp_grant(&self, n: u64, t: u64, tol: u64) -> Stamp {
+        let p = &self.params;
+        let span = n.wrapping_mul(t);
+        if tol != u64::MAX && p.guard.load(Ordering::Relaxed) < span {
+            p.guard.fetch_max(span, Ordering::Relaxed);
+        }
+        // Acquire: a cut whose sequence number this sees came before this
+        // grant (see `set_refunds`).
+        Stamp {
+            at: p.stamp_at.load(Ordering::Acquire),
+            rate: p.stamp_rate.load(Ordering::Acquire),
         }
     }
 
