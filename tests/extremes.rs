@@ -272,3 +272,41 @@ fn the_end_of_the_clock_serves_the_line_in_steps_and_stops() {
     assert!(poll(c.as_mut()).is_pending());
     assert_eq!(limit.waiting(), 1);
 }
+
+/// A long line of timed waiters on a `Window` tank: each newcomer's
+/// fail-fast check costs the same however long the line (it was a replay
+/// of the whole line, so building a line was quadratic).
+#[test]
+fn a_long_line_of_timed_window_waiters_builds_in_linear_time() {
+    let done = std::thread::spawn(|| {
+        let clock = ManualClock::new();
+        let window = tank("10/s".parse().unwrap(), Hardcap::Window, Some(0), &clock);
+        let mut line = Vec::new();
+        for _ in 0..100_000 {
+            let mut waiter = Box::pin(window.await_fuel_timeout(Duration::from_secs(1 << 20)));
+            assert!(poll(waiter.as_mut()).is_pending());
+            line.push(waiter);
+        }
+        // 10 a second: the last of the line is 10^4 s away.
+        let wait = window.wait_time(1).unwrap();
+        assert_eq!(wait, Duration::from_secs(10_001));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            line.iter_mut()
+                .take(20)
+                .filter_map(|w| poll(w.as_mut()).is_ready().then_some(()))
+                .count(),
+            10
+        );
+    });
+    // Not a timing: a guard against a cost in the line's length per waiter.
+    let start = std::time::Instant::now();
+    while !done.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "quadratic in the line"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done.join().unwrap();
+}

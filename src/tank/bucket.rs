@@ -279,6 +279,28 @@ pub(crate) struct Window {
     origin: u64,
     /// Grants are stamped at the next multiple of this after `origin`.
     grid: u64,
+    /// Changes with every change to the log (a [`Replay`] is valid for one).
+    version: u64,
+}
+
+/// A replay of a line of batches on a [`Window`]: when each could be
+/// granted, in order, each whole (a batch needs room for all its grants at
+/// once), if nobody else takes. Grants leave in order: the log's, then those
+/// granted in the replay, which leave later than all of the log. Kept at the
+/// end of a tank's line, it makes a newcomer's wait `O(1)` amortized however
+/// long the line, as long as the log and the line only grow at their ends.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    /// The log's runs from this index have not left in the replay.
+    next: usize,
+    /// Runs granted in the replay, earliest to leave first.
+    granted: VecDeque<(u64, u64)>,
+    /// Grants held at `at`.
+    held: u128,
+    /// When the last batch was granted (window time).
+    at: u64,
+    /// The log's version it replays.
+    version: u64,
 }
 
 impl Window {
@@ -292,6 +314,7 @@ impl Window {
             paused_ns: 0,
             origin: now,
             grid: grid(rate.per_ns()),
+            version: 0,
         };
         window.push(now, rate.max_n() - initial.min(rate.max_n()));
         window
@@ -318,6 +341,7 @@ impl Window {
         if n == 0 {
             return leave;
         }
+        self.version += 1;
         self.len = self.len.saturating_add(n);
         match self.log.back_mut() {
             // Time may step back between cores; keep the log sorted.
@@ -344,6 +368,7 @@ impl Window {
             }
             self.len -= count;
             self.log.pop_front();
+            self.version += 1;
         }
     }
 
@@ -382,6 +407,7 @@ impl Window {
     pub(crate) fn hold_until(&mut self, leave: u64, n: u64) {
         let leave = leave.saturating_sub(self.paused_ns);
         let n = n.min(self.max_n);
+        self.version += 1;
         // In leave order: runs leaving later than `leave` stay after it.
         let at = self.log.partition_point(|&(l, _)| l <= leave);
         match at.checked_sub(1).map(|i| &mut self.log[i]) {
@@ -400,34 +426,92 @@ impl Window {
     }
 
     /// When the last of `batches` could be granted, each in order and each
-    /// whole (a batch needs room for all of its grants at once), if nobody
-    /// else takes; `u64::MAX` if never within the clock.
+    /// whole, if nobody else takes; `u64::MAX` if never within the clock.
     pub(crate) fn due(&mut self, now: u64, batches: impl IntoIterator<Item = u64>) -> u64 {
-        let now = self.window_time(now);
-        self.evict(now);
-        // Replay: grants leave in order (the log, then the batches granted
-        // in the replay, which leave later than all of it).
-        let mut leaving = self.log.iter().copied();
-        let mut granted: VecDeque<(u64, u64)> = VecDeque::new();
-        let mut held = u128::from(self.len);
+        let mut replay = self.replay(now);
         let mut at = now;
         for n in batches {
-            if n > self.max_n {
-                return u64::MAX;
-            }
-            while held + u128::from(n) > u128::from(self.max_n) {
-                let Some((leave, count)) = leaving.next().or_else(|| granted.pop_front()) else {
-                    return u64::MAX;
-                };
-                at = at.max(leave);
-                held -= u128::from(count);
-            }
-            if at == u64::MAX {
-                return u64::MAX;
-            }
-            granted.push_back((self.leave_time(at), n));
-            held += u128::from(n);
+            at = self.replay_push(&mut replay, now, n);
         }
+        at
+    }
+
+    /// A replay of nothing yet, at `now`.
+    pub(crate) fn replay(&mut self, now: u64) -> Replay {
+        self.evict(self.window_time(now));
+        Replay {
+            next: 0,
+            granted: VecDeque::new(),
+            held: u128::from(self.len),
+            at: self.window_time(now),
+            version: self.version,
+        }
+    }
+
+    /// Whether `replay` replays this log as it is now, at `now`.
+    pub(crate) fn replays(&mut self, replay: &Replay, now: u64) -> bool {
+        self.evict(self.window_time(now));
+        replay.version == self.version
+    }
+
+    /// When a batch of `n` after `replay` could be granted, and at which
+    /// grant of the replay's it waits for: `(at, runs of the log, runs of
+    /// the replay)` to leave; `None` if never.
+    fn replay_wait(&self, replay: &Replay, now: u64, n: u64) -> Option<(u64, usize, usize)> {
+        if n > self.max_n {
+            return None;
+        }
+        let mut at = replay.at.max(self.window_time(now));
+        let mut held = replay.held;
+        let (mut log_runs, mut granted_runs) = (0, 0);
+        let mut leaving = self.log.range(replay.next.min(self.log.len())..);
+        while held + u128::from(n) > u128::from(self.max_n) {
+            let (leave, count) = match leaving.next() {
+                Some(&run) => {
+                    log_runs += 1;
+                    run
+                }
+                None => {
+                    let &run = replay.granted.get(granted_runs)?;
+                    granted_runs += 1;
+                    run
+                }
+            };
+            at = at.max(leave);
+            held -= u128::from(count);
+        }
+        (at != u64::MAX).then_some((at, log_runs, granted_runs))
+    }
+
+    /// When a batch of `n` after `replay` could be granted, in clock time;
+    /// `u64::MAX` if never.
+    pub(crate) fn replay_peek(&self, replay: &Replay, now: u64, n: u64) -> u64 {
+        self.replay_wait(replay, now, n)
+            .map_or(u64::MAX, |(at, _, _)| at.saturating_add(self.paused_ns))
+    }
+
+    /// Adds a batch of `n` to `replay`; returns when it is granted, in
+    /// clock time (`u64::MAX` if never, and then the replay stays as it
+    /// was).
+    pub(crate) fn replay_push(&self, replay: &mut Replay, now: u64, n: u64) -> u64 {
+        let Some((at, log_runs, granted_runs)) = self.replay_wait(replay, now, n) else {
+            return u64::MAX;
+        };
+        for _ in 0..log_runs {
+            replay.held -= u128::from(self.log[replay.next].1);
+            replay.next += 1;
+        }
+        for _ in 0..granted_runs {
+            let (_, count) = replay.granted.pop_front().expect("counted in replay_wait");
+            replay.held -= u128::from(count);
+        }
+        let leave = self.leave_time(at);
+        match replay.granted.back_mut() {
+            Some((last, count)) if *last == leave => *count += n,
+            _ => replay.granted.push_back((leave, n)),
+        }
+        replay.held += u128::from(n);
+        replay.at = at;
         at.saturating_add(self.paused_ns)
     }
 
@@ -446,6 +530,7 @@ impl Window {
         let n = n.min(*run);
         *run -= n;
         self.len -= n;
+        self.version += 1;
         if *run == 0 {
             self.log.remove(index);
         }
@@ -454,6 +539,7 @@ impl Window {
     /// Lets `by_ns` pass without anything leaving the window.
     pub(crate) fn skip(&mut self, by_ns: u64) {
         self.paused_ns = self.paused_ns.saturating_add(by_ns);
+        self.version += 1;
     }
 
     /// Changes the rate at `now`, keeping the fuel available now (capped to
@@ -471,6 +557,7 @@ impl Window {
         self.grid = grid(self.per_ns);
         self.origin = now;
         self.log.clear();
+        self.version += 1;
         let pending = self.max_n - level;
         self.len = pending;
         if pending == 0 {

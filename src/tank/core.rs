@@ -22,7 +22,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
-use super::bucket::{Bucket, Gcra, Window};
+use super::bucket::{Bucket, Gcra, Replay, Window};
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
@@ -58,6 +58,11 @@ struct Core {
     /// Fuel asked for by the waiters in the line (a `u128`: a line of
     /// `u64` requests can hold more than `u64::MAX`).
     queued_fuel: u128,
+    /// Changes whenever a waiter leaves the line (appends keep it).
+    line_version: u64,
+    /// `Window`: the replay of the whole line, for the line it was made
+    /// for (see `Replay`).
+    tail: Option<(u64, Replay)>,
     waiting: usize,
     timer: Timer,
     /// Arm the timer this long before a due time, and wait out the rest on
@@ -133,6 +138,8 @@ impl Shared {
                 paused_at: None,
                 queue: List::default(),
                 queued_fuel: 0,
+                line_version: 0,
+                tail: None,
                 waiting: 0,
                 timer: Timer::new(&clock),
                 correction,
@@ -366,6 +373,7 @@ impl Shared {
             unsafe { core.queue.link(node, n, waker) };
             core.queued_fuel += u128::from(n);
             core.waiting += 1;
+            core.extend_tail(now, n);
             Enqueued::Queued
         })
     }
@@ -535,9 +543,37 @@ impl Core {
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
             Bucket::Window(window) => {
-                // SAFETY: nodes of this list, under the core lock.
-                let line = self.queue.iter().map(|w| unsafe { w.n() });
-                window.due(now, line.chain([n]))
+                let valid = match &self.tail {
+                    Some((line, replay)) => {
+                        *line == self.line_version && window.replays(replay, now)
+                    }
+                    None => false,
+                };
+                if !valid {
+                    let mut replay = window.replay(now);
+                    for waiter in self.queue.iter() {
+                        // SAFETY: a node of this list, under the core lock.
+                        window.replay_push(&mut replay, now, unsafe { waiter.n() });
+                    }
+                    self.tail = Some((self.line_version, replay));
+                }
+                match &self.tail {
+                    Some((_, replay)) => window.replay_peek(replay, now, n),
+                    None => u64::MAX,
+                }
+            }
+        }
+    }
+
+    /// A waiter asking for `n` joined the line: the line's replay, if
+    /// current, takes it in.
+    fn extend_tail(&mut self, now: u64, n: u64) {
+        let now = self.now_eff(now);
+        if let (Bucket::Window(window), Some((line, replay))) = (&mut self.bucket, &mut self.tail) {
+            if *line == self.line_version && window.replays(replay, now) {
+                window.replay_push(replay, now, n);
+            } else {
+                self.tail = None;
             }
         }
     }
@@ -579,6 +615,7 @@ impl Core {
         if unsafe { self.queue.unlink(node) } {
             self.queued_fuel -= u128::from(n);
             self.waiting -= 1;
+            self.line_version += 1;
         }
     }
 
@@ -605,6 +642,7 @@ impl Core {
                 self.queue.pop_front();
                 self.queued_fuel -= u128::from(n);
                 self.waiting -= 1;
+                self.line_version += 1;
                 // SAFETY: just taken out of this list, under the core lock.
                 wakers.extend(unsafe { head.finish(GRANTED, stamp) });
                 continue;
