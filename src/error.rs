@@ -1,6 +1,7 @@
 //! The one error type of the crate.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What went wrong, and what would have been accepted.
@@ -80,6 +81,33 @@ pub enum Error {
     /// An emission was reported by hand while `auto_emit` is on, so it would
     /// have been counted twice.
     AutoEmitOn,
+    /// A shared-memory file could not be created, opened or mapped, or is
+    /// not a fueltank file of this version.
+    SharedMemory {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A tank or monitor in shared memory exists with other parameters than
+    /// those asked for: it is not shared silently.
+    SharedMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Which parameter differs.
+        what: &'static str,
+        /// Its value in the file.
+        found: String,
+        /// The value asked for.
+        asked: String,
+    },
+    /// An option this kind of tank does not support.
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+        /// What is supported instead.
+        accepted: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -136,6 +164,23 @@ impl fmt::Display for Error {
                 "emit called while auto_emit is on, so every fuel taken is already counted; \
                  to report emissions yourself, the throttle must be built with auto_emit(false)",
             ),
+            Error::SharedMemory { path, reason } => {
+                write!(f, "shared memory {}: {reason}", path.display())
+            }
+            Error::SharedMismatch {
+                path,
+                what,
+                found,
+                asked,
+            } => write!(
+                f,
+                "shared memory {} holds {what} {found}, not {asked}: attach with the same \
+                 parameters, or remove the file to start anew",
+                path.display()
+            ),
+            Error::Unsupported { what, accepted } => {
+                write!(f, "{what} is not supported; {accepted}")
+            }
         }
     }
 }

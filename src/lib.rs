@@ -51,6 +51,7 @@ mod keyed;
 mod monitor;
 mod pace;
 mod rate;
+mod shm;
 mod sync;
 mod tank;
 mod throttle;

@@ -87,6 +87,9 @@ pub(crate) enum ClockSource {
     Monotonic,
     Manual(ManualClock),
     Custom(Arc<dyn Clock>),
+    /// The host's monotonic clock, in its own nanoseconds: the same in
+    /// every process, for state in shared memory.
+    Host,
 }
 
 impl ClockSource {
@@ -108,6 +111,7 @@ impl ClockSource {
             ClockSource::Monotonic => monotonic::now_ns(),
             ClockSource::Manual(clock) => clock.now_ns(),
             ClockSource::Custom(clock) => ns_of(clock.now()),
+            ClockSource::Host => crate::shm::host_now_ns(),
         }
     }
 

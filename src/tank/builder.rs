@@ -102,6 +102,11 @@ impl TankBuilder {
         self
     }
 
+    pub(crate) fn clock_source(mut self, clock: ClockSource) -> TankBuilder {
+        self.clock = clock;
+        self
+    }
+
     /// Arms the tank's timer `early` before a waiter's fuel is due, and
     /// waits out the rest precisely on the thread the timer fires on,
     /// instead of measuring it (see [`auto_calibrate`](TankBuilder::auto_calibrate)).

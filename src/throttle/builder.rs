@@ -1,7 +1,6 @@
 //! [`ThrottleBuilder`].
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Throttle;
 use crate::calibrate::calibrates_by_default;
@@ -309,8 +308,9 @@ impl ThrottleBuilder {
             });
         }
         let tank = if self.as_throttle {
-            let mut builder =
-                with_clock(Tank::builder(self.rate), &self.clock).hardcap(self.hardcap);
+            let mut builder = Tank::builder(self.rate)
+                .clock_source(self.clock.clone())
+                .hardcap(self.hardcap);
             if let Some(initial) = self.initial {
                 builder = builder.initial(initial);
             }
@@ -349,24 +349,5 @@ impl ThrottleBuilder {
             rate: self.rate,
             correction,
         })
-    }
-}
-
-/// Gives `builder` the clock `clock` stands for.
-fn with_clock(builder: crate::TankBuilder, clock: &ClockSource) -> crate::TankBuilder {
-    match clock {
-        ClockSource::Monotonic => builder,
-        ClockSource::Manual(manual) => builder.clock(manual.clone()),
-        ClockSource::Custom(custom) => builder.clock(SharedClock(custom.clone())),
-    }
-}
-
-/// A user's clock, shared by a throttle's tank and monitor.
-#[derive(Debug)]
-struct SharedClock(Arc<dyn Clock>);
-
-impl Clock for SharedClock {
-    fn now(&self) -> Instant {
-        self.0.now()
     }
 }

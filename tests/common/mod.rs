@@ -60,3 +60,41 @@ pub fn shortest_gap(grants: &[Instant]) -> Option<Duration> {
     sorted.sort();
     sorted.windows(2).map(|w| w[1] - w[0]).min()
 }
+
+/// Multi-process tests: a test re-runs its own binary as worker processes.
+///
+/// The test calls [`worker`] first: in a worker it returns the worker's
+/// arguments (the test then does the worker's part and returns); in the
+/// test itself, `None`. [`spawn_worker`] starts a worker running only this
+/// test, its arguments passed in an environment variable.
+pub mod processes {
+    use std::process::{Child, Command, Stdio};
+
+    const VAR: &str = "FUELTANK_TEST_WORKER";
+
+    /// This process's worker arguments, if it is a worker.
+    pub fn worker() -> Option<Vec<String>> {
+        let args = std::env::var(VAR).ok()?;
+        Some(args.split('\u{1f}').map(str::to_owned).collect())
+    }
+
+    /// Starts a worker process running only `test` of this binary, with
+    /// `args`; its standard output is piped.
+    pub fn spawn_worker(test: &str, args: &[String]) -> Child {
+        Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(VAR, args.join("\u{1f}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("a worker process starts")
+    }
+
+    /// A worker's lines of output that start with `prefix`, without it.
+    pub fn lines(output: &[u8], prefix: &str) -> Vec<String> {
+        String::from_utf8_lossy(output)
+            .lines()
+            .filter_map(|line| line.strip_prefix(prefix).map(str::to_owned))
+            .collect()
+    }
+}

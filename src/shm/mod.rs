@@ -1,0 +1,200 @@
+//! State shared by the processes of one host: a tank or a monitor in a
+//! file mapped into each process's memory.
+//!
+//! # The file
+//!
+//! Each shared tank or monitor is one file, under the platform's
+//! shared-memory directory (`/dev/shm` on Linux, else the temporary
+//! directory) as `fueltank-NAME.tank` or `fueltank-NAME.monitor`, or at a
+//! path the user gives. It starts with a [`Header`] (magic, layout version,
+//! kind, length), then the kind's parameters and its state, all atomics: a
+//! process reads and writes it only through atomic operations, so a file
+//! another process is changing, a corrupt file, or a file of another version
+//! never makes this process read an invalid value — it reads numbers, checks
+//! them, and answers with an [`Error`](crate::Error) if they are wrong.
+//!
+//! # Creation, and processes that die
+//!
+//! The first process writes the whole file under a temporary name, then
+//! links it to its final name, which fails if another process got there
+//! first (that one's file is then used): a file under the final name is
+//! always complete, and a process killed while creating it leaves at most a
+//! stray temporary file. After that, every change is one compare-and-swap or
+//! one atomic add on the mapped memory, with no lock anywhere: a process
+//! killed at any instruction leaves the state as it was before that
+//! instruction or after it, and never holds anything the others wait for.
+//!
+//! The file outlives the processes (the next run attaches to it and carries
+//! on, as a tank would that nobody used meanwhile). Remove it to start anew.
+
+#[cfg(all(unix, not(fueltank_loom)))]
+mod region;
+
+use std::path::{Path, PathBuf};
+
+#[cfg(all(unix, not(fueltank_loom)))]
+pub(crate) use region::Region;
+
+// std atomics: a header lives only in mapped memory, never in a loom model.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::Error;
+
+/// `b"fueltank"`, little-endian.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"fueltank");
+/// The layout version: a file of another version is an error.
+pub(crate) const VERSION: u64 = 1;
+
+/// What a shared file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Tank = 1,
+    Monitor = 2,
+}
+
+impl Kind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Tank => "tank",
+            Kind::Monitor => "monitor",
+        }
+    }
+}
+
+/// The first 64 bytes of every shared file.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub(crate) struct Header {
+    magic: AtomicU64,
+    /// `VERSION << 32 | kind`.
+    layout: AtomicU64,
+    /// The file's length in bytes.
+    len: AtomicU64,
+    _reserved: [AtomicU64; 5],
+}
+
+// SAFETY: `#[repr(C)]`, atomics only.
+#[cfg(all(unix, not(fueltank_loom)))]
+unsafe impl region::Mapped for Header {}
+
+impl Header {
+    /// Writes a new file's header; the caller publishes the file after.
+    pub(crate) fn init(&self, kind: Kind, len: usize) {
+        self.layout
+            .store((VERSION << 32) | kind as u64, Ordering::Relaxed);
+        self.len.store(len as u64, Ordering::Relaxed);
+        self.magic.store(MAGIC, Ordering::Release);
+    }
+
+    /// Checks an existing file's header.
+    pub(crate) fn check(&self, path: &Path, kind: Kind, len: usize) -> Result<(), Error> {
+        let fail = |reason: String| Error::SharedMemory {
+            path: path.to_owned(),
+            reason,
+        };
+        if self.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(fail(
+                "not a fueltank file (its first bytes are not \"fueltank\"); remove it, \
+                 or give another name"
+                    .into(),
+            ));
+        }
+        let layout = self.layout.load(Ordering::Relaxed);
+        if layout >> 32 != VERSION {
+            return Err(fail(format!(
+                "a file of layout version {}, and this is version {VERSION}; processes \
+                 sharing a tank must use the same fueltank version",
+                layout >> 32
+            )));
+        }
+        if layout & 0xffff_ffff != kind as u64 {
+            return Err(fail(format!(
+                "not a {} (kind {})",
+                kind.suffix(),
+                layout & 0xffff_ffff
+            )));
+        }
+        let found = self.len.load(Ordering::Relaxed);
+        if found != len as u64 {
+            return Err(fail(format!(
+                "its header says {found} bytes, and a {} of this version has {len}",
+                kind.suffix()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The file of the shared `kind` named `name`: a path if `name` has a `/`,
+/// else `fueltank-NAME.KIND` in the shared-memory directory.
+pub(crate) fn path_of(name: &str, kind: Kind) -> Result<PathBuf, Error> {
+    let bad = |reason: &str| Error::SharedMemory {
+        path: PathBuf::from(name),
+        reason: format!(
+            "{reason}; a name is 1 to 200 characters of letters, digits, '-', '_' and \
+             '.', or a path with a '/'"
+        ),
+    };
+    if name.contains('/') {
+        if name.contains('\0') {
+            return Err(bad("the path has a NUL character"));
+        }
+        return Ok(PathBuf::from(name));
+    }
+    if name.is_empty() || name.len() > 200 {
+        return Err(bad("the name is empty or too long"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad("the name has a character that is not accepted"));
+    }
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() {
+        dir.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    Ok(dir.join(format!("fueltank-{name}.{}", kind.suffix())))
+}
+
+/// The host's monotonic clock, in nanoseconds: the same in every process.
+#[cfg(unix)]
+pub(crate) fn host_now_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
+/// Without a host clock, the process's own (shared memory is unix-only).
+#[cfg(not(unix))]
+pub(crate) fn host_now_ns() -> u64 {
+    crate::clock::ns_of(std::time::Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        let path = path_of("api", Kind::Tank).unwrap();
+        assert!(path.ends_with("fueltank-api.tank"), "{path:?}");
+        assert_eq!(
+            path_of("/tmp/x", Kind::Monitor).unwrap(),
+            PathBuf::from("/tmp/x")
+        );
+        for bad in ["", "a b", "é", &"x".repeat(201)] {
+            assert!(path_of(bad, Kind::Tank).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_clock_moves_forward() {
+        let a = host_now_ns();
+        let b = host_now_ns();
+        assert!(b >= a && a > 0);
+    }
+}
