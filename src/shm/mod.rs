@@ -33,7 +33,7 @@ mod region;
 use std::path::{Path, PathBuf};
 
 #[cfg(all(unix, not(fueltank_loom)))]
-pub(crate) use region::Region;
+pub(crate) use region::{Mapped, Region};
 
 // std atomics: a header lives only in mapped memory, never in a loom model.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +47,7 @@ pub(crate) const VERSION: u64 = 1;
 
 /// What a shared file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // `Monitor`: the shared monitor's, coming
 pub(crate) enum Kind {
     Tank = 1,
     Monitor = 2,
@@ -75,7 +76,7 @@ pub(crate) struct Header {
 
 // SAFETY: `#[repr(C)]`, atomics only.
 #[cfg(all(unix, not(fueltank_loom)))]
-unsafe impl region::Mapped for Header {}
+unsafe impl Mapped for Header {}
 
 impl Header {
     /// Writes a new file's header; the caller publishes the file after.

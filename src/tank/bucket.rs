@@ -57,6 +57,8 @@ use crate::Rate;
 pub(crate) enum Bucket {
     Gcra(Gcra),
     Window(Window),
+    /// In shared memory, for every process of the host (`host.rs`).
+    Host(std::sync::Arc<super::host::HostBucket>),
 }
 
 /// Virtual scheduling for `Limit`, `One` and `Unbounded`.

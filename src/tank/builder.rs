@@ -29,6 +29,7 @@ pub struct TankBuilder {
     correction: Option<Duration>,
     auto_calibrate: Option<bool>,
     clock: ClockSource,
+    shared_memory: Option<String>,
 }
 
 impl TankBuilder {
@@ -40,6 +41,7 @@ impl TankBuilder {
             correction: None,
             auto_calibrate: None,
             clock: ClockSource::default(),
+            shared_memory: None,
         }
     }
 
@@ -165,6 +167,56 @@ impl TankBuilder {
         self
     }
 
+    /// Shares the tank with every process of this host that builds one of
+    /// the same `name`: the first creates it, the others attach. A name is
+    /// letters, digits, `-`, `_` and `.` (the file is then
+    /// `/dev/shm/fueltank-NAME.tank` on Linux, in the temporary directory
+    /// elsewhere), or a path if it has a `/`.
+    ///
+    /// The result is an ordinary [`Tank`]: every method, the Tower layers,
+    /// [`Throttle`](crate::Throttle) and [`Pace`](crate::Pace) work as with
+    /// a tank of one process, and the hardcap's bound holds across all the
+    /// processes together. Taking fuel is one compare-and-swap on the
+    /// shared file, on the host's monotonic clock. Each process keeps its
+    /// own line of waiters and its one timer: a waiter is woken when its
+    /// fuel is due by the shared state, and looks again at least every 10 ms
+    /// (another process may give fuel back or resume). Processes are served
+    /// as their timers fire, each in turn at the moment fuel falls due: over
+    /// time they share the fuel about evenly, and no process is favoured.
+    /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
+    /// [`resume`](Tank::resume) reach every process. Fuel given back
+    /// returns only if no take since changed the bucket (in any process);
+    /// otherwise it is spent. A process killed at any point leaves the
+    /// shared state whole and blocks no one.
+    ///
+    /// The file outlives the processes: the next run attaches and carries
+    /// on. Remove it to start anew. `build` fails if the file holds another
+    /// rate or hardcap ([`Error::SharedMismatch`], naming what differs), is
+    /// not a fueltank file of this version ([`Error::SharedMemory`]), or if
+    /// the options do not fit shared memory ([`Error::Unsupported`]:
+    /// `Window`, a clock other than the default, or a rate whose bucket
+    /// spans more than 2^45 ticks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let name = format!("doc-example-{}", std::process::id());
+    /// let here = Tank::builder(Rate::per_second(10)?).initial(2).shared_memory(&name).build()?;
+    /// // Another process (or here, another build) attaches to the same tank.
+    /// let there = Tank::builder(Rate::per_second(10)?).shared_memory(&name).build()?;
+    /// assert!(here.has_fuel());
+    /// assert!(there.has_fuel());
+    /// assert!(!here.has_fuel()); // the two fuel were shared
+    /// # std::fs::remove_file(format!("/dev/shm/fueltank-{name}.tank")).ok();
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn shared_memory(mut self, name: impl Into<String>) -> TankBuilder {
+        self.shared_memory = Some(name.into());
+        self
+    }
+
     /// Builds the tank.
     ///
     /// # Errors
@@ -200,6 +252,7 @@ impl TankBuilder {
             self.initial,
             correction,
             self.clock,
+            self.shared_memory.as_deref(),
         )
     }
 }

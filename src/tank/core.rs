@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
 use super::bucket::{Bucket, Gcra, Replay, Window};
+use super::host::{HostBucket, Took};
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
@@ -35,6 +36,8 @@ use crate::{Hardcap, Rate};
 pub(crate) struct Shared {
     pub(crate) word: Word,
     pub(crate) clock: ClockSource,
+    /// The bucket in shared memory, for takes without the lock.
+    host: Option<Arc<HostBucket>>,
     /// A number no other tank of the process has (a `Fuel` names its tank).
     pub(crate) id: u64,
     core: Mutex<Core>,
@@ -126,8 +129,13 @@ impl Shared {
         } else {
             correction
         };
+        let host = match &bucket {
+            Bucket::Host(host) => Some(host.clone()),
+            _ => None,
+        };
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             word: Word::new(),
+            host,
             core: Mutex::new(Core {
                 rate,
                 hardcap,
@@ -204,6 +212,9 @@ impl Shared {
         if n == 0 {
             return true;
         }
+        if self.host.is_some() {
+            return self.take_host(n).is_some();
+        }
         match self.word.take(self.clock.now_ns(), n, false) {
             Fast::Taken(_) => true,
             Fast::Empty | Fast::Queued => false,
@@ -218,10 +229,27 @@ impl Shared {
         if n == 0 {
             return Some(Stamp::default());
         }
+        if self.host.is_some() {
+            return self.take_host(n);
+        }
         match self.word.take(self.clock.now_ns(), n, true) {
             Fast::Taken(stamp) => Some(stamp),
             Fast::Empty | Fast::Queued => None,
             Fast::Locked => self.take_locked(n, true),
+        }
+    }
+
+    /// A take from a shared-memory bucket: one compare-and-swap there,
+    /// unless this process's own line waits (not overtaken).
+    #[inline]
+    fn take_host(&self, n: u64) -> Option<Stamp> {
+        let host = self.host.as_ref()?;
+        if self.word.queued() {
+            return None;
+        }
+        match host.state().take(self.clock.now_ns(), n) {
+            Took::Taken(word) => Some(Stamp::host(word)),
+            Took::Empty => None,
         }
     }
 
@@ -243,6 +271,9 @@ impl Shared {
     }
 
     pub(crate) fn level(&self) -> u64 {
+        if let Some(host) = &self.host {
+            return host.state().level(self.clock.now_ns());
+        }
         if let Some(level) = self.word.level(self.clock.now_ns()) {
             return level;
         }
@@ -252,6 +283,12 @@ impl Shared {
     /// The fuel a newcomer could take now: the level, or 0 while anyone
     /// waits (`has_fuel` does not overtake the line).
     pub(crate) fn available(&self) -> u64 {
+        if let Some(host) = &self.host {
+            return match self.word.queued() {
+                true => 0,
+                false => host.state().level(self.clock.now_ns()),
+            };
+        }
         if let Some(level) = self.word.level(self.clock.now_ns()) {
             return level;
         }
@@ -269,11 +306,13 @@ impl Shared {
     pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
         // Lock-free while nobody waits: a `Retry-After` on every rejected
         // request must not take the lock from the requests let through.
-        if let Some(wait) = self.word.wait(self.clock.now_ns(), n) {
+        if self.host.is_none()
+            && let Some(wait) = self.word.wait(self.clock.now_ns(), n)
+        {
             return Some(wait);
         }
         self.locked(|core, now| {
-            if n > core.request_cap() || core.paused_at.is_some() {
+            if n > core.request_cap() || core.paused(now) {
                 return None;
             }
             Some(core.due_after_line(now, n).saturating_sub(now))
@@ -281,6 +320,9 @@ impl Shared {
     }
 
     pub(crate) fn rate(&self) -> Rate {
+        if let Some(rate) = self.host.as_ref().and_then(|host| host.state().rate()) {
+            return rate;
+        }
         lock(&self.core).rate
     }
 
@@ -317,23 +359,31 @@ impl Shared {
         lock(&self.core).waiting
     }
 
-    pub(crate) fn set_rate(&self, rate: Rate) {
-        self.locked_with(false, |core, now, wakers| core.set_rate(rate, now, wakers));
+    pub(crate) fn set_rate(&self, rate: Rate) -> Result<(), crate::Error> {
+        self.locked_with(false, |core, now, wakers| core.set_rate(rate, now, wakers))
+            .0
     }
 
     pub(crate) fn pause(&self) {
         self.locked(|core, now| {
+            if let Bucket::Host(host) = &core.bucket {
+                return host.state().pause(now);
+            }
             core.paused_at.get_or_insert(now);
         });
     }
 
     pub(crate) fn resume(&self) {
         self.locked(|core, now| {
+            if let Bucket::Host(host) = &core.bucket {
+                return host.state().resume(now);
+            }
             if let Some(paused_at) = core.paused_at.take() {
                 let paused_for = now.saturating_sub(paused_at);
                 match &mut core.bucket {
                     Bucket::Gcra(gcra) => gcra.skip(paused_for),
                     Bucket::Window(window) => window.skip(paused_for),
+                    Bucket::Host(_) => {}
                 }
             }
         });
@@ -363,7 +413,8 @@ impl Shared {
             {
                 return Enqueued::Granted(stamp);
             }
-            if let (Some(deadline), None) = (deadline, core.paused_at)
+            if let Some(deadline) = deadline
+                && !core.paused(now)
                 && core.due_after_line(now, n) > deadline
             {
                 return Enqueued::TooLate;
@@ -512,6 +563,16 @@ impl Core {
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.level(now),
             Bucket::Window(window) => window.level(now),
+            Bucket::Host(host) => host.state().level(now),
+        }
+    }
+
+    /// Whether the refill stands still: paused here, or (shared) by any
+    /// process.
+    fn paused(&self, _now: u64) -> bool {
+        match &self.bucket {
+            Bucket::Host(host) => host.state().is_paused(),
+            _ => self.paused_at.is_some(),
         }
     }
 
@@ -534,6 +595,10 @@ impl Core {
                 let leave = window.try_take(now, n)?;
                 Some(self.refunds.stamp_window(leave))
             }
+            Bucket::Host(host) => match host.state().take(now, n) {
+                Took::Taken(word) => Some(Stamp::host(word)),
+                Took::Empty => None,
+            },
         }
     }
 
@@ -542,6 +607,7 @@ impl Core {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
+            Bucket::Host(host) => host.state().due(now, self.queued_fuel + u128::from(n)),
             Bucket::Window(window) => {
                 let valid = match &self.tail {
                     Some((line, replay)) => {
@@ -583,6 +649,12 @@ impl Core {
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, u128::from(n)),
             Bucket::Window(window) => window.due(now, [n]),
+            // Another process may give fuel back, or resume, at any time:
+            // look again at least this often while anyone waits.
+            Bucket::Host(host) => host
+                .state()
+                .due(now, u128::from(n))
+                .min(now.saturating_add(HOST_POLL)),
         }
     }
 
@@ -599,6 +671,11 @@ impl Core {
             Bucket::Gcra(gcra) => {
                 let ticks = self.refunds.give_back(gcra.span(u128::from(n)), stamp);
                 gcra.give_back(ticks);
+            }
+            Bucket::Host(host) => {
+                if let Some(word) = stamp.host_word() {
+                    host.state().give_back(n, word);
+                }
             }
         }
     }
@@ -652,9 +729,17 @@ impl Core {
                 return (now, None);
             }
             let due = self.due_head(self.now_eff(now), n);
+            // A shared bucket may have been taken from by another process
+            // meanwhile: then this is a wake-up too early, and the loop
+            // looks again at the next.
             // `try_take` just failed at `now`, so the fuel is due later; were
-            // that ever not so, arming for `now` would spin this loop.
-            debug_assert!(due > now || now == u64::MAX, "due {due} <= now {now}");
+            // that ever not so, arming for `now` would spin this loop. (A
+            // shared bucket can change between the two: another process
+            // took; `due.max(now + 1)` below keeps the loop from spinning.)
+            debug_assert!(
+                due > now || now == u64::MAX || matches!(self.bucket, Bucket::Host(_)),
+                "due {due} <= now {now}"
+            );
             if now == u64::MAX || due == u64::MAX {
                 // Beyond the end of the clock: nothing will fall due.
                 self.timer.disarm();
@@ -691,6 +776,8 @@ impl Core {
         if !self.queue.is_empty() {
             return word.hold(true);
         }
+        // (A shared bucket stays out of the word: its own word is in the
+        // shared file.)
         let Bucket::Gcra(gcra) = &mut self.bucket else {
             return word.hold(false);
         };
@@ -736,11 +823,17 @@ impl Core {
 
     /// Changes the rate at once; waiters whose request no longer fits the
     /// new capacity are rejected, their wakers added to `wakers`.
-    fn set_rate(&mut self, rate: Rate, now: u64, wakers: &mut Vec<Waker>) {
+    fn set_rate(
+        &mut self,
+        rate: Rate,
+        now: u64,
+        wakers: &mut Vec<Waker>,
+    ) -> Result<(), crate::Error> {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.set_rate(now, rate, self.hardcap.cap(rate.max_n())),
             Bucket::Window(window) => window.set_rate(now, rate),
+            Bucket::Host(host) => host.state().set_rate(now, rate, self.hardcap)?,
         }
         // Fuel granted under the old rate can no longer be given back.
         self.refunds.rate_changed();
@@ -761,8 +854,14 @@ impl Core {
                 wakers.extend(waiter.finish(REJECTED, rejected));
             }
         }
+        Ok(())
     }
 }
+
+/// How long a waiter of a shared tank sleeps at most before it looks at the
+/// shared bucket again: other processes' refunds and resumes wake nobody
+/// here.
+const HOST_POLL: u64 = 10_000_000;
 
 /// The tank's timer wakes this, which runs the driver.
 struct Driver(Weak<Shared>);

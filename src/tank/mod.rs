@@ -9,6 +9,7 @@ mod builder;
 mod core;
 mod future;
 mod hardcap;
+mod host;
 mod permit;
 mod refunds;
 mod waiters;
@@ -527,7 +528,31 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn set_rate(&self, rate: Rate) {
-        self.shared.set_rate(rate);
+        let _ = self.shared.set_rate(rate);
+    }
+
+    /// As [`set_rate`](Tank::set_rate), saying whether the rate was
+    /// taken: a shared tank ([`TankBuilder::shared_memory`]) changes the
+    /// rate for every process, and refuses a rate whose bucket does not fit
+    /// shared memory (see there); an in-process tank takes any rate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for such a rate on a shared tank; the rate is
+    /// then unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// tank.try_set_rate(Rate::per_second(20)?)?;
+    /// assert_eq!(tank.rate(), Rate::per_second(20)?);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn try_set_rate(&self, rate: Rate) -> Result<(), Error> {
+        self.shared.set_rate(rate)
     }
 
     /// Stops the refill. Fuel already in the tank can still be taken;
@@ -591,6 +616,7 @@ fn build(
     initial: Option<u64>,
     correction: Duration,
     clock: ClockSource,
+    shared_memory: Option<&str>,
 ) -> Result<Tank, Error> {
     let capacity = hardcap.request_cap(rate.max_n());
     let initial = initial.unwrap_or(match hardcap {
@@ -601,7 +627,80 @@ fn build(
         return Err(Error::InitialOverCapacity { initial, capacity });
     }
     let correction = saturating_ns(correction);
+    if let Some(name) = shared_memory {
+        let host = host_bucket(name, rate, hardcap, initial, &clock)?;
+        let bucket = bucket::Bucket::Host(Arc::new(host));
+        return Ok(Tank::from_shared(Shared::with_bucket(
+            rate,
+            hardcap,
+            bucket,
+            correction,
+            ClockSource::Host,
+        )));
+    }
     Ok(Tank::from_shared(Shared::new(
         rate, hardcap, initial, correction, clock,
     )))
+}
+
+/// The shared-memory bucket named `name`, created or attached to.
+fn host_bucket(
+    name: &str,
+    rate: Rate,
+    hardcap: Hardcap,
+    initial: u64,
+    clock: &ClockSource,
+) -> Result<host::HostBucket, Error> {
+    if hardcap == Hardcap::Window {
+        return Err(Error::Unsupported {
+            what: "Hardcap::Window in shared memory (its log of grants would need a lock \
+                   that a killed process could leave held)",
+            accepted: "Limit, One or Unbounded in shared memory, or Window in one process",
+        });
+    }
+    if !matches!(clock, ClockSource::Monotonic) {
+        return Err(Error::Unsupported {
+            what: "a clock for a shared tank",
+            accepted: "a shared tank runs on the host's monotonic clock, the same in every \
+                       process; build it without `.clock(..)`",
+        });
+    }
+    let params = host::Params::of(rate, hardcap);
+    if !params.fits() {
+        return Err(params.too_fine());
+    }
+    if hardcap == Hardcap::Unbounded
+        && u128::from(initial) * u128::from(rate.ticks().1) >= u128::from(host::SPAN_LIMIT)
+    {
+        return Err(Error::InvalidCount {
+            option: "initial",
+            value: initial,
+            accepted: "for a shared Unbounded tank, at most 2^45 ticks' worth of fuel",
+        });
+    }
+    let path = crate::shm::path_of(name, crate::shm::Kind::Tank)?;
+    open_host(&path, rate, hardcap, initial)
+}
+
+#[cfg(all(unix, not(fueltank_loom)))]
+fn open_host(
+    path: &std::path::Path,
+    rate: Rate,
+    hardcap: Hardcap,
+    initial: u64,
+) -> Result<host::HostBucket, Error> {
+    host::HostBucket::open(path, rate, hardcap, initial)
+}
+
+#[cfg(not(all(unix, not(fueltank_loom))))]
+fn open_host(
+    path: &std::path::Path,
+    _rate: Rate,
+    _hardcap: Hardcap,
+    _initial: u64,
+) -> Result<host::HostBucket, Error> {
+    Err(Error::SharedMemory {
+        path: path.to_owned(),
+        reason: "shared memory needs a unix system".into(),
+    })
 }

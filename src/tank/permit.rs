@@ -15,6 +15,23 @@ pub(crate) struct Stamp {
     pub(crate) rate: u64,
 }
 
+/// The `rate` of a grant from a shared-memory bucket, whose `at` is the
+/// shared word as the take left it.
+const HOST: u64 = u64::MAX;
+
+impl Stamp {
+    pub(crate) fn host(word: u64) -> Stamp {
+        Stamp {
+            at: word,
+            rate: HOST,
+        }
+    }
+
+    pub(crate) fn host_word(self) -> Option<u64> {
+        (self.rate == HOST).then_some(self.at)
+    }
+}
+
 /// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
 ///
 /// [`spend`](Permit::spend) it when the work it paid for happens; dropped

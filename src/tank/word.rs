@@ -257,6 +257,12 @@ impl Word {
         self.unchanged(&v).then_some(level)
     }
 
+    /// Whether waiters are queued (the core holds the state, with `QUEUE`).
+    #[inline]
+    pub(crate) fn queued(&self) -> bool {
+        self.word.load(Ordering::Acquire) & QUEUE != 0
+    }
+
     /// The guard, as raised by grants made without the lock; read by the
     /// core after [`Word::seize`].
     pub(crate) fn guard(&self) -> u64 {

@@ -1,0 +1,448 @@
+//! A tank in shared memory, with real processes: this test binary re-runs
+//! itself as workers (see `common::processes`). Workers take fuel greedily
+//! (spinning on `has_fuel`, or waiting in their own line) and print each
+//! grant's time on the host's monotonic clock; the test checks the grants
+//! of all processes together against the hardcap's promise.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::processes::{spawn_worker, worker};
+use fueltank::{Error, Hardcap, Tank};
+
+/// The multi-process tests run one at a time: each keeps the cores busy.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The host's monotonic clock, as the tank reads it.
+fn host_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// A fresh path for a shared file of this test run.
+fn path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "fueltank-test-{}-{name}-{}.tank",
+        std::process::id(),
+        host_ns()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn hardcap(name: &str) -> Hardcap {
+    match name {
+        "Limit" => Hardcap::Limit,
+        "One" => Hardcap::One,
+        _ => Hardcap::Unbounded,
+    }
+}
+
+fn shared(path: &str, rate: &str, cap: Hardcap) -> Result<Tank, Error> {
+    Tank::builder(rate.parse().unwrap())
+        .hardcap(cap)
+        .shared_memory(path)
+        .build()
+}
+
+/// A worker's part: take from the tank at `path` until `end` (host ns),
+/// spinning or waiting, and print `grant BEFORE AFTER` for each grant (the
+/// clock read just before the attempt and just after the grant).
+fn take_until(args: &[String]) {
+    let [path, rate, cap, end, mode] = args else {
+        panic!("worker arguments: {args:?}")
+    };
+    let tank = shared(path, rate, hardcap(cap)).unwrap();
+    let end: u64 = end.parse().unwrap();
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    // On a line of its own (the test harness has printed the test's name).
+    writeln!(out, "\nready").unwrap();
+    out.flush().unwrap();
+    loop {
+        let before = host_ns();
+        if before >= end {
+            break;
+        }
+        let granted = match mode.as_str() {
+            "spin" => tank.has_fuel(),
+            _ => tank.blocking_await_fuel_timeout(Duration::from_nanos(end - before)),
+        };
+        if granted {
+            writeln!(out, "grant {before} {}", host_ns()).unwrap();
+            // Line by line: a worker killed mid-run has told what it took.
+            out.flush().unwrap();
+        } else if mode == "spin" {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Grants as (before, after) pairs from a worker's output.
+fn grants(output: impl BufRead) -> Vec<(u64, u64)> {
+    output
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("grant ")?.split(' ');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The most grants *certainly* inside one window of length `per`: those
+/// whose whole (before, after) span falls in it, windows starting at each
+/// grant's `before`. A grant's true time lies in its span, so more than the
+/// bound here is a real breach.
+fn worst_window(grants: &[(u64, u64)], per: u64) -> usize {
+    let mut by_before = grants.to_vec();
+    by_before.sort();
+    by_before
+        .iter()
+        .map(|&(start, _)| {
+            by_before
+                .iter()
+                .filter(|&&(b, a)| b >= start && a < start + per)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The grants of each worker, their outputs read all at once (a pipe left
+/// unread would stall its writer).
+fn read_all(children: &mut [std::process::Child]) -> Vec<Vec<(u64, u64)>> {
+    let readers: Vec<_> = children
+        .iter_mut()
+        .map(|child| {
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || grants(BufReader::new(out)))
+        })
+        .collect();
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
+}
+
+/// Starts `modes.len()` workers on the tank at `path` until `end`.
+fn workers(
+    test: &str,
+    path: &str,
+    rate: &str,
+    cap: &str,
+    end: u64,
+    modes: &[&str],
+) -> Vec<std::process::Child> {
+    modes
+        .iter()
+        .map(|mode| {
+            let args = [path, rate, cap, &end.to_string(), mode].map(str::to_owned);
+            spawn_worker(test, &args)
+        })
+        .collect()
+}
+
+/// Four processes — two spinning on `has_fuel`, two waiting in their own
+/// lines — take from one shared 1000/s tank for 3 s under each hardcap:
+/// together they get `initial + ⌊elapsed / T⌋`, with what is left in the
+/// bucket (`One` cannot catch up a late take, so it may fall short on a
+/// loaded machine, never over), and no window of `per` sees more than the
+/// bound.
+#[test]
+fn four_processes_share_one_budget() {
+    if let Some(args) = worker() {
+        return take_until(&args);
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for cap in ["Limit", "One", "Unbounded"] {
+        let file = path(cap);
+        let path = file.to_str().unwrap();
+        let tank = shared(path, "1000/s", hardcap(cap)).unwrap();
+        // Just after the tank was made (building it may first calibrate the
+        // timer, for 5 ms): what accrued since is at most one more.
+        let created = host_ns();
+        let end = created + 3_000_000_000;
+        let mut children = workers(
+            "four_processes_share_one_budget",
+            path,
+            "1000/s",
+            cap,
+            end,
+            &["spin", "wait", "spin", "wait"],
+        );
+        let mut all = Vec::new();
+        let mut counts = Vec::new();
+        for got in read_all(&mut children) {
+            counts.push(got.len());
+            all.extend(got);
+        }
+        for child in &mut children {
+            assert!(child.wait().unwrap().success());
+        }
+        // Conservation, where nothing is lost to the cap (the bucket is
+        // 1000 deep): granted + left = accrued, within one for the clock
+        // read after the tank was made. `One` loses each late take for
+        // good (it cannot bank): fewer on a loaded machine, never more.
+        let (now, left) = (host_ns(), tank.level());
+        let accrued = 1 + (now - created) / 1_000_000;
+        let total = all.len() as u64;
+        println!("{cap}: {total} grants (per process {counts:?}) + {left} left; {accrued} accrued");
+        assert!(
+            total + left <= accrued + 1,
+            "{cap}: {total} + {left} > {accrued} + 1"
+        );
+        // (`accrued` counts from just after the tank was made: one short
+        // at most, hence the `+ 1` above.)
+        match cap {
+            "One" => assert!(total * 10 >= accrued * 9, "{cap}: {total} of {accrued}"),
+            _ => assert!(
+                total + left + 1 >= accrued,
+                "{cap}: {total} + {left} < {accrued} − 1"
+            ),
+        }
+        let bound = match cap {
+            "Limit" => 2 * 1000 - 1,
+            "One" => 1000,
+            _ => usize::MAX,
+        };
+        let worst = worst_window(&all, 1_000_000_000);
+        assert!(worst <= bound, "{cap}: {worst} grants in one second");
+        // (How the processes share is measured in BENCHMARKS.md: a process
+        // spinning on `has_fuel` loses to one whose timer fires on time.)
+        drop(tank);
+        let _ = std::fs::remove_file(&file);
+    }
+}
+
+/// One of four processes is killed with SIGKILL in the middle of the run:
+/// the state stays whole, the others carry on, and all grants together
+/// (the killed one's until it died) still follow the rate exactly.
+#[test]
+fn a_killed_process_leaves_the_others_exact() {
+    if let Some(args) = worker() {
+        return take_until(&args);
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = path("kill");
+    let path = file.to_str().unwrap();
+    let tank = shared(path, "1000/s", Hardcap::Limit).unwrap();
+    let created = host_ns();
+    let end = created + 3_000_000_000;
+    let mut children = workers(
+        "a_killed_process_leaves_the_others_exact",
+        path,
+        "1000/s",
+        "Limit",
+        end,
+        &["spin", "wait", "spin", "wait"],
+    );
+    let mut victim = children.remove(0);
+    let mut victim_out = BufReader::new(victim.stdout.take().unwrap());
+    // Past the test harness's own lines, to the worker's.
+    let mut line = String::new();
+    while line.trim_end() != "ready" {
+        line.clear();
+        assert!(
+            victim_out.read_line(&mut line).unwrap() > 0,
+            "the worker ended early"
+        );
+    }
+    let others = std::thread::spawn(move || {
+        let got = read_all(&mut children);
+        for child in &mut children {
+            assert!(child.wait().unwrap().success());
+        }
+        got
+    });
+    let victim_grants = std::thread::spawn(move || grants(victim_out));
+    std::thread::sleep(Duration::from_millis(1_500));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let mut all = victim_grants.join().unwrap();
+    let killed = all.len();
+    all.extend(others.join().unwrap().into_iter().flatten());
+    // Conservation: granted + left = accrued (the bucket, 1000 deep, never
+    // filled while four took from it).
+    let (now, left) = (host_ns(), tank.level());
+    let accrued = 1 + (now - created) / 1_000_000;
+    let total = all.len() as u64;
+    println!("{total} grants ({killed} by the killed process) + {left} left; {accrued} accrued");
+    // The killed process may have taken one it could not tell; the clock
+    // read after the tank was made may count one fewer than accrued.
+    assert!(
+        total + left <= accrued + 1,
+        "{total} + {left} > {accrued} + 1"
+    );
+    assert!(
+        total + left + 1 >= accrued,
+        "{total} + {left} < {accrued} − 1"
+    );
+    assert!(worst_window(&all, 1_000_000_000) < 2 * 1000);
+    // And the tank is still usable.
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(tank.has_fuel());
+    let _ = std::fs::remove_file(&file);
+}
+
+/// `pause`, `resume` and `set_rate` in one process reach the others.
+#[test]
+fn pause_resume_and_set_rate_reach_every_process() {
+    if let Some(args) = worker() {
+        // The other process: report the level and rate it sees, on demand.
+        let tank = shared(&args[0], "10/s", Hardcap::Limit);
+        let tank = match tank {
+            Ok(tank) => tank,
+            // After the parent's set_rate, attach with the new rate.
+            Err(_) => shared(&args[0], "100/s", Hardcap::Limit).unwrap(),
+        };
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines().map_while(Result::ok) {
+            match line.as_str() {
+                "take" => println!("took {}", tank.has_fuel()),
+                "rate" => println!("rate {}", tank.rate()),
+                _ => break,
+            }
+        }
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = path("control");
+    let path = file.to_str().unwrap();
+    let tank = Tank::builder("10/s".parse().unwrap())
+        .initial(0)
+        .shared_memory(path)
+        .build()
+        .unwrap();
+    tank.pause();
+    let mut other = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "pause_resume_and_set_rate_reach_every_process",
+            "--nocapture",
+        ])
+        .env("FUELTANK_TEST_WORKER", path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to = other.stdin.take().unwrap();
+    let mut from = BufReader::new(other.stdout.take().unwrap());
+    let mut ask = |question: &str| {
+        use std::io::Write;
+        writeln!(to, "{question}").unwrap();
+        to.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(
+                from.read_line(&mut line).unwrap() > 0,
+                "the other process ended"
+            );
+            let line = line.trim().to_owned();
+            if line.starts_with("took ") || line.starts_with("rate ") {
+                return line;
+            }
+        }
+    };
+    // Paused here: no refill there either.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ask("take"), "took false");
+    tank.resume();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(ask("take"), "took true");
+    tank.set_rate("100/s".parse().unwrap());
+    assert_eq!(ask("rate"), "rate 100/s");
+    drop(to);
+    other.wait().unwrap();
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Attaching with other parameters, or to a file that is not a tank of
+/// this version, is an error that says what is wrong; so are the options a
+/// shared tank does not support. Never a panic.
+#[test]
+fn attach_errors_say_what_differs() {
+    if worker().is_some() {
+        return;
+    }
+    let file = path("attach");
+    let path = file.to_str().unwrap();
+    let _tank = shared(path, "10/s", Hardcap::Limit).unwrap();
+    let message = |r: Result<Tank, Error>| r.unwrap_err().to_string();
+    let other_rate = message(shared(path, "20/s", Hardcap::Limit));
+    assert!(other_rate.contains("rate 10/s, not 20/s"), "{other_rate}");
+    let other_cap = message(shared(path, "10/s", Hardcap::One));
+    assert!(other_cap.contains("hardcap Limit, not One"), "{other_cap}");
+    // Corrupt: the first bytes are not the magic.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let corrupt = file.with_extension("corrupt");
+    bytes[0] ^= 0xff;
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    assert!(err.contains("not a fueltank file"), "{err}");
+    // Another layout version.
+    bytes[0] ^= 0xff;
+    bytes[12] = 99;
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    assert!(err.contains("version"), "{err}");
+    // Truncated.
+    std::fs::write(&corrupt, &bytes[..40]).unwrap();
+    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    assert!(err.contains("40 bytes"), "{err}");
+    std::fs::write(&corrupt, b"").unwrap();
+    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    assert!(err.contains("0 bytes"), "{err}");
+    let _ = std::fs::remove_file(&corrupt);
+    // What a shared tank does not support.
+    let window = message(shared(path, "10/s", Hardcap::Window));
+    assert!(window.contains("Window"), "{window}");
+    let clocked = Tank::builder("10/s".parse().unwrap())
+        .clock(fueltank::clock::ManualClock::new())
+        .shared_memory(path)
+        .build();
+    assert!(message(clocked).contains("clock"));
+    let fine = message(shared(path, "999999937/s", Hardcap::Limit));
+    assert!(fine.contains("not supported"), "{fine}");
+    let bad_name = message(shared("no spaces", "10/s", Hardcap::Limit));
+    assert!(bad_name.contains("name"), "{bad_name}");
+    let no_dir = message(shared("/nonexistent-dir/x", "10/s", Hardcap::Limit));
+    assert!(no_dir.contains("cannot create"), "{no_dir}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Two handles in one process share the budget as two processes would,
+/// and the in-process guarantees (levels, waits, refunds that nothing
+/// changed) hold on the shared bucket.
+#[test]
+fn one_process_two_handles() {
+    if worker().is_some() {
+        return;
+    }
+    let file = path("handles");
+    let path = file.to_str().unwrap();
+    let a = Tank::builder("10/s".parse().unwrap())
+        .initial(3)
+        .shared_memory(path)
+        .build()
+        .unwrap();
+    let b = shared(path, "10/s", Hardcap::Limit).unwrap();
+    assert_eq!(b.level(), 3);
+    let fuel = a.try_take().unwrap();
+    assert_eq!(b.level(), 2);
+    a.refund(fuel); // nothing changed since: back
+    assert_eq!(b.level(), 3);
+    assert!(b.has_fuel_n(3));
+    assert!(!a.has_fuel());
+    let wait = a.wait_time(1).unwrap();
+    assert!(wait <= Duration::from_millis(100), "{wait:?}");
+    assert!(a.blocking_await_fuel_timeout(Duration::from_millis(500)));
+    let _ = std::fs::remove_file(&file);
+}
