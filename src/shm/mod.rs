@@ -163,7 +163,13 @@ pub(crate) fn path_of(name: &str, kind: Kind) -> Result<PathBuf, Error> {
 /// The host's monotonic clock, in nanoseconds: the same in every process.
 #[cfg(unix)]
 pub(crate) fn host_now_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a `timespec` of ours; CLOCK_MONOTONIC
+    // always exists, so this cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     (now.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(now.tv_nsec as u64)
