@@ -91,6 +91,8 @@ enum Held {
 struct Model {
     hardcap: Hardcap,
     max_n: u128,
+    /// `Limit`'s capacity, if not `max_n`.
+    burst: Option<u128>,
     per: u128,
     /// Time that counts (paused time does not), in ns.
     now: u128,
@@ -108,11 +110,12 @@ struct Model {
 }
 
 impl Model {
-    fn new(hardcap: Hardcap, max_n: u64, per_ms: u64, initial: u64) -> Model {
+    fn new(hardcap: Hardcap, max_n: u64, burst: Option<u64>, per_ms: u64, initial: u64) -> Model {
         let per = u128::from(per_ms) * 1_000_000;
         Model {
             hardcap,
             max_n: max_n.into(),
+            burst: burst.map(u128::from),
             per,
             now: 0,
             paused: false,
@@ -132,7 +135,8 @@ impl Model {
 
     fn cap(&self) -> Option<u128> {
         match self.hardcap {
-            Hardcap::Limit | Hardcap::Window => Some(self.max_n),
+            Hardcap::Limit => Some(self.burst.unwrap_or(self.max_n)),
+            Hardcap::Window => Some(self.max_n),
             Hardcap::One => Some(1),
             _ => None,
         }
@@ -331,18 +335,21 @@ type Waiter = (usize, Pin<Box<AwaitFuelN>>);
 fn run(
     hardcap: Hardcap,
     max_n: u64,
+    burst: Option<u64>,
     per_ms: u64,
     initial: u64,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
     let clock = ManualClock::new();
-    let tank = Tank::builder(Rate::new(max_n, Duration::from_millis(per_ms)).unwrap())
+    let mut builder = Tank::builder(Rate::new(max_n, Duration::from_millis(per_ms)).unwrap())
         .hardcap(hardcap)
         .initial(initial)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let mut model = Model::new(hardcap, max_n, per_ms, initial);
+        .clock(clock.clone());
+    if let Some(burst) = burst {
+        builder = builder.burst(burst);
+    }
+    let tank = builder.build().unwrap();
+    let mut model = Model::new(hardcap, max_n, burst, per_ms, initial);
     let mut waiters: Vec<Waiter> = Vec::new();
     let mut permits: Vec<(Permit, usize)> = Vec::new();
     let mut tokens: Vec<(Fuel, usize)> = Vec::new();
@@ -489,15 +496,19 @@ proptest! {
     fn the_tank_behaves_like_the_model(
         hardcap in hardcap(),
         max_n in 1..6u64,
+        burst in prop_oneof![Just(None), (1..9u64).prop_map(Some)],
         per_ms in prop_oneof![Just(300u64), Just(1000), Just(2000)],
-        initial in 0..6u64,
+        initial in 0..9u64,
         ops in proptest::collection::vec(op(), 1..100),
     ) {
+        // A burst only with `Limit`.
+        let burst = burst.filter(|_| hardcap == Hardcap::Limit);
         let cap = match hardcap {
             Hardcap::One => 1,
             Hardcap::Unbounded => u64::MAX,
-            _ => max_n,
+            Hardcap::Limit => burst.unwrap_or(max_n),
+            Hardcap::Window => max_n,
         };
-        run(hardcap, max_n, per_ms, initial.min(cap), ops)?;
+        run(hardcap, max_n, burst, per_ms, initial.min(cap), ops)?;
     }
 }

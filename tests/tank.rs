@@ -588,3 +588,34 @@ fn blocking_calls_work_on_plain_threads_with_a_manual_clock() {
     assert!(!timed.join().unwrap());
     assert_eq!(tank.waiting(), 0);
 }
+
+/// `burst(n)`: "5/s with bursts of 20". After idle the tank holds 20, then
+/// refills one per 200 ms; no window of a second sees more than 20 + 5 − 1.
+#[test]
+fn a_burst_apart_from_the_rate() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder("5/s".parse().unwrap())
+        .burst(20)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(tank.level(), 1, "initial is still 1");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(tank.level(), 20);
+    assert_eq!(tank.wait_time(21), None, "more than the burst never fits");
+    let grants = greedy(&tank, &clock, 7 * MS, Duration::from_secs(30), |t| {
+        (Duration::from_secs(10)..Duration::from_secs(20)).contains(&t)
+    });
+    assert!(worst_window(&grants, Duration::from_secs(1)) <= 24);
+    assert!(worst_window(&grants, Duration::from_secs(1)) >= 20, "the burst is there");
+    // Only `Limit` has a burst.
+    for hardcap in [Hardcap::One, Hardcap::Window, Hardcap::Unbounded] {
+        let err = Tank::builder("5/s".parse().unwrap())
+            .hardcap(hardcap)
+            .burst(20)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("burst"), "{err}");
+    }
+    assert!(Tank::builder("5/s".parse().unwrap()).burst(0).build().is_err());
+}

@@ -25,6 +25,7 @@ use crate::{Error, Hardcap, Rate, Tank};
 pub struct TankBuilder {
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
     initial: Option<u64>,
     correction: Option<Duration>,
     auto_calibrate: Option<bool>,
@@ -37,6 +38,7 @@ impl TankBuilder {
         TankBuilder {
             rate,
             hardcap: Hardcap::default(),
+            burst: None,
             initial: None,
             correction: None,
             auto_calibrate: None,
@@ -58,6 +60,31 @@ impl TankBuilder {
     /// ```
     pub fn hardcap(mut self, hardcap: Hardcap) -> TankBuilder {
         self.hardcap = hardcap;
+        self
+    }
+
+    /// The capacity of a [`Hardcap::Limit`] tank, apart from `max_n`: "5/s
+    /// with bursts of 20". After idle the tank holds `n`, then refills one
+    /// per interval; any window of length `per` sees at most
+    /// `n + max_n − 1` grants. `initial` still defaults to 1 (`initial(n)`
+    /// starts full).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder("5/s".parse()?).burst(20).clock(clock.clone()).build()?;
+    /// clock.advance(Duration::from_secs(60)); // idle: it fills to 20, not 5
+    /// assert_eq!(tank.level(), 20);
+    /// assert!(tank.has_fuel_n(20));
+    /// assert_eq!(tank.wait_time(1), Some(Duration::from_millis(200)));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn burst(mut self, n: u64) -> TankBuilder {
+        self.burst = Some(n);
         self
     }
 
@@ -222,7 +249,10 @@ impl TankBuilder {
     /// # Errors
     ///
     /// [`Error::InitialOverCapacity`] if `initial` is more than the hardcap
-    /// lets the tank hold (`max_n`, or 1 under [`Hardcap::One`]).
+    /// lets the tank hold (`max_n` or the burst, or 1 under
+    /// [`Hardcap::One`]); [`Error::Unsupported`] for a burst with another
+    /// hardcap than `Limit`, [`Error::InvalidCount`] for a burst of 0; the
+    /// errors of [`shared_memory`](TankBuilder::shared_memory).
     ///
     /// # Examples
     ///
@@ -246,13 +276,14 @@ impl TankBuilder {
             None if calibrate => calibrated(self.rate, &self.clock),
             None => Duration::ZERO,
         };
-        super::build(
-            self.rate,
-            self.hardcap,
-            self.initial,
+        super::build(super::Options {
+            rate: self.rate,
+            hardcap: self.hardcap,
+            burst: self.burst,
+            initial: self.initial,
             correction,
-            self.clock,
-            self.shared_memory.as_deref(),
-        )
+            clock: self.clock,
+            shared_memory: self.shared_memory.as_deref(),
+        })
     }
 }

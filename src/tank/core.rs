@@ -48,6 +48,8 @@ pub(crate) struct Shared {
 struct Core {
     rate: Rate,
     hardcap: Hardcap,
+    /// `Limit`'s capacity, when not `max_n` (`TankBuilder::burst`).
+    burst: Option<u64>,
     bucket: Bucket,
     /// The word holds `tat`: the bucket's copy is stale.
     in_word: bool,
@@ -103,6 +105,7 @@ impl Shared {
     pub(crate) fn new(
         rate: Rate,
         hardcap: Hardcap,
+        burst: Option<u64>,
         initial: u64,
         correction: u64,
         clock: ClockSource,
@@ -110,15 +113,21 @@ impl Shared {
         let now = clock.now_ns();
         let bucket = match hardcap {
             Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
-            _ => Bucket::Gcra(Gcra::new(rate, hardcap.cap(rate.max_n()), initial, now)),
+            _ => Bucket::Gcra(Gcra::new(
+                rate,
+                hardcap.capacity(rate.max_n(), burst),
+                initial,
+                now,
+            )),
         };
-        Shared::with_bucket(rate, hardcap, bucket, correction, clock)
+        Shared::with_bucket(rate, hardcap, burst, bucket, correction, clock)
     }
 
     /// A tank whose bucket is already in a given state.
     pub(crate) fn with_bucket(
         rate: Rate,
         hardcap: Hardcap,
+        burst: Option<u64>,
         bucket: Bucket,
         correction: u64,
         clock: ClockSource,
@@ -139,6 +148,7 @@ impl Shared {
             core: Mutex::new(Core {
                 rate,
                 hardcap,
+                burst,
                 bucket,
                 in_word: false,
                 published: None,
@@ -555,7 +565,7 @@ impl Core {
     }
 
     fn request_cap(&self) -> u64 {
-        self.hardcap.request_cap(self.rate.max_n())
+        self.hardcap.request_capacity(self.rate.max_n(), self.burst)
     }
 
     fn level(&mut self, now: u64) -> u64 {
@@ -831,9 +841,11 @@ impl Core {
     ) -> Result<(), crate::Error> {
         let now = self.now_eff(now);
         match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.set_rate(now, rate, self.hardcap.cap(rate.max_n())),
+            Bucket::Gcra(gcra) => {
+                gcra.set_rate(now, rate, self.hardcap.capacity(rate.max_n(), self.burst))
+            }
             Bucket::Window(window) => window.set_rate(now, rate),
-            Bucket::Host(host) => host.state().set_rate(now, rate, self.hardcap)?,
+            Bucket::Host(host) => host.state().set_rate(now, rate, self.hardcap, self.burst)?,
         }
         // Fuel granted under the old rate can no longer be given back.
         self.refunds.rate_changed();

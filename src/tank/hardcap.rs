@@ -7,7 +7,7 @@
 ///
 /// | hardcap | capacity | grants per window | bursts after idle |
 /// |---|---|---|---|
-/// | [`Limit`](Hardcap::Limit) (default) | `max_n` | `2·max_n − 1` | up to `max_n` |
+/// | [`Limit`](Hardcap::Limit) (default) | `max_n`, or `burst` | `2·max_n − 1`, or `burst + max_n − 1` | up to the capacity |
 /// | [`One`](Hardcap::One) | 1 | `max_n`; grants ≥ `T` apart | none |
 /// | [`Unbounded`](Hardcap::Unbounded) | none | no bound; long-run mean exact | unbounded |
 /// | [`Window`](Hardcap::Window) | `max_n` | `max_n`, exactly | up to `max_n` |
@@ -38,15 +38,16 @@
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Hardcap {
-    /// Bank up to `max_n`: bursts of `max_n` after idle, then one per `T`
-    /// (the seed's `'limit'`).
+    /// Bank up to `max_n` (or the
+    /// [`burst`](crate::TankBuilder::burst) given): bursts of that much after
+    /// idle, then one per `T` (`mp_throttle`'s `'limit'`).
     #[default]
     Limit,
     /// Bank at most one: grants at least `T` apart, never more than `max_n`
-    /// in any window (the seed's `'one'`).
+    /// in any window (`mp_throttle`'s `'one'`).
     One,
     /// Bank without bound: the long-run average is exact, bursts after idle
-    /// are not limited (the seed's `None`).
+    /// are not limited (`mp_throttle`'s `None`).
     Unbounded,
     /// Never more than `max_n` grants in any window of length `per`, with
     /// bursts allowed: a sliding log of the last `max_n` grants.
@@ -57,6 +58,21 @@ pub enum Hardcap {
 pub(crate) const UNBOUNDED_REQUEST: u64 = 1 << 48;
 
 impl Hardcap {
+    /// The cap of the bank of a tank of `max_n` per `per` and the given
+    /// `burst` (`Limit` only: see `TankBuilder::burst`); `None` for
+    /// `Unbounded`.
+    pub(crate) fn capacity(self, max_n: u64, burst: Option<u64>) -> Option<u64> {
+        match (self, burst) {
+            (Hardcap::Limit, Some(burst)) => Some(burst),
+            _ => self.cap(max_n),
+        }
+    }
+
+    /// The most fuel one request may ask for, with `burst`.
+    pub(crate) fn request_capacity(self, max_n: u64, burst: Option<u64>) -> u64 {
+        self.capacity(max_n, burst).unwrap_or(UNBOUNDED_REQUEST)
+    }
+
     /// The cap of the tank's bank; `None` for `Unbounded`.
     pub(crate) fn cap(self, max_n: u64) -> Option<u64> {
         match self {

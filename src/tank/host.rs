@@ -108,6 +108,7 @@ impl HostBucket {
         path: &std::path::Path,
         rate: Rate,
         hardcap: Hardcap,
+        burst: Option<u64>,
         initial: u64,
     ) -> Result<HostBucket, Error> {
         use crate::shm::{Header, Kind, Region};
@@ -119,14 +120,14 @@ impl HostBucket {
                 let now = crate::shm::host_now_ns();
                 region
                     .get::<HostState>(STATE_AT)
-                    .init(rate, hardcap, initial, now);
+                    .init(rate, hardcap, burst, initial, now);
                 region.get::<Header>(0).init(Kind::Tank, len);
             },
             |region| {
                 region.get::<Header>(0).check(path, Kind::Tank, len)?;
                 region
                     .get::<HostState>(STATE_AT)
-                    .check(rate, hardcap)
+                    .check(rate, hardcap, burst)
                     .map_err(|(what, found, asked)| Error::SharedMismatch {
                         path: path.to_owned(),
                         what,
@@ -173,8 +174,15 @@ pub(crate) enum Took {
 
 impl HostState {
     /// A new tank's state at host time `now`.
-    pub(crate) fn init(&self, rate: Rate, hardcap: Hardcap, initial: u64, now: u64) {
-        let params = Params::of(rate, hardcap);
+    pub(crate) fn init(
+        &self,
+        rate: Rate,
+        hardcap: Hardcap,
+        burst: Option<u64>,
+        initial: u64,
+        now: u64,
+    ) {
+        let params = Params::of(rate, hardcap, burst);
         // The epoch a whole span (and `initial` fuel) back, so that the
         // first `tat` is not below tick 0.
         let back = initial.saturating_mul(params.t).div_ceil(params.s.max(1));
@@ -192,6 +200,7 @@ impl HostState {
         &self,
         rate: Rate,
         hardcap: Hardcap,
+        burst: Option<u64>,
     ) -> Result<(), (&'static str, String, String)> {
         let found = self.hardcap.load(Ordering::Relaxed);
         if found != hardcap_code(hardcap) {
@@ -214,6 +223,14 @@ impl HostState {
         }
         if v.s == 0 || v.t == 0 {
             return Err(("tick scale", format!("{}/{}", v.s, v.t), "non-zero".into()));
+        }
+        let asked = Params::of(rate, hardcap, burst);
+        if v.tol != asked.tol {
+            let capacity = |tol: u64| match tol {
+                u64::MAX => "no cap".to_owned(),
+                tol => format!("{}", tol / v.t + 1),
+            };
+            return Err(("capacity", capacity(v.tol), capacity(asked.tol)));
         }
         Ok(())
     }
@@ -412,8 +429,14 @@ impl HostState {
     /// Changes the rate for every process, keeping the fuel (and its
     /// fraction) and capping it to the new capacity, as `Gcra::set_rate`.
     /// `Err` if the new rate does not fit a shared word.
-    pub(crate) fn set_rate(&self, now: u64, rate: Rate, hardcap: Hardcap) -> Result<(), Error> {
-        let params = Params::of(rate, hardcap);
+    pub(crate) fn set_rate(
+        &self,
+        now: u64,
+        rate: Rate,
+        hardcap: Hardcap,
+        burst: Option<u64>,
+    ) -> Result<(), Error> {
+        let params = Params::of(rate, hardcap, burst);
         if !params.fits() {
             return Err(params.too_fine());
         }
@@ -439,7 +462,7 @@ impl HostState {
                     if now >= v.epoch {
                         self.rebase(now);
                     }
-                    return self.set_rate(now, rate, hardcap);
+                    return self.set_rate(now, rate, hardcap, burst);
                 };
                 let tat = v.value.max(now_t.saturating_sub(v.tol));
                 // Distance from now in fuel, rounded towards later.
@@ -564,9 +587,9 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    pub(crate) fn of(rate: Rate, hardcap: Hardcap) -> Params {
+    pub(crate) fn of(rate: Rate, hardcap: Hardcap, burst: Option<u64>) -> Params {
         let (s, t) = rate.ticks();
-        let tol = match hardcap.cap(rate.max_n()) {
+        let tol = match hardcap.capacity(rate.max_n(), burst) {
             Some(cap) => (cap - 1).saturating_mul(t),
             None => u64::MAX,
         };
@@ -673,7 +696,7 @@ mod tests {
 
     fn state(rate: &str, hardcap: Hardcap, initial: u64, now: u64) -> Box<HostState> {
         let state = new_state();
-        state.init(rate.parse().unwrap(), hardcap, initial, now);
+        state.init(rate.parse().unwrap(), hardcap, None, initial, now);
         state
     }
 
@@ -760,7 +783,7 @@ mod loom_tests {
 
     fn full_bucket() -> Arc<HostState> {
         let state = new_state();
-        state.init("2/s".parse().unwrap(), Hardcap::Limit, 2, 10 * SEC);
+        state.init("2/s".parse().unwrap(), Hardcap::Limit, None, 2, 10 * SEC);
         Arc::from(state)
     }
 
@@ -772,7 +795,7 @@ mod loom_tests {
             let take = loom::thread::spawn(move || taker.take(10 * SEC, 1));
             // Capacity 1 from now on: the two fuel become one.
             state
-                .set_rate(10 * SEC, "1/s".parse().unwrap(), Hardcap::Limit)
+                .set_rate(10 * SEC, "1/s".parse().unwrap(), Hardcap::Limit, None)
                 .unwrap();
             let took = matches!(take.join().unwrap(), Took::Taken(_));
             let left = state.level(10 * SEC);

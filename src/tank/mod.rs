@@ -113,13 +113,20 @@ impl Tank {
     ) -> Tank {
         let gcra = bucket::Gcra::from_parts(rate.ticks(), hardcap.cap(rate.max_n()), epoch, tat);
         let bucket = bucket::Bucket::Gcra(gcra);
-        Tank::from_shared(Shared::with_bucket(rate, hardcap, bucket, 0, clock))
+        Tank::from_shared(Shared::with_bucket(rate, hardcap, None, bucket, 0, clock))
     }
 
     /// A `Window` tank whose log is `window`.
     pub(crate) fn from_window(rate: Rate, window: bucket::Window, clock: ClockSource) -> Tank {
         let bucket = bucket::Bucket::Window(window);
-        Tank::from_shared(Shared::with_bucket(rate, Hardcap::Window, bucket, 0, clock))
+        Tank::from_shared(Shared::with_bucket(
+            rate,
+            Hardcap::Window,
+            None,
+            bucket,
+            0,
+            clock,
+        ))
     }
 
     /// The log of an idle `Window` tank.
@@ -609,16 +616,45 @@ impl fmt::Debug for Tank {
     }
 }
 
-/// Builds the shared state; used by [`TankBuilder`].
-fn build(
+/// What a [`TankBuilder`] asks for.
+struct Options<'a> {
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
     initial: Option<u64>,
     correction: Duration,
     clock: ClockSource,
-    shared_memory: Option<&str>,
-) -> Result<Tank, Error> {
-    let capacity = hardcap.request_cap(rate.max_n());
+    shared_memory: Option<&'a str>,
+}
+
+/// Builds the shared state; used by [`TankBuilder`].
+fn build(options: Options<'_>) -> Result<Tank, Error> {
+    let Options {
+        rate,
+        hardcap,
+        burst,
+        initial,
+        correction,
+        clock,
+        shared_memory,
+    } = options;
+    if let Some(burst) = burst {
+        if hardcap != Hardcap::Limit {
+            return Err(Error::Unsupported {
+                what: "a burst with this hardcap",
+                accepted: "burst(n) sets the capacity of Hardcap::Limit; One holds 1, Window \
+                           max_n, Unbounded has none",
+            });
+        }
+        if burst == 0 {
+            return Err(Error::InvalidCount {
+                option: "burst",
+                value: 0,
+                accepted: "at least 1",
+            });
+        }
+    }
+    let capacity = hardcap.request_capacity(rate.max_n(), burst);
     let initial = initial.unwrap_or(match hardcap {
         Hardcap::Window => rate.max_n(),
         _ => 1,
@@ -628,18 +664,19 @@ fn build(
     }
     let correction = saturating_ns(correction);
     if let Some(name) = shared_memory {
-        let host = host_bucket(name, rate, hardcap, initial, &clock)?;
+        let host = host_bucket(name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
         return Ok(Tank::from_shared(Shared::with_bucket(
             rate,
             hardcap,
+            burst,
             bucket,
             correction,
             ClockSource::Host,
         )));
     }
     Ok(Tank::from_shared(Shared::new(
-        rate, hardcap, initial, correction, clock,
+        rate, hardcap, burst, initial, correction, clock,
     )))
 }
 
@@ -648,6 +685,7 @@ fn host_bucket(
     name: &str,
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
     initial: u64,
     clock: &ClockSource,
 ) -> Result<host::HostBucket, Error> {
@@ -665,7 +703,7 @@ fn host_bucket(
                        process; build it without `.clock(..)`",
         });
     }
-    let params = host::Params::of(rate, hardcap);
+    let params = host::Params::of(rate, hardcap, burst);
     if !params.fits() {
         return Err(params.too_fine());
     }
@@ -679,7 +717,7 @@ fn host_bucket(
         });
     }
     let path = crate::shm::path_of(name, crate::shm::Kind::Tank)?;
-    open_host(&path, rate, hardcap, initial)
+    open_host(&path, rate, hardcap, burst, initial)
 }
 
 #[cfg(all(unix, not(fueltank_loom)))]
@@ -687,9 +725,10 @@ fn open_host(
     path: &std::path::Path,
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
     initial: u64,
 ) -> Result<host::HostBucket, Error> {
-    host::HostBucket::open(path, rate, hardcap, initial)
+    host::HostBucket::open(path, rate, hardcap, burst, initial)
 }
 
 #[cfg(not(all(unix, not(fueltank_loom))))]
@@ -697,6 +736,7 @@ fn open_host(
     path: &std::path::Path,
     _rate: Rate,
     _hardcap: Hardcap,
+    _burst: Option<u64>,
     _initial: u64,
 ) -> Result<host::HostBucket, Error> {
     Err(Error::SharedMemory {

@@ -40,6 +40,7 @@ use crate::{Error, Hardcap, Rate, Tank};
 pub struct ThrottleBuilder {
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
     initial: Option<u64>,
     auto_emit: Option<bool>,
     refresh: Duration,
@@ -56,6 +57,7 @@ impl ThrottleBuilder {
         ThrottleBuilder {
             rate,
             hardcap: Hardcap::default(),
+            burst: None,
             initial: None,
             auto_emit: None,
             refresh: crate::monitor::DEFAULT_REFRESH,
@@ -81,6 +83,23 @@ impl ThrottleBuilder {
     /// ```
     pub fn hardcap(mut self, hardcap: Hardcap) -> ThrottleBuilder {
         self.hardcap = hardcap;
+        self
+    }
+
+    /// The capacity of a [`Hardcap::Limit`] tank, apart from `max_n`; see
+    /// [`TankBuilder::burst`](crate::TankBuilder::burst).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder("5/s".parse()?).burst(20).initial(20).build()?;
+    /// assert!(throttle.has_fuel_n(20));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn burst(mut self, n: u64) -> ThrottleBuilder {
+        self.burst = Some(n);
         self
     }
 
@@ -313,6 +332,9 @@ impl ThrottleBuilder {
                 .hardcap(self.hardcap);
             if let Some(initial) = self.initial {
                 builder = builder.initial(initial);
+            }
+            if let Some(burst) = self.burst {
+                builder = builder.burst(burst);
             }
             if let Some(on) = self.auto_calibrate {
                 builder = builder.auto_calibrate(on);
