@@ -2,8 +2,8 @@
 //! can arm its timer that much early (`TankBuilder::timer_correction`).
 //! Tanks (and so throttles) at 49/s and above calibrate by default.
 //!
-//! The seed slept `per/max_n · (1 − correction)` to make up for a late
-//! `time.sleep`. A tank does not sleep in a loop (its refill is computed
+//! A throttle that sleeps `per/max_n` in a loop drifts by every late
+//! wake-up. A tank does not sleep in a loop (its refill is computed
 //! from absolute time, so lateness never accumulates as drift), but under
 //! [`Hardcap::One`](crate::Hardcap::One) a late wake-up is lost for good:
 //! the tank holds one fuel, so every grant lands late by the timer's
@@ -32,7 +32,7 @@ pub(crate) fn calibrates_by_default(rate: Rate) -> bool {
 /// class of intervals (powers of two from 16 µs to 1 ms), so that only the
 /// first tank of a class waits the 5 ms a measurement takes.
 pub(crate) fn calibrated(rate: Rate, clock: &ClockSource) -> Duration {
-    if clock.manual().is_some() {
+    if clock.may_stand_still() {
         return Duration::ZERO;
     }
     static MEASURED: [OnceLock<Duration>; 7] = [const { OnceLock::new() }; 7];

@@ -129,7 +129,7 @@ impl fmt::Display for Error {
                 f,
                 "cannot parse rate {input:?}: {reason}; expected COUNT/[AMOUNT]UNIT \
                  (e.g. \"100/s\", \"5/250ms\", \"10/1.5s\"), UNIT one of \
-                 ns us µs ms s sec m min h hr d"
+                 ns us µs ms s sec m min h hr d, or spelled out (second, minutes, ...)"
             ),
             Error::InitialOverCapacity { initial, capacity } => write!(
                 f,
@@ -174,8 +174,8 @@ impl fmt::Display for Error {
                 asked,
             } => write!(
                 f,
-                "shared memory {} holds {what} {found}, not {asked}: attach with the same \
-                 parameters, or remove the file to start anew",
+                "shared memory {} holds {what} {found}, not {asked}: every process sharing \
+                 it must ask for the same, or remove the file to start anew",
                 path.display()
             ),
             Error::Unsupported { what, accepted } => {

@@ -25,7 +25,7 @@
 //! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
-//! | [`Throttle`] | a tank and a monitor together, the seed's options, timer calibration |
+//! | [`Throttle`] | a tank and a monitor together, with the options of the Python `mp_throttle`, timer calibration |
 //! | [`Pace`] | a `Stream` whose items each wait for fuel |
 //! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests) |
 //! | [`Error`] | the one error type |
@@ -43,9 +43,12 @@
 //! through [`Tank::blocking_await_fuel`].
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod calibrate;
 pub mod clock;
+#[cfg(feature = "serde")]
+mod config;
 mod error;
 mod keyed;
 mod monitor;
@@ -58,6 +61,8 @@ mod throttle;
 mod timer;
 
 pub use calibrate::timer_lateness;
+#[cfg(feature = "serde")]
+pub use config::TankConfig;
 pub use error::Error;
 pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};

@@ -164,7 +164,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Units of a rate string, longest spelling first within a prefix family.
+/// Units of a rate string, as written: exactly these spellings.
 const UNITS: &[(&str, u64)] = &[
     ("ns", 1),
     ("us", 1_000),
@@ -178,6 +178,35 @@ const UNITS: &[(&str, u64)] = &[
     ("h", 3_600_000_000_000),
     ("d", 86_400_000_000_000),
 ];
+
+/// Units spelled out, in any case and singular or plural: "100/second",
+/// "5/Minute", "2/HOURS".
+const WORDS: &[(&str, u64)] = &[
+    ("nanosecond", 1),
+    ("microsecond", 1_000),
+    ("millisecond", 1_000_000),
+    ("second", 1_000_000_000),
+    ("minute", 60_000_000_000),
+    ("hour", 3_600_000_000_000),
+    ("day", 86_400_000_000_000),
+];
+
+/// The size in ns of `unit`, or why it is not accepted.
+fn unit_size(unit: &str) -> Result<u64, &'static str> {
+    if let Some(&(_, size)) = UNITS.iter().find(|&&(name, _)| name == unit) {
+        return Ok(size);
+    }
+    let lower = unit.to_lowercase();
+    let singular = lower.strip_suffix('s').unwrap_or(&lower);
+    if let Some(&(_, size)) = WORDS.iter().find(|&&(name, _)| name == singular) {
+        return Ok(size);
+    }
+    if UNITS.iter().any(|&(name, _)| name == lower) {
+        // "S", "MS", "M": upper-case abbreviations are ambiguous (mega?).
+        return Err("the period's unit is in upper case; abbreviated units are lower case");
+    }
+    Err("the period's unit is unknown")
+}
 
 /// Units used when printing, largest first.
 const DISPLAY_UNITS: &[(&str, u64)] = &[
@@ -211,7 +240,11 @@ impl FromStr for Rate {
 
     /// Parses `COUNT/[AMOUNT]UNIT`, such as `"100/s"`, `"5/250ms"` or
     /// `"10/1.5s"`. The amount may have a decimal fraction as long as the
-    /// period is a whole number of nanoseconds.
+    /// period is a whole number of nanoseconds. Units: `ns`, `us` or `µs`,
+    /// `ms`, `s` or `sec`, `m` or `min`, `h` or `hr`, `d`; or spelled out in
+    /// any case, singular or plural (`"100/second"`, `"5/Minutes"`).
+    /// Abbreviations are lower case only: `"100/S"` is refused, as `"M"`
+    /// could be read as mega.
     fn from_str(input: &str) -> Result<Rate, Error> {
         let fail = |reason| Error::ParseRate {
             input: input.to_owned(),
@@ -234,11 +267,7 @@ impl FromStr for Rate {
             .ok_or_else(|| fail("the period has no unit"))?;
         let (amount, unit) = period.split_at(split);
         let unit = unit.trim_start();
-        let size = UNITS
-            .iter()
-            .find(|&&(name, _)| name == unit)
-            .map(|&(_, size)| size)
-            .ok_or_else(|| fail("the period's unit is unknown"))?;
+        let size = unit_size(unit).map_err(fail)?;
         let per_ns = if amount.is_empty() {
             u128::from(size)
         } else {
@@ -247,6 +276,36 @@ impl FromStr for Rate {
         let per_ns =
             u64::try_from(per_ns).map_err(|_| fail("the period is longer than 2^64 ns"))?;
         Rate::new(max_n, Duration::from_nanos(per_ns))
+    }
+}
+
+/// A rate is written as its string, `"100/s"`, and read from one (any
+/// spelling [`FromStr`] takes): what a configuration file holds.
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> serde::Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Rate;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate such as \"100/s\", \"5/250ms\" or \"1000/min\"")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Rate, E> {
+                value.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 

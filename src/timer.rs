@@ -17,10 +17,16 @@ pub(crate) enum Timer {
         armed: Option<u64>,
     },
     Manual(ManualTimer),
+    #[cfg(feature = "tokio")]
+    Tokio(crate::clock::TokioTimer),
 }
 
 impl Timer {
     pub(crate) fn new(clock: &ClockSource) -> Timer {
+        #[cfg(feature = "tokio")]
+        if matches!(clock, ClockSource::Tokio) {
+            return Timer::Tokio(crate::clock::TokioTimer::new());
+        }
         match clock.manual() {
             Some(manual) => Timer::Manual(ManualTimer::new(manual.clone())),
             None => Timer::Real {
@@ -42,6 +48,8 @@ impl Timer {
                 true => Poll::Ready(()),
                 false => Poll::Pending,
             },
+            #[cfg(feature = "tokio")]
+            Timer::Tokio(timer) => timer.arm(deadline_ns, waker),
             Timer::Real { timer, armed } => {
                 if *armed != Some(deadline_ns) {
                     // Timers speak `Instant`; only the remaining duration
@@ -65,6 +73,8 @@ impl Timer {
     pub(crate) fn disarm(&mut self) {
         match self {
             Timer::Manual(timer) => timer.disarm(),
+            #[cfg(feature = "tokio")]
+            Timer::Tokio(timer) => timer.disarm(),
             Timer::Real { timer, armed } => {
                 if armed.take().is_some() {
                     timer.clear();

@@ -74,6 +74,45 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .build()
                 .unwrap_err(),
         ),
+        ("\"100/S\"", rate("100/S")),
+        (
+            "Tank::builder(5/s).hardcap(One).burst(20)",
+            Tank::builder(Rate::per_second(5).unwrap())
+                .hardcap(Hardcap::One)
+                .burst(20)
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "Tank::builder(10/s).hardcap(Window).shared_memory(\"api\")",
+            Tank::builder(Rate::per_second(10).unwrap())
+                .hardcap(Hardcap::Window)
+                .shared_memory("api")
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "shared_memory(\"/tmp/fueltank-readme.tank\"), made at 10/s, attached at 20/s",
+            {
+                let path = "/tmp/fueltank-readme.tank";
+                let _ = std::fs::remove_file(path);
+                let shared = |per_second| {
+                    Tank::builder(Rate::per_second(per_second).unwrap())
+                        .shared_memory(path)
+                        .build()
+                };
+                let _made = shared(10).unwrap();
+                let err = shared(20).unwrap_err();
+                let _ = std::fs::remove_file(path);
+                err
+            },
+        ),
+        ("shared_memory(\"no spaces\")", {
+            Tank::builder(Rate::per_second(10).unwrap())
+                .shared_memory("no spaces")
+                .build()
+                .unwrap_err()
+        }),
         ("tank(10/s).await_fuel_n(11)", {
             let tank = Tank::new(Rate::per_second(10).unwrap());
             let mut future = pin!(tank.await_fuel_n(11));
@@ -115,11 +154,18 @@ fn the_readme_table_matches_the_code() {
             missing.push(row);
         }
     }
-    assert!(
-        missing.is_empty(),
-        "README rows out of date:\n{}",
-        missing.join("\n")
-    );
+    if !missing.is_empty() {
+        // All rows, in order, to paste into the README.
+        let rows: Vec<String> = cases()
+            .into_iter()
+            .map(|(input, err)| format!("| `{input}` | {err} |"))
+            .collect();
+        panic!(
+            "README rows out of date:\n{}\n\nthe table should be:\n{}",
+            missing.join("\n"),
+            rows.join("\n")
+        );
+    }
 }
 
 #[test]
@@ -143,4 +189,26 @@ fn good_strings_round_trip() {
     let spaced: Rate = " 3 / 2 min ".parse().unwrap();
     assert_eq!(spaced, Rate::new(3, Duration::from_secs(120)).unwrap());
     assert_eq!("5/µs".parse::<Rate>().unwrap(), "5/us".parse().unwrap());
+}
+
+#[test]
+fn units_spelled_out_in_any_case() {
+    for (spelled, short) in [
+        ("100/second", "100/s"),
+        ("100/seconds", "100/s"),
+        ("5/Minute", "5/min"),
+        ("2/HOURS", "2/h"),
+        ("1/day", "1/d"),
+        ("3/250 milliseconds", "3/250ms"),
+        ("7/3microseconds", "7/3us"),
+        ("9/10nanosecond", "9/10ns"),
+    ] {
+        let rate: Rate = spelled.parse().unwrap();
+        assert_eq!(rate.to_string(), short, "{spelled}");
+    }
+    // Abbreviations are lower case: "M" could be read as mega.
+    for upper in ["100/S", "5/MS", "1/M", "2/H"] {
+        let err = upper.parse::<Rate>().unwrap_err().to_string();
+        assert!(err.contains("upper case"), "{upper}: {err}");
+    }
 }

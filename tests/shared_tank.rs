@@ -443,7 +443,10 @@ fn one_process_two_handles() {
     assert!(b.has_fuel());
     assert!(!a.has_fuel());
     let wait = a.wait_time(1).unwrap();
-    assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}");
+    assert!(
+        wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
     // The next fuel is a minute away: a short wait fails at once.
     assert!(!a.blocking_await_fuel_timeout(Duration::from_millis(100)));
     let _ = std::fs::remove_file(&file);

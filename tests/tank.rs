@@ -607,7 +607,10 @@ fn a_burst_apart_from_the_rate() {
         (Duration::from_secs(10)..Duration::from_secs(20)).contains(&t)
     });
     assert!(worst_window(&grants, Duration::from_secs(1)) <= 24);
-    assert!(worst_window(&grants, Duration::from_secs(1)) >= 20, "the burst is there");
+    assert!(
+        worst_window(&grants, Duration::from_secs(1)) >= 20,
+        "the burst is there"
+    );
     // Only `Limit` has a burst.
     for hardcap in [Hardcap::One, Hardcap::Window, Hardcap::Unbounded] {
         let err = Tank::builder("5/s".parse().unwrap())
@@ -617,5 +620,59 @@ fn a_burst_apart_from_the_rate() {
             .unwrap_err();
         assert!(err.to_string().contains("burst"), "{err}");
     }
-    assert!(Tank::builder("5/s".parse().unwrap()).burst(0).build().is_err());
+    assert!(
+        Tank::builder("5/s".parse().unwrap())
+            .burst(0)
+            .build()
+            .is_err()
+    );
+}
+
+/// A task taking fuel in a loop sees one grant per `advance` (it is polled
+/// only after), but every grant with `advance_in_steps`, which lets the
+/// executor run it between steps.
+#[test]
+fn advance_in_steps_lets_tasks_run_between() {
+    let run = |stepped: bool| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let clock = ManualClock::new();
+            let tank = Tank::builder(Rate::per_second(10).unwrap())
+                .hardcap(Hardcap::One)
+                .initial(0)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let worker = tokio::spawn({
+                let (tank, done) = (tank.clone(), done.clone());
+                async move {
+                    loop {
+                        tank.await_fuel().await;
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+            tokio::task::yield_now().await;
+            if stepped {
+                clock
+                    .advance_in_steps(Duration::from_secs(1), 100 * MS)
+                    .await;
+            } else {
+                clock.advance(Duration::from_secs(1));
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            worker.abort();
+            done.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    assert_eq!(run(true), 10);
+    assert!(
+        run(false) <= 2,
+        "one advance: the queued grant, and one fuel banked"
+    );
 }

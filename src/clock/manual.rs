@@ -82,7 +82,9 @@ impl ManualClock {
     /// every waiter whose fuel fell due has been granted and woken, as if
     /// time had passed in small steps. What it cannot do is run *tasks* in
     /// between: a task that takes fuel in a loop is polled by its executor,
-    /// after this returns, and sees the grants of this whole advance at once.
+    /// after this returns, and sees one grant for this whole advance (the
+    /// one its queued waiter got); to let it run between steps, use
+    /// [`advance_in_steps`](ManualClock::advance_in_steps).
     ///
     /// # Examples
     ///
@@ -132,6 +134,54 @@ impl ManualClock {
         }
     }
 
+    /// Moves time forward by `by` in steps of `step`, letting the executor
+    /// run its other tasks between steps: a task that takes fuel in a loop,
+    /// polled only by its executor, sees each step's grants as they come
+    /// (where one [`advance`](ManualClock::advance) grants only the waiters
+    /// already queued). A `step` of zero is one step of `by`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Hardcap, Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), fueltank::Error> {
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(10)?)
+    ///     .hardcap(Hardcap::One) // banks nothing: each grant must be taken in its time
+    ///     .initial(0)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let worker = tokio::spawn({
+    ///     let tank = tank.clone();
+    ///     async move {
+    ///         let mut done = 0;
+    ///         while done < 10 {
+    ///             tank.await_fuel().await; // one job per fuel
+    ///             done += 1;
+    ///         }
+    ///         done
+    ///     }
+    /// });
+    /// tokio::task::yield_now().await; // the worker queues
+    /// clock.advance_in_steps(Duration::from_secs(1), Duration::from_millis(100)).await;
+    /// assert_eq!(worker.await.unwrap(), 10);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn advance_in_steps(&self, by: Duration, step: Duration) {
+        let step = if step.is_zero() { by } else { step };
+        let mut left = by;
+        while !left.is_zero() {
+            let this = left.min(step);
+            self.advance(this);
+            left -= this;
+            YieldNow(false).await;
+        }
+    }
+
     /// The current time (also through [`Clock::now`], without importing
     /// the trait).
     ///
@@ -173,6 +223,26 @@ impl fmt::Debug for ManualClock {
         f.debug_struct("ManualClock")
             .field("now", &self.now())
             .finish()
+    }
+}
+
+/// Returns `Pending` once, waking itself: the executor runs what else is
+/// ready first.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

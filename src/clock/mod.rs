@@ -17,6 +17,8 @@
 
 mod manual;
 mod monotonic;
+#[cfg(feature = "tokio")]
+mod tokio;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -25,6 +27,10 @@ use std::time::{Duration, Instant};
 pub use manual::ManualClock;
 pub(crate) use manual::ManualTimer;
 pub use monotonic::MonotonicClock;
+#[cfg(feature = "tokio")]
+pub use tokio::TokioClock;
+#[cfg(feature = "tokio")]
+pub(crate) use tokio::TokioTimer;
 
 /// A source of time for tanks, timers and monitors.
 ///
@@ -90,6 +96,19 @@ pub(crate) enum ClockSource {
     /// The host's monotonic clock, in its own nanoseconds: the same in
     /// every process, for state in shared memory.
     Host,
+    /// `tokio::time`, paused time included.
+    #[cfg(feature = "tokio")]
+    Tokio,
+}
+
+#[cfg(feature = "tokio")]
+fn is_tokio(any: &dyn std::any::Any) -> bool {
+    any.is::<TokioClock>()
+}
+
+#[cfg(not(feature = "tokio"))]
+fn is_tokio(_: &dyn std::any::Any) -> bool {
+    false
 }
 
 impl ClockSource {
@@ -99,6 +118,11 @@ impl ClockSource {
             ClockSource::Manual(manual.clone())
         } else if any.is::<MonotonicClock>() {
             ClockSource::Monotonic
+        } else if cfg!(feature = "tokio") && is_tokio(any) {
+            #[cfg(feature = "tokio")]
+            return ClockSource::Tokio;
+            #[cfg(not(feature = "tokio"))]
+            unreachable!()
         } else {
             ClockSource::Custom(Arc::new(clock))
         }
@@ -112,6 +136,20 @@ impl ClockSource {
             ClockSource::Manual(clock) => clock.now_ns(),
             ClockSource::Custom(clock) => ns_of(clock.now()),
             ClockSource::Host => crate::shm::host_now_ns(),
+            #[cfg(feature = "tokio")]
+            ClockSource::Tokio => ns_of(::tokio::time::Instant::now().into_std()),
+        }
+    }
+
+    /// Whether the clock may stand still while its timers wait (a manual
+    /// clock, or tokio's paused time): then a timer correction, which
+    /// spins until a due time, must not be used.
+    pub(crate) fn may_stand_still(&self) -> bool {
+        match self {
+            ClockSource::Manual(_) => true,
+            #[cfg(feature = "tokio")]
+            ClockSource::Tokio => true,
+            _ => false,
         }
     }
 

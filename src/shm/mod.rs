@@ -95,8 +95,8 @@ impl Header {
         };
         if self.magic.load(Ordering::Acquire) != MAGIC {
             return Err(fail(
-                "not a fueltank file (its first bytes are not \"fueltank\"); remove it, \
-                 or give another name"
+                "not a fueltank file (its first bytes are not \"fueltank\"); it must be \
+                 one to be shared: remove it, or give another name"
                     .into(),
             ));
         }
@@ -104,21 +104,22 @@ impl Header {
         if layout >> 32 != VERSION {
             return Err(fail(format!(
                 "a file of layout version {}, and this is version {VERSION}; processes \
-                 sharing a tank must use the same fueltank version",
+                 sharing it must use the same fueltank version",
                 layout >> 32
             )));
         }
         if layout & 0xffff_ffff != kind as u64 {
             return Err(fail(format!(
-                "not a {} (kind {})",
+                "not a {} (kind {}); it must be a {} file: give another name",
                 kind.suffix(),
-                layout & 0xffff_ffff
+                layout & 0xffff_ffff,
+                kind.suffix()
             )));
         }
         let found = self.len.load(Ordering::Relaxed);
         if found != len as u64 {
             return Err(fail(format!(
-                "its header says {found} bytes, and a {} of this version has {len}",
+                "its header says {found} bytes, and a {} of this version must have {len}",
                 kind.suffix()
             )));
         }
@@ -132,8 +133,8 @@ pub(crate) fn path_of(name: &str, kind: Kind) -> Result<PathBuf, Error> {
     let bad = |reason: &str| Error::SharedMemory {
         path: PathBuf::from(name),
         reason: format!(
-            "{reason}; a name is 1 to 200 characters of letters, digits, '-', '_' and \
-             '.', or a path with a '/'"
+            "{reason}; a name must be 1 to 200 characters of letters, digits, '-', '_' \
+             and '.', or a path with a '/'"
         ),
     };
     if name.contains('/') {

@@ -84,7 +84,12 @@ impl Region {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
+            .map_err(|e| {
+                fail(format!(
+                    "cannot create {}: {e}; its directory must exist and be writable",
+                    tmp.display()
+                ))
+            })?;
         let made = (|| {
             file.set_len(len as u64)
                 .map_err(|e| fail(format!("cannot size it to {len} bytes: {e}")))?;
@@ -118,8 +123,8 @@ impl Region {
             return Err(Error::SharedMemory {
                 path: path.to_owned(),
                 reason: format!(
-                    "it has {found} bytes, and this kind has {len} (truncated, or not a \
-                     fueltank file of this version); remove it, or give another name"
+                    "it has {found} bytes, and it must have {len} (truncated, or not a \
+                     fueltank file of this version): remove it, or give another name"
                 ),
             });
         }

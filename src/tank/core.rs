@@ -132,8 +132,9 @@ impl Shared {
         correction: u64,
         clock: ClockSource,
     ) -> Arc<Shared> {
-        // A manual clock's timers are exact, and spinning on it would never end.
-        let correction = if clock.manual().is_some() {
+        // A manual clock's timers are exact, and spinning on it (or on
+        // tokio's paused time) would never end.
+        let correction = if clock.may_stand_still() {
             0
         } else {
             correction

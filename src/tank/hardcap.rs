@@ -23,6 +23,9 @@
 /// `Window` waiting tasks get `max_n` at once, then `max_n` at the start of
 /// each following window.
 ///
+/// With feature `serde`, a hardcap is written by its name in lower case
+/// (`"limit"`, `"one"`, `"unbounded"`, `"window"`).
+///
 /// # Examples
 ///
 /// ```
@@ -37,6 +40,8 @@
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Hardcap {
     /// Bank up to `max_n` (or the
     /// [`burst`](crate::TankBuilder::burst) given): bursts of that much after

@@ -615,8 +615,8 @@ impl Params {
         Error::Unsupported {
             what: "this rate in shared memory (its bucket spans more than 2^45 ticks of \
                    1/(max_n / gcd(max_n, per)) ns)",
-            accepted: "a rate whose period, times max_n / gcd(max_n, per_ns), is below 2^45 \
-                       ns (with a whole number of ns per grant: periods up to 9 hours)",
+            accepted: "the period, times max_n / gcd(max_n, per_ns), must be below 2^45 ns \
+                       (with a whole number of ns per grant, periods up to 9 hours)",
         }
     }
 

@@ -642,8 +642,8 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
         if hardcap != Hardcap::Limit {
             return Err(Error::Unsupported {
                 what: "a burst with this hardcap",
-                accepted: "burst(n) sets the capacity of Hardcap::Limit; One holds 1, Window \
-                           max_n, Unbounded has none",
+                accepted: "the hardcap must be Limit, whose capacity burst(n) sets (One holds \
+                           1, Window max_n, and Unbounded has no cap)",
             });
         }
         if burst == 0 {
@@ -693,14 +693,15 @@ fn host_bucket(
         return Err(Error::Unsupported {
             what: "Hardcap::Window in shared memory (its log of grants would need a lock \
                    that a killed process could leave held)",
-            accepted: "Limit, One or Unbounded in shared memory, or Window in one process",
+            accepted: "the hardcap must be Limit, One or Unbounded in shared memory \
+                       (Window works in one process)",
         });
     }
     if !matches!(clock, ClockSource::Monotonic) {
         return Err(Error::Unsupported {
             what: "a clock for a shared tank",
-            accepted: "a shared tank runs on the host's monotonic clock, the same in every \
-                       process; build it without `.clock(..)`",
+            accepted: "a shared tank must run on the host's monotonic clock, the same in \
+                       every process: build it without `.clock(..)`",
         });
     }
     let params = host::Params::of(rate, hardcap, burst);

@@ -8,7 +8,8 @@ use crate::clock::{Clock, ClockSource};
 use crate::monitor::{MonitorBuilder, check_period};
 use crate::{Error, Hardcap, Rate, Tank};
 
-/// Configures a [`Throttle`]: the seed's options.
+/// Configures a [`Throttle`]: its tank, its monitor, and how they work
+/// together.
 ///
 /// | option | default |
 /// |---|---|
@@ -125,7 +126,7 @@ impl ThrottleBuilder {
     /// sees its fuel (when its `await_fuel` resolves), so under load its
     /// gaps include the task's wake-up jitter. Turn it off to report work yourself with
     /// [`Throttle::emit`] (for instance once it succeeded); while it is on,
-    /// `emit` is an error, as in the seed.
+    /// `emit` is an error (each fuel taken is counted already).
     ///
     /// # Examples
     ///
@@ -145,7 +146,7 @@ impl ThrottleBuilder {
     }
 
     /// How often [`snapshots`](Throttle::snapshots) yields; 10 ms by
-    /// default (the seed's `rf_rate`). Accepted: 1 µs to 365 days.
+    /// default. Accepted: 1 µs to 365 days.
     ///
     /// # Examples
     ///
@@ -224,7 +225,8 @@ impl ThrottleBuilder {
     /// Whether to measure this system's timer lateness at build time and
     /// arm the tank's timer that much early (see
     /// [`timer_lateness`](crate::timer_lateness)); on by default at 49/s
-    /// and above, as in the seed. Measuring blocks `build` for about 5 ms.
+    /// and above. Measuring blocks `build` for about 5 ms (the first tank of
+    /// each class of intervals in the process; later ones reuse the figure).
     ///
     /// The correction is the 90th percentile of the lateness (at most twice
     /// its median), at most half the tank's interval and at most 250 µs; it
@@ -248,8 +250,9 @@ impl ThrottleBuilder {
     }
 
     /// Arms the tank's timer `early` before each grant is due, and waits out
-    /// the rest on the timer's thread, instead of measuring it (the seed's
-    /// `_correction`). Accepted: up to the rate's interval (`per / max_n`).
+    /// the rest on the timer's thread, instead of measuring it; see
+    /// [`TankBuilder::timer_correction`](crate::TankBuilder::timer_correction).
+    /// Accepted: up to the rate's interval (`per / max_n`).
     ///
     /// # Examples
     ///

@@ -1,5 +1,4 @@
-//! [`Throttle`]: the seed's object, a tank and a monitor configured
-//! together.
+//! [`Throttle`]: a tank and a monitor configured together.
 
 mod builder;
 mod fuel;
@@ -49,7 +48,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// A builder with the seed's options; see [`ThrottleBuilder`].
+    /// A builder for the throttle's options; see [`ThrottleBuilder`].
     ///
     /// # Examples
     ///

@@ -1,0 +1,48 @@
+//! Feature `serde`: rates as their strings, hardcaps by name, and a tank's
+//! options read from a service's configuration.
+
+use fueltank::{Hardcap, Rate, TankConfig};
+
+#[test]
+fn a_rate_is_written_and_read_as_its_string() {
+    let rate: Rate = "5/250ms".parse().unwrap();
+    assert_eq!(serde_json::to_string(&rate).unwrap(), r#""5/250ms""#);
+    let back: Rate = serde_json::from_str(r#""5/250ms""#).unwrap();
+    assert_eq!(back, rate);
+    let spelled: Rate = serde_json::from_str(r#""100/second""#).unwrap();
+    assert_eq!(spelled, Rate::per_second(100).unwrap());
+}
+
+#[test]
+fn a_bad_rate_says_what_is_wrong() {
+    let err = serde_json::from_str::<Rate>(r#""100/fortnight""#).unwrap_err();
+    assert!(err.to_string().contains("unit is unknown"), "{err}");
+    let err = serde_json::from_str::<Rate>("100").unwrap_err();
+    assert!(err.to_string().contains("a rate such as"), "{err}");
+}
+
+#[test]
+fn hardcaps_by_name() {
+    assert_eq!(
+        serde_json::to_string(&Hardcap::Window).unwrap(),
+        r#""window""#
+    );
+    let one: Hardcap = serde_json::from_str(r#""one""#).unwrap();
+    assert_eq!(one, Hardcap::One);
+    assert!(serde_json::from_str::<Hardcap>(r#""sometimes""#).is_err());
+}
+
+#[test]
+fn a_tank_from_its_configuration() {
+    let config: TankConfig =
+        serde_json::from_str(r#"{"rate": "5/s", "burst": 20, "initial": 20}"#).unwrap();
+    let tank = config.build().unwrap();
+    assert!(tank.has_fuel_n(20));
+    assert_eq!(
+        serde_json::to_string(&config).unwrap(),
+        r#"{"rate":"5/s","hardcap":"limit","burst":20,"initial":20}"#
+    );
+    // A misspelt option is an error, not a silent default.
+    let err = serde_json::from_str::<TankConfig>(r#"{"rate": "5/s", "brust": 20}"#).unwrap_err();
+    assert!(err.to_string().contains("brust"), "{err}");
+}
