@@ -87,16 +87,16 @@ fn main() -> Result<(), fueltank::Error> {
     let auto = builder().build()?;
     let label = format!(
         "One, auto ({:?} early)",
-        auto.correction().unwrap_or_default()
+        auto.timer_correction().unwrap_or_default()
     );
     run(&label, auto, seconds, &rt);
-    let full = builder().correction(late.min(rate.interval())).build()?;
+    let full = builder().timer_correction(late.min(rate.interval())).build()?;
     let label = format!(
         "One, full p90 ({:?} early)",
-        full.correction().unwrap_or_default()
+        full.timer_correction().unwrap_or_default()
     );
     run(&label, full, seconds, &rt);
-    let half = builder().correction(rate.interval() / 2).build()?;
+    let half = builder().timer_correction(rate.interval() / 2).build()?;
     run("One, half the interval early", half, seconds, &rt);
     Ok(())
 }

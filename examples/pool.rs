@@ -33,7 +33,7 @@ async fn main() -> Result<(), fueltank::Error> {
     println!(
         "{TASKS} tasks x {JOBS_PER_TASK} jobs through {} (timer correction {:?})",
         throttle.rate(),
-        throttle.correction()
+        throttle.timer_correction()
     );
 
     let reporter = tokio::spawn({

@@ -55,9 +55,9 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .unwrap_err(),
         ),
         (
-            "Throttle::builder(10/s).correction(1s)",
+            "Throttle::builder(10/s).timer_correction(1s)",
             Throttle::builder(Rate::per_second(10).unwrap())
-                .correction(secs(1))
+                .timer_correction(secs(1))
                 .build()
                 .unwrap_err(),
         ),

@@ -206,7 +206,7 @@ fn snapshots_per_refresh() {
         .build()
         .unwrap();
     assert_eq!(
-        throttle.correction(),
+        throttle.timer_correction(),
         None,
         "a manual clock is not calibrated"
     );
@@ -252,7 +252,7 @@ fn bad_options_are_errors() {
         }
     ));
     let err = Throttle::builder(rate("1000/s"))
-        .correction(ms(2))
+        .timer_correction(ms(2))
         .build()
         .unwrap_err();
     assert!(matches!(
@@ -281,37 +281,37 @@ fn bad_options_are_errors() {
 fn calibration_defaults() {
     // Below 49/s: off.
     let slow = Throttle::builder(rate("48/s")).build().unwrap();
-    assert_eq!(slow.correction(), None);
+    assert_eq!(slow.timer_correction(), None);
     // At 49/s and above: measured, at most half the interval.
     let t = Instant::now();
     let fast = Throttle::builder(rate("49/s")).build().unwrap();
     let built_in = t.elapsed();
-    let correction = fast.correction().expect("calibrated at 49/s");
+    let correction = fast.timer_correction().expect("calibrated at 49/s");
     assert!(correction <= rate("49/s").interval() / 2);
     assert!(built_in < Duration::from_secs(1), "{built_in:?}");
     let fast = Throttle::builder(rate("10000/s")).build().unwrap();
-    assert!(fast.correction().unwrap() <= Duration::from_micros(50));
+    assert!(fast.timer_correction().unwrap() <= Duration::from_micros(50));
     // Explicit: as given, and no measurement.
     let given = Throttle::builder(rate("10000/s"))
-        .correction(Duration::from_micros(30))
+        .timer_correction(Duration::from_micros(30))
         .build()
         .unwrap();
-    assert_eq!(given.correction(), Some(Duration::from_micros(30)));
+    assert_eq!(given.timer_correction(), Some(Duration::from_micros(30)));
     let off = Throttle::builder(rate("10000/s"))
         .auto_calibrate(false)
         .build()
         .unwrap();
-    assert_eq!(off.correction(), None);
+    assert_eq!(off.timer_correction(), None);
     let on = Throttle::builder(rate("10/s"))
         .auto_calibrate(true)
         .build()
         .unwrap();
-    assert!(on.correction().is_some());
+    assert!(on.timer_correction().is_some());
     let no_tank = Throttle::builder(rate("10000/s"))
         .as_throttle(false)
         .build()
         .unwrap();
-    assert_eq!(no_tank.correction(), None);
+    assert_eq!(no_tank.timer_correction(), None);
 }
 
 #[test]
@@ -407,5 +407,5 @@ fn a_bare_tank_calibrates_as_a_throttle_does() {
     assert_eq!(given.timer_correction(), Duration::from_micros(20));
     // The same figure as a throttle's at the same rate: one measurement.
     let throttle = Throttle::builder(rate("10000/s")).build().unwrap();
-    assert_eq!(throttle.correction(), Some(correction));
+    assert_eq!(throttle.timer_correction(), Some(correction));
 }

@@ -758,16 +758,17 @@ mod tests {
     #[test]
     fn set_rate_keeps_the_level_for_everyone() {
         let s = state("10/s", Hardcap::Limit, 10, SEC);
-        s.set_rate(SEC, "1000/s".parse().unwrap(), Hardcap::Limit)
+        s.set_rate(SEC, "1000/s".parse().unwrap(), Hardcap::Limit, None)
             .unwrap();
         assert_eq!(s.level(SEC), 10);
         assert_eq!(s.rate(), Some("1000/s".parse().unwrap()));
-        s.set_rate(SEC, "2/s".parse().unwrap(), Hardcap::Limit)
+        s.set_rate(SEC, "2/s".parse().unwrap(), Hardcap::Limit, None)
             .unwrap();
         assert_eq!(s.level(SEC), 2);
-        assert!(s.check("2/s".parse().unwrap(), Hardcap::Limit).is_ok());
-        assert!(s.check("3/s".parse().unwrap(), Hardcap::Limit).is_err());
-        assert!(s.check("2/s".parse().unwrap(), Hardcap::One).is_err());
+        assert!(s.check("2/s".parse().unwrap(), Hardcap::Limit, None).is_ok());
+        assert!(s.check("3/s".parse().unwrap(), Hardcap::Limit, None).is_err());
+        assert!(s.check("2/s".parse().unwrap(), Hardcap::One, None).is_err());
+        assert!(s.check("2/s".parse().unwrap(), Hardcap::Limit, Some(5)).is_err());
     }
 }
 

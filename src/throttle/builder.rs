@@ -19,7 +19,7 @@ use crate::{Error, Hardcap, Rate, Tank};
 /// | [`window`](ThrottleBuilder::window) | 1 s |
 /// | [`as_throttle`](ThrottleBuilder::as_throttle), [`as_monitor`](ThrottleBuilder::as_monitor) | on |
 /// | [`auto_calibrate`](ThrottleBuilder::auto_calibrate) | on at 49/s and above |
-/// | [`correction`](ThrottleBuilder::correction) | measured, or none |
+/// | [`timer_correction`](ThrottleBuilder::timer_correction) | measured, or none |
 /// | [`clock`](ThrottleBuilder::clock) | [`MonotonicClock`](crate::clock::MonotonicClock) |
 ///
 /// # Examples
@@ -231,7 +231,8 @@ impl ThrottleBuilder {
     /// The correction is the 90th percentile of the lateness (at most twice
     /// its median), at most half the tank's interval and at most 250 µs; it
     /// is what keeps [`Hardcap::One`] at its rate.
-    /// Skipped with an explicit [`correction`](ThrottleBuilder::correction),
+    /// Skipped with an explicit
+    /// [`timer_correction`](ThrottleBuilder::timer_correction),
     /// without a tank, and on a
     /// [`ManualClock`](crate::clock::ManualClock), whose timers are exact.
     ///
@@ -241,7 +242,7 @@ impl ThrottleBuilder {
     /// use fueltank::{Rate, Throttle};
     ///
     /// let throttle = Throttle::builder(Rate::per_second(1000)?).auto_calibrate(false).build()?;
-    /// assert_eq!(throttle.correction(), None);
+    /// assert_eq!(throttle.timer_correction(), None);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn auto_calibrate(mut self, on: bool) -> ThrottleBuilder {
@@ -262,14 +263,20 @@ impl ThrottleBuilder {
     ///
     /// let throttle = Throttle::builder(Rate::per_second(10_000)?)
     ///     .hardcap(Hardcap::One)
-    ///     .correction(Duration::from_micros(60))
+    ///     .timer_correction(Duration::from_micros(60))
     ///     .build()?;
-    /// assert_eq!(throttle.correction(), Some(Duration::from_micros(60)));
+    /// assert_eq!(throttle.timer_correction(), Some(Duration::from_micros(60)));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn correction(mut self, early: Duration) -> ThrottleBuilder {
+    pub fn timer_correction(mut self, early: Duration) -> ThrottleBuilder {
         self.correction = Some(early);
         self
+    }
+
+    /// The old name of [`timer_correction`](ThrottleBuilder::timer_correction).
+    #[deprecated(since = "0.1.0", note = "named `timer_correction`, as on `TankBuilder`")]
+    pub fn correction(self, early: Duration) -> ThrottleBuilder {
+        self.timer_correction(early)
     }
 
     /// The clock of both the tank and the monitor; see
@@ -310,7 +317,7 @@ impl ThrottleBuilder {
     /// use std::time::Duration;
     ///
     /// let err = Throttle::builder(Rate::per_second(1000)?)
-    ///     .correction(Duration::from_millis(5))
+    ///     .timer_correction(Duration::from_millis(5))
     ///     .build()
     ///     .unwrap_err();
     /// assert!(matches!(err, Error::InvalidDuration { option: "correction", .. }));

@@ -588,7 +588,7 @@ impl Throttle {
 
     /// The timer correction the tank was built with: measured by
     /// [`auto_calibrate`](ThrottleBuilder::auto_calibrate) or given with
-    /// [`correction`](ThrottleBuilder::correction); `None` if neither.
+    /// [`timer_correction`](ThrottleBuilder::timer_correction); `None` if neither.
     ///
     /// # Examples
     ///
@@ -596,11 +596,17 @@ impl Throttle {
     /// use fueltank::{Rate, Throttle};
     ///
     /// let slow = Throttle::builder(Rate::per_second(10)?).build()?;
-    /// assert_eq!(slow.correction(), None); // below 49/s: not calibrated
+    /// assert_eq!(slow.timer_correction(), None); // below 49/s: not calibrated
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn correction(&self) -> Option<Duration> {
+    pub fn timer_correction(&self) -> Option<Duration> {
         self.correction
+    }
+
+    /// The old name of [`timer_correction`](Throttle::timer_correction).
+    #[deprecated(since = "0.1.0", note = "named `timer_correction`, as on `Tank`")]
+    pub fn correction(&self) -> Option<Duration> {
+        self.timer_correction()
     }
 }
 
