@@ -141,6 +141,14 @@ impl ClockSource {
         }
     }
 
+    /// Makes the clock ready to read at full speed (calibrates the
+    /// counter of the default clock, once per process).
+    pub(crate) fn warm_up(&self) {
+        if matches!(self, ClockSource::Monotonic) {
+            monotonic::warm_up();
+        }
+    }
+
     /// Whether the clock may stand still while its timers wait (a manual
     /// clock, or tokio's paused time): then a timer correction, which
     /// spins until a due time, must not be used.

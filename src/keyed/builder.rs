@@ -150,6 +150,7 @@ impl<K> KeyedTankBuilder<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<KeyedTank<K>, Error> {
+        self.clock.warm_up();
         let capacity = self.hardcap.request_cap(self.rate.max_n());
         let full = self
             .hardcap

@@ -268,6 +268,7 @@ impl TankBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<Tank, Error> {
+        self.clock.warm_up();
         let calibrate = self
             .auto_calibrate
             .unwrap_or_else(|| calibrates_by_default(self.rate));
