@@ -42,7 +42,7 @@
 //! carries on), retried if `base` changed meanwhile: of concurrent calls,
 //! each takes effect whole, in one order, and none waits for another.
 //!
-//! # The state
+//! # The state, in one process or in shared memory
 //!
 //! Everything a monitor counts is one `#[repr(C)]` struct of atomics with no
 //! pointer in it (`state.rs`, about 32 KiB): a cache line of what changes
@@ -50,12 +50,39 @@
 //! made while stopped), a line that starts with what every emission changes
 //! (`last`, the batched count, the extremes, the counters of the shortest
 //! gaps), the rest of the histogram's 3776 counters inline, then the
-//! window's ring of 130 samples inline, so that the same bytes could live
-//! in memory shared by processes. A monitor of one process keeps it on the
-//! heap.
+//! window's ring of 130 samples inline. A monitor of one process keeps it on
+//! the heap. A [shared](MonitorBuilder::shared_memory) monitor keeps it in a
+//! file mapped by every process that uses it (`mapped.rs`): a 64-byte header
+//! (magic, layout version, kind, length), then the same struct, at whatever
+//! address each process maps it; the trailing window is stored in it and
+//! checked by every process that attaches. The clock is then the host's
+//! monotonic clock, which reads the same in every process, so `base` and
+//! the stamps mean the same to all of them, and the emit path is the code
+//! above, unchanged.
+//!
+//! # Processes that die
+//!
+//! Every change to the state is one atomic operation, and no operation
+//! waits for another process: there is no lock, so a process killed at any
+//! instruction leaves the state as it was just before or just after one
+//! operation, and blocks no other. Each such state is consistent:
+//!
+//! - killed before its swap of `last`, an emission did not happen;
+//! - between that swap and its bucket's add, it is not counted (its `emit`
+//!   never returned), and the next emission's gap is measured from its
+//!   stamp: one gap is split, none is counted twice;
+//! - between the add and the extremes, it is counted, and the extremes may
+//!   miss its gap;
+//! - in the middle of writing a window sample, the sample's tag stays 0:
+//!   readers skip it (as they skip one being written), and `latest` uses
+//!   the next slot's sample, an error of at most one slot's emissions until
+//!   the window moves past it;
+//! - a stop or start took effect whole, or not at all.
 
 mod builder;
 mod gaps;
+#[cfg(all(unix, not(fueltank_loom)))]
+mod mapped;
 mod snapshots;
 mod state;
 mod stats;
@@ -73,6 +100,7 @@ pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
+use crate::Error;
 use crate::clock::{ClockSource, instant_of, ns_of};
 use state::{Place, STOPPED, State};
 use window::Slots;
@@ -83,6 +111,8 @@ use window::Slots;
 /// A `Monitor` is a cheap handle: clones share one monitor. It is
 /// `Send + Sync`; [`emit`](Monitor::emit) is lock-free and exact under any
 /// concurrency. Time spent [stopped](Monitor::stop) counts in no statistic.
+/// Built with [`shared_memory`](MonitorBuilder::shared_memory), one monitor
+/// is shared by the processes of a host in the same way.
 ///
 /// # Examples
 ///
@@ -153,6 +183,42 @@ impl Monitor {
     fn from_parts(clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
         let place = Place::heap(window_ns, clock.now_ns());
         Monitor::in_place(place, clock, window_ns, refresh_ns)
+    }
+
+    /// The monitor in the shared-memory file named `name`, created or
+    /// attached to; on the host's clock.
+    fn shared_memory(
+        name: &str,
+        clock: ClockSource,
+        window_ns: u64,
+        refresh_ns: u64,
+    ) -> Result<Monitor, Error> {
+        if !matches!(clock, ClockSource::Monotonic | ClockSource::Host) {
+            return Err(Error::Unsupported {
+                what: "a clock for a shared monitor",
+                accepted: "a shared monitor runs on the host's monotonic clock, the same in \
+                           every process; build it without `.clock(..)`",
+            });
+        }
+        #[cfg(all(unix, not(fueltank_loom)))]
+        {
+            let path = crate::shm::path_of(name, crate::shm::Kind::Monitor)?;
+            let place = mapped::open(&path, window_ns)?;
+            Ok(Monitor::in_place(
+                place,
+                ClockSource::Host,
+                window_ns,
+                refresh_ns,
+            ))
+        }
+        #[cfg(not(all(unix, not(fueltank_loom))))]
+        {
+            let _ = (name, window_ns, refresh_ns);
+            Err(Error::Unsupported {
+                what: "a monitor in shared memory on this platform",
+                accepted: "shared memory on unix; a monitor of one process elsewhere",
+            })
+        }
     }
 
     fn in_place(place: Place, clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
@@ -241,7 +307,7 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn emit_at(&self, at: Instant) {
-        self.shared.emit_at(ns_of(at));
+        self.shared.emit_at(self.shared.ns_of(at));
     }
 
     /// Every emission counted so far, exactly.
@@ -521,6 +587,7 @@ impl fmt::Debug for Monitor {
             .field("total", &self.total())
             .field("runtime", &self.runtime())
             .field("stopped", &self.is_stopped())
+            .field("shared_memory", &self.shared.place.path())
             .finish()
     }
 }
@@ -536,6 +603,22 @@ impl Shared {
     #[inline(always)]
     fn state(&self) -> &State {
         self.place.state()
+    }
+
+    /// `at` in the clock's nanoseconds.
+    fn ns_of(&self, at: Instant) -> u64 {
+        match self.clock {
+            ClockSource::Host => crate::shm::host_ns_of(at),
+            _ => ns_of(at),
+        }
+    }
+
+    /// A reading of the clock as an `Instant`.
+    fn instant_of(&self, ns: u64) -> Instant {
+        match self.clock {
+            ClockSource::Host => crate::shm::instant_of_host_ns(ns),
+            _ => instant_of(ns),
+        }
     }
 
     /// Counts one emission now; `false` if the monitor was stopped.
@@ -755,7 +838,7 @@ impl Shared {
         let _ = gaps.record_n(0, state.batched.load(Ordering::Relaxed));
         let extremes = self.extremes();
         Snapshot {
-            at: instant_of(now),
+            at: self.instant_of(now),
             total,
             mean: Stat::of_count(counted, running),
             latest: self.latest(),

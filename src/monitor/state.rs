@@ -45,6 +45,11 @@ pub(crate) struct State {
 const _: () = assert!(std::mem::offset_of!(State, last) == 64);
 const _: () = assert!(std::mem::offset_of!(State, gaps) == 80);
 
+// SAFETY: `#[repr(C)]`, made only of atomics and of arrays and `#[repr(C)]`
+// structs of atomics, each valid for any bit pattern.
+#[cfg(all(unix, not(fueltank_loom)))]
+unsafe impl crate::shm::Mapped for State {}
+
 impl State {
     /// Makes zeroed memory a monitor running from clock reading `base`.
     pub(crate) fn init(&self, window_ns: u64, base: u64) {
@@ -64,6 +69,9 @@ pub(crate) struct Place {
 enum Owner {
     /// `state` came from `Box::leak`; freed when the place drops.
     Heap,
+    /// `state` points into this mapping.
+    #[cfg(all(unix, not(fueltank_loom)))]
+    Mapped(crate::shm::Region),
 }
 
 // SAFETY: a place owns its memory (a box, or a mapping) and hands out only
@@ -85,12 +93,31 @@ impl Place {
         }
     }
 
+    /// The state at `offset` in `region`, which the place keeps mapped.
+    #[cfg(all(unix, not(fueltank_loom)))]
+    pub(crate) fn mapped(region: crate::shm::Region, offset: usize) -> Place {
+        Place {
+            state: std::ptr::NonNull::from(region.get::<State>(offset)),
+            owner: Owner::Mapped(region),
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn state(&self) -> &State {
         // SAFETY: `state` points to a `State` that lives as long as `self`:
-        // the leaked box is freed only in `drop`. It is only ever used
-        // through shared references.
+        // the leaked box is freed only in `drop`, and the mapping (which
+        // moving the `Region` does not move) is unmapped only when `owner`
+        // drops. It is only ever used through shared references.
         unsafe { self.state.as_ref() }
+    }
+
+    /// The file, for a shared monitor.
+    pub(crate) fn path(&self) -> Option<&std::path::Path> {
+        match &self.owner {
+            Owner::Heap => None,
+            #[cfg(all(unix, not(fueltank_loom)))]
+            Owner::Mapped(region) => Some(region.path()),
+        }
     }
 }
 
@@ -100,6 +127,9 @@ impl Drop for Place {
             // SAFETY: `state` came from `Box::leak` in `heap` and is freed
             // once, here; no `&State` outlives the place (they borrow it).
             Owner::Heap => drop(unsafe { Box::from_raw(self.state.as_ptr()) }),
+            // The region unmaps itself.
+            #[cfg(all(unix, not(fueltank_loom)))]
+            Owner::Mapped(_) => {}
         }
     }
 }
