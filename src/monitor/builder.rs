@@ -28,7 +28,8 @@ pub(crate) fn check_period(option: &'static str, value: Duration) -> Result<u64,
     }
 }
 
-/// Chooses the refresh, the trailing window and the clock of a [`Monitor`].
+/// Chooses the refresh, the trailing window and the clock of a [`Monitor`],
+/// and whether it lives in [shared memory](MonitorBuilder::shared_memory).
 ///
 /// # Examples
 ///
@@ -47,6 +48,7 @@ pub struct MonitorBuilder {
     refresh: Duration,
     window: Duration,
     clock: ClockSource,
+    shared_memory: Option<String>,
 }
 
 impl MonitorBuilder {
@@ -55,6 +57,7 @@ impl MonitorBuilder {
             refresh: DEFAULT_REFRESH,
             window: DEFAULT_WINDOW,
             clock: ClockSource::default(),
+            shared_memory: None,
         }
     }
 
@@ -118,12 +121,72 @@ impl MonitorBuilder {
         self
     }
 
-    /// Builds the monitor; it is running from now.
+    /// Puts the monitor in shared memory under `name`, so that every
+    /// process of the host that builds the same name counts into one set
+    /// of statistics: each process's [`emit`](Monitor::emit) is counted
+    /// exactly, and any process reads the combined
+    /// [`total`](Monitor::total), [`mean`](Monitor::mean),
+    /// [`latest`](Monitor::latest), extremes and
+    /// [snapshots](Monitor::snapshot). [`stop`](Monitor::stop) and
+    /// [`start`](Monitor::start) pause and resume it for every process.
+    ///
+    /// `name` is 1 to 200 letters, digits, `-`, `_` or `.`, and the file is
+    /// `fueltank-NAME.monitor` in the shared-memory directory (`/dev/shm`
+    /// on Linux, else the temporary directory); a name with a `/` is the
+    /// file's path. The first [`build`](MonitorBuilder::build) creates the
+    /// file (running from then on), the others attach to it; the file
+    /// outlives the processes, and the next run carries on with its
+    /// statistics and running time (time while no process was attached
+    /// counts, unless the monitor was stopped): remove the file to start
+    /// anew.
+    ///
+    /// Every process must build it with the same
+    /// [`window`](MonitorBuilder::window), which is stored in the file; the
+    /// [`refresh`](MonitorBuilder::refresh) is each process's own (it only
+    /// paces that process's [`snapshots`](Monitor::snapshots)). A shared
+    /// monitor runs on the host's monotonic clock, the same in every
+    /// process, so no other [`clock`](MonitorBuilder::clock) can be given.
+    /// Shared memory is available on unix.
+    ///
+    /// A process killed at any point, even inside `emit` or `stop`, leaves
+    /// the statistics consistent and blocks no other: every change to the
+    /// shared state is one atomic operation, and there is no lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let path = std::env::temp_dir().join(format!("fueltank-doc-{}.monitor", std::process::id()));
+    /// let name = path.to_str().unwrap();
+    /// let here = Monitor::builder().shared_memory(name).build()?;
+    /// // Another process (here, another build) attaches to the same monitor.
+    /// let there = Monitor::builder().shared_memory(name).build()?;
+    /// here.emit();
+    /// there.emit();
+    /// assert_eq!(here.total(), 2);
+    /// assert_eq!(there.total(), 2);
+    /// std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn shared_memory(mut self, name: impl Into<String>) -> MonitorBuilder {
+        self.shared_memory = Some(name.into());
+        self
+    }
+
+    /// Builds the monitor; it is running from now (in shared memory: from
+    /// when the first process created it).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidDuration`] if the refresh or the window is not
-    /// between 1 µs and 365 days.
+    /// between 1 µs and 365 days. With
+    /// [`shared_memory`](MonitorBuilder::shared_memory):
+    /// [`Error::Unsupported`] if a clock was given (or off unix),
+    /// [`Error::SharedMemory`] if the name is not accepted or the file
+    /// cannot be created or mapped, or is not a monitor of this version
+    /// (another kind, a corrupt header, a wrong length), and
+    /// [`Error::SharedMismatch`] if it holds another window.
     ///
     /// # Examples
     ///
@@ -140,7 +203,10 @@ impl MonitorBuilder {
     pub fn build(self) -> Result<Monitor, Error> {
         let refresh = check_period("refresh", self.refresh)?;
         let window = check_period("window", self.window)?;
-        Ok(Monitor::from_parts(self.clock, window, refresh))
+        match &self.shared_memory {
+            None => Ok(Monitor::from_parts(self.clock, window, refresh)),
+            Some(name) => Monitor::shared_memory(name, self.clock, window, refresh),
+        }
     }
 
     /// Builds with the defaults, which are valid.

@@ -45,19 +45,22 @@ pub(crate) fn representative(i: usize) -> u64 {
     low + (width - 1) / 2
 }
 
+/// The histogram and the extremes, inline (no pointer), so that it can live
+/// in a file mapped by several processes. All zeroes is a valid value; a new
+/// one is made ready by [`init`](Gaps::init).
+#[repr(C)]
 pub(crate) struct Gaps {
-    counts: Box<[AtomicU64]>,
+    /// The shortest gap; `u64::MAX` before the first.
     min: AtomicU64,
+    /// The longest gap; 0 before the first (`min > max`: none yet).
     max: AtomicU64,
+    counts: [AtomicU64; BUCKETS],
 }
 
 impl Gaps {
-    pub(crate) fn new() -> Gaps {
-        Gaps {
-            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            min: AtomicU64::new(u64::MAX),
-            max: AtomicU64::new(0),
-        }
+    /// Makes zeroed memory an empty histogram.
+    pub(crate) fn init(&self) {
+        self.min.store(u64::MAX, Ordering::Relaxed);
     }
 
     #[inline]
@@ -118,7 +121,9 @@ mod tests {
 
     #[test]
     fn extremes_are_exact() {
-        let gaps = Gaps::new();
+        // SAFETY: atomics only, and all zeroes is a valid value of each.
+        let gaps = unsafe { Box::<Gaps>::new_zeroed().assume_init() };
+        gaps.init();
         assert_eq!(gaps.extremes(), None);
         for g in [500, 3, 1_000_000_007, 42] {
             gaps.record(g);

@@ -9,12 +9,14 @@
 //! reading at running time zero, or a flag and the frozen running time while
 //! stopped). An emission then:
 //!
-//! 1. reads the clock and moves `last`, the stamp of the latest emission,
-//!    forward to its own stamp with a compare-and-swap, re-reading the clock
-//!    if another emission got in first. The swaps put emissions in one
-//!    order, the order of their stamps, so every emission's gap is exactly
-//!    the time since the one before it: no gap is lost, counted twice or
-//!    negative, however many threads emit;
+//! 1. reads `base`, the clock, and `base` again (a stop and a start between
+//!    the first read and the clock would otherwise put the stopped time into
+//!    its stamp: it then starts over), and moves `last`, the stamp of the
+//!    latest emission, forward to its own stamp with a compare-and-swap,
+//!    re-reading the clock if another emission got in first. The swaps put
+//!    emissions in one order, the order of their stamps, so every
+//!    emission's gap is exactly the time since the one before it: no gap is
+//!    lost, counted twice or negative, however many threads emit;
 //! 2. adds one to the counter of its gap's bucket in a lock-free
 //!    log-linear histogram (`gaps.rs`); the bucket counts are also the
 //!    total, so there is no separate counter to contend on;
@@ -34,16 +36,60 @@
 //! monitor is stopped count in the total only, in no statistic. A batch of
 //! `n` (a throttle's `has_fuel_n`) is one emission with its gap and `n − 1`
 //! zero gaps, counted at once: the cost never depends on `n`.
+//!
+//! [`stop`](Monitor::stop) and [`start`](Monitor::start) are each one
+//! compare-and-swap of `base` (freeze the running time; move the base so it
+//! carries on), retried if `base` changed meanwhile: of concurrent calls,
+//! each takes effect whole, in one order, and none waits for another.
+//!
+//! # The state, in one process or in shared memory
+//!
+//! Everything a monitor counts is one `#[repr(C)]` struct of atomics with no
+//! pointer in it (`state.rs`, about 32 KiB): a cache line of what changes
+//! rarely (`base`, the window, the counts of emissions without a gap or
+//! made while stopped), a line that starts with what every emission changes
+//! (`last`, the batched count, the extremes, the counters of the shortest
+//! gaps), the rest of the histogram's 3776 counters inline, then the
+//! window's ring of 130 samples inline. A monitor of one process keeps it on
+//! the heap. A [shared](MonitorBuilder::shared_memory) monitor keeps it in a
+//! file mapped by every process that uses it (`mapped.rs`): a 64-byte header
+//! (magic, layout version, kind, length), then the same struct, at whatever
+//! address each process maps it; the trailing window is stored in it and
+//! checked by every process that attaches. The clock is then the host's
+//! monotonic clock, which reads the same in every process, so `base` and
+//! the stamps mean the same to all of them, and the emit path is the code
+//! above, unchanged.
+//!
+//! # Processes that die
+//!
+//! Every change to the state is one atomic operation, and no operation
+//! waits for another process: there is no lock, so a process killed at any
+//! instruction leaves the state as it was just before or just after one
+//! operation, and blocks no other. Each such state is consistent:
+//!
+//! - killed before its swap of `last`, an emission did not happen;
+//! - between that swap and its bucket's add, it is not counted (its `emit`
+//!   never returned), and the next emission's gap is measured from its
+//!   stamp: one gap is split, none is counted twice;
+//! - between the add and the extremes, it is counted, and the extremes may
+//!   miss its gap;
+//! - in the middle of writing a window sample, the sample's tag stays 0:
+//!   readers skip it (as they skip one being written), and `latest` uses
+//!   the next slot's sample, an error of at most one slot's emissions until
+//!   the window moves past it;
+//! - a stop or start took effect whole, or not at all.
 
 mod builder;
 mod gaps;
+#[cfg(all(unix, not(fueltank_loom)))]
+mod mapped;
 mod snapshots;
+mod state;
 mod stats;
 mod window;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -54,19 +100,10 @@ pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
+use crate::Error;
 use crate::clock::{ClockSource, instant_of, ns_of};
-use gaps::Gaps;
-use window::Samples;
-
-/// Locks `mutex`, ignoring poison: nothing panics while holding it.
-fn lock(mutex: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Set in `base` while the monitor is stopped.
-const STOPPED: u64 = 1 << 63;
+use state::{Place, STOPPED, State};
+use window::Slots;
 
 /// Counts emissions and computes live statistics: mean, trailing-window,
 /// shortest and longest gap, and percentiles of the gaps.
@@ -74,6 +111,8 @@ const STOPPED: u64 = 1 << 63;
 /// A `Monitor` is a cheap handle: clones share one monitor. It is
 /// `Send + Sync`; [`emit`](Monitor::emit) is lock-free and exact under any
 /// concurrency. Time spent [stopped](Monitor::stop) counts in no statistic.
+/// Built with [`shared_memory`](MonitorBuilder::shared_memory), one monitor
+/// is shared by the processes of a host in the same way.
 ///
 /// # Examples
 ///
@@ -94,25 +133,15 @@ pub struct Monitor {
     shared: Arc<Shared>,
 }
 
+/// One process's handle on a monitor's [`State`]: where it lives, and the
+/// process's own view of it (its clock, its refresh).
 struct Shared {
+    place: Place,
     clock: ClockSource,
-    /// While running: the clock reading at running time zero. While
-    /// stopped: `STOPPED` and the running time at the stop.
-    base: AtomicU64,
-    /// The stamp (running ns + 1) of the latest emission; 0 before the first.
-    last: AtomicU64,
-    /// Emissions counted without a gap.
-    ungapped: AtomicU64,
-    /// Emissions after the first of a batch: zero gaps, saturating.
-    batched: AtomicU64,
-    /// Emissions made while stopped: in the total, in no statistic.
-    stopped: AtomicU64,
-    gaps: Gaps,
-    samples: Samples,
+    /// The window's slots, derived from `window_ns`.
+    slots: Slots,
     window_ns: u64,
     refresh_ns: u64,
-    /// Serializes `stop` and `start`.
-    control: Mutex<()>,
 }
 
 impl Monitor {
@@ -152,20 +181,54 @@ impl Monitor {
     }
 
     fn from_parts(clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
-        let base = clock.now_ns();
-        Monitor {
-            shared: Arc::new(Shared {
-                clock,
-                base: AtomicU64::new(base),
-                last: AtomicU64::new(0),
-                ungapped: AtomicU64::new(0),
-                batched: AtomicU64::new(0),
-                stopped: AtomicU64::new(0),
-                gaps: Gaps::new(),
-                samples: Samples::new(window_ns),
+        let place = Place::heap(window_ns, clock.now_ns());
+        Monitor::in_place(place, clock, window_ns, refresh_ns)
+    }
+
+    /// The monitor in the shared-memory file named `name`, created or
+    /// attached to; on the host's clock.
+    fn shared_memory(
+        name: &str,
+        clock: ClockSource,
+        window_ns: u64,
+        refresh_ns: u64,
+    ) -> Result<Monitor, Error> {
+        if !matches!(clock, ClockSource::Monotonic | ClockSource::Host) {
+            return Err(Error::Unsupported {
+                what: "a clock for a shared monitor",
+                accepted: "a shared monitor runs on the host's monotonic clock, the same in \
+                           every process; build it without `.clock(..)`",
+            });
+        }
+        #[cfg(all(unix, not(fueltank_loom)))]
+        {
+            let path = crate::shm::path_of(name, crate::shm::Kind::Monitor)?;
+            let place = mapped::open(&path, window_ns)?;
+            Ok(Monitor::in_place(
+                place,
+                ClockSource::Host,
                 window_ns,
                 refresh_ns,
-                control: Mutex::new(()),
+            ))
+        }
+        #[cfg(not(all(unix, not(fueltank_loom))))]
+        {
+            let _ = (name, window_ns, refresh_ns);
+            Err(Error::Unsupported {
+                what: "a monitor in shared memory on this platform",
+                accepted: "shared memory on unix; a monitor of one process elsewhere",
+            })
+        }
+    }
+
+    fn in_place(place: Place, clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
+        Monitor {
+            shared: Arc::new(Shared {
+                place,
+                clock,
+                slots: Slots::of(window_ns),
+                window_ns,
+                refresh_ns,
             }),
         }
     }
@@ -201,10 +264,11 @@ impl Monitor {
         if n == 0 {
             return;
         }
+        let state = self.shared.state();
         if self.shared.emit_now() {
-            saturating_add(&self.shared.batched, n - 1);
+            saturating_add(&state.batched, n - 1);
         } else {
-            saturating_add(&self.shared.stopped, n - 1);
+            saturating_add(&state.stopped, n - 1);
         }
     }
 
@@ -243,7 +307,7 @@ impl Monitor {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn emit_at(&self, at: Instant) {
-        self.shared.emit_at(ns_of(at));
+        self.shared.emit_at(self.shared.ns_of(at));
     }
 
     /// Every emission counted so far, exactly.
@@ -434,7 +498,7 @@ impl Monitor {
     /// assert!(monitor.is_stopped());
     /// ```
     pub fn is_stopped(&self) -> bool {
-        self.shared.base.load(Ordering::Acquire) & STOPPED != 0
+        self.shared.state().base.load(Ordering::Acquire) & STOPPED != 0
     }
 
     /// The running time so far: since the monitor was built, less the time
@@ -523,6 +587,7 @@ impl fmt::Debug for Monitor {
             .field("total", &self.total())
             .field("runtime", &self.runtime())
             .field("stopped", &self.is_stopped())
+            .field("shared_memory", &self.shared.place.path())
             .finish()
     }
 }
@@ -535,59 +600,94 @@ fn saturating_add(counter: &AtomicU64, n: u64) {
 }
 
 impl Shared {
+    #[inline(always)]
+    fn state(&self) -> &State {
+        self.place.state()
+    }
+
+    /// `at` in the clock's nanoseconds.
+    fn ns_of(&self, at: Instant) -> u64 {
+        match self.clock {
+            ClockSource::Host => crate::shm::host_ns_of(at),
+            _ => ns_of(at),
+        }
+    }
+
+    /// A reading of the clock as an `Instant`.
+    fn instant_of(&self, ns: u64) -> Instant {
+        match self.clock {
+            ClockSource::Host => crate::shm::instant_of_host_ns(ns),
+            _ => instant_of(ns),
+        }
+    }
+
     /// Counts one emission now; `false` if the monitor was stopped.
     #[inline]
     fn emit_now(&self) -> bool {
-        let base = self.base.load(Ordering::Acquire);
-        if base & STOPPED != 0 {
-            self.count_stopped();
-            return false;
-        }
-        let mut prev = self.last.load(Ordering::Relaxed);
-        let mut stamp = self.stamp(base);
-        loop {
-            // The latest emission was seen before the clock was read, so
-            // this one is later even if the reading (from another core) is
-            // a few nanoseconds behind: a zero gap.
-            stamp = stamp.max(prev);
-            match self
-                .last
-                .compare_exchange_weak(prev, stamp, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(latest) => {
-                    prev = latest;
-                    stamp = self.stamp(base);
+        let state = self.state();
+        'base: loop {
+            let base = state.base.load(Ordering::Acquire);
+            if base & STOPPED != 0 {
+                self.count_stopped();
+                return false;
+            }
+            let mut prev = state.last.load(Ordering::Relaxed);
+            loop {
+                // The latest emission was seen before the clock was read,
+                // so this one is later even if the reading (from another
+                // core) is a few nanoseconds behind: a zero gap.
+                let stamp = self.stamp(base).max(prev);
+                // A stop (and start) since `base` was read would put the
+                // stopped time into this stamp: read again, after the clock.
+                if state.base.load(Ordering::Relaxed) != base {
+                    continue 'base;
+                }
+                match state.last.compare_exchange_weak(
+                    prev,
+                    stamp,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        self.gapped(prev, stamp);
+                        return true;
+                    }
+                    Err(latest) => prev = latest,
                 }
             }
         }
-        self.gapped(prev, stamp);
-        true
     }
 
     fn emit_at(&self, at_ns: u64) {
-        let base = self.base.load(Ordering::Acquire);
-        if base & STOPPED != 0 {
-            return self.count_stopped();
-        }
-        // Not after now: a reporter's clock ahead of ours must not move
-        // `last` into the future.
-        let at_ns = at_ns.min(self.clock.now_ns());
-        let stamp = at_ns.saturating_sub(base).saturating_add(1).max(1);
-        let mut prev = self.last.load(Ordering::Relaxed);
-        loop {
-            if stamp < prev {
-                return self.count_ungapped();
+        let state = self.state();
+        'base: loop {
+            let base = state.base.load(Ordering::Acquire);
+            if base & STOPPED != 0 {
+                return self.count_stopped();
             }
-            match self
-                .last
-                .compare_exchange_weak(prev, stamp, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(latest) => prev = latest,
+            // Not after now: a reporter's clock ahead of ours must not move
+            // `last` into the future.
+            let at_ns = at_ns.min(self.clock.now_ns());
+            let stamp = at_ns.saturating_sub(base).saturating_add(1);
+            let mut prev = state.last.load(Ordering::Relaxed);
+            loop {
+                if stamp < prev {
+                    return self.count_ungapped();
+                }
+                if state.base.load(Ordering::Relaxed) != base {
+                    continue 'base;
+                }
+                match state.last.compare_exchange_weak(
+                    prev,
+                    stamp,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.gapped(prev, stamp),
+                    Err(latest) => prev = latest,
+                }
             }
         }
-        self.gapped(prev, stamp);
     }
 
     /// The stamp of now: running ns + 1.
@@ -598,12 +698,12 @@ impl Shared {
 
     #[cold]
     fn count_ungapped(&self) {
-        self.ungapped.fetch_add(1, Ordering::Relaxed);
+        self.state().ungapped.fetch_add(1, Ordering::Relaxed);
     }
 
     #[cold]
     fn count_stopped(&self) {
-        self.stopped.fetch_add(1, Ordering::Relaxed);
+        self.state().stopped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the emission stamped `stamp` that followed the one stamped
@@ -612,33 +712,41 @@ impl Shared {
     fn gapped(&self, prev: u64, stamp: u64) {
         if prev == 0 {
             self.count_ungapped();
-            self.samples
-                .record(stamp - 1, self.running().saturating_sub(1));
-            return;
+            return self.sample(stamp);
         }
-        self.gaps.record(stamp - prev);
-        if self.samples.crosses(prev - 1, stamp - 1) {
-            self.samples
-                .record(stamp - 1, self.running().saturating_sub(1));
+        self.state().gaps.record(stamp - prev);
+        if self.slots.crosses(prev - 1, stamp - 1) {
+            self.sample(stamp);
         }
+    }
+
+    /// Notes the count before the emission stamped `stamp`, the first of
+    /// its slot.
+    #[cold]
+    fn sample(&self, stamp: u64) {
+        let count = self.running().saturating_sub(1);
+        self.state()
+            .samples
+            .record(self.slots.slot(stamp - 1), count);
     }
 
     /// Emissions while running: the count behind every statistic.
     fn running(&self) -> u64 {
-        let sum = u128::from(self.ungapped.load(Ordering::Relaxed))
-            + u128::from(self.batched.load(Ordering::Relaxed))
-            + self.gaps.count();
+        let state = self.state();
+        let sum = u128::from(state.ungapped.load(Ordering::Relaxed))
+            + u128::from(state.batched.load(Ordering::Relaxed))
+            + state.gaps.count();
         u64::try_from(sum).unwrap_or(u64::MAX)
     }
 
     /// Every emission, stopped or not.
     fn total(&self) -> u64 {
         self.running()
-            .saturating_add(self.stopped.load(Ordering::Relaxed))
+            .saturating_add(self.state().stopped.load(Ordering::Relaxed))
     }
 
     fn running_ns(&self, now: u64) -> u64 {
-        let base = self.base.load(Ordering::Acquire);
+        let base = self.state().base.load(Ordering::Acquire);
         if base & STOPPED != 0 {
             base & !STOPPED
         } else {
@@ -652,41 +760,64 @@ impl Shared {
         if running <= self.window_ns {
             return Stat::of_count(total, running);
         }
-        let first = self.samples.slot(running - self.window_ns);
-        let start = self.samples.slot_start(first);
-        let last = self.samples.slot(running);
-        let before = self.samples.count_before(first, last).unwrap_or(total);
+        let first = self.slots.slot(running - self.window_ns);
+        let start = self.slots.slot_start(first);
+        let last = self.slots.slot(running);
+        let before = self
+            .state()
+            .samples
+            .count_before(first, last)
+            .unwrap_or(total);
         Stat::of_count(total.saturating_sub(before), running - start)
     }
 
+    /// Freezes the running time with one compare-and-swap of `base`: there
+    /// is no lock for a process to die holding, and of concurrent stops
+    /// exactly one freezes it (the others find it frozen).
     fn stop(&self) -> Summary {
-        let _control = lock(&self.control);
-        let base = self.base.load(Ordering::Acquire);
-        let running = if base & STOPPED != 0 {
-            base & !STOPPED
-        } else {
-            let running = self.clock.now_ns().saturating_sub(base);
-            self.base.store(STOPPED | running, Ordering::Release);
-            running
+        let state = self.state();
+        let mut base = state.base.load(Ordering::Acquire);
+        let running = loop {
+            if base & STOPPED != 0 {
+                break base & !STOPPED;
+            }
+            let running = self.clock.now_ns().saturating_sub(base).min(!STOPPED);
+            match state.base.compare_exchange(
+                base,
+                STOPPED | running,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break running,
+                Err(actual) => base = actual,
+            }
         };
         Summary::new(running, self.total(), self.running())
     }
 
+    /// Moves `base` so that the running time carries on from the frozen
+    /// one, with one compare-and-swap (as `stop`).
     fn start(&self) {
-        let _control = lock(&self.control);
-        let base = self.base.load(Ordering::Acquire);
-        if base & STOPPED != 0 {
+        let state = self.state();
+        let mut base = state.base.load(Ordering::Acquire);
+        while base & STOPPED != 0 {
             let running = base & !STOPPED;
-            let now = self.clock.now_ns();
-            self.base
-                .store(now.saturating_sub(running), Ordering::Release);
+            let resumed = self.clock.now_ns().saturating_sub(running) & !STOPPED;
+            match state
+                .base
+                .compare_exchange(base, resumed, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => base = actual,
+            }
         }
     }
 
     /// The exact shortest and longest gap, batches' zero gaps included.
     fn extremes(&self) -> Option<(u64, u64)> {
-        let batched = self.batched.load(Ordering::Relaxed) > 0;
-        match (self.gaps.extremes(), batched) {
+        let state = self.state();
+        let batched = state.batched.load(Ordering::Relaxed) > 0;
+        match (state.gaps.extremes(), batched) {
             (Some((_, max)), true) => Some((0, max)),
             (None, true) => Some((0, 0)),
             (extremes, false) => extremes,
@@ -694,19 +825,20 @@ impl Shared {
     }
 
     fn snapshot(&self) -> Snapshot {
+        let state = self.state();
         let now = self.clock.now_ns();
         let total = self.total();
         let counted = self.running();
         let running = self.running_ns(now);
         let mut gaps = Histogram::<u64>::new(3).expect("3 significant figures are supported");
-        self.gaps.for_each(|i, n| {
+        state.gaps.for_each(|i, n| {
             // Gaps beyond 2^62 ns (146 years) are clamped.
             let _ = gaps.record_n(gaps::representative(i).min(1 << 62), n);
         });
-        let _ = gaps.record_n(0, self.batched.load(Ordering::Relaxed));
+        let _ = gaps.record_n(0, state.batched.load(Ordering::Relaxed));
         let extremes = self.extremes();
         Snapshot {
-            at: instant_of(now),
+            at: self.instant_of(now),
             total,
             mean: Stat::of_count(counted, running),
             latest: self.latest(),

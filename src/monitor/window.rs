@@ -2,7 +2,8 @@
 //! start of a recent slot of running time.
 //!
 //! Running time is cut into slots of `2^shift` ns, the smallest power of two
-//! that is at least 1/64 of the window. The emission whose gap crosses into
+//! that is at least 1/64 of the window ([`Slots`], fixed by the window, so
+//! each process derives it for itself). The emission whose gap crosses into
 //! a new slot (there is exactly one: gaps come from a compare-and-swap of
 //! the latest stamp) writes a sample `(slot, count before it)`.
 //! Since no emission happened between the previous emission and this one,
@@ -10,63 +11,69 @@
 //! in between. `latest` finds the first sample at or after the slot where
 //! its window starts; if there is none, nothing happened since.
 //!
-//! Samples live in a ring of [`RING`] entries, each guarded by a sequence
-//! tag (a seqlock of atomics, no `unsafe`): a reader that races a writer
-//! skips the entry.
+//! Samples live in an inline ring of [`RING`] entries ([`Samples`], part of
+//! the monitor's state, in shared memory for a shared monitor), each guarded
+//! by a sequence tag (a seqlock of atomics, no `unsafe`): a reader that races
+//! a writer skips the entry. A writer that dies between its stores leaves
+//! the entry empty, which readers skip too: that one sample is lost, never
+//! misread.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// Slots per window, at most.
 const SLOTS: u64 = 64;
 /// Ring entries: twice the slots a window can span.
-const RING: usize = 2 * SLOTS as usize + 2;
+pub(crate) const RING: usize = 2 * SLOTS as usize + 2;
 
-struct Sample {
-    /// `slot + 1`; 0 while empty or being written.
-    tag: AtomicU64,
-    count: AtomicU64,
-}
-
-pub(crate) struct Samples {
+/// The slots of running time for a window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots {
     shift: u32,
-    ring: Box<[Sample]>,
 }
 
-impl Samples {
-    pub(crate) fn new(window_ns: u64) -> Samples {
+impl Slots {
+    pub(crate) fn of(window_ns: u64) -> Slots {
         let slot = (window_ns / SLOTS).max(1);
-        Samples {
+        Slots {
             shift: 64 - (slot - 1).leading_zeros(),
-            ring: (0..RING)
-                .map(|_| Sample {
-                    tag: AtomicU64::new(0),
-                    count: AtomicU64::new(0),
-                })
-                .collect(),
         }
     }
 
     #[inline]
-    pub(crate) fn slot(&self, active_ns: u64) -> u64 {
-        active_ns >> self.shift
+    pub(crate) fn slot(self, running_ns: u64) -> u64 {
+        running_ns >> self.shift
     }
 
-    pub(crate) fn slot_start(&self, slot: u64) -> u64 {
+    pub(crate) fn slot_start(self, slot: u64) -> u64 {
         slot << self.shift
     }
 
     /// Whether an emission at `t` after one at `prev` (running ns) starts a
     /// new slot.
     #[inline]
-    pub(crate) fn crosses(&self, prev: u64, t: u64) -> bool {
+    pub(crate) fn crosses(self, prev: u64, t: u64) -> bool {
         self.slot(prev) != self.slot(t)
     }
+}
 
-    /// Records that `count` emissions happened before the one at `t`, which
-    /// is the first of its slot.
+#[repr(C)]
+struct Sample {
+    /// `slot + 1`; 0 while empty or being written.
+    tag: AtomicU64,
+    count: AtomicU64,
+}
+
+/// The ring of samples, inline. All zeroes is an empty ring.
+#[repr(C)]
+pub(crate) struct Samples {
+    ring: [Sample; RING],
+}
+
+impl Samples {
+    /// Records that `count` emissions happened before the first one of
+    /// `slot`.
     #[cold]
-    pub(crate) fn record(&self, t: u64, count: u64) {
-        let slot = self.slot(t);
+    pub(crate) fn record(&self, slot: u64, count: u64) {
         let entry = &self.ring[(slot % RING as u64) as usize];
         entry.tag.store(0, Ordering::Relaxed);
         fence(Ordering::Release);
@@ -104,20 +111,19 @@ mod tests {
 
     #[test]
     fn slots_are_a_power_of_two_at_least_a_64th() {
-        let s = Samples::new(1_000_000_000);
-        assert_eq!(s.slot_start(1), 1 << 24);
-        let s = Samples::new(64);
-        assert_eq!(s.slot_start(1), 1);
-        let s = Samples::new(1);
-        assert_eq!(s.slot_start(1), 1);
+        assert_eq!(Slots::of(1_000_000_000).slot_start(1), 1 << 24);
+        assert_eq!(Slots::of(64).slot_start(1), 1);
+        assert_eq!(Slots::of(1).slot_start(1), 1);
     }
 
     #[test]
     fn finds_the_first_crossing_in_range() {
-        let s = Samples::new(64 << 10); // slots of 1024 ns
-        s.record(100, 0);
-        s.record(5_000, 7);
-        s.record(9_000, 20);
+        let slots = Slots::of(64 << 10); // slots of 1024 ns
+        // SAFETY: atomics only, and all zeroes is a valid (empty) ring.
+        let s = unsafe { Box::<Samples>::new_zeroed().assume_init() };
+        for (t, count) in [(100, 0), (5_000, 7), (9_000, 20)] {
+            s.record(slots.slot(t), count);
+        }
         assert_eq!(s.count_before(0, 100), Some(0));
         assert_eq!(s.count_before(1, 100), Some(7));
         assert_eq!(s.count_before(5, 100), Some(20));

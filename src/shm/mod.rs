@@ -49,6 +49,10 @@ pub(crate) const VERSION: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // `Monitor`: the shared monitor's, coming
 pub(crate) enum Kind {
+    #[allow(
+        dead_code,
+        reason = "made by the shared tank, which lands on another branch"
+    )]
     Tank = 1,
     Monitor = 2,
 }
@@ -182,6 +186,28 @@ pub(crate) fn host_now_ns() -> u64 {
     crate::clock::ns_of(std::time::Instant::now())
 }
 
+/// `at` on the host's monotonic clock: its distance from now, taken from
+/// now on that clock (to within the nanoseconds between the two readings).
+pub(crate) fn host_ns_of(at: std::time::Instant) -> u64 {
+    let (host, now) = (host_now_ns(), std::time::Instant::now());
+    match now.checked_duration_since(at) {
+        Some(ago) => host.saturating_sub(crate::clock::saturating_ns(ago)),
+        None => host.saturating_add(crate::clock::saturating_ns(at - now)),
+    }
+}
+
+/// A reading of the host's monotonic clock as an `Instant`, the inverse of
+/// [`host_ns_of`].
+pub(crate) fn instant_of_host_ns(ns: u64) -> std::time::Instant {
+    let (host, now) = (host_now_ns(), std::time::Instant::now());
+    let moved = if ns <= host {
+        now.checked_sub(std::time::Duration::from_nanos(host - ns))
+    } else {
+        now.checked_add(std::time::Duration::from_nanos(ns - host))
+    };
+    moved.unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +222,22 @@ mod tests {
         );
         for bad in ["", "a b", "é", &"x".repeat(201)] {
             assert!(path_of(bad, Kind::Tank).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn instants_on_the_host_clock() {
+        use std::time::{Duration, Instant};
+        let now = Instant::now();
+        for at in [
+            now,
+            now - Duration::from_secs(3),
+            now + Duration::from_secs(3),
+        ] {
+            let back = instant_of_host_ns(host_ns_of(at));
+            // Two pairs of readings apart: microseconds at most, even when
+            // the test is descheduled between them (then milliseconds).
+            assert!(back.max(at) - back.min(at) < Duration::from_millis(50));
         }
     }
 
