@@ -111,9 +111,10 @@ fn take(c: &mut Criterion) {
         .shared_memory(format!("bench-take-{}", std::process::id()))
         .build()
         .unwrap();
-    group.bench_function("fueltank has_fuel allowed (Unbounded, shared memory)", |b| {
-        b.iter(|| black_box(shared.has_fuel()))
-    });
+    group.bench_function(
+        "fueltank has_fuel allowed (Unbounded, shared memory)",
+        |b| b.iter(|| black_box(shared.has_fuel())),
+    );
     group.bench_function("fueltank has_fuel allowed (Unbounded)", |b| {
         b.iter(|| black_box(tank.has_fuel()))
     });
@@ -156,7 +157,10 @@ fn take(c: &mut Criterion) {
         b.iter(|| black_box(limiter.try_acquire(1)))
     });
     group.finish();
-    let _ = std::fs::remove_file(format!("/dev/shm/fueltank-bench-take-{}.tank", std::process::id()));
+    let _ = std::fs::remove_file(format!(
+        "/dev/shm/fueltank-bench-take-{}.tank",
+        std::process::id()
+    ));
 }
 
 /// Times `op` on this thread while a second thread runs it in a loop on the

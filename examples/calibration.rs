@@ -90,7 +90,9 @@ fn main() -> Result<(), fueltank::Error> {
         auto.timer_correction().unwrap_or_default()
     );
     run(&label, auto, seconds, &rt);
-    let full = builder().timer_correction(late.min(rate.interval())).build()?;
+    let full = builder()
+        .timer_correction(late.min(rate.interval()))
+        .build()?;
     let label = format!(
         "One, full p90 ({:?} early)",
         full.timer_correction().unwrap_or_default()

@@ -201,6 +201,7 @@ impl MonitorBuilder {
     /// );
     /// ```
     pub fn build(self) -> Result<Monitor, Error> {
+        self.clock.warm_up();
         let refresh = check_period("refresh", self.refresh)?;
         let window = check_period("window", self.window)?;
         match &self.shared_memory {

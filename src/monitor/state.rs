@@ -83,9 +83,18 @@ unsafe impl Sync for Place {}
 impl Place {
     /// A new state on the heap, running from clock reading `base`.
     pub(crate) fn heap(window_ns: u64, base: u64) -> Place {
-        // SAFETY: `State` is made only of atomics, for which all zeroes is
-        // a valid value (the allocation is zeroed, not read uninitialized).
-        let state = unsafe { Box::<State>::new_zeroed().assume_init() };
+        // Zeroed in place: the state is 32 KiB, too large to build on the
+        // stack and move.
+        let layout = std::alloc::Layout::new::<State>();
+        // SAFETY: `State` is not zero-sized.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<State>();
+        if raw.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `raw` is a fresh allocation of `State`'s layout from the
+        // global allocator, zeroed; `State` is made only of atomics, for
+        // which all zeroes is a valid value; the box takes ownership.
+        let state = unsafe { Box::from_raw(raw) };
         state.init(window_ns, base);
         Place {
             state: std::ptr::NonNull::from(Box::leak(state)),

@@ -47,12 +47,7 @@ pub(crate) const VERSION: u64 = 1;
 
 /// What a shared file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // `Monitor`: the shared monitor's, coming
 pub(crate) enum Kind {
-    #[allow(
-        dead_code,
-        reason = "made by the shared tank, which lands on another branch"
-    )]
     Tank = 1,
     Monitor = 2,
 }

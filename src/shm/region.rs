@@ -13,7 +13,6 @@ use crate::Error;
 /// A file mapped shared into this process: every process that maps it sees
 /// the same memory. Only ever read and written through atomics.
 #[derive(Debug)]
-#[allow(dead_code)] // `path`: for the shared monitor's errors, coming
 pub(crate) struct Region {
     ptr: NonNull<u8>,
     len: usize,
@@ -182,7 +181,6 @@ impl Region {
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() }
     }
 
-    #[allow(dead_code)] // for the shared monitor's errors, coming
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -765,10 +765,19 @@ mod tests {
         s.set_rate(SEC, "2/s".parse().unwrap(), Hardcap::Limit, None)
             .unwrap();
         assert_eq!(s.level(SEC), 2);
-        assert!(s.check("2/s".parse().unwrap(), Hardcap::Limit, None).is_ok());
-        assert!(s.check("3/s".parse().unwrap(), Hardcap::Limit, None).is_err());
+        assert!(
+            s.check("2/s".parse().unwrap(), Hardcap::Limit, None)
+                .is_ok()
+        );
+        assert!(
+            s.check("3/s".parse().unwrap(), Hardcap::Limit, None)
+                .is_err()
+        );
         assert!(s.check("2/s".parse().unwrap(), Hardcap::One, None).is_err());
-        assert!(s.check("2/s".parse().unwrap(), Hardcap::Limit, Some(5)).is_err());
+        assert!(
+            s.check("2/s".parse().unwrap(), Hardcap::Limit, Some(5))
+                .is_err()
+        );
     }
 }
 

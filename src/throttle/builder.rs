@@ -274,7 +274,10 @@ impl ThrottleBuilder {
     }
 
     /// The old name of [`timer_correction`](ThrottleBuilder::timer_correction).
-    #[deprecated(since = "0.1.0", note = "named `timer_correction`, as on `TankBuilder`")]
+    #[deprecated(
+        since = "0.1.0",
+        note = "named `timer_correction`, as on `TankBuilder`"
+    )]
     pub fn correction(self, early: Duration) -> ThrottleBuilder {
         self.timer_correction(early)
     }

@@ -90,11 +90,15 @@ pub mod processes {
             .expect("a worker process starts")
     }
 
-    /// A worker's lines of output that start with `prefix`, without it.
+    /// What follows `prefix` on each of a worker's lines that has it (the
+    /// first may share its line with the test harness's `test NAME ... `).
     pub fn lines(output: &[u8], prefix: &str) -> Vec<String> {
         String::from_utf8_lossy(output)
             .lines()
-            .filter_map(|line| line.strip_prefix(prefix).map(str::to_owned))
+            .filter_map(|line| {
+                let at = line.find(prefix)?;
+                Some(line[at + prefix.len()..].to_owned())
+            })
             .collect()
     }
 }
