@@ -451,3 +451,62 @@ fn one_process_two_handles() {
     assert!(!a.blocking_await_fuel_timeout(Duration::from_millis(100)));
     let _ = std::fs::remove_file(&file);
 }
+
+/// The whole `Throttle` in shared memory: four processes take fuel with
+/// `auto_emit`, and the one monitor counts every fuel any of them took —
+/// read by a fifth process (this one), exactly.
+#[test]
+fn a_shared_throttle_counts_every_process() {
+    if let Some(args) = worker() {
+        let [name, end] = &args[..] else {
+            panic!("{args:?}")
+        };
+        let throttle = fueltank::Throttle::builder("1000/s".parse().unwrap())
+            .shared_memory(name.as_str())
+            .build()
+            .unwrap();
+        let end: u64 = end.parse().unwrap();
+        let mut taken = 0u64;
+        while host_ns() < end {
+            if throttle.blocking_await_fuel_timeout(Duration::from_millis(50)) {
+                taken += 1;
+            }
+        }
+        println!("\ntaken {taken}");
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("test-throttle-{}-{}", std::process::id(), host_ns());
+    let throttle = fueltank::Throttle::builder("1000/s".parse().unwrap())
+        .shared_memory(name.as_str())
+        .build()
+        .unwrap();
+    let end = host_ns() + 1_000_000_000;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            spawn_worker(
+                "a_shared_throttle_counts_every_process",
+                &[name.clone(), end.to_string()],
+            )
+        })
+        .collect();
+    let mut sum = 0u64;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let taken = common::processes::lines(&output.stdout, "taken ");
+        sum += taken[0].trim().parse::<u64>().unwrap();
+    }
+    assert_eq!(throttle.total(), sum, "every fuel taken, counted once");
+    assert!(sum > 500, "{sum}");
+    // `stop` here pauses both, for everyone: no refill, no running time.
+    let summary = throttle.stop();
+    assert_eq!(summary.total, sum);
+    let level = throttle.level();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(throttle.level(), level, "paused: no refill");
+    assert_eq!(throttle.stop().runtime, summary.runtime);
+    for kind in ["tank", "monitor"] {
+        let _ = std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}"));
+    }
+}

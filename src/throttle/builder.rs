@@ -51,6 +51,7 @@ pub struct ThrottleBuilder {
     auto_calibrate: Option<bool>,
     correction: Option<Duration>,
     clock: ClockSource,
+    shared_memory: Option<String>,
 }
 
 impl ThrottleBuilder {
@@ -68,6 +69,7 @@ impl ThrottleBuilder {
             auto_calibrate: None,
             correction: None,
             clock: ClockSource::default(),
+            shared_memory: None,
         }
     }
 
@@ -304,6 +306,37 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Shares the throttle — its tank and its monitor both — with every
+    /// process of this host that builds one of the same `name` (see
+    /// [`TankBuilder::shared_memory`](crate::TankBuilder::shared_memory) and
+    /// [`MonitorBuilder::shared_memory`](crate::MonitorBuilder::shared_memory):
+    /// two files, `fueltank-NAME.tank` and `fueltank-NAME.monitor`). With
+    /// `auto_emit`, every fuel taken in any process is counted once, in the
+    /// one monitor; any process reads the combined statistics;
+    /// [`stop`](crate::Throttle::stop) and [`start`](crate::Throttle::start)
+    /// pause and resume both for every process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let name = format!("doc-throttle-{}", std::process::id());
+    /// let here = Throttle::builder(Rate::per_second(100)?).initial(2).shared_memory(&name).build()?;
+    /// let there = Throttle::builder(Rate::per_second(100)?).shared_memory(&name).build()?;
+    /// assert!(here.has_fuel());
+    /// assert!(there.has_fuel());
+    /// assert_eq!(here.total(), 2); // each process's take, in one monitor
+    /// # for kind in ["tank", "monitor"] {
+    /// #     std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}")).ok();
+    /// # }
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn shared_memory(mut self, name: impl Into<String>) -> ThrottleBuilder {
+        self.shared_memory = Some(name.into());
+        self
+    }
+
     /// Builds the throttle: its tank and its monitor start now.
     ///
     /// # Errors
@@ -355,6 +388,9 @@ impl ThrottleBuilder {
             if let Some(early) = self.correction {
                 builder = builder.timer_correction(early);
             }
+            if let Some(name) = &self.shared_memory {
+                builder = builder.shared_memory(name.clone());
+            }
             Some(builder.build()?)
         } else {
             None
@@ -369,10 +405,13 @@ impl ThrottleBuilder {
             .filter(|_| calibrated && self.clock.manual().is_none())
             .map(Tank::timer_correction);
         let monitor = if self.as_monitor {
-            let builder = MonitorBuilder::new()
+            let mut builder = MonitorBuilder::new()
                 .refresh(self.refresh)
                 .window(self.window)
                 .clock_source(self.clock.clone());
+            if let Some(name) = &self.shared_memory {
+                builder = builder.shared_memory(name.clone());
+            }
             Some(builder.build()?)
         } else {
             None
