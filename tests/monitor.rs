@@ -100,9 +100,10 @@ fn latest_follows_the_trailing_window() {
     }
     let fast = monitor.latest().unwrap().per_second;
     assert!((98.0..=101.0).contains(&fast), "{fast}");
-    // Silence: the window empties.
+    // Silence: the window empties, and the rate is 0/s.
     clock.advance(Duration::from_millis(2100));
-    assert!(monitor.latest().is_none());
+    let idle = monitor.latest().expect("a rate, now 0/s");
+    assert_eq!((idle.per_second, idle.interval), (0.0, Duration::MAX));
     monitor.emit();
     let one = monitor.latest().unwrap().per_second;
     assert!((0.45..=0.55).contains(&one), "{one}");

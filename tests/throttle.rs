@@ -127,25 +127,28 @@ fn as_throttle_off_means_unlimited_fuel() {
         .build()
         .unwrap();
     assert!(throttle.tank().is_none());
-    assert!(!throttle.auto_emits()); // default: on only when throttling
+    // As in mp_throttle: auto_emit is on, and the unlimited fuel counted.
+    assert!(throttle.auto_emits());
     assert!((0..1000).all(|_| throttle.has_fuel()));
+    assert_eq!(throttle.total(), 1000);
     assert!(throttle.has_fuel_n(u64::MAX));
+    assert_eq!(throttle.total(), u64::MAX, "saturated");
     assert_eq!(throttle.level(), u64::MAX);
     assert!(poll(pin!(throttle.await_fuel())).is_ready());
     assert_eq!(poll(pin!(throttle.await_fuel_n(7))), Poll::Ready(Ok(())));
-    assert_eq!(throttle.total(), 0);
-    throttle.emit().unwrap();
-    assert_eq!(throttle.total(), 1);
+    assert_eq!(throttle.emit(), Err(Error::AutoEmitOn));
     assert_eq!(throttle.rate(), rate("1/h"));
-    // With auto_emit asked for, the unlimited fuel is counted.
-    let counted = Throttle::builder(rate("1/h"))
+    // With auto_emit off, the work is reported by hand.
+    let by_hand = Throttle::builder(rate("1/h"))
         .as_throttle(false)
-        .auto_emit(true)
+        .auto_emit(false)
         .clock(clock)
         .build()
         .unwrap();
-    assert!(counted.has_fuel() && counted.has_fuel());
-    assert_eq!(counted.total(), 2);
+    assert!(by_hand.has_fuel() && by_hand.has_fuel());
+    assert_eq!(by_hand.total(), 0);
+    by_hand.emit().unwrap();
+    assert_eq!(by_hand.total(), 1);
 }
 
 #[test]

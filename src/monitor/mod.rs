@@ -354,7 +354,9 @@ impl Monitor {
 
     /// The rate over the trailing window (1 s unless built with
     /// [`window`](MonitorBuilder::window)), or over the running time while
-    /// that is shorter. `None` if no emission fell in it.
+    /// that is shorter. `None` before the first emission; a window with no
+    /// emission in it (the work stopped) is a rate of 0/s, with an
+    /// `interval` of [`Duration::MAX`].
     ///
     /// The window's start is rounded down to a slot of at most 1/64 of the
     /// window (a power of two of nanoseconds), and the rate is taken over
@@ -757,8 +759,11 @@ impl Shared {
     fn latest(&self) -> Option<Stat> {
         let running = self.running_ns(self.clock.now_ns());
         let total = self.running();
+        if total == 0 {
+            return None;
+        }
         if running <= self.window_ns {
-            return Stat::of_count(total, running);
+            return Stat::of_count(total, running).or(Some(Stat::IDLE));
         }
         let first = self.slots.slot(running - self.window_ns);
         let start = self.slots.slot_start(first);
@@ -768,7 +773,7 @@ impl Shared {
             .samples
             .count_before(first, last)
             .unwrap_or(total);
-        Stat::of_count(total.saturating_sub(before), running - start)
+        Stat::of_count(total.saturating_sub(before), running - start).or(Some(Stat::IDLE))
     }
 
     /// Freezes the running time with one compare-and-swap of `base`: there

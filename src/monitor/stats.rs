@@ -37,6 +37,12 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// No emission over a span: 0/s, and no interval that short.
+    pub(crate) const IDLE: Stat = Stat {
+        interval: Duration::MAX,
+        per_second: 0.0,
+    };
+
     /// One gap of `ns` nanoseconds.
     pub(crate) fn of_gap(ns: u64) -> Stat {
         Stat {
@@ -100,6 +106,33 @@ pub struct Summary {
     pub mean_interval: Duration,
     /// `emissions while running / runtime`, or zero.
     pub mean_per_second: f64,
+}
+
+/// `"4 in 2s: 2.00/s (every 500ms)"`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Monitor, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let monitor = Monitor::builder().clock(clock.clone()).build()?;
+/// for _ in 0..4 {
+///     clock.advance(Duration::from_millis(500));
+///     monitor.emit();
+/// }
+/// assert_eq!(monitor.stop().to_string(), "4 in 2s: 2.00/s (every 500ms)");
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in {:?}: {:.2}/s (every {:?})",
+            self.total, self.runtime, self.mean_per_second, self.mean_interval
+        )
+    }
 }
 
 impl Summary {

@@ -14,7 +14,7 @@ use crate::{Error, Hardcap, Rate, Tank};
 /// | option | default |
 /// |---|---|
 /// | [`hardcap`](ThrottleBuilder::hardcap) | [`Hardcap::Limit`] |
-/// | [`auto_emit`](ThrottleBuilder::auto_emit) | on when throttling |
+/// | [`auto_emit`](ThrottleBuilder::auto_emit) | on |
 /// | [`refresh`](ThrottleBuilder::refresh) | 10 ms |
 /// | [`window`](ThrottleBuilder::window) | 1 s |
 /// | [`as_throttle`](ThrottleBuilder::as_throttle), [`as_monitor`](ThrottleBuilder::as_monitor) | on |
@@ -124,7 +124,8 @@ impl ThrottleBuilder {
     }
 
     /// Whether each fuel taken is counted by the monitor as it is taken; on
-    /// by default when throttling. The emission is stamped when the task
+    /// by default (also without a tank, where fuel is unlimited and each
+    /// take still counts, as in `mp_throttle`). The emission is stamped when the task
     /// sees its fuel (when its `await_fuel` resolves), so under load its
     /// gaps include the task's wake-up jitter. Turn it off to report work yourself with
     /// [`Throttle::emit`] (for instance once it succeeded); while it is on,
@@ -417,7 +418,7 @@ impl ThrottleBuilder {
             None
         };
         Ok(Throttle {
-            auto_emit: self.auto_emit.unwrap_or(self.as_throttle) && self.as_monitor,
+            auto_emit: self.auto_emit.unwrap_or(true) && self.as_monitor,
             tank,
             monitor,
             rate: self.rate,
