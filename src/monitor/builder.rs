@@ -62,7 +62,7 @@ impl MonitorBuilder {
     }
 
     /// How often [`snapshots`](Monitor::snapshots) yields; 10 ms by
-    /// default (the seed's `rf_rate`). Accepted: 1 µs to 365 days.
+    /// default. Accepted: 1 µs to 365 days.
     ///
     /// # Examples
     ///

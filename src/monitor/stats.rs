@@ -69,8 +69,8 @@ impl fmt::Display for Stat {
     }
 }
 
-/// What a stopped monitor reports: the seed's `(runtime, total, mean time
-/// between emissions, mean emissions per second)`.
+/// What a stopped monitor reports: `(runtime, total, mean time between
+/// emissions, mean emissions per second)`, as `mp_throttle`'s `stop()` does.
 ///
 /// Runtime excludes the time spent stopped, and the means the emissions
 /// made while stopped (which count in `total` only). With no emission,

@@ -35,11 +35,24 @@ use crate::{Error, Rate};
 ///
 /// - [`has_fuel`](Tank::has_fuel) takes one fuel if there is one, without
 ///   waiting: one compare-and-swap in the common case.
+///   [`try_acquire`](Tank::try_acquire) and [`try_take`](Tank::try_take)
+///   take it the same way, but keep the right to give it back (see below).
 /// - [`await_fuel`](Tank::await_fuel) waits in line. Waiters are served in
 ///   arrival order by the tank's one timer, each woken once, when its fuel
 ///   is granted; `has_fuel` never overtakes them.
 /// - How much fuel may bank up is the [`Hardcap`]; refill is computed from
 ///   absolute time, so nothing drifts and a late wake-up is caught up.
+///
+/// Three ways to take fuel now, without waiting:
+///
+/// | call | returns | fuel not used |
+/// |---|---|---|
+/// | [`has_fuel`](Tank::has_fuel) | `bool` | is spent: the take is final |
+/// | [`try_acquire`](Tank::try_acquire) | [`Permit`] (holds the tank) | goes back when the permit is dropped unspent |
+/// | [`try_take`](Tank::try_take) | [`Fuel`] (24 bytes, no reference count) | goes back with [`refund`](Tank::refund); dropped, it is spent |
+///
+/// Fuel given back is exact while it could not have run into the cap since
+/// it was taken (see [`Permit`]).
 ///
 /// # Examples
 ///

@@ -39,6 +39,13 @@ impl Stamp {
 /// anyone waits). This is what a Tower service holds between `poll_ready`
 /// and `call`.
 ///
+/// Giving back is exact: the tank is left as if the fuel had never been
+/// taken, whatever other permits, tokens and waiters did meanwhile — except
+/// for the part of it that would have run into the tank's cap since (the
+/// bucket filled up in the meantime), which is spent, never minted. A rate
+/// change spends every fuel taken before it. (A tank in shared memory gives
+/// fuel back only if no take since changed its bucket.)
+///
 /// # Examples
 ///
 /// ```
@@ -61,7 +68,7 @@ pub struct Permit {
 }
 
 /// One fuel taken by [`Tank::try_take`](crate::Tank::try_take) and not
-/// yet spent, held without a handle on its tank: no reference count, 16
+/// yet spent, held without a handle on its tank: no reference count, 24
 /// bytes. Give it back with [`Tank::refund`](crate::Tank::refund); dropped,
 /// it is spent.
 ///
