@@ -1,0 +1,648 @@
+//! One global tank as this instance sees it: the fuel Redis reserved for
+//! it, its line of waiters, and when to ask Redis again.
+//!
+//! A global tank has one entry; a keyed tank one per key in use.
+//!
+//! # Who does what
+//!
+//! - `has_fuel` spends reserved fuel under the entry's lock and never waits
+//!   on Redis. If that leaves the reserve low, or finds none, it *kicks*
+//!   the driver.
+//! - A waiting future takes fuel at once if the line is empty and fuel is
+//!   there; else it joins the line and kicks the driver.
+//! - The driver (`driver.rs`, one task per entry while there is work)
+//!   hands fuel to the head of the line as it becomes spendable (FIFO: a
+//!   waiter is granted only after every waiter before it), wakes each
+//!   waiter it grants, and makes the round trips.
+//!
+//! # How much to ask for
+//!
+//! The driver asks when the line wants more than the reserve holds, when
+//! `has_fuel` found none, or when fuel was taken and less than half a batch
+//! is left. A batch starts at 1 and doubles at each ask that finds more
+//! demand (fuel waited for or missed since the last ask) than a batch; it
+//! halves at each ask after reserved fuel expired unspent. It never exceeds
+//! `max_batch`, nor `reserve_ahead` of the tank's rate. A cold key thus
+//! costs one round trip per grant, a hot one a round trip per batch. A
+//! refused ask (`Window` full, or fuel wanted together not banked) is not
+//! repeated before the retry time Redis gave; a failed one backs off from
+//! 50 ms to 1 s.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use fueltank::{Rate, Tank};
+
+use crate::params::{Mode, Params};
+use crate::reserve::{Origin, Reserve};
+use crate::script::{self, Ask, Op, Reply};
+use crate::store::{Counters, FailurePolicy, StoreShared};
+use crate::Error;
+
+/// Options of a tank, shared by all its entries.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) name: String,
+    pub(crate) max_batch: u64,
+    pub(crate) reserve_ahead: Duration,
+    /// Whether the hold follows the rate (on `set_rate`).
+    pub(crate) hold_is_default: bool,
+}
+
+/// The Redis keys of one entry: state, log, and a keyed tank's parameters.
+pub(crate) type Keys = Arc<[Vec<u8>]>;
+
+pub(crate) struct Entry {
+    pub(crate) store: Arc<StoreShared>,
+    pub(crate) options: Arc<Options>,
+    pub(crate) keys: Keys,
+    state: Mutex<State>,
+}
+
+struct State {
+    params: Params,
+    reserve: Reserve,
+    /// Waiters not yet granted, in arrival order (ids increase).
+    line: VecDeque<Queued>,
+    /// Waiters granted, whose futures have not seen it yet.
+    granted: Vec<(u64, Grant)>,
+    next_id: u64,
+    batch: u64,
+    /// `has_fuel` calls that found nothing since the last ask.
+    missed: u64,
+    /// Whether fuel was taken since the last ask.
+    used: bool,
+    /// Whether reserved fuel expired unspent since the last ask.
+    expired: bool,
+    retry_at: Option<Instant>,
+    backoff_until: Option<Instant>,
+    failures: u32,
+    in_flight: bool,
+    driver: DriverSlot,
+    /// A smoothed round trip, for the guard of `Paced` batches.
+    rtt: Duration,
+    /// `FailurePolicy::Local`'s tank, made on first need.
+    fallback: Option<Tank>,
+}
+
+#[derive(Default)]
+struct DriverSlot {
+    running: bool,
+    /// Which driver runs (a new one after each spawn).
+    generation: u64,
+    waker: Option<Waker>,
+    wake_at: Option<Instant>,
+}
+
+struct Queued {
+    id: u64,
+    n: u64,
+    waker: Waker,
+}
+
+/// Fuel granted to a waiter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grant {
+    Reserved(u64, Origin),
+    /// By the failure policy: nothing to give back.
+    Policy,
+    /// The request can never be granted: more than the capacity.
+    TooLarge(u64),
+}
+
+/// The first poll of a waiting future.
+pub(crate) enum Enqueued {
+    Taken,
+    Queued(u64),
+    TooLarge(u64),
+    TooLate,
+}
+
+/// What the driver does next.
+pub(crate) struct Plan {
+    pub(crate) ask: Option<Ask>,
+    pub(crate) wake_at: Option<Instant>,
+    pub(crate) exit: bool,
+}
+
+/// Work to do after the entry's lock is released.
+#[must_use]
+pub(crate) enum Kick {
+    None,
+    Spawn(u64),
+    Wake(Waker),
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Entry {
+    pub(crate) fn new(
+        store: Arc<StoreShared>,
+        options: Arc<Options>,
+        keys: Keys,
+        params: Params,
+    ) -> Entry {
+        Entry {
+            store,
+            options,
+            keys,
+            state: Mutex::new(State {
+                params,
+                reserve: Reserve::default(),
+                line: VecDeque::new(),
+                granted: Vec::new(),
+                next_id: 0,
+                batch: 1,
+                missed: 0,
+                used: false,
+                expired: false,
+                retry_at: None,
+                backoff_until: None,
+                failures: 0,
+                in_flight: false,
+                driver: DriverSlot::default(),
+                rtt: Duration::from_millis(1),
+                fallback: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn params(&self) -> Params {
+        self.lock().params
+    }
+
+    pub(crate) fn set_params(&self, params: Params) {
+        self.lock().params = params;
+    }
+
+    /// Fuel held here, spendable now or later.
+    pub(crate) fn reserved(&self) -> u64 {
+        self.lock().reserve.left()
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().line.len()
+    }
+
+    /// Takes `n` now from the reserve or, while Redis does not answer, by
+    /// the failure policy.
+    fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
+        let expired = st.reserve.expire(now);
+        if expired > 0 {
+            st.expired = true;
+            Counters::add(&self.store.counters.expired, expired);
+        }
+        if let Some(origin) = st.reserve.take(n, now) {
+            st.used = true;
+            Counters::add(&self.store.counters.granted, n);
+            return Some(Grant::Reserved(n, origin));
+        }
+        if !self.store.is_down() {
+            return None;
+        }
+        let counters = &self.store.counters;
+        let granted = match self.store.policy {
+            FailurePolicy::Closed => false,
+            FailurePolicy::Open => true,
+            FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
+        };
+        if granted {
+            Counters::add(&counters.policy_grants, n);
+            Some(Grant::Policy)
+        } else {
+            None
+        }
+    }
+
+    /// `has_fuel_n`: never waits, never overtakes a waiter.
+    pub(crate) fn has_fuel_n(self: &Arc<Self>, n: u64) -> bool {
+        if n == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        if n > st.params.capacity() {
+            return false;
+        }
+        let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
+        if !taken {
+            st.missed = st.missed.saturating_add(1);
+            if self.store.is_down() {
+                Counters::add(&self.store.counters.policy_refusals, 1);
+            }
+        }
+        let kick = self.kick(&mut st, now, false);
+        drop(st);
+        self.run(kick);
+        taken
+    }
+
+    /// The first poll of a waiting future.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        n: u64,
+        deadline: Option<Instant>,
+        waker: &Waker,
+    ) -> Enqueued {
+        if n == 0 {
+            return Enqueued::Taken;
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        let capacity = st.params.capacity();
+        if n > capacity {
+            return Enqueued::TooLarge(capacity);
+        }
+        if st.line.is_empty() && self.take(&mut st, n, now).is_some() {
+            let kick = self.kick(&mut st, now, false);
+            drop(st);
+            self.run(kick);
+            return Enqueued::Taken;
+        }
+        if let Some(deadline) = deadline {
+            let known_late = st.reserve.left() < n && st.retry_at.is_some_and(|at| at > deadline);
+            if deadline <= now || known_late {
+                return Enqueued::TooLate;
+            }
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.line.push_back(Queued {
+            id,
+            n,
+            waker: waker.clone(),
+        });
+        let kick = self.kick(&mut st, now, true);
+        drop(st);
+        self.run(kick);
+        Enqueued::Queued(id)
+    }
+
+    /// A later poll: the grant, once the driver has made it.
+    pub(crate) fn poll_queued(&self, id: u64, waker: &Waker) -> Poll<Grant> {
+        let mut st = self.lock();
+        if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
+            return Poll::Ready(st.granted.swap_remove(at).1);
+        }
+        if let Ok(at) = st.line.binary_search_by_key(&id, |q| q.id)
+            && !st.line[at].waker.will_wake(waker)
+        {
+            st.line[at].waker = waker.clone();
+        }
+        Poll::Pending
+    }
+
+    /// A waiter leaves: its future was dropped (`keep_grant` false: a
+    /// grant it had not seen goes back to the reserve) or its deadline
+    /// passed (`keep_grant` true: a grant made in the meantime is its own).
+    /// Either way the next in line may now be served.
+    pub(crate) fn leave(self: &Arc<Self>, id: u64, keep_grant: bool) -> Option<Grant> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
+            let (_, granted) = st.granted.swap_remove(at);
+            if keep_grant {
+                return Some(granted);
+            }
+            if let Grant::Reserved(n, origin) = granted {
+                st.reserve.give_back(n, origin, now);
+                let counters = &self.store.counters;
+                counters
+                    .granted
+                    .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        } else if let Ok(at) = st.line.binary_search_by_key(&id, |q| q.id) {
+            st.line.remove(at);
+        }
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        let kick = self.kick(&mut st, now, false);
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+        self.run(kick);
+        None
+    }
+
+    /// Hands spendable fuel to the head of the line, in order.
+    fn assign(&self, st: &mut State, now: Instant, wake: &mut Vec<Waker>) {
+        while let Some(head) = st.line.front() {
+            let n = head.n;
+            let capacity = st.params.capacity();
+            let grant = if n > capacity {
+                Grant::TooLarge(capacity)
+            } else {
+                match self.take(st, n, now) {
+                    Some(grant) => grant,
+                    None => break,
+                }
+            };
+            let queued = st.line.pop_front().expect("the head was just read");
+            st.granted.push((queued.id, grant));
+            wake.push(queued.waker);
+        }
+    }
+
+    /// Whether Redis should be asked for more.
+    fn wants_more(st: &State) -> bool {
+        let held = st.reserve.left();
+        let waited: u64 = st.line.iter().map(|q| q.n).sum();
+        waited > held || st.missed > 0 || (st.used && held < st.batch.div_ceil(2))
+    }
+
+    fn may_ask(st: &State, now: Instant) -> bool {
+        !st.in_flight
+            && st.retry_at.is_none_or(|at| at <= now)
+            && st.backoff_until.is_none_or(|at| at <= now)
+    }
+
+    /// Starts or wakes the driver if there is work for it now.
+    fn kick(&self, st: &mut State, now: Instant, joined: bool) -> Kick {
+        let ask_now = Entry::wants_more(st) && Entry::may_ask(st, now);
+        if !st.driver.running {
+            if !ask_now && st.line.is_empty() {
+                return Kick::None;
+            }
+            st.driver.running = true;
+            st.driver.generation += 1;
+            return Kick::Spawn(st.driver.generation);
+        }
+        let sleeping = st.driver.wake_at.is_none_or(|at| at > now);
+        if (joined || ask_now) && sleeping {
+            if let Some(waker) = st.driver.waker.take() {
+                return Kick::Wake(waker);
+            }
+        }
+        Kick::None
+    }
+
+    fn run(self: &Arc<Self>, kick: Kick) {
+        match kick {
+            Kick::None => {}
+            Kick::Wake(waker) => waker.wake(),
+            Kick::Spawn(generation) => {
+                let driver = crate::driver::Driver::new(self.clone(), generation);
+                self.store.spawner.spawn(driver);
+            }
+        }
+    }
+
+    /// The driver's step: grant, decide whether to ask, and when to wake.
+    pub(crate) fn plan(&self, now: Instant, waker: &Waker, calling: bool) -> Plan {
+        let mut st = self.lock();
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        let wants = Entry::wants_more(&st);
+        let mut ask = None;
+        if !calling && wants && Entry::may_ask(&st, now) {
+            ask = Some(self.make_ask(&mut st, now));
+            st.in_flight = true;
+        }
+        let mut wake_at = None;
+        let mut earliest = |at: Option<Instant>| {
+            if let Some(at) = at {
+                wake_at = Some(wake_at.map_or(at, |w: Instant| w.min(at)));
+            }
+        };
+        if let Some(head) = st.line.front() {
+            earliest(st.reserve.next_start());
+            if self.store.is_down()
+                && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
+            {
+                let wait = tank.wait_time(head.n).unwrap_or(Duration::from_millis(100));
+                earliest(Some(now + wait.max(Duration::from_micros(50))));
+            }
+            if ask.is_none() && !calling && wants {
+                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                earliest(retry);
+            }
+        }
+        let exit = ask.is_none() && !calling && st.line.is_empty();
+        if exit {
+            st.driver.running = false;
+            st.driver.waker = None;
+            st.driver.wake_at = None;
+        } else {
+            st.driver.waker = Some(waker.clone());
+            st.driver.wake_at = wake_at;
+        }
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+        Plan {
+            ask,
+            wake_at,
+            exit,
+        }
+    }
+
+    /// The next ask, sized to the demand seen since the last one.
+    fn make_ask(&self, st: &mut State, now: Instant) -> Ask {
+        let params = st.params;
+        let interval = params.interval_ns();
+        let mut most = self
+            .options
+            .max_batch
+            .min(u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)
+            .max(1);
+        if params.mode() == Mode::Window {
+            most = most.min(params.max_n);
+        }
+        let waited: u64 = st.line.iter().map(|q| q.n).sum();
+        let demand = waited.saturating_add(st.missed);
+        st.batch = if st.expired {
+            (st.batch / 2).max(1)
+        } else if demand > st.batch {
+            st.batch.saturating_mul(2)
+        } else {
+            st.batch
+        }
+        .min(most);
+        let head = st.line.front().map_or(1, |q| q.n);
+        let together = if head > 1 && !st.reserve.can_take(head, now) {
+            head
+        } else {
+            0
+        };
+        st.missed = 0;
+        st.used = false;
+        st.expired = false;
+        let hold = params.hold_ns;
+        let guard = u64::try_from((st.rtt * 4 + Duration::from_micros(250)).as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(500_000, hold.max(500_000));
+        // Window fuel for waiters is handed out at once: a short hold wastes
+        // less of the window when it is full.
+        let life = if params.mode() == Mode::Window && !st.line.is_empty() {
+            guard.min(hold)
+        } else {
+            hold
+        };
+        Ask {
+            want: if together > 0 { together } else { st.batch },
+            together,
+            life_ns: life,
+            guard_ns: guard,
+        }
+    }
+
+    /// The driver's round trip.
+    pub(crate) fn call(self: &Arc<Self>, ask: Ask) -> impl Future<Output = Outcome> + Send + 'static {
+        let entry = self.clone();
+        let params = self.params();
+        async move {
+            let sent = Instant::now();
+            let result = entry
+                .store
+                .call(&entry.keys, script::args(Op::Take, &params, ask))
+                .await;
+            Outcome {
+                result,
+                sent,
+                answered: Instant::now(),
+            }
+        }
+    }
+
+    /// Takes in a round trip's outcome.
+    pub(crate) fn apply(&self, outcome: Outcome) {
+        let Outcome {
+            result,
+            sent,
+            answered,
+        } = outcome;
+        let mut st = self.lock();
+        st.in_flight = false;
+        let rtt = answered.saturating_duration_since(sent);
+        st.rtt = (st.rtt * 7 + rtt) / 8;
+        let counters = &self.store.counters;
+        match result {
+            Ok(Reply::Granted(granted, params, _)) => {
+                st.params = params;
+                st.failures = 0;
+                st.backoff_until = None;
+                st.retry_at = None;
+                let kept = st.reserve.add(&granted, sent, answered);
+                Counters::add(&counters.reserved, granted.count);
+                if kept < granted.count {
+                    st.expired = true;
+                    Counters::add(&counters.expired, granted.count - kept);
+                }
+            }
+            Ok(Reply::Refused(retry, params, _)) => {
+                st.params = params;
+                st.failures = 0;
+                st.backoff_until = None;
+                st.retry_at = Some(answered + Duration::from_nanos(retry));
+                Counters::add(&counters.refusals, 1);
+            }
+            Ok(Reply::Done(params, _)) | Ok(Reply::Mismatch(params)) => {
+                st.params = params;
+            }
+            Err(_) => {
+                st.failures = st.failures.saturating_add(1);
+                let backoff = BACKOFF_MIN
+                    .saturating_mul(1 << st.failures.min(5).saturating_sub(1))
+                    .min(BACKOFF_MAX);
+                st.backoff_until = Some(answered + backoff);
+            }
+        }
+    }
+
+    /// The driver ended without finishing (its runtime dropped it).
+    pub(crate) fn driver_gone(&self, generation: u64, calling: bool) {
+        let mut st = self.lock();
+        if calling {
+            st.in_flight = false;
+        }
+        if st.driver.generation == generation && st.driver.running {
+            st.driver.running = false;
+            st.driver.waker = None;
+        }
+    }
+
+    /// How long a newcomer asking for `n` would wait, as far as this
+    /// instance knows.
+    pub(crate) fn wait_time(&self, n: u64) -> Option<Duration> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if n > st.params.capacity() {
+            return None;
+        }
+        if n == 0 {
+            return Some(Duration::ZERO);
+        }
+        let expired = st.reserve.expire(now);
+        if expired > 0 {
+            st.expired = true;
+            Counters::add(&self.store.counters.expired, expired);
+        }
+        if st.line.is_empty() && st.reserve.can_take(n, now) {
+            return Some(Duration::ZERO);
+        }
+        let waited: u64 = st.line.iter().map(|q| q.n).sum();
+        let until = if st.reserve.left() >= waited.saturating_add(n) {
+            st.reserve.next_start()
+        } else {
+            [st.retry_at, st.backoff_until].into_iter().flatten().max()
+        };
+        Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
+    }
+
+    /// A `Build` or `Set` call for this entry's keys.
+    pub(crate) async fn control(&self, op: Op, params: Params) -> Result<Params, Error> {
+        let reply = self
+            .store
+            .call(&self.keys, script::args(op, &params, Ask::default()))
+            .await?;
+        match reply {
+            Reply::Done(stored, _) => Ok(stored),
+            Reply::Mismatch(stored) => Err(Error::Mismatch {
+                name: self.options.name.clone(),
+                stored: stored.describe(),
+                given: params.describe(),
+            }),
+            other => Err(Error::Redis {
+                reason: format!("unexpected answer to a {op:?}: {other:?}"),
+            }),
+        }
+    }
+}
+
+/// The outcome of a round trip, with when it was sent and answered.
+pub(crate) struct Outcome {
+    result: Result<Reply, Error>,
+    sent: Instant,
+    answered: Instant,
+}
+
+/// `FailurePolicy::Local`'s tank for `st`, made on first need.
+fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
+    if st.fallback.is_none() {
+        let params = st.params;
+        let max_n = ((params.max_n as f64) * share).floor().max(1.0) as u64;
+        let rate = Rate::new(max_n, Duration::from_nanos(params.per_ns)).ok()?;
+        let tank = Tank::builder(rate).hardcap(params.hardcap).build().ok()?;
+        st.fallback = Some(tank);
+    }
+    st.fallback.as_ref()
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Entry")
+            .field("name", &self.options.name)
+            .field("params", &st.params)
+            .field("reserved", &st.reserve.left())
+            .field("waiting", &st.line.len())
+            .field("batch", &st.batch)
+            .finish()
+    }
+}

@@ -1,0 +1,135 @@
+//! One [`fueltank`] budget for every instance of a service, kept in Redis.
+//!
+//! A [`GlobalTank`] is a tank shared by every process that builds the same
+//! name on the same Redis; a [`GlobalKeyedTank`] is one such tank per key.
+//! Redis decides every grant, on its own clock, in one Lua script per round
+//! trip; instances reserve fuel in batches and spend it locally, so a busy
+//! tank costs a round trip per batch and `has_fuel` never waits on Redis.
+//!
+//! ```no_run
+//! use fueltank::Hardcap;
+//! use fueltank_redis::{FailurePolicy, RedisStore};
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), fueltank_redis::Error> {
+//! let store = RedisStore::builder("redis://127.0.0.1:6379")
+//!     .timeout(Duration::from_millis(50))      // per round trip
+//!     .on_failure(FailurePolicy::Closed)       // the default
+//!     .connect()
+//!     .await?;
+//! let api = store.tank("api", "1000/s".parse()?).hardcap(Hardcap::Limit).build().await?;
+//! api.await_fuel().await;                      // every instance together: 1000/s
+//! let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
+//! per_user.await_fuel("alice".to_string()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Where things are
+//!
+//! | item | what |
+//! |---|---|
+//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`Stats`] | the connection, the timeouts, what to do while Redis is gone, the counters |
+//! | [`GlobalTank`], [`GlobalTankBuilder`] | one budget for all instances |
+//! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`] | one budget per key for all instances |
+//! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
+//! | [`Error`] | the one error type |
+//!
+//! The Redis side (keys, script, expiry) is explained in `script.rs` and
+//! `script.lua`; the conversion between Redis's clock and this one in
+//! `reserve.rs`; the line of waiters, batch sizes and the driver in
+//! `entry.rs` and `driver.rs`.
+//!
+//! # What holds across instances
+//!
+//! The hardcaps keep their promise across all instances together, judged on
+//! Redis's clock, with `T = per / max_n` (rounded up to whole nanoseconds):
+//!
+//! | hardcap | every half-open window of length `per` sees | at once |
+//! |---|---|---|
+//! | `Limit` | at most `2·max_n − 1` grants | the bank: `max_n − ⌈hold / T⌉` |
+//! | `One` | at most `max_n` grants, any two at least `T` apart | 1 |
+//! | `Window` | at most `max_n` grants, exactly | `max_n` |
+//! | `Unbounded` | no bound; long-run mean at most the rate | its bank |
+//!
+//! Reservations only ever *under*-admit. Redis records every unit it
+//! reserves as granted, with the Redis-time interval in which it may be
+//! spent, and each instance spends a unit only inside that interval as
+//! converted, conservatively, to its own clock (the round trip's width is
+//! taken off, and 100 ppm of clock-rate difference):
+//!
+//! - `Limit`, `Unbounded`: unit `j` of a batch has a slot (when GCRA makes
+//!   it due: at once for banked fuel, one interval apart after) and may be
+//!   spent from its slot until `hold` after it. A unit spent up to `hold`
+//!   late could let a window see `⌈hold / T⌉` more grants, so Redis banks
+//!   that much less: `Limit`'s bank is `max_n − ⌈hold / T⌉`, and the window
+//!   bound `2·max_n − 1` holds. With no bank left (`max_n = 1`), `Limit` is
+//!   granted like `One`.
+//! - `One`: a batch is a run of slots one interval apart, spent here in
+//!   order at least `T` apart, the first no sooner than its slot and the
+//!   last before the batch's end; Redis starts the next batch (anyone's)
+//!   one interval after that end. The end is the last slot plus a *guard*
+//!   that absorbs this instance's round trip and lateness (four smoothed
+//!   round trips and 250 µs, at least 0.5 ms, at most the hold); a batch of
+//!   `k` thus costs `k·T + guard` of the rate.
+//! - `Window`: Redis logs each batch with the end of its hold and counts it
+//!   until a period after that end, so a unit spent anywhere in its hold
+//!   is counted by every window that could see it. A full window therefore
+//!   reopens one hold later than a local `Window` tank: batches for waiters
+//!   are handed out at once and use the guard as their hold, so that costs
+//!   about a guard per period.
+//!
+//! Fuel reserved and not spent is lost, never re-granted: an instance holds
+//! at most one and a half batches (it asks again when under half a batch is
+//! left), a batch is at most `max_batch` units and spans at most
+//! `reserve_ahead` of the rate, and a unit lives at most `hold` past its
+//! slot. So `n` busy instances leave at most `n × 1.5 × min(max_batch,
+//! reserve_ahead / T)` units unspent when their demand stops, and none
+//! after `reserve_ahead + hold`. Batches grow with demand and halve when
+//! fuel expires, so a cold key is asked for one unit at a time.
+//!
+//! Redis's clock is `TIME` inside the script: a step back is ignored (the
+//! state never moves back), a step forward counts as time that passed. A
+//! state Redis loses (a restart without persistence, a flush) is a tank
+//! idle for ever: full again.
+//!
+//! # Failures
+//!
+//! Each round trip is bounded by the store's timeout. A failed one marks the
+//! store down until one succeeds, and the [`FailurePolicy`] decides what
+//! reserved fuel cannot: `Closed` (the default) grants nothing more,
+//! `Open` everything, `Local(share)` a local tank at that share of the
+//! rate. Tanks that need Redis keep trying, backing off from 50 ms to 1 s;
+//! the connection reconnects by itself, the script is sent again if Redis
+//! forgot it, and a state Redis lost is made again. Waiters are never
+//! dropped: under `Closed` they are served once Redis answers.
+//!
+//! # Runtime
+//!
+//! redis-rs needs tokio (feature `tokio`, the default) or smol (feature
+//! `smol`). Each tank with work has a small driver task, spawned where the
+//! store was connected and gone when the tank is idle; the waits and
+//! `has_fuel` work from any executor or plain thread. Timers are
+//! `async-io`'s, as in `fueltank`.
+
+#![warn(missing_docs)]
+
+#[cfg(not(any(feature = "tokio", feature = "smol")))]
+compile_error!("fueltank-redis needs the feature `tokio` or `smol` (redis-rs's runtime)");
+
+mod driver;
+mod entry;
+mod error;
+mod future;
+mod global;
+mod keyed;
+mod params;
+mod reserve;
+mod script;
+mod spawn;
+mod store;
+
+pub use error::Error;
+pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
+pub use global::{GlobalTank, GlobalTankBuilder};
+pub use keyed::{AwaitKey, AwaitKeyTimeout, GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
+pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, Stats};
