@@ -6,12 +6,17 @@
 //! it waits on one timer (the next fuel's start, a retry time, or a
 //! backoff), on its round trip, and on kicks; each wake-up is one `plan`
 //! under the entry's lock. So an idle tank costs no task and no wake-ups.
+//!
+//! The timer does not wake the task itself: its waker grants the fuel that
+//! has become spendable right where the timer fires (on `async-io`'s
+//! thread), then wakes the task to set the next time. A grant is thus as
+//! late as the timer, not as the timer plus the executor's scheduling of
+//! the task: under `One`, every late grant delays the ones after it.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 
 use async_io::Timer;
 
@@ -24,16 +29,48 @@ pub(crate) struct Driver {
     generation: u64,
     call: Option<Call>,
     timer: Timer,
+    /// The timer's waker: grants, then wakes the task.
+    on_time: Arc<OnTime>,
+    on_time_waker: Waker,
     done: bool,
+}
+
+struct OnTime {
+    entry: Arc<Entry>,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for OnTime {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.entry.grant_due();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
 }
 
 impl Driver {
     pub(crate) fn new(entry: Arc<Entry>, generation: u64) -> Driver {
+        let on_time = Arc::new(OnTime {
+            entry: entry.clone(),
+            task: Mutex::new(None),
+        });
         Driver {
             entry,
             generation,
             call: None,
             timer: Timer::never(),
+            on_time_waker: Waker::from(on_time.clone()),
+            on_time,
             done: false,
         }
     }
@@ -51,9 +88,7 @@ impl Future for Driver {
                 this.call = None;
                 this.entry.apply(outcome);
             }
-            let plan = this
-                .entry
-                .plan(Instant::now(), cx.waker(), this.call.is_some());
+            let plan = this.entry.plan(cx.waker(), this.call.is_some());
             if let Some(ask) = plan.ask {
                 this.call = Some(Box::pin(this.entry.call(ask)));
                 continue;
@@ -64,8 +99,14 @@ impl Future for Driver {
             }
             match plan.wake_at {
                 Some(at) => {
+                    *this
+                        .on_time
+                        .task
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
                     this.timer.set_at(at);
-                    if Pin::new(&mut this.timer).poll(cx).is_ready() {
+                    let mut on_time = Context::from_waker(&this.on_time_waker);
+                    if Pin::new(&mut this.timer).poll(&mut on_time).is_ready() {
                         continue;
                     }
                 }

@@ -19,11 +19,12 @@
 //!
 //! The driver asks when the line wants more than the reserve holds, when
 //! `has_fuel` found none, or when fuel was taken and less than half a batch
-//! is left. A batch starts at 1 and doubles at each ask that finds more
-//! demand (fuel waited for or missed since the last ask) than a batch; it
-//! halves at each ask after reserved fuel expired unspent. It never exceeds
-//! `max_batch`, nor `reserve_ahead` of the tank's rate. A cold key thus
-//! costs one round trip per grant, a hot one a round trip per batch. A
+//! is left. A batch starts at 1. At each ask it doubles if the instance is
+//! starved (more than one waiter, or `has_fuel` found none); else it is
+//! what the demand's rate since the last ask uses within a unit's hold; it
+//! halves if reserved fuel expired unspent. It never exceeds `max_batch`,
+//! nor `reserve_ahead` of the tank's rate. A cold key thus costs one round
+//! trip per grant, a hot one a round trip per batch. A
 //! refused ask (`Window` full, or fuel wanted together not banked) is not
 //! repeated before the retry time Redis gave; a failed one backs off from
 //! 50 ms to 1 s.
@@ -75,6 +76,10 @@ struct State {
     missed: u64,
     /// Whether fuel was taken since the last ask.
     used: bool,
+    /// Requests (grants, misses, waiters) since the last ask, and when that
+    /// was: the demand's rate.
+    requests: u64,
+    asked_at: Instant,
     /// Whether reserved fuel expired unspent since the last ask.
     expired: bool,
     retry_at: Option<Instant>,
@@ -159,6 +164,8 @@ impl Entry {
                 batch: 1,
                 missed: 0,
                 used: false,
+                requests: 0,
+                asked_at: Instant::now(),
                 expired: false,
                 retry_at: None,
                 backoff_until: None,
@@ -197,11 +204,14 @@ impl Entry {
     fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
         let expired = st.reserve.expire(now);
         if expired > 0 {
-            st.expired = true;
+            // Expired while nobody wanted it: the batches were too large.
+            // (Fuel lost to lateness while tasks wait says nothing of that.)
+            st.expired |= st.line.is_empty() && st.missed == 0;
             Counters::add(&self.store.counters.expired, expired);
         }
         if let Some(origin) = st.reserve.take(n, now) {
             st.used = true;
+            st.requests = st.requests.saturating_add(1);
             Counters::add(&self.store.counters.granted, n);
             return Some(Grant::Reserved(n, origin));
         }
@@ -227,14 +237,16 @@ impl Entry {
         if n == 0 {
             return true;
         }
-        let now = Instant::now();
         let mut st = self.lock();
+        // Read under the lock: the grant is made at this time.
+        let now = Instant::now();
         if n > st.params.capacity() {
             return false;
         }
         let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
         if !taken {
             st.missed = st.missed.saturating_add(1);
+            st.requests = st.requests.saturating_add(1);
             if self.store.is_down() {
                 Counters::add(&self.store.counters.policy_refusals, 1);
             }
@@ -255,8 +267,8 @@ impl Entry {
         if n == 0 {
             return Enqueued::Taken;
         }
-        let now = Instant::now();
         let mut st = self.lock();
+        let now = Instant::now();
         let capacity = st.params.capacity();
         if n > capacity {
             return Enqueued::TooLarge(capacity);
@@ -275,6 +287,7 @@ impl Entry {
         }
         let id = st.next_id;
         st.next_id += 1;
+        st.requests = st.requests.saturating_add(1);
         st.line.push_back(Queued {
             id,
             n,
@@ -305,8 +318,8 @@ impl Entry {
     /// passed (`keep_grant` true: a grant made in the meantime is its own).
     /// Either way the next in line may now be served.
     pub(crate) fn leave(self: &Arc<Self>, id: u64, keep_grant: bool) -> Option<Grant> {
-        let now = Instant::now();
         let mut st = self.lock();
+        let now = Instant::now();
         if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
             let (_, granted) = st.granted.swap_remove(at);
             if keep_grant {
@@ -350,11 +363,14 @@ impl Entry {
         }
     }
 
-    /// Whether Redis should be asked for more.
+    /// Whether Redis should be asked for more: the line (or a `has_fuel`
+    /// that found nothing) wants more than is held, or fuel is being used
+    /// and less than half a batch is left.
     fn wants_more(st: &State) -> bool {
         let held = st.reserve.left();
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
-        waited > held || st.missed > 0 || (st.used && held < st.batch.div_ceil(2))
+        let wanted = waited.saturating_add(u64::from(st.missed > 0));
+        wanted > held || (st.used && held < st.batch.div_ceil(2))
     }
 
     fn may_ask(st: &State, now: Instant) -> bool {
@@ -394,9 +410,20 @@ impl Entry {
         }
     }
 
-    /// The driver's step: grant, decide whether to ask, and when to wake.
-    pub(crate) fn plan(&self, now: Instant, waker: &Waker, calling: bool) -> Plan {
+    /// Grants the line what is spendable now (the driver's timer fired).
+    pub(crate) fn grant_due(&self) {
         let mut st = self.lock();
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// The driver's step: grant, decide whether to ask, and when to wake.
+    pub(crate) fn plan(&self, waker: &Waker, calling: bool) -> Plan {
+        let mut st = self.lock();
+        let now = Instant::now();
         let mut wake = Vec::new();
         self.assign(&mut st, now, &mut wake);
         let wants = Entry::wants_more(&st);
@@ -454,16 +481,27 @@ impl Entry {
         if params.mode() == Mode::Window {
             most = most.min(params.max_n);
         }
-        let waited: u64 = st.line.iter().map(|q| q.n).sum();
-        let demand = waited.saturating_add(st.missed);
+        // Starved (several waiting, or `has_fuel` missing): double. Else as
+        // much as the demand's rate takes up within a unit's hold (a `Paced`
+        // batch is spent at the tank's rate: only worth more than one unit
+        // if the demand keeps up with it). Halve after fuel expired.
+        let starved = st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
+        let elapsed = now.saturating_duration_since(st.asked_at).as_secs_f64().max(1e-6);
+        let rate = st.requests as f64 / elapsed;
+        let span = Duration::from_nanos(params.hold_ns).min(self.options.reserve_ahead);
+        let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
         st.batch = if st.expired {
             (st.batch / 2).max(1)
-        } else if demand > st.batch {
+        } else if starved {
             st.batch.saturating_mul(2)
+        } else if paced_slow {
+            1
         } else {
-            st.batch
+            ((rate * span.as_secs_f64()).ceil() as u64).max(1)
         }
         .min(most);
+        st.requests = 0;
+        st.asked_at = now;
         let head = st.line.front().map_or(1, |q| q.n);
         let together = if head > 1 && !st.reserve.can_take(head, now) {
             head
@@ -477,18 +515,19 @@ impl Entry {
         let guard = u64::try_from((st.rtt * 4 + Duration::from_micros(250)).as_nanos())
             .unwrap_or(u64::MAX)
             .clamp(500_000, hold.max(500_000));
-        // Window fuel for waiters is handed out at once: a short hold wastes
-        // less of the window when it is full.
-        let life = if params.mode() == Mode::Window && !st.line.is_empty() {
-            guard.min(hold)
-        } else {
-            hold
-        };
+        let want = if together > 0 { together } else { st.batch };
         Ask {
-            want: if together > 0 { together } else { st.batch },
+            want,
+            least: want.div_ceil(2),
+            // A full window reopens at most a period later: reserving that
+            // far spares a refusal per period.
+            ahead_ns: u64::try_from(self.options.reserve_ahead.as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(if params.mode() == Mode::Window { params.per_ns } else { 0 }),
             together,
-            life_ns: life,
+            life_ns: hold,
             guard_ns: guard,
+            finished: st.reserve.take_finished(),
         }
     }
 
@@ -500,7 +539,7 @@ impl Entry {
             let sent = Instant::now();
             let result = entry
                 .store
-                .call(&entry.keys, script::args(Op::Take, &params, ask))
+                .call(&entry.keys, script::args(Op::Take, &params, &ask))
                 .await;
             Outcome {
                 result,
@@ -570,8 +609,8 @@ impl Entry {
     /// How long a newcomer asking for `n` would wait, as far as this
     /// instance knows.
     pub(crate) fn wait_time(&self, n: u64) -> Option<Duration> {
-        let now = Instant::now();
         let mut st = self.lock();
+        let now = Instant::now();
         if n > st.params.capacity() {
             return None;
         }
@@ -580,7 +619,7 @@ impl Entry {
         }
         let expired = st.reserve.expire(now);
         if expired > 0 {
-            st.expired = true;
+            st.expired |= st.line.is_empty() && st.missed == 0;
             Counters::add(&self.store.counters.expired, expired);
         }
         if st.line.is_empty() && st.reserve.can_take(n, now) {
@@ -599,7 +638,7 @@ impl Entry {
     pub(crate) async fn control(&self, op: Op, params: Params) -> Result<Params, Error> {
         let reply = self
             .store
-            .call(&self.keys, script::args(op, &params, Ask::default()))
+            .call(&self.keys, script::args(op, &params, &Ask::default()))
             .await?;
         match reply {
             Reply::Done(stored, _) => Ok(stored),

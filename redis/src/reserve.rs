@@ -29,7 +29,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::script::Granted;
+use crate::script::{Granted, Kind};
 
 /// Clock rates may differ by this fraction (100 ppm).
 const DRIFT: u64 = 10_000;
@@ -45,6 +45,8 @@ enum Run {
         life: u64,
         next: u64,
         count: u64,
+        /// `Window`: the batch's sequence number in Redis's log.
+        batch: Option<u64>,
     },
     Paced {
         earliest: Instant,
@@ -61,6 +63,9 @@ enum Run {
 /// Where a taken unit came from, so that a dropped future can give it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
+    /// From a `Window` batch, which may already be reported finished: not
+    /// given back.
+    Window,
     /// From `Each` or `Loose` runs: spendable by someone else until then.
     Until(Instant),
     /// From a `Paced` run, taken at this instant: back only if nothing was
@@ -183,11 +188,16 @@ impl Run {
                 spacing,
                 life,
                 next,
+                batch,
                 ..
             } => {
                 let end = Run::offset(*first, *spacing, *next).saturating_add(*life);
                 *next += n;
-                Origin::Until(after(*sent, shrink(end)))
+                if batch.is_some() {
+                    Origin::Window
+                } else {
+                    Origin::Until(after(*sent, shrink(end)))
+                }
             }
             Run::Paced {
                 earliest,
@@ -228,7 +238,13 @@ impl Run {
 #[derive(Debug, Default)]
 pub(crate) struct Reserve {
     runs: VecDeque<Run>,
+    /// `Window` batches gone from the reserve (spent or expired), not yet
+    /// reported to Redis: (sequence number, count).
+    finished: Vec<(u64, u64)>,
 }
+
+/// The most finished batches reported in one call.
+const MAX_FINISHED: usize = 16;
 
 impl Reserve {
     /// Adds a grant answered at `answered` to a call sent at `sent`.
@@ -238,7 +254,7 @@ impl Reserve {
         if granted.count == 0 {
             return 0;
         }
-        let run = if granted.paced {
+        let run = if granted.kind == Kind::Paced {
             let Ok(first) = u64::try_from(granted.first.max(0)) else {
                 return 0;
             };
@@ -260,14 +276,16 @@ impl Reserve {
                 life: granted.life,
                 next: 0,
                 count: granted.count,
+                batch: u64::try_from(granted.last_end)
+                    .ok()
+                    .filter(|_| granted.kind == Kind::Window),
             }
         };
         let mut run = run;
         let lost = run.expire(answered);
         let kept = run.left();
-        if kept > 0 {
-            self.runs.push_back(run);
-        }
+        self.runs.push_back(run);
+        self.drop_empty();
         debug_assert_eq!(lost + kept, granted.count);
         kept
     }
@@ -278,8 +296,33 @@ impl Reserve {
         for run in &mut self.runs {
             expired += run.expire(now);
         }
-        self.runs.retain(|run| run.left() > 0);
+        self.drop_empty();
         expired
+    }
+
+    /// Removes runs with nothing left, noting finished `Window` batches.
+    fn drop_empty(&mut self) {
+        let finished = &mut self.finished;
+        self.runs.retain(|run| {
+            if run.left() > 0 {
+                return true;
+            }
+            if let Run::Each {
+                batch: Some(seq),
+                count,
+                ..
+            } = *run
+                && finished.len() < MAX_FINISHED
+            {
+                finished.push((seq, count));
+            }
+            false
+        });
+    }
+
+    /// The finished `Window` batches to report, forgotten here.
+    pub(crate) fn take_finished(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.finished)
     }
 
     /// Units held, spendable now or later.
@@ -315,6 +358,7 @@ impl Reserve {
             let from = run.take(here, now);
             origin = Some(match (origin, from) {
                 (Some(Origin::Until(a)), Origin::Until(b)) => Origin::Until(a.min(b)),
+                (_, Origin::Window) => Origin::Window,
                 (Some(kept), _) => kept,
                 (None, from) => from,
             });
@@ -323,7 +367,7 @@ impl Reserve {
                 break;
             }
         }
-        self.runs.retain(|run| run.left() > 0);
+        self.drop_empty();
         origin
     }
 
@@ -333,7 +377,7 @@ impl Reserve {
             Origin::Until(until) if until > now => {
                 self.runs.push_front(Run::Loose { left: n, until });
             }
-            Origin::Until(_) => {}
+            Origin::Until(_) | Origin::Window => {}
             Origin::Paced(taken) => {
                 // Back only if the run it came from spent nothing since:
                 // then its next slot is exactly one spacing after `taken`.
@@ -369,7 +413,7 @@ mod tests {
 
     fn each(count: u64, first: i64, spacing: u64, life: u64) -> Granted {
         Granted {
-            paced: false,
+            kind: Kind::Each,
             count,
             first,
             spacing,
@@ -418,7 +462,7 @@ mod tests {
         let r = q + Duration::from_micros(50);
         let mut reserve = Reserve::default();
         let batch = Granted {
-            paced: true,
+            kind: Kind::Paced,
             count: 3,
             first: 0,
             spacing: MS,
@@ -448,7 +492,7 @@ mod tests {
         assert!(reserve.can_take(1, q));
 
         let batch = Granted {
-            paced: true,
+            kind: Kind::Paced,
             count: 2,
             first: 0,
             spacing: MS,

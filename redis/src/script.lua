@@ -5,8 +5,10 @@
 -- KEYS[3]  optional: the parameters of a keyed tank, shared by its keys
 -- ARGV     op ('take' | 'build' | 'set'), then the caller's parameters
 --          (max_n, per, hardcap, hold), the numbers derived from them
---          (interval t, mode, tolerance), and the request (want, together,
---          life, guard). Times are integer nanoseconds.
+--          (interval t, mode, tolerance), the request (want, together,
+--          life, guard, least, ahead), and the count then the members of
+--          the Window batches the caller has finished. Times are integer
+--          nanoseconds.
 --
 -- Every number handled here stays below 2^53, where Lua's doubles are exact
 -- integers: times are kept relative to the current second (`ep`), and the
@@ -17,7 +19,8 @@ local sec = tonumber(clock[1])
 local now = tonumber(clock[2]) * 1000
 local op = ARGV[1]
 local want, together = tonumber(ARGV[9]), tonumber(ARGV[10])
-local life, guard = tonumber(ARGV[11]), tonumber(ARGV[12])
+local life, guard, least = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local ahead = tonumber(ARGV[14])
 
 local function f(x) return string.format('%.0f', x) end
 
@@ -108,6 +111,11 @@ if mode == 2 then
   -- Window: a log of (end of the grant's hold) -> "seq:count". A grant
   -- counts until its hold has ended and a whole period more has passed.
   local base_us = sec * 1000000
+  -- Batches the caller will spend nothing more of: their hold ends now.
+  local now_us = base_us + math.ceil(now / 1000)
+  for i = 1, tonumber(ARGV[15]) do
+    redis.call('ZADD', KEYS[2], 'XX', 'LT', f(now_us), ARGV[15 + i])
+  end
   local horizon = base_us + math.floor((now - per) / 1000)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', horizon)
   for _, member in ipairs(gone) do
@@ -115,28 +123,30 @@ if mode == 2 then
   end
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) end
   if len < 0 then len = 0 end
-  local need = 1
+  local need = math.max(1, math.min(least, n))
   if together > 0 then need = together end
   if op == 'take' and want > 0 then
-    if len + need > n then
-      local excess = len + need - n
+    -- `at`: how long after now `need` are free (at once, or when enough
+    -- of the oldest grants have left); then as many as are free then.
+    local at, free = 0, n - len
+    if free < need then
       local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-      local retry = per
       for i = 1, #entries, 2 do
-        excess = excess - tonumber(string.match(entries[i], ':(%d+)$'))
-        if excess <= 0 then
-          retry = (tonumber(entries[i + 1]) - base_us) * 1000 + per - now
-          break
-        end
+        free = free + tonumber(string.match(entries[i], ':(%d+)$'))
+        at = (tonumber(entries[i + 1]) - base_us) * 1000 + per - now
+        local same = entries[i + 3] ~= nil and entries[i + 3] == entries[i + 1]
+        if free >= need and not same then break end
       end
-      refuse(retry)
+    end
+    if free < need or at > ahead then
+      refuse(at - ahead)
     else
       local g = need
-      if together == 0 then g = math.min(want, n - len) end
+      if together == 0 then g = math.min(want, free) end
       seq = seq + 1
-      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + life) / 1000)), seq .. ':' .. g)
+      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + at + life) / 1000)), seq .. ':' .. g)
       len = len + g
-      grant(0, g, 0, 0, life, 0)
+      grant(2, g, at, 0, life, seq)
     end
   end
   expire_ms = 1000
@@ -161,11 +171,12 @@ else
     if tat == nil or tat < now - tol then tat = now - tol end
     if op == 'take' and want > 0 then
       if together > 0 then
+        -- All at once when the last is due: a burst GCRA allows then.
         local due = tat + (together - 1) * t
-        if due > now then
-          refuse(due - now)
+        if due - now > ahead then
+          refuse(due - now - ahead)
         else
-          grant(0, together, tat - now, t, life, 0)
+          grant(0, together, due - now, 0, life, 0)
           tat = tat + together * t
         end
       else

@@ -43,10 +43,17 @@ pub(crate) enum Op {
 }
 
 /// A request for fuel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Ask {
     /// Units in a batch (at least 1 for a take).
     pub(crate) want: u64,
+    /// `Window`: refuse unless at least this many are free (so that a full
+    /// window is asked again when a useful batch is free, not at each
+    /// grant that leaves).
+    pub(crate) least: u64,
+    /// How far ahead fuel may be granted (for `together` and `Window`):
+    /// beyond, Redis refuses with a retry time.
+    pub(crate) ahead_ns: u64,
     /// If not 0: exactly this many, all spendable at once.
     pub(crate) together: u64,
     /// How long each granted unit may be held after it becomes spendable
@@ -54,10 +61,13 @@ pub(crate) struct Ask {
     pub(crate) life_ns: u64,
     /// `Paced`: the gap left after a batch for this instance's lateness.
     pub(crate) guard_ns: u64,
+    /// `Window`: batches (sequence number, count) of which nothing will be
+    /// spent any more: Redis may end their hold now.
+    pub(crate) finished: Vec<(u64, u64)>,
 }
 
 /// The script's arguments for `op` on a tank with `params`.
-pub(crate) fn args(op: Op, params: &Params, ask: Ask) -> Vec<String> {
+pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
     let (mode, tolerance) = match params.mode() {
         Mode::Gcra { tolerance_ns } => (0, tolerance_ns),
         Mode::Paced => (1, 0),
@@ -68,7 +78,7 @@ pub(crate) fn args(op: Op, params: &Params, ask: Ask) -> Vec<String> {
         Op::Build => "build",
         Op::Set => "set",
     };
-    vec![
+    let mut args = vec![
         op.to_string(),
         params.max_n.to_string(),
         params.per_ns.to_string(),
@@ -81,16 +91,34 @@ pub(crate) fn args(op: Op, params: &Params, ask: Ask) -> Vec<String> {
         ask.together.to_string(),
         ask.life_ns.to_string(),
         ask.guard_ns.to_string(),
-    ]
+        ask.least.to_string(),
+        ask.ahead_ns.to_string(),
+        ask.finished.len().to_string(),
+    ];
+    args.extend(
+        ask.finished
+            .iter()
+            .map(|(seq, count)| format!("{seq}:{count}")),
+    );
+    args
+}
+
+/// How the units of a grant are spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Unit `j` spendable from `max(0, first + j·spacing)` for `life`.
+    Each,
+    /// Spent in order, `spacing` apart, all before `last_end`.
+    Paced,
+    /// All spendable at once for `life`; `last_end` is the batch's sequence
+    /// number in the log.
+    Window,
 }
 
 /// Units granted, as the script describes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Granted {
-    /// `true`: a `Paced` batch (spent in order, `spacing` apart, all before
-    /// `last_end`); `false`: unit `j` spendable from `max(0, first + j·spacing)`
-    /// for `life`.
-    pub(crate) paced: bool,
+    pub(crate) kind: Kind,
     pub(crate) count: u64,
     pub(crate) first: i64,
     pub(crate) spacing: u64,
@@ -145,8 +173,14 @@ impl Reply {
                 let &[kind, count, first, spacing, life, last_end] = values.get(1..7)? else {
                     return None;
                 };
+                let kind = match kind {
+                    0 => Kind::Each,
+                    1 => Kind::Paced,
+                    2 => Kind::Window,
+                    _ => return None,
+                };
                 let granted = Granted {
-                    paced: kind == 1,
+                    kind,
                     count: u64::try_from(count).ok()?,
                     first,
                     spacing: u64::try_from(spacing).ok()?,
@@ -188,7 +222,7 @@ mod tests {
             Some(Reply::Granted(g, params, now)) => {
                 assert_eq!(g.count, 5);
                 assert_eq!(g.first, -3);
-                assert!(!g.paced);
+                assert_eq!(g.kind, Kind::Each);
                 assert_eq!(params.max_n, 10);
                 assert_eq!(params.hardcap, Hardcap::Limit);
                 assert_eq!(now, RedisNow { sec: 17, ns: 42 });
