@@ -82,6 +82,9 @@ struct State {
     asked_at: Instant,
     /// Whether reserved fuel expired unspent since the last ask.
     expired: bool,
+    /// Whether a waiter joined a line already waiting since the last ask:
+    /// demand beyond what was reserved.
+    crowded: bool,
     retry_at: Option<Instant>,
     backoff_until: Option<Instant>,
     failures: u32,
@@ -167,6 +170,7 @@ impl Entry {
                 requests: 0,
                 asked_at: Instant::now(),
                 expired: false,
+                crowded: false,
                 retry_at: None,
                 backoff_until: None,
                 failures: 0,
@@ -288,6 +292,7 @@ impl Entry {
         let id = st.next_id;
         st.next_id += 1;
         st.requests = st.requests.saturating_add(1);
+        st.crowded |= !st.line.is_empty();
         st.line.push_back(Queued {
             id,
             n,
@@ -481,23 +486,29 @@ impl Entry {
         if params.mode() == Mode::Window {
             most = most.min(params.max_n);
         }
-        // Starved (several waiting, or `has_fuel` missing): double. Else as
-        // much as the demand's rate takes up within a unit's hold (a `Paced`
-        // batch is spent at the tank's rate: only worth more than one unit
-        // if the demand keeps up with it). Halve after fuel expired.
-        let starved = st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
-        let elapsed = now.saturating_duration_since(st.asked_at).as_secs_f64().max(1e-6);
-        let rate = st.requests as f64 / elapsed;
-        let span = Duration::from_nanos(params.hold_ns).min(self.options.reserve_ahead);
+        // The demand's rate since the last ask, over at least a hold (one
+        // request is no rate). Starved (waiters queued behind others, or
+        // `has_fuel` finding nothing): double, or what that rate takes in
+        // `reserve_ahead`, whichever is more. Else what the rate takes up
+        // within a unit's hold (a `Paced` batch is spent at the tank's
+        // rate: only worth more than one unit if the demand keeps up).
+        // Halve after fuel expired unwanted.
+        let starved = st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
+        let hold = Duration::from_nanos(params.hold_ns);
+        let elapsed = now.saturating_duration_since(st.asked_at).max(hold);
+        let rate = st.requests as f64 / elapsed.as_secs_f64();
+        let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
         let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
         st.batch = if st.expired {
             (st.batch / 2).max(1)
         } else if starved {
-            st.batch.saturating_mul(2)
+            st.batch
+                .saturating_mul(2)
+                .max(within(self.options.reserve_ahead))
         } else if paced_slow {
             1
         } else {
-            ((rate * span.as_secs_f64()).ceil() as u64).max(1)
+            within(hold.min(self.options.reserve_ahead)).max(1)
         }
         .min(most);
         st.requests = 0;
@@ -511,6 +522,7 @@ impl Entry {
         st.missed = 0;
         st.used = false;
         st.expired = false;
+        st.crowded = false;
         let hold = params.hold_ns;
         let guard = u64::try_from((st.rtt * 4 + Duration::from_micros(250)).as_nanos())
             .unwrap_or(u64::MAX)

@@ -251,24 +251,22 @@ impl Reserve {
     /// Returns how many of its units can ever be spent here (a round trip
     /// longer than a unit's hold leaves it none).
     pub(crate) fn add(&mut self, granted: &Granted, sent: Instant, answered: Instant) -> u64 {
-        if granted.count == 0 {
-            return 0;
-        }
-        let run = if granted.kind == Kind::Paced {
-            let Ok(first) = u64::try_from(granted.first.max(0)) else {
-                return 0;
-            };
-            let Ok(last_end) = u64::try_from(granted.last_end) else {
-                return 0;
-            };
-            Run::Paced {
-                earliest: after(answered, stretch(first)),
-                spacing: Duration::from_nanos(stretch(granted.spacing).saturating_add(1)),
-                end: after(sent, shrink(last_end)),
-                left: granted.count,
+        let runs: Vec<Run> = match granted.kind {
+            Kind::Paced => {
+                let (Ok(first), Ok(last_end)) = (
+                    u64::try_from(granted.first.max(0)),
+                    u64::try_from(granted.last_end),
+                ) else {
+                    return 0;
+                };
+                vec![Run::Paced {
+                    earliest: after(answered, stretch(first)),
+                    spacing: Duration::from_nanos(stretch(granted.spacing).saturating_add(1)),
+                    end: after(sent, shrink(last_end)),
+                    left: granted.count,
+                }]
             }
-        } else {
-            Run::Each {
+            Kind::Each => vec![Run::Each {
                 sent,
                 answered,
                 first: granted.first,
@@ -276,17 +274,30 @@ impl Reserve {
                 life: granted.life,
                 next: 0,
                 count: granted.count,
-                batch: u64::try_from(granted.last_end)
-                    .ok()
-                    .filter(|_| granted.kind == Kind::Window),
-            }
+                batch: None,
+            }],
+            Kind::Window => granted
+                .segments
+                .iter()
+                .map(|&(from, count, seq)| Run::Each {
+                    sent,
+                    answered,
+                    first: from,
+                    spacing: 0,
+                    life: granted.life,
+                    next: 0,
+                    count,
+                    batch: Some(seq),
+                })
+                .collect(),
         };
-        let mut run = run;
-        let lost = run.expire(answered);
-        let kept = run.left();
-        self.runs.push_back(run);
+        let mut kept = 0;
+        for mut run in runs {
+            run.expire(answered);
+            kept += run.left();
+            self.runs.push_back(run);
+        }
         self.drop_empty();
-        debug_assert_eq!(lost + kept, granted.count);
         kept
     }
 
@@ -419,6 +430,7 @@ mod tests {
             spacing,
             life,
             last_end: 0,
+            segments: Vec::new(),
         }
     }
 
@@ -468,6 +480,7 @@ mod tests {
             spacing: MS,
             life: 0,
             last_end: (2 * MS + MS / 2) as i64,
+            segments: Vec::new(),
         };
         assert_eq!(reserve.add(&batch, q, r), 3);
         assert!(reserve.take(1, r).is_some());
@@ -498,6 +511,7 @@ mod tests {
             spacing: MS,
             life: 0,
             last_end: 5 * MS as i64,
+            segments: Vec::new(),
         };
         let mut paced = Reserve::default();
         paced.add(&batch, q, q);

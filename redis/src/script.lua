@@ -123,30 +123,46 @@ if mode == 2 then
   end
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) end
   if len < 0 then len = 0 end
-  local need = math.max(1, math.min(least, n))
-  if together > 0 then need = together end
+  -- What is free now is granted now. A full window is granted ahead, in
+  -- segments: as each oldest grant leaves, what it frees (up to `want` in
+  -- all, no further than `ahead`). Each segment is logged as a grant of
+  -- its own, counted from the time it may first be spent; `together`
+  -- takes one segment, when that many are free at once.
   if op == 'take' and want > 0 then
-    -- `at`: how long after now `need` are free (at once, or when enough
-    -- of the oldest grants have left); then as many as are free then.
-    local at, free = 0, n - len
-    if free < need then
-      local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    local segments, granted = {}, 0
+    local function take(at, free)
+      local c = math.min(want - granted, free - granted)
+      if together > 0 then
+        if free - granted < together then return end
+        c = together
+      end
+      if c < 1 then return end
+      seq = seq + 1
+      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + at + life) / 1000)), seq .. ':' .. c)
+      len = len + c
+      granted = granted + c
+      segments[#segments + 1] = {at, c, seq}
+    end
+    local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    local free, at = n - len, 0
+    take(0, free)
+    if granted < want then
       for i = 1, #entries, 2 do
         free = free + tonumber(string.match(entries[i], ':(%d+)$'))
         at = (tonumber(entries[i + 1]) - base_us) * 1000 + per - now
+        if at > ahead then break end
         local same = entries[i + 3] ~= nil and entries[i + 3] == entries[i + 1]
-        if free >= need and not same then break end
+        if not same then take(at, free) end
+        if granted >= want then break end
       end
     end
-    if free < need or at > ahead then
-      refuse(at - ahead)
+    if granted == 0 then
+      refuse(math.max(at - ahead, 1))
     else
-      local g = need
-      if together == 0 then g = math.min(want, free) end
-      seq = seq + 1
-      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + at + life) / 1000)), seq .. ':' .. g)
-      len = len + g
-      grant(2, g, at, 0, life, seq)
+      result = {0, 2, granted, 0, 0, life, 0, sec, now, n, per, p[3], hold, #segments}
+      for _, segment in ipairs(segments) do
+        for _, v in ipairs(segment) do result[#result + 1] = v end
+      end
     end
   end
   expire_ms = 1000

@@ -110,13 +110,12 @@ pub(crate) enum Kind {
     Each,
     /// Spent in order, `spacing` apart, all before `last_end`.
     Paced,
-    /// All spendable at once for `life`; `last_end` is the batch's sequence
-    /// number in the log.
+    /// In `segments`, each spendable at once from its start for `life`.
     Window,
 }
 
 /// Units granted, as the script describes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Granted {
     pub(crate) kind: Kind,
     pub(crate) count: u64,
@@ -124,6 +123,8 @@ pub(crate) struct Granted {
     pub(crate) spacing: u64,
     pub(crate) life: u64,
     pub(crate) last_end: i64,
+    /// `Window`: (from, count, sequence number) of each logged grant.
+    pub(crate) segments: Vec<(i64, u64, u64)>,
 }
 
 /// The script's answer.
@@ -179,6 +180,20 @@ impl Reply {
                     2 => Kind::Window,
                     _ => return None,
                 };
+                let mut segments = Vec::new();
+                if kind == Kind::Window {
+                    let n = usize::try_from(*values.get(13)?).ok()?;
+                    for segment in values.get(14..)?.chunks_exact(3).take(n) {
+                        segments.push((
+                            segment[0],
+                            u64::try_from(segment[1]).ok()?,
+                            u64::try_from(segment[2]).ok()?,
+                        ));
+                    }
+                    if segments.len() != n {
+                        return None;
+                    }
+                }
                 let granted = Granted {
                     kind,
                     count: u64::try_from(count).ok()?,
@@ -186,6 +201,7 @@ impl Reply {
                     spacing: u64::try_from(spacing).ok()?,
                     life: u64::try_from(life).ok()?,
                     last_end,
+                    segments,
                 };
                 Some(Reply::Granted(
                     granted,
@@ -242,5 +258,16 @@ mod tests {
         assert_eq!(Reply::parse(&[]), None);
         assert_eq!(Reply::parse(&[0, 1]), None);
         assert_eq!(Reply::parse(&[9]), None);
+        let mut window = vec![0, 2, 5, 0, 0, 7, 0, 17, 42];
+        window.extend(p);
+        window.extend([2, 0, 3, 11, 500, 2, 12]);
+        match Reply::parse(&window) {
+            Some(Reply::Granted(g, _, _)) => {
+                assert_eq!(g.segments, vec![(0, 3, 11), (500, 2, 12)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        window.truncate(window.len() - 3);
+        assert_eq!(Reply::parse(&window), None);
     }
 }

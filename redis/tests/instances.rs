@@ -35,6 +35,7 @@ use fueltank::{Hardcap, Rate};
 use fueltank_redis::RedisStore;
 
 const PROCESSES: usize = 4;
+const GLOBAL_TASKS: usize = 4;
 const RUN: Duration = Duration::from_secs(3);
 const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(50);
 
@@ -46,12 +47,16 @@ fn main() {
     let redis = RedisServer::start();
     let mut passed = 0;
     let mut failed = 0;
+    let only = std::env::var("ONLY").ok();
     for (name, scenario) in [
         ("limit", Scenario::Waiters(Hardcap::Limit)),
         ("one", Scenario::Waiters(Hardcap::One)),
         ("window", Scenario::Waiters(Hardcap::Window)),
         ("one_polled", Scenario::Polled),
     ] {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         let started = Instant::now();
         let result = std::panic::catch_unwind(|| run(&redis, name, scenario));
         match result {
@@ -175,6 +180,14 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
         let t0 = grants[0].0;
         let run_ns = RUN.as_nanos() as i128;
         let total = grants.iter().filter(|&&(t, _)| t < t0 + run_ns).count() as u64;
+        if std::env::var("DEBUG_HIST").is_ok() {
+            let mut hist = vec![0; 34];
+            for &(t, _) in grants.iter() {
+                let b = ((t - t0) / 100_000_000) as usize;
+                if b < hist.len() { hist[b] += 1; }
+            }
+            eprintln!("{tank}: {hist:?}");
+        }
         let (expected, bound) = match hardcap {
             // A tank Redis has never seen starts full: its bank (max_n less
             // the hold's 100 intervals).
@@ -400,7 +413,7 @@ fn child(spec: &str) {
                 }));
             }
         } else {
-            for _ in 0..8 {
+            for _ in 0..GLOBAL_TASKS {
                 let (global, log) = (global.clone(), log.clone());
                 tasks.push(tokio::spawn(async move {
                     while Instant::now() < end {
