@@ -32,6 +32,10 @@ pub(crate) struct Driver {
     /// The timer's waker: grants, then wakes the task.
     on_time: Arc<OnTime>,
     on_time_waker: Waker,
+    /// Whether it has yielded once: waiters that arrive together (tasks
+    /// started at once) join the line before its first ask, which is then
+    /// sized for all of them.
+    yielded: bool,
     done: bool,
 }
 
@@ -71,6 +75,7 @@ impl Driver {
             timer: Timer::never(),
             on_time_waker: Waker::from(on_time.clone()),
             on_time,
+            yielded: false,
             done: false,
         }
     }
@@ -81,6 +86,11 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if !this.yielded {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             if let Some(call) = &mut this.call
                 && let Poll::Ready(outcome) = call.as_mut().poll(cx)

@@ -19,7 +19,7 @@
 //!
 //! The driver asks when the line wants more than the reserve holds, when
 //! `has_fuel` found none, or when fuel was taken and less than half a batch
-//! is left. A batch starts at 1. At each ask it doubles if the instance is
+//! is left. A batch starts at 1. At each ask it grows if the instance is
 //! starved (more than one waiter, or `has_fuel` found none); else it is
 //! what the demand's rate since the last ask uses within a unit's hold; it
 //! halves if reserved fuel expired unspent. It never exceeds `max_batch`,
@@ -60,6 +60,9 @@ pub(crate) struct Entry {
     pub(crate) store: Arc<StoreShared>,
     pub(crate) options: Arc<Options>,
     pub(crate) keys: Keys,
+    /// A keyed tank's parameters, shared by its entries: what Redis says
+    /// for one key holds for all.
+    family: Option<Arc<Mutex<Params>>>,
     state: Mutex<State>,
 }
 
@@ -77,9 +80,9 @@ struct State {
     /// Whether fuel was taken since the last ask.
     used: bool,
     /// Requests (grants, misses, waiters) since the last ask, and when that
-    /// was: the demand's rate.
+    /// was (or when the first request came): the demand's rate.
     requests: u64,
-    asked_at: Instant,
+    asked_at: Option<Instant>,
     /// Whether reserved fuel expired unspent since the last ask.
     expired: bool,
     /// Whether a waiter joined a line already waiting since the last ask:
@@ -90,8 +93,9 @@ struct State {
     failures: u32,
     in_flight: bool,
     driver: DriverSlot,
-    /// A smoothed round trip, for the guard of `Paced` batches.
-    rtt: Duration,
+    /// How uncertain Redis's time of the latest grant was here, for the
+    /// guard of `Paced` batches.
+    uncertainty: Duration,
     /// `FailurePolicy::Local`'s tank, made on first need.
     fallback: Option<Tank>,
 }
@@ -153,11 +157,13 @@ impl Entry {
         options: Arc<Options>,
         keys: Keys,
         params: Params,
+        family: Option<Arc<Mutex<Params>>>,
     ) -> Entry {
         Entry {
             store,
             options,
             keys,
+            family,
             state: Mutex::new(State {
                 params,
                 reserve: Reserve::default(),
@@ -168,7 +174,7 @@ impl Entry {
                 missed: 0,
                 used: false,
                 requests: 0,
-                asked_at: Instant::now(),
+                asked_at: None,
                 expired: false,
                 crowded: false,
                 retry_at: None,
@@ -176,7 +182,7 @@ impl Entry {
                 failures: 0,
                 in_flight: false,
                 driver: DriverSlot::default(),
-                rtt: Duration::from_millis(1),
+                uncertainty: Duration::from_millis(1),
                 fallback: None,
             }),
         }
@@ -192,6 +198,17 @@ impl Entry {
 
     pub(crate) fn set_params(&self, params: Params) {
         self.lock().params = params;
+    }
+
+    /// Takes the parameters Redis answered with (another instance may have
+    /// changed them).
+    fn adopt(&self, st: &mut State, params: Params) {
+        if st.params != params {
+            st.params = params;
+            if let Some(family) = &self.family {
+                *family.lock().unwrap_or_else(PoisonError::into_inner) = params;
+            }
+        }
     }
 
     /// Fuel held here, spendable now or later.
@@ -229,6 +246,7 @@ impl Entry {
             FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
         };
         if granted {
+            st.used = true;
             Counters::add(&counters.policy_grants, n);
             Some(Grant::Policy)
         } else {
@@ -370,12 +388,14 @@ impl Entry {
 
     /// Whether Redis should be asked for more: the line (or a `has_fuel`
     /// that found nothing) wants more than is held, or fuel is being used
-    /// and less than half a batch is left.
-    fn wants_more(st: &State) -> bool {
+    /// and less than half a batch is left. While Redis does not answer,
+    /// any demand asks (after the backoff), to find out when it is back.
+    fn wants_more(&self, st: &State) -> bool {
         let held = st.reserve.left();
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
         let wanted = waited.saturating_add(u64::from(st.missed > 0));
-        wanted > held || (st.used && held < st.batch.div_ceil(2))
+        let probing = self.store.is_down() && (st.used || wanted > 0);
+        probing || wanted > held || (st.used && st.batch > 1 && held < st.batch.div_ceil(2))
     }
 
     fn may_ask(st: &State, now: Instant) -> bool {
@@ -386,7 +406,7 @@ impl Entry {
 
     /// Starts or wakes the driver if there is work for it now.
     fn kick(&self, st: &mut State, now: Instant, joined: bool) -> Kick {
-        let ask_now = Entry::wants_more(st) && Entry::may_ask(st, now);
+        let ask_now = self.wants_more(st) && Entry::may_ask(st, now);
         if !st.driver.running {
             if !ask_now && st.line.is_empty() {
                 return Kick::None;
@@ -431,7 +451,7 @@ impl Entry {
         let now = Instant::now();
         let mut wake = Vec::new();
         self.assign(&mut st, now, &mut wake);
-        let wants = Entry::wants_more(&st);
+        let wants = self.wants_more(&st);
         let mut ask = None;
         if !calling && wants && Entry::may_ask(&st, now) {
             ask = Some(self.make_ask(&mut st, now));
@@ -488,14 +508,15 @@ impl Entry {
         }
         // The demand's rate since the last ask, over at least a hold (one
         // request is no rate). Starved (waiters queued behind others, or
-        // `has_fuel` finding nothing): double, or what that rate takes in
-        // `reserve_ahead`, whichever is more. Else what the rate takes up
+        // `has_fuel` finding nothing): four times more, or what that rate
+        // takes in `reserve_ahead`, whichever is more. Else what the rate takes up
         // within a unit's hold (a `Paced` batch is spent at the tank's
         // rate: only worth more than one unit if the demand keeps up).
         // Halve after fuel expired unwanted.
         let starved = st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
         let hold = Duration::from_nanos(params.hold_ns);
-        let elapsed = now.saturating_duration_since(st.asked_at).max(hold);
+        let since = st.asked_at.unwrap_or(now);
+        let elapsed = now.saturating_duration_since(since).max(hold);
         let rate = st.requests as f64 / elapsed.as_secs_f64();
         let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
         let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
@@ -503,7 +524,7 @@ impl Entry {
             (st.batch / 2).max(1)
         } else if starved {
             st.batch
-                .saturating_mul(2)
+                .saturating_mul(4)
                 .max(within(self.options.reserve_ahead))
         } else if paced_slow {
             1
@@ -512,7 +533,7 @@ impl Entry {
         }
         .min(most);
         st.requests = 0;
-        st.asked_at = now;
+        st.asked_at = Some(now);
         let head = st.line.front().map_or(1, |q| q.n);
         let together = if head > 1 && !st.reserve.can_take(head, now) {
             head
@@ -524,7 +545,7 @@ impl Entry {
         st.expired = false;
         st.crowded = false;
         let hold = params.hold_ns;
-        let guard = u64::try_from((st.rtt * 4 + Duration::from_micros(250)).as_nanos())
+        let guard = u64::try_from((st.uncertainty * 2 + Duration::from_micros(500)).as_nanos())
             .unwrap_or(u64::MAX)
             .clamp(500_000, hold.max(500_000));
         let want = if together > 0 { together } else { st.batch };
@@ -568,14 +589,20 @@ impl Entry {
             sent,
             answered,
         } = outcome;
+        // Redis's now of this call, as local times (see `offset.rs`).
+        let (sent, answered) = match &result {
+            Ok(Reply::Granted(_, _, now) | Reply::Refused(_, _, now)) => {
+                self.store.offset.observe(now.ns(), sent, answered)
+            }
+            _ => (sent, answered),
+        };
         let mut st = self.lock();
         st.in_flight = false;
-        let rtt = answered.saturating_duration_since(sent);
-        st.rtt = (st.rtt * 7 + rtt) / 8;
+        st.uncertainty = answered.saturating_duration_since(sent);
         let counters = &self.store.counters;
         match result {
             Ok(Reply::Granted(granted, params, _)) => {
-                st.params = params;
+                self.adopt(&mut st, params);
                 st.failures = 0;
                 st.backoff_until = None;
                 st.retry_at = None;
@@ -587,14 +614,14 @@ impl Entry {
                 }
             }
             Ok(Reply::Refused(retry, params, _)) => {
-                st.params = params;
+                self.adopt(&mut st, params);
                 st.failures = 0;
                 st.backoff_until = None;
                 st.retry_at = Some(answered + Duration::from_nanos(retry));
                 Counters::add(&counters.refusals, 1);
             }
             Ok(Reply::Done(params, _)) | Ok(Reply::Mismatch(params)) => {
-                st.params = params;
+                self.adopt(&mut st, params);
             }
             Err(_) => {
                 st.failures = st.failures.saturating_add(1);

@@ -246,7 +246,13 @@ impl GlobalTankBuilder {
             format!("{prefix}s").into_bytes(),
             format!("{prefix}w").into_bytes(),
         ]);
-        let entry = Entry::new(self.store.shared.clone(), Arc::new(options), keys, params);
+        let entry = Entry::new(
+            self.store.shared.clone(),
+            Arc::new(options),
+            keys,
+            params,
+            None,
+        );
         let stored = entry.control(Op::Build, params).await?;
         entry.set_params(stored);
         Ok(GlobalTank {

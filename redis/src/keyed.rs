@@ -68,7 +68,7 @@ pub struct GlobalKeyedTank<K> {
 struct KeyedShared<K> {
     store: RedisStore,
     options: Arc<Options>,
-    params: Mutex<Params>,
+    params: Arc<Mutex<Params>>,
     prefix: String,
     registry: Vec<u8>,
     hasher: RandomState,
@@ -175,7 +175,7 @@ where
         let shared = KeyedShared {
             store: self.store,
             options: Arc::new(options),
-            params: Mutex::new(params),
+            params: Arc::new(Mutex::new(params)),
             prefix,
             registry,
             hasher: RandomState::new(),
@@ -207,6 +207,7 @@ impl<K> KeyedShared<K> {
             self.options.clone(),
             keys,
             *lock(&self.params),
+            None,
         )
     }
 }
@@ -256,6 +257,7 @@ where
             shared.options.clone(),
             keys,
             *lock(&shared.params),
+            Some(shared.params.clone()),
         ));
         shard.insert(key.clone(), entry.clone());
         Ok(entry)

@@ -146,6 +146,13 @@ pub(crate) struct RedisNow {
     pub(crate) ns: i64,
 }
 
+impl RedisNow {
+    /// Nanoseconds since the Unix epoch.
+    pub(crate) fn ns(&self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.ns)
+    }
+}
+
 fn params_at(values: &[i64]) -> Option<Params> {
     let &[max_n, per_ns, hardcap, hold_ns] = values.get(..4)? else {
         return None;

@@ -120,6 +120,8 @@ pub(crate) struct StoreShared {
     pub(crate) spawner: Spawner,
     /// Whether the latest round trip failed.
     down: AtomicBool,
+    /// Redis's clock, seen from here.
+    pub(crate) offset: crate::offset::Offset,
     pub(crate) counters: Counters,
 }
 
@@ -459,6 +461,7 @@ impl RedisStoreBuilder {
                 policy: self.policy,
                 spawner,
                 down: AtomicBool::new(false),
+                offset: crate::offset::Offset::new(),
                 counters: Counters::default(),
             }),
         })
