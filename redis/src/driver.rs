@@ -130,8 +130,7 @@ impl Future for Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         if !self.done {
-            self.entry
-                .driver_gone(self.generation, self.call.is_some());
+            self.entry.driver_gone(self.generation, self.call.is_some());
         }
     }
 }

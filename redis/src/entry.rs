@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use fueltank::{Rate, Tank};
 
+use crate::Error;
 use crate::params::{Mode, Params};
 use crate::reserve::{Origin, Reserve};
 use crate::script::{self, Ask, Op, Reply};
 use crate::store::{Counters, FailurePolicy, StoreShared};
-use crate::Error;
 
 /// Options of a tank, shared by all its entries.
 #[derive(Debug)]
@@ -416,10 +416,11 @@ impl Entry {
             return Kick::Spawn(st.driver.generation);
         }
         let sleeping = st.driver.wake_at.is_none_or(|at| at > now);
-        if (joined || ask_now) && sleeping {
-            if let Some(waker) = st.driver.waker.take() {
-                return Kick::Wake(waker);
-            }
+        if (joined || ask_now)
+            && sleeping
+            && let Some(waker) = st.driver.waker.take()
+        {
+            return Kick::Wake(waker);
         }
         Kick::None
     }
@@ -487,11 +488,7 @@ impl Entry {
         }
         drop(st);
         wake.into_iter().for_each(Waker::wake);
-        Plan {
-            ask,
-            wake_at,
-            exit,
-        }
+        Plan { ask, wake_at, exit }
     }
 
     /// The next ask, sized to the demand seen since the last one.
@@ -501,7 +498,9 @@ impl Entry {
         let mut most = self
             .options
             .max_batch
-            .min(u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)
+            .min(
+                u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval,
+            )
             .max(1);
         if params.mode() == Mode::Window {
             most = most.min(params.max_n);
@@ -556,7 +555,11 @@ impl Entry {
             // far spares a refusal per period.
             ahead_ns: u64::try_from(self.options.reserve_ahead.as_nanos())
                 .unwrap_or(u64::MAX)
-                .max(if params.mode() == Mode::Window { params.per_ns } else { 0 }),
+                .max(if params.mode() == Mode::Window {
+                    params.per_ns
+                } else {
+                    0
+                }),
             together,
             life_ns: hold,
             guard_ns: guard,
@@ -565,7 +568,10 @@ impl Entry {
     }
 
     /// The driver's round trip.
-    pub(crate) fn call(self: &Arc<Self>, ask: Ask) -> impl Future<Output = Outcome> + Send + 'static {
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        ask: Ask,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
         let entry = self.clone();
         let params = self.params();
         async move {

@@ -88,6 +88,8 @@ pub enum Error {
         /// What is accepted.
         accepted: &'static str,
     },
+    /// An error of `fueltank` itself, such as a rate that does not parse.
+    Fueltank(fueltank::Error),
     /// More fuel was asked for at once than the tank can ever grant at once.
     ExceedsCapacity {
         /// The requested amount.
@@ -147,6 +149,7 @@ impl fmt::Display for Error {
                 f,
                 "{option} of {value} is not accepted; it must be {accepted}"
             ),
+            Error::Fueltank(err) => err.fmt(f),
             Error::ExceedsCapacity {
                 requested,
                 capacity,
@@ -159,7 +162,32 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Fueltank(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// So that `"100/s".parse()?` works where this crate's errors are returned.
+///
+/// # Examples
+///
+/// ```
+/// fn rate() -> Result<fueltank::Rate, fueltank_redis::Error> {
+///     Ok("10/fortnight".parse()?)
+/// }
+/// let err = rate().unwrap_err();
+/// assert!(matches!(err, fueltank_redis::Error::Fueltank(_)));
+/// assert!(err.to_string().contains("unknown"));
+/// ```
+impl From<fueltank::Error> for Error {
+    fn from(err: fueltank::Error) -> Error {
+        Error::Fueltank(err)
+    }
+}
 
 /// The longest tank name, in bytes.
 pub(crate) const MAX_NAME: usize = 200;

@@ -133,7 +133,9 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
         return Err(invalid("it is too long"));
     }
     if name.contains(':') {
-        return Err(invalid("it contains ':', which separates the parts of its Redis keys"));
+        return Err(invalid(
+            "it contains ':', which separates the parts of its Redis keys",
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(invalid("it contains a control character"));

@@ -37,6 +37,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 
 const SHARDS: usize = 16;
 
+/// One shard of the keys held here.
+type Shard<K> = HashMap<K, Arc<Entry>>;
+
 /// One global tank per key, each shared by every instance that builds the
 /// same name, all at one rate.
 ///
@@ -72,7 +75,7 @@ struct KeyedShared<K> {
     prefix: String,
     registry: Vec<u8>,
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<K, Arc<Entry>>>]>,
+    shards: Box<[Mutex<Shard<K>>]>,
     per_shard: usize,
 }
 
@@ -423,7 +426,11 @@ where
     /// # }
     /// ```
     pub fn len(&self) -> usize {
-        self.shared.shards.iter().map(|shard| lock(shard).len()).sum()
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| lock(shard).len())
+            .sum()
     }
 
     /// Whether no key is held here.

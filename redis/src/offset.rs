@@ -51,7 +51,12 @@ impl Offset {
     /// Narrows the bounds with a script run at Redis time `redis_ns`,
     /// called at `sent` and answered at `answered`. Returns the local times
     /// between which that run happened: `(earliest, latest)`.
-    pub(crate) fn observe(&self, redis_ns: i128, sent: Instant, answered: Instant) -> (Instant, Instant) {
+    pub(crate) fn observe(
+        &self,
+        redis_ns: i128,
+        sent: Instant,
+        answered: Instant,
+    ) -> (Instant, Instant) {
         let (q, r) = (self.local(sent), self.local(answered));
         let mut guard = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut lo, mut hi) = (redis_ns - r, redis_ns - q);
@@ -67,7 +72,10 @@ impl Offset {
         // Redis's now as a local time: redis_ns − θ, for θ in [lo, hi].
         let earliest = redis_ns - hi;
         let latest = redis_ns - lo;
-        (self.instant(earliest).max(sent), self.instant(latest).min(answered))
+        (
+            self.instant(earliest).max(sent),
+            self.instant(latest).min(answered),
+        )
     }
 
     fn instant(&self, local: i128) -> Instant {

@@ -172,9 +172,7 @@ impl Run {
                 }
                 j - next
             }
-            Run::Paced {
-                earliest, left, ..
-            } => u64::from(left > 0 && earliest <= now),
+            Run::Paced { earliest, left, .. } => u64::from(left > 0 && earliest <= now),
             Run::Loose { left, .. } => left.min(n),
         }
     }
@@ -226,7 +224,9 @@ impl Run {
                 next,
                 count,
                 ..
-            } => (next < count).then(|| after(answered, stretch(Run::offset(first, spacing, next)))),
+            } => {
+                (next < count).then(|| after(answered, stretch(Run::offset(first, spacing, next))))
+            }
             Run::Paced { earliest, left, .. } => (left > 0).then_some(earliest),
             // Spendable now: served before anyone sleeps.
             Run::Loose { .. } => None,

@@ -254,7 +254,10 @@ mod tests {
         }
         let mut refused = vec![1, 250, 17, 42];
         refused.extend(p);
-        assert!(matches!(Reply::parse(&refused), Some(Reply::Refused(250, _, _))));
+        assert!(matches!(
+            Reply::parse(&refused),
+            Some(Reply::Refused(250, _, _))
+        ));
         assert!(matches!(
             Reply::parse(&[2, 10, 1_000_000_000, 3, 100_000_000]),
             Some(Reply::Mismatch(Params {

@@ -65,19 +65,29 @@ async fn closed_grants_nothing_unreserved_and_serves_waiters_once_back() {
     // at most `hold` (100 ms). Then nothing.
     let started = Instant::now();
     while tank.reserved() > 0 {
-        assert!(started.elapsed() < Duration::from_secs(2), "reserved fuel outlived its hold");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "reserved fuel outlived its hold"
+        );
         sleep(10).await;
     }
     let settled = count.load(Ordering::Relaxed);
     sleep(500).await;
     let down = store.stats();
-    assert_eq!(count.load(Ordering::Relaxed), settled, "grants while Redis was down");
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        settled,
+        "grants while Redis was down"
+    );
     assert!(!tank.has_fuel());
     assert!(!store.is_reachable());
     assert!(down.store_errors > 0, "{down:?}");
     assert_eq!(down.policy_grants, 0);
     assert!(down.policy_refusals > 0 || tank.waiting() > 0, "{down:?}");
-    assert_eq!(down.reserved, at_stop.reserved, "nothing reserved while down");
+    assert_eq!(
+        down.reserved, at_stop.reserved,
+        "nothing reserved while down"
+    );
     assert!(down.granted <= down.reserved, "{down:?}");
     assert!(tank.waiting() > 0, "the waiters keep waiting");
 
@@ -117,7 +127,11 @@ async fn open_grants_everything_while_down() {
     redis.restart();
     let started = Instant::now();
     while !store.is_reachable() {
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", store.stats());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            store.stats()
+        );
         sleep(10).await;
     }
     // Limited again: the policy grants no more.
@@ -142,7 +156,10 @@ async fn local_falls_back_to_a_share_of_the_rate() {
     sleep(1000).await;
     let during = count.load(Ordering::Relaxed) - before;
     // A local tank at 50/s: about 50 in a second.
-    assert!((30..=70).contains(&during), "{during} grants in 1 s at half of 100/s");
+    assert!(
+        (30..=70).contains(&during),
+        "{during} grants in 1 s at half of 100/s"
+    );
     assert!(store.stats().policy_grants > 0);
     redis.restart();
     let started = Instant::now();
@@ -157,14 +174,22 @@ async fn local_falls_back_to_a_share_of_the_rate() {
 async fn keyed_tanks_and_has_fuel_carry_on_after_a_restart() {
     let mut redis = RedisServer::start();
     let store = store(&redis, FailurePolicy::Closed).await;
-    let keyed = store.keyed::<u32>("restart", rate("1000/s")).build().await.unwrap();
+    let keyed = store
+        .keyed::<u32>("restart", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
     for key in 0..10 {
         keyed.await_fuel(key).await.unwrap();
     }
     redis.stop();
     // Nothing is stuck: a timed wait gives up in time, has_fuel answers.
     let started = Instant::now();
-    assert!(!keyed.await_fuel_timeout(99, Duration::from_millis(200)).await);
+    assert!(
+        !keyed
+            .await_fuel_timeout(99, Duration::from_millis(200))
+            .await
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!keyed.has_fuel(&98));
     redis.restart();

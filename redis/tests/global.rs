@@ -91,25 +91,57 @@ async fn bad_options_are_errors() {
             .connect()
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidOption { .. }), "{share}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidOption { .. }),
+            "{share}: {err:?}"
+        );
     }
     let store = store(&redis).await;
     let r = rate("10/s");
     for result in [
         store.tank("t", r).max_batch(0).build().await,
         store.tank("t", r).max_batch(u64::MAX).build().await,
-        store.tank("t", r).reserve_ahead(Duration::ZERO).build().await,
-        store.tank("t", r).reserve_ahead(Duration::MAX).build().await,
+        store
+            .tank("t", r)
+            .reserve_ahead(Duration::ZERO)
+            .build()
+            .await,
+        store
+            .tank("t", r)
+            .reserve_ahead(Duration::MAX)
+            .build()
+            .await,
         store.tank("t", r).hold(Duration::ZERO).build().await,
-        store.tank("t", r).hold(Duration::from_secs(2)).build().await,
+        store
+            .tank("t", r)
+            .hold(Duration::from_secs(2))
+            .build()
+            .await,
     ] {
-        assert!(matches!(result, Err(Error::InvalidOption { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::InvalidOption { .. })),
+            "{result:?}"
+        );
     }
     let long = Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap();
     let err = store.tank("t", long).build().await.unwrap_err();
     assert!(matches!(err, Error::UnsupportedRate { .. }), "{err:?}");
-    let err = store.keyed::<u8>("k", r).max_keys(0).build().await.unwrap_err();
-    assert!(matches!(err, Error::InvalidOption { option: "max_keys", .. }), "{err:?}");
+    let err = store
+        .keyed::<u8>("k", r)
+        .max_keys(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "max_keys",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -119,10 +151,16 @@ async fn names_must_fit_in_a_redis_key() {
     let r = rate("10/s");
     for name in ["", "a:b", "tab\there", &"x".repeat(201)] {
         let err = store.tank(name, r).build().await.unwrap_err();
-        assert!(matches!(err, Error::InvalidName { .. }), "{name:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "{name:?}: {err:?}"
+        );
         assert!(err.to_string().contains("no ':'"), "{err}");
         let err = store.keyed::<String>(name, r).build().await.unwrap_err();
-        assert!(matches!(err, Error::InvalidName { .. }), "{name:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "{name:?}: {err:?}"
+        );
     }
     // Anything else goes: spaces, unicode, 200 bytes.
     for name in ["with space", "ünïcödé", &"x".repeat(200)] {
@@ -138,7 +176,11 @@ async fn a_name_stored_with_other_parameters_is_an_error() {
     a.tank("api", rate("100/s")).build().await.unwrap();
     let err = b.tank("api", rate("200/s")).build().await.unwrap_err();
     match &err {
-        Error::Mismatch { name, stored, given } => {
+        Error::Mismatch {
+            name,
+            stored,
+            given,
+        } => {
             assert_eq!(name, "api");
             assert!(stored.contains("100/s"), "{stored}");
             assert!(given.contains("200/s"), "{given}");
@@ -163,7 +205,10 @@ async fn a_name_stored_with_other_parameters_is_an_error() {
     // The same parameters share the tank.
     b.tank("api", rate("100/s")).build().await.unwrap();
 
-    a.keyed::<String>("per-user", rate("10/s")).build().await.unwrap();
+    a.keyed::<String>("per-user", rate("10/s"))
+        .build()
+        .await
+        .unwrap();
     let err = b
         .keyed::<String>("per-user", rate("10/min"))
         .build()
@@ -200,8 +245,16 @@ async fn set_rate_reaches_every_instance_and_keeps_the_level() {
     assert!(got <= 9 + 5 + 1, "{got} grants in 0.5 s at 10/s");
     assert!(got >= 5, "{got}");
 
-    let keyed_a = a.keyed::<String>("keys", rate("1000/s")).build().await.unwrap();
-    let keyed_b = b.keyed::<String>("keys", rate("1000/s")).build().await.unwrap();
+    let keyed_a = a
+        .keyed::<String>("keys", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
+    let keyed_b = b
+        .keyed::<String>("keys", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
     keyed_a.set_rate(rate("5/s")).await.unwrap();
     keyed_b.await_fuel("k".to_string()).await.unwrap();
     assert_eq!(keyed_b.rate(), rate("5/s"));
@@ -220,7 +273,11 @@ async fn every_redis_key_expires() {
         .await
         .unwrap();
     window.await_fuel().await;
-    let keyed = store.keyed::<String>("ttlk", rate("10/s")).build().await.unwrap();
+    let keyed = store
+        .keyed::<String>("ttlk", rate("10/s"))
+        .build()
+        .await
+        .unwrap();
     keyed.await_fuel("who".to_string()).await.unwrap();
     for key in [
         "fueltank:ttl:s",
@@ -280,7 +337,11 @@ async fn extreme_arguments_never_panic() {
 async fn keys_too_long_for_redis_get_no_fuel() {
     let redis = RedisServer::start();
     let store = store(&redis).await;
-    let keyed = store.keyed::<String>("long", rate("100/s")).build().await.unwrap();
+    let keyed = store
+        .keyed::<String>("long", rate("100/s"))
+        .build()
+        .await
+        .unwrap();
     let longest = "k".repeat(MAX_KEY_LEN);
     let too_long = "k".repeat(MAX_KEY_LEN + 1);
     keyed.await_fuel(longest.clone()).await.unwrap();
@@ -295,7 +356,11 @@ async fn keys_too_long_for_redis_get_no_fuel() {
         }
     );
     assert!(err.to_string().contains("at most 1024"), "{err}");
-    assert!(!keyed.await_fuel_timeout(too_long, Duration::from_secs(1)).await);
+    assert!(
+        !keyed
+            .await_fuel_timeout(too_long, Duration::from_secs(1))
+            .await
+    );
     // Binary-safe otherwise: any text is a key.
     for key in ["", " ", "a:b:c", "ünï\ncode", "{tag}"] {
         keyed.await_fuel(key.to_string()).await.unwrap();
@@ -325,14 +390,22 @@ async fn keys_are_independent_and_bounded_in_memory() {
 async fn a_cold_key_costs_a_round_trip_per_grant_and_a_refused_one_waits() {
     let redis = RedisServer::start();
     let store = store(&redis).await;
-    let keyed = store.keyed::<String>("cold", rate("100/s")).build().await.unwrap();
+    let keyed = store
+        .keyed::<String>("cold", rate("100/s"))
+        .build()
+        .await
+        .unwrap();
     let before = store.stats().round_trips;
     for i in 0..20 {
         keyed.await_fuel(format!("client-{i}")).await.unwrap();
     }
     let trips = store.stats().round_trips - before;
     assert_eq!(trips, 20, "one round trip per cold key");
-    assert_eq!(store.stats().expired, 0, "nothing reserved beyond the demand");
+    assert_eq!(
+        store.stats().expired,
+        0,
+        "nothing reserved beyond the demand"
+    );
 
     // A Window full for the next second: Redis answers when to ask again,
     // and `has_fuel` does not ask before then.
@@ -378,7 +451,12 @@ async fn waiters_are_served_in_order_and_dropped_ones_stall_nobody() {
             done.lock().unwrap().push(i);
         }));
         // Each joins the line after the one before.
-        assert!(eventually(Duration::from_secs(2), || tank.waiting() + order.lock().unwrap().len() > i).await);
+        assert!(
+            eventually(Duration::from_secs(2), || tank.waiting()
+                + order.lock().unwrap().len()
+                > i)
+            .await
+        );
     }
     // Drop a waiter in the middle of the line: the others are still served.
     let dropped = {
@@ -428,7 +506,11 @@ async fn fuel_granted_to_a_dropped_future_goes_back() {
         let _ = poll_once(n.as_mut());
     }
     assert_eq!(tank.waiting(), 0);
-    assert!(tokio::time::timeout(Duration::from_secs(2), tank.await_fuel()).await.is_ok());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), tank.await_fuel())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

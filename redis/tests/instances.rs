@@ -184,7 +184,9 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
             let mut hist = vec![0; 34];
             for &(t, _) in grants.iter() {
                 let b = ((t - t0) / 100_000_000) as usize;
-                if b < hist.len() { hist[b] += 1; }
+                if b < hist.len() {
+                    hist[b] += 1;
+                }
             }
             eprintln!("{tank}: {hist:?}");
         }
@@ -192,7 +194,10 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
             // A tank Redis has never seen starts full: its bank (max_n less
             // the hold's 100 intervals).
             Hardcap::Limit => (900 + RUN.as_millis() as u64, 2 * rate.max_n() - 1),
-            Hardcap::One => (local_one.unwrap_or(1 + RUN.as_millis() as u64), rate.max_n()),
+            Hardcap::One => (
+                local_one.unwrap_or(1 + RUN.as_millis() as u64),
+                rate.max_n(),
+            ),
             _ => (rate.max_n() * RUN.as_secs(), rate.max_n()),
         };
         // Windows shrunk so that measurement error cannot make a count: by
@@ -214,9 +219,8 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
         }
         // Two neighbours are certainly too close if even the farthest
         // their decisions can be is less than an interval.
-        let widest_gap = |a: (i128, i128), b: (i128, i128)| {
-            (b.1 - a.0).max(a.1 - b.0) + 2 * uncertainty
-        };
+        let widest_gap =
+            |a: (i128, i128), b: (i128, i128)| (b.1 - a.0).max(a.1 - b.0) + 2 * uncertainty;
         let min_gap = grants
             .windows(2)
             .map(|w| widest_gap(w[0], w[1]))
@@ -230,7 +234,10 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
             Duration::from_nanos(min_gap.max(0) as u64),
             Duration::from_nanos(uncertainty as u64),
         );
-        assert!(most as u64 <= bound, "{tank}: {most} grants in one window, bound {bound}");
+        assert!(
+            most as u64 <= bound,
+            "{tank}: {most} grants in one window, bound {bound}"
+        );
         match scenario {
             Scenario::Waiters(_) => assert!(
                 total as f64 >= 0.98 * expected as f64,
@@ -345,7 +352,10 @@ async fn redis_offset(url: &str) -> (Instant, i128, i128) {
     let mut best: Option<(i128, i128)> = None;
     for _ in 0..50 {
         let sent = Instant::now();
-        let (sec, usec): (i64, i64) = redis::cmd("TIME").query_async(&mut connection).await.unwrap();
+        let (sec, usec): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
         let answered = Instant::now();
         let half = (answered - sent).as_nanos() as i128 / 2;
         let mid = (sent - base).as_nanos() as i128 + half;
@@ -446,7 +456,11 @@ fn child(spec: &str) {
             uncertainty, stats.round_trips, stats.reserved, stats.granted
         );
         for (tank, before, after) in log.lock().unwrap().iter() {
-            text.push_str(&format!("{tank} {} {}\n", to_redis(*before), to_redis(*after)));
+            text.push_str(&format!(
+                "{tank} {} {}\n",
+                to_redis(*before),
+                to_redis(*after)
+            ));
         }
         text
     });
