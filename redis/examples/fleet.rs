@@ -157,7 +157,9 @@ fn redis_for(options: &Options) -> Result<(String, Option<OwnRedis>), String> {
     let started = Instant::now();
     while !answers(&url) {
         if started.elapsed() > Duration::from_secs(5) {
-            return Err(format!("the redis-server started on port {port} does not answer"));
+            return Err(format!(
+                "the redis-server started on port {port} does not answer"
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -227,7 +229,10 @@ fn run(options: &Options, url: &str) {
     }
     let started = Instant::now();
     let mut last = (0u64, Instant::now());
-    while children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+    while children
+        .iter_mut()
+        .any(|c| matches!(c.try_wait(), Ok(None)))
+    {
         std::thread::sleep(Duration::from_millis(500));
         let now = counts.lock().unwrap().clone();
         let total: u64 = now.iter().sum();
@@ -245,7 +250,10 @@ fn run(options: &Options, url: &str) {
             Some(summary) if status.success() => println!("  {summary}"),
             summary => {
                 failed = true;
-                eprintln!("  a worker failed ({status}): {}", summary.unwrap_or_default());
+                eprintln!(
+                    "  a worker failed ({status}): {}",
+                    summary.unwrap_or_default()
+                );
             }
         }
     }

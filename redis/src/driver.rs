@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
 
 use async_io::Timer;
 
@@ -28,6 +29,9 @@ pub(crate) struct Driver {
     entry: Arc<Entry>,
     generation: u64,
     call: Option<Call>,
+    /// When the call was started: a call the store's timeout did not end
+    /// in twice its time is given up (it never should be needed).
+    call_started: Instant,
     timer: Timer,
     /// The timer's waker: grants, then wakes the task.
     on_time: Arc<OnTime>,
@@ -72,6 +76,7 @@ impl Driver {
             entry,
             generation,
             call: None,
+            call_started: Instant::now(),
             timer: Timer::never(),
             on_time_waker: Waker::from(on_time.clone()),
             on_time,
@@ -92,22 +97,33 @@ impl Future for Driver {
             return Poll::Pending;
         }
         loop {
-            if let Some(call) = &mut this.call
-                && let Poll::Ready(outcome) = call.as_mut().poll(cx)
-            {
-                this.call = None;
-                this.entry.apply(outcome);
+            let limit = this.entry.store.timeout * 2;
+            if let Some(call) = &mut this.call {
+                if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
+                    this.call = None;
+                    this.entry.apply(outcome);
+                } else if this.call_started.elapsed() >= limit {
+                    this.call = None;
+                    this.entry
+                        .apply(Outcome::abandoned(this.call_started, limit));
+                }
             }
             let plan = this.entry.plan(cx.waker(), this.call.is_some());
             if let Some(ask) = plan.ask {
                 this.call = Some(Box::pin(this.entry.call(ask)));
+                this.call_started = Instant::now();
                 continue;
             }
             if plan.exit {
                 this.done = true;
                 return Poll::Ready(());
             }
-            match plan.wake_at {
+            let give_up = this.call.as_ref().map(|_| this.call_started + limit);
+            let wake_at = match (plan.wake_at, give_up) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match wake_at {
                 Some(at) => {
                     *this
                         .on_time

@@ -79,10 +79,8 @@ struct State {
     missed: u64,
     /// Whether fuel was taken since the last ask.
     used: bool,
-    /// Requests (grants, misses, waiters) since the last ask, and when that
-    /// was (or when the first request came): the demand's rate.
-    requests: u64,
-    asked_at: Option<Instant>,
+    /// Requests (grants, misses, waiters): the demand's rate.
+    demand: Meter,
     /// Whether reserved fuel expired unspent since the last ask.
     expired: bool,
     /// Whether a waiter joined a line already waiting since the last ask:
@@ -173,8 +171,7 @@ impl Entry {
                 batch: 1,
                 missed: 0,
                 used: false,
-                requests: 0,
-                asked_at: None,
+                demand: Meter::default(),
                 expired: false,
                 crowded: false,
                 retry_at: None,
@@ -232,7 +229,6 @@ impl Entry {
         }
         if let Some(origin) = st.reserve.take(n, now) {
             st.used = true;
-            st.requests = st.requests.saturating_add(1);
             Counters::add(&self.store.counters.granted, n);
             return Some(Grant::Reserved(n, origin));
         }
@@ -265,10 +261,11 @@ impl Entry {
         if n > st.params.capacity() {
             return false;
         }
+        let period = st.params.hold() * 2;
+        st.demand.tick(now, period);
         let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
         if !taken {
             st.missed = st.missed.saturating_add(1);
-            st.requests = st.requests.saturating_add(1);
             if self.store.is_down() {
                 Counters::add(&self.store.counters.policy_refusals, 1);
             }
@@ -295,6 +292,8 @@ impl Entry {
         if n > capacity {
             return Enqueued::TooLarge(capacity);
         }
+        let period = st.params.hold() * 2;
+        st.demand.tick(now, period);
         if st.line.is_empty() && self.take(&mut st, n, now).is_some() {
             let kick = self.kick(&mut st, now, false);
             drop(st);
@@ -309,7 +308,6 @@ impl Entry {
         }
         let id = st.next_id;
         st.next_id += 1;
-        st.requests = st.requests.saturating_add(1);
         st.crowded |= !st.line.is_empty();
         st.line.push_back(Queued {
             id,
@@ -505,22 +503,23 @@ impl Entry {
         if params.mode() == Mode::Window {
             most = most.min(params.max_n);
         }
-        // The demand's rate since the last ask, over at least a hold (one
-        // request is no rate). Starved (waiters queued behind others, or
+        // The demand's rate (over periods of two holds). Starved (waiters queued behind others, or
         // `has_fuel` finding nothing): four times more, or what that rate
-        // takes in `reserve_ahead`, whichever is more. Else what the rate takes up
-        // within a unit's hold (a `Paced` batch is spent at the tank's
-        // rate: only worth more than one unit if the demand keeps up).
-        // Halve after fuel expired unwanted.
+        // takes in `reserve_ahead`, whichever is more. Else what the rate
+        // takes up within half a unit's hold (a `Paced` batch is spent
+        // at the tank's rate: only worth more than one unit if the demand
+        // keeps up). Halve after fuel expired unwanted.
         let starved = st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
         let hold = Duration::from_nanos(params.hold_ns);
-        let since = st.asked_at.unwrap_or(now);
-        let elapsed = now.saturating_duration_since(since).max(hold);
-        let rate = st.requests as f64 / elapsed.as_secs_f64();
+        let rate = st.demand.rate(now, hold * 2);
         let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
         let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
+        // Non-starved: what the rate takes in half a hold, so that a batch
+        // and the half batch left when it is asked for are spent before
+        // their units expire.
+        let steady = within(hold.min(self.options.reserve_ahead) / 2).max(1);
         st.batch = if st.expired {
-            (st.batch / 2).max(1)
+            (st.batch / 2).min(steady).max(1)
         } else if starved {
             st.batch
                 .saturating_mul(4)
@@ -528,11 +527,9 @@ impl Entry {
         } else if paced_slow {
             1
         } else {
-            within(hold.min(self.options.reserve_ahead)).max(1)
+            steady
         }
         .min(most);
-        st.requests = 0;
-        st.asked_at = Some(now);
         let head = st.line.front().map_or(1, |q| q.n);
         let together = if head > 1 && !st.reserve.can_take(head, now) {
             head
@@ -699,11 +696,60 @@ impl Entry {
     }
 }
 
+/// The rate of a stream of events, counted over periods: the last whole
+/// period's rate, or the current one's if it is higher; once a period has
+/// passed without a new period starting, the current one's alone (so a
+/// demand that stopped is not taken for one that goes on).
+#[derive(Debug, Default)]
+struct Meter {
+    since: Option<Instant>,
+    count: u64,
+    last: f64,
+}
+
+impl Meter {
+    fn tick(&mut self, now: Instant, period: Duration) {
+        let since = *self.since.get_or_insert(now);
+        self.count = self.count.saturating_add(1);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed >= period {
+            self.last = self.count as f64 / elapsed.as_secs_f64();
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
+
+    /// Events per second.
+    fn rate(&self, now: Instant, period: Duration) -> f64 {
+        let Some(since) = self.since else {
+            return 0.0;
+        };
+        let elapsed = now.saturating_duration_since(since);
+        let current = self.count as f64 / elapsed.max(period).as_secs_f64();
+        if elapsed >= period {
+            current
+        } else {
+            self.last.max(current)
+        }
+    }
+}
+
 /// The outcome of a round trip, with when it was sent and answered.
 pub(crate) struct Outcome {
     result: Result<Reply, Error>,
     sent: Instant,
     answered: Instant,
+}
+
+impl Outcome {
+    /// A round trip the driver gave up on.
+    pub(crate) fn abandoned(sent: Instant, after: Duration) -> Outcome {
+        Outcome {
+            result: Err(Error::Timeout { after }),
+            sent,
+            answered: Instant::now(),
+        }
+    }
 }
 
 /// `FailurePolicy::Local`'s tank for `st`, made on first need.
