@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use async_io::Timer;
 
-use crate::entry::{Entry, Outcome};
+use crate::entry::{Entry, Outcome, now};
 
 type Call = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -76,7 +76,7 @@ impl Driver {
             entry,
             generation,
             call: None,
-            call_started: Instant::now(),
+            call_started: now(),
             timer: Timer::never(),
             on_time_waker: Waker::from(on_time.clone()),
             on_time,
@@ -111,7 +111,7 @@ impl Future for Driver {
             let plan = this.entry.plan(cx.waker(), this.call.is_some());
             if let Some(ask) = plan.ask {
                 this.call = Some(Box::pin(this.entry.call(ask)));
-                this.call_started = Instant::now();
+                this.call_started = now();
                 continue;
             }
             if plan.exit {
@@ -130,7 +130,10 @@ impl Future for Driver {
                         .task
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-                    this.timer.set_at(at);
+                    // The timer counts in `Instant::now()`'s time; `at` is
+                    // in the entry's clock: convert through the time left.
+                    this.timer
+                        .set_at(Instant::now() + at.saturating_duration_since(now()));
                     let mut on_time = Context::from_waker(&this.on_time_waker);
                     if Pin::new(&mut this.timer).poll(&mut on_time).is_ready() {
                         continue;

@@ -35,9 +35,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use fueltank::clock::{Clock, MonotonicClock};
 use fueltank::{Rate, Tank};
 
 use crate::Error;
+use crate::lane::Lane;
 use crate::params::{Mode, Params};
 use crate::reserve::{Origin, Reserve};
 use crate::script::{self, Ask, Op, Reply};
@@ -63,6 +65,8 @@ pub(crate) struct Entry {
     /// A keyed tank's parameters, shared by its entries: what Redis says
     /// for one key holds for all.
     family: Option<Arc<Mutex<Params>>>,
+    /// Reserved fuel `has_fuel` takes without the lock (`lane.rs`).
+    lane: Lane,
     state: Mutex<State>,
 }
 
@@ -81,6 +85,8 @@ struct State {
     used: bool,
     /// Requests (grants, misses, waiters): the demand's rate.
     demand: Meter,
+    /// Units put in the lane since it was last drained.
+    laned: u64,
     /// Whether reserved fuel expired unspent since the last ask.
     expired: bool,
     /// Whether a waiter joined a line already waiting since the last ask:
@@ -146,6 +152,12 @@ pub(crate) enum Kick {
     Wake(Waker),
 }
 
+/// The clock of every local time here: fueltank's, a calibrated
+/// time-stamp counter where there is one (a few nanoseconds a reading).
+pub(crate) fn now() -> Instant {
+    MonotonicClock.now()
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -162,6 +174,7 @@ impl Entry {
             options,
             keys,
             family,
+            lane: Lane::new(now()),
             state: Mutex::new(State {
                 params,
                 reserve: Reserve::default(),
@@ -172,6 +185,7 @@ impl Entry {
                 missed: 0,
                 used: false,
                 demand: Meter::default(),
+                laned: 0,
                 expired: false,
                 crowded: false,
                 retry_at: None,
@@ -210,7 +224,58 @@ impl Entry {
 
     /// Fuel held here, spendable now or later.
     pub(crate) fn reserved(&self) -> u64 {
-        self.lock().reserve.left()
+        let st = self.lock();
+        st.reserve.left() + self.lane.count()
+    }
+
+    /// Puts what the lane holds back in the reserve (what was taken from it
+    /// counts as demand), so that the locked paths see all the fuel.
+    fn unlane(&self, st: &mut State, now: Instant) {
+        let laned = std::mem::take(&mut st.laned);
+        let (left, until) = self.lane.drain().unwrap_or((0, now));
+        let taken = laned.saturating_sub(left);
+        if taken > 0 {
+            st.used = true;
+            let period = st.params.hold() * 2;
+            st.demand.add(now, taken, period);
+        }
+        if left > 0 {
+            let counters = &self.store.counters;
+            counters
+                .granted
+                .fetch_sub(left, std::sync::atomic::Ordering::Relaxed);
+            if until > now {
+                st.reserve.give_back(left, Origin::Until(until), now);
+            } else {
+                Counters::add(&counters.expired, left);
+            }
+        }
+    }
+
+    /// Fills the lane from the reserve, if nobody waits and Redis answers:
+    /// the units spendable now that end together.
+    fn relane(&self, st: &mut State, now: Instant) {
+        if !st.line.is_empty() || self.store.is_down() || self.lane.count() > 0 {
+            return;
+        }
+        st.reserve.expire(now);
+        let Some((count, until)) = st.reserve.take_lane(now, crate::lane::LANE_MAX) else {
+            return;
+        };
+        // Leave the last units to the locked path, which asks for more
+        // when less than half a batch is held.
+        let low = if st.in_flight || st.batch <= 1 {
+            0
+        } else {
+            st.batch.div_ceil(2).saturating_sub(st.reserve.left())
+        };
+        let laned = self.lane.fill(count, until, low);
+        if laned < count {
+            st.reserve
+                .give_back(count - laned, Origin::Until(until), now);
+        }
+        st.laned = laned;
+        Counters::add(&self.store.counters.granted, laned);
     }
 
     pub(crate) fn waiting(&self) -> usize {
@@ -255,12 +320,16 @@ impl Entry {
         if n == 0 {
             return true;
         }
+        if let Some(taken) = self.lane.take(n, now()) {
+            return taken;
+        }
         let mut st = self.lock();
         // Read under the lock: the grant is made at this time.
-        let now = Instant::now();
+        let now = now();
         if n > st.params.capacity() {
             return false;
         }
+        self.unlane(&mut st, now);
         let period = st.params.hold() * 2;
         st.demand.tick(now, period);
         let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
@@ -271,6 +340,17 @@ impl Entry {
             }
         }
         let kick = self.kick(&mut st, now, false);
+        self.relane(&mut st, now);
+        if let Some(retry) = st.retry_at.filter(|&at| at > now)
+            && !taken
+            && st.line.is_empty()
+            && st.reserve.left() == 0
+            && !st.in_flight
+            && !self.store.is_down()
+            && self.lane.count() == 0
+        {
+            self.lane.refuse_until(retry);
+        }
         drop(st);
         self.run(kick);
         taken
@@ -287,11 +367,12 @@ impl Entry {
             return Enqueued::Taken;
         }
         let mut st = self.lock();
-        let now = Instant::now();
+        let now = now();
         let capacity = st.params.capacity();
         if n > capacity {
             return Enqueued::TooLarge(capacity);
         }
+        self.unlane(&mut st, now);
         let period = st.params.hold() * 2;
         st.demand.tick(now, period);
         if st.line.is_empty() && self.take(&mut st, n, now).is_some() {
@@ -340,7 +421,7 @@ impl Entry {
     /// Either way the next in line may now be served.
     pub(crate) fn leave(self: &Arc<Self>, id: u64, keep_grant: bool) -> Option<Grant> {
         let mut st = self.lock();
-        let now = Instant::now();
+        let now = now();
         if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
             let (_, granted) = st.granted.swap_remove(at);
             if keep_grant {
@@ -389,7 +470,7 @@ impl Entry {
     /// and less than half a batch is left. While Redis does not answer,
     /// any demand asks (after the backoff), to find out when it is back.
     fn wants_more(&self, st: &State) -> bool {
-        let held = st.reserve.left();
+        let held = st.reserve.left() + self.lane.count();
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
         let wanted = waited.saturating_add(u64::from(st.missed > 0));
         let probing = self.store.is_down() && (st.used || wanted > 0);
@@ -437,7 +518,7 @@ impl Entry {
     /// Grants the line what is spendable now (the driver's timer fired).
     pub(crate) fn grant_due(&self) {
         let mut st = self.lock();
-        let now = Instant::now();
+        let now = now();
         let mut wake = Vec::new();
         self.assign(&mut st, now, &mut wake);
         drop(st);
@@ -447,7 +528,7 @@ impl Entry {
     /// The driver's step: grant, decide whether to ask, and when to wake.
     pub(crate) fn plan(&self, waker: &Waker, calling: bool) -> Plan {
         let mut st = self.lock();
-        let now = Instant::now();
+        let now = now();
         let mut wake = Vec::new();
         self.assign(&mut st, now, &mut wake);
         let wants = self.wants_more(&st);
@@ -455,6 +536,7 @@ impl Entry {
         if !calling && wants && Entry::may_ask(&st, now) {
             ask = Some(self.make_ask(&mut st, now));
             st.in_flight = true;
+            self.lane.open_low();
         }
         let mut wake_at = None;
         let mut earliest = |at: Option<Instant>| {
@@ -572,7 +654,7 @@ impl Entry {
         let entry = self.clone();
         let params = self.params();
         async move {
-            let sent = Instant::now();
+            let sent = now();
             let result = entry
                 .store
                 .call(&entry.keys, script::args(Op::Take, &params, &ask))
@@ -580,7 +662,7 @@ impl Entry {
             Outcome {
                 result,
                 sent,
-                answered: Instant::now(),
+                answered: now(),
             }
         }
     }
@@ -634,6 +716,7 @@ impl Entry {
                 st.backoff_until = Some(answered + backoff);
             }
         }
+        self.relane(&mut st, now());
     }
 
     /// The driver ended without finishing (its runtime dropped it).
@@ -652,13 +735,14 @@ impl Entry {
     /// instance knows.
     pub(crate) fn wait_time(&self, n: u64) -> Option<Duration> {
         let mut st = self.lock();
-        let now = Instant::now();
+        let now = now();
         if n > st.params.capacity() {
             return None;
         }
         if n == 0 {
             return Some(Duration::ZERO);
         }
+        self.unlane(&mut st, now);
         let expired = st.reserve.expire(now);
         if expired > 0 {
             st.expired |= st.line.is_empty() && st.missed == 0;
@@ -709,8 +793,12 @@ struct Meter {
 
 impl Meter {
     fn tick(&mut self, now: Instant, period: Duration) {
+        self.add(now, 1, period);
+    }
+
+    fn add(&mut self, now: Instant, events: u64, period: Duration) {
         let since = *self.since.get_or_insert(now);
-        self.count = self.count.saturating_add(1);
+        self.count = self.count.saturating_add(events);
         let elapsed = now.saturating_duration_since(since);
         if elapsed >= period {
             self.last = self.count as f64 / elapsed.as_secs_f64();
@@ -747,7 +835,7 @@ impl Outcome {
         Outcome {
             result: Err(Error::Timeout { after }),
             sent,
-            answered: Instant::now(),
+            answered: now(),
         }
     }
 }

@@ -73,7 +73,11 @@ impl Waiter {
         let Some(deadline) = self.deadline else {
             return Poll::Pending;
         };
-        let timer = self.timer.get_or_insert_with(|| Timer::at(deadline));
+        // The deadline is in the entry's clock; the timer counts in
+        // `Instant::now()`'s: convert through the time left.
+        let timer = self.timer.get_or_insert_with(|| {
+            Timer::at(Instant::now() + deadline.saturating_duration_since(crate::entry::now()))
+        });
         if Pin::new(timer).poll(cx).is_pending() {
             return Poll::Pending;
         }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fueltank::{Hardcap, Rate};
 
@@ -360,7 +360,7 @@ impl GlobalTank {
     /// # }
     /// ```
     pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuelTimeout {
-        AwaitFuelTimeout::new(self.entry.clone(), Instant::now().checked_add(timeout))
+        AwaitFuelTimeout::new(self.entry.clone(), crate::entry::now().checked_add(timeout))
     }
 
     /// How long a newcomer asking for `n` fuel would wait, as far as this

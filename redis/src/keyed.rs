@@ -22,7 +22,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fueltank::{Hardcap, Rate};
 
@@ -352,7 +352,7 @@ where
     /// # }
     /// ```
     pub fn await_fuel_timeout(&self, key: K, timeout: Duration) -> AwaitKeyTimeout {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::entry::now().checked_add(timeout);
         AwaitKeyTimeout {
             wait: self
                 .entry(&key)

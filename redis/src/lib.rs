@@ -122,6 +122,7 @@ mod error;
 mod future;
 mod global;
 mod keyed;
+mod lane;
 mod offset;
 mod params;
 mod reserve;

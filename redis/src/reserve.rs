@@ -382,6 +382,51 @@ impl Reserve {
         origin
     }
 
+    /// Takes, for the lane, up to `most` units of the front run that are
+    /// spendable now and end together (banked units of a GCRA batch, or a
+    /// loose run); returns how many and their end. Call `expire` first.
+    pub(crate) fn take_lane(&mut self, now: Instant, most: u64) -> Option<(u64, Instant)> {
+        let run = self.runs.front_mut()?;
+        let (count, until) = match *run {
+            Run::Each {
+                sent,
+                first,
+                spacing,
+                life,
+                next,
+                count,
+                batch: None,
+                ..
+            } => {
+                let start = Run::offset(first, spacing, next);
+                if run.available(now, 1) == 0 {
+                    return None;
+                }
+                // Units with the same start as the next one (all of them
+                // if spacing is 0, else the banked ones, whose start is 0).
+                let same = if spacing == 0 {
+                    count - next
+                } else if start == 0 {
+                    let banked =
+                        u64::try_from((-i128::from(first)) / i128::from(spacing) + 1).unwrap_or(0);
+                    banked.saturating_sub(next).max(1)
+                } else {
+                    1
+                };
+                let end = after(sent, shrink(start.saturating_add(life)));
+                (same.min(count - next).min(most), end)
+            }
+            Run::Loose { left, until } => (left.min(most), until),
+            _ => return None,
+        };
+        if count == 0 || until <= now {
+            return None;
+        }
+        run.take(count, now);
+        self.drop_empty();
+        Some((count, until))
+    }
+
     /// Gives back `n` units taken from `origin` and never spent.
     pub(crate) fn give_back(&mut self, n: u64, origin: Origin, now: Instant) {
         match origin {
