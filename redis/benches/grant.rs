@@ -59,7 +59,12 @@ fn grants(c: &mut Criterion) {
         denied.await_fuel().await;
         assert!(!denied.await_fuel_timeout(Duration::from_millis(50)).await);
         let client = redis::Client::open(redis.url()).unwrap();
-        let peer = client.get_multiplexed_async_connection().await.unwrap();
+        // No response timeout: a loaded machine must not fail the bench.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let peer = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
         (store, global, denied, peer)
     });
     // Let the reserve fill.

@@ -341,15 +341,28 @@ impl Entry {
         }
         let kick = self.kick(&mut st, now, false);
         self.relane(&mut st, now);
-        if let Some(retry) = st.retry_at.filter(|&at| at > now)
-            && !taken
+        // Nothing now: until the next reserved fuel starts (or Redis's
+        // retry time, if more must be asked for), `has_fuel` may say no
+        // without the lock.
+        if !taken
             && st.line.is_empty()
-            && st.reserve.left() == 0
             && !st.in_flight
             && !self.store.is_down()
             && self.lane.count() == 0
         {
-            self.lane.refuse_until(retry);
+            let mut until = st.reserve.next_start();
+            if self.wants_more(&st) {
+                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                until = match (until, retry.filter(|&at| at > now)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (None, Some(b)) => Some(b),
+                    // An ask is due now.
+                    (_, None) => None,
+                };
+            }
+            if let Some(until) = until.filter(|&at| at > now) {
+                self.lane.refuse_until(until);
+            }
         }
         drop(st);
         self.run(kick);

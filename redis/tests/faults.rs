@@ -18,7 +18,7 @@ fn rate(s: &str) -> Rate {
 
 async fn store(redis: &RedisServer, policy: FailurePolicy) -> RedisStore {
     RedisStore::builder(&redis.url())
-        .timeout(Duration::from_millis(50))
+        .timeout(Duration::from_millis(250))
         .on_failure(policy)
         .connect()
         .await

@@ -382,7 +382,11 @@ fn child(spec: &str) {
         .build()
         .unwrap();
     let text = runtime.block_on(async move {
-        let store = RedisStore::connect(url).await.unwrap();
+        let store = RedisStore::builder(url)
+            .timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap();
         let rate: Rate = "1000/s".parse().unwrap();
         let global = store
             .tank(&format!("global-{run_id}"), rate)
