@@ -5,9 +5,10 @@
 //!
 //! # Who does what
 //!
-//! - `has_fuel` spends reserved fuel under the entry's lock and never waits
-//!   on Redis. If that leaves the reserve low, or finds none, it *kicks*
-//!   the driver.
+//! - `has_fuel` takes from the lane (`lane.rs`) without the lock when it
+//!   can; else it spends reserved fuel under the entry's lock. It never
+//!   waits on Redis. Finding the reserve low or empty, it *kicks* the
+//!   driver.
 //! - A waiting future takes fuel at once if the line is empty and fuel is
 //!   there; else it joins the line and kicks the driver.
 //! - The driver (`driver.rs`, one task per entry while there is work)
@@ -15,19 +16,29 @@
 //!   waiter is granted only after every waiter before it), wakes each
 //!   waiter it grants, and makes the round trips.
 //!
+//! Every local time is read from fueltank's `MonotonicClock`, under the
+//! lock, when the grant is made.
+//!
 //! # How much to ask for
 //!
-//! The driver asks when the line wants more than the reserve holds, when
-//! `has_fuel` found none, or when fuel was taken and less than half a batch
-//! is left. A batch starts at 1. At each ask it grows if the instance is
-//! starved (more than one waiter, or `has_fuel` found none); else it is
-//! what the demand's rate since the last ask uses within a unit's hold; it
-//! halves if reserved fuel expired unspent. It never exceeds `max_batch`,
-//! nor `reserve_ahead` of the tank's rate. A cold key thus costs one round
-//! trip per grant, a hot one a round trip per batch. A
-//! refused ask (`Window` full, or fuel wanted together not banked) is not
-//! repeated before the retry time Redis gave; a failed one backs off from
-//! 50 ms to 1 s.
+//! The driver asks when the line (or a `has_fuel` that found nothing)
+//! wants more than is held, or when fuel is being used and less than half
+//! a batch is left. A batch starts at 1. At each ask:
+//!
+//! - if the instance is starved (a waiter joined others already waiting,
+//!   or `has_fuel` found nothing held), it grows fourfold, or to what the
+//!   demand's rate takes in `reserve_ahead`, whichever is more;
+//! - else it is what the demand's rate takes in half a hold, so that it
+//!   and the half batch still held are spent before they expire (`Paced`:
+//!   one unit unless the demand keeps up with the tank's rate);
+//! - after reserved fuel expired with nobody wanting it, it halves.
+//!
+//! It never exceeds `max_batch`, nor `reserve_ahead` of the tank's rate,
+//! nor `max_n` under `Window`. The demand's rate is counted over periods of
+//! two holds. A cold key thus costs one round trip per grant, a key asked
+//! `r` times a second about `2 / (r · hold)` per grant, a saturated one a
+//! round trip per batch. A refused ask is not repeated before the retry
+//! time Redis gave; a failed one backs off from 50 ms to 1 s.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -32,7 +32,15 @@ use crate::params::Params;
 use crate::script::Op;
 use crate::{AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
 
-/// The longest key text accepted, in bytes.
+/// The longest key text accepted, in bytes: a bound on the Redis memory one
+/// key takes, whatever the keys callers make up.
+///
+/// # Examples
+///
+/// ```
+/// let key = "x".repeat(fueltank_redis::MAX_KEY_LEN);
+/// assert_eq!(key.len(), 1024); // the longest a GlobalKeyedTank takes
+/// ```
 pub const MAX_KEY_LEN: usize = 1024;
 
 const SHARDS: usize = 16;

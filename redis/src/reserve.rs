@@ -2,24 +2,27 @@
 //!
 //! # From Redis's clock to this one
 //!
-//! The script answers with times relative to its own `now`, `s`. The
-//! instance sent the call at local `q` and had the answer at local `r`, so
-//! `s` happened somewhere in `[q, r]`, and a Redis time `s + d` is a local
-//! time in `[q + d, r + d]`. A unit Redis allows from `s + v` to `s + e` is
-//! therefore spent here only from `r + v` (the latest that `s + v` can be)
-//! to before `q + e` (the earliest that `s + e` can be): a window shorter by
-//! the round trip, inside Redis's one whatever `s` was. Durations are also
-//! stretched (starts) or shrunk (ends) by 1/10 000, so that clocks whose
-//! rates differ by up to 100 ppm keep the promise.
+//! The script answers with times relative to its own `now`, `s`, which
+//! happened here somewhere in `[q, r]`: the call's sending and answer, or
+//! the tighter interval that the store's clock bounds give (`offset.rs`).
+//! A Redis time `s + d` is then a local time in `[q + d, r + d]`, and a unit
+//! Redis allows from `s + v` to `s + e` is spent here only from `r + v`
+//! (the latest that `s + v` can be) to before `q + e` (the earliest that
+//! `s + e` can be): a window shorter by `r − q`, inside Redis's one
+//! whatever `s` was. Durations are also stretched (starts) or shrunk (ends)
+//! by 1/10 000, so that clocks whose rates differ by up to 100 ppm keep the
+//! promise.
 //!
 //! # Runs
 //!
 //! A grant is a *run* of units:
 //!
 //! - `Each`: unit `j` is spendable from `v_j = max(0, first + j·spacing)`
-//!   for `life` (GCRA's banked and coming slots; `Window`'s all-at-once
-//!   grants, with `spacing = 0`). Starts and ends grow with `j`, so units
-//!   are spent and expire from the front.
+//!   for `life` (GCRA's banked and coming slots; each segment of a `Window`
+//!   grant, with `spacing = 0`). Starts and ends grow with `j`, so units
+//!   are spent and expire from the front. A `Window` segment that is spent
+//!   or expired is *finished*: the next call tells Redis, which ends its
+//!   hold then.
 //! - `Paced`: units spent in order, at least one interval apart on this
 //!   clock, the first no sooner than its slot and all before the batch's
 //!   end (`One`).
@@ -234,7 +237,7 @@ impl Run {
     }
 }
 
-/// The runs of units this instance holds, oldest first.
+/// The runs of units this instance holds, in the order they came.
 #[derive(Debug, Default)]
 pub(crate) struct Reserve {
     runs: VecDeque<Run>,

@@ -595,3 +595,18 @@ fn runs_under_smol() {
         assert!(store.stats().round_trips < 60, "{:?}", store.stats());
     });
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<RedisStore>();
+    send_sync::<GlobalTank>();
+    send_sync::<fueltank_redis::GlobalKeyedTank<String>>();
+    send::<fueltank_redis::AwaitFuel>();
+    send::<fueltank_redis::AwaitFuelN>();
+    send::<fueltank_redis::AwaitFuelTimeout>();
+    send::<fueltank_redis::AwaitKey>();
+    send::<fueltank_redis::AwaitKeyTimeout>();
+    send::<Error>();
+}
