@@ -27,7 +27,8 @@
 //!
 //! - if the instance is starved (a waiter joined others already waiting,
 //!   or `has_fuel` found nothing held), it grows fourfold, or to what the
-//!   demand's rate takes in `reserve_ahead`, whichever is more;
+//!   demand's rate takes in `reserve_ahead`, whichever is more (`Window`:
+//!   to the most it may be);
 //! - else it is what the demand's rate takes in half a hold, so that it
 //!   and the half batch still held are spent before they expire (`Paced`:
 //!   one unit unless the demand keeps up with the tank's rate);
@@ -626,6 +627,11 @@ impl Entry {
         let steady = within(hold.min(self.options.reserve_ahead) / 2).max(1);
         st.batch = if st.expired {
             (st.batch / 2).min(steady).max(1)
+        } else if starved && params.mode() == Mode::Window {
+            // A window's fuel is granted from what is free (now, or as old
+            // grants leave): nothing comes before its time, so a starved
+            // instance may ask for all it may hold at once.
+            most
         } else if starved {
             st.batch
                 .saturating_mul(4)

@@ -129,8 +129,9 @@
 //!
 //! # Not covered
 //!
-//! Redis Cluster (a tank's keys are not hash-tagged to one slot) and
-//! sharing one tank between stores on different Redis servers.
+//! Redis before 6.2 (the script uses `ZADD … LT`; tested on 7.0), Redis
+//! Cluster (a tank's keys are not hash-tagged to one slot), and one tank
+//! across several Redis servers.
 
 #![warn(missing_docs)]
 
