@@ -3,22 +3,24 @@
 //! The script (`script.lua`, next to this file) reads the tank's state,
 //! reads `TIME`, decides, writes the state back with an expiry, and answers
 //! in one array of integers. Times in the answer are nanoseconds relative to
-//! Redis's `now` of that call, so the instance needs no absolute clock to
-//! use them (see `reserve.rs`).
+//! Redis's `now` of that call, which the answer also gives, as a second and
+//! nanoseconds after it, so that the instance can bound where Redis's clock
+//! is (`offset.rs`) and convert the times (`reserve.rs`).
 //!
 //! # State
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `fueltank:NAME:s` | hash | the parameters, `ep` (a second), `last` and `tat` (ns after `ep`) |
-//! | `fueltank:NAME:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs) |
+//! | `fueltank:NAME:s` | hash | the parameters, `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
+//! | `fueltank:NAME:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
 //! | `fueltank:NAME:p` | hash | a keyed tank's parameters, shared by its keys |
 //! | `fueltank:NAME:ks:KEY`, `fueltank:NAME:kw:KEY` | hash, sorted set | one key of a keyed tank |
 //!
 //! Every key is written with a `PEXPIRE`: a GCRA state lives until its
 //! schedule has caught up with now, plus one period and a second (by then
 //! it is full, as a missing state is taken to be); a log until its newest
-//! grant has left the window, plus a second.
+//! grant has left the window, plus a second; a keyed tank's parameters for
+//! two periods and a minute after the last call on any of its keys.
 
 use redis::Script;
 

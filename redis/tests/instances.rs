@@ -20,7 +20,8 @@
 //!   than one round trip per 100 grants on the global tank.
 //!
 //! A custom harness (`harness = false`): the children are this binary run
-//! with `FUELTANK_REDIS_CHILD` set.
+//! with `FUELTANK_REDIS_CHILD` set. `ONLY=one` (or `limit`, `window`,
+//! `one_polled`) runs one scenario.
 
 mod common;
 
@@ -35,7 +36,7 @@ use fueltank::{Hardcap, Rate};
 use fueltank_redis::RedisStore;
 
 const PROCESSES: usize = 4;
-const GLOBAL_TASKS: usize = 4;
+const GLOBAL_TASKS: usize = 8;
 const RUN: Duration = Duration::from_secs(3);
 const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(50);
 
@@ -180,16 +181,6 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
         let t0 = grants[0].0;
         let run_ns = RUN.as_nanos() as i128;
         let total = grants.iter().filter(|&&(t, _)| t < t0 + run_ns).count() as u64;
-        if std::env::var("DEBUG_HIST").is_ok() {
-            let mut hist = vec![0; 34];
-            for &(t, _) in grants.iter() {
-                let b = ((t - t0) / 100_000_000) as usize;
-                if b < hist.len() {
-                    hist[b] += 1;
-                }
-            }
-            eprintln!("{tank}: {hist:?}");
-        }
         let (expected, bound) = match hardcap {
             // A tank Redis has never seen starts full: its bank (max_n less
             // the hold's 100 intervals).
