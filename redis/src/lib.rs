@@ -80,7 +80,8 @@
 //!   is counted by every window that could see it; an instance that has
 //!   spent a whole grant says so at its next call, and Redis ends that
 //!   grant's hold then. A full window is granted ahead, in segments that
-//!   start as the oldest grants leave, at most a period ahead.
+//!   start as the oldest grants leave, at most a period (or
+//!   `reserve_ahead`, if longer) ahead.
 //!
 //! Fuel reserved and not spent is lost, never re-granted. An instance asks
 //! again when it holds under half a batch (or less than its waiters want);
