@@ -11,13 +11,16 @@
 //! has become spendable right where the timer fires (on `async-io`'s
 //! thread), then wakes the task to set the next time. A grant is thus as
 //! late as the timer, not as the timer plus the executor's scheduling of
-//! the task: under `One`, every late grant delays the ones after it.
+//! the task: under `One`, every late grant delays the ones after it. For the
+//! same reason, under `One` the timer is armed early by this system's
+//! usual timer lateness (measured when the tank is built) and the waker
+//! spins the rest, as a calibrated local `One` tank does.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 
@@ -132,8 +135,13 @@ impl Future for Driver {
                         .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
                     // The timer counts in `Instant::now()`'s time; `at` is
                     // in the entry's clock: convert through the time left.
-                    this.timer
-                        .set_at(Instant::now() + at.saturating_duration_since(now()));
+                    let early = if plan.for_fuel {
+                        this.entry.options.correction
+                    } else {
+                        Duration::ZERO
+                    };
+                    let left = at.saturating_duration_since(now()).saturating_sub(early);
+                    this.timer.set_at(Instant::now() + left);
                     let mut on_time = Context::from_waker(&this.on_time_waker);
                     if Pin::new(&mut this.timer).poll(&mut on_time).is_ready() {
                         continue;

@@ -65,6 +65,10 @@ pub(crate) struct Options {
     pub(crate) reserve_ahead: Duration,
     /// Whether the hold follows the rate (on `set_rate`).
     pub(crate) hold_is_default: bool,
+    /// How early the driver's timer is armed for `Paced` fuel (`One`): this
+    /// system's timer lateness, measured at build, at most a quarter of the
+    /// interval and 250 µs; zero below 49/s and for other hardcaps.
+    pub(crate) correction: Duration,
 }
 
 /// The Redis keys of one entry: state, log, and a keyed tank's parameters.
@@ -153,6 +157,9 @@ pub(crate) enum Enqueued {
 pub(crate) struct Plan {
     pub(crate) ask: Option<Ask>,
     pub(crate) wake_at: Option<Instant>,
+    /// Whether `wake_at` is when the head of the line's fuel starts (the
+    /// timer may then be armed early by the correction).
+    pub(crate) for_fuel: bool,
     pub(crate) exit: bool,
 }
 
@@ -541,7 +548,23 @@ impl Entry {
     }
 
     /// Grants the line what is spendable now (the driver's timer fired).
+    /// A timer armed early by the correction finds the fuel not quite due:
+    /// it waits out the rest here, spinning, outside the lock.
     pub(crate) fn grant_due(&self) {
+        let correction = self.options.correction;
+        if !correction.is_zero() {
+            let start = {
+                let st = self.lock();
+                st.line.front().and(st.reserve.next_start())
+            };
+            if let Some(start) = start
+                && start.saturating_duration_since(now()) <= correction
+            {
+                while now() < start {
+                    std::hint::spin_loop();
+                }
+            }
+        }
         let mut st = self.lock();
         let now = now();
         let mut wake = Vec::new();
@@ -569,8 +592,9 @@ impl Entry {
                 wake_at = Some(wake_at.map_or(at, |w: Instant| w.min(at)));
             }
         };
+        let fuel_at = st.line.front().and(st.reserve.next_start());
         if let Some(head) = st.line.front() {
-            earliest(st.reserve.next_start());
+            earliest(fuel_at);
             if self.store.is_down()
                 && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
             {
@@ -593,7 +617,12 @@ impl Entry {
         }
         drop(st);
         wake.into_iter().for_each(Waker::wake);
-        Plan { ask, wake_at, exit }
+        Plan {
+            ask,
+            for_fuel: wake_at.is_some() && wake_at == fuel_at,
+            wake_at,
+            exit,
+        }
     }
 
     /// The next ask, sized to the demand seen since the last one.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, Options};
-use crate::params::{Params, default_hold};
+use crate::params::{Mode, Params, default_hold};
 use crate::script::Op;
 use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
 
@@ -115,9 +115,25 @@ impl Shape {
                 max_batch: self.max_batch,
                 reserve_ahead: self.reserve_ahead,
                 hold_is_default: self.hold.is_none(),
+                correction: correction(&params),
             },
         ))
     }
+}
+
+/// How early to arm the timer for `Paced` fuel (see `Options::correction`):
+/// a late wake-up under `One` delays every grant after it, so, as a local
+/// calibrated `One` tank does, the driver wakes early by the timer's usual
+/// lateness and spins the rest. Measuring it blocks about 5 ms.
+fn correction(params: &Params) -> Duration {
+    let interval = Duration::from_nanos(params.interval_ns());
+    let fast = interval <= Duration::from_nanos(1_000_000_000 / 49);
+    if params.mode() != Mode::Paced || !fast {
+        return Duration::ZERO;
+    }
+    fueltank::timer_lateness(interval)
+        .min(interval / 4)
+        .min(Duration::from_micros(250))
 }
 
 /// Checks a tank name: 1 to 200 bytes, no ':', no control characters.
