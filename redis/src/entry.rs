@@ -688,7 +688,6 @@ impl Entry {
         let want = if together > 0 { together } else { st.batch };
         Ask {
             want,
-            least: want.div_ceil(2),
             // A full window reopens at most a period later: reserving that
             // far spares a refusal per period.
             ahead_ns: u64::try_from(self.options.reserve_ahead.as_nanos())

@@ -6,7 +6,7 @@
 -- ARGV     op ('take' | 'build' | 'set'), then the caller's parameters
 --          (max_n, per, hardcap, hold), the numbers derived from them
 --          (interval t, mode, tolerance), the request (want, together,
---          life, guard, least, ahead), and the count then the members of
+--          life, guard, ahead), and the count then the members of
 --          the Window batches the caller has finished. Times are integer
 --          nanoseconds.
 --
@@ -19,8 +19,8 @@ local sec = tonumber(clock[1])
 local now = tonumber(clock[2]) * 1000
 local op = ARGV[1]
 local want, together = tonumber(ARGV[9]), tonumber(ARGV[10])
-local life, guard, least = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local ahead = tonumber(ARGV[14])
+local life, guard = tonumber(ARGV[11]), tonumber(ARGV[12])
+local ahead = tonumber(ARGV[13])
 
 local function f(x) return string.format('%.0f', x) end
 
@@ -113,8 +113,8 @@ if mode == 2 then
   local base_us = sec * 1000000
   -- Batches the caller will spend nothing more of: their hold ends now.
   local now_us = base_us + math.ceil(now / 1000)
-  for i = 1, tonumber(ARGV[15]) do
-    redis.call('ZADD', KEYS[2], 'XX', 'LT', f(now_us), ARGV[15 + i])
+  for i = 1, tonumber(ARGV[14]) do
+    redis.call('ZADD', KEYS[2], 'XX', 'LT', f(now_us), ARGV[14 + i])
   end
   local horizon = base_us + math.floor((now - per) / 1000)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', horizon)

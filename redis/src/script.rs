@@ -49,10 +49,6 @@ pub(crate) enum Op {
 pub(crate) struct Ask {
     /// Units in a batch (at least 1 for a take).
     pub(crate) want: u64,
-    /// `Window`: refuse unless at least this many are free (so that a full
-    /// window is asked again when a useful batch is free, not at each
-    /// grant that leaves).
-    pub(crate) least: u64,
     /// How far ahead fuel may be granted (for `together` and `Window`):
     /// beyond, Redis refuses with a retry time.
     pub(crate) ahead_ns: u64,
@@ -93,7 +89,6 @@ pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
         ask.together.to_string(),
         ask.life_ns.to_string(),
         ask.guard_ns.to_string(),
-        ask.least.to_string(),
         ask.ahead_ns.to_string(),
         ask.finished.len().to_string(),
     ];
