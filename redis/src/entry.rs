@@ -1,0 +1,924 @@
+//! One global tank as this instance sees it: the fuel Redis reserved for
+//! it, its line of waiters, and when to ask Redis again.
+//!
+//! A global tank has one entry; a keyed tank one per key in use.
+//!
+//! # Who does what
+//!
+//! - `has_fuel` takes from the lane (`lane.rs`) without the lock when it
+//!   can; else it spends reserved fuel under the entry's lock. It never
+//!   waits on Redis. Finding the reserve low or empty, it *kicks* the
+//!   driver.
+//! - A waiting future takes fuel at once if the line is empty and fuel is
+//!   there; else it joins the line and kicks the driver.
+//! - The driver (`driver.rs`, one task per entry while there is work)
+//!   hands fuel to the head of the line as it becomes spendable (FIFO: a
+//!   waiter is granted only after every waiter before it), wakes each
+//!   waiter it grants, and makes the round trips.
+//!
+//! Every local time is read from fueltank's `MonotonicClock`, under the
+//! lock, when the grant is made.
+//!
+//! # How much to ask for
+//!
+//! The driver asks when the line (or a `has_fuel` that found nothing)
+//! wants more than is held, or when fuel is being used and less than half
+//! a batch is left. A batch starts at 1. At each ask:
+//!
+//! - if the instance is starved (a waiter joined others already waiting,
+//!   or `has_fuel` found nothing held), it grows fourfold, or to what the
+//!   demand's rate takes in `reserve_ahead`, whichever is more (`Window`:
+//!   to the most it may be);
+//! - else it is what the demand's rate takes in half a hold, so that it
+//!   and the half batch still held are spent before they expire (`Paced`:
+//!   one unit unless the demand keeps up with the tank's rate);
+//! - after reserved fuel expired with nobody wanting it, it halves.
+//!
+//! It never exceeds `max_batch`, nor `reserve_ahead` of the tank's rate,
+//! nor `max_n` under `Window`. The demand's rate is counted over periods of
+//! two holds. A cold key thus costs one round trip per grant, a key asked
+//! `r` times a second about `2 / (r · hold)` per grant, a saturated one a
+//! round trip per batch. A refused ask is not repeated before the retry
+//! time Redis gave; a failed one backs off from 50 ms to 1 s.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use fueltank::clock::{Clock, MonotonicClock};
+use fueltank::{Rate, Tank};
+
+use crate::Error;
+use crate::lane::Lane;
+use crate::params::{Mode, Params};
+use crate::reserve::{Origin, Reserve};
+use crate::script::{self, Ask, Op, Reply};
+use crate::store::{Counters, FailurePolicy, StoreShared};
+
+/// Options of a tank, shared by all its entries.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) name: String,
+    pub(crate) max_batch: u64,
+    pub(crate) reserve_ahead: Duration,
+    /// Whether the hold follows the rate (on `set_rate`).
+    pub(crate) hold_is_default: bool,
+    /// How early the driver's timer is armed for `Paced` fuel (`One`): this
+    /// system's timer lateness, measured at build, at most a quarter of the
+    /// interval and 250 µs; zero below 49/s and for other hardcaps.
+    pub(crate) correction: Duration,
+}
+
+/// The Redis keys of one entry: state, log, and a keyed tank's parameters.
+pub(crate) type Keys = Arc<[Vec<u8>]>;
+
+pub(crate) struct Entry {
+    pub(crate) store: Arc<StoreShared>,
+    pub(crate) options: Arc<Options>,
+    pub(crate) keys: Keys,
+    /// A keyed tank's parameters, shared by its entries: what Redis says
+    /// for one key holds for all.
+    family: Option<Arc<Mutex<Params>>>,
+    /// Reserved fuel `has_fuel` takes without the lock (`lane.rs`).
+    lane: Lane,
+    state: Mutex<State>,
+}
+
+struct State {
+    params: Params,
+    reserve: Reserve,
+    /// Waiters not yet granted, in arrival order (ids increase).
+    line: VecDeque<Queued>,
+    /// Waiters granted, whose futures have not seen it yet.
+    granted: Vec<(u64, Grant)>,
+    next_id: u64,
+    batch: u64,
+    /// `has_fuel` calls that found nothing since the last ask.
+    missed: u64,
+    /// Whether fuel was taken since the last ask.
+    used: bool,
+    /// Requests (grants, misses, waiters): the demand's rate.
+    demand: Meter,
+    /// Units put in the lane since it was last drained.
+    laned: u64,
+    /// Whether reserved fuel expired unspent since the last ask.
+    expired: bool,
+    /// Whether a waiter joined a line already waiting since the last ask:
+    /// demand beyond what was reserved.
+    crowded: bool,
+    retry_at: Option<Instant>,
+    backoff_until: Option<Instant>,
+    failures: u32,
+    in_flight: bool,
+    driver: DriverSlot,
+    /// How uncertain Redis's time of the latest grant was here, for the
+    /// guard of `Paced` batches.
+    uncertainty: Duration,
+    /// `FailurePolicy::Local`'s tank, made on first need.
+    fallback: Option<Tank>,
+}
+
+#[derive(Default)]
+struct DriverSlot {
+    running: bool,
+    /// Which driver runs (a new one after each spawn).
+    generation: u64,
+    waker: Option<Waker>,
+    wake_at: Option<Instant>,
+}
+
+struct Queued {
+    id: u64,
+    n: u64,
+    waker: Waker,
+}
+
+/// Fuel granted to a waiter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grant {
+    Reserved(u64, Origin),
+    /// By the failure policy: nothing to give back.
+    Policy,
+    /// The request can never be granted: more than the capacity.
+    TooLarge(u64),
+}
+
+/// The first poll of a waiting future.
+pub(crate) enum Enqueued {
+    Taken,
+    Queued(u64),
+    TooLarge(u64),
+    TooLate,
+}
+
+/// What the driver does next.
+pub(crate) struct Plan {
+    pub(crate) ask: Option<Ask>,
+    pub(crate) wake_at: Option<Instant>,
+    /// Whether `wake_at` is when the head of the line's fuel starts (the
+    /// timer may then be armed early by the correction).
+    pub(crate) for_fuel: bool,
+    pub(crate) exit: bool,
+}
+
+/// Work to do after the entry's lock is released.
+#[must_use]
+pub(crate) enum Kick {
+    None,
+    Spawn(u64),
+    Wake(Waker),
+}
+
+/// The clock of every local time here: fueltank's, a calibrated
+/// time-stamp counter where there is one (a few nanoseconds a reading).
+pub(crate) fn now() -> Instant {
+    MonotonicClock.now()
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Entry {
+    pub(crate) fn new(
+        store: Arc<StoreShared>,
+        options: Arc<Options>,
+        keys: Keys,
+        params: Params,
+        family: Option<Arc<Mutex<Params>>>,
+    ) -> Entry {
+        Entry {
+            store,
+            options,
+            keys,
+            family,
+            lane: Lane::new(now()),
+            state: Mutex::new(State {
+                params,
+                reserve: Reserve::default(),
+                line: VecDeque::new(),
+                granted: Vec::new(),
+                next_id: 0,
+                batch: 1,
+                missed: 0,
+                used: false,
+                demand: Meter::default(),
+                laned: 0,
+                expired: false,
+                crowded: false,
+                retry_at: None,
+                backoff_until: None,
+                failures: 0,
+                in_flight: false,
+                driver: DriverSlot::default(),
+                uncertainty: Duration::from_millis(1),
+                fallback: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn params(&self) -> Params {
+        self.lock().params
+    }
+
+    pub(crate) fn set_params(&self, params: Params) {
+        self.lock().params = params;
+    }
+
+    /// Takes the parameters Redis answered with (another instance may have
+    /// changed them).
+    fn adopt(&self, st: &mut State, params: Params) {
+        if st.params != params {
+            st.params = params;
+            if let Some(family) = &self.family {
+                *family.lock().unwrap_or_else(PoisonError::into_inner) = params;
+            }
+        }
+    }
+
+    /// Fuel held here, spendable now or later.
+    pub(crate) fn reserved(&self) -> u64 {
+        let st = self.lock();
+        st.reserve.left() + self.lane.count()
+    }
+
+    /// Puts what the lane holds back in the reserve (what was taken from it
+    /// counts as demand), so that the locked paths see all the fuel.
+    fn unlane(&self, st: &mut State, now: Instant) {
+        let laned = std::mem::take(&mut st.laned);
+        let (left, until) = self.lane.drain().unwrap_or((0, now));
+        let taken = laned.saturating_sub(left);
+        if taken > 0 {
+            st.used = true;
+            let period = st.params.hold() * 2;
+            st.demand.add(now, taken, period);
+        }
+        if left > 0 {
+            let counters = &self.store.counters;
+            counters
+                .granted
+                .fetch_sub(left, std::sync::atomic::Ordering::Relaxed);
+            if until > now {
+                st.reserve.give_back(left, Origin::Until(until), now);
+            } else {
+                Counters::add(&counters.expired, left);
+            }
+        }
+    }
+
+    /// Fills the lane from the reserve, if nobody waits and Redis answers:
+    /// the units spendable now that end together.
+    fn relane(&self, st: &mut State, now: Instant) {
+        if !st.line.is_empty() || self.store.is_down() || self.lane.count() > 0 {
+            return;
+        }
+        st.reserve.expire(now);
+        let Some((count, until)) = st.reserve.take_lane(now, crate::lane::LANE_MAX) else {
+            return;
+        };
+        // Leave the last units to the locked path, which asks for more
+        // when less than half a batch is held.
+        let low = if st.in_flight || st.batch <= 1 {
+            0
+        } else {
+            st.batch.div_ceil(2).saturating_sub(st.reserve.left())
+        };
+        let laned = self.lane.fill(count, until, low);
+        if laned < count {
+            st.reserve
+                .give_back(count - laned, Origin::Until(until), now);
+        }
+        st.laned = laned;
+        Counters::add(&self.store.counters.granted, laned);
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().line.len()
+    }
+
+    /// Takes `n` now from the reserve or, while Redis does not answer, by
+    /// the failure policy.
+    fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
+        let expired = st.reserve.expire(now);
+        if expired > 0 {
+            // Expired while nobody wanted it: the batches were too large.
+            // (Fuel lost to lateness while tasks wait says nothing of that.)
+            st.expired |= st.line.is_empty() && st.missed == 0;
+            Counters::add(&self.store.counters.expired, expired);
+        }
+        if let Some(origin) = st.reserve.take(n, now) {
+            st.used = true;
+            Counters::add(&self.store.counters.granted, n);
+            return Some(Grant::Reserved(n, origin));
+        }
+        if !self.store.is_down() {
+            return None;
+        }
+        let counters = &self.store.counters;
+        let granted = match self.store.policy {
+            FailurePolicy::Closed => false,
+            FailurePolicy::Open => true,
+            FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
+        };
+        if granted {
+            st.used = true;
+            Counters::add(&counters.policy_grants, n);
+            Some(Grant::Policy)
+        } else {
+            None
+        }
+    }
+
+    /// `has_fuel_n`: never waits, never overtakes a waiter.
+    pub(crate) fn has_fuel_n(self: &Arc<Self>, n: u64) -> bool {
+        if n == 0 {
+            return true;
+        }
+        if let Some(taken) = self.lane.take(n, now()) {
+            return taken;
+        }
+        let mut st = self.lock();
+        // Read under the lock: the grant is made at this time.
+        let now = now();
+        if n > st.params.capacity() {
+            return false;
+        }
+        self.unlane(&mut st, now);
+        let period = st.params.hold() * 2;
+        st.demand.tick(now, period);
+        let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
+        if !taken {
+            st.missed = st.missed.saturating_add(1);
+            if self.store.is_down() {
+                Counters::add(&self.store.counters.policy_refusals, 1);
+            }
+        }
+        let kick = self.kick(&mut st, now, false);
+        self.relane(&mut st, now);
+        // Nothing now: until the next reserved fuel starts (or Redis's
+        // retry time, if more must be asked for), `has_fuel` may say no
+        // without the lock.
+        if !taken
+            && st.line.is_empty()
+            && !st.in_flight
+            && !self.store.is_down()
+            && self.lane.count() == 0
+        {
+            let mut until = st.reserve.next_start();
+            if self.wants_more(&st) {
+                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                until = match (until, retry.filter(|&at| at > now)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (None, Some(b)) => Some(b),
+                    // An ask is due now.
+                    (_, None) => None,
+                };
+            }
+            if let Some(until) = until.filter(|&at| at > now) {
+                self.lane.refuse_until(until);
+            }
+        }
+        drop(st);
+        self.run(kick);
+        taken
+    }
+
+    /// The first poll of a waiting future.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        n: u64,
+        deadline: Option<Instant>,
+        waker: &Waker,
+    ) -> Enqueued {
+        if n == 0 {
+            return Enqueued::Taken;
+        }
+        let mut st = self.lock();
+        let now = now();
+        let capacity = st.params.capacity();
+        if n > capacity {
+            return Enqueued::TooLarge(capacity);
+        }
+        self.unlane(&mut st, now);
+        let period = st.params.hold() * 2;
+        st.demand.tick(now, period);
+        if st.line.is_empty() && self.take(&mut st, n, now).is_some() {
+            let kick = self.kick(&mut st, now, false);
+            drop(st);
+            self.run(kick);
+            return Enqueued::Taken;
+        }
+        if let Some(deadline) = deadline {
+            let known_late = st.reserve.left() < n && st.retry_at.is_some_and(|at| at > deadline);
+            if deadline <= now || known_late {
+                return Enqueued::TooLate;
+            }
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        st.crowded |= !st.line.is_empty();
+        st.line.push_back(Queued {
+            id,
+            n,
+            waker: waker.clone(),
+        });
+        let kick = self.kick(&mut st, now, true);
+        drop(st);
+        self.run(kick);
+        Enqueued::Queued(id)
+    }
+
+    /// A later poll: the grant, once the driver has made it.
+    pub(crate) fn poll_queued(&self, id: u64, waker: &Waker) -> Poll<Grant> {
+        let mut st = self.lock();
+        if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
+            return Poll::Ready(st.granted.swap_remove(at).1);
+        }
+        if let Ok(at) = st.line.binary_search_by_key(&id, |q| q.id)
+            && !st.line[at].waker.will_wake(waker)
+        {
+            st.line[at].waker = waker.clone();
+        }
+        Poll::Pending
+    }
+
+    /// A waiter leaves: its future was dropped (`keep_grant` false: a
+    /// grant it had not seen goes back to the reserve) or its deadline
+    /// passed (`keep_grant` true: a grant made in the meantime is its own).
+    /// Either way the next in line may now be served.
+    pub(crate) fn leave(self: &Arc<Self>, id: u64, keep_grant: bool) -> Option<Grant> {
+        let mut st = self.lock();
+        let now = now();
+        if let Some(at) = st.granted.iter().position(|&(granted, _)| granted == id) {
+            let (_, granted) = st.granted.swap_remove(at);
+            if keep_grant {
+                return Some(granted);
+            }
+            if let Grant::Reserved(n, origin) = granted {
+                st.reserve.give_back(n, origin, now);
+                let counters = &self.store.counters;
+                counters
+                    .granted
+                    .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        } else if let Ok(at) = st.line.binary_search_by_key(&id, |q| q.id) {
+            st.line.remove(at);
+        }
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        let kick = self.kick(&mut st, now, false);
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+        self.run(kick);
+        None
+    }
+
+    /// Hands spendable fuel to the head of the line, in order.
+    fn assign(&self, st: &mut State, now: Instant, wake: &mut Vec<Waker>) {
+        while let Some(head) = st.line.front() {
+            let n = head.n;
+            let capacity = st.params.capacity();
+            let grant = if n > capacity {
+                Grant::TooLarge(capacity)
+            } else {
+                match self.take(st, n, now) {
+                    Some(grant) => grant,
+                    None => break,
+                }
+            };
+            let queued = st.line.pop_front().expect("the head was just read");
+            st.granted.push((queued.id, grant));
+            wake.push(queued.waker);
+        }
+    }
+
+    /// Whether Redis should be asked for more: the line (or a `has_fuel`
+    /// that found nothing) wants more than is held, or fuel is being used
+    /// and less than half a batch is left. While Redis does not answer,
+    /// any demand asks (after the backoff), to find out when it is back.
+    fn wants_more(&self, st: &State) -> bool {
+        let held = st.reserve.left() + self.lane.count();
+        let waited: u64 = st.line.iter().map(|q| q.n).sum();
+        let wanted = waited.saturating_add(u64::from(st.missed > 0));
+        let probing = self.store.is_down() && (st.used || wanted > 0);
+        probing || wanted > held || (st.used && st.batch > 1 && held < st.batch.div_ceil(2))
+    }
+
+    fn may_ask(st: &State, now: Instant) -> bool {
+        !st.in_flight
+            && st.retry_at.is_none_or(|at| at <= now)
+            && st.backoff_until.is_none_or(|at| at <= now)
+    }
+
+    /// Starts or wakes the driver if there is work for it now.
+    fn kick(&self, st: &mut State, now: Instant, joined: bool) -> Kick {
+        let ask_now = self.wants_more(st) && Entry::may_ask(st, now);
+        if !st.driver.running {
+            if !ask_now && st.line.is_empty() {
+                return Kick::None;
+            }
+            st.driver.running = true;
+            st.driver.generation += 1;
+            return Kick::Spawn(st.driver.generation);
+        }
+        let sleeping = st.driver.wake_at.is_none_or(|at| at > now);
+        if (joined || ask_now)
+            && sleeping
+            && let Some(waker) = st.driver.waker.take()
+        {
+            return Kick::Wake(waker);
+        }
+        Kick::None
+    }
+
+    fn run(self: &Arc<Self>, kick: Kick) {
+        match kick {
+            Kick::None => {}
+            Kick::Wake(waker) => waker.wake(),
+            Kick::Spawn(generation) => {
+                let driver = crate::driver::Driver::new(self.clone(), generation);
+                self.store.spawner.spawn(driver);
+            }
+        }
+    }
+
+    /// Grants the line what is spendable now (the driver's timer fired).
+    /// A timer armed early by the correction finds the fuel not quite due:
+    /// it waits out the rest here, spinning, outside the lock.
+    pub(crate) fn grant_due(&self) {
+        let correction = self.options.correction;
+        if !correction.is_zero() {
+            let start = {
+                let st = self.lock();
+                st.line.front().and(st.reserve.next_start())
+            };
+            if let Some(start) = start
+                && start.saturating_duration_since(now()) <= correction
+            {
+                while now() < start {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let mut st = self.lock();
+        let now = now();
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// The driver's step: grant, decide whether to ask, and when to wake.
+    pub(crate) fn plan(&self, waker: &Waker, calling: bool) -> Plan {
+        let mut st = self.lock();
+        let now = now();
+        let mut wake = Vec::new();
+        self.assign(&mut st, now, &mut wake);
+        let wants = self.wants_more(&st);
+        let mut ask = None;
+        if !calling && wants && Entry::may_ask(&st, now) {
+            ask = Some(self.make_ask(&mut st, now));
+            st.in_flight = true;
+            self.lane.open_low();
+        }
+        let mut wake_at = None;
+        let mut earliest = |at: Option<Instant>| {
+            if let Some(at) = at {
+                wake_at = Some(wake_at.map_or(at, |w: Instant| w.min(at)));
+            }
+        };
+        let fuel_at = st.line.front().and(st.reserve.next_start());
+        if let Some(head) = st.line.front() {
+            earliest(fuel_at);
+            if self.store.is_down()
+                && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
+            {
+                let wait = tank.wait_time(head.n).unwrap_or(Duration::from_millis(100));
+                earliest(Some(now + wait.max(Duration::from_micros(50))));
+            }
+            if ask.is_none() && !calling && wants {
+                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                earliest(retry);
+            }
+        }
+        let exit = ask.is_none() && !calling && st.line.is_empty();
+        if exit {
+            st.driver.running = false;
+            st.driver.waker = None;
+            st.driver.wake_at = None;
+        } else {
+            st.driver.waker = Some(waker.clone());
+            st.driver.wake_at = wake_at;
+        }
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
+        Plan {
+            ask,
+            for_fuel: wake_at.is_some() && wake_at == fuel_at,
+            wake_at,
+            exit,
+        }
+    }
+
+    /// The next ask, sized to the demand seen since the last one.
+    fn make_ask(&self, st: &mut State, now: Instant) -> Ask {
+        let params = st.params;
+        let interval = params.interval_ns();
+        let mut most = self
+            .options
+            .max_batch
+            .min(
+                u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval,
+            )
+            .max(1);
+        if params.mode() == Mode::Window {
+            most = most.min(params.max_n);
+        }
+        // The demand's rate (over periods of two holds). Starved (waiters queued behind others, or
+        // `has_fuel` finding nothing): four times more, or what that rate
+        // takes in `reserve_ahead`, whichever is more. Else what the rate
+        // takes up within half a unit's hold (a `Paced` batch is spent
+        // at the tank's rate: only worth more than one unit if the demand
+        // keeps up). Halve after fuel expired unwanted.
+        let starved = st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
+        let hold = Duration::from_nanos(params.hold_ns);
+        let rate = st.demand.rate(now, hold * 2);
+        let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
+        let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
+        // Non-starved: what the rate takes in half a hold, so that a batch
+        // and the half batch left when it is asked for are spent before
+        // their units expire.
+        let steady = within(hold.min(self.options.reserve_ahead) / 2).max(1);
+        st.batch = if st.expired {
+            (st.batch / 2).min(steady).max(1)
+        } else if starved && params.mode() == Mode::Window {
+            // A window's fuel is granted from what is free (now, or as old
+            // grants leave): nothing comes before its time, so a starved
+            // instance may ask for all it may hold at once.
+            most
+        } else if starved {
+            st.batch
+                .saturating_mul(4)
+                .max(within(self.options.reserve_ahead))
+        } else if paced_slow {
+            1
+        } else {
+            steady
+        }
+        .min(most);
+        let head = st.line.front().map_or(1, |q| q.n);
+        let together = if head > 1 && !st.reserve.can_take(head, now) {
+            head
+        } else {
+            0
+        };
+        st.missed = 0;
+        st.used = false;
+        st.expired = false;
+        st.crowded = false;
+        let hold = params.hold_ns;
+        let guard = u64::try_from((st.uncertainty * 2 + Duration::from_micros(500)).as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(500_000, hold.max(500_000));
+        let want = if together > 0 { together } else { st.batch };
+        Ask {
+            want,
+            // A full window reopens at most a period later: reserving that
+            // far spares a refusal per period.
+            ahead_ns: u64::try_from(self.options.reserve_ahead.as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(if params.mode() == Mode::Window {
+                    params.per_ns
+                } else {
+                    0
+                }),
+            together,
+            life_ns: hold,
+            guard_ns: guard,
+            finished: st.reserve.take_finished(),
+        }
+    }
+
+    /// The driver's round trip.
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        ask: Ask,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let entry = self.clone();
+        let params = self.params();
+        async move {
+            let sent = now();
+            let result = entry
+                .store
+                .call(&entry.keys, script::args(Op::Take, &params, &ask))
+                .await;
+            Outcome {
+                result,
+                sent,
+                answered: now(),
+            }
+        }
+    }
+
+    /// Takes in a round trip's outcome.
+    pub(crate) fn apply(&self, outcome: Outcome) {
+        let Outcome {
+            result,
+            sent,
+            answered,
+        } = outcome;
+        // Redis's now of this call, as local times (see `offset.rs`).
+        let (sent, answered) = match &result {
+            Ok(Reply::Granted(_, _, now) | Reply::Refused(_, _, now)) => {
+                self.store.offset.observe(now.ns(), sent, answered)
+            }
+            _ => (sent, answered),
+        };
+        let mut st = self.lock();
+        st.in_flight = false;
+        st.uncertainty = answered.saturating_duration_since(sent);
+        let counters = &self.store.counters;
+        match result {
+            Ok(Reply::Granted(granted, params, _)) => {
+                self.adopt(&mut st, params);
+                st.failures = 0;
+                st.backoff_until = None;
+                st.retry_at = None;
+                let kept = st.reserve.add(&granted, sent, answered);
+                Counters::add(&counters.reserved, granted.count);
+                if kept < granted.count {
+                    st.expired = true;
+                    Counters::add(&counters.expired, granted.count - kept);
+                }
+            }
+            Ok(Reply::Refused(retry, params, _)) => {
+                self.adopt(&mut st, params);
+                st.failures = 0;
+                st.backoff_until = None;
+                st.retry_at = Some(answered + Duration::from_nanos(retry));
+                Counters::add(&counters.refusals, 1);
+            }
+            Ok(Reply::Done(params, _)) | Ok(Reply::Mismatch(params)) => {
+                self.adopt(&mut st, params);
+            }
+            Err(_) => {
+                st.failures = st.failures.saturating_add(1);
+                let backoff = BACKOFF_MIN
+                    .saturating_mul(1 << st.failures.min(5).saturating_sub(1))
+                    .min(BACKOFF_MAX);
+                st.backoff_until = Some(answered + backoff);
+            }
+        }
+        self.relane(&mut st, now());
+    }
+
+    /// The driver ended without finishing (its runtime dropped it).
+    pub(crate) fn driver_gone(&self, generation: u64, calling: bool) {
+        let mut st = self.lock();
+        if calling {
+            st.in_flight = false;
+        }
+        if st.driver.generation == generation && st.driver.running {
+            st.driver.running = false;
+            st.driver.waker = None;
+        }
+    }
+
+    /// How long a newcomer asking for `n` would wait, as far as this
+    /// instance knows.
+    pub(crate) fn wait_time(&self, n: u64) -> Option<Duration> {
+        let mut st = self.lock();
+        let now = now();
+        if n > st.params.capacity() {
+            return None;
+        }
+        if n == 0 {
+            return Some(Duration::ZERO);
+        }
+        self.unlane(&mut st, now);
+        let expired = st.reserve.expire(now);
+        if expired > 0 {
+            st.expired |= st.line.is_empty() && st.missed == 0;
+            Counters::add(&self.store.counters.expired, expired);
+        }
+        if st.line.is_empty() && st.reserve.can_take(n, now) {
+            return Some(Duration::ZERO);
+        }
+        let waited: u64 = st.line.iter().map(|q| q.n).sum();
+        let until = if st.reserve.left() >= waited.saturating_add(n) {
+            st.reserve.next_start()
+        } else {
+            [st.retry_at, st.backoff_until].into_iter().flatten().max()
+        };
+        Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
+    }
+
+    /// A `Build` or `Set` call for this entry's keys.
+    pub(crate) async fn control(&self, op: Op, params: Params) -> Result<Params, Error> {
+        let reply = self
+            .store
+            .call(&self.keys, script::args(op, &params, &Ask::default()))
+            .await?;
+        match reply {
+            Reply::Done(stored, _) => Ok(stored),
+            Reply::Mismatch(stored) => Err(Error::Mismatch {
+                name: self.options.name.clone(),
+                stored: stored.describe(),
+                given: params.describe(),
+            }),
+            other => Err(Error::Redis {
+                reason: format!("unexpected answer to a {op:?}: {other:?}"),
+            }),
+        }
+    }
+}
+
+/// The rate of a stream of events, counted over periods: the last whole
+/// period's rate, or the current one's if it is higher; once a period has
+/// passed without a new period starting, the current one's alone (so a
+/// demand that stopped is not taken for one that goes on).
+#[derive(Debug, Default)]
+struct Meter {
+    since: Option<Instant>,
+    count: u64,
+    last: f64,
+}
+
+impl Meter {
+    fn tick(&mut self, now: Instant, period: Duration) {
+        self.add(now, 1, period);
+    }
+
+    fn add(&mut self, now: Instant, events: u64, period: Duration) {
+        let since = *self.since.get_or_insert(now);
+        self.count = self.count.saturating_add(events);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed >= period {
+            self.last = self.count as f64 / elapsed.as_secs_f64();
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
+
+    /// Events per second.
+    fn rate(&self, now: Instant, period: Duration) -> f64 {
+        let Some(since) = self.since else {
+            return 0.0;
+        };
+        let elapsed = now.saturating_duration_since(since);
+        let current = self.count as f64 / elapsed.max(period).as_secs_f64();
+        if elapsed >= period {
+            current
+        } else {
+            self.last.max(current)
+        }
+    }
+}
+
+/// The outcome of a round trip, with when it was sent and answered.
+pub(crate) struct Outcome {
+    result: Result<Reply, Error>,
+    sent: Instant,
+    answered: Instant,
+}
+
+impl Outcome {
+    /// A round trip the driver gave up on.
+    pub(crate) fn abandoned(sent: Instant, after: Duration) -> Outcome {
+        Outcome {
+            result: Err(Error::Timeout { after }),
+            sent,
+            answered: now(),
+        }
+    }
+}
+
+/// `FailurePolicy::Local`'s tank for `st`, made on first need.
+fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
+    if st.fallback.is_none() {
+        let params = st.params;
+        let max_n = ((params.max_n as f64) * share).floor().max(1.0) as u64;
+        let rate = Rate::new(max_n, Duration::from_nanos(params.per_ns)).ok()?;
+        let tank = Tank::builder(rate).hardcap(params.hardcap).build().ok()?;
+        st.fallback = Some(tank);
+    }
+    st.fallback.as_ref()
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Entry")
+            .field("name", &self.options.name)
+            .field("params", &st.params)
+            .field("reserved", &st.reserve.left())
+            .field("waiting", &st.line.len())
+            .field("batch", &st.batch)
+            .finish()
+    }
+}

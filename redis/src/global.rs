@@ -1,0 +1,520 @@
+//! [`GlobalTank`]: one tank shared by every instance that builds its name.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fueltank::{Hardcap, Rate};
+
+use crate::entry::{Entry, Options};
+use crate::params::{Mode, Params, default_hold};
+use crate::script::Op;
+use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
+
+/// A tank whose budget is kept in Redis and shared by every instance (of
+/// every process, on every host) that builds the same name on the same
+/// Redis.
+///
+/// It has the fuel methods of [`fueltank::Tank`]. A cheap handle: clones
+/// share the local reserve and the line of waiters. `Send + Sync`; waiters
+/// are served in arrival order among this instance's waiters, and
+/// `has_fuel` never overtakes them. See the crate docs for what is kept in
+/// Redis, how fuel is reserved and the bound reservations keep.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let api = store.tank("api", "100/s".parse()?).build().await?;
+/// api.await_fuel().await;   // all instances together: at most 100 a second (and bursts)
+/// if api.has_fuel() {       // never waits on Redis
+///     // ...
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct GlobalTank {
+    entry: Arc<Entry>,
+}
+
+/// Chooses the hardcap and the reservation sizes of a [`GlobalTank`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank::Hardcap;
+/// use fueltank_redis::RedisStore;
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let tank = store
+///     .tank("api", "1000/s".parse()?)
+///     .hardcap(Hardcap::Limit)
+///     .max_batch(200)
+///     .reserve_ahead(Duration::from_millis(200))
+///     .hold(Duration::from_millis(50))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until built"]
+pub struct GlobalTankBuilder {
+    store: RedisStore,
+    name: String,
+    rate: Rate,
+    pub(crate) shape: Shape,
+}
+
+/// What a global and a keyed builder share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) hardcap: Hardcap,
+    pub(crate) hold: Option<Duration>,
+    pub(crate) max_batch: u64,
+    pub(crate) reserve_ahead: Duration,
+}
+
+impl Shape {
+    pub(crate) fn new() -> Shape {
+        Shape {
+            hardcap: Hardcap::Limit,
+            hold: None,
+            max_batch: 1000,
+            reserve_ahead: Duration::from_millis(500),
+        }
+    }
+
+    /// The parameters and options, checked.
+    pub(crate) fn resolve(&self, name: &str, rate: Rate) -> Result<(Params, Options), Error> {
+        check_name(name)?;
+        if self.max_batch == 0 || self.max_batch > 1 << 20 {
+            return Err(Error::InvalidOption {
+                option: "max_batch",
+                value: self.max_batch.to_string(),
+                accepted: "between 1 and 2^20",
+            });
+        }
+        if self.reserve_ahead.is_zero() || self.reserve_ahead > Duration::from_secs(3600) {
+            return Err(Error::InvalidOption {
+                option: "reserve_ahead",
+                value: format!("{:?}", self.reserve_ahead),
+                accepted: "between 1 ns and 1 hour",
+            });
+        }
+        let hold = self.hold.unwrap_or_else(|| default_hold(rate.per()));
+        let params = Params::new(rate, self.hardcap, hold)?;
+        Ok((
+            params,
+            Options {
+                name: name.to_string(),
+                max_batch: self.max_batch,
+                reserve_ahead: self.reserve_ahead,
+                hold_is_default: self.hold.is_none(),
+                correction: correction(&params),
+            },
+        ))
+    }
+}
+
+/// How early to arm the timer for `Paced` fuel (see `Options::correction`):
+/// a late wake-up under `One` delays every grant after it, so, as a local
+/// calibrated `One` tank does, the driver wakes early by the timer's usual
+/// lateness and spins the rest. Measuring it blocks about 5 ms.
+fn correction(params: &Params) -> Duration {
+    let interval = Duration::from_nanos(params.interval_ns());
+    let fast = interval <= Duration::from_nanos(1_000_000_000 / 49);
+    if params.mode() != Mode::Paced || !fast {
+        return Duration::ZERO;
+    }
+    fueltank::timer_lateness(interval)
+        .min(interval / 4)
+        .min(Duration::from_micros(250))
+}
+
+/// Checks a tank name: 1 to 200 bytes, no ':', no control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if name.len() > crate::error::MAX_NAME {
+        return Err(invalid("it is too long"));
+    }
+    if name.contains(':') {
+        return Err(invalid(
+            "it contains ':', which separates the parts of its Redis keys",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("it contains a control character"));
+    }
+    Ok(())
+}
+
+macro_rules! shape_setters {
+    ($builder:ty, $doc_builder:literal) => {
+        /// How much fuel may bank up, as for [`fueltank::Tank`];
+        /// [`Hardcap::Limit`](fueltank::Hardcap::Limit) by default. The
+        /// bound of the crate docs' table holds across all instances.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("# fn doc(builder: fueltank_redis::", $doc_builder, ") {")]
+        /// let builder = builder.hardcap(fueltank::Hardcap::Window);
+        /// # }
+        /// ```
+        pub fn hardcap(mut self, hardcap: fueltank::Hardcap) -> $builder {
+            self.shape.hardcap = hardcap;
+            self
+        }
+
+        /// How long reserved fuel may be held after it becomes spendable
+        /// before it expires: a tenth of the period by default, at most
+        /// 100 ms. Under `Limit` the bank is `max_n` less the intervals in
+        /// the hold (see the crate docs); it is stored with the tank and
+        /// must match across instances.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("# fn doc(builder: fueltank_redis::", $doc_builder, ") {")]
+        /// let builder = builder.hold(std::time::Duration::from_millis(20));
+        /// # }
+        /// ```
+        pub fn hold(mut self, hold: std::time::Duration) -> $builder {
+            self.shape.hold = Some(hold);
+            self
+        }
+
+        /// The most fuel one round trip reserves (1000 by default, 1 to
+        /// 2^20). Batches grow to it under demand and shrink when reserved
+        /// fuel expires.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("# fn doc(builder: fueltank_redis::", $doc_builder, ") {")]
+        /// let builder = builder.max_batch(100);
+        /// # }
+        /// ```
+        pub fn max_batch(mut self, max_batch: u64) -> $builder {
+            self.shape.max_batch = max_batch;
+            self
+        }
+
+        /// The most of the tank's rate one round trip reserves: a batch is
+        /// at most this long at the tank's interval (500 ms by default).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("# fn doc(builder: fueltank_redis::", $doc_builder, ") {")]
+        /// let builder = builder.reserve_ahead(std::time::Duration::from_millis(100));
+        /// # }
+        /// ```
+        pub fn reserve_ahead(mut self, reserve_ahead: std::time::Duration) -> $builder {
+            self.shape.reserve_ahead = reserve_ahead;
+            self
+        }
+    };
+}
+pub(crate) use shape_setters;
+
+impl GlobalTankBuilder {
+    pub(crate) fn new(store: RedisStore, name: &str, rate: Rate) -> GlobalTankBuilder {
+        GlobalTankBuilder {
+            store,
+            name: name.to_string(),
+            rate,
+            shape: Shape::new(),
+        }
+    }
+
+    shape_setters!(GlobalTankBuilder, "GlobalTankBuilder");
+
+    /// Checks the options, then the tank Redis holds under the name: a tank
+    /// stored with another rate, hardcap or hold is an
+    /// [`Error::Mismatch`]; a missing one is created full. Under `One` at
+    /// 49/s and above it first measures this system's timer lateness,
+    /// blocking the calling thread for about 5 ms (see the crate docs).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::{Error, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// store.tank("api", "100/s".parse()?).build().await?;
+    /// let other = store.tank("api", "200/s".parse()?).build().await;
+    /// assert!(matches!(other, Err(Error::Mismatch { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(self) -> Result<GlobalTank, Error> {
+        let (params, options) = self.shape.resolve(&self.name, self.rate)?;
+        let prefix = format!("fueltank:{}:", self.name);
+        let keys: Arc<[Vec<u8>]> = Arc::new([
+            format!("{prefix}s").into_bytes(),
+            format!("{prefix}w").into_bytes(),
+        ]);
+        let entry = Entry::new(
+            self.store.shared.clone(),
+            Arc::new(options),
+            keys,
+            params,
+            None,
+        );
+        let stored = entry.control(Op::Build, params).await?;
+        entry.set_params(stored);
+        Ok(GlobalTank {
+            entry: Arc::new(entry),
+        })
+    }
+}
+
+impl GlobalTank {
+    /// Takes one fuel now and returns `true`, or returns `false` if none is
+    /// reserved here, or if tasks are waiting in line, which it never
+    /// overtakes. It never waits on Redis: finding the reserve low or empty,
+    /// it starts a round trip in the background, so a later call finds fuel.
+    /// On a key with little traffic, prefer
+    /// [`await_fuel_timeout`](GlobalTank::await_fuel_timeout), which waits
+    /// for that round trip.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// if tank.has_fuel() {
+    ///     // do the work
+    /// }
+    /// # }
+    /// ```
+    pub fn has_fuel(&self) -> bool {
+        self.entry.has_fuel_n(1)
+    }
+
+    /// Takes `n` fuel together now, or none and returns `false`. `n = 0`
+    /// always succeeds; more than the tank grants at once never does.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// assert!(tank.has_fuel_n(0));
+    /// assert!(!tank.has_fuel_n(u64::MAX));
+    /// # }
+    /// ```
+    pub fn has_fuel_n(&self, n: u64) -> bool {
+        self.entry.has_fuel_n(n)
+    }
+
+    /// Waits in line for one fuel and takes it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any point loses no fuel Redis
+    /// granted, duplicates none and stalls no other waiter; fuel granted to
+    /// it but not yet seen goes back to the reserve.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tank: fueltank_redis::GlobalTank) {
+    /// tank.await_fuel().await;
+    /// # }
+    /// ```
+    pub fn await_fuel(&self) -> AwaitFuel {
+        AwaitFuel::new(self.entry.clone())
+    }
+
+    /// Waits in line for `n` fuel and takes them together; an
+    /// [`Error::ExceedsCapacity`] if `n` is more than the tank grants at
+    /// once (its bank under `Limit`, 1 under `One`, `max_n` under `Window`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`await_fuel`](GlobalTank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tank: fueltank_redis::GlobalTank) -> Result<(), fueltank_redis::Error> {
+    /// tank.await_fuel_n(3).await?;
+    /// assert!(tank.await_fuel_n(u64::MAX).await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn await_fuel_n(&self, n: u64) -> AwaitFuelN {
+        AwaitFuelN::new(self.entry.clone(), n)
+    }
+
+    /// Waits in line for one fuel for at most `timeout` (counted from this
+    /// call); resolves to whether it was taken. Resolves to `false` at once
+    /// if `timeout` is zero and no fuel is reserved, or if Redis has said
+    /// that none comes before the deadline. `Duration::MAX` waits for ever.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`await_fuel`](GlobalTank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tank: fueltank_redis::GlobalTank) {
+    /// use std::time::Duration;
+    ///
+    /// if tank.await_fuel_timeout(Duration::from_millis(10)).await {
+    ///     // do the work
+    /// }
+    /// # }
+    /// ```
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuelTimeout {
+        AwaitFuelTimeout::new(self.entry.clone(), crate::entry::now().checked_add(timeout))
+    }
+
+    /// How long a newcomer asking for `n` fuel would wait, as far as this
+    /// instance knows: zero if reserved fuel serves it now, the time to the
+    /// next reserved fuel, or the retry time Redis gave; zero when only a
+    /// round trip can tell. `None` if `n` is more than the tank grants at
+    /// once. This is the `Retry-After` of a rejected request.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// if !tank.has_fuel() {
+    ///     let retry = tank.wait_time(1);
+    /// }
+    /// # }
+    /// ```
+    pub fn wait_time(&self, n: u64) -> Option<Duration> {
+        self.entry.wait_time(n)
+    }
+
+    /// The rate, as Redis last told this instance (another instance's
+    /// [`set_rate`](GlobalTank::set_rate) reaches it at its next round trip).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// println!("{}", tank.rate());
+    /// # }
+    /// ```
+    pub fn rate(&self) -> Rate {
+        self.entry.params().rate()
+    }
+
+    /// The hardcap.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// assert_eq!(tank.hardcap(), fueltank::Hardcap::Limit);
+    /// # }
+    /// ```
+    pub fn hardcap(&self) -> Hardcap {
+        self.entry.params().hardcap
+    }
+
+    /// The most fuel granted together: the bank under `Limit` (`max_n` less
+    /// the intervals of the hold), 1 under `One`, `max_n` under `Window`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// assert!(tank.capacity() >= 1);
+    /// # }
+    /// ```
+    pub fn capacity(&self) -> u64 {
+        self.entry.params().capacity()
+    }
+
+    /// The tank's name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// assert_eq!(tank.name(), "api");
+    /// # }
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.entry.options.name
+    }
+
+    /// Fuel reserved here and not yet spent (spendable now or later).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// println!("{} reserved", tank.reserved());
+    /// # }
+    /// ```
+    pub fn reserved(&self) -> u64 {
+        self.entry.reserved()
+    }
+
+    /// The number of tasks waiting in line here.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(tank: fueltank_redis::GlobalTank) {
+    /// assert_eq!(tank.waiting(), 0);
+    /// # }
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.entry.waiting()
+    }
+
+    /// Changes the rate for every instance: the state in Redis keeps its
+    /// fuel (banked or owed, counted in intervals and rounded towards less)
+    /// capped to the new bank, and refills at the new rate from now on: no
+    /// burst. Other instances take the new rate at their next round trip;
+    /// fuel they hold already was granted at the old one and stays
+    /// spendable. The hold follows the new rate unless it was set. An
+    /// instance built later must ask for the new rate.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tank: fueltank_redis::GlobalTank) -> Result<(), fueltank_redis::Error> {
+    /// tank.set_rate("50/s".parse()?).await?;
+    /// assert_eq!(tank.rate().to_string(), "50/s");
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_rate(&self, rate: Rate) -> Result<(), Error> {
+        let params = self
+            .entry
+            .params()
+            .with_rate(rate, self.entry.options.hold_is_default)?;
+        let stored = self.entry.control(Op::Set, params).await?;
+        self.entry.set_params(stored);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for GlobalTank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalTank")
+            .field("name", &self.name())
+            .field("rate", &self.rate())
+            .field("hardcap", &self.hardcap())
+            .field("reserved", &self.reserved())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}

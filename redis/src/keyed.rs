@@ -1,0 +1,561 @@
+//! [`GlobalKeyedTank`]: one global tank per key (API key, user, client
+//! address), every key at the same rate.
+//!
+//! Each key is its own state in Redis (`fueltank:NAME:ks:KEY`, and
+//! `fueltank:NAME:kw:KEY` under `Window`), written with an expiry like a
+//! global tank's, so idle keys leave Redis by themselves. The parameters
+//! are kept once, in `fueltank:NAME:p`, refreshed by every call: a key
+//! stored with other parameters (after a `set_rate`) is converted at its
+//! next call, as `set_rate` converts a global tank.
+//!
+//! Locally, each key in use is an entry (`entry.rs`) in a sharded map of at
+//! most `max_keys` entries. An entry nobody holds (no waiter, no driver) is
+//! forgotten when its shard is full, those without reserved fuel first; the
+//! fuel a forgotten entry held is lost, never re-granted.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use fueltank::{Hardcap, Rate};
+
+use crate::entry::{Entry, Options};
+use crate::global::{Shape, shape_setters};
+use crate::params::Params;
+use crate::script::Op;
+use crate::{AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
+
+/// The longest key text accepted, in bytes: a bound on the Redis memory one
+/// key takes, whatever the keys callers make up.
+///
+/// # Examples
+///
+/// ```
+/// let key = "x".repeat(fueltank_redis::MAX_KEY_LEN);
+/// assert_eq!(key.len(), 1024); // the longest a GlobalKeyedTank takes
+/// ```
+pub const MAX_KEY_LEN: usize = 1024;
+
+const SHARDS: usize = 16;
+
+/// One shard of the keys held here.
+type Shard<K> = HashMap<K, Arc<Entry>>;
+
+/// One global tank per key, each shared by every instance that builds the
+/// same name, all at one rate.
+///
+/// The methods of [`fueltank::KeyedTank`], on global tanks. A key is turned
+/// into its Redis key through its [`Display`](fmt::Display) text, which
+/// must be at most [`MAX_KEY_LEN`] bytes: a longer key gets no fuel
+/// (`has_fuel` is `false`, the waits resolve to [`Error::InvalidKey`]).
+/// Redis keys are binary-safe, so any other text is accepted.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
+/// let alice = "alice".to_string();
+/// per_user.await_fuel(alice.clone()).await?;
+/// if !per_user.has_fuel(&alice) {
+///     let retry = per_user.wait_time(&alice, 1);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct GlobalKeyedTank<K> {
+    shared: Arc<KeyedShared<K>>,
+}
+
+struct KeyedShared<K> {
+    store: RedisStore,
+    options: Arc<Options>,
+    params: Arc<Mutex<Params>>,
+    prefix: String,
+    registry: Vec<u8>,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard<K>>]>,
+    per_shard: usize,
+}
+
+/// Chooses the hardcap, the reservation sizes and the bound on keys held
+/// of a [`GlobalKeyedTank`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank::Hardcap;
+/// use fueltank_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let per_ip = store
+///     .keyed::<std::net::IpAddr>("per-ip", "5/s".parse()?)
+///     .hardcap(Hardcap::Window)
+///     .max_keys(10_000)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until built"]
+pub struct GlobalKeyedTankBuilder<K> {
+    store: RedisStore,
+    name: String,
+    rate: Rate,
+    shape: Shape,
+    max_keys: usize,
+    _keys: PhantomData<fn(K)>,
+}
+
+impl<K> fmt::Debug for GlobalKeyedTankBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalKeyedTankBuilder")
+            .field("name", &self.name)
+            .field("rate", &self.rate)
+            .field("shape", &self.shape)
+            .field("max_keys", &self.max_keys)
+            .finish()
+    }
+}
+
+impl<K> GlobalKeyedTankBuilder<K>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+{
+    pub(crate) fn new(store: RedisStore, name: &str, rate: Rate) -> GlobalKeyedTankBuilder<K> {
+        GlobalKeyedTankBuilder {
+            store,
+            name: name.to_string(),
+            rate,
+            shape: Shape::new(),
+            max_keys: 100_000,
+            _keys: PhantomData,
+        }
+    }
+
+    shape_setters!(GlobalKeyedTankBuilder<K>, "GlobalKeyedTankBuilder<String>");
+
+    /// The most keys held here at once (100 000 by default, at least 1).
+    /// Redis holds each key until it is idle, whatever this bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn doc(builder: fueltank_redis::GlobalKeyedTankBuilder<String>) {
+    /// let builder = builder.max_keys(1_000);
+    /// # }
+    /// ```
+    pub fn max_keys(mut self, max_keys: usize) -> GlobalKeyedTankBuilder<K> {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Checks the options and the parameters Redis holds under the name:
+    /// other ones are an [`Error::Mismatch`]. Under `One` at 49/s and above
+    /// it first measures this system's timer lateness, blocking the calling
+    /// thread for about 5 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let keyed = store.keyed::<u64>("per-account", "100/min".parse()?).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(self) -> Result<GlobalKeyedTank<K>, Error> {
+        if self.max_keys == 0 {
+            return Err(Error::InvalidOption {
+                option: "max_keys",
+                value: "0".to_string(),
+                accepted: "at least 1",
+            });
+        }
+        let (params, options) = self.shape.resolve(&self.name, self.rate)?;
+        let prefix = format!("fueltank:{}:", self.name);
+        let registry = format!("{prefix}p").into_bytes();
+        let shared = KeyedShared {
+            store: self.store,
+            options: Arc::new(options),
+            params: Arc::new(Mutex::new(params)),
+            prefix,
+            registry,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: self.max_keys.div_ceil(SHARDS),
+        };
+        let stored = shared.registry_entry().control(Op::Build, params).await?;
+        *lock(&shared.params) = stored;
+        Ok(GlobalKeyedTank {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<K> KeyedShared<K> {
+    /// An entry on the registry alone, for `Build` and `Set`.
+    fn registry_entry(&self) -> Entry {
+        let keys: Arc<[Vec<u8>]> = Arc::new([
+            self.registry.clone(),
+            self.registry.clone(),
+            self.registry.clone(),
+        ]);
+        Entry::new(
+            self.store.shared.clone(),
+            self.options.clone(),
+            keys,
+            *lock(&self.params),
+            None,
+        )
+    }
+}
+
+impl<K> Clone for GlobalKeyedTank<K> {
+    fn clone(&self) -> Self {
+        GlobalKeyedTank {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<K> GlobalKeyedTank<K>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+{
+    /// The entry of `key`, made if new.
+    fn entry(&self, key: &K) -> Result<Arc<Entry>, Error> {
+        let shared = &self.shared;
+        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
+        let mut shard = lock(&shared.shards[index]);
+        if let Some(entry) = shard.get(key) {
+            return Ok(entry.clone());
+        }
+        let text = key.to_string();
+        if text.len() > MAX_KEY_LEN {
+            return Err(Error::InvalidKey {
+                len: text.len(),
+                max: MAX_KEY_LEN,
+            });
+        }
+        if shard.len() >= shared.per_shard {
+            // Nobody else holds these: first those with nothing reserved,
+            // then any.
+            shard.retain(|_, entry| Arc::strong_count(entry) > 1 || entry.reserved() > 0);
+            if shard.len() >= shared.per_shard {
+                shard.retain(|_, entry| Arc::strong_count(entry) > 1);
+            }
+        }
+        let keys: Arc<[Vec<u8>]> = Arc::new([
+            format!("{}ks:{text}", shared.prefix).into_bytes(),
+            format!("{}kw:{text}", shared.prefix).into_bytes(),
+            shared.registry.clone(),
+        ]);
+        let entry = Arc::new(Entry::new(
+            shared.store.shared.clone(),
+            shared.options.clone(),
+            keys,
+            *lock(&shared.params),
+            Some(shared.params.clone()),
+        ));
+        shard.insert(key.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Takes one fuel for `key` now from what is reserved here, or returns
+    /// `false`; never waits on Redis, never overtakes a waiter on the same
+    /// key. `false` for a key whose text is too long.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// if keyed.has_fuel(&"alice".to_string()) {
+    ///     // serve alice
+    /// }
+    /// # }
+    /// ```
+    pub fn has_fuel(&self, key: &K) -> bool {
+        self.has_fuel_n(key, 1)
+    }
+
+    /// Takes `n` fuel together for `key` now, or none and returns `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<u64>) {
+    /// assert!(!keyed.has_fuel_n(&7, u64::MAX));
+    /// # }
+    /// ```
+    pub fn has_fuel_n(&self, key: &K, n: u64) -> bool {
+        self.entry(key).is_ok_and(|entry| entry.has_fuel_n(n))
+    }
+
+    /// Waits in line on `key` for one fuel and takes it; an
+    /// [`Error::InvalidKey`] if the key's text is too long.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`GlobalTank::await_fuel`](crate::GlobalTank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) -> Result<(), fueltank_redis::Error> {
+    /// keyed.await_fuel("alice".to_string()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn await_fuel(&self, key: K) -> AwaitKey {
+        self.await_fuel_n(key, 1)
+    }
+
+    /// Waits in line on `key` for `n` fuel and takes them together; an
+    /// error if `n` never fits at once or the key's text is too long.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`GlobalTank::await_fuel`](crate::GlobalTank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) -> Result<(), fueltank_redis::Error> {
+    /// keyed.await_fuel_n("alice".to_string(), 2).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn await_fuel_n(&self, key: K, n: u64) -> AwaitKey {
+        AwaitKey {
+            wait: self.entry(&key).map(|entry| AwaitFuelN::new(entry, n)),
+        }
+    }
+
+    /// Waits in line on `key` for one fuel for at most `timeout`; resolves
+    /// to whether it was taken (`false` at once for a key whose text is too
+    /// long).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`GlobalTank::await_fuel`](crate::GlobalTank::await_fuel).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// use std::time::Duration;
+    ///
+    /// let served = keyed.await_fuel_timeout("alice".to_string(), Duration::from_millis(10)).await;
+    /// # }
+    /// ```
+    pub fn await_fuel_timeout(&self, key: K, timeout: Duration) -> AwaitKeyTimeout {
+        let deadline = crate::entry::now().checked_add(timeout);
+        AwaitKeyTimeout {
+            wait: self
+                .entry(&key)
+                .ok()
+                .map(|entry| AwaitFuelTimeout::new(entry, deadline)),
+        }
+    }
+
+    /// How long a newcomer asking `key` for `n` fuel would wait, as far as
+    /// this instance knows (see
+    /// [`GlobalTank::wait_time`](crate::GlobalTank::wait_time)); `None` if
+    /// `n` never fits at once or the key's text is too long.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// let retry = keyed.wait_time(&"alice".to_string(), 1);
+    /// # }
+    /// ```
+    pub fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
+        self.entry(key).ok()?.wait_time(n)
+    }
+
+    /// The rate of every key, as Redis last told this instance.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// println!("{} per key", keyed.rate());
+    /// # }
+    /// ```
+    pub fn rate(&self) -> Rate {
+        lock(&self.shared.params).rate()
+    }
+
+    /// The hardcap of every key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// println!("{:?}", keyed.hardcap());
+    /// # }
+    /// ```
+    pub fn hardcap(&self) -> Hardcap {
+        lock(&self.shared.params).hardcap
+    }
+
+    /// The tank's name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// println!("{}", keyed.name());
+    /// # }
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.options.name
+    }
+
+    /// The number of keys held here now.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// assert!(keyed.len() <= 100_000);
+    /// # }
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| lock(shard).len())
+            .sum()
+    }
+
+    /// Whether no key is held here.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// if keyed.is_empty() {
+    ///     println!("no key in use");
+    /// }
+    /// # }
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Changes the rate of every key, for every instance: each key's state
+    /// is converted at its next call, keeping its fuel with no burst (as
+    /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) -> Result<(), fueltank_redis::Error> {
+    /// keyed.set_rate("20/s".parse()?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_rate(&self, rate: Rate) -> Result<(), Error> {
+        let shared = &self.shared;
+        let params = lock(&shared.params).with_rate(rate, shared.options.hold_is_default)?;
+        let stored = shared.registry_entry().control(Op::Set, params).await?;
+        *lock(&shared.params) = stored;
+        for shard in shared.shards.iter() {
+            for entry in lock(shard).values() {
+                entry.set_params(stored);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K> fmt::Debug for GlobalKeyedTank<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalKeyedTank")
+            .field("name", &self.shared.options.name)
+            .field("params", &*lock(&self.shared.params))
+            .finish()
+    }
+}
+
+/// The future of [`GlobalKeyedTank::await_fuel`] and
+/// [`GlobalKeyedTank::await_fuel_n`].
+///
+/// # Cancel safety
+///
+/// As for [`AwaitFuel`](crate::AwaitFuel): nothing Redis granted is lost,
+/// nothing is stalled.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) -> Result<(), fueltank_redis::Error> {
+/// let wait: fueltank_redis::AwaitKey = keyed.await_fuel("bob".to_string());
+/// wait.await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct AwaitKey {
+    wait: Result<AwaitFuelN, Error>,
+}
+
+impl Future for AwaitKey {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match &mut self.wait {
+            Ok(wait) => Pin::new(wait).poll(cx),
+            Err(err) => Poll::Ready(Err(err.clone())),
+        }
+    }
+}
+
+/// The future of [`GlobalKeyedTank::await_fuel_timeout`].
+///
+/// # Cancel safety
+///
+/// As for [`AwaitFuel`](crate::AwaitFuel): nothing Redis granted is lost,
+/// nothing is stalled.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+/// use std::time::Duration;
+///
+/// let wait: fueltank_redis::AwaitKeyTimeout =
+///     keyed.await_fuel_timeout("bob".to_string(), Duration::from_millis(5));
+/// let served: bool = wait.await;
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct AwaitKeyTimeout {
+    wait: Option<AwaitFuelTimeout>,
+}
+
+impl Future for AwaitKeyTimeout {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        match &mut self.wait {
+            Some(wait) => Pin::new(wait).poll(cx),
+            None => Poll::Ready(false),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! One [`fueltank`] budget for every instance of a service, kept in Redis.
+//!
+//! A [`GlobalTank`] is a tank shared by every process that builds the same
+//! name on the same Redis; a [`GlobalKeyedTank`] is one such tank per key.
+//! Redis decides every grant, on its own clock, in one Lua script per round
+//! trip; instances reserve fuel in batches and spend it locally, so a busy
+//! tank costs a round trip per batch and `has_fuel` never waits on Redis.
+//!
+//! ```no_run
+//! use fueltank::Hardcap;
+//! use fueltank_redis::{FailurePolicy, RedisStore};
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), fueltank_redis::Error> {
+//! let store = RedisStore::builder("redis://127.0.0.1:6379")
+//!     .timeout(Duration::from_millis(50))      // per round trip
+//!     .on_failure(FailurePolicy::Closed)       // the default
+//!     .connect()
+//!     .await?;
+//! let api = store.tank("api", "1000/s".parse()?).hardcap(Hardcap::Limit).build().await?;
+//! api.await_fuel().await;                      // every instance together: 1000/s
+//! let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
+//! per_user.await_fuel("alice".to_string()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Where things are
+//!
+//! | item | what |
+//! |---|---|
+//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`Stats`] | the connection, the timeouts, what to do while Redis is gone, the counters |
+//! | [`GlobalTank`], [`GlobalTankBuilder`] | one budget for all instances |
+//! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
+//! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
+//! | [`Error`] | the one error type |
+//!
+//! The Redis side (keys, script, expiry) is explained in `script.rs` and
+//! `script.lua`; the conversion between Redis's clock and this one in
+//! `offset.rs` and `reserve.rs`; the line of waiters, batch sizes and the
+//! driver in `entry.rs` and `driver.rs`; `has_fuel`'s lock-free path in
+//! `lane.rs`.
+//!
+//! # What holds across instances
+//!
+//! The hardcaps keep their promise across all instances together, judged on
+//! Redis's clock, with `T = per / max_n` rounded up to whole nanoseconds
+//! (under-admitting by at most 1 ns per interval):
+//!
+//! | hardcap | every half-open window of length `per` sees | granted at once |
+//! |---|---|---|
+//! | `Limit` | at most `2·max_n − 1` grants | the bank: `max_n − ⌈hold / T⌉` |
+//! | `One` | at most `max_n` grants, any two at least `T` apart | 1 |
+//! | `Window` | at most `max_n` grants, exactly | `max_n` |
+//! | `Unbounded` | no bound; long-run mean at most the rate | its bank |
+//!
+//! Reservations only ever *under*-admit. Redis records every unit it
+//! reserves as granted, with the Redis-time interval in which it may be
+//! spent, and an instance spends a unit only inside that interval as
+//! converted, conservatively, to its own clock (the uncertainty of where
+//! Redis's clock is, never more than the fastest round trip so far, is
+//! taken off, and 100 ppm of clock-rate difference):
+//!
+//! - `Limit`, `Unbounded`: unit `j` of a batch has a slot (when GCRA makes
+//!   it due: at once for banked fuel, one interval apart after) and may be
+//!   spent from its slot until `hold` after it. A unit spent up to `hold`
+//!   late could let a window see `⌈hold / T⌉` more grants, so Redis banks
+//!   that much less: `Limit`'s bank is `max_n − ⌈hold / T⌉`, and the window
+//!   bound `2·max_n − 1` holds. With no bank left (`max_n = 1`), `Limit` is
+//!   granted like `One`. `n` fuel together are granted at once from the
+//!   bank, when the last of them is due.
+//! - `One`: a batch is a run of slots one interval apart, spent here in
+//!   order at least `T` apart, the first no sooner than its slot and the
+//!   last before the batch's end; Redis starts the next batch (anyone's)
+//!   one interval after that end. The end is the last slot plus a *guard*
+//!   for this instance's lateness (twice the clock uncertainty and 0.5 ms,
+//!   at most the hold): a batch of `k` costs `k·T + guard` of the rate.
+//!   A late wake-up delays the grants after it, as it does a local `One`;
+//!   at 49/s and above the driver's timer is armed early by this system's
+//!   timer lateness (measured when the tank is built, about 5 ms of
+//!   blocking; at most a quarter of the interval and 250 µs) and the rest
+//!   is spun, as a calibrated local `One` tank does.
+//! - `Window`: Redis logs each grant with the end of its hold and counts it
+//!   until a period after that end, so a unit spent anywhere in its hold
+//!   is counted by every window that could see it; an instance that has
+//!   spent a whole grant says so at its next call, and Redis ends that
+//!   grant's hold then. A full window is granted ahead, in segments that
+//!   start as the oldest grants leave, at most a period (or
+//!   `reserve_ahead`, if longer) ahead.
+//!
+//! Fuel reserved and not spent is lost, never re-granted. An instance asks
+//! again when it holds under half a batch (or less than its waiters want);
+//! a batch is at most `max_batch` units (1000 by default) and spans at most
+//! `reserve_ahead` (500 ms) of the rate; each unit lives at most `hold`
+//! (a tenth of the period, at most 100 ms) past its slot. So an instance
+//! whose demand stops leaves at most about one and a half batches unspent,
+//! and `n` busy instances hold at most `n × 1.5 × min(max_batch,
+//! reserve_ahead / T)` between them. Batches grow with demand and halve when
+//! fuel expires unwanted, so a cold key is asked for one unit at a time.
+//! Smaller `max_batch` and `reserve_ahead` waste less and share the rate
+//! more finely between instances, for more round trips.
+//!
+//! Redis's clock is `TIME` inside the script: a step back is ignored (the
+//! state never moves back), a step forward counts as time that passed. A
+//! state Redis loses (a restart without persistence, a flush) is a tank
+//! idle for ever: full again, so the bound does not span a loss of state.
+//!
+//! # Speed
+//!
+//! `has_fuel` takes banked reserved fuel with one compare-and-swap and one
+//! read of fueltank's clock, without a lock, and says no the same way until
+//! the next reserved fuel starts or Redis's retry time; other cases take the
+//! entry's lock. A waiter woken for fuel is granted where the driver's
+//! timer fires. Round trips go through one multiplexed connection; at most
+//! one is in flight per tank (per key of a keyed tank).
+//!
+//! # Failures
+//!
+//! Each round trip is bounded by the store's timeout. A failed one marks the
+//! store down until one succeeds, and the [`FailurePolicy`] decides what
+//! reserved fuel cannot: `Closed` (the default) grants nothing more,
+//! `Open` everything, `Local(share)` a local tank at that share of the
+//! rate. Tanks that are used keep asking, backing off from 50 ms to 1 s;
+//! the connection reconnects by itself, the script is sent again if Redis
+//! forgot it, and a state Redis lost is made again. Waiters are never
+//! dropped: under `Closed` they are served once Redis answers.
+//!
+//! # Runtime
+//!
+//! redis-rs needs tokio (feature `tokio`, the default: what most services
+//! that talk to Redis run) or smol (feature `smol`). Each tank with work
+//! has a small driver task, spawned where the store was connected and gone
+//! when the tank is idle; the waits and `has_fuel` work from any executor
+//! or plain thread. Timers are `async-io`'s, as in `fueltank`.
+//!
+//! # Not covered
+//!
+//! Redis before 6.2 (the script uses `ZADD … LT`; tested on 7.0), Redis
+//! Cluster (a tank's keys are not hash-tagged to one slot), and one tank
+//! across several Redis servers.
+
+#![warn(missing_docs)]
+
+#[cfg(not(any(feature = "tokio", feature = "smol")))]
+compile_error!("fueltank-redis needs the feature `tokio` or `smol` (redis-rs's runtime)");
+
+mod driver;
+mod entry;
+mod error;
+mod future;
+mod global;
+mod keyed;
+mod lane;
+mod offset;
+mod params;
+mod reserve;
+mod script;
+mod spawn;
+mod store;
+
+pub use error::Error;
+pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
+pub use global::{GlobalTank, GlobalTankBuilder};
+pub use keyed::{AwaitKey, AwaitKeyTimeout, GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
+pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, Stats};

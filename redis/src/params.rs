@@ -1,0 +1,215 @@
+//! A global tank's parameters: what is stored in Redis with its state, and
+//! the numbers the script derives from them.
+
+use std::time::Duration;
+
+use fueltank::{Hardcap, Rate};
+
+use crate::Error;
+
+/// The longest period kept: 2^52 ns (about 52 days), so that every time the
+/// script handles is an exact integer in Lua's doubles.
+pub(crate) const MAX_PER_NS: u64 = 1 << 52;
+
+/// The longest default hold.
+const DEFAULT_HOLD_MAX: Duration = Duration::from_millis(100);
+
+/// The bank of `Unbounded`, in nanoseconds of refill (about 13 days).
+const UNBOUNDED_TOLERANCE_NS: u64 = 1 << 50;
+
+/// What a tank is: compared with what Redis holds under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub(crate) max_n: u64,
+    pub(crate) per_ns: u64,
+    pub(crate) hardcap: Hardcap,
+    /// How long after it becomes spendable reserved fuel may still be spent.
+    pub(crate) hold_ns: u64,
+}
+
+/// How the script grants, derived from [`Params`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Virtual scheduling with this tolerance (the bank, in ns, less one
+    /// interval): `Limit` and `Unbounded`.
+    Gcra { tolerance_ns: u64 },
+    /// Batches of slots one interval apart, each batch spent in order and
+    /// followed by a guard: `One`, and `Limit` when the hold leaves it no bank.
+    Paced,
+    /// A sliding log of grants: `Window`.
+    Window,
+}
+
+pub(crate) fn hardcap_code(hardcap: Hardcap) -> i64 {
+    match hardcap {
+        Hardcap::One => 1,
+        Hardcap::Unbounded => 2,
+        Hardcap::Window => 3,
+        _ => 0,
+    }
+}
+
+pub(crate) fn hardcap_of(code: i64) -> Hardcap {
+    match code {
+        1 => Hardcap::One,
+        2 => Hardcap::Unbounded,
+        3 => Hardcap::Window,
+        _ => Hardcap::Limit,
+    }
+}
+
+/// The default hold for `per`: a tenth of the period, at most 100 ms.
+pub(crate) fn default_hold(per: Duration) -> Duration {
+    (per / 10).clamp(Duration::from_nanos(1), DEFAULT_HOLD_MAX)
+}
+
+impl Params {
+    /// Checks that `rate` and `hold` can be kept exactly.
+    pub(crate) fn new(rate: Rate, hardcap: Hardcap, hold: Duration) -> Result<Params, Error> {
+        let per_ns = u64::try_from(rate.per().as_nanos()).unwrap_or(u64::MAX);
+        if per_ns > MAX_PER_NS {
+            return Err(Error::UnsupportedRate {
+                rate: rate.to_string(),
+                accepted: "the period must be at most 2^52 ns (about 52 days)",
+            });
+        }
+        if rate.max_n() > MAX_PER_NS {
+            return Err(Error::UnsupportedRate {
+                rate: rate.to_string(),
+                accepted: "the count must be at most 2^52",
+            });
+        }
+        let hold_ns = u64::try_from(hold.as_nanos()).unwrap_or(u64::MAX);
+        if hold_ns == 0 || hold_ns > per_ns {
+            return Err(Error::InvalidOption {
+                option: "hold",
+                value: format!("{hold:?}"),
+                accepted: "between 1 ns and the rate's period",
+            });
+        }
+        Ok(Params {
+            max_n: rate.max_n(),
+            per_ns,
+            hardcap,
+            hold_ns,
+        })
+    }
+
+    pub(crate) fn rate(&self) -> Rate {
+        Rate::new(self.max_n, Duration::from_nanos(self.per_ns))
+            .expect("stored rates were checked when they were made")
+    }
+
+    pub(crate) fn hold(&self) -> Duration {
+        Duration::from_nanos(self.hold_ns)
+    }
+
+    /// The interval, rounded up to whole nanoseconds: at most 1 ns per
+    /// interval slower than the rate, never faster.
+    pub(crate) fn interval_ns(&self) -> u64 {
+        self.per_ns.div_ceil(self.max_n)
+    }
+
+    /// The bank of a `Limit` tank: `max_n` less the intervals a reserved
+    /// fuel may be held, so that holding never lets a window see more than
+    /// `2·max_n − 1` spends.
+    pub(crate) fn limit_bank(&self) -> u64 {
+        self.max_n
+            .saturating_sub(self.hold_ns.div_ceil(self.interval_ns()))
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        let t = self.interval_ns();
+        match self.hardcap {
+            Hardcap::One => Mode::Paced,
+            Hardcap::Window => Mode::Window,
+            Hardcap::Unbounded => Mode::Gcra {
+                tolerance_ns: UNBOUNDED_TOLERANCE_NS,
+            },
+            _ => match self.limit_bank() {
+                0 => Mode::Paced,
+                bank => Mode::Gcra {
+                    tolerance_ns: (bank - 1) * t,
+                },
+            },
+        }
+    }
+
+    /// The most fuel granted together.
+    pub(crate) fn capacity(&self) -> u64 {
+        match self.mode() {
+            Mode::Paced => 1,
+            Mode::Window => self.max_n,
+            Mode::Gcra { tolerance_ns } => tolerance_ns / self.interval_ns() + 1,
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        crate::error::describe(
+            self.max_n,
+            Duration::from_nanos(self.per_ns),
+            self.hardcap,
+            self.hold(),
+        )
+    }
+
+    /// The same parameters at another rate; the hold follows the default
+    /// rule if `hold_is_default`.
+    pub(crate) fn with_rate(&self, rate: Rate, hold_is_default: bool) -> Result<Params, Error> {
+        let hold = if hold_is_default {
+            default_hold(rate.per())
+        } else {
+            self.hold().min(rate.per())
+        };
+        Params::new(rate, self.hardcap, hold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(rate: &str, hardcap: Hardcap) -> Params {
+        let rate: Rate = rate.parse().unwrap();
+        Params::new(rate, hardcap, default_hold(rate.per())).unwrap()
+    }
+
+    #[test]
+    fn the_limit_bank_pays_for_the_hold() {
+        // 1000/s, hold 100 ms: 100 intervals of hold, a bank of 900.
+        let p = params("1000/s", Hardcap::Limit);
+        assert_eq!(p.hold(), Duration::from_millis(100));
+        assert_eq!(p.limit_bank(), 900);
+        assert_eq!(p.capacity(), 900);
+        // 10/s, hold 100 ms: one interval.
+        assert_eq!(params("10/s", Hardcap::Limit).capacity(), 9);
+        // 1/s: no bank left; paced like One.
+        assert_eq!(params("1/s", Hardcap::Limit).mode(), Mode::Paced);
+        assert_eq!(params("5/s", Hardcap::One).capacity(), 1);
+        assert_eq!(params("5/s", Hardcap::Window).capacity(), 5);
+    }
+
+    #[test]
+    fn intervals_round_up() {
+        assert_eq!(params("3/s", Hardcap::Limit).interval_ns(), 333_333_334);
+        assert_eq!(params("1000/s", Hardcap::Limit).interval_ns(), 1_000_000);
+    }
+
+    #[test]
+    fn long_periods_and_bad_holds_are_errors() {
+        let long = Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap();
+        assert!(matches!(
+            Params::new(long, Hardcap::Limit, Duration::from_secs(1)),
+            Err(Error::UnsupportedRate { .. })
+        ));
+        let rate = Rate::per_second(10).unwrap();
+        assert!(matches!(
+            Params::new(rate, Hardcap::Limit, Duration::ZERO),
+            Err(Error::InvalidOption { .. })
+        ));
+        assert!(matches!(
+            Params::new(rate, Hardcap::Limit, Duration::from_secs(2)),
+            Err(Error::InvalidOption { .. })
+        ));
+    }
+}

@@ -1,0 +1,280 @@
+//! The one Lua script: every decision Redis makes, on Redis's clock.
+//!
+//! The script (`script.lua`, next to this file) reads the tank's state,
+//! reads `TIME`, decides, writes the state back with an expiry, and answers
+//! in one array of integers. Times in the answer are nanoseconds relative to
+//! Redis's `now` of that call, which the answer also gives, as a second and
+//! nanoseconds after it, so that the instance can bound where Redis's clock
+//! is (`offset.rs`) and convert the times (`reserve.rs`).
+//!
+//! # State
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `fueltank:NAME:s` | hash | the parameters, `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
+//! | `fueltank:NAME:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
+//! | `fueltank:NAME:p` | hash | a keyed tank's parameters, shared by its keys |
+//! | `fueltank:NAME:ks:KEY`, `fueltank:NAME:kw:KEY` | hash, sorted set | one key of a keyed tank |
+//!
+//! Every key is written with a `PEXPIRE`: a GCRA state lives until its
+//! schedule has caught up with now, plus one period and a second (by then
+//! it is full, as a missing state is taken to be); a log until its newest
+//! grant has left the window, plus a second; a keyed tank's parameters for
+//! two periods and a minute after the last call on any of its keys.
+
+use redis::Script;
+
+use crate::params::{Mode, Params, hardcap_code, hardcap_of};
+
+/// The script's source.
+pub(crate) const SOURCE: &str = include_str!("script.lua");
+
+pub(crate) fn script() -> Script {
+    Script::new(SOURCE)
+}
+
+/// What the script is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Grant fuel.
+    Take,
+    /// Create the state if missing; fail if stored with other parameters.
+    Build,
+    /// Replace the parameters, keeping the fuel level.
+    Set,
+}
+
+/// A request for fuel.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Ask {
+    /// Units in a batch (at least 1 for a take).
+    pub(crate) want: u64,
+    /// How far ahead fuel may be granted (for `together` and `Window`):
+    /// beyond, Redis refuses with a retry time.
+    pub(crate) ahead_ns: u64,
+    /// If not 0: exactly this many, all spendable at once.
+    pub(crate) together: u64,
+    /// How long each granted unit may be held after it becomes spendable
+    /// (at most the tank's hold).
+    pub(crate) life_ns: u64,
+    /// `Paced`: the gap left after a batch for this instance's lateness.
+    pub(crate) guard_ns: u64,
+    /// `Window`: batches (sequence number, count) of which nothing will be
+    /// spent any more: Redis may end their hold now.
+    pub(crate) finished: Vec<(u64, u64)>,
+}
+
+/// The script's arguments for `op` on a tank with `params`.
+pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
+    let (mode, tolerance) = match params.mode() {
+        Mode::Gcra { tolerance_ns } => (0, tolerance_ns),
+        Mode::Paced => (1, 0),
+        Mode::Window => (2, 0),
+    };
+    let op = match op {
+        Op::Take => "take",
+        Op::Build => "build",
+        Op::Set => "set",
+    };
+    let mut args = vec![
+        op.to_string(),
+        params.max_n.to_string(),
+        params.per_ns.to_string(),
+        hardcap_code(params.hardcap).to_string(),
+        params.hold_ns.to_string(),
+        params.interval_ns().to_string(),
+        mode.to_string(),
+        tolerance.to_string(),
+        ask.want.to_string(),
+        ask.together.to_string(),
+        ask.life_ns.to_string(),
+        ask.guard_ns.to_string(),
+        ask.ahead_ns.to_string(),
+        ask.finished.len().to_string(),
+    ];
+    args.extend(
+        ask.finished
+            .iter()
+            .map(|(seq, count)| format!("{seq}:{count}")),
+    );
+    args
+}
+
+/// How the units of a grant are spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Unit `j` spendable from `max(0, first + j·spacing)` for `life`.
+    Each,
+    /// Spent in order, `spacing` apart, all before `last_end`.
+    Paced,
+    /// In `segments`, each spendable at once from its start for `life`.
+    Window,
+}
+
+/// Units granted, as the script describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Granted {
+    pub(crate) kind: Kind,
+    pub(crate) count: u64,
+    pub(crate) first: i64,
+    pub(crate) spacing: u64,
+    pub(crate) life: u64,
+    pub(crate) last_end: i64,
+    /// `Window`: (from, count, sequence number) of each logged grant.
+    pub(crate) segments: Vec<(i64, u64, u64)>,
+}
+
+/// The script's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Granted(Granted, Params, RedisNow),
+    /// Nothing now; ask again no sooner than `retry` ns from now.
+    Refused(u64, Params, RedisNow),
+    /// Stored with other parameters (a `Build` only).
+    Mismatch(Params),
+    /// Done (`Build`, `Set`).
+    Done(Params, RedisNow),
+}
+
+/// Redis's time when the script ran: a second and nanoseconds after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RedisNow {
+    pub(crate) sec: i64,
+    pub(crate) ns: i64,
+}
+
+impl RedisNow {
+    /// Nanoseconds since the Unix epoch.
+    pub(crate) fn ns(&self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.ns)
+    }
+}
+
+fn params_at(values: &[i64]) -> Option<Params> {
+    let &[max_n, per_ns, hardcap, hold_ns] = values.get(..4)? else {
+        return None;
+    };
+    Some(Params {
+        max_n: u64::try_from(max_n).ok().filter(|&n| n > 0)?,
+        per_ns: u64::try_from(per_ns).ok().filter(|&n| n > 0)?,
+        hardcap: hardcap_of(hardcap),
+        hold_ns: u64::try_from(hold_ns).ok().filter(|&n| n > 0)?,
+    })
+}
+
+fn now_at(values: &[i64]) -> Option<RedisNow> {
+    Some(RedisNow {
+        sec: *values.first()?,
+        ns: *values.get(1)?,
+    })
+}
+
+impl Reply {
+    /// Reads the script's array; `None` if it is not one the script makes
+    /// (another program wrote the keys).
+    pub(crate) fn parse(values: &[i64]) -> Option<Reply> {
+        match values.first()? {
+            0 => {
+                let &[kind, count, first, spacing, life, last_end] = values.get(1..7)? else {
+                    return None;
+                };
+                let kind = match kind {
+                    0 => Kind::Each,
+                    1 => Kind::Paced,
+                    2 => Kind::Window,
+                    _ => return None,
+                };
+                let mut segments = Vec::new();
+                if kind == Kind::Window {
+                    let n = usize::try_from(*values.get(13)?).ok()?;
+                    for segment in values.get(14..)?.chunks_exact(3).take(n) {
+                        segments.push((
+                            segment[0],
+                            u64::try_from(segment[1]).ok()?,
+                            u64::try_from(segment[2]).ok()?,
+                        ));
+                    }
+                    if segments.len() != n {
+                        return None;
+                    }
+                }
+                let granted = Granted {
+                    kind,
+                    count: u64::try_from(count).ok()?,
+                    first,
+                    spacing: u64::try_from(spacing).ok()?,
+                    life: u64::try_from(life).ok()?,
+                    last_end,
+                    segments,
+                };
+                Some(Reply::Granted(
+                    granted,
+                    params_at(values.get(9..)?)?,
+                    now_at(values.get(7..)?)?,
+                ))
+            }
+            1 => Some(Reply::Refused(
+                u64::try_from(*values.get(1)?).ok()?,
+                params_at(values.get(4..)?)?,
+                now_at(values.get(2..)?)?,
+            )),
+            2 => Some(Reply::Mismatch(params_at(values.get(1..)?)?)),
+            3 => Some(Reply::Done(
+                params_at(values.get(3..)?)?,
+                now_at(values.get(1..)?)?,
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fueltank::Hardcap;
+
+    #[test]
+    fn replies_parse() {
+        let p = [10, 1_000_000_000, 0, 100_000_000];
+        let mut granted = vec![0, 0, 5, -3, 100, 7, 0, 17, 42];
+        granted.extend(p);
+        match Reply::parse(&granted) {
+            Some(Reply::Granted(g, params, now)) => {
+                assert_eq!(g.count, 5);
+                assert_eq!(g.first, -3);
+                assert_eq!(g.kind, Kind::Each);
+                assert_eq!(params.max_n, 10);
+                assert_eq!(params.hardcap, Hardcap::Limit);
+                assert_eq!(now, RedisNow { sec: 17, ns: 42 });
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut refused = vec![1, 250, 17, 42];
+        refused.extend(p);
+        assert!(matches!(
+            Reply::parse(&refused),
+            Some(Reply::Refused(250, _, _))
+        ));
+        assert!(matches!(
+            Reply::parse(&[2, 10, 1_000_000_000, 3, 100_000_000]),
+            Some(Reply::Mismatch(Params {
+                hardcap: Hardcap::Window,
+                ..
+            }))
+        ));
+        assert_eq!(Reply::parse(&[]), None);
+        assert_eq!(Reply::parse(&[0, 1]), None);
+        assert_eq!(Reply::parse(&[9]), None);
+        let mut window = vec![0, 2, 5, 0, 0, 7, 0, 17, 42];
+        window.extend(p);
+        window.extend([2, 0, 3, 11, 500, 2, 12]);
+        match Reply::parse(&window) {
+            Some(Reply::Granted(g, _, _)) => {
+                assert_eq!(g.segments, vec![(0, 3, 11), (500, 2, 12)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        window.truncate(window.len() - 3);
+        assert_eq!(Reply::parse(&window), None);
+    }
+}

@@ -1,0 +1,535 @@
+//! [`RedisStore`]: the connection, the script, the failure policy and the
+//! counters that every tank of the store shares.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use crate::error::redact;
+use crate::script::{self, Reply};
+use crate::spawn::Spawner;
+use crate::{Error, GlobalKeyedTankBuilder, GlobalTankBuilder};
+use fueltank::Rate;
+
+/// What a tank does while Redis does not answer (a round trip failed or
+/// timed out, and none has succeeded since).
+///
+/// Fuel already reserved from Redis is spent first under every policy: it
+/// was granted by Redis. The policy decides the rest:
+///
+/// | policy | `has_fuel` | waiters |
+/// |---|---|---|
+/// | [`Closed`](FailurePolicy::Closed) (default) | `false` | keep waiting; served once Redis answers again |
+/// | [`Open`](FailurePolicy::Open) | `true` | served at once |
+/// | [`Local`](FailurePolicy::Local) | a local [`fueltank::Tank`] at `share` of the rate | served by that tank |
+///
+/// The default is `Closed`: the hardcap's bound holds even while Redis is
+/// down. Every decision made under the policy is counted in
+/// [`Stats::policy_grants`] and [`Stats::policy_refusals`].
+///
+/// # Examples
+///
+/// ```
+/// use fueltank_redis::{FailurePolicy, RedisStore};
+///
+/// let builder = RedisStore::builder("redis://127.0.0.1:6379")
+///     .on_failure(FailurePolicy::Local(0.25)); // four instances: a quarter each
+/// assert_eq!(FailurePolicy::default(), FailurePolicy::Closed);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum FailurePolicy {
+    /// No fuel but what is reserved until Redis answers again.
+    #[default]
+    Closed,
+    /// Grant everything until Redis answers again.
+    Open,
+    /// Each tank (each key of a keyed tank) falls back to a local tank at
+    /// this share of its rate (more than 0, at most 1), with its hardcap.
+    Local(f64),
+}
+
+/// Counters of one store, over all its tanks, since it connected.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let stats = store.stats();
+/// println!("{} round trips for {} grants", stats.round_trips, stats.granted);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Script calls sent to Redis.
+    pub round_trips: u64,
+    /// Round trips that failed or timed out.
+    pub store_errors: u64,
+    /// Round trips that Redis answered with "nothing now, retry at".
+    pub refusals: u64,
+    /// Fuel Redis reserved for this instance.
+    pub reserved: u64,
+    /// Fuel granted from those reservations.
+    pub granted: u64,
+    /// Reserved fuel whose hold ended before anyone here took it.
+    pub expired: u64,
+    /// Fuel granted by the failure policy (`Open`, `Local`) while Redis did
+    /// not answer.
+    pub policy_grants: u64,
+    /// Requests refused by the failure policy (`Closed`, `Local`) while Redis
+    /// did not answer.
+    pub policy_refusals: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) round_trips: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+    pub(crate) refusals: AtomicU64,
+    pub(crate) reserved: AtomicU64,
+    pub(crate) granted: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) policy_grants: AtomicU64,
+    pub(crate) policy_refusals: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What every tank of a store shares.
+pub(crate) struct StoreShared {
+    url: String,
+    connection: ConnectionManager,
+    script: Script,
+    pub(crate) timeout: Duration,
+    pub(crate) policy: FailurePolicy,
+    pub(crate) spawner: Spawner,
+    /// Whether the latest round trip failed.
+    down: AtomicBool,
+    /// Redis's clock, seen from here.
+    pub(crate) offset: crate::offset::Offset,
+    pub(crate) counters: Counters,
+}
+
+/// One connection to Redis, shared by every tank built from it.
+///
+/// A cheap handle: clones share the connection (one multiplexed connection
+/// that reconnects by itself, with backoff), the script and the counters.
+/// The script is loaded when the store connects and sent again if Redis
+/// has forgotten it (after a restart).
+///
+/// # Runtime
+///
+/// Each tank has a *driver*, a task spawned when it has something to do
+/// (round trips, waking waiters at their fuel's time) and gone when it has
+/// not. Drivers run where the store was connected: on the tokio runtime
+/// that called [`connect`](RedisStore::connect) (feature `tokio`, the
+/// default), or on smol's global executor (feature `smol`), as redis-rs's
+/// own connection task does. Waiting futures and `has_fuel` may then be
+/// used from any executor or thread.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_redis::{FailurePolicy, RedisStore};
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), fueltank_redis::Error> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .timeout(Duration::from_millis(50))
+///     .on_failure(FailurePolicy::Closed)
+///     .connect()
+///     .await?;
+/// let api = store.tank("api", "100/s".parse()?).build().await?;
+/// api.await_fuel().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) shared: Arc<StoreShared>,
+}
+
+/// Chooses the timeouts and the failure policy of a [`RedisStore`].
+///
+/// # Examples
+///
+/// ```
+/// use fueltank_redis::{FailurePolicy, RedisStore};
+/// use std::time::Duration;
+///
+/// let builder = RedisStore::builder("redis://127.0.0.1:6379")
+///     .timeout(Duration::from_millis(50))
+///     .connect_timeout(Duration::from_secs(2))
+///     .on_failure(FailurePolicy::Open);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until it connects"]
+pub struct RedisStoreBuilder {
+    url: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    policy: FailurePolicy,
+}
+
+/// Timeouts accepted: 1 ms to 1 hour.
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(3600));
+
+impl RedisStore {
+    /// Connects with the default options: a 100 ms timeout per round trip,
+    /// 1 s to connect, [`FailurePolicy::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<RedisStore, Error> {
+        RedisStore::builder(url).connect().await
+    }
+
+    /// A builder for the timeouts and the failure policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::RedisStore;
+    /// use std::time::Duration;
+    ///
+    /// let builder = RedisStore::builder("redis://127.0.0.1:6379").timeout(Duration::from_millis(20));
+    /// ```
+    pub fn builder(url: &str) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.to_string(),
+            timeout: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(1),
+            policy: FailurePolicy::Closed,
+        }
+    }
+
+    /// A builder for a global tank named `name` at `rate`, shared with every
+    /// instance that builds the same name.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank::Hardcap;
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let tank = store.tank("api", "100/s".parse()?).hardcap(Hardcap::Window).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tank(&self, name: &str, rate: Rate) -> GlobalTankBuilder {
+        GlobalTankBuilder::new(self.clone(), name, rate)
+    }
+
+    /// A builder for a keyed global tank: one global tank per key, all at
+    /// `rate`, named `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn keyed<K>(&self, name: &str, rate: Rate) -> GlobalKeyedTankBuilder<K>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        GlobalKeyedTankBuilder::new(self.clone(), name, rate)
+    }
+
+    /// The counters of this store's tanks.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.stats().store_errors, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            round_trips: get(&c.round_trips),
+            store_errors: get(&c.store_errors),
+            refusals: get(&c.refusals),
+            reserved: get(&c.reserved),
+            granted: get(&c.granted),
+            expired: get(&c.expired),
+            policy_grants: get(&c.policy_grants),
+            policy_refusals: get(&c.policy_refusals),
+        }
+    }
+
+    /// Whether the latest round trip was answered (`false` while the failure
+    /// policy decides).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert!(store.is_reachable());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_reachable(&self) -> bool {
+        !self.shared.is_down()
+    }
+
+    /// The failure policy.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::{FailurePolicy, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// assert_eq!(store.policy(), FailurePolicy::Closed);
+    /// # Ok(()) }
+    /// ```
+    pub fn policy(&self) -> FailurePolicy {
+        self.shared.policy
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shared.url)
+            .field("timeout", &self.shared.timeout)
+            .field("policy", &self.shared.policy)
+            .field("reachable", &self.is_reachable())
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The longest a round trip may take before it counts as a failure
+    /// (100 ms by default; 1 ms to 1 hour).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::RedisStore;
+    /// use std::time::Duration;
+    ///
+    /// let builder = RedisStore::builder("redis://127.0.0.1:6379").timeout(Duration::from_millis(50));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> RedisStoreBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest [`connect`](RedisStoreBuilder::connect) waits for the
+    /// first connection (1 s by default; 1 ms to 1 hour).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::RedisStore;
+    /// use std::time::Duration;
+    ///
+    /// let builder = RedisStore::builder("redis://127.0.0.1:6379").connect_timeout(Duration::from_secs(5));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> RedisStoreBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// What tanks do while Redis does not answer; [`FailurePolicy::Closed`]
+    /// by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::{FailurePolicy, RedisStore};
+    ///
+    /// let builder = RedisStore::builder("redis://127.0.0.1:6379").on_failure(FailurePolicy::Open);
+    /// ```
+    pub fn on_failure(mut self, policy: FailurePolicy) -> RedisStoreBuilder {
+        self.policy = policy;
+        self
+    }
+
+    /// Connects, loads the script, and returns the store; an error if the
+    /// URL is malformed or no connection is made within the connect timeout.
+    ///
+    /// Call it from inside the runtime the tanks' drivers should run on
+    /// (see [`RedisStore`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::{Error, RedisStore};
+    /// use std::time::Duration;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let err = RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .timeout(Duration::ZERO)
+    ///     .connect()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::InvalidOption { option: "timeout", .. }));
+    /// # });
+    /// ```
+    pub async fn connect(self) -> Result<RedisStore, Error> {
+        let url = redact(&self.url);
+        check_timeout("timeout", self.timeout)?;
+        check_timeout("connect_timeout", self.connect_timeout)?;
+        if let FailurePolicy::Local(share) = self.policy
+            && !(share > 0.0 && share <= 1.0)
+        {
+            return Err(Error::InvalidOption {
+                option: "FailurePolicy::Local share",
+                value: share.to_string(),
+                accepted: "more than 0 and at most 1",
+            });
+        }
+        let client = Client::open(self.url.as_str()).map_err(|err| Error::InvalidUrl {
+            url: url.clone(),
+            reason: err.to_string(),
+        })?;
+        let Some(spawner) = Spawner::current() else {
+            return Err(Error::InvalidOption {
+                option: "connect's runtime",
+                value: "none".to_string(),
+                accepted: "a tokio runtime around the call (feature `tokio`), \
+                           or the feature `smol`",
+            });
+        };
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(4);
+        let unreachable = |reason: String| Error::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut connection = within(
+            self.connect_timeout,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .ok_or_else(|| unreachable(format!("no connection within {:?}", self.connect_timeout)))?
+        .map_err(|err| unreachable(err.to_string()))?;
+        let script = script::script();
+        within(self.connect_timeout, script.load_async(&mut connection))
+            .await
+            .ok_or_else(|| unreachable(format!("no answer within {:?}", self.connect_timeout)))?
+            .map_err(|err| Error::Redis {
+                reason: format!("cannot load the script: {err}"),
+            })?;
+        Ok(RedisStore {
+            shared: Arc::new(StoreShared {
+                url,
+                connection,
+                script,
+                timeout: self.timeout,
+                policy: self.policy,
+                spawner,
+                down: AtomicBool::new(false),
+                offset: crate::offset::Offset::new(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+fn check_timeout(option: &'static str, value: Duration) -> Result<(), Error> {
+    if value < TIMEOUT_RANGE.0 || value > TIMEOUT_RANGE.1 {
+        return Err(Error::InvalidOption {
+            option,
+            value: format!("{value:?}"),
+            accepted: "between 1 ms and 1 hour",
+        });
+    }
+    Ok(())
+}
+
+/// `future`'s output, or `None` if `timeout` passes first. The timer is
+/// `async-io`'s, which runs under any executor.
+pub(crate) async fn within<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
+    let future = pin!(future);
+    let timer = async_io::Timer::after(timeout);
+    match select(future, timer).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+impl StoreShared {
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// One script call, bounded by the store's timeout. Marks the store down
+    /// or up, and counts.
+    pub(crate) async fn call(&self, keys: &[Vec<u8>], args: Vec<String>) -> Result<Reply, Error> {
+        Counters::add(&self.counters.round_trips, 1);
+        let mut invocation = self.script.prepare_invoke();
+        for key in keys {
+            invocation.key(key.as_slice());
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        let answer = within(
+            self.timeout,
+            invocation.invoke_async::<Vec<i64>>(&mut connection),
+        )
+        .await;
+        let result = match answer {
+            None => Err(Error::Timeout {
+                after: self.timeout,
+            }),
+            Some(Err(err)) => Err(Error::Redis {
+                reason: err.to_string(),
+            }),
+            Some(Ok(values)) => Reply::parse(&values).ok_or_else(|| Error::Redis {
+                reason: format!(
+                    "the script answered {values:?}, which is not one of its answers; \
+                     another program may have written this tank's keys"
+                ),
+            }),
+        };
+        if result.is_err() {
+            Counters::add(&self.counters.store_errors, 1);
+        }
+        self.down.store(result.is_err(), Ordering::Relaxed);
+        result
+    }
+}

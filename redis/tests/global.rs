@@ -1,0 +1,612 @@
+//! Global and keyed tanks on a real Redis, one instance (or two stores as
+//! two instances): bad input, names shared with other parameters,
+//! `set_rate`, expiry, extreme arguments, cancel safety, round trips.
+
+mod common;
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, free_port};
+use fueltank::{Hardcap, Rate};
+use fueltank_redis::{Error, GlobalTank, MAX_KEY_LEN, RedisStore};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+/// Polls `future` once; whether it finished.
+fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(future.poll(&mut cx), Poll::Ready(_))
+}
+
+/// Waits until `done()` or `limit` passes; whether it became true.
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    true
+}
+
+/// A store with room for a loaded machine: a round trip may take 1 s
+/// before it counts as a failure.
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::builder(&redis.url())
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn malformed_urls_are_errors_that_say_what_is_accepted() {
+    for url in ["http://localhost", "redis://", "not a url", ""] {
+        let err = RedisStore::connect(url).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{url:?}: {err:?}");
+        assert!(err.to_string().contains("redis://"), "{err}");
+    }
+    // The password never shows.
+    let err = RedisStore::connect("redis://me:hunter2@127.0.0.1:1/x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_within_the_connect_timeout() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let err = RedisStore::builder(&url)
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    // Bounded: the timeout, with room for a loaded machine.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn bad_options_are_errors() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for (builder, option) in [
+        (RedisStore::builder(&url).timeout(Duration::ZERO), "timeout"),
+        (RedisStore::builder(&url).timeout(Duration::MAX), "timeout"),
+        (
+            RedisStore::builder(&url).connect_timeout(Duration::ZERO),
+            "connect_timeout",
+        ),
+    ] {
+        match builder.connect().await {
+            Err(Error::InvalidOption { option: o, .. }) => assert_eq!(o, option),
+            other => panic!("{option}: {other:?}"),
+        }
+    }
+    for share in [0.0, -1.0, 1.5, f64::NAN] {
+        let err = RedisStore::builder(&url)
+            .on_failure(fueltank_redis::FailurePolicy::Local(share))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidOption { .. }),
+            "{share}: {err:?}"
+        );
+    }
+    let store = store(&redis).await;
+    let r = rate("10/s");
+    for result in [
+        store.tank("t", r).max_batch(0).build().await,
+        store.tank("t", r).max_batch(u64::MAX).build().await,
+        store
+            .tank("t", r)
+            .reserve_ahead(Duration::ZERO)
+            .build()
+            .await,
+        store
+            .tank("t", r)
+            .reserve_ahead(Duration::MAX)
+            .build()
+            .await,
+        store.tank("t", r).hold(Duration::ZERO).build().await,
+        store
+            .tank("t", r)
+            .hold(Duration::from_secs(2))
+            .build()
+            .await,
+    ] {
+        assert!(
+            matches!(result, Err(Error::InvalidOption { .. })),
+            "{result:?}"
+        );
+    }
+    let long = Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap();
+    let err = store.tank("t", long).build().await.unwrap_err();
+    assert!(matches!(err, Error::UnsupportedRate { .. }), "{err:?}");
+    let err = store
+        .keyed::<u8>("k", r)
+        .max_keys(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "max_keys",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn names_must_fit_in_a_redis_key() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let r = rate("10/s");
+    for name in ["", "a:b", "tab\there", &"x".repeat(201)] {
+        let err = store.tank(name, r).build().await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "{name:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("no ':'"), "{err}");
+        let err = store.keyed::<String>(name, r).build().await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidName { .. }),
+            "{name:?}: {err:?}"
+        );
+    }
+    // Anything else goes: spaces, unicode, 200 bytes.
+    for name in ["with space", "ünïcödé", &"x".repeat(200)] {
+        store.tank(name, r).build().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_name_stored_with_other_parameters_is_an_error() {
+    let redis = RedisServer::start();
+    // Two stores: two instances.
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    a.tank("api", rate("100/s")).build().await.unwrap();
+    let err = b.tank("api", rate("200/s")).build().await.unwrap_err();
+    match &err {
+        Error::Mismatch {
+            name,
+            stored,
+            given,
+        } => {
+            assert_eq!(name, "api");
+            assert!(stored.contains("100/s"), "{stored}");
+            assert!(given.contains("200/s"), "{given}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("set_rate"), "{err}");
+    let err = b
+        .tank("api", rate("100/s"))
+        .hardcap(Hardcap::Window)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    let err = b
+        .tank("api", rate("100/s"))
+        .hold(Duration::from_millis(5))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    // The same parameters share the tank.
+    b.tank("api", rate("100/s")).build().await.unwrap();
+
+    a.keyed::<String>("per-user", rate("10/s"))
+        .build()
+        .await
+        .unwrap();
+    let err = b
+        .keyed::<String>("per-user", rate("10/min"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_rate_reaches_every_instance_and_keeps_the_level() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let on_a = a.tank("shared", rate("1000/s")).build().await.unwrap();
+    let on_b = b.tank("shared", rate("1000/s")).build().await.unwrap();
+    on_a.set_rate(rate("10/s")).await.unwrap();
+    assert_eq!(on_a.rate(), rate("10/s"));
+    // B learns it at its next round trip.
+    on_b.await_fuel().await;
+    assert_eq!(on_b.rate(), rate("10/s"));
+    // A new instance must ask for the new rate.
+    let err = b.tank("shared", rate("1000/s")).build().await.unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    b.tank("shared", rate("10/s")).build().await.unwrap();
+    // No burst: the full bank of 1000/s (900) became a full bank of 10/s
+    // (9, hold 100 ms); B took one. Within a second nobody gets more than
+    // the bank and a second's refill.
+    let started = Instant::now();
+    let mut got = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        if on_a.await_fuel_timeout(Duration::from_millis(50)).await {
+            got += 1;
+        }
+    }
+    assert!(got <= 9 + 5 + 1, "{got} grants in 0.5 s at 10/s");
+    assert!(got >= 5, "{got}");
+
+    let keyed_a = a
+        .keyed::<String>("keys", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
+    let keyed_b = b
+        .keyed::<String>("keys", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
+    keyed_a.set_rate(rate("5/s")).await.unwrap();
+    keyed_b.await_fuel("k".to_string()).await.unwrap();
+    assert_eq!(keyed_b.rate(), rate("5/s"));
+}
+
+#[tokio::test]
+async fn every_redis_key_expires() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store.tank("ttl", rate("10/s")).build().await.unwrap();
+    tank.await_fuel().await;
+    let window = store
+        .tank("ttlw", rate("10/s"))
+        .hardcap(Hardcap::Window)
+        .build()
+        .await
+        .unwrap();
+    window.await_fuel().await;
+    let keyed = store
+        .keyed::<String>("ttlk", rate("10/s"))
+        .build()
+        .await
+        .unwrap();
+    keyed.await_fuel("who".to_string()).await.unwrap();
+    for key in [
+        "fueltank:ttl:s",
+        "fueltank:ttlw:s",
+        "fueltank:ttlw:w",
+        "fueltank:ttlk:p",
+        "fueltank:ttlk:ks:who",
+    ] {
+        let answer = redis.command(&format!("PTTL {key}"));
+        let ttl: i64 = answer.trim().trim_start_matches(':').parse().unwrap();
+        // A period and a second (and a margin for the keyed parameters).
+        assert!(ttl > 0 && ttl <= 62_000, "{key}: PTTL {ttl}");
+    }
+    // Nothing without an expiry.
+    let keys = redis.command("KEYS *");
+    let count = keys.matches("fueltank:").count();
+    assert_eq!(count, 5, "{keys}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_arguments_never_panic() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store.tank("extreme", rate("1000/s")).build().await.unwrap();
+    assert!(tank.has_fuel_n(0));
+    assert!(!tank.has_fuel_n(u64::MAX));
+    assert_eq!(tank.wait_time(u64::MAX), None);
+    assert_eq!(tank.wait_time(0), Some(Duration::ZERO));
+    match tank.await_fuel_n(u64::MAX).await {
+        Err(Error::ExceedsCapacity {
+            requested,
+            capacity,
+        }) => {
+            assert_eq!(requested, u64::MAX);
+            assert_eq!(capacity, tank.capacity());
+        }
+        other => panic!("{other:?}"),
+    }
+    tank.await_fuel_n(0).await.unwrap();
+    assert!(tank.await_fuel_timeout(Duration::MAX).await);
+    // A zero timeout with nothing reserved: false at once.
+    let empty = store
+        .tank("extreme-one", rate("1/h"))
+        .hardcap(Hardcap::One)
+        .build()
+        .await
+        .unwrap();
+    assert!(empty.await_fuel_timeout(Duration::MAX).await);
+    let started = Instant::now();
+    assert!(!empty.await_fuel_timeout(Duration::ZERO).await);
+    assert!(!empty.await_fuel_timeout(Duration::from_millis(20)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(empty.wait_time(1).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_too_long_for_redis_get_no_fuel() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let keyed = store
+        .keyed::<String>("long", rate("100/s"))
+        .build()
+        .await
+        .unwrap();
+    let longest = "k".repeat(MAX_KEY_LEN);
+    let too_long = "k".repeat(MAX_KEY_LEN + 1);
+    keyed.await_fuel(longest.clone()).await.unwrap();
+    assert!(!keyed.has_fuel(&too_long));
+    assert_eq!(keyed.wait_time(&too_long, 1), None);
+    let err = keyed.await_fuel(too_long.clone()).await.unwrap_err();
+    assert_eq!(
+        err,
+        Error::InvalidKey {
+            len: MAX_KEY_LEN + 1,
+            max: MAX_KEY_LEN
+        }
+    );
+    assert!(err.to_string().contains("at most 1024"), "{err}");
+    assert!(
+        !keyed
+            .await_fuel_timeout(too_long, Duration::from_secs(1))
+            .await
+    );
+    // Binary-safe otherwise: any text is a key.
+    for key in ["", " ", "a:b:c", "ünï\ncode", "{tag}"] {
+        keyed.await_fuel(key.to_string()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_independent_and_bounded_in_memory() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let keyed = store
+        .keyed::<u32>("many", rate("2/s"))
+        .hardcap(Hardcap::Window)
+        .max_keys(64)
+        .build()
+        .await
+        .unwrap();
+    for key in 0..500u32 {
+        keyed.await_fuel_n(key, 2).await.unwrap();
+    }
+    assert!(keyed.len() <= 64 + 16, "{} keys held", keyed.len());
+    // Key 7 used both of its window: Redis says no, whoever asks.
+    assert!(!keyed.await_fuel_timeout(7, Duration::from_millis(50)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_key_costs_a_round_trip_per_grant_and_a_refused_one_waits() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let keyed = store
+        .keyed::<String>("cold", rate("100/s"))
+        .build()
+        .await
+        .unwrap();
+    let before = store.stats().round_trips;
+    for i in 0..20 {
+        keyed.await_fuel(format!("client-{i}")).await.unwrap();
+    }
+    let trips = store.stats().round_trips - before;
+    assert_eq!(trips, 20, "one round trip per cold key");
+    assert_eq!(
+        store.stats().expired,
+        0,
+        "nothing reserved beyond the demand"
+    );
+
+    // A Window full for the next second: Redis answers when to ask again,
+    // and `has_fuel` does not ask before then.
+    let window = store
+        .tank("refused", rate("5/s"))
+        .hardcap(Hardcap::Window)
+        .reserve_ahead(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    window.await_fuel_n(5).await.unwrap();
+    assert!(!window.await_fuel_timeout(Duration::from_millis(20)).await);
+    let before = store.stats().round_trips;
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(200) {
+        assert!(!window.has_fuel());
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let trips = store.stats().round_trips - before;
+    assert!(trips <= 1, "{trips} round trips for {calls} refused calls");
+    let retry = window.wait_time(1).unwrap();
+    assert!(retry > Duration::from_millis(300), "{retry:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_in_order_and_dropped_ones_stall_nobody() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store
+        .tank("line", rate("50/s"))
+        .hardcap(Hardcap::One)
+        .build()
+        .await
+        .unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (waiting, done) = (tank.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            waiting.await_fuel().await;
+            done.lock().unwrap().push(i);
+        }));
+        // Each joins the line after the one before.
+        assert!(
+            eventually(Duration::from_secs(2), || tank.waiting()
+                + order.lock().unwrap().len()
+                > i)
+            .await
+        );
+    }
+    // Drop a waiter in the middle of the line: the others are still served.
+    let dropped = {
+        let mut wait = Box::pin(tank.await_fuel());
+        let _ = poll_once(wait.as_mut());
+        tank.waiting()
+    };
+    assert!(dropped >= 1);
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("a waiter was stalled")
+            .unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+    assert!(eventually(Duration::from_secs(1), || tank.waiting() == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_granted_to_a_dropped_future_goes_back() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    // One fuel every 100 ms once the bank is spent.
+    let tank = store
+        .tank("refund", rate("10/s"))
+        .hardcap(Hardcap::Limit)
+        .build()
+        .await
+        .unwrap();
+    while tank.has_fuel() {}
+    // Queue one, let the driver grant it, drop it unseen: its fuel goes
+    // back to the reserve (the grant is taken back) and is spendable.
+    let mut wait = Box::pin(tank.await_fuel());
+    assert!(!poll_once(wait.as_mut()));
+    assert!(eventually(Duration::from_secs(2), || tank.waiting() == 0).await);
+    let granted = store.stats().granted;
+    drop(wait);
+    assert_eq!(store.stats().granted, granted - 1);
+    assert!(tank.has_fuel(), "the dropped future's fuel came back");
+    // Every future, dropped at any point, leaves the line.
+    for _ in 0..20 {
+        let mut wait = Box::pin(tank.await_fuel());
+        let _ = poll_once(wait.as_mut());
+        let mut timed = Box::pin(tank.await_fuel_timeout(Duration::from_secs(10)));
+        let _ = poll_once(timed.as_mut());
+        let mut n = Box::pin(tank.await_fuel_n(2));
+        let _ = poll_once(n.as_mut());
+    }
+    assert_eq!(tank.waiting(), 0);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), tank.await_fuel())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_tank_costs_under_a_round_trip_per_100_grants() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store.tank("hot", rate("2000/s")).build().await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let tank = tank.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    tank.await_fuel().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.granted, 4000);
+    assert!(stats.round_trips * 100 < stats.granted, "{stats:?}");
+}
+
+#[test]
+fn waits_work_from_a_plain_thread_and_another_executor() {
+    let redis = RedisServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tank: GlobalTank = runtime.block_on(async {
+        let store = store(&redis).await;
+        store.tank("threads", rate("1000/s")).build().await.unwrap()
+    });
+    // The driver runs on the runtime; the waiting happens elsewhere.
+    let waits: Vec<_> = (0..3)
+        .map(|_| {
+            let tank = tank.clone();
+            std::thread::spawn(move || {
+                futures::executor::block_on(async {
+                    for _ in 0..50 {
+                        tank.await_fuel().await;
+                    }
+                });
+                let mut taken = 0;
+                let started = Instant::now();
+                while taken < 20 && started.elapsed() < Duration::from_secs(5) {
+                    if tank.has_fuel() {
+                        taken += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                taken
+            })
+        })
+        .collect();
+    for wait in waits {
+        assert_eq!(wait.join().unwrap(), 20);
+    }
+}
+
+#[cfg(feature = "smol")]
+#[test]
+fn runs_under_smol() {
+    let redis = RedisServer::start();
+    smol::block_on(async {
+        let store = store(&redis).await;
+        let tank = store
+            .tank("smol", rate("500/s"))
+            .hardcap(Hardcap::Window)
+            .build()
+            .await
+            .unwrap();
+        for _ in 0..600 {
+            tank.await_fuel().await;
+        }
+        assert!(store.stats().round_trips < 60, "{:?}", store.stats());
+    });
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<RedisStore>();
+    send_sync::<GlobalTank>();
+    send_sync::<fueltank_redis::GlobalKeyedTank<String>>();
+    send::<fueltank_redis::AwaitFuel>();
+    send::<fueltank_redis::AwaitFuelN>();
+    send::<fueltank_redis::AwaitFuelTimeout>();
+    send::<fueltank_redis::AwaitKey>();
+    send::<fueltank_redis::AwaitKeyTimeout>();
+    send::<Error>();
+}

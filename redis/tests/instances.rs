@@ -1,0 +1,464 @@
+//! Several OS processes, one budget: four copies of this binary share a
+//! global "1000/s" tank and a keyed tank (two keys at "1000/s") on a real
+//! Redis for 3 s, with greedy tasks, for `Limit`, `One` and `Window`; then
+//! four copies poll a `One` tank with `has_fuel` to check its spacing.
+//!
+//! Each child converts its grant times to Redis's clock (it measures its
+//! offset to `TIME` over the round trip of least delay) and writes them to
+//! a file; the parent checks, over all children together:
+//!
+//! - the total over 3 s is within 2 % below the single-tank figure (its
+//!   initial fuel plus one per interval; `Window`: `max_n` per period);
+//! - no window of the period holds more than the hardcap's bound. Waiters
+//!   stamp their grant when they see it, up to a scheduling delay after
+//!   the driver made it: windows are shrunk by that allowance (50 ms) and
+//!   by the clock offsets' uncertainty, so that a count over the bound is
+//!   certain to be one;
+//! - `One` polled with `has_fuel` (stamped where it is decided): any two
+//!   grants at least an interval apart, less the offsets' uncertainty;
+//! - each child granted no more than Redis reserved for it, with fewer
+//!   than one round trip per 100 grants on the global tank.
+//!
+//! A custom harness (`harness = false`): the children are this binary run
+//! with `FUELTANK_REDIS_CHILD` set. `ONLY=one` (or `limit`, `window`,
+//! `one_polled`) runs one scenario.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::RedisServer;
+use fueltank::{Hardcap, Rate};
+use fueltank_redis::RedisStore;
+
+const PROCESSES: usize = 4;
+const GLOBAL_TASKS: usize = 8;
+const RUN: Duration = Duration::from_secs(3);
+const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(50);
+
+fn main() {
+    if let Ok(spec) = std::env::var("FUELTANK_REDIS_CHILD") {
+        child(&spec);
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut passed = 0;
+    let mut failed = 0;
+    let only = std::env::var("ONLY").ok();
+    for (name, scenario) in [
+        ("limit", Scenario::Waiters(Hardcap::Limit)),
+        ("one", Scenario::Waiters(Hardcap::One)),
+        ("window", Scenario::Waiters(Hardcap::Window)),
+        ("one_polled", Scenario::Polled),
+    ] {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(|| run(&redis, name, scenario));
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:?})", started.elapsed());
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    drop(redis);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    Waiters(Hardcap),
+    Polled,
+}
+
+fn hardcap_name(hardcap: Hardcap) -> &'static str {
+    match hardcap {
+        Hardcap::One => "one",
+        Hardcap::Window => "window",
+        Hardcap::Unbounded => "unbounded",
+        _ => "limit",
+    }
+}
+
+fn hardcap_of(name: &str) -> Hardcap {
+    match name {
+        "one" => Hardcap::One,
+        "window" => Hardcap::Window,
+        "unbounded" => Hardcap::Unbounded,
+        _ => Hardcap::Limit,
+    }
+}
+
+/// What one child reports.
+struct Report {
+    /// Grant times on Redis's clock (ns since the Unix epoch), per tank:
+    /// the grant was decided between the two.
+    grants: BTreeMap<String, Vec<(i128, i128)>>,
+    /// Half the round trip of the offset measurement.
+    uncertainty_ns: i128,
+    round_trips: u64,
+    reserved: u64,
+    granted: u64,
+}
+
+fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
+    let dir = std::env::temp_dir().join(format!("fueltank-redis-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_id = format!("{name}-{}", std::process::id());
+    let (mode, hardcap) = match scenario {
+        Scenario::Waiters(hardcap) => ("waiters", hardcap),
+        Scenario::Polled => ("polled", Hardcap::One),
+    };
+    // Everyone starts at the same wall-clock instant, after connecting.
+    let start_at = unix_ns(SystemTime::now()) + 1_500_000_000;
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|i| {
+            let out = dir.join(format!("child-{i}.txt"));
+            let spec = format!(
+                "{}|{}|{}|{}|{}|{}",
+                redis.url(),
+                run_id,
+                mode,
+                hardcap_name(hardcap),
+                start_at,
+                out.display()
+            );
+            let child = Command::new(std::env::current_exe().unwrap())
+                .env("FUELTANK_REDIS_CHILD", spec)
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("cannot start a child process");
+            (child, out)
+        })
+        .collect();
+    // One falls behind by each late wake-up, local or global: its figure is
+    // a local `One` tank's, run in this process at the same time.
+    let local_one = matches!(scenario, Scenario::Waiters(Hardcap::One))
+        .then(|| std::thread::spawn(move || local_one_total(start_at)));
+    let reports: Vec<Report> = children
+        .into_iter()
+        .map(|(mut child, out)| {
+            let status = child.wait().unwrap();
+            assert!(status.success(), "a child failed: {status}");
+            read_report(&std::fs::read_to_string(out).unwrap())
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let local_one = local_one.map(|thread| thread.join().unwrap());
+
+    let uncertainty = reports.iter().map(|r| r.uncertainty_ns).max().unwrap();
+    let mut all: BTreeMap<String, Vec<(i128, i128)>> = BTreeMap::new();
+    for report in &reports {
+        for (tank, times) in &report.grants {
+            all.entry(tank.clone()).or_default().extend(times);
+        }
+        assert!(
+            report.granted <= report.reserved,
+            "a child granted {} but Redis reserved {} for it",
+            report.granted,
+            report.reserved
+        );
+    }
+    let rate: Rate = "1000/s".parse().unwrap();
+    let per = rate.per().as_nanos() as i128;
+    let interval = per / rate.max_n() as i128;
+    for (tank, grants) in &mut all {
+        grants.sort_unstable();
+        let t0 = grants[0].0;
+        let run_ns = RUN.as_nanos() as i128;
+        let total = grants.iter().filter(|&&(t, _)| t < t0 + run_ns).count() as u64;
+        let (expected, bound) = match hardcap {
+            // A tank Redis has never seen starts full: its bank (max_n less
+            // the hold's 100 intervals).
+            Hardcap::Limit => (900 + RUN.as_millis() as u64, 2 * rate.max_n() - 1),
+            Hardcap::One => (
+                local_one.unwrap_or(1 + RUN.as_millis() as u64),
+                rate.max_n(),
+            ),
+            _ => (rate.max_n() * RUN.as_secs(), rate.max_n()),
+        };
+        // Windows shrunk so that measurement error cannot make a count: by
+        // the offsets' uncertainty, the widest (before, after) of a grant,
+        // and for waiters the scheduling allowance.
+        let widest = grants.iter().map(|&(b, a)| a - b).max().unwrap();
+        let allowance = match scenario {
+            Scenario::Waiters(_) => SCHEDULING_ALLOWANCE.as_nanos() as i128,
+            Scenario::Polled => 0,
+        };
+        let window = per - 2 * uncertainty - widest - allowance;
+        let mut most = 0;
+        let mut lo = 0;
+        for hi in 0..grants.len() {
+            while grants[hi].0 - grants[lo].0 >= window {
+                lo += 1;
+            }
+            most = most.max(hi - lo + 1);
+        }
+        // Two neighbours are certainly too close if even the farthest
+        // their decisions can be is less than an interval.
+        let widest_gap =
+            |a: (i128, i128), b: (i128, i128)| (b.1 - a.0).max(a.1 - b.0) + 2 * uncertainty;
+        let min_gap = grants
+            .windows(2)
+            .map(|w| widest_gap(w[0], w[1]))
+            .min()
+            .unwrap_or(i128::MAX);
+        println!(
+            "  {tank}: {total} grants in {RUN:?} (single tank: {expected}, {:.2} %), \
+             at most {most} in a window (bound {bound}), closest pair at most {:?} apart, \
+             offset uncertainty ±{:?}",
+            100.0 * total as f64 / expected as f64,
+            Duration::from_nanos(min_gap.max(0) as u64),
+            Duration::from_nanos(uncertainty as u64),
+        );
+        assert!(
+            most as u64 <= bound,
+            "{tank}: {most} grants in one window, bound {bound}"
+        );
+        match scenario {
+            Scenario::Waiters(_) => assert!(
+                total as f64 >= 0.98 * expected as f64,
+                "{tank}: {total} grants, more than 2 % below {expected}"
+            ),
+            Scenario::Polled => assert!(
+                min_gap >= interval,
+                "{tank}: two grants at most {min_gap} ns apart, interval {interval} ns"
+            ),
+        }
+    }
+    let round_trips: u64 = reports.iter().map(|r| r.round_trips).sum();
+    let granted: u64 = reports.iter().map(|r| r.granted).sum();
+    println!(
+        "  round trips: {round_trips} for {granted} grants ({:.4} per grant)",
+        round_trips as f64 / granted as f64
+    );
+    if let Scenario::Waiters(_) = scenario {
+        assert!(
+            round_trips * 100 < granted,
+            "{round_trips} round trips for {granted} grants"
+        );
+    }
+}
+
+/// Grants over `RUN` of a local `One` "1000/s" tank with 8 greedy tasks,
+/// starting at `start_at` (ns since the Unix epoch).
+fn local_one_total(start_at: i128) -> u64 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let tank = fueltank::Tank::builder("1000/s".parse().unwrap())
+            .hardcap(Hardcap::One)
+            .build()
+            .unwrap();
+        let wait = start_at - unix_ns(SystemTime::now());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
+        }
+        let started = Instant::now();
+        let end = started + RUN;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let tank = tank.clone();
+                tokio::spawn(async move {
+                    let mut count = 0u64;
+                    loop {
+                        tank.await_fuel().await;
+                        if Instant::now() >= end {
+                            return count;
+                        }
+                        count += 1;
+                    }
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        total
+    })
+}
+
+fn unix_ns(at: SystemTime) -> i128 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128
+}
+
+fn read_report(text: &str) -> Report {
+    let mut report = Report {
+        grants: BTreeMap::new(),
+        uncertainty_ns: 0,
+        round_trips: 0,
+        reserved: 0,
+        granted: 0,
+    };
+    for line in text.lines() {
+        let mut parts = line.split(' ');
+        match parts.next() {
+            Some("stats") => {
+                let mut next = || parts.next().unwrap().parse::<u64>().unwrap();
+                report.uncertainty_ns = next() as i128;
+                report.round_trips = next();
+                report.reserved = next();
+                report.granted = next();
+            }
+            Some(tank) => {
+                let before: i128 = parts.next().unwrap().parse().unwrap();
+                let after: i128 = parts.next().unwrap().parse().unwrap();
+                report
+                    .grants
+                    .entry(tank.to_string())
+                    .or_default()
+                    .push((before, after));
+            }
+            None => {}
+        }
+    }
+    report
+}
+
+/// The offset from this process's `Instant`s to Redis's `TIME`, in ns,
+/// from the round trip of least delay: `(base, offset, uncertainty)`, so
+/// that Redis's time at `t` is `offset + (t − base)`, within ±uncertainty.
+async fn redis_offset(url: &str) -> (Instant, i128, i128) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let base = Instant::now();
+    let mut best: Option<(i128, i128)> = None;
+    for _ in 0..50 {
+        let sent = Instant::now();
+        let (sec, usec): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let answered = Instant::now();
+        let half = (answered - sent).as_nanos() as i128 / 2;
+        let mid = (sent - base).as_nanos() as i128 + half;
+        let redis_ns = sec as i128 * 1_000_000_000 + usec as i128 * 1000;
+        if best.is_none_or(|(_, h)| half < h) {
+            best = Some((redis_ns - mid, half));
+        }
+    }
+    let (offset, half) = best.unwrap();
+    // TIME has microseconds: add one to the uncertainty.
+    (base, offset, half + 1000)
+}
+
+fn child(spec: &str) {
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [url, run_id, mode, hardcap, start_at, out] = parts[..] else {
+        panic!("bad child spec {spec:?}");
+    };
+    let hardcap = hardcap_of(hardcap);
+    let start_at: i128 = start_at.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let text = runtime.block_on(async move {
+        let store = RedisStore::builder(url)
+            .timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap();
+        let rate: Rate = "1000/s".parse().unwrap();
+        let global = store
+            .tank(&format!("global-{run_id}"), rate)
+            .hardcap(hardcap)
+            .build()
+            .await
+            .unwrap();
+        let keyed = store
+            .keyed::<String>(&format!("keyed-{run_id}"), rate)
+            .hardcap(hardcap)
+            .build()
+            .await
+            .unwrap();
+        let (base, offset, uncertainty) = redis_offset(url).await;
+        let to_redis = move |at: Instant| offset + (at - base).as_nanos() as i128;
+        let wait = start_at - unix_ns(SystemTime::now());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
+        }
+        let end = Instant::now() + RUN + Duration::from_millis(300);
+        // (tank, before, after): the grant was decided between the two.
+        type Log = Vec<(&'static str, Instant, Instant)>;
+        let log = Arc::new(Mutex::new(Log::with_capacity(20_000)));
+        let mut tasks = Vec::new();
+        if mode == "polled" {
+            for _ in 0..2 {
+                let (global, log) = (global.clone(), log.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < end {
+                        let before = Instant::now();
+                        if global.has_fuel() {
+                            let after = Instant::now();
+                            log.lock().unwrap().push(("global", before, after));
+                        } else {
+                            async_io::Timer::after(Duration::from_micros(50)).await;
+                        }
+                    }
+                }));
+            }
+        } else {
+            for _ in 0..GLOBAL_TASKS {
+                let (global, log) = (global.clone(), log.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < end {
+                        global.await_fuel().await;
+                        let at = Instant::now();
+                        log.lock().unwrap().push(("global", at, at));
+                    }
+                }));
+            }
+            for key in ["alpha", "beta"] {
+                for _ in 0..4 {
+                    let (keyed, log) = (keyed.clone(), log.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while Instant::now() < end {
+                            keyed.await_fuel(key.to_string()).await.unwrap();
+                            let at = Instant::now();
+                            log.lock().unwrap().push((key, at, at));
+                        }
+                    }));
+                }
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stats = store.stats();
+        eprintln!("  child: {stats:?}");
+        let mut text = format!(
+            "stats {} {} {} {}\n",
+            uncertainty, stats.round_trips, stats.reserved, stats.granted
+        );
+        for (tank, before, after) in log.lock().unwrap().iter() {
+            text.push_str(&format!(
+                "{tank} {} {}\n",
+                to_redis(*before),
+                to_redis(*after)
+            ));
+        }
+        text
+    });
+    let mut file = std::fs::File::create(out).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
