@@ -25,9 +25,10 @@
 //! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
-//! | [`Throttle`] | a tank and a monitor together, with the options of the Python `mp_throttle`, timer calibration |
+//! | [`Throttle`] | a tank and a monitor together, with the options of the Python [`mp_throttle`](http://docs.elpunkt.eu/mp_throttle/guide.html), timer calibration |
 //! | [`Pace`] | a `Stream` whose items each wait for fuel |
-//! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests) |
+//! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests), [`TokioClock`] (feature `tokio`: `tokio::time`, paused time included) |
+//! | [`TankConfig`] | a tank's options from a service's configuration (feature `serde`) |
 //! | [`Error`] | the one error type |
 //!
 //! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
@@ -41,9 +42,32 @@
 //! [`async-io`](https://docs.rs/async-io) timer, so waiting works under tokio
 //! (both flavours), smol, async-std, `futures::executor`, or plain threads
 //! through [`Tank::blocking_await_fuel`].
+//!
+//! # Beyond one process
+//!
+//! [`TankBuilder::shared_memory`] shares a tank with every process of the
+//! host that builds the same name (and [`MonitorBuilder::shared_memory`] a
+//! monitor, [`ThrottleBuilder::shared_memory`] both): the hardcap's bound
+//! holds across the processes together. The companion crate
+//! `fueltank-redis` shares one budget among every instance of a service
+//! through Redis.
+//!
+//! [`TankBuilder::shared_memory`]: TankBuilder::shared_memory
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Items of a feature that is off are linked on docs.rs, which documents
+// every feature.
+#![cfg_attr(feature = "serde", doc = "[`TankConfig`]: TankConfig")]
+#![cfg_attr(
+    not(feature = "serde"),
+    doc = "[`TankConfig`]: https://docs.rs/fueltank/latest/fueltank/struct.TankConfig.html"
+)]
+#![cfg_attr(feature = "tokio", doc = "[`TokioClock`]: clock::TokioClock")]
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`TokioClock`]: https://docs.rs/fueltank/latest/fueltank/clock/struct.TokioClock.html"
+)]
 
 mod calibrate;
 pub mod clock;
