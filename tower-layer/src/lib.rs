@@ -80,6 +80,7 @@
 
 mod emit;
 mod error;
+mod events;
 mod future;
 mod gate;
 #[cfg(feature = "http")]
@@ -87,12 +88,15 @@ pub mod http;
 pub mod key;
 mod keyed;
 mod layer;
+mod policy;
 mod service;
+mod stats;
 
 pub use emit::EmitOn;
-pub use error::Throttled;
+pub use error::{Scope, Throttled};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
 pub use layer::ThrottleLayer;
 pub use service::ThrottleService;
+pub use stats::{Stats, WaitTimes};
