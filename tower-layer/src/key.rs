@@ -10,10 +10,14 @@
 //!   serve with `into_make_service_with_connect_info::<SocketAddr>()`.
 //!   Behind a reverse proxy, the peer is the proxy: every client shares
 //!   one key.
+//! - [`ConnectInfoIp`] (feature `axum`): the same, read from axum's
+//!   `ConnectInfo` only; without the feature it does not exist, so an app
+//!   keyed with it cannot be built in the combination where `PeerIp`
+//!   would refuse every request at run time.
 //! - [`ForwardedIp`]: the client's address as your reverse proxy reports it
 //!   in `X-Forwarded-For`, `Forwarded` or `X-Real-IP`. Opt in only behind a
 //!   proxy you run, and tell it how many proxies there are — see
-//!   [its spoofing risk](ForwardedIp#spoofing).
+//!   [its spoofing risk][spoofing].
 //!
 //! Combine with `or` ([`Or`]), write your own with [`key_fn`]. An IPv6
 //! client usually holds a whole `/64` network, and picks any address in
@@ -29,6 +33,17 @@
 //! let by_user = key_fn(|request: &(&str, u32)| Ok::<_, KeyError>(request.1));
 //! assert_eq!(by_user.extract(&("GET /", 42)), Ok(42));
 //! ```
+#![cfg_attr(feature = "http", doc = "[spoofing]: ForwardedIp#spoofing")]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
+    doc = "[spoofing]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html#spoofing"
+)]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`ConnectInfoIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ConnectInfoIp.html"
+)]
 
 use std::fmt;
 
@@ -347,6 +362,11 @@ or_method!(I; Ipv6Net64<I>);
 /// assert_eq!(by_net.extract(&())?.to_string(), "2001:db8::");
 /// # Ok::<(), fueltank_tower::key::KeyError>(())
 /// ```
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv6Net64<E> {
     inner: E,

@@ -23,8 +23,8 @@ use crate::{Stats, Throttled, events};
 /// spends one fuel from its key's tank in a shared [`KeyedTank`].
 ///
 /// A [`KeyExtractor`] reads the key from the request: the client's address
-/// ([`PeerIp`](crate::key::PeerIp), [`ForwardedIp`](crate::key::ForwardedIp),
-/// feature `http`), a header, a user id ([`key_fn`](crate::key::key_fn)).
+/// ([`PeerIp`], [`ForwardedIp`], feature `http`), a header, a user id
+/// ([`key_fn`](crate::key::key_fn)).
 /// The keyed tank holds at most `max_keys` keys and forgets idle ones, so
 /// memory stays bounded under a flood of new keys (see [`KeyedTank`]).
 ///
@@ -34,7 +34,7 @@ use crate::{Stats, Throttled, events};
 /// |---|---|---|
 /// | `poll_ready` | the inner service's | the inner service's |
 /// | `call`, the key has fuel | spends one, calls the inner service | spends one, calls the inner service |
-/// | `call`, no fuel | the response future waits in the key's line, then calls the inner service | fails at once with [`Throttled`] |
+/// | `call`, no fuel | the response future waits in the key's line, then calls the inner service; fails at once with [`Throttled`] if the wait would pass [`max_wait`](KeyedThrottleLayer::max_wait) or the line is [full](KeyedThrottleLayer::max_waiting) | fails at once with [`Throttled`] |
 /// | `call`, no key | fails at once with the [`KeyError`] | fails at once with the [`KeyError`] |
 /// | error type | [`tower::BoxError`] | [`tower::BoxError`] |
 ///
@@ -50,8 +50,8 @@ use crate::{Stats, Throttled, events};
 /// request's error, boxed (find it by downcasting to [`KeyError`]), and
 /// takes no fuel. To fall back to another key instead, combine extractors
 /// with `or` (e.g. `ForwardedIp::x_forwarded_for().or(PeerIp)`). The HTTP
-/// layer ([`http`](KeyedThrottleLayer::http), feature `http`) answers `400`
-/// instead.
+/// layer ([`http`][http-method], feature `http`) answers `400` instead (or
+/// `500` if the server's setup is at fault), with a body saying why.
 ///
 /// # Examples
 ///
@@ -77,6 +77,18 @@ use crate::{Stats, Throttled, events};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
+#[cfg_attr(
+    feature = "http",
+    doc = "[`PeerIp`]: crate::key::PeerIp",
+    doc = "[`ForwardedIp`]: crate::key::ForwardedIp",
+    doc = "[http-method]: KeyedThrottleLayer::http"
+)]
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
+    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http"
+)]
 pub struct KeyedThrottleLayer<K, X> {
     pub(crate) gate: KeyedGate<K, X>,
 }

@@ -24,8 +24,8 @@ use crate::{Stats, ThrottleService};
 /// when there is no fuel. Every service the layer makes, and every clone of
 /// them, draws on the one tank.
 ///
-/// With the `http` feature, [`http`](ThrottleLayer::http) turns it into a
-/// layer that answers `429 Too Many Requests` itself and adds the IETF
+/// With the `http` feature, [`http`][http-method] turns it into a layer
+/// that answers `429 Too Many Requests` itself and adds the IETF
 /// `RateLimit` headers.
 ///
 /// # Examples
@@ -47,6 +47,11 @@ use crate::{Stats, ThrottleService};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
+#[cfg_attr(feature = "http", doc = "[http-method]: ThrottleLayer::http")]
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http"
+)]
 #[derive(Debug, Clone)]
 pub struct ThrottleLayer {
     pub(crate) config: Config,

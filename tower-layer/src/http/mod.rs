@@ -71,8 +71,10 @@
 //! for one fuel and `RateLimit-Reset` its wait until full
 //! ([`KeyedTank::wait_time`](fueltank::KeyedTank::wait_time)). A request
 //! whose key cannot be read is answered `400 Bad Request`, or `500 Internal
-//! Server Error` if the server passes no peer address, with the
-//! [`KeyError`] in the response's extensions.
+//! Server Error` if the server's setup is at fault (it passes no peer
+//! address, or no proxy is trusted), with a body saying why (see
+//! [Rejections](#rejections)) and the [`KeyError`](crate::key::KeyError)
+//! in the response's extensions.
 //!
 //! ```
 //! use fueltank::{KeyedTank, Rate};
@@ -98,9 +100,119 @@
 //! assert_eq!(svc.ready().await?.call(from("192.0.2.2")).await?.status(), StatusCode::OK);
 //! let no_key = svc.ready().await?.call(Request::new(())).await?;
 //! assert_eq!(no_key.status(), StatusCode::BAD_REQUEST);
+//! assert_eq!(no_key.body(), "Bad Request: no `x-real-ip` header in the request\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Rejections
+//!
+//! A request the layer does not let through gets a response the layer
+//! makes itself; the inner service is not called.
+//!
+//! | request | default ([`PlainText`]) | your own |
+//! |---|---|---|
+//! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`HttpThrottleLayer::on_throttled`], [`HttpKeyedThrottleLayer::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
+//! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`](crate::key::KeyError) | [`HttpKeyedThrottleLayer::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
+//! | no key, the server's setup at fault | `500`, `text/plain`: `Internal Server Error: ` and the error, which says what to change (e.g. to enable the `axum` feature) | the same closure |
+//!
+//! Whoever builds it, a shed request's response gets `Retry-After` (unless
+//! the closure set one), the `RateLimit` headers, and the
+//! [`Throttled`](crate::Throttled) in its extensions; a keyless one gets
+//! its [`KeyError`](crate::key::KeyError) in its extensions. The default
+//! needs a body made from a `String` (`axum::body::Body`,
+//! `http_body_util::Full<Bytes>`, `String`); for others, give closures.
+//!
+//! # Composing a router-level limit and a route-level wait
+//!
+//! A common setup sheds at the door and queues at an expensive route: a
+//! per-client limit in reject mode on the whole router, and a wait mode
+//! limit, bounded by [`max_wait`](crate::ThrottleLayer::max_wait), on one
+//! route.
+//!
+//! ```
+//! use axum::Router;
+//! use axum::body::Body;
+//! use axum::routing::get;
+//! use fueltank::{KeyedTank, Rate, Tank};
+//! use fueltank_tower::key::PeerIp;
+//! use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
+//! use http::{Request, StatusCode};
+//! use std::net::{IpAddr, SocketAddr};
+//! use std::time::Duration;
+//! use tower::ServiceExt;
+//!
+//! # futures::executor::block_on(async {
+//! let per_ip = KeyedTank::<IpAddr>::new(Rate::per_minute(3)?);
+//! let reports = Tank::new(Rate::per_second(1)?);
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     // Route level: `/report` waits its turn for at most 500 ms.
+//!     .route(
+//!         "/report",
+//!         get(|| async { "report" }).layer(
+//!             ThrottleLayer::from_tank(reports)
+//!                 .max_wait(Duration::from_millis(500))
+//!                 .label("reports")
+//!                 .http(),
+//!         ),
+//!     )
+//!     // Router level: every route, before the route's own layers.
+//!     .layer(KeyedThrottleLayer::new(per_ip, PeerIp).reject().label("per-ip").http());
+//!
+//! // (Served with `into_make_service_with_connect_info::<SocketAddr>()`,
+//! // axum passes the peer; here the test passes it.)
+//! let get = |path: &str| {
+//!     let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+//!     Request::get(path).extension(peer).body(Body::empty()).unwrap()
+//! };
+//! let body = |response: http::Response<Body>| async move {
+//!     let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//!     String::from_utf8(bytes.to_vec()).unwrap()
+//! };
+//!
+//! // The one report fuel there is: served.
+//! assert_eq!(app.clone().oneshot(get("/report")).await?.status(), StatusCode::OK);
+//! // The next is a second away, beyond 500 ms: shed by the route's limit.
+//! let shed = app.clone().oneshot(get("/report")).await?;
+//! assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(body(shed).await, "Too Many Requests (reports limit): retry after 1 s\n");
+//! // Each of those spent one of the client's three: the third is shed at
+//! // the door, and never joins the report line.
+//! assert_eq!(app.clone().oneshot(get("/")).await?.status(), StatusCode::OK);
+//! let shed = app.clone().oneshot(get("/report")).await?;
+//! assert_eq!(body(shed).await, "Too Many Requests (per-ip limit): retry after 20 s\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! How they compose:
+//!
+//! - **Order.** A router-level layer wraps every route and runs first; the
+//!   route's layer runs inside it. A request shed at the door never
+//!   reaches the route: it takes no fuel from the route's tank and holds
+//!   no place in its line. The other way round (wait outside, shed
+//!   inside) would make requests wait only to be shed.
+//! - **What is spent.** A request that passes the door has spent its
+//!   client's fuel, whatever the route then decides: waiting, and being
+//!   shed after `max_wait`, count against the client. That is what makes a
+//!   client that hammers a slow route run out of its own budget rather
+//!   than the route's line.
+//! - **Bounded waits.** Waiting holds a task and a connection; without
+//!   `max_wait` the line grows as long as clients keep coming, and every
+//!   wait with it. With it, a request whose fuel cannot come in time is
+//!   answered `429` at once, with the `Retry-After` it would have waited.
+//!   [`max_waiting`](crate::ThrottleLayer::max_waiting) bounds the line
+//!   itself.
+//! - **Headers.** Both layers stamp their `RateLimit` headers; with the
+//!   split form the response keeps the tighter limit's, with the
+//!   structured form it lists both (give each a
+//!   [`policy_name`](HttpThrottleLayer::policy_name)). `Retry-After` comes
+//!   from the layer that shed the request.
+//! - **`layer` or `route_layer`.** axum's `Router::layer` also wraps its
+//!   fallback, so requests to unknown paths spend the client's fuel too
+//!   (scanners run out of budget); `Router::route_layer` limits matched
+//!   routes only.
 
 use std::fmt;
 use std::future::Future;
