@@ -826,6 +826,7 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropped while waiting for its key's fuel, it leaves the key's line
+    /// (and its place among the [`max_waiting`](KeyedThrottleLayer::max_waiting))
     /// and loses no fuel (as [`KeyedTank::await_fuel`]); the inner service
     /// is not called. Dropped after, the fuel was spent: nothing comes
     /// back. With [`EmitOn::Success`], a dropped future emits nothing.

@@ -230,8 +230,10 @@ use tower::{Layer, Service};
 use crate::ThrottleLayer;
 use crate::emit;
 use crate::gate::{Config, Gate};
+use number::number;
 
 mod keyed;
+mod number;
 mod reject;
 
 pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
@@ -907,9 +909,9 @@ impl Stamp {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .is_some_and(|theirs| theirs < snapshot.remaining);
                 if !tighter {
-                    map.insert(LIMIT, HeaderValue::from(snapshot.limit));
-                    map.insert(REMAINING, HeaderValue::from(snapshot.remaining));
-                    map.insert(RESET, HeaderValue::from(snapshot.reset));
+                    map.insert(LIMIT, number(snapshot.limit));
+                    map.insert(REMAINING, number(snapshot.remaining));
+                    map.insert(RESET, number(snapshot.reset));
                 }
             }
             Some(policy) => {

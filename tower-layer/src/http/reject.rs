@@ -6,7 +6,7 @@
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
-use super::{Stamp, retry_after_secs};
+use super::{Stamp, number, retry_after_secs};
 use crate::Throttled;
 use crate::key::KeyError;
 
@@ -180,7 +180,7 @@ pub(crate) fn throttled<B, R: OnThrottled<B>>(
     if !headers.contains_key(RETRY_AFTER) {
         headers.insert(
             RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(throttled.retry_after())),
+            number(retry_after_secs(throttled.retry_after())),
         );
     }
     if let Some(stamp) = stamp {
