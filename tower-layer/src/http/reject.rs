@@ -36,6 +36,23 @@ use crate::key::KeyError;
 /// ```
 pub trait OnThrottled<B>: sealed::Throttled<B> {
     /// The response to the request `throttled` shed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Throttled;
+    /// use fueltank_tower::http::OnThrottled;
+    /// use http::{Response, StatusCode};
+    /// use std::time::Duration;
+    ///
+    /// let respond = |shed: &Throttled| {
+    ///     let mut response = Response::new(format!("wait {:?}", shed.retry_after()));
+    ///     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    ///     response
+    /// };
+    /// let response = respond.response(&Throttled::new(Duration::from_millis(5)));
+    /// assert_eq!(response.body(), "wait 5ms");
+    /// ```
     fn response(&self, throttled: &Throttled) -> Response<B>;
 }
 
@@ -63,6 +80,18 @@ pub trait OnThrottled<B>: sealed::Throttled<B> {
 /// ```
 pub trait OnKeyError<B>: sealed::KeyError<B> {
     /// The response to a request without a key, for `error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::http::{OnKeyError, PlainText};
+    /// use fueltank_tower::key::KeyError;
+    /// use http::StatusCode;
+    ///
+    /// let response: http::Response<String> = PlainText.response(&KeyError::NoPeerAddress);
+    /// assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    /// assert!(response.body().contains("into_make_service_with_connect_info"));
+    /// ```
     fn response(&self, error: &KeyError) -> Response<B>;
 }
 
