@@ -20,14 +20,18 @@
 //! `Response<axum::body::Body>`:
 //!
 //! - `service`: `Request<()>` → `Response<()>`: bare, fueltank wait, fueltank
-//!   reject (both over a bare tank), fueltank wait over a `Throttle` (one
-//!   emission to its monitor per request), the keyed layer in wait and
-//!   reject mode (one key, `key_fn`), `tower::limit::RateLimit`.
+//!   reject (both over a bare tank), fueltank wait with `max_wait`, with
+//!   `Stats`, and over a `Throttle` (one emission to its monitor per
+//!   request), the keyed layer in wait and reject mode (one key, `key_fn`),
+//!   `tower::limit::RateLimit`.
 //! - `tank`: the tank calls the layer makes, alone.
 //! - `http`: `Request<()>` → `Response<Body>`: bare, fueltank's HTTP layer
 //!   with and without `RateLimit` headers, the keyed HTTP layer with
 //!   headers (one key), tower_governor (global key) with and without its
 //!   `x-ratelimit-*` headers.
+//! - `header_number`: a header value from a number, `HeaderValue::from(u64)`
+//!   against the static table of small numbers the HTTP layer uses, for the
+//!   small numbers of a usual response (0 to 99) and for large ones.
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -42,8 +46,8 @@ use criterion::{Criterion, Throughput, criterion_main};
 use fueltank::{KeyedTank, Rate, Tank, Throttle};
 use fueltank_tower::http::HeaderStyle;
 use fueltank_tower::key::{KeyError, key_fn};
-use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
-use http::{Request, Response};
+use fueltank_tower::{KeyedThrottleLayer, Stats, ThrottleLayer};
+use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service, service_fn};
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -130,6 +134,20 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
     let mut reject = ThrottleLayer::from_tank(full_tank()).reject().layer(unit());
     group.bench_function("fueltank_reject", |b| {
         b.iter(|| black_box(drive(&mut reject)))
+    });
+
+    let mut max_wait = ThrottleLayer::from_tank(full_tank())
+        .max_wait(Duration::from_secs(1))
+        .layer(unit());
+    group.bench_function("fueltank_wait_max_wait", |b| {
+        b.iter(|| black_box(drive(&mut max_wait)))
+    });
+
+    let mut counted = ThrottleLayer::from_tank(full_tank())
+        .stats(Stats::new())
+        .layer(unit());
+    group.bench_function("fueltank_wait_stats", |b| {
+        b.iter(|| black_box(drive(&mut counted)))
     });
 
     let mut monitored = ThrottleLayer::new(full_throttle()).layer(unit());
@@ -238,6 +256,62 @@ fn http<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+/// The numbers below this have a static header value (a copy of the HTTP
+/// layer's `http/number.rs`, which is private, to compare).
+const STATIC_NUMBERS: usize = 1024;
+
+/// The decimal digits of `0..STATIC_NUMBERS`, left-aligned.
+static DIGITS: [[u8; 4]; STATIC_NUMBERS] = {
+    let mut table = [[0u8; 4]; STATIC_NUMBERS];
+    let mut n = 0;
+    while n < STATIC_NUMBERS {
+        let (mut rest, mut len) = (n, 1);
+        while rest >= 10 {
+            rest /= 10;
+            len += 1;
+        }
+        let (mut rest, mut i) = (n, len);
+        while i > 0 {
+            i -= 1;
+            table[n][i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        n += 1;
+    }
+    table
+};
+
+/// `n` as a header value, small numbers from the table (no allocation).
+fn table_number(n: u64) -> HeaderValue {
+    if let Some(digits) = usize::try_from(n).ok().and_then(|i| DIGITS.get(i)) {
+        let len = digits.iter().take_while(|&&d| d != 0).count();
+        if let Ok(digits) = std::str::from_utf8(&digits[..len]) {
+            return HeaderValue::from_static(digits);
+        }
+    }
+    HeaderValue::from(n)
+}
+
+fn header_number<M: Measurement>(c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group("header_number");
+    // A response's three numbers are small: Remaining, Reset, Retry-After.
+    let mut small = (0..100_u64).cycle();
+    group.bench_function("table_small", |b| {
+        b.iter(|| black_box(table_number(black_box(small.next().unwrap_or(0)))))
+    });
+    group.bench_function("header_value_from_small", |b| {
+        b.iter(|| black_box(HeaderValue::from(black_box(small.next().unwrap_or(0)))))
+    });
+    let large = 1_000_000_000_u64;
+    group.bench_function("table_large", |b| {
+        b.iter(|| black_box(table_number(black_box(large))))
+    });
+    group.bench_function("header_value_from_large", |b| {
+        b.iter(|| black_box(HeaderValue::from(black_box(large))))
+    });
+    group.finish();
+}
+
 /// The calling thread's CPU time.
 fn thread_cpu_time() -> Duration {
     let mut now = libc::timespec {
@@ -306,6 +380,7 @@ fn run<M: Measurement + 'static>(measurement: M) {
         .configure_from_args();
     service(&mut criterion);
     http(&mut criterion);
+    header_number(&mut criterion);
 }
 
 fn benches() {

@@ -19,7 +19,11 @@
 //!   this request, and which one `X-Forwarded-For` would give behind one
 //!   proxy you run (opt-in, see `ForwardedIp`).
 //! - `GET /queued`: its own limit, waiting instead of shedding: a request
-//!   waits in the tank's fair line for its fuel.
+//!   waits in the tank's fair line for its fuel, at most 2 s; one whose
+//!   fuel cannot come within 2 s gets a 429 at once.
+//!
+//! A 429 says in its body which limit shed it (`global`, `per-ip` or
+//! `queued`) and when to retry.
 //!
 //! The tests in `tower-layer/tests/axum.rs` and `tests/load.rs` start this
 //! very app on `127.0.0.1:0`.
@@ -31,7 +35,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
 use fueltank::{KeyedTank, Rate, Tank};
-use fueltank_tower::key::{ForwardedIp, KeyExtractor, PeerIp};
+use fueltank_tower::key::{ConnectInfoIp, ForwardedIp, KeyExtractor};
 use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -40,25 +44,42 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// The app: `/` and `/whoami` spend from the client's own tank in
 /// `per_ip`, then from the `global` tank, and shed with 429; `/queued`
-/// waits on the `queued` tank.
+/// waits on the `queued` tank, at most 2 s.
 pub fn app(global: Tank, per_ip: KeyedTank<IpAddr>, queued: Tank) -> Router {
     let shed = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/whoami", get(whoami))
         // The last layer added runs first: the per-IP limit, so a client
         // over its own budget is shed before it spends the global one.
-        .layer(ThrottleLayer::from_tank(global).reject().http())
-        .layer(KeyedThrottleLayer::new(per_ip, client()).reject().http());
+        .layer(
+            ThrottleLayer::from_tank(global)
+                .reject()
+                .label("global")
+                .http(),
+        )
+        .layer(
+            KeyedThrottleLayer::new(per_ip, client())
+                .reject()
+                .label("per-ip")
+                .http(),
+        );
     let wait = Router::new()
         .route("/queued", get(|| async { "served in turn\n" }))
-        .layer(ThrottleLayer::from_tank(queued).http());
+        .layer(
+            ThrottleLayer::from_tank(queued)
+                .max_wait(Duration::from_secs(2))
+                .label("queued")
+                .http(),
+        );
     shed.merge(wait)
 }
 
-/// The per-IP key: the TCP peer, IPv6 clients by their /64 (one client,
-/// one key, whichever of its addresses it uses).
-fn client() -> fueltank_tower::key::Ipv6Net64<PeerIp> {
-    PeerIp.ipv6_net64()
+/// The per-IP key: the TCP peer, as axum passes it (`ConnectInfoIp` exists
+/// only with fueltank-tower's `axum` feature, so this does not build
+/// without it), IPv6 clients by their /64 (one client, one key, whichever
+/// of its addresses it uses).
+fn client() -> fueltank_tower::key::Ipv6Net64<ConnectInfoIp> {
+    ConnectInfoIp.ipv6_net64()
 }
 
 /// The key the per-IP limit used for this request, and the one a proxy's
@@ -71,7 +92,7 @@ async fn whoami(request: Request) -> String {
     // Trusting X-Forwarded-For is opt-in: only behind a proxy you run, which
     // appends the client's address (see `ForwardedIp`'s spoofing notes).
     // Here: one proxy, or else the TCP peer.
-    let forwarded = ForwardedIp::x_forwarded_for().or(PeerIp);
+    let forwarded = ForwardedIp::x_forwarded_for().or(ConnectInfoIp);
     match forwarded.extract(&request) {
         Ok(ip) if ip.to_string() != key => format!("{key}\nbehind a proxy: {ip}\n"),
         _ => format!("{key}\n"),
@@ -79,7 +100,7 @@ async fn whoami(request: Request) -> String {
 }
 
 /// Serves `app` on `listener` with the peer address available to
-/// [`PeerIp`], until the task is dropped.
+/// [`ConnectInfoIp`], until the task is dropped.
 pub async fn serve(listener: TcpListener, app: Router) -> std::io::Result<()> {
     axum::serve(
         listener,

@@ -48,8 +48,7 @@ pin_project! {
 
 pin_project! {
     /// What a response future does: poll the inner service's future (and
-    /// emit when it succeeds, if asked), or fail at once, throttled. Shared
-    /// with the HTTP layer's future.
+    /// emit when it succeeds, if asked), or fail at once, throttled.
     #[project = KindProj]
     pub(crate) enum Kind<F> {
         Called {
@@ -58,7 +57,8 @@ pin_project! {
             on_success: Option<Monitor>,
         },
         Throttled {
-            throttled: Throttled,
+            // Taken by the one poll that returns it.
+            throttled: Option<Throttled>,
         },
     }
 }
@@ -73,7 +73,9 @@ impl<F> ResponseFuture<F> {
 
     pub(crate) fn throttled(throttled: Throttled) -> ResponseFuture<F> {
         ResponseFuture {
-            kind: Kind::Throttled { throttled },
+            kind: Kind::Throttled {
+                throttled: Some(throttled),
+            },
         }
     }
 }
@@ -95,7 +97,10 @@ where
                 }
                 Poll::Ready(output.map_err(Into::into))
             }
-            KindProj::Throttled { throttled } => Poll::Ready(Err(Box::new(*throttled))),
+            KindProj::Throttled { throttled } => Poll::Ready(Err(match throttled.take() {
+                Some(throttled) => Box::new(throttled),
+                None => "ResponseFuture polled after completion".into(),
+            })),
         }
     }
 }

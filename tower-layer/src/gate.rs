@@ -1,80 +1,145 @@
-//! The fuel gate both unkeyed services share: acquire in `poll_ready`,
-//! spend in `call`, emit.
+//! The fuel gate both unkeyed services share: acquire in `poll_ready`
+//! (for at most `max_wait`, among at most `max_waiting` others), spend in
+//! `call`, emit and count.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
-use fueltank::{Acquire, Fuel, Monitor, Tank};
+use fueltank::{Acquire, AwaitFuelTimeout, Fuel, Monitor, Tank};
+use pin_project_lite::pin_project;
 
 use crate::Throttled;
-use crate::emit::Emission;
-
-/// Wait for fuel, or shed the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Wait,
-    Reject,
-}
+use crate::error::Scope;
+use crate::policy::{Mode, Policy, Queue, QueueSlot};
 
 /// What a layer hands to each service it makes, behind one `Arc`: a
 /// service's clone (axum clones the route's service for every request)
 /// costs one reference count, whatever the layer holds.
+///
+/// `R` is what the HTTP layer answers a shed request with (nothing for
+/// the plain layer).
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
+pub(crate) struct Config<R = ()> {
     /// `None`: a `Throttle` without a tank, fuel is unlimited.
     pub(crate) tank: Option<Tank>,
-    pub(crate) mode: Mode,
-    pub(crate) emission: Emission,
+    pub(crate) policy: Policy,
     /// The HTTP layer's headers (unused by the plain layer).
     #[cfg(feature = "http")]
     pub(crate) headers: crate::http::Headers,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) respond: R,
 }
 
 impl Config {
     pub(crate) fn new(tank: Option<Tank>, monitor: Option<Monitor>) -> Config {
+        let mut policy = Policy::new(Scope::Global);
+        policy.emission.monitor = monitor;
         Config {
             tank,
-            mode: Mode::Wait,
-            emission: Emission {
-                monitor,
-                on: Default::default(),
-            },
+            policy,
             #[cfg(feature = "http")]
             headers: crate::http::Headers::default(),
+            respond: (),
         }
     }
 }
 
-/// One service's hold on the tank.
-pub(crate) struct Gate {
-    config: Arc<Config>,
-    /// The fuel taken by `poll_ready` for the next `call`: a 16-byte token
-    /// without a reference count; dropped, it is spent; the gate's `Drop`
-    /// gives it back.
-    fuel: Option<Fuel>,
-    /// The slow path's wait, boxed once per service and reused.
-    acquire: Option<Pin<Box<Acquire>>>,
-    /// Whether `acquire` holds a wait not yet resolved (a resolved
-    /// `Acquire` must not be polled again).
-    waiting: bool,
+#[cfg(feature = "http")]
+impl<R> Config<R> {
+    /// The same configuration, answering shed requests with `respond`.
+    pub(crate) fn respond_with<T>(self, respond: T) -> Config<T> {
+        Config {
+            tank: self.tank,
+            policy: self.policy,
+            headers: self.headers,
+            respond,
+        }
+    }
 }
 
-impl Gate {
-    pub(crate) fn new(config: Arc<Config>) -> Gate {
+/// What a service holds for its next `call`.
+#[derive(Debug)]
+enum Held {
+    Nothing,
+    /// Fuel taken by `poll_ready` (a 16-byte token without a reference
+    /// count): dropped, it is spent; the gate's `Drop` gives it back.
+    Fuel(Fuel),
+    /// Fuel taken by a timed wait, which hands out no token: it cannot be
+    /// given back.
+    Taken,
+    /// The fuel could not come in time (or the line was full): the next
+    /// call is shed, to retry after this.
+    Shed(Duration),
+}
+
+pin_project! {
+    /// A wait in the tank's line: for as long as it takes, or bounded by
+    /// `max_wait`.
+    #[project = WaitProj]
+    #[derive(Debug)]
+    enum Wait {
+        Untimed { #[pin] acquire: Acquire },
+        Timed { #[pin] timed: AwaitFuelTimeout },
+    }
+}
+
+/// How a wait ended.
+enum Outcome {
+    Fuel(Fuel),
+    Taken,
+    TimedOut,
+}
+
+impl Future for Wait {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        Poll::Ready(match self.project() {
+            WaitProj::Untimed { acquire } => Outcome::Fuel(ready!(acquire.poll(cx)).into_fuel()),
+            WaitProj::Timed { timed } => match ready!(timed.poll(cx)) {
+                true => Outcome::Taken,
+                false => Outcome::TimedOut,
+            },
+        })
+    }
+}
+
+/// A wait not yet resolved: when it started (if waits are timed) and its
+/// place among the waiting (if they are bounded).
+#[derive(Debug)]
+struct Waiting {
+    started: Option<Instant>,
+    _slot: Option<QueueSlot>,
+}
+
+/// One service's hold on the tank.
+pub(crate) struct Gate<R = ()> {
+    config: Arc<Config<R>>,
+    held: Held,
+    /// The slow path's wait, boxed once per service and reused.
+    wait: Option<Pin<Box<Wait>>>,
+    /// `Some` while `wait` holds a wait not yet resolved (a resolved one
+    /// must not be polled again).
+    waiting: Option<Waiting>,
+}
+
+impl<R> Gate<R> {
+    pub(crate) fn new(config: Arc<Config<R>>) -> Gate<R> {
         Gate {
             config,
-            fuel: None,
-            acquire: None,
-            waiting: false,
+            held: Held::Nothing,
+            wait: None,
+            waiting: None,
         }
     }
 
     #[cfg(feature = "http")]
     #[inline]
-    pub(crate) fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config<R> {
         &self.config
     }
 
@@ -83,49 +148,87 @@ impl Gate {
         self.config.tank.as_ref()
     }
 
-    /// In wait mode, resolves once this service holds one fuel; in reject
-    /// mode, or without a tank, at once.
+    /// In wait mode, resolves once this service holds one fuel, or knows
+    /// its next call is shed; in reject mode, or without a tank, at once.
     #[inline]
     pub(crate) fn poll_fuel(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.config.mode == Mode::Reject || self.fuel.is_some() {
+        if self.config.policy.mode == Mode::Reject || !matches!(self.held, Held::Nothing) {
             return Poll::Ready(());
         }
         let Some(tank) = &self.config.tank else {
             return Poll::Ready(());
         };
-        if !self.waiting {
+        if self.waiting.is_none() {
             // Fast path: one compare-and-swap, no allocation, no refcount.
             if let Some(fuel) = tank.try_take() {
-                self.fuel = Some(fuel);
+                self.held = Held::Fuel(fuel);
                 return Poll::Ready(());
             }
-            self.start_wait();
+            if !self.start_wait() {
+                return Poll::Ready(());
+            }
         }
         self.poll_wait(cx)
     }
 
-    /// Slow path: joins the tank's line, reusing this service's box.
+    /// Slow path: joins the tank's line, reusing this service's box; or,
+    /// if the line is full, holds the shed. Whether it joined.
     #[cold]
-    fn start_wait(&mut self) {
+    fn start_wait(&mut self) -> bool {
         let Some(tank) = &self.config.tank else {
-            return;
+            return false;
         };
-        let acquire = tank.acquire();
-        match &mut self.acquire {
-            Some(slot) => slot.set(acquire),
-            None => self.acquire = Some(Box::pin(acquire)),
+        let policy = &self.config.policy;
+        let slot = match &policy.queue {
+            Some(queue) => match Queue::enter(queue) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.held = Held::Shed(retry_after(tank));
+                    return false;
+                }
+            },
+            None => None,
+        };
+        let wait = match policy.max_wait {
+            None => Wait::Untimed {
+                acquire: tank.acquire(),
+            },
+            // The timeout counts from here; a line that cannot be served
+            // in time resolves at its first poll, without waiting.
+            Some(max_wait) => Wait::Timed {
+                timed: tank.await_fuel_timeout(max_wait),
+            },
+        };
+        match &mut self.wait {
+            Some(boxed) => boxed.set(wait),
+            None => self.wait = Some(Box::pin(wait)),
         }
-        self.waiting = true;
+        self.waiting = Some(Waiting {
+            started: policy.wait_started(),
+            _slot: slot,
+        });
+        true
     }
 
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(acquire) = &mut self.acquire else {
+        let Some(wait) = &mut self.wait else {
             // Not reached: `start_wait` boxed a wait (there is a tank).
             return Poll::Ready(());
         };
-        let permit = ready!(acquire.as_mut().poll(cx));
-        self.waiting = false;
-        self.fuel = Some(permit.into_fuel());
+        let outcome = ready!(wait.as_mut().poll(cx));
+        let waiting = self.waiting.take();
+        match outcome {
+            Outcome::Fuel(fuel) => self.held = Held::Fuel(fuel),
+            Outcome::Taken => self.held = Held::Taken,
+            Outcome::TimedOut => {
+                let tank = self.config.tank.as_ref();
+                self.held = Held::Shed(tank.map_or(Duration::ZERO, retry_after));
+                return Poll::Ready(());
+            }
+        }
+        self.config
+            .policy
+            .wait_ended(waiting.and_then(|waiting| waiting.started));
         Poll::Ready(())
     }
 
@@ -135,47 +238,63 @@ impl Gate {
     /// to emit on success otherwise.
     #[inline]
     pub(crate) fn spend(&mut self) -> Result<Option<Monitor>, Throttled> {
-        match self.fuel.take() {
-            Some(fuel) => fuel.spend(),
-            None => match &self.config.tank {
-                Some(tank) if !tank.has_fuel() => return Err(throttled(tank)),
-                _ => {}
-            },
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Fuel(fuel) => fuel.spend(),
+            Held::Taken => {}
+            Held::Shed(retry_after) => return Err(self.shed(retry_after)),
+            Held::Nothing => {
+                if let Some(tank) = &self.config.tank
+                    && !tank.has_fuel()
+                {
+                    return Err(self.shed(retry_after(tank)));
+                }
+            }
         }
-        Ok(self.config.emission.fueled())
+        let policy = &self.config.policy;
+        policy.admitted();
+        Ok(policy.emission.fueled())
+    }
+
+    #[cold]
+    fn shed(&self, retry_after: Duration) -> Throttled {
+        self.config.policy.throttled(retry_after, None)
     }
 }
 
+/// A newcomer's wait for one fuel: the `Retry-After` of a shed request.
+/// While the tank is paused it is unknown; then one interval.
 #[cold]
-fn throttled(tank: &Tank) -> Throttled {
-    Throttled::new(tank.wait_time(1).unwrap_or_else(|| tank.rate().interval()))
+fn retry_after(tank: &Tank) -> Duration {
+    tank.wait_time(1).unwrap_or_else(|| tank.rate().interval())
 }
 
-impl Drop for Gate {
+impl<R> Drop for Gate<R> {
     /// Fuel held for a `call` that never came goes back to the tank (to the
     /// head of its line, if anyone waits).
     fn drop(&mut self) {
-        if let (Some(fuel), Some(tank)) = (self.fuel.take(), &self.config.tank) {
+        if let (Held::Fuel(fuel), Some(tank)) = (
+            std::mem::replace(&mut self.held, Held::Nothing),
+            &self.config.tank,
+        ) {
             tank.refund(fuel);
         }
     }
 }
 
-impl Clone for Gate {
+impl<R> Clone for Gate<R> {
     /// Shares the tank; the clone starts without fuel and without a wait.
-    fn clone(&self) -> Gate {
+    fn clone(&self) -> Gate<R> {
         Gate::new(self.config.clone())
     }
 }
 
-impl fmt::Debug for Gate {
+impl<R> fmt::Debug for Gate<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
             .field("tank", &self.config.tank)
-            .field("mode", &self.config.mode)
-            .field("emission", &self.config.emission)
-            .field("holds_fuel", &self.fuel.is_some())
-            .field("waiting", &self.waiting)
+            .field("policy", &self.config.policy)
+            .field("held", &self.held)
+            .field("waiting", &self.waiting.is_some())
             .finish()
     }
 }

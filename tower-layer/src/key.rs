@@ -10,10 +10,14 @@
 //!   serve with `into_make_service_with_connect_info::<SocketAddr>()`.
 //!   Behind a reverse proxy, the peer is the proxy: every client shares
 //!   one key.
+//! - [`ConnectInfoIp`] (feature `axum`): the same, read from axum's
+//!   `ConnectInfo` only; without the feature it does not exist, so an app
+//!   keyed with it cannot be built in the combination where `PeerIp`
+//!   would refuse every request at run time.
 //! - [`ForwardedIp`]: the client's address as your reverse proxy reports it
 //!   in `X-Forwarded-For`, `Forwarded` or `X-Real-IP`. Opt in only behind a
 //!   proxy you run, and tell it how many proxies there are — see
-//!   [its spoofing risk](ForwardedIp#spoofing).
+//!   [its spoofing risk][spoofing].
 //!
 //! Combine with `or` ([`Or`]), write your own with [`key_fn`]. An IPv6
 //! client usually holds a whole `/64` network, and picks any address in
@@ -29,6 +33,17 @@
 //! let by_user = key_fn(|request: &(&str, u32)| Ok::<_, KeyError>(request.1));
 //! assert_eq!(by_user.extract(&("GET /", 42)), Ok(42));
 //! ```
+#![cfg_attr(feature = "http", doc = "[spoofing]: ForwardedIp#spoofing")]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
+    doc = "[spoofing]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html#spoofing"
+)]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`ConnectInfoIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ConnectInfoIp.html"
+)]
 
 use std::fmt;
 
@@ -112,14 +127,52 @@ pub enum KeyError {
     Other(String),
 }
 
+impl KeyError {
+    /// Whether the server's setup is at fault rather than the request:
+    /// every request would fail alike until the setup is changed. The
+    /// HTTP layer answers these with `500 Internal Server Error`, the
+    /// others with `400 Bad Request`; with the `tracing` feature they are
+    /// logged as errors, the others at debug level.
+    ///
+    /// - [`NoPeerAddress`](KeyError::NoPeerAddress): the server passes no
+    ///   peer address (axum without `ConnectInfo`, or without this crate's
+    ///   `axum` feature);
+    /// - [`NoTrustedProxy`](KeyError::NoTrustedProxy): a forwarded header
+    ///   is read with no proxy configured to trust.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::key::KeyError;
+    ///
+    /// assert!(KeyError::NoPeerAddress.is_setup_error());
+    /// assert!(!KeyError::MissingHeader { header: "x-real-ip" }.is_setup_error());
+    /// ```
+    pub fn is_setup_error(&self) -> bool {
+        matches!(
+            self,
+            KeyError::NoPeerAddress | KeyError::NoTrustedProxy { .. }
+        )
+    }
+}
+
+/// What `NoPeerAddress` says: what to change, which depends on whether
+/// this build reads axum's `ConnectInfo` at all.
+#[cfg(feature = "axum")]
+const NO_PEER_ADDRESS: &str = "no peer address in the request's extensions: serve the axum app \
+     with `into_make_service_with_connect_info::<SocketAddr>()`, or insert the peer's \
+     `SocketAddr` into the request's extensions yourself";
+#[cfg(not(feature = "axum"))]
+const NO_PEER_ADDRESS: &str = "no peer address in the request's extensions: fueltank-tower's \
+     `axum` feature is off, so axum's `ConnectInfo<SocketAddr>` is not read; with axum, \
+     enable it (`fueltank-tower = { version = \"0.1\", features = [\"axum\"] }`) and serve \
+     with `into_make_service_with_connect_info::<SocketAddr>()`; otherwise insert the \
+     peer's `SocketAddr` into the request's extensions yourself";
+
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyError::NoPeerAddress => f.write_str(
-                "no peer address in the request's extensions; serve an axum app with \
-                 `into_make_service_with_connect_info::<SocketAddr>()` (feature `axum`), \
-                 or insert the `SocketAddr` yourself",
-            ),
+            KeyError::NoPeerAddress => f.write_str(NO_PEER_ADDRESS),
             KeyError::MissingHeader { header } => {
                 write!(f, "no `{header}` header in the request")
             }
@@ -309,6 +362,11 @@ or_method!(I; Ipv6Net64<I>);
 /// assert_eq!(by_net.extract(&())?.to_string(), "2001:db8::");
 /// # Ok::<(), fueltank_tower::key::KeyError>(())
 /// ```
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv6Net64<E> {
     inner: E,
@@ -362,6 +420,8 @@ where
     }
 }
 
+#[cfg(feature = "axum")]
+pub use self::ip::ConnectInfoIp;
 #[cfg(feature = "http")]
 pub use self::ip::{ForwardedIp, PeerIp};
 
@@ -386,6 +446,13 @@ mod ip {
     /// addresses (`::ffff:192.0.2.7`, from a dual-stack listener) are
     /// returned as IPv4, so one client has one key.
     ///
+    /// Without the `axum` feature it cannot see axum's `ConnectInfo`: under
+    /// axum every request then fails with [`KeyError::NoPeerAddress`],
+    /// whose message says to enable the feature (the HTTP layer answers
+    /// `500` with that text, and logs it as an error with the `tracing`
+    /// feature). In an axum app, `ConnectInfoIp` makes that mistake a
+    /// compile error instead: it exists only with the `axum` feature.
+    ///
     /// Behind a reverse proxy the peer is the proxy; see [`ForwardedIp`].
     ///
     /// # Examples
@@ -401,10 +468,58 @@ mod ip {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub struct PeerIp;
+
+    /// The IP address of the TCP peer, from axum's `ConnectInfo<SocketAddr>`
+    /// (feature `axum`): serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    ///
+    /// It is [`PeerIp`] for axum apps, except that it reads nothing but
+    /// `ConnectInfo`, and that it exists only with the `axum` feature: an
+    /// app keyed with it does not build without the feature, where one
+    /// keyed with `PeerIp` would build and refuse every request at run
+    /// time. A server that does not pass `ConnectInfo` still fails each
+    /// request with [`KeyError::NoPeerAddress`] (a `500` from the HTTP
+    /// layer, saying how to serve the app). IPv4-mapped IPv6 addresses are
+    /// returned as IPv4.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use axum::extract::ConnectInfo;
+    /// use fueltank_tower::key::{ConnectInfoIp, KeyError, KeyExtractor};
+    /// use http::Request;
+    /// use std::net::SocketAddr;
+    ///
+    /// let mut request = Request::new(());
+    /// assert_eq!(ConnectInfoIp.extract(&request), Err(KeyError::NoPeerAddress));
+    /// request.extensions_mut().insert(ConnectInfo("[::ffff:192.0.2.7]:50000".parse::<SocketAddr>()?));
+    /// assert_eq!(ConnectInfoIp.extract(&request)?.to_string(), "192.0.2.7");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct ConnectInfoIp;
 
     super::or_method!(; PeerIp);
     super::or_method!(; ForwardedIp);
+    #[cfg(feature = "axum")]
+    super::or_method!(; ConnectInfoIp);
+
+    #[cfg(feature = "axum")]
+    impl<B> KeyExtractor<Request<B>> for ConnectInfoIp {
+        type Key = IpAddr;
+
+        fn extract(&self, request: &Request<B>) -> Result<IpAddr, KeyError> {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip().to_canonical())
+                .ok_or(KeyError::NoPeerAddress)
+        }
+    }
 
     impl PeerIp {
         fn find(extensions: &http::Extensions) -> Option<SocketAddr> {
@@ -500,6 +615,7 @@ mod ip {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub struct ForwardedIp {
         source: Source,
         proxies: usize,
@@ -732,6 +848,34 @@ mod ip {
             r.extensions_mut()
                 .insert("[::ffff:192.0.2.1]:80".parse::<SocketAddr>().unwrap());
             assert_eq!(PeerIp.extract(&r), Ok(ip("192.0.2.1")));
+        }
+
+        #[cfg(feature = "axum")]
+        #[test]
+        fn connect_info_ip_reads_connect_info_only() {
+            let mut r = request(&[]);
+            r.extensions_mut()
+                .insert("192.0.2.1:80".parse::<SocketAddr>().unwrap());
+            assert_eq!(ConnectInfoIp.extract(&r), Err(KeyError::NoPeerAddress));
+            r.extensions_mut().insert(axum::extract::ConnectInfo(
+                "[2001:db8::5]:9".parse::<SocketAddr>().unwrap(),
+            ));
+            assert_eq!(ConnectInfoIp.extract(&r), Ok(ip("2001:db8::5")));
+        }
+
+        #[test]
+        fn no_peer_address_says_what_to_change() {
+            let message = KeyError::NoPeerAddress.to_string();
+            assert!(
+                message.contains("into_make_service_with_connect_info"),
+                "{message}"
+            );
+            // Without the `axum` feature, the fix is to enable it.
+            assert_eq!(
+                message.contains("`axum` feature is off"),
+                cfg!(not(feature = "axum")),
+                "{message}"
+            );
         }
 
         #[cfg(feature = "axum")]

@@ -7,22 +7,24 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use fueltank::{AwaitKey, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
-use crate::Throttled;
-use crate::emit::{self, Emission, EmitOn};
-use crate::gate::Mode;
+use crate::emit::{self, EmitOn};
+use crate::error::Scope;
 use crate::key::{KeyError, KeyExtractor};
+use crate::policy::{Mode, Policy, Queue, QueueSlot};
+use crate::{Stats, Throttled, events};
 
 /// A Tower [`Layer`] that gives every key its own budget: each request
 /// spends one fuel from its key's tank in a shared [`KeyedTank`].
 ///
 /// A [`KeyExtractor`] reads the key from the request: the client's address
-/// ([`PeerIp`](crate::key::PeerIp), [`ForwardedIp`](crate::key::ForwardedIp),
-/// feature `http`), a header, a user id ([`key_fn`](crate::key::key_fn)).
+/// ([`PeerIp`], [`ForwardedIp`], feature `http`), a header, a user id
+/// ([`key_fn`](crate::key::key_fn)).
 /// The keyed tank holds at most `max_keys` keys and forgets idle ones, so
 /// memory stays bounded under a flood of new keys (see [`KeyedTank`]).
 ///
@@ -32,7 +34,7 @@ use crate::key::{KeyError, KeyExtractor};
 /// |---|---|---|
 /// | `poll_ready` | the inner service's | the inner service's |
 /// | `call`, the key has fuel | spends one, calls the inner service | spends one, calls the inner service |
-/// | `call`, no fuel | the response future waits in the key's line, then calls the inner service | fails at once with [`Throttled`] |
+/// | `call`, no fuel | the response future waits in the key's line, then calls the inner service; fails at once with [`Throttled`] if the wait would pass [`max_wait`](KeyedThrottleLayer::max_wait) or the line is [full](KeyedThrottleLayer::max_waiting) | fails at once with [`Throttled`] |
 /// | `call`, no key | fails at once with the [`KeyError`] | fails at once with the [`KeyError`] |
 /// | error type | [`tower::BoxError`] | [`tower::BoxError`] |
 ///
@@ -48,8 +50,8 @@ use crate::key::{KeyError, KeyExtractor};
 /// request's error, boxed (find it by downcasting to [`KeyError`]), and
 /// takes no fuel. To fall back to another key instead, combine extractors
 /// with `or` (e.g. `ForwardedIp::x_forwarded_for().or(PeerIp)`). The HTTP
-/// layer ([`http`](KeyedThrottleLayer::http), feature `http`) answers `400`
-/// instead.
+/// layer ([`http`][http-method], feature `http`) answers `400` instead (or
+/// `500` if the server's setup is at fault), with a body saying why.
 ///
 /// # Examples
 ///
@@ -75,6 +77,18 @@ use crate::key::{KeyError, KeyExtractor};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
+#[cfg_attr(
+    feature = "http",
+    doc = "[`PeerIp`]: crate::key::PeerIp",
+    doc = "[`ForwardedIp`]: crate::key::ForwardedIp",
+    doc = "[http-method]: KeyedThrottleLayer::http"
+)]
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
+    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http"
+)]
 pub struct KeyedThrottleLayer<K, X> {
     pub(crate) gate: KeyedGate<K, X>,
 }
@@ -102,12 +116,19 @@ impl<K, X> KeyedThrottleLayer<K, X> {
             gate: KeyedGate {
                 keyed,
                 extractor,
-                mode: Mode::Wait,
-                emission: Emission::default(),
+                policy: Arc::new(Policy::new(Scope::Keyed)),
+                key_text: None,
                 #[cfg(feature = "http")]
                 headers: crate::http::Headers::default(),
+                respond: (),
             },
         }
+    }
+
+    /// The policy, to change while the layer is being built (no service
+    /// shares it yet, so this does not copy it).
+    fn policy(&mut self) -> &mut Policy {
+        Arc::make_mut(&mut self.gate.policy)
     }
 
     /// Sheds instead of waiting: `call` fails at once with [`Throttled`]
@@ -138,7 +159,161 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # }).unwrap();
     /// ```
     pub fn reject(mut self) -> KeyedThrottleLayer<K, X> {
-        self.gate.mode = Mode::Reject;
+        self.policy().mode = Mode::Reject;
+        self
+    }
+
+    /// Bounds the wait (wait mode): a request whose key's fuel cannot come
+    /// within `max_wait` is shed at once with [`Throttled`], whose
+    /// [`retry_after`](Throttled::retry_after) is the key's wait then.
+    ///
+    /// The check is made in `call`, against the key's line as it stands
+    /// ([`KeyedTank::wait_time`]): a key's rate is fixed and its line is
+    /// served in order, so a request let into the line waits at most
+    /// `max_wait`, except that requests on the same key arriving on
+    /// several threads at the same instant may each pass the check before
+    /// any of them joins the line; each may then wait one interval of the
+    /// rate longer per such request ahead of it.
+    ///
+    /// `max_wait(Duration::ZERO)` sheds every request whose key has no
+    /// fuel, like [`reject`](KeyedThrottleLayer::reject). In reject mode it
+    /// changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate, clock::ManualClock};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::key_fn;
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let keyed = KeyedTank::builder(Rate::per_second(10)?).initial(1).clock(ManualClock::new()).build()?;
+    /// let mut svc = KeyedThrottleLayer::new(keyed, key_fn(|key: &u8| Ok(*key)))
+    ///     .max_wait(Duration::from_millis(50))
+    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.ready().await?.call(1).await?; // key 1's one fuel
+    /// // Its next fuel is 100 ms away, beyond 50 ms: shed at once.
+    /// let err = svc.ready().await?.call(1).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Throttled>().unwrap().retry_after(), Duration::from_millis(100));
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_wait(mut self, max_wait: Duration) -> KeyedThrottleLayer<K, X> {
+        self.policy().max_wait = Some(max_wait);
+        self
+    }
+
+    /// Bounds the line (wait mode): at most `max` requests of this layer,
+    /// whatever their keys, wait for fuel at once; a request that finds
+    /// no fuel for its key while `max` wait is shed at once with
+    /// [`Throttled`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::key_fn;
+    /// use std::task::{Context, Waker};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let keyed = KeyedTank::builder(Rate::per_minute(1)?).initial(0).build()?;
+    /// let mut svc = KeyedThrottleLayer::new(keyed, key_fn(|key: &u8| Ok(*key)))
+    ///     .max_waiting(1)
+    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
+    /// let mut waiting = Box::pin(svc.ready().await?.call(1));
+    /// assert!(waiting.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    /// let err = svc.ready().await?.call(2).await.unwrap_err(); // the line is full
+    /// assert!(err.is::<Throttled>());
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_waiting(mut self, max: usize) -> KeyedThrottleLayer<K, X> {
+        self.policy().queue = Some(Arc::new(Queue::new(max)));
+        self
+    }
+
+    /// Names this limit: the name is in every [`Throttled`] it sheds
+    /// ([`label`](Throttled::label)), in its `tracing` events, and in the
+    /// default body of its HTTP 429s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::key_fn;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(1)?), key_fn(|k: &u8| Ok(*k)))
+    ///     .reject()
+    ///     .label("per-user")
+    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.ready().await?.call(1).await?;
+    /// let err = svc.ready().await?.call(1).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Throttled>().unwrap().label(), Some("per-user"));
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn label(mut self, label: impl Into<Arc<str>>) -> KeyedThrottleLayer<K, X> {
+        self.policy().label = Some(label.into());
+        self
+    }
+
+    /// Counts this layer's requests in `stats`: admitted, rejected, waited
+    /// and refused for want of a key, and the waits (see [`Stats`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Stats};
+    /// use fueltank_tower::key::{KeyError, key_fn};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stats = Stats::new();
+    /// let by_id = key_fn(|id: &u8| if *id > 0 { Ok(*id) } else { Err(KeyError::Other("no id".into())) });
+    /// let svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_second(10)?), by_id)
+    ///     .stats(stats.clone())
+    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.clone().oneshot(1).await?;
+    /// assert!(svc.oneshot(0).await.is_err());
+    /// assert_eq!(stats.admitted().total(), 1);
+    /// assert_eq!(stats.key_errors().total(), 1);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(mut self, stats: Stats) -> KeyedThrottleLayer<K, X> {
+        self.policy().stats = Some(stats);
+        self
+    }
+
+    /// Reports every wait of at least `threshold` as a `tracing` event at
+    /// level `INFO` (default: one second). See [the crate's
+    /// events](crate#tracing-events).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::KeyedThrottleLayer;
+    /// use fueltank_tower::key::key_fn;
+    /// use std::time::Duration;
+    ///
+    /// let layer = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(10)?), key_fn(|k: &u8| Ok(*k)))
+    ///     .long_wait(Duration::from_millis(250));
+    /// # let _ = layer;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    pub fn long_wait(mut self, threshold: Duration) -> KeyedThrottleLayer<K, X> {
+        self.policy().long_wait = threshold;
         self
     }
 
@@ -166,7 +341,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # }).unwrap();
     /// ```
     pub fn monitor(mut self, monitor: Monitor) -> KeyedThrottleLayer<K, X> {
-        self.gate.emission.monitor = Some(monitor);
+        self.policy().emission.monitor = Some(monitor);
         self
     }
 
@@ -188,7 +363,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn emit_on(mut self, when: EmitOn) -> KeyedThrottleLayer<K, X> {
-        self.gate.emission.on = when;
+        self.policy().emission.on = when;
         self
     }
 
@@ -227,6 +402,39 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     }
 }
 
+impl<K: fmt::Display, X> KeyedThrottleLayer<K, X> {
+    /// Writes the key (its `Display`) into every [`Throttled`] this layer
+    /// sheds ([`key`](Throttled::key)) and into its `tracing` events. Off
+    /// by default: keys such as client addresses are personal data, which
+    /// errors and logs should not carry unless asked to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::key_fn;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(1)?), key_fn(|user: &&str| Ok(user.to_string())))
+    ///     .reject()
+    ///     .label("per-user")
+    ///     .report_key()
+    ///     .layer(service_fn(|_: &str| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.ready().await?.call("ada").await?;
+    /// let err = svc.ready().await?.call("ada").await.unwrap_err();
+    /// let throttled = err.downcast_ref::<Throttled>().unwrap();
+    /// assert_eq!((throttled.label(), throttled.key()), (Some("per-user"), Some("ada")));
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn report_key(mut self) -> KeyedThrottleLayer<K, X> {
+        self.gate.key_text = Some(|key: &K| key.to_string());
+        self
+    }
+}
+
 impl<K, X: Clone> Clone for KeyedThrottleLayer<K, X> {
     fn clone(&self) -> KeyedThrottleLayer<K, X> {
         KeyedThrottleLayer {
@@ -255,15 +463,20 @@ impl<S, K, X: Clone> Layer<S> for KeyedThrottleLayer<K, X> {
 }
 
 /// What the keyed services share, behind one `Arc` (one reference count
-/// per clone of a service): the keyed tank, the extractor, the mode, the
-/// emission and the HTTP layer's headers.
-pub(crate) struct KeyedGate<K, X> {
+/// per clone of a service): the keyed tank, the extractor, the policy, the
+/// HTTP layer's headers and what it answers with (`R`, nothing for the
+/// plain layer).
+pub(crate) struct KeyedGate<K, X, R = ()> {
     pub(crate) keyed: KeyedTank<K>,
     pub(crate) extractor: X,
-    pub(crate) mode: Mode,
-    pub(crate) emission: Emission,
+    /// In its own `Arc`, for the futures that wait to hold.
+    pub(crate) policy: Arc<Policy>,
+    /// Writes a key into errors and events, if asked to
+    /// ([`KeyedThrottleLayer::report_key`]).
+    pub(crate) key_text: Option<fn(&K) -> String>,
     #[cfg(feature = "http")]
     pub(crate) headers: crate::http::Headers,
+    pub(crate) respond: R,
 }
 
 /// What `call` decided for a request with a key.
@@ -272,67 +485,141 @@ pub(crate) enum Admit {
     /// emit on success, if that is when.
     Now(Option<Monitor>),
     /// Wait mode, no fuel now: wait in the key's line.
-    Wait,
-    /// Reject mode, no fuel.
+    Wait(KeyWaiting),
+    /// No fuel, and none may be waited for (reject mode, beyond
+    /// `max_wait`, or the line is full).
     Shed(Throttled),
 }
 
-impl<K, X> KeyedGate<K, X>
+/// A request waiting for its key's fuel: the policy to apply when it
+/// comes, when the wait started (if waits are timed), and its place among
+/// the waiting (if they are bounded).
+pub(crate) struct KeyWaiting {
+    policy: Arc<Policy>,
+    started: Option<Instant>,
+    _slot: Option<QueueSlot>,
+}
+
+impl KeyWaiting {
+    /// The fuel came: count the wait and the request; the monitor to emit
+    /// on success, if that is when (else emitted now).
+    pub(crate) fn fueled(self) -> Option<Monitor> {
+        let policy = &self.policy;
+        policy.wait_ended(self.started);
+        policy.admitted();
+        policy.emission.fueled()
+    }
+}
+
+impl<K, X, R> KeyedGate<K, X, R>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    /// The key of `request`.
+    /// The key of `request`; an error is counted and reported.
     #[inline]
-    pub(crate) fn key<R>(&self, request: &R) -> Result<K, KeyError>
+    pub(crate) fn key<Q>(&self, request: &Q) -> Result<K, KeyError>
     where
-        X: KeyExtractor<R, Key = K>,
+        X: KeyExtractor<Q, Key = K>,
     {
-        self.extractor.extract(request)
-    }
-
-    /// Takes one fuel for `key` if there is one now.
-    #[inline]
-    pub(crate) fn admit(&self, key: &K) -> Admit {
-        if self.keyed.has_fuel(key) {
-            return Admit::Now(self.emission.fueled());
-        }
-        match self.mode {
-            Mode::Wait => Admit::Wait,
-            Mode::Reject => Admit::Shed(self.throttled(key)),
-        }
+        self.extractor
+            .extract(request)
+            .inspect_err(|error| self.key_failed(error))
     }
 
     #[cold]
-    fn throttled(&self, key: &K) -> Throttled {
+    fn key_failed(&self, error: &KeyError) {
+        if let Some(stats) = &self.policy.stats {
+            stats.key_error();
+        }
+        events::key_error(error, self.policy.label.as_deref());
+    }
+
+    /// Takes one fuel for `key` if there is one now; else decides whether
+    /// the request waits or is shed.
+    #[inline]
+    pub(crate) fn admit(&self, key: &K) -> Admit {
+        if self.keyed.has_fuel(key) {
+            self.policy.admitted();
+            return Admit::Now(self.policy.emission.fueled());
+        }
+        self.no_fuel(key)
+    }
+
+    #[cold]
+    fn no_fuel(&self, key: &K) -> Admit {
+        let policy = &self.policy;
         let keyed = &self.keyed;
-        Throttled::new(
+        let wait = || {
             keyed
                 .wait_time(key, 1)
-                .unwrap_or_else(|| keyed.rate().interval()),
-        )
+                .unwrap_or_else(|| keyed.rate().interval())
+        };
+        if policy.mode == Mode::Reject {
+            return Admit::Shed(self.throttled(key, wait()));
+        }
+        if let Some(max_wait) = policy.max_wait {
+            let wait = wait();
+            if wait > max_wait {
+                return Admit::Shed(self.throttled(key, wait));
+            }
+        }
+        let slot = match &policy.queue {
+            Some(queue) => match Queue::enter(queue) {
+                Some(slot) => Some(slot),
+                None => return Admit::Shed(self.throttled(key, wait())),
+            },
+            None => None,
+        };
+        Admit::Wait(KeyWaiting {
+            policy: policy.clone(),
+            started: policy.wait_started(),
+            _slot: slot,
+        })
+    }
+
+    #[cold]
+    fn throttled(&self, key: &K, retry_after: Duration) -> Throttled {
+        let key = self.key_text.map(|text| Arc::from(text(key)));
+        self.policy.throttled(retry_after, key)
     }
 }
 
-impl<K, X: Clone> Clone for KeyedGate<K, X> {
-    fn clone(&self) -> KeyedGate<K, X> {
+#[cfg(feature = "http")]
+impl<K, X, R> KeyedGate<K, X, R> {
+    /// The same gate, answering with what `change` makes of its answers.
+    pub(crate) fn map_respond<T>(self, change: impl FnOnce(R) -> T) -> KeyedGate<K, X, T> {
         KeyedGate {
-            keyed: self.keyed.clone(),
-            extractor: self.extractor.clone(),
-            mode: self.mode,
-            emission: self.emission.clone(),
-            #[cfg(feature = "http")]
-            headers: self.headers.clone(),
+            keyed: self.keyed,
+            extractor: self.extractor,
+            policy: self.policy,
+            key_text: self.key_text,
+            headers: self.headers,
+            respond: change(self.respond),
         }
     }
 }
 
-impl<K, X: fmt::Debug> fmt::Debug for KeyedGate<K, X> {
+impl<K, X: Clone, R: Clone> Clone for KeyedGate<K, X, R> {
+    fn clone(&self) -> KeyedGate<K, X, R> {
+        KeyedGate {
+            keyed: self.keyed.clone(),
+            extractor: self.extractor.clone(),
+            policy: self.policy.clone(),
+            key_text: self.key_text,
+            #[cfg(feature = "http")]
+            headers: self.headers.clone(),
+            respond: self.respond.clone(),
+        }
+    }
+}
+
+impl<K, X: fmt::Debug, R> fmt::Debug for KeyedGate<K, X, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedGate")
             .field("keyed", &self.keyed)
             .field("extractor", &self.extractor)
-            .field("mode", &self.mode)
-            .field("emission", &self.emission)
+            .field("policy", &self.policy)
+            .field("reports_keys", &self.key_text.is_some())
             .finish()
     }
 }
@@ -512,10 +799,9 @@ where
                 future: self.inner.call(request),
                 on_success,
             },
-            Admit::Wait => State::Waiting {
+            Admit::Wait(waiting) => State::Waiting {
                 wait: self.gate.keyed.await_fuel(key),
-                call: Some((take_ready(&mut self.inner), request)),
-                emission: self.gate.emission.clone(),
+                call: Some((take_ready(&mut self.inner), request, waiting)),
             },
             Admit::Shed(throttled) => State::Failed {
                 error: Some(Failure::Throttled(throttled)),
@@ -540,6 +826,7 @@ pin_project! {
     /// # Cancel safety
     ///
     /// Dropped while waiting for its key's fuel, it leaves the key's line
+    /// (and its place among the [`max_waiting`](KeyedThrottleLayer::max_waiting))
     /// and loses no fuel (as [`KeyedTank::await_fuel`]); the inner service
     /// is not called. Dropped after, the fuel was spent: nothing comes
     /// back. With [`EmitOn::Success`], a dropped future emits nothing.
@@ -579,8 +866,7 @@ pin_project! {
         Waiting {
             #[pin]
             wait: AwaitKey<K>,
-            call: Option<(S, Request)>,
-            emission: Emission,
+            call: Option<(S, Request, KeyWaiting)>,
         },
         Called {
             #[pin]
@@ -605,16 +891,12 @@ where
         loop {
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
-                StateProj::Waiting {
-                    wait,
-                    call,
-                    emission,
-                } => {
+                StateProj::Waiting { wait, call } => {
                     ready!(wait.poll(cx));
-                    let on_success = emission.fueled();
-                    let Some((mut inner, request)) = call.take() else {
+                    let Some((mut inner, request, waiting)) = call.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    let on_success = waiting.fueled();
                     state.set(State::Called {
                         future: inner.call(request),
                         on_success,

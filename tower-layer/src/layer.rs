@@ -1,13 +1,15 @@
 //! [`ThrottleLayer`]: wraps services so that every request spends fuel.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fueltank::{Monitor, Tank, Throttle};
 use tower::Layer;
 
-use crate::ThrottleService;
 use crate::emit::EmitOn;
-use crate::gate::{Config, Mode};
+use crate::gate::Config;
+use crate::policy::{Mode, Queue};
+use crate::{Stats, ThrottleService};
 
 /// A Tower [`Layer`] that makes every request spend one fuel from a shared
 /// [`Tank`], and counts it in a statistics [`Monitor`].
@@ -22,8 +24,8 @@ use crate::gate::{Config, Mode};
 /// when there is no fuel. Every service the layer makes, and every clone of
 /// them, draws on the one tank.
 ///
-/// With the `http` feature, [`http`](ThrottleLayer::http) turns it into a
-/// layer that answers `429 Too Many Requests` itself and adds the IETF
+/// With the `http` feature, [`http`][http-method] turns it into a layer
+/// that answers `429 Too Many Requests` itself and adds the IETF
 /// `RateLimit` headers.
 ///
 /// # Examples
@@ -45,6 +47,11 @@ use crate::gate::{Config, Mode};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
+#[cfg_attr(feature = "http", doc = "[http-method]: ThrottleLayer::http")]
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http"
+)]
 #[derive(Debug, Clone)]
 pub struct ThrottleLayer {
     pub(crate) config: Config,
@@ -149,7 +156,178 @@ impl ThrottleLayer {
     /// # }).unwrap();
     /// ```
     pub fn reject(mut self) -> ThrottleLayer {
-        self.config.mode = Mode::Reject;
+        self.config.policy.mode = Mode::Reject;
+        self
+    }
+
+    /// Bounds the wait (wait mode): a request whose fuel cannot come within
+    /// `max_wait` is shed at once with [`Throttled`](crate::Throttled), and
+    /// one that does get in has waited at most `max_wait`.
+    ///
+    /// When a request finds no fuel, the layer joins the tank's line with
+    /// [`Tank::await_fuel_timeout`]: if the line ahead cannot be served
+    /// within `max_wait` at the tank's rate, that fails at once, without
+    /// waiting; otherwise the request waits for its fuel, and is shed if
+    /// `max_wait` passes first (the tank was paused, or its rate lowered).
+    /// The shed request's [`retry_after`](crate::Throttled::retry_after) is
+    /// a newcomer's wait then, from the tank's schedule (with the `http`
+    /// feature, the `Retry-After` of a 429).
+    ///
+    /// `poll_ready` still resolves: the request is shed by the `call` that
+    /// follows. `max_wait(Duration::ZERO)` sheds every request that finds
+    /// no fuel, like [`reject`](ThrottleLayer::reject). In reject mode it
+    /// changes nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// A timed wait takes its fuel without a token to give it back: if a
+    /// service that got its fuel after waiting is dropped before its
+    /// `call`, that fuel is spent, not returned (fuel taken at once, and
+    /// waits without `max_wait`, are returned as always). A service
+    /// dropped while it waits leaves the line and loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use fueltank_tower::{ThrottleLayer, Throttled};
+    /// use std::task::{Context, Poll, Waker};
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(0).clock(clock.clone()).build()?;
+    /// let layer = ThrottleLayer::from_tank(tank).max_wait(Duration::from_millis(150));
+    /// let svc = || layer.layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    ///
+    /// // The next fuel is 100 ms away: the first request waits for it.
+    /// let mut first = svc();
+    /// assert!(first.poll_ready(&mut cx).is_pending());
+    /// // The one after would wait 200 ms: it is shed at once.
+    /// let err = svc().oneshot(()).await.unwrap_err();
+    /// let throttled = err.downcast_ref::<Throttled>().unwrap();
+    /// assert_eq!(throttled.retry_after(), Duration::from_millis(200));
+    ///
+    /// clock.advance(Duration::from_millis(100));
+    /// assert!(matches!(first.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    /// first.call(()).await?;
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_wait(mut self, max_wait: Duration) -> ThrottleLayer {
+        self.config.policy.max_wait = Some(max_wait);
+        self
+    }
+
+    /// Bounds the line (wait mode): at most `max` requests of this layer
+    /// wait for fuel at once (all its services and their clones together);
+    /// a request that finds no fuel while `max` wait is shed at once with
+    /// [`Throttled`](crate::Throttled). `max_waiting(0)` sheds every
+    /// request that finds no fuel.
+    ///
+    /// With [`max_wait`](ThrottleLayer::max_wait), a request is shed if
+    /// either bound would be passed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::{ThrottleLayer, Throttled};
+    /// use std::task::{Context, Waker};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let tank = Tank::builder(Rate::per_minute(1)?).initial(0).build()?;
+    /// let layer = ThrottleLayer::from_tank(tank).max_waiting(1);
+    /// let svc = || layer.layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    ///
+    /// let mut waiting = svc();
+    /// assert!(waiting.poll_ready(&mut Context::from_waker(Waker::noop())).is_pending());
+    /// let err = svc().oneshot(()).await.unwrap_err(); // the line is full
+    /// assert!(err.is::<Throttled>());
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_waiting(mut self, max: usize) -> ThrottleLayer {
+        self.config.policy.queue = Some(Arc::new(Queue::new(max)));
+        self
+    }
+
+    /// Names this limit: the name is in every [`Throttled`](crate::Throttled)
+    /// it sheds ([`label`](crate::Throttled::label)), in its `tracing`
+    /// events, and in the default body of its HTTP 429s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::{ThrottleLayer, Throttled};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_minute(1)?))
+    ///     .reject()
+    ///     .label("uploads")
+    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.ready().await?.call(()).await?;
+    /// let err = svc.ready().await?.call(()).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Throttled>().unwrap().label(), Some("uploads"));
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn label(mut self, label: impl Into<Arc<str>>) -> ThrottleLayer {
+        self.config.policy.label = Some(label.into());
+        self
+    }
+
+    /// Counts this layer's requests in `stats`: admitted, rejected, waited,
+    /// and the waits (see [`Stats`]). Keep a clone of `stats` to read
+    /// them; several layers may share one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::{Stats, ThrottleLayer};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stats = Stats::new();
+    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(100)?))
+    ///     .stats(stats.clone())
+    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    /// svc.oneshot(()).await?;
+    /// assert_eq!(stats.admitted().total(), 1);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(mut self, stats: Stats) -> ThrottleLayer {
+        self.config.policy.stats = Some(stats);
+        self
+    }
+
+    /// Reports every wait of at least `threshold` as a `tracing` event at
+    /// level `INFO` (default: one second). See [the crate's
+    /// events](crate#tracing-events).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::ThrottleLayer;
+    /// use std::time::Duration;
+    ///
+    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    ///     .long_wait(Duration::from_millis(250));
+    /// # let _ = layer;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    pub fn long_wait(mut self, threshold: Duration) -> ThrottleLayer {
+        self.config.policy.long_wait = threshold;
         self
     }
 
@@ -181,7 +359,7 @@ impl ThrottleLayer {
     /// # }).unwrap();
     /// ```
     pub fn emit_on(mut self, when: EmitOn) -> ThrottleLayer {
-        self.config.emission.on = when;
+        self.config.policy.emission.on = when;
         self
     }
 
@@ -221,7 +399,7 @@ impl ThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn monitor(&self) -> Option<&Monitor> {
-        self.config.emission.monitor.as_ref()
+        self.config.policy.emission.monitor.as_ref()
     }
 }
 

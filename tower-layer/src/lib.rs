@@ -23,33 +23,43 @@
 //!   so it does not go on an axum route, and behind a `Buffer` or in a
 //!   `MakeService` each copy counts alone. Here every clone draws on the
 //!   one [`Tank`].
-//! - **Back-pressure or shedding.** By default `poll_ready` waits for fuel,
-//!   in the tank's fair line; [`reject`](ThrottleLayer::reject) sheds at
-//!   once with [`Throttled`], whose [`retry_after`](Throttled::retry_after)
-//!   is exact, from the tank's schedule.
+//! - **Back-pressure, bounded, or shedding.** By default `poll_ready` waits
+//!   for fuel, in the tank's fair line; [`max_wait`](ThrottleLayer::max_wait)
+//!   bounds that wait (a request whose fuel cannot come in time is shed at
+//!   once) and [`max_waiting`](ThrottleLayer::max_waiting) the line;
+//!   [`reject`](ThrottleLayer::reject) sheds whatever finds no fuel. A shed
+//!   request fails with [`Throttled`], whose
+//!   [`retry_after`](Throttled::retry_after) is exact, from the tank's
+//!   schedule, and which names the limit that shed it.
 //! - **Per-client limits in bounded memory.** [`KeyedThrottleLayer`] gives
 //!   each key (client address, user id) its own tank in a
 //!   [`KeyedTank`], which holds at most `max_keys` keys and forgets idle
 //!   ones: a flood of new keys cannot grow memory without bound.
 //! - **Statistics.** Built from a [`Throttle`], the layer counts every
-//!   request in the throttle's monitor: live rate, gaps, percentiles.
+//!   request in the throttle's monitor: live rate, gaps, percentiles. With
+//!   [`Stats`], it also counts what it admitted, rejected and made wait, and
+//!   how long the waits were, for export (see the `metrics` example for a
+//!   Prometheus text page).
 //! - **HTTP 429 done right** (feature `http`): [`ThrottleLayer::http`] and
 //!   [`KeyedThrottleLayer::http`] answer `429` themselves with
 //!   `Retry-After` rounded *up* to whole seconds (never `0` for a sub-second
-//!   wait) and the IETF `RateLimit` headers on every response — per key for
-//!   the keyed layer.
+//!   wait), a plain-text body saying when to retry (or the response your
+//!   closure builds), and the IETF `RateLimit` headers on every response —
+//!   per key for the keyed layer. A request whose key cannot be read gets a
+//!   `400` or `500` whose body says why, never an empty `500`.
 //!
 //! # Semantics
 //!
 //! | | [`ThrottleLayer`], wait (default) | [`ThrottleLayer`], [`reject`](ThrottleLayer::reject) | [`KeyedThrottleLayer`] |
 //! |---|---|---|---|
-//! | `poll_ready` | waits for one fuel (fast path: one compare-and-swap), then for the inner service | waits for the inner service only | waits for the inner service only |
-//! | `call` | spends the fuel held | spends one fuel if there is one, else fails with [`Throttled`] | reads the key, spends one of its fuel; without, waits in the response future, or (reject) fails with [`Throttled`] |
+//! | `poll_ready` | waits for one fuel (fast path: one compare-and-swap), then for the inner service; with [`max_wait`](ThrottleLayer::max_wait), resolves at once when the fuel cannot come in time | waits for the inner service only | waits for the inner service only |
+//! | `call` | spends the fuel held; or fails with [`Throttled`] if it could not come in time | spends one fuel if there is one, else fails with [`Throttled`] | reads the key, spends one of its fuel; without, waits in the response future (up to [`max_wait`](KeyedThrottleLayer::max_wait)), or (reject, or beyond `max_wait`) fails with [`Throttled`] |
 //! | error type | [`tower::BoxError`] | [`tower::BoxError`] | [`tower::BoxError`] |
 //!
 //! Fuel taken by `poll_ready` is held by the service until `call` spends
-//! it; a service dropped while holding it gives it back. A clone starts
-//! without fuel.
+//! it; a service dropped while holding it gives it back (except fuel that
+//! a wait bounded by `max_wait` took: see its cancel safety). A clone
+//! starts without fuel.
 //!
 //! Emission (a request counted by the statistics monitor of a
 //! [`Throttle`]) happens once per request let through, when the fuel is
@@ -57,12 +67,29 @@
 //! throttle without a tank means unlimited fuel; without a monitor, no
 //! emission.
 //!
+//! # Tracing events
+//!
+//! With the `tracing` feature, the layers report, with the target
+//! `fueltank_tower` (so `RUST_LOG=fueltank_tower=debug` shows them all):
+//!
+//! | event | level | fields |
+//! |---|---|---|
+//! | a request shed ([`Throttled`]) | `DEBUG` | `scope`, `limit` (the label), `key` (with [`report_key`](KeyedThrottleLayer::report_key)), `retry_after_ms` |
+//! | a request whose key could not be read, the server's setup at fault ([`KeyError::is_setup_error`](key::KeyError::is_setup_error): no peer address, no trusted proxy) | `ERROR` | `limit`; the message says what to change |
+//! | a request whose key could not be read, the request at fault (a missing or malformed header) | `DEBUG` | `limit` |
+//! | a wait of at least one second ([`long_wait`] changes the threshold) | `INFO` | `limit`, `wait_ms` |
+//!
+//! Shed requests and bad requests are at `DEBUG` because a client can send
+//! any number of them; a setup error is at `ERROR` because every request
+//! fails alike until the server is fixed.
+//!
 //! # Features
 //!
 //! | feature | what |
 //! |---|---|
-//! | `http` | [`http::HttpThrottleLayer`] and [`http::HttpKeyedThrottleLayer`]: 429 + `Retry-After` + `RateLimit` headers; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
-//! | `axum` | `http`, and [`key::PeerIp`] also reads axum's `ConnectInfo<SocketAddr>` |
+//! | `http` | [`http::HttpThrottleLayer`] and [`http::HttpKeyedThrottleLayer`]: 429 + `Retry-After` + `RateLimit` headers, plain-text or custom rejections; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
+//! | `axum` | `http`, and [`key::PeerIp`] also reads axum's `ConnectInfo<SocketAddr>`; [`key::ConnectInfoIp`], which exists only with this feature |
+//! | `tracing` | the [events](#tracing-events) above |
 //!
 //! # Modules
 //!
@@ -70,29 +97,56 @@
 //! |---|---|
 //! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service; [`ResponseFuture`] its future |
 //! | [`KeyedThrottleLayer`] | one budget per key; [`KeyedThrottleService`], [`KeyedResponseFuture`] |
-//! | [`Throttled`] | the error of a shed request |
-//! | [`http`] | the HTTP layers and their headers (feature `http`) |
+//! | [`Throttled`], [`Scope`] | the error of a shed request, and which kind of limit shed it |
+//! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected and made wait |
+//! | [`http`] | the HTTP layers, their headers and rejections, and how to compose a router-level and a route-level limit (feature `http`) |
 //! | [`key`] | who a request is from: [`key::KeyExtractor`] and the extractors |
-
+//!
+//! [`fueltank`]: https://docs.rs/fueltank
 #![warn(missing_docs)]
-// The docs link the `http` items, which exist only with that feature.
-#![cfg_attr(not(feature = "http"), allow(rustdoc::broken_intra_doc_links))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Items that exist only with a feature are linked on docs.rs (which
+// documents every feature) when the feature is off.
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/index.html",
+    doc = "[`http::HttpThrottleLayer`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.HttpThrottleLayer.html",
+    doc = "[`http::HttpKeyedThrottleLayer`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.HttpKeyedThrottleLayer.html",
+    doc = "[`ThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http",
+    doc = "[`KeyedThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http",
+    doc = "[`key::PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
+    doc = "[`key::ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html"
+)]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`key::ConnectInfoIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ConnectInfoIp.html"
+)]
+#![cfg_attr(feature = "tracing", doc = "[`long_wait`]: ThrottleLayer::long_wait")]
+#![cfg_attr(
+    not(feature = "tracing"),
+    doc = "[`long_wait`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.long_wait"
+)]
 
 mod emit;
 mod error;
+mod events;
 mod future;
 mod gate;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod key;
 mod keyed;
 mod layer;
+mod policy;
 mod service;
+mod stats;
 
 pub use emit::EmitOn;
-pub use error::Throttled;
+pub use error::{Scope, Throttled};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
 pub use layer::ThrottleLayer;
 pub use service::ThrottleService;
+pub use stats::{Stats, WaitTimes};

@@ -13,9 +13,13 @@ use crate::gate::{Config, Gate};
 ///
 /// Made by [`ThrottleLayer`](crate::ThrottleLayer). In wait mode (the
 /// default) `poll_ready` waits for fuel, then for the inner service, and
-/// holds the fuel until `call` spends it. In reject mode `poll_ready` waits
-/// only for the inner service and `call` sheds the request with
-/// [`Throttled`](crate::Throttled) when there is no fuel.
+/// holds the fuel until `call` spends it; with
+/// [`max_wait`](crate::ThrottleLayer::max_wait) or
+/// [`max_waiting`](crate::ThrottleLayer::max_waiting), a request whose fuel
+/// cannot come in time (or that finds the line full) makes `poll_ready`
+/// resolve at once, and `call` sheds it with [`Throttled`](crate::Throttled).
+/// In reject mode `poll_ready` waits only for the inner service and `call`
+/// sheds the request with `Throttled` when there is no fuel.
 ///
 /// Its error type is [`tower::BoxError`]: the inner service's errors, or
 /// `Throttled`, found by downcasting.
@@ -28,7 +32,10 @@ use crate::gate::{Config, Gate};
 ///
 /// Dropping the service, or the future of `ready()`, at any point loses no
 /// fuel: fuel held for a `call` that never came goes back to the tank, and
-/// a wait in the tank's line leaves it.
+/// a wait in the tank's line leaves it (and frees its place among the
+/// `max_waiting`). One exception: fuel that a wait bounded by `max_wait`
+/// took cannot be given back (the tank's timed wait hands out no token),
+/// so a service dropped between such a wait and its `call` spends it.
 ///
 /// # Contract
 ///

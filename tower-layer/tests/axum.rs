@@ -71,10 +71,15 @@ async fn burst_then_429_then_pass_after_retry_after() {
     for _ in 0..5 {
         let (status, headers, body) = example::get_once(addr, "/", &[]).await.unwrap();
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(body, "");
         retry_after = number(&headers, "retry-after");
         // The next fuel is at most 3 s away: whole seconds, rounded up, not 0.
         assert!((1..=3).contains(&retry_after), "retry-after {retry_after}");
+        // The body says which limit, and when to retry.
+        assert_eq!(
+            body,
+            format!("Too Many Requests (global limit): retry after {retry_after} s\n")
+        );
+        assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
         assert_eq!(number(&headers, "ratelimit-limit"), 3);
         assert_eq!(number(&headers, "ratelimit-remaining"), 0);
         let reset = number(&headers, "ratelimit-reset");
@@ -151,9 +156,12 @@ async fn the_per_ip_limit_sheds_one_client_and_not_another() {
     for _ in 0..3 {
         let (status, headers, body) = example::get_once(addr, "/", &[]).await.unwrap();
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(body, "");
         let retry_after = number(&headers, "retry-after");
         assert!((1..=10).contains(&retry_after), "retry-after {retry_after}");
+        assert_eq!(
+            body,
+            format!("Too Many Requests (per-ip limit): retry after {retry_after} s\n")
+        );
         assert_eq!(number(&headers, "ratelimit-limit"), 2);
         assert_eq!(number(&headers, "ratelimit-remaining"), 0);
         let reset = number(&headers, "ratelimit-reset");

@@ -82,7 +82,11 @@ fn the_first_pass_the_rest_get_429_with_retry_after_rounded_up() {
     for _ in 0..3 {
         let shed = get(&mut svc);
         assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(shed.body(), "", "an empty body");
+        assert_eq!(shed.body(), "Too Many Requests: retry after 1 s\n");
+        assert_eq!(
+            header(shed.headers(), "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
         // The next fuel is 100 ms away: Retry-After says 1, never 0.
         assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
         assert_eq!(split(&shed), (10, 0, 1));
@@ -175,7 +179,7 @@ fn headers_off_keeps_retry_after() {
     let shed = get(&mut svc);
     assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(shed.headers(), "retry-after"), Some("1"));
-    assert_eq!(shed.headers().len(), 1);
+    assert_eq!(shed.headers().len(), 2, "Retry-After and Content-Type only");
 }
 
 #[test]
@@ -338,7 +342,7 @@ mod keyed {
         }
         let shed = get_from(&mut svc, A);
         assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(shed.body(), "");
+        assert_eq!(shed.body(), "Too Many Requests: retry after 6 s\n");
         assert_eq!(header(shed.headers(), "retry-after"), Some("6"));
         assert_eq!(split(&shed), (10, 0, 60), "A is full again in a minute");
         let throttled = shed.extensions().get::<Throttled>().unwrap();
@@ -404,7 +408,7 @@ mod keyed {
         assert!(get_from(&mut off, A).headers().is_empty());
         let shed = get_from(&mut off, A);
         assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(shed.headers().len(), 1, "Retry-After only");
+        assert_eq!(shed.headers().len(), 2, "Retry-After and Content-Type only");
     }
 
     #[test]
@@ -456,8 +460,20 @@ mod keyed {
             response.extensions().get::<KeyError>(),
             Some(&KeyError::NoPeerAddress)
         );
-        assert!(response.headers().is_empty(), "no budget to tell");
-        assert_eq!(response.body(), "", "the inner service was not called");
+        assert_eq!(
+            header(response.headers(), "ratelimit-limit"),
+            None,
+            "no budget to tell"
+        );
+        // The body says what is wrong, and the inner service was not
+        // called (it says hello).
+        assert!(
+            response
+                .body()
+                .starts_with("Internal Server Error: no peer address"),
+            "{}",
+            response.body()
+        );
 
         // A missing or malformed forwarded header: the request's fault.
         let mut forwarded = KeyedThrottleLayer::new(keyed.clone(), ForwardedIp::x_forwarded_for())
@@ -465,6 +481,10 @@ mod keyed {
             .layer(ok());
         let response = get(&mut forwarded);
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.body(),
+            "Bad Request: no `x-forwarded-for` header in the request\n"
+        );
         assert_eq!(
             response.extensions().get::<KeyError>(),
             Some(&KeyError::MissingHeader {
@@ -481,6 +501,7 @@ mod keyed {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let error = response.extensions().get::<KeyError>().unwrap();
         assert!(error.to_string().contains("not-an-ip"), "{error}");
+        assert_eq!(response.body(), &format!("Bad Request: {error}\n"));
         assert!(keyed.is_empty(), "no key was charged");
 
         // With a fallback, the peer is the key.

@@ -178,7 +178,7 @@ fn http_layer_emits_like_the_plain_one() {
         .emit_on(EmitOn::Success)
         .http()
         .layer(service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         }));
     block_on(async {
         for _ in 0..2 {
@@ -202,7 +202,7 @@ fn http_layer_over_an_unlimited_throttle_sends_no_ratelimit_headers() {
         .reject()
         .http()
         .layer(service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         }));
     block_on(async {
         for _ in 0..10 {

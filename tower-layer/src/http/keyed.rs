@@ -13,16 +13,18 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::{HeaderStyle, Snapshot, Stamp, no_key, sf_string, too_many_requests};
-use crate::emit::{self, Emission};
+use super::reject::{self, OnKeyError, OnThrottled, PlainText};
+use super::{HeaderStyle, Snapshot, Stamp, sf_string};
+use crate::emit;
 use crate::key::{KeyError, KeyExtractor};
-use crate::keyed::{Admit, KeyedGate, take_ready};
+use crate::keyed::{Admit, KeyWaiting, KeyedGate, take_ready};
 use crate::{KeyedThrottleLayer, Throttled};
 
 /// A Tower layer for HTTP services with one budget per key: a request
 /// whose key has no fuel gets `429 Too Many Requests` with `Retry-After`
-/// (in reject mode), and every response gets the `RateLimit` headers of
-/// its key. Made by [`KeyedThrottleLayer::http`].
+/// (in reject mode, or beyond [`max_wait`](KeyedThrottleLayer::max_wait)),
+/// and every response gets the `RateLimit` headers of its key. Made by
+/// [`KeyedThrottleLayer::http`].
 ///
 /// The header values are those of [the module](crate::http), read from the
 /// request's key: `RateLimit-Remaining` is the key's fuel left
@@ -31,12 +33,17 @@ use crate::{KeyedThrottleLayer, Throttled};
 ///
 /// A request whose key cannot be read is not let through, and takes no
 /// fuel: it gets `400 Bad Request` (the header the key comes from is
-/// missing or malformed), or `500 Internal Server Error` for
-/// [`KeyError::NoPeerAddress`] (the server does not pass the peer address:
-/// a setup error, not the client's). Either has an empty body, no
-/// `RateLimit` headers, and the [`KeyError`] in its extensions for an outer
-/// layer to log or rewrite. To fall back to another key instead, combine
-/// extractors with `or`.
+/// missing or malformed), or `500 Internal Server Error` when the server's
+/// setup is at fault ([`KeyError::is_setup_error`]: no peer address passed,
+/// no trusted proxy configured). The body says why, in plain text
+/// ([`PlainText`]), or is built by your closure
+/// ([`on_key_error`](HttpKeyedThrottleLayer::on_key_error)); the response
+/// has no `RateLimit` headers, and the [`KeyError`] in its extensions for
+/// an outer layer to log or rewrite. To fall back to another key instead,
+/// combine extractors with `or`.
+///
+/// A shed request's 429 is built the same way: [`PlainText`] by default,
+/// or your closure ([`on_throttled`](HttpKeyedThrottleLayer::on_throttled)).
 ///
 /// Its services have the inner service's error type, so axum needs no
 /// `HandleErrorLayer`; the inner service must be `Clone` (see
@@ -76,8 +83,8 @@ use crate::{KeyedThrottleLayer, Throttled};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct HttpKeyedThrottleLayer<K, X> {
-    gate: KeyedGate<K, X>,
+pub struct HttpKeyedThrottleLayer<K, X, T = PlainText, E = PlainText> {
+    gate: KeyedGate<K, X, (T, E)>,
 }
 
 impl<K, X> KeyedThrottleLayer<K, X> {
@@ -101,6 +108,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> HttpKeyedThrottleLayer<K, X> {
         HttpKeyedThrottleLayer::from(self)
     }
@@ -109,11 +117,13 @@ impl<K, X> KeyedThrottleLayer<K, X> {
 impl<K, X> From<KeyedThrottleLayer<K, X>> for HttpKeyedThrottleLayer<K, X> {
     /// [`KeyedThrottleLayer::http`].
     fn from(layer: KeyedThrottleLayer<K, X>) -> HttpKeyedThrottleLayer<K, X> {
-        HttpKeyedThrottleLayer { gate: layer.gate }
+        HttpKeyedThrottleLayer {
+            gate: layer.gate.map_respond(|()| (PlainText, PlainText)),
+        }
     }
 }
 
-impl<K, X> HttpKeyedThrottleLayer<K, X> {
+impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -132,7 +142,7 @@ impl<K, X> HttpKeyedThrottleLayer<K, X> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpKeyedThrottleLayer<K, X> {
+    pub fn headers(mut self, style: HeaderStyle) -> HttpKeyedThrottleLayer<K, X, T, E> {
         self.gate.headers.style = style;
         self
     }
@@ -156,9 +166,98 @@ impl<K, X> HttpKeyedThrottleLayer<K, X> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpKeyedThrottleLayer<K, X> {
+    pub fn policy_name(mut self, name: &str) -> HttpKeyedThrottleLayer<K, X, T, E> {
         self.gate.headers.policy = sf_string(name);
         self
+    }
+
+    /// Builds the response to a shed request with `respond`, instead of
+    /// the [`PlainText`] default; the layer then adds `Retry-After`
+    /// (unless `respond` set one), the key's `RateLimit` headers, and the
+    /// [`Throttled`] error to the response's extensions. See
+    /// [`HttpThrottleLayer::on_throttled`](super::HttpThrottleLayer::on_throttled).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::ForwardedIp;
+    /// use http::{Request, Response, StatusCode};
+    /// use std::convert::Infallible;
+    /// use std::net::IpAddr;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_minute(1)?), ForwardedIp::x_real_ip())
+    ///     .reject()
+    ///     .report_key()
+    ///     .http()
+    ///     .on_throttled(|shed: &Throttled| {
+    ///         let mut response = Response::new(format!("slow down, {}\n", shed.key().unwrap_or("you")));
+    ///         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    ///         response
+    ///     })
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    /// let from = |ip: &str| Request::builder().header("x-real-ip", ip).body(()).unwrap();
+    /// svc.ready().await?.call(from("192.0.2.1")).await?;
+    /// let shed = svc.ready().await?.call(from("192.0.2.1")).await?;
+    /// assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(shed.body(), "slow down, 192.0.2.1\n");
+    /// assert_eq!(shed.headers()["retry-after"], "60");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_throttled<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, F, E>
+    where
+        F: Fn(&Throttled) -> Response<B>,
+    {
+        HttpKeyedThrottleLayer {
+            gate: self
+                .gate
+                .map_respond(|(_, on_key_error)| (respond, on_key_error)),
+        }
+    }
+
+    /// Builds the response to a request whose key could not be read with
+    /// `respond`, instead of the [`PlainText`] default; the layer then adds
+    /// the [`KeyError`] to the response's extensions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::KeyedThrottleLayer;
+    /// use fueltank_tower::key::{ForwardedIp, KeyError};
+    /// use http::{Request, Response, StatusCode};
+    /// use std::convert::Infallible;
+    /// use std::net::IpAddr;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), ForwardedIp::x_real_ip())
+    ///     .http()
+    ///     .on_key_error(|error: &KeyError| {
+    ///         let mut response = Response::new(String::from("who are you?\n"));
+    ///         *response.status_mut() = StatusCode::FORBIDDEN;
+    ///         response
+    ///     })
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    /// let response = svc.oneshot(Request::new(())).await?;
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// assert!(response.extensions().get::<KeyError>().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_key_error<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, T, F>
+    where
+        F: Fn(&KeyError) -> Response<B>,
+    {
+        HttpKeyedThrottleLayer {
+            gate: self
+                .gate
+                .map_respond(|(on_throttled, _)| (on_throttled, respond)),
+        }
     }
 
     /// The keyed tank this layer draws on.
@@ -180,15 +279,15 @@ impl<K, X> HttpKeyedThrottleLayer<K, X> {
     }
 }
 
-impl<K, X: Clone> Clone for HttpKeyedThrottleLayer<K, X> {
-    fn clone(&self) -> HttpKeyedThrottleLayer<K, X> {
+impl<K, X: Clone, T: Clone, E: Clone> Clone for HttpKeyedThrottleLayer<K, X, T, E> {
+    fn clone(&self) -> HttpKeyedThrottleLayer<K, X, T, E> {
         HttpKeyedThrottleLayer {
             gate: self.gate.clone(),
         }
     }
 }
 
-impl<K, X: fmt::Debug> fmt::Debug for HttpKeyedThrottleLayer<K, X> {
+impl<K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleLayer<K, X, T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpKeyedThrottleLayer")
             .field("gate", &self.gate)
@@ -196,10 +295,10 @@ impl<K, X: fmt::Debug> fmt::Debug for HttpKeyedThrottleLayer<K, X> {
     }
 }
 
-impl<S, K, X: Clone> Layer<S> for HttpKeyedThrottleLayer<K, X> {
-    type Service = HttpKeyedThrottleService<S, K, X>;
+impl<S, K, X: Clone, T: Clone, E: Clone> Layer<S> for HttpKeyedThrottleLayer<K, X, T, E> {
+    type Service = HttpKeyedThrottleService<S, K, X, T, E>;
 
-    fn layer(&self, inner: S) -> HttpKeyedThrottleService<S, K, X> {
+    fn layer(&self, inner: S) -> HttpKeyedThrottleService<S, K, X, T, E> {
         HttpKeyedThrottleService {
             inner,
             gate: Arc::new(self.gate.clone()),
@@ -226,7 +325,7 @@ impl<S, K, X: Clone> Layer<S> for HttpKeyedThrottleLayer<K, X> {
 /// # futures::executor::block_on(async {
 /// let svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), ForwardedIp::x_real_ip())
 ///     .http()
-///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
 /// let request = Request::builder().header("x-real-ip", "192.0.2.9").body(())?;
 /// let response = svc.clone().oneshot(request).await?;
 /// assert_eq!(response.headers()["ratelimit-remaining"], "9");
@@ -236,12 +335,12 @@ impl<S, K, X: Clone> Layer<S> for HttpKeyedThrottleLayer<K, X> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct HttpKeyedThrottleService<S, K, X> {
+pub struct HttpKeyedThrottleService<S, K, X, T = PlainText, E = PlainText> {
     inner: S,
-    gate: Arc<KeyedGate<K, X>>,
+    gate: Arc<KeyedGate<K, X, (T, E)>>,
 }
 
-impl<S, K, X> HttpKeyedThrottleService<S, K, X> {
+impl<S, K, X, T, E> HttpKeyedThrottleService<S, K, X, T, E> {
     /// The keyed tank this service draws on.
     ///
     /// # Examples
@@ -328,8 +427,8 @@ impl<S, K, X> HttpKeyedThrottleService<S, K, X> {
     }
 }
 
-impl<S: Clone, K, X> Clone for HttpKeyedThrottleService<S, K, X> {
-    fn clone(&self) -> HttpKeyedThrottleService<S, K, X> {
+impl<S: Clone, K, X, T, E> Clone for HttpKeyedThrottleService<S, K, X, T, E> {
+    fn clone(&self) -> HttpKeyedThrottleService<S, K, X, T, E> {
         HttpKeyedThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
@@ -337,7 +436,7 @@ impl<S: Clone, K, X> Clone for HttpKeyedThrottleService<S, K, X> {
     }
 }
 
-impl<S: fmt::Debug, K, X: fmt::Debug> fmt::Debug for HttpKeyedThrottleService<S, K, X> {
+impl<S: fmt::Debug, K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleService<S, K, X, T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpKeyedThrottleService")
             .field("inner", &self.inner)
@@ -346,12 +445,14 @@ impl<S: fmt::Debug, K, X: fmt::Debug> fmt::Debug for HttpKeyedThrottleService<S,
     }
 }
 
-impl<S, K, X, ReqBody, ResBody> Service<Request<ReqBody>> for HttpKeyedThrottleService<S, K, X>
+impl<S, K, X, T, E, ReqBody, ResBody> Service<Request<ReqBody>>
+    for HttpKeyedThrottleService<S, K, X, T, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ResBody: Default,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request<ReqBody>, Key = K>,
+    T: OnThrottled<ResBody>,
+    E: OnKeyError<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -365,9 +466,12 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let gate = &*self.gate;
         let keyed = &gate.keyed;
+        let (on_throttled, on_key_error) = &gate.respond;
         let mut stamp = None;
         let state = match gate.key(&request) {
-            Err(error) => State::NoKey { error: Some(error) },
+            Err(error) => State::Answered {
+                response: Some(reject::key_error(on_key_error, error)),
+            },
             Ok(key) => match gate.admit(&key) {
                 Admit::Now(on_success) => {
                     stamp = gate
@@ -378,20 +482,21 @@ where
                         on_success,
                     }
                 }
-                Admit::Wait => State::Waiting {
+                Admit::Wait(waiting) => State::Waiting {
                     read_after: gate
                         .headers
                         .plan()
                         .map(|policy| (keyed.clone(), key.clone(), policy)),
                     wait: keyed.await_fuel(key),
-                    call: Some((take_ready(&mut self.inner), request)),
-                    emission: gate.emission.clone(),
+                    call: Some((take_ready(&mut self.inner), request, waiting)),
                 },
                 Admit::Shed(throttled) => {
-                    stamp = gate
+                    let stamp = gate
                         .headers
                         .stamp(|| Some(Snapshot::read_keyed(keyed, &key)));
-                    State::Shed { throttled }
+                    State::Answered {
+                        response: Some(reject::throttled(on_throttled, throttled, stamp.as_ref())),
+                    }
                 }
             },
         };
@@ -402,11 +507,13 @@ where
 pin_project! {
     /// The response future of [`HttpKeyedThrottleService`]: waits for the
     /// key's fuel if needed (wait mode), then runs the inner service and
-    /// adds the key's `RateLimit` headers; or answers 429 or 400 at once.
+    /// adds the key's `RateLimit` headers; or answers 429, 400 or 500 at
+    /// once.
     ///
     /// # Cancel safety
     ///
     /// Dropped while waiting for its key's fuel, it leaves the key's line
+    /// (and its place among the [`max_waiting`](KeyedThrottleLayer::max_waiting))
     /// and loses no fuel; the inner service is not called. Dropped after,
     /// the fuel was spent.
     ///
@@ -425,7 +532,7 @@ pin_project! {
     /// # futures::executor::block_on(async {
     /// let mut svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), ForwardedIp::x_real_ip())
     ///     .http()
-    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
     /// let request = Request::builder().header("x-real-ip", "192.0.2.9").body(())?;
     /// let future: HttpKeyedResponseFuture<_, _, _> = svc.ready().await?.call(request);
     /// assert!(future.await?.status().is_success());
@@ -452,22 +559,20 @@ pin_project! {
         Waiting {
             #[pin]
             wait: AwaitKey<K>,
-            call: Option<(S, Request)>,
+            call: Option<(S, Request, KeyWaiting)>,
             // The key, to read its headers once its fuel is taken, and
             // the policy name of the structured headers.
             read_after: Option<(KeyedTank<K>, K, Option<Arc<str>>)>,
-            emission: Emission,
         },
         Called {
             #[pin]
             future: S::Future,
             on_success: Option<Monitor>,
         },
-        Shed {
-            throttled: Throttled,
-        },
-        NoKey {
-            error: Option<KeyError>,
+        // Answered in `call` (429, 400 or 500): taken by the one poll that
+        // returns it.
+        Answered {
+            response: Option<S::Response>,
         },
     }
 }
@@ -475,7 +580,6 @@ pin_project! {
 impl<S, Request, K, ResBody> Future for HttpKeyedResponseFuture<S, Request, K>
 where
     S: Service<Request, Response = Response<ResBody>>,
-    ResBody: Default,
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -484,62 +588,49 @@ where
         loop {
             let this = self.as_mut().project();
             let mut state = this.state;
-            let mut response = match state.as_mut().project() {
+            match state.as_mut().project() {
                 StateProj::Waiting {
                     wait,
                     call,
                     read_after,
-                    emission,
                 } => {
                     ready!(wait.poll(cx));
-                    let on_success = emission.fueled();
+                    let Some((mut inner, request, waiting)) = call.take() else {
+                        panic!("HttpKeyedResponseFuture polled after completion");
+                    };
+                    let on_success = waiting.fueled();
                     if let Some((keyed, key, policy)) = read_after.take() {
                         let snapshot = Snapshot::read_keyed(&keyed, &key);
                         *this.stamp = Some(Stamp { snapshot, policy });
                     }
-                    let Some((mut inner, request)) = call.take() else {
-                        panic!("HttpKeyedResponseFuture polled after completion");
-                    };
                     state.set(State::Called {
                         future: inner.call(request),
                         on_success,
                     });
-                    continue;
                 }
                 StateProj::Called { future, on_success } => {
-                    let response = ready!(future.poll(cx))?;
+                    let mut response = ready!(future.poll(cx))?;
                     emit::succeeded(on_success);
-                    response
+                    if let Some(stamp) = this.stamp {
+                        stamp.write(response.headers_mut());
+                    }
+                    return Poll::Ready(Ok(response));
                 }
-                StateProj::Shed { throttled } => too_many_requests::<ResBody>(*throttled),
-                StateProj::NoKey { error } => {
-                    let error = error.take().unwrap_or(KeyError::Other(
-                        "HttpKeyedResponseFuture polled after completion".to_string(),
-                    ));
-                    return Poll::Ready(Ok(no_key(error)));
-                }
-            };
-            if let Some(stamp) = this.stamp {
-                stamp.write(response.headers_mut());
+                StateProj::Answered { response } => match response.take() {
+                    Some(response) => return Poll::Ready(Ok(response)),
+                    None => panic!("HttpKeyedResponseFuture polled after completion"),
+                },
             }
-            return Poll::Ready(Ok(response));
         }
     }
 }
 
 impl<S: Service<Request>, Request, K> fmt::Debug for HttpKeyedResponseFuture<S, Request, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.state {
-            State::Waiting { .. } => f.write_str("HttpKeyedResponseFuture::Waiting"),
-            State::Called { .. } => f.write_str("HttpKeyedResponseFuture::Called"),
-            State::Shed { throttled } => f
-                .debug_tuple("HttpKeyedResponseFuture::Shed")
-                .field(throttled)
-                .finish(),
-            State::NoKey { error } => f
-                .debug_tuple("HttpKeyedResponseFuture::NoKey")
-                .field(error)
-                .finish(),
-        }
+        f.write_str(match &self.state {
+            State::Waiting { .. } => "HttpKeyedResponseFuture::Waiting",
+            State::Called { .. } => "HttpKeyedResponseFuture::Called",
+            State::Answered { .. } => "HttpKeyedResponseFuture::Answered",
+        })
     }
 }

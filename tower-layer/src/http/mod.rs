@@ -71,8 +71,10 @@
 //! for one fuel and `RateLimit-Reset` its wait until full
 //! ([`KeyedTank::wait_time`](fueltank::KeyedTank::wait_time)). A request
 //! whose key cannot be read is answered `400 Bad Request`, or `500 Internal
-//! Server Error` if the server passes no peer address, with the
-//! [`KeyError`] in the response's extensions.
+//! Server Error` if the server's setup is at fault (it passes no peer
+//! address, or no proxy is trusted), with a body saying why (see
+//! [Rejections](#rejections)) and the [`KeyError`](crate::key::KeyError)
+//! in the response's extensions.
 //!
 //! ```
 //! use fueltank::{KeyedTank, Rate};
@@ -88,7 +90,7 @@
 //! let mut svc = KeyedThrottleLayer::new(per_client, ForwardedIp::x_real_ip())
 //!     .reject()
 //!     .http()
-//!     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+//!     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
 //! let from = |ip: &str| Request::builder().header("x-real-ip", ip).body(()).unwrap();
 //!
 //! assert_eq!(svc.ready().await?.call(from("192.0.2.1")).await?.status(), StatusCode::OK);
@@ -98,9 +100,119 @@
 //! assert_eq!(svc.ready().await?.call(from("192.0.2.2")).await?.status(), StatusCode::OK);
 //! let no_key = svc.ready().await?.call(Request::new(())).await?;
 //! assert_eq!(no_key.status(), StatusCode::BAD_REQUEST);
+//! assert_eq!(no_key.body(), "Bad Request: no `x-real-ip` header in the request\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Rejections
+//!
+//! A request the layer does not let through gets a response the layer
+//! makes itself; the inner service is not called.
+//!
+//! | request | default ([`PlainText`]) | your own |
+//! |---|---|---|
+//! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`HttpThrottleLayer::on_throttled`], [`HttpKeyedThrottleLayer::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
+//! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`](crate::key::KeyError) | [`HttpKeyedThrottleLayer::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
+//! | no key, the server's setup at fault | `500`, `text/plain`: `Internal Server Error: ` and the error, which says what to change (e.g. to enable the `axum` feature) | the same closure |
+//!
+//! Whoever builds it, a shed request's response gets `Retry-After` (unless
+//! the closure set one), the `RateLimit` headers, and the
+//! [`Throttled`](crate::Throttled) in its extensions; a keyless one gets
+//! its [`KeyError`](crate::key::KeyError) in its extensions. The default
+//! needs a body made from a `String` (`axum::body::Body`,
+//! `http_body_util::Full<Bytes>`, `String`); for others, give closures.
+//!
+//! # Composing a router-level limit and a route-level wait
+//!
+//! A common setup sheds at the door and queues at an expensive route: a
+//! per-client limit in reject mode on the whole router, and a wait mode
+//! limit, bounded by [`max_wait`](crate::ThrottleLayer::max_wait), on one
+//! route.
+//!
+//! ```
+//! use axum::Router;
+//! use axum::body::Body;
+//! use axum::routing::get;
+//! use fueltank::{KeyedTank, Rate, Tank};
+//! use fueltank_tower::key::PeerIp;
+//! use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
+//! use http::{Request, StatusCode};
+//! use std::net::{IpAddr, SocketAddr};
+//! use std::time::Duration;
+//! use tower::ServiceExt;
+//!
+//! # futures::executor::block_on(async {
+//! let per_ip = KeyedTank::<IpAddr>::new(Rate::per_minute(3)?);
+//! let reports = Tank::new(Rate::per_second(1)?);
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     // Route level: `/report` waits its turn for at most 500 ms.
+//!     .route(
+//!         "/report",
+//!         get(|| async { "report" }).layer(
+//!             ThrottleLayer::from_tank(reports)
+//!                 .max_wait(Duration::from_millis(500))
+//!                 .label("reports")
+//!                 .http(),
+//!         ),
+//!     )
+//!     // Router level: every route, before the route's own layers.
+//!     .layer(KeyedThrottleLayer::new(per_ip, PeerIp).reject().label("per-ip").http());
+//!
+//! // (Served with `into_make_service_with_connect_info::<SocketAddr>()`,
+//! // axum passes the peer; here the test passes it.)
+//! let get = |path: &str| {
+//!     let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+//!     Request::get(path).extension(peer).body(Body::empty()).unwrap()
+//! };
+//! let body = |response: http::Response<Body>| async move {
+//!     let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//!     String::from_utf8(bytes.to_vec()).unwrap()
+//! };
+//!
+//! // The one report fuel there is: served.
+//! assert_eq!(app.clone().oneshot(get("/report")).await?.status(), StatusCode::OK);
+//! // The next is a second away, beyond 500 ms: shed by the route's limit.
+//! let shed = app.clone().oneshot(get("/report")).await?;
+//! assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(body(shed).await, "Too Many Requests (reports limit): retry after 1 s\n");
+//! // Each of those spent one of the client's three: the third is shed at
+//! // the door, and never joins the report line.
+//! assert_eq!(app.clone().oneshot(get("/")).await?.status(), StatusCode::OK);
+//! let shed = app.clone().oneshot(get("/report")).await?;
+//! assert_eq!(body(shed).await, "Too Many Requests (per-ip limit): retry after 20 s\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! How they compose:
+//!
+//! - **Order.** A router-level layer wraps every route and runs first; the
+//!   route's layer runs inside it. A request shed at the door never
+//!   reaches the route: it takes no fuel from the route's tank and holds
+//!   no place in its line. The other way round (wait outside, shed
+//!   inside) would make requests wait only to be shed.
+//! - **What is spent.** A request that passes the door has spent its
+//!   client's fuel, whatever the route then decides: waiting, and being
+//!   shed after `max_wait`, count against the client. That is what makes a
+//!   client that hammers a slow route run out of its own budget rather
+//!   than the route's line.
+//! - **Bounded waits.** Waiting holds a task and a connection; without
+//!   `max_wait` the line grows as long as clients keep coming, and every
+//!   wait with it. With it, a request whose fuel cannot come in time is
+//!   answered `429` at once, with the `Retry-After` it would have waited.
+//!   [`max_waiting`](crate::ThrottleLayer::max_waiting) bounds the line
+//!   itself.
+//! - **Headers.** Both layers stamp their `RateLimit` headers; with the
+//!   split form the response keeps the tighter limit's, with the
+//!   structured form it lists both (give each a
+//!   [`policy_name`](HttpThrottleLayer::policy_name)). `Retry-After` comes
+//!   from the layer that shed the request.
+//! - **`layer` or `route_layer`.** axum's `Router::layer` also wraps its
+//!   fallback, so requests to unknown paths spend the client's fuel too
+//!   (scanners run out of budget); `Router::route_layer` limits matched
+//!   routes only.
 
 use std::fmt;
 use std::future::Future;
@@ -110,20 +222,22 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use fueltank::{Hardcap, KeyedTank, Monitor, Rate, Tank};
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::ThrottleLayer;
 use crate::emit;
-use crate::future::{Kind, KindProj};
 use crate::gate::{Config, Gate};
-use crate::key::KeyError;
-use crate::{ThrottleLayer, Throttled};
+use number::number;
 
 mod keyed;
+mod number;
+mod reject;
 
 pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
+pub use reject::{OnKeyError, OnThrottled, PlainText};
 
 const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -222,10 +336,15 @@ struct Stamp {
 /// Its services have the inner service's error type, so in axum they need
 /// no `HandleErrorLayer`. The mode is the [`ThrottleLayer`]'s: after
 /// [`reject`](ThrottleLayer::reject), a request without fuel gets a 429; in
-/// the default wait mode, requests wait for fuel (and get the headers).
+/// the default wait mode, requests wait for fuel (and get the headers), and
+/// with [`max_wait`](ThrottleLayer::max_wait) a request whose fuel cannot
+/// come in time gets a 429.
 ///
-/// The 429 has an empty body (`ResBody::default()`) and carries the
-/// [`Throttled`] error in its extensions, for outer layers to inspect.
+/// The 429 is built by `R`: by default [`PlainText`], a plain-text body
+/// saying when to retry; or your closure, given to
+/// [`on_throttled`](HttpThrottleLayer::on_throttled). Either way it has
+/// `Retry-After`, the `RateLimit` headers, and the [`Throttled`](crate::Throttled)
+/// error in its extensions, for outer layers to inspect.
 ///
 /// See [the module](crate::http) for the header values.
 ///
@@ -244,8 +363,8 @@ struct Stamp {
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct HttpThrottleLayer {
-    config: Config,
+pub struct HttpThrottleLayer<R = PlainText> {
+    config: Config<R>,
 }
 
 impl ThrottleLayer {
@@ -265,6 +384,7 @@ impl ThrottleLayer {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> HttpThrottleLayer {
         HttpThrottleLayer::from(self)
     }
@@ -278,11 +398,13 @@ impl From<ThrottleLayer> for HttpThrottleLayer {
             .tank
             .as_ref()
             .map_or_else(Hardcap::default, Tank::hardcap);
-        HttpThrottleLayer { config }
+        HttpThrottleLayer {
+            config: config.respond_with(PlainText),
+        }
     }
 }
 
-impl HttpThrottleLayer {
+impl<R> HttpThrottleLayer<R> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -299,7 +421,7 @@ impl HttpThrottleLayer {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer {
+    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R> {
         self.config.headers.style = style;
         self
     }
@@ -324,9 +446,65 @@ impl HttpThrottleLayer {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer {
+    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R> {
         self.config.headers.policy = sf_string(name);
         self
+    }
+
+    /// Builds the response to a shed request with `respond`, instead of
+    /// the [`PlainText`] default: any status, headers and body, from the
+    /// [`Throttled`](crate::Throttled) error (its wait, the limit's scope
+    /// and label). The layer then adds `Retry-After` (unless `respond`
+    /// set one), the `RateLimit` headers, and the error to the response's
+    /// extensions.
+    ///
+    /// The response body must be the inner service's; this is also the way
+    /// to serve bodies that cannot be made from a `String`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::{ThrottleLayer, Throttled};
+    /// use http::{Request, Response, StatusCode};
+    /// use std::convert::Infallible;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_minute(1)?))
+    ///     .reject()
+    ///     .label("api")
+    ///     .http()
+    ///     .on_throttled(|shed: &Throttled| {
+    ///         let json = format!(
+    ///             r#"{{"error":"rate_limited","limit":"{}","retry_after_ms":{}}}"#,
+    ///             shed.label().unwrap_or("default"),
+    ///             shed.retry_after().as_millis(),
+    ///         );
+    ///         Response::builder()
+    ///             .status(StatusCode::TOO_MANY_REQUESTS)
+    ///             .header("content-type", "application/json")
+    ///             .body(json)
+    ///             .unwrap_or_default()
+    ///     })
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    ///
+    /// svc.ready().await?.call(Request::new(())).await?;
+    /// let shed = svc.ready().await?.call(Request::new(())).await?;
+    /// assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    /// assert_eq!(shed.headers()["content-type"], "application/json");
+    /// assert_eq!(shed.headers()["retry-after"], "60"); // added by the layer
+    /// assert!(shed.body().starts_with(r#"{"error":"rate_limited","limit":"api""#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F>
+    where
+        F: Fn(&crate::Throttled) -> Response<B>,
+    {
+        HttpThrottleLayer {
+            config: self.config.respond_with(respond),
+        }
     }
 
     /// The tank this layer draws on; `None` for a `Throttle` without a
@@ -359,14 +537,14 @@ impl HttpThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn monitor(&self) -> Option<&Monitor> {
-        self.config.emission.monitor.as_ref()
+        self.config.policy.emission.monitor.as_ref()
     }
 }
 
-impl<S> Layer<S> for HttpThrottleLayer {
-    type Service = HttpThrottleService<S>;
+impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
+    type Service = HttpThrottleService<S, R>;
 
-    fn layer(&self, inner: S) -> HttpThrottleService<S> {
+    fn layer(&self, inner: S) -> HttpThrottleService<S, R> {
         HttpThrottleService {
             inner,
             gate: Gate::new(Arc::new(self.config.clone())),
@@ -374,8 +552,8 @@ impl<S> Layer<S> for HttpThrottleLayer {
     }
 }
 
-/// The service made by [`HttpThrottleLayer`]: sheds with a 429 (in reject
-/// mode) and adds the `RateLimit` headers.
+/// The service made by [`HttpThrottleLayer`]: answers shed requests with a
+/// 429 built by `R`, and adds the `RateLimit` headers.
 ///
 /// `Clone` shares the tank; a clone starts without fuel. Its error type is
 /// the inner service's.
@@ -383,7 +561,8 @@ impl<S> Layer<S> for HttpThrottleLayer {
 /// # Cancel safety
 ///
 /// As for [`ThrottleService`](crate::ThrottleService): fuel held for a
-/// `call` that never came goes back to the tank.
+/// `call` that never came goes back to the tank (except fuel a wait bounded
+/// by [`max_wait`](ThrottleLayer::max_wait) took).
 ///
 /// # Examples
 ///
@@ -397,19 +576,19 @@ impl<S> Layer<S> for HttpThrottleLayer {
 /// # futures::executor::block_on(async {
 /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
 ///     .http()
-///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
 /// let response = svc.oneshot(Request::new(())).await?;
 /// assert_eq!(response.headers()["ratelimit-remaining"], "0");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
-pub struct HttpThrottleService<S> {
+pub struct HttpThrottleService<S, R = PlainText> {
     inner: S,
-    gate: Gate,
+    gate: Gate<R>,
 }
 
-impl<S> HttpThrottleService<S> {
+impl<S, R> HttpThrottleService<S, R> {
     /// The tank this service draws on; `None` for a `Throttle` without a
     /// tank.
     ///
@@ -489,9 +668,9 @@ impl<S> HttpThrottleService<S> {
     }
 }
 
-impl<S: Clone> Clone for HttpThrottleService<S> {
+impl<S: Clone, R> Clone for HttpThrottleService<S, R> {
     /// A service on the same tank, without fuel.
-    fn clone(&self) -> HttpThrottleService<S> {
+    fn clone(&self) -> HttpThrottleService<S, R> {
         HttpThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
@@ -499,10 +678,10 @@ impl<S: Clone> Clone for HttpThrottleService<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Default,
+    R: OnThrottled<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -517,14 +696,20 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> HttpResponseFuture<S::Future> {
         let spent = self.gate.spend();
         let stamp = self.stamp();
-        let kind = match spent {
-            Ok(on_success) => Kind::Called {
+        let state = match spent {
+            Ok(on_success) => HttpState::Called {
                 future: self.inner.call(request),
                 on_success,
             },
-            Err(throttled) => Kind::Throttled { throttled },
+            Err(throttled) => HttpState::Answered {
+                output: Some(Ok(reject::throttled(
+                    &self.gate.config().respond,
+                    throttled,
+                    stamp.as_ref(),
+                ))),
+            },
         };
-        HttpResponseFuture { kind, stamp }
+        HttpResponseFuture { state, stamp }
     }
 }
 
@@ -545,84 +730,74 @@ pin_project! {
     /// # futures::executor::block_on(async {
     /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
     ///     .http()
-    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
     /// let future: HttpResponseFuture<_> = svc.ready().await?.call(Request::new(()));
     /// assert!(future.await?.status().is_success());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct HttpResponseFuture<F> {
+    pub struct HttpResponseFuture<F>
+    where
+        F: Future,
+    {
         #[pin]
-        kind: Kind<F>,
+        state: HttpState<F>,
         stamp: Option<Stamp>,
+    }
+}
+
+pin_project! {
+    #[project = HttpStateProj]
+    enum HttpState<F>
+    where
+        F: Future,
+    {
+        Called {
+            #[pin]
+            future: F,
+            on_success: Option<Monitor>,
+        },
+        // The response was made in `call` (a 429): taken by the one poll
+        // that returns it.
+        Answered {
+            output: Option<F::Output>,
+        },
     }
 }
 
 impl<F, ResBody, E> Future for HttpResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
-    ResBody: Default,
 {
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = match this.kind.project() {
-            KindProj::Called { future, on_success } => {
+        match this.state.project() {
+            HttpStateProj::Called { future, on_success } => {
                 let mut response = ready!(future.poll(cx))?;
                 emit::succeeded(on_success);
                 if let Some(stamp) = this.stamp {
                     stamp.write(response.headers_mut());
                 }
-                return Poll::Ready(Ok(response));
+                Poll::Ready(Ok(response))
             }
-            KindProj::Throttled { throttled } => too_many_requests::<ResBody>(*throttled),
-        };
-        if let Some(stamp) = this.stamp {
-            stamp.write(response.headers_mut());
+            HttpStateProj::Answered { output } => match output.take() {
+                Some(output) => Poll::Ready(output),
+                None => panic!("HttpResponseFuture polled after completion"),
+            },
         }
-        Poll::Ready(Ok(response))
     }
 }
 
-impl<F> fmt::Debug for HttpResponseFuture<F> {
+impl<F: Future> fmt::Debug for HttpResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Called { .. } => f.write_str("HttpResponseFuture::Called"),
-            Kind::Throttled { throttled } => f
-                .debug_tuple("HttpResponseFuture::Throttled")
-                .field(throttled)
-                .finish(),
-        }
+        f.write_str(match &self.state {
+            HttpState::Called { .. } => "HttpResponseFuture::Called",
+            HttpState::Answered { .. } => "HttpResponseFuture::Answered",
+        })
     }
-}
-
-/// A `429 Too Many Requests` for `throttled`, with `Retry-After`.
-fn too_many_requests<B: Default>(throttled: Throttled) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    response.headers_mut().insert(
-        RETRY_AFTER,
-        number(retry_after_secs(throttled.retry_after())),
-    );
-    response.extensions_mut().insert(throttled);
-    response
-}
-
-/// The answer to a request whose key could not be read, with the
-/// [`KeyError`] in its extensions: `500 Internal Server Error` when the
-/// server gave no peer address (a setup error: see
-/// [`KeyError::NoPeerAddress`]), `400 Bad Request` otherwise (the request
-/// lacks the header the key comes from, or it is malformed).
-fn no_key<B: Default>(error: KeyError) -> Response<B> {
-    let mut response = Response::new(B::default());
-    *response.status_mut() = match error {
-        KeyError::NoPeerAddress => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    response.extensions_mut().insert(error);
-    response
 }
 
 /// `Retry-After` in whole seconds: rounded up, and at least 1, so that a
@@ -634,42 +809,6 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
 /// `wait` in whole seconds, rounded up.
 fn ceil_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
-/// The numbers below this have a static header value.
-const STATIC_NUMBERS: usize = 1024;
-
-/// The decimal digits of `0..STATIC_NUMBERS`, left-aligned.
-static DIGITS: [[u8; 4]; STATIC_NUMBERS] = {
-    let mut table = [[0u8; 4]; STATIC_NUMBERS];
-    let mut n = 0;
-    while n < STATIC_NUMBERS {
-        let (mut rest, mut len) = (n, 1);
-        while rest >= 10 {
-            rest /= 10;
-            len += 1;
-        }
-        let (mut rest, mut i) = (n, len);
-        while i > 0 {
-            i -= 1;
-            table[n][i] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        n += 1;
-    }
-    table
-};
-
-/// `n` as a header value; small numbers (the usual `Remaining`, `Reset`
-/// and `Retry-After`) without allocating.
-fn number(n: u64) -> HeaderValue {
-    if let Some(digits) = usize::try_from(n).ok().and_then(|i| DIGITS.get(i)) {
-        let len = digits.iter().take_while(|&&d| d != 0).count();
-        if let Ok(digits) = std::str::from_utf8(&digits[..len]) {
-            return HeaderValue::from_static(digits);
-        }
-    }
-    HeaderValue::from(n)
 }
 
 /// `name` as a structured-field string (RFC 8941 §3.3.3), quotes included.
@@ -802,13 +941,6 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_secs(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_secs(Duration::from_secs(60)), 60);
-    }
-
-    #[test]
-    fn numbers_are_decimal_with_or_without_the_table() {
-        for n in [0, 1, 9, 10, 99, 100, 999, 1000, 1023, 1024, 12345, u64::MAX] {
-            assert_eq!(number(n).to_str().unwrap(), n.to_string());
-        }
     }
 
     #[test]

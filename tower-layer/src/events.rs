@@ -1,0 +1,72 @@
+//! `tracing` events (feature `tracing`): one per shed request, per request
+//! whose key could not be read, and per long wait. Without the feature
+//! these are empty and vanish.
+//!
+//! Every event has the target `fueltank_tower`, so that
+//! `RUST_LOG=fueltank_tower=debug` shows them all.
+
+use std::time::Duration;
+
+use crate::Throttled;
+use crate::key::KeyError;
+
+/// How long a wait must be to be reported as long, unless the layer says
+/// otherwise (`long_wait`).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) const LONG_WAIT: Duration = Duration::from_secs(1);
+
+/// A request was shed.
+#[cold]
+pub(crate) fn throttled(throttled: &Throttled) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "fueltank_tower",
+        scope = %throttled.scope(),
+        limit = throttled.label(),
+        key = throttled.key(),
+        retry_after_ms = throttled.retry_after().as_millis() as u64,
+        "request shed: {throttled}"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = throttled;
+}
+
+/// A request's key could not be read: an error if the server is set up
+/// wrong (every request fails alike), at debug level if the request is at
+/// fault (a client can send any number of those).
+#[cold]
+pub(crate) fn key_error(error: &KeyError, label: Option<&str>) {
+    #[cfg(feature = "tracing")]
+    if error.is_setup_error() {
+        tracing::error!(
+            target: "fueltank_tower",
+            limit = label,
+            "request refused, its key could not be read: {error}"
+        );
+    } else {
+        tracing::debug!(
+            target: "fueltank_tower",
+            limit = label,
+            "request refused, its key could not be read: {error}"
+        );
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (error, label);
+}
+
+/// A request waited `wait` for its fuel; reported if that is at least
+/// `threshold`.
+#[inline]
+pub(crate) fn waited(wait: Duration, threshold: Duration, label: Option<&str>) {
+    #[cfg(feature = "tracing")]
+    if wait >= threshold {
+        tracing::info!(
+            target: "fueltank_tower",
+            limit = label,
+            wait_ms = wait.as_millis() as u64,
+            "request waited {wait:?} for fuel"
+        );
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (wait, threshold, label);
+}

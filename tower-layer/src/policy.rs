@@ -1,0 +1,142 @@
+//! What both kinds of layer decide alike: wait or shed, how long and how
+//! many may wait, what a shed request says about its limit, and what is
+//! counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::emit::Emission;
+use crate::error::Scope;
+use crate::{Stats, Throttled, events};
+
+/// Wait for fuel, or shed the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Wait,
+    Reject,
+}
+
+/// A layer's rules, shared by every service it makes.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) mode: Mode,
+    pub(crate) emission: Emission,
+    /// Wait mode: the longest a request may wait for its fuel.
+    pub(crate) max_wait: Option<Duration>,
+    /// Wait mode: the most requests that may wait at once.
+    pub(crate) queue: Option<Arc<Queue>>,
+    pub(crate) scope: Scope,
+    pub(crate) label: Option<Arc<str>>,
+    pub(crate) stats: Option<Stats>,
+    /// Waits at least this long are reported (feature `tracing`).
+    pub(crate) long_wait: Duration,
+}
+
+impl Policy {
+    pub(crate) fn new(scope: Scope) -> Policy {
+        Policy {
+            mode: Mode::Wait,
+            emission: Emission::default(),
+            max_wait: None,
+            queue: None,
+            scope,
+            label: None,
+            stats: None,
+            long_wait: events::LONG_WAIT,
+        }
+    }
+
+    /// A shed request's error, counted and reported.
+    #[cold]
+    pub(crate) fn throttled(&self, retry_after: Duration, key: Option<Arc<str>>) -> Throttled {
+        let throttled = Throttled::from_parts(retry_after, self.scope, self.label.clone(), key);
+        if let Some(stats) = &self.stats {
+            stats.reject();
+        }
+        events::throttled(&throttled);
+        throttled
+    }
+
+    /// A request has its fuel and goes to the inner service.
+    #[inline]
+    pub(crate) fn admitted(&self) {
+        if let Some(stats) = &self.stats {
+            stats.admit();
+        }
+    }
+
+    /// Whether waits are timed: for the statistics, or for the events.
+    #[inline]
+    pub(crate) fn times_waits(&self) -> bool {
+        cfg!(feature = "tracing") || self.stats.is_some()
+    }
+
+    /// The time a wait starts, if waits are timed: on the stats' clock, so
+    /// that a test's `ManualClock` times them too.
+    #[cold]
+    pub(crate) fn wait_started(&self) -> Option<Instant> {
+        if !self.times_waits() {
+            return None;
+        }
+        Some(match &self.stats {
+            Some(stats) => stats.now(),
+            None => Instant::now(),
+        })
+    }
+
+    /// A request that waited since `started` got its fuel.
+    #[cold]
+    pub(crate) fn wait_ended(&self, started: Option<Instant>) {
+        let Some(started) = started else {
+            return;
+        };
+        let now = match &self.stats {
+            Some(stats) => stats.now(),
+            None => Instant::now(),
+        };
+        let wait = now.saturating_duration_since(started);
+        if let Some(stats) = &self.stats {
+            stats.waited_for(wait);
+        }
+        events::waited(wait, self.long_wait, self.label.as_deref());
+    }
+}
+
+/// A bound on the requests waiting at once, shared by every service of a
+/// layer.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    limit: usize,
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    pub(crate) fn new(limit: usize) -> Queue {
+        Queue {
+            limit,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// A place in the queue, or `None` if it is full.
+    pub(crate) fn enter(queue: &Arc<Queue>) -> Option<QueueSlot> {
+        queue
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+                (waiting < queue.limit).then_some(waiting + 1)
+            })
+            .ok()?;
+        Some(QueueSlot(queue.clone()))
+    }
+}
+
+/// One request's place among the waiting; dropped, it is free again.
+#[derive(Debug)]
+pub(crate) struct QueueSlot(Arc<Queue>);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}

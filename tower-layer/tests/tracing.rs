@@ -1,0 +1,236 @@
+//! The `tracing` events, caught by a subscriber of the test's own: one
+//! for a shed request, one for a request without a key (an error when the
+//! server's setup is at fault), one for a long wait.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use fueltank::clock::ManualClock;
+use fueltank::{KeyedTank, Rate, Tank};
+use fueltank_tower::key::{ForwardedIp, PeerIp};
+use fueltank_tower::{KeyedThrottleLayer, Stats, ThrottleLayer};
+use futures::FutureExt;
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service, service_fn};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One event as caught: its level, target, and fields written `name=value`
+/// (the message as `message=...`).
+#[derive(Debug, Clone)]
+struct Caught {
+    level: Level,
+    target: String,
+    fields: String,
+}
+
+/// Keeps every event.
+#[derive(Clone, Default)]
+struct Catcher {
+    events: Arc<Mutex<Vec<Caught>>>,
+}
+
+impl Catcher {
+    fn events(&self) -> Vec<Caught> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, "{}={} ", field.name(), value);
+    }
+}
+
+impl Subscriber for Catcher {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = String::new();
+        event.record(&mut Fields(&mut fields));
+        self.events.lock().unwrap().push(Caught {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
+            fields,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Runs `f` with a catcher as the subscriber; the events it caught.
+fn catch(f: impl FnOnce()) -> Vec<Caught> {
+    let catcher = Catcher::default();
+    tracing::subscriber::with_default(catcher.clone(), f);
+    catcher.events()
+}
+
+type Inner = tower::util::ServiceFn<
+    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
+>;
+
+fn ok() -> Inner {
+    service_fn(|_| std::future::ready(Ok(Response::new("hello".to_string()))))
+}
+
+fn send<S>(svc: &mut S, request: Request<()>) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    assert!(
+        svc.poll_ready(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    );
+    match svc.call(request).now_or_never() {
+        Some(Ok(response)) => response,
+        Some(Err(never)) => match never {},
+        None => panic!("not answered at once"),
+    }
+}
+
+fn per_ip(clock: &ManualClock) -> KeyedTank<IpAddr> {
+    KeyedTank::builder(Rate::per_minute(1).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_missing_peer_address_is_logged_as_an_error_saying_what_to_change() {
+    let clock = ManualClock::new();
+    let mut svc = KeyedThrottleLayer::new(per_ip(&clock), PeerIp)
+        .label("per-ip")
+        .http()
+        .layer(ok());
+    let events = catch(|| {
+        let response = send(&mut svc, Request::new(()));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.level, Level::ERROR);
+    assert_eq!(event.target, "fueltank_tower");
+    assert!(event.fields.contains("limit=per-ip"), "{event:?}");
+    assert!(
+        event
+            .fields
+            .contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{event:?}"
+    );
+}
+
+#[test]
+fn a_request_at_fault_is_logged_at_debug_level_only() {
+    let clock = ManualClock::new();
+    let mut svc = KeyedThrottleLayer::new(per_ip(&clock), ForwardedIp::x_real_ip())
+        .http()
+        .layer(ok());
+    let events = catch(|| {
+        let response = send(&mut svc, Request::new(()));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].level, Level::DEBUG);
+    assert!(
+        events[0].fields.contains("no `x-real-ip` header"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_shed_request_is_an_event_naming_its_limit() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder(Rate::per_minute(1).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = ThrottleLayer::from_tank(tank)
+        .reject()
+        .label("api")
+        .http()
+        .layer(ok());
+    let events = catch(|| {
+        assert_eq!(send(&mut svc, Request::new(())).status(), StatusCode::OK);
+        let shed = send(&mut svc, Request::new(()));
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    });
+    assert_eq!(events.len(), 1, "only the shed one: {events:?}");
+    let event = &events[0];
+    assert_eq!(event.level, Level::DEBUG);
+    for field in ["scope=global", "limit=api", "retry_after_ms=60000"] {
+        assert!(event.fields.contains(field), "{field} in {event:?}");
+    }
+}
+
+#[test]
+fn a_keyed_shed_request_names_its_key_only_when_asked() {
+    let clock = ManualClock::new();
+    let mut svc = KeyedThrottleLayer::new(per_ip(&clock), ForwardedIp::x_real_ip())
+        .reject()
+        .report_key()
+        .http()
+        .layer(ok());
+    let from = || {
+        Request::builder()
+            .header("x-real-ip", "192.0.2.4")
+            .body(())
+            .unwrap()
+    };
+    let events = catch(|| {
+        send(&mut svc, from());
+        send(&mut svc, from());
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].fields.contains("key=192.0.2.4"), "{events:?}");
+    assert!(events[0].fields.contains("scope=keyed"), "{events:?}");
+}
+
+#[test]
+fn a_long_wait_is_reported_at_its_threshold() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder(Rate::per_second(4).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // Waits are timed on the stats' clock: here the test's.
+    let layer = ThrottleLayer::from_tank(tank)
+        .stats(Stats::with_clock(clock.clone()))
+        .long_wait(Duration::from_millis(400))
+        .label("slow")
+        .http();
+    let mut cx = Context::from_waker(Waker::noop());
+    let events = catch(|| {
+        // 250 ms, then 500 ms: only the second is long.
+        let mut first = layer.layer(ok());
+        let mut second = layer.layer(ok());
+        assert!(first.poll_ready(&mut cx).is_pending());
+        assert!(second.poll_ready(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(250));
+        assert!(first.poll_ready(&mut cx).is_ready());
+        clock.advance(Duration::from_millis(250));
+        assert!(second.poll_ready(&mut cx).is_ready());
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.level, Level::INFO);
+    assert!(event.fields.contains("wait_ms=500"), "{event:?}");
+    assert!(event.fields.contains("limit=slow"), "{event:?}");
+}
