@@ -557,6 +557,7 @@ impl Core {
             // After the seize: every grant made without the lock before it
             // raised the guard before its compare-and-swap.
             self.refunds.raise_guard(i128::from(word.guard()));
+            self.refunds.cuts_without_lock(word.stamp_at());
         }
     }
 

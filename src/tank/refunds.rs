@@ -50,6 +50,13 @@
 //! before, whose raise the new value may have overwritten, fails and
 //! retries (loom checks both, in `word.rs`).
 //!
+//! One kind of cut needs no lock: a grant that may come back, made from a
+//! full bucket (no headroom), as every request to an idle service is. It
+//! leaves nothing of the grants before it, so the ledger needs only its
+//! place: the grant takes the next sequence number itself, before its
+//! compare-and-swap, and the core, when it next seizes the word, records
+//! one cut with no headroom at the latest number taken.
+//!
 //! A rate change ends it all: fuel granted under another rate is spent.
 
 use super::permit::Stamp;
@@ -148,6 +155,18 @@ impl Refunds {
     /// Takes in the guard raised by grants made without the lock.
     pub(crate) fn raise_guard(&mut self, guard: i128) {
         self.guard = self.guard.max(guard);
+    }
+
+    /// Takes in the cuts made without the lock: each grant from a full
+    /// bucket took the next sequence number, up to `next` (exclusive). A
+    /// cut with no headroom leaves nothing of any grant before it, so the
+    /// latest stands for all of them, and for every older cut.
+    pub(crate) fn cuts_without_lock(&mut self, next: u64) {
+        if next > self.next {
+            self.cuts.clear();
+            self.cuts.push((next - 1, 0));
+            self.next = next;
+        }
     }
 
     /// The sequence number and rate a grant made now would be stamped with

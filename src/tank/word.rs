@@ -158,11 +158,19 @@ impl Word {
                     // A take near full while a grant may still come back:
                     // the core records it (see `refunds.rs`). Without a cap
                     // the guard stays 0, and this is never so.
-                    if headroom < p.guard.load(Ordering::Relaxed) {
+                    //
+                    // Except a take that finds the bucket full and may
+                    // itself come back: it cuts every earlier grant to
+                    // nothing, which needs no ledger entry, only a place in
+                    // the cuts' sequence (`stamp_grant`). An idle service's
+                    // tank is full at each request: this keeps its
+                    // refundable takes off the lock.
+                    let cut = headroom < p.guard.load(Ordering::Relaxed);
+                    if cut && !(stamped && headroom == 0) {
                         return Fast::Locked;
                     }
                     let stamp = if stamped {
-                        self.stamp_grant(n, t, tol)
+                        self.stamp_grant(n, t, tol, cut)
                     } else {
                         Stamp::default()
                     };
@@ -193,9 +201,18 @@ impl Word {
 
     /// The stamp of a grant of `n` about to be made without the lock, and
     /// its guard, raised before the compare-and-swap, whose release
-    /// publishes it to every later taker.
+    /// publishes it to every later taker. With `cut`, the grant empties a
+    /// full bucket: it first takes the next cut's sequence number, as a cut
+    /// with no headroom, and comes after it.
+    ///
+    /// Both happen before the compare-and-swap, so the core, which seizes
+    /// the word with a read-modify-write, sees them for every grant that
+    /// succeeded. A compare-and-swap that fails leaves them behind: a
+    /// higher guard sends more takes to the core, and a sequence number
+    /// taken for nothing counts as a cut, so a refund stamped before it
+    /// gives back nothing. Both err on the side of less fuel.
     #[inline]
-    fn stamp_grant(&self, n: u64, t: u64, tol: u64) -> Stamp {
+    fn stamp_grant(&self, n: u64, t: u64, tol: u64, cut: bool) -> Stamp {
         let p = &self.params;
         let span = n.wrapping_mul(t);
         if tol != u64::MAX && p.guard.load(Ordering::Relaxed) < span {
@@ -203,8 +220,12 @@ impl Word {
         }
         // Acquire: a cut whose sequence number this sees came before this
         // grant (see `set_refunds`).
+        let at = match cut {
+            true => p.stamp_at.fetch_add(1, Ordering::AcqRel).wrapping_add(1),
+            false => p.stamp_at.load(Ordering::Acquire),
+        };
         Stamp {
-            at: p.stamp_at.load(Ordering::Acquire),
+            at,
             rate: p.stamp_rate.load(Ordering::Acquire),
         }
     }
@@ -269,12 +290,21 @@ impl Word {
         self.params.guard.load(Ordering::Relaxed)
     }
 
+    /// The next cut's sequence number, as moved on by grants made without
+    /// the lock from a full bucket; read by the core after [`Word::seize`].
+    pub(crate) fn stamp_at(&self) -> u64 {
+        self.params.stamp_at.load(Ordering::Acquire)
+    }
+
     /// Publishes the refund ledger's guard and the stamp of a grant made
     /// now. Under the core lock, before the word is released: a taker that
     /// reads these values as new also sees the state seized, and one that
     /// loads the released word sees them. The guard is only raised, never
     /// overwritten, unless `lowered`: then the next [`Word::publish`] must
-    /// change the generation.
+    /// change the generation. The sequence number is only raised: a grant
+    /// from a full bucket may have moved it on meanwhile (its
+    /// compare-and-swap then fails, unless the word comes back unchanged,
+    /// and then its cut stands).
     pub(crate) fn set_refunds(&self, guard: u64, lowered: bool, stamp_at: u64, stamp_rate: u64) {
         let p = &self.params;
         if lowered {
@@ -282,7 +312,7 @@ impl Word {
         } else {
             p.guard.fetch_max(guard, Ordering::Relaxed);
         }
-        p.stamp_at.store(stamp_at, Ordering::Release);
+        p.stamp_at.fetch_max(stamp_at, Ordering::Release);
         p.stamp_rate.store(stamp_rate, Ordering::Release);
     }
 
@@ -472,6 +502,51 @@ mod loom_tests {
                 }
             },
         );
+    }
+
+    /// A bucket full at `now = 100` (C = 2, T = 10) and a grant stamped
+    /// before (sequence 0, 10 ticks) that may come back; a taker that
+    /// stamps its grant from the full bucket races the core giving the
+    /// earlier grant back. If the take came first, it cut the earlier grant
+    /// to nothing, and the core must see that: a refund of the full 10
+    /// ticks would leave the bucket full after the take, one fuel minted.
+    #[test]
+    fn a_grant_from_a_full_bucket_cuts_the_refunds_before_it() {
+        use crate::tank::permit::Stamp;
+        use crate::tank::refunds::Refunds;
+
+        loom::model(|| {
+            let word = Arc::new(Word::new());
+            let params = Published {
+                epoch: 0,
+                s: 1,
+                t: 10,
+                tol: 10,
+                n_max: 2,
+            };
+            let mut published = None;
+            word.seize();
+            word.set_refunds(10, false, 0, 0);
+            word.publish(&mut published, params, 90, false);
+            let taker = word.clone();
+            let grant = loom::thread::spawn(move || taker.take(100, 1, true));
+            if let Some(tat) = word.seize() {
+                let mut refunds = Refunds::default();
+                refunds.raise_guard(i128::from(word.guard()));
+                refunds.cuts_without_lock(word.stamp_at());
+                let back = refunds.give_back(10, Stamp { at: 0, rate: 0 });
+                if tat != 90 {
+                    assert_eq!(back, 0, "the take from the full bucket came first");
+                }
+                let (next, rate) = refunds.stamp_parts();
+                word.set_refunds(10, false, next, rate);
+                let tat = u64::try_from(i128::from(tat) - back).unwrap();
+                word.publish(&mut published, params, tat, false);
+            }
+            if let Fast::Taken(stamp) = grant.join().unwrap() {
+                assert!(stamp.at >= 1, "the grant comes after its own cut");
+            }
+        });
     }
 
     #[test]
