@@ -441,6 +441,12 @@ impl GlobalTank {
         self.entry.params().capacity()
     }
 
+    /// How long one round trip may take: the store's timeout.
+    #[cfg(feature = "tower")]
+    pub(crate) fn answer_time(&self) -> Duration {
+        self.entry.store.timeout
+    }
+
     /// The tank's name.
     ///
     /// # Examples

@@ -426,6 +426,29 @@ where
         &self.shared.options.name
     }
 
+    /// How long one round trip may take: the store's timeout.
+    #[cfg(feature = "tower")]
+    pub(crate) fn answer_time(&self) -> Duration {
+        self.shared.store.shared.timeout
+    }
+
+    /// Fuel reserved here for `key` and not yet spent (spendable now or
+    /// later); 0 for a key not held here.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
+    /// println!("{} reserved for alice", keyed.reserved(&"alice".to_string()));
+    /// # }
+    /// ```
+    pub fn reserved(&self, key: &K) -> u64 {
+        let shared = &self.shared;
+        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
+        let entry = lock(&shared.shards[index]).get(key).cloned();
+        entry.map_or(0, |entry| entry.reserved())
+    }
+
     /// The number of keys held here now.
     ///
     /// # Examples

@@ -33,6 +33,7 @@
 //! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
 //! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
 //! | [`Error`] | the one error type |
+//! | `impl Budget for GlobalTank`, `impl KeyedBudget for GlobalKeyedTank` | `fueltank-tower`'s layers on these tanks (feature `tower`) |
 //!
 //! The Redis side (keys, script, expiry) is explained in `script.rs` and
 //! `script.lua`; the conversion between Redis's clock and this one in
@@ -139,6 +140,7 @@
 //! across several Redis servers.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(any(feature = "tokio", feature = "smol")))]
 compile_error!("fueltank-redis needs the feature `tokio` or `smol` (redis-rs's runtime)");
@@ -156,9 +158,22 @@ mod reserve;
 mod script;
 mod spawn;
 mod store;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use error::Error;
 pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
 pub use global::{GlobalTank, GlobalTankBuilder};
 pub use keyed::{AwaitKey, AwaitKeyTimeout, GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
 pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, Stats};
+
+// The snippets of the READMEs compile as doctests: this crate's own, and
+// the workspace's, which shows all three crates (only this one sees them
+// all, with its feature `tower`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(all(doctest, feature = "tower"))]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeDoctests;

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use fueltank::{Acquire, AwaitFuelTimeout, Fuel, Monitor, Tank};
 use pin_project_lite::pin_project;
+use sync_wrapper::SyncFuture;
 
 use crate::Throttled;
+use crate::budget::{BudgetWait, Source};
 use crate::error::Scope;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
 
@@ -25,7 +27,7 @@ use crate::policy::{Mode, Policy, Queue, QueueSlot};
 #[derive(Debug, Clone)]
 pub(crate) struct Config<R = ()> {
     /// `None`: a `Throttle` without a tank, fuel is unlimited.
-    pub(crate) tank: Option<Tank>,
+    pub(crate) tank: Option<Source>,
     pub(crate) policy: Policy,
     /// The HTTP layer's headers (unused by the plain layer).
     #[cfg(feature = "http")]
@@ -35,7 +37,7 @@ pub(crate) struct Config<R = ()> {
 }
 
 impl Config {
-    pub(crate) fn new(tank: Option<Tank>, monitor: Option<Monitor>) -> Config {
+    pub(crate) fn new(tank: Option<Source>, monitor: Option<Monitor>) -> Config {
         let mut policy = Policy::new(Scope::Global);
         policy.emission.monitor = monitor;
         Config {
@@ -68,8 +70,8 @@ enum Held {
     /// Fuel taken by `poll_ready` (a 16-byte token without a reference
     /// count): dropped, it is spent; the gate's `Drop` gives it back.
     Fuel(Fuel),
-    /// Fuel taken by a timed wait, which hands out no token: it cannot be
-    /// given back.
+    /// Fuel taken by a timed wait, which hands out no token, or from a
+    /// [`Budget`](crate::Budget): it cannot be given back.
     Taken,
     /// The fuel could not come in time (or the line was full): the next
     /// call is shed, to retry after this.
@@ -80,10 +82,10 @@ pin_project! {
     /// A wait in the tank's line: for as long as it takes, or bounded by
     /// `max_wait`.
     #[project = WaitProj]
-    #[derive(Debug)]
     enum Wait {
         Untimed { #[pin] acquire: Acquire },
         Timed { #[pin] timed: AwaitFuelTimeout },
+        Budget { wait: SyncFuture<BudgetWait> },
     }
 }
 
@@ -101,6 +103,10 @@ impl Future for Wait {
         Poll::Ready(match self.project() {
             WaitProj::Untimed { acquire } => Outcome::Fuel(ready!(acquire.poll(cx)).into_fuel()),
             WaitProj::Timed { timed } => match ready!(timed.poll(cx)) {
+                true => Outcome::Taken,
+                false => Outcome::TimedOut,
+            },
+            WaitProj::Budget { wait } => match ready!(Pin::new(wait).poll(cx)) {
                 true => Outcome::Taken,
                 false => Outcome::TimedOut,
             },
@@ -143,8 +149,15 @@ impl<R> Gate<R> {
         &self.config
     }
 
+    /// The fueltank tank drawn on, if it is one.
     #[inline]
     pub(crate) fn tank(&self) -> Option<&Tank> {
+        self.config.tank.as_ref()?.tank()
+    }
+
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn source(&self) -> Option<&Source> {
         self.config.tank.as_ref()
     }
 
@@ -152,17 +165,30 @@ impl<R> Gate<R> {
     /// its next call is shed; in reject mode, or without a tank, at once.
     #[inline]
     pub(crate) fn poll_fuel(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.config.policy.mode == Mode::Reject || !matches!(self.held, Held::Nothing) {
+        if !matches!(self.held, Held::Nothing) {
             return Poll::Ready(());
         }
-        let Some(tank) = &self.config.tank else {
+        if self.config.policy.mode == Mode::Reject {
+            return self.poll_ask(cx);
+        }
+        let Some(source) = &self.config.tank else {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
             // Fast path: one compare-and-swap, no allocation, no refcount.
-            if let Some(fuel) = tank.try_take() {
-                self.held = Held::Fuel(fuel);
-                return Poll::Ready(());
+            match source {
+                Source::Tank(tank) => {
+                    if let Some(fuel) = tank.try_take() {
+                        self.held = Held::Fuel(fuel);
+                        return Poll::Ready(());
+                    }
+                }
+                Source::Budget(budget) => {
+                    if budget.try_take() {
+                        self.held = Held::Taken;
+                        return Poll::Ready(());
+                    }
+                }
             }
             if !self.start_wait() {
                 return Poll::Ready(());
@@ -171,11 +197,42 @@ impl<R> Gate<R> {
         self.poll_wait(cx)
     }
 
+    /// Reject mode: nothing to wait for, except a budget's answer when it
+    /// cannot tell here whether there is fuel (see [`Budget::ask`]).
+    ///
+    /// [`Budget::ask`]: crate::Budget::ask
+    fn poll_ask(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(Source::Budget(budget)) = &self.config.tank else {
+            return Poll::Ready(());
+        };
+        if self.waiting.is_none() {
+            if budget.try_take() {
+                self.held = Held::Taken;
+                return Poll::Ready(());
+            }
+            let Some(ask) = budget.ask() else {
+                return Poll::Ready(());
+            };
+            let wait = Wait::Budget {
+                wait: SyncFuture::new(ask),
+            };
+            match &mut self.wait {
+                Some(boxed) => boxed.set(wait),
+                None => self.wait = Some(Box::pin(wait)),
+            }
+            self.waiting = Some(Waiting {
+                started: None,
+                _slot: None,
+            });
+        }
+        self.poll_wait(cx)
+    }
+
     /// Slow path: joins the tank's line, reusing this service's box; or,
     /// if the line is full, holds the shed. Whether it joined.
     #[cold]
     fn start_wait(&mut self) -> bool {
-        let Some(tank) = &self.config.tank else {
+        let Some(source) = &self.config.tank else {
             return false;
         };
         let policy = &self.config.policy;
@@ -183,20 +240,23 @@ impl<R> Gate<R> {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
                 None => {
-                    self.held = Held::Shed(retry_after(tank));
+                    self.held = Held::Shed(source.retry_after());
                     return false;
                 }
             },
             None => None,
         };
-        let wait = match policy.max_wait {
-            None => Wait::Untimed {
+        let wait = match (source, policy.max_wait) {
+            (Source::Tank(tank), None) => Wait::Untimed {
                 acquire: tank.acquire(),
             },
             // The timeout counts from here; a line that cannot be served
             // in time resolves at its first poll, without waiting.
-            Some(max_wait) => Wait::Timed {
+            (Source::Tank(tank), Some(max_wait)) => Wait::Timed {
                 timed: tank.await_fuel_timeout(max_wait),
+            },
+            (Source::Budget(budget), max_wait) => Wait::Budget {
+                wait: SyncFuture::new(budget.wait(max_wait)),
             },
         };
         match &mut self.wait {
@@ -221,8 +281,8 @@ impl<R> Gate<R> {
             Outcome::Fuel(fuel) => self.held = Held::Fuel(fuel),
             Outcome::Taken => self.held = Held::Taken,
             Outcome::TimedOut => {
-                let tank = self.config.tank.as_ref();
-                self.held = Held::Shed(tank.map_or(Duration::ZERO, retry_after));
+                let source = self.config.tank.as_ref();
+                self.held = Held::Shed(source.map_or(Duration::ZERO, Source::retry_after));
                 return Poll::Ready(());
             }
         }
@@ -243,10 +303,14 @@ impl<R> Gate<R> {
             Held::Taken => {}
             Held::Shed(retry_after) => return Err(self.shed(retry_after)),
             Held::Nothing => {
-                if let Some(tank) = &self.config.tank
-                    && !tank.has_fuel()
-                {
-                    return Err(self.shed(retry_after(tank)));
+                let fueled = match &self.config.tank {
+                    None => true,
+                    Some(Source::Tank(tank)) => tank.has_fuel(),
+                    Some(Source::Budget(budget)) => budget.try_take(),
+                };
+                if !fueled {
+                    let source = self.config.tank.as_ref();
+                    return Err(self.shed(source.map_or(Duration::ZERO, Source::retry_after)));
                 }
             }
         }
@@ -261,18 +325,11 @@ impl<R> Gate<R> {
     }
 }
 
-/// A newcomer's wait for one fuel: the `Retry-After` of a shed request.
-/// While the tank is paused it is unknown; then one interval.
-#[cold]
-fn retry_after(tank: &Tank) -> Duration {
-    tank.wait_time(1).unwrap_or_else(|| tank.rate().interval())
-}
-
 impl<R> Drop for Gate<R> {
     /// Fuel held for a `call` that never came goes back to the tank (to the
     /// head of its line, if anyone waits).
     fn drop(&mut self) {
-        if let (Held::Fuel(fuel), Some(tank)) = (
+        if let (Held::Fuel(fuel), Some(Source::Tank(tank))) = (
             std::mem::replace(&mut self.held, Held::Nothing),
             &self.config.tank,
         ) {

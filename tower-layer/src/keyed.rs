@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{AwaitKey, KeyedTank, Monitor};
+use fueltank::{KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
+use crate::budget::{KeyWait, KeyedBudget, KeyedSource};
 use crate::emit::{self, EmitOn};
 use crate::error::Scope;
 use crate::key::{KeyError, KeyExtractor};
@@ -112,6 +113,29 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn new(keyed: KeyedTank<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
+        KeyedThrottleLayer::from_source(KeyedSource::Tank(keyed), extractor)
+    }
+
+    /// A layer giving each key, as `extractor` reads it, its own budget in
+    /// another kind of [`KeyedBudget`], such as one shared by every
+    /// instance of a service through Redis (`fueltank-redis`'s
+    /// `GlobalKeyedTank`, with its feature `tower`); waiting for fuel,
+    /// without statistics. A key the budget refuses
+    /// ([`KeyedBudget::check`]) fails the request with that [`KeyError`].
+    /// In reject mode, a key that finds no fuel here waits for the
+    /// budget's answer when only its store can tell
+    /// ([`KeyedBudget::ask`]): a key's first request is not shed on a
+    /// guess. With [`max_wait`](KeyedThrottleLayer::max_wait), the
+    /// budget's own timed wait bounds the wait.
+    ///
+    /// # Examples
+    ///
+    /// See [`KeyedBudget`].
+    pub fn from_budget(budget: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
+        KeyedThrottleLayer::from_source(KeyedSource::Budget(Arc::new(budget)), extractor)
+    }
+
+    fn from_source(keyed: KeyedSource<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
         KeyedThrottleLayer {
             gate: KeyedGate {
                 keyed,
@@ -367,7 +391,8 @@ impl<K, X> KeyedThrottleLayer<K, X> {
         self
     }
 
-    /// The keyed tank this layer draws on.
+    /// The keyed tank this layer draws on; `None` for another
+    /// [`KeyedBudget`](crate::KeyedBudget).
     ///
     /// # Examples
     ///
@@ -377,11 +402,11 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// use fueltank_tower::key::key_fn;
     ///
     /// let layer = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)));
-    /// assert_eq!(layer.keyed().rate().max_n(), 5);
+    /// assert_eq!(layer.keyed().map(|keyed| keyed.rate().max_n()), Some(5));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> &KeyedTank<K> {
-        &self.gate.keyed
+    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
+        self.gate.keyed.tank()
     }
 
     /// The key extractor.
@@ -467,7 +492,7 @@ impl<S, K, X: Clone> Layer<S> for KeyedThrottleLayer<K, X> {
 /// HTTP layer's headers and what it answers with (`R`, nothing for the
 /// plain layer).
 pub(crate) struct KeyedGate<K, X, R = ()> {
-    pub(crate) keyed: KeyedTank<K>,
+    pub(crate) keyed: KeyedSource<K>,
     pub(crate) extractor: X,
     /// In its own `Arc`, for the futures that wait to hold.
     pub(crate) policy: Arc<Policy>,
@@ -480,27 +505,68 @@ pub(crate) struct KeyedGate<K, X, R = ()> {
 }
 
 /// What `call` decided for a request with a key.
-pub(crate) enum Admit {
+pub(crate) enum Admit<K> {
     /// The key had fuel: taken (and emitted, at fuel time); the monitor to
     /// emit on success, if that is when.
     Now(Option<Monitor>),
-    /// Wait mode, no fuel now: wait in the key's line.
-    Wait(KeyWaiting),
+    /// No fuel here now: wait in the key's line (wait mode), or for the
+    /// answer of a budget's store (reject mode).
+    Wait(KeyWaiting<K>, KeyWait<K>),
     /// No fuel, and none may be waited for (reject mode, beyond
     /// `max_wait`, or the line is full).
     Shed(Throttled),
 }
 
 /// A request waiting for its key's fuel: the policy to apply when it
-/// comes, when the wait started (if waits are timed), and its place among
-/// the waiting (if they are bounded).
-pub(crate) struct KeyWaiting {
+/// comes, when the wait started (if waits are timed), its place among
+/// the waiting (if they are bounded), and, if the wait may end without the
+/// fuel (a budget's), what to say then.
+pub(crate) struct KeyWaiting<K> {
     policy: Arc<Policy>,
     started: Option<Instant>,
     _slot: Option<QueueSlot>,
+    unfueled: Option<Unfueled<K>>,
 }
 
-impl KeyWaiting {
+/// What a shed request says after a wait without its fuel: the key's
+/// `Retry-After` from the budget then.
+pub(crate) struct Unfueled<K> {
+    keyed: KeyedSource<K>,
+    key: K,
+    key_text: Option<fn(&K) -> String>,
+}
+
+impl<K> KeyWaiting<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// The wait ended without the fuel: the request is shed.
+    #[cold]
+    pub(crate) fn shed(self) -> Throttled {
+        let (retry_after, key) = match &self.unfueled {
+            Some(Unfueled {
+                keyed,
+                key,
+                key_text,
+            }) => (
+                keyed
+                    .wait_time(key, 1)
+                    .unwrap_or_else(|| keyed.rate().interval()),
+                key_text.map(|text| Arc::from(text(key))),
+            ),
+            None => (Duration::ZERO, None),
+        };
+        self.policy.throttled(retry_after, key)
+    }
+}
+
+impl<K> KeyWaiting<K> {
+    /// Whether the wait may end without the fuel.
+    #[cfg(feature = "http")]
+    pub(crate) fn may_shed(&self) -> bool {
+        self.unfueled.is_some()
+    }
+
     /// The fuel came: count the wait and the request; the monitor to emit
     /// on success, if that is when (else emitted now).
     pub(crate) fn fueled(self) -> Option<Monitor> {
@@ -523,6 +589,7 @@ where
     {
         self.extractor
             .extract(request)
+            .and_then(|key| self.keyed.check(&key).map(|()| key))
             .inspect_err(|error| self.key_failed(error))
     }
 
@@ -537,7 +604,7 @@ where
     /// Takes one fuel for `key` if there is one now; else decides whether
     /// the request waits or is shed.
     #[inline]
-    pub(crate) fn admit(&self, key: &K) -> Admit {
+    pub(crate) fn admit(&self, key: &K) -> Admit<K> {
         if self.keyed.has_fuel(key) {
             self.policy.admitted();
             return Admit::Now(self.policy.emission.fueled());
@@ -546,7 +613,7 @@ where
     }
 
     #[cold]
-    fn no_fuel(&self, key: &K) -> Admit {
+    fn no_fuel(&self, key: &K) -> Admit<K> {
         let policy = &self.policy;
         let keyed = &self.keyed;
         let wait = || {
@@ -555,7 +622,12 @@ where
                 .unwrap_or_else(|| keyed.rate().interval())
         };
         if policy.mode == Mode::Reject {
-            return Admit::Shed(self.throttled(key, wait()));
+            // A budget that cannot tell here asks its store (one answer,
+            // no waiting for fuel to come) rather than shed on a guess.
+            return match keyed.ask(key.clone()) {
+                Some(ask) => Admit::Wait(self.waiting(key, None, None), ask),
+                None => Admit::Shed(self.throttled(key, wait())),
+            };
         }
         if let Some(max_wait) = policy.max_wait {
             let wait = wait();
@@ -570,11 +642,25 @@ where
             },
             None => None,
         };
-        Admit::Wait(KeyWaiting {
-            policy: policy.clone(),
-            started: policy.wait_started(),
+        let wait = keyed.await_fuel(key.clone(), policy.max_wait);
+        Admit::Wait(self.waiting(key, policy.wait_started(), slot), wait)
+    }
+
+    fn waiting(&self, key: &K, started: Option<Instant>, slot: Option<QueueSlot>) -> KeyWaiting<K> {
+        let unfueled = match &self.keyed {
+            KeyedSource::Tank(_) => None,
+            KeyedSource::Budget(_) => Some(Unfueled {
+                keyed: self.keyed.clone(),
+                key: key.clone(),
+                key_text: self.key_text,
+            }),
+        };
+        KeyWaiting {
+            policy: self.policy.clone(),
+            started,
             _slot: slot,
-        })
+            unfueled,
+        }
     }
 
     #[cold]
@@ -661,7 +747,8 @@ pub struct KeyedThrottleService<S, K, X> {
 }
 
 impl<S, K, X> KeyedThrottleService<S, K, X> {
-    /// The keyed tank this service draws on.
+    /// The keyed tank this service draws on; `None` for another
+    /// [`KeyedBudget`](crate::KeyedBudget).
     ///
     /// # Examples
     ///
@@ -673,11 +760,11 @@ impl<S, K, X> KeyedThrottleService<S, K, X> {
     ///
     /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
     ///     .layer(());
-    /// assert!(svc.keyed().is_empty());
+    /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> &KeyedTank<K> {
-        &self.gate.keyed
+    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
+        self.gate.keyed.tank()
     }
 
     /// The inner service.
@@ -799,8 +886,8 @@ where
                 future: self.inner.call(request),
                 on_success,
             },
-            Admit::Wait(waiting) => State::Waiting {
-                wait: self.gate.keyed.await_fuel(key),
+            Admit::Wait(waiting, wait) => State::Waiting {
+                wait,
                 call: Some((take_ready(&mut self.inner), request, waiting)),
             },
             Admit::Shed(throttled) => State::Failed {
@@ -865,8 +952,8 @@ pin_project! {
     {
         Waiting {
             #[pin]
-            wait: AwaitKey<K>,
-            call: Option<(S, Request, KeyWaiting)>,
+            wait: KeyWait<K>,
+            call: Option<(S, Request, KeyWaiting<K>)>,
         },
         Called {
             #[pin]
@@ -892,10 +979,13 @@ where
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
                 StateProj::Waiting { wait, call } => {
-                    ready!(wait.poll(cx));
+                    let fueled = ready!(wait.poll(cx));
                     let Some((mut inner, request, waiting)) = call.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    if !fueled {
+                        return Poll::Ready(Err(Box::new(waiting.shed())));
+                    }
                     let on_success = waiting.fueled();
                     state.set(State::Called {
                         future: inner.call(request),

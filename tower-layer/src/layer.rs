@@ -6,6 +6,7 @@ use std::time::Duration;
 use fueltank::{Monitor, Tank, Throttle};
 use tower::Layer;
 
+use crate::budget::{Budget, Source};
 use crate::emit::EmitOn;
 use crate::gate::Config;
 use crate::policy::{Mode, Queue};
@@ -106,7 +107,10 @@ impl ThrottleLayer {
     /// ```
     pub fn new(throttle: Throttle) -> ThrottleLayer {
         ThrottleLayer {
-            config: Config::new(throttle.tank().cloned(), throttle.monitor().cloned()),
+            config: Config::new(
+                throttle.tank().cloned().map(Source::Tank),
+                throttle.monitor().cloned(),
+            ),
         }
     }
 
@@ -127,7 +131,26 @@ impl ThrottleLayer {
     /// ```
     pub fn from_tank(tank: Tank) -> ThrottleLayer {
         ThrottleLayer {
-            config: Config::new(Some(tank), None),
+            config: Config::new(Some(Source::Tank(tank)), None),
+        }
+    }
+
+    /// A layer drawing on another kind of [`Budget`], such as one shared by
+    /// every instance of a service through Redis (`fueltank-redis`'s
+    /// `GlobalTank`, with its feature `tower`), waiting for fuel, without
+    /// statistics (add a [`Stats`] for them). Everything else is as with a
+    /// tank, except that fuel taken is never given back: a service dropped
+    /// between `poll_ready` and `call` spends it. In reject mode,
+    /// `poll_ready` waits for the budget's answer when only its store can
+    /// tell ([`Budget::ask`]), so a budget not used for a while does not
+    /// shed its first requests.
+    ///
+    /// # Examples
+    ///
+    /// See [`Budget`].
+    pub fn from_budget(budget: impl Budget) -> ThrottleLayer {
+        ThrottleLayer {
+            config: Config::new(Some(Source::Budget(Arc::new(budget))), None),
         }
     }
 
@@ -364,7 +387,8 @@ impl ThrottleLayer {
     }
 
     /// The tank this layer draws on; `None` for a [`Throttle`] without a
-    /// tank (unlimited fuel).
+    /// tank (unlimited fuel), and for a layer on another
+    /// [`Budget`](ThrottleLayer::from_budget).
     ///
     /// # Examples
     ///
@@ -380,7 +404,7 @@ impl ThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn tank(&self) -> Option<&Tank> {
-        self.config.tank.as_ref()
+        self.config.tank.as_ref()?.tank()
     }
 
     /// The monitor this layer emits to; `None` without one (a layer from a

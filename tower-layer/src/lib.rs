@@ -35,6 +35,11 @@
 //!   each key (client address, user id) its own tank in a
 //!   [`KeyedTank`], which holds at most `max_keys` keys and forgets idle
 //!   ones: a flood of new keys cannot grow memory without bound.
+//! - **One budget for every instance.** [`ThrottleLayer::from_budget`] and
+//!   [`KeyedThrottleLayer::from_budget`] draw on any [`Budget`] or
+//!   [`KeyedBudget`]: `fueltank-redis`'s tanks (its feature `tower`) keep
+//!   one in Redis for all the instances of a service, with nearly every
+//!   grant decided locally.
 //! - **Statistics.** Built from a [`Throttle`], the layer counts every
 //!   request in the throttle's monitor: live rate, gaps, percentiles. With
 //!   [`Stats`], it also counts what it admitted, rejected and made wait, and
@@ -101,6 +106,7 @@
 //! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected and made wait |
 //! | [`http`] | the HTTP layers, their headers and rejections, and how to compose a router-level and a route-level limit (feature `http`) |
 //! | [`key`] | who a request is from: [`key::KeyExtractor`] and the extractors |
+//! | [`Budget`], [`KeyedBudget`] | budgets kept elsewhere than in a fueltank tank, such as Redis for every instance of a service (`fueltank-redis`, feature `tower`) |
 //!
 //! [`fueltank`]: https://docs.rs/fueltank
 #![warn(missing_docs)]
@@ -127,6 +133,7 @@
     doc = "[`long_wait`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.long_wait"
 )]
 
+mod budget;
 mod emit;
 mod error;
 mod events;
@@ -142,6 +149,7 @@ mod policy;
 mod service;
 mod stats;
 
+pub use budget::{Budget, BudgetWait, KeyedBudget};
 pub use emit::EmitOn;
 pub use error::{Scope, Throttled};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};

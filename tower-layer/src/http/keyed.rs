@@ -8,13 +8,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use fueltank::{AwaitKey, KeyedTank, Monitor};
+use fueltank::{KeyedTank, Monitor};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::reject::{self, OnKeyError, OnThrottled, PlainText};
 use super::{HeaderStyle, Snapshot, Stamp, sf_string};
+use crate::budget::{KeyWait, KeyedSource};
 use crate::emit;
 use crate::key::{KeyError, KeyExtractor};
 use crate::keyed::{Admit, KeyWaiting, KeyedGate, take_ready};
@@ -260,7 +261,8 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
         }
     }
 
-    /// The keyed tank this layer draws on.
+    /// The keyed tank this layer draws on; `None` for another
+    /// [`KeyedBudget`](crate::KeyedBudget).
     ///
     /// # Examples
     ///
@@ -271,11 +273,11 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// use std::net::IpAddr;
     ///
     /// let layer = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), PeerIp).http();
-    /// assert_eq!(layer.keyed().rate().max_n(), 10);
+    /// assert_eq!(layer.keyed().map(|keyed| keyed.rate().max_n()), Some(10));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> &KeyedTank<K> {
-        &self.gate.keyed
+    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
+        self.gate.keyed.tank()
     }
 }
 
@@ -341,7 +343,8 @@ pub struct HttpKeyedThrottleService<S, K, X, T = PlainText, E = PlainText> {
 }
 
 impl<S, K, X, T, E> HttpKeyedThrottleService<S, K, X, T, E> {
-    /// The keyed tank this service draws on.
+    /// The keyed tank this service draws on; `None` for another
+    /// [`KeyedBudget`](crate::KeyedBudget).
     ///
     /// # Examples
     ///
@@ -355,11 +358,11 @@ impl<S, K, X, T, E> HttpKeyedThrottleService<S, K, X, T, E> {
     /// let svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), PeerIp)
     ///     .http()
     ///     .layer(());
-    /// assert!(svc.keyed().is_empty());
+    /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> &KeyedTank<K> {
-        &self.gate.keyed
+    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
+        self.gate.keyed.tank()
     }
 
     /// The inner service.
@@ -451,12 +454,12 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request<ReqBody>, Key = K>,
-    T: OnThrottled<ResBody>,
+    T: OnThrottled<ResBody> + Clone,
     E: OnKeyError<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = HttpKeyedResponseFuture<S, Request<ReqBody>, K>;
+    type Future = HttpKeyedResponseFuture<S, Request<ReqBody>, K, T>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
@@ -482,12 +485,14 @@ where
                         on_success,
                     }
                 }
-                Admit::Wait(waiting) => State::Waiting {
+                Admit::Wait(waiting, wait) => State::Waiting {
                     read_after: gate
                         .headers
                         .plan()
-                        .map(|policy| (keyed.clone(), key.clone(), policy)),
-                    wait: keyed.await_fuel(key),
+                        .map(|policy| (keyed.clone(), key, policy)),
+                    // A budget's wait may end without the fuel: then 429.
+                    respond: waiting.may_shed().then(|| on_throttled.clone()),
+                    wait,
                     call: Some((take_ready(&mut self.inner), request, waiting)),
                 },
                 Admit::Shed(throttled) => {
@@ -540,29 +545,31 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct HttpKeyedResponseFuture<S, Request, K>
+    pub struct HttpKeyedResponseFuture<S, Request, K, T = PlainText>
     where
         S: Service<Request>,
     {
         #[pin]
-        state: State<S, Request, K>,
+        state: State<S, Request, K, T>,
         stamp: Option<Stamp>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Request, K>
+    enum State<S, Request, K, T>
     where
         S: Service<Request>,
     {
         Waiting {
             #[pin]
-            wait: AwaitKey<K>,
-            call: Option<(S, Request, KeyWaiting)>,
+            wait: KeyWait<K>,
+            call: Option<(S, Request, KeyWaiting<K>)>,
             // The key, to read its headers once its fuel is taken, and
             // the policy name of the structured headers.
-            read_after: Option<(KeyedTank<K>, K, Option<Arc<str>>)>,
+            read_after: Option<(KeyedSource<K>, K, Option<Arc<str>>)>,
+            // What answers if the wait ends without the fuel (a budget's).
+            respond: Option<T>,
         },
         Called {
             #[pin]
@@ -577,10 +584,11 @@ pin_project! {
     }
 }
 
-impl<S, Request, K, ResBody> Future for HttpKeyedResponseFuture<S, Request, K>
+impl<S, Request, K, T, ResBody> Future for HttpKeyedResponseFuture<S, Request, K, T>
 where
     S: Service<Request, Response = Response<ResBody>>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
+    T: OnThrottled<ResBody>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -593,16 +601,22 @@ where
                     wait,
                     call,
                     read_after,
+                    respond,
                 } => {
-                    ready!(wait.poll(cx));
+                    let fueled = ready!(wait.poll(cx));
                     let Some((mut inner, request, waiting)) = call.take() else {
                         panic!("HttpKeyedResponseFuture polled after completion");
                     };
-                    let on_success = waiting.fueled();
                     if let Some((keyed, key, policy)) = read_after.take() {
                         let snapshot = Snapshot::read_keyed(&keyed, &key);
                         *this.stamp = Some(Stamp { snapshot, policy });
                     }
+                    if !fueled && let Some(respond) = respond.take() {
+                        let throttled = waiting.shed();
+                        let response = reject::throttled(&respond, throttled, this.stamp.as_ref());
+                        return Poll::Ready(Ok(response));
+                    }
+                    let on_success = waiting.fueled();
                     state.set(State::Called {
                         future: inner.call(request),
                         on_success,
@@ -625,7 +639,7 @@ where
     }
 }
 
-impl<S: Service<Request>, Request, K> fmt::Debug for HttpKeyedResponseFuture<S, Request, K> {
+impl<S: Service<Request>, Request, K, T> fmt::Debug for HttpKeyedResponseFuture<S, Request, K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match &self.state {
             State::Waiting { .. } => "HttpKeyedResponseFuture::Waiting",

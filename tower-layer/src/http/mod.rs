@@ -221,7 +221,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use fueltank::{Hardcap, KeyedTank, Monitor, Rate, Tank};
+use fueltank::{Hardcap, Monitor, Rate, Tank};
+
+use crate::budget::{KeyedSource, Source};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -397,6 +399,7 @@ impl From<ThrottleLayer> for HttpThrottleLayer {
         config.headers.hardcap = config
             .tank
             .as_ref()
+            .and_then(Source::tank)
             .map_or_else(Hardcap::default, Tank::hardcap);
         HttpThrottleLayer {
             config: config.respond_with(PlainText),
@@ -521,7 +524,7 @@ impl<R> HttpThrottleLayer<R> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn tank(&self) -> Option<&Tank> {
-        self.config.tank.as_ref()
+        self.config.tank.as_ref()?.tank()
     }
 
     /// The monitor this layer emits to, if any.
@@ -664,7 +667,7 @@ impl<S, R> HttpThrottleService<S, R> {
     #[inline]
     fn stamp(&self) -> Option<Stamp> {
         let headers = &self.gate.config().headers;
-        headers.stamp(|| Some(Snapshot::read(self.gate.tank()?, headers.hardcap)))
+        headers.stamp(|| Some(Snapshot::read(self.gate.source()?, headers.hardcap)))
     }
 }
 
@@ -845,7 +848,17 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn read(tank: &Tank, hardcap: Hardcap) -> Snapshot {
+    fn read(source: &Source, hardcap: Hardcap) -> Snapshot {
+        let tank = match source {
+            Source::Tank(tank) => tank,
+            Source::Budget(budget) => {
+                let rate = budget.rate();
+                let to_full = budget
+                    .wait_time(budget.capacity())
+                    .unwrap_or_else(|| rate.per());
+                return Snapshot::new(rate, budget.available(), to_full);
+            }
+        };
         let rate = tank.rate();
         let limit = rate.max_n();
         let level = tank.level();
@@ -869,7 +882,7 @@ impl Snapshot {
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
     /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
     /// but its `wait_time` does.
-    fn read_keyed<K>(keyed: &KeyedTank<K>, key: &K) -> Snapshot
+    fn read_keyed<K>(keyed: &KeyedSource<K>, key: &K) -> Snapshot
     where
         K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {

@@ -1,0 +1,160 @@
+//! The Tower layers of `fueltank-tower` on these tanks (feature `tower`).
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::Duration;
+
+use fueltank::Rate;
+use fueltank_tower::key::KeyError;
+use fueltank_tower::{Budget, BudgetWait, KeyedBudget, ThrottleLayer};
+
+use crate::{GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
+
+/// A [`GlobalTank`] is a [`Budget`] of `fueltank-tower`'s layers: every
+/// request of every instance spends from the one budget in Redis, and the
+/// `RateLimit-Remaining` header says what this instance holds.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_tower::ThrottleLayer;
+///
+/// # async fn run(store: fueltank_redis::RedisStore) -> Result<(), Box<dyn std::error::Error>> {
+/// let api = store.tank("api", "1000/s".parse()?).build().await?;
+/// let layer = ThrottleLayer::from_budget(api).reject(); // or ThrottleLayer::from(api)
+/// # let _ = layer;
+/// # Ok(()) }
+/// ```
+impl Budget for GlobalTank {
+    #[inline]
+    fn try_take(&self) -> bool {
+        self.has_fuel()
+    }
+
+    fn wait(&self, max_wait: Option<Duration>) -> BudgetWait {
+        match max_wait {
+            None => {
+                let wait = self.await_fuel();
+                Box::pin(async move {
+                    wait.await;
+                    true
+                })
+            }
+            Some(max_wait) => Box::pin(self.await_fuel_timeout(max_wait)),
+        }
+    }
+
+    /// With nothing reserved here and no refusal from Redis to go by (a
+    /// tank not used for a while), waits for one round trip, at most the
+    /// store's timeout.
+    fn ask(&self) -> Option<BudgetWait> {
+        let unknown = GlobalTank::wait_time(self, 1) == Some(Duration::ZERO);
+        unknown.then(|| Box::pin(self.await_fuel_timeout(self.answer_time())) as BudgetWait)
+    }
+
+    fn wait_time(&self, n: u64) -> Option<Duration> {
+        GlobalTank::wait_time(self, n)
+    }
+
+    fn rate(&self) -> Rate {
+        GlobalTank::rate(self)
+    }
+
+    fn available(&self) -> u64 {
+        self.reserved().min(self.capacity())
+    }
+
+    fn capacity(&self) -> u64 {
+        GlobalTank::capacity(self)
+    }
+}
+
+impl From<GlobalTank> for ThrottleLayer {
+    /// [`ThrottleLayer::from_budget`].
+    fn from(tank: GlobalTank) -> ThrottleLayer {
+        ThrottleLayer::from_budget(tank)
+    }
+}
+
+/// A [`GlobalKeyedTank`] is a [`KeyedBudget`] of `fueltank-tower`'s keyed
+/// layer: every key's budget is shared by every instance. A key whose text
+/// is longer than [`MAX_KEY_LEN`] bytes fails its request with a
+/// [`KeyError`] (a `400` over HTTP) instead of taking a budget.
+///
+/// # Examples
+///
+/// ```no_run
+/// use fueltank_tower::KeyedThrottleLayer;
+/// use fueltank_tower::key::key_fn;
+///
+/// # async fn run(store: fueltank_redis::RedisStore) -> Result<(), Box<dyn std::error::Error>> {
+/// let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
+/// let by_user = key_fn(|request: &(String, u32)| Ok(request.0.clone()));
+/// let layer = KeyedThrottleLayer::from_budget(per_user, by_user).reject();
+/// # let _ = layer;
+/// # Ok(()) }
+/// ```
+impl<K> KeyedBudget<K> for GlobalKeyedTank<K>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+{
+    #[inline]
+    fn try_take(&self, key: &K) -> bool {
+        self.has_fuel(key)
+    }
+
+    fn wait(&self, key: K, max_wait: Option<Duration>) -> BudgetWait {
+        match max_wait {
+            // Only a key that is too long fails, and `check` refused it.
+            None => {
+                let wait = self.await_fuel(key);
+                Box::pin(async move { wait.await.is_ok() })
+            }
+            Some(max_wait) => Box::pin(self.await_fuel_timeout(key, max_wait)),
+        }
+    }
+
+    /// With nothing reserved here for `key` and no refusal from Redis to go
+    /// by (a key new here, or not used for a while), waits for one round
+    /// trip, at most the store's timeout.
+    fn ask(&self, key: K) -> Option<BudgetWait> {
+        let unknown = GlobalKeyedTank::wait_time(self, &key, 1) == Some(Duration::ZERO);
+        let answer_time = self.answer_time();
+        unknown.then(|| Box::pin(self.await_fuel_timeout(key, answer_time)) as BudgetWait)
+    }
+
+    fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
+        GlobalKeyedTank::wait_time(self, key, n)
+    }
+
+    fn rate(&self) -> Rate {
+        GlobalKeyedTank::rate(self)
+    }
+
+    fn available(&self, key: &K) -> u64 {
+        self.reserved(key)
+    }
+
+    fn check(&self, key: &K) -> Result<(), KeyError> {
+        // Counted as written, without allocating, on every request.
+        let mut len = TextLen(0);
+        let _ = fmt::write(&mut len, format_args!("{key}"));
+        match len.0 <= MAX_KEY_LEN {
+            true => Ok(()),
+            false => Err(KeyError::Other(format!(
+                "the key is {} bytes long; a key in Redis must be at most {MAX_KEY_LEN}",
+                len.0
+            ))),
+        }
+    }
+}
+
+/// Counts the bytes of a `Display`.
+struct TextLen(usize);
+
+impl fmt::Write for TextLen {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 = self.0.saturating_add(s.len());
+        Ok(())
+    }
+}

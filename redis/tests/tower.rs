@@ -1,0 +1,278 @@
+//! `fueltank-tower`'s HTTP layers on Redis tanks, on a real Redis: two
+//! stores stand for two instances of a service, each with its own layer;
+//! together they admit what one budget allows, 429s carry `Retry-After`,
+//! a key too long for Redis is a 400, and with Redis stopped the layer
+//! sheds (`Closed`) without a panic or a 500.
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+use fueltank::Rate;
+use fueltank_redis::{FailurePolicy, RedisStore};
+use fueltank_tower::key::key_fn;
+use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer, Throttled};
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+async fn store(redis: &RedisServer, policy: FailurePolicy) -> RedisStore {
+    RedisStore::builder(&redis.url())
+        .timeout(Duration::from_millis(500))
+        .on_failure(policy)
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn hello() -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
+    service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("hello".to_string())) })
+}
+
+/// Sends requests through `services`, round robin, for `run`; the status
+/// of each.
+async fn send<S>(services: &mut [S], run: Duration, user: Option<&str>) -> Vec<StatusCode>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    while started.elapsed() < run {
+        for svc in services.iter_mut() {
+            let mut request = Request::builder();
+            if let Some(user) = user {
+                request = request.header("x-user", user);
+            }
+            let response = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(request.body(()).unwrap())
+                .await
+                .unwrap();
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                let retry: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(retry >= 1, "Retry-After is whole seconds, never 0");
+            }
+            statuses.push(response.status());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    statuses
+}
+
+fn count(statuses: &[StatusCode], status: StatusCode) -> u64 {
+    statuses.iter().filter(|&&s| s == status).count() as u64
+}
+
+/// The most `Limit` at `rate` may grant over `elapsed` from full: its bank,
+/// and one per interval since.
+fn most(bank: u64, rate: Rate, elapsed: Duration) -> u64 {
+    let intervals = elapsed.as_nanos() / rate.interval().as_nanos();
+    bank + u64::try_from(intervals).unwrap() + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_the_http_layer_share_one_budget() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        store(&redis, FailurePolicy::Closed).await,
+        store(&redis, FailurePolicy::Closed).await,
+    );
+    let api = rate("20/s");
+    let tank_a = a.tank("api", api).build().await.unwrap();
+    let tank_b = b.tank("api", api).build().await.unwrap();
+    let bank = tank_a.capacity();
+    let mut services = [
+        ThrottleLayer::from_budget(tank_a.clone())
+            .reject()
+            .http()
+            .layer(hello()),
+        ThrottleLayer::from(tank_b)
+            .reject()
+            .label("api")
+            .http()
+            .layer(hello()),
+    ];
+    let started = Instant::now();
+    let statuses = send(&mut services, Duration::from_millis(1500), None).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        statuses[..2],
+        [StatusCode::OK; 2],
+        "nothing is reserved yet: each instance's first request asks Redis, not shed on a guess"
+    );
+    let admitted = count(&statuses, StatusCode::OK);
+    let shed = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(admitted + shed, statuses.len() as u64, "only 200s and 429s");
+    // One budget: two per-instance limits would admit twice this.
+    let bound = most(bank, api, elapsed);
+    assert!(
+        admitted <= bound,
+        "{admitted} admitted by two instances in {elapsed:?}, at most {bound} for one budget"
+    );
+    // And it is used: the bank and most of the refill (reservations may
+    // leave a batch unspent, and the machine may be loaded).
+    assert!(
+        admitted >= bank + 10,
+        "only {admitted} admitted in {elapsed:?} (bank {bank})"
+    );
+    assert!(shed > 0, "greedy clients were never shed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyed_layer_shares_each_key_across_instances() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        store(&redis, FailurePolicy::Closed).await,
+        store(&redis, FailurePolicy::Closed).await,
+    );
+    let per_user = rate("10/s");
+    let keyed_a = a
+        .keyed::<String>("per-user", per_user)
+        .build()
+        .await
+        .unwrap();
+    let keyed_b = b
+        .keyed::<String>("per-user", per_user)
+        .build()
+        .await
+        .unwrap();
+    let by_user = key_fn(|request: &Request<()>| {
+        request
+            .headers()
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or(fueltank_tower::key::KeyError::MissingHeader { header: "x-user" })
+    });
+    let mut services = [
+        KeyedThrottleLayer::from_budget(keyed_a, by_user)
+            .reject()
+            .http()
+            .layer(hello()),
+        KeyedThrottleLayer::from_budget(keyed_b, by_user)
+            .reject()
+            .http()
+            .layer(hello()),
+    ];
+    let started = Instant::now();
+    let alice = send(&mut services, Duration::from_millis(1200), Some("alice")).await;
+    let elapsed = started.elapsed();
+    let admitted = count(&alice, StatusCode::OK);
+    let bound = most(per_user.max_n(), per_user, elapsed);
+    assert!(
+        admitted <= bound,
+        "alice got {admitted} through two instances in {elapsed:?}, at most {bound}"
+    );
+    assert!(count(&alice, StatusCode::TOO_MANY_REQUESTS) > 0);
+
+    // Bob has his own budget, untouched by alice's.
+    let bob = send(&mut services, Duration::from_millis(50), Some("bob")).await;
+    assert_eq!(bob[0], StatusCode::OK, "bob's first request: {bob:?}");
+
+    // A key Redis cannot hold is the request's fault: 400, saying why.
+    let long = "x".repeat(fueltank_redis::MAX_KEY_LEN + 1);
+    let response = services[0]
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::builder().header("x-user", &long).body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response.body().contains("at most 1024"),
+        "{:?}",
+        response.body()
+    );
+}
+
+/// The plain layer in wait mode: requests wait for Redis's fuel, bounded
+/// by `max_wait`; one whose fuel is further off is shed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_are_bounded_by_max_wait() {
+    let redis = RedisServer::start();
+    let store = store(&redis, FailurePolicy::Closed).await;
+    let tank = store.tank("slow", rate("5/s")).build().await.unwrap();
+    let bank = tank.capacity();
+    let svc = ThrottleLayer::from_budget(tank)
+        .max_wait(Duration::from_millis(400))
+        .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    let mut served = 0;
+    let mut shed = 0;
+    let started = Instant::now();
+    for _ in 0..(bank + 6) {
+        let asked = Instant::now();
+        match svc.clone().oneshot(()).await {
+            Ok(()) => served += 1,
+            Err(err) => {
+                let throttled = err.downcast_ref::<Throttled>().expect("a Throttled");
+                assert!(throttled.retry_after() > Duration::ZERO);
+                shed += 1;
+            }
+        }
+        assert!(
+            asked.elapsed() < Duration::from_millis(400 + 300),
+            "a request waited {:?}, past max_wait",
+            asked.elapsed()
+        );
+    }
+    let bound = most(bank, rate("5/s"), started.elapsed());
+    assert!(served <= bound, "{served} served, at most {bound}");
+    assert!(served > bank, "waiting requests were served: {served}");
+    let _ = shed;
+}
+
+/// Redis stopped mid-run under `Closed`: the layer sheds with 429 (never a
+/// 500 or a panic), and serves again once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_gone_the_layer_sheds_and_recovers() {
+    let mut redis = RedisServer::start();
+    let store = store(&redis, FailurePolicy::Closed).await;
+    let tank = store.tank("gone", rate("50/s")).build().await.unwrap();
+    let mut services = [ThrottleLayer::from_budget(tank.clone())
+        .reject()
+        .http()
+        .layer(hello())];
+    let before = send(&mut services, Duration::from_millis(300), None).await;
+    assert!(count(&before, StatusCode::OK) > 0);
+
+    redis.stop();
+    // Reserved fuel lives at most its hold (100 ms); then nothing is granted.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let down = send(&mut services, Duration::from_millis(500), None).await;
+    let after_reserve: Vec<_> = down.iter().skip(down.len() / 2).collect();
+    assert!(
+        after_reserve
+            .iter()
+            .all(|&&s| s == StatusCode::TOO_MANY_REQUESTS),
+        "with Redis gone, Closed grants nothing: {down:?}"
+    );
+    assert!(
+        store.stats().store_errors > 0,
+        "the store counted its failures"
+    );
+
+    redis.restart();
+    let started = Instant::now();
+    loop {
+        let back = send(&mut services, Duration::from_millis(100), None).await;
+        if count(&back, StatusCode::OK) > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "Redis is back but nothing is served"
+        );
+    }
+}
