@@ -95,6 +95,12 @@ fn cases() -> Vec<(&'static str, Error)> {
             "shared_memory(\"/tmp/fueltank-readme.tank\"), made at 10/s, attached at 20/s",
             {
                 let path = "/tmp/fueltank-readme.tank";
+                // Both tests of this file build the table, at once: one
+                // at a time here, or one removes the other's file.
+                static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                let _turn = ONE_AT_A_TIME
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let _ = std::fs::remove_file(path);
                 let shared = |per_second| {
                     Tank::builder(Rate::per_second(per_second).unwrap())

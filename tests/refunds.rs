@@ -143,9 +143,10 @@ fn many_set_rates_never_revive_an_old_permit() {
     clock.advance(Duration::from_millis(200));
     assert_eq!(tank.level(), 100, "full: `old` would have overflowed");
     assert!(tank.has_fuel_n(100));
-    // The guard of the earlier refund rule wrapped after 2^24 rate changes.
+    // The guard of the earlier refund rule wrapped after exactly 2^24 rate
+    // changes (2^40 added per change to a u64): this makes 2^24 in all.
     let rate = Rate::per_second(2).unwrap();
-    for _ in 0..(1 << 24) {
+    for _ in 1..(1 << 24) {
         tank.set_rate(rate);
     }
     tank.refund(old);
