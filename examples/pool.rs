@@ -1,4 +1,4 @@
-//! The seed's scenario, async: a pool of spawned tasks sharing one
+//! `mp_throttle`'s scenario, async: a pool of spawned tasks sharing one
 //! throttle, each awaiting fuel before a job, the monitor reporting.
 //!
 //! `cargo run --release --example pool`

@@ -26,9 +26,9 @@ pub enum EmitOn {
     /// When the request takes its fuel, in `call` (the default).
     #[default]
     Fuel,
-    /// When the inner service's response future resolves to `Ok`: the
-    /// seed's "emit after the work finished". Failed or dropped requests
-    /// are not counted.
+    /// When the inner service's response future resolves to `Ok`: an
+    /// emission counts work finished. Failed or dropped requests are not
+    /// counted.
     Success,
 }
 
