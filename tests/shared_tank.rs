@@ -389,10 +389,27 @@ fn attach_errors_say_what_differs() {
     assert!(err.contains("not a fueltank file"), "{err}");
     // Another layout version.
     bytes[0] ^= 0xff;
+    let version = bytes[12];
     bytes[12] = 99;
     std::fs::write(&corrupt, &bytes).unwrap();
     let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
     assert!(err.contains("version"), "{err}");
+    // From an earlier boot of the host (on Linux, which records the boot):
+    // bytes 24..32 of the header say which boot wrote the file.
+    bytes[12] = version;
+    if std::path::Path::new("/proc/sys/kernel/random/boot_id").exists() {
+        bytes[24] ^= 0xff;
+        std::fs::write(&corrupt, &bytes).unwrap();
+        let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+        assert!(err.contains("earlier boot"), "{err}");
+        bytes[24] ^= 0xff;
+    }
+    // A file that does not say its boot (0) is attached to.
+    let boot = bytes[24..32].to_vec();
+    bytes[24..32].fill(0);
+    std::fs::write(&corrupt, &bytes).unwrap();
+    assert!(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit).is_ok());
+    bytes[24..32].copy_from_slice(&boot);
     // Truncated.
     std::fs::write(&corrupt, &bytes[..40]).unwrap();
     let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));

@@ -138,7 +138,8 @@ impl MonitorBuilder {
     /// outlives the processes, and the next run carries on with its
     /// statistics and running time (time while no process was attached
     /// counts, unless the monitor was stopped): remove the file to start
-    /// anew.
+    /// anew. A file from an earlier boot of the host is an error (on Linux,
+    /// which records the boot): its times are on that boot's clock.
     ///
     /// Every process must build it with the same
     /// [`window`](MonitorBuilder::window), which is stored in the file; the

@@ -26,6 +26,10 @@
 //!
 //! The file outlives the processes (the next run attaches to it and carries
 //! on, as a tank would that nobody used meanwhile). Remove it to start anew.
+//! It does not outlive a reboot: its times are on the host's monotonic
+//! clock, which starts again at each boot, so on Linux the header records
+//! the boot and a file from an earlier one is an error (one under
+//! `/dev/shm` is gone anyway).
 
 #[cfg(all(unix, not(fueltank_loom)))]
 mod region;
@@ -70,7 +74,10 @@ pub(crate) struct Header {
     layout: AtomicU64,
     /// The file's length in bytes.
     len: AtomicU64,
-    _reserved: [AtomicU64; 5],
+    /// The boot of the host that wrote the file ([`boot_id`]): its times are
+    /// on that boot's monotonic clock. 0 where the platform does not say.
+    boot: AtomicU64,
+    _reserved: [AtomicU64; 4],
 }
 
 // SAFETY: `#[repr(C)]`, atomics only.
@@ -83,6 +90,7 @@ impl Header {
         self.layout
             .store((VERSION << 32) | kind as u64, Ordering::Relaxed);
         self.len.store(len as u64, Ordering::Relaxed);
+        self.boot.store(boot_id(), Ordering::Relaxed);
         self.magic.store(MAGIC, Ordering::Release);
     }
 
@@ -122,8 +130,37 @@ impl Header {
                 kind.suffix()
             )));
         }
+        // The monotonic clock starts again at each boot: a file kept on disk
+        // across a reboot holds times the new clock reaches only after as
+        // long an uptime (a tank would grant nothing until then).
+        let (written, now) = (self.boot.load(Ordering::Relaxed), boot_id());
+        if written != 0 && now != 0 && written != now {
+            return Err(fail(
+                "written during an earlier boot of this host, and its times are on that \
+                 boot's monotonic clock: remove it (a file under /dev/shm, the default, \
+                 goes with each reboot)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// This boot of the host as a number, never 0; 0 where the platform does
+/// not say (Linux does: `/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        let Ok(uuid) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+            return 0;
+        };
+        // 32 hex digits, folded to 64 bits.
+        let bits = uuid
+            .chars()
+            .filter_map(|c| c.to_digit(16))
+            .fold(0u128, |bits, digit| (bits << 4) | u128::from(digit));
+        ((bits as u64) ^ ((bits >> 64) as u64)).max(1)
+    })
 }
 
 /// The file of the shared `kind` named `name`: a path if `name` has a `/`,

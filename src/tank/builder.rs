@@ -219,7 +219,8 @@ impl TankBuilder {
     /// The file outlives the processes: the next run attaches and carries
     /// on. Remove it to start anew. `build` fails if the file holds another
     /// rate or hardcap ([`Error::SharedMismatch`], naming what differs), is
-    /// not a fueltank file of this version ([`Error::SharedMemory`]), or if
+    /// not a fueltank file of this version or was written before the host's
+    /// last reboot (on Linux; [`Error::SharedMemory`]), or if
     /// the options do not fit shared memory ([`Error::Unsupported`]:
     /// `Window`, a clock other than the default, or a rate whose bucket
     /// spans more than 2^45 ticks).
