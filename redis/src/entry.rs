@@ -339,7 +339,7 @@ impl Entry {
         if n == 0 {
             return true;
         }
-        if let Some(taken) = self.lane.take(n, now()) {
+        if let Some(taken) = self.lane.take(n) {
             return taken;
         }
         let mut st = self.lock();

@@ -20,6 +20,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use fueltank::clock::MonotonicClock;
+
 /// Bits of the count; the end takes the other 44 (2^44 units of 1024 ns:
 /// about 200 days after the lane's base).
 const COUNT_BITS: u32 = 20;
@@ -34,6 +36,8 @@ pub(crate) struct Lane {
     word: AtomicU64,
     low: AtomicU64,
     base: Instant,
+    /// `base` on the scale of [`MonotonicClock::nanos`].
+    base_ns: u64,
 }
 
 impl Lane {
@@ -42,20 +46,35 @@ impl Lane {
             word: AtomicU64::new(0),
             low: AtomicU64::new(0),
             base,
+            base_ns: MonotonicClock.nanos_at(base),
         }
     }
 
     fn units(&self, at: Instant) -> u64 {
-        let ns = at.saturating_duration_since(self.base).as_nanos();
-        u64::try_from(ns >> UNIT_SHIFT).unwrap_or(u64::MAX)
+        self.units_of_ns(MonotonicClock.nanos_at(at))
+    }
+
+    fn units_of_ns(&self, ns: u64) -> u64 {
+        ns.saturating_sub(self.base_ns) >> UNIT_SHIFT
+    }
+
+    /// [`take`](Lane::take) at `now`.
+    #[cfg(test)]
+    fn take_at(&self, n: u64, now: Instant) -> Option<bool> {
+        self.take_units(n, self.units(now))
     }
 
     /// `Some(true)`: took `n` (the lane held `n` above its low mark, and
-    /// its end is after `now`). `Some(false)`: the lane is marked refused
-    /// until after `now`. `None`: ask the locked path.
+    /// its end is after now). `Some(false)`: the lane is marked refused
+    /// until after now. `None`: ask the locked path. The clock is read as
+    /// numbers, without making an `Instant`: this is the hot path.
     #[inline]
-    pub(crate) fn take(&self, n: u64, now: Instant) -> Option<bool> {
-        let now = self.units(now);
+    pub(crate) fn take(&self, n: u64) -> Option<bool> {
+        self.take_units(n, self.units_of_ns(MonotonicClock.nanos()))
+    }
+
+    #[inline]
+    fn take_units(&self, n: u64, now: u64) -> Option<bool> {
         let low = self.low.load(Ordering::Relaxed);
         let mut word = self.word.load(Ordering::Acquire);
         loop {
@@ -138,27 +157,27 @@ mod tests {
         let lane = Lane::new(base);
         let until = base + Duration::from_millis(10);
         assert_eq!(lane.fill(5, until, 2), 5);
-        assert_eq!(lane.take(2, base), Some(true));
-        assert_eq!(lane.take(1, base), Some(true));
+        assert_eq!(lane.take_at(2, base), Some(true));
+        assert_eq!(lane.take_at(1, base), Some(true));
         assert_eq!(
-            lane.take(1, base),
+            lane.take_at(1, base),
             None,
             "the last two are the locked path's"
         );
         lane.open_low();
-        assert_eq!(lane.take(2, base + Duration::from_millis(9)), Some(true));
-        assert_eq!(lane.take(1, base), Some(false), "empty until the end");
+        assert_eq!(lane.take_at(2, base + Duration::from_millis(9)), Some(true));
+        assert_eq!(lane.take_at(1, base), Some(false), "empty until the end");
         assert_eq!(lane.drain(), None);
         lane.fill(3, until, 0);
-        assert_eq!(lane.take(1, until), None, "never at or after the end");
+        assert_eq!(lane.take_at(1, until), None, "never at or after the end");
         let (count, end) = lane.drain().unwrap();
         assert_eq!(count, 3);
         assert!(end <= until && until - end < Duration::from_micros(2));
         assert_eq!(lane.count(), 0);
         lane.refuse_until(until);
-        assert_eq!(lane.take(1, base), Some(false));
-        assert_eq!(lane.take(1, until), None);
+        assert_eq!(lane.take_at(1, base), Some(false));
+        assert_eq!(lane.take_at(1, until), None);
         assert_eq!(lane.drain(), None);
-        assert_eq!(lane.take(1, base), None);
+        assert_eq!(lane.take_at(1, base), None);
     }
 }

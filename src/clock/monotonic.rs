@@ -39,6 +39,49 @@ impl Clock for MonotonicClock {
     }
 }
 
+impl MonotonicClock {
+    /// The current time as nanoseconds from an origin fixed for the
+    /// process, read as the tanks read it: no [`Instant`] is made, which
+    /// saves about half of [`now`](Clock::now)'s cost. For code that reads
+    /// the time on a hot path and compares it with times it keeps as
+    /// numbers ([`nanos_at`](MonotonicClock::nanos_at) puts an `Instant` on
+    /// the same scale, exactly: `nanos_at(now())` is what `nanos()` read at
+    /// that moment).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::clock::{Clock, MonotonicClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = MonotonicClock;
+    /// let start = clock.nanos();
+    /// let later = clock.now() + Duration::from_millis(5);
+    /// assert!(clock.nanos_at(later) - start >= 5_000_000);
+    /// ```
+    #[inline]
+    pub fn nanos(&self) -> u64 {
+        now_ns()
+    }
+
+    /// `instant` on the scale of [`nanos`](MonotonicClock::nanos);
+    /// saturating at 0 for an instant hours before the process's first
+    /// reading.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::clock::{Clock, MonotonicClock};
+    ///
+    /// let clock = MonotonicClock;
+    /// let (a, b) = (clock.now(), clock.nanos());
+    /// assert!(clock.nanos_at(a) <= b);
+    /// ```
+    pub fn nanos_at(&self, instant: Instant) -> u64 {
+        ns_of(instant)
+    }
+}
+
 /// The counter, and the internal reading it was calibrated at.
 struct Origin {
     clock: quanta::Clock,
