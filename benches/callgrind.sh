@@ -9,11 +9,9 @@
 # its measured loop (after a 1.1 s warm-up past the clock's calibration).
 # "net" subtracts the `noop` case: the loop and the indirect call.
 #
-# Under valgrind a system clock read is a real syscall, far slower than
-# natively, so fueltank's MonotonicClock never passes its calibration check
-# and falls back to Instant (plus failed samples): the `*_manual` and
-# `*_fake` cases count each limiter's logic on a clock that stands still,
-# which is the like-for-like comparison; clock costs are in benches/take.rs.
+# The `*_manual` and `*_fake` cases count each limiter's logic on a clock
+# that stands still, which is the like-for-like comparison; the others add
+# each limiter's own clock read. Times are in benches/take.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
