@@ -175,7 +175,10 @@ impl TankBuilder {
     /// figure. The correction is the 90th percentile of the lateness (at
     /// most twice its median), at most half the interval and at most 250
     /// µs, and costs up to that much CPU per timer wake-up while tasks
-    /// wait. Skipped with an explicit
+    /// wait. Under [`Hardcap::One`], where a late wake-up loses fuel for
+    /// good, it then follows the lateness the tank's timer shows (up at
+    /// once, down slowly, within the same bounds), so that a machine
+    /// busier than at build still gets the rate. Skipped with an explicit
     /// [`timer_correction`](TankBuilder::timer_correction), and on a
     /// [`ManualClock`](crate::clock::ManualClock).
     ///
@@ -280,10 +283,10 @@ impl TankBuilder {
         let calibrate = self
             .auto_calibrate
             .unwrap_or_else(|| calibrates_by_default(self.rate));
-        let correction = match self.correction {
-            Some(early) => early,
-            None if calibrate => calibrated(self.rate, &self.clock),
-            None => Duration::ZERO,
+        let (correction, adapts) = match self.correction {
+            Some(early) => (early, false),
+            None if calibrate => (calibrated(self.rate, &self.clock), true),
+            None => (Duration::ZERO, false),
         };
         super::build(super::Options {
             rate: self.rate,
@@ -291,6 +294,7 @@ impl TankBuilder {
             burst: self.burst,
             initial: self.initial,
             correction,
+            adapts,
             clock: self.clock,
             shared_memory: self.shared_memory.as_deref(),
         })

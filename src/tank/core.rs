@@ -28,7 +28,10 @@ use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
 use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
-use crate::clock::ClockSource;
+use std::time::Duration;
+
+use crate::calibrate::correction_for;
+use crate::clock::{ClockSource, saturating_ns};
 use crate::sync::{Mutex, lock};
 use crate::timer::Timer;
 use crate::{Hardcap, Rate};
@@ -73,6 +76,11 @@ struct Core {
     /// Arm the timer this long before a due time, and wait out the rest on
     /// the timer's thread (see `TankBuilder::timer_correction`).
     correction: u64,
+    /// A measured correction follows the lateness the timer shows
+    /// ([`follow_lateness`]); one the user gave stays.
+    adapts: bool,
+    /// The deadline the timer is armed for, to see how late it fires.
+    armed_at: Option<u64>,
     /// What fuel given back may return (see `refunds.rs`); mirrored in the
     /// word for lock-free takers.
     refunds: Refunds,
@@ -162,6 +170,8 @@ impl Shared {
                 waiting: 0,
                 timer: Timer::new(&clock),
                 correction,
+                adapts: false,
+                armed_at: None,
                 refunds: Refunds::default(),
             }),
             clock,
@@ -364,6 +374,18 @@ impl Shared {
 
     pub(crate) fn correction(&self) -> u64 {
         lock(&self.core).correction
+    }
+
+    /// Lets a measured correction follow the timer's lateness, under
+    /// [`Hardcap::One`]: there a wake-up later than the correction loses
+    /// fuel for good, where the other hardcaps only grant it later (and
+    /// keep the CPU the spin would cost). Not on a clock that may stand
+    /// still, whose timers are exact and on which a wait would never end.
+    pub(crate) fn follow_timer(&self) {
+        let mut core = lock(&self.core);
+        if core.hardcap == Hardcap::One && !self.clock.may_stand_still() {
+            core.adapts = true;
+        }
     }
 
     pub(crate) fn waiting(&self) -> usize {
@@ -720,9 +742,18 @@ impl Core {
         spin: bool,
     ) -> (u64, Option<u64>) {
         let mut now = clock.now_ns();
+        // Called from the timer: how late it fired teaches the correction.
+        if let Some(armed) = self.armed_at.take().filter(|_| spin)
+            && self.adapts
+            && now >= armed
+        {
+            let cap = saturating_ns(correction_for(self.rate.interval(), Duration::MAX));
+            self.correction = follow_lateness(self.correction, now - armed, cap);
+        }
         loop {
             let Some(head) = self.queue.front() else {
                 self.timer.disarm();
+                self.armed_at = None;
                 return (now, None);
             };
             // SAFETY: the head of this list, under the core lock.
@@ -738,6 +769,7 @@ impl Core {
             }
             if self.paused_at.is_some() {
                 self.timer.disarm();
+                self.armed_at = None;
                 return (now, None);
             }
             let due = self.due_head(self.now_eff(now), n);
@@ -755,6 +787,7 @@ impl Core {
             if now == u64::MAX || due == u64::MAX {
                 // Beyond the end of the clock: nothing will fall due.
                 self.timer.disarm();
+                self.armed_at = None;
                 return (now, None);
             }
             let due = due.max(now + 1);
@@ -763,6 +796,7 @@ impl Core {
                 early
             } else if spin {
                 self.timer.disarm();
+                self.armed_at = None;
                 return (now, Some(due));
             } else {
                 // Only the timer's thread waits out the rest: elsewhere
@@ -770,7 +804,10 @@ impl Core {
                 due
             };
             match self.timer.arm(wake_at, now, driver) {
-                Poll::Pending => return (now, None),
+                Poll::Pending => {
+                    self.armed_at = Some(wake_at);
+                    return (now, None);
+                }
                 // The deadline passed while we computed it: go round.
                 Poll::Ready(()) => now = clock.now_ns(),
             }
@@ -872,6 +909,20 @@ impl Core {
     }
 }
 
+/// The correction after the timer fired `late` past its deadline: up by
+/// half the shortfall at once, down by a 64th of the excess, never above
+/// `cap`. It settles near the top of the lateness the timer shows, and so
+/// follows a machine whose timers are later (or less late) than they were
+/// when the tank measured them at build.
+fn follow_lateness(correction: u64, late: u64, cap: u64) -> u64 {
+    let next = if late > correction {
+        correction + (late - correction) / 2
+    } else {
+        correction - (correction - late) / 64
+    };
+    next.min(cap)
+}
+
 /// How long a waiter of a shared tank sleeps at most before it looks at the
 /// shared bucket again: other processes' refunds and resumes wake nobody
 /// here.
@@ -889,5 +940,59 @@ impl Wake for Driver {
         if let Some(shared) = self.0.upgrade() {
             shared.on_timer();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_lateness;
+
+    /// A timer always late by the same 40 µs: the correction rises to it
+    /// within a few wake-ups, from nothing or from too much, and stays.
+    #[test]
+    fn the_correction_settles_on_a_steady_lateness() {
+        for start in [0, 200_000] {
+            let mut correction = start;
+            for _ in 0..1000 {
+                correction = follow_lateness(correction, 40_000, 250_000);
+            }
+            assert!(
+                (39_000..=41_000).contains(&correction),
+                "{start}: {correction}"
+            );
+        }
+    }
+
+    /// One stray wake-up moves the correction half way, and it comes back
+    /// down slowly; a lateness above the cap leaves it at the cap.
+    #[test]
+    fn the_correction_follows_outliers_up_fast_and_down_slowly() {
+        let after_stray = follow_lateness(20_000, 1_000_000, 250_000);
+        assert_eq!(after_stray, 250_000);
+        let next = follow_lateness(after_stray, 20_000, 250_000);
+        assert!(next < after_stray && next > 240_000, "{next}");
+        assert_eq!(follow_lateness(30_000, 50_000, 1_000_000), 40_000);
+        assert_eq!(follow_lateness(40_000, 0, 1_000_000), 40_000 - 40_000 / 64);
+    }
+
+    /// Timers whose lateness wanders: the correction stays above most of
+    /// it (so few wake-ups are later than it), and never above the cap.
+    #[test]
+    fn the_correction_covers_most_of_a_wandering_lateness() {
+        // 10..=59 µs, evenly: a deterministic stand-in for a noisy timer.
+        let lateness = |i: u64| 10_000 + (i * 7919) % 50_000;
+        let mut correction = 0;
+        for i in 0..10_000 {
+            correction = follow_lateness(correction, lateness(i), 55_000);
+        }
+        let covered = (0..1000)
+            .filter(|&i| {
+                let late = lateness(10_000 + i);
+                correction = follow_lateness(correction, late, 55_000);
+                late <= correction
+            })
+            .count();
+        assert!(covered >= 800, "{covered} of 1000 within the correction");
+        assert!(correction <= 55_000);
     }
 }

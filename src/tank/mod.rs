@@ -468,8 +468,9 @@ impl Tank {
         self.shared.wait_for(n).map(Duration::from_nanos)
     }
 
-    /// How early the tank arms its timer before a waiter's fuel is due:
-    /// measured by calibration or given with
+    /// How early the tank arms its timer before a waiter's fuel is due, now:
+    /// measured by calibration (and, under [`Hardcap::One`], following the
+    /// timer since; see [`TankBuilder::auto_calibrate`]) or given with
     /// [`TankBuilder::timer_correction`]; zero if neither.
     ///
     /// # Examples
@@ -636,6 +637,8 @@ struct Options<'a> {
     burst: Option<u64>,
     initial: Option<u64>,
     correction: Duration,
+    /// The correction was measured: it follows the timer from then on.
+    adapts: bool,
     clock: ClockSource,
     shared_memory: Option<&'a str>,
 }
@@ -648,6 +651,7 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
         burst,
         initial,
         correction,
+        adapts,
         clock,
         shared_memory,
     } = options;
@@ -679,18 +683,18 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
     if let Some(name) = shared_memory {
         let host = host_bucket(name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
-        return Ok(Tank::from_shared(Shared::with_bucket(
-            rate,
-            hardcap,
-            burst,
-            bucket,
-            correction,
-            ClockSource::Host,
-        )));
+        let shared =
+            Shared::with_bucket(rate, hardcap, burst, bucket, correction, ClockSource::Host);
+        if adapts {
+            shared.follow_timer();
+        }
+        return Ok(Tank::from_shared(shared));
     }
-    Ok(Tank::from_shared(Shared::new(
-        rate, hardcap, burst, initial, correction, clock,
-    )))
+    let shared = Shared::new(rate, hardcap, burst, initial, correction, clock);
+    if adapts {
+        shared.follow_timer();
+    }
+    Ok(Tank::from_shared(shared))
 }
 
 /// The shared-memory bucket named `name`, created or attached to.
