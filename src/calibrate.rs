@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::Rate;
-use crate::clock::ClockSource;
+use crate::clock::{ClockSource, saturating_ns};
 
 /// At this rate and above, calibration is on by default (as in `mp_throttle`).
 const CALIBRATE_FROM_PER_SECOND: u128 = 49;
@@ -99,4 +99,99 @@ const MAX_CORRECTION: Duration = Duration::from_micros(250);
 /// 250 µs.
 pub(crate) fn correction_for(interval: Duration, lateness: Duration) -> Duration {
     lateness.min(interval / 2).min(MAX_CORRECTION)
+}
+
+/// The timer correction after a wake-up `late` past the timer's deadline:
+/// the rule a [`Hardcap::One`](crate::Hardcap::One) tank's measured
+/// correction follows. Up at once by half the shortfall, down by a 64th of
+/// the excess, never above `cap`, so that it settles near the top of the
+/// lateness the timer shows. For code that arms its own timers early by a
+/// correction (as `fueltank-redis` does) and wants it to follow the
+/// machine as the tanks do.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::next_timer_correction;
+/// use std::time::Duration;
+///
+/// let us = Duration::from_micros;
+/// assert_eq!(next_timer_correction(us(30), us(50), us(250)), us(40));
+/// assert_eq!(next_timer_correction(us(40), us(0), us(250)), us(40) - us(40) / 64);
+/// assert_eq!(next_timer_correction(us(40), us(900), us(100)), us(100));
+/// ```
+pub fn next_timer_correction(correction: Duration, late: Duration, cap: Duration) -> Duration {
+    Duration::from_nanos(follow_lateness(
+        saturating_ns(correction),
+        saturating_ns(late),
+        saturating_ns(cap),
+    ))
+}
+
+/// The correction after the timer fired `late` past its deadline: up by
+/// half the shortfall at once, down by a 64th of the excess, never above
+/// `cap`. It settles near the top of the lateness the timer shows, and so
+/// follows a machine whose timers are later (or less late) than they were
+/// when the tank measured them at build.
+pub(crate) fn follow_lateness(correction: u64, late: u64, cap: u64) -> u64 {
+    let next = if late > correction {
+        correction + (late - correction) / 2
+    } else {
+        correction - (correction - late) / 64
+    };
+    next.min(cap)
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use super::follow_lateness;
+
+    /// A timer always late by the same 40 µs: the correction rises to it
+    /// within a few wake-ups, from nothing or from too much, and stays.
+    #[test]
+    fn the_correction_settles_on_a_steady_lateness() {
+        for start in [0, 200_000] {
+            let mut correction = start;
+            for _ in 0..1000 {
+                correction = follow_lateness(correction, 40_000, 250_000);
+            }
+            assert!(
+                (39_000..=41_000).contains(&correction),
+                "{start}: {correction}"
+            );
+        }
+    }
+
+    /// One stray wake-up moves the correction half way, and it comes back
+    /// down slowly; a lateness above the cap leaves it at the cap.
+    #[test]
+    fn the_correction_follows_outliers_up_fast_and_down_slowly() {
+        let after_stray = follow_lateness(20_000, 1_000_000, 250_000);
+        assert_eq!(after_stray, 250_000);
+        let next = follow_lateness(after_stray, 20_000, 250_000);
+        assert!(next < after_stray && next > 240_000, "{next}");
+        assert_eq!(follow_lateness(30_000, 50_000, 1_000_000), 40_000);
+        assert_eq!(follow_lateness(40_000, 0, 1_000_000), 40_000 - 40_000 / 64);
+    }
+
+    /// Timers whose lateness wanders: the correction stays above most of
+    /// it (so few wake-ups are later than it), and never above the cap.
+    #[test]
+    fn the_correction_covers_most_of_a_wandering_lateness() {
+        // 10..=59 µs, evenly: a deterministic stand-in for a noisy timer.
+        let lateness = |i: u64| 10_000 + (i * 7919) % 50_000;
+        let mut correction = 0;
+        for i in 0..10_000 {
+            correction = follow_lateness(correction, lateness(i), 55_000);
+        }
+        let covered = (0..1000)
+            .filter(|&i| {
+                let late = lateness(10_000 + i);
+                correction = follow_lateness(correction, late, 55_000);
+                late <= correction
+            })
+            .count();
+        assert!(covered >= 800, "{covered} of 1000 within the correction");
+        assert!(correction <= 55_000);
+    }
 }

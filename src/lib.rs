@@ -84,7 +84,7 @@ mod tank;
 mod throttle;
 mod timer;
 
-pub use calibrate::timer_lateness;
+pub use calibrate::{next_timer_correction, timer_lateness};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;
 pub use error::Error;

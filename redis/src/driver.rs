@@ -13,7 +13,8 @@
 //! late as the timer, not as the timer plus the executor's scheduling of
 //! the task: under `One`, every late grant delays the ones after it. For the
 //! same reason, under `One` the timer is armed early by this system's
-//! usual timer lateness (measured when the tank is built) and the waker
+//! usual timer lateness (measured when the tank is built, then following
+//! what the timer shows: `fueltank::next_timer_correction`) and the waker
 //! spins the rest, as a calibrated local `One` tank does.
 
 use std::future::Future;
@@ -49,6 +50,9 @@ pub(crate) struct Driver {
 struct OnTime {
     entry: Arc<Entry>,
     task: Mutex<Option<Waker>>,
+    /// The deadline the timer is armed for, when armed early for fuel: how
+    /// late it fires teaches the correction.
+    armed: Mutex<Option<Instant>>,
 }
 
 impl Wake for OnTime {
@@ -57,7 +61,13 @@ impl Wake for OnTime {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.entry.grant_due();
+        let armed = self
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.entry
+            .grant_due(armed.map(|at| now().saturating_duration_since(at)));
         let task = self
             .task
             .lock()
@@ -74,6 +84,7 @@ impl Driver {
         let on_time = Arc::new(OnTime {
             entry: entry.clone(),
             task: Mutex::new(None),
+            armed: Mutex::new(None),
         });
         Driver {
             entry,
@@ -136,11 +147,18 @@ impl Future for Driver {
                     // The timer counts in `Instant::now()`'s time; `at` is
                     // in the entry's clock: convert through the time left.
                     let early = if plan.for_fuel {
-                        this.entry.options.correction
+                        this.entry.options.correction()
                     } else {
                         Duration::ZERO
                     };
-                    let left = at.saturating_duration_since(now()).saturating_sub(early);
+                    let here = now();
+                    let left = at.saturating_duration_since(here).saturating_sub(early);
+                    *this
+                        .on_time
+                        .armed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        (plan.for_fuel && !early.is_zero()).then(|| here + left);
                     this.timer.set_at(Instant::now() + left);
                     let mut on_time = Context::from_waker(&this.on_time_waker);
                     if Pin::new(&mut this.timer).poll(&mut on_time).is_ready() {

@@ -43,6 +43,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -65,11 +66,35 @@ pub(crate) struct Options {
     pub(crate) reserve_ahead: Duration,
     /// Whether the hold follows the rate (on `set_rate`).
     pub(crate) hold_is_default: bool,
-    /// How early the driver's timer is armed for `Paced` fuel (`One`): this
-    /// system's timer lateness, measured at build, at most a quarter of the
-    /// interval and 250 µs; zero below 49/s and for other hardcaps.
-    pub(crate) correction: Duration,
+    /// How early the driver's timer is armed for `Paced` fuel (`One`), in
+    /// ns: this system's timer lateness, measured at build, then following
+    /// the lateness the driver's timer shows (as a local `One` tank's
+    /// does), at most a quarter of the interval and 250 µs; zero below
+    /// 49/s and for other hardcaps, and then it stays zero.
+    pub(crate) correction: AtomicU64,
+    /// Whether the correction follows the timer (it was measured).
+    pub(crate) follows: bool,
 }
+
+impl Options {
+    pub(crate) fn correction(&self) -> Duration {
+        Duration::from_nanos(self.correction.load(Ordering::Relaxed))
+    }
+
+    /// The driver's timer fired `late` past its deadline, for a tank whose
+    /// interval is now `interval`.
+    fn follow(&self, late: Duration, interval: Duration) {
+        if self.follows {
+            let cap = (interval / 4).min(MAX_CORRECTION);
+            let next = fueltank::next_timer_correction(self.correction(), late, cap);
+            let ns = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX);
+            self.correction.store(ns, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The most the driver's timer is armed early.
+pub(crate) const MAX_CORRECTION: Duration = Duration::from_micros(250);
 
 /// The Redis keys of one entry: state, log, and a keyed tank's parameters.
 pub(crate) type Keys = Arc<[Vec<u8>]>;
@@ -547,11 +572,17 @@ impl Entry {
         }
     }
 
-    /// Grants the line what is spendable now (the driver's timer fired).
-    /// A timer armed early by the correction finds the fuel not quite due:
-    /// it waits out the rest here, spinning, outside the lock.
-    pub(crate) fn grant_due(&self) {
-        let correction = self.options.correction;
+    /// Grants the line what is spendable now (the driver's timer fired,
+    /// `late` past its deadline if it was armed for fuel, which the
+    /// correction then follows). A timer armed early by the correction
+    /// finds the fuel not quite due: it waits out the rest here, spinning,
+    /// outside the lock.
+    pub(crate) fn grant_due(&self, late: Option<Duration>) {
+        if let Some(late) = late {
+            let interval = Duration::from_nanos(self.lock().params.interval_ns());
+            self.options.follow(late, interval);
+        }
+        let correction = self.options.correction();
         if !correction.is_zero() {
             let start = {
                 let st = self.lock();

@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use fueltank::{Hardcap, Rate};
 
-use crate::entry::{Entry, Options};
+use crate::entry::{Entry, MAX_CORRECTION, Options};
 use crate::params::{Mode, Params, default_hold};
 use crate::script::Op;
 use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
@@ -108,6 +109,7 @@ impl Shape {
         }
         let hold = self.hold.unwrap_or_else(|| default_hold(rate.per()));
         let params = Params::new(rate, self.hardcap, hold)?;
+        let correction = correction(&params);
         Ok((
             params,
             Options {
@@ -115,7 +117,10 @@ impl Shape {
                 max_batch: self.max_batch,
                 reserve_ahead: self.reserve_ahead,
                 hold_is_default: self.hold.is_none(),
-                correction: correction(&params),
+                correction: AtomicU64::new(
+                    u64::try_from(correction.as_nanos()).unwrap_or(u64::MAX),
+                ),
+                follows: !correction.is_zero(),
             },
         ))
     }
@@ -133,7 +138,7 @@ fn correction(params: &Params) -> Duration {
     }
     fueltank::timer_lateness(interval)
         .min(interval / 4)
-        .min(Duration::from_micros(250))
+        .min(MAX_CORRECTION)
 }
 
 /// Checks a tank name: 1 to 200 bytes, no ':', no control characters.

@@ -78,8 +78,9 @@
 //!   A late wake-up delays the grants after it, as it does a local `One`;
 //!   at 49/s and above the driver's timer is armed early by this system's
 //!   timer lateness (measured when the tank is built, about 5 ms of
-//!   blocking; at most a quarter of the interval and 250 µs) and the rest
-//!   is spun, as a calibrated local `One` tank does.
+//!   blocking, then following the lateness the timer shows; at most a
+//!   quarter of the interval and 250 µs) and the rest is spun, as a
+//!   calibrated local `One` tank does.
 //! - `Window`: Redis logs each grant with the end of its hold and counts it
 //!   until a period after that end, so a unit spent anywhere in its hold
 //!   is counted by every window that could see it; an instance that has

@@ -30,7 +30,7 @@ use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
 use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
 use std::time::Duration;
 
-use crate::calibrate::correction_for;
+use crate::calibrate::{correction_for, follow_lateness};
 use crate::clock::{ClockSource, saturating_ns};
 use crate::sync::{Mutex, lock};
 use crate::timer::Timer;
@@ -909,20 +909,6 @@ impl Core {
     }
 }
 
-/// The correction after the timer fired `late` past its deadline: up by
-/// half the shortfall at once, down by a 64th of the excess, never above
-/// `cap`. It settles near the top of the lateness the timer shows, and so
-/// follows a machine whose timers are later (or less late) than they were
-/// when the tank measured them at build.
-fn follow_lateness(correction: u64, late: u64, cap: u64) -> u64 {
-    let next = if late > correction {
-        correction + (late - correction) / 2
-    } else {
-        correction - (correction - late) / 64
-    };
-    next.min(cap)
-}
-
 /// How long a waiter of a shared tank sleeps at most before it looks at the
 /// shared bucket again: other processes' refunds and resumes wake nobody
 /// here.
@@ -940,59 +926,5 @@ impl Wake for Driver {
         if let Some(shared) = self.0.upgrade() {
             shared.on_timer();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::follow_lateness;
-
-    /// A timer always late by the same 40 µs: the correction rises to it
-    /// within a few wake-ups, from nothing or from too much, and stays.
-    #[test]
-    fn the_correction_settles_on_a_steady_lateness() {
-        for start in [0, 200_000] {
-            let mut correction = start;
-            for _ in 0..1000 {
-                correction = follow_lateness(correction, 40_000, 250_000);
-            }
-            assert!(
-                (39_000..=41_000).contains(&correction),
-                "{start}: {correction}"
-            );
-        }
-    }
-
-    /// One stray wake-up moves the correction half way, and it comes back
-    /// down slowly; a lateness above the cap leaves it at the cap.
-    #[test]
-    fn the_correction_follows_outliers_up_fast_and_down_slowly() {
-        let after_stray = follow_lateness(20_000, 1_000_000, 250_000);
-        assert_eq!(after_stray, 250_000);
-        let next = follow_lateness(after_stray, 20_000, 250_000);
-        assert!(next < after_stray && next > 240_000, "{next}");
-        assert_eq!(follow_lateness(30_000, 50_000, 1_000_000), 40_000);
-        assert_eq!(follow_lateness(40_000, 0, 1_000_000), 40_000 - 40_000 / 64);
-    }
-
-    /// Timers whose lateness wanders: the correction stays above most of
-    /// it (so few wake-ups are later than it), and never above the cap.
-    #[test]
-    fn the_correction_covers_most_of_a_wandering_lateness() {
-        // 10..=59 µs, evenly: a deterministic stand-in for a noisy timer.
-        let lateness = |i: u64| 10_000 + (i * 7919) % 50_000;
-        let mut correction = 0;
-        for i in 0..10_000 {
-            correction = follow_lateness(correction, lateness(i), 55_000);
-        }
-        let covered = (0..1000)
-            .filter(|&i| {
-                let late = lateness(10_000 + i);
-                correction = follow_lateness(correction, late, 55_000);
-                late <= correction
-            })
-            .count();
-        assert!(covered >= 800, "{covered} of 1000 within the correction");
-        assert!(correction <= 55_000);
     }
 }
