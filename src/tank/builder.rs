@@ -178,7 +178,9 @@ impl TankBuilder {
     /// wait. Under [`Hardcap::One`], where a late wake-up loses fuel for
     /// good, it then follows the lateness the tank's timer shows (up at
     /// once, down slowly, within the same bounds), so that a machine
-    /// busier than at build still gets the rate. Skipped with an explicit
+    /// busier than at build still gets the rate; not in shared memory,
+    /// where every process wakes for the same fuel and one of them is
+    /// usually on time. Skipped with an explicit
     /// [`timer_correction`](TankBuilder::timer_correction), and on a
     /// [`ManualClock`](crate::clock::ManualClock).
     ///
