@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 use fueltank::clock::{Clock, MonotonicClock};
 use fueltank::{Hardcap, Rate, Tank};
 
+mod common;
+use common::{cpu_ns, filters, machine, selected};
+
 const RATES: [u64; 4] = [100, 10_000, 100_000, 1_000_000];
 const WAITERS: [usize; 3] = [10, 1000, 100_000];
 const QUICK_RATES: [u64; 2] = [100, 10_000];
@@ -195,19 +198,6 @@ impl Drop for TaskLog {
 
 fn ns_since(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
-}
-
-/// User + system CPU time of the whole process (every thread: runtime
-/// workers, the async-io reactor, governor's timer thread), in ns.
-fn cpu_ns() -> u64 {
-    // SAFETY: getrusage only writes the struct we hand it.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let ns = |tv: libc::timeval| tv.tv_sec as u64 * PER_NS + tv.tv_usec as u64 * 1000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 struct Config {
@@ -561,31 +551,9 @@ fn warm_up_clock() -> (f64, (Instant, Instant)) {
     (first_map_ppm, (MonotonicClock.now(), Instant::now()))
 }
 
-/// This machine, for the record.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, load average at start {load}")
-}
-
 fn main() {
     let quick = std::env::var_os("ACCURACY_QUICK").is_some_and(|v| v != "0");
-    // `cargo bench` passes `--bench`; every other argument filters rows.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let filters = filters();
     let secs: f64 = std::env::var("ACCURACY_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -614,7 +582,7 @@ fn main() {
         for &waiters in waiter_counts {
             for limiter in LIMITERS {
                 let label = format!("{rate}/s {waiters} {}", limiter.label());
-                if !filters.iter().all(|f| label.contains(f.as_str())) {
+                if !selected(&label, &filters) {
                     continue;
                 }
                 eprintln!("running {label}");

@@ -44,6 +44,9 @@ use std::time::Duration;
 use fueltank::clock::{Clock, MonotonicClock};
 use fueltank::{Hardcap, Monitor, Rate, Tank};
 
+mod common;
+use common::{cpu_ns, filters, machine, selected};
+
 /// Set in a worker: its role and arguments, separated by `WORKER_SEP`.
 const WORKER: &str = "FUELTANK_BENCH_SHARED_WORKER";
 const WORKER_SEP: char = '\u{1f}';
@@ -77,18 +80,6 @@ fn host_ns() -> u64 {
     // SAFETY: a valid pointer to a timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * PER_NS + now.tv_nsec as u64
-}
-
-/// User + system CPU time of this process, every thread, in ns.
-fn cpu_ns() -> u64 {
-    // SAFETY: getrusage only writes the struct we hand it.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let ns = |tv: libc::timeval| tv.tv_sec as u64 * PER_NS + tv.tv_usec as u64 * 1000;
-    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 fn sleep_until(host_ns_at: u64) {
@@ -748,29 +739,6 @@ fn grants_table(filters: &[String]) -> String {
 
 // ---- Main ----
 
-/// Whether a row's label holds every word of the command line.
-fn selected(label: &str, filters: &[String]) -> bool {
-    filters.iter().all(|f| label.contains(f.as_str()))
-}
-
-/// This machine, for the record.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, load average at start {load}")
-}
-
 fn main() {
     if let Ok(worker) = std::env::var(WORKER) {
         let args: Vec<String> = worker.split(WORKER_SEP).map(str::to_owned).collect();
@@ -780,11 +748,7 @@ fn main() {
             role => panic!("no such worker role: {role}"),
         };
     }
-    // `cargo bench` passes `--bench`; every other argument filters rows.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let filters = filters();
     let mut report = format!("Machine: {}.\n\n", machine());
     print!("{report}");
     report += &calls_table(&filters);

@@ -49,21 +49,7 @@ const RATES: [u64; 3] = [1_000, 10_000, 100_000];
 /// GCRA, one call per request: allowed at once if the theoretical arrival
 /// time is within the burst tolerance, else the wait. Microseconds on
 /// Redis's clock. ARGV: interval (µs), burst.
-const PEER: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then
-  return {0, allow_at - now}
-end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
-"#;
+const PEER: &str = include_str!("peer.lua");
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Limiter {

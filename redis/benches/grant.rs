@@ -17,18 +17,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fueltank::{Hardcap, Rate, Tank};
 use fueltank_redis::RedisStore;
 
-/// The peer: GCRA, one script call per request (as in `accuracy.rs`).
-const PEER: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-if now < tat - tolerance then return {0, tat - tolerance - now} end
-redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', 60000)
-return {1, 0}
-"#;
+/// The peer: GCRA, one script call per request (the one `accuracy.rs` runs).
+const PEER: &str = include_str!("peer.lua");
 
 fn grants(c: &mut Criterion) {
     let redis = common::RedisServer::start();

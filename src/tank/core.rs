@@ -379,11 +379,14 @@ impl Shared {
     /// Lets a measured correction follow the timer's lateness, under
     /// [`Hardcap::One`]: there a wake-up later than the correction loses
     /// fuel for good, where the other hardcaps only grant it later (and
-    /// keep the CPU the spin would cost). Not on a clock that may stand
-    /// still, whose timers are exact and on which a wait would never end.
+    /// keep the CPU the spin would cost). Not in shared memory, where every
+    /// process with waiters wakes for the same fuel and one of them is
+    /// usually on time (following there cost every process a longer spin
+    /// for little). Not on a clock that may stand still, whose timers are
+    /// exact and on which a wait would never end.
     pub(crate) fn follow_timer(&self) {
         let mut core = lock(&self.core);
-        if core.hardcap == Hardcap::One && !self.clock.may_stand_still() {
+        if core.hardcap == Hardcap::One && self.host.is_none() && !self.clock.may_stand_still() {
             core.adapts = true;
         }
     }
@@ -743,8 +746,9 @@ impl Core {
     ) -> (u64, Option<u64>) {
         let mut now = clock.now_ns();
         // Called from the timer: how late it fired teaches the correction.
-        if let Some(armed) = self.armed_at.take().filter(|_| spin)
+        if spin
             && self.adapts
+            && let Some(armed) = self.armed_at.take()
             && now >= armed
         {
             let cap = saturating_ns(correction_for(self.rate.interval(), Duration::MAX));

@@ -680,18 +680,13 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
         return Err(Error::InitialOverCapacity { initial, capacity });
     }
     let correction = saturating_ns(correction);
-    if let Some(name) = shared_memory {
+    let shared = if let Some(name) = shared_memory {
         let host = host_bucket(name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
-        // The correction stays as measured: every process with waiters
-        // wakes for the same fuel and one of them is usually on time, so a
-        // correction that followed each one's lateness would cost a longer
-        // spin in every process for little.
-        let shared =
-            Shared::with_bucket(rate, hardcap, burst, bucket, correction, ClockSource::Host);
-        return Ok(Tank::from_shared(shared));
-    }
-    let shared = Shared::new(rate, hardcap, burst, initial, correction, clock);
+        Shared::with_bucket(rate, hardcap, burst, bucket, correction, ClockSource::Host)
+    } else {
+        Shared::new(rate, hardcap, burst, initial, correction, clock)
+    };
     if adapts {
         shared.follow_timer();
     }
