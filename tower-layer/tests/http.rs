@@ -12,15 +12,10 @@ use fueltank_tower::http::{HeaderStyle, HttpThrottleLayer, HttpThrottleService};
 use fueltank_tower::{ThrottleLayer, Throttled};
 use futures::FutureExt;
 use http::{HeaderMap, Request, Response, StatusCode};
-use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower::{Layer, Service, ServiceBuilder};
 
-type Inner = tower::util::ServiceFn<
-    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
->;
-
-fn ok() -> Inner {
-    service_fn(|_| std::future::ready(Ok(Response::new("hello".to_string()))))
-}
+mod common;
+use common::{Inner, ok};
 
 fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
     Tank::builder(rate.parse::<Rate>().unwrap())

@@ -2,42 +2,18 @@
 //! text by default, saying why and what to change; custom responses from
 //! closures, which the layer completes; and `Throttled` naming its limit.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 use fueltank::clock::ManualClock;
 use fueltank::{KeyedTank, Rate, Tank};
 use fueltank_tower::key::{ForwardedIp, KeyError, PeerIp};
 use fueltank_tower::{KeyedThrottleLayer, Scope, ThrottleLayer, Throttled};
-use futures::FutureExt;
 use http::{Request, Response, StatusCode};
-use tower::{Layer, Service, service_fn};
+use tower::Layer;
 
-type Inner = tower::util::ServiceFn<
-    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
->;
-
-fn ok() -> Inner {
-    service_fn(|_| std::future::ready(Ok(Response::new("hello".to_string()))))
-}
-
-/// `poll_ready` (it must be ready), then `call`, answered at once.
-fn send<S>(svc: &mut S, request: Request<()>) -> Response<String>
-where
-    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
-{
-    assert!(
-        svc.poll_ready(&mut Context::from_waker(Waker::noop()))
-            .is_ready()
-    );
-    match svc.call(request).now_or_never() {
-        Some(Ok(response)) => response,
-        Some(Err(never)) => match never {},
-        None => panic!("not answered at once"),
-    }
-}
+mod common;
+use common::{ok, send};
 
 fn from(peer: &str) -> Request<()> {
     let mut request = Request::new(());

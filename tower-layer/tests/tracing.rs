@@ -2,7 +2,6 @@
 //! for a shed request, one for a request without a key (an error when the
 //! server's setup is at fault), one for a long wait.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -13,12 +12,14 @@ use fueltank::clock::ManualClock;
 use fueltank::{KeyedTank, Rate, Tank};
 use fueltank_tower::key::{ForwardedIp, PeerIp};
 use fueltank_tower::{KeyedThrottleLayer, Stats, ThrottleLayer};
-use futures::FutureExt;
-use http::{Request, Response, StatusCode};
-use tower::{Layer, Service, service_fn};
+use http::{Request, StatusCode};
+use tower::{Layer, Service};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
+
+mod common;
+use common::{ok, send};
 
 /// One event as caught: its level, target, and fields written `name=value`
 /// (the message as `message=...`).
@@ -80,29 +81,6 @@ fn catch(f: impl FnOnce()) -> Vec<Caught> {
     let catcher = Catcher::default();
     tracing::subscriber::with_default(catcher.clone(), f);
     catcher.events()
-}
-
-type Inner = tower::util::ServiceFn<
-    fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>,
->;
-
-fn ok() -> Inner {
-    service_fn(|_| std::future::ready(Ok(Response::new("hello".to_string()))))
-}
-
-fn send<S>(svc: &mut S, request: Request<()>) -> Response<String>
-where
-    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
-{
-    assert!(
-        svc.poll_ready(&mut Context::from_waker(Waker::noop()))
-            .is_ready()
-    );
-    match svc.call(request).now_or_never() {
-        Some(Ok(response)) => response,
-        Some(Err(never)) => match never {},
-        None => panic!("not answered at once"),
-    }
 }
 
 fn per_ip(clock: &ManualClock) -> KeyedTank<IpAddr> {
