@@ -11,21 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use common::{poll, poll_with, worst_window};
+use common::{poll, poll_with, tank, worst_window};
 use fueltank::clock::{Clock, ManualClock};
 use fueltank::{Hardcap, KeyedTank, Rate, Tank};
 
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()
-}
-
-fn tank(rate_: &str, hardcap: Hardcap, initial: u64, clock: &ManualClock) -> Tank {
-    Tank::builder(rate(rate_))
-        .hardcap(hardcap)
-        .initial(initial)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
 }
 
 #[test]

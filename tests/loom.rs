@@ -10,19 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::poll;
+use common::{poll, tank};
 use fueltank::clock::ManualClock;
 use fueltank::{Hardcap, Rate, Tank};
 use loom::thread;
-
-fn tank(rate: &str, hardcap: Hardcap, initial: u64, clock: &ManualClock) -> Tank {
-    Tank::builder(rate.parse().unwrap())
-        .hardcap(hardcap)
-        .initial(initial)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
-}
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();

@@ -11,18 +11,9 @@ mod common;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{poll, poll_with};
+use common::{poll, poll_with, tank};
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, Rate, Tank};
-
-fn tank(rate: &str, hardcap: Hardcap, initial: u64, clock: &ManualClock) -> Tank {
-    Tank::builder(rate.parse().unwrap())
-        .hardcap(hardcap)
-        .initial(initial)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
-}
+use fueltank::{Hardcap, Rate};
 
 #[test]
 fn refunds_by_other_permits_do_not_shrink_this_one() {

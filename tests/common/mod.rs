@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: polling by hand, counting wakes,
-//! and measuring grant patterns.
+//! Helpers shared by the integration tests: a tank on a manual clock,
+//! polling by hand, counting wakes, and measuring grant patterns.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -8,6 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+use fueltank::clock::ManualClock;
+use fueltank::{Hardcap, Tank};
+
+/// A tank of `rate` ("2/s") under `hardcap`, holding `initial`, on `clock`.
+pub fn tank(rate: &str, hardcap: Hardcap, initial: u64, clock: &ManualClock) -> Tank {
+    Tank::builder(rate.parse().unwrap())
+        .hardcap(hardcap)
+        .initial(initial)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
+}
 
 /// A waker that counts how often it was woken.
 #[derive(Default)]
