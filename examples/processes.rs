@@ -52,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             snap.percentile(99.0).unwrap_or_default(),
         );
     }
-    // Stop: the workers see the tank paused, and leave.
+    // Stop the count, then end the workers: on a paused tank they would wait
+    // for ever.
     let summary = throttle.stop();
     for mut child in children {
         child.kill().ok();
