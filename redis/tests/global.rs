@@ -387,9 +387,35 @@ async fn keys_are_independent_and_bounded_in_memory() {
     for key in 0..500u32 {
         keyed.await_fuel_n(key, 2).await.unwrap();
     }
-    assert!(keyed.len() <= 64 + 16, "{} keys held", keyed.len());
+    assert!(keyed.len() <= 64, "{} keys held", keyed.len());
     // Key 7 used both of its window: Redis says no, whoever asks.
     assert!(!keyed.await_fuel_timeout(7, Duration::from_millis(50)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_keys_is_an_exact_bound() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    for max_keys in [1, 17] {
+        let keyed = store
+            .keyed::<u32>(&format!("bound{max_keys}"), rate("100/s"))
+            .max_keys(max_keys)
+            .build()
+            .await
+            .unwrap();
+        // One key at a time, each while the previous ones' drivers may
+        // still be at work (their round trips, their reserved fuel).
+        let mut most = 0;
+        for key in 0..100u32 {
+            keyed.await_fuel(key).await.unwrap();
+            most = most.max(keyed.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            most <= max_keys,
+            "max_keys({max_keys}) held {most} keys at once"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
