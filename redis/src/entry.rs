@@ -932,13 +932,57 @@ impl Outcome {
 /// `FailurePolicy::Local`'s tank for `st`, made on first need.
 fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
     if st.fallback.is_none() {
-        let params = st.params;
-        let max_n = ((params.max_n as f64) * share).floor().max(1.0) as u64;
-        let rate = Rate::new(max_n, Duration::from_nanos(params.per_ns)).ok()?;
-        let tank = Tank::builder(rate).hardcap(params.hardcap).build().ok()?;
+        let rate = fallback_rate(st.params.rate(), share)?;
+        let tank = Tank::builder(rate)
+            .hardcap(st.params.hardcap)
+            .build()
+            .ok()?;
         st.fallback = Some(tank);
     }
     st.fallback.as_ref()
+}
+
+/// `share` of `rate`: the rate scaled, not the count floored (a share of
+/// one per period is not one per period). It holds `⌊max_n × share⌋` at
+/// once (at least 1), over the period that makes the rate `max_n × share`
+/// per `per`, rounded up to whole nanoseconds (never faster).
+fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
+    let scaled = rate.max_n() as f64 * share;
+    let count = scaled.floor().max(1.0);
+    // Saturates at u64::MAX ns: a share too small to be granted in centuries.
+    let per_ns = (rate.per().as_nanos() as f64 * count / scaled).ceil() as u64;
+    Rate::new(count as u64, Duration::from_nanos(per_ns)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_scales_the_rate() {
+        let rate = |s: &str| s.parse::<Rate>().unwrap();
+        let of = |r: &str, share| fallback_rate(rate(r), share).unwrap();
+        // A quarter of one per 100 ms: one per 400 ms, not one per 100 ms.
+        assert_eq!(
+            of("1/100ms", 0.25),
+            Rate::new(1, Duration::from_millis(400)).unwrap()
+        );
+        assert_eq!(of("100/s", 0.25), rate("25/s"));
+        // 2.5 a second: 2 at once, every 800 ms.
+        assert_eq!(
+            of("10/s", 0.25),
+            Rate::new(2, Duration::from_millis(800)).unwrap()
+        );
+        assert_eq!(of("7/s", 1.0), rate("7/s"));
+        // A third of 1/s: rounded towards slower.
+        assert_eq!(
+            of("1/s", 1.0 / 3.0),
+            Rate::new(1, Duration::from_nanos(3_000_000_000)).unwrap()
+        );
+        // Tiny shares of long periods saturate instead of overflowing.
+        let long = Rate::new(1, Duration::from_nanos(crate::params::MAX_PER_NS)).unwrap();
+        assert!(fallback_rate(long, 1e-300).is_some());
+    }
 }
 
 impl std::fmt::Debug for Entry {

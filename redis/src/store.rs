@@ -52,7 +52,9 @@ pub enum FailurePolicy {
     /// Grant everything until Redis answers again.
     Open,
     /// Each tank (each key of a keyed tank) falls back to a local tank at
-    /// this share of its rate (more than 0, at most 1), with its hardcap.
+    /// this share of its rate (more than 0, at most 1), with its hardcap:
+    /// `max_n × share` per `per`, holding at most `⌊max_n × share⌋` (at
+    /// least 1) at once. `Local(0.25)` of `1/100ms` is one per 400 ms.
     Local(f64),
 }
 
