@@ -349,7 +349,9 @@ where
     }
 
     /// Waits in line on `key` for one fuel and takes it; an
-    /// [`Error::InvalidKey`] if the key's text is too long.
+    /// [`Error::InvalidKey`] if the key's text is too long, an
+    /// [`Error::Mismatch`] if Redis holds another limit under the tank's
+    /// name (see the crate docs).
     ///
     /// # Cancel safety
     ///
@@ -474,6 +476,26 @@ where
         self.shared.store.shared.timeout
     }
 
+    /// The entry of `key` if it is held here.
+    fn held(&self, key: &K) -> Option<Arc<Entry>> {
+        let shared = &self.shared;
+        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
+        lock(&shared.shards[index]).map.get(key).cloned()
+    }
+
+    /// Fuel a newcomer could take for `key` here now; 0 for a key not held
+    /// here.
+    #[cfg(feature = "tower")]
+    pub(crate) fn available(&self, key: &K) -> u64 {
+        self.held(key).map_or(0, |entry| entry.available())
+    }
+
+    /// The rate of every key as its bank: see `Params::bank_rate`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn bank_rate(&self) -> Rate {
+        lock(&self.shared.params).bank_rate()
+    }
+
     /// Fuel reserved here for `key` and not yet spent (spendable now or
     /// later); 0 for a key not held here.
     ///
@@ -485,10 +507,7 @@ where
     /// # }
     /// ```
     pub fn reserved(&self, key: &K) -> u64 {
-        let shared = &self.shared;
-        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
-        let entry = lock(&shared.shards[index]).map.get(key).cloned();
-        entry.map_or(0, |entry| entry.reserved())
+        self.held(key).map_or(0, |entry| entry.reserved())
     }
 
     /// The number of keys held here now.

@@ -92,6 +92,12 @@ pub struct Stats {
     /// Requests refused by the failure policy (`Closed`, `Local`) while Redis
     /// did not answer.
     pub policy_refusals: u64,
+    /// Times a tank (a key of a keyed tank) found another limit stored
+    /// under its name: its state was lost (a flush, a restart, an expiry)
+    /// and made again by an instance with other parameters. Nothing more is
+    /// granted to it until Redis holds its limit again; see
+    /// [`Error::Mismatch`].
+    pub mismatches: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +110,7 @@ pub(crate) struct Counters {
     pub(crate) expired: AtomicU64,
     pub(crate) policy_grants: AtomicU64,
     pub(crate) policy_refusals: AtomicU64,
+    pub(crate) mismatches: AtomicU64,
 }
 
 impl Counters {
@@ -288,6 +295,7 @@ impl RedisStore {
             expired: get(&c.expired),
             policy_grants: get(&c.policy_grants),
             policy_refusals: get(&c.policy_refusals),
+            mismatches: get(&c.mismatches),
         }
     }
 
