@@ -267,8 +267,14 @@ impl Entry {
         self.lock().params
     }
 
+    /// The parameters Redis answered a `Build` or `Set` with: Redis holds
+    /// this instance's limit, whatever it held before.
     pub(crate) fn set_params(&self, params: Params) {
-        self.lock().params = params;
+        let mut st = self.lock();
+        st.params = params;
+        if st.conflict.take().is_some() {
+            st.backoff_until = None;
+        }
     }
 
     /// Takes the parameters Redis answered with (another instance may have
@@ -1050,6 +1056,19 @@ fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
     Rate::new(count as u64, Duration::from_nanos(per_ns)).ok()
 }
 
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Entry")
+            .field("name", &self.options.name)
+            .field("params", &st.params)
+            .field("reserved", &st.reserve.left())
+            .field("waiting", &st.line.len())
+            .field("batch", &st.batch)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1078,18 +1097,5 @@ mod tests {
         // Tiny shares of long periods saturate instead of overflowing.
         let long = Rate::new(1, Duration::from_nanos(crate::params::MAX_PER_NS)).unwrap();
         assert!(fallback_rate(long, 1e-300).is_some());
-    }
-}
-
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.lock();
-        f.debug_struct("Entry")
-            .field("name", &self.options.name)
-            .field("params", &st.params)
-            .field("reserved", &st.reserve.left())
-            .field("waiting", &st.line.len())
-            .field("batch", &st.batch)
-            .finish()
     }
 }

@@ -332,7 +332,16 @@ async fn a_name_made_again_by_another_limit_is_an_error_never_adopted() {
     assert_eq!(on_b.rate(), rate("20/s"));
     assert_eq!(b.stats().mismatches, 0);
 
+    // A's set_rate takes the name over: A is served again at once, and B
+    // follows (a set made on the state B knows).
+    on_a.set_rate(rate("10/s")).await.unwrap();
+    assert!(on_a.await_fuel_timeout(Duration::from_millis(500)).await);
+    on_b.await_fuel_n(1).await.unwrap();
+    assert_eq!(on_b.rate(), rate("10/s"));
     // Once the name holds A's limit again, A is served again.
+    redis.command("FLUSHALL");
+    let _ = b.tank("api", rate("20/s")).build().await.unwrap();
+    assert!(matches!(first_error(&on_a).await, Error::Mismatch { .. }));
     redis.command("FLUSHALL");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
