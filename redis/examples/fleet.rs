@@ -203,6 +203,9 @@ fn run(options: &Options, url: &str) {
         options.workers, options.rate, hardcap, options.seconds
     );
     let counts = Arc::new(Mutex::new(vec![0u64; options.workers]));
+    // When the latest count came in: a worker's last one follows its last
+    // grant, so the last of them all ends the run.
+    let last_count_at = Arc::new(Mutex::new(None));
     let mut children = Vec::new();
     let mut readers = Vec::new();
     for index in 0..options.workers {
@@ -213,12 +216,13 @@ fn run(options: &Options, url: &str) {
             .spawn()
             .expect("cannot start a worker process");
         let stdout = child.stdout.take().expect("a piped stdout");
-        let counts = counts.clone();
+        let (counts, last_count_at) = (counts.clone(), last_count_at.clone());
         readers.push(std::thread::spawn(move || {
             let mut summary = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(count) = line.strip_prefix("count ") {
                     counts.lock().unwrap()[index] = count.parse().unwrap_or(0);
+                    *last_count_at.lock().unwrap() = Some(Instant::now());
                 } else {
                     summary = Some(line);
                 }
@@ -263,8 +267,10 @@ fn run(options: &Options, url: &str) {
     let total: u64 = counts.lock().unwrap().iter().sum();
     let elapsed = started.elapsed().as_secs_f64();
     let (at_first, first_at) = first.unwrap_or((0, started));
-    // The workers stop `seconds` after they start (about when we did).
-    let span = options.seconds as f64 - (first_at - started).as_secs_f64();
+    // Each worker stops `seconds` after it has connected, later than we
+    // started: the run ends with the last count a worker sent.
+    let ended = last_count_at.lock().unwrap().unwrap_or(first_at);
+    let span = ended.saturating_duration_since(first_at).as_secs_f64();
     let steady = (total - at_first) as f64 / span.max(1e-3);
     println!(
         "{total} grants in {elapsed:.1} s across all workers: {steady:.1}/s after the first \

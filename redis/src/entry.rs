@@ -143,6 +143,14 @@ struct State {
     uncertainty: Duration,
     /// `FailurePolicy::Local`'s tank, made on first need.
     fallback: Option<Tank>,
+    /// When Redis's state is full (its whole capacity grantable at once),
+    /// as of its latest answer, on this clock (late by up to the round
+    /// trip, never early by more than the clocks' drift).
+    full_at: Option<Instant>,
+    /// What Redis holds under this name when it is another limit's (the
+    /// state was lost and made again with other parameters): until Redis
+    /// holds this instance's limit again, nothing more is granted here.
+    conflict: Option<Params>,
 }
 
 #[derive(Default)]
@@ -158,6 +166,8 @@ struct Queued {
     id: u64,
     n: u64,
     waker: Waker,
+    /// Whether it fails with a [`Grant::Mismatch`] (it can return an error).
+    fallible: bool,
 }
 
 /// Fuel granted to a waiter.
@@ -168,6 +178,9 @@ pub(crate) enum Grant {
     Policy,
     /// The request can never be granted: more than the capacity.
     TooLarge(u64),
+    /// Not granted: Redis holds another limit under this name (these
+    /// parameters); only for waiters that can fail.
+    Mismatch(Params),
 }
 
 /// The first poll of a waiting future.
@@ -176,6 +189,7 @@ pub(crate) enum Enqueued {
     Queued(u64),
     TooLarge(u64),
     TooLate,
+    Mismatch(Params),
 }
 
 /// What the driver does next.
@@ -239,6 +253,8 @@ impl Entry {
                 driver: DriverSlot::default(),
                 uncertainty: Duration::from_millis(1),
                 fallback: None,
+                full_at: None,
+                conflict: None,
             }),
         }
     }
@@ -251,8 +267,14 @@ impl Entry {
         self.lock().params
     }
 
+    /// The parameters Redis answered a `Build` or `Set` with: Redis holds
+    /// this instance's limit, whatever it held before.
     pub(crate) fn set_params(&self, params: Params) {
-        self.lock().params = params;
+        let mut st = self.lock();
+        st.params = params;
+        if st.conflict.take().is_some() {
+            st.backoff_until = None;
+        }
     }
 
     /// Takes the parameters Redis answered with (another instance may have
@@ -326,9 +348,30 @@ impl Entry {
         self.lock().line.len()
     }
 
-    /// Takes `n` now from the reserve or, while Redis does not answer, by
-    /// the failure policy.
-    fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
+    /// Fuel a newcomer could take here now: what is reserved and spendable
+    /// now, none while waiters are in line. Never more than the truth
+    /// (Redis may hold more for whoever asks).
+    pub(crate) fn available(&self) -> u64 {
+        let mut st = self.lock();
+        let now = now();
+        if !st.line.is_empty() {
+            return 0;
+        }
+        self.expire(&mut st, now);
+        st.reserve.spendable(now) + self.lane.spendable(now)
+    }
+
+    /// The Redis-side conflict, as the error its waiters get.
+    pub(crate) fn mismatch(&self, stored: Params) -> Error {
+        Error::Mismatch {
+            name: self.options.name.clone(),
+            stored: stored.describe(),
+            given: self.params().describe(),
+        }
+    }
+
+    /// Drops reserved fuel whose hold has ended.
+    fn expire(&self, st: &mut State, now: Instant) {
         let expired = st.reserve.expire(now);
         if expired > 0 {
             // Expired while nobody wanted it: the batches were too large.
@@ -336,6 +379,12 @@ impl Entry {
             st.expired |= st.line.is_empty() && st.missed == 0;
             Counters::add(&self.store.counters.expired, expired);
         }
+    }
+
+    /// Takes `n` now from the reserve or, while Redis does not answer, by
+    /// the failure policy.
+    fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
+        self.expire(st, now);
         if let Some(origin) = st.reserve.take(n, now) {
             st.used = true;
             Counters::add(&self.store.counters.granted, n);
@@ -418,6 +467,7 @@ impl Entry {
         self: &Arc<Self>,
         n: u64,
         deadline: Option<Instant>,
+        fallible: bool,
         waker: &Waker,
     ) -> Enqueued {
         if n == 0 {
@@ -438,6 +488,9 @@ impl Entry {
             self.run(kick);
             return Enqueued::Taken;
         }
+        if let Some(stored) = st.conflict.filter(|_| fallible) {
+            return Enqueued::Mismatch(stored);
+        }
         if let Some(deadline) = deadline {
             let known_late = st.reserve.left() < n && st.retry_at.is_some_and(|at| at > deadline);
             if deadline <= now || known_late {
@@ -451,6 +504,7 @@ impl Entry {
             id,
             n,
             waker: waker.clone(),
+            fallible,
         });
         let kick = self.kick(&mut st, now, true);
         drop(st);
@@ -765,8 +819,8 @@ impl Entry {
         } = outcome;
         // Redis's now of this call, as local times (see `offset.rs`).
         let (sent, answered) = match &result {
-            Ok(Reply::Granted(_, _, now) | Reply::Refused(_, _, now)) => {
-                self.store.offset.observe(now.ns(), sent, answered)
+            Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) => {
+                self.store.offset.observe(seen.now.ns(), sent, answered)
             }
             _ => (sent, answered),
         };
@@ -774,9 +828,15 @@ impl Entry {
         st.in_flight = false;
         st.uncertainty = answered.saturating_duration_since(sent);
         let counters = &self.store.counters;
+        if let Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) = &result {
+            // Redis holds this limit (or one set on it) again.
+            st.conflict = None;
+            st.full_at = answered.checked_add(Duration::from_nanos(seen.full));
+        }
+        let mut wake = Vec::new();
         match result {
-            Ok(Reply::Granted(granted, params, _)) => {
-                self.adopt(&mut st, params);
+            Ok(Reply::Granted(granted, seen)) => {
+                self.adopt(&mut st, seen.params);
                 st.failures = 0;
                 st.backoff_until = None;
                 st.retry_at = None;
@@ -787,15 +847,36 @@ impl Entry {
                     Counters::add(&counters.expired, granted.count - kept);
                 }
             }
-            Ok(Reply::Refused(retry, params, _)) => {
-                self.adopt(&mut st, params);
+            Ok(Reply::Refused(retry, seen)) => {
+                self.adopt(&mut st, seen.params);
                 st.failures = 0;
                 st.backoff_until = None;
                 st.retry_at = Some(answered + Duration::from_nanos(retry));
                 Counters::add(&counters.refusals, 1);
             }
-            Ok(Reply::Done(params, _)) | Ok(Reply::Mismatch(params)) => {
-                self.adopt(&mut st, params);
+            Ok(Reply::Done(seen)) => self.adopt(&mut st, seen.params),
+            Ok(Reply::Mismatch(stored)) => {
+                // Another limit under this name: never adopted. Nothing more
+                // is granted here (reserved fuel was granted by this limit
+                // and is spent); waiters that can fail do, the others wait;
+                // Redis is asked again after the longest backoff.
+                if st.conflict.is_none() {
+                    Counters::add(&counters.mismatches, 1);
+                }
+                st.conflict = Some(stored);
+                st.failures = 0;
+                st.retry_at = None;
+                st.backoff_until = Some(answered + BACKOFF_MAX);
+                let mut kept = VecDeque::new();
+                for queued in std::mem::take(&mut st.line) {
+                    if queued.fallible {
+                        st.granted.push((queued.id, Grant::Mismatch(stored)));
+                        wake.push(queued.waker);
+                    } else {
+                        kept.push_back(queued);
+                    }
+                }
+                st.line = kept;
             }
             Err(_) => {
                 st.failures = st.failures.saturating_add(1);
@@ -806,6 +887,8 @@ impl Entry {
             }
         }
         self.relane(&mut st, now());
+        drop(st);
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// The driver ended without finishing (its runtime dropped it).
@@ -832,11 +915,7 @@ impl Entry {
             return Some(Duration::ZERO);
         }
         self.unlane(&mut st, now);
-        let expired = st.reserve.expire(now);
-        if expired > 0 {
-            st.expired |= st.line.is_empty() && st.missed == 0;
-            Counters::add(&self.store.counters.expired, expired);
-        }
+        self.expire(&mut st, now);
         if st.line.is_empty() && st.reserve.can_take(n, now) {
             return Some(Duration::ZERO);
         }
@@ -844,7 +923,13 @@ impl Entry {
         let until = if st.reserve.left() >= waited.saturating_add(n) {
             st.reserve.next_start()
         } else {
-            [st.retry_at, st.backoff_until].into_iter().flatten().max()
+            // From Redis: not before it may be asked again, nor before its
+            // schedule (as of its latest answer) has `n` due; others only
+            // take more.
+            [st.retry_at, st.backoff_until, redis_due(&st, n)]
+                .into_iter()
+                .flatten()
+                .max()
         };
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
@@ -856,7 +941,7 @@ impl Entry {
             .call(&self.keys, script::args(op, &params, &Ask::default()))
             .await?;
         match reply {
-            Reply::Done(stored, _) => Ok(stored),
+            Reply::Done(seen) => Ok(seen.params),
             Reply::Mismatch(stored) => Err(Error::Mismatch {
                 name: self.options.name.clone(),
                 stored: stored.describe(),
@@ -929,16 +1014,46 @@ impl Outcome {
     }
 }
 
+/// When Redis's schedule, as of its latest answer, has `n` (at most the
+/// capacity) due together: its capacity is due when it is full, one
+/// interval earlier each fewer (`Window`: only the whole window is known).
+fn redis_due(st: &State, n: u64) -> Option<Instant> {
+    let full = st.full_at?;
+    let params = &st.params;
+    if params.mode() == Mode::Window && n < params.capacity() {
+        return None;
+    }
+    let early = params
+        .capacity()
+        .saturating_sub(n)
+        .saturating_mul(params.interval_ns());
+    // Too far back for an `Instant`: long due.
+    full.checked_sub(Duration::from_nanos(early))
+}
+
 /// `FailurePolicy::Local`'s tank for `st`, made on first need.
 fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
     if st.fallback.is_none() {
-        let params = st.params;
-        let max_n = ((params.max_n as f64) * share).floor().max(1.0) as u64;
-        let rate = Rate::new(max_n, Duration::from_nanos(params.per_ns)).ok()?;
-        let tank = Tank::builder(rate).hardcap(params.hardcap).build().ok()?;
+        let rate = fallback_rate(st.params.rate(), share)?;
+        let tank = Tank::builder(rate)
+            .hardcap(st.params.hardcap)
+            .build()
+            .ok()?;
         st.fallback = Some(tank);
     }
     st.fallback.as_ref()
+}
+
+/// `share` of `rate`: the rate scaled, not the count floored (a share of
+/// one per period is not one per period). It holds `⌊max_n × share⌋` at
+/// once (at least 1), over the period that makes the rate `max_n × share`
+/// per `per`, rounded up to whole nanoseconds (never faster).
+fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
+    let scaled = rate.max_n() as f64 * share;
+    let count = scaled.floor().max(1.0);
+    // Saturates at u64::MAX ns: a share too small to be granted in centuries.
+    let per_ns = (rate.per().as_nanos() as f64 * count / scaled).ceil() as u64;
+    Rate::new(count as u64, Duration::from_nanos(per_ns)).ok()
 }
 
 impl std::fmt::Debug for Entry {
@@ -951,5 +1066,36 @@ impl std::fmt::Debug for Entry {
             .field("waiting", &st.line.len())
             .field("batch", &st.batch)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_scales_the_rate() {
+        let rate = |s: &str| s.parse::<Rate>().unwrap();
+        let of = |r: &str, share| fallback_rate(rate(r), share).unwrap();
+        // A quarter of one per 100 ms: one per 400 ms, not one per 100 ms.
+        assert_eq!(
+            of("1/100ms", 0.25),
+            Rate::new(1, Duration::from_millis(400)).unwrap()
+        );
+        assert_eq!(of("100/s", 0.25), rate("25/s"));
+        // 2.5 a second: 2 at once, every 800 ms.
+        assert_eq!(
+            of("10/s", 0.25),
+            Rate::new(2, Duration::from_millis(800)).unwrap()
+        );
+        assert_eq!(of("7/s", 1.0), rate("7/s"));
+        // A third of 1/s: rounded towards slower.
+        assert_eq!(
+            of("1/s", 1.0 / 3.0),
+            Rate::new(1, Duration::from_nanos(3_000_000_000)).unwrap()
+        );
+        // Tiny shares of long periods saturate instead of overflowing.
+        let long = Rate::new(1, Duration::from_nanos(crate::params::MAX_PER_NS)).unwrap();
+        assert!(fallback_rate(long, 1e-300).is_some());
     }
 }

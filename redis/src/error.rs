@@ -49,13 +49,16 @@ pub enum Error {
         reason: String,
     },
     /// A tank of this name is stored in Redis with another rate, hardcap
-    /// or hold: two different limits never share one name.
+    /// or hold: two different limits never share one name. Returned when
+    /// building, and by the waits that can fail when the state a built
+    /// tank used was lost and made again by another limit (see the crate
+    /// docs, *One name, one limit*).
     Mismatch {
         /// The tank's name.
         name: String,
         /// The parameters stored in Redis.
         stored: String,
-        /// The parameters this builder asked for.
+        /// The parameters this builder or tank has.
         given: String,
     },
     /// A tank name that cannot be used as part of a Redis key.
@@ -124,7 +127,7 @@ impl fmt::Display for Error {
                 given,
             } => write!(
                 f,
-                "tank {name:?} is stored in Redis as {stored}, but this builder asks for {given}; \
+                "tank {name:?} is stored in Redis as {stored}, but this instance has {given}; \
                  build it with the stored parameters, use another name, or change them for every \
                  instance with set_rate"
             ),

@@ -10,6 +10,7 @@ use async_io::Timer;
 
 use crate::Error;
 use crate::entry::{Enqueued, Entry, Grant};
+use crate::params::Params;
 
 /// One request for fuel: takes it at once if it can, else joins the line
 /// and waits for the driver to grant it (or, if timed, for its deadline).
@@ -17,6 +18,9 @@ use crate::entry::{Enqueued, Entry, Grant};
 struct Waiter {
     entry: Arc<Entry>,
     n: u64,
+    /// Whether it resolves to an error when Redis holds another limit under
+    /// the tank's name (else it waits, as under `FailurePolicy::Closed`).
+    fallible: bool,
     phase: Phase,
     deadline: Option<Instant>,
     timer: Option<Timer>,
@@ -33,13 +37,15 @@ enum Outcome {
     Granted,
     TooLarge(u64),
     TimedOut,
+    Mismatch(Params),
 }
 
 impl Waiter {
-    fn new(entry: Arc<Entry>, n: u64, deadline: Option<Instant>) -> Waiter {
+    fn new(entry: Arc<Entry>, n: u64, deadline: Option<Instant>, fallible: bool) -> Waiter {
         Waiter {
             entry,
             n,
+            fallible,
             phase: Phase::Start,
             deadline,
             timer: None,
@@ -48,15 +54,21 @@ impl Waiter {
 
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let outcome = match self.phase {
-            Phase::Start => match self.entry.enqueue(self.n, self.deadline, cx.waker()) {
-                Enqueued::Taken => Poll::Ready(Outcome::Granted),
-                Enqueued::TooLarge(capacity) => Poll::Ready(Outcome::TooLarge(capacity)),
-                Enqueued::TooLate => Poll::Ready(Outcome::TimedOut),
-                Enqueued::Queued(id) => {
-                    self.phase = Phase::Queued(id);
-                    self.poll_queued(id, cx)
+            Phase::Start => {
+                match self
+                    .entry
+                    .enqueue(self.n, self.deadline, self.fallible, cx.waker())
+                {
+                    Enqueued::Taken => Poll::Ready(Outcome::Granted),
+                    Enqueued::Mismatch(stored) => Poll::Ready(Outcome::Mismatch(stored)),
+                    Enqueued::TooLarge(capacity) => Poll::Ready(Outcome::TooLarge(capacity)),
+                    Enqueued::TooLate => Poll::Ready(Outcome::TimedOut),
+                    Enqueued::Queued(id) => {
+                        self.phase = Phase::Queued(id);
+                        self.poll_queued(id, cx)
+                    }
                 }
-            },
+            }
             Phase::Queued(id) => self.poll_queued(id, cx),
             Phase::Done => panic!("a fuel future was polled after it completed"),
         };
@@ -93,6 +105,7 @@ fn outcome_of(grant: Grant) -> Outcome {
     match grant {
         Grant::Reserved(..) | Grant::Policy => Outcome::Granted,
         Grant::TooLarge(capacity) => Outcome::TooLarge(capacity),
+        Grant::Mismatch(stored) => Outcome::Mismatch(stored),
     }
 }
 
@@ -179,7 +192,7 @@ pub struct AwaitFuelTimeout {
 impl AwaitFuel {
     pub(crate) fn new(entry: Arc<Entry>) -> AwaitFuel {
         AwaitFuel {
-            waiter: Waiter::new(entry, 1, None),
+            waiter: Waiter::new(entry, 1, None, false),
         }
     }
 }
@@ -187,7 +200,7 @@ impl AwaitFuel {
 impl AwaitFuelN {
     pub(crate) fn new(entry: Arc<Entry>, n: u64) -> AwaitFuelN {
         AwaitFuelN {
-            waiter: Waiter::new(entry, n, None),
+            waiter: Waiter::new(entry, n, None, true),
         }
     }
 }
@@ -195,7 +208,7 @@ impl AwaitFuelN {
 impl AwaitFuelTimeout {
     pub(crate) fn new(entry: Arc<Entry>, deadline: Option<Instant>) -> AwaitFuelTimeout {
         AwaitFuelTimeout {
-            waiter: Waiter::new(entry, 1, deadline),
+            waiter: Waiter::new(entry, 1, deadline, false),
         }
     }
 }
@@ -219,6 +232,7 @@ impl Future for AwaitFuelN {
                 requested,
                 capacity,
             }),
+            Outcome::Mismatch(stored) => Err(self.waiter.entry.mismatch(stored)),
             Outcome::Granted | Outcome::TimedOut => Ok(()),
         })
     }

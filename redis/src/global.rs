@@ -344,7 +344,10 @@ impl GlobalTank {
 
     /// Waits in line for `n` fuel and takes them together; an
     /// [`Error::ExceedsCapacity`] if `n` is more than the tank grants at
-    /// once (its bank under `Limit`, 1 under `One`, `max_n` under `Window`).
+    /// once (its bank under `Limit`, 1 under `One`, `max_n` under `Window`),
+    /// an [`Error::Mismatch`] if Redis holds another limit under the name
+    /// (its state was lost and made again with other parameters: see the
+    /// crate docs).
     ///
     /// # Cancel safety
     ///
@@ -388,9 +391,11 @@ impl GlobalTank {
 
     /// How long a newcomer asking for `n` fuel would wait, as far as this
     /// instance knows: zero if reserved fuel serves it now, the time to the
-    /// next reserved fuel, or the retry time Redis gave; zero when only a
-    /// round trip can tell. `None` if `n` is more than the tank grants at
-    /// once. This is the `Retry-After` of a rejected request.
+    /// next reserved fuel; else the later of the retry time Redis gave and
+    /// the time Redis's schedule, as of its latest answer, has `n` due
+    /// (other instances only take more); zero when only a round trip can
+    /// tell. `None` if `n` is more than the tank grants at once. This is the
+    /// `Retry-After` of a rejected request.
     ///
     /// # Examples
     ///
@@ -452,6 +457,18 @@ impl GlobalTank {
         self.entry.store.timeout
     }
 
+    /// Fuel a newcomer could take here now (none while tasks wait).
+    #[cfg(feature = "tower")]
+    pub(crate) fn available(&self) -> u64 {
+        self.entry.available()
+    }
+
+    /// The rate as the bank: see `Params::bank_rate`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn bank_rate(&self) -> Rate {
+        self.entry.params().bank_rate()
+    }
+
     /// The tank's name.
     ///
     /// # Examples
@@ -497,7 +514,9 @@ impl GlobalTank {
     /// burst. Other instances take the new rate at their next round trip;
     /// fuel they hold already was granted at the old one and stays
     /// spendable. The hold follows the new rate unless it was set. An
-    /// instance built later must ask for the new rate.
+    /// instance built later must ask for the new rate. It is a takeover:
+    /// whatever Redis holds under the name (another limit's state too),
+    /// every instance of this name then has this rate.
     ///
     /// # Examples
     ///

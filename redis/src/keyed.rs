@@ -9,9 +9,15 @@
 //! next call, as `set_rate` converts a global tank.
 //!
 //! Locally, each key in use is an entry (`entry.rs`) in a sharded map of at
-//! most `max_keys` entries. An entry nobody holds (no waiter, no driver) is
-//! forgotten when its shard is full, those without reserved fuel first; the
-//! fuel a forgotten entry held is lost, never re-granted.
+//! most `max_keys` entries, exactly: each shard holds at most its share, and
+//! the shares add up to `max_keys`. A full shard forgets an entry to make
+//! room: one nobody holds (no waiter, no driver), those without reserved
+//! fuel first; else one with no waiter (its driver finishes its round trip
+//! and ends); else any. The fuel a forgotten entry held is lost, never
+//! re-granted; waiters of a forgotten entry keep it, and its driver, until
+//! they are served (Redis decides their grants as any other instance's; a
+//! newcomer on the same key gets a new entry, which does not queue behind
+//! them).
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -45,8 +51,11 @@ pub const MAX_KEY_LEN: usize = 1024;
 
 const SHARDS: usize = 16;
 
-/// One shard of the keys held here.
-type Shard<K> = HashMap<K, Arc<Entry>>;
+/// One shard of the keys held here, and the most it holds.
+struct Shard<K> {
+    map: HashMap<K, Arc<Entry>>,
+    cap: usize,
+}
 
 /// One global tank per key, each shared by every instance that builds the
 /// same name, all at one rate.
@@ -84,7 +93,6 @@ struct KeyedShared<K> {
     registry: Vec<u8>,
     hasher: RandomState,
     shards: Box<[Mutex<Shard<K>>]>,
-    per_shard: usize,
 }
 
 /// Chooses the hardcap, the reservation sizes and the bound on keys held
@@ -192,14 +200,39 @@ where
             prefix,
             registry,
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: self.max_keys.div_ceil(SHARDS),
+            shards: shards(self.max_keys),
         };
         let stored = shared.registry_entry().control(Op::Build, params).await?;
         *lock(&shared.params) = stored;
         Ok(GlobalKeyedTank {
             shared: Arc::new(shared),
         })
+    }
+}
+
+/// Shards whose caps add up to `max_keys` exactly.
+fn shards<K>(max_keys: usize) -> Box<[Mutex<Shard<K>>]> {
+    let count = SHARDS.min(max_keys);
+    let (share, extra) = (max_keys / count, max_keys % count);
+    (0..count)
+        .map(|i| {
+            Mutex::new(Shard {
+                map: HashMap::new(),
+                cap: share + usize::from(i < extra),
+            })
+        })
+        .collect()
+}
+
+/// Which entries a full shard forgets first (lower first): nobody else
+/// holds it and nothing is reserved; nobody else holds it; nobody waits on
+/// it (its driver may be running); any.
+fn eviction_rank(entry: &Arc<Entry>) -> u8 {
+    match (Arc::strong_count(entry) > 1, entry.reserved() > 0) {
+        (false, false) => 0,
+        (false, true) => 1,
+        _ if entry.waiting() == 0 => 2,
+        _ => 3,
     }
 }
 
@@ -242,7 +275,7 @@ where
         let shared = &self.shared;
         let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
         let mut shard = lock(&shared.shards[index]);
-        if let Some(entry) = shard.get(key) {
+        if let Some(entry) = shard.map.get(key) {
             return Ok(entry.clone());
         }
         let text = key.to_string();
@@ -252,12 +285,21 @@ where
                 max: MAX_KEY_LEN,
             });
         }
-        if shard.len() >= shared.per_shard {
-            // Nobody else holds these: first those with nothing reserved,
-            // then any.
-            shard.retain(|_, entry| Arc::strong_count(entry) > 1 || entry.reserved() > 0);
-            if shard.len() >= shared.per_shard {
-                shard.retain(|_, entry| Arc::strong_count(entry) > 1);
+        if shard.map.len() >= shard.cap {
+            // All entries nobody holds with nothing reserved at once (the
+            // usual case, and the cost of a scan is shared); then the one
+            // that is least in use.
+            shard.map.retain(|_, entry| eviction_rank(entry) > 0);
+            while shard.map.len() >= shard.cap {
+                let victim = shard
+                    .map
+                    .iter()
+                    .min_by_key(|(_, entry)| eviction_rank(entry))
+                    .map(|(key, _)| key.clone());
+                match victim {
+                    Some(victim) => shard.map.remove(&victim),
+                    None => break,
+                };
             }
         }
         let keys: Arc<[Vec<u8>]> = Arc::new([
@@ -272,7 +314,7 @@ where
             *lock(&shared.params),
             Some(shared.params.clone()),
         ));
-        shard.insert(key.clone(), entry.clone());
+        shard.map.insert(key.clone(), entry.clone());
         Ok(entry)
     }
 
@@ -307,7 +349,9 @@ where
     }
 
     /// Waits in line on `key` for one fuel and takes it; an
-    /// [`Error::InvalidKey`] if the key's text is too long.
+    /// [`Error::InvalidKey`] if the key's text is too long, an
+    /// [`Error::Mismatch`] if Redis holds another limit under the tank's
+    /// name (see the crate docs).
     ///
     /// # Cancel safety
     ///
@@ -432,6 +476,26 @@ where
         self.shared.store.shared.timeout
     }
 
+    /// The entry of `key` if it is held here.
+    fn held(&self, key: &K) -> Option<Arc<Entry>> {
+        let shared = &self.shared;
+        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
+        lock(&shared.shards[index]).map.get(key).cloned()
+    }
+
+    /// Fuel a newcomer could take for `key` here now; 0 for a key not held
+    /// here.
+    #[cfg(feature = "tower")]
+    pub(crate) fn available(&self, key: &K) -> u64 {
+        self.held(key).map_or(0, |entry| entry.available())
+    }
+
+    /// The rate of every key as its bank: see `Params::bank_rate`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn bank_rate(&self) -> Rate {
+        lock(&self.shared.params).bank_rate()
+    }
+
     /// Fuel reserved here for `key` and not yet spent (spendable now or
     /// later); 0 for a key not held here.
     ///
@@ -443,10 +507,7 @@ where
     /// # }
     /// ```
     pub fn reserved(&self, key: &K) -> u64 {
-        let shared = &self.shared;
-        let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
-        let entry = lock(&shared.shards[index]).get(key).cloned();
-        entry.map_or(0, |entry| entry.reserved())
+        self.held(key).map_or(0, |entry| entry.reserved())
     }
 
     /// The number of keys held here now.
@@ -462,7 +523,7 @@ where
         self.shared
             .shards
             .iter()
-            .map(|shard| lock(shard).len())
+            .map(|shard| lock(shard).map.len())
             .sum()
     }
 
@@ -498,7 +559,7 @@ where
         let stored = shared.registry_entry().control(Op::Set, params).await?;
         *lock(&shared.params) = stored;
         for shard in shared.shards.iter() {
-            for entry in lock(shard).values() {
+            for entry in lock(shard).map.values() {
                 entry.set_params(stored);
             }
         }

@@ -136,6 +136,13 @@ impl Lane {
         }
     }
 
+    /// Units in the lane spendable at `now` (its end has not passed).
+    pub(crate) fn spendable(&self, now: Instant) -> u64 {
+        let word = self.word.load(Ordering::Acquire);
+        let spendable = self.units(now) < word >> COUNT_BITS;
+        if spendable { word & COUNT_MASK } else { 0 }
+    }
+
     /// Units in the lane now.
     pub(crate) fn count(&self) -> u64 {
         self.word.load(Ordering::Acquire) & COUNT_MASK

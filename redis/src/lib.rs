@@ -106,6 +106,25 @@
 //! state Redis loses (a restart without persistence, a flush) is a tank
 //! idle for ever: full again, so the bound does not span a loss of state.
 //!
+//! # One name, one limit
+//!
+//! Every round trip carries the parameters this instance holds and the
+//! *generation* of the state it read them from (when Redis created the
+//! state, and how many `set_rate`s since). Redis answers a take whose
+//! parameters differ from the stored ones with the stored ones only when a
+//! `set_rate` made them from the caller's: a later one on the state it
+//! knows, or one on a state made again, after a loss, with the caller's
+//! parameters. A state lost (idle past its expiry, a flush, a restart) and
+//! made again by an instance with *other* parameters is another limit:
+//! the instances that hold the old ones are answered [`Error::Mismatch`],
+//! never moved to it. They spend what they had reserved, then grant
+//! nothing more (as under `FailurePolicy::Closed`): `await_fuel_n` and a
+//! keyed tank's `await_fuel` fail with the error, `has_fuel` says no, the
+//! other waits wait; [`Stats::mismatches`] counts it; Redis is asked again
+//! once a second, and once it holds their limit again (the other one's
+//! state expired, or a `set_rate` made it so) they are served again. The
+//! instance that made the state again built on a free name and goes on.
+//!
 //! # Speed
 //!
 //! `has_fuel` takes banked reserved fuel with one compare-and-swap and one
@@ -123,7 +142,8 @@
 //! `Open` everything, `Local(share)` a local tank at that share of the
 //! rate. Tanks that are used keep asking, backing off from 50 ms to 1 s;
 //! the connection reconnects by itself, the script is sent again if Redis
-//! forgot it, and a state Redis lost is made again. Waiters are never
+//! forgot it, and a state Redis lost is made again (with the parameters of
+//! the first instance to ask; see above). Waiters are never
 //! dropped: under `Closed` they are served once Redis answers.
 //!
 //! # Runtime

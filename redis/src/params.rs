@@ -25,6 +25,20 @@ pub(crate) struct Params {
     pub(crate) hardcap: Hardcap,
     /// How long after it becomes spendable reserved fuel may still be spent.
     pub(crate) hold_ns: u64,
+    /// Which state in Redis these parameters were read from (not part of
+    /// what the limit is).
+    pub(crate) generation: Generation,
+}
+
+/// A state in Redis and the `set_rate`s made on it: a take whose
+/// parameters differ from the stored ones adopts them only if they were
+/// set on the state it knows (see `script.lua`). Zero: not known yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Generation {
+    /// Redis's time, in µs, when the state was created.
+    pub(crate) birth: u64,
+    /// `set_rate`s since.
+    pub(crate) sets: u64,
 }
 
 /// How the script grants, derived from [`Params`].
@@ -92,7 +106,17 @@ impl Params {
             per_ns,
             hardcap,
             hold_ns,
+            generation: Generation::default(),
         })
+    }
+
+    /// The rate as the bank: `capacity` per the time the bank takes to
+    /// refill at the interval (the same interval, rounded up: never faster).
+    #[cfg(feature = "tower")]
+    pub(crate) fn bank_rate(&self) -> Rate {
+        let capacity = self.capacity();
+        let per = Duration::from_nanos(capacity.saturating_mul(self.interval_ns()));
+        Rate::new(capacity, per).unwrap_or_else(|_| self.rate())
     }
 
     pub(crate) fn rate(&self) -> Rate {
@@ -161,7 +185,10 @@ impl Params {
         } else {
             self.hold().min(rate.per())
         };
-        Params::new(rate, self.hardcap, hold)
+        Ok(Params {
+            generation: self.generation,
+            ..Params::new(rate, self.hardcap, hold)?
+        })
     }
 }
 

@@ -344,6 +344,14 @@ impl Reserve {
         self.runs.iter().map(Run::left).sum()
     }
 
+    /// Units spendable at `now`, one after another (after `expire`).
+    pub(crate) fn spendable(&self, now: Instant) -> u64 {
+        self.runs
+            .iter()
+            .map(|run| run.available(now, u64::MAX))
+            .sum()
+    }
+
     /// Whether `n` units are spendable together at `now` (after `expire`).
     pub(crate) fn can_take(&self, n: u64, now: Instant) -> bool {
         let mut found = 0;

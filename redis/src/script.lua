@@ -5,10 +5,20 @@
 -- KEYS[3]  optional: the parameters of a keyed tank, shared by its keys
 -- ARGV     op ('take' | 'build' | 'set'), then the caller's parameters
 --          (max_n, per, hardcap, hold), the numbers derived from them
---          (interval t, mode, tolerance), the request (want, together,
---          life, guard, ahead), and the count then the members of
---          the Window batches the caller has finished. Times are integer
---          nanoseconds.
+--          (interval t, mode, tolerance), the generation it knows (birth,
+--          sets), the request (want, together, life, guard, ahead), and the
+--          count then the members of the Window batches the caller has
+--          finished. Times are integer nanoseconds.
+--
+-- A generation tells a deliberate change of the parameters from another
+-- limit built under the same name: `birth` (Redis's time in µs when the
+-- state, or a keyed tank's parameters, were created), `sets` (how many
+-- 'set's since) and the parameters it was created with (`o1`..`o4`). A
+-- 'take' whose parameters differ from the stored ones adopts them only if
+-- a 'set' made them from the caller's: a later one on the state it knows
+-- (same birth, more sets), or any on a state made again (after a loss)
+-- with the caller's parameters. Else the state was lost and made again by
+-- another limit: the take is answered Mismatch, as a 'build' would be.
 --
 -- Every number handled here stays below 2^53, where Lua's doubles are exact
 -- integers: times are kept relative to the current second (`ep`), and the
@@ -18,17 +28,18 @@ local clock = redis.call('TIME')
 local sec = tonumber(clock[1])
 local now = tonumber(clock[2]) * 1000
 local op = ARGV[1]
-local want, together = tonumber(ARGV[9]), tonumber(ARGV[10])
-local life, guard = tonumber(ARGV[11]), tonumber(ARGV[12])
-local ahead = tonumber(ARGV[13])
+local want, together = tonumber(ARGV[11]), tonumber(ARGV[12])
+local life, guard = tonumber(ARGV[13]), tonumber(ARGV[14])
+local ahead = tonumber(ARGV[15])
+local finished = 16
 
 local function f(x) return string.format('%.0f', x) end
 
-local FIELDS = {'n', 'per', 'cap', 'hold', 't', 'mode', 'tol'}
+local FIELDS = {'n', 'per', 'cap', 'hold', 't', 'mode', 'tol', 'gb', 'gs', 'o1', 'o2', 'o3', 'o4'}
 local function params_of(values)
   if not values[1] then return nil end
   local p = {}
-  for i = 1, 7 do p[i] = tonumber(values[i]) end
+  for i = 1, #FIELDS do p[i] = tonumber(values[i]) or 0 end
   return p
 end
 local function same(a, b)
@@ -36,7 +47,7 @@ local function same(a, b)
 end
 local function params_args(p)
   local args = {}
-  for i = 1, 7 do
+  for i = 1, #FIELDS do
     args[#args + 1] = FIELDS[i]
     args[#args + 1] = f(p[i])
   end
@@ -44,34 +55,58 @@ local function params_args(p)
 end
 
 local caller = {}
-for i = 1, 7 do caller[i] = tonumber(ARGV[i + 1]) end
+for i = 1, 9 do caller[i] = tonumber(ARGV[i + 1]) end
+
+-- What rules after this call, given what is stored (nil: nothing), or nil
+-- if the caller's parameters are another limit's: a 'build' must match
+-- them, a 'take' must match them or know the state they were 'set' on; a
+-- 'set' replaces them (counted), a missing state is born with the caller's.
+local function ruling(stored)
+  if stored and not same(stored, caller) then
+    local set_since
+    if stored[8] == caller[8] then
+      set_since = stored[9] > caller[9]
+    else
+      set_since = stored[9] > 0 and same({stored[10], stored[11], stored[12], stored[13]}, caller)
+    end
+    if op == 'build' or (op == 'take' and not set_since) then return nil end
+  end
+  if op ~= 'set' and stored then return stored end
+  local p = {}
+  for i = 1, 7 do p[i] = caller[i] end
+  if stored then
+    for i = 8, 13 do p[i] = stored[i] end
+  else
+    p[8], p[9] = sec * 1000000 + math.floor(now / 1000), 0
+    for i = 1, 4 do p[9 + i] = caller[i] end
+  end
+  if op == 'set' then p[9] = p[9] + 1 end
+  return p
+end
+local function mismatch(stored)
+  return {2, stored[1], stored[2], stored[3], stored[4], stored[8], stored[9]}
+end
 
 -- The parameters that rule: a keyed tank's shared ones, else the stored
--- ones (a 'set' replaces them, a 'build' must match them).
-local state = redis.call('HMGET', KEYS[1], 'n', 'per', 'cap', 'hold', 't', 'mode', 'tol',
-  'ep', 'tat', 'last', 'len', 'seq')
+-- ones.
+local wanted = {unpack(FIELDS)}
+for _, v in ipairs({'ep', 'tat', 'last', 'len', 'seq'}) do wanted[#wanted + 1] = v end
+local state = redis.call('HMGET', KEYS[1], unpack(wanted))
+local S = #FIELDS
 local stored = params_of(state)
 local p
 if #KEYS >= 3 then
   local shared = params_of(redis.call('HMGET', KEYS[3], unpack(FIELDS)))
-  if shared and op == 'build' and not same(shared, caller) then
-    return {2, shared[1], shared[2], shared[3], shared[4]}
-  end
-  if op == 'set' or not shared then
-    p = caller
-    redis.call('HSET', KEYS[3], unpack(params_args(p)))
-  else
-    p = shared
-  end
+  p = ruling(shared)
+  if not p then return mismatch(shared) end
+  if p ~= shared then redis.call('HSET', KEYS[3], unpack(params_args(p))) end
   redis.call('PEXPIRE', KEYS[3], f(math.ceil(2 * p[2] / 1000000) + 60000))
   if op ~= 'take' then
-    return {3, sec, now, p[1], p[2], p[3], p[4]}
+    return {3, sec, now, p[1], p[2], p[3], p[4], p[8], p[9], 0}
   end
 else
-  if stored and op == 'build' and not same(stored, caller) then
-    return {2, stored[1], stored[2], stored[3], stored[4]}
-  end
-  if op == 'set' or not stored then p = caller else p = stored end
+  p = ruling(stored)
+  if not p then return mismatch(stored) end
 end
 local n, per, t, mode, tol, hold = p[1], p[2], p[5], p[6], p[7], p[4]
 if life > hold then life = hold end
@@ -80,12 +115,12 @@ if life > hold then life = hold end
 -- for ever: full (GCRA), or an empty window.
 local tat, len, seq = nil, 0, 0
 if stored then
-  local shift = (tonumber(state[8]) - sec) * 1000000000
-  local last = tonumber(state[10]) + shift
+  local shift = (tonumber(state[S + 1]) - sec) * 1000000000
+  local last = tonumber(state[S + 3]) + shift
   -- Redis's clock may step back; its time as seen here never does.
   if now < last then now = last end
-  if state[9] then tat = tonumber(state[9]) + shift end
-  len, seq = tonumber(state[11]) or 0, tonumber(state[12]) or 0
+  if state[S + 2] then tat = tonumber(state[S + 2]) + shift end
+  len, seq = tonumber(state[S + 4]) or 0, tonumber(state[S + 5]) or 0
   if not same(stored, p) and tat and mode ~= 2 then
     -- New parameters: keep the fuel banked (or owed), counted in
     -- intervals, rounded towards less; no burst.
@@ -98,23 +133,27 @@ else
   redis.call('DEL', KEYS[2])
 end
 
-local result
+-- The answer: its code and own numbers, then (but for Mismatch) Redis's
+-- now, the parameters and generation that rule, the time until the state
+-- is full (all of its capacity grantable at once), then a Window grant's
+-- segments.
+local result, segments_out = {3}, {}
 local function refuse(retry)
-  result = {1, math.max(retry, 1), sec, now, n, per, p[3], hold}
+  result = {1, math.max(retry, 1)}
 end
 local function grant(kind, g, first, spacing, unit_life, last_end)
-  result = {0, kind, g, first, spacing, unit_life, last_end, sec, now, n, per, p[3], hold}
+  result = {0, kind, g, first, spacing, unit_life, last_end}
 end
 
-local expire_ms
+local expire_ms, full = nil, 0
 if mode == 2 then
   -- Window: a log of (end of the grant's hold) -> "seq:count". A grant
   -- counts until its hold has ended and a whole period more has passed.
   local base_us = sec * 1000000
   -- Batches the caller will spend nothing more of: their hold ends now.
   local now_us = base_us + math.ceil(now / 1000)
-  for i = 1, tonumber(ARGV[14]) do
-    redis.call('ZADD', KEYS[2], 'XX', 'LT', f(now_us), ARGV[14 + i])
+  for i = 1, tonumber(ARGV[finished]) do
+    redis.call('ZADD', KEYS[2], 'XX', 'LT', f(now_us), ARGV[finished + i])
   end
   local horizon = base_us + math.floor((now - per) / 1000)
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', horizon)
@@ -159,16 +198,19 @@ if mode == 2 then
     if granted == 0 then
       refuse(math.max(at - ahead, 1))
     else
-      result = {0, 2, granted, 0, 0, life, 0, sec, now, n, per, p[3], hold, #segments}
+      grant(2, granted, 0, 0, life, 0)
+      segments_out = {#segments}
       for _, segment in ipairs(segments) do
-        for _, v in ipairs(segment) do result[#result + 1] = v end
+        for _, v in ipairs(segment) do segments_out[#segments_out + 1] = v end
       end
     end
   end
   expire_ms = 1000
   local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
   if newest[2] then
-    expire_ms = math.ceil(((tonumber(newest[2]) - base_us) * 1000 - now + per) / 1000000) + 1000
+    -- Full (the log empty) once the newest grant has left the window.
+    full = math.max((tonumber(newest[2]) - base_us) * 1000 - now + per, 0)
+    expire_ms = math.ceil(full / 1000000) + 1000
     redis.call('PEXPIRE', KEYS[2], f(expire_ms))
   end
 else
@@ -181,6 +223,7 @@ else
       grant(1, want, tat - now, t, 0, last_end - now)
       tat = last_end + t
     end
+    full = tat - now
   else
     -- GCRA: forget fuel beyond the bank, then `together` at once from the
     -- bank, or a batch of `want` slots, some banked, some to come.
@@ -200,6 +243,7 @@ else
         tat = tat + want * t
       end
     end
+    full = math.max(tat + tol - now, 0)
   end
   expire_ms = math.ceil((math.max(tat - now, 0) + per) / 1000000) + 1000
 end
@@ -214,4 +258,8 @@ if tat then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], f(expire_ms))
-return result or {3, sec, now, n, per, p[3], hold}
+for _, v in ipairs({sec, now, n, per, p[3], hold, p[8], p[9], full}) do
+  result[#result + 1] = v
+end
+for _, v in ipairs(segments_out) do result[#result + 1] = v end
+return result

@@ -11,9 +11,9 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `fueltank:NAME:s` | hash | the parameters, `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
+//! | `fueltank:NAME:s` | hash | the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
 //! | `fueltank:NAME:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
-//! | `fueltank:NAME:p` | hash | a keyed tank's parameters, shared by its keys |
+//! | `fueltank:NAME:p` | hash | a keyed tank's parameters and their generation, shared by its keys |
 //! | `fueltank:NAME:ks:KEY`, `fueltank:NAME:kw:KEY` | hash, sorted set | one key of a keyed tank |
 //!
 //! Every key is written with a `PEXPIRE`: a GCRA state lives until its
@@ -24,7 +24,7 @@
 
 use redis::Script;
 
-use crate::params::{Mode, Params, hardcap_code, hardcap_of};
+use crate::params::{Generation, Mode, Params, hardcap_code, hardcap_of};
 
 /// The script's source.
 pub(crate) const SOURCE: &str = include_str!("script.lua");
@@ -85,6 +85,8 @@ pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
         params.interval_ns().to_string(),
         mode.to_string(),
         tolerance.to_string(),
+        params.generation.birth.to_string(),
+        params.generation.sets.to_string(),
         ask.want.to_string(),
         ask.together.to_string(),
         ask.life_ns.to_string(),
@@ -127,13 +129,24 @@ pub(crate) struct Granted {
 /// The script's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
-    Granted(Granted, Params, RedisNow),
+    Granted(Granted, Seen),
     /// Nothing now; ask again no sooner than `retry` ns from now.
-    Refused(u64, Params, RedisNow),
-    /// Stored with other parameters (a `Build` only).
+    Refused(u64, Seen),
+    /// Stored with other parameters: another limit's (`Build`, `Take`).
     Mismatch(Params),
     /// Done (`Build`, `Set`).
-    Done(Params, RedisNow),
+    Done(Seen),
+}
+
+/// What every answer but `Mismatch` tells of the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// The parameters that rule, and their generation.
+    pub(crate) params: Params,
+    pub(crate) now: RedisNow,
+    /// Nanoseconds after `now` until the state is full: its whole capacity
+    /// grantable at once (0 for a keyed tank's parameters alone).
+    pub(crate) full: u64,
 }
 
 /// Redis's time when the script ran: a second and nanoseconds after it.
@@ -150,8 +163,9 @@ impl RedisNow {
     }
 }
 
+/// Parameters and generation: six numbers.
 fn params_at(values: &[i64]) -> Option<Params> {
-    let &[max_n, per_ns, hardcap, hold_ns] = values.get(..4)? else {
+    let &[max_n, per_ns, hardcap, hold_ns, birth, sets] = values.get(..6)? else {
         return None;
     };
     Some(Params {
@@ -159,13 +173,24 @@ fn params_at(values: &[i64]) -> Option<Params> {
         per_ns: u64::try_from(per_ns).ok().filter(|&n| n > 0)?,
         hardcap: hardcap_of(hardcap),
         hold_ns: u64::try_from(hold_ns).ok().filter(|&n| n > 0)?,
+        generation: Generation {
+            birth: u64::try_from(birth).ok()?,
+            sets: u64::try_from(sets).ok()?,
+        },
     })
 }
 
-fn now_at(values: &[i64]) -> Option<RedisNow> {
-    Some(RedisNow {
-        sec: *values.first()?,
-        ns: *values.get(1)?,
+/// Redis's now, the parameters, the time until full: nine numbers.
+const SEEN: usize = 9;
+
+fn seen_at(values: &[i64]) -> Option<Seen> {
+    Some(Seen {
+        now: RedisNow {
+            sec: *values.first()?,
+            ns: *values.get(1)?,
+        },
+        params: params_at(values.get(2..)?)?,
+        full: u64::try_from(*values.get(8)?).ok()?,
     })
 }
 
@@ -185,9 +210,10 @@ impl Reply {
                     _ => return None,
                 };
                 let mut segments = Vec::new();
+                let seen = seen_at(values.get(7..)?)?;
                 if kind == Kind::Window {
-                    let n = usize::try_from(*values.get(13)?).ok()?;
-                    for segment in values.get(14..)?.chunks_exact(3).take(n) {
+                    let n = usize::try_from(*values.get(7 + SEEN)?).ok()?;
+                    for segment in values.get(8 + SEEN..)?.chunks_exact(3).take(n) {
                         segments.push((
                             segment[0],
                             u64::try_from(segment[1]).ok()?,
@@ -207,22 +233,14 @@ impl Reply {
                     last_end,
                     segments,
                 };
-                Some(Reply::Granted(
-                    granted,
-                    params_at(values.get(9..)?)?,
-                    now_at(values.get(7..)?)?,
-                ))
+                Some(Reply::Granted(granted, seen))
             }
             1 => Some(Reply::Refused(
                 u64::try_from(*values.get(1)?).ok()?,
-                params_at(values.get(4..)?)?,
-                now_at(values.get(2..)?)?,
+                seen_at(values.get(2..)?)?,
             )),
             2 => Some(Reply::Mismatch(params_at(values.get(1..)?)?)),
-            3 => Some(Reply::Done(
-                params_at(values.get(3..)?)?,
-                now_at(values.get(1..)?)?,
-            )),
+            3 => Some(Reply::Done(seen_at(values.get(1..)?)?)),
             _ => None,
         }
     }
@@ -235,28 +253,47 @@ mod tests {
 
     #[test]
     fn replies_parse() {
-        let p = [10, 1_000_000_000, 0, 100_000_000];
-        let mut granted = vec![0, 0, 5, -3, 100, 7, 0, 17, 42];
-        granted.extend(p);
+        // Redis's now, the parameters, their generation, the time to full.
+        let seen = [
+            17,
+            42,
+            10,
+            1_000_000_000,
+            0,
+            100_000_000,
+            1_700_000_000_000_000,
+            2,
+            90,
+        ];
+        let mut granted = vec![0, 0, 5, -3, 100, 7, 0];
+        granted.extend(seen);
         match Reply::parse(&granted) {
-            Some(Reply::Granted(g, params, now)) => {
+            Some(Reply::Granted(g, seen)) => {
                 assert_eq!(g.count, 5);
                 assert_eq!(g.first, -3);
                 assert_eq!(g.kind, Kind::Each);
-                assert_eq!(params.max_n, 10);
-                assert_eq!(params.hardcap, Hardcap::Limit);
-                assert_eq!(now, RedisNow { sec: 17, ns: 42 });
+                assert_eq!(seen.params.max_n, 10);
+                assert_eq!(seen.params.hardcap, Hardcap::Limit);
+                assert_eq!(
+                    seen.params.generation,
+                    Generation {
+                        birth: 1_700_000_000_000_000,
+                        sets: 2
+                    }
+                );
+                assert_eq!(seen.now, RedisNow { sec: 17, ns: 42 });
+                assert_eq!(seen.full, 90);
             }
             other => panic!("{other:?}"),
         }
-        let mut refused = vec![1, 250, 17, 42];
-        refused.extend(p);
+        let mut refused = vec![1, 250];
+        refused.extend(seen);
         assert!(matches!(
             Reply::parse(&refused),
-            Some(Reply::Refused(250, _, _))
+            Some(Reply::Refused(250, _))
         ));
         assert!(matches!(
-            Reply::parse(&[2, 10, 1_000_000_000, 3, 100_000_000]),
+            Reply::parse(&[2, 10, 1_000_000_000, 3, 100_000_000, 5, 0]),
             Some(Reply::Mismatch(Params {
                 hardcap: Hardcap::Window,
                 ..
@@ -265,11 +302,11 @@ mod tests {
         assert_eq!(Reply::parse(&[]), None);
         assert_eq!(Reply::parse(&[0, 1]), None);
         assert_eq!(Reply::parse(&[9]), None);
-        let mut window = vec![0, 2, 5, 0, 0, 7, 0, 17, 42];
-        window.extend(p);
+        let mut window = vec![0, 2, 5, 0, 0, 7, 0];
+        window.extend(seen);
         window.extend([2, 0, 3, 11, 500, 2, 12]);
         match Reply::parse(&window) {
-            Some(Reply::Granted(g, _, _)) => {
+            Some(Reply::Granted(g, _)) => {
                 assert_eq!(g.segments, vec![(0, 3, 11), (500, 2, 12)]);
             }
             other => panic!("{other:?}"),

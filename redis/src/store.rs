@@ -52,7 +52,9 @@ pub enum FailurePolicy {
     /// Grant everything until Redis answers again.
     Open,
     /// Each tank (each key of a keyed tank) falls back to a local tank at
-    /// this share of its rate (more than 0, at most 1), with its hardcap.
+    /// this share of its rate (more than 0, at most 1), with its hardcap:
+    /// `max_n × share` per `per`, holding at most `⌊max_n × share⌋` (at
+    /// least 1) at once. `Local(0.25)` of `1/100ms` is one per 400 ms.
     Local(f64),
 }
 
@@ -90,6 +92,12 @@ pub struct Stats {
     /// Requests refused by the failure policy (`Closed`, `Local`) while Redis
     /// did not answer.
     pub policy_refusals: u64,
+    /// Times a tank (a key of a keyed tank) found another limit stored
+    /// under its name: its state was lost (a flush, a restart, an expiry)
+    /// and made again by an instance with other parameters. Nothing more is
+    /// granted to it until Redis holds its limit again; see
+    /// [`Error::Mismatch`].
+    pub mismatches: u64,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +110,7 @@ pub(crate) struct Counters {
     pub(crate) expired: AtomicU64,
     pub(crate) policy_grants: AtomicU64,
     pub(crate) policy_refusals: AtomicU64,
+    pub(crate) mismatches: AtomicU64,
 }
 
 impl Counters {
@@ -286,6 +295,7 @@ impl RedisStore {
             expired: get(&c.expired),
             policy_grants: get(&c.policy_grants),
             policy_refusals: get(&c.policy_refusals),
+            mismatches: get(&c.mismatches),
         }
     }
 

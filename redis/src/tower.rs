@@ -11,8 +11,12 @@ use fueltank_tower::{Budget, BudgetWait, KeyedBudget, ThrottleLayer};
 use crate::{GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
 
 /// A [`GlobalTank`] is a [`Budget`] of `fueltank-tower`'s layers: every
-/// request of every instance spends from the one budget in Redis, and the
-/// `RateLimit-Remaining` header says what this instance holds.
+/// request of every instance spends from the one budget in Redis. The
+/// `RateLimit` headers say what this instance knows: `Remaining` the fuel
+/// reserved here and spendable now (Redis may hold more for whoever asks),
+/// `Reset` the time until the tank in Redis is full as of its latest
+/// answer, and `Limit` the most granted at once (the bank: `max_n` less the
+/// intervals of the hold under `Limit`).
 ///
 /// # Examples
 ///
@@ -56,12 +60,15 @@ impl Budget for GlobalTank {
         GlobalTank::wait_time(self, n)
     }
 
+    /// The rate as the layer's headers read it: the bank per the time it
+    /// takes to refill, at the tank's interval (`max_n` of it is the bank,
+    /// `RateLimit-Limit`).
     fn rate(&self) -> Rate {
-        GlobalTank::rate(self)
+        self.bank_rate()
     }
 
     fn available(&self) -> u64 {
-        self.reserved().min(self.capacity())
+        GlobalTank::available(self).min(self.capacity())
     }
 
     fn capacity(&self) -> u64 {
@@ -127,12 +134,13 @@ where
         GlobalKeyedTank::wait_time(self, key, n)
     }
 
+    /// Each key's rate as its bank, as for a [`GlobalTank`].
     fn rate(&self) -> Rate {
-        GlobalKeyedTank::rate(self)
+        self.bank_rate()
     }
 
     fn available(&self, key: &K) -> u64 {
-        self.reserved(key)
+        GlobalKeyedTank::available(self, key)
     }
 
     fn check(&self, key: &K) -> Result<(), KeyError> {

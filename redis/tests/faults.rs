@@ -180,6 +180,49 @@ async fn local_falls_back_to_a_share_of_the_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_scales_a_rate_below_one_per_period() {
+    // The docs' four instances, a quarter each, of one per 100 ms: one per
+    // 400 ms each while Redis is gone, not one per 100 ms.
+    let mut redis = RedisServer::start();
+    let store = store(&redis, FailurePolicy::Local(0.25)).await;
+    let tank = store
+        .tank("quarter", rate("1/100ms"))
+        .build()
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let greedy = {
+        let (tank, count, stop) = (tank.clone(), count.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if tank.has_fuel() {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                sleep(1).await;
+            }
+        })
+    };
+    sleep(300).await;
+    redis.stop();
+    drain(&tank, &store).await;
+    let before = count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    sleep(3000).await;
+    let during = count.load(Ordering::Relaxed) - before;
+    let elapsed = started.elapsed();
+    // 7.5 in 3 s (and one more if a grant's time falls at both ends); a
+    // stalled loop loses some, but not half.
+    let most = 2 + (elapsed.as_millis() / 400) as u64;
+    assert!(
+        (4..=most).contains(&during),
+        "{during} grants in {elapsed:?} at a quarter of 1/100ms (at most {most})"
+    );
+    stop.store(true, Ordering::Relaxed);
+    greedy.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_tanks_and_has_fuel_carry_on_after_a_restart() {
     let mut redis = RedisServer::start();
     let store = store(&redis, FailurePolicy::Closed).await;

@@ -266,6 +266,121 @@ async fn set_rate_reaches_every_instance_and_keeps_the_level() {
     assert_eq!(keyed_b.rate(), rate("5/s"));
 }
 
+/// Takes one fuel from `tank` with `await_fuel_n` (which may fail) until it
+/// fails, within 5 s; its error.
+async fn first_error(tank: &GlobalTank) -> Error {
+    let started = Instant::now();
+    loop {
+        let taken = tokio::time::timeout(Duration::from_secs(1), tank.await_fuel_n(1)).await;
+        if let Ok(Err(err)) = taken {
+            return err;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no error in 5 s; rate {}",
+            tank.rate()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_made_again_by_another_limit_is_an_error_never_adopted() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let on_a = a.tank("api", rate("10/s")).build().await.unwrap();
+    on_a.await_fuel().await;
+    let keyed_a = a.keyed::<u32>("per", rate("10/s")).build().await.unwrap();
+    keyed_a.await_fuel(1).await.unwrap();
+    // The state is lost (as after 2.6 s idle, or a restart): the name is
+    // free, and another limit takes it.
+    redis.command("FLUSHALL");
+    let on_b = b.tank("api", rate("20/s")).build().await.unwrap();
+    let keyed_b = b.keyed::<u32>("per", rate("20/s")).build().await.unwrap();
+    keyed_b.await_fuel(1).await.unwrap();
+
+    // A's next round trips: an error naming both, never B's rate.
+    match first_error(&on_a).await {
+        Error::Mismatch {
+            name,
+            stored,
+            given,
+        } => {
+            assert_eq!(name, "api");
+            assert!(stored.contains("20/s"), "{stored}");
+            assert!(given.contains("10/s"), "{given}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(on_a.rate(), rate("10/s"));
+    assert!(!on_a.await_fuel_timeout(Duration::from_millis(200)).await);
+    let started = Instant::now();
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(1), keyed_a.await_fuel(1)).await {
+            Ok(Err(err)) => break err,
+            _ => assert!(started.elapsed() < Duration::from_secs(5), "no error"),
+        }
+    };
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    assert_eq!(keyed_a.rate(), rate("10/s"));
+    // Asked again (after the backoff): still not adopted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(first_error(&on_a).await, Error::Mismatch { .. }));
+    assert_eq!(on_a.rate(), rate("10/s"));
+    assert!(a.stats().mismatches >= 2, "{:?}", a.stats());
+    // B's limit is the one stored; B goes on at it.
+    on_b.await_fuel().await;
+    assert_eq!(on_b.rate(), rate("20/s"));
+    assert_eq!(b.stats().mismatches, 0);
+
+    // A's set_rate takes the name over: A is served again at once, and B
+    // follows (a set made on the state B knows).
+    on_a.set_rate(rate("10/s")).await.unwrap();
+    assert!(on_a.await_fuel_timeout(Duration::from_millis(500)).await);
+    on_b.await_fuel_n(1).await.unwrap();
+    assert_eq!(on_b.rate(), rate("10/s"));
+    // Once the name holds A's limit again, A is served again.
+    redis.command("FLUSHALL");
+    let _ = b.tank("api", rate("20/s")).build().await.unwrap();
+    assert!(matches!(first_error(&on_a).await, Error::Mismatch { .. }));
+    redis.command("FLUSHALL");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    while !on_a.await_fuel_timeout(Duration::from_millis(500)).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "A not served again"
+        );
+    }
+    assert_eq!(on_a.rate(), rate("10/s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_rate_reaches_instances_of_a_state_made_again_by_their_limit() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let on_a = a.tank("api", rate("10/s")).build().await.unwrap();
+    on_a.await_fuel().await;
+    let keyed_a = a.keyed::<u32>("per", rate("10/s")).build().await.unwrap();
+    keyed_a.await_fuel(1).await.unwrap();
+    // Lost, made again by the same limit, then changed on purpose before
+    // A's next round trip.
+    redis.command("FLUSHALL");
+    let on_b = b.tank("api", rate("10/s")).build().await.unwrap();
+    on_b.set_rate(rate("20/s")).await.unwrap();
+    let keyed_b = b.keyed::<u32>("per", rate("10/s")).build().await.unwrap();
+    keyed_b.set_rate(rate("20/s")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    on_a.await_fuel_n(1).await.unwrap();
+    assert_eq!(on_a.rate(), rate("20/s"));
+    keyed_a.await_fuel(2).await.unwrap();
+    assert_eq!(keyed_a.rate(), rate("20/s"));
+    // And then A's own set_rate reaches B.
+    on_a.set_rate(rate("5/s")).await.unwrap();
+    on_b.await_fuel_n(1).await.unwrap();
+    assert_eq!(on_b.rate(), rate("5/s"));
+    assert_eq!(a.stats().mismatches + b.stats().mismatches, 0);
+}
+
 #[tokio::test]
 async fn every_redis_key_expires() {
     let redis = RedisServer::start();
@@ -387,9 +502,35 @@ async fn keys_are_independent_and_bounded_in_memory() {
     for key in 0..500u32 {
         keyed.await_fuel_n(key, 2).await.unwrap();
     }
-    assert!(keyed.len() <= 64 + 16, "{} keys held", keyed.len());
+    assert!(keyed.len() <= 64, "{} keys held", keyed.len());
     // Key 7 used both of its window: Redis says no, whoever asks.
     assert!(!keyed.await_fuel_timeout(7, Duration::from_millis(50)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_keys_is_an_exact_bound() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    for max_keys in [1, 17] {
+        let keyed = store
+            .keyed::<u32>(&format!("bound{max_keys}"), rate("100/s"))
+            .max_keys(max_keys)
+            .build()
+            .await
+            .unwrap();
+        // One key at a time, each while the previous ones' drivers may
+        // still be at work (their round trips, their reserved fuel).
+        let mut most = 0;
+        for key in 0..100u32 {
+            keyed.await_fuel(key).await.unwrap();
+            most = most.max(keyed.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            most <= max_keys,
+            "max_keys({max_keys}) held {most} keys at once"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

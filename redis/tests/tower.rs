@@ -276,3 +276,75 @@ async fn with_redis_gone_the_layer_sheds_and_recovers() {
         );
     }
 }
+
+fn header(response: &Response<String>, name: &str) -> u64 {
+    response.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+/// The `RateLimit` headers of a Redis budget are as true as a local tank's:
+/// `Limit` is the bank, `Remaining` what a newcomer here could take now
+/// (none on a 429; on a 200, that many are taken at once right after),
+/// `Reset` the time until the bank in Redis is full (never 0 while it is
+/// drained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ratelimit_headers_of_a_redis_budget_are_true() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        store(&redis, FailurePolicy::Closed).await,
+        store(&redis, FailurePolicy::Closed).await,
+    );
+    let api = rate("100/s");
+    let tanks = [
+        a.tank("headers", api).build().await.unwrap(),
+        b.tank("headers", api).build().await.unwrap(),
+    ];
+    let bank = tanks[0].capacity();
+    assert_eq!(bank, 90, "100/s with a hold of 100 ms banks 90");
+    let mut services: Vec<_> = tanks
+        .iter()
+        .map(|tank| {
+            ThrottleLayer::from_budget(tank.clone())
+                .reject()
+                .http()
+                .layer(hello())
+        })
+        .collect();
+    let started = Instant::now();
+    let (mut shed, mut told) = (0, 0);
+    let mut resets = Vec::new();
+    while started.elapsed() < Duration::from_millis(1500) {
+        for (svc, tank) in services.iter_mut().zip(&tanks) {
+            let response = svc
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::new(()))
+                .await
+                .unwrap();
+            assert_eq!(header(&response, "ratelimit-limit"), bank);
+            let remaining = header(&response, "ratelimit-remaining");
+            let reset = header(&response, "ratelimit-reset");
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                shed += 1;
+                // A unit may start between the refusal and the headers.
+                assert!(remaining <= 1, "a 429 said {remaining} remaining");
+                resets.push(reset);
+            } else if remaining > 0 {
+                told += 1;
+                let taken = (0..remaining).filter(|_| tank.has_fuel()).count() as u64;
+                assert_eq!(taken, remaining, "a 200 said {remaining} remaining");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(shed > 0, "greedy clients were never shed");
+    assert!(told > 0, "no response ever said fuel remained");
+    // Shed: the bank is drained, and Redis's schedule runs ahead by what
+    // the two instances reserved (each at most a batch and a half of
+    // `reserve_ahead`, 500 ms of the rate): full in 0.9 s after that, at
+    // most 2.4 s, 3 rounded up.
+    assert!(
+        resets.iter().all(|&reset| (1..=3).contains(&reset)),
+        "RateLimit-Reset of 429s: {resets:?}"
+    );
+}
