@@ -463,12 +463,6 @@ impl GlobalTank {
         self.entry.available()
     }
 
-    /// The rate as the bank: see `Params::bank_rate`.
-    #[cfg(feature = "tower")]
-    pub(crate) fn bank_rate(&self) -> Rate {
-        self.entry.params().bank_rate()
-    }
-
     /// The tank's name.
     ///
     /// # Examples

@@ -490,10 +490,11 @@ where
         self.held(key).map_or(0, |entry| entry.available())
     }
 
-    /// The rate of every key as its bank: see `Params::bank_rate`.
+    /// The most fuel a key is granted together, as
+    /// [`GlobalTank::capacity`](crate::GlobalTank::capacity).
     #[cfg(feature = "tower")]
-    pub(crate) fn bank_rate(&self) -> Rate {
-        lock(&self.shared.params).bank_rate()
+    pub(crate) fn capacity(&self) -> u64 {
+        lock(&self.shared.params).capacity()
     }
 
     /// Fuel reserved here for `key` and not yet spent (spendable now or

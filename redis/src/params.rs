@@ -110,15 +110,6 @@ impl Params {
         })
     }
 
-    /// The rate as the bank: `capacity` per the time the bank takes to
-    /// refill at the interval (the same interval, rounded up: never faster).
-    #[cfg(feature = "tower")]
-    pub(crate) fn bank_rate(&self) -> Rate {
-        let capacity = self.capacity();
-        let per = Duration::from_nanos(capacity.saturating_mul(self.interval_ns()));
-        Rate::new(capacity, per).unwrap_or_else(|_| self.rate())
-    }
-
     pub(crate) fn rate(&self) -> Rate {
         Rate::new(self.max_n, Duration::from_nanos(self.per_ns))
             .expect("stored rates were checked when they were made")

@@ -60,11 +60,8 @@ impl Budget for GlobalTank {
         GlobalTank::wait_time(self, n)
     }
 
-    /// The rate as the layer's headers read it: the bank per the time it
-    /// takes to refill, at the tank's interval (`max_n` of it is the bank,
-    /// `RateLimit-Limit`).
     fn rate(&self) -> Rate {
-        self.bank_rate()
+        GlobalTank::rate(self)
     }
 
     fn available(&self) -> u64 {
@@ -134,9 +131,13 @@ where
         GlobalKeyedTank::wait_time(self, key, n)
     }
 
-    /// Each key's rate as its bank, as for a [`GlobalTank`].
     fn rate(&self) -> Rate {
-        self.bank_rate()
+        GlobalKeyedTank::rate(self)
+    }
+
+    /// Each key's bank, as for a [`GlobalTank`].
+    fn capacity(&self) -> u64 {
+        GlobalKeyedTank::capacity(self)
     }
 
     fn available(&self, key: &K) -> u64 {

@@ -191,6 +191,12 @@ pub trait KeyedBudget<K>: fmt::Debug + Send + Sync + 'static {
     /// the truth is fine, a higher one is not.
     fn available(&self, key: &K) -> u64;
 
+    /// A key's fuel once full (`RateLimit-Limit`); by default the rate's
+    /// `max_n`.
+    fn capacity(&self) -> u64 {
+        self.rate().max_n()
+    }
+
     /// Whether `key` can have a budget at all; by default every key can.
     fn check(&self, key: &K) -> Result<(), KeyError> {
         let _ = key;
@@ -300,6 +306,15 @@ where
         match self {
             KeyedSource::Tank(keyed) => keyed.available(key),
             KeyedSource::Budget(budget) => budget.available(key),
+        }
+    }
+
+    /// A key's fuel once full.
+    #[cfg(feature = "http")]
+    pub(crate) fn capacity(&self) -> u64 {
+        match self {
+            KeyedSource::Tank(keyed) => keyed.rate().max_n(),
+            KeyedSource::Budget(budget) => budget.capacity(),
         }
     }
 

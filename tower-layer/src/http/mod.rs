@@ -835,7 +835,7 @@ fn sf_string(name: &str) -> Arc<str> {
 /// The tank's state behind one response's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Snapshot {
-    /// `max_n`.
+    /// The fuel once full.
     limit: u64,
     /// Fuel left, at most `limit`.
     remaining: u64,
@@ -856,7 +856,7 @@ impl Snapshot {
                 let to_full = budget
                     .wait_time(budget.capacity())
                     .unwrap_or_else(|| rate.per());
-                return Snapshot::new(rate, budget.available(), to_full);
+                return Snapshot::new(rate, budget.capacity(), budget.available(), to_full);
             }
         };
         let rate = tank.rate();
@@ -876,7 +876,7 @@ impl Snapshot {
                 .div_ceil(u128::from(limit));
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         });
-        Snapshot::new(rate, remaining, to_full)
+        Snapshot::new(rate, limit, remaining, to_full)
     }
 
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
@@ -887,16 +887,18 @@ impl Snapshot {
         K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
         let rate = keyed.rate();
+        let limit = keyed.capacity();
         let level = keyed.available(key);
         let to_full = keyed
-            .wait_time(key, rate.max_n())
+            .wait_time(key, limit)
             .or_else(|| keyed.wait_time(key, 1))
             .unwrap_or_else(|| rate.per());
-        Snapshot::new(rate, level, to_full)
+        Snapshot::new(rate, limit, level, to_full)
     }
 
-    fn new(rate: Rate, remaining: u64, to_full: Duration) -> Snapshot {
-        let limit = rate.max_n();
+    /// `limit`: the fuel once full (`max_n` for a local tank, a budget's
+    /// capacity).
+    fn new(rate: Rate, limit: u64, remaining: u64, to_full: Duration) -> Snapshot {
         let per_ns = rate.per().as_nanos();
         let window = ceil_secs(rate.per()).max(1);
         let quota =
