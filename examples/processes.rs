@@ -9,7 +9,7 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use fueltank::{Rate, Throttle};
+use fueltank::{Monitor, Rate, Tank, Throttle};
 
 const WORKER: &str = "FUELTANK_EXAMPLE_WORKER";
 
@@ -66,9 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.mean_per_second,
         throttle.rate()
     );
-    for kind in ["tank", "monitor"] {
-        let _ = std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}"));
-    }
+    drop(throttle);
+    Tank::remove_shared_memory(&name)?;
+    Monitor::remove_shared_memory(&name)?;
     Ok(())
 }
 

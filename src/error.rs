@@ -175,7 +175,8 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "shared memory {} holds {what} {found}, not {asked}: every process sharing \
-                 it must ask for the same, or remove the file to start anew",
+                 it must ask for the same, or remove the file (remove_shared_memory) once \
+                 no process uses it, to start anew",
                 path.display()
             ),
             Error::Unsupported { what, accepted } => {

@@ -48,7 +48,9 @@
 //! [`TankBuilder::shared_memory`] shares a tank with every process of the
 //! host that builds the same name (and [`MonitorBuilder::shared_memory`] a
 //! monitor, [`ThrottleBuilder::shared_memory`] both): the hardcap's bound
-//! holds across the processes together. The companion crate
+//! holds across the processes together. [`SharedMemory`] says who may
+//! share the file (by default, this user's processes only: the trust model
+//! is there). The companion crate
 //! `fueltank-redis` shares one budget among every instance of a service
 //! through Redis.
 //!
@@ -92,6 +94,7 @@ pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
 pub use pace::Pace;
 pub use rate::Rate;
+pub use shm::SharedMemory;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,
 };

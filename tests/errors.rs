@@ -5,7 +5,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use fueltank::{Error, Hardcap, KeyedTank, Monitor, Rate, Tank, Throttle};
+use fueltank::{Error, Hardcap, KeyedTank, Monitor, Rate, SharedMemory, Tank, Throttle};
 
 mod common;
 
@@ -112,6 +112,13 @@ fn cases() -> Vec<(&'static str, Error)> {
                 let _ = std::fs::remove_file(path);
                 err
             },
+        ),
+        (
+            "shared_memory(SharedMemory::new(\"/tmp/fueltank-readme.tank\").mode(0o777))",
+            Tank::builder(Rate::per_second(10).unwrap())
+                .shared_memory(SharedMemory::new("/tmp/fueltank-readme.tank").mode(0o777))
+                .build()
+                .unwrap_err(),
         ),
         ("shared_memory(\"no spaces\")", {
             Tank::builder(Rate::per_second(10).unwrap())

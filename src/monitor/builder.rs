@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::Monitor;
-use crate::Error;
 use crate::clock::{Clock, ClockSource, saturating_ns};
+use crate::{Error, SharedMemory};
 
 /// The shortest refresh or window accepted.
 pub(crate) const MIN_PERIOD: Duration = Duration::from_micros(1);
@@ -48,7 +48,7 @@ pub struct MonitorBuilder {
     refresh: Duration,
     window: Duration,
     clock: ClockSource,
-    shared_memory: Option<String>,
+    shared_memory: Option<SharedMemory>,
 }
 
 impl MonitorBuilder {
@@ -133,12 +133,20 @@ impl MonitorBuilder {
     /// `name` is 1 to 200 letters, digits, `-`, `_` or `.`, and the file is
     /// `fueltank-NAME.monitor` in the shared-memory directory (`/dev/shm`
     /// on Linux, else the temporary directory); a name with a `/` is the
-    /// file's path. The first [`build`](MonitorBuilder::build) creates the
+    /// file's path; a [`SharedMemory`] also says who may share the file.
+    /// By default, only this user's processes: the file is created with
+    /// mode `0600`, and a symbolic link, a file of another user or one that
+    /// others may write is an error (see
+    /// [the trust model](SharedMemory#who-can-attach-the-trust-model)).
+    /// The first [`build`](MonitorBuilder::build) creates the
     /// file (running from then on), the others attach to it; the file
     /// outlives the processes, and the next run carries on with its
     /// statistics and running time (time while no process was attached
-    /// counts, unless the monitor was stopped): remove the file to start
-    /// anew. A file from an earlier boot of the host is an error (on Linux,
+    /// counts, unless the monitor was stopped):
+    /// [`Monitor::remove_shared_memory`] removes it to start anew, once no
+    /// process uses it (a process still running when the file is removed
+    /// otherwise counts into the removed file, apart from the processes
+    /// built after). A file from an earlier boot of the host is an error (on Linux,
     /// which records the boot): its times are on that boot's clock.
     ///
     /// Every process must build it with the same
@@ -167,10 +175,11 @@ impl MonitorBuilder {
     /// there.emit();
     /// assert_eq!(here.total(), 2);
     /// assert_eq!(there.total(), 2);
-    /// std::fs::remove_file(&path).unwrap();
+    /// drop((here, there));
+    /// Monitor::remove_shared_memory(name)?; // once no process uses it
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn shared_memory(mut self, name: impl Into<String>) -> MonitorBuilder {
+    pub fn shared_memory(mut self, name: impl Into<SharedMemory>) -> MonitorBuilder {
         self.shared_memory = Some(name.into());
         self
     }
@@ -185,8 +194,9 @@ impl MonitorBuilder {
     /// [`shared_memory`](MonitorBuilder::shared_memory):
     /// [`Error::Unsupported`] if a clock was given (or off unix),
     /// [`Error::SharedMemory`] if the name is not accepted or the file
-    /// cannot be created or mapped, or is not a monitor of this version
-    /// (another kind, a corrupt header, a wrong length), and
+    /// cannot be created or mapped, is not a monitor of this version
+    /// (another kind, a corrupt header, a wrong length) or is not one
+    /// [`SharedMemory`] accepts, and
     /// [`Error::SharedMismatch`] if it holds another window.
     ///
     /// # Examples

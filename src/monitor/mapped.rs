@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::state::{Place, STOPPED, State};
 use crate::Error;
-use crate::shm::{Header, Kind, Region, host_now_ns};
+use crate::shm::{Access, Header, Kind, Region, host_now_ns};
 
 const STATE_OFFSET: usize = size_of::<Header>();
 /// The length of a monitor's file.
@@ -27,9 +27,10 @@ const _: () = assert!(STATE_OFFSET.is_multiple_of(align_of::<State>()));
 const CLOCK_SLACK_NS: u64 = 1_000_000_000;
 
 /// Creates the monitor's file at `path`, or attaches to it.
-pub(crate) fn open(path: &Path, window_ns: u64) -> Result<Place, Error> {
-    let region = Region::open(
+pub(crate) fn open(path: &Path, access: Access, window_ns: u64) -> Result<Place, Error> {
+    let region = Region::open_with(
         path,
+        access,
         FILE_LEN,
         |region| {
             region

@@ -180,6 +180,40 @@ impl Monitor {
         MonitorBuilder::new()
     }
 
+    /// Removes the file of the shared monitor `name` names (see
+    /// [`MonitorBuilder::shared_memory`]), so that the next build starts
+    /// anew, but only if no process uses it: `Ok(true)` if it removed it,
+    /// `Ok(false)` if there was none. A process uses the file from its
+    /// build until its last [`Monitor`] (or [`Throttle`](crate::Throttle))
+    /// on it is dropped, or it ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SharedMemory`], and the file stays, if a process uses it
+    /// (stop them first: a process that kept a removed file would count
+    /// into it, apart from the new one), if it is not a fueltank monitor
+    /// file, or if it is one the build of `name` would refuse (a symbolic
+    /// link, another user's file, one others may write: see
+    /// [`SharedMemory`](crate::SharedMemory#who-can-attach-the-trust-model)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Monitor;
+    ///
+    /// let name = format!("doc-remove-{}", std::process::id());
+    /// let monitor = Monitor::builder().shared_memory(&name).build()?;
+    /// monitor.emit();
+    /// drop(monitor);
+    /// assert!(Monitor::remove_shared_memory(&name)?);
+    /// assert_eq!(Monitor::builder().shared_memory(&name).build()?.total(), 0); // anew
+    /// # Monitor::remove_shared_memory(&name)?;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
+        crate::shm::remove(&name.into(), crate::shm::Kind::Monitor)
+    }
+
     fn from_parts(clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
         let place = Place::heap(window_ns, clock.now_ns());
         Monitor::in_place(place, clock, window_ns, refresh_ns)
@@ -188,7 +222,7 @@ impl Monitor {
     /// The monitor in the shared-memory file named `name`, created or
     /// attached to; on the host's clock.
     fn shared_memory(
-        name: &str,
+        shared: &crate::SharedMemory,
         clock: ClockSource,
         window_ns: u64,
         refresh_ns: u64,
@@ -202,8 +236,8 @@ impl Monitor {
         }
         #[cfg(all(unix, not(fueltank_loom)))]
         {
-            let path = crate::shm::path_of(name, crate::shm::Kind::Monitor)?;
-            let place = mapped::open(&path, window_ns)?;
+            let path = crate::shm::path_of(shared.name(), crate::shm::Kind::Monitor)?;
+            let place = mapped::open(&path, shared.access(), window_ns)?;
             Ok(Monitor::in_place(
                 place,
                 ClockSource::Host,
@@ -213,7 +247,7 @@ impl Monitor {
         }
         #[cfg(not(all(unix, not(fueltank_loom))))]
         {
-            let _ = (name, window_ns, refresh_ns);
+            let _ = (shared, window_ns, refresh_ns);
             Err(Error::Unsupported {
                 what: "a monitor in shared memory on this platform",
                 accepted: "shared memory on unix; a monitor of one process elsewhere",

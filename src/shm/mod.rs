@@ -1,34 +1,42 @@
 //! State shared by the processes of one host: a tank or a monitor in a
-//! file mapped into each process's memory.
+//! file mapped into each process's memory. What users read about the file
+//! (names, permissions, removal, what can go wrong) is on [`SharedMemory`];
+//! this is how it works.
 //!
 //! # The file
 //!
-//! Each shared tank or monitor is one file, under the platform's
-//! shared-memory directory (`/dev/shm` on Linux, else the temporary
-//! directory) as `fueltank-NAME.tank` or `fueltank-NAME.monitor`, or at a
-//! path the user gives. It starts with a [`Header`] (magic, layout version,
-//! kind, length), then the kind's parameters and its state, all atomics: a
-//! process reads and writes it only through atomic operations, so a file
-//! another process is changing, a corrupt file, or a file of another version
-//! never makes this process read an invalid value — it reads numbers, checks
-//! them, and answers with an [`Error`](crate::Error) if they are wrong.
+//! Each shared tank or monitor is one file (see [`path_of`]). It starts
+//! with a [`Header`] (magic, layout version, kind, length), then the kind's
+//! parameters and its state, all atomics: a process reads and writes it
+//! only through atomic operations, so a file another process is changing,
+//! a corrupt file, or a file of another version never makes this process
+//! read an invalid value — it reads numbers, checks them, and answers with
+//! an [`Error`] if they are wrong.
 //!
 //! # Creation, and processes that die
 //!
-//! The first process writes the whole file under a temporary name, then
-//! links it to its final name, which fails if another process got there
-//! first (that one's file is then used): a file under the final name is
-//! always complete, and a process killed while creating it leaves at most a
-//! stray temporary file. After that, every change is one compare-and-swap or
-//! one atomic add on the mapped memory, with no lock anywhere: a process
-//! killed at any instruction leaves the state as it was before that
-//! instruction or after it, and never holds anything the others wait for.
+//! The first process writes the whole file under a short temporary name in
+//! the same directory, then links it to its final name, which fails if
+//! another process got there first (that one's file is then used): a file
+//! under the final name is always complete, and a process killed while
+//! creating it leaves at most a stray temporary file. After that, every
+//! change is one compare-and-swap or one atomic add on the mapped memory,
+//! with no lock anywhere: a process killed at any instruction leaves the
+//! state as it was before that instruction or after it, and never holds
+//! anything the others wait for.
 //!
-//! The file outlives the processes (the next run attaches to it and carries
-//! on, as a tank would that nobody used meanwhile). Remove it to start anew.
-//! It does not outlive a reboot: its times are on the host's monotonic
-//! clock, which starts again at each boot, so on Linux the header records
-//! the boot and a file from an earlier one is an error (one under
+//! # Removal
+//!
+//! Every process keeps the file open, with a shared `flock`, for as long as
+//! it maps it; [`remove`] takes the exclusive lock without waiting before it
+//! unlinks, so it removes only a file no process uses, and a process that
+//! opens a file being removed (its shared lock refused, or the file
+//! unlinked by the time it holds it) opens the name again. The kernel drops
+//! a dead process's lock, so a killed process blocks no removal.
+//!
+//! The file does not outlive a reboot: its times are on the host's
+//! monotonic clock, which starts again at each boot, so on Linux the header
+//! records the boot and a file from an earlier one is an error (one under
 //! `/dev/shm` is gone anyway).
 
 #[cfg(all(unix, not(fueltank_loom)))]
@@ -37,7 +45,7 @@ mod region;
 use std::path::{Path, PathBuf};
 
 #[cfg(all(unix, not(fueltank_loom)))]
-pub(crate) use region::{Mapped, Region};
+pub(crate) use region::{Mapped, Region, with_access};
 
 // std atomics: a header lives only in mapped memory, never in a loom model.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,11 +65,251 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Kind::Tank => "tank",
             Kind::Monitor => "monitor",
         }
+    }
+}
+
+/// The file of a tank or monitor in shared memory, and who may share it:
+/// what [`TankBuilder::shared_memory`](crate::TankBuilder::shared_memory),
+/// [`MonitorBuilder::shared_memory`](crate::MonitorBuilder::shared_memory)
+/// and [`ThrottleBuilder::shared_memory`](crate::ThrottleBuilder::shared_memory)
+/// take. A name or a path (`&str`, `String`) converts into one with the
+/// defaults, which share with this user's processes only;
+/// [`mode`](SharedMemory::mode) and [`any_owner`](SharedMemory::any_owner)
+/// share with other users on purpose.
+///
+/// # The file
+///
+/// A name of 1 to 200 letters, digits, `-`, `_` and `.` is the file
+/// `fueltank-NAME.tank` (or `.monitor`) in `/dev/shm` on Linux, in the
+/// temporary directory elsewhere; a name with a `/` is the file's path.
+/// The first process to build it creates it complete (under a short
+/// temporary name, `.fueltank-PID-….tmp`, beside it, linked to its name
+/// once written), so the name may be as long as the system allows; the
+/// others attach. It outlives the processes: the next run attaches and
+/// carries on. It is no good after a reboot (its times are on the host's
+/// monotonic clock): on Linux, a file from an earlier boot is an error.
+///
+/// # Removing it
+///
+/// [`Tank::remove_shared_memory`](crate::Tank::remove_shared_memory) and
+/// [`Monitor::remove_shared_memory`](crate::Monitor::remove_shared_memory)
+/// remove a name's file to start anew, and only when no process uses it:
+/// every process holds a lock on the file for as long as one of its tanks,
+/// monitors or throttles on it lives (the kernel drops a killed process's
+/// lock), and the removal fails while any does. Removing the file any
+/// other way (`rm`) while processes use it splits the budget in two: they
+/// keep the file they mapped, unlinked, and a process that builds the name
+/// after creates a new one, so each side grants the whole rate. Stop every
+/// process that uses a file before removing it, or let the removal methods
+/// tell you they still run.
+///
+/// # Who can attach: the trust model
+///
+/// Whoever can write the file decides the budget of every process that
+/// maps it. So, by default:
+///
+/// - A new file gets mode `0600`: its owner reads and writes it, no one
+///   else (root aside), whatever the process's umask.
+/// - A build attaches only to a regular file (never through a symbolic
+///   link, never to a FIFO or device), owned by this process's effective
+///   user, that no one else may write (no group or other write bit). Any
+///   other file is an [`Error::SharedMemory`] that says which check failed
+///   and is not opened for use. A symbolic link planted at a name in a
+///   shared directory such as `/dev/shm` cannot point a tank at another
+///   tank's budget, and a file another user created first cannot become
+///   this user's budget.
+///
+/// To share between users (services under different uids), put the file
+/// in a directory only they can write (e.g. `/run/myapp`, owned by their
+/// group, mode `2770`), never in `/dev/shm` or `/tmp`, where any user can
+/// create the name first; give its path as the name, with
+/// [`mode(0o660)`](SharedMemory::mode) so that the group may write it and
+/// [`any_owner()`](SharedMemory::any_owner) so that a file another member
+/// created is accepted. Every process sharing it must then be trusted
+/// with the budget.
+///
+/// What a process that can write the file can and cannot do to the
+/// others:
+///
+/// - It controls the budget: it can write any state, e.g. fuel for the
+///   whole rate again and again, or none, or a paused tank; the others
+///   grant what the state says. That is why only the owner may write by
+///   default.
+/// - It cannot make the others read or write outside the file, nor wait
+///   past a deadline they gave: they use the file only through atomics and
+///   check what they read, so garbage in it makes them grant what it says,
+///   refuse fuel, or answer with an error; a build checks the header, the
+///   length and the parameters and refuses a file that is wrong. (Anyone
+///   who can open the file, even only to read it, can also hold a lock on
+///   it: new builds then fail with an error after a few tries rather than
+///   wait, and removals refuse.)
+/// - It can crash them in one way: by making the file shorter
+///   (`truncate`, `: > FILE`, or any open with `O_TRUNC`) while they map
+///   it. Their next access to the lost part raises `SIGBUS`, which kills
+///   the process; no library can prevent that without taking over the
+///   signal. With the default mode, only the owner's processes and root
+///   can. A build refuses a file that is already short, and a new file's
+///   space is allocated when it is created (where the file system can), so
+///   a full `/dev/shm` fails the build rather than a later access.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, SharedMemory, Tank};
+///
+/// let path = std::env::temp_dir().join(format!("doc-shared-{}.tank", std::process::id()));
+/// let path = path.to_str().unwrap();
+/// // A file the owner's group may write too, which another member may own.
+/// let shared = SharedMemory::new(path).mode(0o660).any_owner();
+/// let tank = Tank::builder(Rate::per_second(10)?).shared_memory(shared.clone()).build()?;
+/// assert!(tank.has_fuel());
+/// // In use: not removed.
+/// assert!(Tank::remove_shared_memory(shared.clone()).is_err());
+/// drop(tank);
+/// assert!(Tank::remove_shared_memory(shared)?);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedMemory {
+    name: String,
+    access: Access,
+}
+
+/// Who may share a file: what [`SharedMemory`] says beyond the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// The permission bits of a file this process creates; an attached
+    /// file may let no one write it whom these do not.
+    pub(crate) mode: u32,
+    /// A file owned by another user is accepted.
+    pub(crate) any_owner: bool,
+}
+
+impl Access {
+    pub(crate) const DEFAULT: Access = Access {
+        mode: 0o600,
+        any_owner: false,
+    };
+
+    /// Why the mode is not accepted, if it is not.
+    pub(crate) fn bad_mode(self) -> Option<String> {
+        (self.mode & !0o066 != 0o600).then(|| {
+            format!(
+                "mode {:#o} is not accepted; a mode must be 0o600 (read and write for the \
+                 owner) plus any of read and write for the group (0o060) and others (0o006), \
+                 e.g. 0o600 or 0o660",
+                self.mode
+            )
+        })
+    }
+}
+
+impl SharedMemory {
+    /// The file named `name` (see [The file](SharedMemory#the-file)), with
+    /// the defaults: created with mode `0600`; only a file of this user
+    /// that no one else may write is attached to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::SharedMemory;
+    ///
+    /// assert_eq!(SharedMemory::new("api"), SharedMemory::from("api"));
+    /// ```
+    pub fn new(name: impl Into<String>) -> SharedMemory {
+        SharedMemory {
+            name: name.into(),
+            access: Access::DEFAULT,
+        }
+    }
+
+    /// The permission bits of the file when this process creates it
+    /// (applied whatever the umask), and how far an existing file may let
+    /// others write it: a file whose group or others may write it is
+    /// attached to only if `mode` lets them too. `0o600` by default.
+    /// Accepted: `0o600` plus any of `0o060` (group) and `0o006` (others);
+    /// another mode makes the build an [`Error::SharedMemory`]. Whoever may
+    /// write the file controls the budget (see
+    /// [the trust model](SharedMemory#who-can-attach-the-trust-model)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::SharedMemory;
+    ///
+    /// // The group may read and write it; others nothing.
+    /// let shared = SharedMemory::new("/run/myapp/api.tank").mode(0o660);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> SharedMemory {
+        self.access.mode = mode;
+        self
+    }
+
+    /// Accepts a file owned by another user (by default, a file whose owner
+    /// is not this process's effective user is an
+    /// [`Error::SharedMemory`]). For users that share one budget on purpose,
+    /// in a directory only they can write (see
+    /// [the trust model](SharedMemory#who-can-attach-the-trust-model)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::SharedMemory;
+    ///
+    /// let shared = SharedMemory::new("/run/myapp/api.tank").mode(0o660).any_owner();
+    /// ```
+    pub fn any_owner(mut self) -> SharedMemory {
+        self.access.any_owner = true;
+        self
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn access(&self) -> Access {
+        self.access
+    }
+}
+
+impl From<&str> for SharedMemory {
+    fn from(name: &str) -> SharedMemory {
+        SharedMemory::new(name)
+    }
+}
+
+impl From<String> for SharedMemory {
+    fn from(name: String) -> SharedMemory {
+        SharedMemory::new(name)
+    }
+}
+
+impl From<&String> for SharedMemory {
+    fn from(name: &String) -> SharedMemory {
+        SharedMemory::new(name.as_str())
+    }
+}
+
+/// Removes the file of the shared `kind` that `shared` names, if no process
+/// uses it: `Ok(false)` if there is none.
+pub(crate) fn remove(shared: &SharedMemory, kind: Kind) -> Result<bool, Error> {
+    let path = path_of(shared.name(), kind)?;
+    #[cfg(all(unix, not(fueltank_loom)))]
+    {
+        region::remove(&path, shared.access(), kind)
+    }
+    #[cfg(not(all(unix, not(fueltank_loom))))]
+    {
+        let _ = kind;
+        Err(Error::SharedMemory {
+            path,
+            reason: "shared memory needs a unix system".into(),
+        })
     }
 }
 

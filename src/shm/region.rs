@@ -1,13 +1,20 @@
-//! [`Region`]: a file mapped into memory, created complete or attached to.
+//! [`Region`]: a file mapped into memory, created complete or attached to,
+//! after checks of who owns it and who may write it (the trust model on
+//! [`SharedMemory`](super::SharedMemory)).
 
+use std::cell::Cell;
 use std::ffi::c_void;
-use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 
+use super::{Access, Kind, MAGIC};
 use crate::Error;
 
 /// A file mapped shared into this process: every process that maps it sees
@@ -17,6 +24,9 @@ pub(crate) struct Region {
     ptr: NonNull<u8>,
     len: usize,
     path: PathBuf,
+    /// The file, open with a shared lock for as long as it is mapped: what
+    /// tells [`remove`] that a process uses it.
+    _file: OwnedFd,
 }
 
 // SAFETY: the mapping is plain memory owned by the region until it is
@@ -35,13 +45,57 @@ unsafe impl Sync for Region {}
 /// of them), and be valid for any bit pattern, zeroes included.
 pub(crate) unsafe trait Mapped: Sized {}
 
+thread_local! {
+    /// The access of the [`Region::open`] calls inside [`with_access`].
+    static ACCESS: Cell<Access> = const { Cell::new(Access::DEFAULT) };
+}
+
+/// Runs `f` with `access` for its [`Region::open`] calls: how a tank's
+/// options reach the region through the tank's state module, whose
+/// `open` takes a path only.
+pub(crate) fn with_access<R>(access: Access, f: impl FnOnce() -> R) -> R {
+    struct Restore(Access);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACCESS.set(self.0);
+        }
+    }
+    let _restore = Restore(ACCESS.replace(access));
+    f()
+}
+
+/// How many times a build opens the name again when the file vanishes or
+/// is being removed meanwhile.
+const TRIES: u32 = 8;
+
+/// What opening an existing file found.
+enum Found {
+    File(OwnedFd, Stat),
+    /// No file, or one removed since it was opened: create it.
+    Missing,
+    /// Locked exclusively (being removed): open it again shortly.
+    Busy,
+}
+
 impl Region {
-    /// The region of `len` bytes at `path`: attached to if the file exists
-    /// (then `check` validates it), else created, zeroed, filled by `init`
-    /// and only then published under `path`, so that no process ever sees a
-    /// file half made.
+    /// [`open_with`](Region::open_with) the access of the enclosing
+    /// [`with_access`] (the default outside one).
     pub(crate) fn open(
         path: &Path,
+        len: usize,
+        init: impl Fn(&Region),
+        check: impl Fn(&Region) -> Result<(), Error>,
+    ) -> Result<Region, Error> {
+        Region::open_with(path, ACCESS.get(), len, init, check)
+    }
+
+    /// The region of `len` bytes at `path`: attached to if the file exists
+    /// and `access` accepts it (then `check` validates its contents), else
+    /// created, zeroed, filled by `init` and only then published under
+    /// `path`, so that no process ever sees a file half made.
+    pub(crate) fn open_with(
+        path: &Path,
+        access: Access,
         len: usize,
         init: impl Fn(&Region),
         check: impl Fn(&Region) -> Result<(), Error>,
@@ -50,75 +104,88 @@ impl Region {
             path: path.to_owned(),
             reason,
         };
-        // A few tries: a file removed between our failed create and our
-        // open is created again.
-        for _ in 0..8 {
-            match OpenOptions::new().read(true).write(true).open(path) {
-                Ok(file) => return Region::attach(path, file, len, &check),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(format!("cannot open it: {e}"))),
+        if let Some(reason) = access.bad_mode() {
+            return Err(fail(reason));
+        }
+        let mut busy = false;
+        for attempt in 0..TRIES {
+            match find(
+                path,
+                access,
+                OFlags::RDWR,
+                FlockOperation::NonBlockingLockShared,
+            )? {
+                Found::File(file, stat) => return Region::attach(path, file, &stat, len, &check),
+                Found::Busy => {
+                    // A removal holds the lock from its check to its unlink.
+                    busy = true;
+                    std::thread::sleep(Duration::from_millis(1 << attempt));
+                    continue;
+                }
+                Found::Missing => {}
             }
-            if let Some(region) = Region::create(path, len, &init)? {
+            if let Some(region) = Region::create(path, access, len, &init)? {
                 return Ok(region);
             }
         }
-        Err(fail(
-            "it keeps appearing and vanishing; is another process removing it?".into(),
-        ))
+        Err(fail(if busy {
+            "another process holds an exclusive lock on it (fueltank takes one only to \
+             remove the file, for an instant): is something else locking it?"
+                .into()
+        } else {
+            "it keeps appearing and vanishing; is another process removing it?".into()
+        }))
     }
 
     /// Creates the file under a temporary name and links it to `path`;
     /// `None` if another process created `path` first.
-    fn create(path: &Path, len: usize, init: &impl Fn(&Region)) -> Result<Option<Region>, Error> {
+    fn create(
+        path: &Path,
+        access: Access,
+        len: usize,
+        init: &impl Fn(&Region),
+    ) -> Result<Option<Region>, Error> {
         let fail = |reason: String| Error::SharedMemory {
             path: path.to_owned(),
             reason,
         };
-        let nanos = super::host_now_ns();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.{nanos}.tmp", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| {
-                fail(format!(
-                    "cannot create {}: {e}; its directory must exist and be writable",
-                    tmp.display()
-                ))
-            })?;
+        let mode = Mode::from_raw_mode(access.mode as rustix::fs::RawMode);
+        let (tmp, file) = temporary(path, mode).map_err(|(tmp, e)| {
+            fail(format!(
+                "cannot create {}: {e}; its directory must exist and be writable",
+                tmp.display()
+            ))
+        })?;
         let made = (|| {
-            file.set_len(len as u64)
+            // The mode asked for, not the umask's share of it.
+            rustix::fs::fchmod(&file, mode)
+                .map_err(|e| fail(format!("cannot set its mode to {:#o}: {e}", access.mode)))?;
+            // Nobody else has it yet: the lock is ours (where file locks work).
+            let _ = rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared);
+            allocate(&file, len)
                 .map_err(|e| fail(format!("cannot size it to {len} bytes: {e}")))?;
-            let region = Region::map(path, &file, len)?;
+            let region = Region::map(path, file, len)?;
             init(&region);
             Ok(region)
         })();
-        let linked = made.and_then(|region| match std::fs::hard_link(&tmp, path) {
+        let linked = made.and_then(|region| match rustix::fs::link(&tmp, path) {
             Ok(()) => Ok(Some(region)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+            Err(Errno::EXIST) => Ok(None),
             Err(e) => Err(fail(format!("cannot publish it: {e}"))),
         });
-        let _ = std::fs::remove_file(&tmp);
+        let _ = rustix::fs::unlink(&tmp);
         linked
     }
 
     fn attach(
         path: &Path,
-        file: File,
+        file: OwnedFd,
+        stat: &Stat,
         len: usize,
         check: &impl Fn(&Region) -> Result<(), Error>,
     ) -> Result<Region, Error> {
-        let found = file
-            .metadata()
-            .map_err(|e| Error::SharedMemory {
-                path: path.to_owned(),
-                reason: format!("cannot read its size: {e}"),
-            })?
-            .len();
-        if found != len as u64 {
+        let found = stat.st_size;
+        if u64::try_from(found) != Ok(len as u64) {
             return Err(Error::SharedMemory {
                 path: path.to_owned(),
                 reason: format!(
@@ -127,12 +194,12 @@ impl Region {
                 ),
             });
         }
-        let region = Region::map(path, &file, len)?;
+        let region = Region::map(path, file, len)?;
         check(&region)?;
         Ok(region)
     }
 
-    fn map(path: &Path, file: &File, len: usize) -> Result<Region, Error> {
+    fn map(path: &Path, file: OwnedFd, len: usize) -> Result<Region, Error> {
         // SAFETY: a fresh shared mapping of `len` bytes of an open file, at
         // an address of the kernel's choice; it aliases nothing of ours.
         let ptr = unsafe {
@@ -141,7 +208,7 @@ impl Region {
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
-                file,
+                &file,
                 0,
             )
         }
@@ -157,6 +224,7 @@ impl Region {
             ptr,
             len,
             path: path.to_owned(),
+            _file: file,
         })
     }
 
@@ -191,5 +259,207 @@ impl Drop for Region {
         // SAFETY: our mapping, of our length; no `&T` into it outlives the
         // region (they borrow it).
         let _ = unsafe { munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
+        // Then the file closes, and its lock goes with it.
+    }
+}
+
+/// Opens the existing file at `path` (`how`: read-write or read-only), never
+/// through a symbolic link, takes the lock `lock` without waiting, and
+/// checks that `access` accepts it.
+fn find(path: &Path, access: Access, how: OFlags, lock: FlockOperation) -> Result<Found, Error> {
+    let fail = |reason: String| Error::SharedMemory {
+        path: path.to_owned(),
+        reason,
+    };
+    // NONBLOCK: a FIFO planted under the name does not hang the open.
+    let flags = how | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(file) => file,
+        Err(Errno::NOENT) => return Ok(Found::Missing),
+        Err(_) if rustix::fs::lstat(path).is_ok_and(|s| is(&s, FileType::Symlink)) => {
+            return Err(fail(
+                "it is a symbolic link, and a shared file is opened only under its own \
+                 name (a link planted in a shared directory could point at another \
+                 budget): give the path of the file itself"
+                    .into(),
+            ));
+        }
+        Err(e @ Errno::ACCESS) => {
+            let owner = match rustix::fs::stat(path) {
+                Ok(s) => format!(
+                    " (owned by uid {}, mode {:#o})",
+                    s.st_uid,
+                    s.st_mode & 0o7777
+                ),
+                Err(_) => String::new(),
+            };
+            return Err(fail(format!(
+                "cannot open it to read and write: {e}{owner}; only a user the file lets \
+                 write it can share it"
+            )));
+        }
+        Err(e) => return Err(fail(format!("cannot open it: {e}"))),
+    };
+    // Another failure is a file system without locks: the file is shared
+    // all the same, only a removal cannot tell whether it is in use.
+    if let Err(Errno::WOULDBLOCK) = rustix::fs::flock(&file, lock) {
+        return Ok(Found::Busy);
+    }
+    let stat =
+        rustix::fs::fstat(&file).map_err(|e| fail(format!("cannot read its status: {e}")))?;
+    if stat.st_nlink == 0 {
+        // Removed between our open and our lock.
+        return Ok(Found::Missing);
+    }
+    vet(&stat, access).map_err(fail)?;
+    Ok(Found::File(file, stat))
+}
+
+/// Why `access` does not accept the file of `stat`, if it does not.
+fn vet(stat: &Stat, access: Access) -> Result<(), String> {
+    if !is(stat, FileType::RegularFile) {
+        return Err(format!(
+            "it is not a regular file (a {:?}); a shared file must be one: remove it, or \
+             give another name",
+            FileType::from_raw_mode(stat.st_mode)
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if stat.st_uid != me && !access.any_owner {
+        return Err(format!(
+            "it is owned by uid {}, not by this process's user (uid {me}), and whoever can \
+             write it controls the budget: remove it or give another name, or, to share \
+             with that user on purpose, accept it with SharedMemory::any_owner()",
+            stat.st_uid
+        ));
+    }
+    // `st_mode`'s type differs between systems.
+    #[allow(clippy::unnecessary_cast)]
+    let mode = stat.st_mode as u32;
+    let others = mode & 0o022 & !access.mode;
+    if others != 0 {
+        let who = match (others & 0o020 != 0, others & 0o002 != 0) {
+            (true, true) => "its group and others",
+            (true, false) => "its group",
+            _ => "others",
+        };
+        return Err(format!(
+            "its mode {:#o} lets {who} write it, beyond this build's mode {:#o}, and whoever \
+             can write it controls the budget: chmod it to {:#o}, or, to share with them on \
+             purpose, accept it with SharedMemory::mode({:#o})",
+            mode & 0o7777,
+            access.mode,
+            access.mode,
+            // Read with write, as modes usually go.
+            access.mode | others | (others << 1)
+        ));
+    }
+    Ok(())
+}
+
+fn is(stat: &Stat, kind: FileType) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == kind
+}
+
+/// A new file of `mode` under a short name beside `path` (the final name
+/// may be as long as the system allows: the temporary one must fit too).
+fn temporary(path: &Path, mode: Mode) -> Result<(PathBuf, OwnedFd), (PathBuf, Errno)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut tries = 0;
+    loop {
+        // The host clock tells this process's names from those of a
+        // process of the same id in another PID namespace, or before a
+        // reboot (a stray file of one killed while creating).
+        let tmp = dir.join(format!(
+            ".fueltank-{}-{}-{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            super::host_now_ns() % 1_000_000_000_000
+        ));
+        match rustix::fs::open(&tmp, flags, mode) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(Errno::EXIST) if tries < TRIES => tries += 1,
+            Err(e) => return Err((tmp, e)),
+        }
+    }
+}
+
+/// Gives the new file its `len` bytes, allocated where the file system can
+/// (then a full file system fails here, not at a later write through the
+/// mapping, which would raise SIGBUS).
+fn allocate(file: &OwnedFd, len: usize) -> Result<(), Errno> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len as u64) {
+        Ok(()) => return Ok(()),
+        Err(e @ (Errno::NOSPC | Errno::FBIG | Errno::IO)) => return Err(e),
+        // Not supported by this file system: sized without allocating.
+        Err(_) => {}
+    }
+    rustix::fs::ftruncate(file, len as u64)
+}
+
+/// Removes the file of `kind` at `path` if `access` accepts it and no
+/// process has it open: `Ok(false)` if there is none.
+pub(crate) fn remove(path: &Path, access: Access, kind: Kind) -> Result<bool, Error> {
+    let fail = |reason: String| Error::SharedMemory {
+        path: path.to_owned(),
+        reason: format!("{reason}; it was not removed"),
+    };
+    if let Some(reason) = access.bad_mode() {
+        return Err(fail(reason));
+    }
+    let (file, stat) = match find(
+        path,
+        access,
+        OFlags::RDONLY,
+        FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(Found::File(file, stat)) => (file, stat),
+        Ok(Found::Missing) => return Ok(false),
+        Ok(Found::Busy) => {
+            return Err(fail(
+                "a process uses it (each holds it from its build until its last tank, \
+                 monitor or throttle on it is dropped): stop every process that uses it \
+                 first; one that keeps running keeps its own budget in the removed file"
+                    .into(),
+            ));
+        }
+        Err(Error::SharedMemory { reason, .. }) => return Err(fail(reason)),
+        Err(e) => return Err(e),
+    };
+    // Without a lock the file system cannot say whether it is in use.
+    if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        return Err(fail(format!(
+            "cannot lock it to tell whether a process uses it: {e}"
+        )));
+    }
+    // Only a file of this kind: a header of another version will do.
+    let mut head = [0u8; 16];
+    let read = rustix::io::pread(&file, &mut head, 0).unwrap_or(0);
+    let magic = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    let layout = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+    if read < head.len() || magic != MAGIC || layout & 0xffff_ffff != kind as u64 {
+        return Err(fail(format!(
+            "not a fueltank {} file (its header does not say so): remove it yourself if \
+             it should go",
+            kind.suffix()
+        )));
+    }
+    // Still the file under the name (not one put there since we opened).
+    match rustix::fs::lstat(path) {
+        Ok(now) if now.st_dev == stat.st_dev && now.st_ino == stat.st_ino => {}
+        Ok(_) => return Err(fail("it was replaced while being removed".into())),
+        Err(Errno::NOENT) => return Ok(false),
+        Err(e) => return Err(fail(format!("cannot read its status: {e}"))),
+    }
+    match rustix::fs::unlink(path) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(fail(format!("cannot remove it: {e}"))),
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::calibrate::{calibrated, calibrates_by_default};
 use crate::clock::{Clock, ClockSource};
-use crate::{Error, Hardcap, Rate, Tank};
+use crate::{Error, Hardcap, Rate, SharedMemory, Tank};
 
 /// Chooses the hardcap, the initial fuel and the clock of a [`Tank`].
 ///
@@ -30,7 +30,7 @@ pub struct TankBuilder {
     correction: Option<Duration>,
     auto_calibrate: Option<bool>,
     clock: ClockSource,
-    shared_memory: Option<String>,
+    shared_memory: Option<SharedMemory>,
 }
 
 impl TankBuilder {
@@ -203,7 +203,12 @@ impl TankBuilder {
     /// the same `name`: the first creates it, the others attach. A name is
     /// letters, digits, `-`, `_` and `.` (the file is then
     /// `/dev/shm/fueltank-NAME.tank` on Linux, in the temporary directory
-    /// elsewhere), or a path if it has a `/`.
+    /// elsewhere), or a path if it has a `/`; or a [`SharedMemory`] that
+    /// also says who may share the file. By default, only this user's
+    /// processes: the file is created with mode `0600`, and a symbolic
+    /// link, a file of another user or one that others may write is an
+    /// error (see [the trust model](SharedMemory#who-can-attach-the-trust-model),
+    /// which also says what a process that can write the file can do).
     ///
     /// The result is an ordinary [`Tank`]: every method, the Tower layers,
     /// [`Throttle`](crate::Throttle) and [`Pace`](crate::Pace) work as with
@@ -229,10 +234,14 @@ impl TankBuilder {
     /// shared state whole and blocks no one.
     ///
     /// The file outlives the processes: the next run attaches and carries
-    /// on. Remove it to start anew. `build` fails if the file holds another
-    /// rate or hardcap ([`Error::SharedMismatch`], naming what differs), is
-    /// not a fueltank file of this version or was written before the host's
-    /// last reboot (on Linux; [`Error::SharedMemory`]), or if
+    /// on. [`Tank::remove_shared_memory`] removes it to start anew, once no
+    /// process uses it; removed otherwise (`rm`) while processes run, it
+    /// splits the budget in two (see
+    /// [`SharedMemory`](SharedMemory#removing-it)). `build` fails if the
+    /// file holds another rate or hardcap ([`Error::SharedMismatch`], naming
+    /// what differs), is not a fueltank file of this version, was written
+    /// before the host's last reboot (on Linux), or is not one
+    /// [`SharedMemory`] accepts ([`Error::SharedMemory`]), or if
     /// the options do not fit shared memory ([`Error::Unsupported`]:
     /// `Window`, a clock other than the default, or a rate whose bucket
     /// spans more than 2^45 ticks).
@@ -249,10 +258,11 @@ impl TankBuilder {
     /// assert!(here.has_fuel());
     /// assert!(there.has_fuel());
     /// assert!(!here.has_fuel()); // the two fuel were shared
-    /// # std::fs::remove_file(format!("/dev/shm/fueltank-{name}.tank")).ok();
+    /// drop((here, there));
+    /// Tank::remove_shared_memory(&name)?; // once no process uses it
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn shared_memory(mut self, name: impl Into<String>) -> TankBuilder {
+    pub fn shared_memory(mut self, name: impl Into<SharedMemory>) -> TankBuilder {
         self.shared_memory = Some(name.into());
         self
     }
@@ -298,7 +308,7 @@ impl TankBuilder {
             correction,
             adapts,
             clock: self.clock,
-            shared_memory: self.shared_memory.as_deref(),
+            shared_memory: self.shared_memory.as_ref(),
         })
     }
 }

@@ -111,6 +111,39 @@ impl Tank {
         TankBuilder::new(rate)
     }
 
+    /// Removes the file of the shared tank `name` names (see
+    /// [`TankBuilder::shared_memory`]), so that the next build starts
+    /// anew, but only if no process uses it: `Ok(true)` if it removed it,
+    /// `Ok(false)` if there was none. A process uses the file from its
+    /// build until its last [`Tank`] (or [`Throttle`](crate::Throttle)) on
+    /// it is dropped, or it ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SharedMemory`], and the file stays, if a process uses it
+    /// (stop them first: a process that kept a removed file would keep its
+    /// own budget beside the new one), if it is not a fueltank tank file,
+    /// or if it is one the build of `name` would refuse (a symbolic link,
+    /// another user's file, one others may write: see
+    /// [`SharedMemory`](crate::SharedMemory#who-can-attach-the-trust-model)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let name = format!("doc-remove-{}", std::process::id());
+    /// let tank = Tank::builder(Rate::per_second(10)?).shared_memory(&name).build()?;
+    /// assert!(Tank::remove_shared_memory(&name).is_err()); // in use
+    /// drop(tank);
+    /// assert!(Tank::remove_shared_memory(&name)?);
+    /// assert!(!Tank::remove_shared_memory(&name)?); // already gone
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
+        crate::shm::remove(&name.into(), crate::shm::Kind::Tank)
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Tank {
         Tank { shared }
     }
@@ -640,7 +673,7 @@ struct Options<'a> {
     /// The correction was measured: it follows the timer from then on.
     adapts: bool,
     clock: ClockSource,
-    shared_memory: Option<&'a str>,
+    shared_memory: Option<&'a crate::SharedMemory>,
 }
 
 /// Builds the shared state; used by [`TankBuilder`].
@@ -693,9 +726,9 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
     Ok(Tank::from_shared(shared))
 }
 
-/// The shared-memory bucket named `name`, created or attached to.
+/// The shared-memory bucket `shared` names, created or attached to.
 fn host_bucket(
-    name: &str,
+    shared: &crate::SharedMemory,
     rate: Rate,
     hardcap: Hardcap,
     burst: Option<u64>,
@@ -730,24 +763,28 @@ fn host_bucket(
             accepted: "for a shared Unbounded tank, at most 2^45 ticks' worth of fuel",
         });
     }
-    let path = crate::shm::path_of(name, crate::shm::Kind::Tank)?;
-    open_host(&path, rate, hardcap, burst, initial)
+    let path = crate::shm::path_of(shared.name(), crate::shm::Kind::Tank)?;
+    open_host(&path, shared.access(), rate, hardcap, burst, initial)
 }
 
 #[cfg(all(unix, not(fueltank_loom)))]
 fn open_host(
     path: &std::path::Path,
+    access: crate::shm::Access,
     rate: Rate,
     hardcap: Hardcap,
     burst: Option<u64>,
     initial: u64,
 ) -> Result<host::HostBucket, Error> {
-    host::HostBucket::open(path, rate, hardcap, burst, initial)
+    crate::shm::with_access(access, || {
+        host::HostBucket::open(path, rate, hardcap, burst, initial)
+    })
 }
 
 #[cfg(not(all(unix, not(fueltank_loom))))]
 fn open_host(
     path: &std::path::Path,
+    _access: crate::shm::Access,
     _rate: Rate,
     _hardcap: Hardcap,
     _burst: Option<u64>,

@@ -51,7 +51,7 @@ pub struct ThrottleBuilder {
     auto_calibrate: Option<bool>,
     correction: Option<Duration>,
     clock: ClockSource,
-    shared_memory: Option<String>,
+    shared_memory: Option<crate::SharedMemory>,
 }
 
 impl ThrottleBuilder {
@@ -311,7 +311,10 @@ impl ThrottleBuilder {
     /// process of this host that builds one of the same `name` (see
     /// [`TankBuilder::shared_memory`](crate::TankBuilder::shared_memory) and
     /// [`MonitorBuilder::shared_memory`](crate::MonitorBuilder::shared_memory):
-    /// two files, `fueltank-NAME.tank` and `fueltank-NAME.monitor`). With
+    /// two files, `fueltank-NAME.tank` and `fueltank-NAME.monitor`, which
+    /// [`SharedMemory`](crate::SharedMemory) says who may share; remove
+    /// them with [`Tank::remove_shared_memory`](crate::Tank::remove_shared_memory)
+    /// and [`Monitor::remove_shared_memory`](crate::Monitor::remove_shared_memory)). With
     /// `auto_emit`, every fuel taken in any process is counted once, in the
     /// one monitor; any process reads the combined statistics;
     /// [`stop`](crate::Throttle::stop) and [`start`](crate::Throttle::start)
@@ -328,12 +331,12 @@ impl ThrottleBuilder {
     /// assert!(here.has_fuel());
     /// assert!(there.has_fuel());
     /// assert_eq!(here.total(), 2); // each process's take, in one monitor
-    /// # for kind in ["tank", "monitor"] {
-    /// #     std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}")).ok();
-    /// # }
+    /// # drop((here, there));
+    /// # fueltank::Tank::remove_shared_memory(&name)?;
+    /// # fueltank::Monitor::remove_shared_memory(&name)?;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn shared_memory(mut self, name: impl Into<String>) -> ThrottleBuilder {
+    pub fn shared_memory(mut self, name: impl Into<crate::SharedMemory>) -> ThrottleBuilder {
         self.shared_memory = Some(name.into());
         self
     }
