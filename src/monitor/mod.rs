@@ -26,8 +26,10 @@
 //!    far for [`latest`](Monitor::latest) (`window.rs`).
 //!
 //! That is two atomic read-modify-writes in the common case; readers do the
-//! rest. The `hdrhistogram` that answers percentiles is filled from the
-//! buckets when a [`Snapshot`] is taken, off the emit path.
+//! rest. A [`Snapshot`] copies the non-empty buckets, off the emit path, and
+//! answers percentiles from them, adding the counts up in `u128`: neither
+//! a saturated batch count nor a count another process wrote into a shared
+//! monitor's file can overflow the sum.
 //!
 //! Emissions that have no place in that order are still counted in
 //! [`total`](Monitor::total) (no emission is ever lost) but add no gap: the
@@ -92,8 +94,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use hdrhistogram::Histogram;
 
 pub use builder::MonitorBuilder;
 pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
@@ -835,12 +835,12 @@ impl Shared {
         let total = self.total();
         let counted = self.running();
         let running = self.running_ns(now);
-        let mut gaps = Histogram::<u64>::new(3).expect("3 significant figures are supported");
-        state.gaps.for_each(|i, n| {
-            // Gaps beyond 2^62 ns (146 years) are clamped.
-            let _ = gaps.record_n(gaps::representative(i).min(1 << 62), n);
-        });
-        let _ = gaps.record_n(0, state.batched.load(Ordering::Relaxed));
+        // Batches' zero gaps first: the lowest value.
+        let batched = state.batched.load(Ordering::Relaxed);
+        let mut gaps: Vec<(u64, u64)> = (batched > 0).then_some((0, batched)).into_iter().collect();
+        state
+            .gaps
+            .for_each(|i, n| gaps.push((gaps::representative(i), n)));
         let extremes = self.extremes();
         Snapshot {
             at: self.instant_of(now),
