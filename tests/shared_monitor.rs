@@ -540,6 +540,25 @@ fn attach_to_a_bad_file_is_an_error() {
     assert_eq!(file.monitor().unwrap().total(), 1);
 }
 
+/// An emission reported ahead of the host's clock, through another handle
+/// on the file, is counted without a gap, as in a monitor of one process.
+#[test]
+fn attach_and_report_an_emission_from_the_future() {
+    let file = TestFile::new("attach_and_report_from_the_future");
+    let monitor = file.monitor().unwrap();
+    let reporter = file.monitor().unwrap();
+    monitor.emit();
+    std::thread::sleep(Duration::from_millis(5));
+    monitor.emit();
+    reporter.emit_at(Instant::now() + Duration::from_secs(3600));
+    std::thread::sleep(Duration::from_millis(5));
+    monitor.emit();
+    let snap = reporter.snapshot();
+    assert_eq!((snap.total, snap.gaps()), (4, 2));
+    let lo_hi = snap.lo_hi.unwrap().interval;
+    assert!(lo_hi >= Duration::from_millis(5), "{lo_hi:?}");
+}
+
 /// Every reader, and every writer, of a monitor whose file holds `state`
 /// from offset 64 on (the window, at 72, kept): none may panic, whatever
 /// another process wrote there.
