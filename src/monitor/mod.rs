@@ -34,10 +34,11 @@
 //! Emissions that have no place in that order are still counted in
 //! [`total`](Monitor::total) (no emission is ever lost) but add no gap: the
 //! first one, and those reported by [`emit_at`](Monitor::emit_at) with an
-//! instant earlier than the latest emission or later than now. Emissions made while the
-//! monitor is stopped count in the total only, in no statistic. A batch of
-//! `n` (a throttle's `has_fuel_n`) is one emission with its gap and `n − 1`
-//! zero gaps, counted at once: the cost never depends on `n`.
+//! instant earlier than the latest emission or later than now. Emissions
+//! made while the monitor is stopped count in the total only, in no
+//! statistic. A batch of `n` (a throttle's `has_fuel_n`) is one emission
+//! with its gap and `n − 1` zero gaps, counted at once: the cost never
+//! depends on `n`.
 //!
 //! [`stop`](Monitor::stop) and [`start`](Monitor::start) are each one
 //! compare-and-swap of `base` (freeze the running time; move the base so it
