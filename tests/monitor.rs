@@ -165,13 +165,14 @@ fn emit_at_in_order_and_out_of_order() {
     monitor.emit_at(t0 - Duration::from_secs(5));
     assert_eq!(monitor.total(), 7);
     assert_eq!(monitor.snapshot().gaps(), 3);
-    // In the future: counted as now, 5 ms after the latest.
+    // In the future: counted, no gap; the next gap is from the latest.
     monitor.emit_at(clock.now() + Duration::from_secs(3600));
     assert_eq!(monitor.total(), 8);
-    assert_eq!(monitor.snapshot().gaps(), 4);
+    assert_eq!(monitor.snapshot().gaps(), 3);
     clock.advance(ms(25));
     monitor.emit();
-    assert_eq!(monitor.hi_lo().unwrap().interval, ms(25));
+    assert_eq!(monitor.snapshot().gaps(), 4);
+    assert_eq!(monitor.hi_lo().unwrap().interval, ms(30));
 }
 
 /// One reporter whose clock runs an hour ahead must not blind the
@@ -190,13 +191,53 @@ fn an_emission_from_the_future_does_not_corrupt_the_stats() {
     }
     let snap = monitor.snapshot();
     assert_eq!(snap.total, 301);
-    // The skewed emission is a zero gap at most: the stream's own gaps are
-    // intact, and its trailing rate is its rate.
+    // The skewed emission adds no gap: the stream's own gaps are intact,
+    // and its trailing rate is its rate.
+    assert_eq!(snap.gaps(), 299);
+    assert_eq!(snap.lo_hi.unwrap().interval, ms(10));
     assert_eq!(snap.hi_lo.unwrap().interval, ms(10));
     let p50 = snap.percentile(50.0).unwrap();
     assert!(p50.abs_diff(ms(10)) < Duration::from_micros(200), "{p50:?}");
     let latest = monitor.latest().expect("a steady stream has a latest rate");
     assert!((95.0..=105.0).contains(&latest.per_second), "{latest:?}");
+}
+
+/// An emission reported ahead of the clock makes no gap, wherever it falls
+/// between two real emissions: every gap recorded is one that happened.
+#[test]
+fn an_emission_from_the_future_makes_no_gap() {
+    let (clock, monitor) = manual();
+    monitor.emit();
+    clock.advance(ms(10));
+    monitor.emit();
+    monitor.emit_at(clock.now() + Duration::from_secs(3600));
+    for _ in 0..100 {
+        clock.advance(ms(10));
+        monitor.emit();
+    }
+    let lo_hi = monitor.lo_hi().unwrap();
+    assert_eq!(lo_hi.interval, ms(10), "{lo_hi}");
+    // Between two emissions 10 ms apart: one gap of 10 ms, not two of 5.
+    clock.advance(ms(5));
+    monitor.emit_at(clock.now() + ms(1));
+    clock.advance(ms(5));
+    monitor.emit();
+    let snap = monitor.snapshot();
+    assert_eq!(snap.total, 105);
+    assert_eq!(snap.gaps(), 102);
+    assert_eq!(snap.lo_hi.unwrap().interval, ms(10));
+    assert_eq!(snap.percentile(0.1), Some(ms(10)));
+    // The same with the default clock: `Instant::now()` is never ahead of
+    // it, so reported at once, every emission has its gap.
+    let monitor = Monitor::new();
+    for _ in 0..3 {
+        monitor.emit_at(std::time::Instant::now());
+        std::thread::sleep(ms(2));
+    }
+    monitor.emit_at(std::time::Instant::now() + Duration::from_secs(3600));
+    let snap = monitor.snapshot();
+    assert_eq!((snap.total, snap.gaps()), (4, 2));
+    assert!(snap.lo_hi.unwrap().interval >= ms(2), "{:?}", snap.lo_hi);
 }
 
 /// Emissions while stopped count in the total only: not in the mean, the

@@ -540,6 +540,98 @@ fn attach_to_a_bad_file_is_an_error() {
     assert_eq!(file.monitor().unwrap().total(), 1);
 }
 
+/// An emission reported ahead of the host's clock, through another handle
+/// on the file, is counted without a gap, as in a monitor of one process.
+#[test]
+fn attach_and_report_an_emission_from_the_future() {
+    let file = TestFile::new("attach_and_report_from_the_future");
+    let monitor = file.monitor().unwrap();
+    let reporter = file.monitor().unwrap();
+    monitor.emit();
+    std::thread::sleep(Duration::from_millis(5));
+    monitor.emit();
+    reporter.emit_at(Instant::now() + Duration::from_secs(3600));
+    std::thread::sleep(Duration::from_millis(5));
+    monitor.emit();
+    let snap = reporter.snapshot();
+    assert_eq!((snap.total, snap.gaps()), (4, 2));
+    let lo_hi = snap.lo_hi.unwrap().interval;
+    assert!(lo_hi >= Duration::from_millis(5), "{lo_hi:?}");
+}
+
+/// Every reader, and every writer, of a monitor whose file holds `state`
+/// from offset 64 on (the window, at 72, kept): none may panic, whatever
+/// another process wrote there.
+fn use_whatever_the_file_holds(file: &TestFile, monitor: &Monitor, state: &[u8]) {
+    let file_len = std::fs::metadata(&file.0).unwrap().len() as usize;
+    let mut bytes = std::fs::read(&file.0).unwrap();
+    let window = bytes[72..80].to_vec();
+    let end = file_len.min(64 + state.len());
+    bytes[64..end].copy_from_slice(&state[..end - 64]);
+    bytes[72..80].copy_from_slice(&window);
+    // Through the file, into the page every process maps.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file.0)
+        .unwrap()
+        .write_all_at(&bytes, 0)
+        .unwrap();
+    let snap = monitor.snapshot();
+    for q in [0.0, 0.1, 50.0, 90.0, 99.0, 99.9, 100.0] {
+        let _ = snap.percentile(q);
+    }
+    let _ = (snap.gaps(), format!("{snap:?}"), monitor.total());
+    let _ = (monitor.mean(), monitor.latest(), monitor.lo_hi());
+    let _ = (monitor.hi_lo(), monitor.runtime(), format!("{monitor:?}"));
+    monitor.emit();
+    monitor.emit_at(Instant::now());
+    let _ = monitor.stop();
+    monitor.start();
+    monitor.emit();
+    let _ = monitor.snapshot().percentile(50.0);
+}
+
+/// A reader takes the counts in a shared monitor's file as they are: two
+/// gap counters at 2^63 (a sum past `u64::MAX`), every byte set, and
+/// random bytes, answer without a panic.
+#[test]
+fn attach_to_a_file_of_any_counts_never_panics() {
+    let file = TestFile::new("attach_to_a_file_of_any_counts");
+    let monitor = file.monitor().unwrap();
+    // State from 64: base, window, ungapped, stopped, 4 spare, last,
+    // batched, the shortest and longest gap, then the gap counters (the
+    // one of a 5 ns gap, and of a gap of about 10 ms, at 160 + 8 * index).
+    let len = std::fs::metadata(&file.0).unwrap().len() as usize - 64;
+    let mut counted = std::fs::read(&file.0).unwrap()[64..].to_vec();
+    counted[80..96].copy_from_slice(&[5u64.to_ne_bytes(), 10_000_000u64.to_ne_bytes()].concat());
+    for index in [5, 1164] {
+        let at = 96 + 8 * index;
+        counted[at..at + 8].copy_from_slice(&(1u64 << 63).to_ne_bytes());
+    }
+    use_whatever_the_file_holds(&file, &monitor, &counted);
+    let snap = monitor.snapshot();
+    assert_eq!(snap.gaps(), u64::MAX, "2^64 and more, saturated");
+    let p50 = snap.percentile(50.0).unwrap();
+    assert_eq!(p50, Duration::from_nanos(5), "half the gaps are of 5 ns");
+    let p90 = snap.percentile(90.0).unwrap();
+    assert!(p90 > Duration::from_millis(9), "{p90:?}");
+
+    use_whatever_the_file_holds(&file, &monitor, &vec![0xff; len]);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..20 {
+        let random: Vec<u8> = (0..len)
+            .map(|_| {
+                // xorshift64: the same bytes on every run.
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        use_whatever_the_file_holds(&file, &monitor, &random);
+    }
+}
+
 #[test]
 fn attach_with_bad_options_is_an_error() {
     let file = TestFile::new("attach_with_bad_options");

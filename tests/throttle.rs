@@ -100,6 +100,32 @@ fn batches_of_any_size_are_counted_at_once() {
     done.join().unwrap();
 }
 
+/// A saturated batch (`u64::MAX − 1` zero gaps) beside a few real gaps:
+/// every percentile is answered, from exact counts, without overflow.
+#[test]
+fn percentiles_of_a_saturated_batch() {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder(rate("10/s"))
+        .as_throttle(false)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(throttle.has_fuel_n(u64::MAX));
+    for _ in 0..2 {
+        clock.advance(Duration::from_nanos(1));
+        assert!(throttle.has_fuel());
+    }
+    let snap = throttle.monitor().unwrap().snapshot();
+    assert_eq!(snap.total, u64::MAX);
+    assert_eq!(snap.gaps(), u64::MAX, "u64::MAX + 1 gaps, saturated");
+    // All but two of the gaps are zero: every percentile below 100 is 0.
+    for q in [0.0, 50.0, 99.0, 99.9, 99.999_999] {
+        assert_eq!(snap.percentile(q), Some(Duration::ZERO), "p{q}");
+    }
+    assert_eq!(snap.percentile(100.0), Some(Duration::from_nanos(1)));
+    assert!(format!("{snap:?}").contains("p50: Some(0ns)"), "{snap:?}");
+}
+
 #[test]
 fn manual_emission() {
     let clock = ManualClock::new();

@@ -537,6 +537,9 @@ impl Shard {
         if self.map.len() >= self.cap {
             self.make_room(now, shared);
         }
+        if self.map.capacity() <= self.map.len() {
+            self.rebuild();
+        }
         match shared.hardcap {
             Hardcap::Window => {
                 let window = self.new_window(key, now, shared);
@@ -555,6 +558,27 @@ impl Shard {
                 Value::Live(tank)
             }
         }
+    }
+
+    /// Moves the keys into a new map, before an insert would make the map
+    /// grow. Keys removed leave marks that use up the map's spare room,
+    /// and a full map more than half occupied doubles: under churn at the
+    /// bound a shard kept twice the table it needs. Rebuilt, the marks are
+    /// gone, and the table is twice the keys, as the map's own growth, but
+    /// no more than the bound needs while below it (beyond it, only keys
+    /// held by waiters are there, and doubling keeps inserts cheap).
+    #[cold]
+    fn rebuild(&mut self) {
+        let len = self.map.len();
+        let doubled = len.saturating_mul(2).max(len + 1);
+        let room = if len < self.cap {
+            doubled.min(self.cap)
+        } else {
+            doubled
+        };
+        let mut map = HashMap::with_capacity_and_hasher(room, Default::default());
+        map.extend(self.map.drain());
+        self.map = map;
     }
 
     /// The `tat` a new key starts from: a fresh key's, or the debt its cells

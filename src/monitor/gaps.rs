@@ -6,7 +6,8 @@
 //! 64 equal sub-buckets, so a bucket is at most 1/64 (1.6 %) of its values
 //! wide. Recording is one `fetch_add`; the extremes are updated only when
 //! a gap beats them, which after a warm-up is rare. Readers copy the
-//! counters into an `hdrhistogram` for percentiles (see `stats.rs`).
+//! non-empty counters into a [`Snapshot`](super::Snapshot), which answers
+//! percentiles from them (see `stats.rs`).
 
 // std atomics, not `crate::sync`: the monitor is not modelled under loom,
 // and its unit tests run in the loom build too.

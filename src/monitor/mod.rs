@@ -26,16 +26,19 @@
 //!    far for [`latest`](Monitor::latest) (`window.rs`).
 //!
 //! That is two atomic read-modify-writes in the common case; readers do the
-//! rest. The `hdrhistogram` that answers percentiles is filled from the
-//! buckets when a [`Snapshot`] is taken, off the emit path.
+//! rest. A [`Snapshot`] copies the non-empty buckets, off the emit path, and
+//! answers percentiles from them, adding the counts up in `u128`: neither
+//! a saturated batch count nor a count another process wrote into a shared
+//! monitor's file can overflow the sum.
 //!
 //! Emissions that have no place in that order are still counted in
 //! [`total`](Monitor::total) (no emission is ever lost) but add no gap: the
 //! first one, and those reported by [`emit_at`](Monitor::emit_at) with an
-//! instant earlier than the latest emission. Emissions made while the
-//! monitor is stopped count in the total only, in no statistic. A batch of
-//! `n` (a throttle's `has_fuel_n`) is one emission with its gap and `n − 1`
-//! zero gaps, counted at once: the cost never depends on `n`.
+//! instant earlier than the latest emission or later than now. Emissions
+//! made while the monitor is stopped count in the total only, in no
+//! statistic. A batch of `n` (a throttle's `has_fuel_n`) is one emission
+//! with its gap and `n − 1` zero gaps, counted at once: the cost never
+//! depends on `n`.
 //!
 //! [`stop`](Monitor::stop) and [`start`](Monitor::start) are each one
 //! compare-and-swap of `base` (freeze the running time; move the base so it
@@ -93,15 +96,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 pub use builder::MonitorBuilder;
 pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
 use crate::Error;
-use crate::clock::{ClockSource, instant_of, ns_of};
+use crate::clock::{ClockSource, instant_of, ns_of, saturating_ns};
 use state::{Place, STOPPED, State};
 use window::Slots;
 
@@ -316,12 +317,18 @@ impl Monitor {
     /// exactly as they were, so [`lo_hi`](Monitor::lo_hi),
     /// [`hi_lo`](Monitor::hi_lo) and the percentiles are never corrupted.
     ///
+    /// One *later* than now on the monitor's clock (a reporter whose clock
+    /// runs ahead) is counted in the same way, without a gap: when it
+    /// really happened is unknown, so it neither makes a gap that never
+    /// happened nor pushes every later emission into its past. The next
+    /// emission's gap is measured from the latest one before it.
+    ///
     /// Instants are placed on the running time as it stands: one before
     /// the monitor was built counts as at its start, and one from before the
     /// latest [`start`](Monitor::start) as if there had been no stop since.
-    /// An instant in the future (a reporter whose clock runs ahead) counts
-    /// as now: one skewed reporter cannot push every later emission into
-    /// its past.
+    /// On the default clock, an `Instant::now()` taken before the call is
+    /// never later than now: the clock's counter is placed against
+    /// `Instant` as each call reads them both.
     ///
     /// # Examples
     ///
@@ -336,8 +343,10 @@ impl Monitor {
     /// monitor.emit_at(t0);
     /// monitor.emit_at(t0 + Duration::from_millis(30));
     /// monitor.emit_at(t0 + Duration::from_millis(10)); // late: counted, no gap
-    /// assert_eq!(monitor.total(), 3);
+    /// monitor.emit_at(t0 + Duration::from_secs(60)); // ahead: counted, no gap
+    /// assert_eq!(monitor.total(), 4);
     /// assert_eq!(monitor.lo_hi().unwrap().interval, Duration::from_millis(30));
+    /// assert_eq!(monitor.snapshot().gaps(), 1);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn emit_at(&self, at: Instant) {
@@ -645,6 +654,16 @@ impl Shared {
     fn ns_of(&self, at: Instant) -> u64 {
         match self.clock {
             ClockSource::Host => crate::shm::host_ns_of(at),
+            // The counter drifts from `Instant` by its calibration (tens of
+            // ppm): placed by its distance from a reading of both, an
+            // `Instant::now()` is never ahead of the counter's now.
+            ClockSource::Monotonic => {
+                let (now, now_ns) = (Instant::now(), self.clock.now_ns());
+                match now.checked_duration_since(at) {
+                    Some(ago) => now_ns.saturating_sub(saturating_ns(ago)),
+                    None => now_ns.saturating_add(saturating_ns(at - now)),
+                }
+            }
             _ => ns_of(at),
         }
     }
@@ -701,9 +720,14 @@ impl Shared {
             if base & STOPPED != 0 {
                 return self.count_stopped();
             }
-            // Not after now: a reporter's clock ahead of ours must not move
-            // `last` into the future.
-            let at_ns = at_ns.min(self.clock.now_ns());
+            // After now (a reporter's clock ahead of ours): when it really
+            // happened is unknown, so it makes no gap, and `last` stays
+            // (moved into the future, it would put every later emission
+            // in its past; clamped to now, it would add a gap that never
+            // happened).
+            if at_ns > self.clock.now_ns() {
+                return self.count_ungapped();
+            }
             let stamp = at_ns.saturating_sub(base).saturating_add(1);
             let mut prev = state.last.load(Ordering::Relaxed);
             loop {
@@ -869,12 +893,12 @@ impl Shared {
         let total = self.total();
         let counted = self.running();
         let running = self.running_ns(now);
-        let mut gaps = Histogram::<u64>::new(3).expect("3 significant figures are supported");
-        state.gaps.for_each(|i, n| {
-            // Gaps beyond 2^62 ns (146 years) are clamped.
-            let _ = gaps.record_n(gaps::representative(i).min(1 << 62), n);
-        });
-        let _ = gaps.record_n(0, state.batched.load(Ordering::Relaxed));
+        // Batches' zero gaps first: the lowest value.
+        let batched = state.batched.load(Ordering::Relaxed);
+        let mut gaps: Vec<(u64, u64)> = (batched > 0).then_some((0, batched)).into_iter().collect();
+        state
+            .gaps
+            .for_each(|i, n| gaps.push((gaps::representative(i), n)));
         let extremes = self.extremes();
         Snapshot {
             at: self.instant_of(now),

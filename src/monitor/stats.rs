@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 /// A rate, both ways round: the time between emissions and emissions per
 /// second.
 ///
@@ -188,7 +186,10 @@ pub struct Snapshot {
     pub lo_hi: Option<Stat>,
     /// As [`Monitor::hi_lo`](crate::Monitor::hi_lo).
     pub hi_lo: Option<Stat>,
-    pub(crate) gaps: Histogram<u64>,
+    /// The gaps' distribution: `(value, count)` of every non-empty bucket,
+    /// in increasing value. Counts are as read (a shared monitor's may be
+    /// anything another process wrote): they are added up in `u128`.
+    pub(crate) gaps: Vec<(u64, u64)>,
     /// The exact shortest and longest gap.
     pub(crate) extremes: Option<(u64, u64)>,
 }
@@ -226,13 +227,21 @@ impl Snapshot {
             // which would move p99.9 of 1000 gaps from the 999th to the
             // 1000th: step back by far less than one rank in 2^40.
             let quantile = (q / 100.0 - 1e-12).max(0.0);
-            self.gaps.value_at_quantile(quantile).clamp(min, max)
+            // `as` saturates: a rank past the last is the last.
+            let rank = ((quantile * self.count() as f64).ceil() as u128).max(1);
+            let mut below = 0u128;
+            let value = self.gaps.iter().find_map(|&(value, n)| {
+                below += u128::from(n);
+                (below >= rank).then_some(value)
+            });
+            value.unwrap_or(max).clamp(min, max)
         };
         Some(Duration::from_nanos(ns))
     }
 
     /// How many gaps the percentiles are taken over: one fewer than the
-    /// emissions, less those reported out of order or while stopped.
+    /// emissions, less those reported out of order or while stopped;
+    /// `u64::MAX` at most.
     ///
     /// # Examples
     ///
@@ -245,7 +254,13 @@ impl Snapshot {
     /// assert_eq!(monitor.snapshot().gaps(), 1);
     /// ```
     pub fn gaps(&self) -> u64 {
-        self.gaps.len()
+        u64::try_from(self.count()).unwrap_or(u64::MAX)
+    }
+
+    /// The gaps counted, exactly: the sum of up to 3777 counts of 64 bits
+    /// cannot overflow.
+    fn count(&self) -> u128 {
+        self.gaps.iter().map(|&(_, n)| u128::from(n)).sum()
     }
 }
 

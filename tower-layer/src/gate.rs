@@ -131,6 +131,9 @@ pub(crate) struct Gate<R = ()> {
     /// `Some` while `wait` holds a wait not yet resolved (a resolved one
     /// must not be polled again).
     waiting: Option<Waiting>,
+    /// How long the wait for the fuel held lasted (if waits are timed):
+    /// counted when `call` spends it, with the request.
+    waited: Option<Duration>,
 }
 
 impl<R> Gate<R> {
@@ -140,6 +143,7 @@ impl<R> Gate<R> {
             held: Held::Nothing,
             wait: None,
             waiting: None,
+            waited: None,
         }
     }
 
@@ -286,7 +290,8 @@ impl<R> Gate<R> {
                 return Poll::Ready(());
             }
         }
-        self.config
+        self.waited = self
+            .config
             .policy
             .wait_ended(waiting.and_then(|waiting| waiting.started));
         Poll::Ready(())
@@ -298,6 +303,7 @@ impl<R> Gate<R> {
     /// to emit on success otherwise.
     #[inline]
     pub(crate) fn spend(&mut self) -> Result<Option<Monitor>, Throttled> {
+        let waited = self.waited.take();
         match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Fuel(fuel) => fuel.spend(),
             Held::Taken => {}
@@ -315,7 +321,7 @@ impl<R> Gate<R> {
             }
         }
         let policy = &self.config.policy;
-        policy.admitted();
+        policy.admitted(waited);
         Ok(policy.emission.fueled())
     }
 

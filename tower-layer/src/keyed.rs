@@ -571,8 +571,7 @@ impl<K> KeyWaiting<K> {
     /// on success, if that is when (else emitted now).
     pub(crate) fn fueled(self) -> Option<Monitor> {
         let policy = &self.policy;
-        policy.wait_ended(self.started);
-        policy.admitted();
+        policy.admitted(policy.wait_ended(self.started));
         policy.emission.fueled()
     }
 }
@@ -606,7 +605,7 @@ where
     #[inline]
     pub(crate) fn admit(&self, key: &K) -> Admit<K> {
         if self.keyed.has_fuel(key) {
-            self.policy.admitted();
+            self.policy.admitted(None);
             return Admit::Now(self.policy.emission.fueled());
         }
         self.no_fuel(key)

@@ -58,10 +58,16 @@ impl Policy {
         throttled
     }
 
-    /// A request has its fuel and goes to the inner service.
+    /// A request has its fuel and goes to the inner service, after waiting
+    /// `waited` for it (`wait_ended`'s figure), if it waited. Counted here,
+    /// not when the wait ends: a request whose service is dropped before
+    /// `call` was never admitted, and `waited` is a part of `admitted`.
     #[inline]
-    pub(crate) fn admitted(&self) {
+    pub(crate) fn admitted(&self, waited: Option<Duration>) {
         if let Some(stats) = &self.stats {
+            if let Some(wait) = waited {
+                stats.waited_for(wait);
+            }
             stats.admit();
         }
     }
@@ -85,21 +91,18 @@ impl Policy {
         })
     }
 
-    /// A request that waited since `started` got its fuel.
+    /// A request that waited since `started` got its fuel: reports the wait
+    /// and returns it, for [`admitted`](Policy::admitted) to count.
     #[cold]
-    pub(crate) fn wait_ended(&self, started: Option<Instant>) {
-        let Some(started) = started else {
-            return;
-        };
+    pub(crate) fn wait_ended(&self, started: Option<Instant>) -> Option<Duration> {
+        let started = started?;
         let now = match &self.stats {
             Some(stats) => stats.now(),
             None => Instant::now(),
         };
         let wait = now.saturating_duration_since(started);
-        if let Some(stats) = &self.stats {
-            stats.waited_for(wait);
-        }
         events::waited(wait, self.long_wait, self.label.as_deref());
+        Some(wait)
     }
 }
 

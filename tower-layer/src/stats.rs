@@ -143,6 +143,7 @@ impl Stats {
     /// assert!(svc.poll_ready(&mut cx).is_pending()); // waits in line
     /// clock.advance(Duration::from_millis(100));
     /// assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    /// drop(svc.call(())); // admitted: the wait is counted with it
     /// assert_eq!(stats.wait_times().percentile(50.0), Some(Duration::from_millis(100)));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -195,8 +196,9 @@ impl Stats {
     }
 
     /// Requests admitted after waiting in line for their fuel, one
-    /// emission each when the wait ends (they are in
-    /// [`admitted`](Stats::admitted) too).
+    /// emission each when it is admitted (they are in
+    /// [`admitted`](Stats::admitted) too): a request whose service is
+    /// dropped after its wait, before `call`, is in neither.
     ///
     /// # Examples
     ///

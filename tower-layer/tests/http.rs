@@ -9,7 +9,7 @@ use std::time::Duration;
 use fueltank::clock::ManualClock;
 use fueltank::{Hardcap, Rate, Tank};
 use fueltank_tower::http::{HeaderStyle, HttpThrottleLayer, HttpThrottleService};
-use fueltank_tower::{ThrottleLayer, Throttled};
+use fueltank_tower::{Stats, ThrottleLayer, Throttled};
 use futures::FutureExt;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceBuilder};
@@ -218,6 +218,36 @@ fn wait_mode_waits_and_sends_the_headers() {
     let response = get(&mut svc);
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(split(&response), (10, 0, 1));
+}
+
+/// As the plain layer's: a service made ready after a wait and dropped
+/// before `call` gives its fuel back and is counted nowhere.
+#[test]
+fn a_wait_without_a_call_is_not_counted() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "20/s", 0);
+    let stats = Stats::with_clock(clock.clone());
+    let layer = ThrottleLayer::from_tank(tank.clone())
+        .stats(stats.clone())
+        .http();
+    let mut dropped: HttpThrottleService<Inner> = layer.layer(ok());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(dropped.poll_ready(&mut cx).is_pending());
+    clock.advance(Duration::from_millis(50));
+    assert!(dropped.poll_ready(&mut cx).is_ready());
+    drop(dropped);
+    assert_eq!(tank.level(), 1, "the fuel went back");
+    assert_eq!(stats.admitted().total(), 0);
+    assert_eq!(stats.waited().total(), 0);
+    assert_eq!(stats.wait_times().count(), 0);
+    let mut called = layer.layer(ok());
+    assert_eq!(get(&mut called).status(), StatusCode::OK);
+    assert!(called.poll_ready(&mut cx).is_pending());
+    clock.advance(Duration::from_millis(50));
+    assert_eq!(get(&mut called).status(), StatusCode::OK);
+    assert_eq!(stats.admitted().total(), 2);
+    assert_eq!(stats.waited().total(), 1);
+    assert_eq!(stats.wait_times().sum(), Duration::from_millis(50));
 }
 
 #[test]

@@ -88,6 +88,64 @@ fn a_shed_poll_ready_without_a_call_is_not_counted() {
     assert_eq!(stats.rejected().total(), 1);
 }
 
+/// A service made ready after a wait and dropped before `call` admitted
+/// nothing: its fuel goes back, and neither `waited` nor `admitted` counts
+/// it (`waited` is a part of `admitted`). The keyed layer waits inside
+/// `call`'s future: dropped while waiting, it counts nothing either.
+#[test]
+fn a_wait_without_a_call_is_not_counted() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder(Rate::per_second(20).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let stats = Stats::with_clock(clock.clone());
+    let layer = ThrottleLayer::from_tank(tank.clone()).stats(stats.clone());
+    let svc = || layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    let counted = || {
+        let waits = stats.wait_times();
+        let totals = (stats.admitted().total(), stats.waited().total());
+        (totals.0, totals.1, waits.count(), waits.sum())
+    };
+    let mut dropped = svc();
+    assert!(dropped.poll_ready(&mut cx()).is_pending());
+    clock.advance(ms(50));
+    assert!(dropped.poll_ready(&mut cx()).is_ready());
+    drop(dropped);
+    assert_eq!(tank.level(), 1, "the fuel went back");
+    assert_eq!(counted(), (0, 0, 0, Duration::ZERO));
+
+    // Served at once (the fuel given back), then after a wait of 50 ms.
+    for _ in 0..2 {
+        let mut called = svc();
+        if called.poll_ready(&mut cx()).is_pending() {
+            clock.advance(ms(50));
+            assert!(called.poll_ready(&mut cx()).is_ready());
+        }
+        assert!(called.call(1).now_or_never().unwrap().is_ok());
+    }
+    assert_eq!(counted(), (2, 1, 1, ms(50)));
+
+    let per_key = KeyedTank::builder(Rate::per_second(20).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let keyed_stats = Stats::with_clock(clock.clone());
+    let mut keyed = KeyedThrottleLayer::new(per_key, key_fn(|key: &u32| Ok(*key)))
+        .stats(keyed_stats.clone())
+        .layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    assert!(keyed.poll_ready(&mut cx()).is_ready());
+    let mut waiting = Box::pin(keyed.call(7));
+    assert!(waiting.as_mut().poll(&mut cx()).is_pending());
+    drop(waiting);
+    clock.advance(ms(50));
+    assert_eq!(keyed_stats.admitted().total(), 0);
+    assert_eq!(keyed_stats.waited().total(), 0);
+    assert_eq!(keyed_stats.wait_times().count(), 0);
+}
+
 #[test]
 fn the_keyed_layer_counts_per_request_whatever_the_key() {
     let clock = ManualClock::new();
