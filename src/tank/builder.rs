@@ -223,16 +223,20 @@ impl TankBuilder {
     /// beside two that waited; the sum always holds. Where fairness between
     /// processes matters, give each its own tank with a share of the rate.
     /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
-    /// [`resume`](Tank::resume) reach every process. Fuel given back
+    /// [`resume`](Tank::resume) reach every process: after another
+    /// process's `set_rate`, this one's [`wait_time`](Tank::wait_time),
+    /// capacity checks and waiters follow the new rate. Fuel given back
     /// returns only if no take since changed the bucket (in any process);
-    /// otherwise it is spent. A process killed at any point leaves the
-    /// shared state whole and blocks no one.
+    /// otherwise it is spent. A process killed or stopped at any point
+    /// leaves the shared state whole and blocks no one.
     ///
     /// The file outlives the processes: the next run attaches and carries
     /// on. Remove it to start anew. `build` fails if the file holds another
     /// rate or hardcap ([`Error::SharedMismatch`], naming what differs), is
-    /// not a fueltank file of this version or was written before the host's
-    /// last reboot (on Linux; [`Error::SharedMemory`]), or if
+    /// not a fueltank file of this version, is corrupt (a field no tank
+    /// writes: its tick scale or interval not those of its rate, its epoch
+    /// ahead of the host's clock, fuel beyond its capacity) or was written
+    /// before the host's last reboot (on Linux; [`Error::SharedMemory`]), or if
     /// the options do not fit shared memory ([`Error::Unsupported`]:
     /// `Window`, a clock other than the default, or a rate whose bucket
     /// spans more than 2^45 ticks).
