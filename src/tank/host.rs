@@ -453,12 +453,19 @@ impl HostState {
         self.word.load(Ordering::Relaxed) == view.word
     }
 
+    /// Whether the slot `view` read still belongs to the word: no change
+    /// moved the word to another generation since (takes may have).
+    fn same_slot(&self, view: &View) -> bool {
+        let generation = !VALUE & !PAUSED;
+        (self.word.load(Ordering::Relaxed) ^ view.word) & generation == 0
+    }
+
     /// A view whose slot belonged to its word, if one comes within a few
     /// tries (else the last: a reader then refuses if its slot is torn).
     fn settled(&self) -> View {
         let mut v = self.view();
         for _ in 0..3 {
-            if self.unchanged(&v) {
+            if self.same_slot(&v) {
                 break;
             }
             v = self.view();
@@ -541,7 +548,7 @@ impl HostState {
     /// The fuel in the bucket at `now` (none if the state is corrupt).
     pub(crate) fn level(&self, now: u64, shape: Shape) -> u64 {
         let v = self.settled();
-        if !v.sane(shape) || !self.unchanged(&v) {
+        if !v.sane(shape) || !self.same_slot(&v) {
             return 0;
         }
         let t = v.params.t;
@@ -566,7 +573,7 @@ impl HostState {
     /// while paused, if the state is corrupt, or if never within the clock.
     pub(crate) fn due(&self, now: u64, n: u128, shape: Shape) -> u64 {
         let v = self.settled();
-        if v.paused || !v.sane(shape) || !self.unchanged(&v) {
+        if v.paused || !v.sane(shape) || !self.same_slot(&v) {
             return u64::MAX;
         }
         let p = &v.params;
@@ -586,7 +593,7 @@ impl HostState {
         let v = self.settled();
         let p = &v.params;
         let rate = Rate::new(p.max_n, std::time::Duration::from_nanos(p.per_ns)).ok()?;
-        self.unchanged(&v).then_some(rate)
+        self.same_slot(&v).then_some(rate)
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -671,7 +678,7 @@ impl HostState {
     /// every spare slot, or the state is corrupt).
     fn rebase(&self, now: u64, shape: Shape) -> bool {
         let v = self.view();
-        v.sane(shape) && self.unchanged(&v) && self.change(now, &v.params, true)
+        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true)
     }
 
     /// Writes `params` to a spare slot, with the epoch a span before `now`,
