@@ -494,7 +494,8 @@ fn attach_to_a_bad_file_is_an_error() {
     };
     let original = std::fs::read(&file.0).unwrap();
     let restore = || std::fs::write(&file.0, &original).unwrap();
-    let version = 1u64;
+    // This version's, as the file says.
+    let version = u64::from_le_bytes(original[8..16].try_into().unwrap()) >> 32;
     let monitor_kind = 2u64;
 
     overwrite(&file.0, 0, u64::from_le_bytes(*b"notatank"));

@@ -292,7 +292,8 @@ fn a_killed_process_leaves_the_others_exact() {
     let _ = std::fs::remove_file(&file);
 }
 
-/// `pause`, `resume` and `set_rate` in one process reach the others.
+/// `pause`, `resume` and `set_rate` in one process reach the others (the
+/// rate with its capacity).
 #[test]
 fn pause_resume_and_set_rate_reach_every_process() {
     if let Some(args) = worker() {
@@ -308,6 +309,7 @@ fn pause_resume_and_set_rate_reach_every_process() {
             match line.as_str() {
                 "take" => println!("took {}", tank.has_fuel()),
                 "rate" => println!("rate {}", tank.rate()),
+                "wait 50" => println!("wait {}", tank.wait_time(50).is_some()),
                 _ => break,
             }
         }
@@ -346,7 +348,10 @@ fn pause_resume_and_set_rate_reach_every_process() {
                 "the other process ended"
             );
             let line = line.trim().to_owned();
-            if line.starts_with("took ") || line.starts_with("rate ") {
+            if ["took ", "rate ", "wait "]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
                 return line;
             }
         }
@@ -359,6 +364,8 @@ fn pause_resume_and_set_rate_reach_every_process() {
     assert_eq!(ask("take"), "took true");
     tank.set_rate("100/s".parse().unwrap());
     assert_eq!(ask("rate"), "rate 100/s");
+    // Its capacity too: 50 fit now (it attached at 10/s).
+    assert_eq!(ask("wait 50"), "wait true");
     drop(to);
     other.wait().unwrap();
     let _ = std::fs::remove_file(&file);
@@ -526,4 +533,311 @@ fn a_shared_throttle_counts_every_process() {
     for kind in ["tank", "monitor"] {
         let _ = std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}"));
     }
+}
+
+// Where the fields of a tank's state sit in its file, for the tests that
+// corrupt them: the 64-byte header, the state's first line (the word at
+// 64), then the parameter slots, one line each; a new tank's word names
+// the first slot (at 128).
+const WORD_AT: u64 = 64;
+const SLOT_AT: u64 = 128;
+const EPOCH: u64 = SLOT_AT;
+const SCALE: u64 = SLOT_AT + 24;
+const INTERVAL: u64 = SLOT_AT + 32;
+
+fn read_u64(file: &std::path::Path, at: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = [0; 8];
+    std::fs::File::open(file)
+        .unwrap()
+        .read_exact_at(&mut bytes, at)
+        .unwrap();
+    u64::from_le_bytes(bytes)
+}
+
+/// Writes `value` at `at` through the file: the same page every mapping of
+/// it shows, so processes attached already see it too.
+fn write_u64(file: &std::path::Path, at: u64, value: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .write_all_at(&value.to_le_bytes(), at)
+        .unwrap();
+}
+
+/// Runs `f` on a thread and waits at most `limit` for it: `None` if it had
+/// not returned by then (it is left running; the test then fails).
+fn within<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// A shared file, removed when dropped (whatever the test's outcome).
+struct Removed(PathBuf);
+
+impl Removed {
+    fn new(name: &str) -> Removed {
+        Removed(path(name))
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A 10/s tank built full (`initial(10)`), then dropped.
+fn ten_per_second(name: &str) -> Removed {
+    let file = Removed::new(name);
+    let tank = Tank::builder("10/s".parse().unwrap())
+        .initial(10)
+        .shared_memory(file.path())
+        .build()
+        .unwrap();
+    drop(tank);
+    file
+}
+
+/// How many of `tries` successive `has_fuel` grant, on a thread given
+/// `limit`; `None` if they had not returned by then.
+fn grants_within(tank: Tank, tries: u64, limit: Duration) -> Option<u64> {
+    within(limit, move || {
+        (0..tries).filter(|_| tank.has_fuel()).count() as u64
+    })
+}
+
+/// Every field of the state a reader relies on is checked when a process
+/// attaches: a file whose interval, tick scale or epoch was corrupted is an
+/// error naming the field (not a tank that grants without limit, never
+/// answers, or says it holds fuel it will not give).
+#[test]
+fn a_corrupt_state_is_refused_at_attach() {
+    if worker().is_some() {
+        return;
+    }
+    let limit = Duration::from_secs(10);
+    /// The case, the field's offset, how it is corrupted, and the name the
+    /// error must give it.
+    type Case = (&'static str, u64, fn(u64) -> u64, &'static str);
+    let cases: [Case; 4] = [
+        ("interval", INTERVAL, |_| 1, "interval"),
+        ("scale", SCALE, |_| 1 << 50, "tick scale"),
+        // 11.6 days ahead of the host's clock.
+        (
+            "epoch",
+            EPOCH,
+            |epoch| epoch + 1_000_000_000_000_000,
+            "epoch",
+        ),
+        // A `tat` far beyond what the capacity allows (the bucket would
+        // stay empty for hours).
+        ("tat", WORD_AT, |word| word + (1 << 46), "fuel"),
+    ];
+    let mut wrong = Vec::new();
+    for (name, at, patch, field) in cases {
+        let file = ten_per_second(name);
+        write_u64(&file.0, at, patch(read_u64(&file.0, at)));
+        let path = file.path().to_owned();
+        let outcome = within(limit, move || match shared(&path, "10/s", Hardcap::Limit) {
+            Err(e) => Err(e.to_string()),
+            Ok(tank) => Ok((
+                grants_within(tank.clone(), 100_000, Duration::from_secs(5)),
+                tank.level(),
+                tank.wait_time(1),
+            )),
+        });
+        match outcome {
+            None => wrong.push(format!("{name}: build() had not returned after {limit:?}")),
+            Some(Ok((grants, level, wait))) => wrong.push(format!(
+                "{name}: attached to a corrupt file; has_fuel granted {grants:?} of 100000 \
+                 (None: had not returned after 5 s), level {level}, wait_time(1) {wait:?}"
+            )),
+            Some(Err(message)) => {
+                if !(message.contains(field) && message.contains("corrupt")) {
+                    wrong.push(format!("{name}: {message}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A field that goes bad after a process attached (another writer with
+/// access to the file) makes takes refuse: never grant beyond the
+/// capacity, never hang.
+#[test]
+fn a_state_corrupted_after_attach_never_over_grants_nor_hangs() {
+    if worker().is_some() {
+        return;
+    }
+    let cases: [(&str, u64, u64); 3] = [
+        ("interval", INTERVAL, 1),
+        ("scale", SCALE, 1 << 50),
+        ("zero interval", INTERVAL, 0),
+    ];
+    let mut wrong = Vec::new();
+    for (name, at, value) in cases {
+        let file = ten_per_second(name);
+        let tank = shared(file.path(), "10/s", Hardcap::Limit).unwrap();
+        write_u64(&file.0, at, value);
+        // Built full: 10, and one more if this ran for over 100 ms.
+        match grants_within(tank, 100_000, Duration::from_secs(10)) {
+            None => wrong.push(format!("{name}: has_fuel had not returned after 10 s")),
+            Some(grants) if grants > 11 => {
+                wrong.push(format!("{name}: {grants} grants from a 10/s tank"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A rate set by one process is every process's: the capacity a request
+/// is checked against, `wait_time`, waiters already in line.
+#[test]
+fn every_handle_follows_the_shared_rate() {
+    if worker().is_some() {
+        return;
+    }
+    use common::poll;
+    use std::task::Poll;
+    let file = Removed::new("follow");
+    let a = shared(file.path(), "10/s", Hardcap::Limit).unwrap();
+    let b = shared(file.path(), "10/s", Hardcap::Limit).unwrap();
+    while b.has_fuel() {} // empty: the waiter below must wait
+    let mut waiter = Box::pin(b.await_fuel_n(5));
+    assert!(poll(waiter.as_mut()).is_pending());
+    a.try_set_rate("2/s".parse().unwrap()).unwrap();
+    let mut wrong = Vec::new();
+    let too_large = Err(Error::ExceedsCapacity {
+        requested: 5,
+        capacity: 2,
+    });
+    if b.wait_time(5).is_some() {
+        wrong.push(format!("wait_time(5) at 2/s: {:?}", b.wait_time(5)));
+    }
+    let mut new = Box::pin(b.await_fuel_n(5));
+    match poll(new.as_mut()) {
+        Poll::Ready(got) if got == too_large => {}
+        got => wrong.push(format!("await_fuel_n(5) at 2/s: {got:?}")),
+    }
+    // The waiter in line learns it at its next look at the shared bucket.
+    let queued = within(Duration::from_secs(5), move || {
+        futures::executor::block_on(waiter.as_mut())
+    });
+    if queued != Some(too_large) {
+        wrong.push(format!(
+            "the waiter in line (None: waiting after 5 s): {queued:?}"
+        ));
+    }
+    a.try_set_rate("1000/s".parse().unwrap()).unwrap();
+    let mut fifty = Box::pin(b.await_fuel_n(50));
+    if let Poll::Ready(Err(e)) = poll(fifty.as_mut()) {
+        wrong.push(format!("await_fuel_n(50) at 1000/s: {e:?}"));
+    }
+    match b.wait_time(50) {
+        Some(wait) if wait <= Duration::from_millis(100) => {}
+        wait => wrong.push(format!("wait_time(50) at 1000/s: {wait:?}")),
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A child process, killed and reaped when dropped (whatever the test's
+/// outcome: no process is left behind).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: a plain system call on our own child, which is not reaped
+    // yet (`Reaped` reaps it only when dropped), so its pid is its own.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+/// Whether some word of the tank's state names process `pid` as the one
+/// changing its parameters (`pid << 32 | …`).
+fn names_pid(file: &std::path::Path, pid: u32) -> bool {
+    let bytes = std::fs::read(file).unwrap();
+    bytes[64..]
+        .chunks_exact(8)
+        .any(|w| u64::from_le_bytes(w.try_into().unwrap()) >> 32 == u64::from(pid))
+}
+
+/// A process stopped, then killed (and not reaped), in the middle of a
+/// change of the parameters blocks nobody: at 100003/s the epoch must move
+/// on about every second, and another process's `has_fuel` still answers,
+/// and grants.
+#[test]
+fn a_process_stopped_or_killed_mid_change_blocks_nobody() {
+    if let Some(args) = worker() {
+        let tank = shared(&args[0], "100003/s", Hardcap::One).unwrap();
+        println!("\nready");
+        let rate = "100003/s".parse().unwrap();
+        loop {
+            tank.try_set_rate(rate).unwrap();
+        }
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = Removed::new("stopped");
+    let path = file.path();
+    let tank = shared(path, "100003/s", Hardcap::One).unwrap();
+    let mut child = Reaped(spawn_worker(
+        "a_process_stopped_or_killed_mid_change_blocks_nobody",
+        &[path.to_owned()],
+    ));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "ready" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the worker ended");
+    }
+    // Stop it while it holds the right to change the parameters.
+    let pid = child.0.id();
+    let mut caught = false;
+    for _ in 0..1000 {
+        std::thread::sleep(Duration::from_millis(1));
+        signal(&child.0, libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(5)); // stopped by now
+        if names_pid(&file.0, pid) {
+            caught = true;
+            break;
+        }
+        signal(&child.0, libc::SIGCONT);
+    }
+    assert!(caught, "never stopped it mid-change");
+    let answers = |what: &str| {
+        // Past the next move of the epoch (about every 1.05 s).
+        std::thread::sleep(Duration::from_millis(1_600));
+        let tank = tank.clone();
+        let granted = within(Duration::from_secs(10), move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_millis(200) {
+                if tank.has_fuel() {
+                    return true;
+                }
+            }
+            false
+        });
+        assert_eq!(granted, Some(true), "{what}: None is no answer after 10 s");
+    };
+    answers("stopped");
+    signal(&child.0, libc::SIGKILL);
+    answers("killed, not reaped");
+    drop(child);
+    answers("killed and reaped");
 }

@@ -28,7 +28,7 @@ const CLOCK_SLACK_NS: u64 = 1_000_000_000;
 
 /// Creates the monitor's file at `path`, or attaches to it.
 pub(crate) fn open(path: &Path, access: Access, window_ns: u64) -> Result<Place, Error> {
-    let region = Region::open_with(
+    let region = Region::open(
         path,
         access,
         FILE_LEN,

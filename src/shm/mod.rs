@@ -45,7 +45,7 @@ mod region;
 use std::path::{Path, PathBuf};
 
 #[cfg(all(unix, not(fueltank_loom)))]
-pub(crate) use region::{Mapped, Region, with_access};
+pub(crate) use region::{Mapped, Region};
 
 // std atomics: a header lives only in mapped memory, never in a loom model.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +55,7 @@ use crate::Error;
 /// `b"fueltank"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"fueltank");
 /// The layout version: a file of another version is an error.
-pub(crate) const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 2;
 
 /// What a shared file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 //! after checks of who owns it and who may write it (the trust model on
 //! [`SharedMemory`](super::SharedMemory)).
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -45,25 +44,6 @@ unsafe impl Sync for Region {}
 /// of them), and be valid for any bit pattern, zeroes included.
 pub(crate) unsafe trait Mapped: Sized {}
 
-thread_local! {
-    /// The access of the [`Region::open`] calls inside [`with_access`].
-    static ACCESS: Cell<Access> = const { Cell::new(Access::DEFAULT) };
-}
-
-/// Runs `f` with `access` for its [`Region::open`] calls: how a tank's
-/// options reach the region through the tank's state module, whose
-/// `open` takes a path only.
-pub(crate) fn with_access<R>(access: Access, f: impl FnOnce() -> R) -> R {
-    struct Restore(Access);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            ACCESS.set(self.0);
-        }
-    }
-    let _restore = Restore(ACCESS.replace(access));
-    f()
-}
-
 /// How many times a build opens the name again when the file vanishes or
 /// is being removed meanwhile.
 const TRIES: u32 = 8;
@@ -78,22 +58,11 @@ enum Found {
 }
 
 impl Region {
-    /// [`open_with`](Region::open_with) the access of the enclosing
-    /// [`with_access`] (the default outside one).
-    pub(crate) fn open(
-        path: &Path,
-        len: usize,
-        init: impl Fn(&Region),
-        check: impl Fn(&Region) -> Result<(), Error>,
-    ) -> Result<Region, Error> {
-        Region::open_with(path, ACCESS.get(), len, init, check)
-    }
-
     /// The region of `len` bytes at `path`: attached to if the file exists
     /// and `access` accepts it (then `check` validates its contents), else
     /// created, zeroed, filled by `init` and only then published under
     /// `path`, so that no process ever sees a file half made.
-    pub(crate) fn open_with(
+    pub(crate) fn open(
         path: &Path,
         access: Access,
         len: usize,

@@ -228,10 +228,12 @@ impl TankBuilder {
     /// beside two that waited; the sum always holds. Where fairness between
     /// processes matters, give each its own tank with a share of the rate.
     /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
-    /// [`resume`](Tank::resume) reach every process. Fuel given back
+    /// [`resume`](Tank::resume) reach every process: after another
+    /// process's `set_rate`, this one's [`wait_time`](Tank::wait_time),
+    /// capacity checks and waiters follow the new rate. Fuel given back
     /// returns only if no take since changed the bucket (in any process);
-    /// otherwise it is spent. A process killed at any point leaves the
-    /// shared state whole and blocks no one.
+    /// otherwise it is spent. A process killed or stopped at any point
+    /// leaves the shared state whole and blocks no one.
     ///
     /// The file outlives the processes: the next run attaches and carries
     /// on. [`Tank::remove_shared_memory`] removes it to start anew, once no
@@ -239,8 +241,10 @@ impl TankBuilder {
     /// splits the budget in two (see
     /// [`SharedMemory`](SharedMemory#removing-it)). `build` fails if the
     /// file holds another rate or hardcap ([`Error::SharedMismatch`], naming
-    /// what differs), is not a fueltank file of this version, was written
-    /// before the host's last reboot (on Linux), or is not one
+    /// what differs), is not a fueltank file of this version, is corrupt (a
+    /// field no tank writes: its tick scale or interval not those of its
+    /// rate, its epoch ahead of the host's clock, fuel beyond its capacity),
+    /// was written before the host's last reboot (on Linux), or is not one
     /// [`SharedMemory`] accepts ([`Error::SharedMemory`]), or if
     /// the options do not fit shared memory ([`Error::Unsupported`]:
     /// `Window`, a clock other than the default, or a rate whose bucket

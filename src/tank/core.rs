@@ -205,6 +205,7 @@ impl Shared {
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
+            core.follow_host(&mut wakers.0);
             let result = op(&mut core, self.clock.now_ns(), &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
@@ -268,7 +269,7 @@ impl Shared {
         if self.word.queued() {
             return None;
         }
-        match host.state().take(self.clock.now_ns(), n) {
+        match host.take(self.clock.now_ns(), n) {
             Took::Taken(word) => Some(Stamp::host(word)),
             Took::Empty => None,
         }
@@ -293,7 +294,7 @@ impl Shared {
 
     pub(crate) fn level(&self) -> u64 {
         if let Some(host) = &self.host {
-            return host.state().level(self.clock.now_ns());
+            return host.level(self.clock.now_ns());
         }
         if let Some(level) = self.word.level(self.clock.now_ns()) {
             return level;
@@ -307,7 +308,7 @@ impl Shared {
         if let Some(host) = &self.host {
             return match self.word.queued() {
                 true => 0,
-                false => host.state().level(self.clock.now_ns()),
+                false => host.level(self.clock.now_ns()),
             };
         }
         if let Some(level) = self.word.level(self.clock.now_ns()) {
@@ -403,7 +404,7 @@ impl Shared {
     pub(crate) fn pause(&self) {
         self.locked(|core, now| {
             if let Bucket::Host(host) = &core.bucket {
-                return host.state().pause(now);
+                return host.pause(now);
             }
             core.paused_at.get_or_insert(now);
         });
@@ -412,7 +413,7 @@ impl Shared {
     pub(crate) fn resume(&self) {
         self.locked(|core, now| {
             if let Bucket::Host(host) = &core.bucket {
-                return host.state().resume(now);
+                return host.resume(now);
             }
             if let Some(paused_at) = core.paused_at.take() {
                 let paused_for = now.saturating_sub(paused_at);
@@ -600,7 +601,7 @@ impl Core {
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.level(now),
             Bucket::Window(window) => window.level(now),
-            Bucket::Host(host) => host.state().level(now),
+            Bucket::Host(host) => host.level(now),
         }
     }
 
@@ -632,7 +633,7 @@ impl Core {
                 let leave = window.try_take(now, n)?;
                 Some(self.refunds.stamp_window(leave))
             }
-            Bucket::Host(host) => match host.state().take(now, n) {
+            Bucket::Host(host) => match host.take(now, n) {
                 Took::Taken(word) => Some(Stamp::host(word)),
                 Took::Empty => None,
             },
@@ -644,7 +645,7 @@ impl Core {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
-            Bucket::Host(host) => host.state().due(now, self.queued_fuel + u128::from(n)),
+            Bucket::Host(host) => host.due(now, self.queued_fuel + u128::from(n)),
             Bucket::Window(window) => {
                 let valid = match &self.tail {
                     Some((line, replay)) => {
@@ -689,7 +690,6 @@ impl Core {
             // Another process may give fuel back, or resume, at any time:
             // look again at least this often while anyone waits.
             Bucket::Host(host) => host
-                .state()
                 .due(now, u128::from(n))
                 .min(now.saturating_add(HOST_POLL)),
         }
@@ -711,7 +711,7 @@ impl Core {
             }
             Bucket::Host(host) => {
                 if let Some(word) = stamp.host_word() {
-                    host.state().give_back(n, word);
+                    host.give_back(n, word);
                 }
             }
         }
@@ -888,8 +888,26 @@ impl Core {
                 gcra.set_rate(now, rate, self.hardcap.capacity(rate.max_n(), self.burst))
             }
             Bucket::Window(window) => window.set_rate(now, rate),
-            Bucket::Host(host) => host.state().set_rate(now, rate, self.hardcap, self.burst)?,
+            Bucket::Host(host) => host.set_rate(now, rate)?,
         }
+        self.rate_changed(rate, wakers);
+        Ok(())
+    }
+
+    /// A shared tank's rate may have been changed by another process: from
+    /// then on, this one's capacity checks and waiters follow it too.
+    fn follow_host(&mut self, wakers: &mut Vec<Waker>) {
+        if let Bucket::Host(host) = &self.bucket
+            && let Some(rate) = host.state().rate()
+            && rate != self.rate
+        {
+            self.rate_changed(rate, wakers);
+        }
+    }
+
+    /// The rate is now `rate`: waiters whose request no longer fits the
+    /// capacity are rejected, their wakers added to `wakers`.
+    fn rate_changed(&mut self, rate: Rate, wakers: &mut Vec<Waker>) {
         // Fuel granted under the old rate can no longer be given back.
         self.refunds.rate_changed();
         self.rate = rate;
@@ -909,7 +927,6 @@ impl Core {
                 wakers.extend(waiter.finish(REJECTED, rejected));
             }
         }
-        Ok(())
     }
 }
 

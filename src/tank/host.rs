@@ -4,29 +4,39 @@
 //! # The word
 //!
 //! ```text
-//!   63       62 … 48      47 … 0
-//! PAUSED   generation   tat, or (paused) the frozen room
+//!   63       62 … 50      49 48    47 … 0
+//! PAUSED   generation    slot    tat, or (paused) the frozen room
 //! ```
 //!
 //! Running, the word holds the `tat` of `bucket.rs`, in ticks since the
-//! epoch of its parameter *slot*: one of two, picked by the generation's
-//! parity, each holding an epoch and the rate's tick scale. A take is one
-//! compare-and-swap of the word computed with the slot it names, as in
-//! `word.rs`. Paused, the word holds how much the bucket held when it was
-//! paused (`now − tat + T`, in ticks), frozen: takes spend it, nothing
-//! refills it, and resuming turns it back into a `tat` against the
-//! present. Both are one compare-and-swap, so every process sees the pause
-//! at once, and a process killed at any point leaves the word whole.
+//! epoch of the parameter *slot* it names: one of four, each holding an
+//! epoch, the rate and its tick scale. A take is one compare-and-swap of
+//! the word computed with the slot it names, as in `word.rs`. Paused, the
+//! word holds how much the bucket held when it was paused (`now − tat + T`,
+//! in ticks), frozen: takes spend it, nothing refills it, and resuming
+//! turns it back into a `tat` against the present. Both are one
+//! compare-and-swap, so every process sees the pause at once, and a process
+//! killed at any point leaves the word whole.
 //!
-//! The two slots let the parameters change without a lock: a change (a
-//! rate change, or moving the epoch on before ticks outgrow the word's 48
-//! bits, every 2^46 ticks) writes the *other* slot, then moves the word to
-//! the next generation in the compare-and-swap that converts its value. A
-//! reader that read a slot being written was reading an old generation, so
-//! its own compare-and-swap fails and it reads again. Only such changes take
-//! a claim (one writer of the spare slot at a time); a claim whose holder
-//! died, or held for over 10 s, is taken over, so a killed process never
-//! blocks the others for long, and takes never wait for a claim at all.
+//! # Changing the parameters without a lock
+//!
+//! A change (a rate change, or moving the epoch on before ticks outgrow the
+//! word's 48 bits, every `2^47 − span` ticks) writes a slot the word does
+//! not name, then moves the word to it, and to the next generation, in the
+//! compare-and-swap that converts its value. A reader that read a slot
+//! being written was reading an old word, so its own compare-and-swap
+//! fails and it reads again.
+//!
+//! A process writes only a slot it *owns*: one it marked with its pid when
+//! no live process did, and that the word did not name then. Only an owner
+//! moves the word to its slot, so the slot stays unnamed while it writes,
+//! and nobody else writes it until it lets go. A process stopped or killed
+//! mid-change holds nothing the others wait for: they change the
+//! parameters in another slot (three are spare), and take a dead owner's
+//! slot over. Nothing waits on a clock, so this holds at every rate. Only
+//! if live processes own all three spare slots (each stopped mid-change) do
+//! changes wait: a take that needs the epoch moved then refuses, and
+//! `set_rate` fails after a while.
 //!
 //! # Limits
 //!
@@ -36,34 +46,50 @@
 //! 2^45 ticks. Fuel given back returns only if no take changed the bucket
 //! since it was granted (in any process): otherwise it is spent — never
 //! minted, but sometimes lost, where an in-process tank would be exact.
+//!
+//! # A file that goes bad
+//!
+//! Attaching checks every field (see [`HostState::check`]). After that,
+//! every reader checks that the slot's scale, interval and tolerance agree
+//! with its rate and this process's hardcap, and refuses (no fuel, no
+//! level) if not; every loop either makes progress in the word (another
+//! process changed it) or ends. Another writer that changes the word
+//! itself is not defended against.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 use super::bucket::gcra_take;
 use crate::{Error, Hardcap, Rate};
 
 const PAUSED: u64 = 1 << 63;
-const GEN_SHIFT: u32 = 48;
-const GEN_MASK: u64 = (1 << 15) - 1;
+const GEN_SHIFT: u32 = 50;
+const GEN_MASK: u64 = (1 << 13) - 1;
+const SLOT_SHIFT: u32 = 48;
+const SLOT_MASK: u64 = 3;
+const SLOTS: usize = 4;
 const VALUE: u64 = (1 << 48) - 1;
 /// Ticks of the present at which the epoch moves on.
 const RANGE: u64 = 1 << 47;
 /// Largest `C·T` in ticks.
 pub(crate) const SPAN_LIMIT: u64 = 1 << 45;
-/// A claim held this long is taken over.
-const CLAIM_TIMEOUT_S: u64 = 10;
+/// Tick scales from this on are refused (`Params::fits`).
+const SCALE_LIMIT: u64 = RANGE / 1_000_000;
+/// How far ahead of the host's clock an attached file's epoch may be.
+const EPOCH_SLACK_NS: u64 = 1_000_000_000;
+/// The most epoch moves one take makes before it refuses.
+const MOVES: u32 = 3;
+/// How long `set_rate` waits for a spare slot, in tries a millisecond apart.
+const SET_RATE_TRIES: u32 = 1000;
 
-/// The shared state: the word, the claim, and the two parameter slots.
+/// The shared state: the word, the hardcap, and the parameter slots.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct HostState {
     word: AtomicU64,
-    /// 0, or `pid << 32 | seconds` of the process changing the spare slot.
-    claim: AtomicU64,
     /// The hardcap, as `Hardcap` discriminant + 1 (0: not a tank).
     hardcap: AtomicU64,
-    _reserved: [AtomicU64; 5],
-    slots: [Slot; 2],
+    _reserved: [AtomicU64; 6],
+    slots: [Slot; SLOTS],
 }
 
 #[repr(C, align(64))]
@@ -78,13 +104,18 @@ struct Slot {
     t: AtomicU64,
     /// `(C − 1)·T`, or `u64::MAX` without a cap.
     tol: AtomicU64,
-    _reserved: [AtomicU64; 2],
+    /// 0, or `pid << 32 | n` of the process that owns the slot to write it
+    /// (see [`HostState::own_spare`]).
+    owner: AtomicU64,
+    _reserved: AtomicU64,
 }
 
-/// A tank's [`HostState`], in a shared file.
+/// A tank's [`HostState`], in a shared file, with what this process asked
+/// of it.
 #[derive(Debug)]
 pub(crate) struct HostBucket {
     memory: Memory,
+    shape: Shape,
 }
 
 #[derive(Debug)]
@@ -101,11 +132,44 @@ const STATE_AT: usize = std::mem::size_of::<crate::shm::Header>();
 #[cfg(all(unix, not(fueltank_loom)))]
 unsafe impl crate::shm::Mapped for HostState {}
 
+/// The hardcap and burst this process asked for: what a slot's tolerance
+/// must be for its rate. Process memory, so another writer cannot change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    hardcap: Hardcap,
+    burst: Option<u64>,
+}
+
+impl Shape {
+    pub(crate) fn new(hardcap: Hardcap, burst: Option<u64>) -> Shape {
+        Shape { hardcap, burst }
+    }
+
+    /// `(C − 1)·T` for `max_n` fuel per period, `T` ticks each.
+    #[inline]
+    fn tol(self, max_n: u64, t: u64) -> u64 {
+        match self.hardcap.capacity(max_n, self.burst) {
+            Some(cap) => cap.saturating_sub(1).saturating_mul(t),
+            None => u64::MAX,
+        }
+    }
+}
+
+/// Why an attached state was refused.
+#[derive(Debug)]
+pub(crate) enum Bad {
+    /// Another tank's parameters: `(what, found, asked)`.
+    Mismatch(&'static str, String, String),
+    /// A value no tank writes: what is wrong, and what it must be.
+    Corrupt(String),
+}
+
 impl HostBucket {
     /// Creates or attaches to the shared tank at `path`.
     #[cfg(all(unix, not(fueltank_loom)))]
     pub(crate) fn open(
         path: &std::path::Path,
+        access: crate::shm::Access,
         rate: Rate,
         hardcap: Hardcap,
         burst: Option<u64>,
@@ -113,8 +177,10 @@ impl HostBucket {
     ) -> Result<HostBucket, Error> {
         use crate::shm::{Header, Kind, Region};
         let len = STATE_AT + std::mem::size_of::<HostState>();
+        let shape = Shape::new(hardcap, burst);
         let region = Region::open(
             path,
+            access,
             len,
             |region| {
                 let now = crate::shm::host_now_ns();
@@ -125,19 +191,27 @@ impl HostBucket {
             },
             |region| {
                 region.get::<Header>(0).check(path, Kind::Tank, len)?;
+                let now = crate::shm::host_now_ns();
                 region
                     .get::<HostState>(STATE_AT)
-                    .check(rate, hardcap, burst)
-                    .map_err(|(what, found, asked)| Error::SharedMismatch {
-                        path: path.to_owned(),
-                        what,
-                        found,
-                        asked,
+                    .check(rate, shape, now)
+                    .map_err(|bad| match bad {
+                        Bad::Mismatch(what, found, asked) => Error::SharedMismatch {
+                            path: path.to_owned(),
+                            what,
+                            found,
+                            asked,
+                        },
+                        Bad::Corrupt(reason) => Error::SharedMemory {
+                            path: path.to_owned(),
+                            reason: format!("corrupt: {reason}; remove the file to start anew"),
+                        },
                     })
             },
         )?;
         Ok(HostBucket {
             memory: Memory::Region(region),
+            shape,
         })
     }
 
@@ -146,6 +220,54 @@ impl HostBucket {
             #[cfg(all(unix, not(fueltank_loom)))]
             Memory::Region(ref region) => region.get::<HostState>(STATE_AT),
         }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self.memory {
+            #[cfg(all(unix, not(fueltank_loom)))]
+            Memory::Region(ref region) => region.path(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn take(&self, now: u64, n: u64) -> Took {
+        self.state().take(now, n, self.shape)
+    }
+
+    pub(crate) fn give_back(&self, n: u64, stamp: u64) {
+        self.state().give_back(n, stamp, self.shape);
+    }
+
+    pub(crate) fn level(&self, now: u64) -> u64 {
+        self.state().level(now, self.shape)
+    }
+
+    pub(crate) fn due(&self, now: u64, n: u128) -> u64 {
+        self.state().due(now, n, self.shape)
+    }
+
+    pub(crate) fn pause(&self, now: u64) {
+        self.state().pause(now, self.shape);
+    }
+
+    pub(crate) fn resume(&self, now: u64) {
+        self.state().resume(now, self.shape);
+    }
+
+    /// As [`HostState::set_rate`], with this process's hardcap and burst.
+    pub(crate) fn set_rate(&self, now: u64, rate: Rate) -> Result<(), Error> {
+        self.state()
+            .set_rate(now, rate, self.shape)
+            .map_err(|busy| match busy {
+                Busy::Refused(err) => err,
+                Busy::Owned => Error::SharedMemory {
+                    path: self.path().to_owned(),
+                    reason: "every spare parameter slot is owned by a live process stopped \
+                             in the middle of a change; the rate is unchanged: retry once \
+                             one of them runs again or ends"
+                        .into(),
+                },
+            })
     }
 }
 
@@ -157,11 +279,26 @@ struct View {
     generation: u64,
     value: u64,
     epoch: u64,
-    max_n: u64,
-    per_ns: u64,
-    s: u64,
-    t: u64,
-    tol: u64,
+    params: Params,
+}
+
+impl View {
+    /// Whether the slot's scale, interval and tolerance are those of its
+    /// rate, for a tank of `shape` (a reader checks before it grants).
+    #[inline]
+    fn sane(&self, shape: Shape) -> bool {
+        let p = &self.params;
+        p.s != 0
+            && p.t != 0
+            && p.s < SCALE_LIMIT
+            && u128::from(p.s) * u128::from(p.per_ns) == u128::from(p.t) * u128::from(p.max_n)
+            && p.tol == shape.tol(p.max_n, p.t)
+    }
+
+    /// The bucket's most fuel, in ticks.
+    fn full(&self) -> u64 {
+        self.params.tol.saturating_add(self.params.t)
+    }
 }
 
 /// What `take` found.
@@ -170,6 +307,15 @@ pub(crate) enum Took {
     /// Taken; the word as the take left it (its stamp).
     Taken(u64),
     Empty,
+}
+
+/// Why `set_rate` did not change the rate.
+#[derive(Debug)]
+pub(crate) enum Busy {
+    /// The rate does not fit the word.
+    Refused(Error),
+    /// Live processes own every spare slot.
+    Owned,
 }
 
 impl HostState {
@@ -195,15 +341,12 @@ impl HostState {
         self.word.store(tat.min(VALUE), Ordering::Release);
     }
 
-    /// Checks an attached state against what this process asks for.
-    pub(crate) fn check(
-        &self,
-        rate: Rate,
-        hardcap: Hardcap,
-        burst: Option<u64>,
-    ) -> Result<(), (&'static str, String, String)> {
+    /// Checks an attached state at host time `now` against what this
+    /// process asks for (`Mismatch`), and every field a reader relies on
+    /// against what a tank ever writes (`Corrupt`).
+    pub(crate) fn check(&self, rate: Rate, shape: Shape, now: u64) -> Result<(), Bad> {
         let found = self.hardcap.load(Ordering::Relaxed);
-        if found != hardcap_code(hardcap) {
+        if found != hardcap_code(shape.hardcap) {
             let name = match found {
                 1 => "Limit",
                 2 => "One",
@@ -211,77 +354,159 @@ impl HostState {
                 4 => "Window",
                 _ => "none",
             };
-            return Err(("hardcap", name.into(), format!("{hardcap:?}")));
+            return Err(Bad::Mismatch(
+                "hardcap",
+                name.into(),
+                format!("{:?}", shape.hardcap),
+            ));
         }
-        let v = self.view();
-        if v.max_n != rate.max_n() || v.per_ns != rate.per_ns() {
-            let found = Rate::new(v.max_n, std::time::Duration::from_nanos(v.per_ns)).map_or_else(
-                |_| format!("{} per {} ns", v.max_n, v.per_ns),
+        let v = self.settled();
+        let p = &v.params;
+        if p.max_n != rate.max_n() || p.per_ns != rate.per_ns() {
+            let found = Rate::new(p.max_n, std::time::Duration::from_nanos(p.per_ns)).map_or_else(
+                |_| format!("{} per {} ns", p.max_n, p.per_ns),
                 |r| r.to_string(),
             );
-            return Err(("rate", found, rate.to_string()));
+            return Err(Bad::Mismatch("rate", found, rate.to_string()));
         }
-        if v.s == 0 || v.t == 0 {
-            return Err(("tick scale", format!("{}/{}", v.s, v.t), "non-zero".into()));
+        let asked = Params::of(rate, shape.hardcap, shape.burst);
+        if p.s != asked.s {
+            return Err(Bad::Corrupt(format!(
+                "its tick scale is {} ticks a ns, and {rate} counts {} a ns",
+                p.s, asked.s
+            )));
         }
-        let asked = Params::of(rate, hardcap, burst);
-        if v.tol != asked.tol {
+        if p.t != asked.t {
+            return Err(Bad::Corrupt(format!(
+                "its interval is {} ticks, and {rate} at {} ticks a ns has {}",
+                p.t, asked.s, asked.t
+            )));
+        }
+        if p.tol != asked.tol {
             let capacity = |tol: u64| match tol {
                 u64::MAX => "no cap".to_owned(),
-                tol => format!("{}", tol / v.t + 1),
+                tol => format!("{}", tol / p.t + 1),
             };
-            return Err(("capacity", capacity(v.tol), capacity(asked.tol)));
+            return Err(Bad::Mismatch(
+                "capacity",
+                capacity(p.tol),
+                capacity(asked.tol),
+            ));
+        }
+        if v.epoch > now.saturating_add(EPOCH_SLACK_NS) {
+            return Err(Bad::Corrupt(format!(
+                "its epoch is {} ns ahead of the host's monotonic clock, and it may be at \
+                 most {EPOCH_SLACK_NS} ns ahead",
+                v.epoch - now
+            )));
+        }
+        // What a take, refund, pause or rate change leaves: paused, at most
+        // a full bucket; running, the next fuel due within one interval of
+        // the present (of the latest clock reading of any process: within
+        // the slack of this one's).
+        if v.paused && v.value > v.full().min(VALUE) {
+            return Err(Bad::Corrupt(format!(
+                "it holds {} ticks of fuel, paused, and its capacity is {} ticks",
+                v.value,
+                v.full()
+            )));
+        }
+        let now_t = u128::from(now.saturating_sub(v.epoch)) * u128::from(p.s);
+        let ahead = u128::from(p.t) + u128::from(EPOCH_SLACK_NS) * u128::from(p.s);
+        if !v.paused && u128::from(v.value) > now_t + ahead {
+            return Err(Bad::Corrupt(format!(
+                "its next fuel is due {} ticks from now, and at most one interval ({} ticks) \
+                 ahead",
+                u128::from(v.value) - now_t,
+                p.t
+            )));
         }
         Ok(())
     }
 
+    #[inline]
     fn view(&self) -> View {
         let word = self.word.load(Ordering::Acquire);
-        let generation = (word >> GEN_SHIFT) & GEN_MASK;
-        let slot = &self.slots[(generation & 1) as usize];
-        View {
+        let slot = &self.slots[((word >> SLOT_SHIFT) & SLOT_MASK) as usize];
+        let view = View {
             word,
             paused: word & PAUSED != 0,
-            generation,
+            generation: (word >> GEN_SHIFT) & GEN_MASK,
             value: word & VALUE,
             epoch: slot.epoch.load(Ordering::Relaxed),
-            max_n: slot.max_n.load(Ordering::Relaxed),
-            per_ns: slot.per_ns.load(Ordering::Relaxed),
-            s: slot.s.load(Ordering::Relaxed),
-            t: slot.t.load(Ordering::Relaxed),
-            tol: slot.tol.load(Ordering::Relaxed),
-        }
+            params: Params {
+                max_n: slot.max_n.load(Ordering::Relaxed),
+                per_ns: slot.per_ns.load(Ordering::Relaxed),
+                s: slot.s.load(Ordering::Relaxed),
+                t: slot.t.load(Ordering::Relaxed),
+                tol: slot.tol.load(Ordering::Relaxed),
+            },
+        };
+        // Pairs with the fence of `Params::write`: if the loads above saw a
+        // writer's stores, every later load (or compare-and-swap) of the
+        // word sees that it moved on from `word`.
+        fence(Ordering::Acquire);
+        view
     }
 
-    /// Whether the word is still the one `view` read.
+    /// Whether the word is still the one `view` read: then the slot read
+    /// belonged to it.
     fn unchanged(&self, view: &View) -> bool {
-        self.word.load(Ordering::Acquire) == view.word
+        self.word.load(Ordering::Relaxed) == view.word
+    }
+
+    /// Whether the slot `view` read still belongs to the word: no change
+    /// moved the word to another generation since (takes may have).
+    fn same_slot(&self, view: &View) -> bool {
+        let generation = !VALUE & !PAUSED;
+        (self.word.load(Ordering::Relaxed) ^ view.word) & generation == 0
+    }
+
+    /// A view whose slot belonged to its word, if one comes within a few
+    /// tries (else the last: a reader then refuses if its slot is torn).
+    fn settled(&self) -> View {
+        let mut v = self.view();
+        for _ in 0..3 {
+            if self.same_slot(&v) {
+                break;
+            }
+            v = self.view();
+        }
+        v
     }
 
     /// Takes `n ≥ 1` fuel at host time `now`.
-    pub(crate) fn take(&self, now: u64, n: u64) -> Took {
+    #[inline]
+    pub(crate) fn take(&self, now: u64, n: u64, shape: Shape) -> Took {
+        let mut moves = 0;
         loop {
             let v = self.view();
-            let new = if v.paused {
-                let need = u128::from(n) * u128::from(v.t);
-                if v.t == 0 || u128::from(v.value) < need {
-                    None
-                } else {
-                    Some(v.value - need as u64)
-                }
+            let t = v.params.t;
+            let new = if !v.sane(shape) {
+                None
+            } else if v.paused {
+                let room = v.value.min(v.full());
+                let need = u128::from(n) * u128::from(t);
+                (u128::from(room) >= need).then(|| room - need as u64)
             } else {
-                let Some(now_t) = now_ticks(&v, now) else {
-                    if now < v.epoch {
-                        return Took::Empty; // a clock behind the file's: not yet
+                match now_ticks(&v, now) {
+                    Some(now_t) => ((u128::from(n) - 1) * u128::from(t) < u128::from(RANGE))
+                        .then(|| gcra_take(v.value, now_t, v.params.tol, t, n))
+                        .flatten()
+                        .map(|(tat, _)| tat)
+                        .filter(|&tat| tat <= VALUE),
+                    // Beyond the word: move the epoch on (or another
+                    // process does), a few times at most.
+                    None if now >= v.epoch && moves < MOVES => {
+                        moves += 1;
+                        if self.rebase(now, shape) {
+                            continue;
+                        }
+                        return Took::Empty;
                     }
-                    self.rebase(now);
-                    continue;
-                };
-                let fits = v.t != 0 && (u128::from(n) - 1) * u128::from(v.t) < u128::from(RANGE);
-                fits.then(|| gcra_take(v.value, now_t, v.tol, v.t, n))
-                    .flatten()
-                    .map(|(tat, _)| tat)
-                    .filter(|&tat| tat <= VALUE)
+                    // A clock behind the file's (not yet), or moved too often.
+                    None => None,
+                }
             };
             match new {
                 Some(value) => {
@@ -303,15 +528,14 @@ impl HostState {
 
     /// Gives back `n` fuel granted with `stamp` (the word as that take left
     /// it), if nothing changed the bucket since; else it is spent.
-    pub(crate) fn give_back(&self, n: u64, stamp: u64) {
+    pub(crate) fn give_back(&self, n: u64, stamp: u64, shape: Shape) {
         let v = self.view();
-        if v.word != stamp || v.t == 0 {
+        if v.word != stamp || !v.sane(shape) {
             return;
         }
-        let span = n.saturating_mul(v.t);
+        let span = n.saturating_mul(v.params.t);
         let value = if v.paused {
-            let full = v.tol.saturating_add(v.t).min(VALUE);
-            v.value.saturating_add(span).min(full)
+            v.value.saturating_add(span).min(v.full()).min(VALUE)
         } else {
             v.value.saturating_sub(span)
         };
@@ -323,48 +547,55 @@ impl HostState {
         );
     }
 
-    /// The fuel in the bucket at `now`.
-    pub(crate) fn level(&self, now: u64) -> u64 {
-        let v = self.view();
-        if v.t == 0 {
+    /// The fuel in the bucket at `now` (none if the state is corrupt).
+    pub(crate) fn level(&self, now: u64, shape: Shape) -> u64 {
+        let v = self.settled();
+        if !v.sane(shape) || !self.same_slot(&v) {
             return 0;
         }
-        let cap = v.tol.checked_add(v.t).map_or(u64::MAX, |span| span / v.t);
+        let t = v.params.t;
+        let cap = v.full() / t;
         if v.paused {
-            return (v.value / v.t).min(cap);
+            return (v.value / t).min(cap);
         }
-        let Some(now_t) = now_ticks(&v, now) else {
-            return cap;
-        };
-        match now_t.checked_sub(v.value) {
-            Some(accrued) => (accrued / v.t).saturating_add(1).min(cap),
+        if now < v.epoch {
+            return 0; // a take refuses too
+        }
+        let now_t = u128::from(now - v.epoch) * u128::from(v.params.s);
+        match now_t.checked_sub(u128::from(v.value)) {
+            Some(accrued) => {
+                let fuel = accrued / u128::from(t) + 1;
+                u64::try_from(fuel).unwrap_or(u64::MAX).min(cap)
+            }
             None => 0,
         }
     }
 
     /// When `n` fuel will be there at this rate, in host ns; `u64::MAX`
-    /// while paused or if never within the clock.
-    pub(crate) fn due(&self, now: u64, n: u128) -> u64 {
-        let v = self.view();
-        if v.paused || v.t == 0 || v.s == 0 {
+    /// while paused, if the state is corrupt, or if never within the clock.
+    pub(crate) fn due(&self, now: u64, n: u128, shape: Shape) -> u64 {
+        let v = self.settled();
+        if v.paused || !v.sane(shape) || !self.same_slot(&v) {
             return u64::MAX;
         }
-        let Some(now_t) = now_ticks(&v, now) else {
-            return now;
-        };
-        let tat = v.value.max(now_t.saturating_sub(v.tol));
-        let due_t = u128::from(tat) + n.saturating_sub(1).saturating_mul(u128::from(v.t));
-        if due_t <= u128::from(now_t) {
+        let p = &v.params;
+        // (Before the epoch, a take refuses: due from the epoch on.)
+        let now_t = u128::from(now.saturating_sub(v.epoch)) * u128::from(p.s);
+        let tat = u128::from(v.value).max(now_t.saturating_sub(u128::from(p.tol)));
+        let due_t = tat.saturating_add(n.saturating_sub(1).saturating_mul(u128::from(p.t)));
+        if due_t <= now_t && now >= v.epoch {
             return now;
         }
-        let ns = due_t.div_ceil(u128::from(v.s));
-        u64::try_from(u128::from(v.epoch) + ns).unwrap_or(u64::MAX)
+        let ns = due_t.div_ceil(u128::from(p.s));
+        u64::try_from(u128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
     }
 
     /// The rate now (another process may have changed it).
     pub(crate) fn rate(&self) -> Option<Rate> {
-        let v = self.view();
-        Rate::new(v.max_n, std::time::Duration::from_nanos(v.per_ns)).ok()
+        let v = self.settled();
+        let p = &v.params;
+        let rate = Rate::new(p.max_n, std::time::Duration::from_nanos(p.per_ns)).ok()?;
+        self.same_slot(&v).then_some(rate)
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -372,22 +603,17 @@ impl HostState {
     }
 
     /// Stops the refill for every process.
-    pub(crate) fn pause(&self, now: u64) {
+    pub(crate) fn pause(&self, now: u64, shape: Shape) {
         loop {
             let v = self.view();
-            if v.paused {
+            if v.paused || now < v.epoch || !v.sane(shape) {
                 return;
             }
-            let Some(now_t) = now_ticks(&v, now) else {
-                if now < v.epoch {
-                    return;
-                }
-                self.rebase(now);
-                continue;
-            };
-            let tat = v.value.max(now_t.saturating_sub(v.tol));
-            let held = (u128::from(now_t) + u128::from(v.t)).saturating_sub(u128::from(tat));
-            let held = held.min(u128::from(VALUE)) as u64;
+            let p = &v.params;
+            let now_t = u128::from(now - v.epoch) * u128::from(p.s);
+            let tat = u128::from(v.value).max(now_t.saturating_sub(u128::from(p.tol)));
+            let held = (now_t + u128::from(p.t)).saturating_sub(tat);
+            let held = held.min(u128::from(v.full().min(VALUE))) as u64;
             let word = PAUSED | (v.word & !VALUE & !PAUSED) | held;
             if self
                 .word
@@ -400,21 +626,25 @@ impl HostState {
     }
 
     /// Restarts the refill for every process, from what the bucket held.
-    pub(crate) fn resume(&self, now: u64) {
+    pub(crate) fn resume(&self, now: u64, shape: Shape) {
+        let mut moves = 0;
         loop {
             let v = self.view();
-            if !v.paused {
+            if !v.paused || !v.sane(shape) {
                 return;
             }
             let now_t = match now_ticks(&v, now) {
                 Some(now_t) => now_t,
-                None if now < v.epoch => return,
-                None => {
-                    self.rebase(now);
-                    continue;
+                None if now >= v.epoch && moves < MOVES => {
+                    moves += 1;
+                    if self.rebase(now, shape) {
+                        continue;
+                    }
+                    return;
                 }
+                None => return,
             };
-            let tat = (now_t + v.t).saturating_sub(v.value);
+            let tat = (now_t + v.params.t).saturating_sub(v.value);
             let word = (v.word & !VALUE & !PAUSED) | tat.min(VALUE);
             if self
                 .word
@@ -428,142 +658,162 @@ impl HostState {
 
     /// Changes the rate for every process, keeping the fuel (and its
     /// fraction) and capping it to the new capacity, as `Gcra::set_rate`.
-    /// `Err` if the new rate does not fit a shared word.
-    pub(crate) fn set_rate(
-        &self,
-        now: u64,
-        rate: Rate,
-        hardcap: Hardcap,
-        burst: Option<u64>,
-    ) -> Result<(), Error> {
-        let params = Params::of(rate, hardcap, burst);
+    /// `Err` if the new rate does not fit a shared word, or if live
+    /// processes owned every spare slot for a while.
+    pub(crate) fn set_rate(&self, now: u64, rate: Rate, shape: Shape) -> Result<(), Busy> {
+        let params = Params::of(rate, shape.hardcap, shape.burst);
         if !params.fits() {
-            return Err(params.too_fine());
+            return Err(Busy::Refused(params.too_fine()));
         }
-        let _claim = loop {
-            if let Some(claim) = self.claim(now) {
-                break claim;
+        for _ in 0..SET_RATE_TRIES {
+            if self.change(now, &params, false) {
+                return Ok(());
             }
-            std::thread::yield_now();
+            // Each owner is mid-change, or stopped there: look again soon.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Err(Busy::Owned)
+    }
+
+    /// Moves the epoch on once the present outgrows the word (if no other
+    /// process did meanwhile): `false` if it could not (live processes own
+    /// every spare slot, or the state is corrupt).
+    fn rebase(&self, now: u64, shape: Shape) -> bool {
+        let v = self.view();
+        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true)
+    }
+
+    /// Writes `params` to a spare slot, with the epoch a span before `now`,
+    /// and moves the word to it, converting its value (the fuel, and its
+    /// fraction, kept; capped to the new capacity). With `moving`, only
+    /// while the present is beyond the word under the same parameters
+    /// (the epoch's move; done, or made needless by another change,
+    /// otherwise). `false` if live processes own every spare slot.
+    fn change(&self, now: u64, params: &Params, moving: bool) -> bool {
+        let Some(owned) = self.own_spare() else {
+            return false;
         };
+        let epoch = now.saturating_sub(params.span_ns().saturating_add(1));
+        params.write(owned.slot, epoch);
+        let now_t_new = u128::from(now - epoch) * u128::from(params.s);
         loop {
             let v = self.view();
-            let epoch = now.saturating_sub(params.span_ns().saturating_add(1));
-            let slot = &self.slots[((v.generation + 1) & 1) as usize];
-            params.write(slot, epoch);
-            let now_t_new = (now - epoch).saturating_mul(params.s);
-            let value = if v.paused {
-                // The room, in fuel: the same fraction of the new interval.
-                let fuel = u128::from(v.value) * u128::from(params.t) / u128::from(v.t.max(1));
-                (fuel.min(u128::from(params.tol.saturating_add(params.t))) as u64).min(VALUE)
-            } else {
-                let Some(now_t) = now_ticks(&v, now) else {
-                    drop(_claim);
-                    if now >= v.epoch {
-                        self.rebase(now);
-                    }
-                    return self.set_rate(now, rate, hardcap, burst);
-                };
-                let tat = v.value.max(now_t.saturating_sub(v.tol));
-                // Distance from now in fuel, rounded towards later.
-                let offset = i128::from(tat) - i128::from(now_t);
-                let t_old = i128::from(v.t.max(1));
-                let whole = offset.div_euclid(t_old);
-                let rest = offset.rem_euclid(t_old) as u128;
-                let rest = (rest * u128::from(params.t)).div_ceil(t_old as u128);
-                let offset = whole * i128::from(params.t) + rest as i128;
-                let floor = i128::from(now_t_new) - i128::from(params.tol.min(now_t_new));
-                (i128::from(now_t_new) + offset)
-                    .max(floor)
-                    .clamp(0, i128::from(VALUE)) as u64
-            };
+            if moving && (v.params != *params || now < v.epoch || now_ticks(&v, now).is_some()) {
+                return true;
+            }
+            let value = convert(&v, now, params, now_t_new);
             let generation = (v.generation + 1) & GEN_MASK;
-            let word = (v.word & PAUSED) | (generation << GEN_SHIFT) | value;
+            let word = (v.word & PAUSED)
+                | (generation << GEN_SHIFT)
+                | ((owned.index as u64) << SLOT_SHIFT)
+                | value;
             if self
                 .word
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return Ok(());
+                return true;
             }
         }
     }
 
-    /// Moves the epoch on before the present outgrows the word, if no other
-    /// process is changing the spare slot (then it will, or it did).
-    fn rebase(&self, now: u64) {
-        let Some(_claim) = self.claim(now) else {
-            std::thread::yield_now();
-            return;
-        };
-        let v = self.view();
-        if v.paused || v.s == 0 || now < v.epoch || now_ticks(&v, now).is_some() {
-            return; // done meanwhile, or not needed
-        }
-        let now_t = now.wrapping_sub(v.epoch).saturating_mul(v.s);
-        // Back to a quarter of the range, in whole nanoseconds.
-        let shift_ns = (now_t - RANGE / 4) / v.s;
-        let shift = shift_ns * v.s;
-        let tat = v.value.max(now_t.saturating_sub(v.tol));
-        let slot = &self.slots[((v.generation + 1) & 1) as usize];
-        let current = &self.slots[(v.generation & 1) as usize];
-        for (to, from) in [
-            (&slot.max_n, &current.max_n),
-            (&slot.per_ns, &current.per_ns),
-            (&slot.s, &current.s),
-            (&slot.t, &current.t),
-            (&slot.tol, &current.tol),
-        ] {
-            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        slot.epoch
-            .store(v.epoch.saturating_add(shift_ns), Ordering::Relaxed);
-        let generation = (v.generation + 1) & GEN_MASK;
-        let word = (generation << GEN_SHIFT) | tat.saturating_sub(shift).min(VALUE);
-        let _ = self
-            .word
-            .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Claims the spare slot, taking over a claim whose holder is gone or
-    /// has held it too long; `None` if a live process holds it.
-    fn claim(&self, now: u64) -> Option<Claim<'_>> {
-        let seconds = (now / 1_000_000_000) & 0xffff_ffff;
-        let me = (u64::from(process_id()) << 32) | seconds;
-        let mut holder = 0;
-        loop {
-            match self
-                .claim
-                .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Acquire)
+    /// Owns a slot the word does not name, to write a change in: one no
+    /// process owns, or whose owner is gone. `None` if live processes own
+    /// every spare one (each mid-change, or stopped there).
+    fn own_spare(&self) -> Option<Owned<'_>> {
+        let me = owner_token();
+        let named = || ((self.word.load(Ordering::Acquire) >> SLOT_SHIFT) & SLOT_MASK) as usize;
+        for (index, slot) in self.slots.iter().enumerate() {
+            if index == named() {
+                continue;
+            }
+            let owner = slot.owner.load(Ordering::Acquire);
+            if owner != 0 && process_alive((owner >> 32) as u32) {
+                continue;
+            }
+            // Acquire: after the last owner's release, which came after
+            // its move of the word (if it moved it to this slot).
+            if slot
+                .owner
+                .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
             {
-                Ok(_) => return Some(Claim(&self.claim)),
-                Err(0) => holder = 0,
-                Err(current) => {
-                    let since = seconds.wrapping_sub(current & 0xffff_ffff) & 0xffff_ffff;
-                    let gone = !process_alive((current >> 32) as u32) || since > CLAIM_TIMEOUT_S;
-                    if !gone {
-                        return None;
-                    }
-                    holder = current;
-                }
+                continue;
+            }
+            let owned = Owned { slot, index, me };
+            // Only an owner moves the word to its slot: one the word does
+            // not name now stays so until this process moves it there.
+            if named() != index {
+                return Some(owned);
             }
         }
+        None
     }
 }
 
-/// A claim on the spare slot, released when dropped.
-struct Claim<'a>(&'a AtomicU64);
+/// A slot owned to write a change in, let go when dropped.
+struct Owned<'a> {
+    slot: &'a Slot,
+    index: usize,
+    me: u64,
+}
 
-impl Drop for Claim<'_> {
+impl Drop for Owned<'_> {
     fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
+        // Release: the next owner sees this one's move of the word.
+        let _ = self
+            .slot
+            .owner
+            .compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed);
     }
+}
+
+/// This process's mark for a slot it owns: its pid (whether it is alive
+/// says whether the slot may be taken over), and a count, never 0.
+fn owner_token() -> u64 {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0xffff_ffff + 1;
+    (u64::from(process_id()) << 32) | n
+}
+
+/// The word's value after a change to `params` (epoch `now_t_new` ticks
+/// before `now`) from `v`: the fuel and its fraction kept, capped to the
+/// new capacity. From a corrupt state, an empty bucket.
+fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
+    let t_old = u128::from(v.params.t);
+    let sane = v.params.s != 0 && t_old != 0 && now >= v.epoch;
+    if v.paused {
+        // The room, in fuel: the same fraction of the new interval.
+        let fuel = match sane {
+            true => u128::from(v.value) * u128::from(params.t) / t_old,
+            false => 0,
+        };
+        let full = u128::from(params.tol.saturating_add(params.t));
+        return fuel.min(full).min(u128::from(VALUE)) as u64;
+    }
+    let now_t_new = now_t_new as i128;
+    if !sane {
+        return (now_t_new + i128::from(params.t)).min(i128::from(VALUE)) as u64;
+    }
+    let now_t = (u128::from(now - v.epoch) * u128::from(v.params.s)) as i128;
+    let tat = i128::from(v.value).max(now_t - i128::from(v.params.tol));
+    // Distance from now in fuel, rounded towards later. (Beyond the word's
+    // range in fuel, it is floored below anyway.)
+    let offset = tat - now_t;
+    let t_old = t_old as i128;
+    let whole = offset.div_euclid(t_old).max(-i128::from(VALUE));
+    let rest = offset.rem_euclid(t_old) as u128;
+    let rest = (rest * u128::from(params.t)).div_ceil(t_old as u128);
+    let offset = whole * i128::from(params.t) + rest as i128;
+    let floor = now_t_new - i128::from(params.tol).min(now_t_new);
+    (now_t_new + offset).max(floor).clamp(0, i128::from(VALUE)) as u64
 }
 
 /// `now` in ticks of `v`'s slot, if within the word's range.
+#[inline]
 fn now_ticks(v: &View, now: u64) -> Option<u64> {
     let rel = now.checked_sub(v.epoch)?;
-    let now_t = u128::from(rel) * u128::from(v.s);
+    let now_t = u128::from(rel) * u128::from(v.params.s);
     (now_t < u128::from(RANGE)).then_some(now_t as u64)
 }
 
@@ -577,7 +827,7 @@ fn hardcap_code(hardcap: Hardcap) -> u64 {
 }
 
 /// A slot's parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Params {
     max_n: u64,
     per_ns: u64,
@@ -589,16 +839,12 @@ pub(crate) struct Params {
 impl Params {
     pub(crate) fn of(rate: Rate, hardcap: Hardcap, burst: Option<u64>) -> Params {
         let (s, t) = rate.ticks();
-        let tol = match hardcap.capacity(rate.max_n(), burst) {
-            Some(cap) => (cap - 1).saturating_mul(t),
-            None => u64::MAX,
-        };
         Params {
             max_n: rate.max_n(),
             per_ns: rate.per_ns(),
             s,
             t,
-            tol,
+            tol: Shape::new(hardcap, burst).tol(rate.max_n(), t),
         }
     }
 
@@ -608,7 +854,7 @@ impl Params {
             u64::MAX => u128::from(self.t),
             tol => u128::from(tol) + u128::from(self.t),
         };
-        span < u128::from(SPAN_LIMIT) && u128::from(self.s) < u128::from(RANGE / 1_000_000)
+        span < u128::from(SPAN_LIMIT) && self.s < SCALE_LIMIT
     }
 
     pub(crate) fn too_fine(&self) -> Error {
@@ -620,16 +866,22 @@ impl Params {
         }
     }
 
-    /// The bucket's span, in ns (rounded up).
+    /// The bucket's span, in ns (rounded up): how far before the present
+    /// an epoch must be for the word to hold every state of the bucket
+    /// (an `Unbounded` bank up to `SPAN_LIMIT` ticks).
     fn span_ns(&self) -> u64 {
         let span = match self.tol {
-            u64::MAX => self.t,
+            u64::MAX => SPAN_LIMIT,
             tol => tol.saturating_add(self.t),
         };
         span.div_ceil(self.s.max(1))
     }
 
+    /// Writes a slot the word does not name (owned by this process).
     fn write(&self, slot: &Slot, epoch: u64) {
+        // Pairs with the fence of `HostState::view`: a reader that sees any
+        // of these stores sees the word moved on from the one it read.
+        fence(Ordering::Release);
         slot.epoch.store(epoch, Ordering::Relaxed);
         slot.max_n.store(self.max_n, Ordering::Relaxed);
         slot.per_ns.store(self.per_ns, Ordering::Relaxed);
@@ -650,7 +902,7 @@ fn process_id() -> u32 {
 }
 
 /// Whether process `pid` exists (a zombie counts as gone only once
-/// reaped; the claim's timeout covers that).
+/// reaped: until then its slot stays owned, and the others use another).
 #[cfg(all(unix, not(fueltank_loom)))]
 fn process_alive(pid: u32) -> bool {
     match rustix::process::Pid::from_raw(pid as i32) {
@@ -677,14 +929,14 @@ pub(crate) fn new_state() -> Box<HostState> {
         s: A::new(0),
         t: A::new(0),
         tol: A::new(0),
-        _reserved: [A::new(0), A::new(0)],
+        owner: A::new(0),
+        _reserved: A::new(0),
     };
     Box::new(HostState {
         word: A::new(0),
-        claim: A::new(0),
         hardcap: A::new(0),
-        _reserved: [A::new(0), A::new(0), A::new(0), A::new(0), A::new(0)],
-        slots: [slot(), slot()],
+        _reserved: [(); 6].map(|()| A::new(0)),
+        slots: [(); SLOTS].map(|()| slot()),
     })
 }
 
@@ -693,6 +945,10 @@ mod tests {
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
+    const LIMIT: Shape = Shape {
+        hardcap: Hardcap::Limit,
+        burst: None,
+    };
 
     fn state(rate: &str, hardcap: Hardcap, initial: u64, now: u64) -> Box<HostState> {
         let state = new_state();
@@ -703,40 +959,40 @@ mod tests {
     #[test]
     fn takes_refill_and_cap_like_the_in_process_bucket() {
         let s = state("4/s", Hardcap::Limit, 1, 10 * SEC);
-        assert!(matches!(s.take(10 * SEC, 1), Took::Taken(_)));
-        assert_eq!(s.take(10 * SEC, 1), Took::Empty);
-        assert_eq!(s.due(10 * SEC, 1), 10 * SEC + SEC / 4);
-        assert_eq!(s.level(20 * SEC), 4);
-        assert!(matches!(s.take(20 * SEC, 4), Took::Taken(_)));
-        assert_eq!(s.take(20 * SEC, 1), Took::Empty);
+        assert!(matches!(s.take(10 * SEC, 1, LIMIT), Took::Taken(_)));
+        assert_eq!(s.take(10 * SEC, 1, LIMIT), Took::Empty);
+        assert_eq!(s.due(10 * SEC, 1, LIMIT), 10 * SEC + SEC / 4);
+        assert_eq!(s.level(20 * SEC, LIMIT), 4);
+        assert!(matches!(s.take(20 * SEC, 4, LIMIT), Took::Taken(_)));
+        assert_eq!(s.take(20 * SEC, 1, LIMIT), Took::Empty);
     }
 
     #[test]
     fn pause_freezes_what_the_bucket_held() {
         let s = state("10/s", Hardcap::Limit, 0, SEC);
-        s.pause(SEC + SEC / 4); // 2.5 fuel accrued
-        assert_eq!(s.level(100 * SEC), 2);
-        assert!(matches!(s.take(100 * SEC, 2), Took::Taken(_)));
-        assert_eq!(s.take(100 * SEC, 1), Took::Empty);
-        s.resume(100 * SEC);
+        s.pause(SEC + SEC / 4, LIMIT); // 2.5 fuel accrued
+        assert_eq!(s.level(100 * SEC, LIMIT), 2);
+        assert!(matches!(s.take(100 * SEC, 2, LIMIT), Took::Taken(_)));
+        assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
+        s.resume(100 * SEC, LIMIT);
         // The half fuel left carries on: the next is due in 50 ms.
-        assert_eq!(s.due(100 * SEC, 1), 100 * SEC + SEC / 20);
+        assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + SEC / 20);
     }
 
     #[test]
     fn refunds_only_while_nothing_changed() {
         let s = state("10/s", Hardcap::Limit, 2, SEC);
-        let Took::Taken(stamp) = s.take(SEC, 1) else {
+        let Took::Taken(stamp) = s.take(SEC, 1, LIMIT) else {
             panic!()
         };
-        s.give_back(1, stamp);
-        assert_eq!(s.level(SEC), 2);
-        let Took::Taken(stamp) = s.take(SEC, 1) else {
+        s.give_back(1, stamp, LIMIT);
+        assert_eq!(s.level(SEC, LIMIT), 2);
+        let Took::Taken(stamp) = s.take(SEC, 1, LIMIT) else {
             panic!()
         };
-        assert!(matches!(s.take(SEC, 1), Took::Taken(_)));
-        s.give_back(1, stamp); // someone took since: spent
-        assert_eq!(s.level(SEC), 0);
+        assert!(matches!(s.take(SEC, 1, LIMIT), Took::Taken(_)));
+        s.give_back(1, stamp, LIMIT); // someone took since: spent
+        assert_eq!(s.level(SEC, LIMIT), 0);
     }
 
     #[test]
@@ -748,7 +1004,7 @@ mod tests {
         // Four days, one take a second.
         for _ in 0..4 * 86_400 {
             now += SEC;
-            if let Took::Taken(_) = s.take(now, 1) {
+            if let Took::Taken(_) = s.take(now, 1, LIMIT) {
                 grants += 1;
             }
         }
@@ -758,29 +1014,131 @@ mod tests {
     #[test]
     fn set_rate_keeps_the_level_for_everyone() {
         let s = state("10/s", Hardcap::Limit, 10, SEC);
-        s.set_rate(SEC, "1000/s".parse().unwrap(), Hardcap::Limit, None)
-            .unwrap();
-        assert_eq!(s.level(SEC), 10);
+        s.set_rate(SEC, "1000/s".parse().unwrap(), LIMIT).unwrap();
+        assert_eq!(s.level(SEC, LIMIT), 10);
         assert_eq!(s.rate(), Some("1000/s".parse().unwrap()));
-        s.set_rate(SEC, "2/s".parse().unwrap(), Hardcap::Limit, None)
+        s.set_rate(SEC, "2/s".parse().unwrap(), LIMIT).unwrap();
+        assert_eq!(s.level(SEC, LIMIT), 2);
+        let check = |rate: &str, hardcap, burst| {
+            s.check(rate.parse().unwrap(), Shape::new(hardcap, burst), SEC)
+        };
+        assert!(check("2/s", Hardcap::Limit, None).is_ok());
+        assert!(check("3/s", Hardcap::Limit, None).is_err());
+        assert!(check("2/s", Hardcap::One, None).is_err());
+        assert!(check("2/s", Hardcap::Limit, Some(5)).is_err());
+    }
+
+    /// An `Unbounded` bank outlives the epoch's moves and rate changes (up
+    /// to 2^45 ticks), as in one process.
+    #[test]
+    fn an_unbounded_bank_is_kept() {
+        let unbounded = Shape::new(Hardcap::Unbounded, None);
+        let s = state("1000/s", Hardcap::Unbounded, 0, SEC);
+        let now = 101 * SEC;
+        assert_eq!(s.level(now, unbounded), 100_000);
+        s.set_rate(now, "2000/s".parse().unwrap(), unbounded)
             .unwrap();
-        assert_eq!(s.level(SEC), 2);
-        assert!(
-            s.check("2/s".parse().unwrap(), Hardcap::Limit, None)
-                .is_ok()
-        );
-        assert!(
-            s.check("3/s".parse().unwrap(), Hardcap::Limit, None)
-                .is_err()
-        );
-        assert!(s.check("2/s".parse().unwrap(), Hardcap::One, None).is_err());
-        assert!(
-            s.check("2/s".parse().unwrap(), Hardcap::Limit, Some(5))
-                .is_err()
-        );
+        assert_eq!(s.level(now, unbounded), 100_000);
+        // 40 hours on: the epoch moved (2^47 ticks of 1 ns are 39 hours);
+        // the bank is full: 2^45 ticks, 70_368_744 fuel of 500_000 ticks.
+        let later = now + 40 * 3600 * SEC;
+        assert!(matches!(s.take(later, 1, unbounded), Took::Taken(_)));
+        let level = s.level(later, unbounded);
+        let bank = SPAN_LIMIT / 500_000;
+        assert!((bank - 1..=bank + 1).contains(&level), "{level}");
+    }
+
+    /// Another process owns the slots it would change the parameters in,
+    /// stopped there: `pid` alive, never letting go.
+    fn owned_by_a_stopped_process(s: &HostState, slots: usize) {
+        let named = ((s.word.load(Ordering::Relaxed) >> SLOT_SHIFT) & SLOT_MASK) as usize;
+        let stopped = (u64::from(process_id()) << 32) | 0xffff_ffff;
+        for slot in (0..SLOTS).filter(|&i| i != named).take(slots) {
+            s.slots[slot].owner.store(stopped, Ordering::Relaxed);
+        }
+    }
+
+    /// A process stopped (or killed, unreaped) while it owned a slot for a
+    /// change blocks no one, at any rate: the epoch's moves (every ~105 s at
+    /// 997/s, ~1 s at 100003/s, 39 h at 1/s) go on in the other slots, and
+    /// takes grant exactly the rate. Only with all three spare slots owned
+    /// do takes refuse, and they still return.
+    #[test]
+    fn a_stopped_owner_blocks_no_move_of_the_epoch() {
+        for (rate, per_s, step) in [
+            ("997/s", 997, SEC),
+            ("100003/s", 100_003, SEC / 1000),
+            ("1/s", 1, SEC),
+        ] {
+            let s = state(rate, Hardcap::Limit, 0, SEC);
+            owned_by_a_stopped_process(&s, 2);
+            let start = SEC;
+            let mut now = start;
+            let mut grants = 0u64;
+            // Past several moves of the epoch.
+            let end = start + 4 * (RANGE / rate.parse::<Rate>().unwrap().ticks().0);
+            while now < end {
+                now += step;
+                while let Took::Taken(_) = s.take(now, 1, LIMIT) {
+                    grants += 1;
+                }
+            }
+            let accrued = u128::from(now - start) * per_s / u128::from(SEC);
+            assert_eq!(u128::from(grants), accrued, "{rate}");
+            // All three owned: takes refuse (they need the epoch moved) and
+            // return; `set_rate` says why.
+            owned_by_a_stopped_process(&s, 3);
+            let later = now + RANGE; // beyond the word, at any tick scale
+            assert_eq!(s.take(later, 1, LIMIT), Took::Empty, "{rate}");
+        }
+    }
+
+    /// `set_rate` with every spare slot owned by a live process fails, after
+    /// a while, and changes nothing.
+    #[test]
+    fn set_rate_with_every_spare_slot_owned_fails() {
+        let s = state("10/s", Hardcap::Limit, 10, SEC);
+        owned_by_a_stopped_process(&s, 3);
+        assert!(matches!(
+            s.set_rate(SEC, "20/s".parse().unwrap(), LIMIT),
+            Err(Busy::Owned)
+        ));
+        assert_eq!(s.rate(), Some("10/s".parse().unwrap()));
+        assert_eq!(s.level(SEC, LIMIT), 10);
+    }
+
+    /// A slot owned by a process that is gone is taken over.
+    #[test]
+    fn a_dead_owner_s_slot_is_taken_over() {
+        let s = state("997/s", Hardcap::Limit, 0, SEC);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        for slot in &s.slots[1..] {
+            slot.owner
+                .store(u64::from(dead) << 32 | 1, Ordering::Relaxed);
+        }
+        s.set_rate(SEC, "998/s".parse().unwrap(), LIMIT).unwrap();
+        assert_eq!(s.rate(), Some("998/s".parse().unwrap()));
+    }
+
+    /// A rebase whose arithmetic cannot move the epoch (a corrupt scale)
+    /// refuses, and returns.
+    #[test]
+    fn a_corrupt_slot_refuses_and_returns() {
+        let s = state("10/s", Hardcap::Limit, 10, SEC);
+        s.slots[0].s.store(1 << 50, Ordering::Relaxed);
+        assert_eq!(s.take(2 * SEC, 1, LIMIT), Took::Empty);
+        assert_eq!(s.level(2 * SEC, LIMIT), 0);
+        s.slots[0].s.store(1, Ordering::Relaxed);
+        s.slots[0].t.store(1, Ordering::Relaxed);
+        assert_eq!(s.take(2 * SEC, 1, LIMIT), Took::Empty);
+        // A rate change repairs it.
+        s.set_rate(2 * SEC, "10/s".parse().unwrap(), LIMIT).unwrap();
+        s.slots[0].t.store(0, Ordering::Relaxed); // (no longer the word's)
+        assert_eq!(s.level(3 * SEC, LIMIT), 10);
     }
 }
-
 /// The shared word under every interleaving: a take racing a rate change
 /// (which writes the spare slot and moves the generation) or a pause never
 /// computes from a half-written slot, and never grants beyond the bucket.
@@ -790,6 +1148,10 @@ mod loom_tests {
     use std::sync::Arc;
 
     const SEC: u64 = 1_000_000_000;
+    const LIMIT: Shape = Shape {
+        hardcap: Hardcap::Limit,
+        burst: None,
+    };
 
     fn full_bucket() -> Arc<HostState> {
         let state = new_state();
@@ -802,13 +1164,13 @@ mod loom_tests {
         loom::model(|| {
             let state = full_bucket();
             let taker = state.clone();
-            let take = loom::thread::spawn(move || taker.take(10 * SEC, 1));
+            let take = loom::thread::spawn(move || taker.take(10 * SEC, 1, LIMIT));
             // Capacity 1 from now on: the two fuel become one.
             state
-                .set_rate(10 * SEC, "1/s".parse().unwrap(), Hardcap::Limit, None)
+                .set_rate(10 * SEC, "1/s".parse().unwrap(), LIMIT)
                 .unwrap();
             let took = matches!(take.join().unwrap(), Took::Taken(_));
-            let left = state.level(10 * SEC);
+            let left = state.level(10 * SEC, LIMIT);
             assert!(left <= 1, "over the new capacity: {left}");
             // Taken before the change: 1 left of 2, capped to 1. After: 0
             // of 1. Either way never more than the bucket held.
@@ -819,19 +1181,52 @@ mod loom_tests {
         });
     }
 
+    /// Two rate changes at once (two processes): each owns its own spare
+    /// slot, so neither writes the other's, and the slot the word ends on
+    /// is whole — one of the two rates, with its own scale and capacity —
+    /// whichever order the compare-and-swaps took. A take racing both
+    /// never computes from a slot being written.
+    #[test]
+    fn two_rate_changes_never_mix_their_slots() {
+        loom::model(|| {
+            let state = full_bucket();
+            let other = state.clone();
+            let change = loom::thread::spawn(move || {
+                other
+                    .set_rate(10 * SEC, "1/s".parse().unwrap(), LIMIT)
+                    .unwrap();
+                u64::from(matches!(other.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
+            });
+            state
+                .set_rate(10 * SEC, "3/s".parse().unwrap(), LIMIT)
+                .unwrap();
+            let took = change.join().unwrap();
+            let v = state.view();
+            assert!(v.sane(LIMIT), "a mixed slot: {v:?}");
+            let rate = state.rate().unwrap();
+            let cap = rate.max_n();
+            assert!(cap == 1 || cap == 3, "{rate}");
+            assert!(took + state.level(10 * SEC, LIMIT) <= 2, "fuel minted");
+        });
+    }
+
     #[test]
     fn a_take_racing_pause_and_resume_sees_one_state() {
         loom::model(|| {
             let state = full_bucket();
             let taker = state.clone();
             let take = loom::thread::spawn(move || {
-                u64::from(matches!(taker.take(10 * SEC, 1), Took::Taken(_)))
-                    + u64::from(matches!(taker.take(10 * SEC, 1), Took::Taken(_)))
+                u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
+                    + u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
             });
-            state.pause(10 * SEC);
-            state.resume(10 * SEC);
+            state.pause(10 * SEC, LIMIT);
+            state.resume(10 * SEC, LIMIT);
             let took = take.join().unwrap();
-            assert_eq!(took + state.level(10 * SEC), 2, "fuel minted or lost");
+            assert_eq!(
+                took + state.level(10 * SEC, LIMIT),
+                2,
+                "fuel minted or lost"
+            );
         });
     }
 }

@@ -776,9 +776,7 @@ fn open_host(
     burst: Option<u64>,
     initial: u64,
 ) -> Result<host::HostBucket, Error> {
-    crate::shm::with_access(access, || {
-        host::HostBucket::open(path, rate, hardcap, burst, initial)
-    })
+    host::HostBucket::open(path, access, rate, hardcap, burst, initial)
 }
 
 #[cfg(not(all(unix, not(fueltank_loom))))]
