@@ -635,7 +635,13 @@ where
 
     /// Changes the rate of every key, for every instance: each key's state
     /// is converted at its next call, keeping its fuel with no burst (as
-    /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)).
+    /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)). This
+    /// instance's keys take it at once; another instance takes it at its
+    /// next check of the tank's parameters (each checks them at most once a
+    /// second, alongside a key's round trip), or sooner from a key this one
+    /// called since. The keys are in slots of their own (so that a keyed
+    /// tank spreads over a Cluster's shards), so no key's round trip reads
+    /// the tank's parameters; see the crate docs, *One name, one limit*.
     ///
     /// # Examples
     ///

@@ -149,7 +149,8 @@ pub(crate) struct StoreShared {
 /// One connection to Redis, shared by every tank built from it.
 ///
 /// A cheap handle: clones share the connection (one multiplexed connection
-/// that reconnects by itself, with backoff), the script and the counters.
+/// that reconnects by itself, with backoff; on a Cluster, one per node,
+/// following the Cluster's slots), the script and the counters.
 /// The script is loaded when the store connects and sent again if Redis
 /// has forgotten it (after a restart).
 ///
@@ -485,8 +486,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, loads the script, and returns the store; an error if the
-    /// URL is malformed or no connection is made within the connect timeout.
+    /// Connects, loads the script (on every node of a Cluster), and
+    /// returns the store; an error if a URL is malformed, an option is out
+    /// of range, or no connection is made within the connect timeout.
     ///
     /// Call it from inside the runtime the tanks' drivers should run on
     /// (see [`RedisStore`]).
