@@ -34,7 +34,7 @@ pub(crate) struct Driver {
     generation: u64,
     call: Option<Call>,
     /// When the call was started: a call the store's timeout did not end
-    /// in twice its time is given up (it never should be needed).
+    /// in three times its time is given up (it never should be needed).
     call_started: Instant,
     timer: Timer,
     /// The timer's waker: grants, then wakes the task.
@@ -111,7 +111,9 @@ impl Future for Driver {
             return Poll::Pending;
         }
         loop {
-            let limit = this.entry.store.timeout * 2;
+            // A keyed tank's call may be three round trips in a row (the
+            // key, the tank's parameters, the key again).
+            let limit = this.entry.store.timeout * 3;
             if let Some(call) = &mut this.call {
                 if let Poll::Ready(outcome) = call.as_mut().poll(cx) {
                     this.call = None;

@@ -52,10 +52,12 @@ use fueltank::clock::{Clock, MonotonicClock};
 use fueltank::{Rate, Tank};
 
 use crate::Error;
+use crate::keyed::Family;
 use crate::lane::Lane;
+use crate::offset::Offset;
 use crate::params::{Mode, Params};
 use crate::reserve::{Origin, Reserve};
-use crate::script::{self, Ask, Op, Reply};
+use crate::script::{self, Ask, Op, Reply, Scope};
 use crate::store::{Counters, FailurePolicy, StoreShared};
 
 /// Options of a tank, shared by all its entries.
@@ -96,7 +98,7 @@ impl Options {
 /// The most the driver's timer is armed early.
 pub(crate) const MAX_CORRECTION: Duration = Duration::from_micros(250);
 
-/// The Redis keys of one entry: state, log, and a keyed tank's parameters.
+/// The Redis keys of one entry: state and log (one slot).
 pub(crate) type Keys = Arc<[Vec<u8>]>;
 
 pub(crate) struct Entry {
@@ -105,7 +107,11 @@ pub(crate) struct Entry {
     pub(crate) keys: Keys,
     /// A keyed tank's parameters, shared by its entries: what Redis says
     /// for one key holds for all.
-    family: Option<Arc<Mutex<Params>>>,
+    family: Option<Arc<Family>>,
+    /// On a Cluster, where Redis's clock is for this entry's node: nodes'
+    /// clocks differ, and an entry's keys are on one node (the store's
+    /// bounds serve one server).
+    offset: Option<Offset>,
     /// Reserved fuel `has_fuel` takes without the lock (`lane.rs`).
     lane: Lane,
     state: Mutex<State>,
@@ -225,9 +231,10 @@ impl Entry {
         options: Arc<Options>,
         keys: Keys,
         params: Params,
-        family: Option<Arc<Mutex<Params>>>,
+        family: Option<Arc<Family>>,
     ) -> Entry {
         Entry {
+            offset: store.is_cluster().then(Offset::new),
             store,
             options,
             keys,
@@ -283,9 +290,20 @@ impl Entry {
         if st.params != params {
             st.params = params;
             if let Some(family) = &self.family {
-                *family.lock().unwrap_or_else(PoisonError::into_inner) = params;
+                family.learn(params);
             }
         }
+    }
+
+    /// A keyed tank's entry takes the tank's parameters, as this instance
+    /// knows them, before each round trip: another key's answer, a check
+    /// or a `set_rate` may have changed them.
+    fn follow_family(&self) -> Params {
+        let mut st = self.lock();
+        if let Some(family) = &self.family {
+            st.params = family.params();
+        }
+        st.params
     }
 
     /// Fuel held here, spendable now or later.
@@ -796,18 +814,76 @@ impl Entry {
         ask: Ask,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         let entry = self.clone();
-        let params = self.params();
         async move {
+            let params = entry.follow_family();
             let sent = now();
-            let result = entry
-                .store
-                .call(&entry.keys, script::args(Op::Take, &params, &ask))
-                .await;
-            Outcome {
-                result,
-                sent,
-                answered: now(),
+            let Some(family) = &entry.family else {
+                let args = script::args(Op::Take, Scope::Global, &params, &ask);
+                let result = entry.store.call(&entry.keys, args).await;
+                return Outcome {
+                    result,
+                    sent,
+                    answered: now(),
+                };
+            };
+            entry.keyed_call(family, params, &ask, sent).await
+        }
+    }
+
+    /// A keyed tank's round trip on this key, with a check of the tank's
+    /// parameters (in a slot of their own) at most once a second, alongside;
+    /// a key stored by a tank born later is judged by a check, and asked
+    /// again if the check taught this instance newer parameters.
+    async fn keyed_call(
+        &self,
+        family: &Family,
+        params: Params,
+        ask: &Ask,
+        sent: Instant,
+    ) -> Outcome {
+        let take = |params: Params| {
+            let args = script::args(Op::Take, Scope::Key, &params, ask);
+            self.store.call(&self.keys, args)
+        };
+        let checked = family.claim(sent);
+        let mut result = match (checked, family.conflict()) {
+            // Another limit holds the name: no key is asked until a check
+            // says otherwise.
+            (true, Some(_)) => {
+                family.check(&self.store).await;
+                match family.conflict() {
+                    Some(stored) => Ok(Reply::Mismatch(stored)),
+                    None => take(self.follow_family()).await,
+                }
             }
+            (false, Some(stored)) => Ok(Reply::Mismatch(stored)),
+            (true, None) => {
+                futures_util::future::join(take(params), family.check(&self.store))
+                    .await
+                    .0
+            }
+            (false, None) => take(params).await,
+        };
+        let mut sent = sent;
+        if let Ok(Reply::Mismatch(_)) = &result {
+            if !family.checked_since(sent) {
+                family.claim_now();
+                family.check(&self.store).await;
+            }
+            if let Some(stored) = family.conflict() {
+                result = Ok(Reply::Mismatch(stored));
+            } else {
+                let fresh = self.follow_family();
+                if fresh != params {
+                    sent = now();
+                    result = take(fresh).await;
+                }
+            }
+        }
+        Outcome {
+            result,
+            sent,
+            answered: now(),
         }
     }
 
@@ -821,7 +897,8 @@ impl Entry {
         // Redis's now of this call, as local times (see `offset.rs`).
         let (sent, answered) = match &result {
             Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) => {
-                self.store.offset.observe(seen.now.ns(), sent, answered)
+                let offset = self.offset.as_ref().unwrap_or(&self.store.offset);
+                offset.observe(seen.now.ns(), sent, answered)
             }
             _ => (sent, answered),
         };
@@ -935,23 +1012,43 @@ impl Entry {
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
 
-    /// A `Build` or `Set` call for this entry's keys.
+    /// A `Build` or `Set` call for this global tank's keys.
     pub(crate) async fn control(&self, op: Op, params: Params) -> Result<Params, Error> {
-        let reply = self
-            .store
-            .call(&self.keys, script::args(op, &params, &Ask::default()))
-            .await?;
-        match reply {
-            Reply::Done(seen) => Ok(seen.params),
-            Reply::Mismatch(stored) => Err(Error::Mismatch {
-                name: self.options.name.clone(),
-                stored: stored.describe(),
-                given: params.describe(),
-            }),
-            other => Err(Error::Redis {
-                reason: format!("unexpected answer to a {op:?}: {other:?}"),
-            }),
-        }
+        control(
+            &self.store,
+            &self.keys,
+            Scope::Global,
+            op,
+            params,
+            &self.options.name,
+        )
+        .await
+    }
+}
+
+/// A `Build` or `Set` call on `keys`: the parameters Redis holds after it,
+/// or a mismatch.
+pub(crate) async fn control(
+    store: &StoreShared,
+    keys: &[Vec<u8>],
+    scope: Scope,
+    op: Op,
+    params: Params,
+    name: &str,
+) -> Result<Params, Error> {
+    let reply = store
+        .call(keys, script::args(op, scope, &params, &Ask::default()))
+        .await?;
+    match reply {
+        Reply::Done(seen) => Ok(seen.params),
+        Reply::Mismatch(stored) => Err(Error::Mismatch {
+            name: name.to_string(),
+            stored: stored.describe(),
+            given: params.describe(),
+        }),
+        other => Err(Error::Redis {
+            reason: format!("unexpected answer to a {op:?}: {other:?}"),
+        }),
     }
 }
 

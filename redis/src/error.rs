@@ -134,7 +134,7 @@ impl fmt::Display for Error {
             Error::InvalidName { name, reason } => write!(
                 f,
                 "tank name {name:?} is not accepted: {reason}; a name must be 1 to {MAX_NAME} \
-                 bytes with no ':' and no control characters"
+                 bytes with no control characters"
             ),
             Error::InvalidKey { len, max } => write!(
                 f,

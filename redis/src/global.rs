@@ -9,7 +9,7 @@ use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, MAX_CORRECTION, Options};
 use crate::params::{Mode, Params, default_hold};
-use crate::script::Op;
+use crate::script::{self, Op};
 use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
 
 /// A tank whose budget is kept in Redis and shared by every instance (of
@@ -141,7 +141,8 @@ fn correction(params: &Params) -> Duration {
         .min(MAX_CORRECTION)
 }
 
-/// Checks a tank name: 1 to 200 bytes, no ':', no control characters.
+/// Checks a tank name: 1 to 200 bytes, no control characters (anything
+/// else is escaped in its Redis keys: see `script.rs`).
 pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     let invalid = |reason| Error::InvalidName {
         name: name.to_string(),
@@ -152,11 +153,6 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     }
     if name.len() > crate::error::MAX_NAME {
         return Err(invalid("it is too long"));
-    }
-    if name.contains(':') {
-        return Err(invalid(
-            "it contains ':', which separates the parts of its Redis keys",
-        ));
     }
     if name.chars().any(char::is_control) {
         return Err(invalid("it contains a control character"));
@@ -266,15 +262,11 @@ impl GlobalTankBuilder {
     /// ```
     pub async fn build(self) -> Result<GlobalTank, Error> {
         let (params, options) = self.shape.resolve(&self.name, self.rate)?;
-        let prefix = format!("fueltank:{}:", self.name);
-        let keys: Arc<[Vec<u8>]> = Arc::new([
-            format!("{prefix}s").into_bytes(),
-            format!("{prefix}w").into_bytes(),
-        ]);
+        let start = script::tag_start(&self.store.shared.prefix, &self.name);
         let entry = Entry::new(
             self.store.shared.clone(),
             Arc::new(options),
-            keys,
+            Arc::new(script::global_keys(&start)),
             params,
             None,
         );

@@ -1,12 +1,22 @@
 //! [`GlobalKeyedTank`]: one global tank per key (API key, user, client
 //! address), every key at the same rate.
 //!
-//! Each key is its own state in Redis (`fueltank:NAME:ks:KEY`, and
-//! `fueltank:NAME:kw:KEY` under `Window`), written with an expiry like a
-//! global tank's, so idle keys leave Redis by themselves. The parameters
-//! are kept once, in `fueltank:NAME:p`, refreshed by every call: a key
-//! stored with other parameters (after a `set_rate`) is converted at its
-//! next call, as `set_rate` converts a global tank.
+//! Each key is its own state in Redis (`PREFIX:{NAME:KEY}:ks`, and
+//! `PREFIX:{NAME:KEY}:kw` under `Window`: see `script.rs`), in a hash slot
+//! of its own, written with an expiry like a global tank's, so idle keys
+//! leave Redis by themselves and, on a Cluster, the keys spread over the
+//! shards. A key's call reads only that key: it carries the parameters
+//! this instance holds and the generation of the tank's parameters they
+//! come from, and a key stored under an older generation is converted to
+//! them (as `set_rate` converts a global tank).
+//!
+//! The tank's parameters (`PREFIX:{NAME}:p`) are what a build must match
+//! and what `set_rate` changes. Each instance *checks* them (its
+//! [`Family`]) alongside a key's round trip when it last did over a second
+//! ago, and at once when a key was stored by a tank born later than the
+//! one it knows: that is how another instance's `set_rate` reaches it, how
+//! it learns that the name was lost and taken by another limit, and what
+//! keeps the parameters from expiring while the tank is used.
 //!
 //! Locally, each key in use is an entry (`entry.rs`) in a sharded map of at
 //! most `max_keys` entries, exactly: each shard holds at most its share, and
@@ -28,14 +38,15 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fueltank::{Hardcap, Rate};
 
-use crate::entry::{Entry, Options};
+use crate::entry::{Entry, Options, control};
 use crate::global::{Shape, shape_setters};
 use crate::params::Params;
-use crate::script::Op;
+use crate::script::{self, Ask, Op, Reply, Scope};
+use crate::store::StoreShared;
 use crate::{AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
 
 /// The longest key text accepted, in bytes: a bound on the Redis memory one
@@ -88,9 +99,9 @@ pub struct GlobalKeyedTank<K> {
 struct KeyedShared<K> {
     store: RedisStore,
     options: Arc<Options>,
-    params: Arc<Mutex<Params>>,
-    prefix: String,
-    registry: Vec<u8>,
+    family: Arc<Family>,
+    /// `PREFIX:{NAME` of every key's Redis keys.
+    tag_start: String,
     hasher: RandomState,
     shards: Box<[Mutex<Shard<K>>]>,
 }
@@ -191,19 +202,27 @@ where
             });
         }
         let (params, options) = self.shape.resolve(&self.name, self.rate)?;
-        let prefix = format!("fueltank:{}:", self.name);
-        let registry = format!("{prefix}p").into_bytes();
+        let tag_start = script::tag_start(&self.store.shared.prefix, &self.name);
+        let family = Family {
+            key: Arc::new([script::family_key(&tag_start)]),
+            params: Mutex::new(params),
+            check: Mutex::new(Check {
+                sent: Some(crate::entry::now()),
+                conflict: None,
+            }),
+        };
+        let stored = family
+            .control(&self.store.shared, Op::Build, params, &self.name)
+            .await?;
+        *lock(&family.params) = stored;
         let shared = KeyedShared {
             store: self.store,
             options: Arc::new(options),
-            params: Arc::new(Mutex::new(params)),
-            prefix,
-            registry,
+            family: Arc::new(family),
+            tag_start,
             hasher: RandomState::new(),
             shards: shards(self.max_keys),
         };
-        let stored = shared.registry_entry().control(Op::Build, params).await?;
-        *lock(&shared.params) = stored;
         Ok(GlobalKeyedTank {
             shared: Arc::new(shared),
         })
@@ -240,21 +259,97 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<K> KeyedShared<K> {
-    /// An entry on the registry alone, for `Build` and `Set`.
-    fn registry_entry(&self) -> Entry {
-        let keys: Arc<[Vec<u8>]> = Arc::new([
-            self.registry.clone(),
-            self.registry.clone(),
-            self.registry.clone(),
-        ]);
-        Entry::new(
-            self.store.shared.clone(),
-            self.options.clone(),
-            keys,
-            *lock(&self.params),
-            None,
-        )
+/// How often an instance checks a keyed tank's parameters while it makes
+/// round trips.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A keyed tank's parameters as this instance knows them, shared by its
+/// entries, and their checks.
+pub(crate) struct Family {
+    /// `PREFIX:{NAME}:p`.
+    key: Arc<[Vec<u8>]>,
+    params: Mutex<Params>,
+    check: Mutex<Check>,
+}
+
+struct Check {
+    /// When the latest check was sent.
+    sent: Option<Instant>,
+    /// What the latest check found when it was another limit.
+    conflict: Option<Params>,
+}
+
+impl Family {
+    pub(crate) fn params(&self) -> Params {
+        *lock(&self.params)
+    }
+
+    /// Parameters a key answered with: taken if of a later generation.
+    pub(crate) fn learn(&self, params: Params) {
+        let mut known = lock(&self.params);
+        if params.generation > known.generation {
+            *known = params;
+        }
+    }
+
+    /// Another limit's parameters, if the latest check found them.
+    pub(crate) fn conflict(&self) -> Option<Params> {
+        lock(&self.check).conflict
+    }
+
+    /// Whether a check is due at `now` (the latest is a second old); if
+    /// so, it is this caller's to make.
+    pub(crate) fn claim(&self, now: Instant) -> bool {
+        let mut check = lock(&self.check);
+        let due = check
+            .sent
+            .is_none_or(|sent| now.saturating_duration_since(sent) >= CHECK_EVERY);
+        if due {
+            check.sent = Some(now);
+        }
+        due
+    }
+
+    /// Whether a check was sent at `at` or later.
+    pub(crate) fn checked_since(&self, at: Instant) -> bool {
+        lock(&self.check).sent.is_some_and(|sent| sent >= at)
+    }
+
+    /// Marks a check as sent now.
+    pub(crate) fn claim_now(&self) {
+        lock(&self.check).sent = Some(crate::entry::now());
+    }
+
+    /// Checks the parameters Redis holds: adopts them if they are this
+    /// instance's or set from them, records a conflict if they are another
+    /// limit's; a failed check changes nothing (the keys' own round trips
+    /// decide whether the store is down).
+    pub(crate) async fn check(&self, store: &StoreShared) {
+        let params = self.params();
+        let args = script::args(Op::Check, Scope::Family, &params, &Ask::default());
+        match store.send(&self.key, args).await {
+            Ok(Reply::Done(seen)) => {
+                *lock(&self.params) = seen.params;
+                lock(&self.check).conflict = None;
+            }
+            Ok(Reply::Mismatch(stored)) => lock(&self.check).conflict = Some(stored),
+            _ => {}
+        }
+    }
+
+    /// A `Build` or `Set` of the tank's parameters.
+    async fn control(
+        &self,
+        store: &StoreShared,
+        op: Op,
+        params: Params,
+        name: &str,
+    ) -> Result<Params, Error> {
+        let stored = control(store, &self.key, Scope::Family, op, params, name).await?;
+        let mut check = lock(&self.check);
+        check.sent = Some(crate::entry::now());
+        check.conflict = None;
+        Ok(stored)
     }
 }
 
@@ -302,17 +397,12 @@ where
                 };
             }
         }
-        let keys: Arc<[Vec<u8>]> = Arc::new([
-            format!("{}ks:{text}", shared.prefix).into_bytes(),
-            format!("{}kw:{text}", shared.prefix).into_bytes(),
-            shared.registry.clone(),
-        ]);
         let entry = Arc::new(Entry::new(
             shared.store.shared.clone(),
             shared.options.clone(),
-            keys,
-            *lock(&shared.params),
-            Some(shared.params.clone()),
+            Arc::new(script::key_keys(&shared.tag_start, &text)),
+            shared.family.params(),
+            Some(shared.family.clone()),
         ));
         shard.map.insert(key.clone(), entry.clone());
         Ok(entry)
@@ -441,7 +531,7 @@ where
     /// # }
     /// ```
     pub fn rate(&self) -> Rate {
-        lock(&self.shared.params).rate()
+        self.shared.family.params().rate()
     }
 
     /// The hardcap of every key.
@@ -454,7 +544,7 @@ where
     /// # }
     /// ```
     pub fn hardcap(&self) -> Hardcap {
-        lock(&self.shared.params).hardcap
+        self.shared.family.params().hardcap
     }
 
     /// The tank's name.
@@ -494,7 +584,7 @@ where
     /// [`GlobalTank::capacity`](crate::GlobalTank::capacity).
     #[cfg(feature = "tower")]
     pub(crate) fn capacity(&self) -> u64 {
-        lock(&self.shared.params).capacity()
+        self.shared.family.params().capacity()
     }
 
     /// Fuel reserved here for `key` and not yet spent (spendable now or
@@ -545,7 +635,13 @@ where
 
     /// Changes the rate of every key, for every instance: each key's state
     /// is converted at its next call, keeping its fuel with no burst (as
-    /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)).
+    /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)). This
+    /// instance's keys take it at once; another instance takes it at its
+    /// next check of the tank's parameters (each checks them at most once a
+    /// second, alongside a key's round trip), or sooner from a key this one
+    /// called since. The keys are in slots of their own (so that a keyed
+    /// tank spreads over a Cluster's shards), so no key's round trip reads
+    /// the tank's parameters; see the crate docs, *One name, one limit*.
     ///
     /// # Examples
     ///
@@ -556,9 +652,15 @@ where
     /// ```
     pub async fn set_rate(&self, rate: Rate) -> Result<(), Error> {
         let shared = &self.shared;
-        let params = lock(&shared.params).with_rate(rate, shared.options.hold_is_default)?;
-        let stored = shared.registry_entry().control(Op::Set, params).await?;
-        *lock(&shared.params) = stored;
+        let params = shared
+            .family
+            .params()
+            .with_rate(rate, shared.options.hold_is_default)?;
+        let stored = shared
+            .family
+            .control(&shared.store.shared, Op::Set, params, &shared.options.name)
+            .await?;
+        *lock(&shared.family.params) = stored;
         for shard in shared.shards.iter() {
             for entry in lock(shard).map.values() {
                 entry.set_params(stored);
@@ -572,7 +674,7 @@ impl<K> fmt::Debug for GlobalKeyedTank<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GlobalKeyedTank")
             .field("name", &self.shared.options.name)
-            .field("params", &*lock(&self.shared.params))
+            .field("params", &self.shared.family.params())
             .finish()
     }
 }

@@ -125,6 +125,19 @@
 //! state expired, or a `set_rate` made it so) they are served again. The
 //! instance that made the state again built on a free name and goes on.
 //!
+//! A keyed tank's keys are each in a slot of their own, so no key's round
+//! trip reads the tank's parameters (`PREFIX:{NAME}:p`): each key stores
+//! the parameters and the generation of the tank's parameters it was last
+//! called with, and of two generations the later one rules (a key behind
+//! is converted, an instance behind adopts a `set_rate` made from its
+//! parameters). Each instance *checks* the tank's parameters alongside a
+//! key's round trip when it last did a second ago or more, and at once when
+//! a key was stored by a tank born after the one it knows. So another
+//! instance's [`GlobalKeyedTank::set_rate`] reaches it at its first check
+//! after the change, or sooner through a key that instance used since; a
+//! name lost and made again by another limit is a mismatch at its next
+//! check, or at once on a key the other limit used.
+//!
 //! # Speed
 //!
 //! `has_fuel` takes banked reserved fuel with one compare-and-swap and one
@@ -156,9 +169,32 @@
 //!
 //! # Not covered
 //!
-//! Redis before 6.2 (the script uses `ZADD … LT`; tested on 7.0), Redis
-//! Cluster (a tank's keys are not hash-tagged to one slot), and one tank
-//! across several Redis servers.
+//! Redis before 6.2 (the script uses `ZADD … LT`; tested on 7.0), and one
+//! tank across several Redis servers that are not one Cluster.
+//!
+//! # Redis Cluster, names and keys
+//!
+//! [`RedisStore::builder_cluster`] connects to a Redis Cluster, seeded by
+//! any of its nodes. Every call's keys share one hash slot: a global tank's
+//! keys are in one slot (one shard), and each key of a keyed tank is in a
+//! slot of its own, so a keyed tank spreads over the shards. Nothing else
+//! changes: the bounds, the failure policies and the mismatches hold as on
+//! one server (one key layout serves both). A `MOVED` or `ASK` while the
+//! Cluster reshards is followed by redis-rs within the round trip's
+//! timeout; a round trip that does not end in time is a failure as on one
+//! server, and marks the whole store down until one succeeds. Nodes have
+//! clocks of their own: each global tank and each key keeps its own
+//! bounds on where its node's clock is (a key moved to a node whose clock
+//! differs is judged by the earlier bounds until they no longer fit, so
+//! keep the nodes' clocks in step, as NTP does).
+//!
+//! Keys are `PREFIX:{NAME}:…` and, for key `KEY` of a keyed tank,
+//! `PREFIX:{NAME:KEY}:…`, with `%`, `{`, `}` and `:` of the name and the
+//! key escaped (`%25`, `%7B`, `%7D`, `%3A`): any name (1 to 200 bytes,
+//! no control characters; `api:v1` is fine) and any key map to keys of
+//! their own. The prefix is `fueltank` unless
+//! [`RedisStoreBuilder::prefix`] says otherwise. This layout is new in
+//! 0.1: states written by earlier builds (`fueltank:NAME:s`) are not read.
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

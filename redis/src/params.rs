@@ -33,7 +33,8 @@ pub(crate) struct Params {
 /// A state in Redis and the `set_rate`s made on it: a take whose
 /// parameters differ from the stored ones adopts them only if they were
 /// set on the state it knows (see `script.lua`). Zero: not known yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Ordered as the script orders them: by birth, then by sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub(crate) struct Generation {
     /// Redis's time, in µs, when the state was created.
     pub(crate) birth: u64,

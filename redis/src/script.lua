@@ -1,14 +1,21 @@
 -- fueltank-redis: one decision per call, on Redis's clock.
 --
--- KEYS[1]  the tank's state (a hash: parameters, `tat` or the log's length)
--- KEYS[2]  the grant log of a Window tank (a sorted set)
--- KEYS[3]  optional: the parameters of a keyed tank, shared by its keys
--- ARGV     op ('take' | 'build' | 'set'), then the caller's parameters
---          (max_n, per, hardcap, hold), the numbers derived from them
---          (interval t, mode, tolerance), the generation it knows (birth,
---          sets), the request (want, together, life, guard, ahead), and the
---          count then the members of the Window batches the caller has
---          finished. Times are integer nanoseconds.
+-- KEYS[1]  the state (a hash: parameters, `tat` or the log's length), or,
+--          in scope 'p', a keyed tank's parameters (a hash)
+-- KEYS[2]  the grant log of a Window tank (a sorted set); not in scope 'p'
+-- ARGV     op ('take' | 'build' | 'set' | 'check'), scope ('g': a global
+--          tank's state, 'k': one key of a keyed tank, 'p': a keyed tank's
+--          parameters), then the caller's parameters (max_n, per, hardcap,
+--          hold), the numbers derived from them (interval t, mode,
+--          tolerance), the generation it knows (birth, sets), the request
+--          (want, together, life, guard, ahead), and the count then the
+--          members of the Window batches the caller has finished. Times are
+--          integer nanoseconds.
+--
+-- The keys of one call share a hash slot, so that this runs on Redis
+-- Cluster: a keyed tank's keys are each in their own slot, and no key's
+-- call reads the tank's parameters (scope 'p'); instances check those
+-- apart, at most once a second (see `keyed.rs`).
 --
 -- A generation tells a deliberate change of the parameters from another
 -- limit built under the same name: `birth` (Redis's time in µs when the
@@ -20,6 +27,16 @@
 -- with the caller's parameters. Else the state was lost and made again by
 -- another limit: the take is answered Mismatch, as a 'build' would be.
 --
+-- A keyed tank's key carries the generation of the tank's parameters (the
+-- 'p' hash): a missing key is made with the caller's, and of two
+-- generations the later rules: a caller that knows a later one than the
+-- key's converts the key to its parameters (a 'set' the key has not seen
+-- yet). A key stored under a later birth with other parameters is
+-- answered Mismatch: only the tank's parameters can tell whether that
+-- birth is another limit's or a 'set' from the caller's, and the caller
+-- asks them ('check', which is a 'take' of this rule on the 'p' hash: a
+-- missing one is made again with the caller's generation).
+--
 -- Every number handled here stays below 2^53, where Lua's doubles are exact
 -- integers: times are kept relative to the current second (`ep`), and the
 -- log's scores are absolute microseconds. Numbers are written with '%.0f'.
@@ -27,11 +44,11 @@
 local clock = redis.call('TIME')
 local sec = tonumber(clock[1])
 local now = tonumber(clock[2]) * 1000
-local op = ARGV[1]
-local want, together = tonumber(ARGV[11]), tonumber(ARGV[12])
-local life, guard = tonumber(ARGV[13]), tonumber(ARGV[14])
-local ahead = tonumber(ARGV[15])
-local finished = 16
+local op, scope = ARGV[1], ARGV[2]
+local want, together = tonumber(ARGV[12]), tonumber(ARGV[13])
+local life, guard = tonumber(ARGV[14]), tonumber(ARGV[15])
+local ahead = tonumber(ARGV[16])
+local finished = 17
 
 local function f(x) return string.format('%.0f', x) end
 
@@ -55,7 +72,12 @@ local function params_args(p)
 end
 
 local caller = {}
-for i = 1, 9 do caller[i] = tonumber(ARGV[i + 1]) end
+for i = 1, 9 do caller[i] = tonumber(ARGV[i + 2]) end
+
+-- Whether generation `a` is later than `b`.
+local function later(a, b)
+  return a[8] > b[8] or (a[8] == b[8] and a[9] > b[9])
+end
 
 -- What rules after this call, given what is stored (nil: nothing), or nil
 -- if the caller's parameters are another limit's: a 'build' must match
@@ -83,30 +105,56 @@ local function ruling(stored)
   if op == 'set' then p[9] = p[9] + 1 end
   return p
 end
+
+-- The same for a key of a keyed tank ('take') or its parameters
+-- ('check'), which carry the tank's generation: the later one rules.
+local function keyed_ruling(stored)
+  local p = {}
+  for i = 1, 9 do p[i] = caller[i] end
+  for i = 1, 4 do p[9 + i] = caller[i] end
+  if not stored then return p end
+  if same(stored, caller) or not later(caller, stored) then
+    if not same(stored, caller) then
+      -- A later generation with other parameters: a 'set' made from the
+      -- caller's, or another limit's.
+      local set_since = stored[8] == caller[8] or (scope == 'p' and stored[9] > 0
+        and same({stored[10], stored[11], stored[12], stored[13]}, caller))
+      if not set_since then return nil end
+    end
+    if later(caller, stored) then
+      for i = 8, 9 do stored[i] = caller[i] end
+    end
+    return stored
+  end
+  -- The caller knows a later generation: its parameters rule.
+  if stored[8] == caller[8] then
+    for i = 10, 13 do p[i] = stored[i] end
+  end
+  return p
+end
 local function mismatch(stored)
   return {2, stored[1], stored[2], stored[3], stored[4], stored[8], stored[9]}
 end
 
--- The parameters that rule: a keyed tank's shared ones, else the stored
--- ones.
+-- The parameters that rule.
 local wanted = {unpack(FIELDS)}
 for _, v in ipairs({'ep', 'tat', 'last', 'len', 'seq'}) do wanted[#wanted + 1] = v end
 local state = redis.call('HMGET', KEYS[1], unpack(wanted))
 local S = #FIELDS
 local stored = params_of(state)
 local p
-if #KEYS >= 3 then
-  local shared = params_of(redis.call('HMGET', KEYS[3], unpack(FIELDS)))
-  p = ruling(shared)
-  if not p then return mismatch(shared) end
-  if p ~= shared then redis.call('HSET', KEYS[3], unpack(params_args(p))) end
-  redis.call('PEXPIRE', KEYS[3], f(math.ceil(2 * p[2] / 1000000) + 60000))
-  if op ~= 'take' then
-    return {3, sec, now, p[1], p[2], p[3], p[4], p[8], p[9], 0}
-  end
-else
+if scope == 'g' or op == 'build' or op == 'set' then
   p = ruling(stored)
-  if not p then return mismatch(stored) end
+else
+  p = keyed_ruling(stored)
+end
+if not p then return mismatch(stored) end
+if scope == 'p' then
+  -- A keyed tank's parameters: no fuel here. Kept two periods and a minute
+  -- after the last instance's build, set or check.
+  redis.call('HSET', KEYS[1], unpack(params_args(p)))
+  redis.call('PEXPIRE', KEYS[1], f(math.ceil(2 * p[2] / 1000000) + 60000))
+  return {3, sec, now, p[1], p[2], p[3], p[4], p[8], p[9], 0}
 end
 local n, per, t, mode, tol, hold = p[1], p[2], p[5], p[6], p[7], p[4]
 if life > hold then life = hold end

@@ -7,20 +7,38 @@
 //! nanoseconds after it, so that the instance can bound where Redis's clock
 //! is (`offset.rs`) and convert the times (`reserve.rs`).
 //!
-//! # State
+//! # Keys
+//!
+//! Every key starts with the store's prefix (`fueltank` by default, see
+//! `RedisStoreBuilder::prefix`) and `:`, so that several applications share
+//! a Redis and ACLs can grant a prefix. The tank's name `N` and a key's
+//! text `K` follow *escaped*: `%`, `{`, `}` and `:` are written `%25`,
+//! `%7B`, `%7D`, `%3A`. An escaped text has no `:`, `{` or `}`, so every
+//! name (and key) maps to its own Redis keys: `N:K` splits at its only
+//! `:`, and a name `a:b` with key `c` (`a%3Ab:c`) is not the name `a` with
+//! key `b:c` (`a:b%3Ac`). The part in braces is the Redis Cluster *hash
+//! tag*: the keys of one call share it, so they share a slot; a keyed
+//! tank's keys each have their own, so they spread over the shards. The
+//! prefix may not hold `{` or `}`, so the tag is always the braces shown.
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `fueltank:NAME:s` | hash | the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
-//! | `fueltank:NAME:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
-//! | `fueltank:NAME:p` | hash | a keyed tank's parameters and their generation, shared by its keys |
-//! | `fueltank:NAME:ks:KEY`, `fueltank:NAME:kw:KEY` | hash, sorted set | one key of a keyed tank |
+//! | `PREFIX:{N}:s` | hash | a global tank: the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
+//! | `PREFIX:{N}:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
+//! | `PREFIX:{N}:p` | hash | a keyed tank's parameters and their generation: what a build must match and `set_rate` changes |
+//! | `PREFIX:{N:K}:ks`, `PREFIX:{N:K}:kw` | hash, sorted set | key `K` of a keyed tank, as `s` and `w`, with the tank's generation its parameters came from |
+//!
+//! (Before 0.1's cluster support the layout was `fueltank:N:s`, ...,
+//! `fueltank:N:ks:K`, with names refused if they held `:`; states in the
+//! old layout are not read.)
 //!
 //! Every key is written with a `PEXPIRE`: a GCRA state lives until its
 //! schedule has caught up with now, plus one period and a second (by then
 //! it is full, as a missing state is taken to be); a log until its newest
 //! grant has left the window, plus a second; a keyed tank's parameters for
-//! two periods and a minute after the last call on any of its keys.
+//! two periods and a minute after the last build, `set_rate` or check of
+//! any instance (each checks them at most once a second while it makes
+//! round trips: see `keyed.rs`).
 
 use redis::Script;
 
@@ -42,6 +60,64 @@ pub(crate) enum Op {
     Build,
     /// Replace the parameters, keeping the fuel level.
     Set,
+    /// A keyed tank's parameters: made again if missing, answered if the
+    /// caller's or set from them, else a mismatch.
+    Check,
+}
+
+/// What the keys of a call are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// A global tank's state and log.
+    Global,
+    /// One key's state and log, of a keyed tank.
+    Key,
+    /// A keyed tank's parameters.
+    Family,
+}
+
+/// Writes `text` with `%`, `{`, `}` and `:` escaped (see the module docs).
+fn escape(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            ':' => out.push_str("%3A"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `PREFIX:{N` of a tank's keys: a global tank's ends it with `}`, a keyed
+/// tank's key with `:K}`.
+pub(crate) fn tag_start(prefix: &str, name: &str) -> String {
+    let mut out = format!("{prefix}:{{");
+    escape(name, &mut out);
+    out
+}
+
+/// A global tank's state and log.
+pub(crate) fn global_keys(start: &str) -> [Vec<u8>; 2] {
+    [
+        format!("{start}}}:s").into_bytes(),
+        format!("{start}}}:w").into_bytes(),
+    ]
+}
+
+/// A keyed tank's parameters.
+pub(crate) fn family_key(start: &str) -> Vec<u8> {
+    format!("{start}}}:p").into_bytes()
+}
+
+/// The state and log of `key` of a keyed tank.
+pub(crate) fn key_keys(start: &str, key: &str) -> [Vec<u8>; 2] {
+    let mut tag = format!("{start}:");
+    escape(key, &mut tag);
+    [
+        format!("{tag}}}:ks").into_bytes(),
+        format!("{tag}}}:kw").into_bytes(),
+    ]
 }
 
 /// A request for fuel.
@@ -65,7 +141,7 @@ pub(crate) struct Ask {
 }
 
 /// The script's arguments for `op` on a tank with `params`.
-pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
+pub(crate) fn args(op: Op, scope: Scope, params: &Params, ask: &Ask) -> Vec<String> {
     let (mode, tolerance) = match params.mode() {
         Mode::Gcra { tolerance_ns } => (0, tolerance_ns),
         Mode::Paced => (1, 0),
@@ -75,9 +151,16 @@ pub(crate) fn args(op: Op, params: &Params, ask: &Ask) -> Vec<String> {
         Op::Take => "take",
         Op::Build => "build",
         Op::Set => "set",
+        Op::Check => "check",
+    };
+    let scope = match scope {
+        Scope::Global => "g",
+        Scope::Key => "k",
+        Scope::Family => "p",
     };
     let mut args = vec![
         op.to_string(),
+        scope.to_string(),
         params.max_n.to_string(),
         params.per_ns.to_string(),
         hardcap_code(params.hardcap).to_string(),
@@ -250,6 +333,34 @@ impl Reply {
 mod tests {
     use super::*;
     use fueltank::Hardcap;
+
+    fn text(key: &[u8]) -> &str {
+        std::str::from_utf8(key).unwrap()
+    }
+
+    #[test]
+    fn names_and_keys_map_to_redis_keys_one_to_one() {
+        let start = tag_start("fueltank", "api");
+        assert_eq!(text(&global_keys(&start)[0]), "fueltank:{api}:s");
+        assert_eq!(text(&family_key(&start)), "fueltank:{api}:p");
+        assert_eq!(
+            text(&key_keys(&start, "alice")[1]),
+            "fueltank:{api:alice}:kw"
+        );
+        // `:` in a name or key never moves the boundary between them.
+        let a = key_keys(&tag_start("p", "a:b"), "c");
+        let b = key_keys(&tag_start("p", "a"), "b:c");
+        assert_ne!(a, b);
+        assert_eq!(text(&a[0]), "p:{a%3Ab:c}:ks");
+        assert_eq!(text(&b[0]), "p:{a:b%3Ac}:ks");
+        // Braces stay out of the hash tag; `%` itself is escaped.
+        let odd = key_keys(&tag_start("p", "{x}"), "}%7D");
+        assert_eq!(text(&odd[0]), "p:{%7Bx%7D:%7D%257D}:ks");
+        assert_ne!(
+            global_keys(&tag_start("p", "%3A")),
+            global_keys(&tag_start("p", ":"))
+        );
+    }
 
     #[test]
     fn replies_parse() {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{Client, Script};
 
 use crate::error::redact;
@@ -119,11 +121,21 @@ impl Counters {
     }
 }
 
+/// A connection to one server, or to a Cluster (which follows `MOVED` and
+/// `ASK` itself, within the round trip's timeout).
+#[derive(Clone)]
+enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// What every tank of a store shares.
 pub(crate) struct StoreShared {
     url: String,
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
+    /// What every Redis key of this store starts with (before a `:`).
+    pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) policy: FailurePolicy,
     pub(crate) spawner: Spawner,
@@ -137,7 +149,8 @@ pub(crate) struct StoreShared {
 /// One connection to Redis, shared by every tank built from it.
 ///
 /// A cheap handle: clones share the connection (one multiplexed connection
-/// that reconnects by itself, with backoff), the script and the counters.
+/// that reconnects by itself, with backoff; on a Cluster, one per node,
+/// following the Cluster's slots), the script and the counters.
 /// The script is loaded when the store connects and sent again if Redis
 /// has forgotten it (after a restart).
 ///
@@ -188,7 +201,10 @@ pub struct RedisStore {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until it connects"]
 pub struct RedisStoreBuilder {
-    url: String,
+    /// One server's URL, or (`cluster`) the URLs of a Cluster's seed nodes.
+    urls: Vec<String>,
+    cluster: bool,
+    prefix: String,
     timeout: Duration,
     connect_timeout: Duration,
     policy: FailurePolicy,
@@ -226,10 +242,52 @@ impl RedisStore {
     /// ```
     pub fn builder(url: &str) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.to_string(),
+            urls: vec![url.to_string()],
+            cluster: false,
+            prefix: DEFAULT_PREFIX.to_string(),
             timeout: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(1),
             policy: FailurePolicy::Closed,
+        }
+    }
+
+    /// A builder for a store on a Redis Cluster, seeded by the URLs of any
+    /// of its nodes (one is enough; the others are found from it).
+    ///
+    /// Every tank works as on one server, with the same bounds and failure
+    /// policies: a global tank's keys share one hash slot, and each key of
+    /// a keyed tank has its own, so a keyed tank spreads over the shards.
+    /// Redirections while the Cluster reshards (`MOVED`, `ASK`) are
+    /// followed within the round trip's timeout; a round trip that does not
+    /// end within it fails as on one server. A keyed tank's parameters live
+    /// in one slot of their own, which each instance reads at most once a
+    /// second (see [`GlobalKeyedTank::set_rate`](crate::GlobalKeyedTank::set_rate)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), fueltank_redis::Error> {
+    /// let store = RedisStore::builder_cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+    ///     .prefix("myapp")
+    ///     .connect()
+    ///     .await?;
+    /// let api = store.tank("api", "1000/s".parse()?).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_cluster<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedisStoreBuilder {
+            urls: nodes
+                .into_iter()
+                .map(|url| url.as_ref().to_string())
+                .collect(),
+            cluster: true,
+            ..RedisStore::builder("")
         }
     }
 
@@ -344,7 +402,43 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// The prefix of every Redis key unless [`RedisStoreBuilder::prefix`] says
+/// otherwise.
+const DEFAULT_PREFIX: &str = "fueltank";
+
+/// The longest prefix, in bytes.
+const MAX_PREFIX: usize = 100;
+
 impl RedisStoreBuilder {
+    /// What every Redis key of this store's tanks starts with, before a
+    /// `:` (`"fueltank"` by default): several applications can share one
+    /// Redis with prefixes of their own, and an ACL can grant one its
+    /// prefix (`~myapp:*`). 1 to 100 bytes, without `{` or `}` (which
+    /// would move the Cluster hash tag) or control characters; anything
+    /// else, `:` included, is accepted. Instances share a tank only if they
+    /// use the same prefix.
+    ///
+    /// The keys of a tank are then `PREFIX:{NAME}:…` and, for key `KEY` of
+    /// a keyed tank, `PREFIX:{NAME:KEY}:…`, with `%`, `{`, `}` and `:` of
+    /// the name and the key escaped as `%25`, `%7B`, `%7D` and `%3A`: every
+    /// name and key has keys of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::{Error, RedisStore};
+    ///
+    /// let builder = RedisStore::builder("redis://127.0.0.1:6379").prefix("billing:v2");
+    /// # futures::executor::block_on(async {
+    /// let err = RedisStore::builder("redis://127.0.0.1:6379").prefix("{x}").connect().await.unwrap_err();
+    /// assert!(matches!(err, Error::InvalidOption { option: "prefix", .. }));
+    /// # });
+    /// ```
+    pub fn prefix(mut self, prefix: &str) -> RedisStoreBuilder {
+        self.prefix = prefix.to_string();
+        self
+    }
+
     /// The longest a round trip may take before it counts as a failure
     /// (100 ms by default; 1 ms to 1 hour).
     ///
@@ -392,8 +486,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, loads the script, and returns the store; an error if the
-    /// URL is malformed or no connection is made within the connect timeout.
+    /// Connects, loads the script (on every node of a Cluster), and
+    /// returns the store; an error if a URL is malformed, an option is out
+    /// of range, or no connection is made within the connect timeout.
     ///
     /// Call it from inside the runtime the tanks' drivers should run on
     /// (see [`RedisStore`]).
@@ -414,7 +509,12 @@ impl RedisStoreBuilder {
     /// # });
     /// ```
     pub async fn connect(self) -> Result<RedisStore, Error> {
-        let url = redact(&self.url);
+        let url = self
+            .urls
+            .iter()
+            .map(|url| redact(url))
+            .collect::<Vec<_>>()
+            .join(", ");
         check_timeout("timeout", self.timeout)?;
         check_timeout("connect_timeout", self.connect_timeout)?;
         if let FailurePolicy::Local(share) = self.policy
@@ -426,10 +526,22 @@ impl RedisStoreBuilder {
                 accepted: "more than 0 and at most 1",
             });
         }
-        let client = Client::open(self.url.as_str()).map_err(|err| Error::InvalidUrl {
+        let prefix = &self.prefix;
+        if prefix.is_empty()
+            || prefix.len() > MAX_PREFIX
+            || prefix.contains(['{', '}'])
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidOption {
+                option: "prefix",
+                value: format!("{prefix:?}"),
+                accepted: "1 to 100 bytes without '{', '}' or control characters",
+            });
+        }
+        let invalid = |reason: String| Error::InvalidUrl {
             url: url.clone(),
-            reason: err.to_string(),
-        })?;
+            reason,
+        };
         let Some(spawner) = Spawner::current() else {
             return Err(Error::InvalidOption {
                 option: "connect's runtime",
@@ -438,26 +550,59 @@ impl RedisStoreBuilder {
                            or the feature `smol`",
             });
         };
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.timeout))
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(4);
         let unreachable = |reason: String| Error::Unreachable {
             url: url.clone(),
             reason,
         };
-        let mut connection = within(
-            self.connect_timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .ok_or_else(|| unreachable(format!("no connection within {:?}", self.connect_timeout)))?
-        .map_err(|err| unreachable(err.to_string()))?;
-        let script = script::script();
-        within(self.connect_timeout, script.load_async(&mut connection))
+        let connecting = async {
+            if self.cluster {
+                if self.urls.is_empty() {
+                    return Err(invalid(
+                        "no node given; builder_cluster needs the URL of at least one node"
+                            .to_string(),
+                    ));
+                }
+                let client = ClusterClient::builder(self.urls.iter().map(String::as_str))
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.timeout)
+                    .build()
+                    .map_err(|err| invalid(err.to_string()))?;
+                client
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster)
+                    .map_err(|err| unreachable(err.to_string()))
+            } else {
+                let client =
+                    Client::open(self.urls[0].as_str()).map_err(|err| invalid(err.to_string()))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(self.timeout))
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(4);
+                client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map(Connection::Server)
+                    .map_err(|err| unreachable(err.to_string()))
+            }
+        };
+        let connection = within(self.connect_timeout, connecting)
             .await
+            .ok_or_else(|| {
+                unreachable(format!("no connection within {:?}", self.connect_timeout))
+            })??;
+        let script = script::script();
+        let loaded = match connection.clone() {
+            Connection::Server(mut c) => {
+                within(self.connect_timeout, script.load_async(&mut c)).await
+            }
+            Connection::Cluster(mut c) => {
+                within(self.connect_timeout, script.load_async(&mut c)).await
+            }
+        };
+        loaded
             .ok_or_else(|| unreachable(format!("no answer within {:?}", self.connect_timeout)))?
             .map_err(|err| Error::Redis {
                 reason: format!("cannot load the script: {err}"),
@@ -467,6 +612,7 @@ impl RedisStoreBuilder {
                 url,
                 connection,
                 script,
+                prefix: self.prefix,
                 timeout: self.timeout,
                 policy: self.policy,
                 spawner,
@@ -501,6 +647,11 @@ pub(crate) async fn within<F: Future>(timeout: Duration, future: F) -> Option<F:
 }
 
 impl StoreShared {
+    /// Whether the store is on a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
+    }
+
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }
@@ -508,6 +659,15 @@ impl StoreShared {
     /// One script call, bounded by the store's timeout. Marks the store down
     /// or up, and counts.
     pub(crate) async fn call(&self, keys: &[Vec<u8>], args: Vec<String>) -> Result<Reply, Error> {
+        let result = self.send(keys, args).await;
+        self.down.store(result.is_err(), Ordering::Relaxed);
+        result
+    }
+
+    /// One script call, bounded by the store's timeout, counted; the store
+    /// is not marked down or up (a keyed tank's check of its parameters,
+    /// which the keys' round trips do without).
+    pub(crate) async fn send(&self, keys: &[Vec<u8>], args: Vec<String>) -> Result<Reply, Error> {
         Counters::add(&self.counters.round_trips, 1);
         let mut invocation = self.script.prepare_invoke();
         for key in keys {
@@ -516,12 +676,15 @@ impl StoreShared {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut connection = self.connection.clone();
-        let answer = within(
-            self.timeout,
-            invocation.invoke_async::<Vec<i64>>(&mut connection),
-        )
-        .await;
+        // EVALSHA, and the script sent again if Redis (that node) forgot it.
+        let answer = match self.connection.clone() {
+            Connection::Server(mut c) => {
+                within(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut c)).await
+            }
+            Connection::Cluster(mut c) => {
+                within(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut c)).await
+            }
+        };
         let result = match answer {
             None => Err(Error::Timeout {
                 after: self.timeout,
@@ -539,7 +702,6 @@ impl StoreShared {
         if result.is_err() {
             Counters::add(&self.counters.store_errors, 1);
         }
-        self.down.store(result.is_err(), Ordering::Relaxed);
         result
     }
 }

@@ -155,22 +155,100 @@ async fn names_must_fit_in_a_redis_key() {
     let redis = RedisServer::start();
     let store = store(&redis).await;
     let r = rate("10/s");
-    for name in ["", "a:b", "tab\there", &"x".repeat(201)] {
+    for name in ["", "tab\there", &"x".repeat(201)] {
         let err = store.tank(name, r).build().await.unwrap_err();
         assert!(
             matches!(err, Error::InvalidName { .. }),
             "{name:?}: {err:?}"
         );
-        assert!(err.to_string().contains("no ':'"), "{err}");
+        assert!(err.to_string().contains("no control characters"), "{err}");
         let err = store.keyed::<String>(name, r).build().await.unwrap_err();
         assert!(
             matches!(err, Error::InvalidName { .. }),
             "{name:?}: {err:?}"
         );
     }
-    // Anything else goes: spaces, unicode, 200 bytes.
-    for name in ["with space", "ünïcödé", &"x".repeat(200)] {
+    // Anything else goes: ':', braces, '%', spaces, unicode, 200 bytes.
+    for name in [
+        "api:v1",
+        "{x}",
+        "%3A",
+        "with space",
+        "ünïcödé",
+        &"x".repeat(200),
+    ] {
         store.tank(name, r).build().await.unwrap();
+        store.keyed::<String>(name, r).build().await.unwrap();
+    }
+}
+
+/// Whether `tank` grants one more to `key` within 1 s (a cold key's round
+/// trip on a loaded machine; at 1/min a second grant takes a minute).
+async fn grants(tank: &fueltank_redis::GlobalKeyedTank<String>, key: &str) -> bool {
+    tank.await_fuel_timeout(key.to_string(), Duration::from_secs(1))
+        .await
+}
+
+#[tokio::test]
+async fn every_name_and_key_has_redis_keys_of_its_own() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let once = rate("1/min");
+    // Pairs whose names and keys run together the same way: each pair is
+    // two tanks (each grants its one), never one.
+    let pairs = [
+        (("a:b", "c"), ("a", "b:c")),
+        (("a", "b}c"), ("a}", "bc")),
+        (("%3A", "x"), (":", "x")),
+        (("a{", "b"), ("a", "{b")),
+    ];
+    for ((name_1, key_1), (name_2, key_2)) in pairs {
+        let one = store.keyed::<String>(name_1, once).build().await.unwrap();
+        let two = store.keyed::<String>(name_2, once).build().await.unwrap();
+        assert!(grants(&one, key_1).await, "{name_1:?} {key_1:?}");
+        assert!(grants(&two, key_2).await, "{name_2:?} {key_2:?}");
+        assert!(!grants(&one, key_1).await, "{name_1:?} {key_1:?} twice");
+    }
+    // A global tank and a keyed tank of one name are two tanks too.
+    let global = store.tank("same", once).build().await.unwrap();
+    let keyed = store.keyed::<String>("same", once).build().await.unwrap();
+    assert!(global.await_fuel_timeout(Duration::from_secs(1)).await);
+    assert!(grants(&keyed, "s").await);
+
+    // Another prefix: other keys, other tanks, under that prefix alone.
+    let other = RedisStore::builder(&redis.url())
+        .prefix("billing:v2")
+        .connect()
+        .await
+        .unwrap();
+    let theirs = other.tank("same", once).build().await.unwrap();
+    assert!(theirs.await_fuel_timeout(Duration::from_secs(1)).await);
+    let keys = redis.command("KEYS billing:v2:*");
+    assert!(keys.contains("billing:v2:{same}:s"), "{keys}");
+    let keys = redis.command("KEYS *");
+    assert!(
+        keys.lines()
+            .filter(|line| !line.starts_with('*') && !line.starts_with('$'))
+            .all(|key| key.starts_with("fueltank:") || key.starts_with("billing:v2:")),
+        "{keys}"
+    );
+    for prefix in ["", "a{b", "}", "tab\t", &"p".repeat(101)] {
+        let err = RedisStore::builder(&redis.url())
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidOption {
+                    option: "prefix",
+                    ..
+                }
+            ),
+            "{prefix:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("without '{', '}'"), "{err}");
     }
 }
 
@@ -261,9 +339,35 @@ async fn set_rate_reaches_every_instance_and_keeps_the_level() {
         .build()
         .await
         .unwrap();
-    keyed_a.set_rate(rate("5/s")).await.unwrap();
     keyed_b.await_fuel("k".to_string()).await.unwrap();
-    assert_eq!(keyed_b.rate(), rate("5/s"));
+    keyed_a.set_rate(rate("5/s")).await.unwrap();
+    // B learns it at its next check of the tank's parameters (a second
+    // after its last), made alongside a key's round trip.
+    let started = Instant::now();
+    for i in 0.. {
+        keyed_b.await_fuel(format!("new-{i}")).await.unwrap();
+        if keyed_b.rate() == rate("5/s") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "B still at {}",
+            keyed_b.rate()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A key B used at the old rate is converted: no burst of 1000/s.
+    let started = Instant::now();
+    let mut got = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        if keyed_b
+            .await_fuel_timeout("k".to_string(), Duration::from_millis(50))
+            .await
+        {
+            got += 1;
+        }
+    }
+    assert!(got <= 4 + 3 + 1, "{got} grants in 0.5 s at 5/s");
 }
 
 /// Takes one fuel from `tank` with `await_fuel_n` (which may fail) until it
@@ -372,8 +476,20 @@ async fn set_rate_reaches_instances_of_a_state_made_again_by_their_limit() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     on_a.await_fuel_n(1).await.unwrap();
     assert_eq!(on_a.rate(), rate("20/s"));
-    keyed_a.await_fuel(2).await.unwrap();
-    assert_eq!(keyed_a.rate(), rate("20/s"));
+    // A keyed tank learns it at its next check of the tank's parameters
+    // (a second after the last), never as a mismatch.
+    let started = Instant::now();
+    for key in 2.. {
+        keyed_a.await_fuel(key).await.unwrap();
+        if keyed_a.rate() == rate("20/s") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "A still at 10/s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // And then A's own set_rate reaches B.
     on_a.set_rate(rate("5/s")).await.unwrap();
     on_b.await_fuel_n(1).await.unwrap();
@@ -401,11 +517,11 @@ async fn every_redis_key_expires() {
         .unwrap();
     keyed.await_fuel("who".to_string()).await.unwrap();
     for key in [
-        "fueltank:ttl:s",
-        "fueltank:ttlw:s",
-        "fueltank:ttlw:w",
-        "fueltank:ttlk:p",
-        "fueltank:ttlk:ks:who",
+        "fueltank:{ttl}:s",
+        "fueltank:{ttlw}:s",
+        "fueltank:{ttlw}:w",
+        "fueltank:{ttlk}:p",
+        "fueltank:{ttlk:who}:ks",
     ] {
         let answer = redis.command(&format!("PTTL {key}"));
         let ttl: i64 = answer.trim().trim_start_matches(':').parse().unwrap();
