@@ -151,7 +151,7 @@ mod stats;
 
 pub use budget::{Budget, BudgetWait, KeyedBudget};
 pub use emit::EmitOn;
-pub use error::{Scope, Throttled};
+pub use error::{Scope, Throttled, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};

@@ -177,7 +177,7 @@ where
     fn call(&mut self, request: Request) -> ResponseFuture<S::Future> {
         match self.gate.spend() {
             Ok(on_success) => ResponseFuture::called(self.inner.call(request), on_success),
-            Err(throttled) => ResponseFuture::throttled(throttled),
+            Err(refusal) => ResponseFuture::refused(refusal),
         }
     }
 }

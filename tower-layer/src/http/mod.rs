@@ -239,7 +239,7 @@ mod number;
 mod reject;
 
 pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
-pub use reject::{OnKeyError, OnThrottled, PlainText};
+pub use reject::{OnKeyError, OnThrottled, OnUnavailable, PlainText};
 
 const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -365,8 +365,8 @@ struct Stamp {
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct HttpThrottleLayer<R = PlainText> {
-    config: Config<R>,
+pub struct HttpThrottleLayer<R = PlainText, U = PlainText> {
+    config: Config<(R, U)>,
 }
 
 impl ThrottleLayer {
@@ -402,12 +402,12 @@ impl From<ThrottleLayer> for HttpThrottleLayer {
             .and_then(Source::tank)
             .map_or_else(Hardcap::default, Tank::hardcap);
         HttpThrottleLayer {
-            config: config.respond_with(PlainText),
+            config: config.map_respond(|()| (PlainText, PlainText)),
         }
     }
 }
 
-impl<R> HttpThrottleLayer<R> {
+impl<R, U> HttpThrottleLayer<R, U> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -424,7 +424,7 @@ impl<R> HttpThrottleLayer<R> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R> {
+    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R, U> {
         self.config.headers.style = style;
         self
     }
@@ -449,7 +449,7 @@ impl<R> HttpThrottleLayer<R> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R> {
+    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R, U> {
         self.config.headers.policy = sf_string(name);
         self
     }
@@ -501,12 +501,79 @@ impl<R> HttpThrottleLayer<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F>
+    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F, U>
     where
         F: Fn(&crate::Throttled) -> Response<B>,
     {
         HttpThrottleLayer {
-            config: self.config.respond_with(respond),
+            config: self
+                .config
+                .map_respond(|(_, on_unavailable)| (respond, on_unavailable)),
+        }
+    }
+
+    /// Builds the response to a request refused because the budget's
+    /// store is down ([`Unavailable`](crate::Unavailable), see
+    /// [`Budget::unavailable`](crate::Budget::unavailable)) with `respond`,
+    /// instead of the [`PlainText`] default (`503 Service Unavailable`
+    /// naming the store). The layer then adds `Retry-After` (unless
+    /// `respond` set one) and the error to the response's extensions; no
+    /// `RateLimit` headers, since no quota ran out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Rate;
+    /// use fueltank_tower::{Budget, BudgetWait, ThrottleLayer, Unavailable};
+    /// use http::{Request, Response, StatusCode};
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// A budget whose store is down.
+    /// #[derive(Debug)]
+    /// struct Down;
+    ///
+    /// impl Budget for Down {
+    ///     fn try_take(&self) -> bool { false }
+    ///     fn wait(&self, _: Option<Duration>) -> BudgetWait { Box::pin(std::future::ready(false)) }
+    ///     fn wait_time(&self, _: u64) -> Option<Duration> { None }
+    ///     fn rate(&self) -> Rate { Rate::per_second(10).unwrap() }
+    ///     fn available(&self) -> u64 { 0 }
+    ///     fn capacity(&self) -> u64 { 10 }
+    ///     fn unavailable(&self) -> Option<Unavailable> {
+    ///         Some(Unavailable::new("the quota store", Duration::from_secs(5)))
+    ///     }
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ThrottleLayer::from_budget(Down)
+    ///     .reject()
+    ///     .http()
+    ///     .on_unavailable(|down: &Unavailable| {
+    ///         Response::builder()
+    ///             .status(StatusCode::SERVICE_UNAVAILABLE)
+    ///             .header("content-type", "application/json")
+    ///             .body(format!(r#"{{"error":"unavailable","store":"{}"}}"#, down.store()))
+    ///             .unwrap_or_default()
+    ///     })
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    /// let down = svc.oneshot(Request::new(())).await?;
+    /// assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(down.headers()["retry-after"], "5"); // added by the layer
+    /// assert!(down.headers().get("ratelimit-remaining").is_none());
+    /// assert_eq!(down.body(), r#"{"error":"unavailable","store":"the quota store"}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_unavailable<F, B>(self, respond: F) -> HttpThrottleLayer<R, F>
+    where
+        F: Fn(&crate::Unavailable) -> Response<B>,
+    {
+        HttpThrottleLayer {
+            config: self
+                .config
+                .map_respond(|(on_throttled, _)| (on_throttled, respond)),
         }
     }
 
@@ -544,10 +611,10 @@ impl<R> HttpThrottleLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
-    type Service = HttpThrottleService<S, R>;
+impl<S, R: Clone, U: Clone> Layer<S> for HttpThrottleLayer<R, U> {
+    type Service = HttpThrottleService<S, R, U>;
 
-    fn layer(&self, inner: S) -> HttpThrottleService<S, R> {
+    fn layer(&self, inner: S) -> HttpThrottleService<S, R, U> {
         HttpThrottleService {
             inner,
             gate: Gate::new(Arc::new(self.config.clone())),
@@ -586,12 +653,12 @@ impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
-pub struct HttpThrottleService<S, R = PlainText> {
+pub struct HttpThrottleService<S, R = PlainText, U = PlainText> {
     inner: S,
-    gate: Gate<R>,
+    gate: Gate<(R, U)>,
 }
 
-impl<S, R> HttpThrottleService<S, R> {
+impl<S, R, U> HttpThrottleService<S, R, U> {
     /// The tank this service draws on; `None` for a `Throttle` without a
     /// tank.
     ///
@@ -671,9 +738,9 @@ impl<S, R> HttpThrottleService<S, R> {
     }
 }
 
-impl<S: Clone, R> Clone for HttpThrottleService<S, R> {
+impl<S: Clone, R, U> Clone for HttpThrottleService<S, R, U> {
     /// A service on the same tank, without fuel.
-    fn clone(&self) -> HttpThrottleService<S, R> {
+    fn clone(&self) -> HttpThrottleService<S, R, U> {
         HttpThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
@@ -681,10 +748,11 @@ impl<S: Clone, R> Clone for HttpThrottleService<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R>
+impl<S, R, U, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R, U>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: OnThrottled<ResBody>,
+    U: OnUnavailable<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -704,13 +772,16 @@ where
                 future: self.inner.call(request),
                 on_success,
             },
-            Err(throttled) => HttpState::Answered {
-                output: Some(Ok(reject::throttled(
-                    &self.gate.config().respond,
-                    throttled,
-                    stamp.as_ref(),
-                ))),
-            },
+            Err(refusal) => {
+                let (on_throttled, on_unavailable) = &self.gate.config().respond;
+                HttpState::Answered {
+                    output: Some(Ok(reject::refused(
+                        (on_throttled, on_unavailable),
+                        refusal,
+                        stamp.as_ref(),
+                    ))),
+                }
+            }
         };
         HttpResponseFuture { state, stamp }
     }
