@@ -27,9 +27,12 @@ pub type BudgetWait = Pin<Box<dyn Future<Output = bool> + Send>>;
 ///
 /// The layer takes fuel with [`try_take`](Budget::try_take), on every
 /// request, so it should decide locally; it waits with
-/// [`wait`](Budget::wait), only when there is none; and it reads the rest
-/// for `Retry-After` and the `RateLimit` headers. Fuel taken is not given
-/// back: a service dropped between `poll_ready` and `call` spends it.
+/// [`wait`](Budget::wait), only when there is none; it reads the rest
+/// for `Retry-After` and the `RateLimit` headers; and before refusing a
+/// request it asks [`unavailable`](Budget::unavailable) whether that is an
+/// outage of the budget's store (a `503`) rather than a throttle (a
+/// `429`). Fuel taken is not given back: a service dropped between
+/// `poll_ready` and `call` spends it.
 ///
 /// # Examples
 ///

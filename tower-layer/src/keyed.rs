@@ -716,8 +716,9 @@ impl<K, X: fmt::Debug, R> fmt::Debug for KeyedGate<K, X, R> {
 /// `poll_ready` is the inner service's; `call` reads the key and takes the
 /// fuel (see [the layer](KeyedThrottleLayer) for what happens without).
 /// `Clone` shares the keyed tank. Its error type is [`tower::BoxError`]:
-/// the inner service's errors, [`Throttled`] or [`KeyError`], found by
-/// downcasting.
+/// the inner service's errors, [`Throttled`], [`Unavailable`](crate::Unavailable)
+/// (a budget's store is down, see
+/// [`KeyedBudget::unavailable`]) or [`KeyError`], found by downcasting.
 ///
 /// # Examples
 ///

@@ -45,6 +45,10 @@ use crate::{KeyedThrottleLayer, Throttled};
 ///
 /// A shed request's 429 is built the same way: [`PlainText`] by default,
 /// or your closure ([`on_throttled`](HttpKeyedThrottleLayer::on_throttled)).
+/// A request refused because the budget's store is down
+/// ([`KeyedBudget::unavailable`](crate::KeyedBudget::unavailable)) gets a
+/// `503` instead, naming the store, without `RateLimit` headers
+/// ([`on_unavailable`](HttpKeyedThrottleLayer::on_unavailable)).
 ///
 /// Its services have the inner service's error type, so axum needs no
 /// `HandleErrorLayer`; the inner service must be `Clone` (see

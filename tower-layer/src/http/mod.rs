@@ -31,7 +31,8 @@
 //!
 //! # The headers
 //!
-//! With `max_n` per `per`, on every response (the 429s included):
+//! With `max_n` per `per`, on every response (the 429s included; not the
+//! 503s of an outage, which tell of no quota):
 //!
 //! | [`HeaderStyle::Split`] (default) | value |
 //! |---|---|
@@ -113,13 +114,18 @@
 //! | request | default ([`PlainText`]) | your own |
 //! |---|---|---|
 //! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`HttpThrottleLayer::on_throttled`], [`HttpKeyedThrottleLayer::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
+//! | refused while the budget's store is down ([`Budget::unavailable`](crate::Budget::unavailable): e.g. Redis gone under `FailurePolicy::Closed`) | `503`, `text/plain`: ``Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s`` (with the label as above) | [`HttpThrottleLayer::on_unavailable`], [`HttpKeyedThrottleLayer::on_unavailable`]: a closure `Fn(&Unavailable) -> Response<B>` |
 //! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`](crate::key::KeyError) | [`HttpKeyedThrottleLayer::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
 //! | no key, the server's setup at fault | `500`, `text/plain`: `Internal Server Error: ` and the error, which says what to change (e.g. to enable the `axum` feature) | the same closure |
 //!
 //! Whoever builds it, a shed request's response gets `Retry-After` (unless
 //! the closure set one), the `RateLimit` headers, and the
-//! [`Throttled`](crate::Throttled) in its extensions; a keyless one gets
-//! its [`KeyError`](crate::key::KeyError) in its extensions. The default
+//! [`Throttled`](crate::Throttled) in its extensions; a request refused
+//! while the store is down gets `Retry-After` and the
+//! [`Unavailable`](crate::Unavailable) in its extensions, and no
+//! `RateLimit` headers (no quota ran out: clients should not read it as
+//! having been too fast); a keyless one gets its
+//! [`KeyError`](crate::key::KeyError) in its extensions. The default
 //! needs a body made from a `String` (`axum::body::Body`,
 //! `http_body_util::Full<Bytes>`, `String`); for others, give closures.
 //!
@@ -347,6 +353,14 @@ struct Stamp {
 /// [`on_throttled`](HttpThrottleLayer::on_throttled). Either way it has
 /// `Retry-After`, the `RateLimit` headers, and the [`Throttled`](crate::Throttled)
 /// error in its extensions, for outer layers to inspect.
+///
+/// A request refused because the budget's store is down
+/// ([`Budget::unavailable`](crate::Budget::unavailable)) gets a `503
+/// Service Unavailable` instead, built by `U`: [`PlainText`], naming the
+/// store, or your closure, given to
+/// [`on_unavailable`](HttpThrottleLayer::on_unavailable); it has
+/// `Retry-After` and the [`Unavailable`](crate::Unavailable) error in its
+/// extensions, and no `RateLimit` headers.
 ///
 /// See [the module](crate::http) for the header values.
 ///
@@ -623,7 +637,8 @@ impl<S, R: Clone, U: Clone> Layer<S> for HttpThrottleLayer<R, U> {
 }
 
 /// The service made by [`HttpThrottleLayer`]: answers shed requests with a
-/// 429 built by `R`, and adds the `RateLimit` headers.
+/// 429 built by `R` (requests refused while the budget's store is down
+/// with a 503 built by `U`), and adds the `RateLimit` headers.
 ///
 /// `Clone` shares the tank; a clone starts without fuel. Its error type is
 /// the inner service's.
