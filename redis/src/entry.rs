@@ -223,7 +223,7 @@ pub(crate) fn now() -> Instant {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl Entry {
     pub(crate) fn new(

@@ -449,6 +449,12 @@ impl GlobalTank {
         self.entry.store.timeout
     }
 
+    /// The store this tank's fuel comes from.
+    #[cfg(feature = "tower")]
+    pub(crate) fn store(&self) -> &crate::store::StoreShared {
+        &self.entry.store
+    }
+
     /// Fuel a newcomer could take here now (none while tasks wait).
     #[cfg(feature = "tower")]
     pub(crate) fn available(&self) -> u64 {

@@ -566,6 +566,12 @@ where
         self.shared.store.shared.timeout
     }
 
+    /// The store every key's fuel comes from.
+    #[cfg(feature = "tower")]
+    pub(crate) fn store(&self) -> &crate::store::StoreShared {
+        &self.shared.store.shared
+    }
+
     /// The entry of `key` if it is held here.
     fn held(&self, key: &K) -> Option<Arc<Entry>> {
         let shared = &self.shared;

@@ -159,6 +159,12 @@
 //! the first instance to ask; see above). Waiters are never
 //! dropped: under `Closed` they are served once Redis answers.
 //!
+//! Behind `fueltank-tower`'s layers (feature `tower`), a request refused
+//! while the store is down under `Closed` is an outage, not overload: the
+//! tanks' `Budget::unavailable` says so, and the request fails with
+//! `fueltank_tower::Unavailable` (a `503` over HTTP, naming the tank), not
+//! `Throttled` (a `429`).
+//!
 //! # Runtime
 //!
 //! redis-rs needs tokio (feature `tokio`, the default: what most services

@@ -6,9 +6,22 @@ use std::time::Duration;
 
 use fueltank::Rate;
 use fueltank_tower::key::KeyError;
-use fueltank_tower::{Budget, BudgetWait, KeyedBudget, ThrottleLayer};
+use fueltank_tower::{Budget, BudgetWait, KeyedBudget, ThrottleLayer, Unavailable};
 
-use crate::{GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
+use crate::entry::BACKOFF_MAX;
+use crate::store::StoreShared;
+use crate::{FailurePolicy, GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
+
+/// While `store` does not answer and its policy is
+/// [`Closed`](FailurePolicy::Closed), a refusal is an outage: the store
+/// described by `what`, to retry after the longest backoff between a
+/// tank's asks (by then this instance has asked again). Under `Open` and
+/// `Local` the policy grants, and a refusal (a `Local` tank run dry) is a
+/// throttle.
+fn outage(store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavailable> {
+    (store.is_down() && matches!(store.policy, FailurePolicy::Closed))
+        .then(|| Unavailable::new(what(), BACKOFF_MAX))
+}
 
 /// A [`GlobalTank`] is a [`Budget`] of `fueltank-tower`'s layers: every
 /// request of every instance spends from the one budget in Redis. The
@@ -17,6 +30,10 @@ use crate::{GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
 /// `Reset` the time until the tank in Redis is full as of its latest
 /// answer, and `Limit` the most granted at once (the bank: `max_n` less the
 /// intervals of the hold under `Limit`).
+///
+/// While Redis does not answer under [`FailurePolicy::Closed`], a request
+/// refused is [`unavailable`](Budget::unavailable) (``redis tank `api` ``):
+/// it fails with [`Unavailable`], a `503` over HTTP, not a `429`.
 ///
 /// # Examples
 ///
@@ -50,8 +67,12 @@ impl Budget for GlobalTank {
 
     /// With nothing reserved here and no refusal from Redis to go by (a
     /// tank not used for a while), waits for one round trip, at most the
-    /// store's timeout.
+    /// store's timeout. Not while the store is known down under `Closed`:
+    /// that is the answer (the tank keeps probing Redis by itself).
     fn ask(&self) -> Option<BudgetWait> {
+        if Budget::unavailable(self).is_some() {
+            return None;
+        }
         let unknown = GlobalTank::wait_time(self, 1) == Some(Duration::ZERO);
         unknown.then(|| Box::pin(self.await_fuel_timeout(self.answer_time())) as BudgetWait)
     }
@@ -71,6 +92,13 @@ impl Budget for GlobalTank {
     fn capacity(&self) -> u64 {
         GlobalTank::capacity(self)
     }
+
+    /// While Redis does not answer and the store's policy is
+    /// [`Closed`](FailurePolicy::Closed): ``redis tank `name` ``, retry
+    /// after a second.
+    fn unavailable(&self) -> Option<Unavailable> {
+        outage(self.store(), || format!("redis tank `{}`", self.name()))
+    }
 }
 
 impl From<GlobalTank> for ThrottleLayer {
@@ -83,7 +111,9 @@ impl From<GlobalTank> for ThrottleLayer {
 /// A [`GlobalKeyedTank`] is a [`KeyedBudget`] of `fueltank-tower`'s keyed
 /// layer: every key's budget is shared by every instance. A key whose text
 /// is longer than [`MAX_KEY_LEN`] bytes fails its request with a
-/// [`KeyError`] (a `400` over HTTP) instead of taking a budget.
+/// [`KeyError`] (a `400` over HTTP) instead of taking a budget. While Redis
+/// does not answer under [`FailurePolicy::Closed`], a request refused is
+/// [`Unavailable`] (a `503` over HTTP), as for a [`GlobalTank`].
 ///
 /// # Examples
 ///
@@ -120,8 +150,12 @@ where
 
     /// With nothing reserved here for `key` and no refusal from Redis to go
     /// by (a key new here, or not used for a while), waits for one round
-    /// trip, at most the store's timeout.
+    /// trip, at most the store's timeout. Not while the store is known down
+    /// under `Closed`, as for a [`GlobalTank`].
     fn ask(&self, key: K) -> Option<BudgetWait> {
+        if KeyedBudget::unavailable(self, &key).is_some() {
+            return None;
+        }
         let unknown = GlobalKeyedTank::wait_time(self, &key, 1) == Some(Duration::ZERO);
         let answer_time = self.answer_time();
         unknown.then(|| Box::pin(self.await_fuel_timeout(key, answer_time)) as BudgetWait)
@@ -142,6 +176,15 @@ where
 
     fn available(&self, key: &K) -> u64 {
         GlobalKeyedTank::available(self, key)
+    }
+
+    /// While Redis does not answer and the store's policy is
+    /// [`Closed`](FailurePolicy::Closed): ``redis keyed tank `name` ``,
+    /// retry after a second.
+    fn unavailable(&self, _key: &K) -> Option<Unavailable> {
+        outage(self.store(), || {
+            format!("redis keyed tank `{}`", self.name())
+        })
     }
 
     fn check(&self, key: &K) -> Result<(), KeyError> {

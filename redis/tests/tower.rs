@@ -1,8 +1,9 @@
 //! `fueltank-tower`'s HTTP layers on Redis tanks, on a real Redis: two
 //! stores stand for two instances of a service, each with its own layer;
 //! together they admit what one budget allows, 429s carry `Retry-After`,
-//! a key too long for Redis is a 400, and with Redis stopped the layer
-//! sheds (`Closed`) without a panic or a 500.
+//! a key too long for Redis is a 400, and with Redis stopped the layers
+//! answer 503 naming the store (`Closed`), not 429, without a panic or a
+//! 500.
 
 mod common;
 
@@ -55,7 +56,9 @@ where
                 .call(request.body(()).unwrap())
                 .await
                 .unwrap();
-            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            if let StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE =
+                response.status()
+            {
                 let retry: u64 = response.headers()["retry-after"]
                     .to_str()
                     .unwrap()
@@ -233,30 +236,117 @@ async fn waits_are_bounded_by_max_wait() {
     let _ = shed;
 }
 
-/// Redis stopped mid-run under `Closed`: the layer sheds with 429 (never a
-/// 500 or a panic), and serves again once Redis is back.
+/// What a refusal while Redis is down must be: a 503 naming the store,
+/// with `Retry-After` and none of the `RateLimit` headers, which would
+/// claim a quota ran out.
+fn assert_outage(response: &Response<String>, store: &str) {
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = response.body();
+    assert!(
+        body.starts_with("Service Unavailable")
+            && body.contains(&format!("rate-limit store unavailable ({store})")),
+        "{body:?}"
+    );
+    assert!(header(response, "retry-after") >= 1);
+    for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        assert!(response.headers().get(name).is_none(), "{name} on a 503");
+    }
+}
+
+/// One request through `svc`.
+async fn one<S>(svc: &mut S, user: &str) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = Infallible>,
+{
+    let request = Request::builder().header("x-user", user).body(()).unwrap();
+    svc.ready().await.unwrap().call(request).await.unwrap()
+}
+
+/// Redis stopped mid-run under `Closed`: an outage, not overload. Once the
+/// fuel reserved before is spent, the plain and the keyed layer answer
+/// `503` naming the store (never a 429 that tells clients they were too
+/// fast, nor a 500 or a panic), and serve again once Redis is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_gone_the_layer_sheds_and_recovers() {
+async fn with_redis_gone_the_layer_answers_503_and_recovers() {
     let mut redis = RedisServer::start();
     let store = store(&redis, FailurePolicy::Closed).await;
     let tank = store.tank("gone", rate("50/s")).build().await.unwrap();
-    let mut services = [ThrottleLayer::from_budget(tank.clone())
+    let keyed = store
+        .keyed::<String>("gone-per-user", rate("50/s"))
+        .build()
+        .await
+        .unwrap();
+    let by_user = key_fn(|request: &Request<()>| {
+        request
+            .headers()
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or(fueltank_tower::key::KeyError::MissingHeader { header: "x-user" })
+    });
+    let mut plain = [ThrottleLayer::from_budget(tank.clone())
         .reject()
         .http()
         .layer(hello())];
-    let before = send(&mut services, Duration::from_millis(300), None).await;
+    let mut per_user = [KeyedThrottleLayer::from_budget(keyed, by_user)
+        .reject()
+        .http()
+        .layer(hello())];
+    let before = send(&mut plain, Duration::from_millis(300), None).await;
+    assert!(count(&before, StatusCode::OK) > 0);
+    let before = send(&mut per_user, Duration::from_millis(300), Some("ada")).await;
     assert!(count(&before, StatusCode::OK) > 0);
 
     redis.stop();
     // Reserved fuel lives at most its hold (100 ms); then nothing is granted.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let down = send(&mut services, Duration::from_millis(500), None).await;
-    let after_reserve: Vec<_> = down.iter().skip(down.len() / 2).collect();
+    // The first request may wait for a round trip that fails (at most the
+    // store's timeout): until then the store is not known down.
+    for (statuses, layer) in [
+        (
+            send(&mut plain, Duration::from_millis(1000), None).await,
+            "plain",
+        ),
+        (
+            send(&mut per_user, Duration::from_millis(1000), Some("ada")).await,
+            "keyed",
+        ),
+    ] {
+        assert_eq!(
+            count(&statuses, StatusCode::OK)
+                + count(&statuses, StatusCode::TOO_MANY_REQUESTS)
+                + count(&statuses, StatusCode::SERVICE_UNAVAILABLE),
+            statuses.len() as u64,
+            "{layer}: only 200s, 429s and 503s: {statuses:?}"
+        );
+        // The first refusals may come before a round trip has failed.
+        let after_reserve = &statuses[statuses.len() / 2..];
+        assert!(
+            after_reserve
+                .iter()
+                .all(|&s| s == StatusCode::SERVICE_UNAVAILABLE),
+            "{layer}: with Redis gone, Closed grants nothing, and says the store is down: \
+             {statuses:?}"
+        );
+    }
+    // Known down, the store is not asked again for each request (its tanks
+    // probe it by themselves): a refusal is at once, not after the store's
+    // timeout (500 ms).
+    let asked = Instant::now();
+    assert_outage(&one(&mut plain[0], "ada").await, "redis tank `gone`");
+    assert_outage(
+        &one(&mut per_user[0], "ada").await,
+        "redis keyed tank `gone-per-user`",
+    );
+    // A key new here is refused alike: the store is down for every key.
+    assert_outage(
+        &one(&mut per_user[0], "bob").await,
+        "redis keyed tank `gone-per-user`",
+    );
     assert!(
-        after_reserve
-            .iter()
-            .all(|&&s| s == StatusCode::TOO_MANY_REQUESTS),
-        "with Redis gone, Closed grants nothing: {down:?}"
+        asked.elapsed() < Duration::from_millis(400),
+        "three refusals while the store is known down took {:?}",
+        asked.elapsed()
     );
     assert!(
         store.stats().store_errors > 0,
@@ -266,13 +356,14 @@ async fn with_redis_gone_the_layer_sheds_and_recovers() {
     redis.restart();
     let started = Instant::now();
     loop {
-        let back = send(&mut services, Duration::from_millis(100), None).await;
-        if count(&back, StatusCode::OK) > 0 {
+        let plain_back = send(&mut plain, Duration::from_millis(100), None).await;
+        let keyed_back = send(&mut per_user, Duration::from_millis(100), Some("ada")).await;
+        if count(&plain_back, StatusCode::OK) > 0 && count(&keyed_back, StatusCode::OK) > 0 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "Redis is back but nothing is served"
+            "Redis is back but nothing is served: {plain_back:?} {keyed_back:?}"
         );
     }
 }

@@ -66,6 +66,7 @@ pub fn render(out: &mut String, limit: &str, stats: &Stats, header: bool) {
         ("rejected", stats.rejected()),
         ("waited", stats.waited()),
         ("key_error", stats.key_errors()),
+        ("unavailable", stats.unavailable()),
     ] {
         line(format_args!(
             "fueltank_requests_total{{limit=\"{limit}\",outcome=\"{outcome}\"}} {}",

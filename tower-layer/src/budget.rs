@@ -13,7 +13,9 @@ use std::time::Duration;
 use fueltank::{AwaitKey, KeyedTank, Rate, Tank};
 use pin_project_lite::pin_project;
 
+use crate::Unavailable;
 use crate::key::KeyError;
+use crate::policy::Cause;
 
 /// A wait for one fuel from a [`Budget`] or a [`KeyedBudget`]: resolves to
 /// whether the fuel was taken.
@@ -25,9 +27,12 @@ pub type BudgetWait = Pin<Box<dyn Future<Output = bool> + Send>>;
 ///
 /// The layer takes fuel with [`try_take`](Budget::try_take), on every
 /// request, so it should decide locally; it waits with
-/// [`wait`](Budget::wait), only when there is none; and it reads the rest
-/// for `Retry-After` and the `RateLimit` headers. Fuel taken is not given
-/// back: a service dropped between `poll_ready` and `call` spends it.
+/// [`wait`](Budget::wait), only when there is none; it reads the rest
+/// for `Retry-After` and the `RateLimit` headers; and before refusing a
+/// request it asks [`unavailable`](Budget::unavailable) whether that is an
+/// outage of the budget's store (a `503`) rather than a throttle (a
+/// `429`). Fuel taken is not given back: a service dropped between
+/// `poll_ready` and `call` spends it.
 ///
 /// # Examples
 ///
@@ -104,6 +109,62 @@ pub trait Budget: fmt::Debug + Send + Sync + 'static {
 
     /// The fuel once full (`RateLimit-Reset` is the time until then).
     fn capacity(&self) -> u64;
+
+    /// Whether a refusal now is an outage rather than a throttle: `Some`
+    /// while the budget's store is down and its failure policy refuses,
+    /// describing the store and when to retry. The layer asks only after
+    /// the budget found no fuel (never on a grant); a request it then
+    /// refuses fails with that [`Unavailable`] instead of
+    /// [`Throttled`](crate::Throttled) (a `503` over HTTP, not a `429`).
+    /// `None` (the default): a refusal is for want of fuel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Rate;
+    /// use fueltank_tower::{Budget, BudgetWait, ThrottleLayer, Unavailable};
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// A budget whose store never answers.
+    /// #[derive(Debug)]
+    /// struct Down;
+    ///
+    /// impl Budget for Down {
+    ///     fn try_take(&self) -> bool {
+    ///         false
+    ///     }
+    ///     fn wait(&self, _max_wait: Option<Duration>) -> BudgetWait {
+    ///         Box::pin(std::future::ready(false))
+    ///     }
+    ///     fn wait_time(&self, _n: u64) -> Option<Duration> {
+    ///         None
+    ///     }
+    ///     fn rate(&self) -> Rate {
+    ///         Rate::per_second(10).unwrap()
+    ///     }
+    ///     fn available(&self) -> u64 {
+    ///         0
+    ///     }
+    ///     fn capacity(&self) -> u64 {
+    ///         10
+    ///     }
+    ///     fn unavailable(&self) -> Option<Unavailable> {
+    ///         Some(Unavailable::new("my store", Duration::from_secs(1)))
+    ///     }
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ThrottleLayer::from_budget(Down)
+    ///     .reject()
+    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    /// let err = svc.oneshot(()).await.unwrap_err();
+    /// assert_eq!(err.downcast_ref::<Unavailable>().unwrap().store(), "my store");
+    /// # });
+    /// ```
+    fn unavailable(&self) -> Option<Unavailable> {
+        None
+    }
 }
 
 /// A budget per key kept elsewhere than in a fueltank [`KeyedTank`]: what
@@ -197,6 +258,15 @@ pub trait KeyedBudget<K>: fmt::Debug + Send + Sync + 'static {
         self.rate().max_n()
     }
 
+    /// Whether a refusal for `key` now is an outage rather than a
+    /// throttle: `Some` while the store that holds `key`'s budget is down
+    /// and the failure policy refuses. As [`Budget::unavailable`]; `None`
+    /// (the default): a refusal is for want of fuel.
+    fn unavailable(&self, key: &K) -> Option<Unavailable> {
+        let _ = key;
+        None
+    }
+
     /// Whether `key` can have a budget at all; by default every key can.
     fn check(&self, key: &K) -> Result<(), KeyError> {
         let _ = key;
@@ -239,6 +309,18 @@ impl Source {
     #[cold]
     pub(crate) fn retry_after(&self) -> Duration {
         self.wait_time(1).unwrap_or_else(|| self.rate().interval())
+    }
+
+    /// Why a request finds no fuel now: a budget's store is down, or there
+    /// is none in time.
+    #[cold]
+    pub(crate) fn cause(&self) -> Cause {
+        if let Source::Budget(budget) = self
+            && let Some(unavailable) = budget.unavailable()
+        {
+            return Cause::Down(unavailable);
+        }
+        Cause::NoFuel(self.retry_after())
     }
 }
 
@@ -323,6 +405,22 @@ where
             KeyedSource::Tank(_) => Ok(()),
             KeyedSource::Budget(budget) => budget.check(key),
         }
+    }
+
+    /// Why a request for `key` finds no fuel now: a budget's store is
+    /// down, or there is none in time (to retry after `retry_after`, by
+    /// default `key`'s wait for one fuel, or one interval if unknown).
+    #[cold]
+    pub(crate) fn cause(&self, key: &K, retry_after: Option<Duration>) -> Cause {
+        if let KeyedSource::Budget(budget) = self
+            && let Some(unavailable) = budget.unavailable(key)
+        {
+            return Cause::Down(unavailable);
+        }
+        Cause::NoFuel(retry_after.unwrap_or_else(|| {
+            self.wait_time(key, 1)
+                .unwrap_or_else(|| self.rate().interval())
+        }))
     }
 
     /// A wait in `key`'s line; a keyed tank's is never timed (its

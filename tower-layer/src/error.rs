@@ -1,5 +1,6 @@
-//! [`Throttled`]: the error of a request shed for want of fuel, and
-//! [`Scope`], which kind of limit shed it.
+//! [`Throttled`]: the error of a request shed for want of fuel;
+//! [`Unavailable`]: the error of a request refused because its budget's
+//! store is down; and [`Scope`], which kind of limit refused it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -276,6 +277,255 @@ impl fmt::Display for Throttled {
 
 impl std::error::Error for Throttled {}
 
+/// A request was refused because its budget's store is down and the
+/// budget's failure policy refuses while it is (see
+/// [`Budget::unavailable`](crate::Budget::unavailable)): an outage, not
+/// overload.
+///
+/// Returned (boxed into [`tower::BoxError`]) by the plain services where a
+/// request would otherwise have been shed with [`Throttled`]: the two are
+/// distinct types, so code that downcasts to `Throttled` to answer "too
+/// many requests" does not mistake an outage for one. The HTTP layers
+/// answer it with `503 Service Unavailable` ([`OnUnavailable`]), counted
+/// in [`Stats::unavailable`](crate::Stats::unavailable), not in
+/// `rejected`. A fueltank tank is never unavailable; `fueltank-redis`'s
+/// tanks are while Redis does not answer under `FailurePolicy::Closed`.
+///
+/// It says:
+///
+/// - [`store`](Unavailable::store): which store is down, as the budget
+///   describes it (e.g. ``redis tank `api` ``);
+/// - [`retry_after`](Unavailable::retry_after): when to try again, as the
+///   budget says (how soon it asks its store again);
+/// - [`scope`](Unavailable::scope), [`label`](Unavailable::label),
+///   [`key`](Unavailable::key): the limit that refused, as for
+///   [`Throttled`].
+///
+#[cfg_attr(
+    feature = "http",
+    doc = "[`OnUnavailable`]: crate::http::OnUnavailable"
+)]
+#[cfg_attr(
+    not(feature = "http"),
+    doc = "[`OnUnavailable`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/trait.OnUnavailable.html"
+)]
+///
+/// # Examples
+///
+/// ```
+/// use fueltank_tower::{Scope, Unavailable};
+/// use std::time::Duration;
+///
+/// let down = Unavailable::new("redis tank `api`", Duration::from_secs(1)).with_label("api");
+/// assert_eq!(down.store(), "redis tank `api`");
+/// assert_eq!(down.retry_after(), Duration::from_secs(1));
+/// assert_eq!(down.scope(), Scope::Global);
+/// assert_eq!(
+///     down.to_string(),
+///     "rate-limit store unavailable (redis tank `api`): the global limit `api` \
+///      cannot grant while it is down; retry after 1s"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Unavailable {
+    store: Arc<str>,
+    retry_after: Duration,
+    scope: Scope,
+    label: Option<Arc<str>>,
+    key: Option<Arc<str>>,
+}
+
+impl Unavailable {
+    /// The store described by `store` is down; retry after `retry_after`.
+    /// From the global limit, without a label, until the layer that
+    /// refuses the request says which limit it is. What a
+    /// [`Budget::unavailable`](crate::Budget::unavailable) returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis at cache-1", Duration::from_millis(500));
+    /// assert_eq!(down.store(), "redis at cache-1");
+    /// assert_eq!(down.label(), None);
+    /// ```
+    pub fn new(store: impl Into<Arc<str>>, retry_after: Duration) -> Unavailable {
+        Unavailable {
+            store: store.into(),
+            retry_after,
+            scope: Scope::Global,
+            label: None,
+            key: None,
+        }
+    }
+
+    /// This error, naming the limit that refused the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_label("uploads");
+    /// assert_eq!(down.label(), Some("uploads"));
+    /// ```
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Unavailable {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// This error, from a per-key limit, for the key written `key` (the
+    /// scope becomes [`Scope::Keyed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::{Scope, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_key("ada");
+    /// assert_eq!(down.key(), Some("ada"));
+    /// assert_eq!(down.scope(), Scope::Keyed);
+    /// ```
+    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Unavailable {
+        self.scope = Scope::Keyed;
+        self.key = Some(key.into());
+        self
+    }
+
+    /// This error, from the layer's limit of `scope` named `label`, for
+    /// `key`.
+    pub(crate) fn for_limit(
+        mut self,
+        scope: Scope,
+        label: Option<Arc<str>>,
+        key: Option<Arc<str>>,
+    ) -> Unavailable {
+        self.scope = scope;
+        self.label = label;
+        self.key = key;
+        self
+    }
+
+    /// The store that is down, as its budget describes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).store(), "redis");
+    /// ```
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// When to try again, as the budget says: how soon it asks its store
+    /// again. Not a promise that the store is back by then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(2));
+    /// assert_eq!(down.retry_after(), Duration::from_secs(2));
+    /// ```
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// Which kind of limit refused the request, as [`Throttled::scope`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::{Scope, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).scope(), Scope::Global);
+    /// ```
+    pub const fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The name of the limit that refused the request, as
+    /// [`Throttled::label`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).label(), None);
+    /// ```
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The request's key, written with its `Display`, if the keyed layer
+    /// was asked to [`report_key`](crate::KeyedThrottleLayer::report_key),
+    /// as [`Throttled::key`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).key(), None);
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate-limit store unavailable ({}): the {} limit",
+            self.store, self.scope
+        )?;
+        if let Some(label) = &self.label {
+            write!(f, " `{label}`")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, " for key {key}")?;
+        }
+        write!(
+            f,
+            " cannot grant while it is down; retry after {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Why a layer refused a request: no fuel in time, or the store down.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Throttled(Throttled),
+    Unavailable(Unavailable),
+}
+
+impl Refusal {
+    /// The error the plain services fail with.
+    pub(crate) fn boxed(self) -> tower::BoxError {
+        match self {
+            Refusal::Throttled(throttled) => Box::new(throttled),
+            Refusal::Unavailable(unavailable) => Box::new(unavailable),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +543,20 @@ mod tests {
             keyed.to_string(),
             "rate limited by the keyed limit `per-ip` for key 192.0.2.7: no fuel for \
              this request in time; retry after 250ms"
+        );
+    }
+
+    #[test]
+    fn unavailable_names_the_store_the_limit_and_the_key() {
+        let down = Unavailable::new("redis tank `per-ip`", Duration::from_secs(1)).for_limit(
+            Scope::Keyed,
+            Some("per-ip".into()),
+            Some("192.0.2.7".into()),
+        );
+        assert_eq!(
+            down.to_string(),
+            "rate-limit store unavailable (redis tank `per-ip`): the keyed limit `per-ip` \
+             for key 192.0.2.7 cannot grant while it is down; retry after 1s"
         );
     }
 }

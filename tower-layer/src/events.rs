@@ -1,5 +1,6 @@
 //! `tracing` events (feature `tracing`): one per shed request, per request
-//! whose key could not be read, and per long wait. Without the feature
+//! refused while its budget's store is down, per request whose key could
+//! not be read, and per long wait. Without the feature
 //! these are empty and vanish.
 //!
 //! Every event has the target `fueltank_tower`, so that
@@ -7,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::Throttled;
 use crate::key::KeyError;
+use crate::{Throttled, Unavailable};
 
 /// How long a wait must be to be reported as long, unless the layer says
 /// otherwise (`long_wait`).
@@ -29,6 +30,25 @@ pub(crate) fn throttled(throttled: &Throttled) {
     );
     #[cfg(not(feature = "tracing"))]
     let _ = throttled;
+}
+
+/// A request was refused because its budget's store is down: a warning,
+/// apart from the shed requests, since it is the service's dependency at
+/// fault and not the client.
+#[cold]
+pub(crate) fn unavailable(unavailable: &Unavailable) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "fueltank_tower",
+        scope = %unavailable.scope(),
+        limit = unavailable.label(),
+        key = unavailable.key(),
+        store = unavailable.store(),
+        retry_after_ms = unavailable.retry_after().as_millis() as u64,
+        "request refused, store unavailable: {unavailable}"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = unavailable;
 }
 
 /// A request's key could not be read: an error if the server is set up

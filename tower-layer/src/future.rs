@@ -10,12 +10,14 @@ use tower::BoxError;
 
 use fueltank::Monitor;
 
-use crate::Throttled;
 use crate::emit;
+use crate::error::Refusal;
 
 pin_project! {
     /// The response future of [`ThrottleService`](crate::ThrottleService):
-    /// the inner service's future, or an immediate [`Throttled`] error.
+    /// the inner service's future, or an immediate
+    /// [`Throttled`](crate::Throttled) or [`Unavailable`](crate::Unavailable)
+    /// error.
     ///
     /// # Cancel safety
     ///
@@ -48,7 +50,7 @@ pin_project! {
 
 pin_project! {
     /// What a response future does: poll the inner service's future (and
-    /// emit when it succeeds, if asked), or fail at once, throttled.
+    /// emit when it succeeds, if asked), or fail at once, refused.
     #[project = KindProj]
     pub(crate) enum Kind<F> {
         Called {
@@ -56,9 +58,9 @@ pin_project! {
             future: F,
             on_success: Option<Monitor>,
         },
-        Throttled {
+        Refused {
             // Taken by the one poll that returns it.
-            throttled: Option<Throttled>,
+            refusal: Option<Refusal>,
         },
     }
 }
@@ -71,10 +73,10 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn throttled(throttled: Throttled) -> ResponseFuture<F> {
+    pub(crate) fn refused(refusal: Refusal) -> ResponseFuture<F> {
         ResponseFuture {
-            kind: Kind::Throttled {
-                throttled: Some(throttled),
+            kind: Kind::Refused {
+                refusal: Some(refusal),
             },
         }
     }
@@ -97,8 +99,8 @@ where
                 }
                 Poll::Ready(output.map_err(Into::into))
             }
-            KindProj::Throttled { throttled } => Poll::Ready(Err(match throttled.take() {
-                Some(throttled) => Box::new(throttled),
+            KindProj::Refused { refusal } => Poll::Ready(Err(match refusal.take() {
+                Some(refusal) => refusal.boxed(),
                 None => "ResponseFuture polled after completion".into(),
             })),
         }
@@ -109,9 +111,9 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Called { .. } => f.write_str("ResponseFuture::Called"),
-            Kind::Throttled { throttled } => f
-                .debug_tuple("ResponseFuture::Throttled")
-                .field(throttled)
+            Kind::Refused { refusal } => f
+                .debug_tuple("ResponseFuture::Refused")
+                .field(refusal)
                 .finish(),
         }
     }

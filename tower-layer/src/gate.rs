@@ -13,10 +13,9 @@ use fueltank::{Acquire, AwaitFuelTimeout, Fuel, Monitor, Tank};
 use pin_project_lite::pin_project;
 use sync_wrapper::SyncFuture;
 
-use crate::Throttled;
 use crate::budget::{BudgetWait, Source};
-use crate::error::Scope;
-use crate::policy::{Mode, Policy, Queue, QueueSlot};
+use crate::error::{Refusal, Scope};
+use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
 
 /// What a layer hands to each service it makes, behind one `Arc`: a
 /// service's clone (axum clones the route's service for every request)
@@ -52,13 +51,14 @@ impl Config {
 
 #[cfg(feature = "http")]
 impl<R> Config<R> {
-    /// The same configuration, answering shed requests with `respond`.
-    pub(crate) fn respond_with<T>(self, respond: T) -> Config<T> {
+    /// The same configuration, answering refused requests with what
+    /// `change` makes of its answers.
+    pub(crate) fn map_respond<T>(self, change: impl FnOnce(R) -> T) -> Config<T> {
         Config {
             tank: self.tank,
             policy: self.policy,
             headers: self.headers,
-            respond,
+            respond: change(self.respond),
         }
     }
 }
@@ -73,9 +73,9 @@ enum Held {
     /// Fuel taken by a timed wait, which hands out no token, or from a
     /// [`Budget`](crate::Budget): it cannot be given back.
     Taken,
-    /// The fuel could not come in time (or the line was full): the next
-    /// call is shed, to retry after this.
-    Shed(Duration),
+    /// The fuel could not come in time (or the line was full), or the
+    /// budget's store is down: the next call is refused, for this cause.
+    Shed(Cause),
 }
 
 pin_project! {
@@ -244,7 +244,7 @@ impl<R> Gate<R> {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
                 None => {
-                    self.held = Held::Shed(source.retry_after());
+                    self.held = Held::Shed(source.cause());
                     return false;
                 }
             },
@@ -286,7 +286,7 @@ impl<R> Gate<R> {
             Outcome::Taken => self.held = Held::Taken,
             Outcome::TimedOut => {
                 let source = self.config.tank.as_ref();
-                self.held = Held::Shed(source.map_or(Duration::ZERO, Source::retry_after));
+                self.held = Held::Shed(source.map_or(Cause::NoFuel(Duration::ZERO), Source::cause));
                 return Poll::Ready(());
             }
         }
@@ -302,12 +302,12 @@ impl<R> Gate<R> {
     /// is one now. Emits if emission is at fuel time; returns the monitor
     /// to emit on success otherwise.
     #[inline]
-    pub(crate) fn spend(&mut self) -> Result<Option<Monitor>, Throttled> {
+    pub(crate) fn spend(&mut self) -> Result<Option<Monitor>, Refusal> {
         let waited = self.waited.take();
         match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Fuel(fuel) => fuel.spend(),
             Held::Taken => {}
-            Held::Shed(retry_after) => return Err(self.shed(retry_after)),
+            Held::Shed(cause) => return Err(self.shed(cause)),
             Held::Nothing => {
                 let fueled = match &self.config.tank {
                     None => true,
@@ -316,7 +316,9 @@ impl<R> Gate<R> {
                 };
                 if !fueled {
                     let source = self.config.tank.as_ref();
-                    return Err(self.shed(source.map_or(Duration::ZERO, Source::retry_after)));
+                    return Err(
+                        self.shed(source.map_or(Cause::NoFuel(Duration::ZERO), Source::cause))
+                    );
                 }
             }
         }
@@ -326,8 +328,8 @@ impl<R> Gate<R> {
     }
 
     #[cold]
-    fn shed(&self, retry_after: Duration) -> Throttled {
-        self.config.policy.throttled(retry_after, None)
+    fn shed(&self, cause: Cause) -> Refusal {
+        self.config.policy.refuse(cause, None)
     }
 }
 

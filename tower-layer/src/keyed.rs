@@ -13,12 +13,14 @@ use fueltank::{KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
+#[cfg(doc)]
+use crate::Throttled;
 use crate::budget::{KeyWait, KeyedBudget, KeyedSource};
 use crate::emit::{self, EmitOn};
-use crate::error::Scope;
+use crate::error::{Refusal, Scope};
 use crate::key::{KeyError, KeyExtractor};
-use crate::policy::{Mode, Policy, Queue, QueueSlot};
-use crate::{Stats, Throttled, events};
+use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
+use crate::{Stats, events};
 
 /// A Tower [`Layer`] that gives every key its own budget: each request
 /// spends one fuel from its key's tank in a shared [`KeyedTank`].
@@ -513,8 +515,8 @@ pub(crate) enum Admit<K> {
     /// answer of a budget's store (reject mode).
     Wait(KeyWaiting<K>, KeyWait<K>),
     /// No fuel, and none may be waited for (reject mode, beyond
-    /// `max_wait`, or the line is full).
-    Shed(Throttled),
+    /// `max_wait`, or the line is full), or the budget's store is down.
+    Shed(Refusal),
 }
 
 /// A request waiting for its key's fuel: the policy to apply when it
@@ -529,7 +531,7 @@ pub(crate) struct KeyWaiting<K> {
 }
 
 /// What a shed request says after a wait without its fuel: the key's
-/// `Retry-After` from the budget then.
+/// `Retry-After` from the budget then, or that its store is down.
 pub(crate) struct Unfueled<K> {
     keyed: KeyedSource<K>,
     key: K,
@@ -540,23 +542,21 @@ impl<K> KeyWaiting<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    /// The wait ended without the fuel: the request is shed.
+    /// The wait ended without the fuel: the request is refused.
     #[cold]
-    pub(crate) fn shed(self) -> Throttled {
-        let (retry_after, key) = match &self.unfueled {
+    pub(crate) fn shed(self) -> Refusal {
+        let (cause, key) = match &self.unfueled {
             Some(Unfueled {
                 keyed,
                 key,
                 key_text,
             }) => (
-                keyed
-                    .wait_time(key, 1)
-                    .unwrap_or_else(|| keyed.rate().interval()),
+                keyed.cause(key, None),
                 key_text.map(|text| Arc::from(text(key))),
             ),
-            None => (Duration::ZERO, None),
+            None => (Cause::NoFuel(Duration::ZERO), None),
         };
-        self.policy.throttled(retry_after, key)
+        self.policy.refuse(cause, key)
     }
 }
 
@@ -615,29 +615,26 @@ where
     fn no_fuel(&self, key: &K) -> Admit<K> {
         let policy = &self.policy;
         let keyed = &self.keyed;
-        let wait = || {
-            keyed
-                .wait_time(key, 1)
-                .unwrap_or_else(|| keyed.rate().interval())
-        };
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,
             // no waiting for fuel to come) rather than shed on a guess.
             return match keyed.ask(key.clone()) {
                 Some(ask) => Admit::Wait(self.waiting(key, None, None), ask),
-                None => Admit::Shed(self.throttled(key, wait())),
+                None => Admit::Shed(self.refuse(key, None)),
             };
         }
         if let Some(max_wait) = policy.max_wait {
-            let wait = wait();
+            let wait = keyed
+                .wait_time(key, 1)
+                .unwrap_or_else(|| keyed.rate().interval());
             if wait > max_wait {
-                return Admit::Shed(self.throttled(key, wait));
+                return Admit::Shed(self.refuse(key, Some(wait)));
             }
         }
         let slot = match &policy.queue {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
-                None => return Admit::Shed(self.throttled(key, wait())),
+                None => return Admit::Shed(self.refuse(key, None)),
             },
             None => None,
         };
@@ -662,10 +659,13 @@ where
         }
     }
 
+    /// A request for `key` refused: its budget's store is down, or there
+    /// is no fuel in time (to retry after `retry_after` if known).
     #[cold]
-    fn throttled(&self, key: &K, retry_after: Duration) -> Throttled {
+    fn refuse(&self, key: &K, retry_after: Option<Duration>) -> Refusal {
+        let cause = self.keyed.cause(key, retry_after);
         let key = self.key_text.map(|text| Arc::from(text(key)));
-        self.policy.throttled(retry_after, key)
+        self.policy.refuse(cause, key)
     }
 }
 
@@ -715,8 +715,9 @@ impl<K, X: fmt::Debug, R> fmt::Debug for KeyedGate<K, X, R> {
 /// `poll_ready` is the inner service's; `call` reads the key and takes the
 /// fuel (see [the layer](KeyedThrottleLayer) for what happens without).
 /// `Clone` shares the keyed tank. Its error type is [`tower::BoxError`]:
-/// the inner service's errors, [`Throttled`] or [`KeyError`], found by
-/// downcasting.
+/// the inner service's errors, [`Throttled`], [`Unavailable`](crate::Unavailable)
+/// (a budget's store is down, see
+/// [`KeyedBudget::unavailable`]) or [`KeyError`], found by downcasting.
 ///
 /// # Examples
 ///
@@ -889,8 +890,8 @@ where
                 wait,
                 call: Some((take_ready(&mut self.inner), request, waiting)),
             },
-            Admit::Shed(throttled) => State::Failed {
-                error: Some(Failure::Throttled(throttled)),
+            Admit::Shed(refusal) => State::Failed {
+                error: Some(Failure::Refused(refusal)),
             },
         };
         KeyedResponseFuture { state }
@@ -900,7 +901,7 @@ where
 /// Why a request failed before reaching the inner service; boxed only when
 /// the future is polled.
 enum Failure {
-    Throttled(Throttled),
+    Refused(Refusal),
     NoKey(KeyError),
 }
 
@@ -983,7 +984,7 @@ where
                         return Poll::Ready(Err(polled_after_completion()));
                     };
                     if !fueled {
-                        return Poll::Ready(Err(Box::new(waiting.shed())));
+                        return Poll::Ready(Err(waiting.shed().boxed()));
                     }
                     let on_success = waiting.fueled();
                     state.set(State::Called {
@@ -1000,7 +1001,7 @@ where
                 }
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(match error.take() {
-                        Some(Failure::Throttled(throttled)) => Box::new(throttled),
+                        Some(Failure::Refused(refusal)) => refusal.boxed(),
                         Some(Failure::NoKey(error)) => Box::new(error),
                         None => polled_after_completion(),
                     }));

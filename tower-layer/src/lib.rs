@@ -40,6 +40,12 @@
 //!   [`KeyedBudget`]: `fueltank-redis`'s tanks (its feature `tower`) keep
 //!   one in Redis for all the instances of a service, with nearly every
 //!   grant decided locally.
+//! - **An outage is not overload.** A budget whose store is down (and
+//!   whose failure policy refuses) says so
+//!   ([`Budget::unavailable`]): the request fails with [`Unavailable`],
+//!   naming the store, not [`Throttled`]; the HTTP layers answer it `503
+//!   Service Unavailable`, not `429`, and [`Stats`] and the tracing events
+//!   count it apart. A fueltank tank is never unavailable.
 //! - **Statistics.** Built from a [`Throttle`], the layer counts every
 //!   request in the throttle's monitor: live rate, gaps, percentiles. With
 //!   [`Stats`], it also counts what it admitted, rejected and made wait, and
@@ -61,6 +67,10 @@
 //! | `call` | spends the fuel held; or fails with [`Throttled`] if it could not come in time | spends one fuel if there is one, else fails with [`Throttled`] | reads the key, spends one of its fuel; without, waits in the response future (up to [`max_wait`](KeyedThrottleLayer::max_wait)), or (reject, or beyond `max_wait`) fails with [`Throttled`] |
 //! | error type | [`tower::BoxError`] | [`tower::BoxError`] | [`tower::BoxError`] |
 //!
+//! Wherever the table says [`Throttled`], a request refused while its
+//! budget's store is down ([`Budget::unavailable`]) fails with
+//! [`Unavailable`] instead.
+//!
 //! Fuel taken by `poll_ready` is held by the service until `call` spends
 //! it; a service dropped while holding it gives it back (except fuel that
 //! a wait bounded by `max_wait` took: see its cancel safety). A clone
@@ -80,19 +90,21 @@
 //! | event | level | fields |
 //! |---|---|---|
 //! | a request shed ([`Throttled`]) | `DEBUG` | `scope`, `limit` (the label), `key` (with [`report_key`](KeyedThrottleLayer::report_key)), `retry_after_ms` |
+//! | a request refused while its budget's store is down ([`Unavailable`]) | `WARN` | `scope`, `limit`, `key` (as above), `store`, `retry_after_ms` |
 //! | a request whose key could not be read, the server's setup at fault ([`KeyError::is_setup_error`](key::KeyError::is_setup_error): no peer address, no trusted proxy) | `ERROR` | `limit`; the message says what to change |
 //! | a request whose key could not be read, the request at fault (a missing or malformed header) | `DEBUG` | `limit` |
 //! | a wait of at least one second ([`long_wait`] changes the threshold) | `INFO` | `limit`, `wait_ms` |
 //!
 //! Shed requests and bad requests are at `DEBUG` because a client can send
 //! any number of them; a setup error is at `ERROR` because every request
-//! fails alike until the server is fixed.
+//! fails alike until the server is fixed; an outage is at `WARN` because a
+//! dependency, not the client, is at fault.
 //!
 //! # Features
 //!
 //! | feature | what |
 //! |---|---|
-//! | `http` | [`http::HttpThrottleLayer`] and [`http::HttpKeyedThrottleLayer`]: 429 + `Retry-After` + `RateLimit` headers, plain-text or custom rejections; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
+//! | `http` | [`http::HttpThrottleLayer`] and [`http::HttpKeyedThrottleLayer`]: 429 + `Retry-After` + `RateLimit` headers (503 while a budget's store is down), plain-text or custom rejections; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
 //! | `axum` | `http`, and [`key::PeerIp`] also reads axum's `ConnectInfo<SocketAddr>`; [`key::ConnectInfoIp`], which exists only with this feature |
 //! | `tracing` | the [events](#tracing-events) above |
 //!
@@ -102,8 +114,8 @@
 //! |---|---|
 //! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service; [`ResponseFuture`] its future |
 //! | [`KeyedThrottleLayer`] | one budget per key; [`KeyedThrottleService`], [`KeyedResponseFuture`] |
-//! | [`Throttled`], [`Scope`] | the error of a shed request, and which kind of limit shed it |
-//! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected and made wait |
+//! | [`Throttled`], [`Unavailable`], [`Scope`] | the error of a shed request, that of a request refused while its budget's store is down, and which kind of limit refused it |
+//! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected, refused for an outage and made wait |
 //! | [`http`] | the HTTP layers, their headers and rejections, and how to compose a router-level and a route-level limit (feature `http`) |
 //! | [`key`] | who a request is from: [`key::KeyExtractor`] and the extractors |
 //! | [`Budget`], [`KeyedBudget`] | budgets kept elsewhere than in a fueltank tank, such as Redis for every instance of a service (`fueltank-redis`, feature `tower`) |
@@ -151,7 +163,7 @@ mod stats;
 
 pub use budget::{Budget, BudgetWait, KeyedBudget};
 pub use emit::EmitOn;
-pub use error::{Scope, Throttled};
+pub use error::{Scope, Throttled, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};

@@ -7,8 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::emit::Emission;
-use crate::error::Scope;
-use crate::{Stats, Throttled, events};
+use crate::error::{Refusal, Scope};
+use crate::{Stats, Throttled, Unavailable, events};
+
+/// Why a request found no fuel, before the layer says which limit refused
+/// it: none in time (to retry after this), or the budget's store is down.
+#[derive(Debug)]
+pub(crate) enum Cause {
+    NoFuel(Duration),
+    Down(Unavailable),
+}
 
 /// Wait for fuel, or shed the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +64,23 @@ impl Policy {
         }
         events::throttled(&throttled);
         throttled
+    }
+
+    /// A refused request's error, counted and reported: [`Throttled`], or
+    /// [`Unavailable`] if its budget's store is down.
+    #[cold]
+    pub(crate) fn refuse(&self, cause: Cause, key: Option<Arc<str>>) -> Refusal {
+        match cause {
+            Cause::NoFuel(retry_after) => Refusal::Throttled(self.throttled(retry_after, key)),
+            Cause::Down(unavailable) => {
+                let unavailable = unavailable.for_limit(self.scope, self.label.clone(), key);
+                if let Some(stats) = &self.stats {
+                    stats.unavailable_one();
+                }
+                events::unavailable(&unavailable);
+                Refusal::Unavailable(unavailable)
+            }
+        }
     }
 
     /// A request has its fuel and goes to the inner service, after waiting

@@ -21,8 +21,10 @@ use crate::gate::{Config, Gate};
 /// In reject mode `poll_ready` waits only for the inner service and `call`
 /// sheds the request with `Throttled` when there is no fuel.
 ///
-/// Its error type is [`tower::BoxError`]: the inner service's errors, or
-/// `Throttled`, found by downcasting.
+/// Its error type is [`tower::BoxError`]: the inner service's errors,
+/// `Throttled`, or [`Unavailable`](crate::Unavailable) (a budget's store is
+/// down, see [`Budget::unavailable`](crate::Budget::unavailable)), found by
+/// downcasting.
 ///
 /// `Clone` shares the tank: every clone draws on the one budget (unlike
 /// `tower::limit::RateLimit`, whose clones each get their own). A clone
@@ -177,7 +179,7 @@ where
     fn call(&mut self, request: Request) -> ResponseFuture<S::Future> {
         match self.gate.spend() {
             Ok(on_success) => ResponseFuture::called(self.inner.call(request), on_success),
-            Err(throttled) => ResponseFuture::throttled(throttled),
+            Err(refusal) => ResponseFuture::refused(refusal),
         }
     }
 }

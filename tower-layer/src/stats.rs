@@ -9,9 +9,9 @@ use fueltank::clock::{Clock, ManualClock, MonotonicClock};
 use fueltank::{Monitor, Snapshot};
 
 /// Counters of one or more layers, for export: requests admitted, rejected,
-/// waited and refused for want of a key, each a [`Monitor`] (its
-/// [`total`](Monitor::total), and its rates [`mean`](Monitor::mean) and
-/// [`latest`](Monitor::latest)), and the time the waiting requests waited
+/// waited, refused for want of a key and refused while the store was down,
+/// each a [`Monitor`] (its [`total`](Monitor::total), and its rates
+/// [`mean`](Monitor::mean) and [`latest`](Monitor::latest)), and the time the waiting requests waited
 /// ([`wait_times`](Stats::wait_times): count, sum, percentiles).
 ///
 /// A cheap handle: clones share the counters. Give one to a layer with
@@ -26,6 +26,7 @@ use fueltank::{Monitor, Snapshot};
 /// | [`rejected`](Stats::rejected) | shed with [`Throttled`](crate::Throttled): no fuel in reject mode, none within [`max_wait`](crate::ThrottleLayer::max_wait), or the line [full](crate::ThrottleLayer::max_waiting) |
 /// | [`waited`](Stats::waited) | admitted after waiting in line for its fuel (also in `admitted`) |
 /// | [`key_errors`](Stats::key_errors) | refused because its key could not be read (keyed layers) |
+/// | [`unavailable`](Stats::unavailable) | refused with [`Unavailable`](crate::Unavailable): its budget's store is down and the budget's failure policy refuses (not in `rejected`) |
 ///
 /// [`wait_times`](Stats::wait_times) holds one wait per `waited` request,
 /// timed on the stats' clock: requests served at once are not in it.
@@ -61,6 +62,7 @@ struct Shared {
     rejected: Monitor,
     waited: Monitor,
     key_errors: Monitor,
+    unavailable: Monitor,
     waits: WaitLog,
     /// Times the waits: the clock the stats were built with.
     clock: Arc<dyn Clock>,
@@ -160,6 +162,7 @@ impl Stats {
                 rejected: monitor(),
                 waited: monitor(),
                 key_errors: monitor(),
+                unavailable: monitor(),
                 waits: WaitLog::new(),
                 clock: Arc::new(clock.clone()),
             }),
@@ -225,6 +228,21 @@ impl Stats {
         &self.shared.key_errors
     }
 
+    /// Requests refused with [`Unavailable`](crate::Unavailable) (their
+    /// budget's store is down, a `503` over HTTP), one emission each; not
+    /// in [`rejected`](Stats::rejected): an outage is not overload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Stats;
+    ///
+    /// assert_eq!(Stats::new().unavailable().total(), 0);
+    /// ```
+    pub fn unavailable(&self) -> &Monitor {
+        &self.shared.unavailable
+    }
+
     /// The waits of the [`waited`](Stats::waited) requests so far: how
     /// many, their sum, and their percentiles.
     ///
@@ -264,6 +282,10 @@ impl Stats {
         self.shared.key_errors.emit();
     }
 
+    pub(crate) fn unavailable_one(&self) {
+        self.shared.unavailable.emit();
+    }
+
     /// A request that waited `wait` for its fuel got it.
     pub(crate) fn waited_for(&self, wait: Duration) {
         self.shared.waited.emit();
@@ -284,6 +306,7 @@ impl fmt::Debug for Stats {
             .field("rejected", &self.rejected().total())
             .field("waited", &self.waited().total())
             .field("key_errors", &self.key_errors().total())
+            .field("unavailable", &self.unavailable().total())
             .finish()
     }
 }

@@ -1,5 +1,6 @@
 //! The `tracing` events, caught by a subscriber of the test's own: one
-//! for a shed request, one for a request without a key (an error when the
+//! for a shed request, one for a request refused while its budget's store
+//! is down (a warning), one for a request without a key (an error when the
 //! server's setup is at fault), one for a long wait.
 
 use std::fmt::Write as _;
@@ -19,7 +20,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
 mod common;
-use common::{ok, send};
+use common::{Flaky, ok, send};
 
 /// One event as caught: its level, target, and fields written `name=value`
 /// (the message as `message=...`).
@@ -153,6 +154,37 @@ fn a_shed_request_is_an_event_naming_its_limit() {
     let event = &events[0];
     assert_eq!(event.level, Level::DEBUG);
     for field in ["scope=global", "limit=api", "retry_after_ms=60000"] {
+        assert!(event.fields.contains(field), "{field} in {event:?}");
+    }
+}
+
+#[test]
+fn an_outage_is_a_warning_naming_the_store_apart_from_shed_requests() {
+    let budget = Flaky::default();
+    let mut svc = ThrottleLayer::from_budget(budget.clone())
+        .reject()
+        .label("api")
+        .http()
+        .layer(ok());
+    let events = catch(|| {
+        let shed = send(&mut svc, Request::new(()));
+        assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+        budget.set_down(true);
+        let down = send(&mut svc, Request::new(()));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    });
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].level, Level::DEBUG, "the shed one: {events:?}");
+    let event = &events[1];
+    assert_eq!(event.level, Level::WARN);
+    assert_eq!(event.target, "fueltank_tower");
+    for field in [
+        "scope=global",
+        "limit=api",
+        "store=test store",
+        "retry_after_ms=2000",
+        "store unavailable",
+    ] {
         assert!(event.fields.contains(field), "{field} in {event:?}");
     }
 }

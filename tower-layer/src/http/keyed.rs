@@ -13,7 +13,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::reject::{self, OnKeyError, OnThrottled, PlainText};
+use super::reject::{self, OnKeyError, OnThrottled, OnUnavailable, PlainText};
 use super::{HeaderStyle, Snapshot, Stamp, sf_string};
 use crate::budget::{KeyWait, KeyedSource};
 use crate::emit;
@@ -45,6 +45,10 @@ use crate::{KeyedThrottleLayer, Throttled};
 ///
 /// A shed request's 429 is built the same way: [`PlainText`] by default,
 /// or your closure ([`on_throttled`](HttpKeyedThrottleLayer::on_throttled)).
+/// A request refused because the budget's store is down
+/// ([`KeyedBudget::unavailable`](crate::KeyedBudget::unavailable)) gets a
+/// `503` instead, naming the store, without `RateLimit` headers
+/// ([`on_unavailable`](HttpKeyedThrottleLayer::on_unavailable)).
 ///
 /// Its services have the inner service's error type, so axum needs no
 /// `HandleErrorLayer`; the inner service must be `Clone` (see
@@ -84,8 +88,8 @@ use crate::{KeyedThrottleLayer, Throttled};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct HttpKeyedThrottleLayer<K, X, T = PlainText, E = PlainText> {
-    gate: KeyedGate<K, X, (T, E)>,
+pub struct HttpKeyedThrottleLayer<K, X, T = PlainText, E = PlainText, U = PlainText> {
+    gate: KeyedGate<K, X, (T, E, U)>,
 }
 
 impl<K, X> KeyedThrottleLayer<K, X> {
@@ -119,12 +123,14 @@ impl<K, X> From<KeyedThrottleLayer<K, X>> for HttpKeyedThrottleLayer<K, X> {
     /// [`KeyedThrottleLayer::http`].
     fn from(layer: KeyedThrottleLayer<K, X>) -> HttpKeyedThrottleLayer<K, X> {
         HttpKeyedThrottleLayer {
-            gate: layer.gate.map_respond(|()| (PlainText, PlainText)),
+            gate: layer
+                .gate
+                .map_respond(|()| (PlainText, PlainText, PlainText)),
         }
     }
 }
 
-impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
+impl<K, X, T, E, U> HttpKeyedThrottleLayer<K, X, T, E, U> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -143,7 +149,7 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpKeyedThrottleLayer<K, X, T, E> {
+    pub fn headers(mut self, style: HeaderStyle) -> HttpKeyedThrottleLayer<K, X, T, E, U> {
         self.gate.headers.style = style;
         self
     }
@@ -167,7 +173,7 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpKeyedThrottleLayer<K, X, T, E> {
+    pub fn policy_name(mut self, name: &str) -> HttpKeyedThrottleLayer<K, X, T, E, U> {
         self.gate.headers.policy = sf_string(name);
         self
     }
@@ -209,14 +215,54 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_throttled<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, F, E>
+    pub fn on_throttled<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, F, E, U>
     where
         F: Fn(&Throttled) -> Response<B>,
     {
         HttpKeyedThrottleLayer {
-            gate: self
-                .gate
-                .map_respond(|(_, on_key_error)| (respond, on_key_error)),
+            gate: self.gate.map_respond(|(_, on_key_error, on_unavailable)| {
+                (respond, on_key_error, on_unavailable)
+            }),
+        }
+    }
+
+    /// Builds the response to a request refused because the budget's store
+    /// is down ([`Unavailable`](crate::Unavailable), see
+    /// [`KeyedBudget::unavailable`](crate::KeyedBudget::unavailable)) with
+    /// `respond`, instead of the [`PlainText`] default (`503 Service
+    /// Unavailable` naming the store); the layer then adds `Retry-After`
+    /// (unless `respond` set one) and the error to the response's
+    /// extensions, and no `RateLimit` headers. See
+    /// [`HttpThrottleLayer::on_unavailable`](super::HttpThrottleLayer::on_unavailable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Unavailable};
+    /// use fueltank_tower::key::PeerIp;
+    /// use http::{Response, StatusCode};
+    /// use std::net::IpAddr;
+    ///
+    /// // A local keyed tank is never unavailable; a Redis one can be.
+    /// let layer = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), PeerIp)
+    ///     .http()
+    ///     .on_unavailable(|down: &Unavailable| {
+    ///         let mut response = Response::new(format!("try again soon ({} is down)\n", down.store()));
+    ///         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    ///         response
+    ///     });
+    /// # let _ = layer;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn on_unavailable<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, T, E, F>
+    where
+        F: Fn(&crate::Unavailable) -> Response<B>,
+    {
+        HttpKeyedThrottleLayer {
+            gate: self.gate.map_respond(|(on_throttled, on_key_error, _)| {
+                (on_throttled, on_key_error, respond)
+            }),
         }
     }
 
@@ -250,14 +296,14 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_key_error<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, T, F>
+    pub fn on_key_error<F, B>(self, respond: F) -> HttpKeyedThrottleLayer<K, X, T, F, U>
     where
         F: Fn(&KeyError) -> Response<B>,
     {
         HttpKeyedThrottleLayer {
-            gate: self
-                .gate
-                .map_respond(|(on_throttled, _)| (on_throttled, respond)),
+            gate: self.gate.map_respond(|(on_throttled, _, on_unavailable)| {
+                (on_throttled, respond, on_unavailable)
+            }),
         }
     }
 
@@ -281,15 +327,15 @@ impl<K, X, T, E> HttpKeyedThrottleLayer<K, X, T, E> {
     }
 }
 
-impl<K, X: Clone, T: Clone, E: Clone> Clone for HttpKeyedThrottleLayer<K, X, T, E> {
-    fn clone(&self) -> HttpKeyedThrottleLayer<K, X, T, E> {
+impl<K, X: Clone, T: Clone, E: Clone, U: Clone> Clone for HttpKeyedThrottleLayer<K, X, T, E, U> {
+    fn clone(&self) -> HttpKeyedThrottleLayer<K, X, T, E, U> {
         HttpKeyedThrottleLayer {
             gate: self.gate.clone(),
         }
     }
 }
 
-impl<K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleLayer<K, X, T, E> {
+impl<K, X: fmt::Debug, T, E, U> fmt::Debug for HttpKeyedThrottleLayer<K, X, T, E, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpKeyedThrottleLayer")
             .field("gate", &self.gate)
@@ -297,10 +343,12 @@ impl<K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleLayer<K, X, T, E> {
     }
 }
 
-impl<S, K, X: Clone, T: Clone, E: Clone> Layer<S> for HttpKeyedThrottleLayer<K, X, T, E> {
-    type Service = HttpKeyedThrottleService<S, K, X, T, E>;
+impl<S, K, X: Clone, T: Clone, E: Clone, U: Clone> Layer<S>
+    for HttpKeyedThrottleLayer<K, X, T, E, U>
+{
+    type Service = HttpKeyedThrottleService<S, K, X, T, E, U>;
 
-    fn layer(&self, inner: S) -> HttpKeyedThrottleService<S, K, X, T, E> {
+    fn layer(&self, inner: S) -> HttpKeyedThrottleService<S, K, X, T, E, U> {
         HttpKeyedThrottleService {
             inner,
             gate: Arc::new(self.gate.clone()),
@@ -337,12 +385,12 @@ impl<S, K, X: Clone, T: Clone, E: Clone> Layer<S> for HttpKeyedThrottleLayer<K, 
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
-pub struct HttpKeyedThrottleService<S, K, X, T = PlainText, E = PlainText> {
+pub struct HttpKeyedThrottleService<S, K, X, T = PlainText, E = PlainText, U = PlainText> {
     inner: S,
-    gate: Arc<KeyedGate<K, X, (T, E)>>,
+    gate: Arc<KeyedGate<K, X, (T, E, U)>>,
 }
 
-impl<S, K, X, T, E> HttpKeyedThrottleService<S, K, X, T, E> {
+impl<S, K, X, T, E, U> HttpKeyedThrottleService<S, K, X, T, E, U> {
     /// The keyed tank this service draws on; `None` for another
     /// [`KeyedBudget`](crate::KeyedBudget).
     ///
@@ -430,8 +478,8 @@ impl<S, K, X, T, E> HttpKeyedThrottleService<S, K, X, T, E> {
     }
 }
 
-impl<S: Clone, K, X, T, E> Clone for HttpKeyedThrottleService<S, K, X, T, E> {
-    fn clone(&self) -> HttpKeyedThrottleService<S, K, X, T, E> {
+impl<S: Clone, K, X, T, E, U> Clone for HttpKeyedThrottleService<S, K, X, T, E, U> {
+    fn clone(&self) -> HttpKeyedThrottleService<S, K, X, T, E, U> {
         HttpKeyedThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
@@ -439,7 +487,9 @@ impl<S: Clone, K, X, T, E> Clone for HttpKeyedThrottleService<S, K, X, T, E> {
     }
 }
 
-impl<S: fmt::Debug, K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleService<S, K, X, T, E> {
+impl<S: fmt::Debug, K, X: fmt::Debug, T, E, U> fmt::Debug
+    for HttpKeyedThrottleService<S, K, X, T, E, U>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpKeyedThrottleService")
             .field("inner", &self.inner)
@@ -448,18 +498,19 @@ impl<S: fmt::Debug, K, X: fmt::Debug, T, E> fmt::Debug for HttpKeyedThrottleServ
     }
 }
 
-impl<S, K, X, T, E, ReqBody, ResBody> Service<Request<ReqBody>>
-    for HttpKeyedThrottleService<S, K, X, T, E>
+impl<S, K, X, T, E, U, ReqBody, ResBody> Service<Request<ReqBody>>
+    for HttpKeyedThrottleService<S, K, X, T, E, U>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request<ReqBody>, Key = K>,
     T: OnThrottled<ResBody> + Clone,
     E: OnKeyError<ResBody>,
+    U: OnUnavailable<ResBody> + Clone,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = HttpKeyedResponseFuture<S, Request<ReqBody>, K, T>;
+    type Future = HttpKeyedResponseFuture<S, Request<ReqBody>, K, T, U>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
@@ -469,7 +520,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let gate = &*self.gate;
         let keyed = &gate.keyed;
-        let (on_throttled, on_key_error) = &gate.respond;
+        let (on_throttled, on_key_error, on_unavailable) = &gate.respond;
         let mut stamp = None;
         let state = match gate.key(&request) {
             Err(error) => State::Answered {
@@ -490,17 +541,24 @@ where
                         .headers
                         .plan()
                         .map(|policy| (keyed.clone(), key, policy)),
-                    // A budget's wait may end without the fuel: then 429.
-                    respond: waiting.may_shed().then(|| on_throttled.clone()),
+                    // A budget's wait may end without the fuel: then 429,
+                    // or 503 if its store is down.
+                    respond: waiting
+                        .may_shed()
+                        .then(|| (on_throttled.clone(), on_unavailable.clone())),
                     wait,
                     call: Some((take_ready(&mut self.inner), request, waiting)),
                 },
-                Admit::Shed(throttled) => {
+                Admit::Shed(refusal) => {
                     let stamp = gate
                         .headers
                         .stamp(|| Some(Snapshot::read_keyed(keyed, &key)));
                     State::Answered {
-                        response: Some(reject::throttled(on_throttled, throttled, stamp.as_ref())),
+                        response: Some(reject::refused(
+                            (on_throttled, on_unavailable),
+                            refusal,
+                            stamp.as_ref(),
+                        )),
                     }
                 }
             },
@@ -545,19 +603,19 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct HttpKeyedResponseFuture<S, Request, K, T = PlainText>
+    pub struct HttpKeyedResponseFuture<S, Request, K, T = PlainText, U = PlainText>
     where
         S: Service<Request>,
     {
         #[pin]
-        state: State<S, Request, K, T>,
+        state: State<S, Request, K, T, U>,
         stamp: Option<Stamp>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Request, K, T>
+    enum State<S, Request, K, T, U>
     where
         S: Service<Request>,
     {
@@ -569,7 +627,7 @@ pin_project! {
             // the policy name of the structured headers.
             read_after: Option<(KeyedSource<K>, K, Option<Arc<str>>)>,
             // What answers if the wait ends without the fuel (a budget's).
-            respond: Option<T>,
+            respond: Option<(T, U)>,
         },
         Called {
             #[pin]
@@ -584,11 +642,12 @@ pin_project! {
     }
 }
 
-impl<S, Request, K, T, ResBody> Future for HttpKeyedResponseFuture<S, Request, K, T>
+impl<S, Request, K, T, U, ResBody> Future for HttpKeyedResponseFuture<S, Request, K, T, U>
 where
     S: Service<Request, Response = Response<ResBody>>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     T: OnThrottled<ResBody>,
+    U: OnUnavailable<ResBody>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -611,9 +670,12 @@ where
                         let snapshot = Snapshot::read_keyed(&keyed, &key);
                         *this.stamp = Some(Stamp { snapshot, policy });
                     }
-                    if !fueled && let Some(respond) = respond.take() {
-                        let throttled = waiting.shed();
-                        let response = reject::throttled(&respond, throttled, this.stamp.as_ref());
+                    if !fueled && let Some((on_throttled, on_unavailable)) = respond.take() {
+                        let response = reject::refused(
+                            (&on_throttled, &on_unavailable),
+                            waiting.shed(),
+                            this.stamp.as_ref(),
+                        );
                         return Poll::Ready(Ok(response));
                     }
                     let on_success = waiting.fueled();
@@ -639,7 +701,9 @@ where
     }
 }
 
-impl<S: Service<Request>, Request, K, T> fmt::Debug for HttpKeyedResponseFuture<S, Request, K, T> {
+impl<S: Service<Request>, Request, K, T, U> fmt::Debug
+    for HttpKeyedResponseFuture<S, Request, K, T, U>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match &self.state {
             State::Waiting { .. } => "HttpKeyedResponseFuture::Waiting",

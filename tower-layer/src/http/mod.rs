@@ -31,7 +31,8 @@
 //!
 //! # The headers
 //!
-//! With `max_n` per `per`, on every response (the 429s included):
+//! With `max_n` per `per`, on every response (the 429s included; not the
+//! 503s of an outage, which tell of no quota):
 //!
 //! | [`HeaderStyle::Split`] (default) | value |
 //! |---|---|
@@ -113,13 +114,18 @@
 //! | request | default ([`PlainText`]) | your own |
 //! |---|---|---|
 //! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`HttpThrottleLayer::on_throttled`], [`HttpKeyedThrottleLayer::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
+//! | refused while the budget's store is down ([`Budget::unavailable`](crate::Budget::unavailable): e.g. Redis gone under `FailurePolicy::Closed`) | `503`, `text/plain`: ``Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s`` (with the label as above) | [`HttpThrottleLayer::on_unavailable`], [`HttpKeyedThrottleLayer::on_unavailable`]: a closure `Fn(&Unavailable) -> Response<B>` |
 //! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`](crate::key::KeyError) | [`HttpKeyedThrottleLayer::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
 //! | no key, the server's setup at fault | `500`, `text/plain`: `Internal Server Error: ` and the error, which says what to change (e.g. to enable the `axum` feature) | the same closure |
 //!
 //! Whoever builds it, a shed request's response gets `Retry-After` (unless
 //! the closure set one), the `RateLimit` headers, and the
-//! [`Throttled`](crate::Throttled) in its extensions; a keyless one gets
-//! its [`KeyError`](crate::key::KeyError) in its extensions. The default
+//! [`Throttled`](crate::Throttled) in its extensions; a request refused
+//! while the store is down gets `Retry-After` and the
+//! [`Unavailable`](crate::Unavailable) in its extensions, and no
+//! `RateLimit` headers (no quota ran out: clients should not read it as
+//! having been too fast); a keyless one gets its
+//! [`KeyError`](crate::key::KeyError) in its extensions. The default
 //! needs a body made from a `String` (`axum::body::Body`,
 //! `http_body_util::Full<Bytes>`, `String`); for others, give closures.
 //!
@@ -239,7 +245,7 @@ mod number;
 mod reject;
 
 pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
-pub use reject::{OnKeyError, OnThrottled, PlainText};
+pub use reject::{OnKeyError, OnThrottled, OnUnavailable, PlainText};
 
 const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -348,6 +354,14 @@ struct Stamp {
 /// `Retry-After`, the `RateLimit` headers, and the [`Throttled`](crate::Throttled)
 /// error in its extensions, for outer layers to inspect.
 ///
+/// A request refused because the budget's store is down
+/// ([`Budget::unavailable`](crate::Budget::unavailable)) gets a `503
+/// Service Unavailable` instead, built by `U`: [`PlainText`], naming the
+/// store, or your closure, given to
+/// [`on_unavailable`](HttpThrottleLayer::on_unavailable); it has
+/// `Retry-After` and the [`Unavailable`](crate::Unavailable) error in its
+/// extensions, and no `RateLimit` headers.
+///
 /// See [the module](crate::http) for the header values.
 ///
 /// # Examples
@@ -365,8 +379,8 @@ struct Stamp {
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct HttpThrottleLayer<R = PlainText> {
-    config: Config<R>,
+pub struct HttpThrottleLayer<R = PlainText, U = PlainText> {
+    config: Config<(R, U)>,
 }
 
 impl ThrottleLayer {
@@ -402,12 +416,12 @@ impl From<ThrottleLayer> for HttpThrottleLayer {
             .and_then(Source::tank)
             .map_or_else(Hardcap::default, Tank::hardcap);
         HttpThrottleLayer {
-            config: config.respond_with(PlainText),
+            config: config.map_respond(|()| (PlainText, PlainText)),
         }
     }
 }
 
-impl<R> HttpThrottleLayer<R> {
+impl<R, U> HttpThrottleLayer<R, U> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -424,7 +438,7 @@ impl<R> HttpThrottleLayer<R> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R> {
+    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R, U> {
         self.config.headers.style = style;
         self
     }
@@ -449,7 +463,7 @@ impl<R> HttpThrottleLayer<R> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R> {
+    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R, U> {
         self.config.headers.policy = sf_string(name);
         self
     }
@@ -501,12 +515,79 @@ impl<R> HttpThrottleLayer<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F>
+    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F, U>
     where
         F: Fn(&crate::Throttled) -> Response<B>,
     {
         HttpThrottleLayer {
-            config: self.config.respond_with(respond),
+            config: self
+                .config
+                .map_respond(|(_, on_unavailable)| (respond, on_unavailable)),
+        }
+    }
+
+    /// Builds the response to a request refused because the budget's
+    /// store is down ([`Unavailable`](crate::Unavailable), see
+    /// [`Budget::unavailable`](crate::Budget::unavailable)) with `respond`,
+    /// instead of the [`PlainText`] default (`503 Service Unavailable`
+    /// naming the store). The layer then adds `Retry-After` (unless
+    /// `respond` set one) and the error to the response's extensions; no
+    /// `RateLimit` headers, since no quota ran out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Rate;
+    /// use fueltank_tower::{Budget, BudgetWait, ThrottleLayer, Unavailable};
+    /// use http::{Request, Response, StatusCode};
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// A budget whose store is down.
+    /// #[derive(Debug)]
+    /// struct Down;
+    ///
+    /// impl Budget for Down {
+    ///     fn try_take(&self) -> bool { false }
+    ///     fn wait(&self, _: Option<Duration>) -> BudgetWait { Box::pin(std::future::ready(false)) }
+    ///     fn wait_time(&self, _: u64) -> Option<Duration> { None }
+    ///     fn rate(&self) -> Rate { Rate::per_second(10).unwrap() }
+    ///     fn available(&self) -> u64 { 0 }
+    ///     fn capacity(&self) -> u64 { 10 }
+    ///     fn unavailable(&self) -> Option<Unavailable> {
+    ///         Some(Unavailable::new("the quota store", Duration::from_secs(5)))
+    ///     }
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ThrottleLayer::from_budget(Down)
+    ///     .reject()
+    ///     .http()
+    ///     .on_unavailable(|down: &Unavailable| {
+    ///         Response::builder()
+    ///             .status(StatusCode::SERVICE_UNAVAILABLE)
+    ///             .header("content-type", "application/json")
+    ///             .body(format!(r#"{{"error":"unavailable","store":"{}"}}"#, down.store()))
+    ///             .unwrap_or_default()
+    ///     })
+    ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
+    /// let down = svc.oneshot(Request::new(())).await?;
+    /// assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(down.headers()["retry-after"], "5"); // added by the layer
+    /// assert!(down.headers().get("ratelimit-remaining").is_none());
+    /// assert_eq!(down.body(), r#"{"error":"unavailable","store":"the quota store"}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_unavailable<F, B>(self, respond: F) -> HttpThrottleLayer<R, F>
+    where
+        F: Fn(&crate::Unavailable) -> Response<B>,
+    {
+        HttpThrottleLayer {
+            config: self
+                .config
+                .map_respond(|(on_throttled, _)| (on_throttled, respond)),
         }
     }
 
@@ -544,10 +625,10 @@ impl<R> HttpThrottleLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
-    type Service = HttpThrottleService<S, R>;
+impl<S, R: Clone, U: Clone> Layer<S> for HttpThrottleLayer<R, U> {
+    type Service = HttpThrottleService<S, R, U>;
 
-    fn layer(&self, inner: S) -> HttpThrottleService<S, R> {
+    fn layer(&self, inner: S) -> HttpThrottleService<S, R, U> {
         HttpThrottleService {
             inner,
             gate: Gate::new(Arc::new(self.config.clone())),
@@ -556,7 +637,8 @@ impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
 }
 
 /// The service made by [`HttpThrottleLayer`]: answers shed requests with a
-/// 429 built by `R`, and adds the `RateLimit` headers.
+/// 429 built by `R` (requests refused while the budget's store is down
+/// with a 503 built by `U`), and adds the `RateLimit` headers.
 ///
 /// `Clone` shares the tank; a clone starts without fuel. Its error type is
 /// the inner service's.
@@ -586,12 +668,12 @@ impl<S, R: Clone> Layer<S> for HttpThrottleLayer<R> {
 /// # }).unwrap();
 /// ```
 #[derive(Debug)]
-pub struct HttpThrottleService<S, R = PlainText> {
+pub struct HttpThrottleService<S, R = PlainText, U = PlainText> {
     inner: S,
-    gate: Gate<R>,
+    gate: Gate<(R, U)>,
 }
 
-impl<S, R> HttpThrottleService<S, R> {
+impl<S, R, U> HttpThrottleService<S, R, U> {
     /// The tank this service draws on; `None` for a `Throttle` without a
     /// tank.
     ///
@@ -671,9 +753,9 @@ impl<S, R> HttpThrottleService<S, R> {
     }
 }
 
-impl<S: Clone, R> Clone for HttpThrottleService<S, R> {
+impl<S: Clone, R, U> Clone for HttpThrottleService<S, R, U> {
     /// A service on the same tank, without fuel.
-    fn clone(&self) -> HttpThrottleService<S, R> {
+    fn clone(&self) -> HttpThrottleService<S, R, U> {
         HttpThrottleService {
             inner: self.inner.clone(),
             gate: self.gate.clone(),
@@ -681,10 +763,11 @@ impl<S: Clone, R> Clone for HttpThrottleService<S, R> {
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R>
+impl<S, R, U, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R, U>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: OnThrottled<ResBody>,
+    U: OnUnavailable<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -704,13 +787,16 @@ where
                 future: self.inner.call(request),
                 on_success,
             },
-            Err(throttled) => HttpState::Answered {
-                output: Some(Ok(reject::throttled(
-                    &self.gate.config().respond,
-                    throttled,
-                    stamp.as_ref(),
-                ))),
-            },
+            Err(refusal) => {
+                let (on_throttled, on_unavailable) = &self.gate.config().respond;
+                HttpState::Answered {
+                    output: Some(Ok(reject::refused(
+                        (on_throttled, on_unavailable),
+                        refusal,
+                        stamp.as_ref(),
+                    ))),
+                }
+            }
         };
         HttpResponseFuture { state, stamp }
     }

@@ -1,14 +1,16 @@
 //! What the HTTP layers answer a request they do not let through: a shed
-//! request ([`OnThrottled`]) and a request without a key
-//! ([`OnKeyError`]), by default in plain text ([`PlainText`]), or as a
-//! closure of yours builds it.
+//! request ([`OnThrottled`]), a request refused while the budget's store is
+//! down ([`OnUnavailable`]) and a request without a key ([`OnKeyError`]),
+//! by default in plain text ([`PlainText`]), or as a closure of yours
+//! builds it.
 
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use super::{Stamp, number, retry_after_secs};
-use crate::Throttled;
+use crate::error::Refusal;
 use crate::key::KeyError;
+use crate::{Throttled, Unavailable};
 
 /// Builds the response to a request shed for want of fuel: [`PlainText`]
 /// by default, or the closure given to
@@ -56,6 +58,57 @@ pub trait OnThrottled<B>: sealed::Throttled<B> {
     fn response(&self, throttled: &Throttled) -> Response<B>;
 }
 
+/// Builds the response to a request refused because its budget's store is
+/// down ([`Unavailable`]): [`PlainText`] by default (`503 Service
+/// Unavailable`), or the closure given to
+/// [`HttpThrottleLayer::on_unavailable`](super::HttpThrottleLayer::on_unavailable)
+/// or [`HttpKeyedThrottleLayer::on_unavailable`](super::HttpKeyedThrottleLayer::on_unavailable).
+///
+/// Whatever it builds, the layer then adds `Retry-After` (unless the
+/// response has one) and the [`Unavailable`] to the response's extensions
+/// (unless it has one); no `RateLimit` headers: no quota ran out.
+///
+/// Sealed: it is implemented for [`PlainText`] and for every
+/// `Fn(&Unavailable) -> Response<B>`.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank_tower::Unavailable;
+/// use fueltank_tower::http::{OnUnavailable, PlainText};
+/// use http::StatusCode;
+/// use std::time::Duration;
+///
+/// let down = Unavailable::new("redis tank `api`", Duration::from_millis(300));
+/// let response: http::Response<String> = PlainText.response(&down);
+/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(
+///     response.body(),
+///     "Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s\n"
+/// );
+/// ```
+pub trait OnUnavailable<B>: sealed::Unavailable<B> {
+    /// The response to a request refused while its budget's store is down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_tower::Unavailable;
+    /// use fueltank_tower::http::OnUnavailable;
+    /// use http::{Response, StatusCode};
+    /// use std::time::Duration;
+    ///
+    /// let respond = |down: &Unavailable| {
+    ///     let mut response = Response::new(format!("{} is down", down.store()));
+    ///     *response.status_mut() = StatusCode::BAD_GATEWAY;
+    ///     response
+    /// };
+    /// let response = respond.response(&Unavailable::new("redis", Duration::from_secs(1)));
+    /// assert_eq!(response.body(), "redis is down");
+    /// ```
+    fn response(&self, unavailable: &Unavailable) -> Response<B>;
+}
+
 /// Builds the response to a request whose key could not be read:
 /// [`PlainText`] by default, or the closure given to
 /// [`HttpKeyedThrottleLayer::on_key_error`](super::HttpKeyedThrottleLayer::on_key_error).
@@ -97,6 +150,7 @@ pub trait OnKeyError<B>: sealed::KeyError<B> {
 
 mod sealed {
     pub trait Throttled<B> {}
+    pub trait Unavailable<B> {}
     pub trait KeyError<B> {}
 }
 
@@ -107,11 +161,13 @@ mod sealed {
 /// | request | status | body |
 /// |---|---|---|
 /// | shed | `429 Too Many Requests` | `Too Many Requests: retry after 3 s`, with the limit's [label](crate::ThrottleLayer::label) if it has one: `Too Many Requests (per-ip limit): retry after 3 s` |
+/// | refused, the budget's store down ([`Unavailable`]) | `503 Service Unavailable` | ``Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s``, with the label as above |
 /// | without a key, the server's setup at fault ([`KeyError::is_setup_error`]) | `500 Internal Server Error` | `Internal Server Error: ` and the [`KeyError`], which says what to change |
 /// | without a key, the request at fault | `400 Bad Request` | `Bad Request: ` and the [`KeyError`] |
 ///
 /// For a body that cannot be made from a `String` (`()`, `Empty`), give
-/// the layer closures instead (`on_throttled`, `on_key_error`).
+/// the layer closures instead (`on_throttled`, `on_unavailable`,
+/// `on_key_error`).
 ///
 /// # Examples
 ///
@@ -143,6 +199,26 @@ impl<B: From<String>> OnThrottled<B> for PlainText {
     }
 }
 
+impl<B: From<String>> sealed::Unavailable<B> for PlainText {}
+
+impl<B: From<String>> OnUnavailable<B> for PlainText {
+    fn response(&self, unavailable: &Unavailable) -> Response<B> {
+        let retry_after = retry_after_secs(unavailable.retry_after());
+        let store = unavailable.store();
+        let text = match unavailable.label() {
+            Some(label) => format!(
+                "Service Unavailable ({label} limit): rate-limit store unavailable ({store}), \
+                 retry after {retry_after} s\n"
+            ),
+            None => format!(
+                "Service Unavailable: rate-limit store unavailable ({store}), \
+                 retry after {retry_after} s\n"
+            ),
+        };
+        plain_text(StatusCode::SERVICE_UNAVAILABLE, text)
+    }
+}
+
 impl<B: From<String>> sealed::KeyError<B> for PlainText {}
 
 impl<B: From<String>> OnKeyError<B> for PlainText {
@@ -161,6 +237,17 @@ where
 {
     fn response(&self, throttled: &Throttled) -> Response<B> {
         self(throttled)
+    }
+}
+
+impl<F, B> sealed::Unavailable<B> for F where F: Fn(&Unavailable) -> Response<B> {}
+
+impl<F, B> OnUnavailable<B> for F
+where
+    F: Fn(&Unavailable) -> Response<B>,
+{
+    fn response(&self, unavailable: &Unavailable) -> Response<B> {
+        self(unavailable)
     }
 }
 
@@ -195,11 +282,45 @@ fn plain_text<B: From<String>>(status: StatusCode, text: String) -> Response<B> 
     response
 }
 
+/// The answer to a refused request: [`throttled`]'s, or [`unavailable`]'s
+/// (which has no `RateLimit` headers).
+#[cold]
+pub(crate) fn refused<B, R: OnThrottled<B>, U: OnUnavailable<B>>(
+    (on_throttled, on_unavailable): (&R, &U),
+    refusal: Refusal,
+    stamp: Option<&Stamp>,
+) -> Response<B> {
+    match refusal {
+        Refusal::Throttled(shed) => throttled(on_throttled, shed, stamp),
+        Refusal::Unavailable(down) => unavailable(on_unavailable, down),
+    }
+}
+
+/// The answer to a request refused while the store is down: `respond`'s
+/// response, with `Retry-After` (unless it has one) and the
+/// [`Unavailable`] in its extensions (unless it has one).
+#[cold]
+fn unavailable<B, U: OnUnavailable<B>>(respond: &U, unavailable: Unavailable) -> Response<B> {
+    let mut response = respond.response(&unavailable);
+    let headers = response.headers_mut();
+    if !headers.contains_key(RETRY_AFTER) {
+        headers.insert(
+            RETRY_AFTER,
+            number(retry_after_secs(unavailable.retry_after())),
+        );
+    }
+    let extensions = response.extensions_mut();
+    if extensions.get::<Unavailable>().is_none() {
+        extensions.insert(unavailable);
+    }
+    response
+}
+
 /// The answer to a shed request: `respond`'s response, with `Retry-After`
 /// (unless it has one), the `RateLimit` headers of `stamp`, and the
 /// [`Throttled`] in its extensions (unless it has one).
 #[cold]
-pub(crate) fn throttled<B, R: OnThrottled<B>>(
+fn throttled<B, R: OnThrottled<B>>(
     respond: &R,
     throttled: Throttled,
     stamp: Option<&Stamp>,

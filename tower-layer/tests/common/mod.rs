@@ -33,3 +33,96 @@ where
         None => panic!("not answered at once"),
     }
 }
+
+/// A budget kept in a store of the test's own, which it can stop: it
+/// grants the fuel it holds ([`fill`](Flaky::fill)), even while stopped
+/// (fuel granted before the store went down, as Redis tanks spend their
+/// reserve), and while stopped says it is unavailable. Its waits resolve
+/// at once, with or without the fuel. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Flaky(std::sync::Arc<FlakyState>);
+
+#[derive(Debug, Default)]
+pub struct FlakyState {
+    down: std::sync::atomic::AtomicBool,
+    fuel: std::sync::atomic::AtomicU64,
+}
+
+impl Flaky {
+    /// Adds `n` fuel.
+    pub fn fill(&self, n: u64) {
+        self.0
+            .fuel
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops or restarts the store.
+    pub fn set_down(&self, down: bool) {
+        self.0.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0
+            .fuel
+            .fetch_update(SeqCst, SeqCst, |fuel| fuel.checked_sub(1))
+            .is_ok()
+    }
+
+    fn down(&self) -> Option<fueltank_tower::Unavailable> {
+        self.0
+            .down
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| fueltank_tower::Unavailable::new("test store", Flaky::RETRY))
+    }
+
+    /// The `Retry-After` it says while down.
+    pub const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+    /// The wait it says for one fuel: under any `max_wait` of the tests.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+}
+
+impl fueltank_tower::Budget for Flaky {
+    fn try_take(&self) -> bool {
+        self.take()
+    }
+    fn wait(&self, _max_wait: Option<std::time::Duration>) -> fueltank_tower::BudgetWait {
+        Box::pin(std::future::ready(self.take()))
+    }
+    fn wait_time(&self, _n: u64) -> Option<std::time::Duration> {
+        Some(Flaky::WAIT)
+    }
+    fn rate(&self) -> fueltank::Rate {
+        fueltank::Rate::per_second(4).unwrap()
+    }
+    fn available(&self) -> u64 {
+        self.0.fuel.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn capacity(&self) -> u64 {
+        4
+    }
+    fn unavailable(&self) -> Option<fueltank_tower::Unavailable> {
+        self.down()
+    }
+}
+
+impl<K: Send + Sync + 'static> fueltank_tower::KeyedBudget<K> for Flaky {
+    fn try_take(&self, _key: &K) -> bool {
+        self.take()
+    }
+    fn wait(&self, _key: K, _max_wait: Option<std::time::Duration>) -> fueltank_tower::BudgetWait {
+        Box::pin(std::future::ready(self.take()))
+    }
+    fn wait_time(&self, _key: &K, _n: u64) -> Option<std::time::Duration> {
+        Some(Flaky::WAIT)
+    }
+    fn rate(&self) -> fueltank::Rate {
+        fueltank::Rate::per_second(4).unwrap()
+    }
+    fn available(&self, _key: &K) -> u64 {
+        self.0.fuel.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn unavailable(&self, _key: &K) -> Option<fueltank_tower::Unavailable> {
+        self.down()
+    }
+}
