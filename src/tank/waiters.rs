@@ -31,6 +31,9 @@ pub(crate) struct Node {
     /// The grant's stamp, to give it back exactly (for `REJECTED`, the
     /// capacity in `at`).
     stamp: UnsafeCell<Stamp>,
+    /// In a shared tank's line, once its turn is scheduled in the shared
+    /// word: when it is due, and the word as the reservation left it.
+    turn: UnsafeCell<Option<(u64, u64)>>,
     state: AtomicU8,
     /// Linked nodes are pointed to; they must not move.
     _pinned: PhantomPinned,
@@ -49,6 +52,7 @@ impl Node {
             waker: UnsafeCell::new(None),
             n: UnsafeCell::new(0),
             stamp: UnsafeCell::new(Stamp::default()),
+            turn: UnsafeCell::new(None),
             state: AtomicU8::new(IDLE),
             _pinned: PhantomPinned,
         }
@@ -97,6 +101,11 @@ unsafe impl Send for List {}
 pub(crate) struct Linked(NonNull<Node>);
 
 impl Linked {
+    /// A node of a list, as the list would hand it out.
+    pub(crate) fn of(node: NonNull<Node>) -> Linked {
+        Linked(node)
+    }
+
     pub(crate) fn as_ptr(&self) -> NonNull<Node> {
         self.0
     }
@@ -117,6 +126,26 @@ impl Linked {
     pub(crate) unsafe fn n(&self) -> u64 {
         // SAFETY: alive, under the core lock (the caller's contract).
         unsafe { self.node().n.with(|n| *n) }
+    }
+
+    /// Its scheduled turn in a shared tank: `(due, word)`.
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs.
+    pub(crate) unsafe fn turn(&self) -> Option<(u64, u64)> {
+        // SAFETY: alive, under the core lock (the caller's contract).
+        unsafe { self.node().turn.with(|t| *t) }
+    }
+
+    /// Records its scheduled turn (see [`Linked::turn`]).
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs.
+    pub(crate) unsafe fn set_turn(&self, turn: Option<(u64, u64)>) {
+        // SAFETY: alive, under the core lock (the caller's contract).
+        unsafe { self.node().turn.with_mut(|t| *t = turn) }
     }
 
     /// Marks the node finished (`GRANTED` or `REJECTED`) with `stamp`, and
@@ -171,6 +200,7 @@ impl List {
         // else looks at these fields.
         unsafe {
             node_ref.n.with_mut(|p| *p = n);
+            node_ref.turn.with_mut(|p| *p = None);
             node_ref.waker.with_mut(|p| *p = Some(waker.clone()));
             node_ref.links.with_mut(|p| {
                 *p = Links {
