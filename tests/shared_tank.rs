@@ -215,8 +215,9 @@ fn four_processes_share_one_budget() {
         };
         let worst = worst_window(&all, 1_000_000_000);
         assert!(worst <= bound, "{cap}: {worst} grants in one second");
-        // (How the processes share is measured in BENCHMARKS.md: a process
-        // spinning on `has_fuel` loses to one whose timer fires on time.)
+        // (How the processes share: `greedy_processes_get_fair_shares`; a
+        // process spinning on `has_fuel` gets fuel only when no turn is
+        // scheduled, which the waiting processes keep doing.)
         drop(tank);
         let _ = std::fs::remove_file(&file);
     }
@@ -965,9 +966,10 @@ fn greedy_processes_get_fair_shares() {
     }
     println!("grants per process {counts:?}; longest wait {longest:.1} intervals");
     assert!(fair(&counts), "unfair shares: {counts:?}");
-    // The turn is 4 intervals; a few more for the timer and the scheduler.
+    // The turn is 4 intervals; more for the timer and the scheduler of a
+    // loaded machine (up to 8.8 seen on 2 busy cores; 34 before the line).
     assert!(
-        longest <= 4.0 + 6.0,
+        longest <= 4.0 + 10.0,
         "a waiter waited {longest:.1} intervals"
     );
 }
@@ -1024,7 +1026,62 @@ fn a_killed_worker_s_turn_passes() {
     assert!(total as u64 + 8 >= accrued, "{total} grants of {accrued}");
     assert!(fair(&counts), "unfair shares: {counts:?}");
     assert!(
-        longest <= 4.0 + 6.0,
+        longest <= 4.0 + 10.0,
         "a waiter waited {longest:.1} intervals"
     );
+}
+
+/// A worker process of a shared throttle sees the parent's `stop` with
+/// `is_stopped` and leaves by itself, and `start` again reads as running;
+/// `Throttle::remove_shared_memory` then removes both files.
+#[test]
+fn a_worker_sees_the_throttle_stopped() {
+    if let Some(args) = worker() {
+        let throttle = fueltank::Throttle::builder("100/s".parse().unwrap())
+            .shared_memory(args[0].as_str())
+            .build()
+            .unwrap();
+        println!("\nready");
+        let mut jobs = 0u64;
+        while !throttle.is_stopped() {
+            if throttle.blocking_await_fuel_timeout(Duration::from_millis(50)) {
+                jobs += 1;
+            }
+        }
+        println!("left after {jobs} jobs");
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("test-stop-{}-{}", std::process::id(), host_ns());
+    let throttle = fueltank::Throttle::builder("100/s".parse().unwrap())
+        .shared_memory(name.as_str())
+        .build()
+        .unwrap();
+    let mut child = Reaped(spawn_worker(
+        "a_worker_sees_the_throttle_stopped",
+        &[name.clone()],
+    ));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "ready" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the worker ended");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!throttle.is_stopped());
+    throttle.stop();
+    assert!(throttle.is_stopped());
+    let left = within(Duration::from_secs(5), move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        rest
+    });
+    let left = left.expect("the worker had not left 5 s after stop");
+    assert!(left.contains("left after"), "{left}");
+    assert!(child.0.wait().unwrap().success());
+    throttle.start();
+    assert!(!throttle.is_stopped());
+    drop(throttle);
+    assert!(fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
+    assert!(!fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
 }

@@ -233,7 +233,11 @@ impl TankBuilder {
     /// turn whose waiter is dropped comes back only if no turn or take came
     /// after it (in any process); otherwise it passes unused, as the turns
     /// of a process that is killed: fuel lost, never minted, and nobody
-    /// waits for it.
+    /// waits for it. Under [`Hardcap::One`], which cannot bank fuel, there
+    /// are no turns (a waiter let go late would come less than an interval
+    /// before the next): each grant is a take at its time, FIFO within a
+    /// process, and the processes' timers race for each fuel, so their
+    /// shares are not promised.
     ///
     /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
     /// [`resume`](Tank::resume) reach every process: after another

@@ -19,7 +19,8 @@
 //! schedules its turn there when it joins (or, joining while the tank is
 //! paused, when it resumes), and the driver lets the head go once its turn
 //! has come. So the processes' lines interleave in the order their waiters
-//! asked, and no process's timer can take another's fuel.
+//! asked, and no process's timer can take another's fuel (but under
+//! `Hardcap::One`: see [`Core::takes_turns`]).
 //!
 //! Every operation under the lock ends the same way (see [`Shared::locked`]):
 //! drive the line, then either keep the state in the core (waiters queued,
@@ -471,6 +472,7 @@ impl Shared {
             }
             let mut turn = None;
             if let Bucket::Host(host) = &core.bucket
+                && core.takes_turns()
                 && core.unscheduled == 0
             {
                 // Every waiter ahead has its turn: this one's is scheduled
@@ -504,7 +506,7 @@ impl Shared {
             match turn {
                 // SAFETY: just linked, under the core lock.
                 Some(turn) => unsafe { linked.set_turn(Some(turn)) },
-                None if matches!(core.bucket, Bucket::Host(_)) => {
+                None if core.takes_turns() => {
                     core.unscheduled += 1;
                     core.unscheduled_fuel += u128::from(n);
                 }
@@ -663,11 +665,20 @@ impl Core {
         }
     }
 
+    /// Whether waiters take turns in the shared word: a shared tank, but
+    /// not under [`Hardcap::One`]. `One` cannot bank fuel, so a waiter let
+    /// go late would come less than an interval before the next turn (of
+    /// another process, on time): there each grant is a take at the time
+    /// of the grant, and the processes' timers race for it.
+    fn takes_turns(&self) -> bool {
+        matches!(self.bucket, Bucket::Host(_)) && self.hardcap != Hardcap::One
+    }
+
     /// The head of the line, asking for `n`, if its fuel is there: a
     /// shared tank's head whose turn has come (a head whose turn is not
     /// scheduled waits for `schedule_line`), else a take from the bucket.
     fn grant_head(&mut self, now: u64, head: super::waiters::Linked, n: u64) -> Option<Stamp> {
-        if !matches!(self.bucket, Bucket::Host(_)) {
+        if !self.takes_turns() {
             return self.try_take(now, n, true);
         }
         // SAFETY: the head of this list, under the core lock.
@@ -709,7 +720,10 @@ impl Core {
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
             // The turns scheduled are in the shared word already.
-            Bucket::Host(host) => host.due(now, self.unscheduled_fuel + u128::from(n)),
+            Bucket::Host(host) if self.hardcap != Hardcap::One => {
+                host.due(now, self.unscheduled_fuel + u128::from(n))
+            }
+            Bucket::Host(host) => host.due(now, self.queued_fuel + u128::from(n)),
             Bucket::Window(window) => {
                 let valid = match &self.tail {
                     Some((line, replay)) => {
@@ -796,7 +810,9 @@ impl Core {
             self.queued_fuel -= u128::from(n);
             self.waiting -= 1;
             self.line_version += 1;
-            if let Bucket::Host(host) = &self.bucket {
+            if let Bucket::Host(host) = &self.bucket
+                && self.hardcap != Hardcap::One
+            {
                 match turn {
                     // Its turn comes back if nothing was taken or scheduled
                     // since (in any process); else it passes unused.
@@ -816,7 +832,7 @@ impl Core {
         let Bucket::Host(host) = &self.bucket else {
             return;
         };
-        if self.unscheduled == 0 {
+        if self.unscheduled == 0 || self.hardcap == Hardcap::One {
             return;
         }
         for waiter in self.queue.iter() {
@@ -882,11 +898,10 @@ impl Core {
                 return (now, None);
             }
             // SAFETY: the head of this list, under the core lock.
-            let due = match (&self.bucket, unsafe { head.turn() }) {
-                // Another process may change the rate (the turn is moved)
-                // or the line ahead may leave: look again at least this
-                // often.
-                (Bucket::Host(_), Some((due, _))) => due.min(now.saturating_add(HOST_POLL)),
+            let due = match unsafe { head.turn() } {
+                // Another process may change the rate (the turn is moved):
+                // look again at least this often.
+                Some((due, _)) if self.takes_turns() => due.min(now.saturating_add(HOST_POLL)),
                 _ => self.due_head(self.now_eff(now), n),
             };
             // A shared bucket may have been taken from by another process

@@ -35,6 +35,7 @@
 //! holds them through every move of the epoch. A change converts the
 //! word's distance ahead in fuel, so turns keep their place in intervals
 //! of the new rate (each process moves its waiters' due times alike).
+//! Under `Hardcap::One` processes take no turns (see `Core::takes_turns`).
 //!
 //! Paused, the room may be negative: turns scheduled before the pause still
 //! come (their fuel was spent), and resuming carries that debt on. The
@@ -1440,7 +1441,7 @@ mod loom_tests {
     fn a_turn_racing_a_take_and_a_pause_is_never_granted_twice() {
         loom::model(|| {
             // One fuel now, the next at 10.5 s.
-            let state = Arc::from({
+            let state: Arc<HostState> = Arc::from({
                 let state = new_state();
                 state.init("2/s".parse().unwrap(), Hardcap::Limit, None, 1, 10 * SEC);
                 state
@@ -1450,8 +1451,9 @@ mod loom_tests {
             let took = matches!(state.take(10 * SEC, 1, LIMIT), Took::Taken(_));
             state.pause(10 * SEC, LIMIT);
             state.resume(10 * SEC, LIMIT);
+            let turn = waiter.join().unwrap();
             let later = state.level(10 * SEC + SEC / 2, LIMIT);
-            match waiter.join().unwrap() {
+            match turn {
                 Turn::Now(_) => assert!(!took, "one fuel granted twice"),
                 // The fuel of 10.5 s is the turn's.
                 Turn::At { due, .. } => {

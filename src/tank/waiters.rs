@@ -29,11 +29,10 @@ pub(crate) struct Node {
     /// Fuel asked for.
     n: UnsafeCell<u64>,
     /// The grant's stamp, to give it back exactly (for `REJECTED`, the
-    /// capacity in `at`).
+    /// capacity in `at`). Queued in a shared tank's line, its turn once
+    /// scheduled in the shared word: the word as the reservation left it
+    /// in `at`, its due time in `rate` (0: none yet).
     stamp: UnsafeCell<Stamp>,
-    /// In a shared tank's line, once its turn is scheduled in the shared
-    /// word: when it is due, and the word as the reservation left it.
-    turn: UnsafeCell<Option<(u64, u64)>>,
     state: AtomicU8,
     /// Linked nodes are pointed to; they must not move.
     _pinned: PhantomPinned,
@@ -52,7 +51,6 @@ impl Node {
             waker: UnsafeCell::new(None),
             n: UnsafeCell::new(0),
             stamp: UnsafeCell::new(Stamp::default()),
-            turn: UnsafeCell::new(None),
             state: AtomicU8::new(IDLE),
             _pinned: PhantomPinned,
         }
@@ -135,7 +133,8 @@ impl Linked {
     /// See the type's docs.
     pub(crate) unsafe fn turn(&self) -> Option<(u64, u64)> {
         // SAFETY: alive, under the core lock (the caller's contract).
-        unsafe { self.node().turn.with(|t| *t) }
+        let stamp = unsafe { self.node().stamp.with(|s| *s) };
+        (stamp.rate != 0).then_some((stamp.rate, stamp.at))
     }
 
     /// Records its scheduled turn (see [`Linked::turn`]).
@@ -144,8 +143,16 @@ impl Linked {
     ///
     /// See the type's docs.
     pub(crate) unsafe fn set_turn(&self, turn: Option<(u64, u64)>) {
+        let stamp = match turn {
+            // (A due time of 0 would read as none: the clock's first ns.)
+            Some((due, word)) => Stamp {
+                at: word,
+                rate: due.max(1),
+            },
+            None => Stamp::default(),
+        };
         // SAFETY: alive, under the core lock (the caller's contract).
-        unsafe { self.node().turn.with_mut(|t| *t = turn) }
+        unsafe { self.node().stamp.with_mut(|s| *s = stamp) }
     }
 
     /// Marks the node finished (`GRANTED` or `REJECTED`) with `stamp`, and
@@ -200,7 +207,7 @@ impl List {
         // else looks at these fields.
         unsafe {
             node_ref.n.with_mut(|p| *p = n);
-            node_ref.turn.with_mut(|p| *p = None);
+            node_ref.stamp.with_mut(|p| *p = Stamp::default());
             node_ref.waker.with_mut(|p| *p = Some(waker.clone()));
             node_ref.links.with_mut(|p| {
                 *p = Links {
