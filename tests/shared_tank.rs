@@ -923,10 +923,28 @@ fn fair(counts: &[usize]) -> bool {
     })
 }
 
-/// The longest wait of a worker's waits but its first (which waited for
-/// the start), in intervals.
-fn longest_in_intervals(waits: &[u64]) -> f64 {
-    waits.iter().skip(1).max().copied().unwrap_or(0) as f64 / POOL_INTERVAL as f64
+/// The 99th percentile and the longest of the waits, in intervals.
+fn p99_and_longest(mut waits: Vec<u64>) -> (f64, f64) {
+    waits.sort_unstable();
+    let at = |i: usize| waits.get(i).copied().unwrap_or(0) as f64 / POOL_INTERVAL as f64;
+    (
+        at(waits.len() * 99 / 100),
+        at(waits.len().saturating_sub(1)),
+    )
+}
+
+/// The waits are within a few intervals of the turn, 4 intervals (the
+/// three other processes' waiters are served once in between): at the 99th
+/// percentile 5 more (up to 2.4 more seen with the machine's 2 cores
+/// loaded 6–8); the longest, 36 more (180 ms), what the scheduler of such
+/// a machine can add to one process (up to 21 more seen). Before the
+/// shared line: p99 22–33 intervals, shares from 35 to 508 grants.
+fn assert_waits_near_the_turn(p99: f64, longest: f64) {
+    assert!(p99 <= 4.0 + 5.0, "waits p99 {p99:.1} intervals");
+    assert!(
+        longest <= 4.0 + 36.0,
+        "a waiter waited {longest:.1} intervals"
+    );
 }
 
 /// Four greedy worker processes, one waiter each, on one shared 200/s tank
@@ -956,22 +974,19 @@ fn greedy_processes_get_fair_shares() {
     std::thread::sleep(POOL_RUN);
     tank.pause();
     let mut counts = Vec::new();
-    let mut longest: f64 = 0.0;
+    let mut all = Vec::new();
     for (mut child, out) in pool {
         let (waits, left) = waits(out);
         assert!(left, "a worker did not see the pause");
         assert!(child.0.wait().unwrap().success());
         counts.push(waits.len());
-        longest = longest.max(longest_in_intervals(&waits));
+        // (The first waited for the start.)
+        all.extend(waits.into_iter().skip(1));
     }
-    println!("grants per process {counts:?}; longest wait {longest:.1} intervals");
+    let (p99, longest) = p99_and_longest(all);
+    println!("grants per process {counts:?}; waits p99 {p99:.1}, longest {longest:.1} intervals");
     assert!(fair(&counts), "unfair shares: {counts:?}");
-    // The turn is 4 intervals; more for the timer and the scheduler of a
-    // loaded machine (up to 8.8 seen on 2 busy cores; 34 before the line).
-    assert!(
-        longest <= 4.0 + 10.0,
-        "a waiter waited {longest:.1} intervals"
-    );
+    assert_waits_near_the_turn(p99, longest);
 }
 
 /// One of four greedy workers is killed (SIGKILL) while its waiter holds
@@ -1005,30 +1020,30 @@ fn a_killed_worker_s_turn_passes() {
     let stopped = host_ns();
     let killed = victim_waits.join().unwrap().len();
     let mut counts = Vec::new();
-    let mut longest: f64 = 0.0;
+    let mut all = Vec::new();
     for (mut child, out) in pool {
         let (waits, left) = waits(out);
         assert!(left, "a worker did not see the pause");
         assert!(child.0.wait().unwrap().success());
         counts.push(waits.len());
-        longest = longest.max(longest_in_intervals(&waits));
+        // (The first waited for the start.)
+        all.extend(waits.into_iter().skip(1));
     }
+    let (p99, longest) = p99_and_longest(all);
     let total = killed + counts.iter().sum::<usize>();
     // What the run accrued, from the level at the start (the tank was
     // paused before and after): a grant after the pause comes from a turn
     // scheduled before it; the killed worker's turn was spent unused.
     let accrued = level + (stopped - started) / POOL_INTERVAL + 1;
     println!(
-        "killed after {killed} grants; the others {counts:?}; longest wait {longest:.1} \
-         intervals; {total} of {accrued} accrued"
+        "killed after {killed} grants; the others {counts:?}; waits p99 {p99:.1}, \
+         longest {longest:.1} intervals; {total} of {accrued} accrued"
     );
     assert!(total as u64 <= accrued + 4, "{total} grants of {accrued}");
     assert!(total as u64 + 8 >= accrued, "{total} grants of {accrued}");
     assert!(fair(&counts), "unfair shares: {counts:?}");
-    assert!(
-        longest <= 4.0 + 10.0,
-        "a waiter waited {longest:.1} intervals"
-    );
+    // (Three processes from the kill on: turns come sooner.)
+    assert_waits_near_the_turn(p99, longest);
 }
 
 /// A worker process of a shared throttle sees the parent's `stop` with
@@ -1059,7 +1074,7 @@ fn a_worker_sees_the_throttle_stopped() {
         .unwrap();
     let mut child = Reaped(spawn_worker(
         "a_worker_sees_the_throttle_stopped",
-        &[name.clone()],
+        std::slice::from_ref(&name),
     ));
     let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
