@@ -1,15 +1,19 @@
 //! One throttle — tank and monitor — shared by worker processes: the parent
 //! starts N workers (this binary again), each takes fuel before every job,
 //! and the parent prints the combined statistics their emissions make, live.
-//! The picture of the Python `mp_throttle`, with processes.
+//! When the time is up the parent stops the throttle; each worker sees it
+//! (`is_stopped`), prints its jobs and leaves, and the parent waits for
+//! them. The workers wait in one line across the processes, so each does
+//! about the same number of jobs. The picture of the Python `mp_throttle`,
+//! with processes.
 //!
 //! `cargo run --release --example processes [-- WORKERS [SECONDS [RATE]]]`
 //! (default: 4 workers, 3 s, "200/s").
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fueltank::{Monitor, Rate, Tank, Throttle};
+use fueltank::{Rate, Throttle};
 
 const WORKER: &str = "FUELTANK_EXAMPLE_WORKER";
 
@@ -34,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| {
             Command::new(std::env::current_exe()?)
                 .env(WORKER, format!("{name} {rate}"))
+                .stdout(Stdio::piped())
                 .spawn()
         })
         .collect::<Result<_, _>>()?;
@@ -52,13 +57,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             snap.percentile(99.0).unwrap_or_default(),
         );
     }
-    // Stop the count, then end the workers: on a paused tank they would wait
-    // for ever.
+    // Stop: the workers see it and leave by themselves.
     let summary = throttle.stop();
-    for mut child in children {
-        child.kill().ok();
-        child.wait()?;
+    let mut jobs = Vec::new();
+    for child in children {
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(format!("a worker failed: {}", output.status).into());
+        }
+        jobs.push(String::from_utf8_lossy(&output.stdout).trim().to_owned());
     }
+    println!("jobs per worker: {}", jobs.join(", "));
     println!(
         "done: {} jobs in {:?}, {:.1}/s (the rate is {})",
         summary.total,
@@ -67,17 +76,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         throttle.rate()
     );
     drop(throttle);
-    Tank::remove_shared_memory(&name)?;
-    Monitor::remove_shared_memory(&name)?;
+    Throttle::remove_shared_memory(&name)?; // the tank's and the monitor's files
     Ok(())
 }
 
 /// A worker: attach to the throttle, and take one fuel per job until the
-/// parent stops it (or kills it).
+/// parent stops it; then print how many jobs it did.
 fn work(name: &str, rate: Rate) -> Result<(), Box<dyn std::error::Error>> {
     let throttle = Throttle::builder(rate).shared_memory(name).build()?;
-    loop {
-        throttle.blocking_await_fuel(); // counted in the shared monitor
-        std::thread::sleep(Duration::from_millis(1)); // the job
+    let mut jobs = 0u64;
+    while !throttle.is_stopped() {
+        // Counted in the shared monitor. A short timeout: a stopped
+        // throttle grants nothing more, and the loop looks again.
+        if throttle.blocking_await_fuel_timeout(Duration::from_millis(100)) {
+            jobs += 1;
+            std::thread::sleep(Duration::from_millis(1)); // the job
+        }
     }
+    println!("{jobs}");
+    Ok(())
 }

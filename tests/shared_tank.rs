@@ -215,8 +215,9 @@ fn four_processes_share_one_budget() {
         };
         let worst = worst_window(&all, 1_000_000_000);
         assert!(worst <= bound, "{cap}: {worst} grants in one second");
-        // (How the processes share is measured in BENCHMARKS.md: a process
-        // spinning on `has_fuel` loses to one whose timer fires on time.)
+        // (How the processes share: `greedy_processes_get_fair_shares`; a
+        // process spinning on `has_fuel` gets fuel only when no turn is
+        // scheduled, which the waiting processes keep doing.)
         drop(tank);
         let _ = std::fs::remove_file(&file);
     }
@@ -745,8 +746,10 @@ fn every_handle_follows_the_shared_rate() {
     if let Poll::Ready(Err(e)) = poll(fifty.as_mut()) {
         wrong.push(format!("await_fuel_n(50) at 1000/s: {e:?}"));
     }
+    // Behind `fifty`'s turn (50 ms at 1000/s) and the rejected waiter's,
+    // which passed unused (5 fuel, 5 ms now): about 105 ms, not 10 s.
     match b.wait_time(50) {
-        Some(wait) if wait <= Duration::from_millis(100) => {}
+        Some(wait) if wait <= Duration::from_millis(110) => {}
         wait => wrong.push(format!("wait_time(50) at 1000/s: {wait:?}")),
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
@@ -840,4 +843,260 @@ fn a_process_stopped_or_killed_mid_change_blocks_nobody() {
     answers("killed, not reaped");
     drop(child);
     answers("killed and reaped");
+}
+
+/// A greedy worker of a pool on the tank at `path` (made paused by the
+/// test): attaches, says `ready`, waits for the tank to be resumed, then
+/// waits for fuel in a loop until the tank is paused again (`is_paused`,
+/// seen across processes), printing `grant WAITED_NS` for each grant.
+fn greedy(args: &[String]) {
+    let [path, rate] = args else {
+        panic!("worker arguments: {args:?}")
+    };
+    let tank = shared(path, rate, Hardcap::Limit).unwrap();
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(out, "\nready").unwrap();
+    out.flush().unwrap();
+    while tank.is_paused() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while !tank.is_paused() {
+        let before = host_ns();
+        if tank.blocking_await_fuel_timeout(Duration::from_millis(200)) {
+            writeln!(out, "grant {}", host_ns() - before).unwrap();
+            // Line by line: a worker killed mid-run has told what it took.
+            out.flush().unwrap();
+        }
+    }
+    writeln!(out, "left").unwrap();
+}
+
+/// Starts `n` greedy workers on the paused tank at `path` and returns them
+/// (reaped when dropped) once each has attached, with their output.
+fn greedy_pool(
+    test: &str,
+    path: &str,
+    rate: &str,
+    n: usize,
+) -> Vec<(Reaped, BufReader<std::process::ChildStdout>)> {
+    (0..n)
+        .map(|_| {
+            let mut child = Reaped(spawn_worker(test, &[path.to_owned(), rate.to_owned()]));
+            let mut out = BufReader::new(child.0.stdout.take().unwrap());
+            let mut line = String::new();
+            while line.trim_end() != "ready" {
+                line.clear();
+                assert!(
+                    out.read_line(&mut line).unwrap() > 0,
+                    "a worker ended early"
+                );
+            }
+            (child, out)
+        })
+        .collect()
+}
+
+/// The waits a worker printed, and whether it left by itself.
+fn waits(output: impl BufRead) -> (Vec<u64>, bool) {
+    let mut left = false;
+    let mut waits = Vec::new();
+    for line in output.lines().map_while(Result::ok) {
+        if let Some(wait) = line.strip_prefix("grant ") {
+            waits.push(wait.parse().unwrap());
+        }
+        left |= line == "left";
+    }
+    (waits, left)
+}
+
+const POOL_RATE: &str = "200/s";
+const POOL_INTERVAL: u64 = 5_000_000;
+const POOL_RUN: Duration = Duration::from_secs(3);
+
+/// Whether each of `counts` is within ±10 % of an equal share.
+fn fair(counts: &[usize]) -> bool {
+    let total: usize = counts.iter().sum();
+    counts.iter().all(|&c| {
+        let share = c as f64 * counts.len() as f64 / total as f64;
+        (0.9..=1.1).contains(&share)
+    })
+}
+
+/// The 99th percentile and the longest of the waits, in intervals.
+fn p99_and_longest(mut waits: Vec<u64>) -> (f64, f64) {
+    waits.sort_unstable();
+    let at = |i: usize| waits.get(i).copied().unwrap_or(0) as f64 / POOL_INTERVAL as f64;
+    (
+        at(waits.len() * 99 / 100),
+        at(waits.len().saturating_sub(1)),
+    )
+}
+
+/// The waits are within a few intervals of the turn, 4 intervals (the
+/// three other processes' waiters are served once in between): at the 99th
+/// percentile 5 more (up to 2.4 more seen with the machine's 2 cores
+/// loaded 6–8); the longest, 36 more (180 ms), what the scheduler of such
+/// a machine can add to one process (up to 21 more seen). Before the
+/// shared line: p99 22–33 intervals, shares from 35 to 508 grants.
+fn assert_waits_near_the_turn(p99: f64, longest: f64) {
+    assert!(p99 <= 4.0 + 5.0, "waits p99 {p99:.1} intervals");
+    assert!(
+        longest <= 4.0 + 36.0,
+        "a waiter waited {longest:.1} intervals"
+    );
+}
+
+/// Four greedy worker processes, one waiter each, on one shared 200/s tank
+/// for 3 s: each gets its share within ±10 % of a quarter, and no waiter
+/// waits more than a few intervals beyond its turn (4 intervals: the three
+/// other processes' waiters are served once before it); when the tank is
+/// paused, every worker sees it and leaves.
+#[test]
+fn greedy_processes_get_fair_shares() {
+    if let Some(args) = worker() {
+        return greedy(&args);
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = Removed::new("fair");
+    let tank = Tank::builder(POOL_RATE.parse().unwrap())
+        .shared_memory(file.path())
+        .build()
+        .unwrap();
+    tank.pause();
+    let pool = greedy_pool(
+        "greedy_processes_get_fair_shares",
+        file.path(),
+        POOL_RATE,
+        4,
+    );
+    tank.resume();
+    std::thread::sleep(POOL_RUN);
+    tank.pause();
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for (mut child, out) in pool {
+        let (waits, left) = waits(out);
+        assert!(left, "a worker did not see the pause");
+        assert!(child.0.wait().unwrap().success());
+        counts.push(waits.len());
+        // (The first waited for the start.)
+        all.extend(waits.into_iter().skip(1));
+    }
+    let (p99, longest) = p99_and_longest(all);
+    println!("grants per process {counts:?}; waits p99 {p99:.1}, longest {longest:.1} intervals");
+    assert!(fair(&counts), "unfair shares: {counts:?}");
+    assert_waits_near_the_turn(p99, longest);
+}
+
+/// One of four greedy workers is killed (SIGKILL) while its waiter holds
+/// its turn in the shared line: the turn passes unused, and the three
+/// others go on being served in turn, in equal shares, none waiting more
+/// than a few intervals longer; no fuel is minted.
+#[test]
+fn a_killed_worker_s_turn_passes() {
+    if let Some(args) = worker() {
+        return greedy(&args);
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let file = Removed::new("fair-kill");
+    let tank = Tank::builder(POOL_RATE.parse().unwrap())
+        .shared_memory(file.path())
+        .build()
+        .unwrap();
+    tank.pause();
+    let mut pool = greedy_pool("a_killed_worker_s_turn_passes", file.path(), POOL_RATE, 4);
+    let (victim, victim_out) = pool.remove(0);
+    let victim_waits = std::thread::spawn(move || waits(victim_out).0);
+    let started = host_ns();
+    let level = tank.level();
+    tank.resume();
+    std::thread::sleep(POOL_RUN / 2);
+    // (It spends all but microseconds of each 20 ms waiting for its turn.)
+    signal(&victim.0, libc::SIGKILL);
+    drop(victim);
+    std::thread::sleep(POOL_RUN / 2);
+    tank.pause();
+    let stopped = host_ns();
+    let killed = victim_waits.join().unwrap().len();
+    let mut counts = Vec::new();
+    let mut all = Vec::new();
+    for (mut child, out) in pool {
+        let (waits, left) = waits(out);
+        assert!(left, "a worker did not see the pause");
+        assert!(child.0.wait().unwrap().success());
+        counts.push(waits.len());
+        // (The first waited for the start.)
+        all.extend(waits.into_iter().skip(1));
+    }
+    let (p99, longest) = p99_and_longest(all);
+    let total = killed + counts.iter().sum::<usize>();
+    // What the run accrued, from the level at the start (the tank was
+    // paused before and after): a grant after the pause comes from a turn
+    // scheduled before it; the killed worker's turn was spent unused.
+    let accrued = level + (stopped - started) / POOL_INTERVAL + 1;
+    println!(
+        "killed after {killed} grants; the others {counts:?}; waits p99 {p99:.1}, \
+         longest {longest:.1} intervals; {total} of {accrued} accrued"
+    );
+    assert!(total as u64 <= accrued + 4, "{total} grants of {accrued}");
+    assert!(total as u64 + 8 >= accrued, "{total} grants of {accrued}");
+    assert!(fair(&counts), "unfair shares: {counts:?}");
+    // (Three processes from the kill on: turns come sooner.)
+    assert_waits_near_the_turn(p99, longest);
+}
+
+/// A worker process of a shared throttle sees the parent's `stop` with
+/// `is_stopped` and leaves by itself, and `start` again reads as running;
+/// `Throttle::remove_shared_memory` then removes both files.
+#[test]
+fn a_worker_sees_the_throttle_stopped() {
+    if let Some(args) = worker() {
+        let throttle = fueltank::Throttle::builder("100/s".parse().unwrap())
+            .shared_memory(args[0].as_str())
+            .build()
+            .unwrap();
+        println!("\nready");
+        let mut jobs = 0u64;
+        while !throttle.is_stopped() {
+            if throttle.blocking_await_fuel_timeout(Duration::from_millis(50)) {
+                jobs += 1;
+            }
+        }
+        println!("left after {jobs} jobs");
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("test-stop-{}-{}", std::process::id(), host_ns());
+    let throttle = fueltank::Throttle::builder("100/s".parse().unwrap())
+        .shared_memory(name.as_str())
+        .build()
+        .unwrap();
+    let mut child = Reaped(spawn_worker(
+        "a_worker_sees_the_throttle_stopped",
+        std::slice::from_ref(&name),
+    ));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "ready" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the worker ended");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!throttle.is_stopped());
+    throttle.stop();
+    assert!(throttle.is_stopped());
+    let left = within(Duration::from_secs(5), move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        rest
+    });
+    let left = left.expect("the worker had not left 5 s after stop");
+    assert!(left.contains("left after"), "{left}");
+    assert!(child.0.wait().unwrap().success());
+    throttle.start();
+    assert!(!throttle.is_stopped());
+    drop(throttle);
+    assert!(fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
+    assert!(!fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
 }

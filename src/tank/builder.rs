@@ -214,26 +214,40 @@ impl TankBuilder {
     /// [`Throttle`](crate::Throttle) and [`Pace`](crate::Pace) work as with
     /// a tank of one process, and the hardcap's bound holds across all the
     /// processes together. Taking fuel is one compare-and-swap on the
-    /// shared file, on the host's monotonic clock. Each process keeps its
-    /// own line of waiters and its one timer: a waiter is woken when its
-    /// fuel is due by the shared state, and looks again at least every 10 ms
-    /// (another process may give fuel back or resume). Within a process the
-    /// line is FIFO; between processes there is no line: fuel that falls
-    /// due goes to the process whose timer fires first or whose task asks
-    /// first, so a process that wakes earlier (a larger timer correction,
-    /// or simply running) can take most of it. With 4 greedy processes
-    /// their shares ranged from 0.21–0.29 at 100/s and 100k/s to
-    /// 0.09–0.72 at 10k/s in `benches/shared.rs`, and two processes that
-    /// polled `has_fuel` in a loop got 9 and 0 of 3001 grants in 3 s
-    /// beside two that waited; the sum always holds. Where fairness between
-    /// processes matters, give each its own tank with a share of the rate.
+    /// shared file, on the host's monotonic clock.
+    ///
+    /// The shared bucket is also the line of every process: a waiter whose
+    /// fuel is not there takes its *turn* in the shared state (the same
+    /// compare-and-swap, which moves the bucket's next-fuel time on past
+    /// the turn), and its process's one timer wakes it when the turn comes.
+    /// So waiters are served in the order they asked, across processes
+    /// (FIFO: greedy processes get shares in proportion to their waiters,
+    /// and a waiter waits for the fuel of the turns ahead of it, nothing
+    /// more but its timer's lateness); [`has_fuel`](Tank::has_fuel) finds
+    /// fuel only after every turn taken in any process (it overtakes no
+    /// one). A turn's fuel is spent when the turn is taken: the hardcap's
+    /// bound holds on the turns, and a waiter goes at or just after its
+    /// turn. Within a process, waiters whose turn is taken keep it, paused
+    /// or not; a waiter that arrives while the tank is paused takes its
+    /// turn when it resumes (its process looks at least every 10 ms). A
+    /// turn whose waiter is dropped comes back only if no turn or take came
+    /// after it (in any process); otherwise it passes unused, as the turns
+    /// of a process that is killed: fuel lost, never minted, and nobody
+    /// waits for it. Under [`Hardcap::One`], which cannot bank fuel, there
+    /// are no turns (a waiter let go late would come less than an interval
+    /// before the next): each grant is a take at its time, FIFO within a
+    /// process, and the processes' timers race for each fuel, so their
+    /// shares are not promised.
+    ///
     /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
     /// [`resume`](Tank::resume) reach every process: after another
     /// process's `set_rate`, this one's [`wait_time`](Tank::wait_time),
-    /// capacity checks and waiters follow the new rate. Fuel given back
+    /// capacity checks and waiters follow the new rate (a turn taken stays
+    /// as many intervals ahead, of the new rate). Fuel given back
     /// returns only if no take since changed the bucket (in any process);
     /// otherwise it is spent. A process killed or stopped at any point
-    /// leaves the shared state whole and blocks no one.
+    /// leaves the shared state whole and blocks no one: nothing in the
+    /// shared state waits for a process.
     ///
     /// The file outlives the processes: the next run attaches and carries
     /// on. [`Tank::remove_shared_memory`] removes it to start anew, once no

@@ -14,6 +14,14 @@
 //! the bucket counts from absolute time; and with nobody waiting, nothing
 //! is armed and nothing runs.
 //!
+//! A shared tank ([`HostBucket`]) keeps this line in each process, with
+//! its one timer, but the order is the shared word's: each waiter
+//! schedules its turn there when it joins (or, joining while the tank is
+//! paused, when it resumes), and the driver lets the head go once its turn
+//! has come. So the processes' lines interleave in the order their waiters
+//! asked, and no process's timer can take another's fuel (but under
+//! `Hardcap::One`: see [`Core::takes_turns`]).
+//!
 //! Every operation under the lock ends the same way (see [`Shared::locked`]):
 //! drive the line, then either keep the state in the core (waiters queued,
 //! paused, `Window`, or a rate beyond the word) or hand it back to the word.
@@ -23,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
 use super::bucket::{Bucket, Gcra, Replay, Window};
-use super::host::{HostBucket, Took};
+use super::host::{HostBucket, Took, Turn};
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
@@ -66,6 +74,12 @@ struct Core {
     /// Fuel asked for by the waiters in the line (a `u128`: a line of
     /// `u64` requests can hold more than `u64::MAX`).
     queued_fuel: u128,
+    /// A shared tank: the waiters at the back of the line whose turn is not
+    /// scheduled in the shared word yet (while paused), and their fuel.
+    unscheduled: usize,
+    unscheduled_fuel: u128,
+    /// A shared tank: when this process last saw the shared rate unchanged.
+    rate_seen_at: u64,
     /// Changes whenever a waiter leaves the line (appends keep it).
     line_version: u64,
     /// `Window`: the replay of the whole line, for the line it was made
@@ -165,6 +179,9 @@ impl Shared {
                 paused_at: None,
                 queue: List::default(),
                 queued_fuel: 0,
+                unscheduled: 0,
+                unscheduled_fuel: 0,
+                rate_seen_at: 0,
                 line_version: 0,
                 tail: None,
                 waiting: 0,
@@ -205,7 +222,7 @@ impl Shared {
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
-            core.follow_host(&mut wakers.0);
+            core.follow_host(self.clock.now_ns(), &mut wakers.0);
             let result = op(&mut core, self.clock.now_ns(), &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
@@ -401,6 +418,14 @@ impl Shared {
             .0
     }
 
+    /// Whether the refill is paused (a shared tank: by any process).
+    pub(crate) fn is_paused(&self) -> bool {
+        match &self.host {
+            Some(host) => host.state().is_paused(),
+            None => lock(&self.core).paused_at.is_some(),
+        }
+    }
+
     pub(crate) fn pause(&self) {
         self.locked(|core, now| {
             if let Bucket::Host(host) = &core.bucket {
@@ -445,12 +470,29 @@ impl Shared {
             if n > cap {
                 return Enqueued::TooLarge(cap);
             }
-            if core.queue.is_empty()
+            let mut turn = None;
+            if let Bucket::Host(host) = &core.bucket
+                && core.takes_turns()
+                && core.unscheduled == 0
+            {
+                // Every waiter ahead has its turn: this one's is scheduled
+                // behind theirs, and behind every other process's so far.
+                match host.reserve(now, n, deadline) {
+                    Turn::Now(word) if core.queue.is_empty() => {
+                        return Enqueued::Granted(Stamp::host(word));
+                    }
+                    Turn::Now(word) => turn = Some((now, word)),
+                    Turn::At { word, due } => turn = Some((due, word)),
+                    Turn::Late => return Enqueued::TooLate,
+                    Turn::Refused => {}
+                }
+            } else if core.queue.is_empty()
                 && let Some(stamp) = core.try_take(now, n, true)
             {
                 return Enqueued::Granted(stamp);
             }
-            if let Some(deadline) = deadline
+            if turn.is_none()
+                && let Some(deadline) = deadline
                 && !core.paused(now)
                 && core.due_after_line(now, n) > deadline
             {
@@ -458,9 +500,18 @@ impl Shared {
             }
             // Nothing below can fail: once linked, the node is counted.
             // SAFETY: the caller's contract, and we hold the core lock.
-            unsafe { core.queue.link(node, n, waker) };
+            let linked = unsafe { core.queue.link(node, n, waker) };
             core.queued_fuel += u128::from(n);
             core.waiting += 1;
+            match turn {
+                // SAFETY: just linked, under the core lock.
+                Some(turn) => unsafe { linked.set_turn(Some(turn)) },
+                None if core.takes_turns() => {
+                    core.unscheduled += 1;
+                    core.unscheduled_fuel += u128::from(n);
+                }
+                None => {}
+            }
             core.extend_tail(now, n);
             Enqueued::Queued
         })
@@ -614,6 +665,29 @@ impl Core {
         }
     }
 
+    /// Whether waiters take turns in the shared word: a shared tank, but
+    /// not under [`Hardcap::One`]. `One` cannot bank fuel, so a waiter let
+    /// go late would come less than an interval before the next turn (of
+    /// another process, on time): there each grant is a take at the time
+    /// of the grant, and the processes' timers race for it.
+    fn takes_turns(&self) -> bool {
+        matches!(self.bucket, Bucket::Host(_)) && self.hardcap != Hardcap::One
+    }
+
+    /// The head of the line, asking for `n`, if its fuel is there: a
+    /// shared tank's head whose turn has come (a head whose turn is not
+    /// scheduled waits for `schedule_line`), else a take from the bucket.
+    fn grant_head(&mut self, now: u64, head: super::waiters::Linked, n: u64) -> Option<Stamp> {
+        if !self.takes_turns() {
+            return self.try_take(now, n, true);
+        }
+        // SAFETY: the head of this list, under the core lock.
+        match unsafe { head.turn() } {
+            Some((due, word)) if due <= now => Some(Stamp::host(word)),
+            _ => None,
+        }
+    }
+
     /// Takes `n` from the bucket; returns the grant's stamp, which names it
     /// for a refund if `stamped` (else the take is final).
     fn try_take(&mut self, now: u64, n: u64, stamped: bool) -> Option<Stamp> {
@@ -645,6 +719,10 @@ impl Core {
         let now = self.now_eff(now);
         match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
+            // The turns scheduled are in the shared word already.
+            Bucket::Host(host) if self.hardcap != Hardcap::One => {
+                host.due(now, self.unscheduled_fuel + u128::from(n))
+            }
             Bucket::Host(host) => host.due(now, self.queued_fuel + u128::from(n)),
             Bucket::Window(window) => {
                 let valid = match &self.tail {
@@ -726,10 +804,52 @@ impl Core {
         // SAFETY: the caller's contract.
         let n = unsafe { List::n(node) };
         // SAFETY: the caller's contract.
+        let turn = unsafe { super::waiters::Linked::of(node).turn() };
+        // SAFETY: the caller's contract.
         if unsafe { self.queue.unlink(node) } {
             self.queued_fuel -= u128::from(n);
             self.waiting -= 1;
             self.line_version += 1;
+            if let Bucket::Host(host) = &self.bucket
+                && self.hardcap != Hardcap::One
+            {
+                match turn {
+                    // Its turn comes back if nothing was taken or scheduled
+                    // since (in any process); else it passes unused.
+                    Some((_, word)) => host.give_back(n, word),
+                    None => {
+                        self.unscheduled -= 1;
+                        self.unscheduled_fuel -= u128::from(n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A shared tank: schedules the turns of the waiters at the back of the
+    /// line that have none yet, in order, while the shared word takes them.
+    fn schedule_line(&mut self, now: u64) {
+        let Bucket::Host(host) = &self.bucket else {
+            return;
+        };
+        if self.unscheduled == 0 || self.hardcap == Hardcap::One {
+            return;
+        }
+        for waiter in self.queue.iter() {
+            // SAFETY: a node of this list, under the core lock.
+            let (n, turn) = unsafe { (waiter.n(), waiter.turn()) };
+            if turn.is_some() {
+                continue;
+            }
+            let turn = match host.reserve(now, n, None) {
+                Turn::Now(word) => (now, word),
+                Turn::At { word, due } => (due, word),
+                Turn::Late | Turn::Refused => return,
+            };
+            // SAFETY: as above.
+            unsafe { waiter.set_turn(Some(turn)) };
+            self.unscheduled -= 1;
+            self.unscheduled_fuel -= u128::from(n);
         }
     }
 
@@ -754,6 +874,7 @@ impl Core {
             let cap = saturating_ns(correction_for(self.rate.interval(), Duration::MAX));
             self.correction = follow_lateness(self.correction, now - armed, cap);
         }
+        self.schedule_line(now);
         loop {
             let Some(head) = self.queue.front() else {
                 self.timer.disarm();
@@ -762,7 +883,7 @@ impl Core {
             };
             // SAFETY: the head of this list, under the core lock.
             let n = unsafe { head.n() };
-            if let Some(stamp) = self.try_take(now, n, true) {
+            if let Some(stamp) = self.grant_head(now, head, n) {
                 self.queue.pop_front();
                 self.queued_fuel -= u128::from(n);
                 self.waiting -= 1;
@@ -776,7 +897,13 @@ impl Core {
                 self.armed_at = None;
                 return (now, None);
             }
-            let due = self.due_head(self.now_eff(now), n);
+            // SAFETY: the head of this list, under the core lock.
+            let due = match unsafe { head.turn() } {
+                // Another process may change the rate (the turn is moved):
+                // look again at least this often.
+                Some((due, _)) if self.takes_turns() => due.min(now.saturating_add(HOST_POLL)),
+                _ => self.due_head(self.now_eff(now), n),
+            };
             // A shared bucket may have been taken from by another process
             // meanwhile: then this is a wake-up too early, and the loop
             // looks again at the next.
@@ -890,18 +1017,54 @@ impl Core {
             Bucket::Window(window) => window.set_rate(now, rate),
             Bucket::Host(host) => host.set_rate(now, rate)?,
         }
+        let old = self.rate;
         self.rate_changed(rate, wakers);
+        self.move_turns(old, now, now);
+        self.rate_seen_at = now;
         Ok(())
     }
 
     /// A shared tank's rate may have been changed by another process: from
     /// then on, this one's capacity checks and waiters follow it too.
-    fn follow_host(&mut self, wakers: &mut Vec<Waker>) {
-        if let Bucket::Host(host) = &self.bucket
-            && let Some(rate) = host.state().rate()
+    fn follow_host(&mut self, now: u64, wakers: &mut Vec<Waker>) {
+        let Bucket::Host(host) = &self.bucket else {
+            return;
+        };
+        if let Some(rate) = host.state().rate()
             && rate != self.rate
         {
+            let (old, since) = (self.rate, self.rate_seen_at);
             self.rate_changed(rate, wakers);
+            self.move_turns(old, since, now);
+        }
+        self.rate_seen_at = now;
+    }
+
+    /// The shared rate changed from `old` to `self.rate` between `since`
+    /// and `now`: the change kept the turns scheduled in the shared word,
+    /// each as many intervals of the new rate ahead as it was of the old,
+    /// and this process's waiters follow. Counted from `since` if the new
+    /// interval is longer, from `now` if shorter: never earlier than the
+    /// shared word has them.
+    fn move_turns(&mut self, old: Rate, since: u64, now: u64) {
+        if !matches!(self.bucket, Bucket::Host(_)) {
+            return;
+        }
+        let new = self.rate;
+        // new interval / old interval = num / den
+        let num = u128::from(new.per_ns()) * u128::from(old.max_n());
+        let den = u128::from(new.max_n()) * u128::from(old.per_ns());
+        let from = if num > den { since.min(now) } else { now };
+        for waiter in self.queue.iter() {
+            // SAFETY: a node of this list, under the core lock.
+            if let Some((due, word)) = unsafe { waiter.turn() }
+                && due > now
+            {
+                let ahead = (u128::from(due - from) * num).div_ceil(den);
+                let due = u64::try_from(u128::from(from) + ahead).unwrap_or(u64::MAX);
+                // SAFETY: as above.
+                unsafe { waiter.set_turn(Some((due.max(now), word))) };
+            }
         }
     }
 

@@ -13,10 +13,33 @@
 //! epoch, the rate and its tick scale. A take is one compare-and-swap of
 //! the word computed with the slot it names, as in `word.rs`. Paused, the
 //! word holds how much the bucket held when it was paused (`now − tat + T`,
-//! in ticks), frozen: takes spend it, nothing refills it, and resuming
+//! in ticks, biased: see *Turns*), frozen: takes spend it, nothing refills it, and resuming
 //! turns it back into a `tat` against the present. Both are one
 //! compare-and-swap, so every process sees the pause at once, and a process
 //! killed at any point leaves the word whole.
+//!
+//! # Turns: one line for every process
+//!
+//! A waiter whose fuel is not there yet *schedules its turn*
+//! ([`HostState::reserve`]): the compare-and-swap of a take, with the `tat`
+//! moved on past the present — the fuel is spent now, and the waiter's
+//! from its due time on. So the word is the line of every process: turns
+//! come in the order of their compare-and-swaps, each at the time the
+//! bucket accrues its fuel after the turns before it, and a take
+//! (`has_fuel`) finds fuel only after every turn scheduled. Nothing is
+//! held for a turn: a process killed with turns scheduled leaves them to
+//! pass unused (their fuel lost, never minted), and nobody waits on them
+//! beyond their time. The hardcap's bound holds on the turns, as on takes;
+//! a process lets its waiter go when its timer fires, at or after the
+//! turn. Turns are scheduled at most `AHEAD` ticks on, so that the word
+//! holds them through every move of the epoch. A change converts the
+//! word's distance ahead in fuel, so turns keep their place in intervals
+//! of the new rate (each process moves its waiters' due times alike).
+//! Under `Hardcap::One` processes take no turns (see `Core::takes_turns`).
+//!
+//! Paused, the room may be negative: turns scheduled before the pause still
+//! come (their fuel was spent), and resuming carries that debt on. The
+//! word holds `BIAS + room`.
 //!
 //! # Changing the parameters without a lock
 //!
@@ -72,6 +95,13 @@ const VALUE: u64 = (1 << 48) - 1;
 const RANGE: u64 = 1 << 47;
 /// Largest `C·T` in ticks.
 pub(crate) const SPAN_LIMIT: u64 = 1 << 45;
+/// How far ahead of the present a waiter's turn may be scheduled, in ticks
+/// (the word's `tat` stays below `now + T + AHEAD`, so that it fits the
+/// word through every move of the epoch).
+const AHEAD: u64 = 1 << 45;
+/// Paused, the word holds `BIAS + room`: the room is negative while turns
+/// scheduled before the pause are still to come (down to `−(AHEAD + T)`).
+const BIAS: u64 = 1 << 47;
 /// Tick scales from this on are refused (`Params::fits`).
 const SCALE_LIMIT: u64 = RANGE / 1_000_000;
 /// How far ahead of the host's clock an attached file's epoch may be.
@@ -234,6 +264,12 @@ impl HostBucket {
         self.state().take(now, n, self.shape)
     }
 
+    /// As [`HostState::reserve`], with this process's hardcap and burst.
+    #[inline]
+    pub(crate) fn reserve(&self, now: u64, n: u64, until: Option<u64>) -> Turn {
+        self.state().reserve(now, n, until, self.shape)
+    }
+
     pub(crate) fn give_back(&self, n: u64, stamp: u64) {
         self.state().give_back(n, stamp, self.shape);
     }
@@ -299,6 +335,25 @@ impl View {
     fn full(&self) -> u64 {
         self.params.tol.saturating_add(self.params.t)
     }
+
+    /// Paused: the room frozen in the word, in ticks (negative while turns
+    /// scheduled before the pause are still to come).
+    fn room(&self) -> i128 {
+        i128::from(self.value) - i128::from(BIAS)
+    }
+}
+
+/// The paused rooms a word holds, in ticks: from the most debt a pause can
+/// freeze (turns scheduled `AHEAD` on) up to a full bucket (an `Unbounded`
+/// bank up to `SPAN_LIMIT`).
+fn rooms(full: u64) -> std::ops::RangeInclusive<i128> {
+    -i128::from(AHEAD + SPAN_LIMIT)..=i128::from(full.min(SPAN_LIMIT))
+}
+
+/// The word's value for a paused room of `room` ticks, within [`rooms`].
+fn paused_value(room: i128, full: u64) -> u64 {
+    let rooms = rooms(full);
+    (room.clamp(*rooms.start(), *rooms.end()) + i128::from(BIAS)) as u64
 }
 
 /// What `take` found.
@@ -307,6 +362,20 @@ pub(crate) enum Took {
     /// Taken; the word as the take left it (its stamp).
     Taken(u64),
     Empty,
+}
+
+/// What `reserve` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Taken now; the word as the take left it (its stamp).
+    Now(u64),
+    /// Scheduled: the fuel is this waiter's at host time `due`; the word as
+    /// the reservation left it.
+    At { word: u64, due: u64 },
+    /// It would be due after the deadline: nothing reserved.
+    Late,
+    /// Paused, beyond `AHEAD`, or a state that refuses: nothing reserved.
+    Refused,
 }
 
 /// Why `set_rate` did not change the rate.
@@ -404,21 +473,25 @@ impl HostState {
         // a full bucket; running, the next fuel due within one interval of
         // the present (of the latest clock reading of any process: within
         // the slack of this one's).
-        if v.paused && v.value > v.full().min(VALUE) {
+        let rooms = rooms(v.full());
+        if v.paused && !rooms.contains(&v.room()) {
             return Err(Bad::Corrupt(format!(
-                "it holds {} ticks of fuel, paused, and its capacity is {} ticks",
-                v.value,
-                v.full()
+                "it holds {} ticks of fuel, paused, and holds from {} (turns scheduled) up to \
+                 its capacity, {} ticks",
+                v.room(),
+                rooms.start(),
+                rooms.end()
             )));
         }
         let now_t = u128::from(now.saturating_sub(v.epoch)) * u128::from(p.s);
-        let ahead = u128::from(p.t) + u128::from(EPOCH_SLACK_NS) * u128::from(p.s);
+        let ahead =
+            u128::from(p.t) + u128::from(AHEAD) + u128::from(EPOCH_SLACK_NS) * u128::from(p.s);
         if !v.paused && u128::from(v.value) > now_t + ahead {
             return Err(Bad::Corrupt(format!(
-                "its next fuel is due {} ticks from now, and at most one interval ({} ticks) \
-                 ahead",
+                "its next fuel is due {} ticks from now, and at most {} ticks (one interval, \
+                 and the turns scheduled) ahead",
                 u128::from(v.value) - now_t,
-                p.t
+                u128::from(p.t) + u128::from(AHEAD)
             )));
         }
         Ok(())
@@ -485,9 +558,8 @@ impl HostState {
             let new = if !v.sane(shape) {
                 None
             } else if v.paused {
-                let room = v.value.min(v.full());
-                let need = u128::from(n) * u128::from(t);
-                (u128::from(room) >= need).then(|| room - need as u64)
+                let need = i128::from(n) * i128::from(t);
+                (v.room() >= need).then(|| v.value - need as u64)
             } else {
                 match now_ticks(&v, now) {
                     Some(now_t) => ((u128::from(n) - 1) * u128::from(t) < u128::from(RANGE))
@@ -526,6 +598,53 @@ impl HostState {
         }
     }
 
+    /// Takes `n ≥ 1` fuel at host time `now`, or else schedules it: the
+    /// fuel is then reserved in the word (its `tat` moves on, beyond the
+    /// present) and the caller's from host time `due` on. The word is thus
+    /// the line of every process: turns are scheduled in the order of
+    /// their compare-and-swaps, and a take (`has_fuel`) finds fuel only
+    /// after every turn scheduled. `Late` (nothing reserved) if the turn
+    /// would come after `until`.
+    pub(crate) fn reserve(&self, now: u64, n: u64, until: Option<u64>, shape: Shape) -> Turn {
+        let mut moves = 0;
+        loop {
+            let v = self.view();
+            let answer = if !v.sane(shape) || v.paused {
+                Err(Turn::Refused)
+            } else {
+                match now_ticks(&v, now) {
+                    Some(now_t) => schedule(&v, now_t, n, until),
+                    None if now >= v.epoch && moves < MOVES => {
+                        moves += 1;
+                        if self.rebase(now, shape) {
+                            continue;
+                        }
+                        return Turn::Refused;
+                    }
+                    None => Err(Turn::Refused),
+                }
+            };
+            match answer {
+                Ok((value, due)) => {
+                    let word = (v.word & !VALUE) | value;
+                    if self
+                        .word
+                        .compare_exchange_weak(v.word, word, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return match due {
+                            Some(due) => Turn::At { word, due },
+                            None => Turn::Now(word),
+                        };
+                    }
+                }
+                // Only a no from a word that did not change is an answer.
+                Err(no) if self.unchanged(&v) => return no,
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Gives back `n` fuel granted with `stamp` (the word as that take left
     /// it), if nothing changed the bucket since; else it is spent.
     pub(crate) fn give_back(&self, n: u64, stamp: u64, shape: Shape) {
@@ -535,7 +654,7 @@ impl HostState {
         }
         let span = n.saturating_mul(v.params.t);
         let value = if v.paused {
-            v.value.saturating_add(span).min(v.full()).min(VALUE)
+            paused_value(v.room() + i128::from(span), v.full())
         } else {
             v.value.saturating_sub(span)
         };
@@ -556,7 +675,7 @@ impl HostState {
         let t = v.params.t;
         let cap = v.full() / t;
         if v.paused {
-            return (v.value / t).min(cap);
+            return (v.room().max(0) as u64 / t).min(cap);
         }
         if now < v.epoch {
             return 0; // a take refuses too
@@ -612,9 +731,10 @@ impl HostState {
             let p = &v.params;
             let now_t = u128::from(now - v.epoch) * u128::from(p.s);
             let tat = u128::from(v.value).max(now_t.saturating_sub(u128::from(p.tol)));
-            let held = (now_t + u128::from(p.t)).saturating_sub(tat);
-            let held = held.min(u128::from(v.full().min(VALUE))) as u64;
-            let word = PAUSED | (v.word & !VALUE & !PAUSED) | held;
+            // Negative while turns are scheduled: they keep their fuel, and
+            // resuming carries the debt on.
+            let room = (now_t + u128::from(p.t)) as i128 - tat as i128;
+            let word = PAUSED | (v.word & !VALUE & !PAUSED) | paused_value(room, v.full());
             if self
                 .word
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
@@ -644,8 +764,8 @@ impl HostState {
                 }
                 None => return,
             };
-            let tat = (now_t + v.params.t).saturating_sub(v.value);
-            let word = (v.word & !VALUE & !PAUSED) | tat.min(VALUE);
+            let tat = (i128::from(now_t) + i128::from(v.params.t) - v.room()).max(0);
+            let word = (v.word & !VALUE & !PAUSED) | (tat as u64).min(VALUE);
             if self
                 .word
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
@@ -783,13 +903,13 @@ fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
     let t_old = u128::from(v.params.t);
     let sane = v.params.s != 0 && t_old != 0 && now >= v.epoch;
     if v.paused {
-        // The room, in fuel: the same fraction of the new interval.
-        let fuel = match sane {
-            true => u128::from(v.value) * u128::from(params.t) / t_old,
+        // The room, in fuel: the same fraction of the new interval (rounded
+        // down: a debt of scheduled turns rounded up).
+        let room = match sane {
+            true => (v.room() * i128::from(params.t)).div_euclid(t_old as i128),
             false => 0,
         };
-        let full = u128::from(params.tol.saturating_add(params.t));
-        return fuel.min(full).min(u128::from(VALUE)) as u64;
+        return paused_value(room, params.tol.saturating_add(params.t));
     }
     let now_t_new = now_t_new as i128;
     if !sane {
@@ -807,6 +927,32 @@ fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
     let offset = whole * i128::from(params.t) + rest as i128;
     let floor = now_t_new - i128::from(params.tol).min(now_t_new);
     (now_t_new + offset).max(floor).clamp(0, i128::from(VALUE)) as u64
+}
+
+/// The word's value after `n` fuel taken or scheduled at `now_t` (ticks of
+/// `v`'s slot), and the host time it is due at if later than now; `Err`
+/// (`Late` or `Refused`) if it cannot be.
+fn schedule(v: &View, now_t: u64, n: u64, until: Option<u64>) -> Result<(u64, Option<u64>), Turn> {
+    let p = &v.params;
+    let tat = u128::from(v.value).max(u128::from(now_t.saturating_sub(p.tol)));
+    let last = tat + u128::from(n - 1) * u128::from(p.t);
+    let value = last + u128::from(p.t);
+    if last <= u128::from(now_t) {
+        return u64::try_from(value)
+            .ok()
+            .filter(|&value| value <= VALUE)
+            .map(|value| (value, None))
+            .ok_or(Turn::Refused);
+    }
+    if last - u128::from(now_t) > u128::from(AHEAD) || value > u128::from(VALUE) {
+        return Err(Turn::Refused);
+    }
+    let due = u128::from(v.epoch) + last.div_ceil(u128::from(p.s));
+    let due = u64::try_from(due).map_err(|_| Turn::Refused)?;
+    if until.is_some_and(|until| due > until) {
+        return Err(Turn::Late);
+    }
+    Ok((value as u64, Some(due)))
 }
 
 /// `now` in ticks of `v`'s slot, if within the word's range.
@@ -1048,6 +1194,63 @@ mod tests {
         assert!((bank - 1..=bank + 1).contains(&level), "{level}");
     }
 
+    /// Turns are scheduled in the order asked, an interval apart, whoever
+    /// asks (the word is the line of every process); a take (`has_fuel`)
+    /// finds fuel only after every turn scheduled; a deadline too early
+    /// reserves nothing.
+    #[test]
+    fn turns_are_scheduled_in_order_and_not_overtaken() {
+        let s = state("10/s", Hardcap::Limit, 1, SEC);
+        let iv = SEC / 10;
+        assert!(matches!(s.reserve(SEC, 1, None, LIMIT), Turn::Now(_)));
+        let dues: Vec<u64> = (0..3)
+            .map(|_| match s.reserve(SEC, 1, None, LIMIT) {
+                Turn::At { due, .. } => due,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(dues, [SEC + iv, SEC + 2 * iv, SEC + 3 * iv]);
+        // Not before the last turn scheduled.
+        assert_eq!(s.take(SEC + 3 * iv, 1, LIMIT), Took::Empty);
+        assert_eq!(s.level(SEC + 3 * iv, LIMIT), 0);
+        assert!(matches!(s.take(SEC + 4 * iv, 1, LIMIT), Took::Taken(_)));
+        assert_eq!(
+            s.reserve(SEC + 4 * iv, 2, Some(SEC + 5 * iv), LIMIT),
+            Turn::Late
+        );
+        assert_eq!(
+            s.due(SEC + 4 * iv, 1, LIMIT),
+            SEC + 5 * iv,
+            "nothing reserved"
+        );
+    }
+
+    /// A pause with turns still to come freezes the debt: nothing refills
+    /// it, and resuming carries it on (never minted); a turn given back
+    /// returns if it was the last.
+    #[test]
+    fn a_pause_keeps_the_turns_scheduled() {
+        let s = state("10/s", Hardcap::Limit, 0, SEC);
+        let iv = SEC / 10;
+        let Turn::At { word, due } = s.reserve(SEC, 2, None, LIMIT) else {
+            panic!()
+        };
+        assert_eq!(due, SEC + 2 * iv);
+        s.pause(SEC, LIMIT);
+        assert_eq!(s.level(100 * SEC, LIMIT), 0);
+        assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
+        assert_eq!(s.reserve(100 * SEC, 1, None, LIMIT), Turn::Refused);
+        s.resume(100 * SEC, LIMIT);
+        // Two intervals of debt, then the fuel that accrues.
+        assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + 3 * iv);
+        // Given back while nothing changed since: the debt goes.
+        let Turn::At { word, .. } = s.reserve(100 * SEC, 1, None, LIMIT) else {
+            panic!("{word}")
+        };
+        s.give_back(1, word, LIMIT);
+        assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + 3 * iv);
+    }
+
     /// Another process owns the slots it would change the parameters in,
     /// stopped there: `pid` alive, never letting go.
     fn owned_by_a_stopped_process(s: &HostState, slots: usize) {
@@ -1227,6 +1430,43 @@ mod loom_tests {
                 2,
                 "fuel minted or lost"
             );
+        });
+    }
+
+    /// A waiter scheduling its turn races a take and a pause: a turn and
+    /// fuel taken at once never share one fuel, the turn is due no sooner
+    /// than the fuel for it accrues, and a pause keeps its debt (never
+    /// minted).
+    #[test]
+    fn a_turn_racing_a_take_and_a_pause_is_never_granted_twice() {
+        loom::model(|| {
+            // One fuel now, the next at 10.5 s.
+            let state: Arc<HostState> = Arc::from({
+                let state = new_state();
+                state.init("2/s".parse().unwrap(), Hardcap::Limit, None, 1, 10 * SEC);
+                state
+            });
+            let other = state.clone();
+            let waiter = loom::thread::spawn(move || other.reserve(10 * SEC, 1, None, LIMIT));
+            let took = matches!(state.take(10 * SEC, 1, LIMIT), Took::Taken(_));
+            state.pause(10 * SEC, LIMIT);
+            state.resume(10 * SEC, LIMIT);
+            let turn = waiter.join().unwrap();
+            let later = state.level(10 * SEC + SEC / 2, LIMIT);
+            match turn {
+                Turn::Now(_) => assert!(!took, "one fuel granted twice"),
+                // The fuel of 10.5 s is the turn's.
+                Turn::At { due, .. } => {
+                    assert!(took);
+                    assert_eq!(due, 10 * SEC + SEC / 2);
+                    assert_eq!(later, 0, "the turn's fuel granted again");
+                    return;
+                }
+                // Asked while paused: nothing scheduled.
+                Turn::Refused => assert!(took),
+                Turn::Late => panic!("no deadline"),
+            }
+            assert_eq!(later, 1, "minted or lost");
         });
     }
 }

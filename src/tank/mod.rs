@@ -633,6 +633,27 @@ impl Tank {
         self.shared.pause();
     }
 
+    /// Whether the refill is paused: by [`pause`](Tank::pause) (or
+    /// [`Throttle::stop`](crate::Throttle::stop)), and for a shared tank
+    /// ([`TankBuilder::shared_memory`]) by any process sharing it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// assert!(!tank.is_paused());
+    /// tank.pause();
+    /// assert!(tank.is_paused());
+    /// tank.resume();
+    /// assert!(!tank.is_paused());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn is_paused(&self) -> bool {
+        self.shared.is_paused()
+    }
+
     /// Restarts the refill where [`pause`](Tank::pause) stopped it: the
     /// paused time counts for nothing.
     ///

@@ -29,7 +29,9 @@ pub(crate) struct Node {
     /// Fuel asked for.
     n: UnsafeCell<u64>,
     /// The grant's stamp, to give it back exactly (for `REJECTED`, the
-    /// capacity in `at`).
+    /// capacity in `at`). Queued in a shared tank's line, its turn once
+    /// scheduled in the shared word: the word as the reservation left it
+    /// in `at`, its due time in `rate` (0: none yet).
     stamp: UnsafeCell<Stamp>,
     state: AtomicU8,
     /// Linked nodes are pointed to; they must not move.
@@ -97,6 +99,11 @@ unsafe impl Send for List {}
 pub(crate) struct Linked(NonNull<Node>);
 
 impl Linked {
+    /// A node of a list, as the list would hand it out.
+    pub(crate) fn of(node: NonNull<Node>) -> Linked {
+        Linked(node)
+    }
+
     pub(crate) fn as_ptr(&self) -> NonNull<Node> {
         self.0
     }
@@ -117,6 +124,35 @@ impl Linked {
     pub(crate) unsafe fn n(&self) -> u64 {
         // SAFETY: alive, under the core lock (the caller's contract).
         unsafe { self.node().n.with(|n| *n) }
+    }
+
+    /// Its scheduled turn in a shared tank: `(due, word)`.
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs.
+    pub(crate) unsafe fn turn(&self) -> Option<(u64, u64)> {
+        // SAFETY: alive, under the core lock (the caller's contract).
+        let stamp = unsafe { self.node().stamp.with(|s| *s) };
+        (stamp.rate != 0).then_some((stamp.rate, stamp.at))
+    }
+
+    /// Records its scheduled turn (see [`Linked::turn`]).
+    ///
+    /// # Safety
+    ///
+    /// See the type's docs.
+    pub(crate) unsafe fn set_turn(&self, turn: Option<(u64, u64)>) {
+        let stamp = match turn {
+            // (A due time of 0 would read as none: the clock's first ns.)
+            Some((due, word)) => Stamp {
+                at: word,
+                rate: due.max(1),
+            },
+            None => Stamp::default(),
+        };
+        // SAFETY: alive, under the core lock (the caller's contract).
+        unsafe { self.node().stamp.with_mut(|s| *s = stamp) }
     }
 
     /// Marks the node finished (`GRANTED` or `REJECTED`) with `stamp`, and
@@ -171,6 +207,7 @@ impl List {
         // else looks at these fields.
         unsafe {
             node_ref.n.with_mut(|p| *p = n);
+            node_ref.stamp.with_mut(|p| *p = Stamp::default());
             node_ref.waker.with_mut(|p| *p = Some(waker.clone()));
             node_ref.links.with_mut(|p| {
                 *p = Links {

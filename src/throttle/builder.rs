@@ -313,12 +313,15 @@ impl ThrottleBuilder {
     /// [`MonitorBuilder::shared_memory`](crate::MonitorBuilder::shared_memory):
     /// two files, `fueltank-NAME.tank` and `fueltank-NAME.monitor`, which
     /// [`SharedMemory`](crate::SharedMemory) says who may share; remove
-    /// them with [`Tank::remove_shared_memory`](crate::Tank::remove_shared_memory)
+    /// them with [`Throttle::remove_shared_memory`](crate::Throttle::remove_shared_memory),
+    /// or one by one with [`Tank::remove_shared_memory`](crate::Tank::remove_shared_memory)
     /// and [`Monitor::remove_shared_memory`](crate::Monitor::remove_shared_memory)). With
     /// `auto_emit`, every fuel taken in any process is counted once, in the
     /// one monitor; any process reads the combined statistics;
     /// [`stop`](crate::Throttle::stop) and [`start`](crate::Throttle::start)
-    /// pause and resume both for every process.
+    /// pause and resume both for every process, and every process's
+    /// [`is_stopped`](crate::Throttle::is_stopped) sees it: a worker's way
+    /// out of its loop.
     ///
     /// # Examples
     ///

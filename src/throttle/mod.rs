@@ -540,6 +540,69 @@ impl Throttle {
         }
     }
 
+    /// Whether the throttle is stopped ([`stop`](Throttle::stop)): its tank
+    /// paused, or without a tank, its monitor stopped; `false` with
+    /// neither. A throttle in shared memory
+    /// ([`ThrottleBuilder::shared_memory`]) reads the shared state, so a
+    /// worker process sees another process's `stop` (and `start`): the
+    /// way out of a worker's loop, e.g. after
+    /// [`blocking_await_fuel_timeout`](Throttle::blocking_await_fuel_timeout)
+    /// returns `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    /// use std::time::Duration;
+    ///
+    /// let throttle = Throttle::builder(Rate::per_second(1000)?).build()?;
+    /// let worker = throttle.clone(); // or another process's throttle
+    /// throttle.stop();
+    /// while !worker.is_stopped() {
+    ///     worker.blocking_await_fuel_timeout(Duration::from_millis(100));
+    /// }
+    /// throttle.start();
+    /// assert!(!worker.is_stopped());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        match (&self.tank, &self.monitor) {
+            (Some(tank), _) => tank.is_paused(),
+            (None, Some(monitor)) => monitor.is_stopped(),
+            (None, None) => false,
+        }
+    }
+
+    /// Removes the files of the shared throttle `name` names (see
+    /// [`ThrottleBuilder::shared_memory`]): its tank's
+    /// ([`Tank::remove_shared_memory`]) and its monitor's
+    /// ([`Monitor::remove_shared_memory`]), so that the next build starts
+    /// anew. `Ok(true)` if either was there and is removed.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Tank::remove_shared_memory`], for either file: one that a
+    /// process still uses stays (the other is still removed if it can be).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let name = format!("doc-throttle-{}", std::process::id());
+    /// let throttle = Throttle::builder(Rate::per_second(10)?).shared_memory(&name).build()?;
+    /// drop(throttle);
+    /// assert!(Throttle::remove_shared_memory(&name)?);
+    /// assert!(!Throttle::remove_shared_memory(&name)?); // already gone
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
+        let name = name.into();
+        let tank = Tank::remove_shared_memory(name.clone());
+        let monitor = Monitor::remove_shared_memory(name);
+        Ok(tank? | monitor?)
+    }
+
     /// The tank, unless built with `as_throttle(false)`.
     ///
     /// # Examples
