@@ -7,10 +7,10 @@
 //! For each: steady achieved rate / target, worst window of length `per` /
 //! `max_n`, CPU per grant, wake-up lateness p50/p99 and grants per task.
 //!
-//! `cargo bench --bench accuracy`                  full matrix (~5 min)
-//! `ACCURACY_QUICK=1 cargo bench --bench accuracy` smoke run (< 30 s)
-//! `cargo bench --bench accuracy -- One 10000/s`   only rows whose label
-//!                                                 holds every word
+//! `cargo bench -p fueltank-benches --bench accuracy`                  full matrix (~5 min)
+//! `ACCURACY_QUICK=1 cargo bench -p fueltank-benches --bench accuracy` smoke run (< 30 s)
+//! `cargo bench -p fueltank-benches --bench accuracy -- One 10000/s`   only rows whose
+//!                                                                     label holds every word
 //! `ACCURACY_DUMP=DIR` also writes each row's grants to `DIR/*.csv`.
 //! `ACCURACY_SECS=5` lengthens each run (default 2.5 s, quick 1.5 s;
 //! `Window` at least 2.2 s).
@@ -642,8 +642,11 @@ fn main() {
     print!("{notes}");
     table += &notes;
 
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| "target".into(), std::path::PathBuf::from);
+    // The workspace's target directory: cargo runs a bench in its package's.
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into(),
+        std::path::PathBuf::from,
+    );
     let path = dir.join("accuracy.md");
     match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &table)) {
         Ok(()) => eprintln!("wrote {}", path.display()),

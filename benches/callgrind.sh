@@ -5,7 +5,7 @@
 #   benches/callgrind.sh            # every case, 100000 calls each
 #   CALLS=20000 benches/callgrind.sh has_fuel_denied governor_denied
 #
-# Each case runs examples/take_callgrind.rs; callgrind collects only inside
+# Each case runs benches/examples/take_callgrind.rs; callgrind collects only inside
 # its measured loop (after a 1.1 s warm-up past the clock's calibration).
 # "net" subtracts the `noop` case: the loop and the indirect call.
 #
@@ -26,7 +26,7 @@ if [ ${#cases[@]} -eq 0 ]; then
         leaky_allowed leaky_denied)
 fi
 
-cargo build --release --quiet --example take_callgrind
+cargo build --release --quiet -p fueltank-benches --example take_callgrind
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release/examples/take_callgrind"

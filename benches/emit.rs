@@ -3,8 +3,9 @@
 //! beside the in-process one, alone and with a second *process* emitting
 //! into it (this bench binary re-run as the rival).
 //!
-//! `cargo bench --bench emit -- --warm-up-time 1 --measurement-time 2`;
-//! the shared-memory group alone: `cargo bench --bench emit -- 'emit shared'`.
+//! `cargo bench -p fueltank-benches --bench emit -- --warm-up-time 1
+//! --measurement-time 2`; the shared-memory group alone:
+//! `cargo bench -p fueltank-benches --bench emit -- 'emit shared'`.
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -27,10 +27,12 @@
 //! own user + system time over the same span (`getrusage`), per grant and
 //! as a share of one core.
 //!
-//! `cargo bench --bench shared` (about 2.5 minutes); rows whose label holds
-//! every word: `cargo bench --bench shared -- One 10000/s`,
-//! `cargo bench --bench shared -- has_fuel`. Prints Markdown tables and
-//! writes them to `target/shared.md` (under `$CARGO_TARGET_DIR` if set).
+//! `cargo bench -p fueltank-benches --bench shared` (about 2.5 minutes);
+//! rows whose label holds every word:
+//! `cargo bench -p fueltank-benches --bench shared -- One 10000/s`,
+//! `cargo bench -p fueltank-benches --bench shared -- has_fuel`. Prints
+//! Markdown tables and writes them to `target/shared.md` (under
+//! `$CARGO_TARGET_DIR` if set).
 //! Linux: the shared files go to `/dev/shm`.
 
 use std::hint::black_box;
@@ -762,7 +764,11 @@ fn main() {
     report += &gap;
     report += &grants_table(&filters);
 
-    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    // The workspace's target directory: cargo runs a bench in its package's.
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into(),
+        PathBuf::from,
+    );
     let path = dir.join("shared.md");
     match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &report)) {
         Ok(()) => eprintln!("wrote {}", path.display()),

@@ -2,8 +2,8 @@
 //! and leaky-bucket `try_acquire`, plus the clocks they read and a
 //! two-thread contended variant.
 //!
-//! `cargo bench --bench take` (about a minute); one case:
-//! `cargo bench --bench take -- 'has_fuel denied'`.
+//! `cargo bench -p fueltank-benches --bench take` (about a minute); one case:
+//! `cargo bench -p fueltank-benches --bench take -- 'has_fuel denied'`.
 //! Compare ratios within one run: the machine is shared and noisy.
 
 use std::hint::black_box;

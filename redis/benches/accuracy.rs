@@ -22,8 +22,9 @@
 //! For reference at 10k/s, a local `fueltank::Tank` with `One` in a single
 //! process: `One` falls behind by each late timer wake-up, global or not.
 //!
-//! `cargo bench -p fueltank-redis --bench accuracy`             every row (~1 min)
-//! `cargo bench -p fueltank-redis --bench accuracy -- 10000`    rows whose label holds every word
+//! `cargo bench -p fueltank-redis-benches --bench accuracy`           every row (~1 min)
+//! `cargo bench -p fueltank-redis-benches --bench accuracy -- 10000`  rows whose label
+//!                                                                    holds every word
 //!
 //! Prints a Markdown table and writes it to `redis-accuracy.md` under the
 //! target directory. Needs `redis-server` on the PATH.
@@ -152,7 +153,9 @@ fn main() {
         table.push('\n');
     }
     println!("\n{table}");
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_string());
+    // The workspace's target directory: cargo runs a bench in its package's.
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").to_string());
     let path = std::path::Path::new(&dir).join("redis-accuracy.md");
     if std::fs::write(&path, &table).is_ok() {
         println!("written to {}", path.display());

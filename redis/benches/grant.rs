@@ -3,7 +3,7 @@
 //! the ready path of `await_fuel`, and one call of a one-call-per-request
 //! GCRA script (the peer's every grant) on the same Redis.
 //!
-//! `cargo bench -p fueltank-redis --bench grant`
+//! `cargo bench -p fueltank-redis-benches --bench grant`
 //!
 //! Starts its own `redis-server` on a free port (it must be on the PATH).
 

@@ -13,7 +13,7 @@
 //! average. Set `FUELTANK_BENCH_WALL=1` for wall time.
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=... cargo bench -p fueltank-tower --features http --bench layer
+//! CARGO_TARGET_DIR=... cargo bench -p fueltank-tower-benches --bench layer
 //! ```
 //!
 //! Two groups, because tower_governor only takes HTTP services answering

@@ -1,7 +1,8 @@
 //! Runs one non-blocking take (or clock read) in a loop, for counting its
 //! instructions under callgrind: `benches/callgrind.sh` runs every case and
-//! prints instructions per call. Alone: `cargo run --release --example
-//! take_callgrind -- CASE [CALLS]` (it then just runs the loop).
+//! prints instructions per call. Alone: `cargo run --release -p
+//! fueltank-benches --example take_callgrind -- CASE [CALLS]` (it then just
+//! runs the loop).
 //!
 //! Cases: `noop` (the loop alone), `instant`, `monotonic`, `has_fuel_allowed_unbounded`,
 //! `has_fuel_allowed_limit`, `has_fuel_denied`, `try_acquire_spend`,

@@ -1,7 +1,7 @@
 //! Plots grants per 10 ms over 2 s for each hardcap against governor, under
 //! a bursty load, to `docs/grants.svg` (hand-written SVG, no plotting crate).
 //!
-//! `cargo run --release --example grants_plot`
+//! `cargo run --release -p fueltank-benches --example grants_plot`
 //!
 //! Every limiter runs at 200 per 500 ms (400/s, `T` = 2.5 ms) on the same
 //! load, at the same time: 20 tasks ask in a loop from 0 to 0.25 s, nobody
@@ -143,8 +143,9 @@ async fn main() -> std::io::Result<()> {
             bins[100..150].iter().sum::<u64>()
         );
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grants.svg");
-    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs"))?;
+    // The workspace's docs/, where the README finds it.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grants.svg");
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs"))?;
     std::fs::write(path, svg(&series, &binned))?;
     println!("wrote {path}");
     Ok(())

@@ -3,7 +3,7 @@
 //! per waiter; and bytes per pending waiter side by side with governor and
 //! leaky-bucket (printed).
 //!
-//! `cargo test --release --test waiters_memory -- --nocapture`
+//! `cargo test --release -p fueltank-benches --test waiters_memory -- --nocapture`
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
