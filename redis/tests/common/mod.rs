@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Whose replica it is, if it is one.
+    master: Option<u16>,
 }
 
 /// A port nobody listens on now.
@@ -30,9 +32,16 @@ impl RedisServer {
     /// Starts `redis-server` on a free port and waits until it answers.
     /// Fails the test, saying why, if there is no `redis-server` on PATH.
     pub fn start() -> RedisServer {
+        RedisServer::start_replica(None)
+    }
+
+    /// Starts a replica of the server at `master` (`None`: a master) and
+    /// waits until it answers; a replica is then in sync soon.
+    pub fn start_replica(master: Option<u16>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            master,
         };
         server.restart();
         server
@@ -48,6 +57,12 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(
+                self.master
+                    .map(|master| ["--replicaof".to_string(), format!("127.0.0.1 {master}")])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
