@@ -28,7 +28,7 @@
 //!
 //! | item | what |
 //! |---|---|
-//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`Stats`] | the connection, the timeouts, what to do while Redis is gone, the counters |
+//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`Stats`] | the connection, the timeouts, what to do while Redis is gone, replication across a failover, the counters |
 //! | [`GlobalTank`], [`GlobalTankBuilder`] | one budget for all instances |
 //! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
 //! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
@@ -196,6 +196,52 @@
 //! tanks' `Budget::unavailable` says so, and the request fails with
 //! `fueltank_tower::Unavailable` (a `503` over HTTP, naming the tank), not
 //! `Throttled` (a `429`).
+//!
+//! # Failover
+//!
+//! Redis replicates asynchronously: a master answers a script before its
+//! replicas have its writes. A replica promoted when its master fails
+//! (Cluster failover, Sentinel) holds the tank's state as it was some
+//! moment before: the writes of the *replication lag* `L` are lost. The
+//! instances spend what those writes reserved (Redis granted it), and the
+//! new master, which never saw them, grants that fuel again. So a
+//! failover can add to a window of the hardcap's bound at most the fuel
+//! the lost writes reserved:
+//!
+//! - at most the tank's bank when the lag began, plus the rate over `L`,
+//!   plus what the instances held reserved ahead (each at most one and a
+//!   half batches; see above). A busy tank has no bank left: about the
+//!   rate over `L`. A state made within the lag, or lost whole, is a full
+//!   tank again (its whole bank granted twice).
+//! - only in windows that see grants of both masters: a new master that
+//!   first answers more than a period after the old one's last
+//!   reservation ended adds nothing, the tank being full again anyway.
+//! - `L` is well under a millisecond on a healthy link; it is as long as
+//!   the replica got nothing from its master: a slow or broken link (a
+//!   Cluster still promotes a replica whose link has been down for up to
+//!   `cluster-node-timeout × cluster-replica-validity-factor`), or the
+//!   time an old master cut off by a network partition keeps answering
+//!   (a Cluster master stops after `cluster-node-timeout`).
+//!
+//! The same holds per key of a keyed tank, and for `Window`'s log. Grants
+//! of the `Open` and `Local` policies during the gap are beyond the bound
+//! anyway; `Closed` grants nothing but reserved fuel.
+//!
+//! [`RedisStoreBuilder::wait_for_replicas`] bounds it: every round trip is
+//! followed by `WAIT` on its connection, and its reservation is spent
+//! only once that many replicas hold it. Ask for every replica of a
+//! master and a promoted replica holds every reservation spent: the
+//! failover adds nothing (a partition that leaves the old master a
+//! replica no longer counts as enough). The cost is a replica round trip
+//! per round trip to Redis (none per grant from reserved fuel), during
+//! which the connection to that node waits; a round trip whose replicas do
+//! not all answer within `WAIT`'s timeout is a failure (its reservation
+//! is never spent: fuel lost, as on a timeout) and the policy decides. A
+//! master with fewer replicas than asked (a replica down, or a promoted
+//! one until another rejoins it) grants only what the policy grants.
+//! Asking for fewer than all keeps a master granting with one replica
+//! down, and relies on the most up-to-date replica being promoted, which
+//! Cluster and Sentinel prefer but do not promise.
 //!
 //! # Runtime
 //!

@@ -13,7 +13,7 @@ use futures_util::future::{Either, select};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Script};
+use redis::{Client, ErrorKind, RedisResult, Script, ScriptInvocation, ServerErrorKind};
 
 use crate::error::redact;
 use crate::script::{self, Reply};
@@ -100,6 +100,10 @@ pub struct Stats {
     /// granted to it until Redis holds its limit again; see
     /// [`Error::Mismatch`].
     pub mismatches: u64,
+    /// Round trips whose writes fewer replicas acknowledged in time than
+    /// [`RedisStoreBuilder::wait_for_replicas`] asks: failures (also
+    /// counted in `store_errors`), their reservations never spent.
+    pub unreplicated: u64,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +117,7 @@ pub(crate) struct Counters {
     pub(crate) policy_grants: AtomicU64,
     pub(crate) policy_refusals: AtomicU64,
     pub(crate) mismatches: AtomicU64,
+    pub(crate) unreplicated: AtomicU64,
 }
 
 impl Counters {
@@ -138,6 +143,8 @@ pub(crate) struct StoreShared {
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) policy: FailurePolicy,
+    /// `WAIT` for this many replicas, this long, after each script call.
+    wait: Option<(u32, Duration)>,
     pub(crate) spawner: Spawner,
     /// Whether the latest round trip failed.
     down: AtomicBool,
@@ -208,6 +215,7 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     policy: FailurePolicy,
+    wait: Option<(u32, Duration)>,
 }
 
 /// Timeouts accepted: 1 ms to 1 hour.
@@ -248,6 +256,7 @@ impl RedisStore {
             timeout: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(1),
             policy: FailurePolicy::Closed,
+            wait: None,
         }
     }
 
@@ -354,6 +363,7 @@ impl RedisStore {
             policy_grants: get(&c.policy_grants),
             policy_refusals: get(&c.policy_refusals),
             mismatches: get(&c.mismatches),
+            unreplicated: get(&c.unreplicated),
         }
     }
 
@@ -397,6 +407,7 @@ impl fmt::Debug for RedisStore {
             .field("url", &self.shared.url)
             .field("timeout", &self.shared.timeout)
             .field("policy", &self.shared.policy)
+            .field("wait_for_replicas", &self.shared.wait)
             .field("reachable", &self.is_reachable())
             .finish()
     }
@@ -486,6 +497,54 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Makes every round trip wait until `replicas` replicas of the node
+    /// that ran it have its writes, at most `timeout`, before its answer is
+    /// used: off by default. A Redis master tells its replicas of a write
+    /// after it has answered (asynchronous replication), so a replica that
+    /// takes over a failed master (Cluster failover, Sentinel) can lack the
+    /// reservations of the master's last moments, and grant that fuel
+    /// again: a window can then see up to that much more than its bound
+    /// (the crate docs, *Failover*, bound it). With this option a
+    /// reservation is spent only once `replicas` replicas hold it, so a
+    /// replica that held it and takes over grants nothing twice.
+    ///
+    /// Each script call is followed, on the same connection, by `WAIT
+    /// replicas timeout`; when fewer replicas acknowledge in time the
+    /// round trip is a failure ([`Stats::unreplicated`]): its reservation
+    /// is never spent and the [`FailurePolicy`] decides, as while Redis is
+    /// down. The cost is a wait for the replicas on every round trip (not
+    /// on grants from reserved fuel), and the connection to that node
+    /// waits with it. Ask for every replica of a master to be sure the
+    /// one promoted holds every reservation spent (Cluster and Sentinel
+    /// promote the replica with the most data, but fewer than all is no
+    /// promise); a master with fewer replicas up than asked grants
+    /// nothing but what the policy grants.
+    ///
+    /// `replicas` at least 1; `timeout` at least 1 ms and less than the
+    /// round trip's [`timeout`](RedisStoreBuilder::timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank_redis::{Error, RedisStore};
+    /// use std::time::Duration;
+    ///
+    /// let builder = RedisStore::builder_cluster(["redis://127.0.0.1:7000"])
+    ///     .wait_for_replicas(1, Duration::from_millis(20));
+    /// # futures::executor::block_on(async {
+    /// let err = RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .wait_for_replicas(1, Duration::from_secs(1))
+    ///     .connect()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::InvalidOption { option: "wait_for_replicas timeout", .. }));
+    /// # });
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> RedisStoreBuilder {
+        self.wait = Some((replicas, timeout));
+        self
+    }
+
     /// Connects, loads the script (on every node of a Cluster), and
     /// returns the store; an error if a URL is malformed, an option is out
     /// of range, or no connection is made within the connect timeout.
@@ -525,6 +584,22 @@ impl RedisStoreBuilder {
                 value: share.to_string(),
                 accepted: "more than 0 and at most 1",
             });
+        }
+        if let Some((replicas, timeout)) = self.wait {
+            if replicas == 0 {
+                return Err(Error::InvalidOption {
+                    option: "wait_for_replicas replicas",
+                    value: replicas.to_string(),
+                    accepted: "at least 1",
+                });
+            }
+            if timeout < TIMEOUT_RANGE.0 || timeout >= self.timeout {
+                return Err(Error::InvalidOption {
+                    option: "wait_for_replicas timeout",
+                    value: format!("{timeout:?}"),
+                    accepted: "at least 1 ms and less than the round trip's timeout",
+                });
+            }
         }
         let prefix = &self.prefix;
         if prefix.is_empty()
@@ -615,6 +690,7 @@ impl RedisStoreBuilder {
                 prefix: self.prefix,
                 timeout: self.timeout,
                 policy: self.policy,
+                wait: self.wait,
                 spawner,
                 down: AtomicBool::new(false),
                 offset: crate::offset::Offset::new(),
@@ -633,6 +709,34 @@ fn check_timeout(option: &'static str, value: Duration) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The script's answer and, with `wait` (replicas, timeout), how many
+/// replicas acknowledged its writes: `EVALSHA` and `WAIT` pipelined on one
+/// connection (on a Cluster, `WAIT` has no key and goes with the script's
+/// slot), so that `WAIT` covers the script's writes.
+async fn invoke<C: redis::aio::ConnectionLike>(
+    connection: &mut C,
+    script: &Script,
+    invocation: &ScriptInvocation<'_>,
+    wait: Option<(u32, Duration)>,
+) -> RedisResult<(Vec<i64>, Option<i64>)> {
+    let Some((replicas, timeout)) = wait else {
+        return Ok((invocation.invoke_async(connection).await?, None));
+    };
+    let mut pipe = redis::pipe();
+    pipe.invoke_script(invocation)
+        .cmd("WAIT")
+        .arg(replicas)
+        .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    let answer: RedisResult<(Vec<i64>, i64)> = match pipe.query_async(connection).await {
+        Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(connection).await?;
+            pipe.query_async(connection).await
+        }
+        answer => answer,
+    };
+    answer.map(|(values, acked)| (values, Some(acked)))
 }
 
 /// `future`'s output, or `None` if `timeout` passes first. The timer is
@@ -679,10 +783,18 @@ impl StoreShared {
         // EVALSHA, and the script sent again if Redis (that node) forgot it.
         let answer = match self.connection.clone() {
             Connection::Server(mut c) => {
-                within(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut c)).await
+                within(
+                    self.timeout,
+                    invoke(&mut c, &self.script, &invocation, self.wait),
+                )
+                .await
             }
             Connection::Cluster(mut c) => {
-                within(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut c)).await
+                within(
+                    self.timeout,
+                    invoke(&mut c, &self.script, &invocation, self.wait),
+                )
+                .await
             }
         };
         let result = match answer {
@@ -692,7 +804,18 @@ impl StoreShared {
             Some(Err(err)) => Err(Error::Redis {
                 reason: err.to_string(),
             }),
-            Some(Ok(values)) => Reply::parse(&values).ok_or_else(|| Error::Redis {
+            Some(Ok((_, Some(acked)))) if acked < self.wait.map_or(0, |(n, _)| i64::from(n)) => {
+                Counters::add(&self.counters.unreplicated, 1);
+                let (replicas, timeout) = self.wait.unwrap_or_default();
+                Err(Error::Redis {
+                    reason: format!(
+                        "{acked} replicas of the {replicas} asked for (wait_for_replicas) \
+                         acknowledged the round trip within {timeout:?}; its reservation \
+                         is not spent"
+                    ),
+                })
+            }
+            Some(Ok((values, _))) => Reply::parse(&values).ok_or_else(|| Error::Redis {
                 reason: format!(
                     "the script answered {values:?}, which is not one of its answers; \
                      another program may have written this tank's keys"

@@ -1,9 +1,9 @@
 //! A real `redis-server` for the tests: one per test binary or per test, on
 //! its own free port, nothing saved to disk, killed when dropped (also when
-//! a test panics). A Redis Cluster likewise: three masters on free ports,
-//! each in a temporary directory of its own (for its `nodes.conf`), joined
-//! by `redis-cli --cluster create`; killed and their directory removed
-//! when dropped.
+//! a test panics). A Redis Cluster likewise: three masters (and, if asked,
+//! a replica of each) on free ports, each in a temporary directory of its
+//! own (for its `nodes.conf`), joined by `redis-cli --cluster create`;
+//! killed (also when stopped) and their directory removed when dropped.
 
 #![allow(dead_code)]
 
@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Whose replica it is, if it is one.
+    master: Option<u16>,
 }
 
 /// A port nobody listens on now.
@@ -30,9 +32,16 @@ impl RedisServer {
     /// Starts `redis-server` on a free port and waits until it answers.
     /// Fails the test, saying why, if there is no `redis-server` on PATH.
     pub fn start() -> RedisServer {
+        RedisServer::start_replica(None)
+    }
+
+    /// Starts a replica of the server at `master` (`None`: a master) and
+    /// waits until it answers; a replica is then in sync soon.
+    pub fn start_replica(master: Option<u16>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            master,
         };
         server.restart();
         server
@@ -48,6 +57,12 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(
+                self.master
+                    .map(|master| ["--replicaof".to_string(), format!("127.0.0.1 {master}")])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,18 +123,38 @@ pub fn command(port: u16, line: &str) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// A Redis Cluster of three masters (no replicas) on 127.0.0.1.
+/// A Redis Cluster of three masters on 127.0.0.1, with or without a
+/// replica each.
 pub struct RedisCluster {
     /// The masters' ports, in the order of their slot ranges.
     pub ports: Vec<u16>,
-    children: Vec<Child>,
+    /// The replicas' ports (none unless asked).
+    pub replicas: Vec<u16>,
+    nodes: Vec<Node>,
+    node_timeout_ms: u32,
     dir: PathBuf,
 }
 
+/// One server of a Cluster: its port, its bus port, its process if
+/// running.
+struct Node {
+    port: u16,
+    bus: u16,
+    child: Option<Child>,
+}
+
 impl RedisCluster {
-    /// Starts the servers and joins them; fails the test, saying what to
-    /// install, without `redis-server` or `redis-cli` on PATH.
+    /// Three masters, no replica, a node timeout of 5 s.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(0, 5000)
+    }
+
+    /// Starts three masters and `replicas` replicas of each, with
+    /// `cluster-node-timeout` (what a replica waits before it takes over a
+    /// failed master) of `node_timeout_ms`, joins them and waits until
+    /// every replica is in sync; fails the test, saying what to install,
+    /// without `redis-server` or `redis-cli` on PATH.
+    pub fn start_with(replicas: usize, node_timeout_ms: u32) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!(
             "fueltank-cluster-{}-{}",
             std::process::id(),
@@ -131,56 +166,27 @@ impl RedisCluster {
         // From here on, the guard kills what started and removes `dir`.
         let mut cluster = RedisCluster {
             ports: Vec::new(),
-            children: Vec::new(),
+            replicas: Vec::new(),
+            nodes: Vec::new(),
+            node_timeout_ms,
             dir,
         };
-        for _ in 0..3 {
+        let mut all = Vec::new();
+        for _ in 0..3 * (1 + replicas) {
             let (port, bus) = (free_port(), free_port());
-            let node_dir = cluster.dir.join(port.to_string());
-            std::fs::create_dir_all(&node_dir).expect("create the node's directory");
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-port",
-                    &bus.to_string(),
-                ])
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--cluster-node-timeout", "5000"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|err| {
-                    panic!(
-                        "cannot start redis-server ({err}): these tests need a real Redis; \
-                         install it (apt-get install redis-server) so that redis-server is on PATH"
-                    )
-                });
-            cluster.children.push(child);
-            cluster.ports.push(port);
+            cluster.nodes.push(Node {
+                port,
+                bus,
+                child: None,
+            });
+            cluster.restart(port);
+            all.push(port);
         }
         let started = Instant::now();
-        for &port in &cluster.ports {
-            while command_answers(port).is_none() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "redis-server on port {port} did not answer PING within 10 s"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
-            .args(cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(all.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|err| {
@@ -195,9 +201,21 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        // Every node must see the whole Cluster as up.
-        for &port in &cluster.ports {
-            while !command(port, "CLUSTER INFO").contains("cluster_state:ok") {
+        // Every node must see the whole Cluster as up, and each replica
+        // be in sync with its master.
+        for &port in &all {
+            loop {
+                let info = command(port, "INFO replication");
+                let up = command(port, "CLUSTER INFO").contains("cluster_state:ok")
+                    && (info.contains("role:master") || info.contains("master_link_status:up"));
+                if up {
+                    if info.contains("role:master") {
+                        cluster.ports.push(port);
+                    } else {
+                        cluster.replicas.push(port);
+                    }
+                    break;
+                }
                 assert!(
                     started.elapsed() < Duration::from_secs(30),
                     "the Cluster is not up on port {port} after 30 s"
@@ -205,6 +223,7 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        assert_eq!(cluster.ports.len(), 3, "masters: {:?}", cluster.ports);
         cluster
     }
 
@@ -214,6 +233,109 @@ impl RedisCluster {
             .iter()
             .map(|port| format!("redis://127.0.0.1:{port}"))
             .collect()
+    }
+
+    /// The port of the master that serves `key`'s slot, and of its
+    /// replica if it has one, as the node at `ask` sees the Cluster.
+    pub fn master_of(&self, ask: u16, key: &str) -> (u16, Option<u16>) {
+        let slot: u16 = command(ask, &format!("CLUSTER KEYSLOT {key}"))
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers an integer");
+        let nodes = command(ask, "CLUSTER NODES");
+        // `<id> <ip:port@bus> <flags> <master id or -> ... <slot ranges>`
+        let lines: Vec<Vec<&str>> = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect())
+            .filter(|fields: &Vec<&str>| fields.len() >= 8)
+            .collect();
+        let port = |fields: &[&str]| -> u16 {
+            let addr = fields[1].split('@').next().unwrap();
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        let serves = |range: &&str| {
+            let mut ends = range.split('-').map(|end| end.parse::<u16>());
+            match (ends.next(), ends.next()) {
+                (Some(Ok(from)), Some(Ok(to))) => (from..=to).contains(&slot),
+                (Some(Ok(only)), None) => only == slot,
+                _ => false,
+            }
+        };
+        let master = lines
+            .iter()
+            .find(|fields| fields[2].contains("master") && fields[8..].iter().any(serves))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes}"));
+        let replica = lines
+            .iter()
+            .find(|fields| fields[3] == master[0] && !fields[2].contains("fail"))
+            .map(|fields| port(fields));
+        (port(master), replica)
+    }
+
+    fn node(&mut self, port: u16) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port == port)
+            .unwrap_or_else(|| panic!("no node of this Cluster on port {port}"))
+    }
+
+    /// Starts the node at `port` and waits until it answers (again, after
+    /// a `SIGKILL`: it reads its `nodes.conf` and rejoins the Cluster, as a
+    /// replica if its slots were taken over meanwhile; its data is gone,
+    /// nothing was saved).
+    pub fn restart(&mut self, port: u16) {
+        let (dir, node_timeout_ms) = (self.dir.join(port.to_string()), self.node_timeout_ms);
+        let node = self.node(port);
+        assert!(node.child.is_none(), "the node on {port} runs");
+        std::fs::create_dir_all(&dir).expect("create the node's directory");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--cluster-port", &node.bus.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", &node_timeout_ms.to_string()])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start redis-server ({err}): these tests need a real Redis; \
+                     install it (apt-get install redis-server) so that redis-server is on PATH"
+                )
+            });
+        node.child = Some(child);
+        let started = Instant::now();
+        while command_answers(port).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server on port {port} did not answer PING within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` to the node at `port` (`SIGKILL` also reaps it).
+    pub fn signal(&mut self, port: u16, signal: i32) {
+        let node = self.node(port);
+        let child = node
+            .child
+            .as_mut()
+            .unwrap_or_else(|| panic!("the node on {port} does not run"));
+        if signal == libc::SIGKILL {
+            let _ = child.kill();
+            let _ = child.wait();
+            node.child = None;
+            return;
+        }
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: `kill` reads no memory of ours; `pid` is our own child,
+        // not yet reaped (so not reused by another process).
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "cannot send signal {signal} to {pid}");
     }
 }
 
@@ -231,7 +353,8 @@ fn command_answers(port: u16) -> Option<()> {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        // SIGKILL ends a stopped process too.
+        for child in self.nodes.iter_mut().filter_map(|node| node.child.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
