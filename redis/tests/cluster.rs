@@ -186,18 +186,7 @@ async fn set_rate_and_mismatches_reach_every_instance() {
     }
     keyed_a.set_rate(rate("5/s")).await.unwrap();
     // B learns it within a check (a second), and converts its keys.
-    let started = Instant::now();
-    for key in 10.. {
-        keyed_b.await_fuel(key).await.unwrap();
-        if keyed_b.rate() == rate("5/s") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "B still at 100/s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until_keyed_rate(&keyed_b, rate("5/s"), 10..).await;
     // Key 0 was used at 100/s: now its bank is that of 5/s (4).
     let mut got = 0;
     while keyed_b

@@ -343,19 +343,7 @@ async fn set_rate_reaches_every_instance_and_keeps_the_level() {
     keyed_a.set_rate(rate("5/s")).await.unwrap();
     // B learns it at its next check of the tank's parameters (a second
     // after its last), made alongside a key's round trip.
-    let started = Instant::now();
-    for i in 0.. {
-        keyed_b.await_fuel(format!("new-{i}")).await.unwrap();
-        if keyed_b.rate() == rate("5/s") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "B still at {}",
-            keyed_b.rate()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until_keyed_rate(&keyed_b, rate("5/s"), (0..).map(|i| format!("new-{i}"))).await;
     // A key B used at the old rate is converted: no burst of 1000/s.
     let started = Instant::now();
     let mut got = 0;
@@ -478,18 +466,7 @@ async fn set_rate_reaches_instances_of_a_state_made_again_by_their_limit() {
     assert_eq!(on_a.rate(), rate("20/s"));
     // A keyed tank learns it at its next check of the tank's parameters
     // (a second after the last), never as a mismatch.
-    let started = Instant::now();
-    for key in 2.. {
-        keyed_a.await_fuel(key).await.unwrap();
-        if keyed_a.rate() == rate("20/s") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "A still at 10/s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::until_keyed_rate(&keyed_a, rate("20/s"), 2..).await;
     // And then A's own set_rate reaches B.
     on_a.set_rate(rate("5/s")).await.unwrap();
     on_b.await_fuel_n(1).await.unwrap();

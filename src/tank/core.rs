@@ -222,8 +222,9 @@ impl Shared {
         let result = {
             let mut core = lock(&self.core);
             core.own(&self.word);
-            core.follow_host(self.clock.now_ns(), &mut wakers.0);
-            let result = op(&mut core, self.clock.now_ns(), &mut wakers.0);
+            let now = self.clock.now_ns();
+            core.follow_host(now, &mut wakers.0);
+            let result = op(&mut core, now, &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
             (result, spin_until)

@@ -54,34 +54,12 @@ impl RedisServer {
     /// Starts it again on the same port (empty: nothing was saved).
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(
-                self.master
-                    .map(|master| ["--replicaof".to_string(), format!("127.0.0.1 {master}")])
-                    .into_iter()
-                    .flatten(),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start redis-server ({err}): these tests need a real Redis; \
-                     install it (apt-get install redis-server) so that redis-server is on PATH"
-                )
-            });
-        self.child = Some(child);
-        let started = Instant::now();
-        while !self.answers() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server on port {} did not answer PING within 10 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let master = self.master;
+        self.child = Some(spawn(self.port, |server| {
+            if let Some(master) = master {
+                server.args(["--replicaof".to_string(), format!("127.0.0.1 {master}")]);
+            }
+        }));
     }
 
     /// Kills it and waits until it is gone.
@@ -93,15 +71,7 @@ impl RedisServer {
     }
 
     pub fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        if stream.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut answer = [0u8; 7];
-        stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+        answers(self.port)
     }
 
     /// Runs one command (inline form) and returns the raw answer.
@@ -289,33 +259,16 @@ impl RedisCluster {
         let node = self.node(port);
         assert!(node.child.is_none(), "the node on {port} runs");
         std::fs::create_dir_all(&dir).expect("create the node's directory");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            .args(["--cluster-port", &node.bus.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", &node_timeout_ms.to_string()])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start redis-server ({err}): these tests need a real Redis; \
-                     install it (apt-get install redis-server) so that redis-server is on PATH"
-                )
-            });
-        node.child = Some(child);
-        let started = Instant::now();
-        while command_answers(port).is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server on port {port} did not answer PING within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let bus = node.bus;
+        node.child = Some(spawn(port, |server| {
+            server
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", &node_timeout_ms.to_string()])
+                .arg("--dir")
+                .arg(&dir);
+        }));
     }
 
     /// Sends `signal` to the node at `port` (`SIGKILL` also reaps it).
@@ -339,16 +292,45 @@ impl RedisCluster {
     }
 }
 
-/// `Some` once the server at `port` answers a PING.
-fn command_answers(port: u16) -> Option<()> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
-    stream.write_all(b"PING\r\n").ok()?;
+/// Starts a `redis-server` on `port` (no persistence), with the options
+/// `configure` adds, and waits until it answers a PING.
+fn spawn(port: u16, configure: impl FnOnce(&mut Command)) -> Child {
+    let mut server = Command::new("redis-server");
+    server
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    configure(&mut server);
+    let mut child = server.spawn().unwrap_or_else(|err| {
+        panic!(
+            "cannot start redis-server ({err}): these tests need a real Redis; \
+             install it (apt-get install redis-server) so that redis-server is on PATH"
+        )
+    });
+    let started = Instant::now();
+    while !answers(port) {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-server on port {port} did not answer PING within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// Whether the server at `port` answers a PING.
+fn answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
     let mut answer = [0u8; 7];
-    stream.read_exact(&mut answer).ok()?;
-    (&answer == b"+PONG\r\n").then_some(())
+    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
 }
 
 impl Drop for RedisCluster {
@@ -366,4 +348,31 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Takes one fuel for each of `keys` until `keyed` has taken `rate`: a
+/// keyed tank learns another instance's `set_rate` at its next check of the
+/// tank's parameters (a second after its last), made alongside a key's
+/// round trip. Fails after 3 s.
+pub async fn until_keyed_rate<K>(
+    keyed: &fueltank_redis::GlobalKeyedTank<K>,
+    rate: fueltank::Rate,
+    keys: impl IntoIterator<Item = K>,
+) where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Display + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    for key in keys {
+        keyed.await_fuel(key).await.unwrap();
+        if keyed.rate() == rate {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still at {}, not {rate}",
+            keyed.rate()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no key left, still at {}", keyed.rate());
 }
