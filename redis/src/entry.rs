@@ -342,6 +342,9 @@ impl Entry {
         if !st.line.is_empty() || self.store.is_down() || self.lane.count() > 0 {
             return;
         }
+        // The reserve may have gained fuel since `has_fuel` marked the lane
+        // refused: the mark holds only until the locked path looks again.
+        self.lane.unmark();
         st.reserve.expire(now);
         let Some((count, until)) = st.reserve.take_lane(now, crate::lane::LANE_MAX) else {
             return;
@@ -559,6 +562,7 @@ impl Entry {
             }
             if let Grant::Reserved(n, origin) = granted {
                 st.reserve.give_back(n, origin, now);
+                self.lane.unmark();
                 let counters = &self.store.counters;
                 counters
                     .granted

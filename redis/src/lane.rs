@@ -89,12 +89,14 @@ impl Lane {
             if count < n.saturating_add(low) {
                 return None;
             }
-            match self.word.compare_exchange_weak(
-                word,
-                word - n,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            // The last unit taken leaves the word 0, not a count of 0
+            // with an end, which would read as *refused until* that end
+            // while the reserve may still hold fuel.
+            let left = if count == n { 0 } else { word - n };
+            match self
+                .word
+                .compare_exchange_weak(word, left, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Some(true),
                 Err(current) => word = current,
             }
@@ -136,6 +138,18 @@ impl Lane {
         }
     }
 
+    /// Lifts a *refused until* mark (more fuel may be spendable now than
+    /// when it was set): `has_fuel` asks the locked path again.
+    pub(crate) fn unmark(&self) {
+        let word = self.word.load(Ordering::Acquire);
+        if word & COUNT_MASK == 0 && word != 0 {
+            // A fill or drain in between changed the word: nothing to lift.
+            let _ = self
+                .word
+                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
     /// Units in the lane spendable at `now` (its end has not passed).
     #[cfg(feature = "tower")]
     pub(crate) fn spendable(&self, now: Instant) -> u64 {
@@ -174,7 +188,11 @@ mod tests {
         );
         lane.open_low();
         assert_eq!(lane.take_at(2, base + Duration::from_millis(9)), Some(true));
-        assert_eq!(lane.take_at(1, base), Some(false), "empty until the end");
+        assert_eq!(
+            lane.take_at(1, base),
+            None,
+            "emptied, the lane asks the locked path (the reserve may hold more)"
+        );
         assert_eq!(lane.drain(), None);
         lane.fill(3, until, 0);
         assert_eq!(lane.take_at(1, until), None, "never at or after the end");
@@ -187,5 +205,11 @@ mod tests {
         assert_eq!(lane.take_at(1, until), None);
         assert_eq!(lane.drain(), None);
         assert_eq!(lane.take_at(1, base), None);
+        lane.refuse_until(until);
+        lane.unmark();
+        assert_eq!(lane.take_at(1, base), None, "the mark is lifted");
+        lane.fill(2, until, 0);
+        lane.unmark();
+        assert_eq!(lane.count(), 2, "units are no mark");
     }
 }
