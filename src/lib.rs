@@ -98,4 +98,4 @@ pub use shm::SharedMemory;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,
 };
-pub use throttle::{Throttle, ThrottleBuilder, ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout};
+pub use throttle::{Throttle, ThrottleBuilder, ThrottleFuel};

@@ -97,7 +97,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use builder::MonitorBuilder;
-pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
@@ -296,14 +295,21 @@ impl Monitor {
     /// Counts `n` emissions now (a batch: the gaps between them are zero),
     /// in constant time.
     pub(crate) fn emit_n(&self, n: u64) {
-        if n == 0 {
+        let Some(rest) = n.checked_sub(1) else {
             return;
-        }
-        let state = self.shared.state();
-        if self.shared.emit_now() {
-            saturating_add(&state.batched, n - 1);
-        } else {
-            saturating_add(&state.stopped, n - 1);
+        };
+        let emitted = self.shared.emit_now();
+        // A lone emission (every `has_fuel`) skips the batch's atomic.
+        if rest > 0 {
+            let state = self.shared.state();
+            saturating_add(
+                if emitted {
+                    &state.batched
+                } else {
+                    &state.stopped
+                },
+                rest,
+            );
         }
     }
 

@@ -23,13 +23,15 @@ use crate::{Error, Hardcap, Rate, SharedMemory, Tank};
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until built"]
 pub struct TankBuilder {
-    rate: Rate,
+    // Read by `ThrottleBuilder::build`, which checks the correction and
+    // reports whether it was measured or given.
+    pub(crate) rate: Rate,
     hardcap: Hardcap,
     burst: Option<u64>,
     initial: Option<u64>,
-    correction: Option<Duration>,
-    auto_calibrate: Option<bool>,
-    clock: ClockSource,
+    pub(crate) correction: Option<Duration>,
+    pub(crate) auto_calibrate: Option<bool>,
+    pub(crate) clock: ClockSource,
     shared_memory: Option<SharedMemory>,
 }
 

@@ -7,9 +7,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use builder::ThrottleBuilder;
-pub use fuel::{ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout};
+pub use fuel::ThrottleFuel;
 
-use crate::{Error, Monitor, Rate, Snapshot, Snapshots, Stat, Summary, Tank};
+use crate::{
+    AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, Monitor, Rate, Snapshots, Stat, Summary, Tank,
+};
 
 /// A [`Tank`] and a [`Monitor`] configured together: the fuel methods of
 /// the one, the statistics of the other, and each fuel taken counted as an
@@ -81,11 +83,14 @@ impl Throttle {
         }
     }
 
-    /// The monitor to count fuel taken, if `auto_emit` is on.
-    fn emitter(&self) -> Option<Monitor> {
-        self.monitor.clone().filter(|_| self.auto_emit)
+    /// The emit-on-take rule for a wait: `wait` on the tank (none without
+    /// one), and with `auto_emit` the emission of the `n` fuel it takes.
+    fn fuel<F>(&self, wait: impl FnOnce(&Tank) -> F, n: u64) -> ThrottleFuel<F> {
+        let emit = self.monitor.clone().filter(|_| self.auto_emit);
+        ThrottleFuel::new(self.tank.as_ref().map(wait), n, emit)
     }
 
+    /// The emit-on-take rule for a take now.
     fn emitted(&self, taken: bool, n: u64) -> bool {
         if taken
             && self.auto_emit
@@ -153,8 +158,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel(&self) -> ThrottleFuel {
-        ThrottleFuel::new(self.tank.as_ref().map(Tank::await_fuel), self.emitter())
+    pub fn await_fuel(&self) -> ThrottleFuel<AwaitFuel> {
+        self.fuel(Tank::await_fuel, 1)
     }
 
     /// Waits in line for `n` fuel and takes them together; see
@@ -176,12 +181,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_n(&self, n: u64) -> ThrottleFuelN {
-        ThrottleFuelN::new(
-            self.tank.as_ref().map(|tank| tank.await_fuel_n(n)),
-            n,
-            self.emitter(),
-        )
+    pub fn await_fuel_n(&self, n: u64) -> ThrottleFuel<AwaitFuelN> {
+        self.fuel(|tank| tank.await_fuel_n(n), n)
     }
 
     /// Waits in line for one fuel for at most `timeout`; see
@@ -204,13 +205,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuelTimeout {
-        ThrottleFuelTimeout::new(
-            self.tank
-                .as_ref()
-                .map(|tank| tank.await_fuel_timeout(timeout)),
-            self.emitter(),
-        )
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuel<AwaitFuelTimeout> {
+        self.fuel(|tank| tank.await_fuel_timeout(timeout), 1)
     }
 
     /// Blocks this thread until one fuel is taken; for plain threads.
@@ -447,23 +443,7 @@ impl Throttle {
         self.monitor.as_ref()?.hi_lo()
     }
 
-    /// See [`Monitor::snapshot`]; `None` without a monitor.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Throttle};
-    ///
-    /// let throttle = Throttle::builder(Rate::per_second(5)?).build()?;
-    /// throttle.has_fuel();
-    /// assert_eq!(throttle.snapshot().unwrap().total, 1);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn snapshot(&self) -> Option<Snapshot> {
-        self.monitor.as_ref().map(Monitor::snapshot)
-    }
-
-    /// A stream of [`Snapshot`]s, one per refresh; see
+    /// A stream of [`Snapshot`](crate::Snapshot)s, one per refresh; see
     /// [`Monitor::snapshots`]. Without a monitor, it ends at once.
     ///
     /// # Cancel safety
@@ -664,12 +644,6 @@ impl Throttle {
     /// ```
     pub fn timer_correction(&self) -> Option<Duration> {
         self.correction
-    }
-
-    /// The old name of [`timer_correction`](Throttle::timer_correction).
-    #[deprecated(since = "0.1.0", note = "named `timer_correction`, as on `Tank`")]
-    pub fn correction(&self) -> Option<Duration> {
-        self.timer_correction()
     }
 }
 
