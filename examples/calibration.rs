@@ -72,7 +72,7 @@ fn main() -> Result<(), fueltank::Error> {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let late = fueltank::timer_lateness(rate.interval());
+    let late = fueltank::clock::timer_lateness(rate.interval());
     println!(
         "timer lateness here (p90 at {:?}): {late:?}",
         rate.interval()

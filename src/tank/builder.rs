@@ -142,7 +142,7 @@ impl TankBuilder {
     /// waits out the rest precisely on the thread the timer fires on,
     /// instead of measuring it (see [`auto_calibrate`](TankBuilder::auto_calibrate)).
     ///
-    /// System timers fire late (tens of microseconds here, see
+    /// System timers fire late (by how much on the project's machine:
     /// `BENCHMARKS.md`), and under [`Hardcap::One`] every late grant pushes
     /// all later ones back, so the tank falls short of its rate. With the
     /// timer's usual lateness as the correction, grants land on time, at a
@@ -169,7 +169,7 @@ impl TankBuilder {
     }
 
     /// Whether to measure this system's timer lateness and arm the timer
-    /// that much early (see [`timer_lateness`](crate::timer_lateness)); on
+    /// that much early (see [`timer_lateness`](crate::clock::timer_lateness)); on
     /// by default at 49/s and above. A tank asked for 10k/s under
     /// [`Hardcap::One`] then delivers it, where uncorrected timers would
     /// deliver well under it. The first tank of each class of intervals

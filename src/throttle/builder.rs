@@ -210,7 +210,7 @@ impl ThrottleBuilder {
 
     /// Whether to measure this system's timer lateness at build time and
     /// arm the tank's timer that much early (see
-    /// [`timer_lateness`](crate::timer_lateness)); on by default at 49/s
+    /// [`timer_lateness`](crate::clock::timer_lateness)); on by default at 49/s
     /// and above. Measuring blocks `build` for about 5 ms (the first tank of
     /// each class of intervals in the process; later ones reuse the figure).
     ///
