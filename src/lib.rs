@@ -36,6 +36,45 @@
 //! keys in `keyed/mod.rs`; the monitor's emit path in `monitor/mod.rs`. Tower
 //! middleware is in the companion crate `fueltank-tower`.
 //!
+//! # Initial fuel
+//!
+//! What a tank holds when it is built, or a key when it is first seen,
+//! unless an `initial(n)` option says otherwise:
+//!
+//! | what | initial fuel |
+//! |---|---|
+//! | [`Tank`], [`Throttle`] (`Limit`, `One`, `Unbounded`, with or without a burst) | 1: the first fuel at once, then one per interval, no start-up burst |
+//! | [`Tank`], [`Throttle`] under [`Hardcap::Window`] | `max_n`: an empty window, which its promise already bounds |
+//! | a [`Tank`] in [shared memory](TankBuilder::shared_memory) | as above in the process that creates it; the others attach to the state as it is |
+//! | a new key of a [`KeyedTank`] | full: its capacity (`max_n`, 1 under `One`), as a client idle for ever |
+//! | a tank of `fueltank-redis`, or a new key of its keyed tank | full, as a state idle for ever (under `Window`, an empty window); no `initial` option |
+//!
+//! ```
+//! use fueltank::{Hardcap, KeyedTank, Rate, Tank, Throttle};
+//!
+//! let rate = Rate::per_minute(10)?;
+//! assert_eq!(Tank::new(rate).level(), 1);
+//! assert_eq!(Throttle::builder(rate).build()?.level(), 1);
+//! assert_eq!(Tank::builder(rate).hardcap(Hardcap::Window).build()?.level(), 10);
+//! assert_eq!(KeyedTank::new(rate).level(&"new"), 10);
+//! # Ok::<(), fueltank::Error>(())
+//! ```
+//!
+//! # Pausing and stopping
+//!
+//! [`Tank::pause`] and [`Throttle::stop`] both stop the refill; `stop` is
+//! the throttle's, so it stops its monitor too:
+//!
+//! | | [`Tank::pause`] / [`resume`](Tank::resume) | [`Throttle::stop`] / [`start`](Throttle::start) |
+//! |---|---|---|
+//! | the refill | stops; the paused time never refills | the same, on the throttle's tank |
+//! | fuel already in the tank | can still be taken | the same |
+//! | waiters | wait until the refill resumes | the same |
+//! | statistics | — | the monitor stops too ([`Monitor::stop`]): no running time, and emissions count in the total only |
+//! | returns | nothing | the monitor's [`Summary`] |
+//! | asked by | [`Tank::is_paused`] | [`Throttle::is_stopped`] |
+//! | in shared memory | every process sharing the tank | every process sharing the throttle |
+//!
 //! # Runtimes
 //!
 //! The tank needs no thread or task of its own. Its one timer is an

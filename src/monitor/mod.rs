@@ -487,7 +487,9 @@ impl Monitor {
         self.shared.extremes().map(|(_, max)| Stat::of_gap(max))
     }
 
-    /// Stops (pauses) the monitor and returns its [`Summary`]. Running time
+    /// Stops (pauses) the monitor and returns its [`Summary`] (as part of
+    /// [`Throttle::stop`](crate::Throttle::stop): see
+    /// [Pausing and stopping](crate#pausing-and-stopping)). Running time
     /// stands still until [`start`](Monitor::start); emissions meanwhile
     /// count in the total only, in no statistic (the summary's mean is over
     /// the emissions while running). Calling it again while stopped returns the

@@ -467,7 +467,9 @@ impl Throttle {
     }
 
     /// Pauses both the tank (no refill) and the monitor (no running time),
-    /// and returns the monitor's [`Summary`] (all zero without a monitor).
+    /// and returns the monitor's [`Summary`] (all zero without a monitor);
+    /// how it differs from [`Tank::pause`]: see
+    /// [Pausing and stopping](crate#pausing-and-stopping).
     ///
     /// # Examples
     ///
