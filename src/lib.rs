@@ -27,7 +27,7 @@
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
 //! | [`Throttle`] | a tank and a monitor together, with the options of the Python [`mp_throttle`](http://docs.elpunkt.eu/mp_throttle/guide.html), timer calibration |
 //! | [`Pace`] | a `Stream` whose items each wait for fuel |
-//! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests), [`TokioClock`] (feature `tokio`: `tokio::time`, paused time included) |
+//! | [`clock`] | [`MonotonicClock`](clock::MonotonicClock) (fast), [`ManualClock`](clock::ManualClock) (tests), [`TokioClock`] (feature `tokio`: `tokio::time`, paused time included); how late timers fire ([`timer_lateness`](clock::timer_lateness)) |
 //! | [`TankConfig`] | a tank's options from a service's configuration (feature `serde`) |
 //! | [`Error`] | the one error type |
 //!

@@ -96,6 +96,7 @@ impl TankBuilder {
     /// with no start-up burst. `initial(max_n)` starts full, `initial(0)`
     /// empty. A [`Hardcap::Window`] starts with its window empty (`max_n`);
     /// a smaller `initial` counts the difference as granted at build time.
+    /// Every type's: [Initial fuel](crate#initial-fuel).
     ///
     /// # Examples
     ///
