@@ -13,9 +13,9 @@ pin_project! {
     /// The future of a [`Throttle`](crate::Throttle)'s waiting methods: the
     /// tank's future `F` ([`AwaitFuel`](crate::AwaitFuel),
     /// [`AwaitFuelN`](crate::AwaitFuelN) or
-    /// [`AwaitFuelTimeout`](crate::AwaitFuelTimeout)), which it resolves to, and with `auto_emit`
-    /// the emission of the fuel taken. Without a tank it resolves at once,
-    /// as if the fuel was taken.
+    /// [`AwaitFuelTimeout`](crate::AwaitFuelTimeout)), whose output it
+    /// resolves to, and with `auto_emit` the emission of the fuel it took.
+    /// Without a tank it resolves at once, as if the fuel was taken.
     ///
     /// # Cancel safety
     ///
