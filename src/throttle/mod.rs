@@ -3,7 +3,6 @@
 mod builder;
 mod fuel;
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use builder::ThrottleBuilder;
@@ -40,7 +39,7 @@ use crate::{
 /// # Ok::<(), fueltank::Error>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Throttle {
     tank: Option<Tank>,
     monitor: Option<Monitor>,
@@ -646,16 +645,5 @@ impl Throttle {
     /// ```
     pub fn timer_correction(&self) -> Option<Duration> {
         self.correction
-    }
-}
-
-impl fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Throttle")
-            .field("tank", &self.tank)
-            .field("monitor", &self.monitor)
-            .field("auto_emit", &self.auto_emit)
-            .field("correction", &self.correction)
-            .finish()
     }
 }
