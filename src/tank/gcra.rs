@@ -186,9 +186,15 @@ mod tests {
     /// What a caller does to a bucket, at `dt` ticks after the last call.
     #[derive(Debug, Clone)]
     enum Op {
-        Take { dt: u64, n: u64 },
+        Take {
+            dt: u64,
+            n: u64,
+        },
         /// Gives back the `i`-th grant still held (if any).
-        GiveBack { dt: u64, i: usize },
+        GiveBack {
+            dt: u64,
+            i: usize,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
