@@ -52,18 +52,17 @@
 //! parameters while they changed, and then its answer is discarded by its
 //! compare-and-swap, whatever it was.
 
-/// Tick arithmetic: saturating in `i128`, wrapping (but for the floor of
-/// [`settle`]) in `u64`.
-pub(crate) trait Tick: Copy + Ord {
+/// Tick arithmetic: saturating in `i128`, wrapping in `u64` (but for
+/// [`Tick::floor`]).
+pub(crate) trait Tick: Copy + Ord + std::ops::Div<Output = Self> + TryInto<u64> {
     /// The tolerance of a bucket without a cap.
     const NO_CAP: Self;
     fn plus(self, x: Self) -> Self;
-    /// `self − x`, not below the type's least value.
     fn minus(self, x: Self) -> Self;
+    /// `self − x`, not below the type's least value.
+    fn floor(self, x: Self) -> Self;
     /// `n` intervals of `t`.
     fn times(t: Self, n: u128) -> Self;
-    /// Whole intervals of `t` in `self ≥ 0`, at most `u64::MAX`.
-    fn fuel(self, t: Self) -> u64;
 }
 
 impl Tick for u64 {
@@ -74,15 +73,15 @@ impl Tick for u64 {
     }
     #[inline(always)]
     fn minus(self, x: u64) -> u64 {
+        self.wrapping_sub(x)
+    }
+    #[inline(always)]
+    fn floor(self, x: u64) -> u64 {
         self.saturating_sub(x)
     }
     #[inline(always)]
     fn times(t: u64, n: u128) -> u64 {
         t.wrapping_mul(n as u64)
-    }
-    #[inline(always)]
-    fn fuel(self, t: u64) -> u64 {
-        self / t
     }
 }
 
@@ -97,19 +96,19 @@ impl Tick for i128 {
         self.saturating_sub(x)
     }
     #[inline(always)]
-    fn times(t: i128, n: u128) -> i128 {
-        i128::try_from(n).unwrap_or(i128::MAX).saturating_mul(t)
+    fn floor(self, x: i128) -> i128 {
+        self.saturating_sub(x)
     }
     #[inline(always)]
-    fn fuel(self, t: i128) -> u64 {
-        u64::try_from(self / t).unwrap_or(u64::MAX)
+    fn times(t: i128, n: u128) -> i128 {
+        i128::try_from(n).unwrap_or(i128::MAX).saturating_mul(t)
     }
 }
 
 /// `tat` with the fuel beyond the cap forgotten at `now`; changes no level.
 #[inline(always)]
 pub(crate) fn settle<T: Tick>(tat: T, now: T, tol: T) -> T {
-    tat.max(now.minus(tol))
+    tat.max(now.floor(tol))
 }
 
 /// When the last of `n` fuel asked at `now` is due, if nobody takes any
@@ -124,9 +123,10 @@ pub(crate) fn due<T: Tick>(tat: T, now: T, tol: T, t: T, n: u128) -> (T, T) {
 /// headroom the take found (huge without a cap).
 #[inline(always)]
 pub(crate) fn take<T: Tick>(tat: T, now: T, tol: T, t: T, n: u64) -> Option<(T, T)> {
-    let (last, new) = due(tat, now, tol, t, u128::from(n));
+    let tat = settle(tat, now, tol);
+    let last = tat.plus(T::times(t, u128::from(n).saturating_sub(1)));
     // The headroom, `tat − (now − tol)`, also when `now < tol`.
-    (last <= now).then(|| (new, settle(tat, now, tol).plus(tol).minus(now)))
+    (last <= now).then(|| (last.plus(t), tat.plus(tol).minus(now)))
 }
 
 /// The fuel in the bucket at `now`.
@@ -135,11 +135,13 @@ pub(crate) fn level<T: Tick>(tat: T, now: T, tol: T, t: T) -> u64 {
     if tat > now {
         return 0;
     }
+    // Whole intervals in `x ≥ 0`, plus the one due at `tat`.
+    let fuel = |x: T| (x / t).try_into().unwrap_or(u64::MAX).saturating_add(1);
     let cap = match tol == T::NO_CAP {
         true => u64::MAX,
-        false => tol.fuel(t).saturating_add(1),
+        false => fuel(tol),
     };
-    now.minus(tat).fuel(t).saturating_add(1).min(cap)
+    fuel(now.minus(tat)).min(cap)
 }
 
 /// The fuel held at `now`, in ticks, as a pause freezes it: negative while
