@@ -8,6 +8,7 @@ pub(crate) mod bucket;
 mod builder;
 mod core;
 mod future;
+mod gcra;
 mod hardcap;
 mod host;
 mod permit;
