@@ -21,6 +21,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
+//! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Unavailable`] and [`Scope`] for a budget whose store is down |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
 //! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
@@ -71,6 +72,7 @@
     doc = "[`TokioClock`]: https://docs.rs/fueltank/latest/fueltank/clock/struct.TokioClock.html"
 )]
 
+mod budget;
 mod calibrate;
 pub mod clock;
 #[cfg(feature = "serde")]
@@ -86,6 +88,7 @@ mod tank;
 mod throttle;
 mod timer;
 
+pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 pub use calibrate::{next_timer_correction, timer_lateness};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;

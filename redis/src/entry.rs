@@ -372,7 +372,6 @@ impl Entry {
     /// Fuel a newcomer could take here now: what is reserved and spendable
     /// now, none while waiters are in line. Never more than the truth
     /// (Redis may hold more for whoever asks).
-    #[cfg(feature = "tower")]
     pub(crate) fn available(&self) -> u64 {
         let mut st = self.lock();
         let now = now();

@@ -82,11 +82,11 @@ impl Throttle {
     }
 
     /// The monitor to count fuel taken, if `auto_emit` is on.
-    fn emitter(&self) -> Option<Monitor> {
+    pub(crate) fn emitter(&self) -> Option<Monitor> {
         self.monitor.clone().filter(|_| self.auto_emit)
     }
 
-    fn emitted(&self, taken: bool, n: u64) -> bool {
+    pub(crate) fn emitted(&self, taken: bool, n: u64) -> bool {
         if taken
             && self.auto_emit
             && let Some(monitor) = &self.monitor
