@@ -189,7 +189,7 @@ pub trait Budget: Any + fmt::Debug + Send + Sync {
     /// use std::time::Duration;
     ///
     /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
-    /// assert!(tank.try_take(1).is_none());
+    /// assert!(!tank.take(1));
     /// assert_eq!(tank.unavailable(), None); // a local tank is never down
     /// let down = Unavailable::new("my store", Duration::from_secs(1));
     /// assert_eq!(down.store(), "my store");
@@ -287,41 +287,6 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     fn check(&self, key: &K) -> Result<(), Error> {
         let _ = key;
         Ok(())
-    }
-}
-
-impl<B: Budget + ?Sized> Budget for Arc<B> {
-    #[inline]
-    fn try_take(&self, n: u64) -> Option<Fuel> {
-        (**self).try_take(n)
-    }
-    #[inline]
-    fn take(&self, n: u64) -> bool {
-        (**self).take(n)
-    }
-    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        (**self).wait(n, max_wait)
-    }
-    fn ask(&self, n: u64) -> Option<BudgetWait> {
-        (**self).ask(n)
-    }
-    fn give_back(&self, fuel: Fuel) {
-        (**self).give_back(fuel);
-    }
-    fn wait_time(&self, n: u64) -> Option<Duration> {
-        (**self).wait_time(n)
-    }
-    fn rate(&self) -> Rate {
-        (**self).rate()
-    }
-    fn available(&self) -> u64 {
-        (**self).available()
-    }
-    fn capacity(&self) -> u64 {
-        (**self).capacity()
-    }
-    fn unavailable(&self) -> Option<Unavailable> {
-        (**self).unavailable()
     }
 }
 
