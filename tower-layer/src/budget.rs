@@ -16,7 +16,7 @@ use crate::policy::Cause;
 /// [`Budget`], used only through the trait. A fueltank [`Tank`] is held as
 /// itself, so that the take of every request is a direct, inlined call
 /// rather than one through the vtable (in `benches/layer.rs`, wait mode
-/// over `Arc<dyn Budget>` alone cost about 30 ns more per request).
+/// over `Arc<dyn Budget>` alone cost about 14 ns more per request).
 #[derive(Debug, Clone)]
 pub(crate) enum Shared {
     Tank(Tank),
@@ -46,6 +46,16 @@ impl Shared {
         match self {
             Shared::Tank(tank) => Budget::take(tank, n),
             Shared::Other(budget) => budget.take(n),
+        }
+    }
+
+    /// [`Budget::ask`], before the take of reject mode (a tank has no
+    /// store to ask).
+    #[inline]
+    pub(crate) fn ask(&self, n: u64) -> Option<fueltank::BudgetWait> {
+        match self {
+            Shared::Tank(_) => None,
+            Shared::Other(budget) => budget.ask(n),
         }
     }
 }
