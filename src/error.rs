@@ -101,6 +101,12 @@ pub enum Error {
         /// The value asked for.
         asked: String,
     },
+    /// A key a [`KeyedBudget`](crate::KeyedBudget) cannot hold (see
+    /// [`KeyedBudget::check`](crate::KeyedBudget::check)).
+    InvalidKey {
+        /// Why not, and what is accepted (the whole message).
+        reason: String,
+    },
     /// An option this kind of tank does not support.
     Unsupported {
         /// What was asked.
@@ -179,6 +185,7 @@ impl fmt::Display for Error {
                  no process uses it, to start anew",
                 path.display()
             ),
+            Error::InvalidKey { reason } => f.write_str(reason),
             Error::Unsupported { what, accepted } => {
                 write!(f, "{what} is not supported; {accepted}")
             }

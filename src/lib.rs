@@ -21,6 +21,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
+//! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Unavailable`] and [`Scope`] for a budget whose store is down |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
 //! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
@@ -110,6 +111,7 @@
     doc = "[`TokioClock`]: https://docs.rs/fueltank/latest/fueltank/clock/struct.TokioClock.html"
 )]
 
+mod budget;
 mod calibrate;
 pub mod clock;
 #[cfg(feature = "serde")]
@@ -125,10 +127,7 @@ mod tank;
 mod throttle;
 mod timer;
 
-// fueltank-redis's `entry.rs` still names it here; it is
-// `clock::next_timer_correction`, and this line goes once that file says so.
-#[doc(hidden)]
-pub use clock::next_timer_correction;
+pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;
 pub use error::Error;

@@ -88,7 +88,7 @@ impl Options {
     fn follow(&self, late: Duration, interval: Duration) {
         if self.follows {
             let cap = (interval / 4).min(MAX_CORRECTION);
-            let next = fueltank::next_timer_correction(self.correction(), late, cap);
+            let next = fueltank::clock::next_timer_correction(self.correction(), late, cap);
             let ns = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX);
             self.correction.store(ns, Ordering::Relaxed);
         }
@@ -372,7 +372,6 @@ impl Entry {
     /// Fuel a newcomer could take here now: what is reserved and spendable
     /// now, none while waiters are in line. Never more than the truth
     /// (Redis may hold more for whoever asks).
-    #[cfg(feature = "tower")]
     pub(crate) fn available(&self) -> u64 {
         let mut st = self.lock();
         let now = now();

@@ -247,3 +247,37 @@ impl Future for AwaitFuelTimeout {
             .map(|outcome| matches!(outcome, Outcome::Granted))
     }
 }
+
+/// The wait of `Budget::wait` on a Redis tank: for `n` fuel, until a
+/// deadline if given; resolves to the fuel (taken for good: Redis takes
+/// none back), `None` when the deadline passes first, or an error if `n`
+/// is more than the tank grants at once. Under a name Redis holds with
+/// other parameters it waits, as under `FailurePolicy::Closed`.
+#[derive(Debug)]
+pub(crate) struct AwaitGrant {
+    waiter: Waiter,
+}
+
+impl AwaitGrant {
+    pub(crate) fn new(entry: Arc<Entry>, n: u64, deadline: Option<Instant>) -> AwaitGrant {
+        AwaitGrant {
+            waiter: Waiter::new(entry, n, deadline, false),
+        }
+    }
+}
+
+impl Future for AwaitGrant {
+    type Output = Result<Option<fueltank::Fuel>, fueltank::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let requested = self.waiter.n;
+        self.waiter.poll_outcome(cx).map(|outcome| match outcome {
+            Outcome::Granted => Ok(Some(fueltank::Fuel::taken(requested))),
+            Outcome::TooLarge(capacity) => Err(fueltank::Error::ExceedsCapacity {
+                requested,
+                capacity,
+            }),
+            Outcome::TimedOut | Outcome::Mismatch(_) => Ok(None),
+        })
+    }
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, MAX_CORRECTION, Options};
+use crate::future::AwaitGrant;
 use crate::params::{Mode, Params, default_hold};
 use crate::script::{self, Op};
 use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
@@ -443,20 +444,24 @@ impl GlobalTank {
         self.entry.params().capacity()
     }
 
+    /// Waits in line for `n` fuel, for at most `max_wait` if given (see
+    /// `Budget::wait`).
+    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGrant {
+        let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
+        AwaitGrant::new(self.entry.clone(), n, deadline)
+    }
+
     /// How long one round trip may take: the store's timeout.
-    #[cfg(feature = "tower")]
     pub(crate) fn answer_time(&self) -> Duration {
         self.entry.store.timeout
     }
 
     /// The store this tank's fuel comes from.
-    #[cfg(feature = "tower")]
     pub(crate) fn store(&self) -> &crate::store::StoreShared {
         &self.entry.store
     }
 
     /// Fuel a newcomer could take here now (none while tasks wait).
-    #[cfg(feature = "tower")]
     pub(crate) fn available(&self) -> u64 {
         self.entry.available()
     }

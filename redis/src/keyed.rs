@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, Options, control};
+use crate::future::AwaitGrant;
 use crate::global::{Shape, shape_setters};
 use crate::params::Params;
 use crate::script::{self, Ask, Op, Reply, Scope};
@@ -560,14 +561,24 @@ where
         &self.shared.options.name
     }
 
+    /// Waits in `key`'s line for `n` fuel, for at most `max_wait` if given
+    /// (see `KeyedBudget::wait`); an error for a key whose text is too long.
+    pub(crate) fn await_grant(
+        &self,
+        key: &K,
+        n: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<AwaitGrant, Error> {
+        let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
+        Ok(AwaitGrant::new(self.entry(key)?, n, deadline))
+    }
+
     /// How long one round trip may take: the store's timeout.
-    #[cfg(feature = "tower")]
     pub(crate) fn answer_time(&self) -> Duration {
         self.shared.store.shared.timeout
     }
 
     /// The store every key's fuel comes from.
-    #[cfg(feature = "tower")]
     pub(crate) fn store(&self) -> &crate::store::StoreShared {
         &self.shared.store.shared
     }
@@ -581,14 +592,12 @@ where
 
     /// Fuel a newcomer could take for `key` here now; 0 for a key not held
     /// here.
-    #[cfg(feature = "tower")]
     pub(crate) fn available(&self, key: &K) -> u64 {
         self.held(key).map_or(0, |entry| entry.available())
     }
 
     /// The most fuel a key is granted together, as
     /// [`GlobalTank::capacity`](crate::GlobalTank::capacity).
-    #[cfg(feature = "tower")]
     pub(crate) fn capacity(&self) -> u64 {
         self.shared.family.params().capacity()
     }

@@ -151,7 +151,6 @@ impl Lane {
     }
 
     /// Units in the lane spendable at `now` (its end has not passed).
-    #[cfg(feature = "tower")]
     pub(crate) fn spendable(&self, now: Instant) -> u64 {
         let word = self.word.load(Ordering::Acquire);
         let spendable = self.units(now) < word >> COUNT_BITS;

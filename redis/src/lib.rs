@@ -33,7 +33,7 @@
 //! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
 //! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
 //! | [`Error`] | the one error type |
-//! | `impl Budget for GlobalTank`, `impl KeyedBudget for GlobalKeyedTank` | `fueltank-tower`'s layers on these tanks (feature `tower`) |
+//! | `impl Budget for GlobalTank`, `impl KeyedBudget for GlobalKeyedTank` | these tanks as `fueltank`'s one interface of fuel, which `fueltank-tower`'s layers draw on |
 //!
 //! The Redis side (keys, script, expiry) is explained in `script.rs` and
 //! `script.lua`; the conversion between Redis's clock and this one in
@@ -159,11 +159,10 @@
 //! the first instance to ask; see above). Waiters are never
 //! dropped: under `Closed` they are served once Redis answers.
 //!
-//! Behind `fueltank-tower`'s layers (feature `tower`), a request refused
-//! while the store is down under `Closed` is an outage, not overload: the
-//! tanks' `Budget::unavailable` says so, and the request fails with
-//! `fueltank_tower::Unavailable` (a `503` over HTTP, naming the tank), not
-//! `Throttled` (a `429`).
+//! A request refused while the store is down under `Closed` is an outage,
+//! not overload: the tanks' `Budget::unavailable` says so, and behind
+//! `fueltank-tower`'s layers the request fails with `fueltank::Unavailable`
+//! (a `503` over HTTP, naming the tank), not `Throttled` (a `429`).
 //!
 //! # Failover
 //!
@@ -254,6 +253,7 @@
 #[cfg(not(any(feature = "tokio", feature = "smol")))]
 compile_error!("fueltank-redis needs the feature `tokio` or `smol` (redis-rs's runtime)");
 
+mod budget;
 mod driver;
 mod entry;
 mod error;
@@ -267,8 +267,6 @@ mod reserve;
 mod script;
 mod spawn;
 mod store;
-#[cfg(feature = "tower")]
-mod tower;
 
 pub use error::Error;
 pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
@@ -278,11 +276,11 @@ pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, Stats};
 
 // The snippets of the READMEs compile as doctests: this crate's own, and
 // the workspace's, which shows all three crates (only this one sees them
-// all, with its feature `tower`).
+// all, through its dev-dependencies).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(all(doctest, feature = "tower"))]
+#[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct WorkspaceReadmeDoctests;

@@ -345,7 +345,6 @@ impl Reserve {
     }
 
     /// Units spendable at `now`, one after another (after `expire`).
-    #[cfg(feature = "tower")]
     pub(crate) fn spendable(&self, now: Instant) -> u64 {
         self.runs
             .iter()

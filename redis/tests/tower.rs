@@ -100,7 +100,7 @@ async fn two_instances_behind_the_http_layer_share_one_budget() {
             .reject()
             .http()
             .layer(hello()),
-        ThrottleLayer::from(tank_b)
+        ThrottleLayer::new(tank_b)
             .reject()
             .label("api")
             .http()

@@ -70,7 +70,7 @@ use pin_project_lite::pin_project;
 
 pub use builder::KeyedTankBuilder;
 
-use crate::clock::ClockSource;
+use crate::clock::{ClockSource, saturating_ns};
 use crate::tank::bucket::{Gcra, Window};
 use crate::{AwaitFuel, Hardcap, Rate, Tank};
 
@@ -283,6 +283,40 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         })
     }
 
+    /// The most fuel granted together to one key.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.shared.hardcap.request_cap(self.shared.rate.max_n())
+    }
+
+    /// Waits in `key`'s line for `n` fuel, for at most `max_wait` (from
+    /// now) if given (see [`KeyedBudget::wait`](crate::KeyedBudget::wait)).
+    pub(crate) fn await_grant(
+        &self,
+        key: &K,
+        n: u64,
+        max_wait: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<crate::Fuel>, crate::Error>> + Send + 'static {
+        let (shared, hash, capacity) = (self.shared.clone(), self.hash(key), self.capacity());
+        let deadline =
+            max_wait.map(|wait| shared.clock.now_ns().saturating_add(saturating_ns(wait)));
+        async move {
+            if n > capacity {
+                return Err(crate::Error::ExceedsCapacity {
+                    requested: n,
+                    capacity,
+                });
+            }
+            match shared.take_or_live(hash, n) {
+                None => Ok(Some(crate::Fuel::taken(n))),
+                Some(tank) => {
+                    let left = deadline
+                        .map(|at| Duration::from_nanos(at.saturating_sub(shared.clock.now_ns())));
+                    tank.await_grant(n, left).await
+                }
+            }
+        }
+    }
+
     /// The fuel in `key`'s tank now, whoever it will go to (a key never
     /// seen holds `initial`, or less while a debt of an evicted key is on
     /// its cells); [`available`](KeyedTank::available) is what
@@ -481,14 +515,14 @@ impl Shared {
 
     /// The tank of `hash`, made live for waiting, or `None` if it has the
     /// fuel now (then taken).
-    fn take_or_live(&self, hash: u64) -> Option<Tank> {
+    fn take_or_live(&self, hash: u64, n: u64) -> Option<Tank> {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         match shard.value(hash, now, self) {
             Value::Live(tank) => Some(tank),
             Value::Idle(tat) => {
                 let mut gcra = self.gcra(shard.epoch, tat);
-                if gcra.try_take(now, 1).is_some() {
+                if gcra.try_take(now, n).is_some() {
                     shard.set_idle(hash, gcra.tat());
                     return None;
                 }
@@ -503,7 +537,7 @@ impl Shared {
                 Some(tank)
             }
             Value::Window(index) => {
-                if shard.windows.get(index).try_take(now, 1).is_some() {
+                if shard.windows.get(index).try_take(now, n).is_some() {
                     return None;
                 }
                 let window = shard.windows.take(index);
@@ -987,7 +1021,7 @@ impl<K> Future for AwaitKey<K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         if let Some(key) = this.key.take() {
-            match this.shared.take_or_live(key) {
+            match this.shared.take_or_live(key, 1) {
                 None => return Poll::Ready(()),
                 Some(tank) => this.wait.set(Some(tank.await_fuel())),
             }

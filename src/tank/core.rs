@@ -391,6 +391,11 @@ impl Shared {
         lock(&self.core).hardcap
     }
 
+    /// The most fuel granted together (for `Budget::capacity`).
+    pub(crate) fn request_cap(&self) -> u64 {
+        lock(&self.core).request_cap()
+    }
+
     pub(crate) fn correction(&self) -> u64 {
         lock(&self.core).correction
     }

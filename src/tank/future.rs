@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::core::{Enqueued, Outcome, Shared};
-use super::permit::Permit;
+use super::permit::{Fuel, Permit};
 use super::waiters::{GRANTED, Node};
 use crate::Error;
 use crate::timer::Timer;
@@ -297,6 +297,49 @@ impl Future for Acquire {
                 Outcome::TooLarge(_) | Outcome::TimedOut => {
                     unreachable!("one fuel always fits, and there is no deadline")
                 }
+            })
+    }
+}
+
+pin_project! {
+    /// The wait of [`Budget::wait`](crate::Budget::wait) on a tank: for `n`
+    /// fuel, until a deadline if given; resolves to the fuel as a token
+    /// that can be given back, `None` when the deadline passes first (at
+    /// once if the line ahead cannot be served in time), or an error if
+    /// `n` can never fit.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub(crate) struct AwaitGrant {
+        #[pin]
+        waiter: Waiter,
+        deadline: Option<Deadline>,
+    }
+}
+
+impl AwaitGrant {
+    pub(crate) fn new(shared: Arc<Shared>, n: u64, deadline: Option<u64>) -> AwaitGrant {
+        AwaitGrant {
+            waiter: Waiter::new(shared, n),
+            deadline: deadline.map(|at| Deadline { at, timer: None }),
+        }
+    }
+}
+
+impl Future for AwaitGrant {
+    type Output = Result<Option<Fuel>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (shared, n) = (this.waiter.shared.clone(), this.waiter.n);
+        this.waiter
+            .poll_outcome(cx, this.deadline.as_mut())
+            .map(|outcome| match outcome {
+                Outcome::Granted(stamp) => Ok(Some(Fuel::new(&shared, stamp, n))),
+                Outcome::TimedOut => Ok(None),
+                Outcome::TooLarge(capacity) => Err(Error::ExceedsCapacity {
+                    requested: n,
+                    capacity,
+                }),
             })
     }
 }

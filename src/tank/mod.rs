@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::TankBuilder;
+pub(crate) use future::AwaitGrant;
 pub use future::{Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
 pub use hardcap::Hardcap;
 pub use permit::{Fuel, Permit};
@@ -50,7 +51,7 @@ use crate::{Error, Rate};
 /// |---|---|---|
 /// | [`has_fuel`](Tank::has_fuel) | `bool` | is spent: the take is final |
 /// | [`try_acquire`](Tank::try_acquire) | [`Permit`] (holds the tank) | goes back when the permit is dropped unspent |
-/// | [`try_take`](Tank::try_take) | [`Fuel`] (24 bytes, no reference count) | goes back with [`refund`](Tank::refund); dropped, it is spent |
+/// | [`try_take`](Tank::try_take) | [`Fuel`] (32 bytes, no reference count) | goes back with [`refund`](Tank::refund); dropped, it is spent |
 ///
 /// Fuel given back is exact while it could not have run into the cap since
 /// it was taken (see [`Permit`]).
@@ -267,8 +268,31 @@ impl Tank {
     /// ```
     #[inline]
     pub fn try_take(&self) -> Option<Fuel> {
-        let stamp = self.shared.take_stamped(1)?;
-        Some(Fuel::new(&self.shared, stamp))
+        self.take_fuel(1)
+    }
+
+    /// Takes `n` fuel together now as [`Fuel`] (see [`Budget`](crate::Budget)).
+    #[inline]
+    pub(crate) fn take_fuel(&self, n: u64) -> Option<Fuel> {
+        let stamp = self.shared.take_stamped(n)?;
+        Some(Fuel::new(&self.shared, stamp, n))
+    }
+
+    /// Waits in line for `n` fuel for at most `max_wait`, if given (see
+    /// [`Budget::wait`](crate::Budget::wait)).
+    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGrant {
+        let deadline = max_wait.map(|max_wait| {
+            self.shared
+                .clock
+                .now_ns()
+                .saturating_add(saturating_ns(max_wait))
+        });
+        AwaitGrant::new(self.shared.clone(), n, deadline)
+    }
+
+    /// The most fuel granted together: the capacity under the hardcap.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.shared.request_cap()
     }
 
     /// Gives back [`Fuel`] taken from this tank and never spent: to the head
@@ -287,8 +311,8 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn refund(&self, fuel: Fuel) {
-        if fuel.tank == self.shared.id {
-            self.shared.refund(1, fuel.stamp);
+        if fuel.tank_id() == Some(self.shared.id) {
+            self.shared.refund(fuel.amount(), fuel.stamp);
         }
     }
 

@@ -67,10 +67,11 @@ pub struct Permit {
     stamp: Stamp,
 }
 
-/// One fuel taken by [`Tank::try_take`](crate::Tank::try_take) and not
-/// yet spent, held without a handle on its tank: no reference count, 24
-/// bytes. Give it back with [`Tank::refund`](crate::Tank::refund); dropped,
-/// it is spent.
+/// Fuel taken by [`Tank::try_take`](crate::Tank::try_take) (one) or
+/// [`Budget::try_take`](crate::Budget::try_take) (any amount) and not yet
+/// spent, held without a handle on its tank: no reference count, 32 bytes.
+/// Give it back with [`Tank::refund`](crate::Tank::refund) or
+/// [`Budget::give_back`](crate::Budget::give_back); dropped, it is spent.
 ///
 /// It is the light form of a [`Permit`], for holders that keep the tank at
 /// hand anyway (a Tower service between `poll_ready` and `call`).
@@ -93,14 +94,64 @@ pub struct Fuel {
     /// Which tank it came from: a number no other tank of the process has.
     pub(crate) tank: u64,
     pub(crate) stamp: Stamp,
+    n: u64,
 }
 
+/// The `tank` of fuel from no tank: tanks are numbered from 0 up.
+const NO_TANK: u64 = u64::MAX;
+
 impl Fuel {
-    pub(crate) fn new(shared: &Shared, stamp: Stamp) -> Fuel {
+    pub(crate) fn new(shared: &Shared, stamp: Stamp, n: u64) -> Fuel {
         Fuel {
             tank: shared.id,
             stamp,
+            n,
         }
+    }
+
+    /// `n` fuel taken for good, from a [`Budget`](crate::Budget) that
+    /// cannot take fuel back (a budget kept in another store, a
+    /// [`Throttle`](crate::Throttle) without a tank): giving it back spends
+    /// it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Fuel, Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
+    /// tank.give_back(Fuel::taken(1)); // not this tank's: nothing comes back
+    /// assert_eq!(tank.level(), 0);
+    /// assert_eq!(Fuel::taken(3).amount(), 3);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub const fn taken(n: u64) -> Fuel {
+        Fuel {
+            tank: NO_TANK,
+            stamp: Stamp { at: 0, rate: 0 },
+            n,
+        }
+    }
+
+    /// How much fuel this is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::new(Rate::per_second(10)?);
+    /// assert_eq!(tank.try_take().unwrap().amount(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub const fn amount(&self) -> u64 {
+        self.n
+    }
+
+    /// The tank this fuel came from, and what it needs to be given back
+    /// there; `None` for fuel [taken for good](Fuel::taken).
+    pub(crate) fn tank_id(&self) -> Option<u64> {
+        (self.tank != NO_TANK).then_some(self.tank)
     }
 
     /// Spends the fuel; the same as dropping it, said out loud.
@@ -159,7 +210,7 @@ impl Permit {
     /// ```
     pub fn into_fuel(mut self) -> Fuel {
         let shared = self.shared.take().expect("a live permit holds its tank");
-        Fuel::new(&shared, self.stamp)
+        Fuel::new(&shared, self.stamp, 1)
     }
 }
 

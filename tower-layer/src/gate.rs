@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{Acquire, AwaitFuelTimeout, Fuel, Monitor, Tank};
-use pin_project_lite::pin_project;
+use fueltank::{BudgetWait, Fuel, Monitor, Tank};
 use sync_wrapper::SyncFuture;
 
-use crate::budget::{BudgetWait, Source};
+use crate::budget::{self, Shared};
 use crate::error::{Refusal, Scope};
 use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
 
@@ -26,7 +25,7 @@ use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
 #[derive(Debug, Clone)]
 pub(crate) struct Config<R = ()> {
     /// `None`: a `Throttle` without a tank, fuel is unlimited.
-    pub(crate) tank: Option<Source>,
+    pub(crate) tank: Option<Shared>,
     pub(crate) policy: Policy,
     /// The HTTP layer's headers (unused by the plain layer).
     #[cfg(feature = "http")]
@@ -36,7 +35,7 @@ pub(crate) struct Config<R = ()> {
 }
 
 impl Config {
-    pub(crate) fn new(tank: Option<Source>, monitor: Option<Monitor>) -> Config {
+    pub(crate) fn new(tank: Option<Shared>, monitor: Option<Monitor>) -> Config {
         let mut policy = Policy::new(Scope::Global);
         policy.emission.monitor = monitor;
         Config {
@@ -67,52 +66,16 @@ impl<R> Config<R> {
 #[derive(Debug)]
 enum Held {
     Nothing,
-    /// Fuel taken by `poll_ready` (a 16-byte token without a reference
-    /// count): dropped, it is spent; the gate's `Drop` gives it back.
+    /// Fuel taken by `poll_ready` (a token without a reference count):
+    /// dropped, it is spent; the gate's `Drop` gives it back to the budget.
     Fuel(Fuel),
-    /// Fuel taken by a timed wait, which hands out no token, or from a
-    /// [`Budget`](crate::Budget): it cannot be given back.
-    Taken,
     /// The fuel could not come in time (or the line was full), or the
     /// budget's store is down: the next call is refused, for this cause.
     Shed(Cause),
 }
 
-pin_project! {
-    /// A wait in the tank's line: for as long as it takes, or bounded by
-    /// `max_wait`.
-    #[project = WaitProj]
-    enum Wait {
-        Untimed { #[pin] acquire: Acquire },
-        Timed { #[pin] timed: AwaitFuelTimeout },
-        Budget { wait: SyncFuture<BudgetWait> },
-    }
-}
-
-/// How a wait ended.
-enum Outcome {
-    Fuel(Fuel),
-    Taken,
-    TimedOut,
-}
-
-impl Future for Wait {
-    type Output = Outcome;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        Poll::Ready(match self.project() {
-            WaitProj::Untimed { acquire } => Outcome::Fuel(ready!(acquire.poll(cx)).into_fuel()),
-            WaitProj::Timed { timed } => match ready!(timed.poll(cx)) {
-                true => Outcome::Taken,
-                false => Outcome::TimedOut,
-            },
-            WaitProj::Budget { wait } => match ready!(Pin::new(wait).poll(cx)) {
-                true => Outcome::Taken,
-                false => Outcome::TimedOut,
-            },
-        })
-    }
-}
+/// A wait in the budget's line (`Sync`, for the service to be).
+type Wait = SyncFuture<BudgetWait>;
 
 /// A wait not yet resolved: when it started (if waits are timed) and its
 /// place among the waiting (if they are bounded).
@@ -126,10 +89,9 @@ struct Waiting {
 pub(crate) struct Gate<R = ()> {
     config: Arc<Config<R>>,
     held: Held,
-    /// The slow path's wait, boxed once per service and reused.
-    wait: Option<Pin<Box<Wait>>>,
-    /// `Some` while `wait` holds a wait not yet resolved (a resolved one
-    /// must not be polled again).
+    /// The slow path's wait, while it is not resolved.
+    wait: Option<Wait>,
+    /// `Some` while `wait` holds a wait not yet resolved.
     waiting: Option<Waiting>,
     /// How long the wait for the fuel held lasted (if waits are timed):
     /// counted when `call` spends it, with the request.
@@ -156,12 +118,12 @@ impl<R> Gate<R> {
     /// The fueltank tank drawn on, if it is one.
     #[inline]
     pub(crate) fn tank(&self) -> Option<&Tank> {
-        self.config.tank.as_ref()?.tank()
+        budget::tank(self.config.tank.as_ref()?)
     }
 
     #[cfg(feature = "http")]
     #[inline]
-    pub(crate) fn source(&self) -> Option<&Source> {
+    pub(crate) fn budget(&self) -> Option<&Shared> {
         self.config.tank.as_ref()
     }
 
@@ -175,24 +137,14 @@ impl<R> Gate<R> {
         if self.config.policy.mode == Mode::Reject {
             return self.poll_ask(cx);
         }
-        let Some(source) = &self.config.tank else {
+        let Some(budget) = &self.config.tank else {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
-            // Fast path: one compare-and-swap, no allocation, no refcount.
-            match source {
-                Source::Tank(tank) => {
-                    if let Some(fuel) = tank.try_take() {
-                        self.held = Held::Fuel(fuel);
-                        return Poll::Ready(());
-                    }
-                }
-                Source::Budget(budget) => {
-                    if budget.try_take() {
-                        self.held = Held::Taken;
-                        return Poll::Ready(());
-                    }
-                }
+            // Fast path: for a tank, one compare-and-swap, no allocation.
+            if let Some(fuel) = budget.try_take(1) {
+                self.held = Held::Fuel(fuel);
+                return Poll::Ready(());
             }
             if !self.start_wait() {
                 return Poll::Ready(());
@@ -201,29 +153,20 @@ impl<R> Gate<R> {
         self.poll_wait(cx)
     }
 
-    /// Reject mode: nothing to wait for, except a budget's answer when it
-    /// cannot tell here whether there is fuel (see [`Budget::ask`]).
+    /// Reject mode: nothing to wait for (`call` takes the fuel), except
+    /// the budget's answer when only its store can tell whether there is
+    /// fuel (see [`Budget::ask`]).
     ///
-    /// [`Budget::ask`]: crate::Budget::ask
+    /// [`Budget::ask`]: fueltank::Budget::ask
     fn poll_ask(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(Source::Budget(budget)) = &self.config.tank else {
+        let Some(budget) = &self.config.tank else {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
-            if budget.try_take() {
-                self.held = Held::Taken;
-                return Poll::Ready(());
-            }
-            let Some(ask) = budget.ask() else {
+            let Some(ask) = budget.ask(1) else {
                 return Poll::Ready(());
             };
-            let wait = Wait::Budget {
-                wait: SyncFuture::new(ask),
-            };
-            match &mut self.wait {
-                Some(boxed) => boxed.set(wait),
-                None => self.wait = Some(Box::pin(wait)),
-            }
+            self.wait = Some(SyncFuture::new(ask));
             self.waiting = Some(Waiting {
                 started: None,
                 _slot: None,
@@ -236,7 +179,7 @@ impl<R> Gate<R> {
     /// if the line is full, holds the shed. Whether it joined.
     #[cold]
     fn start_wait(&mut self) -> bool {
-        let Some(source) = &self.config.tank else {
+        let Some(budget) = &self.config.tank else {
             return false;
         };
         let policy = &self.config.policy;
@@ -244,29 +187,15 @@ impl<R> Gate<R> {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
                 None => {
-                    self.held = Held::Shed(source.cause());
+                    self.held = Held::Shed(budget::cause(&**budget));
                     return false;
                 }
             },
             None => None,
         };
-        let wait = match (source, policy.max_wait) {
-            (Source::Tank(tank), None) => Wait::Untimed {
-                acquire: tank.acquire(),
-            },
-            // The timeout counts from here; a line that cannot be served
-            // in time resolves at its first poll, without waiting.
-            (Source::Tank(tank), Some(max_wait)) => Wait::Timed {
-                timed: tank.await_fuel_timeout(max_wait),
-            },
-            (Source::Budget(budget), max_wait) => Wait::Budget {
-                wait: SyncFuture::new(budget.wait(max_wait)),
-            },
-        };
-        match &mut self.wait {
-            Some(boxed) => boxed.set(wait),
-            None => self.wait = Some(Box::pin(wait)),
-        }
+        // The timeout counts from here; a line that cannot be served in
+        // time resolves at its first poll, without waiting.
+        self.wait = Some(SyncFuture::new(budget.wait(1, policy.max_wait)));
         self.waiting = Some(Waiting {
             started: policy.wait_started(),
             _slot: slot,
@@ -279,14 +208,14 @@ impl<R> Gate<R> {
             // Not reached: `start_wait` boxed a wait (there is a tank).
             return Poll::Ready(());
         };
-        let outcome = ready!(wait.as_mut().poll(cx));
+        let outcome = ready!(Pin::new(wait).poll(cx));
+        self.wait = None;
         let waiting = self.waiting.take();
         match outcome {
-            Outcome::Fuel(fuel) => self.held = Held::Fuel(fuel),
-            Outcome::Taken => self.held = Held::Taken,
-            Outcome::TimedOut => {
-                let source = self.config.tank.as_ref();
-                self.held = Held::Shed(source.map_or(Cause::NoFuel(Duration::ZERO), Source::cause));
+            Ok(Some(fuel)) => self.held = Held::Fuel(fuel),
+            // Not in time, or (one fuel beyond a budget's capacity) never.
+            Ok(None) | Err(_) => {
+                self.held = Held::Shed(self.cause());
                 return Poll::Ready(());
             }
         }
@@ -306,25 +235,29 @@ impl<R> Gate<R> {
         let waited = self.waited.take();
         match std::mem::replace(&mut self.held, Held::Nothing) {
             Held::Fuel(fuel) => fuel.spend(),
-            Held::Taken => {}
             Held::Shed(cause) => return Err(self.shed(cause)),
             Held::Nothing => {
                 let fueled = match &self.config.tank {
                     None => true,
-                    Some(Source::Tank(tank)) => tank.has_fuel(),
-                    Some(Source::Budget(budget)) => budget.try_take(),
+                    Some(budget) => budget.take(1),
                 };
                 if !fueled {
-                    let source = self.config.tank.as_ref();
-                    return Err(
-                        self.shed(source.map_or(Cause::NoFuel(Duration::ZERO), Source::cause))
-                    );
+                    return Err(self.shed(self.cause()));
                 }
             }
         }
         let policy = &self.config.policy;
         policy.admitted(waited);
         Ok(policy.emission.fueled())
+    }
+
+    /// Why there is no fuel now (a `Throttle` without a tank always has).
+    #[cold]
+    fn cause(&self) -> Cause {
+        match &self.config.tank {
+            Some(budget) => budget::cause(&**budget),
+            None => Cause::NoFuel(Duration::ZERO),
+        }
     }
 
     #[cold]
@@ -334,14 +267,14 @@ impl<R> Gate<R> {
 }
 
 impl<R> Drop for Gate<R> {
-    /// Fuel held for a `call` that never came goes back to the tank (to the
-    /// head of its line, if anyone waits).
+    /// Fuel held for a `call` that never came goes back to the budget (for
+    /// a tank, to the head of its line, if anyone waits).
     fn drop(&mut self) {
-        if let (Held::Fuel(fuel), Some(Source::Tank(tank))) = (
+        if let (Held::Fuel(fuel), Some(budget)) = (
             std::mem::replace(&mut self.held, Held::Nothing),
             &self.config.tank,
         ) {
-            tank.refund(fuel);
+            budget.give_back(fuel);
         }
     }
 }

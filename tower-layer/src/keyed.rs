@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{KeyedTank, Monitor};
+use fueltank::{BudgetWait, KeyedBudget, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
 #[cfg(doc)]
 use crate::Throttled;
-use crate::budget::{KeyWait, KeyedBudget, KeyedSource};
+use crate::budget::{self, KeyedShared};
 use crate::emit::{self, EmitOn};
 use crate::error::{Refusal, Scope};
 use crate::key::{KeyError, KeyExtractor};
-use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
+use crate::policy::{Mode, Policy, Queue, QueueSlot};
 use crate::{Stats, events};
 
 /// A Tower [`Layer`] that gives every key its own budget: each request
@@ -114,33 +114,10 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn new(keyed: KeyedTank<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer::from_source(KeyedSource::Tank(keyed), extractor)
-    }
-
-    /// A layer giving each key, as `extractor` reads it, its own budget in
-    /// another kind of [`KeyedBudget`], such as one shared by every
-    /// instance of a service through Redis (`fueltank-redis`'s
-    /// `GlobalKeyedTank`, with its feature `tower`); waiting for fuel,
-    /// without statistics. A key the budget refuses
-    /// ([`KeyedBudget::check`]) fails the request with that [`KeyError`].
-    /// In reject mode, a key that finds no fuel here waits for the
-    /// budget's answer when only its store can tell
-    /// ([`KeyedBudget::ask`]): a key's first request is not shed on a
-    /// guess. With [`max_wait`](KeyedThrottleLayer::max_wait), the
-    /// budget's own timed wait bounds the wait.
-    ///
-    /// # Examples
-    ///
-    /// See [`KeyedBudget`].
-    pub fn from_budget(budget: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer::from_source(KeyedSource::Budget(Arc::new(budget)), extractor)
-    }
-
-    fn from_source(keyed: KeyedSource<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
+    pub fn new(keyed: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
         KeyedThrottleLayer {
             gate: KeyedGate {
-                keyed,
+                keyed: Arc::new(keyed),
                 extractor,
                 policy: Arc::new(Policy::new(Scope::Keyed)),
                 key_text: None,
@@ -149,6 +126,64 @@ impl<K, X> KeyedThrottleLayer<K, X> {
                 respond: (),
             },
         }
+    }
+
+    /// A layer giving each key, as `extractor` reads it, its own budget in
+    /// any [`KeyedBudget`], as [`new`](KeyedThrottleLayer::new): such as
+    /// one shared by every instance of a service through Redis
+    /// (`fueltank-redis`'s `GlobalKeyedTank`); waiting for fuel, without
+    /// statistics. A key the budget refuses ([`KeyedBudget::check`]) fails
+    /// the request with a [`KeyError`] saying why. In reject mode, a key
+    /// that finds no fuel here waits for the budget's answer when only its
+    /// store can tell ([`KeyedBudget::ask`]): a key's first request is not
+    /// shed on a guess. With [`max_wait`](KeyedThrottleLayer::max_wait),
+    /// the budget's own timed wait bounds the wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{BudgetWait, KeyedBudget, Rate};
+    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
+    /// use fueltank_tower::key::key_fn;
+    /// use std::collections::HashSet;
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// One request per key, ever.
+    /// #[derive(Debug, Default)]
+    /// struct Once(Mutex<HashSet<u32>>);
+    ///
+    /// impl KeyedBudget<u32> for Once {
+    ///     fn take(&self, key: &u32, n: u64) -> bool {
+    ///         n == 0 || (n == 1 && self.0.lock().unwrap().insert(*key))
+    ///     }
+    ///     fn wait(&self, key: &u32, n: u64, _max_wait: Option<Duration>) -> BudgetWait {
+    ///         let fuel = self.take(key, n).then(|| fueltank::Fuel::taken(n));
+    ///         Box::pin(std::future::ready(Ok(fuel)))
+    ///     }
+    ///     fn wait_time(&self, _key: &u32, _n: u64) -> Option<Duration> {
+    ///         None
+    ///     }
+    ///     fn rate(&self) -> Rate {
+    ///         Rate::new(1, Duration::from_secs(100 * 365 * 86_400)).unwrap()
+    ///     }
+    ///     fn available(&self, key: &u32) -> u64 {
+    ///         u64::from(!self.0.lock().unwrap().contains(key))
+    ///     }
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = KeyedThrottleLayer::from_budget(Once::default(), key_fn(|x: &u32| Ok(*x)))
+    ///     .reject()
+    ///     .layer(service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) }));
+    /// assert_eq!(svc.clone().oneshot(1).await?, 1);
+    /// assert!(svc.oneshot(1).await.unwrap_err().is::<Throttled>());
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn from_budget(budget: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
+        KeyedThrottleLayer::new(budget, extractor)
     }
 
     /// The policy, to change while the layer is being built (no service
@@ -194,12 +229,11 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// [`retry_after`](Throttled::retry_after) is the key's wait then.
     ///
     /// The check is made in `call`, against the key's line as it stands
-    /// ([`KeyedTank::wait_time`]): a key's rate is fixed and its line is
-    /// served in order, so a request let into the line waits at most
-    /// `max_wait`, except that requests on the same key arriving on
-    /// several threads at the same instant may each pass the check before
-    /// any of them joins the line; each may then wait one interval of the
-    /// rate longer per such request ahead of it.
+    /// ([`KeyedBudget::wait_time`]); a request let into the line waits at
+    /// most `max_wait` (the budget's timed wait): requests on the same key
+    /// arriving on several threads at the same instant may each pass the
+    /// check before any of them joins the line, and one whose fuel then
+    /// cannot come in time is shed when `max_wait` passes.
     ///
     /// `max_wait(Duration::ZERO)` sheds every request whose key has no
     /// fuel, like [`reject`](KeyedThrottleLayer::reject). In reject mode it
@@ -394,7 +428,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     }
 
     /// The keyed tank this layer draws on; `None` for another
-    /// [`KeyedBudget`](crate::KeyedBudget).
+    /// [`KeyedBudget`].
     ///
     /// # Examples
     ///
@@ -407,8 +441,11 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// assert_eq!(layer.keyed().map(|keyed| keyed.rate().max_n()), Some(5));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
-        self.gate.keyed.tank()
+    pub fn keyed(&self) -> Option<&KeyedTank<K>>
+    where
+        K: 'static,
+    {
+        budget::keyed_tank(&self.gate.keyed)
     }
 
     /// The key extractor.
@@ -494,7 +531,7 @@ impl<S, K, X: Clone> Layer<S> for KeyedThrottleLayer<K, X> {
 /// HTTP layer's headers and what it answers with (`R`, nothing for the
 /// plain layer).
 pub(crate) struct KeyedGate<K, X, R = ()> {
-    pub(crate) keyed: KeyedSource<K>,
+    pub(crate) keyed: KeyedShared<K>,
     pub(crate) extractor: X,
     /// In its own `Arc`, for the futures that wait to hold.
     pub(crate) policy: Arc<Policy>,
@@ -513,7 +550,7 @@ pub(crate) enum Admit<K> {
     Now(Option<Monitor>),
     /// No fuel here now: wait in the key's line (wait mode), or for the
     /// answer of a budget's store (reject mode).
-    Wait(KeyWaiting<K>, KeyWait<K>),
+    Wait(KeyWaiting<K>, BudgetWait),
     /// No fuel, and none may be waited for (reject mode, beyond
     /// `max_wait`, or the line is full), or the budget's store is down.
     Shed(Refusal),
@@ -521,19 +558,14 @@ pub(crate) enum Admit<K> {
 
 /// A request waiting for its key's fuel: the policy to apply when it
 /// comes, when the wait started (if waits are timed), its place among
-/// the waiting (if they are bounded), and, if the wait may end without the
-/// fuel (a budget's), what to say then.
+/// the waiting (if they are bounded), and what to say if the wait ends
+/// without the fuel (the key's `Retry-After` then, or that the budget's
+/// store is down).
 pub(crate) struct KeyWaiting<K> {
     policy: Arc<Policy>,
     started: Option<Instant>,
     _slot: Option<QueueSlot>,
-    unfueled: Option<Unfueled<K>>,
-}
-
-/// What a shed request says after a wait without its fuel: the key's
-/// `Retry-After` from the budget then, or that its store is down.
-pub(crate) struct Unfueled<K> {
-    keyed: KeyedSource<K>,
+    keyed: KeyedShared<K>,
     key: K,
     key_text: Option<fn(&K) -> String>,
 }
@@ -545,28 +577,13 @@ where
     /// The wait ended without the fuel: the request is refused.
     #[cold]
     pub(crate) fn shed(self) -> Refusal {
-        let (cause, key) = match &self.unfueled {
-            Some(Unfueled {
-                keyed,
-                key,
-                key_text,
-            }) => (
-                keyed.cause(key, None),
-                key_text.map(|text| Arc::from(text(key))),
-            ),
-            None => (Cause::NoFuel(Duration::ZERO), None),
-        };
+        let cause = budget::keyed_cause(&*self.keyed, &self.key, None);
+        let key = self.key_text.map(|text| Arc::from(text(&self.key)));
         self.policy.refuse(cause, key)
     }
 }
 
 impl<K> KeyWaiting<K> {
-    /// Whether the wait may end without the fuel.
-    #[cfg(feature = "http")]
-    pub(crate) fn may_shed(&self) -> bool {
-        self.unfueled.is_some()
-    }
-
     /// The fuel came: count the wait and the request; the monitor to emit
     /// on success, if that is when (else emitted now).
     pub(crate) fn fueled(self) -> Option<Monitor> {
@@ -588,7 +605,10 @@ where
     {
         self.extractor
             .extract(request)
-            .and_then(|key| self.keyed.check(&key).map(|()| key))
+            .and_then(|key| match self.keyed.check(&key) {
+                Ok(()) => Ok(key),
+                Err(refused) => Err(budget::key_refused(refused)),
+            })
             .inspect_err(|error| self.key_failed(error))
     }
 
@@ -604,7 +624,7 @@ where
     /// the request waits or is shed.
     #[inline]
     pub(crate) fn admit(&self, key: &K) -> Admit<K> {
-        if self.keyed.has_fuel(key) {
+        if self.keyed.take(key, 1) {
             self.policy.admitted(None);
             return Admit::Now(self.policy.emission.fueled());
         }
@@ -618,7 +638,7 @@ where
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,
             // no waiting for fuel to come) rather than shed on a guess.
-            return match keyed.ask(key.clone()) {
+            return match keyed.ask(key, 1) {
                 Some(ask) => Admit::Wait(self.waiting(key, None, None), ask),
                 None => Admit::Shed(self.refuse(key, None)),
             };
@@ -638,24 +658,18 @@ where
             },
             None => None,
         };
-        let wait = keyed.await_fuel(key.clone(), policy.max_wait);
+        let wait = keyed.wait(key, 1, policy.max_wait);
         Admit::Wait(self.waiting(key, policy.wait_started(), slot), wait)
     }
 
     fn waiting(&self, key: &K, started: Option<Instant>, slot: Option<QueueSlot>) -> KeyWaiting<K> {
-        let unfueled = match &self.keyed {
-            KeyedSource::Tank(_) => None,
-            KeyedSource::Budget(_) => Some(Unfueled {
-                keyed: self.keyed.clone(),
-                key: key.clone(),
-                key_text: self.key_text,
-            }),
-        };
         KeyWaiting {
             policy: self.policy.clone(),
             started,
             _slot: slot,
-            unfueled,
+            keyed: self.keyed.clone(),
+            key: key.clone(),
+            key_text: self.key_text,
         }
     }
 
@@ -663,7 +677,7 @@ where
     /// is no fuel in time (to retry after `retry_after` if known).
     #[cold]
     fn refuse(&self, key: &K, retry_after: Option<Duration>) -> Refusal {
-        let cause = self.keyed.cause(key, retry_after);
+        let cause = budget::keyed_cause(&*self.keyed, key, retry_after);
         let key = self.key_text.map(|text| Arc::from(text(key)));
         self.policy.refuse(cause, key)
     }
@@ -748,7 +762,7 @@ pub struct KeyedThrottleService<S, K, X> {
 
 impl<S, K, X> KeyedThrottleService<S, K, X> {
     /// The keyed tank this service draws on; `None` for another
-    /// [`KeyedBudget`](crate::KeyedBudget).
+    /// [`KeyedBudget`].
     ///
     /// # Examples
     ///
@@ -763,8 +777,11 @@ impl<S, K, X> KeyedThrottleService<S, K, X> {
     /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
-        self.gate.keyed.tank()
+    pub fn keyed(&self) -> Option<&KeyedTank<K>>
+    where
+        K: 'static,
+    {
+        budget::keyed_tank(&self.gate.keyed)
     }
 
     /// The inner service.
@@ -951,8 +968,7 @@ pin_project! {
         S: Service<Request>,
     {
         Waiting {
-            #[pin]
-            wait: KeyWait<K>,
+            wait: BudgetWait,
             call: Option<(S, Request, KeyWaiting<K>)>,
         },
         Called {
@@ -979,7 +995,8 @@ where
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
                 StateProj::Waiting { wait, call } => {
-                    let fueled = ready!(wait.poll(cx));
+                    // The fuel is spent: a keyed budget takes none back.
+                    let fueled = matches!(ready!(wait.as_mut().poll(cx)), Ok(Some(_)));
                     let Some((mut inner, request, waiting)) = call.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };

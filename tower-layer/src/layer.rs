@@ -1,12 +1,13 @@
 //! [`ThrottleLayer`]: wraps services so that every request spends fuel.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fueltank::{Monitor, Tank, Throttle};
+use fueltank::{Budget, Monitor, Tank, Throttle};
 use tower::Layer;
 
-use crate::budget::{Budget, Source};
+use crate::budget;
 use crate::emit::EmitOn;
 use crate::gate::Config;
 use crate::policy::{Mode, Queue};
@@ -59,9 +60,13 @@ pub struct ThrottleLayer {
 }
 
 impl ThrottleLayer {
-    /// A layer drawing on `throttle`'s tank, waiting for fuel, and counting
-    /// every request let through in `throttle`'s monitor, at fuel time
-    /// (see [`emit_on`](ThrottleLayer::emit_on)).
+    /// A layer drawing on `budget`, waiting for fuel: any [`Budget`], such
+    /// as a [`Tank`] or `fueltank-redis`'s `GlobalTank`, without statistics
+    /// (add a [`Stats`] for them); or a [`Throttle`]: its tank, counting
+    /// every request let through in its monitor, at fuel time (see
+    /// [`emit_on`](ThrottleLayer::emit_on)).
+    ///
+    /// With a [`Throttle`]:
     ///
     /// - A throttle without a tank (`as_throttle(false)`) means unlimited
     ///   fuel: requests never wait and are never shed; they are still
@@ -105,13 +110,16 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn new(throttle: Throttle) -> ThrottleLayer {
-        ThrottleLayer {
-            config: Config::new(
-                throttle.tank().cloned().map(Source::Tank),
+    pub fn new(budget: impl Budget) -> ThrottleLayer {
+        let config = match (&budget as &dyn Any).downcast_ref::<Throttle>() {
+            // The layer emits itself, so it takes from the tank directly.
+            Some(throttle) => Config::new(
+                throttle.tank().cloned().map(budget::Shared::new),
                 throttle.monitor().cloned(),
             ),
-        }
+            None => Config::new(Some(budget::Shared::new(budget)), None),
+        };
+        ThrottleLayer { config }
     }
 
     /// A layer drawing on `tank`, waiting for fuel, without statistics (a
@@ -130,28 +138,61 @@ impl ThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn from_tank(tank: Tank) -> ThrottleLayer {
-        ThrottleLayer {
-            config: Config::new(Some(Source::Tank(tank)), None),
-        }
+        ThrottleLayer::new(tank)
     }
 
-    /// A layer drawing on another kind of [`Budget`], such as one shared by
-    /// every instance of a service through Redis (`fueltank-redis`'s
-    /// `GlobalTank`, with its feature `tower`), waiting for fuel, without
-    /// statistics (add a [`Stats`] for them). Everything else is as with a
-    /// tank, except that fuel taken is never given back: a service dropped
-    /// between `poll_ready` and `call` spends it. In reject mode,
+    /// A layer drawing on any [`Budget`], as [`new`](ThrottleLayer::new):
+    /// such as one shared by every instance of a service through Redis
+    /// (`fueltank-redis`'s `GlobalTank`), waiting for fuel, without
+    /// statistics (add a [`Stats`] for them). Fuel held by a service
+    /// dropped between `poll_ready` and `call` is given back
+    /// ([`Budget::give_back`]; a Redis tank spends it). In reject mode,
     /// `poll_ready` waits for the budget's answer when only its store can
     /// tell ([`Budget::ask`]), so a budget not used for a while does not
     /// shed its first requests.
     ///
     /// # Examples
     ///
-    /// See [`Budget`].
+    /// ```
+    /// use fueltank::{Budget, BudgetWait, Fuel, Rate};
+    /// use fueltank_tower::ThrottleLayer;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// /// A budget that always has fuel.
+    /// #[derive(Debug)]
+    /// struct Plenty;
+    ///
+    /// impl Budget for Plenty {
+    ///     fn try_take(&self, n: u64) -> Option<Fuel> {
+    ///         Some(Fuel::taken(n))
+    ///     }
+    ///     fn wait(&self, n: u64, _max_wait: Option<Duration>) -> BudgetWait {
+    ///         Box::pin(std::future::ready(Ok(self.try_take(n))))
+    ///     }
+    ///     fn wait_time(&self, _n: u64) -> Option<Duration> {
+    ///         Some(Duration::ZERO)
+    ///     }
+    ///     fn rate(&self) -> Rate {
+    ///         Rate::per_second(1_000_000).unwrap()
+    ///     }
+    ///     fn available(&self) -> u64 {
+    ///         u64::MAX
+    ///     }
+    ///     fn capacity(&self) -> u64 {
+    ///         u64::MAX
+    ///     }
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ThrottleLayer::from_budget(Plenty)
+    ///     .layer(service_fn(|x: u8| async move { Ok::<_, tower::BoxError>(x) }));
+    /// assert_eq!(svc.oneshot(7).await?, 7);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn from_budget(budget: impl Budget) -> ThrottleLayer {
-        ThrottleLayer {
-            config: Config::new(Some(Source::Budget(Arc::new(budget))), None),
-        }
+        ThrottleLayer::new(budget)
     }
 
     /// Sheds requests instead of waiting: `poll_ready` no longer waits for
@@ -203,11 +244,9 @@ impl ThrottleLayer {
     ///
     /// # Cancel safety
     ///
-    /// A timed wait takes its fuel without a token to give it back: if a
-    /// service that got its fuel after waiting is dropped before its
-    /// `call`, that fuel is spent, not returned (fuel taken at once, and
-    /// waits without `max_wait`, are returned as always). A service
-    /// dropped while it waits leaves the line and loses nothing.
+    /// A service dropped while it waits leaves the line and loses
+    /// nothing; one dropped after its fuel came, before its `call`, gives
+    /// the fuel back, as fuel taken at once ([`Budget::give_back`]).
     ///
     /// # Examples
     ///
@@ -404,7 +443,7 @@ impl ThrottleLayer {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn tank(&self) -> Option<&Tank> {
-        self.config.tank.as_ref()?.tank()
+        budget::tank(self.config.tank.as_ref()?)
     }
 
     /// The monitor this layer emits to; `None` without one (a layer from a

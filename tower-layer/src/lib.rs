@@ -35,11 +35,10 @@
 //!   each key (client address, user id) its own tank in a
 //!   [`KeyedTank`], which holds at most `max_keys` keys and forgets idle
 //!   ones: a flood of new keys cannot grow memory without bound.
-//! - **One budget for every instance.** [`ThrottleLayer::from_budget`] and
-//!   [`KeyedThrottleLayer::from_budget`] draw on any [`Budget`] or
-//!   [`KeyedBudget`]: `fueltank-redis`'s tanks (its feature `tower`) keep
-//!   one in Redis for all the instances of a service, with nearly every
-//!   grant decided locally.
+//! - **One budget for every instance.** The layers draw on any [`Budget`]
+//!   or [`KeyedBudget`] (fueltank's one interface of fuel, re-exported
+//!   here): `fueltank-redis`'s tanks keep one in Redis for all the
+//!   instances of a service, with nearly every grant decided locally.
 //! - **An outage is not overload.** A budget whose store is down (and
 //!   whose failure policy refuses) says so
 //!   ([`Budget::unavailable`]): the request fails with [`Unavailable`],
@@ -63,8 +62,8 @@
 //!
 //! | | [`ThrottleLayer`], wait (default) | [`ThrottleLayer`], [`reject`](ThrottleLayer::reject) | [`KeyedThrottleLayer`] |
 //! |---|---|---|---|
-//! | `poll_ready` | waits for one fuel (fast path: one compare-and-swap), then for the inner service; with [`max_wait`](ThrottleLayer::max_wait), resolves at once when the fuel cannot come in time | waits for the inner service only | waits for the inner service only |
-//! | `call` | spends the fuel held; or fails with [`Throttled`] if it could not come in time | spends one fuel if there is one, else fails with [`Throttled`] | reads the key, spends one of its fuel; without, waits in the response future (up to [`max_wait`](KeyedThrottleLayer::max_wait)), or (reject, or beyond `max_wait`) fails with [`Throttled`] |
+//! | `poll_ready` | waits for one fuel (fast path: one compare-and-swap), then for the inner service; with [`max_wait`](ThrottleLayer::max_wait), resolves at once when the fuel cannot come in time | waits for the inner service only (and for the budget's answer when only its store can tell whether there is fuel, [`Budget::ask`]) | waits for the inner service only |
+//! | `call` | spends the fuel held; or fails with [`Throttled`] if it could not come in time | spends one fuel if there is one (or the fuel the budget's answer gave), else fails with [`Throttled`] | reads the key, spends one of its fuel; without, waits in the response future (up to [`max_wait`](KeyedThrottleLayer::max_wait)), or (reject, or beyond `max_wait`) fails with [`Throttled`] |
 //! | error type | [`tower::BoxError`] | [`tower::BoxError`] | [`tower::BoxError`] |
 //!
 //! Wherever the table says [`Throttled`], a request refused while its
@@ -72,9 +71,9 @@
 //! [`Unavailable`] instead.
 //!
 //! Fuel taken by `poll_ready` is held by the service until `call` spends
-//! it; a service dropped while holding it gives it back (except fuel that
-//! a wait bounded by `max_wait` took: see its cancel safety). A clone
-//! starts without fuel.
+//! it; a service dropped while holding it gives it back
+//! ([`Budget::give_back`]: a tank takes it back exactly, a Redis tank
+//! spends it). A clone starts without fuel.
 //!
 //! Emission (a request counted by the statistics monitor of a
 //! [`Throttle`]) happens once per request let through, when the fuel is
@@ -118,7 +117,7 @@
 //! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected, refused for an outage and made wait |
 //! | [`http`] | the HTTP layers, their headers and rejections, and how to compose a router-level and a route-level limit (feature `http`) |
 //! | [`key`] | who a request is from: [`key::KeyExtractor`] and the extractors |
-//! | [`Budget`], [`KeyedBudget`] | budgets kept elsewhere than in a fueltank tank, such as Redis for every instance of a service (`fueltank-redis`, feature `tower`) |
+//! | [`Budget`], [`KeyedBudget`], [`BudgetWait`] | what the layers draw on: fueltank's tanks, `fueltank-redis`'s, your own (re-exported from `fueltank`) |
 //!
 //! [`fueltank`]: https://docs.rs/fueltank
 #![warn(missing_docs)]
@@ -161,9 +160,9 @@ mod policy;
 mod service;
 mod stats;
 
-pub use budget::{Budget, BudgetWait, KeyedBudget};
 pub use emit::EmitOn;
-pub use error::{Scope, Throttled, Unavailable};
+pub use error::Throttled;
+pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};

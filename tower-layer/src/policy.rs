@@ -73,7 +73,13 @@ impl Policy {
         match cause {
             Cause::NoFuel(retry_after) => Refusal::Throttled(self.throttled(retry_after, key)),
             Cause::Down(unavailable) => {
-                let unavailable = unavailable.for_limit(self.scope, self.label.clone(), key);
+                let mut unavailable = unavailable.with_scope(self.scope);
+                if let Some(label) = &self.label {
+                    unavailable = unavailable.with_label(label.clone());
+                }
+                if let Some(key) = key {
+                    unavailable = unavailable.with_key(key);
+                }
                 if let Some(stats) = &self.stats {
                     stats.unavailable_one();
                 }

@@ -15,11 +15,12 @@ use tower::{Layer, Service};
 
 use super::reject::{self, OnKeyError, OnThrottled, OnUnavailable, PlainText};
 use super::{HeaderStyle, Snapshot, Stamp, sf_string};
-use crate::budget::{KeyWait, KeyedSource};
+use crate::budget::KeyedShared;
 use crate::emit;
 use crate::key::{KeyError, KeyExtractor};
 use crate::keyed::{Admit, KeyWaiting, KeyedGate, take_ready};
 use crate::{KeyedThrottleLayer, Throttled};
+use fueltank::BudgetWait;
 
 /// A Tower layer for HTTP services with one budget per key: a request
 /// whose key has no fuel gets `429 Too Many Requests` with `Retry-After`
@@ -322,8 +323,11 @@ impl<K, X, T, E, U> HttpKeyedThrottleLayer<K, X, T, E, U> {
     /// assert_eq!(layer.keyed().map(|keyed| keyed.rate().max_n()), Some(10));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
-        self.gate.keyed.tank()
+    pub fn keyed(&self) -> Option<&KeyedTank<K>>
+    where
+        K: 'static,
+    {
+        crate::budget::keyed_tank(&self.gate.keyed)
     }
 }
 
@@ -409,8 +413,11 @@ impl<S, K, X, T, E, U> HttpKeyedThrottleService<S, K, X, T, E, U> {
     /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>> {
-        self.gate.keyed.tank()
+    pub fn keyed(&self) -> Option<&KeyedTank<K>>
+    where
+        K: 'static,
+    {
+        crate::budget::keyed_tank(&self.gate.keyed)
     }
 
     /// The inner service.
@@ -541,11 +548,9 @@ where
                         .headers
                         .plan()
                         .map(|policy| (keyed.clone(), key, policy)),
-                    // A budget's wait may end without the fuel: then 429,
-                    // or 503 if its store is down.
-                    respond: waiting
-                        .may_shed()
-                        .then(|| (on_throttled.clone(), on_unavailable.clone())),
+                    // A wait may end without the fuel (`max_wait`, a
+                    // budget's store): then 429, or 503 if the store is down.
+                    respond: Some((on_throttled.clone(), on_unavailable.clone())),
                     wait,
                     call: Some((take_ready(&mut self.inner), request, waiting)),
                 },
@@ -620,13 +625,12 @@ pin_project! {
         S: Service<Request>,
     {
         Waiting {
-            #[pin]
-            wait: KeyWait<K>,
+            wait: BudgetWait,
             call: Option<(S, Request, KeyWaiting<K>)>,
             // The key, to read its headers once its fuel is taken, and
             // the policy name of the structured headers.
-            read_after: Option<(KeyedSource<K>, K, Option<Arc<str>>)>,
-            // What answers if the wait ends without the fuel (a budget's).
+            read_after: Option<(KeyedShared<K>, K, Option<Arc<str>>)>,
+            // What answers if the wait ends without the fuel.
             respond: Option<(T, U)>,
         },
         Called {
@@ -662,7 +666,7 @@ where
                     read_after,
                     respond,
                 } => {
-                    let fueled = ready!(wait.poll(cx));
+                    let fueled = matches!(ready!(wait.as_mut().poll(cx)), Ok(Some(_)));
                     let Some((mut inner, request, waiting)) = call.take() else {
                         panic!("HttpKeyedResponseFuture polled after completion");
                     };

@@ -229,7 +229,7 @@ use std::time::Duration;
 
 use fueltank::{Hardcap, Monitor, Rate, Tank};
 
-use crate::budget::{KeyedSource, Source};
+use crate::budget::{self, KeyedShared, Shared};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -413,7 +413,7 @@ impl From<ThrottleLayer> for HttpThrottleLayer {
         config.headers.hardcap = config
             .tank
             .as_ref()
-            .and_then(Source::tank)
+            .and_then(budget::tank)
             .map_or_else(Hardcap::default, Tank::hardcap);
         HttpThrottleLayer {
             config: config.map_respond(|()| (PlainText, PlainText)),
@@ -537,7 +537,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::Rate;
+    /// use fueltank::{Fuel, Rate};
     /// use fueltank_tower::{Budget, BudgetWait, ThrottleLayer, Unavailable};
     /// use http::{Request, Response, StatusCode};
     /// use std::convert::Infallible;
@@ -549,8 +549,8 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// struct Down;
     ///
     /// impl Budget for Down {
-    ///     fn try_take(&self) -> bool { false }
-    ///     fn wait(&self, _: Option<Duration>) -> BudgetWait { Box::pin(std::future::ready(false)) }
+    ///     fn try_take(&self, _: u64) -> Option<Fuel> { None }
+    ///     fn wait(&self, _: u64, _: Option<Duration>) -> BudgetWait { Box::pin(std::future::ready(Ok(None))) }
     ///     fn wait_time(&self, _: u64) -> Option<Duration> { None }
     ///     fn rate(&self) -> Rate { Rate::per_second(10).unwrap() }
     ///     fn available(&self) -> u64 { 0 }
@@ -605,7 +605,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn tank(&self) -> Option<&Tank> {
-        self.config.tank.as_ref()?.tank()
+        budget::tank(self.config.tank.as_ref()?)
     }
 
     /// The monitor this layer emits to, if any.
@@ -749,7 +749,7 @@ impl<S, R, U> HttpThrottleService<S, R, U> {
     #[inline]
     fn stamp(&self) -> Option<Stamp> {
         let headers = &self.gate.config().headers;
-        headers.stamp(|| Some(Snapshot::read(self.gate.source()?, headers.hardcap)))
+        headers.stamp(|| Some(Snapshot::read(self.gate.budget()?, headers.hardcap)))
     }
 }
 
@@ -934,10 +934,10 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn read(source: &Source, hardcap: Hardcap) -> Snapshot {
-        let tank = match source {
-            Source::Tank(tank) => tank,
-            Source::Budget(budget) => {
+    fn read(budget: &Shared, hardcap: Hardcap) -> Snapshot {
+        let tank = match budget::tank(budget) {
+            Some(tank) => tank,
+            None => {
                 let rate = budget.rate();
                 let to_full = budget
                     .wait_time(budget.capacity())
@@ -968,12 +968,11 @@ impl Snapshot {
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
     /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
     /// but its `wait_time` does.
-    fn read_keyed<K>(keyed: &KeyedSource<K>, key: &K) -> Snapshot
-    where
-        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    {
+    fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
         let rate = keyed.rate();
-        let limit = keyed.capacity();
+        // A keyed tank's limit is `max_n` whatever its hardcap, as an
+        // unkeyed tank's.
+        let limit = budget::keyed_tank(keyed).map_or_else(|| keyed.capacity(), |_| rate.max_n());
         let level = keyed.available(key);
         let to_full = keyed
             .wait_time(key, limit)

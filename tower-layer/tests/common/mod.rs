@@ -61,12 +61,17 @@ impl Flaky {
         self.0.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
-    fn take(&self) -> bool {
+    fn take(&self, n: u64) -> bool {
         use std::sync::atomic::Ordering::SeqCst;
         self.0
             .fuel
-            .fetch_update(SeqCst, SeqCst, |fuel| fuel.checked_sub(1))
+            .fetch_update(SeqCst, SeqCst, |fuel| fuel.checked_sub(n))
             .is_ok()
+    }
+
+    fn ready(&self, n: u64) -> fueltank_tower::BudgetWait {
+        let fuel = self.take(n).then(|| fueltank::Fuel::taken(n));
+        Box::pin(std::future::ready(Ok(fuel)))
     }
 
     fn down(&self) -> Option<fueltank_tower::Unavailable> {
@@ -83,11 +88,11 @@ impl Flaky {
 }
 
 impl fueltank_tower::Budget for Flaky {
-    fn try_take(&self) -> bool {
-        self.take()
+    fn try_take(&self, n: u64) -> Option<fueltank::Fuel> {
+        self.take(n).then(|| fueltank::Fuel::taken(n))
     }
-    fn wait(&self, _max_wait: Option<std::time::Duration>) -> fueltank_tower::BudgetWait {
-        Box::pin(std::future::ready(self.take()))
+    fn wait(&self, n: u64, _max_wait: Option<std::time::Duration>) -> fueltank_tower::BudgetWait {
+        self.ready(n)
     }
     fn wait_time(&self, _n: u64) -> Option<std::time::Duration> {
         Some(Flaky::WAIT)
@@ -107,11 +112,16 @@ impl fueltank_tower::Budget for Flaky {
 }
 
 impl<K: Send + Sync + 'static> fueltank_tower::KeyedBudget<K> for Flaky {
-    fn try_take(&self, _key: &K) -> bool {
-        self.take()
+    fn take(&self, _key: &K, n: u64) -> bool {
+        self.take(n)
     }
-    fn wait(&self, _key: K, _max_wait: Option<std::time::Duration>) -> fueltank_tower::BudgetWait {
-        Box::pin(std::future::ready(self.take()))
+    fn wait(
+        &self,
+        _key: &K,
+        n: u64,
+        _max_wait: Option<std::time::Duration>,
+    ) -> fueltank_tower::BudgetWait {
+        self.ready(n)
     }
     fn wait_time(&self, _key: &K, _n: u64) -> Option<std::time::Duration> {
         Some(Flaky::WAIT)

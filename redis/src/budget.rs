@@ -1,12 +1,11 @@
-//! The Tower layers of `fueltank-tower` on these tanks (feature `tower`).
+//! These tanks as [`fueltank::Budget`]s: what `fueltank-tower`'s layers,
+//! and any code written against the trait, draw on.
 
 use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
-use fueltank::Rate;
-use fueltank_tower::key::KeyError;
-use fueltank_tower::{Budget, BudgetWait, KeyedBudget, ThrottleLayer, Unavailable};
+use fueltank::{Budget, BudgetWait, Fuel, KeyedBudget, Rate, Unavailable};
 
 use crate::entry::BACKOFF_MAX;
 use crate::store::StoreShared;
@@ -23,17 +22,19 @@ fn outage(store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavaila
         .then(|| Unavailable::new(what(), BACKOFF_MAX))
 }
 
-/// A [`GlobalTank`] is a [`Budget`] of `fueltank-tower`'s layers: every
-/// request of every instance spends from the one budget in Redis. The
-/// `RateLimit` headers say what this instance knows: `Remaining` the fuel
-/// reserved here and spendable now (Redis may hold more for whoever asks),
-/// `Reset` the time until the tank in Redis is full as of its latest
-/// answer, and `Limit` the most granted at once (the bank: `max_n` less the
-/// intervals of the hold under `Limit`).
+/// A [`GlobalTank`] is a [`Budget`]: every request of every instance
+/// spends from the one budget in Redis. Fuel taken is taken for good
+/// ([`Fuel::taken`]: Redis takes none back). What it describes is what
+/// this instance knows: [`available`](Budget::available) the fuel reserved
+/// here and spendable now (Redis may hold more for whoever asks),
+/// [`wait_time`](Budget::wait_time) as of Redis's latest answer, and
+/// [`capacity`](Budget::capacity) the most granted at once (the bank:
+/// `max_n` less the intervals of the hold under `Limit`).
 ///
-/// While Redis does not answer under [`FailurePolicy::Closed`], a request
-/// refused is [`unavailable`](Budget::unavailable) (``redis tank `api` ``):
-/// it fails with [`Unavailable`], a `503` over HTTP, not a `429`.
+/// While Redis does not answer under [`FailurePolicy::Closed`], a refusal
+/// is [`unavailable`](Budget::unavailable) (``redis tank `api` ``): behind
+/// `fueltank-tower`'s layers, a request fails with [`Unavailable`], a
+/// `503` over HTTP, not a `429`.
 ///
 /// # Examples
 ///
@@ -42,39 +43,38 @@ fn outage(store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavaila
 ///
 /// # async fn run(store: fueltank_redis::RedisStore) -> Result<(), Box<dyn std::error::Error>> {
 /// let api = store.tank("api", "1000/s".parse()?).build().await?;
-/// let layer = ThrottleLayer::from_budget(api).reject(); // or ThrottleLayer::from(api)
+/// let layer = ThrottleLayer::new(api).reject();
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
 impl Budget for GlobalTank {
     #[inline]
-    fn try_take(&self) -> bool {
-        self.has_fuel()
+    fn try_take(&self, n: u64) -> Option<Fuel> {
+        self.has_fuel_n(n).then(|| Fuel::taken(n))
     }
 
-    fn wait(&self, max_wait: Option<Duration>) -> BudgetWait {
-        match max_wait {
-            None => {
-                let wait = self.await_fuel();
-                Box::pin(async move {
-                    wait.await;
-                    true
-                })
-            }
-            Some(max_wait) => Box::pin(self.await_fuel_timeout(max_wait)),
-        }
+    #[inline]
+    fn take(&self, n: u64) -> bool {
+        self.has_fuel_n(n)
     }
 
-    /// With nothing reserved here and no refusal from Redis to go by (a
-    /// tank not used for a while), waits for one round trip, at most the
-    /// store's timeout. Not while the store is known down under `Closed`:
-    /// that is the answer (the tank keeps probing Redis by itself).
-    fn ask(&self) -> Option<BudgetWait> {
-        if Budget::unavailable(self).is_some() {
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        Box::pin(self.await_grant(n, max_wait))
+    }
+
+    /// With not enough reserved here and no refusal from Redis to go by
+    /// (a tank not used for a while), waits for one round trip, at most
+    /// the store's timeout. Not while the store is known down under
+    /// `Closed`: that is the answer (the tank keeps probing Redis by
+    /// itself).
+    fn ask(&self, n: u64) -> Option<BudgetWait> {
+        if GlobalTank::available(self) >= n
+            || GlobalTank::wait_time(self, n) != Some(Duration::ZERO)
+            || Budget::unavailable(self).is_some()
+        {
             return None;
         }
-        let unknown = GlobalTank::wait_time(self, 1) == Some(Duration::ZERO);
-        unknown.then(|| Box::pin(self.await_fuel_timeout(self.answer_time())) as BudgetWait)
+        Some(Box::pin(self.await_grant(n, Some(self.answer_time()))))
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
@@ -101,19 +101,12 @@ impl Budget for GlobalTank {
     }
 }
 
-impl From<GlobalTank> for ThrottleLayer {
-    /// [`ThrottleLayer::from_budget`].
-    fn from(tank: GlobalTank) -> ThrottleLayer {
-        ThrottleLayer::from_budget(tank)
-    }
-}
-
-/// A [`GlobalKeyedTank`] is a [`KeyedBudget`] of `fueltank-tower`'s keyed
-/// layer: every key's budget is shared by every instance. A key whose text
-/// is longer than [`MAX_KEY_LEN`] bytes fails its request with a
-/// [`KeyError`] (a `400` over HTTP) instead of taking a budget. While Redis
-/// does not answer under [`FailurePolicy::Closed`], a request refused is
-/// [`Unavailable`] (a `503` over HTTP), as for a [`GlobalTank`].
+/// A [`GlobalKeyedTank`] is a [`KeyedBudget`]: every key's budget is
+/// shared by every instance. A key whose text is longer than
+/// [`MAX_KEY_LEN`] bytes is refused by [`check`](KeyedBudget::check) (behind
+/// `fueltank-tower`'s keyed layer, a `400` over HTTP) instead of taking a
+/// budget. While Redis does not answer under [`FailurePolicy::Closed`], a
+/// refusal is [`Unavailable`], as for a [`GlobalTank`].
 ///
 /// # Examples
 ///
@@ -124,7 +117,7 @@ impl From<GlobalTank> for ThrottleLayer {
 /// # async fn run(store: fueltank_redis::RedisStore) -> Result<(), Box<dyn std::error::Error>> {
 /// let per_user = store.keyed::<String>("per-user", "10/s".parse()?).build().await?;
 /// let by_user = key_fn(|request: &(String, u32)| Ok(request.0.clone()));
-/// let layer = KeyedThrottleLayer::from_budget(per_user, by_user).reject();
+/// let layer = KeyedThrottleLayer::new(per_user, by_user).reject();
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
@@ -133,18 +126,14 @@ where
     K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
 {
     #[inline]
-    fn try_take(&self, key: &K) -> bool {
-        self.has_fuel(key)
+    fn take(&self, key: &K, n: u64) -> bool {
+        self.has_fuel_n(key, n)
     }
 
-    fn wait(&self, key: K, max_wait: Option<Duration>) -> BudgetWait {
-        match max_wait {
-            // Only a key that is too long fails, and `check` refused it.
-            None => {
-                let wait = self.await_fuel(key);
-                Box::pin(async move { wait.await.is_ok() })
-            }
-            Some(max_wait) => Box::pin(self.await_fuel_timeout(key, max_wait)),
+    fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        match self.await_grant(key, n, max_wait) {
+            Ok(wait) => Box::pin(wait),
+            Err(_) => Box::pin(std::future::ready(self.check(key).map(|()| None))),
         }
     }
 
@@ -152,13 +141,15 @@ where
     /// by (a key new here, or not used for a while), waits for one round
     /// trip, at most the store's timeout. Not while the store is known down
     /// under `Closed`, as for a [`GlobalTank`].
-    fn ask(&self, key: K) -> Option<BudgetWait> {
-        if KeyedBudget::unavailable(self, &key).is_some() {
+    fn ask(&self, key: &K, n: u64) -> Option<BudgetWait> {
+        if GlobalKeyedTank::available(self, key) >= n
+            || GlobalKeyedTank::wait_time(self, key, n) != Some(Duration::ZERO)
+            || KeyedBudget::unavailable(self, key).is_some()
+        {
             return None;
         }
-        let unknown = GlobalKeyedTank::wait_time(self, &key, 1) == Some(Duration::ZERO);
-        let answer_time = self.answer_time();
-        unknown.then(|| Box::pin(self.await_fuel_timeout(key, answer_time)) as BudgetWait)
+        let wait = self.await_grant(key, n, Some(self.answer_time())).ok()?;
+        Some(Box::pin(wait))
     }
 
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
@@ -187,16 +178,18 @@ where
         })
     }
 
-    fn check(&self, key: &K) -> Result<(), KeyError> {
+    fn check(&self, key: &K) -> Result<(), fueltank::Error> {
         // Counted as written, without allocating, on every request.
         let mut len = TextLen(0);
         let _ = fmt::write(&mut len, format_args!("{key}"));
         match len.0 <= MAX_KEY_LEN {
             true => Ok(()),
-            false => Err(KeyError::Other(format!(
-                "the key is {} bytes long; a key in Redis must be at most {MAX_KEY_LEN}",
-                len.0
-            ))),
+            false => Err(fueltank::Error::InvalidKey {
+                reason: format!(
+                    "the key is {} bytes long; a key in Redis must be at most {MAX_KEY_LEN}",
+                    len.0
+                ),
+            }),
         }
     }
 }

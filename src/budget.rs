@@ -1,0 +1,691 @@
+//! [`Budget`] and [`KeyedBudget`]: the one abstraction of fuel, which
+//! every store implements ([`Tank`], [`Throttle`], [`KeyedTank`] here;
+//! `fueltank-redis`'s tanks) and every consumer draws on (`fueltank-tower`'s
+//! layers); and [`Unavailable`], what a budget whose store is down says.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Error, Fuel, KeyedTank, Rate, Tank, Throttle};
+
+/// A wait for fuel from a [`Budget`] or a [`KeyedBudget`]: resolves to the
+/// fuel taken, `None` if the wait's deadline passed first, or an error if
+/// the amount asked for can never be granted at once
+/// ([`Error::ExceedsCapacity`], which says what is accepted).
+pub type BudgetWait = Pin<Box<dyn Future<Output = Result<Option<Fuel>, Error>> + Send>>;
+
+/// Fuel shared by every request: taken now, waited for in a line, given
+/// back, and described. [`Tank`] (in-process or in shared memory),
+/// [`Throttle`] and `fueltank-redis`'s `GlobalTank` are budgets;
+/// `fueltank-tower`'s `ThrottleLayer` draws on any of them.
+///
+/// | method | what |
+/// |---|---|
+/// | [`try_take`](Budget::try_take) | takes `n` now as [`Fuel`] that can be given back; never waits, never overtakes the line |
+/// | [`take`](Budget::take) | the same, for good: `true` if taken |
+/// | [`wait`](Budget::wait) | waits in the line for `n`, for at most `max_wait` if given |
+/// | [`ask`](Budget::ask) | asks the budget's store, when only it can tell whether there is fuel |
+/// | [`give_back`](Budget::give_back) | gives back fuel taken and never spent |
+/// | [`wait_time`](Budget::wait_time), [`rate`](Budget::rate), [`available`](Budget::available), [`capacity`](Budget::capacity) | the `Retry-After` and `RateLimit` figures |
+/// | [`unavailable`](Budget::unavailable) | whether a refusal is an outage of the budget's store rather than a want of fuel |
+///
+/// `n` beyond the [`capacity`](Budget::capacity) is never granted:
+/// `try_take` returns `None`, `take` `false`, `wait_time` `None`, and `wait` resolves at
+/// once to [`Error::ExceedsCapacity`], which says the capacity. `n = 0` is
+/// always granted.
+///
+/// A fuel token from one budget given back to another is spent, never
+/// counted twice.
+///
+/// # Cancel safety
+///
+/// The wait of [`wait`](Budget::wait) (and of [`ask`](Budget::ask)) must
+/// be cancel safe: dropped before it resolves, it takes nothing and stalls
+/// no other waiter. Fuel it resolved to is the holder's: dropped, it is
+/// spent; [`give_back`](Budget::give_back) returns it.
+///
+/// # Examples
+///
+/// A tank and a throttle through the one interface:
+///
+/// ```
+/// use fueltank::{Budget, Rate, Tank, Throttle};
+///
+/// fn serve(budget: &dyn Budget) -> bool {
+///     match budget.try_take(2) {
+///         Some(fuel) => {
+///             budget.give_back(fuel); // changed our mind: the fuel goes back
+///             true
+///         }
+///         None => false,
+///     }
+/// }
+///
+/// let tank = Tank::builder(Rate::per_second(10)?).initial(2).build()?;
+/// assert!(serve(&tank));
+/// assert_eq!(tank.level(), 2);
+/// let throttle = Throttle::builder(Rate::per_second(10)?).initial(1).build()?;
+/// assert!(!serve(&throttle));
+/// assert_eq!(throttle.capacity(), 10);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+///
+/// A budget of your own, that always has fuel, counting what it gives:
+///
+/// ```
+/// use fueltank::{Budget, BudgetWait, Fuel, Rate};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+///
+/// #[derive(Debug, Default)]
+/// struct Counted(AtomicU64);
+///
+/// impl Budget for Counted {
+///     fn try_take(&self, n: u64) -> Option<Fuel> {
+///         self.0.fetch_add(n, Ordering::Relaxed);
+///         Some(Fuel::taken(n))
+///     }
+///     fn wait(&self, n: u64, _max_wait: Option<Duration>) -> BudgetWait {
+///         Box::pin(std::future::ready(Ok(self.try_take(n))))
+///     }
+///     fn wait_time(&self, _n: u64) -> Option<Duration> {
+///         Some(Duration::ZERO)
+///     }
+///     fn rate(&self) -> Rate {
+///         Rate::per_second(1_000_000).unwrap()
+///     }
+///     fn available(&self) -> u64 {
+///         u64::MAX
+///     }
+///     fn capacity(&self) -> u64 {
+///         u64::MAX
+///     }
+/// }
+///
+/// let counted = Counted::default();
+/// assert!(counted.try_take(3).is_some());
+/// assert_eq!(counted.0.load(Ordering::Relaxed), 3);
+/// ```
+pub trait Budget: Any + fmt::Debug + Send + Sync {
+    /// Takes `n` fuel together now if there is that much and nobody waits
+    /// in line, without waiting on anything; the fuel, to spend (drop it)
+    /// or [give back](Budget::give_back). `None` if there is not, or if
+    /// `n` is beyond the [`capacity`](Budget::capacity).
+    fn try_take(&self, n: u64) -> Option<Fuel>;
+
+    /// Takes `n` fuel together now, for good, as
+    /// [`try_take`](Budget::try_take): `true` if taken. A tank's is its
+    /// `has_fuel_n`, which keeps no record to give the fuel back by.
+    #[inline]
+    fn take(&self, n: u64) -> bool {
+        self.try_take(n).is_some()
+    }
+
+    /// Waits in line for `n` fuel and takes them together, for at most
+    /// `max_wait` (counted from this call) if given. Resolves to the fuel;
+    /// to `None` if `max_wait` passes first (at once if the budget knows
+    /// the line ahead cannot be served in time); to
+    /// [`Error::ExceedsCapacity`] at once if `n` is beyond the
+    /// [`capacity`](Budget::capacity).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it resolves, the wait leaves the line, takes nothing
+    /// and stalls no other waiter.
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait;
+
+    /// Whether only the budget's store can tell if there is fuel for `n`
+    /// now (nothing held here, nothing known): then a wait for its answer,
+    /// which resolves to the fuel if some was taken (or to `None`),
+    /// waiting for the answer but not for fuel to come. A consumer that
+    /// sheds requests asks before taking, instead of shedding on a guess.
+    /// `None` (the default): [`take`](Budget::take) decides now.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`wait`](Budget::wait).
+    fn ask(&self, n: u64) -> Option<BudgetWait> {
+        let _ = n;
+        None
+    }
+
+    /// Gives back fuel taken from this budget and never spent: as if it
+    /// had never been taken, as far as it would not have run into the cap
+    /// since. By default it is spent (a budget that cannot take fuel back).
+    fn give_back(&self, fuel: Fuel) {
+        drop(fuel);
+    }
+
+    /// How long a newcomer asking for `n` fuel would wait, counting the
+    /// line ahead; `None` if unknown (a paused tank) or if `n` is beyond
+    /// the [`capacity`](Budget::capacity).
+    fn wait_time(&self, n: u64) -> Option<Duration>;
+
+    /// The rate.
+    fn rate(&self) -> Rate;
+
+    /// The fuel a newcomer could take now; a lower figure than the truth
+    /// is fine, a higher one is not.
+    fn available(&self) -> u64;
+
+    /// The most fuel granted together: what a full budget holds.
+    fn capacity(&self) -> u64;
+
+    /// Whether a refusal now is an outage rather than a want of fuel:
+    /// `Some` while the budget's store is down and its failure policy
+    /// refuses, describing the store and when to retry. A consumer asks
+    /// only after the budget found no fuel (never on a grant). `None` (the
+    /// default): a refusal is for want of fuel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
+    /// assert!(!tank.take(1));
+    /// assert_eq!(tank.unavailable(), None); // a local tank is never down
+    /// let down = Unavailable::new("my store", Duration::from_secs(1));
+    /// assert_eq!(down.store(), "my store");
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn unavailable(&self) -> Option<Unavailable> {
+        None
+    }
+}
+
+/// A budget per key (client address, user id): [`KeyedTank`] and
+/// `fueltank-redis`'s `GlobalKeyedTank` are ones; `fueltank-tower`'s
+/// `KeyedThrottleLayer` draws on any of them.
+///
+/// As [`Budget`], by key, except that fuel is not given back; and a
+/// budget may refuse a key it cannot hold ([`check`](KeyedBudget::check)).
+///
+/// # Cancel safety
+///
+/// As for [`Budget`]: the wait of [`wait`](KeyedBudget::wait), dropped
+/// before it resolves, takes nothing and stalls no other waiter.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{KeyedBudget, KeyedTank, Rate, clock::ManualClock};
+/// use std::time::Duration;
+///
+/// let keyed = KeyedTank::builder(Rate::per_second(2)?).clock(ManualClock::new()).build()?;
+/// let budget: &dyn KeyedBudget<&str> = &keyed;
+/// assert!(budget.take(&"ada", 2));
+/// assert!(!budget.take(&"ada", 1));
+/// assert_eq!(budget.wait_time(&"ada", 1), Some(Duration::from_millis(500)));
+/// assert!(budget.take(&"bob", 1)); // bob has his own
+/// assert!(!budget.take(&"bob", 3)); // beyond the capacity
+/// assert_eq!(budget.capacity(), 2);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
+    /// Takes `n` fuel together for `key` now, for good, if there is that
+    /// much and nobody waits on the key, without waiting on anything;
+    /// `false` if not, or if `n` is beyond the
+    /// [`capacity`](KeyedBudget::capacity).
+    fn take(&self, key: &K, n: u64) -> bool;
+
+    /// Waits in `key`'s line for `n` fuel and takes them together, for at
+    /// most `max_wait` if given, as [`Budget::wait`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it resolves, the wait leaves the line, takes nothing
+    /// and stalls no other waiter.
+    fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait;
+
+    /// Whether only the budget's store can tell if there is fuel for `key`
+    /// now (a key new here), as [`Budget::ask`]. `None` (the default):
+    /// [`take`](KeyedBudget::take) decides now.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`wait`](KeyedBudget::wait).
+    fn ask(&self, key: &K, n: u64) -> Option<BudgetWait> {
+        let _ = (key, n);
+        None
+    }
+
+    /// How long a newcomer asking `key` for `n` fuel would wait; `None`
+    /// if unknown or if `n` is beyond the [`capacity`](KeyedBudget::capacity).
+    fn wait_time(&self, key: &K, n: u64) -> Option<Duration>;
+
+    /// The rate of every key.
+    fn rate(&self) -> Rate;
+
+    /// The fuel a newcomer could take for `key` now; a lower figure than
+    /// the truth is fine, a higher one is not.
+    fn available(&self, key: &K) -> u64;
+
+    /// The most fuel granted together to one key; by default the rate's
+    /// `max_n`.
+    fn capacity(&self) -> u64 {
+        self.rate().max_n()
+    }
+
+    /// Whether a refusal for `key` now is an outage rather than a want of
+    /// fuel, as [`Budget::unavailable`]; `None` (the default): a refusal is
+    /// for want of fuel.
+    fn unavailable(&self, key: &K) -> Option<Unavailable> {
+        let _ = key;
+        None
+    }
+
+    /// Whether `key` can have a budget at all: an
+    /// [`Error::InvalidKey`] that says why not and what is accepted. By
+    /// default every key can.
+    fn check(&self, key: &K) -> Result<(), Error> {
+        let _ = key;
+        Ok(())
+    }
+}
+
+/// A tank's own calls, through the trait: `try_take` is
+/// [`Tank::has_fuel_n`] with a token, `give_back` [`Tank::refund`], a
+/// wait the tank's line with its timer.
+impl Budget for Tank {
+    #[inline]
+    fn try_take(&self, n: u64) -> Option<Fuel> {
+        self.take_fuel(n)
+    }
+
+    #[inline]
+    fn take(&self, n: u64) -> bool {
+        self.has_fuel_n(n)
+    }
+
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        Box::pin(self.await_grant(n, max_wait))
+    }
+
+    fn give_back(&self, fuel: Fuel) {
+        self.refund(fuel);
+    }
+
+    fn wait_time(&self, n: u64) -> Option<Duration> {
+        Tank::wait_time(self, n)
+    }
+
+    fn rate(&self) -> Rate {
+        Tank::rate(self)
+    }
+
+    fn available(&self) -> u64 {
+        Tank::available(self)
+    }
+
+    fn capacity(&self) -> u64 {
+        Tank::capacity(self)
+    }
+}
+
+/// A throttle's tank, with the throttle's emit-on-take rule: with
+/// `auto_emit`, fuel granted is counted in the monitor when it is taken
+/// (fuel given back stays counted). Without a tank, every amount is
+/// granted at once, for good.
+impl Budget for Throttle {
+    fn try_take(&self, n: u64) -> Option<Fuel> {
+        let fuel = match self.tank() {
+            Some(tank) => tank.take_fuel(n)?,
+            None => Fuel::taken(n),
+        };
+        self.emitted(true, n);
+        Some(fuel)
+    }
+
+    fn take(&self, n: u64) -> bool {
+        self.has_fuel_n(n)
+    }
+
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        let Some(tank) = self.tank() else {
+            return Box::pin(std::future::ready(Ok(self.try_take(n))));
+        };
+        let (wait, emit) = (tank.await_grant(n, max_wait), self.emitter());
+        Box::pin(async move {
+            let fuel = wait.await?;
+            if let (Some(monitor), Some(_)) = (&emit, &fuel) {
+                monitor.emit_n(n);
+            }
+            Ok(fuel)
+        })
+    }
+
+    fn give_back(&self, fuel: Fuel) {
+        if let Some(tank) = self.tank() {
+            tank.refund(fuel);
+        }
+    }
+
+    fn wait_time(&self, n: u64) -> Option<Duration> {
+        self.tank()
+            .map_or(Some(Duration::ZERO), |tank| tank.wait_time(n))
+    }
+
+    fn rate(&self) -> Rate {
+        Throttle::rate(self)
+    }
+
+    fn available(&self) -> u64 {
+        self.tank().map_or(u64::MAX, Tank::available)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.tank().map_or(u64::MAX, Tank::capacity)
+    }
+}
+
+/// A keyed tank's own calls, through the trait. A wait with `max_wait`
+/// is bounded by the key's timer.
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<K> {
+    #[inline]
+    fn take(&self, key: &K, n: u64) -> bool {
+        self.has_fuel_n(key, n)
+    }
+
+    fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        Box::pin(self.await_grant(key, n, max_wait))
+    }
+
+    fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
+        KeyedTank::wait_time(self, key, n)
+    }
+
+    fn rate(&self) -> Rate {
+        KeyedTank::rate(self)
+    }
+
+    fn available(&self, key: &K) -> u64 {
+        KeyedTank::available(self, key)
+    }
+
+    fn capacity(&self) -> u64 {
+        KeyedTank::capacity(self)
+    }
+}
+
+/// Which kind of limit refused a request: one budget for every request,
+/// or one per key. `fueltank-tower`'s errors (`Throttled`, [`Unavailable`])
+/// say it.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Scope, Unavailable};
+/// use std::time::Duration;
+///
+/// let down = Unavailable::new("redis", Duration::from_secs(1)).with_key("192.0.2.7");
+/// assert_eq!(down.scope(), Scope::Keyed);
+/// assert_eq!(Scope::Keyed.to_string(), "keyed");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// One budget shared by every request ([`Budget`]): `fueltank-tower`'s
+    /// `ThrottleLayer`.
+    #[default]
+    Global,
+    /// One budget per key ([`KeyedBudget`]): `fueltank-tower`'s
+    /// `KeyedThrottleLayer`.
+    Keyed,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::Global => "global",
+            Scope::Keyed => "keyed",
+        })
+    }
+}
+
+/// A request was refused because its budget's store is down and the
+/// budget's failure policy refuses while it is (see
+/// [`Budget::unavailable`]): an outage, not overload.
+///
+/// `fueltank-tower`'s plain services fail with it (boxed into
+/// `tower::BoxError`) where a request would otherwise have been shed with
+/// `Throttled`: the two are distinct types, so code that downcasts to
+/// `Throttled` to answer "too many requests" does not mistake an outage
+/// for one. Its HTTP layers answer it with `503 Service Unavailable`,
+/// counted in `Stats::unavailable`, not in `rejected`. A fueltank tank is
+/// never unavailable; `fueltank-redis`'s tanks are while Redis does not
+/// answer under `FailurePolicy::Closed`.
+///
+/// It says:
+///
+/// - [`store`](Unavailable::store): which store is down, as the budget
+///   describes it (e.g. ``redis tank `api` ``);
+/// - [`retry_after`](Unavailable::retry_after): when to try again, as the
+///   budget says (how soon it asks its store again);
+/// - [`scope`](Unavailable::scope), [`label`](Unavailable::label),
+///   [`key`](Unavailable::key): the limit that refused, as
+///   `fueltank-tower`'s `Throttled` does.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Scope, Unavailable};
+/// use std::time::Duration;
+///
+/// let down = Unavailable::new("redis tank `api`", Duration::from_secs(1)).with_label("api");
+/// assert_eq!(down.store(), "redis tank `api`");
+/// assert_eq!(down.retry_after(), Duration::from_secs(1));
+/// assert_eq!(down.scope(), Scope::Global);
+/// assert_eq!(
+///     down.to_string(),
+///     "rate-limit store unavailable (redis tank `api`): the global limit `api` \
+///      cannot grant while it is down; retry after 1s"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Unavailable {
+    store: Arc<str>,
+    retry_after: Duration,
+    scope: Scope,
+    label: Option<Arc<str>>,
+    key: Option<Arc<str>>,
+}
+
+impl Unavailable {
+    /// The store described by `store` is down; retry after `retry_after`.
+    /// From the global limit, without a label, until the layer that
+    /// refuses the request says which limit it is. What a
+    /// [`Budget::unavailable`] returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis at cache-1", Duration::from_millis(500));
+    /// assert_eq!(down.store(), "redis at cache-1");
+    /// assert_eq!(down.label(), None);
+    /// ```
+    pub fn new(store: impl Into<Arc<str>>, retry_after: Duration) -> Unavailable {
+        Unavailable {
+            store: store.into(),
+            retry_after,
+            scope: Scope::Global,
+            label: None,
+            key: None,
+        }
+    }
+
+    /// This error, naming the limit that refused the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_label("uploads");
+    /// assert_eq!(down.label(), Some("uploads"));
+    /// ```
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Unavailable {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// This error, from a per-key limit, for the key written `key` (the
+    /// scope becomes [`Scope::Keyed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_key("ada");
+    /// assert_eq!(down.key(), Some("ada"));
+    /// assert_eq!(down.scope(), Scope::Keyed);
+    /// ```
+    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Unavailable {
+        self.scope = Scope::Keyed;
+        self.key = Some(key.into());
+        self
+    }
+
+    /// This error, from a limit of `scope`, without changing its label
+    /// and key (a per-key limit that does not report its keys).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_scope(Scope::Keyed);
+    /// assert_eq!((down.scope(), down.key()), (Scope::Keyed, None));
+    /// ```
+    pub fn with_scope(mut self, scope: Scope) -> Unavailable {
+        self.scope = scope;
+        self
+    }
+
+    /// The store that is down, as its budget describes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).store(), "redis");
+    /// ```
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// When to try again, as the budget says: how soon it asks its store
+    /// again. Not a promise that the store is back by then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(2));
+    /// assert_eq!(down.retry_after(), Duration::from_secs(2));
+    /// ```
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// Which kind of limit refused the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Unavailable};
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).scope(), Scope::Global);
+    /// ```
+    pub const fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The name of the limit that refused the request, as the layer that
+    /// refused it was labelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).label(), None);
+    /// ```
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The request's key, written with its `Display`, if the keyed layer
+    /// was asked to report it (`KeyedThrottleLayer::report_key`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).key(), None);
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate-limit store unavailable ({}): the {} limit",
+            self.store, self.scope
+        )?;
+        if let Some(label) = &self.label {
+            write!(f, " `{label}`")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, " for key {key}")?;
+        }
+        write!(
+            f,
+            " cannot grant while it is down; retry after {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_names_the_store_the_limit_and_the_key() {
+        let down = Unavailable::new("redis tank `per-ip`", Duration::from_secs(1))
+            .with_label("per-ip")
+            .with_key("192.0.2.7");
+        assert_eq!(
+            down.to_string(),
+            "rate-limit store unavailable (redis tank `per-ip`): the keyed limit `per-ip` \
+             for key 192.0.2.7 cannot grant while it is down; retry after 1s"
+        );
+    }
+}
