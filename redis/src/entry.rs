@@ -181,6 +181,10 @@ struct Queued {
     waker: Waker,
     /// Whether it fails with a [`Grant::Mismatch`] (it can return an error).
     fallible: bool,
+    /// Whether it waits for Redis's next answer only, not for fuel to come
+    /// (a layer's ask): unserved by the answer, it leaves with
+    /// [`Grant::Unanswered`].
+    answer_only: bool,
 }
 
 /// Fuel granted to a waiter.
@@ -194,6 +198,9 @@ pub(crate) enum Grant {
     /// Not granted: Redis holds another limit under this name (these
     /// parameters); only for waiters that can fail.
     Mismatch(Params),
+    /// Not granted: Redis answered, and nothing it granted is spendable
+    /// now; only for waiters that wait for an answer only.
+    Unanswered,
 }
 
 /// The first poll of a waiting future.
@@ -498,7 +505,7 @@ impl Entry {
         self: &Arc<Self>,
         n: u64,
         deadline: Option<Instant>,
-        fallible: bool,
+        (fallible, answer_only): (bool, bool),
         waker: &Waker,
     ) -> Enqueued {
         if n == 0 {
@@ -536,6 +543,7 @@ impl Entry {
             n,
             waker: waker.clone(),
             fallible,
+            answer_only,
         });
         let kick = self.kick(&mut st, now, true);
         drop(st);
@@ -985,7 +993,20 @@ impl Entry {
                 st.backoff_until = Some(answered + backoff);
             }
         }
-        self.relane(&mut st, now());
+        // Waiters for this answer only: what it made spendable now is
+        // theirs, in line; the others leave now rather than wait for fuel
+        // that starts later (it stays reserved for whoever comes then).
+        let now = now();
+        self.assign(&mut st, now, &mut wake);
+        let State { line, granted, .. } = &mut *st;
+        line.retain(|queued| {
+            if queued.answer_only {
+                granted.push((queued.id, Grant::Unanswered));
+                wake.push(queued.waker.clone());
+            }
+            !queued.answer_only
+        });
+        self.relane(&mut st, now);
         drop(st);
         wake.into_iter().for_each(Waker::wake);
     }

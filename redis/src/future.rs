@@ -21,6 +21,8 @@ struct Waiter {
     /// Whether it resolves to an error when Redis holds another limit under
     /// the tank's name (else it waits, as under `FailurePolicy::Closed`).
     fallible: bool,
+    /// Whether it waits for Redis's next answer only (see `Entry::apply`).
+    answer_only: bool,
     phase: Phase,
     deadline: Option<Instant>,
     timer: Option<Timer>,
@@ -46,6 +48,7 @@ impl Waiter {
             entry,
             n,
             fallible,
+            answer_only: false,
             phase: Phase::Start,
             deadline,
             timer: None,
@@ -57,7 +60,12 @@ impl Waiter {
             Phase::Start => {
                 match self
                     .entry
-                    .enqueue(self.n, self.deadline, self.fallible, cx.waker())
+                    .enqueue(
+                        self.n,
+                        self.deadline,
+                        (self.fallible, self.answer_only),
+                        cx.waker(),
+                    )
                 {
                     Enqueued::Taken => Poll::Ready(Outcome::Granted),
                     Enqueued::Mismatch(stored) => Poll::Ready(Outcome::Mismatch(stored)),
@@ -106,6 +114,7 @@ fn outcome_of(grant: Grant) -> Outcome {
         Grant::Reserved(..) | Grant::Policy => Outcome::Granted,
         Grant::TooLarge(capacity) => Outcome::TooLarge(capacity),
         Grant::Mismatch(stored) => Outcome::Mismatch(stored),
+        Grant::Unanswered => Outcome::TimedOut,
     }
 }
 
@@ -210,6 +219,16 @@ impl AwaitFuelTimeout {
         AwaitFuelTimeout {
             waiter: Waiter::new(entry, 1, deadline, false),
         }
+    }
+
+    /// Waits for Redis's next answer (at most the store's timeout), not for
+    /// fuel to come: `true` if the answer made one fuel spendable now.
+    #[cfg(feature = "tower")]
+    pub(crate) fn answer(entry: Arc<Entry>) -> AwaitFuelTimeout {
+        let deadline = crate::entry::now().checked_add(entry.store.timeout);
+        let mut waiter = Waiter::new(entry, 1, deadline, false);
+        waiter.answer_only = true;
+        AwaitFuelTimeout { waiter }
     }
 }
 

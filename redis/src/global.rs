@@ -443,10 +443,11 @@ impl GlobalTank {
         self.entry.params().capacity()
     }
 
-    /// How long one round trip may take: the store's timeout.
+    /// Takes one fuel if Redis's next answer makes one spendable now; waits
+    /// for that answer (at most the store's timeout), not for fuel to come.
     #[cfg(feature = "tower")]
-    pub(crate) fn answer_time(&self) -> Duration {
-        self.entry.store.timeout
+    pub(crate) fn await_answer(&self) -> AwaitFuelTimeout {
+        AwaitFuelTimeout::answer(self.entry.clone())
     }
 
     /// The store this tank's fuel comes from.

@@ -560,10 +560,13 @@ where
         &self.shared.options.name
     }
 
-    /// How long one round trip may take: the store's timeout.
+    /// [`GlobalTank::await_answer`](crate::GlobalTank::await_answer) for
+    /// `key`.
     #[cfg(feature = "tower")]
-    pub(crate) fn answer_time(&self) -> Duration {
-        self.shared.store.shared.timeout
+    pub(crate) fn await_answer(&self, key: &K) -> AwaitKeyTimeout {
+        AwaitKeyTimeout {
+            wait: self.entry(key).ok().map(AwaitFuelTimeout::answer),
+        }
     }
 
     /// The store every key's fuel comes from.

@@ -74,7 +74,7 @@ impl Budget for GlobalTank {
             return None;
         }
         let unknown = GlobalTank::wait_time(self, 1) == Some(Duration::ZERO);
-        unknown.then(|| Box::pin(self.await_fuel_timeout(self.answer_time())) as BudgetWait)
+        unknown.then(|| Box::pin(self.await_answer()) as BudgetWait)
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
@@ -157,8 +157,7 @@ where
             return None;
         }
         let unknown = GlobalKeyedTank::wait_time(self, &key, 1) == Some(Duration::ZERO);
-        let answer_time = self.answer_time();
-        unknown.then(|| Box::pin(self.await_fuel_timeout(key, answer_time)) as BudgetWait)
+        unknown.then(|| Box::pin(self.await_answer(&key)) as BudgetWait)
     }
 
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
