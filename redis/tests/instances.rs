@@ -25,9 +25,12 @@
 //!   the rate gives in 100 ms, 25 units at 1000/s);
 //! - `fair_5000`, `fair_200`: four copies greedy on one global `Limit` tank
 //!   at 5000/s and 200/s: once the bank is spent (a 500 ms warm-up), each
-//!   one's grants over 3 s are within 5 % of the mean. The shares over the
-//!   first 3 s, bank included, are printed, not checked: the bank goes to
-//!   whoever spends it first.
+//!   one's grants over 3 s are within 5 % of the mean, and none goes more
+//!   than 1.5 turns (150 ms, plus the scheduling allowance) without a
+//!   grant.
+//!   The bank goes to whoever spends it first: over the first 3 s, bank
+//!   included, each gets at least 95 % of an equal share of the rest (the
+//!   shares are printed).
 //!
 //! A custom harness (`harness = false`): the children are this binary run
 //! with `FUELTANK_REDIS_CHILD` set. `ONLY=one` (or `limit`, `window`,
@@ -53,6 +56,9 @@ const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(50);
 /// be, over `RUN` after `FAIR_WARMUP`: the promise is 5 %.
 const FAIR_TOLERANCE: f64 = 0.05;
 const FAIR_WARMUP: Duration = Duration::from_millis(500);
+/// While several ask, a batch is at most its share of what the rate gives
+/// in this long: an instance's next batch comes within it.
+const FAIR_TURN: Duration = Duration::from_millis(100);
 
 fn main() {
     if let Ok(spec) = std::env::var("FUELTANK_REDIS_CHILD") {
@@ -286,10 +292,29 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
                 .fold(0.0, f64::max)
         };
         let cold = shares(t0);
-        let warm = shares(t0 + FAIR_WARMUP.as_nanos() as i128);
+        let from = t0 + FAIR_WARMUP.as_nanos() as i128;
+        let warm = shares(from);
+        // The longest a process went without a grant once the bank was
+        // spent: its waiters' wait for its next batch.
+        let longest = reports
+            .iter()
+            .map(|r| {
+                let mut times: Vec<i128> = r.grants["global"].iter().map(|&(t, _)| t).collect();
+                times.sort_unstable();
+                times
+                    .windows(2)
+                    .filter(|w| w[0] >= from && w[1] < from + RUN.as_nanos() as i128)
+                    .map(|w| w[1] - w[0])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap();
+        let longest = Duration::from_nanos(longest as u64);
         println!(
             "  shares in the first {RUN:?}: {cold:?} (at most {:.2} % from the mean); \
-             in {RUN:?} after {FAIR_WARMUP:?}: {warm:?} (at most {:.2} %)",
+             in {RUN:?} after {FAIR_WARMUP:?}: {warm:?} (at most {:.2} %); \
+             longest without a grant after {FAIR_WARMUP:?}: {longest:?}",
             100.0 * spread(&cold),
             100.0 * spread(&warm)
         );
@@ -298,6 +323,22 @@ fn run(redis: &RedisServer, name: &str, scenario: Scenario) {
             "shares {warm:?}: one is {:.2} % from the mean, more than {:.0} %",
             100.0 * spread(&warm),
             100.0 * FAIR_TOLERANCE
+        );
+        // The bank goes to whoever spends it first; bank included, each
+        // still gets 95 % of an equal share of the rest.
+        let bank = rate.max_n() - 100_000_000 / interval as u64;
+        let beyond_bank = (cold.iter().sum::<u64>() - bank) as f64 / cold.len() as f64;
+        assert!(
+            cold.iter()
+                .all(|&share| share as f64 >= (1.0 - FAIR_TOLERANCE) * beyond_bank),
+            "bank included, {cold:?}: one is below 95 % of {beyond_bank:.0}"
+        );
+        // Its next batch comes after at most a batch and a half of each
+        // other process (what each holds once it asked): 1.5 turns.
+        assert!(
+            longest <= FAIR_TURN * 3 / 2 + SCHEDULING_ALLOWANCE,
+            "a process went {longest:?} without a grant, more than 1.5 turns \
+             ({FAIR_TURN:?}) and {SCHEDULING_ALLOWANCE:?}"
         );
     }
     let round_trips: u64 = reports.iter().map(|r| r.round_trips).sum();
