@@ -58,15 +58,12 @@ impl Waiter {
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let outcome = match self.phase {
             Phase::Start => {
-                match self
-                    .entry
-                    .enqueue(
-                        self.n,
-                        self.deadline,
-                        (self.fallible, self.answer_only),
-                        cx.waker(),
-                    )
-                {
+                match self.entry.enqueue(
+                    self.n,
+                    self.deadline,
+                    (self.fallible, self.answer_only),
+                    cx.waker(),
+                ) {
                     Enqueued::Taken => Poll::Ready(Outcome::Granted),
                     Enqueued::Mismatch(stored) => Poll::Ready(Outcome::Mismatch(stored)),
                     Enqueued::TooLarge(capacity) => Poll::Ready(Outcome::TooLarge(capacity)),

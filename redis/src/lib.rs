@@ -117,20 +117,28 @@
 //!
 //! - instances that stay greedy get equal shares of the rate, each within
 //!   about one batch (a turn's share) of the others over any stretch of
-//!   time: over 3 s, within ±5 % of 1/n (4 processes at 5000/s and at
-//!   200/s, in `tests/instances.rs`, came within 0.5 %);
-//! - an instance's next batch comes after at most one batch of each other
-//!   asker: a greedy instance's waiter waits about one turn (100 ms) more
-//!   than it would in one line shared by all instances, at most;
+//!   time: over 3 s, within ±5 % of 1/n (`tests/fair.rs`: 2 and 4
+//!   instances; `tests/instances.rs`: 4 processes);
+//! - an instance asks for its next batch when half of its last one is
+//!   left, and that batch comes after what the others hold, at most a
+//!   batch and a half each: a greedy instance goes at most 1.5 turns
+//!   (150 ms) without fuel, and a waiter at the head of its line waits no
+//!   longer, plus a round trip;
 //! - an instance alone gets its whole batch, and one that asks for less
 //!   than its share gets what it asks: the others take the rest (the cap
 //!   is per round trip and costs only round trips, never rate);
-//! - not shared so: the bank (an idle tank's fuel, granted at once), which
-//!   goes to whoever spends it first; `n` fuel asked together; and `One`,
-//!   whose batches each cost a guard.
+//! - not shared so: `n` fuel asked together; `One`, whose batches each
+//!   cost a guard; and the bank (a full tank's fuel, spendable at once),
+//!   dealt first come in batches of at most a turn's share: instances
+//!   that spend it equally fast get equal parts, a faster one more.
+//!   Splitting it by count would hold fuel back from an instance that
+//!   can spend it now, for others that may never ask, or pace a burst
+//!   that the bank exists to admit at once. From a full tank, each greedy
+//!   instance gets its share of the rest (±5 %) plus its part of the
+//!   bank: never less than 95 % of an equal share of the rest.
 //!
 //! The cost: while `k` instances ask, about `k / (rate × 100 ms)` round
-//! trips per grant (0.04 at 1000/s for 4 instances), and the askers' hash
+//! trips per grant (0.02 at 2000/s for 4 instances), and the askers' hash
 //! read and written in each round trip's script.
 //!
 //! Redis's clock is `TIME` inside the script: a step back is ignored (the

@@ -14,7 +14,7 @@ use common::RedisServer;
 use fueltank::Rate;
 use fueltank_redis::{FailurePolicy, RedisStore};
 use fueltank_tower::key::key_fn;
-use fueltank_tower::{Budget, KeyedThrottleLayer, ThrottleLayer, Throttled};
+use fueltank_tower::{Budget, KeyedBudget, KeyedThrottleLayer, ThrottleLayer, Throttled};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -160,6 +160,23 @@ async fn an_ask_waits_for_the_answer_not_for_fuel_to_come() {
         "the ask took {took} after {elapsed:?}: Redis's answer reserved fuel \
          starting an interval (100 ms) or more later, which a request in reject \
          mode does not wait for"
+    );
+
+    // A key of a keyed tank alike.
+    let keyed_a = a.keyed::<String>("ask-keyed", api).build().await.unwrap();
+    let keyed_b = b.keyed::<String>("ask-keyed", api).build().await.unwrap();
+    let key = || "k".to_string();
+    for _ in 0..=KeyedBudget::capacity(&keyed_b) {
+        keyed_b.await_fuel(key()).await.unwrap();
+    }
+    assert!(!KeyedBudget::try_take(&keyed_a, &key()));
+    let asked = Instant::now();
+    let ask = KeyedBudget::ask(&keyed_a, key()).expect("nothing known here: Redis is asked");
+    let took = ask.await;
+    let elapsed = asked.elapsed();
+    assert!(
+        !took && elapsed < Duration::from_millis(100),
+        "the keyed ask took {took} after {elapsed:?}"
     );
 }
 
