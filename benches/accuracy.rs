@@ -231,7 +231,7 @@ fn run(limiter: Limiter, rate: u64, waiters: usize, config: &Config) -> Outcome 
     // as `ThrottleBuilder::build` does.
     let interval = Rate::per_second(rate).unwrap().interval();
     let correction = matches!(limiter, Limiter::FueltankOneCalibrated)
-        .then(|| fueltank::timer_lateness(interval).min(interval / 2));
+        .then(|| fueltank::clock::timer_lateness(interval).min(interval / 2));
     // A tank is built before the run's clock starts: a build may block for
     // the tank's calibration (about 5 ms, once per interval class), which
     // would otherwise read as lateness of every grant of the row.

@@ -1,5 +1,6 @@
 //! `Monitor::emit` against a bare atomic add, uncontended and with a second
-//! thread emitting into the same monitor; then a monitor in shared memory
+//! thread emitting into the same monitor; a `Throttle`'s take with its
+//! emission; then a monitor in shared memory
 //! beside the in-process one, alone and with a second *process* emitting
 //! into it (this bench binary re-run as the rival).
 //!
@@ -12,11 +13,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use fueltank::Monitor;
 use fueltank::clock::{Clock, MonotonicClock};
+use fueltank::{Hardcap, Monitor, Rate, Throttle};
 
 /// Set in the rival process: the shared monitor's file.
 const RIVAL: &str = "FUELTANK_BENCH_EMIT_RIVAL";
@@ -32,6 +34,29 @@ fn emit(c: &mut Criterion) {
     });
     let monitor = Monitor::new();
     group.bench_function("Monitor::emit", |b| b.iter(|| black_box(&monitor).emit()));
+
+    // A throttle: the take of its tank and the emission of what it took.
+    let plenty = Throttle::builder(Rate::per_second(1_000_000_000).unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .build()
+        .unwrap();
+    group.bench_function("Throttle has_fuel allowed (auto_emit)", |b| {
+        b.iter(|| black_box(&plenty).has_fuel())
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    group.bench_function("Throttle await_fuel ready (one poll, auto_emit)", |b| {
+        b.iter(|| {
+            let fuel = std::pin::pin!(black_box(&plenty).await_fuel());
+            black_box(fuel.poll(&mut cx))
+        })
+    });
+    let empty = Throttle::builder(Rate::per_minute(1).unwrap())
+        .initial(0)
+        .build()
+        .unwrap();
+    group.bench_function("Throttle has_fuel denied", |b| {
+        b.iter(|| black_box(&empty).has_fuel())
+    });
 
     // The same with another thread hammering the same counter / monitor.
     let stop = Arc::new(AtomicBool::new(false));

@@ -51,7 +51,7 @@ fn run(label: &str, throttle: Throttle, seconds: f64, rt: &tokio::runtime::Runti
         ),
         _ => "n/a".to_string(),
     };
-    let snap = throttle.snapshot().unwrap();
+    let snap = throttle.monitor().unwrap().snapshot();
     println!(
         "{label:<30} {rate:>6.0}/s {:>5.1} %  gaps p50 {:>7.1?} p90 {:>7.1?} p99 {:>7.1?}  CPU {cpu}",
         rate / RATE as f64 * 100.0,
@@ -72,7 +72,7 @@ fn main() -> Result<(), fueltank::Error> {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let late = fueltank::timer_lateness(rate.interval());
+    let late = fueltank::clock::timer_lateness(rate.interval());
     println!(
         "timer lateness here (p90 at {:?}): {late:?}",
         rate.interval()

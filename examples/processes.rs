@@ -46,7 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_millis(500));
-        let snap = throttle.snapshot().expect("the throttle has a monitor");
+        let snap = throttle
+            .monitor()
+            .expect("the throttle has a monitor")
+            .snapshot();
         let rate = |s: Option<fueltank::Stat>| s.map_or(0.0, |s| s.per_second);
         println!(
             "{:>5.1} s  total {:>6}  mean {:>7.1}/s  latest {:>7.1}/s  p99 gap {:?}",

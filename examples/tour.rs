@@ -103,7 +103,7 @@ async fn run(rate: Rate, hardcap: Hardcap, tty: bool) -> Result<Row, fueltank::E
         worker.await.expect("a worker panicked");
     }
     reporter.abort();
-    let snap = throttle.snapshot().expect("built with a monitor");
+    let snap = throttle.monitor().expect("built with a monitor").snapshot();
     let summary = throttle.stop();
     if tty {
         println!();

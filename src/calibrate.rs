@@ -7,8 +7,8 @@
 //! from absolute time, so lateness never accumulates as drift), but under
 //! [`Hardcap::One`](crate::Hardcap::One) a late wake-up is lost for good:
 //! the tank holds one fuel, so every grant lands late by the timer's
-//! lateness and the rate falls to `T / (T + lateness)` (about 60 % at
-//! 10k/s with ~60 µs timers). Arming early by the usual lateness and
+//! lateness and the rate falls to `T / (T + lateness)` (`BENCHMARKS.md`,
+//! section Calibration example, has what that gave without calibration). Arming early by the usual lateness and
 //! waiting out the rest on the timer's thread puts grants back on time.
 
 use std::sync::OnceLock;
@@ -68,7 +68,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(1);
 /// ```
 /// use std::time::Duration;
 ///
-/// let late = fueltank::timer_lateness(Duration::from_micros(100));
+/// let late = fueltank::clock::timer_lateness(Duration::from_micros(100));
 /// assert!(late < Duration::from_secs(1));
 /// ```
 pub fn timer_lateness(interval: Duration) -> Duration {
@@ -112,7 +112,7 @@ pub(crate) fn correction_for(interval: Duration, lateness: Duration) -> Duration
 /// # Examples
 ///
 /// ```
-/// use fueltank::next_timer_correction;
+/// use fueltank::clock::next_timer_correction;
 /// use std::time::Duration;
 ///
 /// let us = Duration::from_micros;

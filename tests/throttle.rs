@@ -195,7 +195,7 @@ fn as_monitor_off_means_no_stats() {
     assert!(throttle.latest().is_none());
     assert!(throttle.lo_hi().is_none());
     assert!(throttle.hi_lo().is_none());
-    assert!(throttle.snapshot().is_none());
+    assert!(throttle.monitor().is_none());
     let mut snapshots = pin!(throttle.snapshots());
     assert_eq!(
         futures::executor::block_on(snapshots.next()).map(|s| s.total),
@@ -346,7 +346,7 @@ fn calibration_defaults() {
 #[test]
 fn timer_lateness_is_bounded_and_quick() {
     let t = Instant::now();
-    let late = fueltank::timer_lateness(Duration::from_micros(100));
+    let late = fueltank::clock::timer_lateness(Duration::from_micros(100));
     let took = t.elapsed();
     // At least 8 timers of 100 µs, about 5 ms in all; generous for a
     // loaded machine.
@@ -374,7 +374,7 @@ fn one_keeps_its_spacing_in_real_time() {
         }
     });
     let elapsed = started.elapsed();
-    let snap = throttle.snapshot().unwrap();
+    let snap = throttle.monitor().unwrap().snapshot();
     assert_eq!(snap.total, 300);
     // The tank spaces grants by 1 ms. Emissions are stamped when each
     // thread sees its fuel, so single gaps jitter with wake-ups, but the
@@ -396,9 +396,9 @@ fn handles_are_send_and_sync() {
     send_sync::<fueltank::Monitor>();
     send_sync::<fueltank::Snapshot>();
     send::<fueltank::Snapshots>();
-    send::<fueltank::ThrottleFuel>();
-    send::<fueltank::ThrottleFuelN>();
-    send::<fueltank::ThrottleFuelTimeout>();
+    send::<fueltank::ThrottleFuel<fueltank::AwaitFuel>>();
+    send::<fueltank::ThrottleFuel<fueltank::AwaitFuelN>>();
+    send::<fueltank::ThrottleFuel<fueltank::AwaitFuelTimeout>>();
     send::<fueltank::Pace<futures::stream::Iter<std::ops::Range<u32>>>>();
 }
 

@@ -6,6 +6,8 @@
 //!
 //! Cases: `noop` (the loop alone), `instant`, `monotonic`, `has_fuel_allowed_unbounded`,
 //! `has_fuel_allowed_limit`, `has_fuel_denied`, `try_acquire_spend`,
+//! `throttle_has_fuel_allowed`, `throttle_has_fuel_denied`,
+//! `throttle_await_fuel_ready`,
 //! `governor_allowed`, `governor_denied`, `leaky_allowed`, `leaky_denied`,
 //! and on clocks that stand still (the limiter's logic alone):
 //! `has_fuel_allowed_manual`, `has_fuel_denied_manual`,
@@ -13,10 +15,11 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use fueltank::clock::{Clock, ManualClock, MonotonicClock};
-use fueltank::{Hardcap, Rate, Tank};
+use fueltank::{Hardcap, Rate, Tank, Throttle};
 use governor::clock::FakeRelativeClock;
 
 const HUGE_RATE: u64 = 1_000_000_000;
@@ -76,6 +79,32 @@ fn main() {
                 .build()
                 .unwrap();
             Box::new(move || tank.try_acquire().map(|permit| permit.spend()).is_some())
+        }
+        // A throttle: its tank's take and the emission of what it took.
+        "throttle_has_fuel_allowed" => {
+            let throttle = Throttle::builder(Rate::per_second(HUGE_RATE).unwrap())
+                .hardcap(Hardcap::Unbounded)
+                .build()
+                .unwrap();
+            Box::new(move || throttle.has_fuel())
+        }
+        "throttle_has_fuel_denied" => {
+            let throttle = Throttle::builder(Rate::per_minute(1).unwrap())
+                .initial(0)
+                .build()
+                .unwrap();
+            Box::new(move || throttle.has_fuel())
+        }
+        "throttle_await_fuel_ready" => {
+            let throttle = Throttle::builder(Rate::per_second(HUGE_RATE).unwrap())
+                .hardcap(Hardcap::Unbounded)
+                .build()
+                .unwrap();
+            Box::new(move || {
+                let fuel = std::pin::pin!(throttle.await_fuel());
+                fuel.poll(&mut Context::from_waker(Waker::noop()))
+                    .is_ready()
+            })
         }
         // The same takes on clocks that do not move, so only the limiter's
         // own logic is counted (see benches/callgrind.sh for why).

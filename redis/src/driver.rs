@@ -14,7 +14,7 @@
 //! the task: under `One`, every late grant delays the ones after it. For the
 //! same reason, under `One` the timer is armed early by this system's
 //! usual timer lateness (measured when the tank is built, then following
-//! what the timer shows: `fueltank::next_timer_correction`) and the waker
+//! what the timer shows: `fueltank::clock::next_timer_correction`) and the waker
 //! spins the rest, as a calibrated local `One` tank does.
 
 use std::future::Future;

@@ -136,7 +136,7 @@ fn correction(params: &Params) -> Duration {
     if params.mode() != Mode::Paced || !fast {
         return Duration::ZERO;
     }
-    fueltank::timer_lateness(interval)
+    fueltank::clock::timer_lateness(interval)
         .min(interval / 4)
         .min(MAX_CORRECTION)
 }

@@ -163,6 +163,31 @@ end
 local n, per, t, mode, tol, hold = p[1], p[2], p[5], p[6], p[7], p[4]
 if life > hold then life = hold end
 
+-- `⌈d·t / old_t⌉`: a distance `d` in intervals of `old_t`, in intervals
+-- of `t`, rounded towards later (never more fuel), exactly as fueltank's
+-- `set_rate`: in whole intervals (a double's quotient may be one off: it
+-- is checked with exact products) and a remainder, whose product with `t`
+-- is divided a bit of `t` at a time, every number below 2^53.
+local function in_intervals(d, old_t, t)
+  local whole = math.floor(d / old_t)
+  if whole * old_t > d then whole = whole - 1 end
+  if (whole + 1) * old_t <= d then whole = whole + 1 end
+  local rest, bits = d - whole * old_t, t
+  -- rest·(t − bits) = q·old_t + r, with 0 ≤ r < old_t.
+  local q, r = 0, 0
+  for i = 52, 0, -1 do
+    q, r = 2 * q, 2 * r
+    if r >= old_t then q, r = q + 1, r - old_t end
+    if bits >= 2^i then
+      bits = bits - 2^i
+      r = r + rest
+      if r >= old_t then q, r = q + 1, r - old_t end
+    end
+  end
+  if r > 0 then q = q + 1 end
+  return whole * t + q
+end
+
 -- The state, moved to the current second. A missing state is a tank idle
 -- for ever: full (GCRA), or an empty window.
 local tat, len, seq = nil, 0, 0
@@ -179,7 +204,7 @@ if stored then
     local old_t, old_mode, old_tol = stored[5], stored[6], stored[7]
     local capped
     if old_mode == 1 then capped = math.max(tat, now) else capped = math.max(tat, now - old_tol) end
-    tat = now + math.ceil((capped - now) / old_t * t) + 1
+    tat = now + in_intervals(capped - now, old_t, t)
   end
 else
   redis.call('DEL', KEYS[2])

@@ -14,6 +14,12 @@
 //! Any other `Clock` may be given to a builder; its tanks then sleep on real
 //! timers for the durations the clock computes, so it must run at the speed of
 //! real time.
+//!
+//! Timers fire late: [`timer_lateness`] measures by how much on this system
+//! (what a tank's calibration uses, see
+//! [`TankBuilder::auto_calibrate`](crate::TankBuilder::auto_calibrate)), and
+//! [`next_timer_correction`] is the rule by which a tank's correction
+//! follows the lateness its timer shows.
 
 mod manual;
 mod monotonic;
@@ -24,6 +30,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use crate::calibrate::{next_timer_correction, timer_lateness};
 pub use manual::ManualClock;
 pub(crate) use manual::ManualTimer;
 pub use monotonic::MonotonicClock;

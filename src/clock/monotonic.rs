@@ -2,9 +2,9 @@
 //! invariant (through `quanta`, which calibrates it against the system's
 //! monotonic clock), else the system's monotonic clock.
 //!
-//! Reading it costs about a third of an `Instant::now()` (measured in
-//! `benches/take.rs`, beside `quanta`'s own reading and the counter read
-//! alone). `quanta` calibrates once, on first use (typically under a
+//! What a reading costs beside `Instant::now()`, `quanta`'s own reading and
+//! the counter read alone is in `BENCHMARKS.md` (`benches/take.rs`).
+//! `quanta` calibrates once, on first use (typically under a
 //! millisecond, at most 200 ms, spinning): the builders warm it up, so that
 //! no take on a hot path pays for it.
 
@@ -41,8 +41,8 @@ impl Clock for MonotonicClock {
 
 impl MonotonicClock {
     /// The current time as nanoseconds from an origin fixed for the
-    /// process, read as the tanks read it: no [`Instant`] is made, which
-    /// saves about half of [`now`](Clock::now)'s cost. For code that reads
+    /// process, read as the tanks read it: no [`Instant`] is made, as
+    /// [`now`](Clock::now) makes. For code that reads
     /// the time on a hot path and compares it with times it keeps as
     /// numbers ([`nanos_at`](MonotonicClock::nanos_at) puts an `Instant` on
     /// the same scale, exactly: `nanos_at(now())` is what `nanos()` read at

@@ -68,7 +68,7 @@ impl<K> KeyedTankBuilder<K> {
 
     /// The fuel of a key seen for the first time; by default its tank's
     /// capacity (`max_n`, or 1 under [`Hardcap::One`]): a new client is like
-    /// one idle for ever.
+    /// one idle for ever. Every type's: [Initial fuel](crate#initial-fuel).
     ///
     /// # Examples
     ///

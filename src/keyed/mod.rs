@@ -283,8 +283,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         })
     }
 
-    /// The fuel in `key`'s tank now (a key never seen holds `initial`, or
-    /// less while a debt of an evicted key is on its cells).
+    /// The fuel in `key`'s tank now, whoever it will go to (a key never
+    /// seen holds `initial`, or less while a debt of an evicted key is on
+    /// its cells); [`available`](KeyedTank::available) is what
+    /// [`has_fuel`](KeyedTank::has_fuel) could take.
     ///
     /// # Examples
     ///
@@ -305,8 +307,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
             })
     }
 
-    /// The fuel a newcomer on `key` could take now: its
-    /// [`level`](KeyedTank::level), or 0 while tasks wait on that key.
+    /// The fuel [`has_fuel`](KeyedTank::has_fuel) could take on `key` now:
+    /// its [`level`](KeyedTank::level) while nobody waits on that key, and 0
+    /// while tasks wait.
     ///
     /// # Examples
     ///

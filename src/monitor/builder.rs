@@ -7,16 +7,16 @@ use crate::clock::{Clock, ClockSource, saturating_ns};
 use crate::{Error, SharedMemory};
 
 /// The shortest refresh or window accepted.
-pub(crate) const MIN_PERIOD: Duration = Duration::from_micros(1);
+const MIN_PERIOD: Duration = Duration::from_micros(1);
 /// The longest refresh or window accepted: a year.
-pub(crate) const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
-pub(crate) const PERIOD_ACCEPTED: &str = "between 1 µs and 365 days";
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
+const PERIOD_ACCEPTED: &str = "between 1 µs and 365 days";
 
-pub(crate) const DEFAULT_REFRESH: Duration = Duration::from_millis(10);
-pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
+const DEFAULT_REFRESH: Duration = Duration::from_millis(10);
+const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Checks a refresh or window option.
-pub(crate) fn check_period(option: &'static str, value: Duration) -> Result<u64, Error> {
+fn check_period(option: &'static str, value: Duration) -> Result<u64, Error> {
     if (MIN_PERIOD..=MAX_PERIOD).contains(&value) {
         Ok(saturating_ns(value))
     } else {
@@ -213,12 +213,19 @@ impl MonitorBuilder {
     /// ```
     pub fn build(self) -> Result<Monitor, Error> {
         self.clock.warm_up();
-        let refresh = check_period("refresh", self.refresh)?;
-        let window = check_period("window", self.window)?;
+        let (refresh, window) = self.periods()?;
         match &self.shared_memory {
             None => Ok(Monitor::from_parts(self.clock, window, refresh)),
             Some(name) => Monitor::shared_memory(name, self.clock, window, refresh),
         }
+    }
+
+    /// The refresh and the window in nanoseconds, if both are accepted.
+    pub(crate) fn periods(&self) -> Result<(u64, u64), Error> {
+        Ok((
+            check_period("refresh", self.refresh)?,
+            check_period("window", self.window)?,
+        ))
     }
 
     /// Builds with the defaults, which are valid.

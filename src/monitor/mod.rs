@@ -97,7 +97,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use builder::MonitorBuilder;
-pub(crate) use builder::{DEFAULT_REFRESH, DEFAULT_WINDOW, check_period};
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
@@ -296,14 +295,21 @@ impl Monitor {
     /// Counts `n` emissions now (a batch: the gaps between them are zero),
     /// in constant time.
     pub(crate) fn emit_n(&self, n: u64) {
-        if n == 0 {
+        let Some(rest) = n.checked_sub(1) else {
             return;
-        }
-        let state = self.shared.state();
-        if self.shared.emit_now() {
-            saturating_add(&state.batched, n - 1);
-        } else {
-            saturating_add(&state.stopped, n - 1);
+        };
+        let emitted = self.shared.emit_now();
+        // A lone emission (every `has_fuel`) skips the batch's atomic.
+        if rest > 0 {
+            let state = self.shared.state();
+            saturating_add(
+                if emitted {
+                    &state.batched
+                } else {
+                    &state.stopped
+                },
+                rest,
+            );
         }
     }
 
@@ -481,7 +487,9 @@ impl Monitor {
         self.shared.extremes().map(|(_, max)| Stat::of_gap(max))
     }
 
-    /// Stops (pauses) the monitor and returns its [`Summary`]. Running time
+    /// Stops (pauses) the monitor and returns its [`Summary`] (as part of
+    /// [`Throttle::stop`](crate::Throttle::stop): see
+    /// [Pausing and stopping](crate#pausing-and-stopping)). Running time
     /// stands still until [`start`](Monitor::start); emissions meanwhile
     /// count in the total only, in no statistic (the summary's mean is over
     /// the emissions while running). Calling it again while stopped returns the

@@ -1,37 +1,9 @@
-//! The refill algorithm, in one place.
+//! The locked bucket: the state of one tank's fuel behind the core's lock.
 //!
 //! # `Limit`, `One`, `Unbounded`: virtual scheduling (GCRA)
 //!
-//! The whole state is one number, `tat`: the time at which the next fuel is
-//! due. With interval `T = per / max_n` and capacity `C`, the tank holds
-//!
-//! ```text
-//! level(now) = 0                                   if tat > now
-//!            = min(C, ⌊(now − tat) / T⌋ + 1)       otherwise
-//! ```
-//!
-//! Taking `n` fuel at `now` first forgets fuel beyond the cap,
-//! `tat ← max(tat, now − (C − 1)·T)`, then succeeds if
-//! `tat + (n − 1)·T ≤ now`, and moves `tat` on by `n·T`. That is all: refill
-//! is computed from absolute time, so a late reader catches up exactly and
-//! nothing drifts; a tank nobody touches costs nothing.
-//!
-//! - `Limit`: `C = max_n`. At most `max_n` at once after idle, then one per
-//!   `T`: any window of length `per` sees at most `2·max_n − 1` grants.
-//! - `One`: `C = 1`, so `tat ← max(tat, now)` and grants are at least `T`
-//!   apart: at most `max_n` in any window of length `per`.
-//! - `Unbounded`: no cap; unused fuel banks up for ever.
-//!
-//! The *headroom* of a take, `tat − (now − (C − 1)·T)` after forgetting,
-//! is how far the bucket is from full: fuel given back later is exact only
-//! while every take since found at least that much room (`refunds.rs`).
-//!
-//! Time is counted in *ticks* of `1/s` ns, with `s` the reduced denominator
-//! of `per / max_n` (see `Rate::ticks`), so that `T` is a whole number of
-//! ticks and a million grants cost exactly `10⁶·T`: no rounding, no drift,
-//! whatever the rate. Products of ticks are `i128` and saturate: only rates
-//! whose period is centuries long, at the end of the clock, come near the
-//! bound, and there a saturated answer is "not yet", never extra fuel.
+//! [`Gcra`] keeps the `tat` of the algorithm stated in `gcra.rs`, in
+//! `i128` ticks since an epoch of its own, and computes with it there.
 //!
 //! # `Window`: a sliding log
 //!
@@ -45,11 +17,11 @@
 //!
 //! The tank also keeps `tat` packed in one atomic word, so that
 //! [`has_fuel`](crate::Tank::has_fuel) is one compare-and-swap (see
-//! `tank/word.rs`). [`gcra_take`] is the same step in the 48-bit integers of
-//! that word.
+//! `tank/word.rs`), with the same functions of `gcra.rs` in `u64`.
 
 use std::collections::VecDeque;
 
+use super::gcra::{self, Tick};
 use crate::Rate;
 
 /// The state of one tank's fuel, under any hardcap.
@@ -75,9 +47,6 @@ pub(crate) struct Gcra {
     /// Capacity; `None` for `Unbounded`.
     cap: Option<u64>,
 }
-
-/// Largest bank, in fuel, that `set_rate` carries over.
-const MAX_FUEL: i128 = 1 << 62;
 
 impl Gcra {
     /// A bucket holding `initial` fuel at `now`, with no partial fuel.
@@ -128,9 +97,14 @@ impl Gcra {
 
     /// `n` intervals, in ticks.
     pub(crate) fn span(&self, n: u128) -> i128 {
-        i128::try_from(n)
-            .unwrap_or(i128::MAX)
-            .saturating_mul(i128::from(self.t))
+        i128::times(i128::from(self.t), n)
+    }
+
+    /// `(C − 1)·T`, or no cap.
+    fn tol(&self) -> i128 {
+        self.cap.map_or(i128::NO_CAP, |cap| {
+            self.span(u128::from(cap.saturating_sub(1)))
+        })
     }
 
     /// Moves the epoch to `epoch`, keeping every time the same.
@@ -145,63 +119,37 @@ impl Gcra {
         (i128::from(now) - i128::from(self.epoch)).saturating_mul(i128::from(self.s))
     }
 
-    /// The earliest `tat` that keeps fuel within the cap at `now_t`: tat
-    /// below it is fuel beyond the cap, forgotten. `None` without a cap.
-    fn floor(&self, now_t: i128) -> Option<i128> {
-        let cap = self.cap?;
-        Some(now_t.saturating_sub(self.span(u128::from(cap.saturating_sub(1)))))
-    }
-
-    /// `tat` with fuel beyond the cap forgotten.
-    fn capped_tat(&self, now_t: i128) -> i128 {
-        self.floor(now_t)
-            .map_or(self.tat, |floor| self.tat.max(floor))
-    }
-
     /// Forgets fuel beyond the cap at `now`; changes no level.
     pub(crate) fn settle(&mut self, now: u64) {
-        self.tat = self.capped_tat(self.ticks(now));
+        self.tat = gcra::settle(self.tat, self.ticks(now), self.tol());
     }
 
     /// Takes `n` fuel at `now`, if they are there; returns the headroom the
     /// take found (`i128::MAX` without a cap).
     pub(crate) fn try_take(&mut self, now: u64, n: u64) -> Option<i128> {
-        let now_t = self.ticks(now);
-        let tat = self.capped_tat(now_t);
-        if tat.saturating_add(self.span(u128::from(n).saturating_sub(1))) > now_t {
-            return None;
-        }
-        self.tat = tat.saturating_add(self.span(u128::from(n)));
-        Some(
-            self.floor(now_t)
-                .map_or(i128::MAX, |floor| tat.saturating_sub(floor)),
-        )
+        let (tat, headroom) = gcra::take(self.tat, self.ticks(now), self.tol(), self.span(1), n)?;
+        self.tat = tat;
+        Some(if self.cap.is_some() {
+            headroom
+        } else {
+            i128::MAX
+        })
     }
 
     /// When `n` fuel will have accrued, if nobody takes any before;
     /// `u64::MAX` if never within the clock.
     pub(crate) fn due(&self, now: u64, n: u128) -> u64 {
         let now_t = self.ticks(now);
-        let due_t = self
-            .capped_tat(now_t)
-            .saturating_add(self.span(n.saturating_sub(1)));
+        let (due_t, _) = gcra::due(self.tat, now_t, self.tol(), self.span(1), n);
         if due_t <= now_t {
             return now;
         }
-        // Whole nanoseconds, rounded up: the fuel is there at the end.
-        let ns = due_t.div_euclid(i128::from(self.s))
-            + i128::from(due_t.rem_euclid(i128::from(self.s)) != 0);
+        let ns = gcra::ns_ceil(due_t, self.s);
         u64::try_from(i128::from(self.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn level(&self, now: u64) -> u64 {
-        let now_t = self.ticks(now);
-        if self.tat > now_t {
-            return 0;
-        }
-        let accrued = now_t.saturating_sub(self.tat) / i128::from(self.t) + 1;
-        let accrued = u64::try_from(accrued).unwrap_or(u64::MAX);
-        self.cap.map_or(accrued, |cap| accrued.min(cap))
+        gcra::level(self.tat, self.ticks(now), self.tol(), self.span(1))
     }
 
     /// Gives back `ticks` of fuel taken earlier.
@@ -220,45 +168,15 @@ impl Gcra {
     /// of the next fuel) and capping it to the new capacity: no burst.
     pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) {
         let now_t = self.ticks(now);
-        let offset = self.capped_tat(now_t).saturating_sub(now_t);
+        let offset = gcra::settle(self.tat, now_t, self.tol()).saturating_sub(now_t);
         let (s, t) = rate.ticks();
-        // Same distance in fuel: offset / T_old = offset' / T_new, rounded
-        // towards later (never more fuel than before). In whole fuel and a
-        // remainder, so that no product overflows; a bank beyond 2^62 fuel
-        // (only `Unbounded` has one) is kept at 2^62.
-        let whole = offset
-            .div_euclid(i128::from(self.t))
-            .clamp(-MAX_FUEL, MAX_FUEL);
-        let rest = offset.rem_euclid(i128::from(self.t)) as u128;
-        let rest = (rest * u128::from(t)).div_ceil(u128::from(self.t));
-        let offset = whole
-            .saturating_mul(i128::from(t))
-            .saturating_add(rest as i128);
+        let offset = gcra::convert(offset, self.t, t);
         self.s = s;
         self.t = t;
         self.cap = cap;
         self.tat = self.ticks(now).saturating_add(offset);
         self.settle(now);
     }
-}
-
-/// The lock-free step of [`Gcra::try_take`], on a `tat` and a clock reading
-/// both in ticks since the epoch of the atomic word (`tol = (C − 1)·T`, or
-/// `u64::MAX` without a cap). Returns the new `tat` and the headroom the
-/// take found, or `None` if `n` fuel are not there.
-#[inline]
-pub(crate) fn gcra_take(tat: u64, now_t: u64, tol: u64, t: u64, n: u64) -> Option<(u64, u64)> {
-    // Wrapping: on the lock-free path the parameters may have been read
-    // while changing; any answer is then discarded by the compare-and-swap.
-    let tat = tat.max(now_t.saturating_sub(tol));
-    let last = tat.wrapping_add((n - 1).wrapping_mul(t));
-    // The headroom, `tat − (now − tol)`, also when `now < tol`.
-    (last <= now_t).then(|| {
-        (
-            last.wrapping_add(t),
-            tat.wrapping_add(tol).wrapping_sub(now_t),
-        )
-    })
 }
 
 /// The grant log of `Window`.
@@ -687,7 +605,7 @@ mod tests {
             let core = g.try_take(now, n).map(|room| (g.tat() as u64, room as u64));
             assert_eq!(
                 core,
-                gcra_take(tat, now, 30, 10, n),
+                gcra::take(tat, now, 30, 10, n),
                 "tat {tat} now {now} n {n}"
             );
         }

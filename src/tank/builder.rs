@@ -23,13 +23,15 @@ use crate::{Error, Hardcap, Rate, SharedMemory, Tank};
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until built"]
 pub struct TankBuilder {
-    rate: Rate,
+    // Read by `ThrottleBuilder::build`, which checks the correction and
+    // reports whether it was measured or given.
+    pub(crate) rate: Rate,
     hardcap: Hardcap,
     burst: Option<u64>,
     initial: Option<u64>,
-    correction: Option<Duration>,
-    auto_calibrate: Option<bool>,
-    clock: ClockSource,
+    pub(crate) correction: Option<Duration>,
+    pub(crate) auto_calibrate: Option<bool>,
+    pub(crate) clock: ClockSource,
     shared_memory: Option<SharedMemory>,
 }
 
@@ -94,6 +96,7 @@ impl TankBuilder {
     /// with no start-up burst. `initial(max_n)` starts full, `initial(0)`
     /// empty. A [`Hardcap::Window`] starts with its window empty (`max_n`);
     /// a smaller `initial` counts the difference as granted at build time.
+    /// Every type's: [Initial fuel](crate#initial-fuel).
     ///
     /// # Examples
     ///
@@ -140,7 +143,7 @@ impl TankBuilder {
     /// waits out the rest precisely on the thread the timer fires on,
     /// instead of measuring it (see [`auto_calibrate`](TankBuilder::auto_calibrate)).
     ///
-    /// System timers fire late (tens of microseconds here, see
+    /// System timers fire late (by how much on the project's machine:
     /// `BENCHMARKS.md`), and under [`Hardcap::One`] every late grant pushes
     /// all later ones back, so the tank falls short of its rate. With the
     /// timer's usual lateness as the correction, grants land on time, at a
@@ -167,7 +170,7 @@ impl TankBuilder {
     }
 
     /// Whether to measure this system's timer lateness and arm the timer
-    /// that much early (see [`timer_lateness`](crate::timer_lateness)); on
+    /// that much early (see [`timer_lateness`](crate::clock::timer_lateness)); on
     /// by default at 49/s and above. A tank asked for 10k/s under
     /// [`Hardcap::One`] then delivers it, where uncorrected timers would
     /// deliver well under it. The first tank of each class of intervals

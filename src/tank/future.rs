@@ -219,6 +219,8 @@ impl AwaitFuelTimeout {
 impl Future for AwaitFuel {
     type Output = ();
 
+    // Inlined into the futures that wrap it (a throttle's), even across crates.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // One fuel always fits, and there is no deadline: only Granted.
         self.project().waiter.poll_outcome(cx, None).map(drop)
@@ -228,6 +230,8 @@ impl Future for AwaitFuel {
 impl Future for AwaitFuelN {
     type Output = Result<(), Error>;
 
+    // Inlined into the futures that wrap it (a throttle's), even across crates.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let requested = self.waiter.n;
         self.project()
@@ -246,6 +250,8 @@ impl Future for AwaitFuelN {
 impl Future for AwaitFuelTimeout {
     type Output = bool;
 
+    // Inlined into the futures that wrap it (a throttle's), even across crates.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let this = self.project();
         this.waiter

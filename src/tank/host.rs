@@ -81,7 +81,7 @@
 
 use crate::sync::{AtomicU64, Ordering, fence};
 
-use super::bucket::gcra_take;
+use super::gcra::{self, Tick};
 use crate::{Error, Hardcap, Rate};
 
 const PAUSED: u64 = 1 << 63;
@@ -331,6 +331,16 @@ impl View {
             && p.tol == shape.tol(p.max_n, p.t)
     }
 
+    /// The tolerance and interval, as the arithmetic of `gcra.rs` takes
+    /// them in `i128`.
+    fn gcra(&self) -> (i128, i128) {
+        let tol = match self.params.tol {
+            u64::MAX => i128::NO_CAP,
+            tol => i128::from(tol),
+        };
+        (tol, i128::from(self.params.t))
+    }
+
     /// The bucket's most fuel, in ticks.
     fn full(&self) -> u64 {
         self.params.tol.saturating_add(self.params.t)
@@ -563,7 +573,7 @@ impl HostState {
             } else {
                 match now_ticks(&v, now) {
                     Some(now_t) => ((u128::from(n) - 1) * u128::from(t) < u128::from(RANGE))
-                        .then(|| gcra_take(v.value, now_t, v.params.tol, t, n))
+                        .then(|| gcra::take(v.value, now_t, v.params.tol, t, n))
                         .flatten()
                         .map(|(tat, _)| tat)
                         .filter(|&tat| tat <= VALUE),
@@ -680,14 +690,9 @@ impl HostState {
         if now < v.epoch {
             return 0; // a take refuses too
         }
-        let now_t = u128::from(now - v.epoch) * u128::from(v.params.s);
-        match now_t.checked_sub(u128::from(v.value)) {
-            Some(accrued) => {
-                let fuel = accrued / u128::from(t) + 1;
-                u64::try_from(fuel).unwrap_or(u64::MAX).min(cap)
-            }
-            None => 0,
-        }
+        let now_t = i128::from(now - v.epoch) * i128::from(v.params.s);
+        let (tol, t) = v.gcra();
+        gcra::level(i128::from(v.value), now_t, tol, t).min(cap)
     }
 
     /// When `n` fuel will be there at this rate, in host ns; `u64::MAX`
@@ -697,16 +702,15 @@ impl HostState {
         if v.paused || !v.sane(shape) || !self.same_slot(&v) {
             return u64::MAX;
         }
-        let p = &v.params;
         // (Before the epoch, a take refuses: due from the epoch on.)
-        let now_t = u128::from(now.saturating_sub(v.epoch)) * u128::from(p.s);
-        let tat = u128::from(v.value).max(now_t.saturating_sub(u128::from(p.tol)));
-        let due_t = tat.saturating_add(n.saturating_sub(1).saturating_mul(u128::from(p.t)));
+        let now_t = i128::from(now.saturating_sub(v.epoch)) * i128::from(v.params.s);
+        let (tol, t) = v.gcra();
+        let (due_t, _) = gcra::due(i128::from(v.value), now_t, tol, t, n);
         if due_t <= now_t && now >= v.epoch {
             return now;
         }
-        let ns = due_t.div_ceil(u128::from(p.s));
-        u64::try_from(u128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
+        let ns = gcra::ns_ceil(due_t, v.params.s);
+        u64::try_from(i128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
     }
 
     /// The rate now (another process may have changed it).
@@ -728,12 +732,11 @@ impl HostState {
             if v.paused || now < v.epoch || !v.sane(shape) {
                 return;
             }
-            let p = &v.params;
-            let now_t = u128::from(now - v.epoch) * u128::from(p.s);
-            let tat = u128::from(v.value).max(now_t.saturating_sub(u128::from(p.tol)));
+            let now_t = i128::from(now - v.epoch) * i128::from(v.params.s);
+            let (tol, t) = v.gcra();
             // Negative while turns are scheduled: they keep their fuel, and
             // resuming carries the debt on.
-            let room = (now_t + u128::from(p.t)) as i128 - tat as i128;
+            let room = gcra::room(i128::from(v.value), now_t, tol, t);
             let word = PAUSED | (v.word & !VALUE & !PAUSED) | paused_value(room, v.full());
             if self
                 .word
@@ -764,7 +767,7 @@ impl HostState {
                 }
                 None => return,
             };
-            let tat = (i128::from(now_t) + i128::from(v.params.t) - v.room()).max(0);
+            let tat = gcra::resume(v.room(), i128::from(now_t), i128::from(v.params.t)).max(0);
             let word = (v.word & !VALUE & !PAUSED) | (tat as u64).min(VALUE);
             if self
                 .word
@@ -906,7 +909,7 @@ fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
         // The room, in fuel: the same fraction of the new interval (rounded
         // down: a debt of scheduled turns rounded up).
         let room = match sane {
-            true => (v.room() * i128::from(params.t)).div_euclid(t_old as i128),
+            true => -gcra::convert(-v.room(), v.params.t, params.t),
             false => 0,
         };
         return paused_value(room, params.tol.saturating_add(params.t));
@@ -915,16 +918,12 @@ fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
     if !sane {
         return (now_t_new + i128::from(params.t)).min(i128::from(VALUE)) as u64;
     }
-    let now_t = (u128::from(now - v.epoch) * u128::from(v.params.s)) as i128;
-    let tat = i128::from(v.value).max(now_t - i128::from(v.params.tol));
+    let now_t = i128::from(now - v.epoch).saturating_mul(i128::from(v.params.s));
+    let (tol, _) = v.gcra();
     // Distance from now in fuel, rounded towards later. (Beyond the word's
     // range in fuel, it is floored below anyway.)
-    let offset = tat - now_t;
-    let t_old = t_old as i128;
-    let whole = offset.div_euclid(t_old).max(-i128::from(VALUE));
-    let rest = offset.rem_euclid(t_old) as u128;
-    let rest = (rest * u128::from(params.t)).div_ceil(t_old as u128);
-    let offset = whole * i128::from(params.t) + rest as i128;
+    let offset = gcra::settle(i128::from(v.value), now_t, tol).saturating_sub(now_t);
+    let offset = gcra::convert(offset, v.params.t, params.t);
     let floor = now_t_new - i128::from(params.tol).min(now_t_new);
     (now_t_new + offset).max(floor).clamp(0, i128::from(VALUE)) as u64
 }
@@ -933,21 +932,20 @@ fn convert(v: &View, now: u64, params: &Params, now_t_new: u128) -> u64 {
 /// `v`'s slot), and the host time it is due at if later than now; `Err`
 /// (`Late` or `Refused`) if it cannot be.
 fn schedule(v: &View, now_t: u64, n: u64, until: Option<u64>) -> Result<(u64, Option<u64>), Turn> {
-    let p = &v.params;
-    let tat = u128::from(v.value).max(u128::from(now_t.saturating_sub(p.tol)));
-    let last = tat + u128::from(n - 1) * u128::from(p.t);
-    let value = last + u128::from(p.t);
-    if last <= u128::from(now_t) {
+    let (tol, t) = v.gcra();
+    let now_t = i128::from(now_t);
+    let (last, value) = gcra::due(i128::from(v.value), now_t, tol, t, u128::from(n));
+    if last <= now_t {
         return u64::try_from(value)
             .ok()
             .filter(|&value| value <= VALUE)
             .map(|value| (value, None))
             .ok_or(Turn::Refused);
     }
-    if last - u128::from(now_t) > u128::from(AHEAD) || value > u128::from(VALUE) {
+    if last - now_t > i128::from(AHEAD) || value > i128::from(VALUE) {
         return Err(Turn::Refused);
     }
-    let due = u128::from(v.epoch) + last.div_ceil(u128::from(p.s));
+    let due = i128::from(v.epoch) + gcra::ns_ceil(last, v.params.s);
     let due = u64::try_from(due).map_err(|_| Turn::Refused)?;
     if until.is_some_and(|until| due > until) {
         return Err(Turn::Late);

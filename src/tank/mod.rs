@@ -8,6 +8,7 @@ pub(crate) mod bucket;
 mod builder;
 mod core;
 mod future;
+mod gcra;
 mod hardcap;
 mod host;
 mod permit;
@@ -437,8 +438,10 @@ impl Tank {
         async_io::block_on(self.await_fuel_timeout(timeout))
     }
 
-    /// The fuel in the tank now. It includes fuel about to go to the head of
-    /// the line, so it may be positive while `has_fuel` says no.
+    /// The fuel in the tank now, whoever it will go to: it counts fuel the
+    /// task at the head of the line is about to get, so it may be positive
+    /// while [`has_fuel`](Tank::has_fuel) says no ([`available`](Tank::available)
+    /// is what `has_fuel` could take).
     ///
     /// # Examples
     ///
@@ -453,9 +456,10 @@ impl Tank {
         self.shared.level()
     }
 
-    /// The fuel a newcomer could take now: the [`level`](Tank::level), or 0
-    /// while tasks wait in line (which [`has_fuel`](Tank::has_fuel) never
-    /// overtakes). This is the `RateLimit-Remaining` of a response.
+    /// The fuel [`has_fuel`](Tank::has_fuel) could take now: the
+    /// [`level`](Tank::level) while nobody waits in line, and 0 while tasks
+    /// wait (`has_fuel` never overtakes them). This is the
+    /// `RateLimit-Remaining` of a response.
     ///
     /// # Examples
     ///
@@ -611,7 +615,8 @@ impl Tank {
 
     /// Stops the refill. Fuel already in the tank can still be taken;
     /// waiters wait until [`resume`](Tank::resume). Calling it again while
-    /// paused does nothing.
+    /// paused does nothing. How it differs from [`Throttle::stop`](crate::Throttle::stop): see
+    /// [Pausing and stopping](crate#pausing-and-stopping).
     ///
     /// # Examples
     ///
@@ -655,7 +660,8 @@ impl Tank {
     }
 
     /// Restarts the refill where [`pause`](Tank::pause) stopped it: the
-    /// paused time counts for nothing.
+    /// paused time counts for nothing (see
+    /// [Pausing and stopping](crate#pausing-and-stopping)).
     ///
     /// # Examples
     ///

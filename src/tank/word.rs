@@ -32,7 +32,7 @@
 
 use crate::sync::{AtomicU64, Ordering, fence};
 
-use super::bucket::gcra_take;
+use super::gcra;
 use super::permit::Stamp;
 
 pub(crate) const CORE: u64 = 1 << 63;
@@ -153,7 +153,7 @@ impl Word {
             let now_t = rel.wrapping_mul(s);
             let tol = p.tol.load(Ordering::Relaxed);
             let t = p.t.load(Ordering::Relaxed);
-            match gcra_take(word & TAT_MASK, now_t, tol, t, n) {
+            match gcra::take(word & TAT_MASK, now_t, tol, t, n) {
                 Some((tat, headroom)) => {
                     // A take near full while a grant may still come back:
                     // the core records it (see `refunds.rs`). Without a cap
@@ -267,14 +267,7 @@ impl Word {
     /// The fuel level at `now`, if the word holds the state.
     pub(crate) fn level(&self, now: u64) -> Option<u64> {
         let v = self.view(now)?;
-        let cap = match v.tol {
-            u64::MAX => u64::MAX,
-            tol => tol / v.t + 1,
-        };
-        let level = match v.now_t.checked_sub(v.tat) {
-            Some(accrued) => (accrued / v.t + 1).min(cap),
-            None => 0,
-        };
+        let level = gcra::level(v.tat, v.now_t, v.tol, v.t);
         self.unchanged(&v).then_some(level)
     }
 
@@ -323,10 +316,7 @@ impl Word {
         if n == 0 || n > v.n_max {
             return None;
         }
-        let due_t = v
-            .tat
-            .max(v.now_t.saturating_sub(v.tol))
-            .wrapping_add((n - 1).wrapping_mul(v.t));
+        let (due_t, _) = gcra::due(v.tat, v.now_t, v.tol, v.t, u128::from(n));
         // Whole nanoseconds, rounded up: the fuel is there at the end.
         let wait = due_t.saturating_sub(v.now_t).div_ceil(v.s.max(1));
         self.unchanged(&v).then_some(wait)

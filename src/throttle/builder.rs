@@ -5,11 +5,10 @@ use std::time::Duration;
 use super::Throttle;
 use crate::calibrate::calibrates_by_default;
 use crate::clock::{Clock, ClockSource};
-use crate::monitor::{MonitorBuilder, check_period};
-use crate::{Error, Hardcap, Rate, Tank};
+use crate::{Error, Hardcap, MonitorBuilder, Rate, Tank, TankBuilder};
 
-/// Configures a [`Throttle`]: its tank, its monitor, and how they work
-/// together.
+/// Configures a [`Throttle`]: its tank (a [`TankBuilder`]'s options), its
+/// monitor (a [`MonitorBuilder`]'s), and how they work together.
 ///
 /// | option | default |
 /// |---|---|
@@ -39,37 +38,21 @@ use crate::{Error, Hardcap, Rate, Tank};
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until built"]
 pub struct ThrottleBuilder {
-    rate: Rate,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    initial: Option<u64>,
-    auto_emit: Option<bool>,
-    refresh: Duration,
-    window: Duration,
+    tank: TankBuilder,
+    monitor: MonitorBuilder,
+    auto_emit: bool,
     as_throttle: bool,
     as_monitor: bool,
-    auto_calibrate: Option<bool>,
-    correction: Option<Duration>,
-    clock: ClockSource,
-    shared_memory: Option<crate::SharedMemory>,
 }
 
 impl ThrottleBuilder {
     pub(crate) fn new(rate: Rate) -> ThrottleBuilder {
         ThrottleBuilder {
-            rate,
-            hardcap: Hardcap::default(),
-            burst: None,
-            initial: None,
-            auto_emit: None,
-            refresh: crate::monitor::DEFAULT_REFRESH,
-            window: crate::monitor::DEFAULT_WINDOW,
+            tank: Tank::builder(rate),
+            monitor: MonitorBuilder::new(),
+            auto_emit: true,
             as_throttle: true,
             as_monitor: true,
-            auto_calibrate: None,
-            correction: None,
-            clock: ClockSource::default(),
-            shared_memory: None,
         }
     }
 
@@ -85,7 +68,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn hardcap(mut self, hardcap: Hardcap) -> ThrottleBuilder {
-        self.hardcap = hardcap;
+        self.tank = self.tank.hardcap(hardcap);
         self
     }
 
@@ -102,7 +85,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn burst(mut self, n: u64) -> ThrottleBuilder {
-        self.burst = Some(n);
+        self.tank = self.tank.burst(n);
         self
     }
 
@@ -119,7 +102,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn initial(mut self, fuel: u64) -> ThrottleBuilder {
-        self.initial = Some(fuel);
+        self.tank = self.tank.initial(fuel);
         self
     }
 
@@ -144,7 +127,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn auto_emit(mut self, on: bool) -> ThrottleBuilder {
-        self.auto_emit = Some(on);
+        self.auto_emit = on;
         self
     }
 
@@ -165,7 +148,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn refresh(mut self, refresh: Duration) -> ThrottleBuilder {
-        self.refresh = refresh;
+        self.monitor = self.monitor.refresh(refresh);
         self
     }
 
@@ -184,7 +167,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn window(mut self, window: Duration) -> ThrottleBuilder {
-        self.window = window;
+        self.monitor = self.monitor.window(window);
         self
     }
 
@@ -227,7 +210,7 @@ impl ThrottleBuilder {
 
     /// Whether to measure this system's timer lateness at build time and
     /// arm the tank's timer that much early (see
-    /// [`timer_lateness`](crate::timer_lateness)); on by default at 49/s
+    /// [`timer_lateness`](crate::clock::timer_lateness)); on by default at 49/s
     /// and above. Measuring blocks `build` for about 5 ms (the first tank of
     /// each class of intervals in the process; later ones reuse the figure).
     ///
@@ -249,7 +232,7 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn auto_calibrate(mut self, on: bool) -> ThrottleBuilder {
-        self.auto_calibrate = Some(on);
+        self.tank = self.tank.auto_calibrate(on);
         self
     }
 
@@ -272,17 +255,8 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn timer_correction(mut self, early: Duration) -> ThrottleBuilder {
-        self.correction = Some(early);
+        self.tank = self.tank.timer_correction(early);
         self
-    }
-
-    /// The old name of [`timer_correction`](ThrottleBuilder::timer_correction).
-    #[deprecated(
-        since = "0.1.0",
-        note = "named `timer_correction`, as on `TankBuilder`"
-    )]
-    pub fn correction(self, early: Duration) -> ThrottleBuilder {
-        self.timer_correction(early)
     }
 
     /// The clock of both the tank and the monitor; see
@@ -303,7 +277,9 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> ThrottleBuilder {
-        self.clock = ClockSource::from_clock(clock);
+        let clock = ClockSource::from_clock(clock);
+        self.monitor = self.monitor.clock_source(clock.clone());
+        self.tank = self.tank.clock_source(clock);
         self
     }
 
@@ -340,7 +316,9 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn shared_memory(mut self, name: impl Into<crate::SharedMemory>) -> ThrottleBuilder {
-        self.shared_memory = Some(name.into());
+        let name = name.into();
+        self.monitor = self.monitor.shared_memory(name.clone());
+        self.tank = self.tank.shared_memory(name);
         self
     }
 
@@ -367,11 +345,12 @@ impl ThrottleBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<Throttle, Error> {
-        check_period("refresh", self.refresh)?;
-        check_period("window", self.window)?;
-        let interval = self.rate.interval();
-        if let Some(early) = self.correction
-            && early > interval
+        // The checks that are the throttle's own, before either part is built.
+        self.monitor.periods()?;
+        let rate = self.tank.rate;
+        let given = self.tank.correction;
+        if let Some(early) = given
+            && early > rate.interval()
         {
             return Err(Error::InvalidDuration {
                 option: "correction",
@@ -379,56 +358,25 @@ impl ThrottleBuilder {
                 accepted: "at most the rate's interval (per / max_n)",
             });
         }
-        let tank = if self.as_throttle {
-            let mut builder = Tank::builder(self.rate)
-                .clock_source(self.clock.clone())
-                .hardcap(self.hardcap);
-            if let Some(initial) = self.initial {
-                builder = builder.initial(initial);
-            }
-            if let Some(burst) = self.burst {
-                builder = builder.burst(burst);
-            }
-            if let Some(on) = self.auto_calibrate {
-                builder = builder.auto_calibrate(on);
-            }
-            if let Some(early) = self.correction {
-                builder = builder.timer_correction(early);
-            }
-            if let Some(name) = &self.shared_memory {
-                builder = builder.shared_memory(name.clone());
-            }
-            Some(builder.build()?)
-        } else {
-            None
-        };
-        // What calibration gave (or was given): none on a manual clock.
-        let calibrated = self.correction.is_some()
+        // Whether the tank's correction was measured or given: never on a
+        // manual clock, whose timers are exact.
+        let corrected = (given.is_some()
             || self
+                .tank
                 .auto_calibrate
-                .unwrap_or_else(|| calibrates_by_default(self.rate));
-        let correction = tank
-            .as_ref()
-            .filter(|_| calibrated && self.clock.manual().is_none())
-            .map(Tank::timer_correction);
-        let monitor = if self.as_monitor {
-            let mut builder = MonitorBuilder::new()
-                .refresh(self.refresh)
-                .window(self.window)
-                .clock_source(self.clock.clone());
-            if let Some(name) = &self.shared_memory {
-                builder = builder.shared_memory(name.clone());
-            }
-            Some(builder.build()?)
-        } else {
-            None
-        };
+                .unwrap_or_else(|| calibrates_by_default(rate)))
+            && self.tank.clock.manual().is_none();
+        let tank = self.as_throttle.then(|| self.tank.build()).transpose()?;
+        let monitor = self.as_monitor.then(|| self.monitor.build()).transpose()?;
         Ok(Throttle {
-            auto_emit: self.auto_emit.unwrap_or(true) && self.as_monitor,
+            correction: tank
+                .as_ref()
+                .filter(|_| corrected)
+                .map(Tank::timer_correction),
+            auto_emit: self.auto_emit && monitor.is_some(),
             tank,
             monitor,
-            rate: self.rate,
-            correction,
+            rate,
         })
     }
 }

@@ -3,13 +3,14 @@
 mod builder;
 mod fuel;
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use builder::ThrottleBuilder;
-pub use fuel::{ThrottleFuel, ThrottleFuelN, ThrottleFuelTimeout};
+pub use fuel::ThrottleFuel;
 
-use crate::{Error, Monitor, Rate, Snapshot, Snapshots, Stat, Summary, Tank};
+use crate::{
+    AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, Monitor, Rate, Snapshots, Stat, Summary, Tank,
+};
 
 /// A [`Tank`] and a [`Monitor`] configured together: the fuel methods of
 /// the one, the statistics of the other, and each fuel taken counted as an
@@ -38,7 +39,7 @@ use crate::{Error, Monitor, Rate, Snapshot, Snapshots, Stat, Summary, Tank};
 /// # Ok::<(), fueltank::Error>(())
 /// # }).unwrap();
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Throttle {
     tank: Option<Tank>,
     monitor: Option<Monitor>,
@@ -81,11 +82,14 @@ impl Throttle {
         }
     }
 
-    /// The monitor to count fuel taken, if `auto_emit` is on.
-    fn emitter(&self) -> Option<Monitor> {
-        self.monitor.clone().filter(|_| self.auto_emit)
+    /// The emit-on-take rule for a wait: `wait` on the tank (none without
+    /// one), and with `auto_emit` the emission of the `n` fuel it takes.
+    fn fuel<F>(&self, wait: impl FnOnce(&Tank) -> F, n: u64) -> ThrottleFuel<F> {
+        let emit = self.monitor.clone().filter(|_| self.auto_emit);
+        ThrottleFuel::new(self.tank.as_ref().map(wait), n, emit)
     }
 
+    /// The emit-on-take rule for a take now.
     fn emitted(&self, taken: bool, n: u64) -> bool {
         if taken
             && self.auto_emit
@@ -153,8 +157,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel(&self) -> ThrottleFuel {
-        ThrottleFuel::new(self.tank.as_ref().map(Tank::await_fuel), self.emitter())
+    pub fn await_fuel(&self) -> ThrottleFuel<AwaitFuel> {
+        self.fuel(Tank::await_fuel, 1)
     }
 
     /// Waits in line for `n` fuel and takes them together; see
@@ -176,12 +180,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_n(&self, n: u64) -> ThrottleFuelN {
-        ThrottleFuelN::new(
-            self.tank.as_ref().map(|tank| tank.await_fuel_n(n)),
-            n,
-            self.emitter(),
-        )
+    pub fn await_fuel_n(&self, n: u64) -> ThrottleFuel<AwaitFuelN> {
+        self.fuel(|tank| tank.await_fuel_n(n), n)
     }
 
     /// Waits in line for one fuel for at most `timeout`; see
@@ -204,13 +204,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuelTimeout {
-        ThrottleFuelTimeout::new(
-            self.tank
-                .as_ref()
-                .map(|tank| tank.await_fuel_timeout(timeout)),
-            self.emitter(),
-        )
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuel<AwaitFuelTimeout> {
+        self.fuel(|tank| tank.await_fuel_timeout(timeout), 1)
     }
 
     /// Blocks this thread until one fuel is taken; for plain threads.
@@ -447,23 +442,7 @@ impl Throttle {
         self.monitor.as_ref()?.hi_lo()
     }
 
-    /// See [`Monitor::snapshot`]; `None` without a monitor.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Throttle};
-    ///
-    /// let throttle = Throttle::builder(Rate::per_second(5)?).build()?;
-    /// throttle.has_fuel();
-    /// assert_eq!(throttle.snapshot().unwrap().total, 1);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn snapshot(&self) -> Option<Snapshot> {
-        self.monitor.as_ref().map(Monitor::snapshot)
-    }
-
-    /// A stream of [`Snapshot`]s, one per refresh; see
+    /// A stream of [`Snapshot`](crate::Snapshot)s, one per refresh; see
     /// [`Monitor::snapshots`]. Without a monitor, it ends at once.
     ///
     /// # Cancel safety
@@ -487,7 +466,9 @@ impl Throttle {
     }
 
     /// Pauses both the tank (no refill) and the monitor (no running time),
-    /// and returns the monitor's [`Summary`] (all zero without a monitor).
+    /// and returns the monitor's [`Summary`] (all zero without a monitor);
+    /// how it differs from [`Tank::pause`]: see
+    /// [Pausing and stopping](crate#pausing-and-stopping).
     ///
     /// # Examples
     ///
@@ -664,22 +645,5 @@ impl Throttle {
     /// ```
     pub fn timer_correction(&self) -> Option<Duration> {
         self.correction
-    }
-
-    /// The old name of [`timer_correction`](Throttle::timer_correction).
-    #[deprecated(since = "0.1.0", note = "named `timer_correction`, as on `Tank`")]
-    pub fn correction(&self) -> Option<Duration> {
-        self.timer_correction()
-    }
-}
-
-impl fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Throttle")
-            .field("tank", &self.tank)
-            .field("monitor", &self.monitor)
-            .field("auto_emit", &self.auto_emit)
-            .field("correction", &self.correction)
-            .finish()
     }
 }
