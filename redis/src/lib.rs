@@ -121,9 +121,12 @@
 //!   instances; `tests/instances.rs`: 4 processes);
 //! - an instance asks for its next batch when half of its last one is
 //!   left, and that batch comes after what the others hold, at most a
-//!   batch and a half each: a greedy instance goes at most 1.5 turns
-//!   (150 ms) without fuel, and a waiter at the head of its line waits no
-//!   longer, plus a round trip;
+//!   batch and a half each: once all have asked, a greedy instance goes
+//!   at most 1.5 turns (150 ms) without fuel, and a waiter at the head of
+//!   its line waits no longer, plus a round trip. One that comes later
+//!   first waits for what the others reserved before it asked (an
+//!   instance alone reserves up to a batch and a half of `max_batch` or
+//!   `reserve_ahead` of the rate);
 //! - an instance alone gets its whole batch, and one that asks for less
 //!   than its share gets what it asks: the others take the rest (the cap
 //!   is per round trip and costs only round trips, never rate);
@@ -134,8 +137,9 @@
 //!   Splitting it by count would hold fuel back from an instance that
 //!   can spend it now, for others that may never ask, or pace a burst
 //!   that the bank exists to admit at once. From a full tank, each greedy
-//!   instance gets its share of the rest (±5 %) plus its part of the
-//!   bank: never less than 95 % of an equal share of the rest.
+//!   instance gets at least 95 % of an equal share of what is granted
+//!   beyond the bank and beyond what the first to ask may hold when the
+//!   others come (a batch and a half, above).
 //!
 //! The cost: while `k` instances ask, about `k / (rate × 100 ms)` round
 //! trips per grant (0.02 at 2000/s for 4 instances), and the askers' hash
