@@ -74,7 +74,7 @@ impl Budget for GlobalTank {
         {
             return None;
         }
-        Some(Box::pin(self.await_grant(n, Some(self.answer_time()))))
+        Some(Box::pin(self.await_answer(n)))
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
@@ -148,7 +148,7 @@ where
         {
             return None;
         }
-        let wait = self.await_grant(key, n, Some(self.answer_time())).ok()?;
+        let wait = self.await_answer(key, n).ok()?;
         Some(Box::pin(wait))
     }
 

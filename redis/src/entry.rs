@@ -32,7 +32,10 @@
 //! - else it is what the demand's rate takes in half a hold, so that it
 //!   and the half batch still held are spent before they expire (`Paced`:
 //!   one unit unless the demand keeps up with the tank's rate);
-//! - after reserved fuel expired with nobody wanting it, it halves.
+//! - after reserved fuel expired with nobody wanting it, it halves;
+//! - Redis may grant less, a fair share while other instances ask too
+//!   (`script.lua`): the batch is then what it granted, so that every
+//!   instance sharing the tank asks again at half of the same batch.
 //!
 //! It never exceeds `max_batch`, nor `reserve_ahead` of the tank's rate,
 //! nor `max_n` under `Window`. The demand's rate is counted over periods of
@@ -112,6 +115,8 @@ pub(crate) struct Entry {
     /// clocks differ, and an entry's keys are on one node (the store's
     /// bounds serve one server).
     offset: Option<Offset>,
+    /// Who this entry is to Redis, for fair shares (random, not 0).
+    asker: u64,
     /// Reserved fuel `has_fuel` takes without the lock (`lane.rs`).
     lane: Lane,
     state: Mutex<State>,
@@ -126,6 +131,8 @@ struct State {
     granted: Vec<(u64, Grant)>,
     next_id: u64,
     batch: u64,
+    /// The batch asked for in the round trip in flight (0: `together`).
+    asked: u64,
     /// `has_fuel` calls that found nothing since the last ask.
     missed: u64,
     /// Whether fuel was taken since the last ask.
@@ -174,6 +181,10 @@ struct Queued {
     waker: Waker,
     /// Whether it fails with a [`Grant::Mismatch`] (it can return an error).
     fallible: bool,
+    /// Whether it waits for Redis's next answer only, not for fuel to come
+    /// (a layer's ask): unserved by the answer, it leaves with
+    /// [`Grant::Unanswered`].
+    answer_only: bool,
 }
 
 /// Fuel granted to a waiter.
@@ -187,6 +198,9 @@ pub(crate) enum Grant {
     /// Not granted: Redis holds another limit under this name (these
     /// parameters); only for waiters that can fail.
     Mismatch(Params),
+    /// Not granted: Redis answered, and nothing it granted is spendable
+    /// now; only for waiters that wait for an answer only.
+    Unanswered,
 }
 
 /// The first poll of a waiting future.
@@ -239,6 +253,7 @@ impl Entry {
             options,
             keys,
             family,
+            asker: asker_id(),
             lane: Lane::new(now()),
             state: Mutex::new(State {
                 params,
@@ -247,6 +262,7 @@ impl Entry {
                 granted: Vec::new(),
                 next_id: 0,
                 batch: 1,
+                asked: 0,
                 missed: 0,
                 used: false,
                 demand: Meter::default(),
@@ -488,7 +504,7 @@ impl Entry {
         self: &Arc<Self>,
         n: u64,
         deadline: Option<Instant>,
-        fallible: bool,
+        (fallible, answer_only): (bool, bool),
         waker: &Waker,
     ) -> Enqueued {
         if n == 0 {
@@ -526,6 +542,7 @@ impl Entry {
             n,
             waker: waker.clone(),
             fallible,
+            answer_only,
         });
         let kick = self.kick(&mut st, now, true);
         drop(st);
@@ -793,6 +810,7 @@ impl Entry {
             .unwrap_or(u64::MAX)
             .clamp(500_000, hold.max(500_000));
         let want = if together > 0 { together } else { st.batch };
+        st.asked = if together > 0 { 0 } else { want };
         Ask {
             want,
             // A full window reopens at most a period later: reserving that
@@ -808,6 +826,7 @@ impl Entry {
             life_ns: hold,
             guard_ns: guard,
             finished: st.reserve.take_finished(),
+            asker: self.asker,
         }
     }
 
@@ -921,6 +940,12 @@ impl Entry {
                 st.failures = 0;
                 st.backoff_until = None;
                 st.retry_at = None;
+                // Redis gave less than the batch: this instance's share
+                // while others ask too. Half of it left is when to ask
+                // again, as for every instance sharing the tank.
+                if granted.count < st.asked {
+                    st.batch = granted.count.max(1);
+                }
                 let kept = st.reserve.add(&granted, sent, answered);
                 Counters::add(&counters.reserved, granted.count);
                 if kept < granted.count {
@@ -967,7 +992,20 @@ impl Entry {
                 st.backoff_until = Some(answered + backoff);
             }
         }
-        self.relane(&mut st, now());
+        // Waiters for this answer only: what it made spendable now is
+        // theirs, in line; the others leave now rather than wait for fuel
+        // that starts later (it stays reserved for whoever comes then).
+        let now = now();
+        self.assign(&mut st, now, &mut wake);
+        let State { line, granted, .. } = &mut *st;
+        line.retain(|queued| {
+            if queued.answer_only {
+                granted.push((queued.id, Grant::Unanswered));
+                wake.push(queued.waker.clone());
+            }
+            !queued.answer_only
+        });
+        self.relane(&mut st, now);
         drop(st);
         wake.into_iter().for_each(Waker::wake);
     }
@@ -1113,6 +1151,17 @@ impl Outcome {
             answered: now(),
         }
     }
+}
+
+/// A random id, never 0, for an entry: Redis counts the instances asking
+/// for a tank's fuel by these.
+fn asker_id() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let made = MADE.fetch_add(1, Ordering::Relaxed);
+    RandomState::new()
+        .hash_one((std::process::id(), made, now()))
+        .max(1)
 }
 
 /// When Redis's schedule, as of its latest answer, has `n` (at most the

@@ -21,6 +21,8 @@ struct Waiter {
     /// Whether it resolves to an error when Redis holds another limit under
     /// the tank's name (else it waits, as under `FailurePolicy::Closed`).
     fallible: bool,
+    /// Whether it waits for Redis's next answer only (see `Entry::apply`).
+    answer_only: bool,
     phase: Phase,
     deadline: Option<Instant>,
     timer: Option<Timer>,
@@ -46,6 +48,7 @@ impl Waiter {
             entry,
             n,
             fallible,
+            answer_only: false,
             phase: Phase::Start,
             deadline,
             timer: None,
@@ -55,10 +58,12 @@ impl Waiter {
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let outcome = match self.phase {
             Phase::Start => {
-                match self
-                    .entry
-                    .enqueue(self.n, self.deadline, self.fallible, cx.waker())
-                {
+                match self.entry.enqueue(
+                    self.n,
+                    self.deadline,
+                    (self.fallible, self.answer_only),
+                    cx.waker(),
+                ) {
                     Enqueued::Taken => Poll::Ready(Outcome::Granted),
                     Enqueued::Mismatch(stored) => Poll::Ready(Outcome::Mismatch(stored)),
                     Enqueued::TooLarge(capacity) => Poll::Ready(Outcome::TooLarge(capacity)),
@@ -106,6 +111,7 @@ fn outcome_of(grant: Grant) -> Outcome {
         Grant::Reserved(..) | Grant::Policy => Outcome::Granted,
         Grant::TooLarge(capacity) => Outcome::TooLarge(capacity),
         Grant::Mismatch(stored) => Outcome::Mismatch(stored),
+        Grant::Unanswered => Outcome::TimedOut,
     }
 }
 
@@ -263,6 +269,16 @@ impl AwaitGrant {
         AwaitGrant {
             waiter: Waiter::new(entry, n, deadline, false),
         }
+    }
+
+    /// Waits for Redis's next answer (at most the store's timeout), not for
+    /// fuel to come: the fuel if the answer made `n` spendable now, else
+    /// `None`.
+    pub(crate) fn answer(entry: Arc<Entry>, n: u64) -> AwaitGrant {
+        let deadline = crate::entry::now().checked_add(entry.store.timeout);
+        let mut waiter = Waiter::new(entry, n, deadline, false);
+        waiter.answer_only = true;
+        AwaitGrant { waiter }
     }
 }
 

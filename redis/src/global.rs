@@ -451,9 +451,10 @@ impl GlobalTank {
         AwaitGrant::new(self.entry.clone(), n, deadline)
     }
 
-    /// How long one round trip may take: the store's timeout.
-    pub(crate) fn answer_time(&self) -> Duration {
-        self.entry.store.timeout
+    /// Takes `n` fuel if Redis's next answer makes it spendable now; waits
+    /// for that answer (at most the store's timeout), not for fuel to come.
+    pub(crate) fn await_answer(&self, n: u64) -> AwaitGrant {
+        AwaitGrant::answer(self.entry.clone(), n)
     }
 
     /// The store this tank's fuel comes from.

@@ -573,9 +573,10 @@ where
         Ok(AwaitGrant::new(self.entry(key)?, n, deadline))
     }
 
-    /// How long one round trip may take: the store's timeout.
-    pub(crate) fn answer_time(&self) -> Duration {
-        self.shared.store.shared.timeout
+    /// [`GlobalTank::await_answer`](crate::GlobalTank::await_answer) for
+    /// `key`; an error for a key whose text is too long.
+    pub(crate) fn await_answer(&self, key: &K, n: u64) -> Result<AwaitGrant, Error> {
+        Ok(AwaitGrant::answer(self.entry(key)?, n))
     }
 
     /// The store every key's fuel comes from.

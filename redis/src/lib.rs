@@ -97,9 +97,53 @@
 //! whose demand stops leaves at most about one and a half batches unspent,
 //! and `n` busy instances hold at most `n × 1.5 × min(max_batch,
 //! reserve_ahead / T)` between them. Batches grow with demand and halve when
-//! fuel expires unwanted, so a cold key is asked for one unit at a time.
+//! fuel expires unwanted, so a cold key is asked for one unit at a time;
+//! while several instances ask, Redis grants each at most its fair share
+//! (see *Fair shares*).
 //! Smaller `max_batch` and `reserve_ahead` waste less and share the rate
 //! more finely between instances, for more round trips.
+//!
+//! # Fair shares
+//!
+//! Redis keeps, next to each tank's state (each key's, for a keyed tank;
+//! in the same hash slot), the *askers*: the tank handles (keyed tanks'
+//! key entries) that asked it for fuel within the last second, each by a
+//! random id. While there are several, a batch of `Limit`, `Unbounded` or
+//! `Window` is at most its share of a *turn*: what the rate gives in
+//! 100 ms (or `reserve_ahead`, if shorter) divided by the askers, at least
+//! one unit. An instance asks again when it has spent half of its batch,
+//! and a batch is granted after those already granted, so greedy
+//! instances take turns with equal batches, however fast each one spends:
+//!
+//! - instances that stay greedy get equal shares of the rate, each within
+//!   about one batch (a turn's share) of the others over any stretch of
+//!   time: over 3 s, within ±5 % of 1/n (`tests/fair.rs`: 2 and 4
+//!   instances; `tests/instances.rs`: 4 processes);
+//! - an instance asks for its next batch when half of its last one is
+//!   left, and that batch comes after what the others hold, at most a
+//!   batch and a half each: once all have asked, a greedy instance goes
+//!   at most 1.5 turns (150 ms) without fuel, and a waiter at the head of
+//!   its line waits no longer, plus a round trip. One that comes later
+//!   first waits for what the others reserved before it asked (an
+//!   instance alone reserves up to a batch and a half of `max_batch` or
+//!   `reserve_ahead` of the rate);
+//! - an instance alone gets its whole batch, and one that asks for less
+//!   than its share gets what it asks: the others take the rest (the cap
+//!   is per round trip and costs only round trips, never rate);
+//! - not shared so: `n` fuel asked together; `One`, whose batches each
+//!   cost a guard; and the bank (a full tank's fuel, spendable at once),
+//!   dealt first come in batches of at most a turn's share: instances
+//!   that spend it equally fast get equal parts, a faster one more.
+//!   Splitting it by count would hold fuel back from an instance that
+//!   can spend it now, for others that may never ask, or pace a burst
+//!   that the bank exists to admit at once. From a full tank, each greedy
+//!   instance gets at least 95 % of an equal share of what is granted
+//!   beyond the bank and beyond what the first to ask may hold when the
+//!   others come (a batch and a half, above).
+//!
+//! The cost: while `k` instances ask, about `k / (rate × 100 ms)` round
+//! trips per grant (0.02 at 2000/s for 4 instances), and the askers' hash
+//! read and written in each round trip's script.
 //!
 //! Redis's clock is `TIME` inside the script: a step back is ignored (the
 //! state never moves back), a step forward counts as time that passed. A

@@ -3,12 +3,15 @@
 -- KEYS[1]  the state (a hash: parameters, `tat` or the log's length), or,
 --          in scope 'p', a keyed tank's parameters (a hash)
 -- KEYS[2]  the grant log of a Window tank (a sorted set); not in scope 'p'
+-- KEYS[3]  the askers (a hash: instance id -> its latest ask, µs since the
+--          epoch); not in scope 'p'
 -- ARGV     op ('take' | 'build' | 'set' | 'check'), scope ('g': a global
 --          tank's state, 'k': one key of a keyed tank, 'p': a keyed tank's
 --          parameters), then the caller's parameters (max_n, per, hardcap,
 --          hold), the numbers derived from them (interval t, mode,
 --          tolerance), the generation it knows (birth, sets), the request
---          (want, together, life, guard, ahead), and the count then the
+--          (want, together, life, guard, ahead), the caller's id (0: none),
+--          and the count then the
 --          members of the Window batches the caller has finished. Times are
 --          integer nanoseconds.
 --
@@ -48,7 +51,8 @@ local op, scope = ARGV[1], ARGV[2]
 local want, together = tonumber(ARGV[12]), tonumber(ARGV[13])
 local life, guard = tonumber(ARGV[14]), tonumber(ARGV[15])
 local ahead = tonumber(ARGV[16])
-local finished = 17
+local asker = ARGV[17]
+local finished = 18
 
 local function f(x) return string.format('%.0f', x) end
 
@@ -216,6 +220,37 @@ local function refuse(retry)
 end
 local function grant(kind, g, first, spacing, unit_life, last_end)
   result = {0, kind, g, first, spacing, unit_life, last_end}
+end
+
+-- Fair shares (`Limit`, `Unbounded`, `Window`). The askers are the
+-- instances that asked within the last second. While there are several,
+-- a batch (not `together`) is at most its share of a turn: what the rate
+-- gives in 100 ms (or `ahead`, if less), over the askers, at least one.
+-- Each instance asks again when it has spent half its batch, and a batch
+-- is granted after those already granted, so greedy instances take turns
+-- with equal batches: their shares differ by about a batch at most,
+-- whatever their speeds, and each one's turn comes round in about 100 ms.
+-- An instance that asks for less gets what it asks; one alone, its whole
+-- batch. (`One` is left out: each of its batches costs a guard.)
+if op == 'take' and want > 0 and together == 0 and asker ~= '0' and mode ~= 1 then
+  local now_us = sec * 1000000 + math.floor(now / 1000)
+  redis.call('HSET', KEYS[3], asker, f(now_us))
+  local askers = redis.call('HGETALL', KEYS[3])
+  local count = 0
+  for i = 1, #askers, 2 do
+    if tonumber(askers[i + 1]) > now_us - 1000000 then
+      count = count + 1
+    else
+      redis.call('HDEL', KEYS[3], askers[i])
+    end
+  end
+  redis.call('PEXPIRE', KEYS[3], 1000)
+  if count > 1 then
+    local turn = math.min(100000000, ahead)
+    local share
+    if mode == 2 then share = n * turn / per else share = turn / t end
+    want = math.min(want, math.max(1, math.floor(share / count)))
+  end
 end
 
 local expire_ms, full = nil, 0

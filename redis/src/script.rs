@@ -25,8 +25,9 @@
 //! |---|---|---|
 //! | `PREFIX:{N}:s` | hash | a global tank: the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
 //! | `PREFIX:{N}:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
+//! | `PREFIX:{N}:a` | hash | the *askers*: each instance that asked for fuel within the last second (its id, a random number per tank handle or key entry), with the time it last did (µs since the epoch): what a grant's fair share is counted from |
 //! | `PREFIX:{N}:p` | hash | a keyed tank's parameters and their generation: what a build must match and `set_rate` changes |
-//! | `PREFIX:{N:K}:ks`, `PREFIX:{N:K}:kw` | hash, sorted set | key `K` of a keyed tank, as `s` and `w`, with the tank's generation its parameters came from |
+//! | `PREFIX:{N:K}:ks`, `PREFIX:{N:K}:kw`, `PREFIX:{N:K}:ka` | hash, sorted set, hash | key `K` of a keyed tank, as `s`, `w` and `a`, with the tank's generation its parameters came from |
 //!
 //! (Before 0.1's cluster support the layout was `fueltank:N:s`, ...,
 //! `fueltank:N:ks:K`, with names refused if they held `:`; states in the
@@ -35,7 +36,8 @@
 //! Every key is written with a `PEXPIRE`: a GCRA state lives until its
 //! schedule has caught up with now, plus one period and a second (by then
 //! it is full, as a missing state is taken to be); a log until its newest
-//! grant has left the window, plus a second; a keyed tank's parameters for
+//! grant has left the window, plus a second; the askers a second after the
+//! latest ask; a keyed tank's parameters for
 //! two periods and a minute after the last build, `set_rate` or check of
 //! any instance (each checks them at most once a second while it makes
 //! round trips: see `keyed.rs`).
@@ -97,11 +99,12 @@ pub(crate) fn tag_start(prefix: &str, name: &str) -> String {
     out
 }
 
-/// A global tank's state and log.
-pub(crate) fn global_keys(start: &str) -> [Vec<u8>; 2] {
+/// A global tank's state, log and askers.
+pub(crate) fn global_keys(start: &str) -> [Vec<u8>; 3] {
     [
         format!("{start}}}:s").into_bytes(),
         format!("{start}}}:w").into_bytes(),
+        format!("{start}}}:a").into_bytes(),
     ]
 }
 
@@ -110,13 +113,14 @@ pub(crate) fn family_key(start: &str) -> Vec<u8> {
     format!("{start}}}:p").into_bytes()
 }
 
-/// The state and log of `key` of a keyed tank.
-pub(crate) fn key_keys(start: &str, key: &str) -> [Vec<u8>; 2] {
+/// The state, log and askers of `key` of a keyed tank.
+pub(crate) fn key_keys(start: &str, key: &str) -> [Vec<u8>; 3] {
     let mut tag = format!("{start}:");
     escape(key, &mut tag);
     [
         format!("{tag}}}:ks").into_bytes(),
         format!("{tag}}}:kw").into_bytes(),
+        format!("{tag}}}:ka").into_bytes(),
     ]
 }
 
@@ -138,6 +142,9 @@ pub(crate) struct Ask {
     /// `Window`: batches (sequence number, count) of which nothing will be
     /// spent any more: Redis may end their hold now.
     pub(crate) finished: Vec<(u64, u64)>,
+    /// Who asks (random, one per entry), for the fair share of a batch;
+    /// 0 for calls that take no fuel.
+    pub(crate) asker: u64,
 }
 
 /// The script's arguments for `op` on a tank with `params`.
@@ -175,6 +182,7 @@ pub(crate) fn args(op: Op, scope: Scope, params: &Params, ask: &Ask) -> Vec<Stri
         ask.life_ns.to_string(),
         ask.guard_ns.to_string(),
         ask.ahead_ns.to_string(),
+        ask.asker.to_string(),
         ask.finished.len().to_string(),
     ];
     args.extend(
@@ -343,6 +351,11 @@ mod tests {
         let start = tag_start("fueltank", "api");
         assert_eq!(text(&global_keys(&start)[0]), "fueltank:{api}:s");
         assert_eq!(text(&family_key(&start)), "fueltank:{api}:p");
+        assert_eq!(text(&global_keys(&start)[2]), "fueltank:{api}:a");
+        assert_eq!(
+            text(&key_keys(&start, "alice")[2]),
+            "fueltank:{api:alice}:ka"
+        );
         assert_eq!(
             text(&key_keys(&start, "alice")[1]),
             "fueltank:{api:alice}:kw"

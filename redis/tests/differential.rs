@@ -33,15 +33,15 @@ const SOURCE: &str = include_str!("../src/script.lua");
 /// Its one read of Redis's clock.
 const TIME: &str = "local clock = redis.call('TIME')";
 
-/// The script reading the time from its arguments 18 and 19 (a second and
-/// microseconds), after the 17 it takes (no finished Window batches).
+/// The script reading the time from its arguments 19 and 20 (a second and
+/// microseconds), after the 18 it takes (no finished Window batches).
 fn script_at_given_times() -> redis::Script {
     assert_eq!(
         SOURCE.matches(TIME).count(),
         1,
         "the script reads TIME once"
     );
-    redis::Script::new(&SOURCE.replace(TIME, "local clock = {ARGV[18], ARGV[19]}"))
+    redis::Script::new(&SOURCE.replace(TIME, "local clock = {ARGV[19], ARGV[20]}"))
 }
 
 /// One tank's limit, as both sides are given it.
@@ -113,6 +113,7 @@ fn run(
     let hardcap = if limit.cap.is_some() { 0 } else { 2 };
     let mut invocation = script.key(format!("{name}:s"));
     invocation.key(format!("{name}:w"));
+    invocation.key(format!("{name}:a"));
     for arg in [
         op.to_string(),
         "g".into(),
@@ -130,6 +131,7 @@ fn run(
         "0".into(), // life
         "0".into(), // guard
         "0".into(), // ahead: now or never
+        "0".into(), // asker: none, no fair-share cap
         "0".into(), // finished
     ] {
         invocation.arg(arg);

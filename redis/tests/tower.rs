@@ -14,7 +14,7 @@ use common::RedisServer;
 use fueltank::Rate;
 use fueltank_redis::{FailurePolicy, RedisStore};
 use fueltank_tower::key::key_fn;
-use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer, Throttled};
+use fueltank_tower::{Budget, KeyedBudget, KeyedThrottleLayer, ThrottleLayer, Throttled};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -130,6 +130,54 @@ async fn two_instances_behind_the_http_layer_share_one_budget() {
         "only {admitted} admitted in {elapsed:?} (bank {bank})"
     );
     assert!(shed > 0, "greedy clients were never shed");
+}
+
+/// In reject mode a request that finds nothing reserved here asks Redis
+/// and waits for its answer, not for the fuel that answer reserves: with
+/// another instance's reservations ahead in Redis's schedule, that fuel
+/// starts later, so the ask says no at once (a 429, not a wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_waits_for_the_answer_not_for_fuel_to_come() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        store(&redis, FailurePolicy::Closed).await,
+        store(&redis, FailurePolicy::Closed).await,
+    );
+    let api = rate("10/s");
+    let tank_a = a.tank("ask", api).build().await.unwrap();
+    let tank_b = b.tank("ask", api).build().await.unwrap();
+    // B spends the bank, then waits for fuel: it reserves ahead.
+    for _ in 0..=tank_b.capacity() {
+        tank_b.await_fuel().await;
+    }
+    assert!(!Budget::take(&tank_a, 1), "A holds nothing yet");
+    let asked = Instant::now();
+    let ask = Budget::ask(&tank_a, 1).expect("nothing known here: Redis is asked");
+    let took = ask.await.unwrap().is_some();
+    let elapsed = asked.elapsed();
+    assert!(
+        !took && elapsed < Duration::from_millis(100),
+        "the ask took {took} after {elapsed:?}: Redis's answer reserved fuel \
+         starting an interval (100 ms) or more later, which a request in reject \
+         mode does not wait for"
+    );
+
+    // A key of a keyed tank alike.
+    let keyed_a = a.keyed::<String>("ask-keyed", api).build().await.unwrap();
+    let keyed_b = b.keyed::<String>("ask-keyed", api).build().await.unwrap();
+    let key = || "k".to_string();
+    for _ in 0..=KeyedBudget::capacity(&keyed_b) {
+        keyed_b.await_fuel(key()).await.unwrap();
+    }
+    assert!(!KeyedBudget::take(&keyed_a, &key(), 1));
+    let asked = Instant::now();
+    let ask = KeyedBudget::ask(&keyed_a, &key(), 1).expect("nothing known here: Redis is asked");
+    let took = ask.await.unwrap().is_some();
+    let elapsed = asked.elapsed();
+    assert!(
+        !took && elapsed < Duration::from_millis(100),
+        "the keyed ask took {took} after {elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
