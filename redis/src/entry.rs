@@ -806,8 +806,13 @@ impl Entry {
         st.expired = false;
         st.crowded = false;
         let hold = params.hold_ns;
+        // Twice the latest round trip, and at least a thousandth of the
+        // interval: a batch's guard delays the next batch (so costs at most
+        // 0.1 % of the rate), and a slow tank's first slot then outlasts a
+        // round trip a loaded machine stretches past the latest one.
         let guard = u64::try_from((st.uncertainty * 2 + Duration::from_micros(500)).as_nanos())
             .unwrap_or(u64::MAX)
+            .max(params.interval_ns() / 1000)
             .clamp(500_000, hold.max(500_000));
         let want = if together > 0 { together } else { st.batch };
         st.asked = if together > 0 { 0 } else { want };

@@ -327,9 +327,16 @@ else
     -- then a guard before the next batch's first slot.
     if tat == nil or tat < now then tat = now end
     if op == 'take' and want > 0 then
-      local last_end = tat + (want - 1) * t + guard
-      grant(1, want, tat - now, t, 0, last_end - now)
-      tat = last_end + t
+      if tat - now > ahead then
+        -- Never further ahead than the caller holds fuel: a slot far off
+        -- could not be spent (the clocks may drift apart by more than its
+        -- guard over the distance), and each ask would push the schedule on.
+        refuse(tat - now - ahead)
+      else
+        local last_end = tat + (want - 1) * t + guard
+        grant(1, want, tat - now, t, 0, last_end - now)
+        tat = last_end + t
+      end
     end
     full = tat - now
   else
@@ -346,6 +353,9 @@ else
           grant(0, together, due - now, 0, life, 0)
           tat = tat + together * t
         end
+      elseif tat - now > ahead then
+        -- As for `Paced`: nothing further ahead than the caller holds.
+        refuse(tat - now - ahead)
       else
         grant(0, want, tat - now, t, life, 0)
         tat = tat + want * t

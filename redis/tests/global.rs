@@ -851,3 +851,70 @@ fn handles_are_send_and_sync() {
     send::<fueltank_redis::AwaitKeyTimeout>();
     send::<Error>();
 }
+
+/// Redis's schedule of a tank as `(tat, last)` in ns on Redis's clock: the
+/// next slot's start and the time of the latest call.
+fn schedule(redis: &RedisServer, key: &str) -> (i128, i128) {
+    let answer = redis.command(&format!("HMGET {key} tat last"));
+    let numbers: Vec<i128> = answer
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect();
+    match numbers[..] {
+        [tat, last] => (tat, last),
+        _ => panic!("no schedule in {answer:?}"),
+    }
+}
+
+/// A waiter on a slow tank waits for its slot: it never asks Redis again
+/// and again for slots it cannot spend (a slot a minute off is farther
+/// than the clocks may be trusted to agree), pushing the schedule on by a
+/// minute per round trip — and every other instance's fuel with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_a_slow_tank_never_pushes_its_schedule_on() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let slow = rate("1/min");
+    for hardcap in [Hardcap::One, Hardcap::Limit] {
+        let name = format!("slow-{hardcap:?}");
+        let tank = store
+            .tank(&name, slow)
+            .hardcap(hardcap)
+            .build()
+            .await
+            .unwrap();
+        let keyed = store
+            .keyed::<String>(&format!("{name}-keyed"), slow)
+            .hardcap(hardcap)
+            .build()
+            .await
+            .unwrap();
+        assert!(tank.await_fuel_timeout(Duration::from_secs(1)).await);
+        assert!(grants(&keyed, "k").await);
+        let before = store.stats().round_trips;
+        let (global_wait, keyed_wait) = futures::join!(
+            tank.await_fuel_timeout(Duration::from_secs(2)),
+            keyed.await_fuel_timeout("k".to_string(), Duration::from_secs(2)),
+        );
+        assert!(
+            !global_wait && !keyed_wait,
+            "{hardcap:?}: the next slot is a minute off"
+        );
+        let trips = store.stats().round_trips - before;
+        assert!(
+            trips <= 6,
+            "{hardcap:?}: {trips} round trips while waiting 2 s for the next slot"
+        );
+        for key in [
+            format!("fueltank:{{{name}}}:s"),
+            format!("fueltank:{{{name}-keyed:k}}:ks"),
+        ] {
+            let (tat, last) = schedule(&redis, &key);
+            assert!(
+                tat - last <= 61_000_000_000,
+                "{hardcap:?}: {key}'s next slot is {} s off",
+                (tat - last) / 1_000_000_000
+            );
+        }
+    }
+}
