@@ -80,8 +80,8 @@ pub(crate) struct Gate<R = ()> {
     /// reference count): dropped, it is spent; the gate's `Drop` gives it
     /// back to the budget. A field of its own, apart from `shed`: an
     /// `Option<Fuel>` has no drop glue, so the take of the fast path is
-    /// stored as it comes (in one enum with `Cause`, storing it cost a
-    /// dozen instructions of copies, see `benches/callgrind.sh`).
+    /// stored as it comes (in one enum with `Cause`, storing it cost 16
+    /// instructions of copies, see `tower-layer/benches/callgrind.sh`).
     fuel: Option<Fuel>,
     /// The fuel could not come in time (or the line was full), or the
     /// budget's store is down: the next call is refused, for this cause
