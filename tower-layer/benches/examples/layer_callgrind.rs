@@ -1,0 +1,127 @@
+//! Runs one request through a layer's service in a loop, for counting its
+//! instructions under callgrind: `tower-layer/benches/callgrind.sh` runs
+//! every case and prints instructions per request. Alone: `cargo run
+//! --release -p fueltank-tower-benches --example layer_callgrind -- CASE
+//! [CALLS]` (it then just runs the loop).
+//!
+//! A request is what `benches/layer.rs` times: `poll_ready` (ready at once,
+//! the tank has fuel), `call`, one poll of the response future, on a tank
+//! that never runs dry here.
+//!
+//! Cases: `noop` (the loop alone), `bare` (the service without the layer),
+//! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::from_tank`, in wait
+//! mode, reject mode, and wait mode with `max_wait`).
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use fueltank::clock::{Clock, MonotonicClock};
+use fueltank::{Rate, Tank};
+use fueltank_tower::ThrottleLayer;
+use http::{Request, Response};
+use tower::{Layer, Service, service_fn};
+
+/// The only function callgrind collects in (`--toggle-collect`): its
+/// instructions divided by `calls` are the cost of one request, loop
+/// included.
+#[inline(never)]
+fn measured_loop(calls: u64, op: &mut dyn FnMut() -> bool) -> u64 {
+    let mut served = 0;
+    for _ in 0..calls {
+        served += u64::from(black_box(op()));
+    }
+    served
+}
+
+/// One request through `svc`, which must be ready and answer at once: the
+/// `drive` of `benches/layer.rs`, the same code for the compiler to inline.
+#[inline]
+fn drive<S: Service<Request<()>>>(svc: &mut S) -> S::Response {
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("not ready: the limiter limited"),
+    }
+    let future = pin!(svc.call(Request::new(())));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        _ => panic!("no response at once"),
+    }
+}
+
+type Unit = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
+
+fn unit() -> Unit {
+    service_fn(|_| ready(Ok(Response::new(()))))
+}
+
+/// As in `benches/layer.rs`: one fuel per nanosecond, a second's worth
+/// banked, so no request here is limited.
+fn full_tank() -> Tank {
+    Tank::builder(Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap())
+        .initial(1_000_000_000)
+        .build()
+        .unwrap()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| usage());
+    let calls: u64 = args
+        .next()
+        .map_or(100_000, |s| s.parse().unwrap_or_else(|_| usage()));
+
+    let mut op: Box<dyn FnMut() -> bool> = match case.as_str() {
+        "noop" => Box::new(|| true),
+        "bare" => {
+            let mut svc = unit();
+            Box::new(move || {
+                black_box(drive(&mut svc));
+                true
+            })
+        }
+        "wait" => {
+            let mut svc = ThrottleLayer::from_tank(full_tank()).layer(unit());
+            Box::new(move || {
+                black_box(drive(&mut svc));
+                true
+            })
+        }
+        "reject" => {
+            let mut svc = ThrottleLayer::from_tank(full_tank()).reject().layer(unit());
+            Box::new(move || {
+                black_box(drive(&mut svc));
+                true
+            })
+        }
+        "wait_max_wait" => {
+            let mut svc = ThrottleLayer::from_tank(full_tank())
+                .max_wait(Duration::from_secs(1))
+                .layer(unit());
+            Box::new(move || {
+                black_box(drive(&mut svc));
+                true
+            })
+        }
+        _ => usage(),
+    };
+
+    // Warm up past the clock's calibration (10 ms, refined at 1 s), so the
+    // measured loop sees the steady clock path and warm caches.
+    let warm_until = Instant::now() + Duration::from_millis(1100);
+    while Instant::now() < warm_until {
+        black_box(MonotonicClock.now());
+        black_box(op());
+    }
+    let served = measured_loop(calls, &mut *op);
+    println!("{case}: {calls} requests, {served} served");
+}
+
+fn usage() -> ! {
+    eprintln!("usage: layer_callgrind CASE [CALLS]; cases are listed in the source's header");
+    std::process::exit(2)
+}
