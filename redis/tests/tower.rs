@@ -96,7 +96,7 @@ async fn two_instances_behind_the_http_layer_share_one_budget() {
     let tank_b = b.tank("api", api).build().await.unwrap();
     let bank = tank_a.capacity();
     let mut services = [
-        ThrottleLayer::from_budget(tank_a.clone())
+        ThrottleLayer::new(tank_a.clone())
             .reject()
             .http()
             .layer(hello()),
@@ -207,11 +207,11 @@ async fn the_keyed_layer_shares_each_key_across_instances() {
             .ok_or(fueltank_tower::key::KeyError::MissingHeader { header: "x-user" })
     });
     let mut services = [
-        KeyedThrottleLayer::from_budget(keyed_a, by_user)
+        KeyedThrottleLayer::new(keyed_a, by_user)
             .reject()
             .http()
             .layer(hello()),
-        KeyedThrottleLayer::from_budget(keyed_b, by_user)
+        KeyedThrottleLayer::new(keyed_b, by_user)
             .reject()
             .http()
             .layer(hello()),
@@ -256,7 +256,7 @@ async fn waits_are_bounded_by_max_wait() {
     let store = store(&redis, FailurePolicy::Closed).await;
     let tank = store.tank("slow", rate("5/s")).build().await.unwrap();
     let bank = tank.capacity();
-    let svc = ThrottleLayer::from_budget(tank)
+    let svc = ThrottleLayer::new(tank)
         .max_wait(Duration::from_millis(400))
         .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     let mut served = 0;
@@ -332,11 +332,11 @@ async fn with_redis_gone_the_layer_answers_503_and_recovers() {
             .map(str::to_string)
             .ok_or(fueltank_tower::key::KeyError::MissingHeader { header: "x-user" })
     });
-    let mut plain = [ThrottleLayer::from_budget(tank.clone())
+    let mut plain = [ThrottleLayer::new(tank.clone())
         .reject()
         .http()
         .layer(hello())];
-    let mut per_user = [KeyedThrottleLayer::from_budget(keyed, by_user)
+    let mut per_user = [KeyedThrottleLayer::new(keyed, by_user)
         .reject()
         .http()
         .layer(hello())];
@@ -442,7 +442,7 @@ async fn the_ratelimit_headers_of_a_redis_budget_are_true() {
     let mut services: Vec<_> = tanks
         .iter()
         .map(|tank| {
-            ThrottleLayer::from_budget(tank.clone())
+            ThrottleLayer::new(tank.clone())
                 .reject()
                 .http()
                 .layer(hello())

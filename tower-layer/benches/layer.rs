@@ -128,22 +128,22 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
     let mut bare = unit();
     group.bench_function("bare", |b| b.iter(|| black_box(drive(&mut bare))));
 
-    let mut wait = ThrottleLayer::from_tank(full_tank()).layer(unit());
+    let mut wait = ThrottleLayer::new(full_tank()).layer(unit());
     group.bench_function("fueltank_wait", |b| b.iter(|| black_box(drive(&mut wait))));
 
-    let mut reject = ThrottleLayer::from_tank(full_tank()).reject().layer(unit());
+    let mut reject = ThrottleLayer::new(full_tank()).reject().layer(unit());
     group.bench_function("fueltank_reject", |b| {
         b.iter(|| black_box(drive(&mut reject)))
     });
 
-    let mut max_wait = ThrottleLayer::from_tank(full_tank())
+    let mut max_wait = ThrottleLayer::new(full_tank())
         .max_wait(Duration::from_secs(1))
         .layer(unit());
     group.bench_function("fueltank_wait_max_wait", |b| {
         b.iter(|| black_box(drive(&mut max_wait)))
     });
 
-    let mut counted = ThrottleLayer::from_tank(full_tank())
+    let mut counted = ThrottleLayer::new(full_tank())
         .stats(Stats::new())
         .layer(unit());
     group.bench_function("fueltank_wait_stats", |b| {
@@ -206,7 +206,7 @@ fn http<M: Measurement>(c: &mut Criterion<M>) {
     let mut bare = with_body();
     group.bench_function("bare", |b| b.iter(|| black_box(drive(&mut bare))));
 
-    let mut plain = ThrottleLayer::from_tank(full_tank())
+    let mut plain = ThrottleLayer::new(full_tank())
         .reject()
         .http()
         .headers(HeaderStyle::Off)
@@ -215,7 +215,7 @@ fn http<M: Measurement>(c: &mut Criterion<M>) {
         b.iter(|| black_box(drive(&mut plain)))
     });
 
-    let mut headers = ThrottleLayer::from_tank(full_tank())
+    let mut headers = ThrottleLayer::new(full_tank())
         .reject()
         .http()
         .layer(with_body());

@@ -51,12 +51,7 @@ pub fn app(global: Tank, per_ip: KeyedTank<IpAddr>, queued: Tank) -> Router {
         .route("/whoami", get(whoami))
         // The last layer added runs first: the per-IP limit, so a client
         // over its own budget is shed before it spends the global one.
-        .layer(
-            ThrottleLayer::from_tank(global)
-                .reject()
-                .label("global")
-                .http(),
-        )
+        .layer(ThrottleLayer::new(global).reject().label("global").http())
         .layer(
             KeyedThrottleLayer::new(per_ip, client())
                 .reject()
@@ -66,7 +61,7 @@ pub fn app(global: Tank, per_ip: KeyedTank<IpAddr>, queued: Tank) -> Router {
     let wait = Router::new()
         .route("/queued", get(|| async { "served in turn\n" }))
         .layer(
-            ThrottleLayer::from_tank(queued)
+            ThrottleLayer::new(queued)
                 .max_wait(Duration::from_secs(2))
                 .label("queued")
                 .http(),

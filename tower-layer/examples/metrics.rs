@@ -133,7 +133,7 @@ pub fn app(
     let limited = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .layer(
-            ThrottleLayer::from_tank(global)
+            ThrottleLayer::new(global)
                 .max_wait(Duration::from_millis(250))
                 .label("global")
                 .stats(global_stats)

@@ -37,7 +37,7 @@ pub use fueltank::{Scope, Unavailable};
 /// # futures::executor::block_on(async {
 /// let clock = ManualClock::new();
 /// let tank = Tank::builder(Rate::per_second(4)?).clock(clock).build()?;
-/// let mut svc = ThrottleLayer::from_tank(tank)
+/// let mut svc = ThrottleLayer::new(tank)
 ///     .reject()
 ///     .label("api")
 ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>("done") }));

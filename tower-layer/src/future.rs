@@ -34,7 +34,7 @@ pin_project! {
     /// use tower::{Layer, Service, ServiceExt, service_fn};
     ///
     /// # futures::executor::block_on(async {
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(1) }));
     /// let future: ResponseFuture<_> = svc.ready().await?.call(());
     /// assert_eq!(future.await?, 1);

@@ -114,32 +114,18 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn new(keyed: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer {
-            gate: KeyedGate {
-                keyed: Arc::new(keyed),
-                extractor,
-                policy: Arc::new(Policy::new(Scope::Keyed)),
-                key_text: None,
-                #[cfg(feature = "http")]
-                headers: crate::http::Headers::default(),
-                respond: (),
-            },
-        }
-    }
-
-    /// A layer giving each key, as `extractor` reads it, its own budget in
-    /// any [`KeyedBudget`], as [`new`](KeyedThrottleLayer::new): such as
-    /// one shared by every instance of a service through Redis
-    /// (`fueltank-redis`'s `GlobalKeyedTank`); waiting for fuel, without
-    /// statistics. A key the budget refuses ([`KeyedBudget::check`]) fails
-    /// the request with a [`KeyError`] saying why. In reject mode, a key
-    /// that finds no fuel here waits for the budget's answer when only its
-    /// store can tell ([`KeyedBudget::ask`]): a key's first request is not
-    /// shed on a guess. With [`max_wait`](KeyedThrottleLayer::max_wait),
-    /// the budget's own timed wait bounds the wait.
     ///
-    /// # Examples
+    /// Any other [`KeyedBudget`] is drawn on alike, such as one shared by
+    /// every instance of a service through Redis (`fueltank-redis`'s
+    /// `GlobalKeyedTank`). A key the budget refuses
+    /// ([`KeyedBudget::check`]) fails the request with a [`KeyError`]
+    /// saying why. In reject mode, a key that finds no fuel here waits for
+    /// the budget's answer when only its store can tell
+    /// ([`KeyedBudget::ask`]): a key's first request is not shed on a
+    /// guess. With [`max_wait`](KeyedThrottleLayer::max_wait), the
+    /// budget's own timed wait bounds the wait.
+    ///
+    /// One of your own:
     ///
     /// ```
     /// use fueltank::{BudgetWait, KeyedBudget, Rate};
@@ -174,7 +160,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// }
     ///
     /// # futures::executor::block_on(async {
-    /// let svc = KeyedThrottleLayer::from_budget(Once::default(), key_fn(|x: &u32| Ok(*x)))
+    /// let svc = KeyedThrottleLayer::new(Once::default(), key_fn(|x: &u32| Ok(*x)))
     ///     .reject()
     ///     .layer(service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) }));
     /// assert_eq!(svc.clone().oneshot(1).await?, 1);
@@ -182,8 +168,18 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn from_budget(budget: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer::new(budget, extractor)
+    pub fn new(keyed: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
+        KeyedThrottleLayer {
+            gate: KeyedGate {
+                keyed: Arc::new(keyed),
+                extractor,
+                policy: Arc::new(Policy::new(Scope::Keyed)),
+                key_text: None,
+                #[cfg(feature = "http")]
+                headers: crate::http::Headers::default(),
+                respond: (),
+            },
+        }
     }
 
     /// The policy, to change while the layer is being built (no service

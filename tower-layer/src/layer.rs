@@ -16,9 +16,8 @@ use crate::{Stats, ThrottleService};
 /// A Tower [`Layer`] that makes every request spend one fuel from a shared
 /// [`Tank`], and counts it in a statistics [`Monitor`].
 ///
-/// Built from a [`Throttle`] ([`new`](ThrottleLayer::new): its tank and its
-/// monitor) or from a bare [`Tank`] ([`from_tank`](ThrottleLayer::from_tank):
-/// no statistics).
+/// Built by [`new`](ThrottleLayer::new) from a [`Throttle`] (its tank and
+/// its monitor), a bare [`Tank`] (no statistics), or any other [`Budget`].
 ///
 /// By default a service waits for fuel in `poll_ready` (back-pressure),
 /// holds it, and spends it in `call`. With [`reject`](ThrottleLayer::reject)
@@ -110,39 +109,9 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn new(budget: impl Budget) -> ThrottleLayer {
-        let config = match (&budget as &dyn Any).downcast_ref::<Throttle>() {
-            // The layer emits itself, so it takes from the tank directly.
-            Some(throttle) => Config::new(
-                throttle.tank().cloned().map(budget::Shared::new),
-                throttle.monitor().cloned(),
-            ),
-            None => Config::new(Some(budget::Shared::new(budget)), None),
-        };
-        ThrottleLayer { config }
-    }
-
-    /// A layer drawing on `tank`, waiting for fuel, without statistics (a
-    /// bare tank has no monitor; use [`new`](ThrottleLayer::new) with a
-    /// [`Throttle`] for them).
     ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    ///
-    /// let tank = Tank::new("50/s".parse()?);
-    /// let layer = ThrottleLayer::from_tank(tank.clone());
-    /// assert_eq!(layer.tank().map(Tank::rate), Some(tank.rate()));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn from_tank(tank: Tank) -> ThrottleLayer {
-        ThrottleLayer::new(tank)
-    }
-
-    /// A layer drawing on any [`Budget`], as [`new`](ThrottleLayer::new):
-    /// such as one shared by every instance of a service through Redis
+    /// Any other [`Budget`] is drawn on as it is: a [`Tank`] (without
+    /// statistics: a bare tank has no monitor), or a budget such as one shared by every instance of a service through Redis
     /// (`fueltank-redis`'s `GlobalTank`), waiting for fuel, without
     /// statistics (add a [`Stats`] for them). Fuel held by a service
     /// dropped between `poll_ready` and `call` is given back
@@ -151,7 +120,7 @@ impl ThrottleLayer {
     /// tell ([`Budget::ask`]), so a budget not used for a while does not
     /// shed its first requests.
     ///
-    /// # Examples
+    /// A budget of your own:
     ///
     /// ```
     /// use fueltank::{Budget, BudgetWait, Fuel, Rate};
@@ -185,14 +154,22 @@ impl ThrottleLayer {
     /// }
     ///
     /// # futures::executor::block_on(async {
-    /// let svc = ThrottleLayer::from_budget(Plenty)
+    /// let svc = ThrottleLayer::new(Plenty)
     ///     .layer(service_fn(|x: u8| async move { Ok::<_, tower::BoxError>(x) }));
     /// assert_eq!(svc.oneshot(7).await?, 7);
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn from_budget(budget: impl Budget) -> ThrottleLayer {
-        ThrottleLayer::new(budget)
+    pub fn new(budget: impl Budget) -> ThrottleLayer {
+        let config = match (&budget as &dyn Any).downcast_ref::<Throttle>() {
+            // The layer emits itself, so it takes from the tank directly.
+            Some(throttle) => Config::new(
+                throttle.tank().cloned().map(budget::Shared::new),
+                throttle.monitor().cloned(),
+            ),
+            None => Config::new(Some(budget::Shared::new(budget)), None),
+        };
+        ThrottleLayer { config }
     }
 
     /// Sheds requests instead of waiting: `poll_ready` no longer waits for
@@ -210,7 +187,7 @@ impl ThrottleLayer {
     ///
     /// # futures::executor::block_on(async {
     /// let tank = Tank::new(Rate::per_minute(1)?);
-    /// let mut svc = ThrottleLayer::from_tank(tank)
+    /// let mut svc = ThrottleLayer::new(tank)
     ///     .reject()
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     /// svc.ready().await?.call(()).await?; // the one fuel
@@ -260,7 +237,7 @@ impl ThrottleLayer {
     /// # futures::executor::block_on(async {
     /// let clock = ManualClock::new();
     /// let tank = Tank::builder(Rate::per_second(10)?).initial(0).clock(clock.clone()).build()?;
-    /// let layer = ThrottleLayer::from_tank(tank).max_wait(Duration::from_millis(150));
+    /// let layer = ThrottleLayer::new(tank).max_wait(Duration::from_millis(150));
     /// let svc = || layer.layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     /// let mut cx = Context::from_waker(Waker::noop());
     ///
@@ -302,7 +279,7 @@ impl ThrottleLayer {
     ///
     /// # futures::executor::block_on(async {
     /// let tank = Tank::builder(Rate::per_minute(1)?).initial(0).build()?;
-    /// let layer = ThrottleLayer::from_tank(tank).max_waiting(1);
+    /// let layer = ThrottleLayer::new(tank).max_waiting(1);
     /// let svc = || layer.layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     ///
     /// let mut waiting = svc();
@@ -329,7 +306,7 @@ impl ThrottleLayer {
     /// use tower::{Layer, Service, ServiceExt, service_fn};
     ///
     /// # futures::executor::block_on(async {
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_minute(1)?))
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_minute(1)?))
     ///     .reject()
     ///     .label("uploads")
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
@@ -357,7 +334,7 @@ impl ThrottleLayer {
     ///
     /// # futures::executor::block_on(async {
     /// let stats = Stats::new();
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(100)?))
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
     ///     .stats(stats.clone())
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     /// svc.oneshot(()).await?;
@@ -381,7 +358,7 @@ impl ThrottleLayer {
     /// use fueltank_tower::ThrottleLayer;
     /// use std::time::Duration;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .long_wait(Duration::from_millis(250));
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
@@ -427,7 +404,7 @@ impl ThrottleLayer {
 
     /// The tank this layer draws on; `None` for a [`Throttle`] without a
     /// tank (unlimited fuel), and for a layer on another
-    /// [`Budget`](ThrottleLayer::from_budget).
+    /// [`Budget`](ThrottleLayer::new).
     ///
     /// # Examples
     ///
@@ -435,7 +412,7 @@ impl ThrottleLayer {
     /// use fueltank::{Rate, Tank, Throttle};
     /// use fueltank_tower::ThrottleLayer;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?));
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?));
     /// assert_eq!(layer.tank().map(Tank::level), Some(1));
     ///
     /// let unlimited = Throttle::builder(Rate::per_second(10)?).as_throttle(false).build()?;
@@ -457,7 +434,7 @@ impl ThrottleLayer {
     ///
     /// let throttle = Throttle::builder(Rate::per_second(10)?).build()?;
     /// assert!(ThrottleLayer::new(throttle).monitor().is_some());
-    /// let bare = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?));
+    /// let bare = ThrottleLayer::new(Tank::new(Rate::per_second(10)?));
     /// assert!(bare.monitor().is_none());
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -474,9 +451,9 @@ impl From<Throttle> for ThrottleLayer {
 }
 
 impl From<Tank> for ThrottleLayer {
-    /// [`ThrottleLayer::from_tank`].
+    /// [`ThrottleLayer::new`].
     fn from(tank: Tank) -> ThrottleLayer {
-        ThrottleLayer::from_tank(tank)
+        ThrottleLayer::new(tank)
     }
 }
 

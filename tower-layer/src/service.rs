@@ -54,7 +54,7 @@ use crate::gate::{Config, Gate};
 ///
 /// # futures::executor::block_on(async {
 /// let tank = Tank::builder(Rate::per_second(10)?).initial(2).build()?;
-/// let svc: ThrottleService<_> = ThrottleLayer::from_tank(tank.clone())
+/// let svc: ThrottleService<_> = ThrottleLayer::new(tank.clone())
 ///     .layer(service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x * 2) }));
 /// let clone = svc.clone();
 /// assert_eq!(svc.oneshot(1).await?, 2);
@@ -87,7 +87,7 @@ impl<S> ThrottleService<S> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::{Layer, service_fn};
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     /// assert_eq!(svc.tank().map(Tank::level), Some(1));
     /// # Ok::<(), fueltank::Error>(())
@@ -105,7 +105,7 @@ impl<S> ThrottleService<S> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).layer(7_u8);
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).layer(7_u8);
     /// assert_eq!(*svc.get_ref(), 7);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -122,7 +122,7 @@ impl<S> ThrottleService<S> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).layer(7_u8);
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).layer(7_u8);
     /// *svc.get_mut() = 8;
     /// assert_eq!(svc.into_inner(), 8);
     /// # Ok::<(), fueltank::Error>(())
@@ -140,7 +140,7 @@ impl<S> ThrottleService<S> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).layer("inner");
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).layer("inner");
     /// assert_eq!(svc.into_inner(), "inner");
     /// # Ok::<(), fueltank::Error>(())
     /// ```

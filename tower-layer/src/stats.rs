@@ -40,7 +40,7 @@ use fueltank::{Monitor, Snapshot};
 ///
 /// # futures::executor::block_on(async {
 /// let stats = Stats::new();
-/// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_minute(1)?))
+/// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_minute(1)?))
 ///     .reject()
 ///     .stats(stats.clone())
 ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
@@ -138,7 +138,7 @@ impl Stats {
     /// let clock = ManualClock::new();
     /// let tank = Tank::builder(Rate::per_second(10)?).initial(0).clock(clock.clone()).build()?;
     /// let stats = Stats::with_clock(clock.clone());
-    /// let mut svc = ThrottleLayer::from_tank(tank)
+    /// let mut svc = ThrottleLayer::new(tank)
     ///     .stats(stats.clone())
     ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
     /// let mut cx = Context::from_waker(Waker::noop());
@@ -328,7 +328,7 @@ impl fmt::Debug for Stats {
 /// let clock = ManualClock::new();
 /// let tank = Tank::builder(Rate::per_second(10)?).initial(0).clock(clock.clone()).build()?;
 /// let stats = Stats::with_clock(clock.clone());
-/// let layer = ThrottleLayer::from_tank(tank).stats(stats.clone());
+/// let layer = ThrottleLayer::new(tank).stats(stats.clone());
 /// let mut cx = Context::from_waker(Waker::noop());
 /// for _ in 0..2 {
 ///     let mut svc = layer.layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));

@@ -26,7 +26,7 @@ fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
 }
 
 fn shed(tank: Tank) -> HttpThrottleLayer {
-    ThrottleLayer::from_tank(tank).reject().http()
+    ThrottleLayer::new(tank).reject().http()
 }
 
 /// Makes the service ready (it must be) and calls it; the response must be
@@ -209,8 +209,7 @@ fn hardcaps_one_and_window_have_their_own_reset() {
 fn wait_mode_waits_and_sends_the_headers() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 1);
-    let mut svc: HttpThrottleService<Inner> =
-        ThrottleLayer::from_tank(tank.clone()).http().layer(ok());
+    let mut svc: HttpThrottleService<Inner> = ThrottleLayer::new(tank.clone()).http().layer(ok());
     assert_eq!(split(&get(&mut svc)), (10, 0, 1));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_pending(), "waits, no 429");
@@ -227,9 +226,7 @@ fn a_wait_without_a_call_is_not_counted() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "20/s", 0);
     let stats = Stats::with_clock(clock.clone());
-    let layer = ThrottleLayer::from_tank(tank.clone())
-        .stats(stats.clone())
-        .http();
+    let layer = ThrottleLayer::new(tank.clone()).stats(stats.clone()).http();
     let mut dropped: HttpThrottleService<Inner> = layer.layer(ok());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(dropped.poll_ready(&mut cx).is_pending());

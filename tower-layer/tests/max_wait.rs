@@ -65,7 +65,7 @@ fn throttled(err: &BoxError) -> &Throttled {
 fn max_wait_sheds_at_once_the_request_whose_fuel_cannot_come_in_time() {
     let clock = ManualClock::new();
     let tank = empty(&clock, "10/s");
-    let layer = ThrottleLayer::from_tank(tank.clone()).max_wait(ms(150));
+    let layer = ThrottleLayer::new(tank.clone()).max_wait(ms(150));
 
     // The next fuel is 100 ms away: within 150 ms, so the first waits.
     let mut first = layer.layer(echo());
@@ -96,7 +96,7 @@ fn max_wait_sheds_at_once_the_request_whose_fuel_cannot_come_in_time() {
 fn without_max_wait_the_same_request_queues() {
     let clock = ManualClock::new();
     let tank = empty(&clock, "10/s");
-    let layer = ThrottleLayer::from_tank(tank.clone());
+    let layer = ThrottleLayer::new(tank.clone());
     let mut first = layer.layer(echo());
     let mut second = layer.layer(echo());
     assert!(!ready(&mut first));
@@ -108,7 +108,7 @@ fn without_max_wait_the_same_request_queues() {
 fn a_request_that_gets_in_waits_at_most_max_wait_even_if_the_tank_pauses() {
     let clock = ManualClock::new();
     let tank = empty(&clock, "10/s");
-    let mut svc = ThrottleLayer::from_tank(tank.clone())
+    let mut svc = ThrottleLayer::new(tank.clone())
         .max_wait(ms(150))
         .layer(echo());
     assert!(!ready(&mut svc));
@@ -132,7 +132,7 @@ fn max_wait_zero_sheds_whatever_finds_no_fuel() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let layer = ThrottleLayer::from_tank(tank).max_wait(Duration::ZERO);
+    let layer = ThrottleLayer::new(tank).max_wait(Duration::ZERO);
     let mut svc = layer.layer(echo());
     assert!(ready(&mut svc));
     assert_eq!(call_now(&mut svc, 1).unwrap(), 1, "the fuel there is taken");
@@ -145,7 +145,7 @@ fn max_wait_zero_sheds_whatever_finds_no_fuel() {
 fn max_waiting_bounds_the_line_and_frees_a_place_when_a_waiter_leaves() {
     let clock = ManualClock::new();
     let tank = empty(&clock, "10/s");
-    let layer = ThrottleLayer::from_tank(tank.clone()).max_waiting(2);
+    let layer = ThrottleLayer::new(tank.clone()).max_waiting(2);
     let mut a = layer.layer(echo());
     let mut b = a.clone();
     let mut c = layer.layer(echo());
@@ -287,7 +287,7 @@ mod over_http {
     fn beyond_max_wait_a_429_with_the_wait_it_would_have_had() {
         let clock = ManualClock::new();
         let tank = empty(&clock, "1/s");
-        let layer = ThrottleLayer::from_tank(tank)
+        let layer = ThrottleLayer::new(tank)
             .max_wait(Duration::from_secs(2))
             .label("reports")
             .http();

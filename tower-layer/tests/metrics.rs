@@ -86,7 +86,7 @@ fn waits_render_as_a_summary_in_seconds() {
         .build()
         .unwrap();
     let stats = Stats::with_clock(clock.clone());
-    let layer = ThrottleLayer::from_tank(tank).stats(stats.clone());
+    let layer = ThrottleLayer::new(tank).stats(stats.clone());
     let mut cx = Context::from_waker(Waker::noop());
     let mut services: Vec<_> = (0..3)
         .map(|_| layer.layer(service_fn(|()| async { Ok::<_, BoxError>(()) })))

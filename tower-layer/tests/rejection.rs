@@ -126,7 +126,7 @@ fn an_unparsable_forwarded_address_is_a_400_that_quotes_it() {
 #[test]
 fn a_closure_builds_the_429_and_the_layer_completes_it() {
     let clock = ManualClock::new();
-    let mut svc = ThrottleLayer::from_tank(one_a_minute(&clock))
+    let mut svc = ThrottleLayer::new(one_a_minute(&clock))
         .reject()
         .label("api")
         .http()
@@ -157,7 +157,7 @@ fn a_closure_builds_the_429_and_the_layer_completes_it() {
 #[test]
 fn a_closure_may_set_its_own_retry_after() {
     let clock = ManualClock::new();
-    let mut svc = ThrottleLayer::from_tank(one_a_minute(&clock))
+    let mut svc = ThrottleLayer::new(one_a_minute(&clock))
         .reject()
         .http()
         .on_throttled(|_: &Throttled| {

@@ -54,10 +54,10 @@ fn call_now(svc: &mut ThrottleService<Echo>, x: u32) -> Result<u32, BoxError> {
 fn clones_share_one_budget() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 3);
-    let mut a = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut a = ThrottleLayer::new(tank.clone()).layer(echo());
     let mut b = a.clone();
     let mut c = b.clone();
-    let mut d = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut d = ThrottleLayer::new(tank.clone()).layer(echo());
 
     // Three fuel, whoever takes it: the fourth service must wait.
     assert!(is_ready(&mut a));
@@ -83,7 +83,7 @@ fn clones_share_one_budget() {
 fn a_clone_starts_without_fuel() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 1);
-    let mut ready = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut ready = ThrottleLayer::new(tank.clone()).layer(echo());
     assert!(is_ready(&mut ready));
     let mut clone = ready.clone();
     assert_eq!(tank.level(), 0, "the clone took no fuel and got none");
@@ -95,14 +95,14 @@ fn a_clone_starts_without_fuel() {
 fn a_dropped_ready_service_gives_its_fuel_back() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "1/min", 1);
-    let mut svc = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut svc = ThrottleLayer::new(tank.clone()).layer(echo());
     assert!(is_ready(&mut svc));
     assert_eq!(tank.level(), 0);
     drop(svc);
     assert_eq!(tank.level(), 1, "the unspent fuel went back");
 
     // And to the head of the line, if someone waits.
-    let mut first = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut first = ThrottleLayer::new(tank.clone()).layer(echo());
     let mut second = first.clone();
     assert!(is_ready(&mut first));
     assert!(!is_ready(&mut second));
@@ -116,7 +116,7 @@ fn a_dropped_ready_service_gives_its_fuel_back() {
 fn a_service_dropped_while_waiting_leaves_the_line() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 0);
-    let mut waiting = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut waiting = ThrottleLayer::new(tank.clone()).layer(echo());
     assert!(!is_ready(&mut waiting));
     assert_eq!(tank.waiting(), 1);
     drop(waiting);
@@ -129,7 +129,7 @@ fn a_service_dropped_while_waiting_leaves_the_line() {
 fn into_inner_gives_the_fuel_back_too() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "1/min", 1);
-    let mut svc = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut svc = ThrottleLayer::new(tank.clone()).layer(echo());
     assert!(is_ready(&mut svc));
     let _inner = svc.into_inner();
     assert_eq!(tank.level(), 1);
@@ -140,7 +140,7 @@ fn waiting_services_are_served_in_arrival_order_and_reuse_their_wait() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 0);
     let mut svcs: Vec<_> = (0..3)
-        .map(|_| ThrottleLayer::from_tank(tank.clone()).layer(echo()))
+        .map(|_| ThrottleLayer::new(tank.clone()).layer(echo()))
         .collect();
     for svc in &mut svcs {
         assert!(!is_ready(svc));
@@ -162,9 +162,7 @@ fn waiting_services_are_served_in_arrival_order_and_reuse_their_wait() {
 fn reject_mode_sheds_with_the_exact_retry_after() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "4/s", 1);
-    let mut svc = ThrottleLayer::from_tank(tank.clone())
-        .reject()
-        .layer(echo());
+    let mut svc = ThrottleLayer::new(tank.clone()).reject().layer(echo());
 
     assert!(is_ready(&mut svc), "reject mode is always ready");
     assert_eq!(call_now(&mut svc, 1).unwrap(), 1);
@@ -190,7 +188,7 @@ fn reject_mode_while_paused_says_one_interval() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "4/s", 0);
     tank.pause();
-    let mut svc = ThrottleLayer::from_tank(tank).reject().layer(echo());
+    let mut svc = ThrottleLayer::new(tank).reject().layer(echo());
     let err = call_now(&mut svc, 1).unwrap_err();
     assert_eq!(
         err.downcast_ref::<Throttled>().unwrap().retry_after(),
@@ -202,7 +200,7 @@ fn reject_mode_while_paused_says_one_interval() {
 fn call_without_poll_ready_does_not_panic() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "1/s", 1);
-    let mut svc = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut svc = ThrottleLayer::new(tank.clone()).layer(echo());
     // A broken caller: no poll_ready. There is fuel: it is taken.
     assert_eq!(call_now(&mut svc, 1).unwrap(), 1);
     // None left: shed, not a panic and not a free pass.
@@ -214,7 +212,7 @@ fn call_without_poll_ready_does_not_panic() {
 #[test]
 fn inner_errors_pass_through_boxed() {
     let clock = ManualClock::new();
-    let mut svc = ThrottleLayer::from_tank(tank(&clock, "10/s", 1))
+    let mut svc = ThrottleLayer::new(tank(&clock, "10/s", 1))
         .layer(service_fn(|_: u32| async { Err::<u32, _>("inner failed") }));
     let err = block_on(async { svc.ready().await?.call(0).await }).unwrap_err();
     assert_eq!(err.to_string(), "inner failed");
@@ -225,9 +223,9 @@ fn inner_errors_pass_through_boxed() {
 fn the_service_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>(_: &T) {}
     let clock = ManualClock::new();
-    let svc = ThrottleLayer::from_tank(tank(&clock, "10/s", 1)).layer(echo());
+    let svc = ThrottleLayer::new(tank(&clock, "10/s", 1)).layer(echo());
     assert_traits(&svc);
-    let future = ThrottleLayer::from_tank(tank(&clock, "10/s", 1))
+    let future = ThrottleLayer::new(tank(&clock, "10/s", 1))
         .layer(echo())
         .oneshot(1);
     fn assert_send<T: Send>(_: &T) {}
@@ -235,12 +233,12 @@ fn the_service_is_send_sync_and_clone() {
 }
 
 #[test]
-fn from_tank_and_from_are_the_same_layer() {
+fn new_and_from_are_the_same_layer() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 2);
     let layer: ThrottleLayer = tank.clone().into();
     let mut a = layer.layer(echo());
-    let mut b = ThrottleLayer::from_tank(tank.clone()).layer(echo());
+    let mut b = ThrottleLayer::new(tank.clone()).layer(echo());
     assert!(is_ready(&mut a));
     assert!(is_ready(&mut b));
     assert_eq!(tank.level(), 0);
@@ -252,7 +250,7 @@ fn from_tank_and_from_are_the_same_layer() {
 fn ready_services_dropped_in_any_order_give_all_their_fuel_back() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 10);
-    let layer = ThrottleLayer::from_tank(tank.clone());
+    let layer = ThrottleLayer::new(tank.clone());
     for round in 0..5 {
         let mut services: Vec<_> = (0..10).map(|_| Some(layer.layer(echo()))).collect();
         for svc in services.iter_mut().flatten() {

@@ -29,7 +29,7 @@ fn the_global_layer_counts_each_request_once_and_times_the_waits() {
         .build()
         .unwrap();
     let stats = Stats::with_clock(clock.clone());
-    let layer = ThrottleLayer::from_tank(tank)
+    let layer = ThrottleLayer::new(tank)
         .max_wait(ms(250))
         .stats(stats.clone());
     let svc = || layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
@@ -78,7 +78,7 @@ fn a_shed_poll_ready_without_a_call_is_not_counted() {
         .build()
         .unwrap();
     let stats = Stats::with_clock(clock);
-    let mut svc = ThrottleLayer::from_tank(tank)
+    let mut svc = ThrottleLayer::new(tank)
         .max_wait(Duration::ZERO)
         .stats(stats.clone())
         .layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
@@ -101,7 +101,7 @@ fn a_wait_without_a_call_is_not_counted() {
         .build()
         .unwrap();
     let stats = Stats::with_clock(clock.clone());
-    let layer = ThrottleLayer::from_tank(tank.clone()).stats(stats.clone());
+    let layer = ThrottleLayer::new(tank.clone()).stats(stats.clone());
     let svc = || layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
     let counted = || {
         let waits = stats.wait_times();
@@ -190,7 +190,7 @@ fn the_keyed_layer_counts_per_request_whatever_the_key() {
 #[test]
 fn layers_may_share_one_stats() {
     let stats = Stats::new();
-    let a = ThrottleLayer::from_tank(Tank::new(Rate::per_second(100).unwrap()))
+    let a = ThrottleLayer::new(Tank::new(Rate::per_second(100).unwrap()))
         .stats(stats.clone())
         .layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
     let b = KeyedThrottleLayer::new(

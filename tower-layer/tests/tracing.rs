@@ -140,7 +140,7 @@ fn a_shed_request_is_an_event_naming_its_limit() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut svc = ThrottleLayer::from_tank(tank)
+    let mut svc = ThrottleLayer::new(tank)
         .reject()
         .label("api")
         .http()
@@ -161,7 +161,7 @@ fn a_shed_request_is_an_event_naming_its_limit() {
 #[test]
 fn an_outage_is_a_warning_naming_the_store_apart_from_shed_requests() {
     let budget = Flaky::default();
-    let mut svc = ThrottleLayer::from_budget(budget.clone())
+    let mut svc = ThrottleLayer::new(budget.clone())
         .reject()
         .label("api")
         .http()
@@ -221,7 +221,7 @@ fn a_long_wait_is_reported_at_its_threshold() {
         .build()
         .unwrap();
     // Waits are timed on the stats' clock: here the test's.
-    let layer = ThrottleLayer::from_tank(tank)
+    let layer = ThrottleLayer::new(tank)
         .stats(Stats::with_clock(clock.clone()))
         .long_wait(Duration::from_millis(400))
         .label("slow")

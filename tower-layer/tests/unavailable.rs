@@ -53,7 +53,7 @@ fn assert_unavailable(response: &Response<String>, body: &str) -> Unavailable {
 fn the_http_layer_answers_an_outage_503_and_overload_429() {
     let budget = Flaky::default();
     let stats = Stats::new();
-    let mut svc = ThrottleLayer::from_budget(budget.clone())
+    let mut svc = ThrottleLayer::new(budget.clone())
         .reject()
         .label("api")
         .stats(stats.clone())
@@ -97,7 +97,7 @@ fn the_http_layer_answers_an_outage_503_and_overload_429() {
 fn a_wait_that_ends_while_the_store_is_down_is_a_503() {
     let budget = Flaky::default();
     let stats = Stats::new();
-    let mut svc = ThrottleLayer::from_budget(budget.clone())
+    let mut svc = ThrottleLayer::new(budget.clone())
         .max_wait(Flaky::WAIT * 4)
         .stats(stats.clone())
         .http()
@@ -120,7 +120,7 @@ fn the_keyed_http_layer_answers_an_outage_503_in_both_modes() {
     for reject in [true, false] {
         let budget = Flaky::default();
         let stats = Stats::new();
-        let layer = KeyedThrottleLayer::from_budget(budget.clone(), ForwardedIp::x_real_ip())
+        let layer = KeyedThrottleLayer::new(budget.clone(), ForwardedIp::x_real_ip())
             .label("per-ip")
             .report_key()
             .stats(stats.clone());
@@ -171,7 +171,7 @@ fn closures_build_the_503s() {
         *response.status_mut() = StatusCode::BAD_GATEWAY;
         response
     };
-    let mut plain = ThrottleLayer::from_budget(budget.clone())
+    let mut plain = ThrottleLayer::new(budget.clone())
         .reject()
         .http()
         .on_unavailable(respond)
@@ -182,7 +182,7 @@ fn closures_build_the_503s() {
     assert_eq!(response.headers()["retry-after"], "2");
     assert!(response.extensions().get::<Unavailable>().is_some());
 
-    let mut keyed = KeyedThrottleLayer::from_budget(budget, ForwardedIp::x_real_ip())
+    let mut keyed = KeyedThrottleLayer::new(budget, ForwardedIp::x_real_ip())
         .reject()
         .report_key()
         .http()
@@ -202,7 +202,7 @@ fn the_plain_services_fail_with_unavailable() {
     budget.set_down(true);
     let inner = service_fn(|x: u32| async move { Ok::<_, Infallible>(x) });
     futures::executor::block_on(async {
-        let err = ThrottleLayer::from_budget(budget.clone())
+        let err = ThrottleLayer::new(budget.clone())
             .reject()
             .layer(inner)
             .oneshot(1)
@@ -213,7 +213,7 @@ fn the_plain_services_fail_with_unavailable() {
         assert_eq!(unavailable.store(), "test store");
         assert_eq!(unavailable.scope(), Scope::Global);
 
-        let mut keyed = KeyedThrottleLayer::from_budget(budget, key_fn(|x: &u32| Ok(*x)))
+        let mut keyed = KeyedThrottleLayer::new(budget, key_fn(|x: &u32| Ok(*x)))
             .max_wait(Flaky::WAIT * 4)
             .layer(inner);
         let err = keyed.ready().await.unwrap().call(7).await.unwrap_err();

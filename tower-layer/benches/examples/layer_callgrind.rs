@@ -9,7 +9,7 @@
 //! that never runs dry here.
 //!
 //! Cases: `noop` (the loop alone), `bare` (the service without the layer),
-//! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::from_tank`, in wait
+//! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::new(tank)`, in wait
 //! mode, reject mode, and wait mode with `max_wait`).
 
 use std::convert::Infallible;
@@ -85,21 +85,21 @@ fn main() {
             })
         }
         "wait" => {
-            let mut svc = ThrottleLayer::from_tank(full_tank()).layer(unit());
+            let mut svc = ThrottleLayer::new(full_tank()).layer(unit());
             Box::new(move || {
                 black_box(drive(&mut svc));
                 true
             })
         }
         "reject" => {
-            let mut svc = ThrottleLayer::from_tank(full_tank()).reject().layer(unit());
+            let mut svc = ThrottleLayer::new(full_tank()).reject().layer(unit());
             Box::new(move || {
                 black_box(drive(&mut svc));
                 true
             })
         }
         "wait_max_wait" => {
-            let mut svc = ThrottleLayer::from_tank(full_tank())
+            let mut svc = ThrottleLayer::new(full_tank())
                 .max_wait(Duration::from_secs(1))
                 .layer(unit());
             Box::new(move || {

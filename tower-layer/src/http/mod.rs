@@ -10,7 +10,7 @@
 //!
 //! # futures::executor::block_on(async {
 //! let tank = Tank::new(Rate::per_second(2)?);
-//! let mut svc = ThrottleLayer::from_tank(tank)
+//! let mut svc = ThrottleLayer::new(tank)
 //!     .reject()
 //!     .http()
 //!     .layer(service_fn(|_: Request<()>| async {
@@ -157,7 +157,7 @@
 //!     .route(
 //!         "/report",
 //!         get(|| async { "report" }).layer(
-//!             ThrottleLayer::from_tank(reports)
+//!             ThrottleLayer::new(reports)
 //!                 .max_wait(Duration::from_millis(500))
 //!                 .label("reports")
 //!                 .http(),
@@ -262,7 +262,7 @@ const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// use fueltank_tower::ThrottleLayer;
 /// use fueltank_tower::http::HeaderStyle;
 ///
-/// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+/// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
 ///     .reject()
 ///     .http()
 ///     .headers(HeaderStyle::Structured);
@@ -371,7 +371,7 @@ struct Stamp {
 /// use fueltank_tower::ThrottleLayer;
 /// use fueltank_tower::http::HttpThrottleLayer;
 ///
-/// let layer: HttpThrottleLayer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(100)?))
+/// let layer: HttpThrottleLayer = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
 ///     .reject()
 ///     .http();
 /// // axum: Router::new().route(...).layer(layer)
@@ -394,7 +394,7 @@ impl ThrottleLayer {
     /// use fueltank::{Rate, Tank};
     /// use fueltank_tower::ThrottleLayer;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(100)?))
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
     ///     .reject()
     ///     .http();
     /// # let _ = layer;
@@ -432,7 +432,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use fueltank_tower::http::HeaderStyle;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .http()
     ///     .headers(HeaderStyle::Off);
     /// # let _ = layer;
@@ -455,7 +455,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use fueltank_tower::http::HeaderStyle;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .reject()
     ///     .http()
     ///     .headers(HeaderStyle::Structured)
@@ -488,7 +488,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// use tower::{Layer, Service, ServiceExt, service_fn};
     ///
     /// # futures::executor::block_on(async {
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_minute(1)?))
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_minute(1)?))
     ///     .reject()
     ///     .label("api")
     ///     .http()
@@ -561,7 +561,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// }
     ///
     /// # futures::executor::block_on(async {
-    /// let svc = ThrottleLayer::from_budget(Down)
+    /// let svc = ThrottleLayer::new(Down)
     ///     .reject()
     ///     .http()
     ///     .on_unavailable(|down: &Unavailable| {
@@ -600,7 +600,7 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// use fueltank::{Rate, Tank};
     /// use fueltank_tower::ThrottleLayer;
     ///
-    /// let layer = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http();
+    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http();
     /// assert_eq!(layer.tank().map(|tank| tank.rate().max_n()), Some(10));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -659,7 +659,7 @@ impl<S, R: Clone, U: Clone> Layer<S> for HttpThrottleLayer<R, U> {
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// # futures::executor::block_on(async {
-/// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+/// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
 ///     .http()
 ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
 /// let response = svc.oneshot(Request::new(())).await?;
@@ -684,7 +684,7 @@ impl<S, R, U> HttpThrottleService<S, R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http().layer(());
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(());
     /// assert_eq!(svc.tank().map(Tank::level), Some(1));
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -701,7 +701,7 @@ impl<S, R, U> HttpThrottleService<S, R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
     /// assert_eq!(*svc.get_ref(), 3);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -718,7 +718,7 @@ impl<S, R, U> HttpThrottleService<S, R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
     /// *svc.get_mut() += 1;
     /// assert_eq!(svc.into_inner(), 4);
     /// # Ok::<(), fueltank::Error>(())
@@ -736,7 +736,7 @@ impl<S, R, U> HttpThrottleService<S, R, U> {
     /// use fueltank_tower::ThrottleLayer;
     /// use tower::Layer;
     ///
-    /// let svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?)).http().layer("inner");
+    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer("inner");
     /// assert_eq!(svc.into_inner(), "inner");
     /// # Ok::<(), fueltank::Error>(())
     /// ```
@@ -817,7 +817,7 @@ pin_project! {
     /// use tower::{Layer, Service, ServiceExt, service_fn};
     ///
     /// # futures::executor::block_on(async {
-    /// let mut svc = ThrottleLayer::from_tank(Tank::new(Rate::per_second(10)?))
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
     ///     .http()
     ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
     /// let future: HttpResponseFuture<_> = svc.ready().await?.call(Request::new(()));
