@@ -29,7 +29,9 @@ use crate::Rate;
 pub(crate) enum Bucket {
     Gcra(Gcra),
     Window(Window),
-    /// In shared memory, for every process of the host (`host.rs`).
+    /// In shared memory, for every process of the host (`host.rs`);
+    /// without the feature, never made (`no_host.rs`).
+    #[cfg_attr(not(feature = "shared-memory"), allow(dead_code))]
     Host(std::sync::Arc<super::host::HostBucket>),
 }
 
