@@ -32,7 +32,7 @@ pub(crate) enum Bucket {
     /// In shared memory, for every process of the host (`host.rs`);
     /// without the feature, never made (`no_host.rs`).
     #[cfg_attr(not(feature = "shared-memory"), allow(dead_code))]
-    Host(std::sync::Arc<super::host::HostBucket>),
+    Host(super::host::Host),
 }
 
 /// Virtual scheduling for `Limit`, `One` and `Unbounded`.

@@ -6,8 +6,12 @@
 use crate::{Error, Rate};
 
 /// A shared-memory bucket: none can exist in this build.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum HostBucket {}
+
+/// A shared bucket as a tank holds it: held by value, so that an
+/// `Option<Host>` is known to be `None` and a `Bucket::Host` never to match.
+pub(crate) type Host = HostBucket;
 
 /// As `host::Took`; never made here.
 #[allow(dead_code)]
@@ -70,3 +74,6 @@ impl HostBucket {
         match *self {}
     }
 }
+
+// What makes the branches compile away: no tank can hold a shared bucket.
+const _: () = assert!(std::mem::size_of::<Option<Host>>() == 0);
