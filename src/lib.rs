@@ -101,6 +101,8 @@
 //! | `shared-memory` (default) | tanks, monitors and throttles in shared memory ([`TankBuilder::shared_memory`], [`SharedMemory`]); without it, none of that code is built, nor `libc` and `rustix` |
 //! | `serde` | [`Rate`] as `"100/s"`, [`Hardcap`] by name, [`TankConfig`] from a service's configuration |
 //! | `tokio` | [`TokioClock`]: a clock and timer that follow `tokio::time`, paused time included |
+//!
+//! [`TankBuilder::shared_memory`]: TankBuilder::shared_memory
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
