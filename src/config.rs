@@ -48,6 +48,8 @@ pub struct TankConfig {
     /// A name to share the tank with every process of the host (see
     /// [`TankBuilder::shared_memory`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub shared_memory: Option<String>,
 }
 
@@ -73,6 +75,7 @@ impl TankConfig {
         if let Some(initial) = self.initial {
             builder = builder.initial(initial);
         }
+        #[cfg(feature = "shared-memory")]
         if let Some(name) = &self.shared_memory {
             builder = builder.shared_memory(name.clone());
         }

@@ -94,6 +94,14 @@
 //! `fueltank-redis` shares one budget among every instance of a service
 //! through Redis.
 //!
+//! # Features
+//!
+//! | feature | what |
+//! |---|---|
+//! | `shared-memory` (default) | tanks, monitors and throttles in shared memory ([`TankBuilder::shared_memory`], [`SharedMemory`]); without it, none of that code is built, nor `libc` and `rustix` |
+//! | `serde` | [`Rate`] as `"100/s"`, [`Hardcap`] by name, [`TankConfig`] from a service's configuration |
+//! | `tokio` | [`TokioClock`]: a clock and timer that follow `tokio::time`, paused time included |
+//!
 //! [`TankBuilder::shared_memory`]: TankBuilder::shared_memory
 
 #![warn(missing_docs)]
@@ -121,6 +129,7 @@ mod keyed;
 mod monitor;
 mod pace;
 mod rate;
+#[cfg(feature = "shared-memory")]
 mod shm;
 mod sync;
 mod tank;
@@ -135,6 +144,7 @@ pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
 pub use pace::Pace;
 pub use rate::Rate;
+#[cfg(feature = "shared-memory")]
 pub use shm::SharedMemory;
 pub use tank::{
     Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,

@@ -46,3 +46,15 @@ fn a_tank_from_its_configuration() {
     let err = serde_json::from_str::<TankConfig>(r#"{"rate": "5/s", "brust": 20}"#).unwrap_err();
     assert!(err.to_string().contains("brust"), "{err}");
 }
+
+/// Without the `shared-memory` feature, a configuration that asks for
+/// shared memory is refused, not read as a tank of one process.
+#[cfg(not(feature = "shared-memory"))]
+#[test]
+fn shared_memory_without_the_feature_is_refused() {
+    let err = serde_json::from_str::<TankConfig>(r#"{"rate": "10/s", "shared_memory": "api"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `shared_memory`"), "{err}");
+    assert!(err.contains("expected one of `rate`"), "{err}");
+}

@@ -5,7 +5,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use fueltank::{Error, Hardcap, KeyedTank, Monitor, Rate, SharedMemory, Tank, Throttle};
+use fueltank::{Error, Hardcap, KeyedTank, Monitor, Rate, Tank, Throttle};
 
 mod common;
 
@@ -13,7 +13,8 @@ mod common;
 fn cases() -> Vec<(&'static str, Error)> {
     let rate = |s: &str| s.parse::<Rate>().unwrap_err();
     let secs = Duration::from_secs;
-    vec![
+    let mut cases = Vec::new();
+    cases.extend(vec![
         ("Rate::new(0, 1s)", Rate::new(0, secs(1)).unwrap_err()),
         ("Rate::new(10, 0s)", Rate::new(10, secs(0)).unwrap_err()),
         (
@@ -83,6 +84,25 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .build()
                 .unwrap_err(),
         ),
+    ]);
+    // The rows of shared memory, in their place in the README's table.
+    #[cfg(feature = "shared-memory")]
+    cases.extend(shared_cases());
+    cases.extend(vec![("tank(10/s).await_fuel_n(11)", {
+        let tank = Tank::new(Rate::per_second(10).unwrap());
+        let mut future = pin!(tank.await_fuel_n(11));
+        match common::poll(future.as_mut()) {
+            std::task::Poll::Ready(Err(err)) => err,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    })]);
+    cases
+}
+
+#[cfg(feature = "shared-memory")]
+fn shared_cases() -> Vec<(&'static str, Error)> {
+    use fueltank::SharedMemory;
+    vec![
         (
             "Tank::builder(10/s).hardcap(Window).shared_memory(\"api\")",
             Tank::builder(Rate::per_second(10).unwrap())
@@ -125,14 +145,6 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .shared_memory("no spaces")
                 .build()
                 .unwrap_err()
-        }),
-        ("tank(10/s).await_fuel_n(11)", {
-            let tank = Tank::new(Rate::per_second(10).unwrap());
-            let mut future = pin!(tank.await_fuel_n(11));
-            match common::poll(future.as_mut()) {
-                std::task::Poll::Ready(Err(err)) => err,
-                other => panic!("expected an error, got {other:?}"),
-            }
         }),
     ]
 }

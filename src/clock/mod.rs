@@ -102,6 +102,7 @@ pub(crate) enum ClockSource {
     Custom(Arc<dyn Clock>),
     /// The host's monotonic clock, in its own nanoseconds: the same in
     /// every process, for state in shared memory.
+    #[cfg(feature = "shared-memory")]
     Host,
     /// `tokio::time`, paused time included.
     #[cfg(feature = "tokio")]
@@ -142,6 +143,7 @@ impl ClockSource {
             ClockSource::Monotonic => monotonic::now_ns(),
             ClockSource::Manual(clock) => clock.now_ns(),
             ClockSource::Custom(clock) => ns_of(clock.now()),
+            #[cfg(feature = "shared-memory")]
             ClockSource::Host => crate::shm::host_now_ns(),
             #[cfg(feature = "tokio")]
             ClockSource::Tokio => ns_of(::tokio::time::Instant::now().into_std()),

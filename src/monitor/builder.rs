@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use super::Monitor;
+use crate::Error;
+#[cfg(feature = "shared-memory")]
+use crate::SharedMemory;
 use crate::clock::{Clock, ClockSource, saturating_ns};
-use crate::{Error, SharedMemory};
 
 /// The shortest refresh or window accepted.
 const MIN_PERIOD: Duration = Duration::from_micros(1);
@@ -48,6 +50,7 @@ pub struct MonitorBuilder {
     refresh: Duration,
     window: Duration,
     clock: ClockSource,
+    #[cfg(feature = "shared-memory")]
     shared_memory: Option<SharedMemory>,
 }
 
@@ -57,6 +60,7 @@ impl MonitorBuilder {
             refresh: DEFAULT_REFRESH,
             window: DEFAULT_WINDOW,
             clock: ClockSource::default(),
+            #[cfg(feature = "shared-memory")]
             shared_memory: None,
         }
     }
@@ -179,6 +183,8 @@ impl MonitorBuilder {
     /// Monitor::remove_shared_memory(name)?; // once no process uses it
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn shared_memory(mut self, name: impl Into<SharedMemory>) -> MonitorBuilder {
         self.shared_memory = Some(name.into());
         self
@@ -214,10 +220,11 @@ impl MonitorBuilder {
     pub fn build(self) -> Result<Monitor, Error> {
         self.clock.warm_up();
         let (refresh, window) = self.periods()?;
-        match &self.shared_memory {
-            None => Ok(Monitor::from_parts(self.clock, window, refresh)),
-            Some(name) => Monitor::shared_memory(name, self.clock, window, refresh),
+        #[cfg(feature = "shared-memory")]
+        if let Some(name) = &self.shared_memory {
+            return Monitor::shared_memory(name, self.clock, window, refresh);
         }
+        Ok(Monitor::from_parts(self.clock, window, refresh))
     }
 
     /// The refresh and the window in nanoseconds, if both are accepted.

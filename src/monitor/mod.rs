@@ -84,7 +84,7 @@
 
 mod builder;
 mod gaps;
-#[cfg(all(unix, not(fueltank_loom)))]
+#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
 mod mapped;
 mod snapshots;
 mod state;
@@ -100,6 +100,7 @@ pub use builder::MonitorBuilder;
 pub use snapshots::Snapshots;
 pub use stats::{Snapshot, Stat, Summary};
 
+#[cfg(feature = "shared-memory")]
 use crate::Error;
 use crate::clock::{ClockSource, instant_of, ns_of, saturating_ns};
 use state::{Place, STOPPED, State};
@@ -210,6 +211,8 @@ impl Monitor {
     /// # Monitor::remove_shared_memory(&name)?;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
         crate::shm::remove(&name.into(), crate::shm::Kind::Monitor)
     }
@@ -221,6 +224,7 @@ impl Monitor {
 
     /// The monitor in the shared-memory file named `name`, created or
     /// attached to; on the host's clock.
+    #[cfg(feature = "shared-memory")]
     fn shared_memory(
         shared: &crate::SharedMemory,
         clock: ClockSource,
@@ -661,6 +665,7 @@ impl Shared {
     /// `at` in the clock's nanoseconds.
     fn ns_of(&self, at: Instant) -> u64 {
         match self.clock {
+            #[cfg(feature = "shared-memory")]
             ClockSource::Host => crate::shm::host_ns_of(at),
             // The counter drifts from `Instant` by its calibration (tens of
             // ppm): placed by its distance from a reading of both, an
@@ -679,6 +684,7 @@ impl Shared {
     /// A reading of the clock as an `Instant`.
     fn instant_of(&self, ns: u64) -> Instant {
         match self.clock {
+            #[cfg(feature = "shared-memory")]
             ClockSource::Host => crate::shm::instant_of_host_ns(ns),
             _ => instant_of(ns),
         }

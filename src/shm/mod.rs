@@ -175,6 +175,7 @@ impl Kind {
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
 pub struct SharedMemory {
     name: String,
     access: Access,

@@ -29,8 +29,10 @@ use crate::Rate;
 pub(crate) enum Bucket {
     Gcra(Gcra),
     Window(Window),
-    /// In shared memory, for every process of the host (`host.rs`).
-    Host(std::sync::Arc<super::host::HostBucket>),
+    /// In shared memory, for every process of the host (`host.rs`);
+    /// without the feature, never made (`no_host.rs`).
+    #[cfg_attr(not(feature = "shared-memory"), allow(dead_code))]
+    Host(super::host::Host),
 }
 
 /// Virtual scheduling for `Limit`, `One` and `Unbounded`.

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "shared-memory")]
+use crate::SharedMemory;
 use crate::calibrate::{calibrated, calibrates_by_default};
 use crate::clock::{Clock, ClockSource};
-use crate::{Error, Hardcap, Rate, SharedMemory, Tank};
+use crate::{Error, Hardcap, Rate, Tank};
 
 /// Chooses the hardcap, the initial fuel and the clock of a [`Tank`].
 ///
@@ -32,6 +34,7 @@ pub struct TankBuilder {
     pub(crate) correction: Option<Duration>,
     pub(crate) auto_calibrate: Option<bool>,
     pub(crate) clock: ClockSource,
+    #[cfg(feature = "shared-memory")]
     shared_memory: Option<SharedMemory>,
 }
 
@@ -45,6 +48,7 @@ impl TankBuilder {
             correction: None,
             auto_calibrate: None,
             clock: ClockSource::default(),
+            #[cfg(feature = "shared-memory")]
             shared_memory: None,
         }
     }
@@ -283,6 +287,8 @@ impl TankBuilder {
     /// Tank::remove_shared_memory(&name)?; // once no process uses it
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn shared_memory(mut self, name: impl Into<SharedMemory>) -> TankBuilder {
         self.shared_memory = Some(name.into());
         self
@@ -329,7 +335,8 @@ impl TankBuilder {
             correction,
             adapts,
             clock: self.clock,
-            shared_memory: self.shared_memory.as_ref(),
+            #[cfg(feature = "shared-memory")]
+            shared_memory: self.shared_memory,
         })
     }
 }

@@ -14,7 +14,7 @@
 //! the bucket counts from absolute time; and with nobody waiting, nothing
 //! is armed and nothing runs.
 //!
-//! A shared tank ([`HostBucket`]) keeps this line in each process, with
+//! A shared tank ([`HostBucket`](super::host::HostBucket)) keeps this line in each process, with
 //! its one timer, but the order is the shared word's: each waiter
 //! schedules its turn there when it joins (or, joining while the tank is
 //! paused, when it resumes), and the driver lets the head go once its turn
@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
 use super::bucket::{Bucket, Gcra, Replay, Window};
-use super::host::{HostBucket, Took, Turn};
+use super::host::{Host, Took, Turn};
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
@@ -48,7 +48,7 @@ pub(crate) struct Shared {
     pub(crate) word: Word,
     pub(crate) clock: ClockSource,
     /// The bucket in shared memory, for takes without the lock.
-    host: Option<Arc<HostBucket>>,
+    host: Option<Host>,
     /// A number no other tank of the process has (a `Fuel` names its tank).
     pub(crate) id: u64,
     core: Mutex<Core>,
@@ -162,9 +162,10 @@ impl Shared {
             correction
         };
         let host = match &bucket {
-            Bucket::Host(host) => Some(host.clone()),
+            Bucket::Host(host) => Some(host),
             _ => None,
-        };
+        }
+        .cloned();
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             word: Word::new(),
             host,

@@ -146,11 +146,13 @@ pub(crate) fn level<T: Tick>(tat: T, now: T, tol: T, t: T) -> u64 {
 
 /// The fuel held at `now`, in ticks, as a pause freezes it: negative while
 /// turns scheduled are still to come.
+#[cfg(any(feature = "shared-memory", test))]
 pub(crate) fn room(tat: i128, now: i128, tol: i128, t: i128) -> i128 {
     now.plus(t).minus(settle(tat, now, tol))
 }
 
 /// The `tat` that holds `room` ticks of fuel at `now` (resuming a pause).
+#[cfg(any(feature = "shared-memory", test))]
 pub(crate) fn resume(room: i128, now: i128, t: i128) -> i128 {
     now.plus(t).minus(room)
 }

@@ -140,6 +140,9 @@ struct Slot {
     _reserved: AtomicU64,
 }
 
+/// A shared bucket as a tank holds it: one for all of its handles.
+pub(crate) type Host = std::sync::Arc<HostBucket>;
+
 /// A tank's [`HostState`], in a shared file, with what this process asked
 /// of it.
 #[derive(Debug)]

@@ -10,6 +10,12 @@ mod core;
 mod future;
 mod gcra;
 mod hardcap;
+#[cfg(feature = "shared-memory")]
+mod host;
+// Without shared memory, a type with no value stands for the shared state:
+// `core.rs`'s branches on it are unreachable, and compiled away.
+#[cfg(not(feature = "shared-memory"))]
+#[path = "no_host.rs"]
 mod host;
 mod permit;
 mod refunds;
@@ -142,6 +148,8 @@ impl Tank {
     /// assert!(!Tank::remove_shared_memory(&name)?); // already gone
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
         crate::shm::remove(&name.into(), crate::shm::Kind::Tank)
     }
@@ -715,7 +723,7 @@ impl fmt::Debug for Tank {
 }
 
 /// What a [`TankBuilder`] asks for.
-struct Options<'a> {
+struct Options {
     rate: Rate,
     hardcap: Hardcap,
     burst: Option<u64>,
@@ -724,11 +732,12 @@ struct Options<'a> {
     /// The correction was measured: it follows the timer from then on.
     adapts: bool,
     clock: ClockSource,
-    shared_memory: Option<&'a crate::SharedMemory>,
+    #[cfg(feature = "shared-memory")]
+    shared_memory: Option<crate::SharedMemory>,
 }
 
 /// Builds the shared state; used by [`TankBuilder`].
-fn build(options: Options<'_>) -> Result<Tank, Error> {
+fn build(options: Options) -> Result<Tank, Error> {
     let Options {
         rate,
         hardcap,
@@ -737,6 +746,7 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
         correction,
         adapts,
         clock,
+        #[cfg(feature = "shared-memory")]
         shared_memory,
     } = options;
     if let Some(burst) = burst {
@@ -764,13 +774,21 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
         return Err(Error::InitialOverCapacity { initial, capacity });
     }
     let correction = saturating_ns(correction);
-    let shared = if let Some(name) = shared_memory {
-        let host = host_bucket(name, rate, hardcap, burst, initial, &clock)?;
+    #[cfg(feature = "shared-memory")]
+    if let Some(name) = shared_memory {
+        let host = host_bucket(&name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
-        Shared::with_bucket(rate, hardcap, burst, bucket, correction, ClockSource::Host)
-    } else {
-        Shared::new(rate, hardcap, burst, initial, correction, clock)
-    };
+        // (Its correction never follows the timer: see `Shared::follow_timer`.)
+        return Ok(Tank::from_shared(Shared::with_bucket(
+            rate,
+            hardcap,
+            burst,
+            bucket,
+            correction,
+            ClockSource::Host,
+        )));
+    }
+    let shared = Shared::new(rate, hardcap, burst, initial, correction, clock);
     if adapts {
         shared.follow_timer();
     }
@@ -778,6 +796,7 @@ fn build(options: Options<'_>) -> Result<Tank, Error> {
 }
 
 /// The shared-memory bucket `shared` names, created or attached to.
+#[cfg(feature = "shared-memory")]
 fn host_bucket(
     shared: &crate::SharedMemory,
     rate: Rate,
@@ -818,7 +837,7 @@ fn host_bucket(
     open_host(&path, shared.access(), rate, hardcap, burst, initial)
 }
 
-#[cfg(all(unix, not(fueltank_loom)))]
+#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
 fn open_host(
     path: &std::path::Path,
     access: crate::shm::Access,
@@ -830,7 +849,7 @@ fn open_host(
     host::HostBucket::open(path, access, rate, hardcap, burst, initial)
 }
 
-#[cfg(not(all(unix, not(fueltank_loom))))]
+#[cfg(all(feature = "shared-memory", not(all(unix, not(fueltank_loom)))))]
 fn open_host(
     path: &std::path::Path,
     _access: crate::shm::Access,

@@ -315,6 +315,8 @@ impl ThrottleBuilder {
     /// # fueltank::Monitor::remove_shared_memory(&name)?;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn shared_memory(mut self, name: impl Into<crate::SharedMemory>) -> ThrottleBuilder {
         let name = name.into();
         self.monitor = self.monitor.shared_memory(name.clone());

@@ -581,6 +581,8 @@ impl Throttle {
     /// assert!(!Throttle::remove_shared_memory(&name)?); // already gone
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    #[cfg(feature = "shared-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub fn remove_shared_memory(name: impl Into<crate::SharedMemory>) -> Result<bool, Error> {
         let name = name.into();
         let tank = Tank::remove_shared_memory(name.clone());
