@@ -47,15 +47,17 @@ pub struct TankConfig {
     pub initial: Option<u64>,
     /// A name to share the tank with every process of the host (see
     /// [`TankBuilder::shared_memory`]).
+    /// Without the `shared-memory` feature, [`build`](TankConfig::build)
+    /// refuses it (the field stays, so that the feature only adds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg(feature = "shared-memory")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "shared-memory")))]
     pub shared_memory: Option<String>,
 }
 
 impl TankConfig {
     /// A builder with these options, for what a configuration does not
-    /// hold (a clock, a timer correction).
+    /// hold (a clock, a timer correction). Without the `shared-memory`
+    /// feature it leaves `shared_memory` out; [`build`](TankConfig::build)
+    /// refuses it.
     ///
     /// # Examples
     ///
@@ -98,6 +100,14 @@ impl TankConfig {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build(&self) -> Result<Tank, Error> {
+        #[cfg(not(feature = "shared-memory"))]
+        if self.shared_memory.is_some() {
+            return Err(Error::Unsupported {
+                what: "`shared_memory` without fueltank's `shared-memory` feature",
+                accepted: "leave it out for a tank of this process, or build fueltank \
+                           with the feature (on by default)",
+            });
+        }
         self.builder().build()
     }
 }
