@@ -50,6 +50,9 @@ local now = tonumber(clock[2]) * 1000
 local op, scope = ARGV[1], ARGV[2]
 local want, together = tonumber(ARGV[12]), tonumber(ARGV[13])
 local life, guard = tonumber(ARGV[14]), tonumber(ARGV[15])
+-- How far ahead a slot may start, in guards (or lives): the caller allows
+-- its clock and Redis's to drift apart by 1/10000 of a distance.
+local FAR = 2500
 local ahead = tonumber(ARGV[16])
 local asker = ARGV[17]
 local finished = 18
@@ -327,11 +330,12 @@ else
     -- then a guard before the next batch's first slot.
     if tat == nil or tat < now then tat = now end
     if op == 'take' and want > 0 then
-      if tat - now > ahead then
-        -- Never further ahead than the caller holds fuel: a slot far off
-        -- could not be spent (the clocks may drift apart by more than its
-        -- guard over the distance), and each ask would push the schedule on.
-        refuse(tat - now - ahead)
+      if tat - now > FAR * guard then
+        -- A slot so far off that the clocks' allowed drift over the
+        -- distance (1/5000 of it, both ends) eats half its guard could
+        -- not be spent, and each ask would push the schedule on: refused
+        -- until it is near enough.
+        refuse(tat - now - FAR * guard)
       else
         local last_end = tat + (want - 1) * t + guard
         grant(1, want, tat - now, t, 0, last_end - now)
@@ -353,9 +357,9 @@ else
           grant(0, together, due - now, 0, life, 0)
           tat = tat + together * t
         end
-      elseif tat - now > ahead then
-        -- As for `Paced`: nothing further ahead than the caller holds.
-        refuse(tat - now - ahead)
+      elseif tat - now > FAR * life then
+        -- As for `Paced`, with the units' life for the guard.
+        refuse(tat - now - FAR * life)
       else
         grant(0, want, tat - now, t, life, 0)
         tat = tat + want * t

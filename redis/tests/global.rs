@@ -905,13 +905,14 @@ async fn a_waiter_on_a_slow_tank_never_pushes_its_schedule_on() {
             trips <= 6,
             "{hardcap:?}: {trips} round trips while waiting 2 s for the next slot"
         );
+        // Redis's next free slot: after the one the waiter reserved.
         for key in [
             format!("fueltank:{{{name}}}:s"),
             format!("fueltank:{{{name}-keyed:k}}:ks"),
         ] {
             let (tat, last) = schedule(&redis, &key);
             assert!(
-                tat - last <= 61_000_000_000,
+                tat - last <= 121_000_000_000,
                 "{hardcap:?}: {key}'s next slot is {} s off",
                 (tat - last) / 1_000_000_000
             );
