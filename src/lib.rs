@@ -98,7 +98,7 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `shared-memory` (default) | tanks, monitors and throttles in shared memory ([`TankBuilder::shared_memory`], [`SharedMemory`]); without it, none of that code is built, nor `libc` and `rustix` |
+//! | `shared-memory` (default) | tanks, monitors and throttles in shared memory ([`TankBuilder::shared_memory`], [`SharedMemory`]); without it, none of that code is built |
 //! | `serde` | [`Rate`] as `"100/s"`, [`Hardcap`] by name, [`TankConfig`] from a service's configuration |
 //! | `tokio` | [`TokioClock`]: a clock and timer that follow `tokio::time`, paused time included |
 //!
