@@ -28,7 +28,7 @@
 //!
 //! | item | what |
 //! |---|---|
-//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`Stats`] | the connection, the timeouts, what to do while Redis is gone, replication across a failover, the counters |
+//! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`StoreStats`] | the connection, the timeouts, what to do while Redis is gone, replication across a failover, the counters |
 //! | [`GlobalTank`], [`GlobalTankBuilder`] | one budget for all instances |
 //! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
 //! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
@@ -164,7 +164,7 @@
 //! never moved to it. They spend what they had reserved, then grant
 //! nothing more (as under `FailurePolicy::Closed`): `await_fuel_n` and a
 //! keyed tank's `await_fuel` fail with the error, `has_fuel` says no, the
-//! other waits wait; [`Stats::mismatches`] counts it; Redis is asked again
+//! other waits wait; [`StoreStats::mismatches`] counts it; Redis is asked again
 //! once a second, and once it holds their limit again (the other one's
 //! state expired, or a `set_rate` made it so) they are served again. The
 //! instance that made the state again built on a free name and goes on.
@@ -316,7 +316,7 @@ pub use error::Error;
 pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
 pub use global::{GlobalTank, GlobalTankBuilder};
 pub use keyed::{AwaitKey, AwaitKeyTimeout, GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
-pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, Stats};
+pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, StoreStats};
 
 // The snippets of the READMEs compile as doctests: this crate's own, and
 // the workspace's, which shows all three crates (only this one sees them

@@ -35,7 +35,7 @@ use fueltank::Rate;
 ///
 /// The default is `Closed`: the hardcap's bound holds even while Redis is
 /// down. Every decision made under the policy is counted in
-/// [`Stats::policy_grants`] and [`Stats::policy_refusals`].
+/// [`StoreStats::policy_grants`] and [`StoreStats::policy_refusals`].
 ///
 /// # Examples
 ///
@@ -75,7 +75,7 @@ pub enum FailurePolicy {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Stats {
+pub struct StoreStats {
     /// Script calls sent to Redis.
     pub round_trips: u64,
     /// Round trips that failed or timed out.
@@ -350,10 +350,10 @@ impl RedisStore {
     /// assert_eq!(store.stats().store_errors, 0);
     /// # Ok(()) }
     /// ```
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Stats {
+        StoreStats {
             round_trips: get(&c.round_trips),
             store_errors: get(&c.store_errors),
             refusals: get(&c.refusals),
@@ -510,7 +510,7 @@ impl RedisStoreBuilder {
     ///
     /// Each script call is followed, on the same connection, by `WAIT
     /// replicas timeout`; when fewer replicas acknowledge in time the
-    /// round trip is a failure ([`Stats::unreplicated`]): its reservation
+    /// round trip is a failure ([`StoreStats::unreplicated`]): its reservation
     /// is never spent and the [`FailurePolicy`] decides, as while Redis is
     /// down. The cost is a wait for the replicas on every round trip (not
     /// on grants from reserved fuel), and the connection to that node

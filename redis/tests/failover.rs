@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use common::{RedisCluster, command};
 use fueltank::{Hardcap, Rate};
-use fueltank_redis::{RedisStore, Stats};
+use fueltank_redis::{RedisStore, StoreStats};
 
 /// How long the replica receives nothing before its master is killed.
 const LAG: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ const WAIT: Duration = Duration::from_millis(100);
 struct Figures {
     excess: f64,
     bound: f64,
-    stats: Vec<Stats>,
+    stats: Vec<StoreStats>,
 }
 
 /// Runs greedy instances across a failover; `wait` sets
@@ -210,7 +210,7 @@ async fn across_a_failover(wait: bool) -> Figures {
     // spans at most `reserve_ahead`, 500 ms, of the rate).
     let batch = (0.5 * per_s).min(1000.0);
     let bound = per_s * lag.as_secs_f64() + INSTANCES as f64 * 1.5 * batch;
-    let stats: Vec<Stats> = stores.iter().map(RedisStore::stats).collect();
+    let stats: Vec<StoreStats> = stores.iter().map(RedisStore::stats).collect();
     println!(
         "wait_for_replicas: {wait}: lag {lag:?}; after the kill: promoted {promoted:?}, grants \
          again {resumed:?}, old master a replica in sync {restored:?}, every task served \

@@ -26,7 +26,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::RedisServer;
-use fueltank_redis::{RedisStore, Stats};
+use fueltank_redis::{RedisStore, StoreStats};
 
 const PER_SECOND: u64 = 2000;
 const TASKS: usize = 4;
@@ -38,7 +38,7 @@ const TURN: Duration = Duration::from_millis(100);
 const ALLOWANCE: Duration = Duration::from_millis(150);
 
 /// One instance's grants, as (asked, granted), and its store's counters.
-type Run = (Vec<(Instant, Instant)>, Stats);
+type Run = (Vec<(Instant, Instant)>, StoreStats);
 
 /// Runs `n` greedy instances on the tank `name` until `RUN` after its bank
 /// is certainly spent (a second, with room to spare).
