@@ -348,17 +348,7 @@ impl Budget for Throttle {
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        let Some(tank) = self.tank() else {
-            return Box::pin(std::future::ready(Ok(self.try_take(n))));
-        };
-        let (wait, emit) = (tank.await_grant(n, max_wait), self.emitter());
-        Box::pin(async move {
-            let fuel = wait.await?;
-            if let (Some(monitor), Some(_)) = (&emit, &fuel) {
-                monitor.emit_n(n);
-            }
-            Ok(fuel)
-        })
+        Box::pin(self.fuel(|tank| tank.await_grant(n, max_wait), n))
     }
 
     fn give_back(&self, fuel: Fuel) {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::{Error, Monitor};
+use crate::{Error, Fuel, Monitor};
 
 pin_project! {
     /// The future of a [`Throttle`](crate::Throttle)'s waiting methods: the
@@ -43,22 +43,22 @@ impl<F> ThrottleFuel<F> {
 pub trait Taken {
     /// Whether the fuel was taken.
     fn taken(&self) -> bool;
-    /// The output when there is no tank: the fuel is unlimited.
-    fn unlimited() -> Self;
+    /// The output when there is no tank: the `n` fuel are unlimited.
+    fn unlimited(n: u64) -> Self;
 }
 
 impl Taken for () {
     fn taken(&self) -> bool {
         true
     }
-    fn unlimited() {}
+    fn unlimited(_: u64) {}
 }
 
 impl Taken for bool {
     fn taken(&self) -> bool {
         *self
     }
-    fn unlimited() -> bool {
+    fn unlimited(_: u64) -> bool {
         true
     }
 }
@@ -67,8 +67,18 @@ impl Taken for Result<(), Error> {
     fn taken(&self) -> bool {
         self.is_ok()
     }
-    fn unlimited() -> Result<(), Error> {
+    fn unlimited(_: u64) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// A wait through [`Budget`](crate::Budget).
+impl Taken for Result<Option<Fuel>, Error> {
+    fn taken(&self) -> bool {
+        matches!(self, Ok(Some(_)))
+    }
+    fn unlimited(n: u64) -> Result<Option<Fuel>, Error> {
+        Ok(Some(Fuel::taken(n)))
     }
 }
 
@@ -79,7 +89,7 @@ impl<F: Future<Output: Taken>> Future for ThrottleFuel<F> {
         let this = self.project();
         let output = match this.wait.as_pin_mut() {
             Some(wait) => ready!(wait.poll(cx)),
-            None => F::Output::unlimited(),
+            None => F::Output::unlimited(*this.n),
         };
         if output.taken()
             && let Some(monitor) = this.emit.take()

@@ -84,13 +84,9 @@ impl Throttle {
 
     /// The emit-on-take rule for a wait: `wait` on the tank (none without
     /// one), and with `auto_emit` the emission of the `n` fuel it takes.
-    fn fuel<F>(&self, wait: impl FnOnce(&Tank) -> F, n: u64) -> ThrottleFuel<F> {
-        ThrottleFuel::new(self.tank.as_ref().map(wait), n, self.emitter())
-    }
-
-    /// The monitor that counts fuel taken, if `auto_emit` is on.
-    pub(crate) fn emitter(&self) -> Option<Monitor> {
-        self.monitor.clone().filter(|_| self.auto_emit)
+    pub(crate) fn fuel<F>(&self, wait: impl FnOnce(&Tank) -> F, n: u64) -> ThrottleFuel<F> {
+        let emit = self.monitor.clone().filter(|_| self.auto_emit);
+        ThrottleFuel::new(self.tank.as_ref().map(wait), n, emit)
     }
 
     /// The emit-on-take rule for a take now.

@@ -34,66 +34,31 @@
 //!   small numbers of a usual response (0 to 99) and for large ones.
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_main};
-use fueltank::{KeyedTank, Rate, Tank, Throttle};
+use fueltank::{KeyedTank, Throttle};
 use fueltank_tower::http::HeaderStyle;
 use fueltank_tower::key::{KeyError, key_fn};
 use fueltank_tower::{KeyedThrottleLayer, Stats, ThrottleLayer};
 use http::{HeaderValue, Request, Response};
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
 
-/// One request through `svc`, which must be ready and answer at once.
-#[inline]
-fn drive<S: Service<Request<()>>>(svc: &mut S) -> S::Response {
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready: the limiter limited"),
-    }
-    let future = pin!(svc.call(Request::new(())));
-    match future.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        _ => panic!("no response at once"),
-    }
-}
+mod request;
+use request::{drive, full_rate, full_tank, unit};
 
-type Unit = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
 type WithBody =
     tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<Body>, Infallible>>>;
 
-fn unit() -> Unit {
-    service_fn(|_| ready(Ok(Response::new(()))))
-}
-
 fn with_body() -> WithBody {
     service_fn(|_| ready(Ok(Response::new(Body::empty()))))
-}
-
-/// A tank that never runs dry here: one fuel per nanosecond, a second's
-/// worth banked. (Its header values, about 10^9, are beyond the HTTP
-/// layer's static table of small numbers: each one allocates, the worst
-/// case. An `Unbounded` tank with small numbers would leave the tank's
-/// lock-free path, a worse distortion.)
-fn full_tank() -> Tank {
-    Tank::builder(full_rate())
-        .initial(1_000_000_000)
-        .build()
-        .unwrap()
-}
-
-fn full_rate() -> Rate {
-    Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap()
 }
 
 /// The same, with a monitor: every request is one emission.

@@ -12,18 +12,16 @@
 //! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::new(tank)`, in wait
 //! mode, reject mode, and wait mode with `max_wait`).
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use fueltank::clock::{Clock, MonotonicClock};
-use fueltank::{Rate, Tank};
 use fueltank_tower::ThrottleLayer;
-use http::{Request, Response};
-use tower::{Layer, Service, service_fn};
+use tower::Layer;
+
+#[path = "../request.rs"]
+mod request;
+use request::{drive, full_tank, unit};
 
 /// The only function callgrind collects in (`--toggle-collect`): its
 /// instructions divided by `calls` are the cost of one request, loop
@@ -35,37 +33,6 @@ fn measured_loop(calls: u64, op: &mut dyn FnMut() -> bool) -> u64 {
         served += u64::from(black_box(op()));
     }
     served
-}
-
-/// One request through `svc`, which must be ready and answer at once: the
-/// `drive` of `benches/layer.rs`, the same code for the compiler to inline.
-#[inline]
-fn drive<S: Service<Request<()>>>(svc: &mut S) -> S::Response {
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready: the limiter limited"),
-    }
-    let future = pin!(svc.call(Request::new(())));
-    match future.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        _ => panic!("no response at once"),
-    }
-}
-
-type Unit = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
-
-fn unit() -> Unit {
-    service_fn(|_| ready(Ok(Response::new(()))))
-}
-
-/// As in `benches/layer.rs`: one fuel per nanosecond, a second's worth
-/// banked, so no request here is limited.
-fn full_tank() -> Tank {
-    Tank::builder(Rate::new(1_000_000_000, Duration::from_secs(1)).unwrap())
-        .initial(1_000_000_000)
-        .build()
-        .unwrap()
 }
 
 fn main() {
