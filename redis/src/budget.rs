@@ -11,14 +11,14 @@ use crate::entry::BACKOFF_MAX;
 use crate::store::StoreShared;
 use crate::{FailurePolicy, GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
 
-/// While `store` does not answer and its policy is
+/// While Redis does not answer the tank (`down`) and the store's policy is
 /// [`Closed`](FailurePolicy::Closed), a refusal is an outage: the store
 /// described by `what`, to retry after the longest backoff between a
 /// tank's asks (by then this instance has asked again). Under `Open` and
 /// `Local` the policy grants, and a refusal (a `Local` tank run dry) is a
 /// throttle.
-fn outage(store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavailable> {
-    (store.is_down() && matches!(store.policy, FailurePolicy::Closed))
+fn outage(down: bool, store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavailable> {
+    (down && matches!(store.policy, FailurePolicy::Closed))
         .then(|| Unavailable::new(what(), BACKOFF_MAX))
 }
 
@@ -97,7 +97,9 @@ impl Budget for GlobalTank {
     /// [`Closed`](FailurePolicy::Closed): ``redis tank `name` ``, retry
     /// after a second.
     fn unavailable(&self) -> Option<Unavailable> {
-        outage(self.store(), || format!("redis tank `{}`", self.name()))
+        outage(self.is_down(), self.store(), || {
+            format!("redis tank `{}`", self.name())
+        })
     }
 }
 
@@ -172,8 +174,8 @@ where
     /// While Redis does not answer and the store's policy is
     /// [`Closed`](FailurePolicy::Closed): ``redis keyed tank `name` ``,
     /// retry after a second.
-    fn unavailable(&self, _key: &K) -> Option<Unavailable> {
-        outage(self.store(), || {
+    fn unavailable(&self, key: &K) -> Option<Unavailable> {
+        outage(self.is_down(key), self.store(), || {
             format!("redis keyed tank `{}`", self.name())
         })
     }

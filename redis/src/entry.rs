@@ -46,7 +46,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -119,6 +119,11 @@ pub(crate) struct Entry {
     asker: u64,
     /// Reserved fuel `has_fuel` takes without the lock (`lane.rs`).
     lane: Lane,
+    /// Whether this entry's latest round trip failed. On a Cluster, what
+    /// the failure policy follows: a shard that does not answer leaves
+    /// the keys of the others alone. On one server the store's flag
+    /// stands for every entry (one failure says it for all).
+    down: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -255,6 +260,7 @@ impl Entry {
             family,
             asker: asker_id(),
             lane: Lane::new(now()),
+            down: AtomicBool::new(false),
             state: Mutex::new(State {
                 params,
                 reserve: Reserve::default(),
@@ -355,7 +361,7 @@ impl Entry {
     /// Fills the lane from the reserve, if nobody waits and Redis answers:
     /// the units spendable now that end together.
     fn relane(&self, st: &mut State, now: Instant) {
-        if !st.line.is_empty() || self.store.is_down() || self.lane.count() > 0 {
+        if !st.line.is_empty() || self.is_down() || self.lane.count() > 0 {
             return;
         }
         // The reserve may have gained fuel since `has_fuel` marked the lane
@@ -427,7 +433,7 @@ impl Entry {
             Counters::add(&self.store.counters.granted, n);
             return Some(Grant::Reserved(n, origin));
         }
-        if !self.store.is_down() {
+        if !self.is_down() {
             return None;
         }
         let counters = &self.store.counters;
@@ -465,7 +471,7 @@ impl Entry {
         let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
         if !taken {
             st.missed = st.missed.saturating_add(1);
-            if self.store.is_down() {
+            if self.is_down() {
                 Counters::add(&self.store.counters.policy_refusals, 1);
             }
         }
@@ -477,7 +483,7 @@ impl Entry {
         if !taken
             && st.line.is_empty()
             && !st.in_flight
-            && !self.store.is_down()
+            && !self.is_down()
             && self.lane.count() == 0
         {
             let mut until = st.reserve.next_start();
@@ -623,7 +629,7 @@ impl Entry {
         let held = st.reserve.left() + self.lane.count();
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
         let wanted = waited.saturating_add(u64::from(st.missed > 0));
-        let probing = self.store.is_down() && (st.used || wanted > 0);
+        let probing = self.is_down() && (st.used || wanted > 0);
         probing || wanted > held || (st.used && st.batch > 1 && held < st.batch.div_ceil(2))
     }
 
@@ -719,7 +725,7 @@ impl Entry {
         let fuel_at = st.line.front().and(st.reserve.next_start());
         if let Some(head) = st.line.front() {
             earliest(fuel_at);
-            if self.store.is_down()
+            if self.is_down()
                 && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
             {
                 let wait = tank.wait_time(head.n).unwrap_or(Duration::from_millis(100));
@@ -835,6 +841,15 @@ impl Entry {
         }
     }
 
+    /// Whether Redis did not answer this entry's keys (on one server: the
+    /// store) at the latest round trip: while so, the failure policy decides.
+    pub(crate) fn is_down(&self) -> bool {
+        match self.store.is_cluster() {
+            true => self.down.load(Ordering::Relaxed),
+            false => self.store.is_down(),
+        }
+    }
+
     /// The driver's round trip.
     pub(crate) fn call(
         self: &Arc<Self>,
@@ -921,6 +936,7 @@ impl Entry {
             sent,
             answered,
         } = outcome;
+        self.down.store(result.is_err(), Ordering::Relaxed);
         // Redis's now of this call, as local times (see `offset.rs`).
         let (sent, answered) = match &result {
             Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) => {

@@ -462,6 +462,11 @@ impl GlobalTank {
         &self.entry.store
     }
 
+    /// Whether Redis did not answer this tank at the latest round trip.
+    pub(crate) fn is_down(&self) -> bool {
+        self.entry.is_down()
+    }
+
     /// Fuel a newcomer could take here now (none while tasks wait).
     pub(crate) fn available(&self) -> u64 {
         self.entry.available()

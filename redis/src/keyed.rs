@@ -584,6 +584,16 @@ where
         &self.shared.store.shared
     }
 
+    /// Whether Redis did not answer `key` (on one server: any key) at the
+    /// latest round trip; a key not held here has not been asked on a
+    /// Cluster.
+    pub(crate) fn is_down(&self, key: &K) -> bool {
+        match self.held(key) {
+            Some(entry) => entry.is_down(),
+            None => !self.store().is_cluster() && self.store().is_down(),
+        }
+    }
+
     /// The entry of `key` if it is held here.
     fn held(&self, key: &K) -> Option<Arc<Entry>> {
         let shared = &self.shared;

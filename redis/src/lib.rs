@@ -277,7 +277,11 @@
 //! one server (one key layout serves both). A `MOVED` or `ASK` while the
 //! Cluster reshards is followed by redis-rs within the round trip's
 //! timeout; a round trip that does not end in time is a failure as on one
-//! server, and marks the whole store down until one succeeds. Nodes have
+//! server. What is down is what did not answer: the failure policy decides
+//! for a global tank or a key whose latest round trip failed, until one of
+//! its own succeeds, while the keys on the other shards go on asking Redis
+//! (on one server, one failure puts every tank under the policy at once).
+//! Nodes have
 //! clocks of their own: each global tank and each key keeps its own
 //! bounds on where its node's clock is (a key moved to a node whose clock
 //! differs is judged by the earlier bounds until they no longer fit, so

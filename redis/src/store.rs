@@ -367,8 +367,9 @@ impl RedisStore {
         }
     }
 
-    /// Whether the latest round trip was answered (`false` while the failure
-    /// policy decides).
+    /// Whether the latest round trip was answered (on one server, `false`
+    /// while the failure policy decides; on a Cluster the policy follows
+    /// each tank's and key's own round trips).
     ///
     /// # Examples
     ///

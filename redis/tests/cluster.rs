@@ -8,6 +8,8 @@
 //! - A global tank's keys share one slot (one master); a keyed tank's keys
 //!   are spread over the three masters.
 //! - `set_rate` and mismatches across instances, as on one server.
+//! - A master that stops answering puts its own keys under the failure
+//!   policy, and no other.
 //! - The same under smol.
 //!
 //! Grants are stamped on this process's clock when the waiter sees them,
@@ -20,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{RedisCluster, RedisServer, command};
-use fueltank::{Hardcap, Rate};
-use fueltank_redis::{Error, RedisStore};
+use fueltank::{Hardcap, KeyedBudget, Rate};
+use fueltank_redis::{Error, FailurePolicy, RedisStore};
 
 const RUN: Duration = Duration::from_secs(2);
 const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(50);
@@ -197,6 +199,61 @@ async fn set_rate_and_mismatches_reach_every_instance() {
         assert!(got <= 5, "key 0 still at 100/s");
     }
     assert!(b.stats().store_errors == 0, "{:?}", b.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_master_leaves_the_keys_of_the_others_alone() {
+    // A node timeout longer than the test: the Cluster never marks the
+    // stopped master failed (then every node would refuse, CLUSTERDOWN).
+    let mut cluster = RedisCluster::start_with(0, 60_000);
+    let store = RedisStore::builder_cluster(&cluster.urls())
+        .timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_secs(5))
+        .on_failure(FailurePolicy::Closed)
+        .connect()
+        .await
+        .unwrap();
+    let keyed = store
+        .keyed::<u32>("shards", rate("50/s"))
+        .build()
+        .await
+        .unwrap();
+    let seed = cluster.ports[0];
+    let master = |key: u32| cluster.master_of(seed, &format!("{{shards:{key}}}")).0;
+    let stopped = master(0);
+    let healthy = (1..).find(|&key| master(key) != stopped).unwrap();
+    keyed.await_fuel(0).await.unwrap();
+    keyed.await_fuel(healthy).await.unwrap();
+    cluster.signal(stopped, libc::SIGSTOP);
+    let started = Instant::now();
+    let (mut granted, mut stopped_seen, mut healthy_refused) = (0, false, 0);
+    while started.elapsed() < RUN {
+        // Key 0 keeps asking its stopped master, and timing out.
+        keyed.has_fuel(&0);
+        stopped_seen |= keyed.unavailable(&0).is_some();
+        if keyed.has_fuel(&healthy) {
+            granted += 1;
+        }
+        if keyed.unavailable(&healthy).is_some() {
+            healthy_refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.signal(stopped, libc::SIGCONT);
+    assert!(stopped_seen, "key 0's master was never seen down");
+    assert_eq!(
+        healthy_refused, 0,
+        "key {healthy} was said unavailable while its master answered"
+    );
+    // 50/s for 2 s (at most 149 with the bank); a loaded machine's share.
+    assert!(
+        granted >= 60,
+        "key {healthy} got {granted} grants in {RUN:?} at 50/s while another master was stopped"
+    );
+    println!(
+        "key {healthy}: {granted} grants in {RUN:?}; {:?}",
+        store.stats()
+    );
 }
 
 #[test]
