@@ -206,7 +206,7 @@ async fn a_stopped_master_leaves_the_keys_of_the_others_alone() {
     // A node timeout longer than the test: the Cluster never marks the
     // stopped master failed (then every node would refuse, CLUSTERDOWN).
     let mut cluster = RedisCluster::start_with(0, 60_000);
-    let store = RedisStore::builder_cluster(&cluster.urls())
+    let store = RedisStore::builder_cluster(cluster.urls())
         .timeout(Duration::from_millis(300))
         .connect_timeout(Duration::from_secs(5))
         .on_failure(FailurePolicy::Closed)
