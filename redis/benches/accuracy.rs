@@ -20,7 +20,10 @@
 //!   all), each request a task of its own: latency of a grant, p50 / p99.
 //!
 //! For reference at 10k/s, a local `fueltank::Tank` with `One` in a single
-//! process: `One` falls behind by each late timer wake-up, global or not.
+//! process: `One` falls behind by each late timer wake-up, global or not;
+//! and the same `Limit` tank on a Redis Cluster of three masters (started
+//! by the harness too; the tank's keys share one slot, so one master
+//! serves it), its CPU the three masters'.
 //!
 //! `cargo bench -p fueltank-redis-benches --bench accuracy`           every row (~1 min)
 //! `cargo bench -p fueltank-redis-benches --bench accuracy -- 10000`  rows whose label
@@ -55,6 +58,8 @@ const PEER: &str = include_str!("peer.lua");
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Limiter {
     Fueltank(Hardcap),
+    /// A `Limit` tank on a Redis Cluster of three masters.
+    Cluster,
     Peer,
     /// A local `fueltank::Tank` with `One`, in one process: what a single
     /// tank does with the same timer (no Redis).
@@ -73,6 +78,7 @@ impl Limiter {
             Limiter::Fueltank(Hardcap::One) => "fueltank-redis One",
             Limiter::Fueltank(Hardcap::Window) => "fueltank-redis Window",
             Limiter::Fueltank(_) => "fueltank-redis Limit",
+            Limiter::Cluster => "fueltank-redis Limit, Cluster of 3",
             Limiter::Peer => "one call per request (GCRA)",
             Limiter::LocalOne => "local fueltank::Tank One, 1 process",
         }
@@ -83,6 +89,7 @@ impl Limiter {
             Limiter::Fueltank(Hardcap::One) => "one",
             Limiter::Fueltank(Hardcap::Window) => "window",
             Limiter::Fueltank(_) => "limit",
+            Limiter::Cluster => "cluster",
             Limiter::Peer => "peer",
             Limiter::LocalOne => "local-one",
         }
@@ -94,6 +101,7 @@ impl Limiter {
             "one" => Limiter::Fueltank(Hardcap::One),
             "window" => Limiter::Fueltank(Hardcap::Window),
             "peer" => Limiter::Peer,
+            "cluster" => Limiter::Cluster,
             _ => Limiter::Fueltank(Hardcap::Limit),
         }
     }
@@ -109,6 +117,8 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let redis = common::RedisServer::start();
+    // Started for the first Cluster row, if any.
+    let mut cluster = None;
     let mut rows = Vec::new();
     for rate in RATES {
         let mut limiters = vec![Limiter::Fueltank(Hardcap::Limit), Limiter::Peer];
@@ -116,6 +126,7 @@ fn main() {
             limiters.push(Limiter::Fueltank(Hardcap::One));
             limiters.push(Limiter::LocalOne);
             limiters.push(Limiter::Fueltank(Hardcap::Window));
+            limiters.push(Limiter::Cluster);
         }
         for limiter in limiters {
             for load in [Load::Greedy, Load::Half] {
@@ -131,7 +142,13 @@ fn main() {
                 if !filters.iter().all(|f| label.contains(f.as_str())) {
                     continue;
                 }
-                let row = run(&redis, limiter, rate, load);
+                let servers = match limiter {
+                    Limiter::Cluster => Servers::Cluster(
+                        cluster.get_or_insert_with(common::RedisCluster::start),
+                    ),
+                    _ => Servers::One(&redis),
+                };
+                let row = run(servers, limiter, rate, load);
                 println!("{label}: {row}");
                 rows.push(format!(
                     "| {} | {rate}/s | {} | {row} |",
@@ -175,7 +192,32 @@ struct Report {
     uncertainty: i128,
 }
 
-fn run(redis: &common::RedisServer, limiter: Limiter, rate: u64, load: Load) -> String {
+/// Where a row's Redis runs.
+#[derive(Clone, Copy)]
+enum Servers<'a> {
+    One(&'a common::RedisServer),
+    Cluster(&'a common::RedisCluster),
+}
+
+impl Servers<'_> {
+    /// What a child connects to: a URL, or the Cluster's seeds joined by `,`.
+    fn url(self) -> String {
+        match self {
+            Servers::One(redis) => redis.url(),
+            Servers::Cluster(cluster) => cluster.urls().join(","),
+        }
+    }
+
+    /// The servers' CPU time so far (user + system), from `INFO cpu`.
+    fn cpu(self) -> u64 {
+        match self {
+            Servers::One(redis) => redis_cpu(redis.port),
+            Servers::Cluster(cluster) => cluster.ports.iter().map(|&p| redis_cpu(p)).sum(),
+        }
+    }
+}
+
+fn run(servers: Servers, limiter: Limiter, rate: u64, load: Load) -> String {
     let dir = std::env::temp_dir().join(format!("fueltank-redis-accuracy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let name = format!(
@@ -184,7 +226,7 @@ fn run(redis: &common::RedisServer, limiter: Limiter, rate: u64, load: Load) -> 
         limiter.code()
     );
     let start_at = unix_ns() + 1_000_000_000;
-    let redis_cpu_before = redis_cpu(redis);
+    let redis_cpu_before = servers.cpu();
     let processes = if limiter == Limiter::LocalOne {
         1
     } else {
@@ -195,7 +237,7 @@ fn run(redis: &common::RedisServer, limiter: Limiter, rate: u64, load: Load) -> 
             let out = dir.join(format!("{i}.txt"));
             let spec = format!(
                 "{}|{}|{rate}|{}|{start_at}|{name}|{}",
-                redis.url(),
+                servers.url(),
                 limiter.code(),
                 if load == Load::Greedy {
                     "greedy"
@@ -236,7 +278,7 @@ fn run(redis: &common::RedisServer, limiter: Limiter, rate: u64, load: Load) -> 
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let redis_cpu_ns = redis_cpu(redis).saturating_sub(redis_cpu_before);
+    let redis_cpu_ns = servers.cpu().saturating_sub(redis_cpu_before);
     let grants = all.grants.max(1);
     let cpu = format!(
         "{:.1} + {:.1}",
@@ -295,9 +337,10 @@ fn unix_ns() -> i128 {
         .as_nanos() as i128
 }
 
-/// Redis's CPU time so far (user + system), from `INFO cpu`.
-fn redis_cpu(redis: &common::RedisServer) -> u64 {
-    let info = redis.command("INFO cpu");
+/// The CPU time so far (user + system) of the Redis on `port`, from
+/// `INFO cpu`.
+fn redis_cpu(port: u16) -> u64 {
+    let info = common::command(port, "INFO cpu");
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -421,6 +464,14 @@ fn child(spec: &str) {
     let text = runtime.block_on(async move {
         let limit = Rate::per_second(rate).unwrap();
         let (taker, store) = match limiter {
+            Limiter::Cluster => {
+                let store = RedisStore::builder_cluster(url.split(','))
+                    .connect()
+                    .await
+                    .unwrap();
+                let tank = store.tank(name, limit).build().await.unwrap();
+                (Taker::Fueltank(tank), Some(store))
+            }
             Limiter::Fueltank(hardcap) => {
                 let store = RedisStore::connect(url).await.unwrap();
                 let tank = store
@@ -454,7 +505,9 @@ fn child(spec: &str) {
                 )
             }
         };
-        let (base, offset, uncertainty) = redis_offset(url).await;
+        // The servers share this host's clock: any one of them tells it.
+        let first = url.split(',').next().unwrap();
+        let (base, offset, uncertainty) = redis_offset(first).await;
         let wait = start_at - unix_ns();
         if wait > 0 {
             tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
