@@ -143,9 +143,9 @@ fn main() {
                     continue;
                 }
                 let servers = match limiter {
-                    Limiter::Cluster => Servers::Cluster(
-                        cluster.get_or_insert_with(common::RedisCluster::start),
-                    ),
+                    Limiter::Cluster => {
+                        Servers::Cluster(cluster.get_or_insert_with(common::RedisCluster::start))
+                    }
                     _ => Servers::One(&redis),
                 };
                 let row = run(servers, limiter, rate, load);
