@@ -70,8 +70,9 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
 /// # Fairness
 ///
 /// Among the callers of one combination (and its clones): first come,
-/// first served. A waiter is served before any later one, and
-/// [`try_take`](Budget::try_take) never overtakes a waiter.
+/// first served. A wait comes at its first poll; it is served before any
+/// that came later, and [`try_take`](Budget::try_take) never overtakes a
+/// waiter.
 ///
 /// Against direct users of a budget: the head of the line waits in that
 /// budget's own line, served in its turn like a direct user, holding

@@ -223,6 +223,46 @@ fn waiters_are_served_first_come_first_served() {
     assert_eq!(served, [0, 1, 2]);
 }
 
+/// The same per key, where the key has no line to keep the order: a
+/// later waiter for less does not go first when the key has enough for
+/// it; another key's waiter is not held up.
+#[test]
+fn a_key_s_waiters_are_served_first_come_first_served() {
+    let clock = ManualClock::new();
+    let per_key = KeyedTank::<&str>::builder("2/s".parse().unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let global = tank("100/s", Hardcap::Limit, 100, &clock);
+    let limit = KeyedAllOf::new(per_key.clone())
+        .and(global)
+        .clock(clock.clone());
+    assert!(limit.take(&"ada", 2));
+    let mut waits: Vec<BudgetWait> = [2, 1, 1]
+        .iter()
+        .map(|&n| limit.wait(&"ada", n, None))
+        .collect();
+    // A wait comes at its first poll: in this order.
+    for wait in &mut waits {
+        assert!(poll(wait.as_mut()).is_pending());
+    }
+    let mut served = Vec::new();
+    for step in 0..=200 {
+        // The latest first: each has its chance before the earlier ones.
+        for (i, wait) in waits.iter_mut().enumerate().rev() {
+            if !served.contains(&i) && poll(wait.as_mut()).is_ready() {
+                served.push(i);
+            }
+        }
+        if step == 60 {
+            assert_eq!(served, [], "nobody before ada's 2 at 1 s");
+            assert!(limit.take(&"bob", 1), "bob is not behind ada");
+        }
+        clock.advance(10 * MS);
+    }
+    assert_eq!(served, [0, 1, 2]);
+}
+
 /// A `max_wait` passes in the line as at its head; at once if the
 /// budget furthest from having the fuel cannot have it in time. An amount
 /// beyond the least capacity is refused at once.
@@ -629,4 +669,48 @@ fn a_local_and_a_shared_memory_tank() {
         Tank::remove_shared_memory(file.0.to_str().unwrap()).unwrap();
         assert!(!file.0.exists());
     }
+}
+
+/// A budget whose store alone can tell (`ask`) is asked first, holding
+/// nothing; the others are taken when it answers, or left as they were.
+#[test]
+fn a_budget_that_must_be_asked_is_asked_first() {
+    #[derive(Debug)]
+    struct Remote(AtomicU64);
+    impl Budget for Remote {
+        fn try_take(&self, _: u64) -> Option<Fuel> {
+            None // nothing known here
+        }
+        fn wait(&self, n: u64, _: Option<Duration>) -> BudgetWait {
+            Box::pin(std::future::ready(Ok(Some(Fuel::taken(n)))))
+        }
+        fn ask(&self, n: u64) -> Option<BudgetWait> {
+            self.0.fetch_add(n, Ordering::Relaxed);
+            Some(Box::pin(std::future::ready(Ok(Some(Fuel::taken(n))))))
+        }
+        fn wait_time(&self, _: u64) -> Option<Duration> {
+            Some(Duration::ZERO)
+        }
+        fn rate(&self) -> fueltank::Rate {
+            "10/s".parse().unwrap()
+        }
+        fn available(&self) -> u64 {
+            0
+        }
+        fn capacity(&self) -> u64 {
+            10
+        }
+    }
+    let clock = ManualClock::new();
+    let local = tank("10/s", Hardcap::Limit, 1, &clock);
+    let both = AllOf::new(local.clone()).and(Remote(AtomicU64::new(0)));
+    assert!(!both.take(1), "the remote knows nothing here");
+    assert_eq!(local.level(), 1);
+    let ask = both.ask(1).expect("the remote must be asked");
+    assert!(futures::executor::block_on(ask).unwrap().is_some());
+    assert_eq!(local.level(), 0);
+    let ask = both.ask(1).expect("the remote must be asked");
+    assert!(futures::executor::block_on(ask).unwrap().is_none());
+    assert_eq!(local.level(), 0);
+    assert!(AllOf::new(local).ask(1).is_none(), "a tank decides now");
 }
