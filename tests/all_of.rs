@@ -714,3 +714,33 @@ fn a_budget_that_must_be_asked_is_asked_first() {
     assert_eq!(local.level(), 0);
     assert!(AllOf::new(local).ask(1).is_none(), "a tank decides now");
 }
+
+/// A budget whose own line is never empty serves the combination in its
+/// turn: the head waits in that line, not beside it (a `try_take` after
+/// sleeping would never overtake the direct waiters that keep coming).
+#[test]
+fn a_busy_budget_serves_the_combination_in_its_turn() {
+    let clock = ManualClock::new();
+    let plenty = tank("1000/s", Hardcap::Limit, 1000, &clock);
+    let busy = tank("10/s", Hardcap::Limit, 0, &clock);
+    let both = AllOf::new(plenty.clone())
+        .and(busy.clone())
+        .clock(clock.clone());
+    let mut direct: Vec<BudgetWait> = vec![busy.wait(1, None)];
+    assert!(poll(direct[0].as_mut()).is_pending());
+    let mut combined = both.wait(1, None);
+    assert!(poll(combined.as_mut()).is_pending());
+    let mut served_at = None;
+    for step in 1..=10 {
+        // Every 100 ms a new direct waiter joins the busy line.
+        let mut next = busy.wait(1, None);
+        assert!(poll(next.as_mut()).is_pending());
+        direct.push(next);
+        clock.advance(100 * MS);
+        direct.retain_mut(|wait| poll(wait.as_mut()).is_pending());
+        if served_at.is_none() && poll(combined.as_mut()).is_ready() {
+            served_at = Some(step);
+        }
+    }
+    assert_eq!(served_at, Some(2), "the second in the busy line");
+}
