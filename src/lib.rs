@@ -22,6 +22,7 @@
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
 //! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Unavailable`] and [`Scope`] for a budget whose store is down |
+//! | [`AllOf`], [`KeyedAllOf`] | several budgets as one, all or nothing, in a fair line: per user, per route and global |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
 //! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
@@ -119,6 +120,7 @@
     doc = "[`TokioClock`]: https://docs.rs/fueltank/latest/fueltank/clock/struct.TokioClock.html"
 )]
 
+mod all_of;
 mod budget;
 mod calibrate;
 pub mod clock;
@@ -136,6 +138,7 @@ mod tank;
 mod throttle;
 mod timer;
 
+pub use all_of::{AllOf, KeyedAllOf};
 pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;
