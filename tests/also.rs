@@ -237,10 +237,7 @@ fn shared_memory_refuses_also() {
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("one rate per shared-memory tank"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("must have one rate"), "{err}");
     assert!(
         !Tank::remove_shared_memory(name.as_str()).unwrap(),
         "nothing created"
