@@ -76,7 +76,7 @@ impl TankBuilder {
     /// the tank's one line; [`Tank::wait_time`](crate::Tank::wait_time)
     /// is the longest of the rates' waits, [`Tank::level`](crate::Tank::level)
     /// and [`Tank::available`](crate::Tank::available) the least of their
-    /// fuel, [`Tank::capacity`](crate::Tank::capacity) the least of their
+    /// fuel, [`Budget::capacity`](crate::Budget::capacity) the least of their
     /// capacities. Call it once per rate.
     ///
     /// Every rate keeps the tank's [`Hardcap`] bound, each with its own
