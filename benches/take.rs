@@ -122,6 +122,16 @@ fn take(c: &mut Criterion) {
     group.bench_function("fueltank has_fuel allowed (Limit, full)", |b| {
         b.iter(|| black_box(tank.has_fuel()))
     });
+    // The same tank with a second rate: under its lock (issue 18: a tank
+    // of two rates beside one).
+    let tank = Tank::builder(Rate::per_second(HUGE_RATE).unwrap())
+        .also(Rate::per_second(HUGE_RATE / 2).unwrap())
+        .initial(HUGE_RATE / 2)
+        .build()
+        .unwrap();
+    group.bench_function("fueltank has_fuel allowed (Limit, full, two rates)", |b| {
+        b.iter(|| black_box(tank.has_fuel()))
+    });
     let tank = empty_tank();
     group.bench_function("fueltank has_fuel denied", |b| {
         b.iter(|| black_box(tank.has_fuel()))

@@ -169,6 +169,26 @@ pub trait Budget: Any + fmt::Debug + Send + Sync {
     /// The rate.
     fn rate(&self) -> Rate;
 
+    /// Every rate the budget keeps, [`rate`](Budget::rate) first, each
+    /// with the fuel a newcomer could take under it now: the tightest is
+    /// the one with the least (a tank with
+    /// [`also`](crate::TankBuilder::also) keeps several). By default the
+    /// one rate, with [`available`](Budget::available).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank};
+    ///
+    /// let tank = Tank::builder("5/s".parse()?).also("100/min".parse()?).build()?;
+    /// let rates: Vec<Rate> = Budget::rates(&tank).into_iter().map(|(rate, _)| rate).collect();
+    /// assert_eq!(rates, ["5/s".parse()?, "100/min".parse()?]);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn rates(&self) -> Vec<(Rate, u64)> {
+        vec![(self.rate(), self.available())]
+    }
+
     /// The fuel a newcomer could take now; a lower figure than the truth
     /// is fine, a higher one is not.
     fn available(&self) -> u64;
@@ -320,6 +340,10 @@ impl Budget for Tank {
         Tank::rate(self)
     }
 
+    fn rates(&self) -> Vec<(Rate, u64)> {
+        Tank::rates(self)
+    }
+
     fn available(&self) -> u64 {
         Tank::available(self)
     }
@@ -364,6 +388,11 @@ impl Budget for Throttle {
 
     fn rate(&self) -> Rate {
         Throttle::rate(self)
+    }
+
+    fn rates(&self) -> Vec<(Rate, u64)> {
+        self.tank()
+            .map_or_else(|| vec![(self.rate(), u64::MAX)], Tank::rates)
     }
 
     fn available(&self) -> u64 {

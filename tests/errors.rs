@@ -45,6 +45,14 @@ fn cases() -> Vec<(&'static str, Error)> {
                 .unwrap_err(),
         ),
         (
+            "Tank::builder(10/s).also(2/s).initial(5)",
+            Tank::builder(Rate::per_second(10).unwrap())
+                .also(Rate::per_second(2).unwrap())
+                .initial(5)
+                .build()
+                .unwrap_err(),
+        ),
+        (
             "Monitor::builder().refresh(0s)",
             Monitor::builder().refresh(secs(0)).build().unwrap_err(),
         ),
@@ -107,6 +115,14 @@ fn shared_cases() -> Vec<(&'static str, Error)> {
             "Tank::builder(10/s).hardcap(Window).shared_memory(\"api\")",
             Tank::builder(Rate::per_second(10).unwrap())
                 .hardcap(Hardcap::Window)
+                .shared_memory("api")
+                .build()
+                .unwrap_err(),
+        ),
+        (
+            "Tank::builder(10/s).also(2/s).shared_memory(\"api\")",
+            Tank::builder(Rate::per_second(10).unwrap())
+                .also(Rate::per_second(2).unwrap())
                 .shared_memory("api")
                 .build()
                 .unwrap_err(),

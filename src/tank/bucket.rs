@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use super::gcra::{self, Tick};
-use crate::Rate;
+use crate::{Hardcap, Rate};
 
 /// The state of one tank's fuel, under any hardcap.
 #[derive(Debug)]
@@ -33,6 +33,45 @@ pub(crate) enum Bucket {
     /// without the feature, never made (`no_host.rs`).
     #[cfg_attr(not(feature = "shared-memory"), allow(dead_code))]
     Host(super::host::Host),
+}
+
+impl Bucket {
+    /// A bucket of `rate` under `hardcap` holding `initial` fuel at `now`
+    /// (`burst`: `Limit`'s capacity, if not `max_n`).
+    pub(crate) fn new(
+        rate: Rate,
+        hardcap: Hardcap,
+        burst: Option<u64>,
+        initial: u64,
+        now: u64,
+    ) -> Bucket {
+        match hardcap {
+            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
+            _ => Bucket::Gcra(Gcra::new(
+                rate,
+                hardcap.capacity(rate.max_n(), burst),
+                initial,
+                now,
+            )),
+        }
+    }
+
+    pub(crate) fn level(&mut self, now: u64) -> u64 {
+        match self {
+            Bucket::Gcra(gcra) => gcra.level(now),
+            Bucket::Window(window) => window.level(now),
+            Bucket::Host(host) => host.level(now),
+        }
+    }
+
+    /// Lets `by_ns` pass without refill (a pause; not in shared memory).
+    pub(crate) fn skip(&mut self, by_ns: u64) {
+        match self {
+            Bucket::Gcra(gcra) => gcra.skip(by_ns),
+            Bucket::Window(window) => window.skip(by_ns),
+            Bucket::Host(_) => {}
+        }
+    }
 }
 
 /// Virtual scheduling for `Limit`, `One` and `Unbounded`.
@@ -154,6 +193,12 @@ impl Gcra {
         gcra::level(self.tat, self.ticks(now), self.tol(), self.span(1))
     }
 
+    /// `ticks` of `other`'s interval as the same fuel in this bucket's
+    /// ticks, rounded down (never more fuel).
+    pub(crate) fn ticks_of(&self, ticks: i128, other: &Gcra) -> i128 {
+        -gcra::convert(-ticks, other.t, self.t)
+    }
+
     /// Gives back `ticks` of fuel taken earlier.
     pub(crate) fn give_back(&mut self, ticks: i128) {
         self.tat = self.tat.saturating_sub(ticks);
@@ -249,7 +294,7 @@ impl Window {
     /// rather than a million). The grid divides `per`, so a grant made the
     /// moment another leaves is stamped exactly then: a saturated window
     /// keeps its full rate, with no drift.
-    fn leave_time(&self, now: u64) -> u64 {
+    pub(crate) fn leave_time(&self, now: u64) -> u64 {
         let since = now.saturating_sub(self.origin);
         let stamp = self
             .origin
@@ -258,7 +303,7 @@ impl Window {
     }
 
     /// Records `n` grants at window time `now`; returns when they leave.
-    fn push(&mut self, now: u64, n: u64) -> u64 {
+    pub(crate) fn push(&mut self, now: u64, n: u64) -> u64 {
         let leave = self.leave_time(now);
         if n == 0 {
             return leave;
@@ -280,6 +325,11 @@ impl Window {
                 leave
             }
         }
+    }
+
+    /// The window time a grant leaving at `leave` was stamped with.
+    pub(crate) fn stamped(&self, leave: u64) -> u64 {
+        leave.saturating_sub(self.per_ns)
     }
 
     /// Drops grants that have left every window ending at `now` or later.

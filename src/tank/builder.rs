@@ -28,6 +28,7 @@ pub struct TankBuilder {
     // Read by `ThrottleBuilder::build`, which checks the correction and
     // reports whether it was measured or given.
     pub(crate) rate: Rate,
+    also: Vec<Rate>,
     hardcap: Hardcap,
     burst: Option<u64>,
     initial: Option<u64>,
@@ -42,6 +43,7 @@ impl TankBuilder {
     pub(crate) fn new(rate: Rate) -> TankBuilder {
         TankBuilder {
             rate,
+            also: Vec::new(),
             hardcap: Hardcap::default(),
             burst: None,
             initial: None,
@@ -66,6 +68,53 @@ impl TankBuilder {
     /// ```
     pub fn hardcap(mut self, hardcap: Hardcap) -> TankBuilder {
         self.hardcap = hardcap;
+        self
+    }
+
+    /// Another rate the tank keeps beside its own: "100/s, also
+    /// 10000/d". A grant takes from every rate or from none, at once, in
+    /// the tank's one line; [`Tank::wait_time`](crate::Tank::wait_time)
+    /// is the longest of the rates' waits, [`Tank::level`](crate::Tank::level)
+    /// and [`Tank::available`](crate::Tank::available) the least of their
+    /// fuel, [`Budget::capacity`](crate::Budget::capacity) the least of their
+    /// capacities. Call it once per rate.
+    ///
+    /// Every rate keeps the tank's [`Hardcap`] bound, each with its own
+    /// `max_n` and `per`: under `Limit` a rate of `also` holds at most its
+    /// `max_n` ([`burst`](TankBuilder::burst) sets the first rate's
+    /// capacity only); under `Window` no window of a rate's `per` sees more
+    /// than its `max_n`; under `One` grants are at least the longest
+    /// interval apart; under `Unbounded` each rate banks without bound, so
+    /// only each one's long-run average holds. `initial` fuel is held under
+    /// every rate (by default one, or under `Window` each rate full).
+    /// [`Tank::set_rate`](crate::Tank::set_rate) changes the first rate
+    /// only; the others stay. A tank of several rates takes its fuel under
+    /// its lock (a single-rate tank's `has_fuel` is one compare-and-swap),
+    /// and is not supported in shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder("100/min".parse()?)
+    ///     .also("5/s".parse()?)
+    ///     .initial(5)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert!(tank.has_fuel_n(5));
+    /// assert!(!tank.has_fuel()); // both rates are empty
+    /// // The longer wait: the next of 100/min, not of 5/s (200 ms).
+    /// assert_eq!(tank.wait_time(1), Some(Duration::from_millis(600)));
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(tank.level(), 5); // 5/s holds at most 5
+    /// assert!(tank.has_fuel_n(5));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn also(mut self, rate: Rate) -> TankBuilder {
+        self.also.push(rate);
         self
     }
 
@@ -329,6 +378,7 @@ impl TankBuilder {
         };
         super::build(super::Options {
             rate: self.rate,
+            also: self.also,
             hardcap: self.hardcap,
             burst: self.burst,
             initial: self.initial,

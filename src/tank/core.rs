@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     host: Option<Host>,
     /// A number no other tank of the process has (a `Fuel` names its tank).
     pub(crate) id: u64,
+    /// Rates beside the first (`TankBuilder::also`): never in the word.
+    multi: bool,
     core: Mutex<Core>,
     /// Runs the driver when the tank's timer fires.
     driver: Waker,
@@ -62,6 +64,10 @@ struct Core {
     /// `Limit`'s capacity, when not `max_n` (`TankBuilder::burst`).
     burst: Option<u64>,
     bucket: Bucket,
+    /// The rates of `TankBuilder::also`, each with its bucket under the
+    /// same hardcap (never `Host`): a grant takes from every bucket or
+    /// from none.
+    also: Vec<(Rate, Bucket)>,
     /// The word holds `tat`: the bucket's copy is stale.
     in_word: bool,
     /// Parameters last published to the word.
@@ -124,25 +130,29 @@ pub(crate) enum Outcome {
 }
 
 impl Shared {
+    /// A tank of `rate` and the rates `also`, each holding `initial` fuel
+    /// (`None`: full under `Window`, else one).
     pub(crate) fn new(
         rate: Rate,
+        also: &[Rate],
         hardcap: Hardcap,
         burst: Option<u64>,
-        initial: u64,
+        initial: Option<u64>,
         correction: u64,
         clock: ClockSource,
     ) -> Arc<Shared> {
         let now = clock.now_ns();
-        let bucket = match hardcap {
-            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
-            _ => Bucket::Gcra(Gcra::new(
-                rate,
-                hardcap.capacity(rate.max_n(), burst),
-                initial,
-                now,
-            )),
+        let bucket = |rate: Rate, burst| {
+            let full = if hardcap == Hardcap::Window {
+                rate.max_n()
+            } else {
+                1
+            };
+            Bucket::new(rate, hardcap, burst, initial.unwrap_or(full), now)
         };
-        Shared::with_bucket(rate, hardcap, burst, bucket, correction, clock)
+        let also = also.iter().map(|&r| (r, bucket(r, None))).collect();
+        let bucket = bucket(rate, burst);
+        Shared::with_buckets(rate, hardcap, burst, bucket, also, correction, clock)
     }
 
     /// A tank whose bucket is already in a given state.
@@ -151,6 +161,18 @@ impl Shared {
         hardcap: Hardcap,
         burst: Option<u64>,
         bucket: Bucket,
+        correction: u64,
+        clock: ClockSource,
+    ) -> Arc<Shared> {
+        Shared::with_buckets(rate, hardcap, burst, bucket, Vec::new(), correction, clock)
+    }
+
+    fn with_buckets(
+        rate: Rate,
+        hardcap: Hardcap,
+        burst: Option<u64>,
+        bucket: Bucket,
+        also: Vec<(Rate, Bucket)>,
         correction: u64,
         clock: ClockSource,
     ) -> Arc<Shared> {
@@ -169,11 +191,13 @@ impl Shared {
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             word: Word::new(),
             host,
+            multi: !also.is_empty(),
             core: Mutex::new(Core {
                 rate,
                 hardcap,
                 burst,
                 bucket,
+                also,
                 in_word: false,
                 published: None,
                 renew: false,
@@ -360,6 +384,23 @@ impl Shared {
         })
     }
 
+    /// Every rate, the first one first, each with the fuel a newcomer
+    /// could take under it now (0 while anyone waits).
+    pub(crate) fn rates(&self) -> Vec<(Rate, u64)> {
+        if !self.multi {
+            return vec![(self.rate(), self.available())];
+        }
+        self.locked(|core, now| {
+            let (open, now) = (core.queue.is_empty(), core.now_eff(now));
+            let first = (core.rate, &mut core.bucket);
+            let also = core.also.iter_mut().map(|(rate, bucket)| (*rate, bucket));
+            std::iter::once(first)
+                .chain(also)
+                .map(|(rate, bucket)| (rate, if open { bucket.level(now) } else { 0 }))
+                .collect()
+        })
+    }
+
     pub(crate) fn rate(&self) -> Rate {
         if let Some(rate) = self.host.as_ref().and_then(|host| host.state().rate()) {
             return rate;
@@ -449,10 +490,9 @@ impl Shared {
             }
             if let Some(paused_at) = core.paused_at.take() {
                 let paused_for = now.saturating_sub(paused_at);
-                match &mut core.bucket {
-                    Bucket::Gcra(gcra) => gcra.skip(paused_for),
-                    Bucket::Window(window) => window.skip(paused_for),
-                    Bucket::Host(_) => {}
+                core.bucket.skip(paused_for);
+                for (_, bucket) in &mut core.also {
+                    bucket.skip(paused_for);
                 }
             }
         });
@@ -651,16 +691,19 @@ impl Core {
     }
 
     fn request_cap(&self) -> u64 {
-        self.hardcap.request_capacity(self.rate.max_n(), self.burst)
+        let also = self.also.iter().map(|(rate, _)| rate.max_n());
+        let also = also.map(|max_n| self.hardcap.request_cap(max_n));
+        also.fold(
+            self.hardcap.request_capacity(self.rate.max_n(), self.burst),
+            u64::min,
+        )
     }
 
+    /// The fuel under every rate: the least.
     fn level(&mut self, now: u64) -> u64 {
         let now = self.now_eff(now);
-        match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.level(now),
-            Bucket::Window(window) => window.level(now),
-            Bucket::Host(host) => host.level(now),
-        }
+        let also = self.also.iter_mut().map(|(_, bucket)| bucket.level(now));
+        also.fold(self.bucket.level(now), u64::min)
     }
 
     /// Whether the refill stands still: paused here, or (shared) by any
@@ -699,9 +742,27 @@ impl Core {
     /// for a refund if `stamped` (else the take is final).
     fn try_take(&mut self, now: u64, n: u64, stamped: bool) -> Option<Stamp> {
         let now = self.now_eff(now);
+        // Every rate or none: each bucket takes `n` exactly when it holds
+        // them, so after this check no take below fails.
+        if self
+            .also
+            .iter_mut()
+            .any(|(_, bucket)| bucket.level(now) < n)
+        {
+            return None;
+        }
         match &mut self.bucket {
             Bucket::Gcra(gcra) => {
-                let headroom = gcra.try_take(now, n)?;
+                let mut headroom = gcra.try_take(now, n)?;
+                // The least headroom of any rate, in the first's ticks: a
+                // refund gives back to every rate what the tightest keeps.
+                for (_, bucket) in &mut self.also {
+                    if let Bucket::Gcra(g) = bucket
+                        && let Some(room) = g.try_take(now, n)
+                    {
+                        headroom = headroom.min(gcra.ticks_of(room, g));
+                    }
+                }
                 self.refunds.on_take(headroom);
                 Some(if stamped && gcra.cap().is_some() {
                     self.refunds.stamp(gcra.span(u128::from(n)))
@@ -712,6 +773,14 @@ impl Core {
             }
             Bucket::Window(window) => {
                 let leave = window.try_take(now, n)?;
+                // Every rate's grant carries this one's stamp, so that a
+                // refund finds it from the first rate's stamp alone.
+                let at = window.stamped(leave);
+                for (_, bucket) in &mut self.also {
+                    if let Bucket::Window(w) = bucket {
+                        w.push(at, n);
+                    }
+                }
                 Some(self.refunds.stamp_window(leave))
             }
             Bucket::Host(host) => match host.take(now, n) {
@@ -724,7 +793,8 @@ impl Core {
     /// When a newcomer asking for `n` would be granted, after the line.
     fn due_after_line(&mut self, now: u64, n: u64) -> u64 {
         let now = self.now_eff(now);
-        match &mut self.bucket {
+        let also = self.due_also(now, true, n);
+        let first = match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
             // The turns scheduled are in the shared word already.
             Bucket::Host(host) if self.hardcap != Hardcap::One => {
@@ -751,7 +821,8 @@ impl Core {
                     None => u64::MAX,
                 }
             }
-        }
+        };
+        first.max(also)
     }
 
     /// A waiter asking for `n` joined the line: the line's replay, if
@@ -769,7 +840,8 @@ impl Core {
 
     /// When the head of the line, asking for `n`, would be granted.
     fn due_head(&mut self, now: u64, n: u64) -> u64 {
-        match &mut self.bucket {
+        let also = self.due_also(now, false, n);
+        let first = match &mut self.bucket {
             Bucket::Gcra(gcra) => gcra.due(now, u128::from(n)),
             Bucket::Window(window) => window.due(now, [n]),
             // Another process may give fuel back, or resume, at any time:
@@ -777,7 +849,30 @@ impl Core {
             Bucket::Host(host) => host
                 .due(now, u128::from(n))
                 .min(now.saturating_add(HOST_POLL)),
-        }
+        };
+        first.max(also)
+    }
+
+    /// When `n` fuel could be granted under the rates of `also`, after the
+    /// line with `line` (else now): the latest of them (`now` if none).
+    /// A lower bound with a line: a waiter granted late under one rate may
+    /// find another's bucket full.
+    fn due_also(&mut self, now: u64, line: bool, n: u64) -> u64 {
+        let ahead = if line { self.queued_fuel } else { 0 };
+        let queue = &self.queue;
+        let due = |bucket: &mut Bucket| match bucket {
+            Bucket::Gcra(gcra) => gcra.due(now, ahead + u128::from(n)),
+            Bucket::Window(window) => {
+                // SAFETY: nodes of this list, under the core lock.
+                let ahead = queue.iter().filter(|_| line).map(|w| unsafe { w.n() });
+                window.due(now, ahead.chain([n]))
+            }
+            Bucket::Host(_) => now,
+        };
+        self.also
+            .iter_mut()
+            .map(|(_, b)| due(b))
+            .fold(now, u64::max)
     }
 
     /// Gives back `n` fuel granted with `stamp`, at `now`, as if it had
@@ -788,11 +883,24 @@ impl Core {
             Bucket::Window(window) => {
                 if self.refunds.current(stamp) {
                     window.refund(stamp.at, n);
+                    let at = window.stamped(stamp.at);
+                    for (_, bucket) in &mut self.also {
+                        if let Bucket::Window(w) = bucket {
+                            w.refund(w.leave_time(at), n);
+                        }
+                    }
                 }
             }
             Bucket::Gcra(gcra) => {
                 let ticks = self.refunds.give_back(gcra.span(u128::from(n)), stamp);
                 gcra.give_back(ticks);
+                // Headroom was counted in the first rate's ticks (see
+                // `try_take`): as much fuel goes back to every rate.
+                for (_, bucket) in &mut self.also {
+                    if let Bucket::Gcra(g) = bucket {
+                        g.give_back(g.ticks_of(ticks, gcra));
+                    }
+                }
             }
             Bucket::Host(host) => {
                 if let Some(word) = stamp.host_word() {
@@ -962,6 +1070,9 @@ impl Core {
         word.set_refunds(guard, lowered, next, rate);
         if !self.queue.is_empty() {
             return word.hold(true);
+        }
+        if !self.also.is_empty() {
+            return word.hold(false);
         }
         // (A shared bucket stays out of the word: its own word is in the
         // shared file.)

@@ -571,7 +571,8 @@ impl Tank {
         self.shared.waiting()
     }
 
-    /// The current rate.
+    /// The current rate (the first, of a tank with
+    /// [`also`](TankBuilder::also)).
     ///
     /// # Examples
     ///
@@ -584,6 +585,26 @@ impl Tank {
     /// ```
     pub fn rate(&self) -> Rate {
         self.shared.rate()
+    }
+
+    /// Every rate of the tank, the first ([`rate`](Tank::rate)) first,
+    /// then those of [`also`](TankBuilder::also), each with the fuel
+    /// [`has_fuel`](Tank::has_fuel) could take under it now (0 while tasks
+    /// wait): the tightest is the one with the least.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let (second, minute): (Rate, Rate) = ("5/s".parse()?, "100/min".parse()?);
+    /// let tank = Tank::builder(second).also(minute).initial(3).build()?;
+    /// assert!(tank.has_fuel());
+    /// assert_eq!(tank.rates(), vec![(second, 2), (minute, 2)]);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn rates(&self) -> Vec<(Rate, u64)> {
+        self.shared.rates()
     }
 
     /// The hardcap the tank was built with.
@@ -603,7 +624,9 @@ impl Tank {
     /// Changes the rate, at once and without a burst: the fuel in the tank
     /// (with its fraction of the next one) is kept, capped to the new
     /// capacity, and refills at the new rate from now on. Waiters asking for
-    /// more than the new capacity get [`Error::ExceedsCapacity`].
+    /// more than the new capacity get [`Error::ExceedsCapacity`]. On a
+    /// tank with [`also`](TankBuilder::also) it changes the first rate;
+    /// the others stay.
     ///
     /// # Examples
     ///
@@ -725,6 +748,7 @@ impl fmt::Debug for Tank {
 /// What a [`TankBuilder`] asks for.
 struct Options {
     rate: Rate,
+    also: Vec<Rate>,
     hardcap: Hardcap,
     burst: Option<u64>,
     initial: Option<u64>,
@@ -740,6 +764,7 @@ struct Options {
 fn build(options: Options) -> Result<Tank, Error> {
     let Options {
         rate,
+        also,
         hardcap,
         burst,
         initial,
@@ -765,17 +790,31 @@ fn build(options: Options) -> Result<Tank, Error> {
             });
         }
     }
-    let capacity = hardcap.request_capacity(rate.max_n(), burst);
-    let initial = initial.unwrap_or(match hardcap {
+    // Every rate's capacity bounds the initial fuel (each rate of `also`
+    // starts full under `Window` by default, with its own `max_n`).
+    let also_cap = also.iter().map(|r| hardcap.request_cap(r.max_n()));
+    let capacity = also_cap.fold(hardcap.request_capacity(rate.max_n(), burst), u64::min);
+    let full = match hardcap {
         Hardcap::Window => rate.max_n(),
         _ => 1,
-    });
-    if initial > capacity {
+    };
+    if let Some(initial) = initial.or(Some(full).filter(|_| also.is_empty()))
+        && initial > capacity
+    {
         return Err(Error::InitialOverCapacity { initial, capacity });
     }
     let correction = saturating_ns(correction);
     #[cfg(feature = "shared-memory")]
     if let Some(name) = shared_memory {
+        if !also.is_empty() {
+            return Err(Error::Unsupported {
+                what: "also(rate) in shared memory (its one shared word holds one rate's \
+                       state, and a grant from several could not be one compare-and-swap)",
+                accepted: "a shared-memory tank must have one rate (build it without \
+                           also); several rates work in a tank of one process",
+            });
+        }
+        let initial = initial.unwrap_or(full);
         let host = host_bucket(&name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
         // (Its correction never follows the timer: see `Shared::follow_timer`.)
@@ -788,7 +827,7 @@ fn build(options: Options) -> Result<Tank, Error> {
             ClockSource::Host,
         )));
     }
-    let shared = Shared::new(rate, hardcap, burst, initial, correction, clock);
+    let shared = Shared::new(rate, &also, hardcap, burst, initial, correction, clock);
     if adapts {
         shared.follow_timer();
     }

@@ -72,6 +72,25 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Another rate the tank keeps beside its own, every grant taking
+    /// from all of them or from none; see
+    /// [`TankBuilder::also`](crate::TankBuilder::also).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder("5/s".parse()?).also("2/s".parse()?).initial(2).build()?;
+    /// assert!(throttle.has_fuel_n(2));
+    /// assert!(!throttle.has_fuel()); // 2/s holds no more
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn also(mut self, rate: Rate) -> ThrottleBuilder {
+        self.tank = self.tank.also(rate);
+        self
+    }
+
     /// The capacity of a [`Hardcap::Limit`] tank, apart from `max_n`; see
     /// [`TankBuilder::burst`](crate::TankBuilder::burst).
     ///
