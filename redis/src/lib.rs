@@ -309,6 +309,11 @@ mod offset;
 mod params;
 mod reserve;
 mod script;
+// The fleet simulation's seam (`examples/fleet_sim.rs`, `tests/fleet_sim.rs`,
+// `tests/differential.rs`): not part of the API.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod sim;
 mod spawn;
 mod store;
 
