@@ -59,4 +59,3 @@ fn greedy_instances_share_the_rate_within_the_bound() {
         unfair.grants
     );
 }
-
