@@ -9,6 +9,7 @@
 //! cargo run --release -p fueltank-redis --example fleet_sim
 //! cargo run --release -p fueltank-redis --example fleet_sim -- --rtt-us 60 --script-us 20 --per-asker-ns 150
 //! cargo run --release -p fueltank-redis --example fleet_sim -- --unfair   # the script's fair-share cap off
+//! cargo run --release -p fueltank-redis --example fleet_sim -- --shares   # each instance's share, 10-instance rows
 //! ```
 //!
 //! With the three figures given, no Redis is needed. The results are in
@@ -109,6 +110,7 @@ fn measure(askers: &[u64]) -> (Duration, Vec<(Duration, String)>) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let fair = !args.iter().any(|a| a == "--unfair");
+    let shares = args.iter().any(|a| a == "--shares");
     let given = (
         flag(&args, "--rtt-us"),
         flag(&args, "--script-us"),
@@ -185,6 +187,12 @@ fn main() {
                     r.timeouts as f64 / r.span,
                     r.expired as f64 * 100.0 / r.reserved.max(1) as f64,
                 );
+                if shares && instances <= 10 {
+                    let each: Vec<String> = (0..instances)
+                        .map(|i| format!("{:.3}", r.grants[i] as f64 / r.span / r.fair[i]))
+                        .collect();
+                    println!("|   | each instance's share of fair: {} |", each.join(", "));
+                }
             }
         }
     }

@@ -14,9 +14,12 @@
 //!   grant to local time through an [`Offset`], holds it and expires it.
 //!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
 //!   goes, one unit is taken or the request is a miss, then the driver's
-//!   check asks if it should (the lock-free lane is a copy of the same
-//!   reserve: it changes no decision). No waiters: every request is
-//!   `has_fuel` (a reject-mode layer).
+//!   check asks if it should. Left out: the lock-free lane (units of the
+//!   same reserve taken without the lock; it leaves the last half batch
+//!   to the locked path, which asks then, as here, and counts its takes
+//!   as demand when drained rather than one by one), waiters (every
+//!   request is `has_fuel`, as behind a reject-mode layer), and `Paced`
+//!   and `Window` tanks.
 //! - The store is a model of `script.lua`'s `take` for `Limit`: GCRA with
 //!   fuel granted ahead, and the fair share over the askers of the last
 //!   second, in Rust, fed the arguments `script::args` builds.

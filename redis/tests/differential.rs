@@ -19,6 +19,10 @@
 //!
 //! Intervals are whole nanoseconds (`per` a multiple of `max_n`), as the
 //! script keeps them; ticks are then nanoseconds on both sides.
+//!
+//! The fleet simulation's store (`fueltank_redis::sim::Store`) is compared
+//! with the script the same way: batches granted ahead and their fair
+//! share between askers ([`the_simulated_store_answers_as_the_script`]).
 
 mod common;
 
