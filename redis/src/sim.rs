@@ -2,16 +2,16 @@
 //! one global `Limit` tank, in virtual time (no sleeping, no Redis), with
 //! the crate's own decisions. Hidden from the API: `examples/fleet_sim.rs`
 //! prints its table (BENCHMARKS.md), `tests/fleet_sim.rs` checks a small
-//! fleet's bound and shares, and `tests/differential.rs` checks [`Store`]
+//! fleet's bound and shares, and `tests/differential.rs` checks `Store`
 //! against the script on a real `redis-server`.
 //!
 //! What is the crate's code and what is modelled:
 //!
 //! - Each instance decides with the functions an entry (`entry.rs`) calls:
-//!   when to ask ([`asks_for_more`]), how much ([`next_batch`], over the
-//!   demand's [`Meter`]), its batch after a fair share
-//!   ([`batch_granted`]); its reserve is a [`Reserve`], which converts each
-//!   grant to local time through an [`Offset`], holds it and expires it.
+//!   when to ask (`asks_for_more`), how much (`next_batch`, over the
+//!   demand's `Meter`), its batch after a fair share
+//!   (`batch_granted`); its reserve is a `Reserve`, which converts each
+//!   grant to local time through an `Offset`, holds it and expires it.
 //!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
 //!   goes, one unit is taken or the request is a miss, then the driver's
 //!   check asks if it should. Left out: the lock-free lane (units of the
