@@ -17,11 +17,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/fleet.rs"]
+mod fleet;
 
 use std::time::{Duration, Instant};
 
+use fleet::{Cost, Fleet};
 use fueltank::Rate;
-use fueltank_redis::sim::{Cost, Fleet, Store};
+use fueltank_redis::sim::Store;
 
 /// The script fueltank-redis runs.
 const SOURCE: &str = include_str!("../src/script.lua");

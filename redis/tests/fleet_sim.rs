@@ -1,12 +1,15 @@
-//! The fleet simulation (`fueltank_redis::sim`, printed by
-//! `examples/fleet_sim.rs`) on a small fleet: ten instances on one global
+//! The fleet simulation (`common/fleet.rs` over `fueltank_redis::sim`,
+//! printed by `examples/fleet_sim.rs`) on a small fleet: ten instances on one global
 //! `Limit` tank, in virtual time, deciding with the crate's own code
 //! against the model of the script that `tests/differential.rs` checks.
 //! Deterministic (a seed), no Redis, a few seconds simulated.
 
+#[path = "common/fleet.rs"]
+mod fleet;
+
 use std::time::Duration;
 
-use fueltank_redis::sim::{Cost, Fleet};
+use fleet::{Cost, Fleet};
 
 /// Ten instances asking five times the rate in all, at different speeds
 /// (instance `i` asks ∝ `1/√i`: the slowest still three times its share),
