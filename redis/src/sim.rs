@@ -11,7 +11,8 @@
 //! - Each instance decides with the functions an entry (`entry.rs`) calls:
 //!   when to ask (`asks_for_more`), how much (`next_batch`, over the
 //!   demand's `Meter`), its batch after a fair share
-//!   (`batch_granted`); its reserve is a `Reserve`, which converts each
+//!   (`batch_granted`), its backoff after a failed round trip
+//!   (`backoff`); its reserve is a `Reserve`, which converts each
 //!   grant to local time through an `Offset`, holds it and expires it.
 //!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
 //!   goes, one unit is taken or the request is a miss, then the driver's
