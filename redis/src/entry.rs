@@ -630,7 +630,7 @@ impl Entry {
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
         let wanted = waited.saturating_add(u64::from(st.missed > 0));
         let probing = self.is_down() && (st.used || wanted > 0);
-        probing || wanted > held || (st.used && st.batch > 1 && held < st.batch.div_ceil(2))
+        probing || asks_for_more(held, wanted, st.used, st.batch)
     }
 
     fn may_ask(st: &State, now: Instant) -> bool {
@@ -758,49 +758,13 @@ impl Entry {
     /// The next ask, sized to the demand seen since the last one.
     fn make_ask(&self, st: &mut State, now: Instant) -> Ask {
         let params = st.params;
-        let interval = params.interval_ns();
-        let mut most = self
-            .options
-            .max_batch
-            .min(
-                u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval,
-            )
-            .max(1);
-        if params.mode() == Mode::Window {
-            most = most.min(params.max_n);
-        }
-        // The demand's rate (over periods of two holds). Starved (waiters queued behind others, or
-        // `has_fuel` finding nothing): four times more, or what that rate
-        // takes in `reserve_ahead`, whichever is more. Else what the rate
-        // takes up within half a unit's hold (a `Paced` batch is spent
-        // at the tank's rate: only worth more than one unit if the demand
-        // keeps up). Halve after fuel expired unwanted.
-        let starved = st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0);
-        let hold = Duration::from_nanos(params.hold_ns);
-        let rate = st.demand.rate(now, hold * 2);
-        let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
-        let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
-        // Non-starved: what the rate takes in half a hold, so that a batch
-        // and the half batch left when it is asked for are spent before
-        // their units expire.
-        let steady = within(hold.min(self.options.reserve_ahead) / 2).max(1);
-        st.batch = if st.expired {
-            (st.batch / 2).min(steady).max(1)
-        } else if starved && params.mode() == Mode::Window {
-            // A window's fuel is granted from what is free (now, or as old
-            // grants leave): nothing comes before its time, so a starved
-            // instance may ask for all it may hold at once.
-            most
-        } else if starved {
-            st.batch
-                .saturating_mul(4)
-                .max(within(self.options.reserve_ahead))
-        } else if paced_slow {
-            1
-        } else {
-            steady
-        }
-        .min(most);
+        let since = Since {
+            batch: st.batch,
+            rate: st.demand.rate(now, params.hold() * 2),
+            starved: st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0),
+            expired: st.expired,
+        };
+        st.batch = next_batch(&self.options, &params, &since);
         let head = st.line.front().map_or(1, |q| q.n);
         let together = if head > 1 && !st.reserve.can_take(head, now) {
             head
@@ -964,9 +928,7 @@ impl Entry {
                 // Redis gave less than the batch: this instance's share
                 // while others ask too. Half of it left is when to ask
                 // again, as for every instance sharing the tank.
-                if granted.count < st.asked {
-                    st.batch = granted.count.max(1);
-                }
+                st.batch = batch_granted(st.batch, st.asked, granted.count);
                 let kept = st.reserve.add(&granted, sent, answered);
                 Counters::add(&counters.reserved, granted.count);
                 if kept < granted.count {
@@ -1007,10 +969,7 @@ impl Entry {
             }
             Err(_) => {
                 st.failures = st.failures.saturating_add(1);
-                let backoff = BACKOFF_MIN
-                    .saturating_mul(1 << st.failures.min(5).saturating_sub(1))
-                    .min(BACKOFF_MAX);
-                st.backoff_until = Some(answered + backoff);
+                st.backoff_until = Some(answered + backoff(st.failures));
             }
         }
         // Waiters for this answer only: what it made spendable now is
@@ -1119,14 +1078,14 @@ pub(crate) async fn control(
 /// passed without a new period starting, the current one's alone (so a
 /// demand that stopped is not taken for one that goes on).
 #[derive(Debug, Default)]
-struct Meter {
+pub(crate) struct Meter {
     since: Option<Instant>,
     count: u64,
     last: f64,
 }
 
 impl Meter {
-    fn tick(&mut self, now: Instant, period: Duration) {
+    pub(crate) fn tick(&mut self, now: Instant, period: Duration) {
         self.add(now, 1, period);
     }
 
@@ -1142,7 +1101,7 @@ impl Meter {
     }
 
     /// Events per second.
-    fn rate(&self, now: Instant, period: Duration) -> f64 {
+    pub(crate) fn rate(&self, now: Instant, period: Duration) -> f64 {
         let Some(since) = self.since else {
             return 0.0;
         };
@@ -1200,6 +1159,87 @@ fn redis_due(st: &State, n: u64) -> Option<Instant> {
         .saturating_mul(params.interval_ns());
     // Too far back for an `Instant`: long due.
     full.checked_sub(Duration::from_nanos(early))
+}
+
+/// Whether an entry holding `held` units, wanted `wanted` by its line and
+/// its misses, asks Redis for more (see `Entry::wants_more`, which adds
+/// probing while Redis does not answer). Pure, as [`next_batch`].
+pub(crate) fn asks_for_more(held: u64, wanted: u64, used: bool, batch: u64) -> bool {
+    wanted > held || (used && batch > 1 && held < batch.div_ceil(2))
+}
+
+/// How long an entry waits before asking again after `failures` failed
+/// round trips in a row: from 50 ms, doubling, to 1 s.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    BACKOFF_MIN
+        .saturating_mul(1 << failures.min(5).saturating_sub(1))
+        .min(BACKOFF_MAX)
+}
+
+/// The batch after Redis granted `granted` of the `asked` (0: `together`):
+/// less is this instance's fair share, which is then its batch.
+pub(crate) fn batch_granted(batch: u64, asked: u64, granted: u64) -> u64 {
+    if granted < asked {
+        granted.max(1)
+    } else {
+        batch
+    }
+}
+
+/// What an entry saw since its last ask, which sizes its next batch.
+pub(crate) struct Since {
+    /// The batch so far.
+    pub(crate) batch: u64,
+    /// The demand's rate, per second (over periods of two holds).
+    pub(crate) rate: f64,
+    /// Waiters queued behind others, or `has_fuel` finding nothing held.
+    pub(crate) starved: bool,
+    /// Reserved fuel expired with nobody wanting it.
+    pub(crate) expired: bool,
+}
+
+/// The next batch (see the module docs). Pure: the fleet simulation
+/// (`sim.rs`) sizes its instances' asks with it.
+pub(crate) fn next_batch(options: &Options, params: &Params, since: &Since) -> u64 {
+    let interval = params.interval_ns();
+    let mut most = options
+        .max_batch
+        .min(u64::try_from(options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)
+        .max(1);
+    if params.mode() == Mode::Window {
+        most = most.min(params.max_n);
+    }
+    // Starved: four times more, or what the demand's rate takes in
+    // `reserve_ahead`, whichever is more. Else what the rate takes up
+    // within half a unit's hold (a `Paced` batch is spent at the tank's
+    // rate: only worth more than one unit if the demand keeps up). Halve
+    // after fuel expired unwanted.
+    let hold = Duration::from_nanos(params.hold_ns);
+    let rate = since.rate;
+    let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
+    let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
+    // Non-starved: what the rate takes in half a hold, so that a batch
+    // and the half batch left when it is asked for are spent before
+    // their units expire.
+    let steady = within(hold.min(options.reserve_ahead) / 2).max(1);
+    if since.expired {
+        (since.batch / 2).min(steady).max(1)
+    } else if since.starved && params.mode() == Mode::Window {
+        // A window's fuel is granted from what is free (now, or as old
+        // grants leave): nothing comes before its time, so a starved
+        // instance may ask for all it may hold at once.
+        most
+    } else if since.starved {
+        since
+            .batch
+            .saturating_mul(4)
+            .max(within(options.reserve_ahead))
+    } else if paced_slow {
+        1
+    } else {
+        steady
+    }
+    .min(most)
 }
 
 /// `FailurePolicy::Local`'s tank for `st`, made on first need.

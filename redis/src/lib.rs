@@ -145,6 +145,14 @@
 //! trips per grant (0.02 at 2000/s for 4 instances), and the askers' hash
 //! read and written in each round trip's script.
 //!
+//! So a tank's round trips grow with its busy instances (each makes about
+//! 10 to 20 a second, whatever the rate, while a turn's share is at least
+//! one unit), and each costs Redis more the more instances ask (the
+//! script reads every asker). How many instances one Redis (or one
+//! Cluster shard: a tank's keys are in one slot) serves at a given rate
+//! is simulated, with this crate's own decisions, in the repository's
+//! `redis/BENCHMARKS.md` (*A thousand instances on paper*).
+//!
 //! Redis's clock is `TIME` inside the script: a step back is ignored (the
 //! state never moves back), a step forward counts as time that passed. A
 //! state Redis loses (a restart without persistence, a flush) is a tank
@@ -313,6 +321,11 @@ mod offset;
 mod params;
 mod reserve;
 mod script;
+// The fleet simulation's seam (`examples/fleet_sim.rs`, `tests/fleet_sim.rs`,
+// `tests/differential.rs`): not part of the API.
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod sim;
 mod spawn;
 mod store;
 

@@ -19,6 +19,10 @@
 //!
 //! Intervals are whole nanoseconds (`per` a multiple of `max_n`), as the
 //! script keeps them; ticks are then nanoseconds on both sides.
+//!
+//! The fleet simulation's store (`fueltank_redis::sim::Store`) is compared
+//! with the script the same way: batches granted ahead and their fair
+//! share between askers ([`the_simulated_store_answers_as_the_script`]).
 
 mod common;
 
@@ -443,4 +447,77 @@ fn a_rate_change_keeps_the_fuel_to_the_nanosecond() {
             &format!("take at {next:?}"),
         );
     }
+}
+
+/// The fleet simulation's store (`fueltank_redis::sim::Store`: GCRA
+/// granted ahead, in batches, capped at a fair share of a turn while
+/// several instances ask) against the script, on the same calls at the same
+/// times with the arguments fueltank-redis builds: every answer alike
+/// (count, first slot, spacing, life; a refusal's retry time). Askers come
+/// and go (a gap over a second forgets them), `ahead` below and above the
+/// 100 ms turn, batches from 1 to beyond the share, a schedule pushed to
+/// the script's refusal.
+#[test]
+fn the_simulated_store_answers_as_the_script() {
+    use fueltank_redis::sim::{self, Answer as Sim, Store};
+
+    let redis = RedisServer::start();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let script = script_at_given_times();
+    let mut rng = Lcg(29);
+    // (rate, largest step in µs, askers)
+    let cases: [(&str, u64, u64); 4] = [
+        ("10000/s", 3_000, 6),
+        ("1000/s", 40_000, 3),
+        ("100000/s", 500, 40),
+        // 100 ms of hold, 2500 lives ahead: refused once 250 s are booked.
+        ("50/s", 2_000, 2),
+    ];
+    let mut kinds = [0; 3]; // granted in full, capped, refused
+    for (index, (rate, step_us, askers)) in cases.into_iter().enumerate() {
+        let rate: Rate = rate.parse().unwrap();
+        let mut model = Store::new(rate, true).unwrap();
+        let name = format!("{{simdiff{index}}}");
+        let mut at_us: u64 = 1_000_000_000;
+        for call in 0..1_500 {
+            let asker = 1 + rng.below(askers);
+            let want = match rng.below(3) {
+                0 => 1 + rng.below(4),
+                1 => 1 + rng.below(1000),
+                _ => 1 + rng.below(100_000),
+            };
+            let ahead = [20_000_000, 100_000_000, 500_000_000][rng.below(3) as usize];
+            let mut invocation = script.key(format!("{name}:s"));
+            invocation.key(format!("{name}:w"));
+            invocation.key(format!("{name}:a"));
+            for arg in model.args(asker, want, ahead) {
+                invocation.arg(arg);
+            }
+            invocation.arg(at_us / 1_000_000).arg(at_us % 1_000_000);
+            let v: Vec<i64> = invocation.invoke(&mut con).expect("the script runs");
+            let real = sim::parse(&v).unwrap_or_else(|| panic!("unexpected answer {v:?}"));
+            let modelled = model.take(at_us * 1000, asker, want, ahead);
+            assert_eq!(
+                modelled, real,
+                "{rate} call {call} at {at_us} µs: asker {asker} wants {want}, ahead {ahead}"
+            );
+            kinds[match real {
+                Sim::Granted { count, .. } if count == want => 0,
+                Sim::Granted { .. } => 1,
+                Sim::Refused { .. } => 2,
+            }] += 1;
+            at_us += match rng.below(50) {
+                0 => 1_100_000, // every asker forgotten
+                1 => 0,
+                _ => rng.below(step_us + 1),
+            };
+        }
+    }
+    assert!(
+        kinds.iter().all(|&k| k > 50),
+        "granted, capped, refused: {kinds:?}"
+    );
 }

@@ -1,0 +1,335 @@
+//! Many instances on paper: the parts of a discrete-event simulation of a
+//! fleet sharing one global `Limit` tank that must be this crate's own
+//! code. Hidden from the API. The event loop (virtual time, the network,
+//! Redis's queue, the figures) is `tests/common/fleet.rs`, run by
+//! `examples/fleet_sim.rs` (the table in BENCHMARKS.md) and
+//! `tests/fleet_sim.rs`; `tests/differential.rs` checks `Store` against
+//! the script on a real `redis-server`.
+//!
+//! What is the crate's code and what is modelled:
+//!
+//! - Each instance decides with the functions an entry (`entry.rs`) calls:
+//!   when to ask (`asks_for_more`), how much (`next_batch`, over the
+//!   demand's `Meter`), its batch after a fair share
+//!   (`batch_granted`), its backoff after a failed round trip
+//!   (`backoff`); its reserve is a `Reserve`, which converts each
+//!   grant to local time through an `Offset`, holds it and expires it.
+//!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
+//!   goes, one unit is taken or the request is a miss, then the driver's
+//!   check asks if it should. Left out: the lock-free lane (units of the
+//!   same reserve taken without the lock; it leaves the last half batch
+//!   to the locked path, which asks then, as here, and counts its takes
+//!   as demand when drained rather than one by one), waiters (every
+//!   request is `has_fuel`, as behind a reject-mode layer), and `Paced`
+//!   and `Window` tanks.
+//! - The store is a model of `script.lua`'s `take` for `Limit`: GCRA with
+//!   fuel granted ahead, and the fair share over the askers of the last
+//!   second, in Rust, fed the arguments `script::args` builds.
+//!   `tests/differential.rs` runs it and the script on the same calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use fueltank::{Hardcap, Rate};
+
+use crate::Error;
+use crate::entry::{Meter, Options, Since, asks_for_more, backoff, batch_granted, next_batch};
+use crate::offset::Offset;
+use crate::params::{Mode, Params, default_hold};
+use crate::reserve::Reserve;
+use crate::script::{self, Ask, Granted, Kind, Op, Reply, Scope};
+
+/// The script's answer to a take, in the terms compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `count` units, unit `j` spendable from `first + j·spacing` ns after
+    /// Redis's now, for `life` ns.
+    Granted {
+        count: u64,
+        first: i64,
+        spacing: u64,
+        life: u64,
+    },
+    /// Nothing; ask again in `retry` ns.
+    Refused { retry: u64 },
+}
+
+/// Reads the script's answer to a take (`None`: another answer).
+pub fn parse(values: &[i64]) -> Option<Answer> {
+    match Reply::parse(values)? {
+        Reply::Granted(g, _) => Some(Answer::Granted {
+            count: g.count,
+            first: g.first,
+            spacing: g.spacing,
+            life: g.life,
+        }),
+        Reply::Refused(retry, _) => Some(Answer::Refused { retry }),
+        _ => None,
+    }
+}
+
+/// A model of the script's `take` on one global `Limit` tank (GCRA mode),
+/// its state kept here.
+#[derive(Debug)]
+pub struct Store {
+    params: Params,
+    /// GCRA's theoretical arrival time, ns on the caller's scale.
+    tat: Option<i128>,
+    /// Asker id → its latest ask, µs (the script's `KEYS[3]`).
+    askers: HashMap<u64, u64>,
+    /// The fair-share cap (`false`: the script as before it, for contrast).
+    fair: bool,
+}
+
+/// `reserve_ahead`'s and `max_batch`'s defaults (`global.rs`).
+const AHEAD_NS: u64 = 500_000_000;
+const MAX_BATCH: u64 = 1000;
+
+/// How far ahead a slot may start, in lives (the script's `FAR`).
+const FAR: i128 = 2500;
+
+impl Store {
+    /// A tank of `rate` with `Limit` and the default hold.
+    pub fn new(rate: Rate, fair: bool) -> Result<Store, Error> {
+        let params = Params::new(rate, Hardcap::Limit, default_hold(rate.per()))?;
+        if !matches!(params.mode(), Mode::Gcra { .. }) {
+            return Err(Error::Redis {
+                reason: format!("the model is GCRA's: {rate} under Limit is paced"),
+            });
+        }
+        Ok(Store {
+            params,
+            tat: None,
+            askers: HashMap::new(),
+            fair,
+        })
+    }
+
+    fn ask(&self, asker: u64, want: u64, ahead_ns: u64) -> Ask {
+        Ask {
+            want,
+            ahead_ns,
+            life_ns: self.params.hold_ns,
+            asker,
+            ..Ask::default()
+        }
+    }
+
+    /// The script's arguments for this take (after which the differential
+    /// test puts the time).
+    pub fn args(&self, asker: u64, want: u64, ahead_ns: u64) -> Vec<String> {
+        let ask = self.ask(asker, want, ahead_ns);
+        script::args(Op::Take, Scope::Global, &self.params, &ask)
+    }
+
+    /// How far ahead instances let Redis grant (`reserve_ahead`'s default).
+    pub fn ahead_ns(&self) -> u64 {
+        AHEAD_NS
+    }
+
+    /// The askers counted by the latest take.
+    pub fn askers(&self) -> usize {
+        self.askers.len()
+    }
+
+    /// Takes as the script does, at `now_ns` (read, as Redis's `TIME`, in
+    /// whole microseconds), for `asker` wanting `want` (not `together`),
+    /// granting up to `ahead_ns` ahead.
+    pub fn take(&mut self, now_ns: u64, asker: u64, want: u64, ahead_ns: u64) -> Answer {
+        let now_us = now_ns / 1000;
+        let now = i128::from(now_us) * 1000;
+        let p = &self.params;
+        let Mode::Gcra { tolerance_ns } = p.mode() else {
+            unreachable!("checked at new")
+        };
+        let t = p.interval_ns();
+        let life = p.hold_ns;
+        let mut want = want;
+        if want > 0 && asker != 0 {
+            self.askers.insert(asker, now_us);
+            self.askers.retain(|_, &mut at| at + 1_000_000 > now_us);
+            let count = self.askers.len() as f64;
+            if self.fair && count > 1.0 {
+                // As the script, in doubles.
+                let turn = ahead_ns.min(100_000_000) as f64;
+                let share = turn / t as f64;
+                want = want.min(((share / count).floor() as u64).max(1));
+            }
+        }
+        let floor = now - i128::from(tolerance_ns);
+        let tat = self.tat.filter(|&tat| tat >= floor).unwrap_or(floor);
+        self.tat = Some(tat);
+        let far = FAR * i128::from(life);
+        if tat - now > far {
+            let retry = (tat - now - far).max(1);
+            return Answer::Refused {
+                retry: u64::try_from(retry).unwrap_or(u64::MAX),
+            };
+        }
+        self.tat = Some(tat + i128::from(want) * i128::from(t));
+        Answer::Granted {
+            count: want,
+            first: i64::try_from(tat - now).unwrap_or(i64::MAX),
+            spacing: t,
+            life,
+        }
+    }
+}
+
+/// One instance of a tank: an entry's decision state (see the module
+/// docs), on times its caller gives.
+#[derive(Debug)]
+pub struct Instance {
+    params: Params,
+    options: Options,
+    reserve: Reserve,
+    demand: Meter,
+    offset: Offset,
+    batch: u64,
+    asked: u64,
+    missed: u64,
+    used: bool,
+    expired: bool,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+    failures: u32,
+    backoff_until: Option<Instant>,
+    /// Its store is down: a round trip failed, none succeeded since.
+    down: bool,
+}
+
+/// Redis's clock for [`Instance::answer`]: the caller's nanoseconds from
+/// a date (the conversion only uses differences).
+const EPOCH_NS: i128 = 1_700_000_000_000_000_000;
+
+impl Instance {
+    /// An instance of `store`'s tank with the default options.
+    pub fn new(store: &Store) -> Instance {
+        Instance {
+            params: store.params,
+            options: Options {
+                name: "sim".into(),
+                max_batch: MAX_BATCH,
+                reserve_ahead: Duration::from_nanos(AHEAD_NS),
+                hold_is_default: true,
+                correction: AtomicU64::new(0),
+                follows: false,
+            },
+            reserve: Reserve::default(),
+            demand: Meter::default(),
+            offset: Offset::new(),
+            batch: 1,
+            asked: 0,
+            missed: 0,
+            used: false,
+            expired: false,
+            in_flight: false,
+            retry_at: None,
+            failures: 0,
+            backoff_until: None,
+            down: false,
+        }
+    }
+
+    /// `has_fuel` at `now` (`Entry::has_fuel`'s locked path): whether it
+    /// took one unit, and how many reserved units expired first.
+    pub fn has_fuel(&mut self, now: Instant) -> (bool, u64) {
+        self.demand.tick(now, self.params.hold() * 2);
+        let gone = self.reserve.expire(now);
+        if gone > 0 {
+            self.expired |= self.missed == 0;
+        }
+        let taken = self.reserve.take(1, now).is_some();
+        if taken {
+            self.used = true;
+        } else {
+            self.missed = self.missed.saturating_add(1);
+        }
+        (taken, gone)
+    }
+
+    /// The driver's check at `now`: the batch to ask Redis for now, if
+    /// it asks (then a call is in flight until [`Instance::answer`]).
+    pub fn ask(&mut self, now: Instant) -> Option<u64> {
+        let held = self.reserve.left();
+        let may = !self.in_flight
+            && self.retry_at.is_none_or(|at| at <= now)
+            && self.backoff_until.is_none_or(|at| at <= now);
+        let wanted = u64::from(self.missed > 0);
+        let probing = self.down && (self.used || wanted > 0);
+        if !may || !(probing || asks_for_more(held, wanted, self.used, self.batch)) {
+            return None;
+        }
+        let since = Since {
+            batch: self.batch,
+            rate: self.demand.rate(now, self.params.hold() * 2),
+            starved: self.missed > 0 && held == 0,
+            expired: self.expired,
+        };
+        self.batch = next_batch(&self.options, &self.params, &since);
+        self.asked = self.batch;
+        self.missed = 0;
+        self.used = false;
+        self.expired = false;
+        self.in_flight = true;
+        Some(self.batch)
+    }
+
+    /// The call sent at `sent` ran on Redis at `redis_ns` (the caller's
+    /// nanoseconds) and was answered at `answered` (`None`: it failed, as
+    /// on a timeout). Returns how many of the granted units can never be
+    /// spent here (as `Entry::apply` counts them expired).
+    pub fn answer(
+        &mut self,
+        answer: Option<Answer>,
+        sent: Instant,
+        redis_ns: u64,
+        answered: Instant,
+    ) -> u64 {
+        self.in_flight = false;
+        let Some(answer) = answer else {
+            self.failures = self.failures.saturating_add(1);
+            self.backoff_until = Some(answered + backoff(self.failures));
+            self.down = true;
+            return 0;
+        };
+        // Redis's now of this call, as local times (only an answer has
+        // one).
+        let (sent, answered) = self
+            .offset
+            .observe(EPOCH_NS + i128::from(redis_ns), sent, answered);
+        self.failures = 0;
+        self.backoff_until = None;
+        self.down = false;
+        match answer {
+            Answer::Granted {
+                count,
+                first,
+                spacing,
+                life,
+            } => {
+                self.retry_at = None;
+                self.batch = batch_granted(self.batch, self.asked, count);
+                let granted = Granted {
+                    kind: Kind::Each,
+                    count,
+                    first,
+                    spacing,
+                    life,
+                    last_end: 0,
+                    segments: Vec::new(),
+                };
+                let kept = self.reserve.add(&granted, sent, answered);
+                if kept < count {
+                    self.expired = true;
+                }
+                count - kept
+            }
+            Answer::Refused { retry } => {
+                self.retry_at = Some(answered + Duration::from_nanos(retry));
+                0
+            }
+        }
+    }
+}
