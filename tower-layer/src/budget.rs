@@ -18,7 +18,7 @@ use crate::policy::Cause;
 /// rather than one through the vtable (in `benches/layer.rs`, wait mode
 /// over `Arc<dyn Budget>` alone cost about 14 ns more per request).
 #[derive(Debug, Clone)]
-pub(crate) enum Shared {
+pub enum Shared {
     Tank(Tank),
     Other(Arc<dyn Budget>),
 }
@@ -76,7 +76,7 @@ impl Deref for Shared {
 }
 
 /// The budget of a keyed layer, shared by its services.
-pub(crate) type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
+pub type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
 
 /// The fueltank tank under `budget`, if it is one (for the accessors and
 /// the HTTP headers, never to take fuel).

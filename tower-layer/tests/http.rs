@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use fueltank::clock::ManualClock;
 use fueltank::{Hardcap, Rate, Tank};
-use fueltank_tower::http::{HeaderStyle, HttpThrottleLayer, HttpThrottleService};
-use fueltank_tower::{Stats, ThrottleLayer, Throttled};
+use fueltank_tower::http::{HeaderStyle, Responses};
+use fueltank_tower::{Stats, ThrottleLayer, ThrottleService, Throttled};
 use futures::FutureExt;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceBuilder};
@@ -25,7 +25,7 @@ fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
         .unwrap()
 }
 
-fn shed(tank: Tank) -> HttpThrottleLayer {
+fn shed(tank: Tank) -> ThrottleLayer<Responses> {
     ThrottleLayer::new(tank).reject().http()
 }
 
@@ -209,7 +209,8 @@ fn hardcaps_one_and_window_have_their_own_reset() {
 fn wait_mode_waits_and_sends_the_headers() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 1);
-    let mut svc: HttpThrottleService<Inner> = ThrottleLayer::new(tank.clone()).http().layer(ok());
+    let mut svc: ThrottleService<Inner, Responses> =
+        ThrottleLayer::new(tank.clone()).http().layer(ok());
     assert_eq!(split(&get(&mut svc)), (10, 0, 1));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_pending(), "waits, no 429");
@@ -227,7 +228,7 @@ fn a_wait_without_a_call_is_not_counted() {
     let tank = tank(&clock, "20/s", 0);
     let stats = Stats::with_clock(clock.clone());
     let layer = ThrottleLayer::new(tank.clone()).stats(stats.clone()).http();
-    let mut dropped: HttpThrottleService<Inner> = layer.layer(ok());
+    let mut dropped: ThrottleService<Inner, Responses> = layer.layer(ok());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(dropped.poll_ready(&mut cx).is_pending());
     clock.advance(Duration::from_millis(50));
