@@ -104,6 +104,11 @@ impl<A> Gate<A> {
             if self.fuel.is_some() {
                 return Poll::Ready(());
             }
+            if self.config.policy.shadow {
+                // Never waits: `call` lets the request through, counted.
+                self.shed = Some(self.cause());
+                return Poll::Ready(());
+            }
             if !self.start_wait() {
                 return Poll::Ready(());
             }
@@ -122,6 +127,9 @@ impl<A> Gate<A> {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
+            if self.config.policy.shadow {
+                return Poll::Ready(());
+            }
             let Some(ask) = budget.ask(1) else {
                 return Poll::Ready(());
             };
@@ -195,14 +203,14 @@ impl<A> Gate<A> {
         if let Some(fuel) = self.fuel.take() {
             fuel.spend();
         } else if let Some(cause) = self.shed.take() {
-            return Err(self.shed(cause));
+            self.shed(cause)?;
         } else {
             let fueled = match &self.config.side.budget {
                 None => true,
                 Some(budget) => budget.take(1),
             };
             if !fueled {
-                return Err(self.shed(self.cause()));
+                self.shed(self.cause())?;
             }
         }
         let policy = &self.config.policy;
@@ -219,9 +227,16 @@ impl<A> Gate<A> {
         }
     }
 
+    /// The request finds no fuel: refused, or in shadow mode let through
+    /// without any.
     #[cold]
-    fn shed(&self, cause: Cause) -> Refusal {
-        self.config.policy.refuse(cause, None)
+    fn shed(&self, cause: Cause) -> Result<(), Refusal> {
+        let policy = &self.config.policy;
+        if policy.shadow {
+            policy.shadowed(cause, None);
+            return Ok(());
+        }
+        Err(policy.refuse(cause, None))
     }
 }
 

@@ -424,6 +424,13 @@ where
     fn no_fuel(self: &Arc<Self>, key: &K) -> Admit<K, X, A> {
         let policy = &self.policy;
         let keyed = &self.side.keyed;
+        if policy.shadow {
+            // Let through, without fuel and without waiting: counted.
+            let cause = budget::keyed_cause(&**keyed, key, None);
+            policy.shadowed(cause, self.side.key_text.map(|text| Arc::from(text(key))));
+            policy.admitted(None);
+            return Admit::Now(policy.emission.fueled());
+        }
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,
             // no waiting for fuel to come) rather than shed on a guess.

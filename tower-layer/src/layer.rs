@@ -254,6 +254,50 @@ impl<G, A> Limit<G, A> {
         self
     }
 
+    /// Shadow mode: tries the limit on real traffic without enforcing it.
+    /// A request that would be refused (shed, or refused while the
+    /// budget's store is down) is let through at once instead, without
+    /// fuel and without waiting; it is counted in
+    /// [`Stats::shadowed`] (with [`stats`](Limit::stats)) and reported as
+    /// a `tracing` event at `DEBUG` with the field `shadow = true` and what
+    /// it would have been told (see [the crate's
+    /// events](crate#tracing-events)). A request that finds fuel takes it,
+    /// as without shadow mode, so the budget shows the load the limit would
+    /// see: what is counted as shadowed is what the limit would refuse
+    /// with the requests it admits spending their fuel.
+    ///
+    /// Nothing waits, in either mode: [`reject`](Limit::reject),
+    /// [`max_wait`](Limit::max_wait) and
+    /// [`max_waiting`](Limit::max_waiting) change nothing. A budget that
+    /// only its store can answer for ([`Budget::ask`]) is not asked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::key::key_fn;
+    /// use fueltank_tower::{KeyedThrottleLayer, Stats};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stats = Stats::new();
+    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(2)?), key_fn(|k: &u8| Ok(*k)))
+    ///     .shadow()
+    ///     .stats(stats.clone())
+    ///     .layer(service_fn(|k: u8| async move { Ok::<_, tower::BoxError>(k) }));
+    /// for _ in 0..5 {
+    ///     assert_eq!(svc.ready().await?.call(7).await?, 7); // never shed, never waits
+    /// }
+    /// assert_eq!(stats.shadowed().total(), 3); // two fuel for five
+    /// assert_eq!(stats.admitted().total(), 5);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn shadow(mut self) -> Limit<G, A> {
+        self.policy.shadow = true;
+        self
+    }
+
     /// Counts this layer's requests in `stats`: admitted, rejected, waited,
     /// refused for want of a key (keyed layer), and the waits (see
     /// [`Stats`]). Keep a clone of `stats` to read

@@ -89,6 +89,7 @@
 //! | event | level | fields |
 //! |---|---|---|
 //! | a request shed ([`Throttled`]) | `DEBUG` | `scope`, `limit` (the label), `key` (with [`report_key`](KeyedThrottleLayer::report_key)), `retry_after_ms` |
+//! | a request a [`shadow`](Limit::shadow) layer would have refused, let through | `DEBUG` | `scope`, `limit`, `key` (as above), `shadow = true`, `retry_after_ms` or `store` |
 //! | a request refused while its budget's store is down ([`Unavailable`]) | `WARN` | `scope`, `limit`, `key` (as above), `store`, `retry_after_ms` |
 //! | a request whose key could not be read, the server's setup at fault ([`KeyError::is_setup_error`](key::KeyError::is_setup_error): no peer address, no trusted proxy) | `ERROR` | `limit`; the message says what to change |
 //! | a request whose key could not be read, the request at fault (a missing or malformed header) | `DEBUG` | `limit` |
