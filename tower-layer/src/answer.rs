@@ -69,6 +69,11 @@ pub trait RespondKey<O: Outcome>: Respond<O> {
     /// The answer to a request without a key.
     #[doc(hidden)]
     fn no_key(&self, error: KeyError) -> Result<Self::Response, Self::Error>;
+
+    /// The answer to a request that costs more than its budget can ever
+    /// hold ([`fueltank::Error::ExceedsCapacity`]).
+    #[doc(hidden)]
+    fn too_costly(&self, error: fueltank::Error) -> Result<Self::Response, Self::Error>;
 }
 
 /// The plain layers' answer ([`ThrottleLayer`](crate::ThrottleLayer) and
@@ -129,6 +134,11 @@ impl<T, E: Into<BoxError>> Respond<Result<T, E>> for Errors {
 impl<T, E: Into<BoxError>> RespondKey<Result<T, E>> for Errors {
     #[cold]
     fn no_key(&self, error: KeyError) -> Result<T, BoxError> {
+        Err(Box::new(error))
+    }
+
+    #[cold]
+    fn too_costly(&self, error: fueltank::Error) -> Result<T, BoxError> {
         Err(Box::new(error))
     }
 }

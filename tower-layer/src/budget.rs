@@ -111,13 +111,14 @@ pub(crate) fn cause(budget: &dyn Budget) -> Cause {
     }
 }
 
-/// Why a request for `key` finds no fuel now: the budget's store is down,
-/// or there is none in time (to retry after `retry_after`, by default
-/// `key`'s wait for one fuel, or one interval if unknown).
+/// Why a request for `n` fuel of `key` finds none now: the budget's store
+/// is down, or there is none in time (to retry after `retry_after`, by
+/// default `key`'s wait for the `n` fuel, or one interval if unknown).
 #[cold]
 pub(crate) fn keyed_cause<K: 'static>(
     keyed: &dyn KeyedBudget<K>,
     key: &K,
+    n: u64,
     retry_after: Option<Duration>,
 ) -> Cause {
     if let Some(unavailable) = keyed.unavailable(key) {
@@ -125,7 +126,7 @@ pub(crate) fn keyed_cause<K: 'static>(
     }
     Cause::NoFuel(retry_after.unwrap_or_else(|| {
         keyed
-            .wait_time(key, 1)
+            .wait_time(key, n)
             .unwrap_or_else(|| keyed.rate().interval())
     }))
 }

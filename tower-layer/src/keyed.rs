@@ -22,6 +22,7 @@ use crate::events;
 use crate::key::{KeyError, KeyExtractor};
 use crate::layer::Limit;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
+use crate::request::{Cost, Exempt, Uniform};
 #[cfg(doc)]
 use crate::{EmitOn, Throttled};
 
@@ -113,25 +114,31 @@ pub type KeyedThrottleLayer<K, X, A = Errors> = Limit<Keyed<K, X>, A>;
 /// # let _ = layer;
 /// # Ok::<(), fueltank::Error>(())
 /// ```
-pub struct Keyed<K, X> {
+pub struct Keyed<K, X, C = Uniform, E = Uniform> {
     pub(crate) keyed: KeyedShared<K>,
     pub(crate) extractor: X,
+    /// The fuel a request spends ([`cost`](Limit::cost)).
+    pub(crate) cost: C,
+    /// Which requests pass untouched ([`exempt`](Limit::exempt)).
+    pub(crate) exempt: E,
     /// Writes a key into errors and events, if asked to
     /// ([`KeyedThrottleLayer::report_key`]).
     pub(crate) key_text: Option<fn(&K) -> String>,
 }
 
-impl<K, X: Clone> Clone for Keyed<K, X> {
-    fn clone(&self) -> Keyed<K, X> {
+impl<K, X: Clone, C: Clone, E: Clone> Clone for Keyed<K, X, C, E> {
+    fn clone(&self) -> Keyed<K, X, C, E> {
         Keyed {
             keyed: self.keyed.clone(),
             extractor: self.extractor.clone(),
+            cost: self.cost.clone(),
+            exempt: self.exempt.clone(),
             key_text: self.key_text,
         }
     }
 }
 
-impl<K, X: fmt::Debug> fmt::Debug for Keyed<K, X> {
+impl<K, X: fmt::Debug, C, E> fmt::Debug for Keyed<K, X, C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyed")
             .field("keyed", &self.keyed)
@@ -219,6 +226,8 @@ impl<K, X> KeyedThrottleLayer<K, X> {
                 keyed: Arc::new(keyed),
                 extractor,
                 key_text: None,
+                cost: Uniform,
+                exempt: Uniform,
             },
             policy: Policy::new(Scope::Keyed),
             answer: Errors,
@@ -226,7 +235,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     }
 }
 
-impl<K, X, A> KeyedThrottleLayer<K, X, A> {
+impl<K, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
     /// Counts every request let through (whatever its key) in `monitor`,
     /// once, at the time chosen by [`emit_on`](KeyedThrottleLayer::emit_on).
     ///
@@ -250,7 +259,7 @@ impl<K, X, A> KeyedThrottleLayer<K, X, A> {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn monitor(mut self, monitor: Monitor) -> KeyedThrottleLayer<K, X, A> {
+    pub fn monitor(mut self, monitor: Monitor) -> Limit<Keyed<K, X, C, E>, A> {
         self.policy.emission.monitor = Some(monitor);
         self
     }
@@ -294,7 +303,7 @@ impl<K, X, A> KeyedThrottleLayer<K, X, A> {
     }
 }
 
-impl<K: fmt::Display, X, A> KeyedThrottleLayer<K, X, A> {
+impl<K: fmt::Display, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
     /// Writes the key (its `Display`) into every [`Throttled`] this layer
     /// sheds ([`key`](Throttled::key)) and into its `tracing` events. Off
     /// by default: keys such as client addresses are personal data, which
@@ -321,16 +330,16 @@ impl<K: fmt::Display, X, A> KeyedThrottleLayer<K, X, A> {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn report_key(mut self) -> KeyedThrottleLayer<K, X, A> {
+    pub fn report_key(mut self) -> Limit<Keyed<K, X, C, E>, A> {
         self.side.key_text = Some(|key: &K| key.to_string());
         self
     }
 }
 
-impl<S, K, X: Clone, A: Clone> Layer<S> for KeyedThrottleLayer<K, X, A> {
-    type Service = KeyedThrottleService<S, K, X, A>;
+impl<S, K, X: Clone, A: Clone, C: Clone, E: Clone> Layer<S> for Limit<Keyed<K, X, C, E>, A> {
+    type Service = KeyedThrottleService<S, K, X, A, C, E>;
 
-    fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X, A> {
+    fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X, A, C, E> {
         KeyedThrottleService {
             inner,
             config: Arc::new(self.clone()),
@@ -339,37 +348,41 @@ impl<S, K, X: Clone, A: Clone> Layer<S> for KeyedThrottleLayer<K, X, A> {
 }
 
 /// What `call` decided for a request with a key.
-enum Admit<K, X, A> {
+enum Admit<K, X, A, C, E> {
     /// The key had fuel: taken (and emitted, at fuel time); the monitor to
     /// emit on success, if that is when.
     Now(Option<Monitor>),
     /// No fuel here now: wait in the key's line (wait mode), or for the
     /// answer of a budget's store (reject mode).
-    Wait(KeyWaiting<K, X, A>, BudgetWait),
+    Wait(KeyWaiting<K, X, A, C, E>, BudgetWait),
     /// No fuel, and none may be waited for (reject mode, beyond
     /// `max_wait`, or the line is full), or the budget's store is down.
     Shed(Refusal),
+    /// The request costs more than the budget can ever hold.
+    TooCostly(fueltank::Error),
 }
 
 /// A request waiting for its key's fuel: the layer (its policy, to apply
 /// when the fuel comes, its budget and answer, for what to say if the wait
 /// ends without the fuel), when the wait started (if waits are timed), its
 /// place among the waiting (if they are bounded), and the key.
-struct KeyWaiting<K, X, A> {
-    config: Arc<KeyedThrottleLayer<K, X, A>>,
+struct KeyWaiting<K, X, A, C, E> {
+    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
     started: Option<Instant>,
     _slot: Option<QueueSlot>,
     key: K,
+    /// The fuel the request waits for.
+    n: u64,
 }
 
-impl<K, X, A> KeyWaiting<K, X, A>
+impl<K, X, A, C, E> KeyWaiting<K, X, A, C, E>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// The wait ended without the fuel: the request is refused.
     #[cold]
     fn shed(&self) -> Refusal {
-        self.config.refuse(&self.key, None)
+        self.config.refuse(&self.key, self.n, None)
     }
 
     /// The fuel came: count the wait and the request; the monitor to emit
@@ -381,7 +394,7 @@ where
     }
 }
 
-impl<K, X, A> KeyedThrottleLayer<K, X, A>
+impl<K, X, A, C, E> Limit<Keyed<K, X, C, E>, A>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
@@ -409,74 +422,84 @@ where
         events::key_error(error, self.policy.label.as_deref());
     }
 
-    /// Takes one fuel for `key` if there is one now; else decides whether
-    /// the request waits or is shed.
+    /// Takes `n` fuel for `key` if there is that much now (none if `n`
+    /// is 0); else decides whether the request waits or is shed.
     #[inline]
-    fn admit(self: &Arc<Self>, key: &K) -> Admit<K, X, A> {
-        if self.side.keyed.take(key, 1) {
+    fn admit(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
+        if n == 0 || self.side.keyed.take(key, n) {
             self.policy.admitted(None);
             return Admit::Now(self.policy.emission.fueled());
         }
-        self.no_fuel(key)
+        self.no_fuel(key, n)
     }
 
     #[cold]
-    fn no_fuel(self: &Arc<Self>, key: &K) -> Admit<K, X, A> {
+    fn no_fuel(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
         let policy = &self.policy;
         let keyed = &self.side.keyed;
         if policy.shadow {
             // Let through, without fuel and without waiting: counted.
-            let cause = budget::keyed_cause(&**keyed, key, None);
+            let cause = budget::keyed_cause(&**keyed, key, n, None);
             policy.shadowed(cause, self.side.key_text.map(|text| Arc::from(text(key))));
             policy.admitted(None);
             return Admit::Now(policy.emission.fueled());
         }
+        let capacity = keyed.capacity();
+        if n > capacity {
+            // No wait makes it fit: refused at once, not shed.
+            return Admit::TooCostly(fueltank::Error::ExceedsCapacity {
+                requested: n,
+                capacity,
+            });
+        }
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,
             // no waiting for fuel to come) rather than shed on a guess.
-            return match keyed.ask(key, 1) {
-                Some(ask) => Admit::Wait(self.waiting(key, None, None), ask),
-                None => Admit::Shed(self.refuse(key, None)),
+            return match keyed.ask(key, n) {
+                Some(ask) => Admit::Wait(self.waiting(key, n, None, None), ask),
+                None => Admit::Shed(self.refuse(key, n, None)),
             };
         }
         if let Some(max_wait) = policy.max_wait {
             let wait = keyed
-                .wait_time(key, 1)
+                .wait_time(key, n)
                 .unwrap_or_else(|| keyed.rate().interval());
             if wait > max_wait {
-                return Admit::Shed(self.refuse(key, Some(wait)));
+                return Admit::Shed(self.refuse(key, n, Some(wait)));
             }
         }
         let slot = match &policy.queue {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
-                None => return Admit::Shed(self.refuse(key, None)),
+                None => return Admit::Shed(self.refuse(key, n, None)),
             },
             None => None,
         };
-        let wait = keyed.wait(key, 1, policy.max_wait);
-        Admit::Wait(self.waiting(key, policy.wait_started(), slot), wait)
+        let wait = keyed.wait(key, n, policy.max_wait);
+        Admit::Wait(self.waiting(key, n, policy.wait_started(), slot), wait)
     }
 
     fn waiting(
         self: &Arc<Self>,
         key: &K,
+        n: u64,
         started: Option<Instant>,
         slot: Option<QueueSlot>,
-    ) -> KeyWaiting<K, X, A> {
+    ) -> KeyWaiting<K, X, A, C, E> {
         KeyWaiting {
             config: self.clone(),
             started,
             _slot: slot,
             key: key.clone(),
+            n,
         }
     }
 
     /// A request for `key` refused: its budget's store is down, or there
     /// is no fuel in time (to retry after `retry_after` if known).
     #[cold]
-    fn refuse(&self, key: &K, retry_after: Option<Duration>) -> Refusal {
-        let cause = budget::keyed_cause(&*self.side.keyed, key, retry_after);
+    fn refuse(&self, key: &K, n: u64, retry_after: Option<Duration>) -> Refusal {
+        let cause = budget::keyed_cause(&*self.side.keyed, key, n, retry_after);
         let key = self.side.key_text.map(|text| Arc::from(text(key)));
         self.policy.refuse(cause, key)
     }
@@ -514,12 +537,12 @@ where
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-pub struct KeyedThrottleService<S, K, X, A = Errors> {
+pub struct KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> {
     inner: S,
-    config: Arc<KeyedThrottleLayer<K, X, A>>,
+    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
 }
 
-impl<S, K, X, A> KeyedThrottleService<S, K, X, A> {
+impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
     /// The keyed tank this service draws on; `None` for another
     /// [`KeyedBudget`].
     ///
@@ -602,8 +625,8 @@ impl<S, K, X, A> KeyedThrottleService<S, K, X, A> {
     }
 }
 
-impl<S: Clone, K, X, A> Clone for KeyedThrottleService<S, K, X, A> {
-    fn clone(&self) -> KeyedThrottleService<S, K, X, A> {
+impl<S: Clone, K, X, A, C, E> Clone for KeyedThrottleService<S, K, X, A, C, E> {
+    fn clone(&self) -> KeyedThrottleService<S, K, X, A, C, E> {
         KeyedThrottleService {
             inner: self.inner.clone(),
             config: self.config.clone(),
@@ -611,8 +634,8 @@ impl<S: Clone, K, X, A> Clone for KeyedThrottleService<S, K, X, A> {
     }
 }
 
-impl<S: fmt::Debug, K, X: fmt::Debug, A: fmt::Debug> fmt::Debug
-    for KeyedThrottleService<S, K, X, A>
+impl<S: fmt::Debug, K, X: fmt::Debug, A: fmt::Debug, C, E> fmt::Debug
+    for KeyedThrottleService<S, K, X, A, C, E>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedThrottleService")
@@ -631,16 +654,18 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
-impl<S, K, X, A, Request> Service<Request> for KeyedThrottleService<S, K, X, A>
+impl<S, K, X, A, C, E, Request> Service<Request> for KeyedThrottleService<S, K, X, A, C, E>
 where
     S: Service<Request> + Clone,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request, Key = K>,
+    C: Cost<Request>,
+    E: Exempt<Request>,
     A: RespondKey<Result<S::Response, S::Error>>,
 {
     type Response = A::Response;
     type Error = A::Error;
-    type Future = KeyedResponseFuture<S, Request, K, X, A>;
+    type Future = KeyedResponseFuture<S, Request, K, X, A, C, E>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), A::Error>> {
@@ -648,9 +673,19 @@ where
     }
 
     #[inline]
-    fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A> {
+    fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
         let config = &self.config;
         let answer = &config.answer;
+        if config.side.exempt.exempt(&request) {
+            // Untouched: no key, no fuel, no count, no headers.
+            let future = self.inner.call(request);
+            let state = State::Called {
+                future,
+                on_success: None,
+            };
+            let stamp = answer.stamp(None);
+            return KeyedResponseFuture { state, stamp };
+        }
         let key = match config.key(&request) {
             Ok(key) => key,
             Err(error) => {
@@ -659,7 +694,8 @@ where
                 return KeyedResponseFuture::answered(output, answer.stamp(None));
             }
         };
-        let (state, stamp) = match config.admit(&key) {
+        let n = config.side.cost.cost(&request);
+        let (state, stamp) = match config.admit(&key, n) {
             Admit::Now(on_success) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
                 let future = self.inner.call(request);
@@ -677,6 +713,10 @@ where
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
                 let output = answer.refused(refusal, &stamp);
                 return KeyedResponseFuture::answered(output, stamp);
+            }
+            Admit::TooCostly(error) => {
+                let output = answer.too_costly(error);
+                return KeyedResponseFuture::answered(output, answer.stamp(None));
             }
         };
         KeyedResponseFuture { state, stamp }
@@ -715,27 +755,27 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct KeyedResponseFuture<S, Request, K, X, A = Errors>
+    pub struct KeyedResponseFuture<S, Request, K, X, A = Errors, C = Uniform, E = Uniform>
     where
         S: Service<Request>,
         A: Respond<Result<S::Response, S::Error>>,
     {
         #[pin]
-        state: State<S, Request, K, X, A>,
+        state: State<S, Request, K, X, A, C, E>,
         stamp: <A as Answer>::Stamp,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Request, K, X, A>
+    enum State<S, Request, K, X, A, C, E>
     where
         S: Service<Request>,
         A: Respond<Result<S::Response, S::Error>>,
     {
         Waiting {
             wait: BudgetWait,
-            call: Option<(S, Request, KeyWaiting<K, X, A>)>,
+            call: Option<(S, Request, KeyWaiting<K, X, A, C, E>)>,
         },
         Called {
             #[pin]
@@ -749,7 +789,7 @@ pin_project! {
     }
 }
 
-impl<S, Request, K, X, A> KeyedResponseFuture<S, Request, K, X, A>
+impl<S, Request, K, X, A, C, E> KeyedResponseFuture<S, Request, K, X, A, C, E>
 where
     S: Service<Request>,
     A: Respond<Result<S::Response, S::Error>>,
@@ -758,7 +798,7 @@ where
     fn answered(
         output: Result<A::Response, A::Error>,
         stamp: <A as Answer>::Stamp,
-    ) -> KeyedResponseFuture<S, Request, K, X, A> {
+    ) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
         KeyedResponseFuture {
             state: State::Answered {
                 output: Some(output),
@@ -768,7 +808,7 @@ where
     }
 }
 
-impl<S, Request, K, X, A> Future for KeyedResponseFuture<S, Request, K, X, A>
+impl<S, Request, K, X, A, C, E> Future for KeyedResponseFuture<S, Request, K, X, A, C, E>
 where
     S: Service<Request>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -815,7 +855,7 @@ where
     }
 }
 
-impl<S, Request, K, X, A> fmt::Debug for KeyedResponseFuture<S, Request, K, X, A>
+impl<S, Request, K, X, A, C, E> fmt::Debug for KeyedResponseFuture<S, Request, K, X, A, C, E>
 where
     S: Service<Request>,
     A: Respond<Result<S::Response, S::Error>>,

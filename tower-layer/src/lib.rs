@@ -160,6 +160,7 @@ pub mod key;
 mod keyed;
 mod layer;
 mod policy;
+mod request;
 mod service;
 mod stats;
 
@@ -171,5 +172,6 @@ pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{Keyed, KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
 pub use layer::{Limit, ThrottleLayer};
+pub use request::{Uniform, Whole};
 pub use service::{Single, ThrottleService};
 pub use stats::{Stats, WaitTimes};

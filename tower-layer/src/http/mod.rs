@@ -660,6 +660,16 @@ where
     fn no_key(&self, error: KeyError) -> Result<Response<B>, Er> {
         Ok(reject::key_error(&self.on_key_error, error))
     }
+
+    /// A request at fault, as one without a key: `400 Bad Request` by
+    /// default, saying what it costs and what the limit holds.
+    #[cold]
+    fn too_costly(&self, error: fueltank::Error) -> Result<Response<B>, Er> {
+        let mut response =
+            reject::key_error(&self.on_key_error, KeyError::Other(error.to_string()));
+        response.extensions_mut().insert(error);
+        Ok(response)
+    }
 }
 
 /// `Retry-After` in whole seconds: rounded up, and at least 1, so that a
