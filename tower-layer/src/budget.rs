@@ -18,7 +18,7 @@ use crate::policy::Cause;
 /// rather than one through the vtable (in `benches/layer.rs`, wait mode
 /// over `Arc<dyn Budget>` alone cost about 14 ns more per request).
 #[derive(Debug, Clone)]
-pub(crate) enum Shared {
+pub enum Shared {
     Tank(Tank),
     Other(Arc<dyn Budget>),
 }
@@ -76,7 +76,7 @@ impl Deref for Shared {
 }
 
 /// The budget of a keyed layer, shared by its services.
-pub(crate) type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
+pub type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
 
 /// The fueltank tank under `budget`, if it is one (for the accessors and
 /// the HTTP headers, never to take fuel).
@@ -111,13 +111,14 @@ pub(crate) fn cause(budget: &dyn Budget) -> Cause {
     }
 }
 
-/// Why a request for `key` finds no fuel now: the budget's store is down,
-/// or there is none in time (to retry after `retry_after`, by default
-/// `key`'s wait for one fuel, or one interval if unknown).
+/// Why a request for `n` fuel of `key` finds none now: the budget's store
+/// is down, or there is none in time (to retry after `retry_after`, by
+/// default `key`'s wait for the `n` fuel, or one interval if unknown).
 #[cold]
 pub(crate) fn keyed_cause<K: 'static>(
     keyed: &dyn KeyedBudget<K>,
     key: &K,
+    n: u64,
     retry_after: Option<Duration>,
 ) -> Cause {
     if let Some(unavailable) = keyed.unavailable(key) {
@@ -125,7 +126,7 @@ pub(crate) fn keyed_cause<K: 'static>(
     }
     Cause::NoFuel(retry_after.unwrap_or_else(|| {
         keyed
-            .wait_time(key, 1)
+            .wait_time(key, n)
             .unwrap_or_else(|| keyed.rate().interval())
     }))
 }

@@ -249,7 +249,7 @@ impl std::error::Error for Throttled {}
 
 /// Why a layer refused a request: no fuel in time, or the store down.
 #[derive(Debug)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     Throttled(Throttled),
     Unavailable(Unavailable),
 }

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::error::Refusal;
 use crate::key::KeyError;
 use crate::{Throttled, Unavailable};
 
@@ -30,6 +31,34 @@ pub(crate) fn throttled(throttled: &Throttled) {
     );
     #[cfg(not(feature = "tracing"))]
     let _ = throttled;
+}
+
+/// A shadow layer let through a request it would have refused.
+#[cold]
+pub(crate) fn shadowed(refusal: &Refusal) {
+    #[cfg(feature = "tracing")]
+    match refusal {
+        Refusal::Throttled(throttled) => tracing::debug!(
+            target: "fueltank_tower",
+            scope = %throttled.scope(),
+            limit = throttled.label(),
+            key = throttled.key(),
+            retry_after_ms = throttled.retry_after().as_millis() as u64,
+            shadow = true,
+            "request would have been shed (shadow mode): {throttled}"
+        ),
+        Refusal::Unavailable(unavailable) => tracing::debug!(
+            target: "fueltank_tower",
+            scope = %unavailable.scope(),
+            limit = unavailable.label(),
+            key = unavailable.key(),
+            store = unavailable.store(),
+            shadow = true,
+            "request would have been refused (shadow mode): {unavailable}"
+        ),
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = refusal;
 }
 
 /// A request was refused because its budget's store is down: a warning,

@@ -6,18 +6,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tower::BoxError;
 
 use fueltank::Monitor;
 
+use crate::answer::{Answer, Errors, Outcome, Respond};
 use crate::emit;
-use crate::error::Refusal;
 
 pin_project! {
     /// The response future of [`ThrottleService`](crate::ThrottleService):
-    /// the inner service's future, or an immediate
-    /// [`Throttled`](crate::Throttled) or [`Unavailable`](crate::Unavailable)
-    /// error.
+    /// the inner service's future (with the HTTP layer's headers added to
+    /// its response), or the answer to a request refused in `call`: an
+    /// immediate [`Throttled`](crate::Throttled) or
+    /// [`Unavailable`](crate::Unavailable) error, or the HTTP layer's 429 or
+    /// 503.
     ///
     /// # Cancel safety
     ///
@@ -42,79 +43,108 @@ pin_project! {
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, A = Errors>
+    where
+        F: Future,
+        F::Output: Outcome,
+        A: Respond<F::Output>,
+    {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, A>,
+        stamp: <A as Answer>::Stamp,
     }
 }
 
 pin_project! {
     /// What a response future does: poll the inner service's future (and
-    /// emit when it succeeds, if asked), or fail at once, refused.
+    /// emit when it succeeds, if asked), or return the answer made in
+    /// `call`.
     #[project = KindProj]
-    pub(crate) enum Kind<F> {
+    enum Kind<F, A>
+    where
+        F: Future,
+        F::Output: Outcome,
+        A: Respond<F::Output>,
+    {
         Called {
             #[pin]
             future: F,
             on_success: Option<Monitor>,
         },
-        Refused {
+        Answered {
             // Taken by the one poll that returns it.
-            refusal: Option<Refusal>,
+            output: Option<Result<A::Response, A::Error>>,
         },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, A> ResponseFuture<F, A>
+where
+    F: Future,
+    F::Output: Outcome,
+    A: Respond<F::Output>,
+{
     #[inline]
-    pub(crate) fn called(future: F, on_success: Option<Monitor>) -> ResponseFuture<F> {
+    pub(crate) fn called(
+        future: F,
+        on_success: Option<Monitor>,
+        stamp: <A as Answer>::Stamp,
+    ) -> ResponseFuture<F, A> {
         ResponseFuture {
             kind: Kind::Called { future, on_success },
+            stamp,
         }
     }
 
-    pub(crate) fn refused(refusal: Refusal) -> ResponseFuture<F> {
+    #[cold]
+    pub(crate) fn answered(
+        output: Result<A::Response, A::Error>,
+        stamp: <A as Answer>::Stamp,
+    ) -> ResponseFuture<F, A> {
         ResponseFuture {
-            kind: Kind::Refused {
-                refusal: Some(refusal),
+            kind: Kind::Answered {
+                output: Some(output),
             },
+            stamp,
         }
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, A, T, E> Future for ResponseFuture<F, A>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    A: Respond<Result<T, E>>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<A::Response, A::Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let this = self.project();
+        match this.kind.project() {
             KindProj::Called { future, on_success } => {
                 let output = ready!(future.poll(cx));
                 if output.is_ok() {
                     emit::succeeded(on_success);
                 }
-                Poll::Ready(output.map_err(Into::into))
+                Poll::Ready(A::done(this.stamp, output))
             }
-            KindProj::Refused { refusal } => Poll::Ready(Err(match refusal.take() {
-                Some(refusal) => refusal.boxed(),
-                None => "ResponseFuture polled after completion".into(),
-            })),
+            KindProj::Answered { output } => {
+                Poll::Ready(output.take().unwrap_or_else(A::polled_again))
+            }
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, A> fmt::Debug for ResponseFuture<F, A>
+where
+    F: Future,
+    F::Output: Outcome,
+    A: Respond<F::Output>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Called { .. } => f.write_str("ResponseFuture::Called"),
-            Kind::Refused { refusal } => f
-                .debug_tuple("ResponseFuture::Refused")
-                .field(refusal)
-                .finish(),
-        }
+        f.write_str(match &self.kind {
+            Kind::Called { .. } => "ResponseFuture::Called",
+            Kind::Answered { .. } => "ResponseFuture::Answered",
+        })
     }
 }

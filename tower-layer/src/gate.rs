@@ -13,54 +13,15 @@ use fueltank::{BudgetWait, Fuel, Monitor, Tank};
 use sync_wrapper::SyncFuture;
 
 use crate::budget::{self, Shared};
-use crate::error::{Refusal, Scope};
-use crate::policy::{Cause, Mode, Policy, Queue, QueueSlot};
+use crate::error::Refusal;
+use crate::layer::Limit;
+use crate::policy::{Cause, Mode, Queue, QueueSlot};
+use crate::service::Single;
 
 /// What a layer hands to each service it makes, behind one `Arc`: a
 /// service's clone (axum clones the route's service for every request)
 /// costs one reference count, whatever the layer holds.
-///
-/// `R` is what the HTTP layer answers a shed request with (nothing for
-/// the plain layer).
-#[derive(Debug, Clone)]
-pub(crate) struct Config<R = ()> {
-    /// `None`: a `Throttle` without a tank, fuel is unlimited.
-    pub(crate) tank: Option<Shared>,
-    pub(crate) policy: Policy,
-    /// The HTTP layer's headers (unused by the plain layer).
-    #[cfg(feature = "http")]
-    pub(crate) headers: crate::http::Headers,
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) respond: R,
-}
-
-impl Config {
-    pub(crate) fn new(tank: Option<Shared>, monitor: Option<Monitor>) -> Config {
-        let mut policy = Policy::new(Scope::Global);
-        policy.emission.monitor = monitor;
-        Config {
-            tank,
-            policy,
-            #[cfg(feature = "http")]
-            headers: crate::http::Headers::default(),
-            respond: (),
-        }
-    }
-}
-
-#[cfg(feature = "http")]
-impl<R> Config<R> {
-    /// The same configuration, answering refused requests with what
-    /// `change` makes of its answers.
-    pub(crate) fn map_respond<T>(self, change: impl FnOnce(R) -> T) -> Config<T> {
-        Config {
-            tank: self.tank,
-            policy: self.policy,
-            headers: self.headers,
-            respond: change(self.respond),
-        }
-    }
-}
+pub(crate) type Config<A> = Limit<Single, A>;
 
 /// A wait in the budget's line (`Sync`, for the service to be).
 type Wait = SyncFuture<BudgetWait>;
@@ -74,8 +35,8 @@ struct Waiting {
 }
 
 /// One service's hold on the tank.
-pub(crate) struct Gate<R = ()> {
-    config: Arc<Config<R>>,
+pub(crate) struct Gate<A> {
+    config: Arc<Config<A>>,
     /// Fuel taken by `poll_ready` for the next `call` (a token without a
     /// reference count): dropped, it is spent; the gate's `Drop` gives it
     /// back to the budget. A field of its own, apart from `shed`: an
@@ -96,8 +57,8 @@ pub(crate) struct Gate<R = ()> {
     waited: Option<Duration>,
 }
 
-impl<R> Gate<R> {
-    pub(crate) fn new(config: Arc<Config<R>>) -> Gate<R> {
+impl<A> Gate<A> {
+    pub(crate) fn new(config: Arc<Config<A>>) -> Gate<A> {
         Gate {
             config,
             fuel: None,
@@ -108,22 +69,20 @@ impl<R> Gate<R> {
         }
     }
 
-    #[cfg(feature = "http")]
     #[inline]
-    pub(crate) fn config(&self) -> &Config<R> {
+    pub(crate) fn config(&self) -> &Config<A> {
         &self.config
     }
 
     /// The fueltank tank drawn on, if it is one.
     #[inline]
     pub(crate) fn tank(&self) -> Option<&Tank> {
-        budget::tank(self.config.tank.as_ref()?)
+        budget::tank(self.config.side.budget.as_ref()?)
     }
 
-    #[cfg(feature = "http")]
     #[inline]
     pub(crate) fn budget(&self) -> Option<&Shared> {
-        self.config.tank.as_ref()
+        self.config.side.budget.as_ref()
     }
 
     /// In wait mode, resolves once this service holds one fuel, or knows
@@ -136,13 +95,18 @@ impl<R> Gate<R> {
         if self.config.policy.mode == Mode::Reject {
             return self.poll_ask(cx);
         }
-        let Some(budget) = &self.config.tank else {
+        let Some(budget) = &self.config.side.budget else {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
             // Fast path: for a tank, one compare-and-swap, no allocation.
             self.fuel = budget.try_take(1);
             if self.fuel.is_some() {
+                return Poll::Ready(());
+            }
+            if self.config.policy.shadow {
+                // Never waits: `call` lets the request through, counted.
+                self.shed = Some(self.cause());
                 return Poll::Ready(());
             }
             if !self.start_wait() {
@@ -159,10 +123,13 @@ impl<R> Gate<R> {
     /// [`Budget::ask`]: fueltank::Budget::ask
     #[inline]
     fn poll_ask(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(budget) = &self.config.tank else {
+        let Some(budget) = &self.config.side.budget else {
             return Poll::Ready(());
         };
         if self.waiting.is_none() {
+            if self.config.policy.shadow {
+                return Poll::Ready(());
+            }
             let Some(ask) = budget.ask(1) else {
                 return Poll::Ready(());
             };
@@ -179,7 +146,7 @@ impl<R> Gate<R> {
     /// if the line is full, holds the shed. Whether it joined.
     #[cold]
     fn start_wait(&mut self) -> bool {
-        let Some(budget) = &self.config.tank else {
+        let Some(budget) = &self.config.side.budget else {
             return false;
         };
         let policy = &self.config.policy;
@@ -236,14 +203,14 @@ impl<R> Gate<R> {
         if let Some(fuel) = self.fuel.take() {
             fuel.spend();
         } else if let Some(cause) = self.shed.take() {
-            return Err(self.shed(cause));
+            self.shed(cause)?;
         } else {
-            let fueled = match &self.config.tank {
+            let fueled = match &self.config.side.budget {
                 None => true,
                 Some(budget) => budget.take(1),
             };
             if !fueled {
-                return Err(self.shed(self.cause()));
+                self.shed(self.cause())?;
             }
         }
         let policy = &self.config.policy;
@@ -254,39 +221,46 @@ impl<R> Gate<R> {
     /// Why there is no fuel now (a `Throttle` without a tank always has).
     #[cold]
     fn cause(&self) -> Cause {
-        match &self.config.tank {
+        match &self.config.side.budget {
             Some(budget) => budget::cause(&**budget),
             None => Cause::NoFuel(Duration::ZERO),
         }
     }
 
+    /// The request finds no fuel: refused, or in shadow mode let through
+    /// without any.
     #[cold]
-    fn shed(&self, cause: Cause) -> Refusal {
-        self.config.policy.refuse(cause, None)
+    fn shed(&self, cause: Cause) -> Result<(), Refusal> {
+        let policy = &self.config.policy;
+        if policy.shadow {
+            policy.shadowed(cause, None);
+            return Ok(());
+        }
+        Err(policy.refuse(cause, None))
     }
 }
 
-impl<R> Drop for Gate<R> {
+impl<A> Drop for Gate<A> {
     /// Fuel held for a `call` that never came goes back to the budget (for
     /// a tank, to the head of its line, if anyone waits).
     fn drop(&mut self) {
-        if let (Some(fuel), Some(budget)) = (self.fuel.take(), &self.config.tank) {
+        if let (Some(fuel), Some(budget)) = (self.fuel.take(), &self.config.side.budget) {
             budget.give_back(fuel);
         }
     }
 }
 
-impl<R> Clone for Gate<R> {
+impl<A> Clone for Gate<A> {
     /// Shares the tank; the clone starts without fuel and without a wait.
-    fn clone(&self) -> Gate<R> {
+    fn clone(&self) -> Gate<A> {
         Gate::new(self.config.clone())
     }
 }
 
-impl<R> fmt::Debug for Gate<R> {
+impl<A> fmt::Debug for Gate<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
-            .field("tank", &self.config.tank)
+            .field("budget", &self.config.side.budget)
             .field("policy", &self.config.policy)
             .field("fuel", &self.fuel)
             .field("shed", &self.shed)

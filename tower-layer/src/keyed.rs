@@ -1,5 +1,6 @@
-//! [`KeyedThrottleLayer`]: one budget per key (client address, user id, …)
-//! over a [`fueltank::KeyedTank`].
+//! [`KeyedThrottleLayer`] and its [`KeyedThrottleService`]: one budget
+//! per key (client address, user id, …) from a [`KeyedBudget`] such as a
+//! [`fueltank::KeyedTank`].
 
 use std::fmt;
 use std::future::Future;
@@ -11,16 +12,19 @@ use std::time::{Duration, Instant};
 
 use fueltank::{BudgetWait, KeyedBudget, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
-#[cfg(doc)]
-use crate::Throttled;
+use crate::answer::{Answer, Errors, Respond, RespondKey};
 use crate::budget::{self, KeyedShared};
-use crate::emit::{self, EmitOn};
+use crate::emit;
 use crate::error::{Refusal, Scope};
+use crate::events;
 use crate::key::{KeyError, KeyExtractor};
+use crate::layer::Limit;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
-use crate::{Stats, events};
+use crate::request::{Cost, Exempt, Uniform};
+#[cfg(doc)]
+use crate::{EmitOn, Throttled};
 
 /// A Tower [`Layer`] that gives every key its own budget: each request
 /// spends one fuel from its key's tank in a shared [`KeyedTank`].
@@ -92,8 +96,56 @@ use crate::{Stats, events};
     doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
     doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http"
 )]
-pub struct KeyedThrottleLayer<K, X> {
-    pub(crate) gate: KeyedGate<K, X>,
+pub type KeyedThrottleLayer<K, X, A = Errors> = Limit<Keyed<K, X>, A>;
+
+/// What a [`KeyedThrottleLayer`] draws on: a budget per key, in one
+/// [`KeyedBudget`] shared by every service it makes and their clones, and
+/// the [`KeyExtractor`] that reads a request's key.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{KeyedTank, Rate};
+/// use fueltank_tower::key::key_fn;
+/// use fueltank_tower::{Keyed, KeyedThrottleLayer, Limit};
+///
+/// let layer: Limit<Keyed<u8, _>> =
+///     KeyedThrottleLayer::new(KeyedTank::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)));
+/// # let _ = layer;
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+pub struct Keyed<K, X, C = Uniform, E = Uniform> {
+    pub(crate) keyed: KeyedShared<K>,
+    pub(crate) extractor: X,
+    /// The fuel a request spends ([`cost`](Limit::cost)).
+    pub(crate) cost: C,
+    /// Which requests pass untouched ([`exempt`](Limit::exempt)).
+    pub(crate) exempt: E,
+    /// Writes a key into errors and events, if asked to
+    /// ([`KeyedThrottleLayer::report_key`]).
+    pub(crate) key_text: Option<fn(&K) -> String>,
+}
+
+impl<K, X: Clone, C: Clone, E: Clone> Clone for Keyed<K, X, C, E> {
+    fn clone(&self) -> Keyed<K, X, C, E> {
+        Keyed {
+            keyed: self.keyed.clone(),
+            extractor: self.extractor.clone(),
+            cost: self.cost.clone(),
+            exempt: self.exempt.clone(),
+            key_text: self.key_text,
+        }
+    }
+}
+
+impl<K, X: fmt::Debug, C, E> fmt::Debug for Keyed<K, X, C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed")
+            .field("keyed", &self.keyed)
+            .field("extractor", &self.extractor)
+            .field("reports_keys", &self.key_text.is_some())
+            .finish()
+    }
 }
 
 impl<K, X> KeyedThrottleLayer<K, X> {
@@ -169,210 +221,21 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # }).unwrap();
     /// ```
     pub fn new(keyed: impl KeyedBudget<K>, extractor: X) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer {
-            gate: KeyedGate {
+        Limit {
+            side: Keyed {
                 keyed: Arc::new(keyed),
                 extractor,
-                policy: Arc::new(Policy::new(Scope::Keyed)),
                 key_text: None,
-                #[cfg(feature = "http")]
-                headers: crate::http::Headers::default(),
-                respond: (),
+                cost: Uniform,
+                exempt: Uniform,
             },
+            policy: Policy::new(Scope::Keyed),
+            answer: Errors,
         }
     }
+}
 
-    /// The policy, to change while the layer is being built (no service
-    /// shares it yet, so this does not copy it).
-    fn policy(&mut self) -> &mut Policy {
-        Arc::make_mut(&mut self.gate.policy)
-    }
-
-    /// Sheds instead of waiting: `call` fails at once with [`Throttled`]
-    /// (boxed into [`tower::BoxError`]) when the key has no fuel. Its
-    /// [`retry_after`](Throttled::retry_after) is the key's own wait.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate, clock::ManualClock};
-    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
-    /// use fueltank_tower::key::key_fn;
-    /// use std::time::Duration;
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let keyed = KeyedTank::builder(Rate::per_second(4)?).clock(ManualClock::new()).build()?;
-    /// let mut svc = KeyedThrottleLayer::new(keyed, key_fn(|key: &u8| Ok(*key)))
-    ///     .reject()
-    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
-    /// for _ in 0..4 {
-    ///     svc.ready().await?.call(1).await?; // key 1 starts full: 4 fuel
-    /// }
-    /// let err = svc.ready().await?.call(1).await.unwrap_err();
-    /// let throttled = err.downcast_ref::<Throttled>().unwrap();
-    /// assert_eq!(throttled.retry_after(), Duration::from_millis(250));
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn reject(mut self) -> KeyedThrottleLayer<K, X> {
-        self.policy().mode = Mode::Reject;
-        self
-    }
-
-    /// Bounds the wait (wait mode): a request whose key's fuel cannot come
-    /// within `max_wait` is shed at once with [`Throttled`], whose
-    /// [`retry_after`](Throttled::retry_after) is the key's wait then.
-    ///
-    /// The check is made in `call`, against the key's line as it stands
-    /// ([`KeyedBudget::wait_time`]); a request let into the line waits at
-    /// most `max_wait` (the budget's timed wait): requests on the same key
-    /// arriving on several threads at the same instant may each pass the
-    /// check before any of them joins the line, and one whose fuel then
-    /// cannot come in time is shed when `max_wait` passes.
-    ///
-    /// `max_wait(Duration::ZERO)` sheds every request whose key has no
-    /// fuel, like [`reject`](KeyedThrottleLayer::reject). In reject mode it
-    /// changes nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate, clock::ManualClock};
-    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
-    /// use fueltank_tower::key::key_fn;
-    /// use std::time::Duration;
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let keyed = KeyedTank::builder(Rate::per_second(10)?).initial(1).clock(ManualClock::new()).build()?;
-    /// let mut svc = KeyedThrottleLayer::new(keyed, key_fn(|key: &u8| Ok(*key)))
-    ///     .max_wait(Duration::from_millis(50))
-    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
-    /// svc.ready().await?.call(1).await?; // key 1's one fuel
-    /// // Its next fuel is 100 ms away, beyond 50 ms: shed at once.
-    /// let err = svc.ready().await?.call(1).await.unwrap_err();
-    /// assert_eq!(err.downcast_ref::<Throttled>().unwrap().retry_after(), Duration::from_millis(100));
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn max_wait(mut self, max_wait: Duration) -> KeyedThrottleLayer<K, X> {
-        self.policy().max_wait = Some(max_wait);
-        self
-    }
-
-    /// Bounds the line (wait mode): at most `max` requests of this layer,
-    /// whatever their keys, wait for fuel at once; a request that finds
-    /// no fuel for its key while `max` wait is shed at once with
-    /// [`Throttled`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
-    /// use fueltank_tower::key::key_fn;
-    /// use std::task::{Context, Waker};
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let keyed = KeyedTank::builder(Rate::per_minute(1)?).initial(0).build()?;
-    /// let mut svc = KeyedThrottleLayer::new(keyed, key_fn(|key: &u8| Ok(*key)))
-    ///     .max_waiting(1)
-    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
-    /// let mut waiting = Box::pin(svc.ready().await?.call(1));
-    /// assert!(waiting.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
-    /// let err = svc.ready().await?.call(2).await.unwrap_err(); // the line is full
-    /// assert!(err.is::<Throttled>());
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn max_waiting(mut self, max: usize) -> KeyedThrottleLayer<K, X> {
-        self.policy().queue = Some(Arc::new(Queue::new(max)));
-        self
-    }
-
-    /// Names this limit: the name is in every [`Throttled`] it sheds
-    /// ([`label`](Throttled::label)), in its `tracing` events, and in the
-    /// default body of its HTTP 429s.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::{KeyedThrottleLayer, Throttled};
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(1)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .reject()
-    ///     .label("per-user")
-    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
-    /// svc.ready().await?.call(1).await?;
-    /// let err = svc.ready().await?.call(1).await.unwrap_err();
-    /// assert_eq!(err.downcast_ref::<Throttled>().unwrap().label(), Some("per-user"));
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn label(mut self, label: impl Into<Arc<str>>) -> KeyedThrottleLayer<K, X> {
-        self.policy().label = Some(label.into());
-        self
-    }
-
-    /// Counts this layer's requests in `stats`: admitted, rejected, waited
-    /// and refused for want of a key, and the waits (see [`Stats`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::{KeyedThrottleLayer, Stats};
-    /// use fueltank_tower::key::{KeyError, key_fn};
-    /// use tower::{Layer, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let stats = Stats::new();
-    /// let by_id = key_fn(|id: &u8| if *id > 0 { Ok(*id) } else { Err(KeyError::Other("no id".into())) });
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_second(10)?), by_id)
-    ///     .stats(stats.clone())
-    ///     .layer(service_fn(|_: u8| async { Ok::<_, tower::BoxError>(()) }));
-    /// svc.clone().oneshot(1).await?;
-    /// assert!(svc.oneshot(0).await.is_err());
-    /// assert_eq!(stats.admitted().total(), 1);
-    /// assert_eq!(stats.key_errors().total(), 1);
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn stats(mut self, stats: Stats) -> KeyedThrottleLayer<K, X> {
-        self.policy().stats = Some(stats);
-        self
-    }
-
-    /// Reports every wait of at least `threshold` as a `tracing` event at
-    /// level `INFO` (default: one second). See [the crate's
-    /// events](crate#tracing-events).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use std::time::Duration;
-    ///
-    /// let layer = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(10)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .long_wait(Duration::from_millis(250));
-    /// # let _ = layer;
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    #[cfg(feature = "tracing")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
-    pub fn long_wait(mut self, threshold: Duration) -> KeyedThrottleLayer<K, X> {
-        self.policy().long_wait = threshold;
-        self
-    }
-
+impl<K, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
     /// Counts every request let through (whatever its key) in `monitor`,
     /// once, at the time chosen by [`emit_on`](KeyedThrottleLayer::emit_on).
     ///
@@ -396,30 +259,8 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn monitor(mut self, monitor: Monitor) -> KeyedThrottleLayer<K, X> {
-        self.policy().emission.monitor = Some(monitor);
-        self
-    }
-
-    /// When to count a request in the [`monitor`](KeyedThrottleLayer::monitor):
-    /// when it takes its fuel ([`EmitOn::Fuel`], the default) or when its
-    /// response succeeds ([`EmitOn::Success`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Monitor, Rate};
-    /// use fueltank_tower::{EmitOn, KeyedThrottleLayer};
-    /// use fueltank_tower::key::key_fn;
-    ///
-    /// let layer = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(100)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .monitor(Monitor::new())
-    ///     .emit_on(EmitOn::Success);
-    /// # let _ = layer;
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn emit_on(mut self, when: EmitOn) -> KeyedThrottleLayer<K, X> {
-        self.policy().emission.on = when;
+    pub fn monitor(mut self, monitor: Monitor) -> Limit<Keyed<K, X, C, E>, A> {
+        self.policy.emission.monitor = Some(monitor);
         self
     }
 
@@ -441,7 +282,7 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     where
         K: 'static,
     {
-        budget::keyed_tank(&self.gate.keyed)
+        budget::keyed_tank(&self.side.keyed)
     }
 
     /// The key extractor.
@@ -458,11 +299,11 @@ impl<K, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn extractor(&self) -> &X {
-        &self.gate.extractor
+        &self.side.extractor
     }
 }
 
-impl<K: fmt::Display, X> KeyedThrottleLayer<K, X> {
+impl<K: fmt::Display, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
     /// Writes the key (its `Display`) into every [`Throttled`] this layer
     /// sheds ([`key`](Throttled::key)) and into its `tracing` events. Off
     /// by default: keys such as client addresses are personal data, which
@@ -489,119 +330,84 @@ impl<K: fmt::Display, X> KeyedThrottleLayer<K, X> {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn report_key(mut self) -> KeyedThrottleLayer<K, X> {
-        self.gate.key_text = Some(|key: &K| key.to_string());
+    pub fn report_key(mut self) -> Limit<Keyed<K, X, C, E>, A> {
+        self.side.key_text = Some(|key: &K| key.to_string());
         self
     }
 }
 
-impl<K, X: Clone> Clone for KeyedThrottleLayer<K, X> {
-    fn clone(&self) -> KeyedThrottleLayer<K, X> {
-        KeyedThrottleLayer {
-            gate: self.gate.clone(),
-        }
-    }
-}
+impl<S, K, X: Clone, A: Clone, C: Clone, E: Clone> Layer<S> for Limit<Keyed<K, X, C, E>, A> {
+    type Service = KeyedThrottleService<S, K, X, A, C, E>;
 
-impl<K, X: fmt::Debug> fmt::Debug for KeyedThrottleLayer<K, X> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedThrottleLayer")
-            .field("gate", &self.gate)
-            .finish()
-    }
-}
-
-impl<S, K, X: Clone> Layer<S> for KeyedThrottleLayer<K, X> {
-    type Service = KeyedThrottleService<S, K, X>;
-
-    fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X> {
+    fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X, A, C, E> {
         KeyedThrottleService {
             inner,
-            gate: Arc::new(self.gate.clone()),
+            config: Arc::new(self.clone()),
         }
     }
-}
-
-/// What the keyed services share, behind one `Arc` (one reference count
-/// per clone of a service): the keyed tank, the extractor, the policy, the
-/// HTTP layer's headers and what it answers with (`R`, nothing for the
-/// plain layer).
-pub(crate) struct KeyedGate<K, X, R = ()> {
-    pub(crate) keyed: KeyedShared<K>,
-    pub(crate) extractor: X,
-    /// In its own `Arc`, for the futures that wait to hold.
-    pub(crate) policy: Arc<Policy>,
-    /// Writes a key into errors and events, if asked to
-    /// ([`KeyedThrottleLayer::report_key`]).
-    pub(crate) key_text: Option<fn(&K) -> String>,
-    #[cfg(feature = "http")]
-    pub(crate) headers: crate::http::Headers,
-    pub(crate) respond: R,
 }
 
 /// What `call` decided for a request with a key.
-pub(crate) enum Admit<K> {
+enum Admit<K, X, A, C, E> {
     /// The key had fuel: taken (and emitted, at fuel time); the monitor to
     /// emit on success, if that is when.
     Now(Option<Monitor>),
     /// No fuel here now: wait in the key's line (wait mode), or for the
     /// answer of a budget's store (reject mode).
-    Wait(KeyWaiting<K>, BudgetWait),
+    Wait(KeyWaiting<K, X, A, C, E>, BudgetWait),
     /// No fuel, and none may be waited for (reject mode, beyond
     /// `max_wait`, or the line is full), or the budget's store is down.
     Shed(Refusal),
+    /// The request costs more than the budget can ever hold.
+    TooCostly(fueltank::Error),
 }
 
-/// A request waiting for its key's fuel: the policy to apply when it
-/// comes, when the wait started (if waits are timed), its place among
-/// the waiting (if they are bounded), and what to say if the wait ends
-/// without the fuel (the key's `Retry-After` then, or that the budget's
-/// store is down).
-pub(crate) struct KeyWaiting<K> {
-    policy: Arc<Policy>,
+/// A request waiting for its key's fuel: the layer (its policy, to apply
+/// when the fuel comes, its budget and answer, for what to say if the wait
+/// ends without the fuel), when the wait started (if waits are timed), its
+/// place among the waiting (if they are bounded), and the key.
+struct KeyWaiting<K, X, A, C, E> {
+    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
     started: Option<Instant>,
     _slot: Option<QueueSlot>,
-    keyed: KeyedShared<K>,
     key: K,
-    key_text: Option<fn(&K) -> String>,
+    /// The fuel the request waits for.
+    n: u64,
 }
 
-impl<K> KeyWaiting<K>
+impl<K, X, A, C, E> KeyWaiting<K, X, A, C, E>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// The wait ended without the fuel: the request is refused.
     #[cold]
-    pub(crate) fn shed(self) -> Refusal {
-        let cause = budget::keyed_cause(&*self.keyed, &self.key, None);
-        let key = self.key_text.map(|text| Arc::from(text(&self.key)));
-        self.policy.refuse(cause, key)
+    fn shed(&self) -> Refusal {
+        self.config.refuse(&self.key, self.n, None)
     }
-}
 
-impl<K> KeyWaiting<K> {
     /// The fuel came: count the wait and the request; the monitor to emit
     /// on success, if that is when (else emitted now).
-    pub(crate) fn fueled(self) -> Option<Monitor> {
-        let policy = &self.policy;
+    fn fueled(self) -> Option<Monitor> {
+        let policy = &self.config.policy;
         policy.admitted(policy.wait_ended(self.started));
         policy.emission.fueled()
     }
 }
 
-impl<K, X, R> KeyedGate<K, X, R>
+impl<K, X, A, C, E> Limit<Keyed<K, X, C, E>, A>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     /// The key of `request`; an error is counted and reported.
     #[inline]
-    pub(crate) fn key<Q>(&self, request: &Q) -> Result<K, KeyError>
+    fn key<Q>(&self, request: &Q) -> Result<K, KeyError>
     where
         X: KeyExtractor<Q, Key = K>,
     {
-        self.extractor
+        let side = &self.side;
+        side.extractor
             .extract(request)
-            .and_then(|key| match self.keyed.check(&key) {
+            .and_then(|key| match side.keyed.check(&key) {
                 Ok(()) => Ok(key),
                 Err(refused) => Err(budget::key_refused(refused)),
             })
@@ -616,106 +422,86 @@ where
         events::key_error(error, self.policy.label.as_deref());
     }
 
-    /// Takes one fuel for `key` if there is one now; else decides whether
-    /// the request waits or is shed.
+    /// Takes `n` fuel for `key` if there is that much now (none if `n`
+    /// is 0); else decides whether the request waits or is shed.
     #[inline]
-    pub(crate) fn admit(&self, key: &K) -> Admit<K> {
-        if self.keyed.take(key, 1) {
+    fn admit(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
+        if n == 0 || self.side.keyed.take(key, n) {
             self.policy.admitted(None);
             return Admit::Now(self.policy.emission.fueled());
         }
-        self.no_fuel(key)
+        self.no_fuel(key, n)
     }
 
     #[cold]
-    fn no_fuel(&self, key: &K) -> Admit<K> {
+    fn no_fuel(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
         let policy = &self.policy;
-        let keyed = &self.keyed;
+        let keyed = &self.side.keyed;
+        if policy.shadow {
+            // Let through, without fuel and without waiting: counted.
+            let cause = budget::keyed_cause(&**keyed, key, n, None);
+            policy.shadowed(cause, self.side.key_text.map(|text| Arc::from(text(key))));
+            policy.admitted(None);
+            return Admit::Now(policy.emission.fueled());
+        }
+        let capacity = keyed.capacity();
+        if n > capacity {
+            // No wait makes it fit: refused at once, not shed.
+            return Admit::TooCostly(fueltank::Error::ExceedsCapacity {
+                requested: n,
+                capacity,
+            });
+        }
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,
             // no waiting for fuel to come) rather than shed on a guess.
-            return match keyed.ask(key, 1) {
-                Some(ask) => Admit::Wait(self.waiting(key, None, None), ask),
-                None => Admit::Shed(self.refuse(key, None)),
+            return match keyed.ask(key, n) {
+                Some(ask) => Admit::Wait(self.waiting(key, n, None, None), ask),
+                None => Admit::Shed(self.refuse(key, n, None)),
             };
         }
         if let Some(max_wait) = policy.max_wait {
             let wait = keyed
-                .wait_time(key, 1)
+                .wait_time(key, n)
                 .unwrap_or_else(|| keyed.rate().interval());
             if wait > max_wait {
-                return Admit::Shed(self.refuse(key, Some(wait)));
+                return Admit::Shed(self.refuse(key, n, Some(wait)));
             }
         }
         let slot = match &policy.queue {
             Some(queue) => match Queue::enter(queue) {
                 Some(slot) => Some(slot),
-                None => return Admit::Shed(self.refuse(key, None)),
+                None => return Admit::Shed(self.refuse(key, n, None)),
             },
             None => None,
         };
-        let wait = keyed.wait(key, 1, policy.max_wait);
-        Admit::Wait(self.waiting(key, policy.wait_started(), slot), wait)
+        let wait = keyed.wait(key, n, policy.max_wait);
+        Admit::Wait(self.waiting(key, n, policy.wait_started(), slot), wait)
     }
 
-    fn waiting(&self, key: &K, started: Option<Instant>, slot: Option<QueueSlot>) -> KeyWaiting<K> {
+    fn waiting(
+        self: &Arc<Self>,
+        key: &K,
+        n: u64,
+        started: Option<Instant>,
+        slot: Option<QueueSlot>,
+    ) -> KeyWaiting<K, X, A, C, E> {
         KeyWaiting {
-            policy: self.policy.clone(),
+            config: self.clone(),
             started,
             _slot: slot,
-            keyed: self.keyed.clone(),
             key: key.clone(),
-            key_text: self.key_text,
+            n,
         }
     }
 
     /// A request for `key` refused: its budget's store is down, or there
     /// is no fuel in time (to retry after `retry_after` if known).
     #[cold]
-    fn refuse(&self, key: &K, retry_after: Option<Duration>) -> Refusal {
-        let cause = budget::keyed_cause(&*self.keyed, key, retry_after);
-        let key = self.key_text.map(|text| Arc::from(text(key)));
+    fn refuse(&self, key: &K, n: u64, retry_after: Option<Duration>) -> Refusal {
+        let cause = budget::keyed_cause(&*self.side.keyed, key, n, retry_after);
+        let key = self.side.key_text.map(|text| Arc::from(text(key)));
         self.policy.refuse(cause, key)
-    }
-}
-
-#[cfg(feature = "http")]
-impl<K, X, R> KeyedGate<K, X, R> {
-    /// The same gate, answering with what `change` makes of its answers.
-    pub(crate) fn map_respond<T>(self, change: impl FnOnce(R) -> T) -> KeyedGate<K, X, T> {
-        KeyedGate {
-            keyed: self.keyed,
-            extractor: self.extractor,
-            policy: self.policy,
-            key_text: self.key_text,
-            headers: self.headers,
-            respond: change(self.respond),
-        }
-    }
-}
-
-impl<K, X: Clone, R: Clone> Clone for KeyedGate<K, X, R> {
-    fn clone(&self) -> KeyedGate<K, X, R> {
-        KeyedGate {
-            keyed: self.keyed.clone(),
-            extractor: self.extractor.clone(),
-            policy: self.policy.clone(),
-            key_text: self.key_text,
-            #[cfg(feature = "http")]
-            headers: self.headers.clone(),
-            respond: self.respond.clone(),
-        }
-    }
-}
-
-impl<K, X: fmt::Debug, R> fmt::Debug for KeyedGate<K, X, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedGate")
-            .field("keyed", &self.keyed)
-            .field("extractor", &self.extractor)
-            .field("policy", &self.policy)
-            .field("reports_keys", &self.key_text.is_some())
-            .finish()
     }
 }
 
@@ -751,12 +537,12 @@ impl<K, X: fmt::Debug, R> fmt::Debug for KeyedGate<K, X, R> {
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-pub struct KeyedThrottleService<S, K, X> {
+pub struct KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> {
     inner: S,
-    gate: Arc<KeyedGate<K, X>>,
+    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
 }
 
-impl<S, K, X> KeyedThrottleService<S, K, X> {
+impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
     /// The keyed tank this service draws on; `None` for another
     /// [`KeyedBudget`].
     ///
@@ -777,7 +563,7 @@ impl<S, K, X> KeyedThrottleService<S, K, X> {
     where
         K: 'static,
     {
-        budget::keyed_tank(&self.gate.keyed)
+        budget::keyed_tank(&self.config.side.keyed)
     }
 
     /// The inner service.
@@ -839,20 +625,22 @@ impl<S, K, X> KeyedThrottleService<S, K, X> {
     }
 }
 
-impl<S: Clone, K, X> Clone for KeyedThrottleService<S, K, X> {
-    fn clone(&self) -> KeyedThrottleService<S, K, X> {
+impl<S: Clone, K, X, A, C, E> Clone for KeyedThrottleService<S, K, X, A, C, E> {
+    fn clone(&self) -> KeyedThrottleService<S, K, X, A, C, E> {
         KeyedThrottleService {
             inner: self.inner.clone(),
-            gate: self.gate.clone(),
+            config: self.config.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, K, X: fmt::Debug> fmt::Debug for KeyedThrottleService<S, K, X> {
+impl<S: fmt::Debug, K, X: fmt::Debug, A: fmt::Debug, C, E> fmt::Debug
+    for KeyedThrottleService<S, K, X, A, C, E>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedThrottleService")
             .field("inner", &self.inner)
-            .field("gate", &self.gate)
+            .field("config", &self.config)
             .finish()
     }
 }
@@ -861,67 +649,86 @@ impl<S: fmt::Debug, K, X: fmt::Debug> fmt::Debug for KeyedThrottleService<S, K, 
 /// one, for a future to call later (tower's contract: the service called
 /// must be the one made ready).
 #[inline]
-pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+fn take_ready<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
     std::mem::replace(inner, clone)
 }
 
-impl<S, K, X, Request> Service<Request> for KeyedThrottleService<S, K, X>
+impl<S, K, X, A, C, E, Request> Service<Request> for KeyedThrottleService<S, K, X, A, C, E>
 where
     S: Service<Request> + Clone,
-    S::Error: Into<BoxError>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request, Key = K>,
+    C: Cost<Request>,
+    E: Exempt<Request>,
+    A: RespondKey<Result<S::Response, S::Error>>,
 {
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = KeyedResponseFuture<S, Request, K>;
+    type Response = A::Response;
+    type Error = A::Error;
+    type Future = KeyedResponseFuture<S, Request, K, X, A, C, E>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), A::Error>> {
+        self.inner.poll_ready(cx).map_err(A::fail)
     }
 
     #[inline]
-    fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K> {
-        let key = match self.gate.key(&request) {
+    fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
+        let config = &self.config;
+        let answer = &config.answer;
+        if config.side.exempt.exempt(&request) {
+            // Untouched: no key, no fuel, no count, no headers.
+            let future = self.inner.call(request);
+            let state = State::Called {
+                future,
+                on_success: None,
+            };
+            let stamp = answer.stamp(None);
+            return KeyedResponseFuture { state, stamp };
+        }
+        let key = match config.key(&request) {
             Ok(key) => key,
             Err(error) => {
-                return KeyedResponseFuture {
-                    state: State::Failed {
-                        error: Some(Failure::NoKey(error)),
-                    },
-                };
+                // No key, no budget: no headers.
+                let output = answer.no_key(error);
+                return KeyedResponseFuture::answered(output, answer.stamp(None));
             }
         };
-        let state = match self.gate.admit(&key) {
-            Admit::Now(on_success) => State::Called {
-                future: self.inner.call(request),
-                on_success,
-            },
-            Admit::Wait(waiting, wait) => State::Waiting {
-                wait,
-                call: Some((take_ready(&mut self.inner), request, waiting)),
-            },
-            Admit::Shed(refusal) => State::Failed {
-                error: Some(Failure::Refused(refusal)),
-            },
+        let n = config.side.cost.cost(&request);
+        let (state, stamp) = match config.admit(&key, n) {
+            Admit::Now(on_success) => {
+                let stamp = answer.stamp_key(&config.side.keyed, &key);
+                let future = self.inner.call(request);
+                (State::Called { future, on_success }, stamp)
+            }
+            // The headers are read once the wait is over.
+            Admit::Wait(waiting, wait) => (
+                State::Waiting {
+                    wait,
+                    call: Some((take_ready(&mut self.inner), request, waiting)),
+                },
+                answer.stamp(None),
+            ),
+            Admit::Shed(refusal) => {
+                let stamp = answer.stamp_key(&config.side.keyed, &key);
+                let output = answer.refused(refusal, &stamp);
+                return KeyedResponseFuture::answered(output, stamp);
+            }
+            Admit::TooCostly(error) => {
+                let output = answer.too_costly(error);
+                return KeyedResponseFuture::answered(output, answer.stamp(None));
+            }
         };
-        KeyedResponseFuture { state }
+        KeyedResponseFuture { state, stamp }
     }
-}
-
-/// Why a request failed before reaching the inner service; boxed only when
-/// the future is polled.
-enum Failure {
-    Refused(Refusal),
-    NoKey(KeyError),
 }
 
 pin_project! {
     /// The response future of [`KeyedThrottleService`]: waits for the key's
-    /// fuel if needed (wait mode), then runs the inner service's future;
-    /// or fails at once with [`Throttled`] or [`KeyError`].
+    /// fuel if needed (wait mode), then runs the inner service's future
+    /// (and adds the HTTP layer's headers, those of the key, to its
+    /// response); or answers at once: fails with [`Throttled`] or
+    /// [`KeyError`], or, over HTTP, responds 429, 400 or 500.
     ///
     /// # Cancel safety
     ///
@@ -942,62 +749,90 @@ pin_project! {
     /// # futures::executor::block_on(async {
     /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_second(10)?), key_fn(|k: &u8| Ok(*k)))
     ///     .layer(service_fn(|k: u8| async move { Ok::<_, tower::BoxError>(k) }));
-    /// let future: KeyedResponseFuture<_, u8, u8> = svc.ready().await?.call(3);
+    /// let future: KeyedResponseFuture<_, u8, u8, _> = svc.ready().await?.call(3);
     /// assert_eq!(future.await?, 3);
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct KeyedResponseFuture<S, Request, K>
+    pub struct KeyedResponseFuture<S, Request, K, X, A = Errors, C = Uniform, E = Uniform>
     where
         S: Service<Request>,
+        A: Respond<Result<S::Response, S::Error>>,
     {
         #[pin]
-        state: State<S, Request, K>,
+        state: State<S, Request, K, X, A, C, E>,
+        stamp: <A as Answer>::Stamp,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Request, K>
+    enum State<S, Request, K, X, A, C, E>
     where
         S: Service<Request>,
+        A: Respond<Result<S::Response, S::Error>>,
     {
         Waiting {
             wait: BudgetWait,
-            call: Option<(S, Request, KeyWaiting<K>)>,
+            call: Option<(S, Request, KeyWaiting<K, X, A, C, E>)>,
         },
         Called {
             #[pin]
             future: S::Future,
             on_success: Option<Monitor>,
         },
-        Failed {
-            error: Option<Failure>,
+        // Answered in `call`: taken by the one poll that returns it.
+        Answered {
+            output: Option<Result<A::Response, A::Error>>,
         },
     }
 }
 
-impl<S, Request, K> Future for KeyedResponseFuture<S, Request, K>
+impl<S, Request, K, X, A, C, E> KeyedResponseFuture<S, Request, K, X, A, C, E>
 where
     S: Service<Request>,
-    S::Error: Into<BoxError>,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Respond<Result<S::Response, S::Error>>,
 {
-    type Output = Result<S::Response, BoxError>;
+    #[cold]
+    fn answered(
+        output: Result<A::Response, A::Error>,
+        stamp: <A as Answer>::Stamp,
+    ) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
+        KeyedResponseFuture {
+            state: State::Answered {
+                output: Some(output),
+            },
+            stamp,
+        }
+    }
+}
+
+impl<S, Request, K, X, A, C, E> Future for KeyedResponseFuture<S, Request, K, X, A, C, E>
+where
+    S: Service<Request>,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Respond<Result<S::Response, S::Error>>,
+{
+    type Output = Result<A::Response, A::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let mut state = self.as_mut().project().state;
+            let this = self.as_mut().project();
+            let mut state = this.state;
             match state.as_mut().project() {
                 StateProj::Waiting { wait, call } => {
                     // The fuel is spent: a keyed budget takes none back.
                     let fueled = matches!(ready!(wait.as_mut().poll(cx)), Ok(Some(_)));
                     let Some((mut inner, request, waiting)) = call.take() else {
-                        return Poll::Ready(Err(polled_after_completion()));
+                        return Poll::Ready(A::polled_again());
                     };
+                    let config = &waiting.config;
+                    *this.stamp = config.answer.stamp_key(&config.side.keyed, &waiting.key);
                     if !fueled {
-                        return Poll::Ready(Err(waiting.shed().boxed()));
+                        let output = config.answer.refused(waiting.shed(), this.stamp);
+                        state.set(State::Answered { output: None });
+                        return Poll::Ready(output);
                     }
                     let on_success = waiting.fueled();
                     state.set(State::Called {
@@ -1010,31 +845,26 @@ where
                     if output.is_ok() {
                         emit::succeeded(on_success);
                     }
-                    return Poll::Ready(output.map_err(Into::into));
+                    return Poll::Ready(A::done(this.stamp, output));
                 }
-                StateProj::Failed { error } => {
-                    return Poll::Ready(Err(match error.take() {
-                        Some(Failure::Refused(refusal)) => refusal.boxed(),
-                        Some(Failure::NoKey(error)) => Box::new(error),
-                        None => polled_after_completion(),
-                    }));
+                StateProj::Answered { output } => {
+                    return Poll::Ready(output.take().unwrap_or_else(A::polled_again));
                 }
             }
         }
     }
 }
 
-#[cold]
-fn polled_after_completion() -> BoxError {
-    "KeyedResponseFuture polled after completion".into()
-}
-
-impl<S: Service<Request>, Request, K> fmt::Debug for KeyedResponseFuture<S, Request, K> {
+impl<S, Request, K, X, A, C, E> fmt::Debug for KeyedResponseFuture<S, Request, K, X, A, C, E>
+where
+    S: Service<Request>,
+    A: Respond<Result<S::Response, S::Error>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match &self.state {
             State::Waiting { .. } => "KeyedResponseFuture::Waiting",
             State::Called { .. } => "KeyedResponseFuture::Called",
-            State::Failed { .. } => "KeyedResponseFuture::Failed",
+            State::Answered { .. } => "KeyedResponseFuture::Answered",
         })
     }
 }

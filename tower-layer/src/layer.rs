@@ -1,17 +1,54 @@
-//! [`ThrottleLayer`]: wraps services so that every request spends fuel.
+//! [`Limit`]: the one layer, with the options every layer shares;
+//! [`ThrottleLayer`] and [`KeyedThrottleLayer`] are its two kinds.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fueltank::{Budget, Monitor, Tank, Throttle};
+#[cfg(doc)]
+use fueltank::{Budget, KeyedBudget, Monitor, Tank, Throttle};
+#[cfg(doc)]
 use tower::Layer;
 
-use crate::budget;
+#[cfg(doc)]
+use crate::KeyedThrottleLayer;
+use crate::Stats;
+use crate::answer::Errors;
 use crate::emit::EmitOn;
-use crate::gate::Config;
-use crate::policy::{Mode, Queue};
-use crate::{Stats, ThrottleService};
+#[cfg(doc)]
+use crate::keyed::Keyed;
+use crate::policy::{Mode, Policy, Queue};
+use crate::service::Single;
+
+/// A Tower layer drawing on a budget: `G` is what it draws on ([`Single`]:
+/// one budget; [`Keyed`]: one per key) and `A` how its services answer
+/// ([`Errors`], or `http::Responses`). Named by its two kinds,
+/// [`ThrottleLayer`] and [`KeyedThrottleLayer`]; the options below are
+/// those of both.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{KeyedTank, Rate, Tank};
+/// use fueltank_tower::key::key_fn;
+/// use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
+/// use std::time::Duration;
+///
+/// // The same options on both kinds.
+/// let global = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
+///     .max_wait(Duration::from_millis(50))
+///     .label("global");
+/// let per_user = KeyedThrottleLayer::new(KeyedTank::<u64>::new(Rate::per_second(5)?), key_fn(|user: &u64| Ok(*user)))
+///     .max_wait(Duration::from_millis(50))
+///     .label("per-user");
+/// # let _ = (global, per_user);
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Limit<G, A = Errors> {
+    pub(crate) side: G,
+    pub(crate) policy: Policy,
+    pub(crate) answer: A,
+}
 
 /// A Tower [`Layer`] that makes every request spend one fuel from a shared
 /// [`Tank`], and counts it in a statistics [`Monitor`].
@@ -53,130 +90,16 @@ use crate::{Stats, ThrottleService};
     not(feature = "http"),
     doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http"
 )]
-#[derive(Debug, Clone)]
-pub struct ThrottleLayer {
-    pub(crate) config: Config,
-}
+pub type ThrottleLayer<A = Errors> = Limit<Single, A>;
 
-impl ThrottleLayer {
-    /// A layer drawing on `budget`, waiting for fuel: any [`Budget`], such
-    /// as a [`Tank`] or `fueltank-redis`'s `GlobalTank`, without statistics
-    /// (add a [`Stats`] for them); or a [`Throttle`]: its tank, counting
-    /// every request let through in its monitor, at fuel time (see
-    /// [`emit_on`](ThrottleLayer::emit_on)).
-    ///
-    /// With a [`Throttle`]:
-    ///
-    /// - A throttle without a tank (`as_throttle(false)`) means unlimited
-    ///   fuel: requests never wait and are never shed; they are still
-    ///   counted.
-    /// - A throttle without a monitor (`as_monitor(false)`) means no
-    ///   emission.
-    /// - The layer emits itself, once per request, whatever the throttle's
-    ///   `auto_emit`: it takes fuel from the tank directly, never through
-    ///   the throttle's fuel methods, so nothing is counted twice. Don't
-    ///   also call `throttle.emit()` for the requests the layer lets
-    ///   through.
-    ///
-    /// The layer shares the throttle's tank and monitor: `throttle.stop()`
-    /// pauses both (waiting requests wait until `start()`), and
-    /// `throttle.set_rate(..)` takes effect at once.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Throttle};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let throttle = Throttle::builder(Rate::per_second(1000)?).build()?;
-    /// let mut svc = ThrottleLayer::new(throttle.clone())
-    ///     .layer(service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) }));
-    /// for x in 0..3 {
-    ///     assert_eq!(svc.ready().await?.call(x).await?, x);
-    /// }
-    /// assert_eq!(throttle.total(), 3); // each request once
-    ///
-    /// // Monitor only: no limit, every request counted.
-    /// let counter = Throttle::builder(Rate::per_second(1)?).as_throttle(false).build()?;
-    /// let mut svc = ThrottleLayer::new(counter.clone())
-    ///     .layer(service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) }));
-    /// for x in 0..5 {
-    ///     svc.ready().await?.call(x).await?;
-    /// }
-    /// assert_eq!(counter.total(), 5);
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// Any other [`Budget`] is drawn on as it is: a [`Tank`] (without
-    /// statistics: a bare tank has no monitor), or a budget such as one shared by every instance of a service through Redis
-    /// (`fueltank-redis`'s `GlobalTank`), waiting for fuel, without
-    /// statistics (add a [`Stats`] for them). Fuel held by a service
-    /// dropped between `poll_ready` and `call` is given back
-    /// ([`Budget::give_back`]; a Redis tank spends it). In reject mode,
-    /// `poll_ready` waits for the budget's answer when only its store can
-    /// tell ([`Budget::ask`]), so a budget not used for a while does not
-    /// shed its first requests.
-    ///
-    /// A budget of your own:
-    ///
-    /// ```
-    /// use fueltank::{Budget, BudgetWait, Fuel, Rate};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use std::time::Duration;
-    /// use tower::{Layer, ServiceExt, service_fn};
-    ///
-    /// /// A budget that always has fuel.
-    /// #[derive(Debug)]
-    /// struct Plenty;
-    ///
-    /// impl Budget for Plenty {
-    ///     fn try_take(&self, n: u64) -> Option<Fuel> {
-    ///         Some(Fuel::taken(n))
-    ///     }
-    ///     fn wait(&self, n: u64, _max_wait: Option<Duration>) -> BudgetWait {
-    ///         Box::pin(std::future::ready(Ok(self.try_take(n))))
-    ///     }
-    ///     fn wait_time(&self, _n: u64) -> Option<Duration> {
-    ///         Some(Duration::ZERO)
-    ///     }
-    ///     fn rate(&self) -> Rate {
-    ///         Rate::per_second(1_000_000).unwrap()
-    ///     }
-    ///     fn available(&self) -> u64 {
-    ///         u64::MAX
-    ///     }
-    ///     fn capacity(&self) -> u64 {
-    ///         u64::MAX
-    ///     }
-    /// }
-    ///
-    /// # futures::executor::block_on(async {
-    /// let svc = ThrottleLayer::new(Plenty)
-    ///     .layer(service_fn(|x: u8| async move { Ok::<_, tower::BoxError>(x) }));
-    /// assert_eq!(svc.oneshot(7).await?, 7);
-    /// # Ok::<(), tower::BoxError>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn new(budget: impl Budget) -> ThrottleLayer {
-        let config = match (&budget as &dyn Any).downcast_ref::<Throttle>() {
-            // The layer emits itself, so it takes from the tank directly.
-            Some(throttle) => Config::new(
-                throttle.tank().cloned().map(budget::Shared::new),
-                throttle.monitor().cloned(),
-            ),
-            None => Config::new(Some(budget::Shared::new(budget)), None),
-        };
-        ThrottleLayer { config }
-    }
-
+impl<G, A> Limit<G, A> {
     /// Sheds requests instead of waiting: `poll_ready` no longer waits for
     /// fuel, and `call` fails at once with [`Throttled`](crate::Throttled)
-    /// (boxed into [`tower::BoxError`]) when there is none. Its
+    /// (boxed into [`tower::BoxError`]; a 429 with `http()`)
+    /// when there is none — for a [`KeyedThrottleLayer`], when the
+    /// request's key has none. Its
     /// [`retry_after`](crate::Throttled::retry_after) is exact, from the
-    /// tank's schedule.
+    /// tank's schedule (the key's own wait).
     ///
     /// # Examples
     ///
@@ -196,8 +119,8 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn reject(mut self) -> ThrottleLayer {
-        self.config.policy.mode = Mode::Reject;
+    pub fn reject(mut self) -> Limit<G, A> {
+        self.policy.mode = Mode::Reject;
         self
     }
 
@@ -216,8 +139,17 @@ impl ThrottleLayer {
     ///
     /// `poll_ready` still resolves: the request is shed by the `call` that
     /// follows. `max_wait(Duration::ZERO)` sheds every request that finds
-    /// no fuel, like [`reject`](ThrottleLayer::reject). In reject mode it
+    /// no fuel, like [`reject`](Limit::reject). In reject mode it
     /// changes nothing.
+    ///
+    /// A [`KeyedThrottleLayer`] knows the key only in `call`: the check is
+    /// made there, against the key's line as it stands
+    /// ([`KeyedBudget::wait_time`]), and a request let into the line waits
+    /// at most `max_wait` (the budget's timed wait) in its response future:
+    /// requests on the same key arriving on several threads at the same
+    /// instant may each pass the check before any of them joins the line,
+    /// and one whose fuel then cannot come in time is shed when `max_wait`
+    /// passes.
     ///
     /// # Cancel safety
     ///
@@ -255,18 +187,19 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn max_wait(mut self, max_wait: Duration) -> ThrottleLayer {
-        self.config.policy.max_wait = Some(max_wait);
+    pub fn max_wait(mut self, max_wait: Duration) -> Limit<G, A> {
+        self.policy.max_wait = Some(max_wait);
         self
     }
 
     /// Bounds the line (wait mode): at most `max` requests of this layer
-    /// wait for fuel at once (all its services and their clones together);
+    /// wait for fuel at once (all its services and their clones together,
+    /// whatever their keys);
     /// a request that finds no fuel while `max` wait is shed at once with
     /// [`Throttled`](crate::Throttled). `max_waiting(0)` sheds every
     /// request that finds no fuel.
     ///
-    /// With [`max_wait`](ThrottleLayer::max_wait), a request is shed if
+    /// With [`max_wait`](Limit::max_wait), a request is shed if
     /// either bound would be passed.
     ///
     /// # Examples
@@ -289,8 +222,8 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn max_waiting(mut self, max: usize) -> ThrottleLayer {
-        self.config.policy.queue = Some(Arc::new(Queue::new(max)));
+    pub fn max_waiting(mut self, max: usize) -> Limit<G, A> {
+        self.policy.queue = Some(Arc::new(Queue::new(max)));
         self
     }
 
@@ -316,13 +249,58 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn label(mut self, label: impl Into<Arc<str>>) -> ThrottleLayer {
-        self.config.policy.label = Some(label.into());
+    pub fn label(mut self, label: impl Into<Arc<str>>) -> Limit<G, A> {
+        self.policy.label = Some(label.into());
+        self
+    }
+
+    /// Shadow mode: tries the limit on real traffic without enforcing it.
+    /// A request that would be refused (shed, or refused while the
+    /// budget's store is down) is let through at once instead, without
+    /// fuel and without waiting; it is counted in
+    /// [`Stats::shadowed`] (with [`stats`](Limit::stats)) and reported as
+    /// a `tracing` event at `DEBUG` with the field `shadow = true` and what
+    /// it would have been told (see [the crate's
+    /// events](crate#tracing-events)). A request that finds fuel takes it,
+    /// as without shadow mode, so the budget shows the load the limit would
+    /// see: what is counted as shadowed is what the limit would refuse
+    /// with the requests it admits spending their fuel.
+    ///
+    /// Nothing waits, in either mode: [`reject`](Limit::reject),
+    /// [`max_wait`](Limit::max_wait) and
+    /// [`max_waiting`](Limit::max_waiting) change nothing. A budget that
+    /// only its store can answer for ([`Budget::ask`]) is not asked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::key::key_fn;
+    /// use fueltank_tower::{KeyedThrottleLayer, Stats};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stats = Stats::new();
+    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(2)?), key_fn(|k: &u8| Ok(*k)))
+    ///     .shadow()
+    ///     .stats(stats.clone())
+    ///     .layer(service_fn(|k: u8| async move { Ok::<_, tower::BoxError>(k) }));
+    /// for _ in 0..5 {
+    ///     assert_eq!(svc.ready().await?.call(7).await?, 7); // never shed, never waits
+    /// }
+    /// assert_eq!(stats.shadowed().total(), 3); // two fuel for five
+    /// assert_eq!(stats.admitted().total(), 5);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn shadow(mut self) -> Limit<G, A> {
+        self.policy.shadow = true;
         self
     }
 
     /// Counts this layer's requests in `stats`: admitted, rejected, waited,
-    /// and the waits (see [`Stats`]). Keep a clone of `stats` to read
+    /// refused for want of a key (keyed layer), and the waits (see
+    /// [`Stats`]). Keep a clone of `stats` to read
     /// them; several layers may share one.
     ///
     /// # Examples
@@ -342,8 +320,8 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn stats(mut self, stats: Stats) -> ThrottleLayer {
-        self.config.policy.stats = Some(stats);
+    pub fn stats(mut self, stats: Stats) -> Limit<G, A> {
+        self.policy.stats = Some(stats);
         self
     }
 
@@ -365,8 +343,8 @@ impl ThrottleLayer {
     /// ```
     #[cfg(feature = "tracing")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
-    pub fn long_wait(mut self, threshold: Duration) -> ThrottleLayer {
-        self.config.policy.long_wait = threshold;
+    pub fn long_wait(mut self, threshold: Duration) -> Limit<G, A> {
+        self.policy.long_wait = threshold;
         self
     }
 
@@ -374,8 +352,10 @@ impl ThrottleLayer {
     /// default) or when the response succeeds ([`EmitOn::Success`]).
     ///
     /// Emissions feed the monitor of the [`Throttle`] the layer was built
-    /// from; a layer over a bare tank has none, so for it this changes
-    /// nothing. Shed requests are never emitted.
+    /// from, or the one given to a keyed layer
+    /// ([`KeyedThrottleLayer::monitor`]); a layer over a bare tank has
+    /// none, so for it this changes nothing. Shed requests are never
+    /// emitted.
     ///
     /// # Examples
     ///
@@ -397,70 +377,8 @@ impl ThrottleLayer {
     /// # Ok::<(), tower::BoxError>(())
     /// # }).unwrap();
     /// ```
-    pub fn emit_on(mut self, when: EmitOn) -> ThrottleLayer {
-        self.config.policy.emission.on = when;
+    pub fn emit_on(mut self, when: EmitOn) -> Limit<G, A> {
+        self.policy.emission.on = when;
         self
-    }
-
-    /// The tank this layer draws on; `None` for a [`Throttle`] without a
-    /// tank (unlimited fuel), and for a layer on another
-    /// [`Budget`](ThrottleLayer::new).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank, Throttle};
-    /// use fueltank_tower::ThrottleLayer;
-    ///
-    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?));
-    /// assert_eq!(layer.tank().map(Tank::level), Some(1));
-    ///
-    /// let unlimited = Throttle::builder(Rate::per_second(10)?).as_throttle(false).build()?;
-    /// assert!(ThrottleLayer::new(unlimited).tank().is_none());
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn tank(&self) -> Option<&Tank> {
-        budget::tank(self.config.tank.as_ref()?)
-    }
-
-    /// The monitor this layer emits to; `None` without one (a layer from a
-    /// bare tank, or a [`Throttle`] built with `as_monitor(false)`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank, Throttle};
-    /// use fueltank_tower::ThrottleLayer;
-    ///
-    /// let throttle = Throttle::builder(Rate::per_second(10)?).build()?;
-    /// assert!(ThrottleLayer::new(throttle).monitor().is_some());
-    /// let bare = ThrottleLayer::new(Tank::new(Rate::per_second(10)?));
-    /// assert!(bare.monitor().is_none());
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn monitor(&self) -> Option<&Monitor> {
-        self.config.policy.emission.monitor.as_ref()
-    }
-}
-
-impl From<Throttle> for ThrottleLayer {
-    /// [`ThrottleLayer::new`].
-    fn from(throttle: Throttle) -> ThrottleLayer {
-        ThrottleLayer::new(throttle)
-    }
-}
-
-impl From<Tank> for ThrottleLayer {
-    /// [`ThrottleLayer::new`].
-    fn from(tank: Tank) -> ThrottleLayer {
-        ThrottleLayer::new(tank)
-    }
-}
-
-impl<S> Layer<S> for ThrottleLayer {
-    type Service = ThrottleService<S>;
-
-    fn layer(&self, inner: S) -> ThrottleService<S> {
-        ThrottleService::from_config(inner, Arc::new(self.config.clone()))
     }
 }

@@ -89,6 +89,7 @@
 //! | event | level | fields |
 //! |---|---|---|
 //! | a request shed ([`Throttled`]) | `DEBUG` | `scope`, `limit` (the label), `key` (with [`report_key`](KeyedThrottleLayer::report_key)), `retry_after_ms` |
+//! | a request a [`shadow`](Limit::shadow) layer would have refused, let through | `DEBUG` | `scope`, `limit`, `key` (as above), `shadow = true`, `retry_after_ms` or `store` |
 //! | a request refused while its budget's store is down ([`Unavailable`]) | `WARN` | `scope`, `limit`, `key` (as above), `store`, `retry_after_ms` |
 //! | a request whose key could not be read, the server's setup at fault ([`KeyError::is_setup_error`](key::KeyError::is_setup_error): no peer address, no trusted proxy) | `ERROR` | `limit`; the message says what to change |
 //! | a request whose key could not be read, the request at fault (a missing or malformed header) | `DEBUG` | `limit` |
@@ -103,7 +104,7 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `http` | [`http::HttpThrottleLayer`] and [`http::HttpKeyedThrottleLayer`]: 429 + `Retry-After` + `RateLimit` headers (503 while a budget's store is down), plain-text or custom rejections; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
+//! | `http` | [`Limit::http`] on either layer ([`http::Responses`]): 429 + `Retry-After` + `RateLimit` headers (503 while a budget's store is down), plain-text or custom rejections; the [`key::PeerIp`] and [`key::ForwardedIp`] extractors |
 //! | `axum` | `http`, and [`key::PeerIp`] also reads axum's `ConnectInfo<SocketAddr>`; [`key::ConnectInfoIp`], which exists only with this feature |
 //! | `tracing` | the [events](#tracing-events) above |
 //!
@@ -111,6 +112,7 @@
 //!
 //! | item | role |
 //! |---|---|
+//! | [`Limit`] | the one layer and its options; [`ThrottleLayer`] and [`KeyedThrottleLayer`] name its two kinds, by what it draws on ([`Single`], [`Keyed`]); it answers with errors ([`Errors`]) or, with `http()` (feature `http`), responses |
 //! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service; [`ResponseFuture`] its future |
 //! | [`KeyedThrottleLayer`] | one budget per key; [`KeyedThrottleService`], [`KeyedResponseFuture`] |
 //! | [`Throttled`], [`Unavailable`], [`Scope`] | the error of a shed request, that of a request refused while its budget's store is down, and which kind of limit refused it |
@@ -127,8 +129,8 @@
 #![cfg_attr(
     not(feature = "http"),
     doc = "[`http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/index.html",
-    doc = "[`http::HttpThrottleLayer`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.HttpThrottleLayer.html",
-    doc = "[`http::HttpKeyedThrottleLayer`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.HttpKeyedThrottleLayer.html",
+    doc = "[`http::Responses`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.Responses.html",
+    doc = "[`Limit::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.Limit.html#method.http",
     doc = "[`ThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http",
     doc = "[`KeyedThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http",
     doc = "[`key::PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
@@ -144,6 +146,7 @@
     doc = "[`long_wait`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.long_wait"
 )]
 
+mod answer;
 mod budget;
 mod emit;
 mod error;
@@ -157,15 +160,18 @@ pub mod key;
 mod keyed;
 mod layer;
 mod policy;
+mod request;
 mod service;
 mod stats;
 
+pub use answer::Errors;
 pub use emit::EmitOn;
 pub use error::Throttled;
 pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
-pub use keyed::{KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
-pub use layer::ThrottleLayer;
-pub use service::ThrottleService;
+pub use keyed::{Keyed, KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
+pub use layer::{Limit, ThrottleLayer};
+pub use request::{Uniform, Whole};
+pub use service::{Single, ThrottleService};
 pub use stats::{Stats, WaitTimes};

@@ -36,6 +36,8 @@ pub(crate) struct Policy {
     pub(crate) queue: Option<Arc<Queue>>,
     pub(crate) scope: Scope,
     pub(crate) label: Option<Arc<str>>,
+    /// Let through what would be refused, counting and reporting it.
+    pub(crate) shadow: bool,
     pub(crate) stats: Option<Stats>,
     /// Waits at least this long are reported (feature `tracing`).
     pub(crate) long_wait: Duration,
@@ -50,28 +52,54 @@ impl Policy {
             queue: None,
             scope,
             label: None,
+            shadow: false,
             stats: None,
             long_wait: events::LONG_WAIT,
         }
     }
 
-    /// A shed request's error, counted and reported.
+    /// A request that finds no fuel, in shadow mode: let through, taking
+    /// none; counted and reported as the refusal it would have had.
     #[cold]
-    pub(crate) fn throttled(&self, retry_after: Duration, key: Option<Arc<str>>) -> Throttled {
-        let throttled = Throttled::from_parts(retry_after, self.scope, self.label.clone(), key);
+    pub(crate) fn shadowed(&self, cause: Cause, key: Option<Arc<str>>) {
+        let refusal = self.refusal(cause, key);
         if let Some(stats) = &self.stats {
-            stats.reject();
+            stats.shadow();
         }
-        events::throttled(&throttled);
-        throttled
+        events::shadowed(&refusal);
     }
 
     /// A refused request's error, counted and reported: [`Throttled`], or
     /// [`Unavailable`] if its budget's store is down.
     #[cold]
     pub(crate) fn refuse(&self, cause: Cause, key: Option<Arc<str>>) -> Refusal {
+        let refusal = self.refusal(cause, key);
+        match &refusal {
+            Refusal::Throttled(throttled) => {
+                if let Some(stats) = &self.stats {
+                    stats.reject();
+                }
+                events::throttled(throttled);
+            }
+            Refusal::Unavailable(unavailable) => {
+                if let Some(stats) = &self.stats {
+                    stats.unavailable_one();
+                }
+                events::unavailable(unavailable);
+            }
+        }
+        refusal
+    }
+
+    /// The error of a request refused for `cause`, naming this limit.
+    fn refusal(&self, cause: Cause, key: Option<Arc<str>>) -> Refusal {
         match cause {
-            Cause::NoFuel(retry_after) => Refusal::Throttled(self.throttled(retry_after, key)),
+            Cause::NoFuel(retry_after) => Refusal::Throttled(Throttled::from_parts(
+                retry_after,
+                self.scope,
+                self.label.clone(),
+                key,
+            )),
             Cause::Down(unavailable) => {
                 let mut unavailable = unavailable.with_scope(self.scope);
                 if let Some(label) = &self.label {
@@ -80,10 +108,6 @@ impl Policy {
                 if let Some(key) = key {
                     unavailable = unavailable.with_key(key);
                 }
-                if let Some(stats) = &self.stats {
-                    stats.unavailable_one();
-                }
-                events::unavailable(&unavailable);
                 Refusal::Unavailable(unavailable)
             }
         }

@@ -63,6 +63,7 @@ struct Shared {
     waited: Monitor,
     key_errors: Monitor,
     unavailable: Monitor,
+    shadowed: Monitor,
     waits: WaitLog,
     /// Times the waits: the clock the stats were built with.
     clock: Arc<dyn Clock>,
@@ -163,6 +164,7 @@ impl Stats {
                 waited: monitor(),
                 key_errors: monitor(),
                 unavailable: monitor(),
+                shadowed: monitor(),
                 waits: WaitLog::new(),
                 clock: Arc::new(clock.clone()),
             }),
@@ -243,6 +245,38 @@ impl Stats {
         &self.shared.unavailable
     }
 
+    /// Requests a [`shadow`](crate::Limit::shadow) layer would have
+    /// refused (shed, or refused while the budget's store is down) and let
+    /// through instead, one emission each; they are also in
+    /// [`admitted`](Stats::admitted), and never in
+    /// [`rejected`](Stats::rejected).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    /// use fueltank_tower::{Stats, ThrottleLayer};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stats = Stats::new();
+    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_minute(1)?))
+    ///     .shadow()
+    ///     .stats(stats.clone())
+    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
+    /// for _ in 0..3 {
+    ///     svc.ready().await?.call(()).await?; // never shed
+    /// }
+    /// assert_eq!(stats.admitted().total(), 3);
+    /// assert_eq!(stats.shadowed().total(), 2); // one fuel for three
+    /// assert_eq!(stats.rejected().total(), 0);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn shadowed(&self) -> &Monitor {
+        &self.shared.shadowed
+    }
+
     /// The waits of the [`waited`](Stats::waited) requests so far: how
     /// many, their sum, and their percentiles.
     ///
@@ -284,6 +318,10 @@ impl Stats {
 
     pub(crate) fn unavailable_one(&self) {
         self.shared.unavailable.emit();
+    }
+
+    pub(crate) fn shadow(&self) {
+        self.shared.shadowed.emit();
     }
 
     /// A request that waited `wait` for its fuel got it.

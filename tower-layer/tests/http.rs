@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use fueltank::clock::ManualClock;
 use fueltank::{Hardcap, Rate, Tank};
-use fueltank_tower::http::{HeaderStyle, HttpThrottleLayer, HttpThrottleService};
-use fueltank_tower::{Stats, ThrottleLayer, Throttled};
+use fueltank_tower::http::{HeaderStyle, Responses};
+use fueltank_tower::{Stats, ThrottleLayer, ThrottleService, Throttled};
 use futures::FutureExt;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceBuilder};
 
 mod common;
-use common::{Inner, ok};
+use common::{Inner, ok, send};
 
 fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
     Tank::builder(rate.parse::<Rate>().unwrap())
@@ -25,7 +25,7 @@ fn tank(clock: &ManualClock, rate: &str, initial: u64) -> Tank {
         .unwrap()
 }
 
-fn shed(tank: Tank) -> HttpThrottleLayer {
+fn shed(tank: Tank) -> ThrottleLayer<Responses> {
     ThrottleLayer::new(tank).reject().http()
 }
 
@@ -209,7 +209,8 @@ fn hardcaps_one_and_window_have_their_own_reset() {
 fn wait_mode_waits_and_sends_the_headers() {
     let clock = ManualClock::new();
     let tank = tank(&clock, "10/s", 1);
-    let mut svc: HttpThrottleService<Inner> = ThrottleLayer::new(tank.clone()).http().layer(ok());
+    let mut svc: ThrottleService<Inner, Responses> =
+        ThrottleLayer::new(tank.clone()).http().layer(ok());
     assert_eq!(split(&get(&mut svc)), (10, 0, 1));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_pending(), "waits, no 429");
@@ -227,7 +228,7 @@ fn a_wait_without_a_call_is_not_counted() {
     let tank = tank(&clock, "20/s", 0);
     let stats = Stats::with_clock(clock.clone());
     let layer = ThrottleLayer::new(tank.clone()).stats(stats.clone()).http();
-    let mut dropped: HttpThrottleService<Inner> = layer.layer(ok());
+    let mut dropped: ThrottleService<Inner, Responses> = layer.layer(ok());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(dropped.poll_ready(&mut cx).is_pending());
     clock.advance(Duration::from_millis(50));
@@ -617,4 +618,49 @@ fn a_429_says_nothing_remains_while_a_waiter_holds_the_line() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let (limit, remaining, _) = split(&response);
     assert_eq!((limit, remaining), (10, 0));
+}
+
+/// Cost over HTTP: the `RateLimit` headers count units, a request costing
+/// more than there is gets a 429, one costing more than the tank can ever
+/// hold a 400 saying so (never a wait, no `Retry-After`), and an exempt
+/// one passes without headers.
+#[test]
+fn costs_are_counted_in_units_and_too_costly_is_a_400() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 10);
+    let cost = |request: &Request<()>| -> u64 {
+        header(request.headers(), "x-cost").map_or(1, |n| n.parse().unwrap())
+    };
+    let mut svc = ThrottleLayer::new(tank.clone())
+        .reject()
+        .cost(cost)
+        .exempt(|request: &Request<()>| request.uri().path() == "/health")
+        .http()
+        .layer(ok());
+    let costing = |n: u64| Request::builder().header("x-cost", n).body(()).unwrap();
+
+    let response = send(&mut svc, costing(4));
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(split(&response).1, 6, "remaining counts units");
+    let response = send(&mut svc, costing(7));
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(split(&response).1, 6);
+    let response = send(&mut svc, costing(11));
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("retry-after").is_none());
+    assert_eq!(
+        response.extensions().get::<fueltank::Error>(),
+        Some(&fueltank::Error::ExceedsCapacity {
+            requested: 11,
+            capacity: 10
+        })
+    );
+    let health = Request::get("/health")
+        .header("x-cost", 100)
+        .body(())
+        .unwrap();
+    let response = send(&mut svc, health);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("ratelimit-remaining").is_none());
+    assert_eq!(tank.level(), 6, "only the 4 admitted were spent");
 }

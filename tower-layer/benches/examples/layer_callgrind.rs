@@ -10,18 +10,52 @@
 //!
 //! Cases: `noop` (the loop alone), `bare` (the service without the layer),
 //! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::new(tank)`, in wait
-//! mode, reject mode, and wait mode with `max_wait`).
+//! mode, reject mode, and wait mode with `max_wait`), `keyed_wait`,
+//! `keyed_reject` (`KeyedThrottleLayer` on one key), `http_no_headers`,
+//! `http_headers`, `keyed_http_headers` (the same with `http()`, in reject
+//! mode, over a service with a `String` body; `bare_http` is that service
+//! alone).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+
+use fueltank::KeyedTank;
 use fueltank::clock::{Clock, MonotonicClock};
-use fueltank_tower::ThrottleLayer;
-use tower::Layer;
+use fueltank_tower::http::HeaderStyle;
+use fueltank_tower::key::{KeyError, key_fn};
+use fueltank_tower::{KeyedThrottleLayer, ThrottleLayer};
+use http::{Request, Response};
+use tower::{Layer, Service, service_fn};
 
 #[path = "../request.rs"]
 mod request;
-use request::{drive, full_tank, unit};
+use request::{drive, full_rate, full_tank, unit};
+
+type Text = tower::util::ServiceFn<fn(Request<()>) -> Ready<Result<Response<String>, Infallible>>>;
+
+/// A service whose body the HTTP layer's default rejections can make.
+fn text() -> Text {
+    service_fn(|_| ready(Ok(Response::new(String::new()))))
+}
+
+fn one_key(_: &Request<()>) -> Result<(), KeyError> {
+    Ok(())
+}
+
+fn full_keyed() -> KeyedTank<()> {
+    KeyedTank::new(full_rate())
+}
+
+/// `drive` in a loop step.
+fn step<S: Service<Request<()>> + 'static>(mut svc: S) -> Box<dyn FnMut() -> bool> {
+    Box::new(move || {
+        black_box(drive(&mut svc));
+        true
+    })
+}
 
 /// The only function callgrind collects in (`--toggle-collect`): its
 /// instructions divided by `calls` are the cost of one request, loop
@@ -74,6 +108,32 @@ fn main() {
                 true
             })
         }
+        "keyed_wait" => step(KeyedThrottleLayer::new(full_keyed(), key_fn(one_key)).layer(unit())),
+        "keyed_reject" => step(
+            KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+                .reject()
+                .layer(unit()),
+        ),
+        "bare_http" => step(text()),
+        "http_no_headers" => step(
+            ThrottleLayer::new(full_tank())
+                .reject()
+                .http()
+                .headers(HeaderStyle::Off)
+                .layer(text()),
+        ),
+        "http_headers" => step(
+            ThrottleLayer::new(full_tank())
+                .reject()
+                .http()
+                .layer(text()),
+        ),
+        "keyed_http_headers" => step(
+            KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+                .reject()
+                .http()
+                .layer(text()),
+        ),
         _ => usage(),
     };
 

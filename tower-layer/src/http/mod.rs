@@ -51,7 +51,7 @@
 //!
 //! where `w` is `per` in whole seconds (rounded up), `q` the quota in that
 //! window, `r` the fuel left and `t` the seconds until the tank is full. The
-//! name is [`HttpThrottleLayer::policy_name`].
+//! name is [`Limit::policy_name`].
 //!
 //! A shed request gets `Retry-After` in whole seconds, rounded up from the
 //! tank's exact schedule and never 0: a 10 ms wait says `1`, not `0`.
@@ -65,7 +65,7 @@
 //!
 //! # Per key
 //!
-//! [`HttpKeyedThrottleLayer`] ([`KeyedThrottleLayer::http`](crate::KeyedThrottleLayer::http))
+//! [`KeyedThrottleLayer`]`.http()` ([`Limit::http`])
 //! sends the same headers with the values of the request's own key:
 //! `RateLimit-Remaining` is the key's fuel left
 //! ([`KeyedTank::level`](fueltank::KeyedTank::level)), `Retry-After` its wait
@@ -74,7 +74,7 @@
 //! whose key cannot be read is answered `400 Bad Request`, or `500 Internal
 //! Server Error` if the server's setup is at fault (it passes no peer
 //! address, or no proxy is trusted), with a body saying why (see
-//! [Rejections](#rejections)) and the [`KeyError`](crate::key::KeyError)
+//! [Rejections](#rejections)) and the [`KeyError`]
 //! in the response's extensions.
 //!
 //! ```
@@ -113,9 +113,9 @@
 //!
 //! | request | default ([`PlainText`]) | your own |
 //! |---|---|---|
-//! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`HttpThrottleLayer::on_throttled`], [`HttpKeyedThrottleLayer::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
-//! | refused while the budget's store is down ([`Budget::unavailable`](crate::Budget::unavailable): e.g. Redis gone under `FailurePolicy::Closed`) | `503`, `text/plain`: ``Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s`` (with the label as above) | [`HttpThrottleLayer::on_unavailable`], [`HttpKeyedThrottleLayer::on_unavailable`]: a closure `Fn(&Unavailable) -> Response<B>` |
-//! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`](crate::key::KeyError) | [`HttpKeyedThrottleLayer::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
+//! | shed: no fuel (reject mode), none within `max_wait`, or the line full | `429`, `text/plain`: `Too Many Requests: retry after 3 s` (with the limit's label: `Too Many Requests (per-ip limit): retry after 3 s`) | [`Limit::on_throttled`]: a closure `Fn(&Throttled) -> Response<B>` |
+//! | refused while the budget's store is down ([`Budget::unavailable`](crate::Budget::unavailable): e.g. Redis gone under `FailurePolicy::Closed`) | `503`, `text/plain`: ``Service Unavailable: rate-limit store unavailable (redis tank `api`), retry after 1 s`` (with the label as above) | [`Limit::on_unavailable`]: a closure `Fn(&Unavailable) -> Response<B>` |
+//! | no key, the request at fault | `400`, `text/plain`: `Bad Request: ` and the [`KeyError`] | [`Limit::on_key_error`]: a closure `Fn(&KeyError) -> Response<B>` |
 //! | no key, the server's setup at fault | `500`, `text/plain`: `Internal Server Error: ` and the error, which says what to change (e.g. to enable the `axum` feature) | the same closure |
 //!
 //! Whoever builds it, a shed request's response gets `Retry-After` (unless
@@ -125,7 +125,7 @@
 //! [`Unavailable`](crate::Unavailable) in its extensions, and no
 //! `RateLimit` headers (no quota ran out: clients should not read it as
 //! having been too fast); a keyless one gets its
-//! [`KeyError`](crate::key::KeyError) in its extensions. The default
+//! [`KeyError`] in its extensions. The default
 //! needs a body made from a `String` (`axum::body::Body`,
 //! `http_body_util::Full<Bytes>`, `String`); for others, give closures.
 //!
@@ -213,45 +213,34 @@
 //! - **Headers.** Both layers stamp their `RateLimit` headers; with the
 //!   split form the response keeps the tighter limit's, with the
 //!   structured form it lists both (give each a
-//!   [`policy_name`](HttpThrottleLayer::policy_name)). `Retry-After` comes
+//!   [`policy_name`](Limit::policy_name)). `Retry-After` comes
 //!   from the layer that shed the request.
 //! - **`layer` or `route_layer`.** axum's `Router::layer` also wraps its
 //!   fallback, so requests to unknown paths spend the client's fuel too
 //!   (scanners run out of budget); `Router::route_layer` limits matched
 //!   routes only.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use fueltank::{Hardcap, Monitor, Rate, Tank};
+use http::Response;
 
-use crate::budget::{self, KeyedShared, Shared};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
-
+#[cfg(doc)]
 use crate::ThrottleLayer;
-use crate::emit;
-use crate::gate::{Config, Gate};
+use crate::answer::{Answer, Respond, RespondKey};
+use crate::budget::{KeyedShared, Shared};
+use crate::error::Refusal;
+use crate::key::KeyError;
+use crate::keyed::KeyedThrottleLayer;
+use crate::layer::Limit;
 use number::number;
+use stamp::{Headers, Snapshot, Stamp, ceil_secs};
 
-mod keyed;
 mod number;
 mod reject;
+mod stamp;
 
-pub use keyed::{HttpKeyedResponseFuture, HttpKeyedThrottleLayer, HttpKeyedThrottleService};
 pub use reject::{OnKeyError, OnThrottled, OnUnavailable, PlainText};
-
-const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
 /// Which `RateLimit` headers go on every response.
 ///
@@ -283,63 +272,10 @@ pub enum HeaderStyle {
     Off,
 }
 
-/// What every service of one layer shares about its headers.
-#[derive(Debug, Clone)]
-pub(crate) struct Headers {
-    style: HeaderStyle,
-    /// The policy name as a structured-field string, quotes included.
-    policy: Arc<str>,
-    /// The tank's hardcap, fixed at build time (it decides what "full" is);
-    /// unused by the keyed layer.
-    hardcap: Hardcap,
-}
-
-impl Default for Headers {
-    fn default() -> Headers {
-        Headers {
-            style: HeaderStyle::Split,
-            policy: sf_string("default"),
-            hardcap: Hardcap::default(),
-        }
-    }
-}
-
-impl Headers {
-    /// What one response gets, from the state `read` returns (called only
-    /// if the style sends `RateLimit` headers).
-    #[inline]
-    fn stamp(&self, read: impl FnOnce() -> Option<Snapshot>) -> Option<Stamp> {
-        let policy = self.plan()?;
-        Some(Stamp {
-            snapshot: read()?,
-            policy,
-        })
-    }
-
-    /// `None` without `RateLimit` headers; else the policy name to send,
-    /// if the style is the structured one.
-    #[inline]
-    fn plan(&self) -> Option<Option<Arc<str>>> {
-        match self.style {
-            HeaderStyle::Off => None,
-            HeaderStyle::Split => Some(None),
-            HeaderStyle::Structured => Some(Some(self.policy.clone())),
-        }
-    }
-}
-
-/// The `RateLimit` headers of one response: the split trio, or with a
-/// policy name, the structured pair. Carried by the response future
-/// without a reference to the layer.
-#[derive(Debug, Clone)]
-struct Stamp {
-    snapshot: Snapshot,
-    policy: Option<Arc<str>>,
-}
-
-/// A Tower layer for HTTP services: it answers `429 Too Many Requests`
-/// itself, with `Retry-After`, and adds the IETF `RateLimit` headers to
-/// every response. Made by [`ThrottleLayer::http`].
+/// How the HTTP layers answer: a layer made by [`http`](Limit::http)
+/// answers `429 Too Many Requests` itself, with `Retry-After`, and adds the
+/// IETF `RateLimit` headers to every response; for either kind of layer
+/// ([`ThrottleLayer`], [`KeyedThrottleLayer`]).
 ///
 /// Its services have the inner service's error type, so in axum they need
 /// no `HandleErrorLayer`. The mode is the [`ThrottleLayer`]'s: after
@@ -350,7 +286,7 @@ struct Stamp {
 ///
 /// The 429 is built by `R`: by default [`PlainText`], a plain-text body
 /// saying when to retry; or your closure, given to
-/// [`on_throttled`](HttpThrottleLayer::on_throttled). Either way it has
+/// [`on_throttled`](Limit::on_throttled). Either way it has
 /// `Retry-After`, the `RateLimit` headers, and the [`Throttled`](crate::Throttled)
 /// error in its extensions, for outer layers to inspect.
 ///
@@ -358,7 +294,7 @@ struct Stamp {
 /// ([`Budget::unavailable`](crate::Budget::unavailable)) gets a `503
 /// Service Unavailable` instead, built by `U`: [`PlainText`], naming the
 /// store, or your closure, given to
-/// [`on_unavailable`](HttpThrottleLayer::on_unavailable); it has
+/// [`on_unavailable`](Limit::on_unavailable); it has
 /// `Retry-After` and the [`Unavailable`](crate::Unavailable) error in its
 /// extensions, and no `RateLimit` headers.
 ///
@@ -369,9 +305,9 @@ struct Stamp {
 /// ```
 /// use fueltank::{Rate, Tank};
 /// use fueltank_tower::ThrottleLayer;
-/// use fueltank_tower::http::HttpThrottleLayer;
+/// use fueltank_tower::http::Responses;
 ///
-/// let layer: HttpThrottleLayer = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
+/// let layer: ThrottleLayer<Responses> = ThrottleLayer::new(Tank::new(Rate::per_second(100)?))
 ///     .reject()
 ///     .http();
 /// // axum: Router::new().route(...).layer(layer)
@@ -379,14 +315,19 @@ struct Stamp {
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct HttpThrottleLayer<R = PlainText, U = PlainText> {
-    config: Config<(R, U)>,
+pub struct Responses<T = PlainText, U = PlainText, E = PlainText> {
+    headers: Headers,
+    on_throttled: T,
+    on_unavailable: U,
+    on_key_error: E,
 }
 
-impl ThrottleLayer {
+impl<G> Limit<G> {
     /// This layer for HTTP services: a shed request gets a
     /// `429 Too Many Requests` response with `Retry-After` instead of an
-    /// error, and every response gets the `RateLimit` headers.
+    /// error, a request without a key (keyed layer) a `400` (see
+    /// [`Responses`]), and every response the `RateLimit` headers (of its
+    /// key, for the keyed layer).
     ///
     /// # Examples
     ///
@@ -400,28 +341,38 @@ impl ThrottleLayer {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
+    ///
+    /// Per key:
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::KeyedThrottleLayer;
+    /// use fueltank_tower::key::PeerIp;
+    /// use std::net::IpAddr;
+    ///
+    /// let layer = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), PeerIp)
+    ///     .reject()
+    ///     .http();
+    /// // axum: Router::new().route(...).layer(layer)
+    /// # let _ = layer;
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn http(self) -> HttpThrottleLayer {
-        HttpThrottleLayer::from(self)
-    }
-}
-
-impl From<ThrottleLayer> for HttpThrottleLayer {
-    /// [`ThrottleLayer::http`].
-    fn from(layer: ThrottleLayer) -> HttpThrottleLayer {
-        let mut config = layer.config;
-        config.headers.hardcap = config
-            .tank
-            .as_ref()
-            .and_then(budget::tank)
-            .map_or_else(Hardcap::default, Tank::hardcap);
-        HttpThrottleLayer {
-            config: config.map_respond(|()| (PlainText, PlainText)),
+    pub fn http(self) -> Limit<G, Responses> {
+        Limit {
+            side: self.side,
+            policy: self.policy,
+            answer: Responses {
+                headers: Headers::default(),
+                on_throttled: PlainText,
+                on_unavailable: PlainText,
+                on_key_error: PlainText,
+            },
         }
     }
 }
 
-impl<R, U> HttpThrottleLayer<R, U> {
+impl<G, T, U, E> Limit<G, Responses<T, U, E>> {
     /// Which `RateLimit` headers to send: [`HeaderStyle::Split`] (the
     /// default), [`HeaderStyle::Structured`] or [`HeaderStyle::Off`].
     ///
@@ -438,8 +389,8 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn headers(mut self, style: HeaderStyle) -> HttpThrottleLayer<R, U> {
-        self.config.headers.style = style;
+    pub fn headers(mut self, style: HeaderStyle) -> Limit<G, Responses<T, U, E>> {
+        self.answer.headers.style = style;
         self
     }
 
@@ -463,8 +414,8 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # let _ = layer;
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn policy_name(mut self, name: &str) -> HttpThrottleLayer<R, U> {
-        self.config.headers.policy = sf_string(name);
+    pub fn policy_name(mut self, name: &str) -> Limit<G, Responses<T, U, E>> {
+        self.answer.headers.policy = sf_string(name);
         self
     }
 
@@ -515,15 +466,16 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_throttled<F, B>(self, respond: F) -> HttpThrottleLayer<F, U>
+    pub fn on_throttled<F, B>(self, respond: F) -> Limit<G, Responses<F, U, E>>
     where
         F: Fn(&crate::Throttled) -> Response<B>,
     {
-        HttpThrottleLayer {
-            config: self
-                .config
-                .map_respond(|(_, on_unavailable)| (respond, on_unavailable)),
-        }
+        self.respond(|answer| Responses {
+            headers: answer.headers,
+            on_throttled: respond,
+            on_unavailable: answer.on_unavailable,
+            on_key_error: answer.on_key_error,
+        })
     }
 
     /// Builds the response to a request refused because the budget's
@@ -580,312 +532,143 @@ impl<R, U> HttpThrottleLayer<R, U> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_unavailable<F, B>(self, respond: F) -> HttpThrottleLayer<R, F>
+    pub fn on_unavailable<F, B>(self, respond: F) -> Limit<G, Responses<T, F, E>>
     where
         F: Fn(&crate::Unavailable) -> Response<B>,
     {
-        HttpThrottleLayer {
-            config: self
-                .config
-                .map_respond(|(on_throttled, _)| (on_throttled, respond)),
-        }
+        self.respond(|answer| Responses {
+            headers: answer.headers,
+            on_throttled: answer.on_throttled,
+            on_unavailable: respond,
+            on_key_error: answer.on_key_error,
+        })
     }
 
-    /// The tank this layer draws on; `None` for a `Throttle` without a
-    /// tank.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    ///
-    /// let layer = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http();
-    /// assert_eq!(layer.tank().map(|tank| tank.rate().max_n()), Some(10));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn tank(&self) -> Option<&Tank> {
-        budget::tank(self.config.tank.as_ref()?)
-    }
-
-    /// The monitor this layer emits to, if any.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Throttle};
-    /// use fueltank_tower::ThrottleLayer;
-    ///
-    /// let throttle = Throttle::builder(Rate::per_second(10)?).build()?;
-    /// assert!(ThrottleLayer::new(throttle).http().monitor().is_some());
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn monitor(&self) -> Option<&Monitor> {
-        self.config.policy.emission.monitor.as_ref()
-    }
-}
-
-impl<S, R: Clone, U: Clone> Layer<S> for HttpThrottleLayer<R, U> {
-    type Service = HttpThrottleService<S, R, U>;
-
-    fn layer(&self, inner: S) -> HttpThrottleService<S, R, U> {
-        HttpThrottleService {
-            inner,
-            gate: Gate::new(Arc::new(self.config.clone())),
+    /// The same layer, answering as `change` makes of its answers.
+    fn respond<A>(self, change: impl FnOnce(Responses<T, U, E>) -> A) -> Limit<G, A> {
+        Limit {
+            side: self.side,
+            policy: self.policy,
+            answer: change(self.answer),
         }
     }
 }
 
-/// The service made by [`HttpThrottleLayer`]: answers shed requests with a
-/// 429 built by `R` (requests refused while the budget's store is down
-/// with a 503 built by `U`), and adds the `RateLimit` headers.
-///
-/// `Clone` shares the tank; a clone starts without fuel. Its error type is
-/// the inner service's.
-///
-/// # Cancel safety
-///
-/// As for [`ThrottleService`](crate::ThrottleService): fuel held for a
-/// `call` that never came goes back to the tank (except fuel a wait bounded
-/// by [`max_wait`](ThrottleLayer::max_wait) took).
-///
-/// # Examples
-///
-/// ```
-/// use fueltank::{Rate, Tank};
-/// use fueltank_tower::ThrottleLayer;
-/// use http::{Request, Response};
-/// use std::convert::Infallible;
-/// use tower::{Layer, ServiceExt, service_fn};
-///
-/// # futures::executor::block_on(async {
-/// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
-///     .http()
-///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
-/// let response = svc.oneshot(Request::new(())).await?;
-/// assert_eq!(response.headers()["ratelimit-remaining"], "0");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
-#[derive(Debug)]
-pub struct HttpThrottleService<S, R = PlainText, U = PlainText> {
-    inner: S,
-    gate: Gate<(R, U)>,
-}
-
-impl<S, R, U> HttpThrottleService<S, R, U> {
-    /// The tank this service draws on; `None` for a `Throttle` without a
-    /// tank.
+impl<K, X, T, U, E> KeyedThrottleLayer<K, X, Responses<T, U, E>> {
+    /// Builds the response to a request whose key could not be read with
+    /// `respond`, instead of the [`PlainText`] default; the layer then adds
+    /// the [`KeyError`] to the response's extensions.
     ///
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::Layer;
-    ///
-    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(());
-    /// assert_eq!(svc.tank().map(Tank::level), Some(1));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn tank(&self) -> Option<&Tank> {
-        self.gate.tank()
-    }
-
-    /// The inner service.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::Layer;
-    ///
-    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
-    /// assert_eq!(*svc.get_ref(), 3);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::Layer;
-    ///
-    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer(3_u8);
-    /// *svc.get_mut() += 1;
-    /// assert_eq!(svc.into_inner(), 4);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one (fuel it held goes back).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::Layer;
-    ///
-    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).http().layer("inner");
-    /// assert_eq!(svc.into_inner(), "inner");
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-
-    /// The headers for this response, from the tank's state read once in
-    /// `call`.
-    #[inline]
-    fn stamp(&self) -> Option<Stamp> {
-        let headers = &self.gate.config().headers;
-        headers.stamp(|| Some(Snapshot::read(self.gate.budget()?, headers.hardcap)))
-    }
-}
-
-impl<S: Clone, R, U> Clone for HttpThrottleService<S, R, U> {
-    /// A service on the same tank, without fuel.
-    fn clone(&self) -> HttpThrottleService<S, R, U> {
-        HttpThrottleService {
-            inner: self.inner.clone(),
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-impl<S, R, U, ReqBody, ResBody> Service<Request<ReqBody>> for HttpThrottleService<S, R, U>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: OnThrottled<ResBody>,
-    U: OnUnavailable<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = HttpResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        ready!(self.gate.poll_fuel(cx));
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> HttpResponseFuture<S::Future> {
-        let spent = self.gate.spend();
-        let stamp = self.stamp();
-        let state = match spent {
-            Ok(on_success) => HttpState::Called {
-                future: self.inner.call(request),
-                on_success,
-            },
-            Err(refusal) => {
-                let (on_throttled, on_unavailable) = &self.gate.config().respond;
-                HttpState::Answered {
-                    output: Some(Ok(reject::refused(
-                        (on_throttled, on_unavailable),
-                        refusal,
-                        stamp.as_ref(),
-                    ))),
-                }
-            }
-        };
-        HttpResponseFuture { state, stamp }
-    }
-}
-
-pin_project! {
-    /// The response future of [`HttpThrottleService`]: the inner response
-    /// with the `RateLimit` headers added, or a 429.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use fueltank_tower::http::HttpResponseFuture;
-    /// use http::{Request, Response};
+    /// use fueltank::{KeyedTank, Rate};
+    /// use fueltank_tower::KeyedThrottleLayer;
+    /// use fueltank_tower::key::{ForwardedIp, KeyError};
+    /// use http::{Request, Response, StatusCode};
     /// use std::convert::Infallible;
-    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    /// use std::net::IpAddr;
+    /// use tower::{Layer, ServiceExt, service_fn};
     ///
     /// # futures::executor::block_on(async {
-    /// let mut svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
+    /// let svc = KeyedThrottleLayer::new(KeyedTank::<IpAddr>::new(Rate::per_second(10)?), ForwardedIp::x_real_ip())
     ///     .http()
+    ///     .on_key_error(|error: &KeyError| {
+    ///         let mut response = Response::new(String::from("who are you?\n"));
+    ///         *response.status_mut() = StatusCode::FORBIDDEN;
+    ///         response
+    ///     })
     ///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
-    /// let future: HttpResponseFuture<_> = svc.ready().await?.call(Request::new(()));
-    /// assert!(future.await?.status().is_success());
+    /// let response = svc.oneshot(Request::new(())).await?;
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// assert!(response.extensions().get::<KeyError>().is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub struct HttpResponseFuture<F>
+    pub fn on_key_error<F, B>(self, respond: F) -> KeyedThrottleLayer<K, X, Responses<T, U, F>>
     where
-        F: Future,
+        F: Fn(&KeyError) -> Response<B>,
     {
-        #[pin]
-        state: HttpState<F>,
-        stamp: Option<Stamp>,
-    }
-}
-
-pin_project! {
-    #[project = HttpStateProj]
-    enum HttpState<F>
-    where
-        F: Future,
-    {
-        Called {
-            #[pin]
-            future: F,
-            on_success: Option<Monitor>,
-        },
-        // The response was made in `call` (a 429): taken by the one poll
-        // that returns it.
-        Answered {
-            output: Option<F::Output>,
-        },
-    }
-}
-
-impl<F, ResBody, E> Future for HttpResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = Result<Response<ResBody>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.state.project() {
-            HttpStateProj::Called { future, on_success } => {
-                let mut response = ready!(future.poll(cx))?;
-                emit::succeeded(on_success);
-                if let Some(stamp) = this.stamp {
-                    stamp.write(response.headers_mut());
-                }
-                Poll::Ready(Ok(response))
-            }
-            HttpStateProj::Answered { output } => match output.take() {
-                Some(output) => Poll::Ready(output),
-                None => panic!("HttpResponseFuture polled after completion"),
-            },
-        }
-    }
-}
-
-impl<F: Future> fmt::Debug for HttpResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match &self.state {
-            HttpState::Called { .. } => "HttpResponseFuture::Called",
-            HttpState::Answered { .. } => "HttpResponseFuture::Answered",
+        self.respond(|answer| Responses {
+            headers: answer.headers,
+            on_throttled: answer.on_throttled,
+            on_unavailable: answer.on_unavailable,
+            on_key_error: respond,
         })
+    }
+}
+
+impl<T: Clone, U: Clone, E: Clone> Answer for Responses<T, U, E> {
+    type Stamp = Option<Stamp>;
+
+    #[inline]
+    fn stamp(&self, budget: Option<&Shared>) -> Option<Stamp> {
+        self.headers.stamp(|| Some(Snapshot::read(budget?)))
+    }
+
+    #[inline]
+    fn stamp_key<K: 'static>(&self, keyed: &KeyedShared<K>, key: &K) -> Option<Stamp> {
+        self.headers
+            .stamp(|| Some(Snapshot::read_keyed(keyed, key)))
+    }
+}
+
+impl<B, Er, T, U, E> Respond<Result<Response<B>, Er>> for Responses<T, U, E>
+where
+    T: OnThrottled<B> + Clone,
+    U: OnUnavailable<B> + Clone,
+    E: Clone,
+{
+    type Response = Response<B>;
+    type Error = Er;
+
+    #[cold]
+    fn refused(&self, refusal: Refusal, stamp: &Option<Stamp>) -> Result<Response<B>, Er> {
+        Ok(match refusal {
+            Refusal::Throttled(shed) => reject::throttled(&self.on_throttled, shed, stamp.as_ref()),
+            Refusal::Unavailable(down) => reject::unavailable(&self.on_unavailable, down),
+        })
+    }
+
+    #[inline]
+    fn done(stamp: &Option<Stamp>, output: Result<Response<B>, Er>) -> Result<Response<B>, Er> {
+        let mut response = output?;
+        if let Some(stamp) = stamp {
+            stamp.write(response.headers_mut());
+        }
+        Ok(response)
+    }
+
+    #[inline(always)]
+    fn fail(error: Er) -> Er {
+        error
+    }
+
+    #[cold]
+    fn polled_again() -> Result<Response<B>, Er> {
+        panic!("response future polled after completion")
+    }
+}
+
+impl<B, Er, T, U, E> RespondKey<Result<Response<B>, Er>> for Responses<T, U, E>
+where
+    T: OnThrottled<B> + Clone,
+    U: OnUnavailable<B> + Clone,
+    E: OnKeyError<B> + Clone,
+{
+    #[cold]
+    fn no_key(&self, error: KeyError) -> Result<Response<B>, Er> {
+        Ok(reject::key_error(&self.on_key_error, error))
+    }
+
+    /// A request at fault, as one without a key: `400 Bad Request` by
+    /// default, saying what it costs and what the limit holds.
+    #[cold]
+    fn too_costly(&self, error: fueltank::Error) -> Result<Response<B>, Er> {
+        let mut response =
+            reject::key_error(&self.on_key_error, KeyError::Other(error.to_string()));
+        response.extensions_mut().insert(error);
+        Ok(response)
     }
 }
 
@@ -895,13 +678,8 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     ceil_secs(wait).max(1)
 }
 
-/// `wait` in whole seconds, rounded up.
-fn ceil_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
 /// `name` as a structured-field string (RFC 8941 §3.3.3), quotes included.
-fn sf_string(name: &str) -> Arc<str> {
+pub(crate) fn sf_string(name: &str) -> Arc<str> {
     let mut out = String::with_capacity(name.len() + 2);
     out.push('"');
     for c in name.chars() {
@@ -916,117 +694,6 @@ fn sf_string(name: &str) -> Arc<str> {
     }
     out.push('"');
     out.into()
-}
-
-/// The tank's state behind one response's headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Snapshot {
-    /// The fuel once full.
-    limit: u64,
-    /// Fuel left, at most `limit`.
-    remaining: u64,
-    /// Whole seconds until the tank is full.
-    reset: u64,
-    /// The window `per`, in whole seconds rounded up (at least 1).
-    window: u64,
-    /// The quota in `window`.
-    quota: u64,
-}
-
-impl Snapshot {
-    fn read(budget: &Shared, hardcap: Hardcap) -> Snapshot {
-        let tank = match budget::tank(budget) {
-            Some(tank) => tank,
-            None => {
-                let rate = budget.rate();
-                let to_full = budget
-                    .wait_time(budget.capacity())
-                    .unwrap_or_else(|| rate.per());
-                return Snapshot::new(rate, budget.capacity(), budget.available(), to_full);
-            }
-        };
-        let rate = tank.rate();
-        let limit = rate.max_n();
-        let level = tank.level();
-        // What a newcomer could take: 0 while a waiter holds the line.
-        let remaining = tank.available();
-        let full = match hardcap {
-            Hardcap::One => 1,
-            _ => limit,
-        };
-        // Exact, from the tank's schedule; while paused, as if refilling.
-        let to_full = tank.wait_time(full).unwrap_or_else(|| {
-            let missing = u128::from(full.saturating_sub(level));
-            let ns = missing
-                .saturating_mul(rate.per().as_nanos())
-                .div_ceil(u128::from(limit));
-            Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-        });
-        Snapshot::new(rate, limit, remaining, to_full)
-    }
-
-    /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
-    /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
-    /// but its `wait_time` does.
-    fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
-        let rate = keyed.rate();
-        // A keyed tank's limit is `max_n` whatever its hardcap, as an
-        // unkeyed tank's.
-        let limit = budget::keyed_tank(keyed).map_or_else(|| keyed.capacity(), |_| rate.max_n());
-        let level = keyed.available(key);
-        let to_full = keyed
-            .wait_time(key, limit)
-            .or_else(|| keyed.wait_time(key, 1))
-            .unwrap_or_else(|| rate.per());
-        Snapshot::new(rate, limit, level, to_full)
-    }
-
-    /// `limit`: the fuel once full (`max_n` for a local tank, a budget's
-    /// capacity).
-    fn new(rate: Rate, limit: u64, remaining: u64, to_full: Duration) -> Snapshot {
-        let per_ns = rate.per().as_nanos();
-        let window = ceil_secs(rate.per()).max(1);
-        let quota =
-            u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
-        Snapshot {
-            limit,
-            remaining: remaining.min(limit),
-            reset: ceil_secs(to_full),
-            window,
-            quota: u64::try_from(quota).unwrap_or(u64::MAX),
-        }
-    }
-}
-
-impl Stamp {
-    fn write(&self, map: &mut HeaderMap) {
-        let snapshot = &self.snapshot;
-        match &self.policy {
-            None => {
-                let tighter = map
-                    .get(&REMAINING)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .is_some_and(|theirs| theirs < snapshot.remaining);
-                if !tighter {
-                    map.insert(LIMIT, number(snapshot.limit));
-                    map.insert(REMAINING, number(snapshot.remaining));
-                    map.insert(RESET, number(snapshot.reset));
-                }
-            }
-            Some(policy) => {
-                let quota = format!("{policy};q={};w={}", snapshot.quota, snapshot.window);
-                let state = format!("{policy};r={};t={}", snapshot.remaining, snapshot.reset);
-                // `policy` is an escaped sf-string and the rest digits: valid.
-                if let (Ok(quota), Ok(state)) =
-                    (HeaderValue::try_from(quota), HeaderValue::try_from(state))
-                {
-                    map.append(POLICY, quota);
-                    map.append(RATELIMIT, state);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

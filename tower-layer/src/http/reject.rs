@@ -8,14 +8,12 @@ use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use super::{Stamp, number, retry_after_secs};
-use crate::error::Refusal;
 use crate::key::KeyError;
 use crate::{Throttled, Unavailable};
 
 /// Builds the response to a request shed for want of fuel: [`PlainText`]
 /// by default, or the closure given to
-/// [`HttpThrottleLayer::on_throttled`](super::HttpThrottleLayer::on_throttled)
-/// or [`HttpKeyedThrottleLayer::on_throttled`](super::HttpKeyedThrottleLayer::on_throttled).
+/// [`Limit::on_throttled`](crate::Limit::on_throttled).
 ///
 /// Whatever it builds, the layer then adds `Retry-After` (unless the
 /// response has one), the `RateLimit` headers of its style, and the
@@ -61,8 +59,7 @@ pub trait OnThrottled<B>: sealed::Throttled<B> {
 /// Builds the response to a request refused because its budget's store is
 /// down ([`Unavailable`]): [`PlainText`] by default (`503 Service
 /// Unavailable`), or the closure given to
-/// [`HttpThrottleLayer::on_unavailable`](super::HttpThrottleLayer::on_unavailable)
-/// or [`HttpKeyedThrottleLayer::on_unavailable`](super::HttpKeyedThrottleLayer::on_unavailable).
+/// [`Limit::on_unavailable`](crate::Limit::on_unavailable).
 ///
 /// Whatever it builds, the layer then adds `Retry-After` (unless the
 /// response has one) and the [`Unavailable`] to the response's extensions
@@ -111,7 +108,7 @@ pub trait OnUnavailable<B>: sealed::Unavailable<B> {
 
 /// Builds the response to a request whose key could not be read:
 /// [`PlainText`] by default, or the closure given to
-/// [`HttpKeyedThrottleLayer::on_key_error`](super::HttpKeyedThrottleLayer::on_key_error).
+/// [`Limit::on_key_error`](crate::Limit::on_key_error).
 ///
 /// Whatever it builds, the layer then adds the [`KeyError`] to the
 /// response's extensions (unless it has one).
@@ -282,25 +279,14 @@ fn plain_text<B: From<String>>(status: StatusCode, text: String) -> Response<B> 
     response
 }
 
-/// The answer to a refused request: [`throttled`]'s, or [`unavailable`]'s
-/// (which has no `RateLimit` headers).
-#[cold]
-pub(crate) fn refused<B, R: OnThrottled<B>, U: OnUnavailable<B>>(
-    (on_throttled, on_unavailable): (&R, &U),
-    refusal: Refusal,
-    stamp: Option<&Stamp>,
-) -> Response<B> {
-    match refusal {
-        Refusal::Throttled(shed) => throttled(on_throttled, shed, stamp),
-        Refusal::Unavailable(down) => unavailable(on_unavailable, down),
-    }
-}
-
 /// The answer to a request refused while the store is down: `respond`'s
 /// response, with `Retry-After` (unless it has one) and the
 /// [`Unavailable`] in its extensions (unless it has one).
 #[cold]
-fn unavailable<B, U: OnUnavailable<B>>(respond: &U, unavailable: Unavailable) -> Response<B> {
+pub(crate) fn unavailable<B, U: OnUnavailable<B>>(
+    respond: &U,
+    unavailable: Unavailable,
+) -> Response<B> {
     let mut response = respond.response(&unavailable);
     let headers = response.headers_mut();
     if !headers.contains_key(RETRY_AFTER) {
@@ -320,7 +306,7 @@ fn unavailable<B, U: OnUnavailable<B>>(respond: &U, unavailable: Unavailable) ->
 /// (unless it has one), the `RateLimit` headers of `stamp`, and the
 /// [`Throttled`] in its extensions (unless it has one).
 #[cold]
-fn throttled<B, R: OnThrottled<B>>(
+pub(crate) fn throttled<B, R: OnThrottled<B>>(
     respond: &R,
     throttled: Throttled,
     stamp: Option<&Stamp>,

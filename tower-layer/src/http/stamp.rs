@@ -1,0 +1,183 @@
+//! The `RateLimit` headers of one response, read from its budget.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fueltank::{Hardcap, Rate};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::number::number;
+use super::{HeaderStyle, sf_string};
+use crate::budget::{self, KeyedShared, Shared};
+
+const LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// What every service of one layer shares about its headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Headers {
+    pub(crate) style: HeaderStyle,
+    /// The policy name as a structured-field string, quotes included.
+    pub(crate) policy: Arc<str>,
+}
+
+impl Default for Headers {
+    fn default() -> Headers {
+        Headers {
+            style: HeaderStyle::Split,
+            policy: sf_string("default"),
+        }
+    }
+}
+
+impl Headers {
+    /// What one response gets, from the state `read` returns (called only
+    /// if the style sends `RateLimit` headers).
+    #[inline]
+    pub(crate) fn stamp(&self, read: impl FnOnce() -> Option<Snapshot>) -> Option<Stamp> {
+        let policy = self.plan()?;
+        Some(Stamp {
+            snapshot: read()?,
+            policy,
+        })
+    }
+
+    /// `None` without `RateLimit` headers; else the policy name to send,
+    /// if the style is the structured one.
+    #[inline]
+    fn plan(&self) -> Option<Option<Arc<str>>> {
+        match self.style {
+            HeaderStyle::Off => None,
+            HeaderStyle::Split => Some(None),
+            HeaderStyle::Structured => Some(Some(self.policy.clone())),
+        }
+    }
+}
+
+/// The `RateLimit` headers of one response: the split trio, or with a
+/// policy name, the structured pair. Carried by the response future
+/// without a reference to the layer.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    snapshot: Snapshot,
+    policy: Option<Arc<str>>,
+}
+
+/// `wait` in whole seconds, rounded up.
+pub(crate) fn ceil_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The tank's state behind one response's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// The fuel once full.
+    limit: u64,
+    /// Fuel left, at most `limit`.
+    remaining: u64,
+    /// Whole seconds until the tank is full.
+    reset: u64,
+    /// The window `per`, in whole seconds rounded up (at least 1).
+    window: u64,
+    /// The quota in `window`.
+    quota: u64,
+}
+
+impl Snapshot {
+    pub(crate) fn read(budget: &Shared) -> Snapshot {
+        let tank = match budget::tank(budget) {
+            Some(tank) => tank,
+            None => {
+                let rate = budget.rate();
+                let to_full = budget
+                    .wait_time(budget.capacity())
+                    .unwrap_or_else(|| rate.per());
+                return Snapshot::new(rate, budget.capacity(), budget.available(), to_full);
+            }
+        };
+        let rate = tank.rate();
+        let limit = rate.max_n();
+        let level = tank.level();
+        // What a newcomer could take: 0 while a waiter holds the line.
+        let remaining = tank.available();
+        let full = match tank.hardcap() {
+            Hardcap::One => 1,
+            _ => limit,
+        };
+        // Exact, from the tank's schedule; while paused, as if refilling.
+        let to_full = tank.wait_time(full).unwrap_or_else(|| {
+            let missing = u128::from(full.saturating_sub(level));
+            let ns = missing
+                .saturating_mul(rate.per().as_nanos())
+                .div_ceil(u128::from(limit));
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+        });
+        Snapshot::new(rate, limit, remaining, to_full)
+    }
+
+    /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
+    /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
+    /// but its `wait_time` does.
+    pub(crate) fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
+        let rate = keyed.rate();
+        // A keyed tank's limit is `max_n` whatever its hardcap, as an
+        // unkeyed tank's.
+        let limit = budget::keyed_tank(keyed).map_or_else(|| keyed.capacity(), |_| rate.max_n());
+        let level = keyed.available(key);
+        let to_full = keyed
+            .wait_time(key, limit)
+            .or_else(|| keyed.wait_time(key, 1))
+            .unwrap_or_else(|| rate.per());
+        Snapshot::new(rate, limit, level, to_full)
+    }
+
+    /// `limit`: the fuel once full (`max_n` for a local tank, a budget's
+    /// capacity).
+    fn new(rate: Rate, limit: u64, remaining: u64, to_full: Duration) -> Snapshot {
+        let per_ns = rate.per().as_nanos();
+        let window = ceil_secs(rate.per()).max(1);
+        let quota =
+            u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
+        Snapshot {
+            limit,
+            remaining: remaining.min(limit),
+            reset: ceil_secs(to_full),
+            window,
+            quota: u64::try_from(quota).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Stamp {
+    pub(crate) fn write(&self, map: &mut HeaderMap) {
+        let snapshot = &self.snapshot;
+        match &self.policy {
+            None => {
+                let tighter = map
+                    .get(&REMAINING)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|theirs| theirs < snapshot.remaining);
+                if !tighter {
+                    map.insert(LIMIT, number(snapshot.limit));
+                    map.insert(REMAINING, number(snapshot.remaining));
+                    map.insert(RESET, number(snapshot.reset));
+                }
+            }
+            Some(policy) => {
+                let quota = format!("{policy};q={};w={}", snapshot.quota, snapshot.window);
+                let state = format!("{policy};r={};t={}", snapshot.remaining, snapshot.reset);
+                // `policy` is an escaped sf-string and the rest digits: valid.
+                if let (Ok(quota), Ok(state)) =
+                    (HeaderValue::try_from(quota), HeaderValue::try_from(state))
+                {
+                    map.append(POLICY, quota);
+                    map.append(RATELIMIT, state);
+                }
+            }
+        }
+    }
+}
