@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{BudgetWait, KeyedBudget, KeyedTank, Monitor};
+use fueltank::{Budget, BudgetWait, KeyedAllOf, KeyedBudget, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -300,6 +300,44 @@ impl<K, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
     /// ```
     pub fn extractor(&self) -> &X {
         &self.side.extractor
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, X, A, C, E> Limit<Keyed<K, X, C, E>, A> {
+    /// Draws every request on `budget` too, all or nothing with its key's
+    /// ([`KeyedAllOf`]): a request passes only if its key and `budget`
+    /// both have its fuel, and a request shed by either spends nothing
+    /// from the other (but from a budget that cannot take fuel back, such
+    /// as a tank in Redis, which is taken for good). Waits queue in one
+    /// line per key, first come first served, and hold no fuel of one
+    /// while waiting on another. Call it once per budget: per user, and
+    /// per route, and global. After it, [`keyed`](Limit::keyed) is `None`
+    /// (the layer draws on the combination).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate, Tank};
+    /// use fueltank_tower::KeyedThrottleLayer;
+    /// use fueltank_tower::key::key_fn;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let global = Tank::builder(Rate::per_minute(2)?).initial(2).build()?;
+    /// let svc = KeyedThrottleLayer::new(KeyedTank::new(Rate::per_minute(5)?), key_fn(|k: &u8| Ok(*k)))
+    ///     .and(global.clone())
+    ///     .reject()
+    ///     .layer(service_fn(|k: u8| async move { Ok::<_, tower::BoxError>(k) }));
+    /// assert_eq!(svc.clone().oneshot(1).await?, 1);
+    /// assert_eq!(svc.clone().oneshot(2).await?, 2);
+    /// assert!(svc.oneshot(3).await.is_err()); // key 3 has fuel, the global tank not
+    /// assert_eq!(global.level(), 0);
+    /// # Ok::<(), tower::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn and(mut self, budget: impl Budget) -> Limit<Keyed<K, X, C, E>, A> {
+        self.side.keyed = Arc::new(KeyedAllOf::shared(self.side.keyed).and(budget));
+        self
     }
 }
 
