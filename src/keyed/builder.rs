@@ -107,8 +107,9 @@ impl<K> KeyedTankBuilder<K> {
     /// [`initial`](KeyedTankBuilder::initial) fuel are every key's, each at
     /// most what the key's tank holds.
     ///
-    /// An idle key with a rate of its own costs 48 bytes more than one at
-    /// the tank's rate (`tests/keyed_memory.rs`). Not under
+    /// An idle key with a rate of its own holds its rate and bucket beside
+    /// the map: at most 128 bytes in all, where a key at the tank's rate
+    /// costs at most 64 (measured: `tests/keyed_memory.rs`). Not under
     /// [`Hardcap::Window`].
     ///
     /// # Examples
@@ -161,10 +162,11 @@ impl<K> KeyedTankBuilder<K> {
     /// and `Unbounded` at most 64 bytes (a 16-byte map entry and the map's
     /// spare room, and 16 bytes of the debt table), whatever the key's
     /// type: about 43 per key held at `max_keys` 100k under a flood of new
-    /// keys; under `Window` about 145 bytes with one run of grants in its
-    /// window, 16 per further run, and 32 of the debt table. So the default
-    /// bounds memory, not keys: 2^20 keys (64 MiB at most), and under `Window` as many as
-    /// 64 MiB hold.
+    /// keys; a key with a rate of its own ([`rate_by`](KeyedTankBuilder::rate_by))
+    /// at most 128 (about 113); under `Window` about 145 bytes with one run
+    /// of grants in its window, 16 per further run, and 32 of the debt
+    /// table. So the default bounds memory, not keys: 2^20 keys (64 MiB at
+    /// most), 2^19 with `rate_by`, and under `Window` as many as 64 MiB hold.
     ///
     /// # Examples
     ///
@@ -232,9 +234,9 @@ impl<K> KeyedTankBuilder<K> {
                            of their own",
             });
         }
-        let max_keys = self
-            .max_keys
-            .unwrap_or_else(|| default_max_keys(self.hardcap, self.rate));
+        let max_keys = self.max_keys.unwrap_or_else(|| {
+            default_max_keys(self.hardcap, self.rate) >> u8::from(self.rate_by.is_some())
+        });
         if max_keys == 0 {
             return Err(Error::InvalidCount {
                 option: "max_keys",
@@ -289,7 +291,8 @@ impl<K> KeyedTankBuilder<K> {
 const DEFAULT_MEMORY: usize = 64 << 20;
 
 /// The default `max_keys`: 2^20, or under `Window` what [`DEFAULT_MEMORY`]
-/// holds at about 172 bytes a key and 16 per further run of grants.
+/// holds at about 172 bytes a key and 16 per further run of grants (half
+/// as many with `rate_by`, whose keys may cost twice as much).
 fn default_max_keys(hardcap: Hardcap, rate: Rate) -> usize {
     match hardcap {
         Hardcap::Window => {

@@ -12,8 +12,9 @@
 //! A key nobody waits on is *idle*: under `Limit`, `One` and `Unbounded` all
 //! it holds is its `tat`, the one number of the refill algorithm (see
 //! `tank/bucket.rs`), in its map entry, and taking fuel for it is the tank's
-//! own exact step on that number; under `Window` it holds its log of grants,
-//! boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
+//! own exact step on that number; a key with a rate of its own (`rate_by`)
+//! holds its rate and `tat` beside the map; under `Window` a key holds its
+//! log of grants, boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
 //! with its line and timer, kept in a side table; it turns idle again once
 //! its line is empty and nothing holds it.
 //!
@@ -74,7 +75,8 @@ use crate::clock::{ClockSource, saturating_ns};
 use crate::tank::bucket::{Gcra, Window};
 use crate::{AwaitFuel, Hardcap, Rate, Tank};
 
-/// One tank per key, each refilled at the same rate, in bounded memory.
+/// One tank per key, each refilled at the tank's rate (or one of its own:
+/// [`rate_by`](KeyedTankBuilder::rate_by)), in bounded memory.
 ///
 /// A cheap handle: clones share the keys. An idle key costs one map entry of
 /// 16 bytes and its cell of the debt table (see the module docs for how
