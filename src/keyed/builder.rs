@@ -96,7 +96,7 @@ impl<K> KeyedTankBuilder<K> {
         self
     }
 
-    /// Each key's rate, asked once when the key's state is created (on its
+    /// Each key's rate, taken when the key's state is created (on its
     /// first use, and again once it has been forgotten: idle and full, or
     /// evicted): tiers and overrides. A key given the builder's rate is at
     /// the tank's rate, which [`KeyedTank::set_rate`] changes; a key given
