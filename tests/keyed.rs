@@ -447,31 +447,32 @@ fn set_rate_moves_every_key_at_the_tanks_rate() {
     assert_eq!(keyed.wait_time(&"partner", 1), Some(10 * MS), "still 100/s");
 }
 
-/// A flood of new keys, every one with a rate of its own, keeps at most
-/// `max_keys`; a partner that drained its key before the flood comes back
-/// owing, not fresh.
+/// A flood of new keys, every one with a rate of its own and drained (each
+/// owing up to 10 s), keeps at most `max_keys`; a partner (97/s) that
+/// drained its key before the flood owes least, so it is evicted, and
+/// comes back owing, not fresh: its debt is kept whatever its rate.
 #[test]
 fn a_flood_with_rate_by_keeps_memory_bounded() {
     let clock = ManualClock::new();
+    let victim = 0u32;
     let keyed = KeyedTank::builder("10/s".parse().unwrap())
-        .rate_by(|key: &u32| Rate::per_second(u64::from(key % 97 + 1)).unwrap())
+        .rate_by(move |&key: &u32| match key == victim {
+            true => Rate::per_second(97).unwrap(),
+            false => Rate::new(u64::from(key % 7 + 1), Duration::from_secs(10)).unwrap(),
+        })
         .max_keys(1_000)
         .clock(clock.clone())
         .build()
         .unwrap();
-    let victim = 96u32; // 97/s
     while keyed.has_fuel(&victim) {}
-    for key in 0..100_000u32 {
-        if key != victim {
-            keyed.has_fuel(&key);
-        }
+    for key in 1..20_000u32 {
+        while keyed.has_fuel(&key) {}
         assert!(keyed.len() <= 1_000, "{} keys at {key}", keyed.len());
     }
     assert!(!keyed.has_fuel(&victim), "its debt was kept");
-    // The flood's own debts (a fuel of each key, at most a second at 1/s)
-    // may hold it back a little longer, as the module docs say; then it is
-    // full at its own rate.
-    clock.advance(Duration::from_secs(2));
+    // The flood's own debts (up to 10 s) may hold it back longer, as the
+    // module docs say; then it is full at its own rate.
+    clock.advance(Duration::from_secs(11));
     assert_eq!(keyed.level(&victim), 97, "then it refills at its own rate");
 }
 

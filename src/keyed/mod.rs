@@ -1107,11 +1107,13 @@ enum IdleState {
 }
 
 /// How far an idle key's bucket (`tat` in ticks since `epoch`) is from a
-/// fresh key's at `now`, in ticks: 0 if forgetting it changes nothing.
+/// fresh key's at `now`, in ns rounded up (comparable across rates): 0 if
+/// forgetting it changes nothing.
 fn gcra_distance(rate: &KeyRate, epoch: u64, tat: i128, now: u64) -> u128 {
     let mut settled = rate.gcra(epoch, tat);
     settled.settle(now);
-    settled.tat().abs_diff(rate.fresh_tat(epoch, now))
+    let ticks = settled.tat().abs_diff(rate.fresh_tat(epoch, now));
+    ticks.div_ceil(u128::from(rate.scale.0))
 }
 
 fn to_stored(tat: i128) -> u64 {
