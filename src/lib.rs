@@ -48,7 +48,7 @@
 //! | [`Tank`], [`Throttle`] (`Limit`, `One`, `Unbounded`, with or without a burst) | 1: the first fuel at once, then one per interval, no start-up burst |
 //! | [`Tank`], [`Throttle`] under [`Hardcap::Window`] | `max_n`: an empty window, which its promise already bounds |
 //! | a [`Tank`] in [shared memory](TankBuilder::shared_memory) | as above in the process that creates it; the others attach to the state as it is |
-//! | a new key of a [`KeyedTank`] | full: its capacity (`max_n`, 1 under `One`), as a client idle for ever |
+//! | a new key of a [`KeyedTank`] | full: its capacity (`max_n` or the burst, 1 under `One`), as a client idle for ever |
 //! | a tank of `fueltank-redis`, or a new key of its keyed tank | full, as a state idle for ever (under `Window`, an empty window); no `initial` option |
 //!
 //! ```

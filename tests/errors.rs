@@ -85,6 +85,13 @@ fn cases() -> Vec<(&'static str, Error)> {
         ),
         ("\"100/S\"", rate("100/S")),
         (
+            "KeyedTank::<u32>::builder(5/s).burst(u64::MAX)",
+            KeyedTank::<u32>::builder(Rate::per_second(5).unwrap())
+                .burst(u64::MAX)
+                .build()
+                .unwrap_err(),
+        ),
+        (
             "Tank::builder(5/s).hardcap(One).burst(20)",
             Tank::builder(Rate::per_second(5).unwrap())
                 .hardcap(Hardcap::One)

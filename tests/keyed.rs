@@ -230,3 +230,336 @@ fn an_unbounded_keys_bank_survives_the_sweep() {
     }
     assert_eq!(keyed.level(&0), 43 + 19, "4 more a second for 4.999 s");
 }
+
+/// Every window of length `per` in `grants` (times in ms) holds at most
+/// `bound` of them.
+fn assert_window_bound(grants: &[u64], per_ms: u64, bound: usize, what: &str) {
+    for (i, &start) in grants.iter().enumerate() {
+        let within = grants[i..]
+            .iter()
+            .take_while(|&&t| t < start + per_ms)
+            .count();
+        assert!(
+            within <= bound,
+            "{what}: {within} grants in {per_ms} ms from {start} ms"
+        );
+    }
+}
+
+/// "5/s with bursts of 10" per key: after idle 10 at once, then one per
+/// 200 ms; each key exactly as a `Tank` with the same burst (starting
+/// full), never more than `burst + max_n − 1` in any second, and granted +
+/// left = accrued while its takers are greedy.
+#[test]
+fn a_keys_burst_is_its_capacity() {
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("5/s".parse().unwrap())
+        .burst(10)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let tank = Tank::builder("5/s".parse().unwrap())
+        .burst(10)
+        .initial(10)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        keyed.level(&"new"),
+        10,
+        "a new key starts full at its burst"
+    );
+    assert!(keyed.has_fuel_n(&"a", 10));
+    assert!(!keyed.has_fuel(&"a"));
+    assert_eq!(keyed.wait_time(&"a", 1), Some(200 * MS));
+    assert_eq!(keyed.wait_time(&"a", 11), None, "beyond the burst");
+    assert!(!keyed.has_fuel_n(&"b", 11));
+    // An irregular greedy pattern over a virtual minute with quiet spells
+    // (each refilling the burst), on a fresh key beside the model.
+    let mut grants = Vec::new();
+    let mut granted = 0u64;
+    for step in 0..6_000u64 {
+        let now_ms = step * 10;
+        if !(2_000..2_500).contains(&step) && !(4_000..4_300).contains(&step) {
+            for _ in 0..1 + step % 3 {
+                let took = keyed.has_fuel(&"k");
+                assert_eq!(took, tank.has_fuel(), "step {step}");
+                if took {
+                    grants.push(now_ms);
+                    granted += 1;
+                }
+            }
+            assert_eq!(keyed.level(&"k"), tank.level(), "step {step}");
+            if step < 2_000 {
+                // Greedy since the start: nothing lost to the cap.
+                assert_eq!(
+                    granted + keyed.level(&"k"),
+                    10 + now_ms / 200,
+                    "step {step}"
+                );
+            }
+        }
+        clock.advance(10 * MS);
+    }
+    assert_window_bound(&grants, 1_000, 10 + 5 - 1, "burst 10 at 5/s");
+    // The bound is reached: a full burst then the refill.
+    let most = (0..grants.len())
+        .map(|i| {
+            grants[i..]
+                .iter()
+                .take_while(|&&t| t < grants[i] + 1_000)
+                .count()
+        })
+        .max();
+    assert_eq!(most, Some(14));
+}
+
+/// Tiers in one tank: partner keys at 50/s, the others at 5/s; each key
+/// exactly as its own tank over three virtual minutes (with quiet spells
+/// and a flood of new keys that makes every key forgotten or evicted
+/// between them), each bound `2·max_n − 1` per second held, and granted +
+/// left = accrued for every key while greedy.
+#[test]
+fn rate_by_gives_each_key_its_tier() {
+    let clock = ManualClock::new();
+    let partner = |key: &u32| *key < 3;
+    let keyed = KeyedTank::builder("5/s".parse().unwrap())
+        .rate_by(move |key: &u32| match partner(key) {
+            true => "50/s".parse().unwrap(),
+            false => "5/s".parse().unwrap(),
+        })
+        .max_keys(64)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let rate_of = |key: u32| if partner(&key) { 50 } else { 5 };
+    let model = |key: u32| {
+        Tank::builder(Rate::per_second(rate_of(key)).unwrap())
+            .initial(rate_of(key))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let keys: Vec<u32> = (0..6).collect();
+    let mut tanks: Vec<Tank> = keys.iter().map(|&k| model(k)).collect();
+    let mut grants: Vec<Vec<u64>> = vec![Vec::new(); keys.len()];
+    let mut granted = vec![0u64; keys.len()];
+    let mut since = 0u64; // start of the current greedy run, ms
+    let mut flood = 1_000u32;
+    for step in 0..18_000u64 {
+        let now_ms = step * 10;
+        let quiet = step % 6_000 >= 5_000;
+        if quiet {
+            if step % 6_000 == 5_800 {
+                // Long idle: every key is full again, like a new one; the
+                // flood makes the shards sweep (forgetting them) and evict
+                // (its own debts, 200 ms each, fade before the keys' use).
+                for _ in 0..2_000 {
+                    keyed.has_fuel(&flood);
+                    flood += 1;
+                }
+            }
+            if step % 6_000 == 5_999 {
+                tanks = keys.iter().map(|&k| model(k)).collect();
+                granted = vec![0; keys.len()];
+                since = now_ms + 10;
+            }
+        } else {
+            for (i, &key) in keys.iter().enumerate() {
+                for _ in 0..1 + (step + u64::from(key)) % 3 {
+                    let took = keyed.has_fuel(&key);
+                    assert_eq!(took, tanks[i].has_fuel(), "key {key} step {step}");
+                    if took {
+                        grants[i].push(now_ms);
+                        granted[i] += 1;
+                    }
+                }
+                let level = keyed.level(&key);
+                assert_eq!(level, tanks[i].level(), "key {key} step {step}");
+                let max_n = rate_of(key);
+                let accrued = max_n + (now_ms - since) * max_n / 1_000;
+                assert_eq!(granted[i] + level, accrued, "key {key} step {step}");
+            }
+        }
+        clock.advance(10 * MS);
+    }
+    for (i, &key) in keys.iter().enumerate() {
+        let max_n = rate_of(key) as usize;
+        assert_window_bound(&grants[i], 1_000, 2 * max_n - 1, &format!("key {key}"));
+        assert!(
+            grants[i].len() as u64 > 100 * rate_of(key),
+            "key {key} was served"
+        );
+    }
+    assert_eq!(keyed.rate(), "5/s".parse().unwrap());
+}
+
+/// `set_rate` moves every key at the tank's rate at once, with no burst;
+/// a waiter that no longer fits fails as a `Tank`'s does, one that fits
+/// is served at the new rate; a key with a rate of its own keeps it.
+#[test]
+fn set_rate_moves_every_key_at_the_tanks_rate() {
+    use fueltank::{Error, KeyedBudget};
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("10/s".parse().unwrap())
+        .rate_by(|key: &&str| match *key {
+            "partner" => "100/s".parse().unwrap(),
+            _ => "10/s".parse().unwrap(),
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(keyed.has_fuel_n(&"drained", 10));
+    assert!(keyed.has_fuel_n(&"half", 5));
+    assert!(keyed.has_fuel_n(&"partner", 100));
+    let budget: &dyn KeyedBudget<&str> = &keyed;
+    let mut big = budget.wait(&"drained", 5, None);
+    let mut small = budget.wait(&"drained", 1, None);
+    assert!(poll(big.as_mut()).is_pending());
+    assert!(poll(small.as_mut()).is_pending());
+    keyed.set_rate("2/s".parse().unwrap());
+    assert_eq!(keyed.rate(), "2/s".parse().unwrap());
+    match poll(big.as_mut()) {
+        std::task::Poll::Ready(Err(Error::ExceedsCapacity {
+            requested: 5,
+            capacity: 2,
+        })) => {}
+        other => panic!("expected ExceedsCapacity, got {other:?}"),
+    }
+    assert_eq!(keyed.level(&"half"), 2, "capped to the new capacity");
+    assert_eq!(keyed.level(&"new"), 2, "a new key is full at the new rate");
+    assert_eq!(keyed.level(&"partner"), 0, "its own rate");
+    // The small waiter is first in its key's line: served half a second on.
+    clock.advance(499 * MS);
+    assert!(poll(small.as_mut()).is_pending());
+    clock.advance(MS);
+    assert!(matches!(
+        poll(small.as_mut()),
+        std::task::Poll::Ready(Ok(_))
+    ));
+    clock.advance(10 * MS);
+    assert_eq!(keyed.level(&"partner"), 51, "still 100/s, 510 ms on");
+    // Back up: no burst, and a key rate_by gives 10/s follows the tank.
+    keyed.set_rate("1000/s".parse().unwrap());
+    assert_eq!(keyed.level(&"half"), 2);
+    assert_eq!(keyed.level(&"fresh"), 1000);
+    assert!(keyed.has_fuel_n(&"partner", 51));
+    assert_eq!(keyed.wait_time(&"partner", 1), Some(10 * MS), "still 100/s");
+}
+
+/// A flood of new keys, every one with a rate of its own and drained (each
+/// owing up to 10 s), keeps at most `max_keys`; a partner (97/s) that
+/// drained its key before the flood owes least, so it is evicted, and
+/// comes back owing, not fresh: its debt is kept whatever its rate.
+#[test]
+fn a_flood_with_rate_by_keeps_memory_bounded() {
+    let clock = ManualClock::new();
+    let victim = 0u32;
+    let keyed = KeyedTank::builder("10/s".parse().unwrap())
+        .rate_by(move |&key: &u32| match key == victim {
+            true => Rate::per_second(97).unwrap(),
+            false => Rate::new(u64::from(key % 7 + 1), Duration::from_secs(10)).unwrap(),
+        })
+        .max_keys(1_000)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    while keyed.has_fuel(&victim) {}
+    for key in 1..20_000u32 {
+        while keyed.has_fuel(&key) {}
+        assert!(keyed.len() <= 1_000, "{} keys at {key}", keyed.len());
+    }
+    assert!(!keyed.has_fuel(&victim), "its debt was kept");
+    // The flood's own debts (up to 10 s) may hold it back longer, as the
+    // module docs say; then it is full at its own rate.
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(keyed.level(&victim), 97, "then it refills at its own rate");
+}
+
+/// Absurd rates from `rate_by` and absurd bursts: an `Err` for a burst out
+/// of range, never a panic for any rate (overflow checks are on).
+#[test]
+fn absurd_rates_and_bursts_never_panic() {
+    use fueltank::Error;
+    let rate: Rate = "5/s".parse().unwrap();
+    for burst in [0, u64::MAX, (1 << 48) + 1] {
+        let err = KeyedTank::<u32>::builder(rate)
+            .burst(burst)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidCount {
+                    option: "burst",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("between 1 and 2^48"), "{err}");
+    }
+    let err = KeyedTank::<u32>::builder(rate)
+        .hardcap(Hardcap::One)
+        .burst(10)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("must be Limit"), "{err}");
+    let err = KeyedTank::<u32>::builder(rate)
+        .hardcap(Hardcap::Window)
+        .rate_by(|_| Rate::per_second(1).unwrap())
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("must be Limit, One or Unbounded"),
+        "{err}"
+    );
+    let err = KeyedTank::<u32>::builder(rate)
+        .burst(10)
+        .initial(11)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::InitialOverCapacity {
+            initial: 11,
+            capacity: 10
+        }
+    );
+    let absurd = [
+        Rate::new(u64::MAX, Duration::from_nanos(u64::MAX)).unwrap(),
+        Rate::new(1, Duration::from_nanos(u64::MAX)).unwrap(),
+        Rate::new(u64::MAX - 1, Duration::from_nanos(u64::MAX)).unwrap(),
+        "1/ns".parse().unwrap(),
+        "999983/s".parse().unwrap(),
+    ];
+    for hardcap in [Hardcap::Limit, Hardcap::One, Hardcap::Unbounded] {
+        for burst in [None, Some(1 << 48)] {
+            if burst.is_some() && hardcap != Hardcap::Limit {
+                continue;
+            }
+            let clock = ManualClock::new();
+            let mut builder = KeyedTank::builder(rate)
+                .hardcap(hardcap)
+                .rate_by(move |key: &usize| absurd[key % absurd.len()])
+                .max_keys(16)
+                .clock(clock.clone());
+            if let Some(burst) = burst {
+                builder = builder.burst(burst);
+            }
+            let keyed = builder.build().unwrap();
+            for round in 0..3u64 {
+                for key in 0..200 {
+                    keyed.has_fuel_n(&key, 1 + round);
+                    keyed.wait_time(&key, u64::MAX);
+                    keyed.wait_time(&key, 2);
+                    keyed.level(&key);
+                    let _ = poll(Box::pin(keyed.await_fuel(key)).as_mut());
+                }
+                keyed.set_rate(absurd[round as usize]);
+                clock.advance(Duration::from_secs(1 << (10 * round)));
+            }
+            assert!(keyed.len() <= 16);
+        }
+    }
+}

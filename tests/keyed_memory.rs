@@ -35,6 +35,7 @@ static ALLOCATOR: Counting = Counting;
 #[test]
 fn what_a_key_costs() {
     an_idle_key_costs_at_most_64_bytes();
+    a_key_of_its_own_rate_costs_what_the_docs_say();
     memory_per_key_stays_bounded_under_churn();
     window_keys_cost_what_the_docs_say();
 }
@@ -76,6 +77,44 @@ fn an_idle_key_costs_at_most_64_bytes() {
     for (name, per_key) in [("u64", u64_key), ("IPv4", v4_key), ("IPv6", v6_key)] {
         assert!(per_key <= 64.0, "{name}: {per_key:.1} bytes per key");
     }
+}
+
+/// Keys of a tank with a burst and `rate_by`: those at the tank's rate
+/// still cost at most 64 bytes; those with a rate of their own at most
+/// 128 (their bucket beside the map), as `KeyedTankBuilder::rate_by` says.
+fn a_key_of_its_own_rate_costs_what_the_docs_say() {
+    fn flood(own: bool) -> f64 {
+        let max_keys = 100_000;
+        let before = HELD.load(Ordering::SeqCst);
+        let keyed = KeyedTank::builder(Rate::per_second(100).unwrap())
+            .burst(200)
+            .rate_by(move |_: &u64| match own {
+                true => Rate::per_second(50).unwrap(),
+                false => Rate::per_second(100).unwrap(),
+            })
+            .max_keys(max_keys)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        let mut most = 0f64;
+        for i in 0..400_000u64 {
+            keyed.has_fuel(&i);
+            if i as usize >= max_keys && i % 1000 == 0 {
+                let held = keyed.len();
+                assert!(held > max_keys * 3 / 4, "{held} keys held");
+                let bytes = HELD.load(Ordering::SeqCst) - before;
+                most = most.max(bytes as f64 / held as f64);
+            }
+        }
+        most
+    }
+    let (tanks, own) = (flood(false), flood(true));
+    println!("bytes per idle key, burst and rate_by: at the tank's rate {tanks:.1}, own {own:.1}");
+    assert!(
+        tanks <= 64.0,
+        "at the tank's rate: {tanks:.1} bytes per key"
+    );
+    assert!(own <= 128.0, "own rate: {own:.1} bytes per key");
 }
 
 /// Memory under churn (keys inserted and evicted over and over, every one

@@ -111,6 +111,9 @@ pub(crate) struct Entry {
     /// A keyed tank's parameters, shared by its entries: what Redis says
     /// for one key holds for all.
     family: Option<Arc<Family>>,
+    /// A keyed tank's key with a rate of its own (`rate_by`): the tank's
+    /// parameters at this rate.
+    own: Option<Rate>,
     /// On a Cluster, where Redis's clock is for this entry's node: nodes'
     /// clocks differ, and an entry's keys are on one node (the store's
     /// bounds serve one server).
@@ -258,6 +261,7 @@ impl Entry {
             options,
             keys,
             family,
+            own: None,
             asker: asker_id(),
             lane: Lane::new(now()),
             down: AtomicBool::new(false),
@@ -296,9 +300,27 @@ impl Entry {
         self.lock().params
     }
 
+    /// A keyed tank's key at `own`, a rate of its own, checked: the
+    /// tank's parameters at that rate.
+    pub(crate) fn with_own_rate(mut self, own: Option<Rate>) -> Result<Entry, Error> {
+        self.own = own;
+        let params = self.of_family(self.params())?;
+        self.lock().params = params;
+        Ok(self)
+    }
+
+    /// This entry's parameters, given the tank's.
+    fn of_family(&self, params: Params) -> Result<Params, Error> {
+        match self.own {
+            Some(rate) => params.with_rate(rate, self.options.hold_is_default),
+            None => Ok(params),
+        }
+    }
+
     /// The parameters Redis answered a `Build` or `Set` with: Redis holds
     /// this instance's limit, whatever it held before.
     pub(crate) fn set_params(&self, params: Params) {
+        let params = self.of_family(params).unwrap_or(params);
         let mut st = self.lock();
         st.params = params;
         if st.conflict.take().is_some() {
@@ -311,7 +333,7 @@ impl Entry {
     fn adopt(&self, st: &mut State, params: Params) {
         if st.params != params {
             st.params = params;
-            if let Some(family) = &self.family {
+            if let Some(family) = self.family.as_ref().filter(|_| self.own.is_none()) {
                 family.learn(params);
             }
         }
@@ -323,7 +345,8 @@ impl Entry {
     fn follow_family(&self) -> Params {
         let mut st = self.lock();
         if let Some(family) = &self.family {
-            st.params = family.params();
+            // (A rate of its own was checked when the entry was made.)
+            st.params = self.of_family(family.params()).unwrap_or(st.params);
         }
         st.params
     }

@@ -196,10 +196,17 @@ impl From<fueltank::Error> for Error {
 pub(crate) const MAX_NAME: usize = 200;
 
 /// The description of a tank's stored parameters in [`Error::Mismatch`].
-pub(crate) fn describe(max_n: u64, per: Duration, hardcap: Hardcap, hold: Duration) -> String {
+pub(crate) fn describe(
+    max_n: u64,
+    per: Duration,
+    hardcap: Hardcap,
+    burst: Option<u64>,
+    hold: Duration,
+) -> String {
+    let burst = burst.map_or(String::new(), |burst| format!(" burst {burst}"));
     match fueltank::Rate::new(max_n, per) {
-        Ok(rate) => format!("{rate} {hardcap:?} (hold {hold:?})"),
-        Err(_) => format!("{max_n}/{per:?} {hardcap:?} (hold {hold:?})"),
+        Ok(rate) => format!("{rate} {hardcap:?}{burst} (hold {hold:?})"),
+        Err(_) => format!("{max_n}/{per:?} {hardcap:?}{burst} (hold {hold:?})"),
     }
 }
 

@@ -76,6 +76,7 @@ pub struct GlobalTankBuilder {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
     pub(crate) hardcap: Hardcap,
+    pub(crate) burst: Option<u64>,
     pub(crate) hold: Option<Duration>,
     pub(crate) max_batch: u64,
     pub(crate) reserve_ahead: Duration,
@@ -85,6 +86,7 @@ impl Shape {
     pub(crate) fn new() -> Shape {
         Shape {
             hardcap: Hardcap::Limit,
+            burst: None,
             hold: None,
             max_batch: 1000,
             reserve_ahead: Duration::from_millis(500),
@@ -109,7 +111,7 @@ impl Shape {
             });
         }
         let hold = self.hold.unwrap_or_else(|| default_hold(rate.per()));
-        let params = Params::new(rate, self.hardcap, hold)?;
+        let params = Params::new(rate, self.hardcap, self.burst, hold)?;
         let correction = correction(&params);
         Ok((
             params,
@@ -176,6 +178,24 @@ macro_rules! shape_setters {
         /// ```
         pub fn hardcap(mut self, hardcap: fueltank::Hardcap) -> $builder {
             self.shape.hardcap = hardcap;
+            self
+        }
+
+        /// `Limit`'s capacity apart from `max_n`, as
+        /// [`TankBuilder::burst`](fueltank::TankBuilder::burst): "5/s with
+        /// bursts of 10" (of every key, for a keyed tank). Stored with the
+        /// tank, it must match across instances; the hold is paid from it
+        /// as from `max_n` (see [`hold`](Self::hold)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        #[doc = concat!("# fn doc(builder: fueltank_redis::", $doc_builder, ") {")]
+        /// let builder = builder.burst(10);
+        /// # }
+        /// ```
+        pub fn burst(mut self, n: u64) -> $builder {
+            self.shape.burst = Some(n);
             self
         }
 

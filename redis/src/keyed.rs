@@ -1,5 +1,5 @@
 //! [`GlobalKeyedTank`]: one global tank per key (API key, user, client
-//! address), every key at the same rate.
+//! address), every key at the tank's rate or one of its own.
 //!
 //! Each key is its own state in Redis (`PREFIX:{NAME:KEY}:ks`, and
 //! `PREFIX:{NAME:KEY}:kw` under `Window`: see `script.rs`), in a hash slot
@@ -103,6 +103,9 @@ struct KeyedShared<K> {
     family: Arc<Family>,
     /// `PREFIX:{NAME` of every key's Redis keys.
     tag_start: String,
+    /// The builder's rate, and `rate_by`: see the builder.
+    base: Rate,
+    rate_by: Option<Arc<RateBy<K>>>,
     hasher: RandomState,
     shards: Box<[Mutex<Shard<K>>]>,
 }
@@ -133,8 +136,12 @@ pub struct GlobalKeyedTankBuilder<K> {
     rate: Rate,
     shape: Shape,
     max_keys: usize,
+    rate_by: Option<Arc<RateBy<K>>>,
     _keys: PhantomData<fn(K)>,
 }
+
+/// A key's rate, as `GlobalKeyedTankBuilder::rate_by` gives it.
+type RateBy<K> = dyn Fn(&K) -> Rate + Send + Sync;
 
 impl<K> fmt::Debug for GlobalKeyedTankBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,11 +165,45 @@ where
             rate,
             shape: Shape::new(),
             max_keys: 100_000,
+            rate_by: None,
             _keys: PhantomData,
         }
     }
 
     shape_setters!(GlobalKeyedTankBuilder<K>, "GlobalKeyedTankBuilder<String>");
+
+    /// Each key's rate, as
+    /// [`KeyedTankBuilder::rate_by`](fueltank::KeyedTankBuilder::rate_by):
+    /// asked when the key's entry is made here (on its first use here, and
+    /// again once it has been forgotten); a key given the builder's rate is
+    /// at the tank's rate, which [`set_rate`](GlobalKeyedTank::set_rate)
+    /// changes, a key given another keeps it. The rate travels with every
+    /// call on the key, with the tank's hardcap, burst and hold, so every
+    /// instance that gives the key the same rate shares one budget at it. A
+    /// key's state in Redis keeps the parameters it was made with while it
+    /// lives (until it is full and idle): an instance whose answer differs
+    /// spends from it at the stored ones, as after another instance's
+    /// `set_rate`. A rate the store cannot keep (a period beyond 2^52 ns)
+    /// is that key's error, [`Error::UnsupportedRate`]: `has_fuel` is
+    /// `false` and the waits resolve to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn doc(builder: fueltank_redis::GlobalKeyedTankBuilder<String>) {
+    /// let builder = builder.rate_by(|user| match user.starts_with("partner-") {
+    ///     true => "50/s".parse().unwrap(),
+    ///     false => "5/s".parse().unwrap(),
+    /// });
+    /// # }
+    /// ```
+    pub fn rate_by(
+        mut self,
+        rate: impl Fn(&K) -> Rate + Send + Sync + 'static,
+    ) -> GlobalKeyedTankBuilder<K> {
+        self.rate_by = Some(Arc::new(rate));
+        self
+    }
 
     /// The most keys held here at once (100 000 by default, at least 1).
     /// Redis holds each key until it is idle, whatever this bound.
@@ -221,6 +262,8 @@ where
             options: Arc::new(options),
             family: Arc::new(family),
             tag_start,
+            base: self.rate,
+            rate_by: self.rate_by,
             hasher: RandomState::new(),
             shards: shards(self.max_keys),
         };
@@ -398,13 +441,17 @@ where
                 };
             }
         }
-        let entry = Arc::new(Entry::new(
-            shared.store.shared.clone(),
-            shared.options.clone(),
-            Arc::new(script::key_keys(&shared.tag_start, &text)),
-            shared.family.params(),
-            Some(shared.family.clone()),
-        ));
+        let own = shared.rate_by.as_ref().map(|rate_by| rate_by(key));
+        let entry = Arc::new(
+            Entry::new(
+                shared.store.shared.clone(),
+                shared.options.clone(),
+                Arc::new(script::key_keys(&shared.tag_start, &text)),
+                shared.family.params(),
+                Some(shared.family.clone()),
+            )
+            .with_own_rate(own.filter(|&rate| rate != shared.base))?,
+        );
         shard.map.insert(key.clone(), entry.clone());
         Ok(entry)
     }
@@ -522,7 +569,9 @@ where
         self.entry(key).ok()?.wait_time(n)
     }
 
-    /// The rate of every key, as Redis last told this instance.
+    /// The tank's rate, as Redis last told this instance: every key's, but
+    /// those [`rate_by`](GlobalKeyedTankBuilder::rate_by) gives a rate of
+    /// their own.
     ///
     /// # Examples
     ///
@@ -659,7 +708,9 @@ where
         self.len() == 0
     }
 
-    /// Changes the rate of every key, for every instance: each key's state
+    /// Changes the rate of every key at the tank's rate (those
+    /// [`rate_by`](GlobalKeyedTankBuilder::rate_by) gives a rate of their
+    /// own keep it), for every instance: each key's state
     /// is converted at its next call, keeping its fuel with no burst (as
     /// [`GlobalTank::set_rate`](crate::GlobalTank::set_rate)). This
     /// instance's keys take it at once; another instance takes it at its

@@ -49,7 +49,7 @@
 //!
 //! | hardcap | every half-open window of length `per` sees | granted at once |
 //! |---|---|---|
-//! | `Limit` | at most `2·max_n − 1` grants | the bank: `max_n − ⌈hold / T⌉` |
+//! | `Limit` | at most `2·max_n − 1` grants (`burst + max_n − 1` with a burst) | the bank: `max_n` (or the burst) `− ⌈hold / T⌉` |
 //! | `One` | at most `max_n` grants, any two at least `T` apart | 1 |
 //! | `Window` | at most `max_n` grants, exactly | `max_n` |
 //! | `Unbounded` | no bound; long-run mean at most the rate | its bank |
@@ -65,8 +65,9 @@
 //!   it due: at once for banked fuel, one interval apart after) and may be
 //!   spent from its slot until `hold` after it. A unit spent up to `hold`
 //!   late could let a window see `⌈hold / T⌉` more grants, so Redis banks
-//!   that much less: `Limit`'s bank is `max_n − ⌈hold / T⌉`, and the window
-//!   bound `2·max_n − 1` holds. With no bank left (`max_n = 1`), `Limit` is
+//!   that much less: `Limit`'s bank is `max_n − ⌈hold / T⌉` (the burst, if
+//!   given, in place of `max_n`), and the window bound `2·max_n − 1` (or
+//!   `burst + max_n − 1`) holds. With no bank left (`max_n = 1`), `Limit` is
 //!   granted like `One`. `n` fuel together are granted at once from the
 //!   bank, when the last of them is due.
 //! - `One`: a batch is a run of slots one interval apart, spent here in

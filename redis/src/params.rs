@@ -23,6 +23,8 @@ pub(crate) struct Params {
     pub(crate) max_n: u64,
     pub(crate) per_ns: u64,
     pub(crate) hardcap: Hardcap,
+    /// `Limit`'s capacity apart from `max_n` (`burst(n)`).
+    pub(crate) burst: Option<u64>,
     /// How long after it becomes spendable reserved fuel may still be spent.
     pub(crate) hold_ns: u64,
     /// Which state in Redis these parameters were read from (not part of
@@ -55,23 +57,36 @@ pub(crate) enum Mode {
     Window,
 }
 
-pub(crate) fn hardcap_code(hardcap: Hardcap) -> i64 {
-    match hardcap {
+/// The hardcap and burst as the one number stored (`cap`): the hardcap's
+/// code plus 4 times the burst (0: none), below 2^51. In the stored
+/// parameters that a build must match and a take compares, so that a
+/// burst is part of what the limit is, with no change to the script.
+pub(crate) fn hardcap_code(hardcap: Hardcap, burst: Option<u64>) -> i64 {
+    let code = match hardcap {
         Hardcap::One => 1,
         Hardcap::Unbounded => 2,
         Hardcap::Window => 3,
         _ => 0,
-    }
+    };
+    code + 4 * burst.map_or(0, |burst| burst as i64)
 }
 
-pub(crate) fn hardcap_of(code: i64) -> Hardcap {
-    match code {
+/// The hardcap and burst of a stored `cap`.
+pub(crate) fn hardcap_of(code: i64) -> (Hardcap, Option<u64>) {
+    let hardcap = match code % 4 {
         1 => Hardcap::One,
         2 => Hardcap::Unbounded,
         3 => Hardcap::Window,
         _ => Hardcap::Limit,
-    }
+    };
+    (
+        hardcap,
+        u64::try_from(code / 4).ok().filter(|&burst| burst > 0),
+    )
 }
+
+/// The largest burst: its code stays an exact integer in Lua's doubles.
+const MAX_BURST: u64 = 1 << 48;
 
 /// The default hold for `per`: a tenth of the period, at most 100 ms.
 pub(crate) fn default_hold(per: Duration) -> Duration {
@@ -79,8 +94,13 @@ pub(crate) fn default_hold(per: Duration) -> Duration {
 }
 
 impl Params {
-    /// Checks that `rate` and `hold` can be kept exactly.
-    pub(crate) fn new(rate: Rate, hardcap: Hardcap, hold: Duration) -> Result<Params, Error> {
+    /// Checks that `rate`, `burst` and `hold` can be kept exactly.
+    pub(crate) fn new(
+        rate: Rate,
+        hardcap: Hardcap,
+        burst: Option<u64>,
+        hold: Duration,
+    ) -> Result<Params, Error> {
         let per_ns = u64::try_from(rate.per().as_nanos()).unwrap_or(u64::MAX);
         if per_ns > MAX_PER_NS {
             return Err(Error::UnsupportedRate {
@@ -102,10 +122,27 @@ impl Params {
                 accepted: "between 1 ns and the rate's period",
             });
         }
+        if let Some(burst) = burst {
+            // As a local tank's burst (`TankBuilder::burst`), and a bank
+            // whose refill the script keeps exactly.
+            let refill = u128::from(burst) * u128::from(per_ns.div_ceil(rate.max_n()));
+            let accepted = match hardcap {
+                Hardcap::Limit => "between 1 and 2^48, and at most 2^52 ns of refill at the rate",
+                _ => "a burst only with Hardcap::Limit, whose capacity burst(n) sets",
+            };
+            if hardcap != Hardcap::Limit || burst == 0 || burst > MAX_BURST || refill > 1 << 52 {
+                return Err(Error::InvalidOption {
+                    option: "burst",
+                    value: burst.to_string(),
+                    accepted,
+                });
+            }
+        }
         Ok(Params {
             max_n: rate.max_n(),
             per_ns,
             hardcap,
+            burst,
             hold_ns,
             generation: Generation::default(),
         })
@@ -126,11 +163,12 @@ impl Params {
         self.per_ns.div_ceil(self.max_n)
     }
 
-    /// The bank of a `Limit` tank: `max_n` less the intervals a reserved
-    /// fuel may be held, so that holding never lets a window see more than
-    /// `2·max_n − 1` spends.
+    /// The bank of a `Limit` tank: `max_n` (or the burst) less the
+    /// intervals a reserved fuel may be held, so that holding never lets a
+    /// window see more than `2·max_n − 1` (or `burst + max_n − 1`) spends.
     pub(crate) fn limit_bank(&self) -> u64 {
-        self.max_n
+        self.burst
+            .unwrap_or(self.max_n)
             .saturating_sub(self.hold_ns.div_ceil(self.interval_ns()))
     }
 
@@ -165,6 +203,7 @@ impl Params {
             self.max_n,
             Duration::from_nanos(self.per_ns),
             self.hardcap,
+            self.burst,
             self.hold(),
         )
     }
@@ -179,7 +218,7 @@ impl Params {
         };
         Ok(Params {
             generation: self.generation,
-            ..Params::new(rate, self.hardcap, hold)?
+            ..Params::new(rate, self.hardcap, self.burst, hold)?
         })
     }
 }
@@ -190,7 +229,7 @@ mod tests {
 
     fn params(rate: &str, hardcap: Hardcap) -> Params {
         let rate: Rate = rate.parse().unwrap();
-        Params::new(rate, hardcap, default_hold(rate.per())).unwrap()
+        Params::new(rate, hardcap, None, default_hold(rate.per())).unwrap()
     }
 
     #[test]
@@ -209,6 +248,40 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_is_the_limit_bank_and_part_of_the_stored_cap() {
+        let rate: Rate = "5/s".parse().unwrap();
+        let hold = default_hold(rate.per());
+        let p = Params::new(rate, Hardcap::Limit, Some(10), hold).unwrap();
+        // 10 less the one 200 ms interval of the 100 ms hold.
+        assert_eq!(p.capacity(), 9);
+        let code = hardcap_code(p.hardcap, p.burst);
+        assert_ne!(code, hardcap_code(Hardcap::Limit, Some(20)));
+        assert_eq!(hardcap_of(code), (Hardcap::Limit, Some(10)));
+        assert_eq!(
+            hardcap_of(hardcap_code(Hardcap::Window, None)),
+            (Hardcap::Window, None)
+        );
+        for (hardcap, burst) in [
+            (Hardcap::One, 10),
+            (Hardcap::Limit, 0),
+            (Hardcap::Limit, u64::MAX),
+            (Hardcap::Limit, 1 << 40), // 2^40 intervals of 200 ms
+        ] {
+            let err = Params::new(rate, hardcap, Some(burst), hold).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "burst",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn intervals_round_up() {
         assert_eq!(params("3/s", Hardcap::Limit).interval_ns(), 333_333_334);
         assert_eq!(params("1000/s", Hardcap::Limit).interval_ns(), 1_000_000);
@@ -218,16 +291,16 @@ mod tests {
     fn long_periods_and_bad_holds_are_errors() {
         let long = Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap();
         assert!(matches!(
-            Params::new(long, Hardcap::Limit, Duration::from_secs(1)),
+            Params::new(long, Hardcap::Limit, None, Duration::from_secs(1)),
             Err(Error::UnsupportedRate { .. })
         ));
         let rate = Rate::per_second(10).unwrap();
         assert!(matches!(
-            Params::new(rate, Hardcap::Limit, Duration::ZERO),
+            Params::new(rate, Hardcap::Limit, None, Duration::ZERO),
             Err(Error::InvalidOption { .. })
         ));
         assert!(matches!(
-            Params::new(rate, Hardcap::Limit, Duration::from_secs(2)),
+            Params::new(rate, Hardcap::Limit, None, Duration::from_secs(2)),
             Err(Error::InvalidOption { .. })
         ));
     }

@@ -170,7 +170,7 @@ pub(crate) fn args(op: Op, scope: Scope, params: &Params, ask: &Ask) -> Vec<Stri
         scope.to_string(),
         params.max_n.to_string(),
         params.per_ns.to_string(),
-        hardcap_code(params.hardcap).to_string(),
+        hardcap_code(params.hardcap, params.burst).to_string(),
         params.hold_ns.to_string(),
         params.interval_ns().to_string(),
         mode.to_string(),
@@ -259,10 +259,12 @@ fn params_at(values: &[i64]) -> Option<Params> {
     let &[max_n, per_ns, hardcap, hold_ns, birth, sets] = values.get(..6)? else {
         return None;
     };
+    let (hardcap, burst) = hardcap_of(hardcap);
     Some(Params {
         max_n: u64::try_from(max_n).ok().filter(|&n| n > 0)?,
         per_ns: u64::try_from(per_ns).ok().filter(|&n| n > 0)?,
-        hardcap: hardcap_of(hardcap),
+        hardcap,
+        burst,
         hold_ns: u64::try_from(hold_ns).ok().filter(|&n| n > 0)?,
         generation: Generation {
             birth: u64::try_from(birth).ok()?,

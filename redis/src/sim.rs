@@ -92,7 +92,7 @@ const FAR: i128 = 2500;
 impl Store {
     /// A tank of `rate` with `Limit` and the default hold.
     pub fn new(rate: Rate, fair: bool) -> Result<Store, Error> {
-        let params = Params::new(rate, Hardcap::Limit, default_hold(rate.per()))?;
+        let params = Params::new(rate, Hardcap::Limit, None, default_hold(rate.per()))?;
         if !matches!(params.mode(), Mode::Gcra { .. }) {
             return Err(Error::Redis {
                 reason: format!("the model is GCRA's: {rate} under Limit is paced"),

@@ -919,3 +919,112 @@ async fn a_waiter_on_a_slow_tank_never_pushes_its_schedule_on() {
         }
     }
 }
+
+/// Two instances share a keyed tank with a burst and tiers by `rate_by`:
+/// greedy waiters on both, on a partner key (50/s) and a user key (5/s),
+/// never take more than either key's bound (its bank, the burst less the
+/// hold, and its rate over the run; in any second, `burst + max_n − 1`
+/// and one more for this machine's timing), and the partner gets its own
+/// rate, beyond what 5/s could give. Another burst is another limit; a
+/// rate the store cannot keep is that key's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_burst_and_rate_by_keep_each_keys_bound() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let tier = |user: &String| match user.as_str() {
+        "partner" => rate("50/s"),
+        "absurd" => Rate::new(1, Duration::from_secs(100 * 86_400)).unwrap(),
+        _ => rate("5/s"),
+    };
+    let build = |store: &RedisStore| {
+        store
+            .keyed::<String>("tiers", rate("5/s"))
+            .burst(10)
+            .rate_by(tier)
+            .build()
+    };
+    let (one, two) = (build(&a).await.unwrap(), build(&b).await.unwrap());
+    let err = b
+        .keyed::<String>("tiers", rate("5/s"))
+        .burst(20)
+        .build()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Mismatch { stored, given, .. } => {
+            assert!(stored.contains("burst 10"), "{stored}");
+            assert!(given.contains("burst 20"), "{given}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let run = Duration::from_secs(3);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for tank in [&one, &two] {
+        for key in ["partner", "user"] {
+            for _ in 0..2 {
+                let (tank, key) = (tank.clone(), key.to_string());
+                tasks.push(tokio::spawn(async move {
+                    let mut grants = Vec::new();
+                    while started.elapsed() < run {
+                        tank.await_fuel(key.clone()).await.unwrap();
+                        grants.push(started.elapsed());
+                    }
+                    (key, grants)
+                }));
+            }
+        }
+    }
+    let (mut partner, mut user) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (key, grants) = task.await.unwrap();
+        match key.as_str() {
+            "partner" => partner.extend(grants),
+            _ => user.extend(grants),
+        }
+    }
+    // (max_n, bank: the burst less the 100 ms hold's intervals)
+    for (name, grants, max_n, bank) in [("partner", &mut partner, 50, 5), ("user", &mut user, 5, 9)]
+    {
+        grants.sort();
+        let last = grants.last().copied().unwrap_or_default().as_secs_f64();
+        let bound = bank + (max_n as f64 * last) as usize + 1;
+        assert!(
+            grants.len() <= bound,
+            "{name}: {} grants, bound {bound}",
+            grants.len()
+        );
+        for (i, &from) in grants.iter().enumerate() {
+            let within = grants[i..]
+                .iter()
+                .take_while(|&&t| t < from + Duration::from_secs(1))
+                .count();
+            assert!(
+                within <= 10 + max_n,
+                "{name}: {within} grants in a second from {from:?}"
+            );
+        }
+        println!(
+            "{name}: {} grants in {last:.2} s (bound {bound})",
+            grants.len()
+        );
+    }
+    assert!(
+        partner.len() > 9 + 5 * 4,
+        "the partner's own rate: {} grants",
+        partner.len()
+    );
+    assert!(
+        user.len() >= 9 + 5,
+        "the user was served: {} grants",
+        user.len()
+    );
+    let absurd = "absurd".to_string();
+    assert!(!one.has_fuel(&absurd));
+    match one.await_fuel(absurd).await {
+        Err(err @ Error::UnsupportedRate { .. }) => {
+            assert!(err.to_string().contains("at most 2^52 ns"), "{err}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

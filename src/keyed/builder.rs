@@ -4,12 +4,12 @@ use std::collections::hash_map::RandomState;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use super::{KeyedTank, Shard, Shared, TICKS_LIMIT};
+use super::{KeyedTank, RateBy, Shard, Shared};
 use crate::clock::{Clock, ClockSource};
 use crate::{Error, Hardcap, Rate};
 
-/// Chooses the hardcap, the initial fuel of a new key, the bound on keys
-/// held and the clock of a [`KeyedTank`].
+/// Chooses the hardcap, the burst and the initial fuel of a key, the
+/// rates of keys, the bound on keys held and the clock of a [`KeyedTank`].
 ///
 /// # Examples
 ///
@@ -27,6 +27,8 @@ use crate::{Error, Hardcap, Rate};
 pub struct KeyedTankBuilder<K> {
     rate: Rate,
     hardcap: Hardcap,
+    burst: Option<u64>,
+    rate_by: Option<Arc<RateBy<K>>>,
     initial: Option<u64>,
     max_keys: Option<usize>,
     clock: ClockSource,
@@ -41,6 +43,8 @@ impl<K> KeyedTankBuilder<K> {
         KeyedTankBuilder {
             rate,
             hardcap: Hardcap::default(),
+            burst: None,
+            rate_by: None,
             initial: None,
             max_keys: None,
             clock: ClockSource::default(),
@@ -66,9 +70,75 @@ impl<K> KeyedTankBuilder<K> {
         self
     }
 
+    /// Each key's capacity under [`Hardcap::Limit`], apart from `max_n`, as
+    /// [`TankBuilder::burst`](crate::TankBuilder::burst): "5/s with bursts
+    /// of 10" per client. A new key starts full (`n`, unless
+    /// [`initial`](KeyedTankBuilder::initial) says less); after idle a key
+    /// holds `n`, then refills one per interval, so any window of length
+    /// `per` sees at most `n + max_n − 1` grants for one key. Every key has
+    /// this capacity, whatever its rate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let per_ip = KeyedTank::builder("5/s".parse()?).burst(10).clock(clock.clone()).build()?;
+    /// assert!(per_ip.has_fuel_n(&"192.0.2.1", 10));
+    /// assert!(!per_ip.has_fuel(&"192.0.2.1"));
+    /// assert_eq!(per_ip.wait_time(&"192.0.2.1", 1), Some(Duration::from_millis(200)));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn burst(mut self, n: u64) -> KeyedTankBuilder<K> {
+        self.burst = Some(n);
+        self
+    }
+
+    /// Each key's rate, taken when the key's state is created (on its
+    /// first use, and again once it has been forgotten: idle and full, or
+    /// evicted): tiers and overrides. A key given the builder's rate is at
+    /// the tank's rate, which [`KeyedTank::set_rate`] changes; a key given
+    /// another rate keeps it (`set_rate` leaves it alone). So an answer
+    /// that changes for a key is picked up when its state is next created;
+    /// an evicted key comes back no less indebted than it left, whatever
+    /// its new rate. The [`burst`](KeyedTankBuilder::burst) and
+    /// [`initial`](KeyedTankBuilder::initial) fuel are every key's, each at
+    /// most what the key's tank holds.
+    ///
+    /// An idle key with a rate of its own holds its rate and bucket beside
+    /// the map: at most 128 bytes in all, where a key at the tank's rate
+    /// costs at most 64 (measured: `tests/keyed_memory.rs`). Not under
+    /// [`Hardcap::Window`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let partners = ["acme"];
+    /// let per_user = KeyedTank::<&str>::builder("5/s".parse()?)
+    ///     .rate_by(move |user| match partners.contains(user) {
+    ///         true => Rate::per_second(50).unwrap(),
+    ///         false => Rate::per_second(5).unwrap(),
+    ///     })
+    ///     .build()?;
+    /// assert!(per_user.has_fuel_n(&"acme", 50));
+    /// assert!(!per_user.has_fuel_n(&"bob", 6));
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn rate_by(
+        mut self,
+        rate: impl Fn(&K) -> Rate + Send + Sync + 'static,
+    ) -> KeyedTankBuilder<K> {
+        self.rate_by = Some(Arc::new(rate));
+        self
+    }
+
     /// The fuel of a key seen for the first time; by default its tank's
-    /// capacity (`max_n`, or 1 under [`Hardcap::One`]): a new client is like
-    /// one idle for ever. Every type's: [Initial fuel](crate#initial-fuel).
+    /// capacity (`max_n`, the burst, or 1 under [`Hardcap::One`]): a new
+    /// client is like one idle for ever. Every type's: [Initial fuel](crate#initial-fuel).
     ///
     /// # Examples
     ///
@@ -92,10 +162,11 @@ impl<K> KeyedTankBuilder<K> {
     /// and `Unbounded` at most 64 bytes (a 16-byte map entry and the map's
     /// spare room, and 16 bytes of the debt table), whatever the key's
     /// type: about 43 per key held at `max_keys` 100k under a flood of new
-    /// keys; under `Window` about 145 bytes with one run of grants in its
-    /// window, 16 per further run, and 32 of the debt table. So the default
-    /// bounds memory, not keys: 2^20 keys (64 MiB at most), and under `Window` as many as
-    /// 64 MiB hold.
+    /// keys; a key with a rate of its own ([`rate_by`](KeyedTankBuilder::rate_by))
+    /// at most 128 (about 113); under `Window` about 145 bytes with one run
+    /// of grants in its window, 16 per further run, and 32 of the debt
+    /// table. So the default bounds memory, not keys: 2^20 keys (64 MiB at
+    /// most), 2^19 with `rate_by`, and under `Window` as many as 64 MiB hold.
     ///
     /// # Examples
     ///
@@ -140,7 +211,10 @@ impl<K> KeyedTankBuilder<K> {
     /// # Errors
     ///
     /// [`Error::InitialOverCapacity`] if `initial` is more than a key's tank
-    /// can hold; [`Error::InvalidCount`] if `max_keys` is 0.
+    /// at the builder's rate can hold; [`Error::InvalidCount`] if `max_keys`
+    /// is 0; the errors of a burst as [`TankBuilder::build`](crate::TankBuilder::build)'s
+    /// (`Limit` only, from 1 to 2^48); [`Error::Unsupported`] for `rate_by`
+    /// under [`Hardcap::Window`].
     ///
     /// # Examples
     ///
@@ -152,18 +226,17 @@ impl<K> KeyedTankBuilder<K> {
     /// ```
     pub fn build(self) -> Result<KeyedTank<K>, Error> {
         self.clock.warm_up();
-        let capacity = self.hardcap.request_cap(self.rate.max_n());
-        let full = self
-            .hardcap
-            .cap(self.rate.max_n())
-            .unwrap_or(self.rate.max_n());
-        let initial = self.initial.unwrap_or(full);
-        if initial > capacity {
-            return Err(Error::InitialOverCapacity { initial, capacity });
+        self.hardcap.check_burst(self.burst)?;
+        if self.rate_by.is_some() && self.hardcap == Hardcap::Window {
+            return Err(Error::Unsupported {
+                what: "rate_by under Hardcap::Window",
+                accepted: "the hardcap must be Limit, One or Unbounded for keys with rates \
+                           of their own",
+            });
         }
-        let max_keys = self
-            .max_keys
-            .unwrap_or_else(|| default_max_keys(self.hardcap, self.rate));
+        let max_keys = self.max_keys.unwrap_or_else(|| {
+            default_max_keys(self.hardcap, self.rate) >> u8::from(self.rate_by.is_some())
+        });
         if max_keys == 0 {
             return Err(Error::InvalidCount {
                 option: "max_keys",
@@ -171,36 +244,44 @@ impl<K> KeyedTankBuilder<K> {
                 accepted: "at least 1",
             });
         }
+        let mut shared = Shared {
+            base: self.rate,
+            hardcap: self.hardcap,
+            burst: self.burst,
+            initial: self.initial,
+            clock: self.clock,
+            hasher: RandomState::new(),
+            shards: Box::default(),
+        };
+        let rate = shared.key_rate(self.rate);
+        if let Some(initial) = self.initial.filter(|&initial| initial > rate.request) {
+            return Err(Error::InitialOverCapacity {
+                initial,
+                capacity: rate.request,
+            });
+        }
         // The shards' caps add up to `max_keys` exactly.
         let shards = SHARDS.min(max_keys);
         let (share, extra) = (max_keys / shards, max_keys % shards);
-        // A fresh key's `tat` is up to `per` before now: start the epoch
-        // that far back, so it is not below tick 0.
-        let per_ns = u64::try_from(self.rate.per().as_nanos()).unwrap_or(u64::MAX);
-        let epoch = self.clock.now_ns().saturating_sub(per_ns.saturating_add(1));
-        let shards = (0..shards)
+        // A fresh key's `tat` is up to its bucket's span before now: start
+        // the epoch that far back, so it is not below tick 0.
+        let epoch = shared
+            .clock
+            .now_ns()
+            .saturating_sub(rate.span_ns().saturating_add(1));
+        shared.shards = (0..shards)
             .map(|i| {
                 Mutex::new(Shard::new(
                     share + usize::from(i < extra),
                     epoch,
+                    rate,
                     self.hardcap,
                 ))
             })
             .collect();
-        let (s, _) = self.rate.ticks();
-        // A bucket's whole span, in ticks, well within the map entry's range.
-        let compact = u128::from(per_ns) * u128::from(s) < (TICKS_LIMIT as u128) / 8;
         Ok(KeyedTank {
-            shared: Arc::new(Shared {
-                rate: self.rate,
-                hardcap: self.hardcap,
-                initial,
-                scale: self.rate.ticks(),
-                compact,
-                clock: self.clock,
-                hasher: RandomState::new(),
-                shards,
-            }),
+            shared: Arc::new(shared),
+            rate_by: self.rate_by,
             _keys: PhantomData,
         })
     }
@@ -210,7 +291,8 @@ impl<K> KeyedTankBuilder<K> {
 const DEFAULT_MEMORY: usize = 64 << 20;
 
 /// The default `max_keys`: 2^20, or under `Window` what [`DEFAULT_MEMORY`]
-/// holds at about 172 bytes a key and 16 per further run of grants.
+/// holds at about 172 bytes a key and 16 per further run of grants (half
+/// as many with `rate_by`, whose keys may cost twice as much).
 fn default_max_keys(hardcap: Hardcap, rate: Rate) -> usize {
     match hardcap {
         Hardcap::Window => {

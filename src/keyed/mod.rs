@@ -12,8 +12,9 @@
 //! A key nobody waits on is *idle*: under `Limit`, `One` and `Unbounded` all
 //! it holds is its `tat`, the one number of the refill algorithm (see
 //! `tank/bucket.rs`), in its map entry, and taking fuel for it is the tank's
-//! own exact step on that number; under `Window` it holds its log of grants,
-//! boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
+//! own exact step on that number; a key with a rate of its own (`rate_by`)
+//! holds its rate and `tat` beside the map; under `Window` a key holds its
+//! log of grants, boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
 //! with its line and timer, kept in a side table; it turns idle again once
 //! its line is empty and nothing holds it.
 //!
@@ -74,7 +75,8 @@ use crate::clock::{ClockSource, saturating_ns};
 use crate::tank::bucket::{Gcra, Window};
 use crate::{AwaitFuel, Hardcap, Rate, Tank};
 
-/// One tank per key, each refilled at the same rate, in bounded memory.
+/// One tank per key, each refilled at the tank's rate (or one of its own:
+/// [`rate_by`](KeyedTankBuilder::rate_by)), in bounded memory.
 ///
 /// A cheap handle: clones share the keys. An idle key costs one map entry of
 /// 16 bytes and its cell of the debt table (see the module docs for how
@@ -97,30 +99,55 @@ use crate::{AwaitFuel, Hardcap, Rate, Tank};
 /// ```
 pub struct KeyedTank<K> {
     shared: Arc<Shared>,
+    rate_by: Option<Arc<RateBy<K>>>,
     _keys: PhantomData<fn(&K)>,
 }
 
+/// A key's rate, as `KeyedTankBuilder::rate_by` gives it.
+type RateBy<K> = dyn Fn(&K) -> Rate + Send + Sync;
+
+/// Asked when a key's state is created: its own rate, if `rate_by` gives one.
+type Own<'a> = &'a dyn Fn() -> Option<Rate>;
+
 struct Shared {
-    rate: Rate,
+    /// The builder's rate: a key `rate_by` gives it is at the tank's rate
+    /// (each shard's `rate`, which `set_rate` changes).
+    base: Rate,
     hardcap: Hardcap,
-    initial: u64,
-    /// `Rate::ticks` of the rate.
-    scale: (u64, u64),
-    /// Idle `Limit`, `One` and `Unbounded` keys fit a map entry: the ticks
-    /// of a bucket's whole span are far below [`TICKS_LIMIT`]. (Otherwise,
-    /// for periods of centuries at sub-nanosecond ticks, keys are live.)
-    compact: bool,
+    burst: Option<u64>,
+    /// `initial` as given (a key's is at most its capacity).
+    initial: Option<u64>,
     clock: ClockSource,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
 }
 
 /// Map values: a key's `tat` (ticks since the shard's epoch), or with
-/// `LIVE` the index of its tank in `Shard::live`, or with `WINDOW` the
-/// index of its log in `Shard::windows`.
+/// `LIVE` the index of its tank in `Shard::live`, with `WINDOW` the index
+/// of its log in `Shard::windows`, with `RATED` (both) the index of its
+/// bucket in `Shard::rated`.
 const LIVE: u64 = 1 << 63;
 const WINDOW: u64 = 1 << 62;
+const RATED: u64 = LIVE | WINDOW;
 const INDEX: u64 = WINDOW - 1;
+
+/// What a map value is.
+enum Kind {
+    Idle,
+    Live(usize),
+    Window(usize),
+    Rated(usize),
+}
+
+fn kind(stored: u64) -> Kind {
+    let index = (stored & INDEX) as usize;
+    match stored & RATED {
+        0 => Kind::Idle,
+        LIVE => Kind::Live(index),
+        WINDOW => Kind::Window(index),
+        _ => Kind::Rated(index),
+    }
+}
 
 /// Idle `tat`s stay below this many ticks: the shard's epoch moves on at
 /// half of it.
@@ -128,8 +155,11 @@ const TICKS_LIMIT: i128 = 1 << 61;
 
 struct Shard {
     map: HashMap<u64, u64, BuildHasherDefault<KeyHash>>,
-    live: Slots<Tank>,
+    live: Slots<Live>,
+    rated: Slots<Rated>,
     windows: Slots<Box<Window>>,
+    /// The tank's rate (the same in every shard).
+    rate: KeyRate,
     /// Internal ns at tick 0 of the idle keys' `tat`s.
     epoch: u64,
     /// Operations since the last sweep.
@@ -139,9 +169,24 @@ struct Shard {
     debts: Debts,
 }
 
+/// A live key's tank; `own` if its rate is its own, not the tank's.
+struct Live {
+    tank: Tank,
+    own: bool,
+}
+
+/// An idle key with a rate of its own: its `tat` in ticks of that rate
+/// since the shard's epoch (`i128`: a rate finer than the tank's would
+/// outgrow a map entry's range).
+struct Rated {
+    rate: Rate,
+    tat: i128,
+}
+
 /// What a key holds, read out of its shard.
 enum Value {
     Idle(u64),
+    Rated(usize),
     Window(usize),
     Live(Tank),
 }
@@ -187,6 +232,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared.hasher.hash_one(key)
     }
 
+    /// `rate_by`'s answer for `key`, if it has one.
+    fn own(&self, key: &K) -> Option<Rate> {
+        self.rate_by.as_ref().map(|rate_by| rate_by(key))
+    }
+
     /// Takes one fuel for `key` now, or returns `false`; never overtakes a
     /// task waiting on the same key.
     ///
@@ -220,11 +270,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         if n == 0 {
             return true;
         }
-        let shared = &self.shared;
-        if n > shared.hardcap.request_cap(shared.rate.max_n()) {
-            return false;
-        }
-        shared.take(self.hash(key), n)
+        self.shared.take(self.hash(key), n, &|| self.own(key))
     }
 
     /// Waits in line on `key`'s tank for one fuel and takes it.
@@ -248,6 +294,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     pub fn await_fuel(&self, key: K) -> AwaitKey<K> {
         AwaitKey {
             shared: self.shared.clone(),
+            own: self.own(&key),
             key: Some(self.hash(&key)),
             wait: None,
             _keys: PhantomData,
@@ -271,21 +318,20 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// ```
     pub fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
         let shared = &self.shared;
-        if n > shared.hardcap.request_cap(shared.rate.max_n()) {
-            return None;
-        }
         let now = shared.clock.now_ns();
         let wait = |due: u64| Some(Duration::from_nanos(due.saturating_sub(now)));
-        shared.inspect(self.hash(key), now, |state| match state {
+        let own = || self.own(key);
+        shared.inspect(self.hash(key), now, &own, |state| match state {
             State::Live(tank) => tank.wait_time(n),
-            State::Gcra(gcra) => wait(gcra.due(now, u128::from(n))),
-            State::Window(window) => wait(window.due(now, [n])),
+            State::Gcra(_, request) | State::Window(_, request) if n > request => None,
+            State::Gcra(gcra, _) => wait(gcra.due(now, u128::from(n))),
+            State::Window(window, _) => wait(window.due(now, [n])),
         })
     }
 
-    /// The most fuel granted together to one key.
+    /// The most fuel granted together to a key at the tank's rate.
     pub(crate) fn capacity(&self) -> u64 {
-        self.shared.hardcap.request_cap(self.shared.rate.max_n())
+        lock(&self.shared.shards[0]).rate.request
     }
 
     /// Waits in `key`'s line for `n` fuel, for at most `max_wait` (from
@@ -296,7 +342,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         n: u64,
         max_wait: Option<Duration>,
     ) -> impl Future<Output = Result<Option<crate::Fuel>, crate::Error>> + Send + 'static {
-        let (shared, hash, capacity) = (self.shared.clone(), self.hash(key), self.capacity());
+        let (shared, hash, own) = (self.shared.clone(), self.hash(key), self.own(key));
+        let capacity = match shared.own_rate(own) {
+            Some(rate) => rate.request,
+            None => self.capacity(),
+        };
         let deadline =
             max_wait.map(|wait| shared.clock.now_ns().saturating_add(saturating_ns(wait)));
         async move {
@@ -306,7 +356,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
                     capacity,
                 });
             }
-            match shared.take_or_live(hash, n) {
+            match shared.take_or_live(hash, n, &|| own) {
                 None => Ok(Some(crate::Fuel::taken(n))),
                 Some(tank) => {
                     let left = deadline
@@ -333,11 +383,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// ```
     pub fn level(&self, key: &K) -> u64 {
         let now = self.shared.clock.now_ns();
+        let own = || self.own(key);
         self.shared
-            .inspect(self.hash(key), now, |state| match state {
+            .inspect(self.hash(key), now, &own, |state| match state {
                 State::Live(tank) => tank.level(),
-                State::Gcra(gcra) => gcra.level(now),
-                State::Window(window) => window.level(now),
+                State::Gcra(gcra, _) => gcra.level(now),
+                State::Window(window, _) => window.level(now),
             })
     }
 
@@ -357,11 +408,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// ```
     pub fn available(&self, key: &K) -> u64 {
         let now = self.shared.clock.now_ns();
+        let own = || self.own(key);
         self.shared
-            .inspect(self.hash(key), now, |state| match state {
+            .inspect(self.hash(key), now, &own, |state| match state {
                 State::Live(tank) => tank.available(),
-                State::Gcra(gcra) => gcra.level(now),
-                State::Window(window) => window.level(now),
+                State::Gcra(gcra, _) => gcra.level(now),
+                State::Window(window, _) => window.level(now),
             })
     }
 
@@ -400,7 +452,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.len() == 0
     }
 
-    /// The rate of every key.
+    /// The tank's rate: every key's, but those
+    /// [`rate_by`](KeyedTankBuilder::rate_by) gives a rate of their own.
     ///
     /// # Examples
     ///
@@ -412,7 +465,37 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn rate(&self) -> Rate {
-        self.shared.rate
+        lock(&self.shared.shards[0]).rate.rate
+    }
+
+    /// Changes the tank's rate, at once and without a burst, as
+    /// [`Tank::set_rate`]: every key at the tank's rate, held or new, moves
+    /// to `rate`, keeping its fuel (with its fraction of the next one)
+    /// capped to its new capacity ([`burst`](KeyedTankBuilder::burst) if
+    /// given), and waiters asking for more than that get
+    /// [`Error::ExceedsCapacity`](crate::Error::ExceedsCapacity). A key
+    /// [`rate_by`](KeyedTankBuilder::rate_by) gives the builder's rate is
+    /// at the tank's rate; a key it gives another rate keeps that rate.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::new(Rate::per_second(10)?);
+    /// assert!(keyed.has_fuel_n(&"a", 9));
+    /// keyed.set_rate(Rate::per_second(1000)?);
+    /// assert_eq!(keyed.level(&"a"), 1); // no burst up to 1000
+    /// assert_eq!(keyed.level(&"new"), 1000); // a new key starts full
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn set_rate(&self, rate: Rate) {
+        let shared = &self.shared;
+        let now = shared.clock.now_ns();
+        let rate = shared.key_rate(rate);
+        for shard in shared.shards.iter() {
+            lock(shard).set_rate(now, rate, shared);
+        }
     }
 
     /// The most keys held at once.
@@ -435,27 +518,35 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A key's state as read by [`Shared::inspect`].
+/// A key's state as read by [`Shared::inspect`]: an idle bucket comes with
+/// the most fuel its key is granted together.
 enum State<'a> {
     Live(Tank),
-    Gcra(Gcra),
-    Window(&'a mut Window),
+    Gcra(Gcra, u64),
+    Window(&'a mut Window, u64),
 }
 
-impl Shared {
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
-        // The high bits: the map itself indexes by the low ones.
-        let index = ((hash >> 32) as usize) % self.shards.len();
-        lock(&self.shards[index])
-    }
+/// A key's rate and what follows from it for its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyRate {
+    rate: Rate,
+    /// `Rate::ticks` of the rate.
+    scale: (u64, u64),
+    /// The bank's cap; `None` for `Unbounded`.
+    cap: Option<u64>,
+    /// The most fuel granted together.
+    request: u64,
+    /// The fuel of a key never seen.
+    initial: u64,
+    /// Idle `Limit`, `One` and `Unbounded` keys fit a map entry: the ticks
+    /// of a bucket's whole span are far below [`TICKS_LIMIT`]. (Otherwise,
+    /// for periods of centuries at sub-nanosecond ticks, keys are live.)
+    compact: bool,
+}
 
-    fn gcra(&self, epoch: u64, tat: u64) -> Gcra {
-        Gcra::from_parts(
-            self.scale,
-            self.hardcap.cap(self.rate.max_n()),
-            epoch,
-            i128::from(tat),
-        )
+impl KeyRate {
+    fn gcra(&self, epoch: u64, tat: i128) -> Gcra {
+        Gcra::from_parts(self.scale, self.cap, epoch, tat)
     }
 
     /// The `tat` of a key never seen, at `now`, in ticks since `epoch`:
@@ -468,93 +559,177 @@ impl Shared {
         gcra.ticks(now).saturating_add(ahead)
     }
 
-    /// The log of a `Window` key never seen, at `now`.
-    fn fresh_window(&self, now: u64) -> Window {
-        Window::new(self.rate, self.initial, now)
+    /// How far back a full bucket's `tat` lies, in ns, rounded up.
+    fn span_ns(&self) -> u64 {
+        let (s, t) = self.scale;
+        let intervals = self.cap.unwrap_or(0).max(self.rate.max_n());
+        let ns = (u128::from(intervals) * u128::from(t)).div_ceil(u128::from(s));
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+impl Shared {
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // The high bits: the map itself indexes by the low ones.
+        let index = ((hash >> 32) as usize) % self.shards.len();
+        lock(&self.shards[index])
     }
 
-    fn take(&self, hash: u64, n: u64) -> bool {
+    /// A key's bucket at `rate`, with this tank's hardcap, burst and
+    /// initial fuel (at most what the key's tank holds).
+    fn key_rate(&self, rate: Rate) -> KeyRate {
+        let max_n = rate.max_n();
+        let cap = self.hardcap.capacity(max_n, self.burst);
+        let request = self.hardcap.request_capacity(max_n, self.burst);
+        let initial = self.initial.unwrap_or(cap.unwrap_or(max_n)).min(request);
+        let (s, t) = rate.ticks();
+        let span = u128::from(cap.unwrap_or(0).max(max_n)) * u128::from(t);
+        KeyRate {
+            rate,
+            scale: (s, t),
+            cap,
+            request,
+            initial,
+            // A bucket's whole span, in ticks, well within the map entry's range.
+            compact: span < (TICKS_LIMIT as u128) / 8,
+        }
+    }
+
+    /// The key rate of a key whose own rate is `own` (`rate_by`'s answer,
+    /// if any); `None` for one at the tank's rate.
+    fn own_rate(&self, own: Option<Rate>) -> Option<KeyRate> {
+        own.filter(|&rate| rate != self.base)
+            .map(|rate| self.key_rate(rate))
+    }
+
+    fn take(&self, hash: u64, n: u64, own: Own<'_>) -> bool {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
-        match shard.value(hash, now, self) {
+        let shard = &mut *shard;
+        let (epoch, rate) = (shard.epoch, shard.rate);
+        match shard.value(hash, now, self, own) {
             Value::Idle(tat) => {
-                let mut gcra = self.gcra(shard.epoch, tat);
-                let taken = gcra.try_take(now, n).is_some();
+                let mut gcra = rate.gcra(epoch, tat.into());
+                let taken = n <= rate.request && gcra.try_take(now, n).is_some();
                 if taken {
                     shard.set_idle(hash, gcra.tat());
                 }
                 taken
             }
-            Value::Window(index) => shard.windows.get(index).try_take(now, n).is_some(),
+            Value::Rated(index) => {
+                let rated = shard.rated.get(index);
+                let rate = self.key_rate(rated.rate);
+                let mut gcra = rate.gcra(epoch, rated.tat);
+                let taken = n <= rate.request && gcra.try_take(now, n).is_some();
+                if taken {
+                    rated.tat = gcra.tat();
+                }
+                taken
+            }
+            Value::Window(index) => {
+                n <= rate.request && shard.windows.get(index).try_take(now, n).is_some()
+            }
             Value::Live(tank) => tank.has_fuel_n(n),
         }
     }
 
     /// Runs `read` on the state of the key `hash`, or of the key it would be
     /// if it were created now; changes nothing.
-    fn inspect<R>(&self, hash: u64, now: u64, read: impl FnOnce(State<'_>) -> R) -> R {
+    fn inspect<R>(
+        &self,
+        hash: u64,
+        now: u64,
+        own: Own<'_>,
+        read: impl FnOnce(State<'_>) -> R,
+    ) -> R {
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let (epoch, rate) = (shard.epoch, shard.rate);
         match shard.peek(hash) {
             Some(Value::Live(tank)) => read(State::Live(tank)),
-            Some(Value::Idle(tat)) => read(State::Gcra(self.gcra(shard.epoch, tat))),
-            Some(Value::Window(index)) => read(State::Window(shard.windows.get(index))),
-            None => match self.hardcap {
-                Hardcap::Window => {
-                    let mut window = shard.new_window(hash, now, self);
-                    read(State::Window(&mut window))
+            Some(Value::Idle(tat)) => read(State::Gcra(rate.gcra(epoch, tat.into()), rate.request)),
+            Some(Value::Rated(index)) => {
+                let rated = shard.rated.get_ref(index);
+                let rate = self.key_rate(rated.rate);
+                read(State::Gcra(rate.gcra(epoch, rated.tat), rate.request))
+            }
+            Some(Value::Window(index)) => {
+                read(State::Window(shard.windows.get(index), rate.request))
+            }
+            None => match (self.hardcap, self.own_rate(own())) {
+                (Hardcap::Window, _) => {
+                    let mut window = shard.new_window(hash, now, &rate);
+                    read(State::Window(&mut window, rate.request))
                 }
-                _ if self.compact => {
-                    let tat = shard.new_tat(hash, now, self);
-                    read(State::Gcra(self.gcra(shard.epoch, tat)))
+                (_, Some(rate)) => {
+                    let tat = shard.start_tat(hash, now, &rate);
+                    read(State::Gcra(rate.gcra(epoch, tat), rate.request))
                 }
-                _ => read(State::Live(shard.new_live(hash, now, self))),
+                _ if rate.compact => {
+                    let tat = shard.start_tat(hash, now, &rate);
+                    read(State::Gcra(rate.gcra(epoch, tat), rate.request))
+                }
+                _ => read(State::Live(shard.new_live(hash, now, &rate, self))),
             },
         }
     }
 
     /// The tank of `hash`, made live for waiting, or `None` if it has the
     /// fuel now (then taken).
-    fn take_or_live(&self, hash: u64, n: u64) -> Option<Tank> {
+    fn take_or_live(&self, hash: u64, n: u64, own: Own<'_>) -> Option<Tank> {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
-        match shard.value(hash, now, self) {
-            Value::Live(tank) => Some(tank),
-            Value::Idle(tat) => {
-                let mut gcra = self.gcra(shard.epoch, tat);
-                if gcra.try_take(now, n).is_some() {
-                    shard.set_idle(hash, gcra.tat());
-                    return None;
-                }
-                let tank = Tank::from_gcra(
-                    self.rate,
-                    self.hardcap,
-                    shard.epoch,
-                    i128::from(tat),
-                    self.clock.clone(),
-                );
-                shard.set_live(hash, tank.clone());
-                Some(tank)
+        let shard = &mut *shard;
+        let (epoch, rate) = (shard.epoch, shard.rate);
+        let (rate, tat, rated) = match shard.value(hash, now, self, own) {
+            Value::Live(tank) => return Some(tank),
+            Value::Idle(tat) => (rate, i128::from(tat), None),
+            Value::Rated(index) => {
+                let rated = shard.rated.get_ref(index);
+                (self.key_rate(rated.rate), rated.tat, Some(index))
             }
             Value::Window(index) => {
                 if shard.windows.get(index).try_take(now, n).is_some() {
                     return None;
                 }
                 let window = shard.windows.take(index);
-                let tank = Tank::from_window(self.rate, *window, self.clock.clone());
-                shard.set_live(hash, tank.clone());
-                Some(tank)
+                let tank = Tank::from_window(rate.rate, *window, self.clock.clone());
+                shard.set_live(hash, tank.clone(), false);
+                return Some(tank);
             }
+        };
+        let mut gcra = rate.gcra(epoch, tat);
+        if gcra.try_take(now, n).is_some() {
+            match rated {
+                Some(index) => shard.rated.get(index).tat = gcra.tat(),
+                None => shard.set_idle(hash, gcra.tat()),
+            }
+            return None;
         }
+        if let Some(index) = rated {
+            shard.rated.take(index);
+        }
+        let tank = Tank::from_gcra(
+            rate.rate,
+            self.hardcap,
+            self.burst,
+            epoch,
+            tat,
+            self.clock.clone(),
+        );
+        shard.set_live(hash, tank.clone(), rated.is_some());
+        Some(tank)
     }
 }
 
 impl Shard {
-    fn new(cap: usize, epoch: u64, hardcap: Hardcap) -> Shard {
+    fn new(cap: usize, epoch: u64, rate: KeyRate, hardcap: Hardcap) -> Shard {
         Shard {
             map: HashMap::default(),
             live: Slots::default(),
+            rated: Slots::default(),
             windows: Slots::default(),
+            rate,
             epoch,
             ops: 0,
             cap,
@@ -563,7 +738,7 @@ impl Shard {
     }
 
     /// The value of `key`, inserting a new key (and making room) if needed.
-    fn value(&mut self, key: u64, now: u64, shared: &Shared) -> Value {
+    fn value(&mut self, key: u64, now: u64, shared: &Shared, own: Own<'_>) -> Value {
         self.ops += 1;
         if self.ops >= self.map.len().max(64) {
             self.sweep(now, shared);
@@ -577,21 +752,31 @@ impl Shard {
         if self.map.capacity() <= self.map.len() {
             self.rebuild();
         }
-        match shared.hardcap {
-            Hardcap::Window => {
-                let window = self.new_window(key, now, shared);
+        let rate = self.rate;
+        match (shared.hardcap, shared.own_rate(own())) {
+            (Hardcap::Window, _) => {
+                let window = self.new_window(key, now, &rate);
                 let index = self.windows.put(Box::new(window));
                 self.map.insert(key, WINDOW | index as u64);
                 Value::Window(index)
             }
-            _ if shared.compact => {
-                let tat = self.new_tat(key, now, shared);
+            (_, Some(own)) => {
+                let tat = self.start_tat(key, now, &own);
+                let index = self.rated.put(Rated {
+                    rate: own.rate,
+                    tat,
+                });
+                self.map.insert(key, RATED | index as u64);
+                Value::Rated(index)
+            }
+            _ if rate.compact => {
+                let tat = to_stored(self.start_tat(key, now, &rate));
                 self.map.insert(key, tat);
                 Value::Idle(tat)
             }
             _ => {
-                let tank = self.new_live(key, now, shared);
-                self.set_live(key, tank.clone());
+                let tank = self.new_live(key, now, &rate, shared);
+                self.set_live(key, tank.clone(), false);
                 Value::Live(tank)
             }
         }
@@ -618,35 +803,32 @@ impl Shard {
         self.map = map;
     }
 
-    /// The `tat` a new key starts from: a fresh key's, or the debt its cells
-    /// hold if that is later.
-    fn new_tat(&self, key: u64, now: u64, shared: &Shared) -> u64 {
-        to_stored(self.start_tat(key, now, shared))
-    }
-
-    fn start_tat(&self, key: u64, now: u64, shared: &Shared) -> i128 {
-        let debt = shared.gcra(self.epoch, 0).ticks(self.debts.debt(key).0);
-        shared.fresh_tat(self.epoch, now).max(debt)
+    /// The `tat` a new key at `rate` starts from: a fresh key's, or the
+    /// debt its cells hold if that is later.
+    fn start_tat(&self, key: u64, now: u64, rate: &KeyRate) -> i128 {
+        let debt = rate.gcra(self.epoch, 0).ticks(self.debts.debt(key).0);
+        rate.fresh_tat(self.epoch, now).max(debt)
     }
 
     /// The log a new `Window` key starts from: a fresh key's, holding also
     /// the grants of a debt on its cells that have not left yet.
-    fn new_window(&self, key: u64, now: u64, shared: &Shared) -> Window {
-        let mut window = shared.fresh_window(now);
+    fn new_window(&self, key: u64, now: u64, rate: &KeyRate) -> Window {
+        let mut window = Window::new(rate.rate, rate.initial, now);
         let (leave, held) = self.debts.debt(key);
         if leave > now {
-            let fresh_held = shared.rate.max_n() - shared.initial;
+            let fresh_held = rate.rate.max_n() - rate.initial;
             window.hold_until(leave, held.saturating_sub(fresh_held));
         }
         window
     }
 
     /// A live tank for a new key of a rate too fine for a map entry.
-    fn new_live(&self, key: u64, now: u64, shared: &Shared) -> Tank {
-        let tat = self.start_tat(key, now, shared);
+    fn new_live(&self, key: u64, now: u64, rate: &KeyRate, shared: &Shared) -> Tank {
+        let tat = self.start_tat(key, now, rate);
         Tank::from_gcra(
-            shared.rate,
+            rate.rate,
             shared.hardcap,
+            shared.burst,
             self.epoch,
             tat,
             shared.clock.clone(),
@@ -655,12 +837,11 @@ impl Shard {
 
     fn peek(&self, key: u64) -> Option<Value> {
         let &stored = self.map.get(&key)?;
-        Some(if stored & LIVE != 0 {
-            Value::Live(self.live.get_ref((stored & INDEX) as usize).clone())
-        } else if stored & WINDOW != 0 {
-            Value::Window((stored & INDEX) as usize)
-        } else {
-            Value::Idle(stored)
+        Some(match kind(stored) {
+            Kind::Live(index) => Value::Live(self.live.get_ref(index).tank.clone()),
+            Kind::Rated(index) => Value::Rated(index),
+            Kind::Window(index) => Value::Window(index),
+            Kind::Idle => Value::Idle(stored),
         })
     }
 
@@ -670,8 +851,10 @@ impl Shard {
         }
     }
 
-    fn set_live(&mut self, key: u64, tank: Tank) {
-        let index = self.live.put(tank);
+    /// Makes `key` live on `tank`; `own` if its rate is its own (not the
+    /// tank's, which `set_rate` changes).
+    fn set_live(&mut self, key: u64, tank: Tank, own: bool) {
+        let index = self.live.put(Live { tank, own });
         match self.map.entry(key) {
             Entry::Occupied(mut entry) => *entry.get_mut() = LIVE | index as u64,
             Entry::Vacant(entry) => {
@@ -680,12 +863,61 @@ impl Shard {
         }
     }
 
+    /// Every key at the tank's rate moves to `rate` at `now`, keeping its
+    /// fuel (capped to the new capacity) with no burst, as
+    /// [`Tank::set_rate`]; keys with a rate of their own keep it.
+    fn set_rate(&mut self, now: u64, rate: KeyRate, shared: &Shared) {
+        let old = self.rate;
+        // Back as far as a full bucket of the new rate reaches, so that no
+        // idle `tat` falls below tick 0.
+        let epoch = now.saturating_sub(rate.span_ns().saturating_add(1));
+        let keys: Vec<(u64, u64)> = self.map.iter().map(|(&k, &v)| (k, v)).collect();
+        for (key, stored) in keys {
+            match kind(stored) {
+                Kind::Idle => {
+                    let mut gcra = old.gcra(self.epoch, stored.into());
+                    gcra.set_rate(now, rate.rate, rate.cap);
+                    gcra.rebase(epoch);
+                    if rate.compact {
+                        self.set_idle(key, gcra.tat());
+                    } else {
+                        let tank = Tank::from_gcra(
+                            rate.rate,
+                            shared.hardcap,
+                            shared.burst,
+                            epoch,
+                            gcra.tat(),
+                            shared.clock.clone(),
+                        );
+                        self.set_live(key, tank, false);
+                    }
+                }
+                Kind::Rated(index) => {
+                    let rated = self.rated.get(index);
+                    let mut gcra = shared.key_rate(rated.rate).gcra(self.epoch, rated.tat);
+                    gcra.rebase(epoch);
+                    rated.tat = gcra.tat();
+                }
+                Kind::Window(index) => self.windows.get(index).set_rate(now, rate.rate),
+                Kind::Live(index) => {
+                    let live = self.live.get_ref(index);
+                    if !live.own {
+                        live.tank.set_rate(rate.rate);
+                    }
+                }
+            }
+        }
+        self.rate = rate;
+        self.epoch = epoch;
+    }
+
     /// Forgets keys that are exactly like fresh ones, turns live tanks
     /// nobody holds back into idle keys, and moves the epoch on when idle
     /// ticks grow large.
     fn sweep(&mut self, now: u64, shared: &Shared) {
         self.ops = 0;
-        let (s, _) = shared.scale;
+        let rate = self.rate;
+        let (s, _) = rate.scale;
         let now_t = (i128::from(now) - i128::from(self.epoch)).saturating_mul(i128::from(s));
         let shift_ns = if now_t >= TICKS_LIMIT / 2 {
             // Back to a quarter of the range: banks as old are kept.
@@ -696,48 +928,73 @@ impl Shard {
         };
         let shift = i128::from(shift_ns).saturating_mul(i128::from(s));
         let epoch = self.epoch + shift_ns;
-        let (live, windows) = (&mut self.live, &mut self.windows);
+        let (live, rated, windows) = (&mut self.live, &mut self.rated, &mut self.windows);
         self.map.retain(|_, stored| {
-            if *stored & LIVE != 0 {
-                let index = (*stored & INDEX) as usize;
-                let tank = live.get_ref(index);
+            // A live tank made idle has its `tat` against the new epoch.
+            let made_idle = matches!(kind(*stored), Kind::Live(_));
+            if let Kind::Live(index) = kind(*stored) {
+                let Live { tank, own } = live.get_ref(index);
                 if tank.handles() > 1 {
                     return true; // someone waits on it or holds it
                 }
-                if let Some((tank_epoch, tat)) = tank.idle_gcra()
-                    && shared.compact
-                {
+                if let Some((tank_epoch, tat)) = tank.idle_gcra() {
+                    let (s, _) = tank.rate().ticks();
                     let shift =
                         (i128::from(tank_epoch) - i128::from(epoch)).saturating_mul(i128::from(s));
-                    live.take(index);
-                    *stored = to_stored(tat.saturating_add(shift));
+                    let tat = tat.saturating_add(shift);
+                    if *own {
+                        let rate = tank.rate();
+                        *stored = RATED | rated.put(Rated { rate, tat }) as u64;
+                    } else if rate.compact {
+                        *stored = to_stored(tat);
+                    } else {
+                        return true;
+                    }
                 } else if let Some(window) = tank.idle_window() {
-                    live.take(index);
                     *stored = WINDOW | windows.put(Box::new(window)) as u64;
                 } else {
                     return true;
                 }
-            } else if *stored & WINDOW == 0 {
-                *stored = to_stored(i128::from(*stored).saturating_sub(shift));
+                live.take(index);
             }
-            if *stored & WINDOW != 0 {
-                let index = (*stored & INDEX) as usize;
-                let window = windows.get(index);
-                // Like a fresh key only if nothing is held and a fresh key
-                // holds nothing either.
-                let fresh = window.held(now).0 == 0 && shared.initial == shared.rate.max_n();
-                if fresh {
-                    windows.take(index);
+            match kind(*stored) {
+                Kind::Window(index) => {
+                    let window = windows.get(index);
+                    // Like a fresh key only if nothing is held and a fresh
+                    // key holds nothing either.
+                    let fresh = window.held(now).0 == 0 && rate.initial == rate.rate.max_n();
+                    if fresh {
+                        windows.take(index);
+                    }
+                    !fresh
                 }
-                return !fresh;
+                Kind::Rated(index) => {
+                    let key = rated.get(index);
+                    let own = shared.key_rate(key.rate);
+                    if !made_idle {
+                        let shift = i128::from(shift_ns).saturating_mul(i128::from(own.scale.0));
+                        key.tat = key.tat.saturating_sub(shift);
+                    }
+                    let keep = gcra_distance(&own, epoch, key.tat, now) != 0;
+                    if !keep {
+                        rated.take(index);
+                    }
+                    keep
+                }
+                _ => {
+                    if !made_idle {
+                        *stored = to_stored(i128::from(*stored).saturating_sub(shift));
+                    }
+                    gcra_distance(&rate, epoch, i128::from(*stored), now) != 0
+                }
             }
-            gcra_distance(shared, epoch, i128::from(*stored), now) != 0
         });
         self.epoch = epoch;
         if self.map.capacity() > 4 * self.map.len().max(16) {
             self.map.shrink_to_fit();
         }
         self.live.shrink();
+        self.rated.shrink();
         self.windows.shrink();
     }
 
@@ -765,41 +1022,48 @@ impl Shard {
         }
     }
 
-    /// A key's state as it would be idle: a `tat` in this shard's ticks or
-    /// a log; `None` for a tank held by a waiter or a permit (paid for by
-    /// its holders, never evicted).
-    fn idle_state(&self, stored: u64) -> Option<IdleState> {
-        if stored & LIVE != 0 {
-            let tank = self.live.get_ref((stored & INDEX) as usize);
-            if tank.handles() > 1 {
-                return None;
+    /// A key's state as it would be idle: a `tat` in this shard's ticks of
+    /// its rate, or a log; `None` for a tank held by a waiter or a permit
+    /// (paid for by its holders, never evicted).
+    fn idle_state(&self, stored: u64, shared: &Shared) -> Option<IdleState> {
+        match kind(stored) {
+            Kind::Live(index) => {
+                let tank = &self.live.get_ref(index).tank;
+                if tank.handles() > 1 {
+                    return None;
+                }
+                if let Some((epoch, tat)) = tank.idle_gcra() {
+                    let rate = shared.key_rate(tank.rate());
+                    let shift = (i128::from(epoch) - i128::from(self.epoch))
+                        .saturating_mul(i128::from(rate.scale.0));
+                    return Some(IdleState::Gcra(rate, tat.saturating_add(shift)));
+                }
+                tank.idle_window().map(|w| IdleState::Window(Box::new(w)))
             }
-            if let Some((epoch, tat)) = tank.idle_gcra() {
-                let (s, _) = tank_scale(tank);
-                let shift =
-                    (i128::from(epoch) - i128::from(self.epoch)).saturating_mul(i128::from(s));
-                return Some(IdleState::Gcra(tat.saturating_add(shift)));
+            Kind::Rated(index) => {
+                let rated = self.rated.get_ref(index);
+                Some(IdleState::Gcra(shared.key_rate(rated.rate), rated.tat))
             }
-            return tank.idle_window().map(|w| IdleState::Window(Box::new(w)));
+            Kind::Window(index) => {
+                let window = self.windows.get_ref(index);
+                Some(IdleState::Window(window.clone()))
+            }
+            Kind::Idle => Some(IdleState::Gcra(self.rate, i128::from(stored))),
         }
-        if stored & WINDOW != 0 {
-            let window = self.windows.get_ref((stored & INDEX) as usize);
-            return Some(IdleState::Window(window.clone()));
-        }
-        Some(IdleState::Gcra(i128::from(stored)))
     }
 
     /// How far a key is from a fresh one (what evicting it would change);
     /// `None` if it cannot be evicted.
     fn distance(&self, stored: u64, now: u64, shared: &Shared) -> Option<u128> {
-        if stored & WINDOW != 0 && stored & LIVE == 0 {
+        let initial = self.rate.initial;
+        if let Kind::Window(index) = kind(stored) {
             // Without a clone: the common `Window` case.
-            let window = self.windows.get_ref((stored & INDEX) as usize);
-            return Some(u128::from(shared.initial.abs_diff(window.room_at(now))));
+            let window = self.windows.get_ref(index);
+            return Some(u128::from(initial.abs_diff(window.room_at(now))));
         }
-        Some(match self.idle_state(stored)? {
-            IdleState::Gcra(tat) => gcra_distance(shared, self.epoch, tat, now),
-            IdleState::Window(window) => u128::from(shared.initial.abs_diff(window.room_at(now))),
+        Some(match self.idle_state(stored, shared)? {
+            IdleState::Gcra(rate, tat) => gcra_distance(&rate, self.epoch, tat, now),
+            IdleState::Window(window) => u128::from(initial.abs_diff(window.room_at(now))),
         })
     }
 
@@ -808,27 +1072,27 @@ impl Shard {
         let Some(&stored) = self.map.get(&key) else {
             return;
         };
-        let Some(state) = self.idle_state(stored) else {
+        let Some(state) = self.idle_state(stored, shared) else {
             return;
         };
         self.map.remove(&key);
-        if stored & LIVE != 0 {
-            self.live.take((stored & INDEX) as usize);
-        } else if stored & WINDOW != 0 {
-            self.windows.take((stored & INDEX) as usize);
+        match kind(stored) {
+            Kind::Live(index) => drop(self.live.take(index)),
+            Kind::Rated(index) => drop(self.rated.take(index)),
+            Kind::Window(index) => drop(self.windows.take(index)),
+            Kind::Idle => {}
         }
         match state {
-            IdleState::Gcra(tat) => {
-                if tat > shared.fresh_tat(self.epoch, now) {
+            IdleState::Gcra(rate, tat) => {
+                if tat > rate.fresh_tat(self.epoch, now) {
                     // When its `tat` falls, in ns rounded up.
-                    let mut gcra = shared.gcra(self.epoch, 0);
-                    gcra.set_tat(tat);
+                    let gcra = rate.gcra(self.epoch, tat);
                     self.debts.raise(key, gcra.due(self.epoch, 1).max(now), 0);
                 }
             }
             IdleState::Window(mut window) => {
                 let (held, leave) = window.held(now);
-                if held > shared.rate.max_n() - shared.initial {
+                if held > self.rate.rate.max_n() - self.rate.initial {
                     self.debts.raise(key, leave, held);
                 }
             }
@@ -838,22 +1102,18 @@ impl Shard {
 
 /// A key's state, read out for eviction.
 enum IdleState {
-    Gcra(i128),
+    Gcra(KeyRate, i128),
     Window(Box<Window>),
 }
 
-/// The tick scale of a live `Limit`, `One` or `Unbounded` tank.
-fn tank_scale(tank: &Tank) -> (u64, u64) {
-    tank.rate().ticks()
-}
-
 /// How far an idle key's bucket (`tat` in ticks since `epoch`) is from a
-/// fresh key's at `now`, in ticks: 0 if forgetting it changes nothing.
-fn gcra_distance(shared: &Shared, epoch: u64, tat: i128, now: u64) -> u128 {
-    let mut settled = shared.gcra(epoch, 0);
-    settled.set_tat(tat);
+/// fresh key's at `now`, in ns rounded up (comparable across rates): 0 if
+/// forgetting it changes nothing.
+fn gcra_distance(rate: &KeyRate, epoch: u64, tat: i128, now: u64) -> u128 {
+    let mut settled = rate.gcra(epoch, tat);
     settled.settle(now);
-    settled.tat().abs_diff(shared.fresh_tat(epoch, now))
+    let ticks = settled.tat().abs_diff(rate.fresh_tat(epoch, now));
+    ticks.div_ceil(u128::from(rate.scale.0))
 }
 
 fn to_stored(tat: i128) -> u64 {
@@ -1008,6 +1268,7 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct AwaitKey<K> {
         shared: Arc<Shared>,
+        own: Option<Rate>,
         key: Option<u64>,
         #[pin]
         wait: Option<AwaitFuel>,
@@ -1021,7 +1282,8 @@ impl<K> Future for AwaitKey<K> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         if let Some(key) = this.key.take() {
-            match this.shared.take_or_live(key, 1) {
+            let own = *this.own;
+            match this.shared.take_or_live(key, 1, &|| own) {
                 None => return Poll::Ready(()),
                 Some(tank) => this.wait.set(Some(tank.await_fuel())),
             }
@@ -1037,6 +1299,7 @@ impl<K> Clone for KeyedTank<K> {
     fn clone(&self) -> KeyedTank<K> {
         KeyedTank {
             shared: self.shared.clone(),
+            rate_by: self.rate_by.clone(),
             _keys: PhantomData,
         }
     }
@@ -1045,7 +1308,7 @@ impl<K> Clone for KeyedTank<K> {
 impl<K> fmt::Debug for KeyedTank<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedTank")
-            .field("rate", &self.shared.rate)
+            .field("rate", &lock(&self.shared.shards[0]).rate.rate)
             .field("hardcap", &self.shared.hardcap)
             .field("shards", &self.shared.shards.len())
             .finish_non_exhaustive()

@@ -350,7 +350,7 @@ impl TankBuilder {
     /// [`Error::InitialOverCapacity`] if `initial` is more than the hardcap
     /// lets the tank hold (`max_n` or the burst, or 1 under
     /// [`Hardcap::One`]); [`Error::Unsupported`] for a burst with another
-    /// hardcap than `Limit`, [`Error::InvalidCount`] for a burst of 0; the
+    /// hardcap than `Limit`, [`Error::InvalidCount`] for a burst of 0 or beyond 2^48; the
     /// errors of [`shared_memory`](TankBuilder::shared_memory).
     ///
     /// # Examples

@@ -692,7 +692,7 @@ impl Core {
 
     fn request_cap(&self) -> u64 {
         let also = self.also.iter().map(|(rate, _)| rate.max_n());
-        let also = also.map(|max_n| self.hardcap.request_cap(max_n));
+        let also = also.map(|max_n| self.hardcap.request_capacity(max_n, None));
         also.fold(
             self.hardcap.request_capacity(self.rate.max_n(), self.burst),
             u64::min,

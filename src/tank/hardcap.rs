@@ -73,6 +73,29 @@ impl Hardcap {
         }
     }
 
+    /// Checks a `burst` for this hardcap (see `TankBuilder::burst`): `Limit`
+    /// only, from 1 to 2^48 (a bank beyond that is no limit).
+    pub(crate) fn check_burst(self, burst: Option<u64>) -> Result<(), crate::Error> {
+        let Some(burst) = burst else {
+            return Ok(());
+        };
+        if self != Hardcap::Limit {
+            return Err(crate::Error::Unsupported {
+                what: "a burst with this hardcap",
+                accepted: "the hardcap must be Limit, whose capacity burst(n) sets (One holds \
+                           1, Window max_n, and Unbounded has no cap)",
+            });
+        }
+        if burst == 0 || burst > UNBOUNDED_REQUEST {
+            return Err(crate::Error::InvalidCount {
+                option: "burst",
+                value: burst,
+                accepted: "between 1 and 2^48",
+            });
+        }
+        Ok(())
+    }
+
     /// The most fuel one request may ask for, with `burst`.
     pub(crate) fn request_capacity(self, max_n: u64, burst: Option<u64>) -> u64 {
         self.capacity(max_n, burst).unwrap_or(UNBOUNDED_REQUEST)
@@ -85,10 +108,5 @@ impl Hardcap {
             Hardcap::One => Some(1),
             Hardcap::Unbounded => None,
         }
-    }
-
-    /// The most fuel one request may ask for.
-    pub(crate) fn request_cap(self, max_n: u64) -> u64 {
-        self.cap(max_n).unwrap_or(UNBOUNDED_REQUEST)
     }
 }

@@ -158,18 +158,21 @@ impl Tank {
         Tank { shared }
     }
 
-    /// A `Limit`, `One` or `Unbounded` tank whose next fuel is due `tat`
-    /// ticks (of `rate`'s scale) after internal time `epoch`.
+    /// A `Limit` (with `burst`, if any), `One` or `Unbounded` tank whose
+    /// next fuel is due `tat` ticks (of `rate`'s scale) after internal time
+    /// `epoch`.
     pub(crate) fn from_gcra(
         rate: Rate,
         hardcap: Hardcap,
+        burst: Option<u64>,
         epoch: u64,
         tat: i128,
         clock: ClockSource,
     ) -> Tank {
-        let gcra = bucket::Gcra::from_parts(rate.ticks(), hardcap.cap(rate.max_n()), epoch, tat);
+        let cap = hardcap.capacity(rate.max_n(), burst);
+        let gcra = bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat);
         let bucket = bucket::Bucket::Gcra(gcra);
-        Tank::from_shared(Shared::with_bucket(rate, hardcap, None, bucket, 0, clock))
+        Tank::from_shared(Shared::with_bucket(rate, hardcap, burst, bucket, 0, clock))
     }
 
     /// A `Window` tank whose log is `window`.
@@ -774,25 +777,12 @@ fn build(options: Options) -> Result<Tank, Error> {
         #[cfg(feature = "shared-memory")]
         shared_memory,
     } = options;
-    if let Some(burst) = burst {
-        if hardcap != Hardcap::Limit {
-            return Err(Error::Unsupported {
-                what: "a burst with this hardcap",
-                accepted: "the hardcap must be Limit, whose capacity burst(n) sets (One holds \
-                           1, Window max_n, and Unbounded has no cap)",
-            });
-        }
-        if burst == 0 {
-            return Err(Error::InvalidCount {
-                option: "burst",
-                value: 0,
-                accepted: "at least 1",
-            });
-        }
-    }
+    hardcap.check_burst(burst)?;
     // Every rate's capacity bounds the initial fuel (each rate of `also`
     // starts full under `Window` by default, with its own `max_n`).
-    let also_cap = also.iter().map(|r| hardcap.request_cap(r.max_n()));
+    let also_cap = also
+        .iter()
+        .map(|r| hardcap.request_capacity(r.max_n(), None));
     let capacity = also_cap.fold(hardcap.request_capacity(rate.max_n(), burst), u64::min);
     let full = match hardcap {
         Hardcap::Window => rate.max_n(),
