@@ -87,6 +87,25 @@ fn a_partial_overflow_gives_back_only_what_fit() {
     assert_eq!(tank.wait_time(10), Some(Duration::from_millis(100)));
 }
 
+/// Two grants cut by the same take: the first given back fills the room
+/// that take found, so the second finds less. Each alone could come back
+/// up to that room; both together not beyond it.
+#[test]
+fn two_grants_before_one_cut_share_its_room() {
+    let clock = ManualClock::new();
+    let tank = tank("2/s", Hardcap::Limit, 2, &clock);
+    let a = tank.try_take().unwrap();
+    let b = tank.try_take().unwrap();
+    clock.advance(Duration::from_millis(750)); // 1.5 in the bucket
+    assert!(tank.has_fuel()); // 0.5 left; the counterfactual had 2 (capped)
+    tank.refund(a);
+    tank.refund(b);
+    // Had neither been taken: 2 (capped) at 750 ms, 1 after the take. The
+    // take found room for 0.5: the two refunds together give back 0.5.
+    assert_eq!(tank.level(), 1);
+    assert_eq!(tank.wait_time(2), Some(Duration::from_millis(500)));
+}
+
 /// A granted waiter dropped long after its grant, with others waiting
 /// behind it: its fuel goes to the line.
 #[test]

@@ -64,7 +64,7 @@ use super::permit::Stamp;
 /// Cuts remembered at most.
 const MAX_CUTS: usize = 32;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Refunds {
     /// Rate changes so far.
     rate: u64,
@@ -120,16 +120,27 @@ impl Refunds {
         stamp.rate == self.rate
     }
 
-    /// How many of the `span` ticks granted with `stamp` can go back.
-    pub(crate) fn give_back(&self, span: i128, stamp: Stamp) -> i128 {
+    /// How many of the `span` ticks granted with `stamp` can go back; the
+    /// cuts since the grant keep that much less room for the grants that
+    /// come back after it (two given back against one cut share its room).
+    pub(crate) fn give_back(&mut self, span: i128, stamp: Stamp) -> i128 {
         if !self.current(stamp) {
             return 0;
         }
         let first = self.cuts.partition_point(|&(seq, _)| seq < stamp.at);
-        match self.cuts.get(first) {
-            Some(&(_, headroom)) => span.min(headroom).max(0),
-            None => span,
+        let Some(&(_, headroom)) = self.cuts.get(first) else {
+            return span;
+        };
+        let back = span.min(headroom).max(0);
+        for cut in &mut self.cuts[first..] {
+            cut.1 -= back;
         }
+        // Older cuts with as much room as the least since are irrelevant
+        // again (headroom strictly increasing).
+        let least = self.cuts[first].1;
+        let older = self.cuts[..first].partition_point(|&(_, h)| h < least);
+        self.cuts.drain(older..first);
+        back
     }
 
     /// The rate changed: every grant before is spent.
@@ -196,15 +207,27 @@ mod tests {
         let a = refunds.stamp(10);
         refunds.on_take(4);
         let b = refunds.stamp(10);
-        assert_eq!(refunds.give_back(10, a), 4);
-        assert_eq!(refunds.give_back(10, b), 10);
         refunds.on_take(7);
-        assert_eq!(refunds.give_back(10, a), 4, "the least headroom since");
-        assert_eq!(refunds.give_back(10, b), 7);
+        assert_eq!(refunds.clone().give_back(10, a), 4, "the least headroom since");
+        assert_eq!(refunds.clone().give_back(10, b), 7);
         refunds.on_take(1);
         assert_eq!(refunds.cuts.len(), 1, "older cuts with more room go");
-        assert_eq!(refunds.give_back(10, a), 1);
-        assert_eq!(refunds.give_back(10, b), 1);
+        assert_eq!(refunds.clone().give_back(10, a), 1);
+        assert_eq!(refunds.clone().give_back(10, b), 1);
+    }
+
+    #[test]
+    fn grants_given_back_against_one_cut_share_its_room() {
+        let mut refunds = Refunds::default();
+        let a = refunds.stamp(10);
+        let b = refunds.stamp(10);
+        refunds.on_take(4);
+        let c = refunds.stamp(10);
+        refunds.on_take(9);
+        assert_eq!(refunds.give_back(10, a), 4);
+        assert_eq!(refunds.give_back(10, b), 0, "a used the room");
+        assert_eq!(refunds.give_back(10, c), 5, "9 less the 4 a took back");
+        assert_eq!(refunds.give_back(10, c), 0);
     }
 
     #[test]
@@ -217,7 +240,7 @@ mod tests {
         }
         assert_eq!(refunds.cuts.len(), MAX_CUTS);
         for (stamp, h) in stamps {
-            let back = refunds.give_back(1000, stamp);
+            let back = refunds.clone().give_back(1000, stamp);
             assert!(back <= h, "{back} > {h}");
         }
     }
