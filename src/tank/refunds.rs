@@ -208,7 +208,11 @@ mod tests {
         refunds.on_take(4);
         let b = refunds.stamp(10);
         refunds.on_take(7);
-        assert_eq!(refunds.clone().give_back(10, a), 4, "the least headroom since");
+        assert_eq!(
+            refunds.clone().give_back(10, a),
+            4,
+            "the least headroom since"
+        );
         assert_eq!(refunds.clone().give_back(10, b), 7);
         refunds.on_take(1);
         assert_eq!(refunds.cuts.len(), 1, "older cuts with more room go");
