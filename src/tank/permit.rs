@@ -5,31 +5,30 @@ use std::sync::Arc;
 
 use super::core::Shared;
 
-/// What a grant remembers, to be given back exactly (see `refunds.rs`): for
-/// `Window` when it leaves the window (`at`), for the other hardcaps the
-/// sequence number of the first take that may cut it short (`at`); and the
-/// rate it was granted under (`rate`).
+/// What a waiter's node or a grant remembers: how to give the grant back
+/// exactly (see `refunds.rs`), or how a queued node stands. `rate` is the
+/// count of rate changes the grant was made under: a rate change spends
+/// every grant before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) at: u64,
-    pub(crate) rate: u64,
-}
-
-/// The `rate` of a grant from a shared-memory bucket, whose `at` is the
-/// shared word as the take left it.
-const HOST: u64 = u64::MAX;
-
-impl Stamp {
-    pub(crate) fn host(word: u64) -> Stamp {
-        Stamp {
-            at: word,
-            rate: HOST,
-        }
-    }
-
-    pub(crate) fn host_word(self) -> Option<u64> {
-        (self.rate == HOST).then_some(self.at)
-    }
+pub(crate) enum Stamp {
+    /// Nothing to give back by: a take of nothing, a take for good, a node
+    /// not yet granted.
+    #[default]
+    None,
+    /// A grant from a bucket of this process (`Limit`, `One`,
+    /// `Unbounded`): the sequence number of the first cut that may cut its
+    /// refund short.
+    Gcra { cut: u64, rate: u64 },
+    /// A `Window` grant: when it leaves the window (window time).
+    Window { leave: u64, rate: u64 },
+    /// A grant from a shared-memory bucket: the shared word as the take
+    /// left it (given back only if it is still that).
+    Host { word: u64 },
+    /// A queued node's scheduled turn in a shared tank: when it is due, and
+    /// the word its grant will leave.
+    Turn { due: u64, word: u64 },
+    /// A node rejected: it asks for more than the tank's `capacity`.
+    Rejected { capacity: u64 },
 }
 
 /// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
@@ -128,7 +127,7 @@ impl Fuel {
     pub const fn taken(n: u64) -> Fuel {
         Fuel {
             tank: NO_TANK,
-            stamp: Stamp { at: 0, rate: 0 },
+            stamp: Stamp::None,
             n,
         }
     }

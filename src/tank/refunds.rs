@@ -101,33 +101,40 @@ impl Refunds {
     /// A grant of `span` ticks (`n·T`) that may come back: its stamp.
     pub(crate) fn stamp(&mut self, span: i128) -> Stamp {
         self.guard = self.guard.max(span);
-        Stamp {
-            at: self.next,
+        Stamp::Gcra {
+            cut: self.next,
             rate: self.rate,
         }
     }
 
     /// The stamp of a `Window` grant that leaves the window at `leave`.
     pub(crate) fn stamp_window(&self, leave: u64) -> Stamp {
-        Stamp {
-            at: leave,
+        Stamp::Window {
+            leave,
             rate: self.rate,
         }
     }
 
-    /// Whether `stamp` was made under the current rate.
-    pub(crate) fn current(&self, stamp: Stamp) -> bool {
-        stamp.rate == self.rate
+    /// When a `Window` grant stamped `stamp` leaves the window, if it was
+    /// made under the current rate.
+    pub(crate) fn window_leave(&self, stamp: Stamp) -> Option<u64> {
+        match stamp {
+            Stamp::Window { leave, rate } if rate == self.rate => Some(leave),
+            _ => None,
+        }
     }
 
     /// How many of the `span` ticks granted with `stamp` can go back; the
     /// cuts since the grant keep that much less room for the grants that
     /// come back after it (two given back against one cut share its room).
     pub(crate) fn give_back(&mut self, span: i128, stamp: Stamp) -> i128 {
-        if !self.current(stamp) {
+        let Stamp::Gcra { cut, rate } = stamp else {
+            return 0;
+        };
+        if rate != self.rate {
             return 0;
         }
-        let first = self.cuts.partition_point(|&(seq, _)| seq < stamp.at);
+        let first = self.cuts.partition_point(|&(seq, _)| seq < cut);
         let Some(&(_, headroom)) = self.cuts.get(first) else {
             return span;
         };
