@@ -1,11 +1,11 @@
-//! Random sequences of take / wait / cancel / advance / pause / permits /
-//! tokens, run against the tank and against a plain model written
+//! Random sequences of take / wait / cancel / advance / pause / tokens
+//! (given back whole or in part), run against the tank and against a plain model written
 //! differently (a token bucket with exact fractional fuel, and a list of
 //! grant times for `Window`): every answer, every level, every wait and
 //! every grant must agree. So no grant beyond what the hardcap allows, no
 //! fuel lost on cancel, FIFO kept.
 //!
-//! Fuel given back is modelled per permit, per token and per granted
+//! Fuel given back is modelled per token, per part of one and per granted
 //! waiter: each keeps a *shadow*, the fuel the bucket would hold more had
 //! it never been taken. The shadow starts at the fuel taken and shrinks
 //! whenever the bucket comes nearer full than that (the extra fuel would
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{AwaitFuelN, Fuel, Hardcap, Permit, Rate, Tank};
+use fueltank::{AwaitFuel, Error, Fuel, Hardcap, Rate, Tank};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -32,10 +32,8 @@ enum Op {
     Advance(u64),
     Pause,
     Resume,
-    Acquire,
-    DropPermit(usize),
-    SpendPermit(usize),
-    TryTake,
+    TryTake(u64),
+    GiveBackPart(usize, u64),
     RefundToken(usize),
     SpendToken(usize),
     Level,
@@ -55,10 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(Op::Advance),
         1 => Just(Op::Pause),
         1 => Just(Op::Resume),
-        2 => Just(Op::Acquire),
-        2 => any::<usize>().prop_map(Op::DropPermit),
-        1 => any::<usize>().prop_map(Op::SpendPermit),
-        2 => Just(Op::TryTake),
+        4 => (1..4u64).prop_map(Op::TryTake),
+        3 => (any::<usize>(), 0..4u64).prop_map(|(i, k)| Op::GiveBackPart(i, k)),
         2 => any::<usize>().prop_map(Op::RefundToken),
         1 => any::<usize>().prop_map(Op::SpendToken),
         1 => Just(Op::Level),
@@ -104,7 +100,7 @@ struct Model {
     line: VecDeque<(usize, u64)>,
     /// Granted in the model, not yet seen by its future: (id, n).
     granted: Vec<(usize, u64)>,
-    /// Fuel held by permits, tokens and granted waiters, by id.
+    /// Fuel held by tokens and granted waiters, by id.
     held: Vec<(usize, Held)>,
     next_id: usize,
 }
@@ -265,6 +261,25 @@ impl Model {
         }
     }
 
+    /// Splits `k` fuel off what `id` holds, as the token does: the part
+    /// gives back what it can of the shadow, the rest keeps the remainder.
+    fn split(&mut self, id: usize, k: u64) -> Held {
+        let pos = self.held.iter().position(|&(h, _)| h == id).unwrap();
+        let held = &mut self.held[pos].1;
+        match held {
+            Held::Shadow(shadow) => {
+                let part = (*shadow).min(u128::from(k) * self.per);
+                *shadow -= part;
+                Held::Shadow(part)
+            }
+            Held::Stamped(stamp, n) => {
+                let part = k.min(*n);
+                *n -= part;
+                Held::Stamped(*stamp, part)
+            }
+        }
+    }
+
     fn release(&mut self, id: usize) -> Option<Held> {
         let pos = self.held.iter().position(|&(h, _)| h == id)?;
         Some(self.held.remove(pos).1)
@@ -330,7 +345,7 @@ impl Model {
     }
 }
 
-type Waiter = (usize, Pin<Box<AwaitFuelN>>);
+type Waiter = (usize, Pin<Box<AwaitFuel<Result<(), Error>>>>);
 
 fn run(
     hardcap: Hardcap,
@@ -351,7 +366,6 @@ fn run(
     let tank = builder.build().unwrap();
     let mut model = Model::new(hardcap, max_n, burst, per_ms, initial);
     let mut waiters: Vec<Waiter> = Vec::new();
-    let mut permits: Vec<(Permit, usize)> = Vec::new();
     let mut tokens: Vec<(Fuel, usize)> = Vec::new();
 
     for op in ops {
@@ -422,9 +436,9 @@ fn run(
                 tank.resume();
                 model.paused = false;
             }
-            Op::Acquire | Op::TryTake => {
-                let held = if model.line.is_empty() {
-                    model.take(1)
+            Op::TryTake(n) => {
+                let held = if model.line.is_empty() && n <= model.request_cap() {
+                    model.take(n)
                 } else {
                     None
                 };
@@ -432,30 +446,20 @@ fn run(
                 if let Some(held) = held {
                     model.held.push((id, held));
                 }
-                if matches!(op, Op::Acquire) {
-                    let permit = tank.try_acquire();
-                    prop_assert_eq!(permit.is_some(), held.is_some(), "try_acquire");
-                    permits.extend(permit.map(|p| (p, id)));
-                } else {
-                    let fuel = tank.try_take();
-                    prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take");
-                    tokens.extend(fuel.map(|f| (f, id)));
-                }
+                let fuel = tank.try_take(n);
+                prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take({})", n);
+                tokens.extend(fuel.map(|f| (f, id)));
             }
-            Op::DropPermit(i) if !permits.is_empty() => {
-                let (permit, id) = permits.remove(i % permits.len());
-                drop(permit);
-                let held = model.release(id).unwrap();
-                model.give_back(held);
-            }
-            Op::SpendPermit(i) if !permits.is_empty() => {
-                let (permit, id) = permits.remove(i % permits.len());
-                permit.spend();
-                model.release(id);
+            Op::GiveBackPart(i, k) if !tokens.is_empty() => {
+                let len = tokens.len();
+                let (fuel, id) = &mut tokens[i % len];
+                tank.give_back(fuel.split(k));
+                let part = model.split(*id, k);
+                model.give_back(part);
             }
             Op::RefundToken(i) if !tokens.is_empty() => {
                 let (fuel, id) = tokens.remove(i % tokens.len());
-                tank.refund(fuel);
+                tank.give_back(fuel);
                 let held = model.release(id).unwrap();
                 model.give_back(held);
             }
@@ -464,7 +468,7 @@ fn run(
                 fuel.spend();
                 model.release(id);
             }
-            Op::DropPermit(_) | Op::SpendPermit(_) | Op::RefundToken(_) | Op::SpendToken(_) => {}
+            Op::GiveBackPart(..) | Op::RefundToken(_) | Op::SpendToken(_) => {}
             Op::Level => {
                 prop_assert_eq!(tank.level(), model.level(), "level");
             }

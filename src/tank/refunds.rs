@@ -1,7 +1,7 @@
 //! [`Refunds`]: giving fuel back exactly.
 //!
-//! Fuel taken and never spent comes back: a dropped [`Permit`](crate::Permit),
-//! [`Tank::refund`](crate::Tank::refund), a waiter dropped after its grant.
+//! Fuel taken and never spent comes back: [`Tank::give_back`](crate::Tank::give_back)
+//! (of a whole token or a part of one), a waiter dropped after its grant.
 //! Under `Window` that is exact by construction (the grant leaves the log).
 //! Under `Unbounded` too: there is no cap, so `tat −= n·T` undoes the take
 //! whatever happened since. Under `Limit` and `One` the cap makes it subtle.
