@@ -304,7 +304,7 @@ impl Budget for Tank {
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(Tank::wait(self, n, max_wait))
+        Box::pin(Tank::wait(self, n, max_wait, None))
     }
 
     fn give_back(&self, fuel: Fuel) {

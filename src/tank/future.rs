@@ -198,37 +198,40 @@ pin_project! {
 }
 
 impl<T> AwaitFuel<T> {
-    fn with(source: Source, n: u64, deadline: Option<u64>) -> AwaitFuel<T> {
+    #[inline]
+    fn with(source: Source, n: u64, deadline: Option<u64>, emit: Option<Monitor>) -> AwaitFuel<T> {
         AwaitFuel {
             source,
             n,
             phase: Phase::Start,
             deadline: deadline.map(|at| Deadline { at, timer: None }),
-            emit: None,
+            emit,
             node: Node::new(),
             _output: PhantomData,
         }
     }
 
-    /// A wait for `n` in `shared`'s line, until `deadline` if given.
-    pub(crate) fn tank(shared: Arc<Shared>, n: u64, deadline: Option<u64>) -> AwaitFuel<T> {
-        AwaitFuel::with(Source::Tank(shared), n, deadline)
+    /// A wait for `n` in `shared`'s line, until `deadline` if given,
+    /// emitting the fuel it takes in `emit` if given.
+    #[inline]
+    pub(crate) fn tank(
+        shared: Arc<Shared>,
+        n: u64,
+        deadline: Option<u64>,
+        emit: Option<Monitor>,
+    ) -> AwaitFuel<T> {
+        AwaitFuel::with(Source::Tank(shared), n, deadline, emit)
     }
 
     /// A wait for `n` on a key, until `deadline` if given.
     pub(crate) fn key(key: KeyStart, n: u64, deadline: Option<u64>) -> AwaitFuel<T> {
-        AwaitFuel::with(Source::Key(key), n, deadline)
+        AwaitFuel::with(Source::Key(key), n, deadline, None)
     }
 
-    /// `n` granted at the first poll: there is no tank.
-    pub(crate) fn unlimited(n: u64) -> AwaitFuel<T> {
-        AwaitFuel::with(Source::Unlimited, n, None)
-    }
-
-    /// This wait, emitting the fuel it takes in `monitor` if given.
-    pub(crate) fn emitting(mut self, monitor: Option<Monitor>) -> AwaitFuel<T> {
-        self.emit = monitor;
-        self
+    /// `n` granted at the first poll (there is no tank), emitted in `emit`
+    /// if given.
+    pub(crate) fn unlimited(n: u64, emit: Option<Monitor>) -> AwaitFuel<T> {
+        AwaitFuel::with(Source::Unlimited, n, None, emit)
     }
 }
 

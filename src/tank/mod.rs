@@ -253,15 +253,21 @@ impl Tank {
     }
 
     /// A wait in line for `n` fuel, for at most `max_wait` (from now) if
-    /// given.
-    pub(crate) fn wait<T>(&self, n: u64, max_wait: Option<Duration>) -> AwaitFuel<T> {
+    /// given, emitting the fuel it takes in `emit` if given (a throttle's).
+    #[inline]
+    pub(crate) fn wait<T>(
+        &self,
+        n: u64,
+        max_wait: Option<Duration>,
+        emit: Option<crate::Monitor>,
+    ) -> AwaitFuel<T> {
         let deadline = max_wait.map(|max_wait| {
             self.shared
                 .clock
                 .now_ns()
                 .saturating_add(saturating_ns(max_wait))
         });
-        AwaitFuel::tank(self.shared.clone(), n, deadline)
+        AwaitFuel::tank(self.shared.clone(), n, deadline, emit)
     }
 
     /// The most fuel granted together: the capacity under the hardcap.
@@ -313,7 +319,7 @@ impl Tank {
     /// # }).unwrap();
     /// ```
     pub fn await_fuel(&self) -> AwaitFuel {
-        self.wait(1, None)
+        self.wait(1, None, None)
     }
 
     /// Waits in line for `n` fuel and takes them together.
@@ -339,7 +345,7 @@ impl Tank {
     /// # }).unwrap();
     /// ```
     pub fn await_fuel_n(&self, n: u64) -> AwaitFuel<Result<(), Error>> {
-        self.wait(n, None)
+        self.wait(n, None, None)
     }
 
     /// Waits in line for one fuel for at most `timeout`; resolves to whether
@@ -366,7 +372,7 @@ impl Tank {
     /// # }).unwrap();
     /// ```
     pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuel<bool> {
-        self.wait(1, Some(timeout))
+        self.wait(1, Some(timeout), None)
     }
 
     /// Blocks this thread until one fuel is taken. For plain threads: inside

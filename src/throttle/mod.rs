@@ -81,12 +81,13 @@ impl Throttle {
     /// The emit-on-take rule for a wait: for `n` on the tank (granted at
     /// once without one), for at most `max_wait` if given, and with
     /// `auto_emit` the emission of the fuel it takes.
+    #[inline]
     pub(crate) fn wait<T>(&self, n: u64, max_wait: Option<Duration>) -> AwaitFuel<T> {
-        let wait = match &self.tank {
-            Some(tank) => tank.wait(n, max_wait),
-            None => AwaitFuel::unlimited(n),
-        };
-        wait.emitting(self.monitor.clone().filter(|_| self.auto_emit))
+        let emit = self.monitor.clone().filter(|_| self.auto_emit);
+        match &self.tank {
+            Some(tank) => tank.wait(n, max_wait, emit),
+            None => AwaitFuel::unlimited(n, emit),
+        }
     }
 
     /// The emit-on-take rule for a take now.
