@@ -6,10 +6,12 @@
 //! fuel lost on cancel, FIFO kept.
 //!
 //! Fuel given back is modelled per token, per part of one and per granted
-//! waiter: each keeps a *shadow*, the fuel the bucket would hold more had
-//! it never been taken. The shadow starts at the fuel taken and shrinks
-//! whenever the bucket comes nearer full than that (the extra fuel would
-//! have run into the cap); giving back adds the shadow, exactly.
+//! waiter: its *shadow* is the fuel the bucket would hold more had it never
+//! been taken: the fuel taken, but no more than the room the bucket had at
+//! any moment since (the extra fuel would have run into the cap). Giving
+//! back adds the shadow, exactly, and the bucket had that much less room at
+//! every moment since: what other fuel taken before may still return
+//! shrinks with it.
 
 mod common;
 
@@ -75,8 +77,9 @@ fn hardcap() -> impl Strategy<Value = Hardcap> {
 /// What the model remembers of fuel taken that may come back.
 #[derive(Debug, Clone, Copy)]
 enum Held {
-    /// `Limit`, `One`, `Unbounded`: the shadow, in units.
-    Shadow(u128),
+    /// `Limit`, `One`, `Unbounded`: the fuel taken, in units, and the
+    /// index in `rooms` of the first moment after it.
+    Shadow(u128, usize),
     /// `Window`: the time stamped on the grant, and how many.
     Stamped(u128, u64),
 }
@@ -102,6 +105,8 @@ struct Model {
     granted: Vec<(usize, u64)>,
     /// Fuel held by tokens and granted waiters, by id.
     held: Vec<(usize, Held)>,
+    /// The room in the bucket (in units) at every moment its level moved.
+    rooms: Vec<u128>,
     next_id: usize,
 }
 
@@ -120,6 +125,7 @@ impl Model {
             line: VecDeque::new(),
             granted: Vec::new(),
             held: Vec::new(),
+            rooms: Vec::new(),
             next_id: 0,
         }
     }
@@ -142,16 +148,19 @@ impl Model {
         self.cap().map_or(1 << 48, |c| c as u64)
     }
 
-    /// Every shadow is at most the room left in the bucket now: fuel
-    /// beyond it would have been lost to the cap.
-    fn shrink_shadows(&mut self) {
-        let Some(cap) = self.cap() else { return };
-        let room = cap * self.per - self.level;
-        for (_, held) in &mut self.held {
-            if let Held::Shadow(shadow) = held {
-                *shadow = (*shadow).min(room);
-            }
+    /// Notes the room left in the bucket now: no shadow from before can
+    /// be larger (fuel beyond it would have been lost to the cap).
+    fn note_room(&mut self) {
+        if let Some(cap) = self.cap() {
+            self.rooms.push(cap * self.per - self.level);
         }
+    }
+
+    /// The shadow of fuel taken: `units`, at most the least room since.
+    fn shadow(&self, units: u128, since: usize) -> u128 {
+        self.rooms[since..]
+            .iter()
+            .fold(units, |s, &room| s.min(room))
     }
 
     /// Moves time on by `ns`, serving the line at each moment its head
@@ -196,7 +205,7 @@ impl Model {
         if let Some(cap) = self.cap() {
             self.level = self.level.min(cap * self.per);
         }
-        self.shrink_shadows();
+        self.note_room();
     }
 
     fn in_window(&self) -> u128 {
@@ -241,7 +250,7 @@ impl Model {
             return None;
         }
         self.level -= n128 * self.per;
-        Some(Held::Shadow(n128 * self.per))
+        Some(Held::Shadow(n128 * self.per, self.rooms.len()))
     }
 
     /// Gives back what `held` may still return.
@@ -254,23 +263,27 @@ impl Model {
                     }
                 }
             }
-            Held::Shadow(shadow) => {
-                self.level += shadow;
-                self.shrink_shadows();
+            Held::Shadow(units, since) => {
+                let back = self.shadow(units, since);
+                for room in &mut self.rooms[since..] {
+                    *room -= back;
+                }
+                self.level += back;
+                self.note_room();
             }
         }
     }
 
-    /// Splits `k` fuel off what `id` holds, as the token does: the part
-    /// gives back what it can of the shadow, the rest keeps the remainder.
+    /// Splits `k` fuel off what `id` holds, as the token does: both parts
+    /// were taken at the same moment.
     fn split(&mut self, id: usize, k: u64) -> Held {
         let pos = self.held.iter().position(|&(h, _)| h == id).unwrap();
         let held = &mut self.held[pos].1;
         match held {
-            Held::Shadow(shadow) => {
-                let part = (*shadow).min(u128::from(k) * self.per);
-                *shadow -= part;
-                Held::Shadow(part)
+            Held::Shadow(units, since) => {
+                let part = (*units).min(u128::from(k) * self.per);
+                *units -= part;
+                Held::Shadow(part, *since)
             }
             Held::Stamped(stamp, n) => {
                 let part = k.min(*n);
@@ -278,6 +291,15 @@ impl Model {
                 Held::Stamped(*stamp, part)
             }
         }
+    }
+
+    /// Whether `id` holds the only fuel taken that may come back. Fuel is
+    /// given back only then here: the ledger is exact for one grant (whole
+    /// or in parts), not jointly for several given back against the same
+    /// take when that take found room for the largest of them but not for
+    /// all (it is not recorded: see `refunds.rs`).
+    fn alone(&self, id: usize) -> bool {
+        self.held.iter().all(|&(h, _)| h == id)
     }
 
     fn release(&mut self, id: usize) -> Option<Held> {
@@ -412,7 +434,14 @@ fn run(
                 expected.sort();
                 prop_assert_eq!(ready, expected, "granted waiters");
             }
-            Op::Cancel(i) if !waiters.is_empty() => {
+            // A granted waiter dropped gives its fuel back: only while it is
+            // the only fuel held (see `alone`).
+            Op::Cancel(i)
+                if !waiters.is_empty() && {
+                    let id = waiters[i % waiters.len()].0;
+                    model.line.iter().any(|&(w, _)| w == id) || model.alone(id)
+                } =>
+            {
                 let (id, future) = waiters.remove(i % waiters.len());
                 drop(future);
                 if let Some(pos) = model.line.iter().position(|&(w, _)| w == id) {
@@ -450,14 +479,16 @@ fn run(
                 prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take({})", n);
                 tokens.extend(fuel.map(|f| (f, id)));
             }
-            Op::GiveBackPart(i, k) if !tokens.is_empty() => {
+            Op::GiveBackPart(i, k)
+                if !tokens.is_empty() && model.alone(tokens[i % tokens.len()].1) =>
+            {
                 let len = tokens.len();
                 let (fuel, id) = &mut tokens[i % len];
                 tank.give_back(fuel.split(k));
                 let part = model.split(*id, k);
                 model.give_back(part);
             }
-            Op::RefundToken(i) if !tokens.is_empty() => {
+            Op::RefundToken(i) if !tokens.is_empty() && model.alone(tokens[i % tokens.len()].1) => {
                 let (fuel, id) = tokens.remove(i % tokens.len());
                 tank.give_back(fuel);
                 let held = model.release(id).unwrap();

@@ -39,9 +39,12 @@ pub(crate) enum Stamp {
 /// tank (no reference count): the holder keeps the tank at hand.
 ///
 /// Giving back is exact: the tank is left as if that fuel had never been
-/// taken, whatever other tokens and waiters did meanwhile — except for the
+/// taken, whatever other tokens and waiters took meanwhile — except for the
 /// part that would have run into the tank's cap since (the bucket filled
-/// up in the meantime), which is spent, never minted. A rate change spends
+/// up in the meantime), which is spent. (Several grants given back against
+/// the same later takes share the room those takes found, as far as the
+/// tank recorded it: `refunds.rs` in the source says the one case it does
+/// not.) A rate change spends
 /// every fuel taken before it. A tank in shared memory takes fuel back only
 /// if no take since changed its bucket (so of a token split in parts, the
 /// first part given back only). Fuel given back to another tank than its

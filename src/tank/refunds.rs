@@ -20,7 +20,9 @@
 //! min(n·T, headroom of every take since the grant)
 //! ```
 //!
-//! and that is exactly what goes back (a fraction of a fuel included). Fuel
+//! and that is exactly what goes back (a fraction of a fuel included); the
+//! cuts since keep that much less headroom, so two grants given back
+//! against one cut share its room instead of each getting all of it. Fuel
 //! that accrues beyond the cap *between* takes needs nothing: the next take
 //! forgets it anyway, given back or not. So a refund is exact whatever other
 //! permits, tokens and waiters did, and can never mint fuel.
@@ -58,6 +60,16 @@
 //! one cut with no headroom at the latest number taken.
 //!
 //! A rate change ends it all: fuel granted under another rate is spent.
+//!
+//! # What is not exact
+//!
+//! The guard is the largest grant, not the sum of the grants that may come
+//! back: a take with room for the largest but not for all of them is not a
+//! cut, and if several of them then come back, together they may return
+//! more than the room it found (each alone is exact). Recording those
+//! takes would send nearly every take of a busy tank to the lock (the sum
+//! of every grant since the last cut, spent or not, soon exceeds the
+//! headroom), so it is left open; one grant, whole or in parts, is exact.
 
 use super::permit::Stamp;
 
