@@ -310,13 +310,12 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     }
 }
 
-/// A tank's own calls, through the trait: `try_take` is
-/// [`Tank::has_fuel_n`] with a token, `give_back` [`Tank::refund`], a
-/// wait the tank's line with its timer.
+/// A tank's own calls, through the trait: [`Tank::try_take`],
+/// [`Tank::give_back`], a wait the tank's line with its timer.
 impl Budget for Tank {
     #[inline]
     fn try_take(&self, n: u64) -> Option<Fuel> {
-        self.take_fuel(n)
+        Tank::try_take(self, n)
     }
 
     #[inline]
@@ -325,11 +324,11 @@ impl Budget for Tank {
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(self.await_grant(n, max_wait))
+        Box::pin(Tank::wait(self, n, max_wait, None))
     }
 
     fn give_back(&self, fuel: Fuel) {
-        self.refund(fuel);
+        Tank::give_back(self, fuel);
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
@@ -360,7 +359,7 @@ impl Budget for Tank {
 impl Budget for Throttle {
     fn try_take(&self, n: u64) -> Option<Fuel> {
         let fuel = match self.tank() {
-            Some(tank) => tank.take_fuel(n)?,
+            Some(tank) => tank.try_take(n)?,
             None => Fuel::taken(n),
         };
         self.emitted(true, n);
@@ -372,12 +371,12 @@ impl Budget for Throttle {
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(self.fuel(|tank| tank.await_grant(n, max_wait), n))
+        Box::pin(Throttle::wait(self, n, max_wait))
     }
 
     fn give_back(&self, fuel: Fuel) {
         if let Some(tank) = self.tank() {
-            tank.refund(fuel);
+            tank.give_back(fuel);
         }
     }
 
@@ -413,7 +412,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<
     }
 
     fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(self.await_grant(key, n, max_wait))
+        Box::pin(KeyedTank::wait(self, key, n, max_wait))
     }
 
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {

@@ -24,7 +24,7 @@
 //! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Unavailable`] and [`Scope`] for a budget whose store is down |
 //! | [`AllOf`], [`KeyedAllOf`] | several budgets as one, all or nothing, in a fair line: per user, per route and global |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
-//! | [`Permit`], [`Fuel`] | fuel taken and not yet spent, which can be given back |
+//! | [`Fuel`], [`AwaitFuel`] | fuel taken and not yet spent, which can be given back; the one future that waits for fuel (see [Taking fuel](#taking-fuel)) |
 //! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
 //! | [`Throttle`] | a tank and a monitor together, with the options of the Python [`mp_throttle`](http://docs.elpunkt.eu/mp_throttle/guide.html), timer calibration |
@@ -37,6 +37,40 @@
 //! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`;
 //! keys in `keyed/mod.rs`; the monitor's emit path in `monitor/mod.rs`. Tower
 //! middleware is in the companion crate `fueltank-tower`.
+//!
+//! # Taking fuel
+//!
+//! The whole pattern, on a [`Tank`] (a [`Throttle`] has the same, its
+//! `try_take` and `give_back` through [`Budget`]; a [`KeyedTank`] takes a
+//! key first). Every wait is one [`AwaitFuel`]: in the
+//! tank's line (FIFO: nothing taken now overtakes it), cancel safe, woken
+//! once; [`WaitOutput`] says what each resolves to.
+//!
+//! | | one | `n` together | to give back ([`Fuel`]) |
+//! |---|---|---|---|
+//! | now | [`has_fuel()`](Tank::has_fuel) `-> bool` | [`has_fuel_n(n)`](Tank::has_fuel_n) `-> bool` | [`try_take(n)`](Tank::try_take) `-> Option<Fuel>` |
+//! | wait | [`await_fuel()`](Tank::await_fuel) `-> ()` | [`await_fuel_n(n)`](Tank::await_fuel_n) `-> Result<(), Error>` (`Err` if `n` never fits) | [`Budget::wait(n, None)`](Budget::wait) `-> Result<Option<Fuel>, Error>` |
+//! | wait, with a deadline | [`await_fuel_timeout(d)`](Tank::await_fuel_timeout) `-> bool` | — | [`Budget::wait(n, Some(d))`](Budget::wait): `Ok(None)` if `d` passed |
+//! | blocking (plain threads) | [`blocking_await_fuel()`](Tank::blocking_await_fuel) | — | — |
+//! | blocking, with a deadline | [`blocking_await_fuel_timeout(d)`](Tank::blocking_await_fuel_timeout) `-> bool` | — | — |
+//! | give back | — | — | [`give_back(fuel)`](Tank::give_back), in part with [`fuel.split(k)`](Fuel::split) |
+//!
+//! Fuel given back is exact: the tank is left as if it had never been
+//! taken, except for what would have run into the cap since (spent, never
+//! minted). `has_fuel` keeps no record to give back by: it is the cheapest
+//! take. Reserve an estimate, then give back what was not used:
+//!
+//! ```
+//! use fueltank::{Rate, Tank};
+//!
+//! let tank = Tank::builder(Rate::per_second(100)?).initial(100).build()?;
+//! if let Some(mut fuel) = tank.try_take(10) {
+//!     let used = 4; // ... the work used 4 of the 10 reserved
+//!     tank.give_back(fuel.split(10 - used));
+//! }
+//! assert_eq!(tank.level(), 96);
+//! # Ok::<(), fueltank::Error>(())
+//! ```
 //!
 //! # Initial fuel
 //!
@@ -143,13 +177,11 @@ pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;
 pub use error::Error;
-pub use keyed::{AwaitKey, KeyedTank, KeyedTankBuilder};
+pub use keyed::{KeyedTank, KeyedTankBuilder};
 pub use monitor::{Monitor, MonitorBuilder, Snapshot, Snapshots, Stat, Summary};
 pub use pace::Pace;
 pub use rate::Rate;
 #[cfg(feature = "shared-memory")]
 pub use shm::SharedMemory;
-pub use tank::{
-    Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Fuel, Hardcap, Permit, Tank, TankBuilder,
-};
-pub use throttle::{Throttle, ThrottleBuilder, ThrottleFuel};
+pub use tank::{AwaitFuel, Fuel, Hardcap, Tank, TankBuilder, WaitOutput};
+pub use throttle::{Throttle, ThrottleBuilder};

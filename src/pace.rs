@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::{AwaitFuel, Tank, Throttle, ThrottleFuel};
+use crate::{AwaitFuel, Tank, Throttle};
 
 pin_project! {
     /// A stream paced through a tank: each item of the inner stream is
@@ -50,7 +50,7 @@ pin_project! {
         throttle: Throttle,
         item: Option<S::Item>,
         #[pin]
-        fuel: Option<ThrottleFuel<AwaitFuel>>,
+        fuel: Option<AwaitFuel>,
     }
 }
 

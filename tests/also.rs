@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{poll, worst_window};
 use fueltank::clock::ManualClock;
-use fueltank::{AwaitFuelN, Budget, Error, Fuel, Hardcap, Rate, Tank, TankBuilder};
+use fueltank::{AwaitFuel, Budget, Error, Fuel, Hardcap, Rate, Tank, TankBuilder};
 use proptest::prelude::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -131,9 +131,9 @@ fn a_take_is_all_or_nothing_and_refunds_are_exact() {
             [1, 1],
             "{hardcap:?}: a refusal takes nothing"
         );
-        let one = tank.try_take().unwrap();
+        let one = tank.try_take(1).unwrap();
         clock.advance(Duration::from_millis(100));
-        tank.refund(two);
+        tank.give_back(two);
         let (after_two, accrued) = match hardcap {
             // The 10/s window has not moved yet.
             Hardcap::Window => ([2, 2], [3, 3]),
@@ -141,7 +141,7 @@ fn a_take_is_all_or_nothing_and_refunds_are_exact() {
             _ => ([3, 2], [4, 3]),
         };
         assert_eq!(levels(&tank), after_two, "{hardcap:?}");
-        tank.refund(one);
+        tank.give_back(one);
         assert_eq!(levels(&tank), accrued, "{hardcap:?}");
     }
     // A rate's bucket that would have filled meanwhile cuts what comes
@@ -156,7 +156,7 @@ fn a_take_is_all_or_nothing_and_refunds_are_exact() {
     let two = Budget::try_take(&tank, 2).unwrap();
     clock.advance(Duration::from_millis(100));
     assert!(tank.has_fuel());
-    tank.refund(two);
+    tank.give_back(two);
     // Exact: 10/s 3, 3/s 2 (a third of a fuel ran into 3/s's cap, so 1⅔ of
     // the 2 come back there, and as much to 10/s).
     assert_eq!(levels(&tank), [2, 2]);
@@ -396,7 +396,7 @@ fn run(hardcap: Hardcap, rates: Vec<(u64, u64)>, ops: Vec<Op>) -> Result<(), Tes
         Hardcap::Unbounded => 1 << 48,
         _ => rates.iter().map(|r| r.0).min().unwrap(),
     };
-    let mut waiters: Vec<(usize, Pin<Box<AwaitFuelN>>)> = Vec::new();
+    let mut waiters: Vec<(usize, Pin<Box<AwaitFuel<Result<(), Error>>>>)> = Vec::new();
     let mut tokens: Vec<Fuel> = Vec::new();
     let mut next = 0;
     for op in ops {
@@ -464,7 +464,7 @@ fn run(hardcap: Hardcap, rates: Vec<(u64, u64)>, ops: Vec<Op>) -> Result<(), Tes
                     continue;
                 }
                 let i = i % tokens.len();
-                tank.refund(tokens.remove(i));
+                tank.give_back(tokens.remove(i));
                 let (n, shadows) = model.held.remove(i);
                 let full = model
                     .rates

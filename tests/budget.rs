@@ -59,7 +59,7 @@ fn fuel_given_back_through_the_trait_is_exact() {
     assert_eq!(tank.level(), 1);
     budget.give_back(three);
     assert_eq!(tank.level(), 4);
-    budget.give_back(other.try_take().unwrap());
+    budget.give_back(other.try_take(1).unwrap());
     budget.give_back(Fuel::taken(2));
     assert_eq!(tank.level(), 4);
     assert_eq!(other.level(), 3);

@@ -41,10 +41,10 @@ fn shrinking_a_full_window_neither_underflows_nor_spins() {
 fn old_fuel_given_back_under_one_is_spent() {
     let clock = ManualClock::new();
     let one = tank("1/s", Hardcap::One, 1, &clock);
-    let permit = one.try_acquire().unwrap(); // at 0 s
+    let fuel = one.try_take(1).unwrap(); // at 0 s
     clock.advance(Duration::from_secs(10));
     assert!(one.has_fuel()); // at 10 s
-    drop(permit); // the fuel would have overflowed the cap long ago
+    one.give_back(fuel); // the fuel would have overflowed the cap long ago
     assert!(!one.has_fuel(), "two grants at 10 s under One");
 
     // The same through a waiter granted and never polled.
@@ -61,9 +61,9 @@ fn old_fuel_given_back_under_one_is_spent() {
 fn fresh_fuel_given_back_returns_even_under_one() {
     let clock = ManualClock::new();
     let one = tank("1/s", Hardcap::One, 1, &clock);
-    let permit = one.try_acquire().unwrap();
+    let fuel = one.try_take(1).unwrap();
     clock.advance(Duration::from_millis(500));
-    drop(permit); // before the next fuel: exact
+    one.give_back(fuel); // before the next fuel: exact
     assert!(one.has_fuel());
     assert!(!one.has_fuel());
 }
@@ -74,12 +74,12 @@ fn old_permits_given_back_keep_the_limit_bound() {
     let limit = tank("4/s", Hardcap::Limit, 4, &clock);
     let start = clock.now();
     let mut grants = Vec::new();
-    let permits: Vec<_> = (0..4).map(|_| limit.try_acquire().unwrap()).collect();
+    let fuel: Vec<_> = (0..4).map(|_| limit.try_take(1).unwrap()).collect();
     clock.advance(Duration::from_secs(10));
     while limit.has_fuel() {
         grants.push(clock.now());
     }
-    drop(permits); // the bucket has been full since: nothing comes back
+    fuel.into_iter().for_each(|fuel| limit.give_back(fuel)); // the bucket has been full since: nothing comes back
     while limit.has_fuel() {
         grants.push(clock.now());
     }
@@ -97,11 +97,11 @@ fn fuel_is_only_given_back_to_its_own_tank() {
     let clock = ManualClock::new();
     for _ in 0..100 {
         let a = tank("1/s", Hardcap::Limit, 1, &clock);
-        let fuel = a.try_take().unwrap();
+        let fuel = a.try_take(1).unwrap();
         drop(a);
         let b = tank("1/s", Hardcap::Limit, 1, &clock);
         assert!(b.has_fuel());
-        b.refund(fuel);
+        b.give_back(fuel);
         assert_eq!(b.level(), 0, "fuel of a dropped tank credited to a new one");
     }
 }
@@ -176,15 +176,14 @@ fn wakers_are_called_outside_the_lock_when_a_timeout_serves_the_line() {
 
 #[test]
 #[should_panic(expected = "polled after it completed")]
-fn an_acquire_polled_again_after_completing_panics_rather_than_mint_fuel() {
+fn a_wait_polled_again_after_completing_panics_rather_than_mint_fuel() {
     let clock = ManualClock::new();
     let limit = tank("10/s", Hardcap::Limit, 1, &clock);
-    let mut acquire = Box::pin(limit.acquire());
-    let Poll::Ready(permit) = poll(acquire.as_mut()) else {
+    let mut wait = Box::pin(limit.await_fuel());
+    let Poll::Ready(()) = poll(wait.as_mut()) else {
         panic!("one fuel to start with")
     };
-    permit.spend();
-    let _ = poll(acquire.as_mut());
+    let _ = poll(wait.as_mut());
 }
 
 #[test]

@@ -110,14 +110,14 @@ fn dropping_a_waiter_while_it_is_granted_loses_no_fuel() {
 }
 
 #[test]
-fn a_permit_given_back_while_another_takes() {
+fn fuel_given_back_while_another_takes() {
     model(|| {
         let clock = ManualClock::new();
         let tank = tank("1/s", Hardcap::Window, 1, &clock);
-        let permit = tank.try_acquire().unwrap();
+        let fuel = tank.try_take(1).unwrap();
         let other = tank.clone();
         let t = thread::spawn(move || other.has_fuel());
-        drop(permit);
+        tank.give_back(fuel);
         let theirs = t.join().unwrap();
         let mine = tank.has_fuel();
         assert!(mine ^ theirs, "the fuel given back is taken once");

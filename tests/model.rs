@@ -1,15 +1,17 @@
-//! Random sequences of take / wait / cancel / advance / pause / permits /
-//! tokens, run against the tank and against a plain model written
+//! Random sequences of take / wait / cancel / advance / pause / tokens
+//! (given back whole or in part), run against the tank and against a plain model written
 //! differently (a token bucket with exact fractional fuel, and a list of
 //! grant times for `Window`): every answer, every level, every wait and
 //! every grant must agree. So no grant beyond what the hardcap allows, no
 //! fuel lost on cancel, FIFO kept.
 //!
-//! Fuel given back is modelled per permit, per token and per granted
-//! waiter: each keeps a *shadow*, the fuel the bucket would hold more had
-//! it never been taken. The shadow starts at the fuel taken and shrinks
-//! whenever the bucket comes nearer full than that (the extra fuel would
-//! have run into the cap); giving back adds the shadow, exactly.
+//! Fuel given back is modelled per token, per part of one and per granted
+//! waiter: its *shadow* is the fuel the bucket would hold more had it never
+//! been taken: the fuel taken, but no more than the room the bucket had at
+//! any moment since (the extra fuel would have run into the cap). Giving
+//! back adds the shadow, exactly, and the bucket had that much less room at
+//! every moment since: what other fuel taken before may still return
+//! shrinks with it.
 
 mod common;
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{AwaitFuelN, Fuel, Hardcap, Permit, Rate, Tank};
+use fueltank::{AwaitFuel, Error, Fuel, Hardcap, Rate, Tank};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -32,10 +34,8 @@ enum Op {
     Advance(u64),
     Pause,
     Resume,
-    Acquire,
-    DropPermit(usize),
-    SpendPermit(usize),
-    TryTake,
+    TryTake(u64),
+    GiveBackPart(usize, u64),
     RefundToken(usize),
     SpendToken(usize),
     Level,
@@ -55,10 +55,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(Op::Advance),
         1 => Just(Op::Pause),
         1 => Just(Op::Resume),
-        2 => Just(Op::Acquire),
-        2 => any::<usize>().prop_map(Op::DropPermit),
-        1 => any::<usize>().prop_map(Op::SpendPermit),
-        2 => Just(Op::TryTake),
+        4 => (1..4u64).prop_map(Op::TryTake),
+        3 => (any::<usize>(), 0..4u64).prop_map(|(i, k)| Op::GiveBackPart(i, k)),
         2 => any::<usize>().prop_map(Op::RefundToken),
         1 => any::<usize>().prop_map(Op::SpendToken),
         1 => Just(Op::Level),
@@ -79,8 +77,9 @@ fn hardcap() -> impl Strategy<Value = Hardcap> {
 /// What the model remembers of fuel taken that may come back.
 #[derive(Debug, Clone, Copy)]
 enum Held {
-    /// `Limit`, `One`, `Unbounded`: the shadow, in units.
-    Shadow(u128),
+    /// `Limit`, `One`, `Unbounded`: the fuel taken, in units, and the
+    /// index in `rooms` of the first moment after it.
+    Shadow(u128, usize),
     /// `Window`: the time stamped on the grant, and how many.
     Stamped(u128, u64),
 }
@@ -104,8 +103,10 @@ struct Model {
     line: VecDeque<(usize, u64)>,
     /// Granted in the model, not yet seen by its future: (id, n).
     granted: Vec<(usize, u64)>,
-    /// Fuel held by permits, tokens and granted waiters, by id.
+    /// Fuel held by tokens and granted waiters, by id.
     held: Vec<(usize, Held)>,
+    /// The room in the bucket (in units) at every moment its level moved.
+    rooms: Vec<u128>,
     next_id: usize,
 }
 
@@ -124,6 +125,7 @@ impl Model {
             line: VecDeque::new(),
             granted: Vec::new(),
             held: Vec::new(),
+            rooms: Vec::new(),
             next_id: 0,
         }
     }
@@ -146,16 +148,19 @@ impl Model {
         self.cap().map_or(1 << 48, |c| c as u64)
     }
 
-    /// Every shadow is at most the room left in the bucket now: fuel
-    /// beyond it would have been lost to the cap.
-    fn shrink_shadows(&mut self) {
-        let Some(cap) = self.cap() else { return };
-        let room = cap * self.per - self.level;
-        for (_, held) in &mut self.held {
-            if let Held::Shadow(shadow) = held {
-                *shadow = (*shadow).min(room);
-            }
+    /// Notes the room left in the bucket now: no shadow from before can
+    /// be larger (fuel beyond it would have been lost to the cap).
+    fn note_room(&mut self) {
+        if let Some(cap) = self.cap() {
+            self.rooms.push(cap * self.per - self.level);
         }
+    }
+
+    /// The shadow of fuel taken: `units`, at most the least room since.
+    fn shadow(&self, units: u128, since: usize) -> u128 {
+        self.rooms[since..]
+            .iter()
+            .fold(units, |s, &room| s.min(room))
     }
 
     /// Moves time on by `ns`, serving the line at each moment its head
@@ -200,7 +205,7 @@ impl Model {
         if let Some(cap) = self.cap() {
             self.level = self.level.min(cap * self.per);
         }
-        self.shrink_shadows();
+        self.note_room();
     }
 
     fn in_window(&self) -> u128 {
@@ -245,7 +250,7 @@ impl Model {
             return None;
         }
         self.level -= n128 * self.per;
-        Some(Held::Shadow(n128 * self.per))
+        Some(Held::Shadow(n128 * self.per, self.rooms.len()))
     }
 
     /// Gives back what `held` may still return.
@@ -258,11 +263,43 @@ impl Model {
                     }
                 }
             }
-            Held::Shadow(shadow) => {
-                self.level += shadow;
-                self.shrink_shadows();
+            Held::Shadow(units, since) => {
+                let back = self.shadow(units, since);
+                for room in &mut self.rooms[since..] {
+                    *room -= back;
+                }
+                self.level += back;
+                self.note_room();
             }
         }
+    }
+
+    /// Splits `k` fuel off what `id` holds, as the token does: both parts
+    /// were taken at the same moment.
+    fn split(&mut self, id: usize, k: u64) -> Held {
+        let pos = self.held.iter().position(|&(h, _)| h == id).unwrap();
+        let held = &mut self.held[pos].1;
+        match held {
+            Held::Shadow(units, since) => {
+                let part = (*units).min(u128::from(k) * self.per);
+                *units -= part;
+                Held::Shadow(part, *since)
+            }
+            Held::Stamped(stamp, n) => {
+                let part = k.min(*n);
+                *n -= part;
+                Held::Stamped(*stamp, part)
+            }
+        }
+    }
+
+    /// Whether `id` holds the only fuel taken that may come back. Fuel is
+    /// given back only then here: the ledger is exact for one grant (whole
+    /// or in parts), not jointly for several given back against the same
+    /// take when that take found room for the largest of them but not for
+    /// all (it is not recorded: see `refunds.rs`).
+    fn alone(&self, id: usize) -> bool {
+        self.held.iter().all(|&(h, _)| h == id)
     }
 
     fn release(&mut self, id: usize) -> Option<Held> {
@@ -330,7 +367,7 @@ impl Model {
     }
 }
 
-type Waiter = (usize, Pin<Box<AwaitFuelN>>);
+type Waiter = (usize, Pin<Box<AwaitFuel<Result<(), Error>>>>);
 
 fn run(
     hardcap: Hardcap,
@@ -351,7 +388,6 @@ fn run(
     let tank = builder.build().unwrap();
     let mut model = Model::new(hardcap, max_n, burst, per_ms, initial);
     let mut waiters: Vec<Waiter> = Vec::new();
-    let mut permits: Vec<(Permit, usize)> = Vec::new();
     let mut tokens: Vec<(Fuel, usize)> = Vec::new();
 
     for op in ops {
@@ -398,7 +434,14 @@ fn run(
                 expected.sort();
                 prop_assert_eq!(ready, expected, "granted waiters");
             }
-            Op::Cancel(i) if !waiters.is_empty() => {
+            // A granted waiter dropped gives its fuel back: only while it is
+            // the only fuel held (see `alone`).
+            Op::Cancel(i)
+                if !waiters.is_empty() && {
+                    let id = waiters[i % waiters.len()].0;
+                    model.line.iter().any(|&(w, _)| w == id) || model.alone(id)
+                } =>
+            {
                 let (id, future) = waiters.remove(i % waiters.len());
                 drop(future);
                 if let Some(pos) = model.line.iter().position(|&(w, _)| w == id) {
@@ -422,9 +465,9 @@ fn run(
                 tank.resume();
                 model.paused = false;
             }
-            Op::Acquire | Op::TryTake => {
-                let held = if model.line.is_empty() {
-                    model.take(1)
+            Op::TryTake(n) => {
+                let held = if model.line.is_empty() && n <= model.request_cap() {
+                    model.take(n)
                 } else {
                     None
                 };
@@ -432,30 +475,22 @@ fn run(
                 if let Some(held) = held {
                     model.held.push((id, held));
                 }
-                if matches!(op, Op::Acquire) {
-                    let permit = tank.try_acquire();
-                    prop_assert_eq!(permit.is_some(), held.is_some(), "try_acquire");
-                    permits.extend(permit.map(|p| (p, id)));
-                } else {
-                    let fuel = tank.try_take();
-                    prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take");
-                    tokens.extend(fuel.map(|f| (f, id)));
-                }
+                let fuel = tank.try_take(n);
+                prop_assert_eq!(fuel.is_some(), held.is_some(), "try_take({})", n);
+                tokens.extend(fuel.map(|f| (f, id)));
             }
-            Op::DropPermit(i) if !permits.is_empty() => {
-                let (permit, id) = permits.remove(i % permits.len());
-                drop(permit);
-                let held = model.release(id).unwrap();
-                model.give_back(held);
+            Op::GiveBackPart(i, k)
+                if !tokens.is_empty() && model.alone(tokens[i % tokens.len()].1) =>
+            {
+                let len = tokens.len();
+                let (fuel, id) = &mut tokens[i % len];
+                tank.give_back(fuel.split(k));
+                let part = model.split(*id, k);
+                model.give_back(part);
             }
-            Op::SpendPermit(i) if !permits.is_empty() => {
-                let (permit, id) = permits.remove(i % permits.len());
-                permit.spend();
-                model.release(id);
-            }
-            Op::RefundToken(i) if !tokens.is_empty() => {
+            Op::RefundToken(i) if !tokens.is_empty() && model.alone(tokens[i % tokens.len()].1) => {
                 let (fuel, id) = tokens.remove(i % tokens.len());
-                tank.refund(fuel);
+                tank.give_back(fuel);
                 let held = model.release(id).unwrap();
                 model.give_back(held);
             }
@@ -464,7 +499,7 @@ fn run(
                 fuel.spend();
                 model.release(id);
             }
-            Op::DropPermit(_) | Op::SpendPermit(_) | Op::RefundToken(_) | Op::SpendToken(_) => {}
+            Op::GiveBackPart(..) | Op::RefundToken(_) | Op::SpendToken(_) => {}
             Op::Level => {
                 prop_assert_eq!(tank.level(), model.level(), "level");
             }

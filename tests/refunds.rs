@@ -1,4 +1,4 @@
-//! Fuel given back (a dropped `Permit`, `Tank::refund`, a waiter dropped
+//! Fuel given back (`Tank::give_back`, a waiter dropped
 //! after its grant): exact whenever the fuel could not have overflowed the
 //! cap since it was taken, whatever other permits, tokens and waiters did
 //! meanwhile; spent (never minted) when it could have.
@@ -16,13 +16,13 @@ use fueltank::clock::ManualClock;
 use fueltank::{Hardcap, Rate};
 
 #[test]
-fn refunds_by_other_permits_do_not_shrink_this_one() {
+fn refunds_by_other_tokens_do_not_shrink_this_one() {
     let clock = ManualClock::new();
     let tank = tank("2/s", Hardcap::Limit, 2, &clock);
-    let held = tank.try_acquire().unwrap();
-    drop(tank.try_acquire().unwrap());
-    drop(tank.try_acquire().unwrap());
-    drop(held);
+    let held = tank.try_take(1).unwrap();
+    tank.give_back(tank.try_take(1).unwrap());
+    tank.give_back(tank.try_take(1).unwrap());
+    tank.give_back(held);
     assert_eq!(tank.level(), 2, "no time passed: every fuel is back");
 }
 
@@ -31,25 +31,25 @@ fn take_and_refund_cycles_keep_every_fuel() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::Limit, 10, &clock);
     for cycle in 0..20 {
-        let fuel: Vec<_> = (0..10).map(|_| tank.try_take().unwrap()).collect();
-        assert!(tank.try_take().is_none());
+        let fuel: Vec<_> = (0..10).map(|_| tank.try_take(1).unwrap()).collect();
+        assert!(tank.try_take(1).is_none());
         // Give back in an order that differs from the taking order.
         let mut fuel: Vec<_> = fuel.into_iter().map(Some).collect();
         for i in (0..10).map(|i| (i * 7 + cycle) % 10) {
-            tank.refund(fuel[i].take().unwrap());
+            tank.give_back(fuel[i].take().unwrap());
         }
         assert_eq!(tank.level(), 10, "cycle {cycle}");
     }
 }
 
 #[test]
-fn permits_dropped_in_any_order_all_come_back() {
+fn fuel_given_back_in_any_order_all_comes_back() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::Limit, 10, &clock);
-    let mut permits: Vec<_> = (0..10).map(|_| Some(tank.try_acquire().unwrap())).collect();
+    let mut fuel: Vec<_> = (0..10).map(|_| Some(tank.try_take(1).unwrap())).collect();
     clock.advance(Duration::from_millis(30)); // part of the next fuel accrues
     for i in [3, 9, 0, 5, 1, 8, 2, 7, 4, 6] {
-        permits[i].take();
+        tank.give_back(fuel[i].take().unwrap());
     }
     assert_eq!(tank.level(), 10);
     // And the fraction accrued meanwhile was kept: the tank is full, so the
@@ -62,13 +62,13 @@ fn permits_dropped_in_any_order_all_come_back() {
 fn fuel_that_could_have_overflowed_is_spent() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::Limit, 10, &clock);
-    let held = tank.try_take().unwrap();
+    let held = tank.try_take(1).unwrap();
     // The bucket refills to its cap: the held fuel would have overflowed.
     clock.advance(Duration::from_millis(100));
     assert_eq!(tank.level(), 10);
     // Someone drains it; giving the old fuel back must not add an 11th.
     assert!(tank.has_fuel_n(10));
-    tank.refund(held);
+    tank.give_back(held);
     assert_eq!(tank.level(), 0);
 }
 
@@ -76,15 +76,72 @@ fn fuel_that_could_have_overflowed_is_spent() {
 fn a_partial_overflow_gives_back_only_what_fit() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::Limit, 10, &clock);
-    let held = tank.try_take().unwrap(); // 9 left, tat one interval out
+    let held = tank.try_take(1).unwrap(); // 9 left, tat one interval out
     clock.advance(Duration::from_millis(60)); // 9.6 in the bucket
     assert!(tank.has_fuel()); // 8.6 left; the counterfactual had 10 (capped)
-    tank.refund(held);
+    tank.give_back(held);
     // Exact: had `held` never been taken, the bucket would hold 9.6 + 0.4
     // capped = 10 at 60 ms, then 9 after the take: the refund gives back
     // 0.4 of a fuel only.
     assert_eq!(tank.level(), 9);
     assert_eq!(tank.wait_time(10), Some(Duration::from_millis(100)));
+}
+
+/// Two grants cut by the same take: the first given back fills the room
+/// that take found, so the second finds less. Each alone could come back
+/// up to that room; both together not beyond it.
+#[test]
+fn two_grants_before_one_cut_share_its_room() {
+    let clock = ManualClock::new();
+    let tank = tank("2/s", Hardcap::Limit, 2, &clock);
+    let a = tank.try_take(1).unwrap();
+    let b = tank.try_take(1).unwrap();
+    clock.advance(Duration::from_millis(750)); // 1.5 in the bucket
+    assert!(tank.has_fuel()); // 0.5 left; the counterfactual had 2 (capped)
+    tank.give_back(a);
+    tank.give_back(b);
+    // Had neither been taken: 2 (capped) at 750 ms, 1 after the take. The
+    // take found room for 0.5: the two refunds together give back 0.5.
+    assert_eq!(tank.level(), 1);
+    assert_eq!(tank.wait_time(2), Some(Duration::from_millis(500)));
+}
+
+/// Reserve an estimate, give back what was not used, in parts: each part
+/// comes back as far as it could not have run into the cap since, and no
+/// further: fuel kept + fuel left = fuel accrued.
+#[test]
+fn parts_given_back_are_exact() {
+    let clock = ManualClock::new();
+    let tank = tank("4/s", Hardcap::Limit, 4, &clock); // T = 250 ms
+    let mut fuel = tank.try_take(4).unwrap();
+    clock.advance(Duration::from_millis(750)); // 3 in the bucket
+    assert!(tank.has_fuel_n(3)); // it had room for 1 more
+    tank.give_back(fuel.split(2));
+    // Had those 2 never been taken: 4 (capped) at 750 ms, 1 after the
+    // take. One comes back.
+    assert_eq!(tank.level(), 1);
+    tank.give_back(fuel.split(1)); // the room is used up: spent
+    assert_eq!(tank.wait_time(2), Some(Duration::from_millis(250)));
+    assert_eq!(fuel.amount(), 1);
+    // Accrued 4 + 3 = 7: kept 3 of the token and the 3 taken, 1 left.
+    assert!(tank.has_fuel());
+    assert!(!tank.has_fuel());
+}
+
+/// The same under `Window`: each part leaves the window, the rest stays.
+#[test]
+fn window_parts_given_back_are_exact() {
+    let clock = ManualClock::new();
+    let tank = tank("4/s", Hardcap::Window, 4, &clock);
+    let mut fuel = tank.try_take(3).unwrap();
+    assert_eq!(tank.level(), 1);
+    tank.give_back(fuel.split(1));
+    assert_eq!(tank.level(), 2);
+    tank.give_back(fuel.split(5)); // more than it holds: the 2 it has
+    assert_eq!(tank.level(), 4);
+    assert_eq!(fuel.amount(), 0);
+    assert!(tank.has_fuel_n(4));
+    assert!(!tank.has_fuel());
 }
 
 /// A granted waiter dropped long after its grant, with others waiting
@@ -117,11 +174,11 @@ fn a_granted_waiter_dropped_late_gives_its_fuel_to_the_line() {
 fn a_permit_from_before_set_rate_is_spent_not_minted() {
     let clock = ManualClock::new();
     let tank = tank("1/s", Hardcap::Limit, 1, &clock);
-    let old = tank.try_take().unwrap();
+    let old = tank.try_take(1).unwrap();
     tank.set_rate(Rate::per_second(1).unwrap());
     clock.advance(Duration::from_secs(1));
     assert!(tank.has_fuel());
-    tank.refund(old);
+    tank.give_back(old);
     assert!(!tank.has_fuel(), "Limit 1/s: one grant per second");
 }
 
@@ -129,7 +186,7 @@ fn a_permit_from_before_set_rate_is_spent_not_minted() {
 fn many_set_rates_never_revive_an_old_permit() {
     let clock = ManualClock::new();
     let tank = tank("2/s", Hardcap::Limit, 2, &clock);
-    let old = tank.try_take().unwrap();
+    let old = tank.try_take(1).unwrap();
     tank.set_rate("100/100ms".parse().unwrap());
     clock.advance(Duration::from_millis(200));
     assert_eq!(tank.level(), 100, "full: `old` would have overflowed");
@@ -140,7 +197,7 @@ fn many_set_rates_never_revive_an_old_permit() {
     for _ in 1..(1 << 24) {
         tank.set_rate(rate);
     }
-    tank.refund(old);
+    tank.give_back(old);
     assert!(!tank.has_fuel(), "a fuel that overflowed came back");
 }
 
@@ -148,13 +205,13 @@ fn many_set_rates_never_revive_an_old_permit() {
 fn one_gives_back_only_if_nothing_was_taken_since() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::One, 1, &clock);
-    let held = tank.try_take().unwrap();
-    tank.refund(held);
+    let held = tank.try_take(1).unwrap();
+    tank.give_back(held);
     assert_eq!(tank.level(), 1, "nothing happened since: back");
-    let held = tank.try_take().unwrap();
+    let held = tank.try_take(1).unwrap();
     clock.advance(Duration::from_millis(100));
     assert!(tank.has_fuel());
-    tank.refund(held);
+    tank.give_back(held);
     assert!(!tank.has_fuel(), "grants stay at least T apart");
 }
 
@@ -162,10 +219,10 @@ fn one_gives_back_only_if_nothing_was_taken_since() {
 fn unbounded_refunds_are_always_exact() {
     let clock = ManualClock::new();
     let tank = tank("10/s", Hardcap::Unbounded, 5, &clock);
-    let held = tank.try_take().unwrap();
+    let held = tank.try_take(1).unwrap();
     clock.advance(Duration::from_secs(10));
     assert!(tank.has_fuel_n(100));
-    tank.refund(held);
+    tank.give_back(held);
     assert_eq!(tank.level(), 5);
 }
 
@@ -173,14 +230,14 @@ fn unbounded_refunds_are_always_exact() {
 fn window_refunds_are_exact_in_any_order() {
     let clock = ManualClock::new();
     let tank = tank("4/s", Hardcap::Window, 4, &clock);
-    let a = tank.try_take().unwrap();
+    let a = tank.try_take(1).unwrap();
     clock.advance(Duration::from_millis(300));
-    let b = tank.try_take().unwrap();
-    let c = tank.try_take().unwrap();
-    tank.refund(b);
-    tank.refund(a);
+    let b = tank.try_take(1).unwrap();
+    let c = tank.try_take(1).unwrap();
+    tank.give_back(b);
+    tank.give_back(a);
     assert_eq!(tank.level(), 3);
-    tank.refund(c);
+    tank.give_back(c);
     assert_eq!(tank.level(), 4);
 }
 

@@ -461,9 +461,9 @@ fn one_process_two_handles() {
         .unwrap();
     let b = shared(path, "1/min", Hardcap::Limit).unwrap();
     assert_eq!(b.level(), 1);
-    let fuel = a.try_take().unwrap();
+    let fuel = a.try_take(1).unwrap();
     assert_eq!(b.level(), 0);
-    a.refund(fuel); // nothing changed since: back
+    a.give_back(fuel); // nothing changed since: back
     assert_eq!(b.level(), 1);
     assert!(b.has_fuel());
     assert!(!a.has_fuel());
@@ -474,6 +474,35 @@ fn one_process_two_handles() {
     );
     // The next fuel is a minute away: a short wait fails at once.
     assert!(!a.blocking_await_fuel_timeout(Duration::from_millis(100)));
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A part of a token given back to a shared tank: exact while no take
+/// changed the bucket since (1/min: nothing refills meanwhile). The first
+/// part given back changes the bucket, so a second part of the same token
+/// is spent, never minted: fuel kept + fuel left = fuel accrued.
+#[test]
+fn a_part_given_back_to_a_shared_tank() {
+    if worker().is_some() {
+        return;
+    }
+    let file = path("part");
+    let tank = Tank::builder("4/min".parse().unwrap())
+        .initial(4)
+        .shared_memory(file.to_str().unwrap())
+        .build()
+        .unwrap();
+    let mut fuel = tank.try_take(3).unwrap();
+    assert_eq!(tank.level(), 1);
+    tank.give_back(fuel.split(2));
+    assert_eq!(tank.level(), 3, "nothing changed since: the 2 are back");
+    tank.give_back(fuel.split(1));
+    assert_eq!(tank.level(), 3, "the bucket changed since: spent");
+    assert_eq!(fuel.amount(), 0);
+    // Kept 1, left 3: the 4 there were.
+    assert!(tank.has_fuel_n(3));
+    assert!(!tank.has_fuel());
+    drop(tank);
     let _ = std::fs::remove_file(&file);
 }
 

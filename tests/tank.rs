@@ -301,27 +301,27 @@ fn dropping_a_waiter_anywhere_loses_nothing_and_stalls_no_one() {
 }
 
 #[test]
-fn an_unspent_permit_gives_its_fuel_back() {
+fn unspent_fuel_given_back_returns() {
     let clock = ManualClock::new();
     let tank = limit(1, 1, &clock);
-    let permit = tank.try_acquire().unwrap();
-    assert!(tank.try_acquire().is_none());
-    drop(permit);
-    let permit = tank.try_acquire().unwrap();
-    permit.spend();
+    let fuel = tank.try_take(1).unwrap();
+    assert!(tank.try_take(1).is_none());
+    tank.give_back(fuel);
+    let fuel = tank.try_take(1).unwrap();
+    fuel.spend();
     assert!(!tank.has_fuel());
 
-    // An awaited permit, dropped unspent, goes to the next in line.
-    let mut acquire = Box::pin(tank.acquire());
+    // Awaited fuel, given back unspent, goes to the next in line.
+    let mut wait = fueltank::Budget::wait(&tank, 1, None);
     let mut next = Box::pin(tank.await_fuel());
-    assert!(poll(acquire.as_mut()).is_pending());
+    assert!(poll(wait.as_mut()).is_pending());
     assert!(poll(next.as_mut()).is_pending());
     clock.advance(Duration::from_secs(1));
-    let Poll::Ready(permit) = poll(acquire.as_mut()) else {
+    let Poll::Ready(Ok(Some(fuel))) = poll(wait.as_mut()) else {
         panic!("granted")
     };
     assert!(poll(next.as_mut()).is_pending());
-    drop(permit);
+    tank.give_back(fuel);
     assert!(poll(next.as_mut()).is_ready());
 }
 
@@ -329,10 +329,10 @@ fn an_unspent_permit_gives_its_fuel_back() {
 fn window_refunds_return_capacity_to_the_window() {
     let clock = ManualClock::new();
     let tank = tank("2/s", Hardcap::Window, &clock);
-    let a = tank.try_acquire().unwrap();
-    let b = tank.try_acquire().unwrap();
+    let a = tank.try_take(1).unwrap();
+    let b = tank.try_take(1).unwrap();
     assert!(!tank.has_fuel());
-    drop(a);
+    tank.give_back(a);
     assert!(tank.has_fuel());
     b.spend();
     assert!(!tank.has_fuel());
@@ -470,7 +470,7 @@ fn has_fuel_does_not_overtake_the_line() {
         !tank.has_fuel(),
         "one fuel is there, but the head needs two"
     );
-    assert!(tank.try_acquire().is_none());
+    assert!(tank.try_take(1).is_none());
     clock.advance(100 * MS);
     assert_eq!(poll(two.as_mut()), Poll::Ready(Ok(())));
     clock.advance(100 * MS);

@@ -396,9 +396,9 @@ fn handles_are_send_and_sync() {
     send_sync::<fueltank::Monitor>();
     send_sync::<fueltank::Snapshot>();
     send::<fueltank::Snapshots>();
-    send::<fueltank::ThrottleFuel<fueltank::AwaitFuel>>();
-    send::<fueltank::ThrottleFuel<fueltank::AwaitFuelN>>();
-    send::<fueltank::ThrottleFuel<fueltank::AwaitFuelTimeout>>();
+    send::<fueltank::AwaitFuel>();
+    send::<fueltank::AwaitFuel<Result<(), fueltank::Error>>>();
+    send::<fueltank::AwaitFuel<bool>>();
     send::<fueltank::Pace<futures::stream::Iter<std::ops::Range<u32>>>>();
 }
 

@@ -5,7 +5,7 @@
 //! runs the loop).
 //!
 //! Cases: `noop` (the loop alone), `instant`, `monotonic`, `has_fuel_allowed_unbounded`,
-//! `has_fuel_allowed_limit`, `has_fuel_denied`, `try_acquire_spend`,
+//! `has_fuel_allowed_limit`, `has_fuel_denied`, `try_take_spend`,
 //! `throttle_has_fuel_allowed`, `throttle_has_fuel_denied`,
 //! `throttle_await_fuel_ready`,
 //! `governor_allowed`, `governor_denied`, `leaky_allowed`, `leaky_denied`,
@@ -19,7 +19,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use fueltank::clock::{Clock, ManualClock, MonotonicClock};
-use fueltank::{Hardcap, Rate, Tank, Throttle};
+use fueltank::{Fuel, Hardcap, Rate, Tank, Throttle};
 use governor::clock::FakeRelativeClock;
 
 const HUGE_RATE: u64 = 1_000_000_000;
@@ -73,12 +73,12 @@ fn main() {
                 .unwrap();
             Box::new(move || tank.has_fuel())
         }
-        "try_acquire_spend" => {
+        "try_take_spend" => {
             let tank = Tank::builder(Rate::per_second(HUGE_RATE).unwrap())
                 .hardcap(Hardcap::Unbounded)
                 .build()
                 .unwrap();
-            Box::new(move || tank.try_acquire().map(|permit| permit.spend()).is_some())
+            Box::new(move || tank.try_take(1).map(Fuel::spend).is_some())
         }
         // A throttle: its tank's take and the emission of what it took.
         "throttle_has_fuel_allowed" => {

@@ -1,6 +1,7 @@
 //! The futures that wait for global fuel.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -123,8 +124,18 @@ impl Drop for Waiter {
     }
 }
 
-/// The future of [`GlobalTank::await_fuel`](crate::GlobalTank::await_fuel):
-/// resolves once one fuel has been taken.
+/// The future of every wait of [`GlobalTank`](crate::GlobalTank) and
+/// [`GlobalKeyedTank`](crate::GlobalKeyedTank) (`await_fuel`,
+/// `await_fuel_n`, `await_fuel_timeout`, and their `Budget::wait`): asks for
+/// an amount, with a deadline if timed; takes reserved fuel at once, else
+/// joins the line the tank's driver serves from Redis. `T` is what it
+/// resolves to:
+///
+/// | `T` | from | granted | never fits at once, key too long, other limit under the name | deadline passed |
+/// |---|---|---|---|---|
+/// | `()` | `GlobalTank::await_fuel` | `()` | — (waits, as under `FailurePolicy::Closed`) | — |
+/// | `Result<(), Error>` | `await_fuel_n`, `GlobalKeyedTank::await_fuel` | `Ok(())` | `Err` | — |
+/// | `bool` | `await_fuel_timeout` | `true` | `false` | `false` |
 ///
 /// # Cancel safety
 ///
@@ -136,164 +147,139 @@ impl Drop for Waiter {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn run(tank: fueltank_redis::GlobalTank) {
-/// let wait: fueltank_redis::AwaitFuel = tank.await_fuel();
-/// wait.await;
-/// # }
-/// ```
-#[derive(Debug)]
-#[must_use = "futures do nothing unless polled"]
-pub struct AwaitFuel {
-    waiter: Waiter,
-}
-
-/// The future of
-/// [`GlobalTank::await_fuel_n`](crate::GlobalTank::await_fuel_n): resolves
-/// once `n` fuel have been taken together, or to an error if `n` can never
-/// be granted at once.
-///
-/// # Cancel safety
-///
-/// As for [`AwaitFuel`]: nothing Redis granted is lost, nothing is stalled.
-///
-/// # Examples
-///
-/// ```no_run
 /// # async fn run(tank: fueltank_redis::GlobalTank) -> Result<(), fueltank_redis::Error> {
-/// tank.await_fuel_n(5).await?;
+/// use fueltank_redis::{AwaitGlobal, Error};
+/// use std::time::Duration;
+///
+/// let one: AwaitGlobal = tank.await_fuel();
+/// one.await;
+/// let three: AwaitGlobal<Result<(), Error>> = tank.await_fuel_n(3);
+/// three.await?;
+/// let timed: AwaitGlobal<bool> = tank.await_fuel_timeout(Duration::from_millis(20));
+/// if !timed.await {
+///     // shed the request
+/// }
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
-pub struct AwaitFuelN {
-    waiter: Waiter,
+pub struct AwaitGlobal<T = ()> {
+    /// The waiter, or why there is none (a key whose text is too long).
+    waiter: Result<Waiter, Error>,
+    _output: PhantomData<fn() -> T>,
 }
 
-/// The future of
-/// [`GlobalTank::await_fuel_timeout`](crate::GlobalTank::await_fuel_timeout):
-/// resolves to `true` once one fuel has been taken, or to `false` when the
-/// timeout passes first.
-///
-/// # Cancel safety
-///
-/// As for [`AwaitFuel`]: nothing Redis granted is lost, nothing is stalled.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn run(tank: fueltank_redis::GlobalTank) {
-/// use std::time::Duration;
-///
-/// if !tank.await_fuel_timeout(Duration::from_millis(20)).await {
-///     // shed the request
-/// }
-/// # }
-/// ```
-#[derive(Debug)]
-#[must_use = "futures do nothing unless polled"]
-pub struct AwaitFuelTimeout {
-    waiter: Waiter,
+/// What a `Budget::wait` resolves to.
+pub(crate) type Taken = Result<Option<fueltank::Fuel>, fueltank::Error>;
+
+/// How a wait ended, for the outputs to map.
+enum Ended {
+    Granted,
+    TooLarge(u64),
+    TimedOut,
+    /// Another limit under the name, or a key that cannot be held.
+    Failed(Error),
 }
 
-impl AwaitFuel {
-    pub(crate) fn new(entry: Arc<Entry>) -> AwaitFuel {
-        AwaitFuel {
-            waiter: Waiter::new(entry, 1, None, false),
-        }
-    }
-}
-
-impl AwaitFuelN {
-    pub(crate) fn new(entry: Arc<Entry>, n: u64) -> AwaitFuelN {
-        AwaitFuelN {
-            waiter: Waiter::new(entry, n, None, true),
-        }
-    }
-}
-
-impl AwaitFuelTimeout {
-    pub(crate) fn new(entry: Arc<Entry>, deadline: Option<Instant>) -> AwaitFuelTimeout {
-        AwaitFuelTimeout {
-            waiter: Waiter::new(entry, 1, deadline, false),
-        }
-    }
-}
-
-impl Future for AwaitFuel {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // One fuel always fits and there is no deadline: only Granted.
-        self.waiter.poll_outcome(cx).map(drop)
-    }
-}
-
-impl Future for AwaitFuelN {
-    type Output = Result<(), Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let requested = self.waiter.n;
-        self.waiter.poll_outcome(cx).map(|outcome| match outcome {
-            Outcome::TooLarge(capacity) => Err(Error::ExceedsCapacity {
-                requested,
-                capacity,
-            }),
-            Outcome::Mismatch(stored) => Err(self.waiter.entry.mismatch(stored)),
-            Outcome::Granted | Outcome::TimedOut => Ok(()),
-        })
-    }
-}
-
-impl Future for AwaitFuelTimeout {
-    type Output = bool;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        self.waiter
-            .poll_outcome(cx)
-            .map(|outcome| matches!(outcome, Outcome::Granted))
-    }
-}
-
-/// The wait of `Budget::wait` on a Redis tank: for `n` fuel, until a
-/// deadline if given; resolves to the fuel (taken for good: Redis takes
-/// none back), `None` when the deadline passes first, or an error if `n`
-/// is more than the tank grants at once. Under a name Redis holds with
-/// other parameters it waits, as under `FailurePolicy::Closed`.
-#[derive(Debug)]
-pub(crate) struct AwaitGrant {
-    waiter: Waiter,
-}
-
-impl AwaitGrant {
-    pub(crate) fn new(entry: Arc<Entry>, n: u64, deadline: Option<Instant>) -> AwaitGrant {
-        AwaitGrant {
-            waiter: Waiter::new(entry, n, deadline, false),
+impl<T> AwaitGlobal<T> {
+    /// A wait on `entry` for `n`, until `deadline` if given. `fallible`: it
+    /// resolves to an error when Redis holds another limit under the
+    /// tank's name (else it waits, as under `FailurePolicy::Closed`).
+    pub(crate) fn new(
+        entry: Result<Arc<Entry>, Error>,
+        n: u64,
+        deadline: Option<Instant>,
+        fallible: bool,
+    ) -> AwaitGlobal<T> {
+        AwaitGlobal {
+            waiter: entry.map(|entry| Waiter::new(entry, n, deadline, fallible)),
+            _output: PhantomData,
         }
     }
 
     /// Waits for Redis's next answer (at most the store's timeout), not for
     /// fuel to come: the fuel if the answer made `n` spendable now, else
     /// `None`.
-    pub(crate) fn answer(entry: Arc<Entry>, n: u64) -> AwaitGrant {
+    pub(crate) fn answer(entry: Arc<Entry>, n: u64) -> AwaitGlobal<T> {
         let deadline = crate::entry::now().checked_add(entry.store.timeout);
         let mut waiter = Waiter::new(entry, n, deadline, false);
         waiter.answer_only = true;
-        AwaitGrant { waiter }
+        AwaitGlobal {
+            waiter: Ok(waiter),
+            _output: PhantomData,
+        }
+    }
+
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        let waiter = match &mut self.waiter {
+            Ok(waiter) => waiter,
+            Err(error) => return Poll::Ready(Ended::Failed(error.clone())),
+        };
+        waiter.poll_outcome(cx).map(|outcome| match outcome {
+            Outcome::Granted => Ended::Granted,
+            Outcome::TooLarge(capacity) => Ended::TooLarge(capacity),
+            Outcome::TimedOut => Ended::TimedOut,
+            Outcome::Mismatch(stored) => Ended::Failed(waiter.entry.mismatch(stored)),
+        })
+    }
+
+    /// The amount asked for.
+    fn n(&self) -> u64 {
+        self.waiter.as_ref().map_or(0, |waiter| waiter.n)
     }
 }
 
-impl Future for AwaitGrant {
-    type Output = Result<Option<fueltank::Fuel>, fueltank::Error>;
+impl Future for AwaitGlobal {
+    type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let requested = self.waiter.n;
-        self.waiter.poll_outcome(cx).map(|outcome| match outcome {
-            Outcome::Granted => Ok(Some(fueltank::Fuel::taken(requested))),
-            Outcome::TooLarge(capacity) => Err(fueltank::Error::ExceedsCapacity {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // One fuel always fits and there is no deadline: only Granted.
+        self.poll_ended(cx).map(drop)
+    }
+}
+
+impl Future for AwaitGlobal<Result<(), Error>> {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let requested = self.n();
+        self.poll_ended(cx).map(|ended| match ended {
+            Ended::TooLarge(capacity) => Err(Error::ExceedsCapacity {
                 requested,
                 capacity,
             }),
-            Outcome::TimedOut | Outcome::Mismatch(_) => Ok(None),
+            Ended::Failed(error) => Err(error),
+            Ended::Granted | Ended::TimedOut => Ok(()),
+        })
+    }
+}
+
+impl Future for AwaitGlobal<bool> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        self.poll_ended(cx)
+            .map(|ended| matches!(ended, Ended::Granted))
+    }
+}
+
+/// The wait of `Budget::wait` on a Redis tank: the fuel (taken for good:
+/// Redis takes none back), `None` when the deadline passes first or Redis
+/// holds another limit under the name (it waits then, as under
+/// `FailurePolicy::Closed`), or an error if `n` is more than the tank
+/// grants at once.
+impl Future for AwaitGlobal<Taken> {
+    type Output = Taken;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let requested = self.n();
+        self.poll_ended(cx).map(|ended| match ended {
+            Ended::Granted => Ok(Some(fueltank::Fuel::taken(requested))),
+            Ended::TooLarge(capacity) => Err(fueltank::Error::ExceedsCapacity {
+                requested,
+                capacity,
+            }),
+            Ended::TimedOut | Ended::Failed(_) => Ok(None),
         })
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, MAX_CORRECTION, Options};
-use crate::future::AwaitGrant;
+use crate::future::Taken;
 use crate::params::{Mode, Params, default_hold};
 use crate::script::{self, Op};
-use crate::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
+use crate::{AwaitGlobal, Error, RedisStore};
 
 /// A tank whose budget is kept in Redis and shared by every instance (of
 /// every process, on every host) that builds the same name on the same
@@ -351,8 +351,8 @@ impl GlobalTank {
     /// tank.await_fuel().await;
     /// # }
     /// ```
-    pub fn await_fuel(&self) -> AwaitFuel {
-        AwaitFuel::new(self.entry.clone())
+    pub fn await_fuel(&self) -> AwaitGlobal {
+        AwaitGlobal::new(Ok(self.entry.clone()), 1, None, false)
     }
 
     /// Waits in line for `n` fuel and takes them together; an
@@ -374,8 +374,8 @@ impl GlobalTank {
     /// assert!(tank.await_fuel_n(u64::MAX).await.is_err());
     /// # Ok(()) }
     /// ```
-    pub fn await_fuel_n(&self, n: u64) -> AwaitFuelN {
-        AwaitFuelN::new(self.entry.clone(), n)
+    pub fn await_fuel_n(&self, n: u64) -> AwaitGlobal<Result<(), Error>> {
+        AwaitGlobal::new(Ok(self.entry.clone()), n, None, true)
     }
 
     /// Waits in line for one fuel for at most `timeout` (counted from this
@@ -398,8 +398,9 @@ impl GlobalTank {
     /// }
     /// # }
     /// ```
-    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuelTimeout {
-        AwaitFuelTimeout::new(self.entry.clone(), crate::entry::now().checked_add(timeout))
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitGlobal<bool> {
+        let deadline = crate::entry::now().checked_add(timeout);
+        AwaitGlobal::new(Ok(self.entry.clone()), 1, deadline, false)
     }
 
     /// How long a newcomer asking for `n` fuel would wait, as far as this
@@ -466,15 +467,15 @@ impl GlobalTank {
 
     /// Waits in line for `n` fuel, for at most `max_wait` if given (see
     /// `Budget::wait`).
-    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGrant {
+    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGlobal<Taken> {
         let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
-        AwaitGrant::new(self.entry.clone(), n, deadline)
+        AwaitGlobal::new(Ok(self.entry.clone()), n, deadline, false)
     }
 
     /// Takes `n` fuel if Redis's next answer makes it spendable now; waits
     /// for that answer (at most the store's timeout), not for fuel to come.
-    pub(crate) fn await_answer(&self, n: u64) -> AwaitGrant {
-        AwaitGrant::answer(self.entry.clone(), n)
+    pub(crate) fn await_answer(&self, n: u64) -> AwaitGlobal<Taken> {
+        AwaitGlobal::answer(self.entry.clone(), n)
     }
 
     /// The store this tank's fuel comes from.

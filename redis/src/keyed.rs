@@ -32,23 +32,20 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, Options, control};
-use crate::future::AwaitGrant;
+use crate::future::Taken;
 use crate::global::{Shape, shape_setters};
 use crate::params::Params;
 use crate::script::{self, Ask, Op, Reply, Scope};
 use crate::store::StoreShared;
-use crate::{AwaitFuelN, AwaitFuelTimeout, Error, RedisStore};
+use crate::{AwaitGlobal, Error, RedisStore};
 
 /// The longest key text accepted, in bytes: a bound on the Redis memory one
 /// key takes, whatever the keys callers make up.
@@ -502,7 +499,7 @@ where
     /// keyed.await_fuel("alice".to_string()).await?;
     /// # Ok(()) }
     /// ```
-    pub fn await_fuel(&self, key: K) -> AwaitKey {
+    pub fn await_fuel(&self, key: K) -> AwaitGlobal<Result<(), Error>> {
         self.await_fuel_n(key, 1)
     }
 
@@ -520,10 +517,8 @@ where
     /// keyed.await_fuel_n("alice".to_string(), 2).await?;
     /// # Ok(()) }
     /// ```
-    pub fn await_fuel_n(&self, key: K, n: u64) -> AwaitKey {
-        AwaitKey {
-            wait: self.entry(&key).map(|entry| AwaitFuelN::new(entry, n)),
-        }
+    pub fn await_fuel_n(&self, key: K, n: u64) -> AwaitGlobal<Result<(), Error>> {
+        AwaitGlobal::new(self.entry(&key), n, None, true)
     }
 
     /// Waits in line on `key` for one fuel for at most `timeout`; resolves
@@ -543,14 +538,9 @@ where
     /// let served = keyed.await_fuel_timeout("alice".to_string(), Duration::from_millis(10)).await;
     /// # }
     /// ```
-    pub fn await_fuel_timeout(&self, key: K, timeout: Duration) -> AwaitKeyTimeout {
+    pub fn await_fuel_timeout(&self, key: K, timeout: Duration) -> AwaitGlobal<bool> {
         let deadline = crate::entry::now().checked_add(timeout);
-        AwaitKeyTimeout {
-            wait: self
-                .entry(&key)
-                .ok()
-                .map(|entry| AwaitFuelTimeout::new(entry, deadline)),
-        }
+        AwaitGlobal::new(self.entry(&key), 1, deadline, false)
     }
 
     /// How long a newcomer asking `key` for `n` fuel would wait, as far as
@@ -617,15 +607,15 @@ where
         key: &K,
         n: u64,
         max_wait: Option<Duration>,
-    ) -> Result<AwaitGrant, Error> {
+    ) -> Result<AwaitGlobal<Taken>, Error> {
         let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
-        Ok(AwaitGrant::new(self.entry(key)?, n, deadline))
+        Ok(AwaitGlobal::new(Ok(self.entry(key)?), n, deadline, false))
     }
 
     /// [`GlobalTank::await_answer`](crate::GlobalTank::await_answer) for
     /// `key`; an error for a key whose text is too long.
-    pub(crate) fn await_answer(&self, key: &K, n: u64) -> Result<AwaitGrant, Error> {
-        Ok(AwaitGrant::answer(self.entry(key)?, n))
+    pub(crate) fn await_answer(&self, key: &K, n: u64) -> Result<AwaitGlobal<Taken>, Error> {
+        Ok(AwaitGlobal::answer(self.entry(key)?, n))
     }
 
     /// The store every key's fuel comes from.
@@ -753,73 +743,5 @@ impl<K> fmt::Debug for GlobalKeyedTank<K> {
             .field("name", &self.shared.options.name)
             .field("params", &self.shared.family.params())
             .finish()
-    }
-}
-
-/// The future of [`GlobalKeyedTank::await_fuel`] and
-/// [`GlobalKeyedTank::await_fuel_n`].
-///
-/// # Cancel safety
-///
-/// As for [`AwaitFuel`](crate::AwaitFuel): nothing Redis granted is lost,
-/// nothing is stalled.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) -> Result<(), fueltank_redis::Error> {
-/// let wait: fueltank_redis::AwaitKey = keyed.await_fuel("bob".to_string());
-/// wait.await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-#[must_use = "futures do nothing unless polled"]
-pub struct AwaitKey {
-    wait: Result<AwaitFuelN, Error>,
-}
-
-impl Future for AwaitKey {
-    type Output = Result<(), Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match &mut self.wait {
-            Ok(wait) => Pin::new(wait).poll(cx),
-            Err(err) => Poll::Ready(Err(err.clone())),
-        }
-    }
-}
-
-/// The future of [`GlobalKeyedTank::await_fuel_timeout`].
-///
-/// # Cancel safety
-///
-/// As for [`AwaitFuel`](crate::AwaitFuel): nothing Redis granted is lost,
-/// nothing is stalled.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn run(keyed: fueltank_redis::GlobalKeyedTank<String>) {
-/// use std::time::Duration;
-///
-/// let wait: fueltank_redis::AwaitKeyTimeout =
-///     keyed.await_fuel_timeout("bob".to_string(), Duration::from_millis(5));
-/// let served: bool = wait.await;
-/// # }
-/// ```
-#[derive(Debug)]
-#[must_use = "futures do nothing unless polled"]
-pub struct AwaitKeyTimeout {
-    wait: Option<AwaitFuelTimeout>,
-}
-
-impl Future for AwaitKeyTimeout {
-    type Output = bool;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        match &mut self.wait {
-            Some(wait) => Pin::new(wait).poll(cx),
-            None => Poll::Ready(false),
-        }
     }
 }

@@ -31,7 +31,7 @@
 //! | [`RedisStore`], [`RedisStoreBuilder`], [`FailurePolicy`], [`StoreStats`] | the connection, the timeouts, what to do while Redis is gone, replication across a failover, the counters |
 //! | [`GlobalTank`], [`GlobalTankBuilder`] | one budget for all instances |
 //! | [`GlobalKeyedTank`], [`GlobalKeyedTankBuilder`], [`MAX_KEY_LEN`] | one budget per key for all instances |
-//! | [`AwaitFuel`], [`AwaitFuelN`], [`AwaitFuelTimeout`], [`AwaitKey`], [`AwaitKeyTimeout`] | the waits |
+//! | [`AwaitGlobal`] | the one future of every wait, of both tanks |
 //! | [`Error`] | the one error type |
 //! | `impl Budget for GlobalTank`, `impl KeyedBudget for GlobalKeyedTank` | these tanks as `fueltank`'s one interface of fuel, which `fueltank-tower`'s layers draw on |
 //!
@@ -331,9 +331,9 @@ mod spawn;
 mod store;
 
 pub use error::Error;
-pub use future::{AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
+pub use future::AwaitGlobal;
 pub use global::{GlobalTank, GlobalTankBuilder};
-pub use keyed::{AwaitKey, AwaitKeyTimeout, GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
+pub use keyed::{GlobalKeyedTank, GlobalKeyedTankBuilder, MAX_KEY_LEN};
 pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, StoreStats};
 
 // The snippets of the READMEs compile as doctests: this crate's own, and

@@ -844,11 +844,9 @@ fn handles_are_send_and_sync() {
     send_sync::<RedisStore>();
     send_sync::<GlobalTank>();
     send_sync::<fueltank_redis::GlobalKeyedTank<String>>();
-    send::<fueltank_redis::AwaitFuel>();
-    send::<fueltank_redis::AwaitFuelN>();
-    send::<fueltank_redis::AwaitFuelTimeout>();
-    send::<fueltank_redis::AwaitKey>();
-    send::<fueltank_redis::AwaitKeyTimeout>();
+    send::<fueltank_redis::AwaitGlobal>();
+    send::<fueltank_redis::AwaitGlobal<Result<(), fueltank_redis::Error>>>();
+    send::<fueltank_redis::AwaitGlobal<bool>>();
     send::<Error>();
 }
 

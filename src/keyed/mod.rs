@@ -59,15 +59,10 @@ mod builder;
 use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use pin_project_lite::pin_project;
 
 pub use builder::KeyedTankBuilder;
 
@@ -291,14 +286,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel(&self, key: K) -> AwaitKey<K> {
-        AwaitKey {
-            shared: self.shared.clone(),
-            own: self.own(&key),
-            key: Some(self.hash(&key)),
-            wait: None,
-            _keys: PhantomData,
-        }
+    pub fn await_fuel(&self, key: K) -> AwaitFuel {
+        self.wait(&key, 1, None)
     }
 
     /// How long a newcomer asking `key` for `n` fuel would wait now,
@@ -334,37 +323,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         lock(&self.shared.shards[0]).rate.request
     }
 
-    /// Waits in `key`'s line for `n` fuel, for at most `max_wait` (from
+    /// A wait in `key`'s line for `n` fuel, for at most `max_wait` (from
     /// now) if given (see [`KeyedBudget::wait`](crate::KeyedBudget::wait)).
-    pub(crate) fn await_grant(
-        &self,
-        key: &K,
-        n: u64,
-        max_wait: Option<Duration>,
-    ) -> impl Future<Output = Result<Option<crate::Fuel>, crate::Error>> + Send + 'static {
-        let (shared, hash, own) = (self.shared.clone(), self.hash(key), self.own(key));
-        let capacity = match shared.own_rate(own) {
-            Some(rate) => rate.request,
-            None => self.capacity(),
-        };
+    pub(crate) fn wait<T>(&self, key: &K, n: u64, max_wait: Option<Duration>) -> AwaitFuel<T> {
+        let shared = self.shared.clone();
         let deadline =
             max_wait.map(|wait| shared.clock.now_ns().saturating_add(saturating_ns(wait)));
-        async move {
-            if n > capacity {
-                return Err(crate::Error::ExceedsCapacity {
-                    requested: n,
-                    capacity,
-                });
-            }
-            match shared.take_or_live(hash, n, &|| own) {
-                None => Ok(Some(crate::Fuel::taken(n))),
-                Some(tank) => {
-                    let left = deadline
-                        .map(|at| Duration::from_nanos(at.saturating_sub(shared.clock.now_ns())));
-                    tank.await_grant(n, left).await
-                }
-            }
-        }
+        let (hash, own) = (self.hash(key), self.own(key));
+        AwaitFuel::key(KeyStart { shared, hash, own }, n, deadline)
     }
 
     /// The fuel in `key`'s tank now, whoever it will go to (a key never
@@ -1257,41 +1223,34 @@ impl Hasher for KeyHash {
     }
 }
 
-pin_project! {
-    /// The future of [`KeyedTank::await_fuel`]: resolves once one fuel has
-    /// been taken for its key.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it does nothing until polled, takes fuel at once if the
-    /// key has it, and otherwise waits as [`Tank::await_fuel`] does.
-    #[must_use = "futures do nothing unless polled"]
-    pub struct AwaitKey<K> {
-        shared: Arc<Shared>,
-        own: Option<Rate>,
-        key: Option<u64>,
-        #[pin]
-        wait: Option<AwaitFuel>,
-        _keys: PhantomData<fn(&K)>,
+/// The start of a wait on a key (see [`AwaitFuel`]): the fuel is taken at
+/// the first poll if the key has it, else the wait joins its tank's line.
+pub(crate) struct KeyStart {
+    shared: Arc<Shared>,
+    hash: u64,
+    /// `rate_by`'s answer for the key, if the tank has one.
+    own: Option<Rate>,
+}
+
+impl KeyStart {
+    /// Takes `n` for the key now if it has them (`Ok(None)`), else its
+    /// tank to wait on; `Err(capacity)` if `n` can never fit.
+    pub(crate) fn begin(&self, n: u64) -> Result<Option<Tank>, u64> {
+        let own = self.own;
+        let capacity = match self.shared.own_rate(own) {
+            Some(rate) => rate.request,
+            None => lock(&self.shared.shards[0]).rate.request,
+        };
+        if n > capacity {
+            return Err(capacity);
+        }
+        Ok(self.shared.take_or_live(self.hash, n, &|| own))
     }
 }
 
-impl<K> Future for AwaitKey<K> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        if let Some(key) = this.key.take() {
-            let own = *this.own;
-            match this.shared.take_or_live(key, 1, &|| own) {
-                None => return Poll::Ready(()),
-                Some(tank) => this.wait.set(Some(tank.await_fuel())),
-            }
-        }
-        match this.wait.as_pin_mut() {
-            Some(wait) => wait.poll(cx),
-            None => Poll::Ready(()),
-        }
+impl fmt::Debug for KeyStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStart").finish_non_exhaustive()
     }
 }
 
@@ -1311,14 +1270,6 @@ impl<K> fmt::Debug for KeyedTank<K> {
             .field("rate", &lock(&self.shared.shards[0]).rate.rate)
             .field("hardcap", &self.shared.hardcap)
             .field("shards", &self.shared.shards.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K> fmt::Debug for AwaitKey<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwaitKey")
-            .field("started", &self.key.is_none())
             .finish_non_exhaustive()
     }
 }

@@ -292,7 +292,7 @@ impl Shared {
     #[inline(always)]
     pub(crate) fn take_stamped(&self, n: u64) -> Option<Stamp> {
         if n == 0 {
-            return Some(Stamp::default());
+            return Some(Stamp::None);
         }
         if self.host.is_some() {
             return self.take_host(n);
@@ -313,7 +313,7 @@ impl Shared {
             return None;
         }
         match host.take(self.clock.now_ns(), n) {
-            Took::Taken(word) => Some(Stamp::host(word)),
+            Took::Taken(word) => Some(Stamp::Host { word }),
             Took::Empty => None,
         }
     }
@@ -526,7 +526,7 @@ impl Shared {
                 // behind theirs, and behind every other process's so far.
                 match host.reserve(now, n, deadline) {
                     Turn::Now(word) if core.queue.is_empty() => {
-                        return Enqueued::Granted(Stamp::host(word));
+                        return Enqueued::Granted(Stamp::Host { word });
                     }
                     Turn::Now(word) => turn = Some((now, word)),
                     Turn::At { word, due } => turn = Some((due, word)),
@@ -663,7 +663,10 @@ impl Drop for Wakers {
 fn finished(state: u8, stamp: Stamp) -> Outcome {
     match state {
         GRANTED => Outcome::Granted(stamp),
-        REJECTED => Outcome::TooLarge(stamp.at),
+        REJECTED => match stamp {
+            Stamp::Rejected { capacity } => Outcome::TooLarge(capacity),
+            _ => unreachable!("a rejected node is stamped with the capacity"),
+        },
         _ => Outcome::TimedOut,
     }
 }
@@ -733,7 +736,7 @@ impl Core {
         }
         // SAFETY: the head of this list, under the core lock.
         match unsafe { head.turn() } {
-            Some((due, word)) if due <= now => Some(Stamp::host(word)),
+            Some((due, word)) if due <= now => Some(Stamp::Host { word }),
             _ => None,
         }
     }
@@ -767,8 +770,8 @@ impl Core {
                 Some(if stamped && gcra.cap().is_some() {
                     self.refunds.stamp(gcra.span(u128::from(n)))
                 } else {
-                    let (at, rate) = self.refunds.stamp_parts();
-                    Stamp { at, rate }
+                    let (cut, rate) = self.refunds.stamp_parts();
+                    Stamp::Gcra { cut, rate }
                 })
             }
             Bucket::Window(window) => {
@@ -784,7 +787,7 @@ impl Core {
                 Some(self.refunds.stamp_window(leave))
             }
             Bucket::Host(host) => match host.take(now, n) {
-                Took::Taken(word) => Some(Stamp::host(word)),
+                Took::Taken(word) => Some(Stamp::Host { word }),
                 Took::Empty => None,
             },
         }
@@ -881,9 +884,9 @@ impl Core {
     fn refund(&mut self, n: u64, stamp: Stamp) {
         match &mut self.bucket {
             Bucket::Window(window) => {
-                if self.refunds.current(stamp) {
-                    window.refund(stamp.at, n);
-                    let at = window.stamped(stamp.at);
+                if let Some(leave) = self.refunds.window_leave(stamp) {
+                    window.refund(leave, n);
+                    let at = window.stamped(leave);
                     for (_, bucket) in &mut self.also {
                         if let Bucket::Window(w) = bucket {
                             w.refund(w.leave_time(at), n);
@@ -903,7 +906,7 @@ impl Core {
                 }
             }
             Bucket::Host(host) => {
-                if let Some(word) = stamp.host_word() {
+                if let Stamp::Host { word } = stamp {
                     host.give_back(n, word);
                 }
             }
@@ -1200,7 +1203,7 @@ impl Core {
             .filter(|w| unsafe { w.n() } > cap)
             .collect();
         for waiter in too_large {
-            let rejected = Stamp { at: cap, rate: 0 };
+            let rejected = Stamp::Rejected { capacity: cap };
             // SAFETY: a node of this list, under the core lock; then taken
             // out of it.
             unsafe {

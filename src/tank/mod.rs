@@ -27,10 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::TankBuilder;
-pub(crate) use future::AwaitGrant;
-pub use future::{Acquire, AwaitFuel, AwaitFuelN, AwaitFuelTimeout};
+pub use future::{AwaitFuel, WaitOutput};
 pub use hardcap::Hardcap;
-pub use permit::{Fuel, Permit};
+pub use permit::Fuel;
 
 use self::core::Shared;
 use crate::clock::{ClockSource, saturating_ns};
@@ -43,24 +42,15 @@ use crate::{Error, Rate};
 ///
 /// - [`has_fuel`](Tank::has_fuel) takes one fuel if there is one, without
 ///   waiting: one compare-and-swap in the common case.
-///   [`try_acquire`](Tank::try_acquire) and [`try_take`](Tank::try_take)
-///   take it the same way, but keep the right to give it back (see below).
+///   [`try_take`](Tank::try_take) takes the same way, but keeps the right
+///   to give the fuel back (see [`Fuel`]).
 /// - [`await_fuel`](Tank::await_fuel) waits in line. Waiters are served in
 ///   arrival order by the tank's one timer, each woken once, when its fuel
 ///   is granted; `has_fuel` never overtakes them.
 /// - How much fuel may bank up is the [`Hardcap`]; refill is computed from
 ///   absolute time, so nothing drifts and a late wake-up is caught up.
 ///
-/// Three ways to take fuel now, without waiting:
-///
-/// | call | returns | fuel not used |
-/// |---|---|---|
-/// | [`has_fuel`](Tank::has_fuel) | `bool` | is spent: the take is final |
-/// | [`try_acquire`](Tank::try_acquire) | [`Permit`] (holds the tank) | goes back when the permit is dropped unspent |
-/// | [`try_take`](Tank::try_take) | [`Fuel`] (32 bytes, no reference count) | goes back with [`refund`](Tank::refund); dropped, it is spent |
-///
-/// Fuel given back is exact while it could not have run into the cap since
-/// it was taken (see [`Permit`]).
+/// Every way to take fuel is in the table of the [crate docs](crate#taking-fuel).
 ///
 /// # Examples
 ///
@@ -241,64 +231,46 @@ impl Tank {
         self.shared.take(n)
     }
 
-    /// Takes one fuel now as a [`Permit`], which gives the fuel back if it
-    /// is dropped unspent; `None` if there is none or tasks are waiting.
+    /// Takes `n` fuel together now as [`Fuel`], which can be given back
+    /// (whole or in part) with [`give_back`](Tank::give_back); dropped, it
+    /// is spent. `None` if there is not that much, if tasks are waiting
+    /// (never overtaken), or if `n` is beyond the capacity. The same as
+    /// [`Budget::try_take`](crate::Budget::try_take).
     ///
     /// # Examples
     ///
     /// ```
     /// use fueltank::{Rate, Tank};
     ///
-    /// let tank = Tank::new(Rate::per_second(10)?);
-    /// let permit = tank.try_acquire().unwrap();
-    /// assert!(tank.try_acquire().is_none());
-    /// permit.spend();
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn try_acquire(&self) -> Option<Permit> {
-        let stamp = self.shared.take_stamped(1)?;
-        Some(Permit::new(self.shared.clone(), stamp))
-    }
-
-    /// Takes one fuel now as [`Fuel`]: the light form of
-    /// [`try_acquire`](Tank::try_acquire) for holders that keep the tank at
-    /// hand. Give it back with [`refund`](Tank::refund); dropped, it is
-    /// spent. `None` if there is none or tasks are waiting.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::new(Rate::per_second(10)?);
-    /// let fuel = tank.try_take().unwrap();
-    /// assert!(tank.try_take().is_none());
-    /// tank.refund(fuel);
-    /// assert!(tank.try_take().is_some());
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(2).build()?;
+    /// let fuel = tank.try_take(2).unwrap();
+    /// assert!(tank.try_take(1).is_none());
+    /// tank.give_back(fuel);
+    /// assert!(tank.try_take(1).is_some());
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     #[inline]
-    pub fn try_take(&self) -> Option<Fuel> {
-        self.take_fuel(1)
-    }
-
-    /// Takes `n` fuel together now as [`Fuel`] (see [`Budget`](crate::Budget)).
-    #[inline]
-    pub(crate) fn take_fuel(&self, n: u64) -> Option<Fuel> {
+    pub fn try_take(&self, n: u64) -> Option<Fuel> {
         let stamp = self.shared.take_stamped(n)?;
         Some(Fuel::new(&self.shared, stamp, n))
     }
 
-    /// Waits in line for `n` fuel for at most `max_wait`, if given (see
-    /// [`Budget::wait`](crate::Budget::wait)).
-    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGrant {
+    /// A wait in line for `n` fuel, for at most `max_wait` (from now) if
+    /// given, emitting the fuel it takes in `emit` if given (a throttle's).
+    #[inline]
+    pub(crate) fn wait<T>(
+        &self,
+        n: u64,
+        max_wait: Option<Duration>,
+        emit: Option<crate::Monitor>,
+    ) -> AwaitFuel<T> {
         let deadline = max_wait.map(|max_wait| {
             self.shared
                 .clock
                 .now_ns()
                 .saturating_add(saturating_ns(max_wait))
         });
-        AwaitGrant::new(self.shared.clone(), n, deadline)
+        AwaitFuel::tank(self.shared.clone(), n, deadline, emit)
     }
 
     /// The most fuel granted together: the capacity under the hardcap.
@@ -307,8 +279,10 @@ impl Tank {
     }
 
     /// Gives back [`Fuel`] taken from this tank and never spent: to the head
-    /// of the line if anyone waits, else to the tank (up to its capacity).
-    /// Fuel from another tank is spent instead, never counted twice.
+    /// of the line if anyone waits, else to the tank (up to its capacity),
+    /// exactly as far as it could not have run into the cap since (see
+    /// [`Fuel`]). Fuel from another tank is spent instead, never counted
+    /// twice. The same as [`Budget::give_back`](crate::Budget::give_back).
     ///
     /// # Examples
     ///
@@ -316,38 +290,15 @@ impl Tank {
     /// use fueltank::{Rate, Tank};
     ///
     /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-    /// let fuel = tank.try_take().unwrap();
-    /// tank.refund(fuel);
+    /// let fuel = tank.try_take(1).unwrap();
+    /// tank.give_back(fuel);
     /// assert_eq!(tank.level(), 1);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
-    pub fn refund(&self, fuel: Fuel) {
-        if fuel.tank_id() == Some(self.shared.id) {
+    pub fn give_back(&self, fuel: Fuel) {
+        if fuel.tank_id() == Some(self.shared.id) && fuel.amount() > 0 {
             self.shared.refund(fuel.amount(), fuel.stamp);
         }
-    }
-
-    /// Waits in line for one fuel, as [`await_fuel`](Tank::await_fuel), and
-    /// resolves to a [`Permit`] for it.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe, as [`await_fuel`](Tank::await_fuel).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// # futures::executor::block_on(async {
-    /// let tank = Tank::new(Rate::per_second(1000)?);
-    /// let permit = tank.acquire().await;
-    /// permit.spend();
-    /// # Ok::<(), fueltank::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub fn acquire(&self) -> Acquire {
-        Acquire::new(self.shared.clone())
     }
 
     /// Waits in line for one fuel and takes it.
@@ -371,7 +322,7 @@ impl Tank {
     /// # }).unwrap();
     /// ```
     pub fn await_fuel(&self) -> AwaitFuel {
-        AwaitFuel::new(self.shared.clone())
+        self.wait(1, None, None)
     }
 
     /// Waits in line for `n` fuel and takes them together.
@@ -396,8 +347,8 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_n(&self, n: u64) -> AwaitFuelN {
-        AwaitFuelN::new(self.shared.clone(), n)
+    pub fn await_fuel_n(&self, n: u64) -> AwaitFuel<Result<(), Error>> {
+        self.wait(n, None, None)
     }
 
     /// Waits in line for one fuel for at most `timeout`; resolves to whether
@@ -423,13 +374,8 @@ impl Tank {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuelTimeout {
-        let deadline = self
-            .shared
-            .clock
-            .now_ns()
-            .saturating_add(saturating_ns(timeout));
-        AwaitFuelTimeout::new(self.shared.clone(), deadline)
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuel<bool> {
+        self.wait(1, Some(timeout), None)
     }
 
     /// Blocks this thread until one fuel is taken. For plain threads: inside

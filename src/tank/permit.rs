@@ -1,94 +1,71 @@
-//! [`Permit`] and [`Fuel`]: fuel taken and not yet spent, which can be
-//! given back.
-
-use std::sync::Arc;
+//! [`Fuel`]: fuel taken and not yet spent, which can be given back.
 
 use super::core::Shared;
 
-/// What a grant remembers, to be given back exactly (see `refunds.rs`): for
-/// `Window` when it leaves the window (`at`), for the other hardcaps the
-/// sequence number of the first take that may cut it short (`at`); and the
-/// rate it was granted under (`rate`).
+/// What a waiter's node or a grant remembers: how to give the grant back
+/// exactly (see `refunds.rs`), or how a queued node stands. `rate` is the
+/// count of rate changes the grant was made under: a rate change spends
+/// every grant before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) at: u64,
-    pub(crate) rate: u64,
+pub(crate) enum Stamp {
+    /// Nothing to give back by: a take of nothing, a take for good, a node
+    /// not yet granted.
+    #[default]
+    None,
+    /// A grant from a bucket of this process (`Limit`, `One`,
+    /// `Unbounded`): the sequence number of the first cut that may cut its
+    /// refund short.
+    Gcra { cut: u64, rate: u64 },
+    /// A `Window` grant: when it leaves the window (window time).
+    Window { leave: u64, rate: u64 },
+    /// A grant from a shared-memory bucket: the shared word as the take
+    /// left it (given back only if it is still that).
+    Host { word: u64 },
+    /// A queued node's scheduled turn in a shared tank: when it is due, and
+    /// the word its grant will leave.
+    Turn { due: u64, word: u64 },
+    /// A node rejected: it asks for more than the tank's `capacity`.
+    Rejected { capacity: u64 },
 }
 
-/// The `rate` of a grant from a shared-memory bucket, whose `at` is the
-/// shared word as the take left it.
-const HOST: u64 = u64::MAX;
-
-impl Stamp {
-    pub(crate) fn host(word: u64) -> Stamp {
-        Stamp {
-            at: word,
-            rate: HOST,
-        }
-    }
-
-    pub(crate) fn host_word(self) -> Option<u64> {
-        (self.rate == HOST).then_some(self.at)
-    }
-}
-
-/// One fuel taken from a [`Tank`](crate::Tank) and not yet spent.
+/// Fuel taken and not yet spent: `n` units from one tank, which can be
+/// given back whole or in part. Taken by [`Tank::try_take`](crate::Tank::try_take)
+/// or [`Budget::try_take`](crate::Budget::try_take) now, or by
+/// [`Budget::wait`](crate::Budget::wait) in the line. Dropped, it is
+/// spent; [`Tank::give_back`](crate::Tank::give_back) (or
+/// [`Budget::give_back`](crate::Budget::give_back)) returns it, and
+/// [`split`](Fuel::split) cuts off the part to return: reserve an
+/// estimate, then give back what was not used. It holds no handle on its
+/// tank (no reference count): the holder keeps the tank at hand.
 ///
-/// [`spend`](Permit::spend) it when the work it paid for happens; dropped
-/// unspent, it gives the fuel back to the tank (to the head of the line, if
-/// anyone waits). This is what a Tower service holds between `poll_ready`
-/// and `call`.
-///
-/// Giving back is exact: the tank is left as if the fuel had never been
-/// taken, whatever other permits, tokens and waiters did meanwhile — except
-/// for the part of it that would have run into the tank's cap since (the
-/// bucket filled up in the meantime), which is spent, never minted. A rate
-/// change spends every fuel taken before it. (A tank in shared memory gives
-/// fuel back only if no take since changed its bucket.)
+/// Giving back is exact: the tank is left as if that fuel had never been
+/// taken, whatever other tokens and waiters took meanwhile — except for the
+/// part that would have run into the tank's cap since (the bucket filled
+/// up in the meantime), which is spent. (Several grants given back against
+/// the same later takes share the room those takes found, as far as the
+/// tank recorded it: `refunds.rs` in the source says the one case it does
+/// not.) A rate change spends
+/// every fuel taken before it. A tank in shared memory takes fuel back only
+/// if no take since changed its bucket (so of a token split in parts, the
+/// first part given back only). Fuel given back to another tank than its
+/// own is spent, never counted twice.
 ///
 /// # Examples
 ///
 /// ```
 /// use fueltank::{Rate, Tank};
 ///
-/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-/// let permit = tank.try_acquire().expect("one fuel to start with");
-/// assert_eq!(tank.level(), 0);
-/// drop(permit); // not spent: the fuel goes back
-/// assert_eq!(tank.level(), 1);
-/// tank.try_acquire().unwrap().spend();
-/// assert_eq!(tank.level(), 0);
+/// let tank = Tank::builder(Rate::per_second(10)?).initial(10).build()?;
+/// let mut fuel = tank.try_take(8).expect("8 of the 10"); // the estimate
+/// assert_eq!(tank.level(), 2);
+/// let used = 5;
+/// tank.give_back(fuel.split(8 - used)); // the 3 not used go back
+/// assert_eq!(tank.level(), 5);
+/// assert_eq!(fuel.amount(), 5);
+/// fuel.spend(); // the same as dropping it
 /// # Ok::<(), fueltank::Error>(())
 /// ```
-#[must_use = "dropping a permit gives its fuel back; call `spend` to use it"]
-#[derive(Debug)]
-pub struct Permit {
-    shared: Option<Arc<Shared>>,
-    stamp: Stamp,
-}
-
-/// Fuel taken by [`Tank::try_take`](crate::Tank::try_take) (one) or
-/// [`Budget::try_take`](crate::Budget::try_take) (any amount) and not yet
-/// spent, held without a handle on its tank: no reference count, 32 bytes.
-/// Give it back with [`Tank::refund`](crate::Tank::refund) or
-/// [`Budget::give_back`](crate::Budget::give_back); dropped, it is spent.
-///
-/// It is the light form of a [`Permit`], for holders that keep the tank at
-/// hand anyway (a Tower service between `poll_ready` and `call`).
-///
-/// # Examples
-///
-/// ```
-/// use fueltank::{Rate, Tank};
-///
-/// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-/// let fuel = tank.try_take().unwrap();
-/// assert_eq!(tank.level(), 0);
-/// tank.refund(fuel);
-/// assert_eq!(tank.level(), 1);
-/// # Ok::<(), fueltank::Error>(())
-/// ```
-#[must_use = "dropping fuel spends it; give it back with `Tank::refund`"]
+#[must_use = "dropping fuel spends it; give it back with `Tank::give_back`"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Fuel {
     /// Which tank it came from: a number no other tank of the process has.
@@ -117,7 +94,7 @@ impl Fuel {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Budget, Fuel, Rate, Tank};
+    /// use fueltank::{Fuel, Rate, Tank};
     ///
     /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
     /// tank.give_back(Fuel::taken(1)); // not this tank's: nothing comes back
@@ -128,7 +105,7 @@ impl Fuel {
     pub const fn taken(n: u64) -> Fuel {
         Fuel {
             tank: NO_TANK,
-            stamp: Stamp { at: 0, rate: 0 },
+            stamp: Stamp::None,
             n,
         }
     }
@@ -140,12 +117,38 @@ impl Fuel {
     /// ```
     /// use fueltank::{Rate, Tank};
     ///
-    /// let tank = Tank::new(Rate::per_second(10)?);
-    /// assert_eq!(tank.try_take().unwrap().amount(), 1);
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(3).build()?;
+    /// assert_eq!(tank.try_take(3).unwrap().amount(), 3);
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub const fn amount(&self) -> u64 {
         self.n
+    }
+
+    /// Splits `n` of this fuel off (all of it if it holds less), as fuel of
+    /// its own that can be given back as this can; this keeps the rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(4).build()?;
+    /// let mut fuel = tank.try_take(4).unwrap();
+    /// let part = fuel.split(1);
+    /// assert_eq!((fuel.amount(), part.amount()), (3, 1));
+    /// tank.give_back(part);
+    /// assert_eq!(tank.level(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn split(&mut self, n: u64) -> Fuel {
+        let n = n.min(self.n);
+        self.n -= n;
+        Fuel {
+            tank: self.tank,
+            stamp: self.stamp,
+            n,
+        }
     }
 
     /// The tank this fuel came from, and what it needs to be given back
@@ -162,62 +165,8 @@ impl Fuel {
     /// use fueltank::{Rate, Tank};
     ///
     /// let tank = Tank::new(Rate::per_second(10)?);
-    /// tank.try_take().unwrap().spend();
+    /// tank.try_take(1).unwrap().spend();
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn spend(self) {}
-}
-
-impl Permit {
-    pub(crate) fn new(shared: Arc<Shared>, stamp: Stamp) -> Permit {
-        Permit {
-            shared: Some(shared),
-            stamp,
-        }
-    }
-
-    /// Spends the fuel: it is gone for good.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::new(Rate::per_second(10)?);
-    /// if let Some(permit) = tank.try_acquire() {
-    ///     permit.spend();
-    /// }
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn spend(mut self) {
-        self.shared = None;
-    }
-
-    /// Turns the permit into [`Fuel`], which does not hold the tank: the
-    /// fuel stays taken, to be spent or given back with
-    /// [`Tank::refund`](crate::Tank::refund).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-    /// let fuel = tank.try_acquire().unwrap().into_fuel();
-    /// tank.refund(fuel);
-    /// assert_eq!(tank.level(), 1);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn into_fuel(mut self) -> Fuel {
-        let shared = self.shared.take().expect("a live permit holds its tank");
-        Fuel::new(&shared, self.stamp, 1)
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            shared.refund(1, self.stamp);
-        }
-    }
 }

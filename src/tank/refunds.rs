@@ -1,7 +1,7 @@
 //! [`Refunds`]: giving fuel back exactly.
 //!
-//! Fuel taken and never spent comes back: a dropped [`Permit`](crate::Permit),
-//! [`Tank::refund`](crate::Tank::refund), a waiter dropped after its grant.
+//! Fuel taken and never spent comes back: [`Tank::give_back`](crate::Tank::give_back)
+//! (of a whole token or a part of one), a waiter dropped after its grant.
 //! Under `Window` that is exact by construction (the grant leaves the log).
 //! Under `Unbounded` too: there is no cap, so `tat −= n·T` undoes the take
 //! whatever happened since. Under `Limit` and `One` the cap makes it subtle.
@@ -20,7 +20,9 @@
 //! min(n·T, headroom of every take since the grant)
 //! ```
 //!
-//! and that is exactly what goes back (a fraction of a fuel included). Fuel
+//! and that is exactly what goes back (a fraction of a fuel included); the
+//! cuts since keep that much less headroom, so two grants given back
+//! against one cut share its room instead of each getting all of it. Fuel
 //! that accrues beyond the cap *between* takes needs nothing: the next take
 //! forgets it anyway, given back or not. So a refund is exact whatever other
 //! permits, tokens and waiters did, and can never mint fuel.
@@ -58,13 +60,23 @@
 //! one cut with no headroom at the latest number taken.
 //!
 //! A rate change ends it all: fuel granted under another rate is spent.
+//!
+//! # What is not exact
+//!
+//! The guard is the largest grant, not the sum of the grants that may come
+//! back: a take with room for the largest but not for all of them is not a
+//! cut, and if several of them then come back, together they may return
+//! more than the room it found (each alone is exact). Recording those
+//! takes would send nearly every take of a busy tank to the lock (the sum
+//! of every grant since the last cut, spent or not, soon exceeds the
+//! headroom), so it is left open; one grant, whole or in parts, is exact.
 
 use super::permit::Stamp;
 
 /// Cuts remembered at most.
 const MAX_CUTS: usize = 32;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Refunds {
     /// Rate changes so far.
     rate: u64,
@@ -101,35 +113,53 @@ impl Refunds {
     /// A grant of `span` ticks (`n·T`) that may come back: its stamp.
     pub(crate) fn stamp(&mut self, span: i128) -> Stamp {
         self.guard = self.guard.max(span);
-        Stamp {
-            at: self.next,
+        Stamp::Gcra {
+            cut: self.next,
             rate: self.rate,
         }
     }
 
     /// The stamp of a `Window` grant that leaves the window at `leave`.
     pub(crate) fn stamp_window(&self, leave: u64) -> Stamp {
-        Stamp {
-            at: leave,
+        Stamp::Window {
+            leave,
             rate: self.rate,
         }
     }
 
-    /// Whether `stamp` was made under the current rate.
-    pub(crate) fn current(&self, stamp: Stamp) -> bool {
-        stamp.rate == self.rate
+    /// When a `Window` grant stamped `stamp` leaves the window, if it was
+    /// made under the current rate.
+    pub(crate) fn window_leave(&self, stamp: Stamp) -> Option<u64> {
+        match stamp {
+            Stamp::Window { leave, rate } if rate == self.rate => Some(leave),
+            _ => None,
+        }
     }
 
-    /// How many of the `span` ticks granted with `stamp` can go back.
-    pub(crate) fn give_back(&self, span: i128, stamp: Stamp) -> i128 {
-        if !self.current(stamp) {
+    /// How many of the `span` ticks granted with `stamp` can go back; the
+    /// cuts since the grant keep that much less room for the grants that
+    /// come back after it (two given back against one cut share its room).
+    pub(crate) fn give_back(&mut self, span: i128, stamp: Stamp) -> i128 {
+        let Stamp::Gcra { cut, rate } = stamp else {
+            return 0;
+        };
+        if rate != self.rate {
             return 0;
         }
-        let first = self.cuts.partition_point(|&(seq, _)| seq < stamp.at);
-        match self.cuts.get(first) {
-            Some(&(_, headroom)) => span.min(headroom).max(0),
-            None => span,
+        let first = self.cuts.partition_point(|&(seq, _)| seq < cut);
+        let Some(&(_, headroom)) = self.cuts.get(first) else {
+            return span;
+        };
+        let back = span.min(headroom).max(0);
+        for cut in &mut self.cuts[first..] {
+            cut.1 -= back;
         }
+        // Older cuts with as much room as the least since are irrelevant
+        // again (headroom strictly increasing).
+        let least = self.cuts[first].1;
+        let older = self.cuts[..first].partition_point(|&(_, h)| h < least);
+        self.cuts.drain(older..first);
+        back
     }
 
     /// The rate changed: every grant before is spent.
@@ -196,15 +226,31 @@ mod tests {
         let a = refunds.stamp(10);
         refunds.on_take(4);
         let b = refunds.stamp(10);
-        assert_eq!(refunds.give_back(10, a), 4);
-        assert_eq!(refunds.give_back(10, b), 10);
         refunds.on_take(7);
-        assert_eq!(refunds.give_back(10, a), 4, "the least headroom since");
-        assert_eq!(refunds.give_back(10, b), 7);
+        assert_eq!(
+            refunds.clone().give_back(10, a),
+            4,
+            "the least headroom since"
+        );
+        assert_eq!(refunds.clone().give_back(10, b), 7);
         refunds.on_take(1);
         assert_eq!(refunds.cuts.len(), 1, "older cuts with more room go");
-        assert_eq!(refunds.give_back(10, a), 1);
-        assert_eq!(refunds.give_back(10, b), 1);
+        assert_eq!(refunds.clone().give_back(10, a), 1);
+        assert_eq!(refunds.clone().give_back(10, b), 1);
+    }
+
+    #[test]
+    fn grants_given_back_against_one_cut_share_its_room() {
+        let mut refunds = Refunds::default();
+        let a = refunds.stamp(10);
+        let b = refunds.stamp(10);
+        refunds.on_take(4);
+        let c = refunds.stamp(10);
+        refunds.on_take(9);
+        assert_eq!(refunds.give_back(10, a), 4);
+        assert_eq!(refunds.give_back(10, b), 0, "a used the room");
+        assert_eq!(refunds.give_back(10, c), 5, "9 less the 4 a took back");
+        assert_eq!(refunds.give_back(10, c), 0);
     }
 
     #[test]
@@ -217,7 +263,7 @@ mod tests {
         }
         assert_eq!(refunds.cuts.len(), MAX_CUTS);
         for (stamp, h) in stamps {
-            let back = refunds.give_back(1000, stamp);
+            let back = refunds.clone().give_back(1000, stamp);
             assert!(back <= h, "{back} > {h}");
         }
     }

@@ -133,8 +133,10 @@ impl Linked {
     /// See the type's docs.
     pub(crate) unsafe fn turn(&self) -> Option<(u64, u64)> {
         // SAFETY: alive, under the core lock (the caller's contract).
-        let stamp = unsafe { self.node().stamp.with(|s| *s) };
-        (stamp.rate != 0).then_some((stamp.rate, stamp.at))
+        match unsafe { self.node().stamp.with(|s| *s) } {
+            Stamp::Turn { due, word } => Some((due, word)),
+            _ => None,
+        }
     }
 
     /// Records its scheduled turn (see [`Linked::turn`]).
@@ -144,12 +146,8 @@ impl Linked {
     /// See the type's docs.
     pub(crate) unsafe fn set_turn(&self, turn: Option<(u64, u64)>) {
         let stamp = match turn {
-            // (A due time of 0 would read as none: the clock's first ns.)
-            Some((due, word)) => Stamp {
-                at: word,
-                rate: due.max(1),
-            },
-            None => Stamp::default(),
+            Some((due, word)) => Stamp::Turn { due, word },
+            None => Stamp::None,
         };
         // SAFETY: alive, under the core lock (the caller's contract).
         unsafe { self.node().stamp.with_mut(|s| *s = stamp) }

@@ -224,8 +224,8 @@ impl Word {
             true => p.stamp_at.fetch_add(1, Ordering::AcqRel).wrapping_add(1),
             false => p.stamp_at.load(Ordering::Acquire),
         };
-        Stamp {
-            at,
+        Stamp::Gcra {
+            cut: at,
             rate: p.stamp_rate.load(Ordering::Acquire),
         }
     }
@@ -483,12 +483,8 @@ mod loom_tests {
         guard_race(
             |_| (0, true, 1),
             |grant, guard| {
-                if let Fast::Taken(stamp) = grant {
-                    assert!(
-                        stamp.at == 0 || guard >= 10,
-                        "at {} guard {guard}",
-                        stamp.at
-                    );
+                if let Fast::Taken(Stamp::Gcra { cut, .. }) = grant {
+                    assert!(cut == 0 || guard >= 10, "at {cut} guard {guard}");
                 }
             },
         );
@@ -524,7 +520,7 @@ mod loom_tests {
                 let mut refunds = Refunds::default();
                 refunds.raise_guard(i128::from(word.guard()));
                 refunds.cuts_without_lock(word.stamp_at());
-                let back = refunds.give_back(10, Stamp { at: 0, rate: 0 });
+                let back = refunds.give_back(10, Stamp::Gcra { cut: 0, rate: 0 });
                 if tat != 90 {
                     assert_eq!(back, 0, "the take from the full bucket came first");
                 }
@@ -533,8 +529,8 @@ mod loom_tests {
                 let tat = u64::try_from(i128::from(tat) - back).unwrap();
                 word.publish(&mut published, params, tat, false);
             }
-            if let Fast::Taken(stamp) = grant.join().unwrap() {
-                assert!(stamp.at >= 1, "the grant comes after its own cut");
+            if let Fast::Taken(Stamp::Gcra { cut, .. }) = grant.join().unwrap() {
+                assert!(cut >= 1, "the grant comes after its own cut");
             }
         });
     }

@@ -1,16 +1,12 @@
 //! [`Throttle`]: a tank and a monitor configured together.
 
 mod builder;
-mod fuel;
 
 use std::time::{Duration, Instant};
 
 pub use builder::ThrottleBuilder;
-pub use fuel::ThrottleFuel;
 
-use crate::{
-    AwaitFuel, AwaitFuelN, AwaitFuelTimeout, Error, Monitor, Rate, Snapshots, Stat, Summary, Tank,
-};
+use crate::{AwaitFuel, Error, Monitor, Rate, Snapshots, Stat, Summary, Tank};
 
 /// A [`Tank`] and a [`Monitor`] configured together: the fuel methods of
 /// the one, the statistics of the other, and each fuel taken counted as an
@@ -82,11 +78,16 @@ impl Throttle {
         }
     }
 
-    /// The emit-on-take rule for a wait: `wait` on the tank (none without
-    /// one), and with `auto_emit` the emission of the `n` fuel it takes.
-    pub(crate) fn fuel<F>(&self, wait: impl FnOnce(&Tank) -> F, n: u64) -> ThrottleFuel<F> {
+    /// The emit-on-take rule for a wait: for `n` on the tank (granted at
+    /// once without one), for at most `max_wait` if given, and with
+    /// `auto_emit` the emission of the fuel it takes.
+    #[inline]
+    pub(crate) fn wait<T>(&self, n: u64, max_wait: Option<Duration>) -> AwaitFuel<T> {
         let emit = self.monitor.clone().filter(|_| self.auto_emit);
-        ThrottleFuel::new(self.tank.as_ref().map(wait), n, emit)
+        match &self.tank {
+            Some(tank) => tank.wait(n, max_wait, emit),
+            None => AwaitFuel::unlimited(n, emit),
+        }
     }
 
     /// The emit-on-take rule for a take now.
@@ -157,8 +158,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel(&self) -> ThrottleFuel<AwaitFuel> {
-        self.fuel(Tank::await_fuel, 1)
+    pub fn await_fuel(&self) -> AwaitFuel {
+        self.wait(1, None)
     }
 
     /// Waits in line for `n` fuel and takes them together; see
@@ -180,8 +181,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_n(&self, n: u64) -> ThrottleFuel<AwaitFuelN> {
-        self.fuel(|tank| tank.await_fuel_n(n), n)
+    pub fn await_fuel_n(&self, n: u64) -> AwaitFuel<Result<(), Error>> {
+        self.wait(n, None)
     }
 
     /// Waits in line for one fuel for at most `timeout`; see
@@ -204,8 +205,8 @@ impl Throttle {
     /// # Ok::<(), fueltank::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn await_fuel_timeout(&self, timeout: Duration) -> ThrottleFuel<AwaitFuelTimeout> {
-        self.fuel(|tank| tank.await_fuel_timeout(timeout), 1)
+    pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitFuel<bool> {
+        self.wait(1, Some(timeout))
     }
 
     /// Blocks this thread until one fuel is taken; for plain threads.

@@ -151,11 +151,8 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
     let mut group = c.benchmark_group("tank");
     let tank = full_tank();
     group.bench_function("has_fuel", |b| b.iter(|| black_box(tank.has_fuel())));
-    group.bench_function("try_acquire_spend", |b| {
-        b.iter(|| tank.try_acquire().map(|permit| permit.spend()))
-    });
     group.bench_function("try_take_spend", |b| {
-        b.iter(|| tank.try_take().map(|fuel| fuel.spend()))
+        b.iter(|| tank.try_take(1).map(|fuel| fuel.spend()))
     });
     let monitor = fueltank::Monitor::new();
     group.bench_function("monitor_emit", |b| b.iter(|| monitor.emit()));
