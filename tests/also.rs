@@ -396,7 +396,8 @@ fn run(hardcap: Hardcap, rates: Vec<(u64, u64)>, ops: Vec<Op>) -> Result<(), Tes
         Hardcap::Unbounded => 1 << 48,
         _ => rates.iter().map(|r| r.0).min().unwrap(),
     };
-    let mut waiters: Vec<(usize, Pin<Box<AwaitFuel<Result<(), Error>>>>)> = Vec::new();
+    type Wait = Pin<Box<AwaitFuel<Result<(), Error>>>>;
+    let mut waiters: Vec<(usize, Wait)> = Vec::new();
     let mut tokens: Vec<Fuel> = Vec::new();
     let mut next = 0;
     for op in ops {
