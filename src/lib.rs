@@ -34,7 +34,7 @@
 //! | [`Error`] | the one error type |
 //!
 //! The refill algorithm is explained once, in the source of `tank/bucket.rs`;
-//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/core.rs`;
+//! the lock-free path in `tank/word.rs`; the waiters' line in `tank/line.rs`;
 //! keys in `keyed/mod.rs`; the monitor's emit path in `monitor/mod.rs`. Tower
 //! middleware is in the companion crate `fueltank-tower`.
 //!

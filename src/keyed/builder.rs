@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use super::{KeyedTank, RateBy, Shard, Shared};
+use super::{KeyTable, KeyedTank, RateBy, Shard};
 use crate::clock::{Clock, ClockSource};
 use crate::{Error, Hardcap, Rate};
 
@@ -244,7 +244,7 @@ impl<K> KeyedTankBuilder<K> {
                 accepted: "at least 1",
             });
         }
-        let mut shared = Shared {
+        let mut shared = KeyTable {
             base: self.rate,
             hardcap: self.hardcap,
             burst: self.burst,

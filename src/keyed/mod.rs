@@ -93,7 +93,7 @@ use crate::{AwaitFuel, Hardcap, Rate, Tank};
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 pub struct KeyedTank<K> {
-    shared: Arc<Shared>,
+    shared: Arc<KeyTable>,
     rate_by: Option<Arc<RateBy<K>>>,
     _keys: PhantomData<fn(&K)>,
 }
@@ -104,7 +104,9 @@ type RateBy<K> = dyn Fn(&K) -> Rate + Send + Sync;
 /// Asked when a key's state is created: its own rate, if `rate_by` gives one.
 type Own<'a> = &'a dyn Fn() -> Option<Rate>;
 
-struct Shared {
+/// What every handle of a keyed tank shares: the keys, in shards, and what
+/// a key's state is made from.
+struct KeyTable {
     /// The builder's rate: a key `rate_by` gives it is at the tank's rate
     /// (each shard's `rate`, which `set_rate` changes).
     base: Rate,
@@ -484,7 +486,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A key's state as read by [`Shared::inspect`]: an idle bucket comes with
+/// A key's state as read by [`KeyTable::inspect`]: an idle bucket comes with
 /// the most fuel its key is granted together.
 enum State<'a> {
     Live(Tank),
@@ -534,7 +536,7 @@ impl KeyRate {
     }
 }
 
-impl Shared {
+impl KeyTable {
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
         // The high bits: the map itself indexes by the low ones.
         let index = ((hash >> 32) as usize) % self.shards.len();
@@ -704,7 +706,7 @@ impl Shard {
     }
 
     /// The value of `key`, inserting a new key (and making room) if needed.
-    fn value(&mut self, key: u64, now: u64, shared: &Shared, own: Own<'_>) -> Value {
+    fn value(&mut self, key: u64, now: u64, shared: &KeyTable, own: Own<'_>) -> Value {
         self.ops += 1;
         if self.ops >= self.map.len().max(64) {
             self.sweep(now, shared);
@@ -789,7 +791,7 @@ impl Shard {
     }
 
     /// A live tank for a new key of a rate too fine for a map entry.
-    fn new_live(&self, key: u64, now: u64, rate: &KeyRate, shared: &Shared) -> Tank {
+    fn new_live(&self, key: u64, now: u64, rate: &KeyRate, shared: &KeyTable) -> Tank {
         let tat = self.start_tat(key, now, rate);
         Tank::from_gcra(
             rate.rate,
@@ -832,7 +834,7 @@ impl Shard {
     /// Every key at the tank's rate moves to `rate` at `now`, keeping its
     /// fuel (capped to the new capacity) with no burst, as
     /// [`Tank::set_rate`]; keys with a rate of their own keep it.
-    fn set_rate(&mut self, now: u64, rate: KeyRate, shared: &Shared) {
+    fn set_rate(&mut self, now: u64, rate: KeyRate, shared: &KeyTable) {
         let old = self.rate;
         // Back as far as a full bucket of the new rate reaches, so that no
         // idle `tat` falls below tick 0.
@@ -880,7 +882,7 @@ impl Shard {
     /// Forgets keys that are exactly like fresh ones, turns live tanks
     /// nobody holds back into idle keys, and moves the epoch on when idle
     /// ticks grow large.
-    fn sweep(&mut self, now: u64, shared: &Shared) {
+    fn sweep(&mut self, now: u64, shared: &KeyTable) {
         self.ops = 0;
         let rate = self.rate;
         let (s, _) = rate.scale;
@@ -967,7 +969,7 @@ impl Shard {
     /// Makes room for a new key in a full shard: a sweep, then if needed
     /// evicting the eighth of keys that differ least from a fresh one,
     /// their debts kept in the debt table.
-    fn make_room(&mut self, now: u64, shared: &Shared) {
+    fn make_room(&mut self, now: u64, shared: &KeyTable) {
         self.sweep(now, shared);
         if self.map.len() < self.cap {
             return;
@@ -991,7 +993,7 @@ impl Shard {
     /// A key's state as it would be idle: a `tat` in this shard's ticks of
     /// its rate, or a log; `None` for a tank held by a waiter or a permit
     /// (paid for by its holders, never evicted).
-    fn idle_state(&self, stored: u64, shared: &Shared) -> Option<IdleState> {
+    fn idle_state(&self, stored: u64, shared: &KeyTable) -> Option<IdleState> {
         match kind(stored) {
             Kind::Live(index) => {
                 let tank = &self.live.get_ref(index).tank;
@@ -1020,7 +1022,7 @@ impl Shard {
 
     /// How far a key is from a fresh one (what evicting it would change);
     /// `None` if it cannot be evicted.
-    fn distance(&self, stored: u64, now: u64, shared: &Shared) -> Option<u128> {
+    fn distance(&self, stored: u64, now: u64, shared: &KeyTable) -> Option<u128> {
         let initial = self.rate.initial;
         if let Kind::Window(index) = kind(stored) {
             // Without a clone: the common `Window` case.
@@ -1034,7 +1036,7 @@ impl Shard {
     }
 
     /// Evicts `key`, keeping its debt if it owes fuel.
-    fn evict(&mut self, key: u64, now: u64, shared: &Shared) {
+    fn evict(&mut self, key: u64, now: u64, shared: &KeyTable) {
         let Some(&stored) = self.map.get(&key) else {
             return;
         };
@@ -1226,7 +1228,7 @@ impl Hasher for KeyHash {
 /// The start of a wait on a key (see [`AwaitFuel`]): the fuel is taken at
 /// the first poll if the key has it, else the wait joins its tank's line.
 pub(crate) struct KeyStart {
-    shared: Arc<Shared>,
+    shared: Arc<KeyTable>,
     hash: u64,
     /// `rate_by`'s answer for the key, if the tank has one.
     own: Option<Rate>,

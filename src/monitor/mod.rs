@@ -131,12 +131,12 @@ use window::Slots;
 /// ```
 #[derive(Clone)]
 pub struct Monitor {
-    shared: Arc<Shared>,
+    shared: Arc<View>,
 }
 
 /// One process's handle on a monitor's [`State`]: where it lives, and the
 /// process's own view of it (its clock, its refresh).
-struct Shared {
+struct View {
     place: Place,
     clock: ClockSource,
     /// The window's slots, derived from `window_ns`.
@@ -261,7 +261,7 @@ impl Monitor {
 
     fn in_place(place: Place, clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {
         Monitor {
-            shared: Arc::new(Shared {
+            shared: Arc::new(View {
                 place,
                 clock,
                 slots: Slots::of(window_ns),
@@ -656,7 +656,7 @@ fn saturating_add(counter: &AtomicU64, n: u64) {
     });
 }
 
-impl Shared {
+impl View {
     #[inline(always)]
     fn state(&self) -> &State {
         self.place.state()

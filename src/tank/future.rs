@@ -10,7 +10,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::core::{Enqueued, Outcome, Shared};
+use super::line::{Enqueued, Line, Outcome};
 use super::permit::Fuel;
 use super::waiters::{GRANTED, Node};
 use crate::keyed::KeyStart;
@@ -117,7 +117,7 @@ enum Phase {
 #[derive(Debug)]
 enum Source {
     /// A tank's line.
-    Tank(Arc<Shared>),
+    Tank(Arc<Line>),
     /// A key of a [`KeyedTank`](crate::KeyedTank): taken at the first poll
     /// if the key has it, else its tank's line.
     Key(KeyStart),
@@ -215,7 +215,7 @@ impl<T> AwaitFuel<T> {
     /// emitting the fuel it takes in `emit` if given.
     #[inline]
     pub(crate) fn tank(
-        shared: Arc<Shared>,
+        shared: Arc<Line>,
         n: u64,
         deadline: Option<u64>,
         emit: Option<Monitor>,

@@ -1,19 +1,19 @@
 //! [`Tank`]: fuel refilled at a [`Rate`], spent before work.
 //!
 //! The refill algorithm is in `bucket.rs`, the lock-free `has_fuel` in
-//! `word.rs`, the line of waiters and its driver in `core.rs` and
+//! `word.rs`, the line of waiters and its driver in `line.rs` and
 //! `waiters.rs`.
 
 pub(crate) mod bucket;
 mod builder;
-mod core;
 mod future;
 mod gcra;
 mod hardcap;
 #[cfg(feature = "shared-memory")]
 mod host;
+mod line;
 // Without shared memory, a type with no value stands for the shared state:
-// `core.rs`'s branches on it are unreachable, and compiled away.
+// `line.rs`'s branches on it are unreachable, and compiled away.
 #[cfg(not(feature = "shared-memory"))]
 #[path = "no_host.rs"]
 mod host;
@@ -31,7 +31,7 @@ pub use future::{AwaitFuel, WaitOutput};
 pub use hardcap::Hardcap;
 pub use permit::Fuel;
 
-use self::core::Shared;
+use self::line::Line;
 use crate::clock::{ClockSource, saturating_ns};
 use crate::{Error, Rate};
 
@@ -68,7 +68,7 @@ use crate::{Error, Rate};
 /// ```
 #[derive(Clone)]
 pub struct Tank {
-    shared: Arc<Shared>,
+    shared: Arc<Line>,
 }
 
 impl Tank {
@@ -144,7 +144,7 @@ impl Tank {
         crate::shm::remove(&name.into(), crate::shm::Kind::Tank)
     }
 
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Tank {
+    pub(crate) fn from_shared(shared: Arc<Line>) -> Tank {
         Tank { shared }
     }
 
@@ -162,13 +162,13 @@ impl Tank {
         let cap = hardcap.capacity(rate.max_n(), burst);
         let gcra = bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat);
         let bucket = bucket::Bucket::Gcra(gcra);
-        Tank::from_shared(Shared::with_bucket(rate, hardcap, burst, bucket, 0, clock))
+        Tank::from_shared(Line::with_bucket(rate, hardcap, burst, bucket, 0, clock))
     }
 
     /// A `Window` tank whose log is `window`.
     pub(crate) fn from_window(rate: Rate, window: bucket::Window, clock: ClockSource) -> Tank {
         let bucket = bucket::Bucket::Window(window);
-        Tank::from_shared(Shared::with_bucket(
+        Tank::from_shared(Line::with_bucket(
             rate,
             Hardcap::Window,
             None,
@@ -753,8 +753,8 @@ fn build(options: Options) -> Result<Tank, Error> {
         let initial = initial.unwrap_or(full);
         let host = host_bucket(&name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
-        // (Its correction never follows the timer: see `Shared::follow_timer`.)
-        return Ok(Tank::from_shared(Shared::with_bucket(
+        // (Its correction never follows the timer: see `Line::follow_timer`.)
+        return Ok(Tank::from_shared(Line::with_bucket(
             rate,
             hardcap,
             burst,
@@ -763,7 +763,7 @@ fn build(options: Options) -> Result<Tank, Error> {
             ClockSource::Host,
         )));
     }
-    let shared = Shared::new(rate, &also, hardcap, burst, initial, correction, clock);
+    let shared = Line::new(rate, &also, hardcap, burst, initial, correction, clock);
     if adapts {
         shared.follow_timer();
     }

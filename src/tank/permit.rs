@@ -1,6 +1,6 @@
 //! [`Fuel`]: fuel taken and not yet spent, which can be given back.
 
-use super::core::Shared;
+use super::line::Line;
 
 /// What a waiter's node or a grant remembers: how to give the grant back
 /// exactly (see `refunds.rs`), or how a queued node stands. `rate` is the
@@ -78,7 +78,7 @@ pub struct Fuel {
 const NO_TANK: u64 = u64::MAX;
 
 impl Fuel {
-    pub(crate) fn new(shared: &Shared, stamp: Stamp, n: u64) -> Fuel {
+    pub(crate) fn new(shared: &Line, stamp: Stamp, n: u64) -> Fuel {
         Fuel {
             tank: shared.id,
             stamp,

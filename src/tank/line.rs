@@ -22,7 +22,7 @@
 //! asked, and no process's timer can take another's fuel (but under
 //! `Hardcap::One`: see [`Core::takes_turns`]).
 //!
-//! Every operation under the lock ends the same way (see [`Shared::locked`]):
+//! Every operation under the lock ends the same way (see [`Line::locked`]):
 //! drive the line, then either keep the state in the core (waiters queued,
 //! paused, `Window`, or a rate beyond the word) or hand it back to the word.
 
@@ -44,7 +44,7 @@ use crate::sync::{Mutex, lock};
 use crate::timer::Timer;
 use crate::{Hardcap, Rate};
 
-pub(crate) struct Shared {
+pub(crate) struct Line {
     pub(crate) word: Word,
     pub(crate) clock: ClockSource,
     /// The bucket in shared memory, for takes without the lock.
@@ -129,7 +129,7 @@ pub(crate) enum Outcome {
     TimedOut,
 }
 
-impl Shared {
+impl Line {
     /// A tank of `rate` and the rates `also`, each holding `initial` fuel
     /// (`None`: full under `Window`, else one).
     pub(crate) fn new(
@@ -140,7 +140,7 @@ impl Shared {
         initial: Option<u64>,
         correction: u64,
         clock: ClockSource,
-    ) -> Arc<Shared> {
+    ) -> Arc<Line> {
         let now = clock.now_ns();
         let bucket = |rate: Rate, burst| {
             let full = if hardcap == Hardcap::Window {
@@ -152,7 +152,7 @@ impl Shared {
         };
         let also = also.iter().map(|&r| (r, bucket(r, None))).collect();
         let bucket = bucket(rate, burst);
-        Shared::with_buckets(rate, hardcap, burst, bucket, also, correction, clock)
+        Line::with_buckets(rate, hardcap, burst, bucket, also, correction, clock)
     }
 
     /// A tank whose bucket is already in a given state.
@@ -163,8 +163,8 @@ impl Shared {
         bucket: Bucket,
         correction: u64,
         clock: ClockSource,
-    ) -> Arc<Shared> {
-        Shared::with_buckets(rate, hardcap, burst, bucket, Vec::new(), correction, clock)
+    ) -> Arc<Line> {
+        Line::with_buckets(rate, hardcap, burst, bucket, Vec::new(), correction, clock)
     }
 
     fn with_buckets(
@@ -175,7 +175,7 @@ impl Shared {
         also: Vec<(Rate, Bucket)>,
         correction: u64,
         clock: ClockSource,
-    ) -> Arc<Shared> {
+    ) -> Arc<Line> {
         // A manual clock's timers are exact, and spinning on it (or on
         // tokio's paused time) would never end.
         let correction = if clock.may_stand_still() {
@@ -188,7 +188,7 @@ impl Shared {
             _ => None,
         }
         .cloned();
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+        let shared = Arc::new_cyclic(|weak: &Weak<Line>| Line {
             word: Word::new(),
             host,
             multi: !also.is_empty(),
@@ -234,7 +234,7 @@ impl Shared {
         self.locked_with(false, |core, now, _| op(core, now)).0
     }
 
-    /// As [`Shared::locked`], with `op` given the list of wakers to wake
+    /// As [`Line::locked`], with `op` given the list of wakers to wake
     /// once unlocked; with `spin`, the line's head may be due within the
     /// timer correction, and then its due time is returned for the caller
     /// to wait out before driving again.
@@ -287,7 +287,7 @@ impl Shared {
         }
     }
 
-    /// As [`Shared::take`], with the grant's stamp, so that the fuel can be
+    /// As [`Line::take`], with the grant's stamp, so that the fuel can be
     /// given back.
     #[inline(always)]
     pub(crate) fn take_stamped(&self, n: u64) -> Option<Stamp> {
@@ -503,7 +503,7 @@ impl Shared {
     ///
     /// # Safety
     ///
-    /// `node` is pinned and in no list, and its owner calls [`Shared::cancel`]
+    /// `node` is pinned and in no list, and its owner calls [`Line::cancel`]
     /// (or observes a final state) before dropping it.
     pub(crate) unsafe fn enqueue(
         &self,
@@ -569,7 +569,7 @@ impl Shared {
     ///
     /// # Safety
     ///
-    /// `node` was queued by [`Shared::enqueue`] and is still alive.
+    /// `node` was queued by [`Line::enqueue`] and is still alive.
     pub(crate) unsafe fn poll_queued(&self, node: NonNull<Node>, waker: &Waker) -> Poll<Outcome> {
         let mut core = lock(&self.core);
         // SAFETY: alive (caller's contract).
@@ -589,7 +589,7 @@ impl Shared {
     ///
     /// # Safety
     ///
-    /// As for [`Shared::poll_queued`].
+    /// As for [`Line::poll_queued`].
     pub(crate) unsafe fn expire(&self, node: NonNull<Node>) -> Outcome {
         self.locked_with(false, |core, _, wakers| {
             core.drive(&self.clock, &self.driver, wakers, false);
@@ -612,7 +612,7 @@ impl Shared {
     ///
     /// # Safety
     ///
-    /// As for [`Shared::poll_queued`].
+    /// As for [`Line::poll_queued`].
     pub(crate) unsafe fn cancel(&self, node: NonNull<Node>) {
         self.locked(|core, _| {
             // SAFETY: alive (caller's contract).
@@ -631,9 +631,9 @@ impl Shared {
     }
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Line {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("Line")
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -1220,7 +1220,7 @@ impl Core {
 const HOST_POLL: u64 = 10_000_000;
 
 /// The tank's timer wakes this, which runs the driver.
-struct Driver(Weak<Shared>);
+struct Driver(Weak<Line>);
 
 impl Wake for Driver {
     fn wake(self: Arc<Self>) {
