@@ -1,22 +1,38 @@
 //! [`TankConfig`]: a tank's options as a service's configuration holds
 //! them.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::Hash;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Hardcap, Rate, Tank, TankBuilder};
+use crate::{Error, Hardcap, KeyedTank, KeyedTankBuilder, Rate, Tank, TankBuilder};
 
 /// A tank's options, as read from a service's configuration (TOML, JSON,
 /// environment): the rate as its string, the hardcap by name, and the
 /// optional rest. Unknown fields are errors, so a misspelt option is not
-/// silently ignored.
+/// silently ignored. One struct describes every kind: a [`Tank`]
+/// ([`build`](TankConfig::build)), a [`KeyedTank`]
+/// ([`build_keyed`](TankConfig::build_keyed)), a tank shared by the
+/// host's processes (`shared_memory`), and (through fueltank-redis's
+/// builders, which take the same options) a tank in Redis; a file of
+/// several named limits is a map of them.
 ///
 /// ```toml
 /// [limits.api]
 /// rate = "100/s"
+/// also = ["10000/d"]   # more rates, every one kept (a Tank's)
 /// hardcap = "limit"    # default; or "one", "unbounded", "window"
 /// burst = 200          # Limit's capacity, if not max_n
 /// initial = 1          # fuel at start
 /// shared_memory = "api"  # share with every process of the host
+///
+/// [limits.per_ip]
+/// rate = "5/s"
+/// burst = 10
+/// max_keys = 100000    # a keyed tank's bound on keys held
+/// keys = { "10.0.0.1" = "50/s" }  # per-key rates (the key as written)
 /// ```
 ///
 /// # Examples
@@ -51,6 +67,19 @@ pub struct TankConfig {
     /// refuses it (the field stays, so that the feature only adds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_memory: Option<String>,
+    /// Rates kept beside `rate` (see [`TankBuilder::also`]); a tank's
+    /// only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Rate>,
+    /// A keyed tank's bound on keys held (see
+    /// [`KeyedTankBuilder::max_keys`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
+    /// A keyed tank's rates of their own, by the key as its `Display`
+    /// writes it; every other key has `rate` (see
+    /// [`KeyedTankBuilder::rate_by`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, Rate>,
 }
 
 impl TankConfig {
@@ -71,6 +100,9 @@ impl TankConfig {
     /// ```
     pub fn builder(&self) -> TankBuilder {
         let mut builder = Tank::builder(self.rate).hardcap(self.hardcap);
+        for &rate in &self.also {
+            builder = builder.also(rate);
+        }
         if let Some(burst) = self.burst {
             builder = builder.burst(burst);
         }
@@ -100,6 +132,12 @@ impl TankConfig {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build(&self) -> Result<Tank, Error> {
+        if self.max_keys.is_some() || !self.keys.is_empty() {
+            return Err(Error::Unsupported {
+                what: "`max_keys` or `keys` for a tank (they are a keyed tank's)",
+                accepted: "leave them out, or build a keyed tank (`build_keyed`)",
+            });
+        }
         #[cfg(not(feature = "shared-memory"))]
         if self.shared_memory.is_some() {
             return Err(Error::Unsupported {
@@ -109,5 +147,79 @@ impl TankConfig {
             });
         }
         self.builder().build()
+    }
+
+    /// A keyed tank's builder with these options: `rate` for every key
+    /// but those of `keys`, `hardcap`, `burst`, `initial` and `max_keys`;
+    /// for what a configuration does not hold (a clock).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for `also` and `shared_memory`, which a keyed
+    /// tank does not have.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::TankConfig;
+    ///
+    /// let config: TankConfig = serde_json::from_str(
+    ///     r#"{"rate": "5/s", "burst": 10, "keys": {"partner": "50/s"}}"#,
+    /// )?;
+    /// let per_user = config.keyed_builder::<String>()?.build()?;
+    /// assert!(per_user.has_fuel_n(&"ada".to_string(), 10));
+    /// assert!(per_user.has_fuel_n(&"partner".to_string(), 10));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed_builder<K>(&self) -> Result<KeyedTankBuilder<K>, Error>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        if !self.also.is_empty() || self.shared_memory.is_some() {
+            return Err(Error::Unsupported {
+                what: "`also` or `shared_memory` for a keyed tank",
+                accepted: "a keyed tank has one rate per key, in this process: leave \
+                           them out, or build a tank (`build`)",
+            });
+        }
+        let mut builder = KeyedTank::builder(self.rate).hardcap(self.hardcap);
+        if let Some(burst) = self.burst {
+            builder = builder.burst(burst);
+        }
+        if let Some(initial) = self.initial {
+            builder = builder.initial(initial);
+        }
+        if let Some(max_keys) = self.max_keys {
+            builder = builder.max_keys(max_keys);
+        }
+        if !self.keys.is_empty() {
+            let (keys, rate) = (self.keys.clone(), self.rate);
+            builder =
+                builder.rate_by(move |key: &K| keys.get(&key.to_string()).copied().unwrap_or(rate));
+        }
+        Ok(builder)
+    }
+
+    /// Builds the keyed tank.
+    ///
+    /// # Errors
+    ///
+    /// As [`keyed_builder`](TankConfig::keyed_builder) and
+    /// [`KeyedTankBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::TankConfig;
+    ///
+    /// let config: TankConfig = serde_json::from_str(r#"{"rate": "5/s", "also": ["100/min"]}"#)?;
+    /// assert!(config.build_keyed::<u32>().is_err()); // `also` is a tank's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn build_keyed<K>(&self) -> Result<KeyedTank<K>, Error>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        self.keyed_builder()?.build()
     }
 }

@@ -61,3 +61,48 @@ fn shared_memory_without_the_feature_is_refused() {
     );
     assert!(err.to_string().contains("`shared-memory` feature"), "{err}");
 }
+
+/// One struct for every kind: a tank with several rates, a keyed tank with
+/// a burst, a bound on keys and rates of its own per key; options of one
+/// kind given to the other are refused, saying which.
+#[test]
+fn every_kind_from_one_configuration() {
+    use fueltank::clock::ManualClock;
+    use std::time::Duration;
+
+    let clock = ManualClock::new();
+    let api: TankConfig =
+        serde_json::from_str(r#"{"rate": "100/min", "also": ["5/s"], "initial": 5}"#).unwrap();
+    let tank = api.builder().clock(clock.clone()).build().unwrap();
+    assert!(tank.has_fuel_n(5));
+    // The longer wait of the two rates: 100/min's.
+    assert_eq!(tank.wait_time(1), Some(Duration::from_millis(600)));
+    assert_eq!(
+        serde_json::to_string(&api).unwrap(),
+        r#"{"rate":"100/min","hardcap":"limit","initial":5,"also":["5/s"]}"#
+    );
+
+    let per_ip: TankConfig = serde_json::from_str(
+        r#"{"rate": "5/s", "burst": 10, "max_keys": 1000, "keys": {"10.0.0.1": "50/s"}}"#,
+    )
+    .unwrap();
+    let keyed = per_ip
+        .keyed_builder::<String>()
+        .unwrap()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let (user, partner) = ("10.0.0.9".to_string(), "10.0.0.1".to_string());
+    assert!(keyed.has_fuel_n(&user, 10) && !keyed.has_fuel(&user));
+    assert!(keyed.has_fuel_n(&partner, 10) && !keyed.has_fuel(&partner));
+    clock.advance(Duration::from_millis(200));
+    // 5/s gives one in 200 ms, 50/s ten.
+    assert_eq!(keyed.level(&user), 1);
+    assert_eq!(keyed.level(&partner), 10);
+    assert_eq!(keyed.max_keys(), 1000);
+
+    let err = api.build_keyed::<u32>().unwrap_err();
+    assert!(err.to_string().contains("`also`"), "{err}");
+    let err = per_ip.build().unwrap_err();
+    assert!(err.to_string().contains("keyed tank"), "{err}");
+}
