@@ -271,6 +271,10 @@
 //! when the tank is idle; the waits and `has_fuel` work from any executor
 //! or plain thread. Timers are `async-io`'s, as in `fueltank`.
 //!
+//! Feature `serde`: `RedisStore::tank_config` and `keyed_config` build
+//! tanks from the `fueltank::TankConfig` a service's configuration gives
+//! a local tank (one file of named limits for every kind).
+//!
 //! # Not covered
 //!
 //! Redis before 6.2 (the script uses `ZADD … LT`; tested on 7.0), and one
@@ -311,6 +315,8 @@
 compile_error!("fueltank-redis needs the feature `tokio` or `smol` (redis-rs's runtime)");
 
 mod budget;
+#[cfg(feature = "serde")]
+mod config;
 mod driver;
 mod entry;
 mod error;

@@ -1026,3 +1026,54 @@ async fn two_instances_with_burst_and_rate_by_keep_each_keys_bound() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The `TankConfig` a local tank is built from builds tanks in Redis too:
+/// rate, hardcap, burst, per-key rates; what Redis does not take is an
+/// `Err` saying which option.
+#[tokio::test]
+async fn tanks_from_a_services_configuration() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let api: fueltank::TankConfig =
+        serde_json::from_str(r#"{"rate": "10/s", "burst": 20}"#).unwrap();
+    let tank = store
+        .tank_config("api", &api)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    // The burst, less what a reservation holds: not the rate's 10.
+    assert!((15..=20).contains(&tank.capacity()), "{}", tank.capacity());
+    let per_ip: fueltank::TankConfig =
+        serde_json::from_str(r#"{"rate": "5/s", "keys": {"partner": "50/s"}}"#).unwrap();
+    let keyed = store
+        .keyed_config::<String>("per-ip", &per_ip)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    // What each key grants at once: the partner's own rate banks 50, the
+    // user's (the tank's) 5.
+    let mut at_once = Vec::new();
+    for key in ["ada", "partner"] {
+        let mut granted = 0;
+        while granted < 30
+            && keyed
+                .await_fuel_timeout(key.to_string(), Duration::from_millis(50))
+                .await
+        {
+            granted += 1;
+        }
+        at_once.push(granted);
+    }
+    assert!(at_once[0] <= 6 && at_once[1] > 10, "at once: {at_once:?}");
+    for (text, option) in [
+        (r#"{"rate": "10/s", "initial": 1}"#, "`initial`"),
+        (r#"{"rate": "10/s", "also": ["100/min"]}"#, "`also`"),
+        (r#"{"rate": "10/s", "max_keys": 10}"#, "`max_keys`"),
+    ] {
+        let config: fueltank::TankConfig = serde_json::from_str(text).unwrap();
+        let err = store.tank_config("other", &config).unwrap_err();
+        assert!(err.to_string().contains(option), "{text}: {err}");
+    }
+}
