@@ -29,6 +29,7 @@
 //! key is taken last, after the others granted, and waited for by its
 //! `wait_time` on the combination's clock rather than in its line.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -41,7 +42,7 @@ use std::time::Duration;
 use crate::clock::{Clock, ClockSource, saturating_ns};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::timer::Timer;
-use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
+use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Monitor, Rate, Throttle, Unavailable};
 
 /// Several [`Budget`]s as one: a grant takes `n` from every one of them or
 /// from none. Per user, per route and global; in-process, in shared memory
@@ -66,6 +67,10 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
 /// The fuel of a grant is taken for good from the budgets: it is spent,
 /// not given back, by [`give_back`](Budget::give_back) (the trait's
 /// default, as for a Redis tank).
+///
+/// A [`Throttle`] that counts its fuel (`auto_emit`) counts the
+/// combination's grants only: fuel it granted and got back because
+/// another budget refused is not counted.
 ///
 /// # Fairness
 ///
@@ -192,6 +197,10 @@ impl<K> Clone for KeyedAllOf<K> {
 /// What a combination holds: its budgets, its clock, its lines.
 struct Shared<K> {
     budgets: Vec<Arc<dyn Budget>>,
+    /// The monitors of the `auto_emit` throttles among `budgets` (held
+    /// without that rule, see [`held`]): each grant of the combination is
+    /// counted there, once kept.
+    emit: Vec<Monitor>,
     keyed: Option<Arc<dyn KeyedBudget<K>>>,
     clock: ClockSource,
     /// Waiters in every line: none, and nobody needs the lock to take.
@@ -204,6 +213,25 @@ struct Lines<K> {
     by_key: HashMap<K, VecDeque<(u64, Option<Waker>)>>,
 }
 
+/// `parts` and `budget` after them, as a combination holds it: a
+/// [`Throttle`] that counts the fuel taken from it (`auto_emit`) would
+/// count fuel the combination then gives back, so it is held without that
+/// rule, and its monitor counts each grant of the combination instead.
+fn with(
+    (mut budgets, mut emit): (Vec<Arc<dyn Budget>>, Vec<Monitor>),
+    budget: Arc<dyn Budget>,
+) -> (Vec<Arc<dyn Budget>>, Vec<Monitor>) {
+    let budget = match (&*budget as &dyn Any).downcast_ref::<Throttle>() {
+        Some(throttle) if throttle.auto_emits() => {
+            emit.extend(throttle.monitor().cloned());
+            Arc::new(throttle.quiet())
+        }
+        _ => budget,
+    };
+    budgets.push(budget);
+    (budgets, emit)
+}
+
 /// Which budget a refusal came from, or which to wait on: an index into
 /// `budgets`, or the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,13 +242,14 @@ enum Part {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
     fn new(
-        budgets: Vec<Arc<dyn Budget>>,
+        (budgets, emit): (Vec<Arc<dyn Budget>>, Vec<Monitor>),
         keyed: Option<Arc<dyn KeyedBudget<K>>>,
         clock: ClockSource,
     ) -> Arc<Shared<K>> {
         clock.warm_up();
         Arc::new(Shared {
             budgets,
+            emit,
             keyed,
             clock,
             waiting: AtomicU64::new(0),
@@ -229,6 +258,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
                 by_key: HashMap::new(),
             }),
         })
+    }
+
+    /// The budgets and the monitors, for a new combination.
+    fn parts(&self) -> (Vec<Arc<dyn Budget>>, Vec<Monitor>) {
+        (self.budgets.clone(), self.emit.clone())
     }
 
     fn capacity(&self) -> u64 {
@@ -282,7 +316,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             refused = Some(Part::Key);
         }
         match refused {
-            None => Ok(()), // the fuel taken is spent
+            None => {
+                // The fuel taken is spent: now it counts.
+                for monitor in &self.emit {
+                    monitor.emit_n(n);
+                }
+                Ok(())
+            }
             Some(part) => {
                 for (i, fuel) in taken.into_iter().rev() {
                     self.budgets[i].give_back(fuel);
@@ -627,7 +667,8 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn new(budget: impl Budget) -> AllOf {
-        AllOf::of(vec![Arc::new(budget)], ClockSource::default())
+        let parts = (Vec::new(), Vec::new());
+        AllOf::of(with(parts, Arc::new(budget)), ClockSource::default())
     }
 
     /// Also `budget`: a grant takes from it too, after the budgets before
@@ -646,9 +687,7 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and(self, budget: impl Budget) -> AllOf {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(Arc::new(budget));
-        AllOf::of(budgets, self.shared.clock.clone())
+        self.and_shared(Arc::new(budget))
     }
 
     /// Also a budget already shared as `Arc<dyn Budget>`.
@@ -665,9 +704,7 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> AllOf {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(budget);
-        AllOf::of(budgets, self.shared.clock.clone())
+        AllOf::of(with(self.shared.parts(), budget), self.shared.clock.clone())
     }
 
     /// The clock a `max_wait` counts on: by default the fast monotonic
@@ -687,12 +724,12 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn clock(self, clock: impl Clock) -> AllOf {
-        AllOf::of(self.shared.budgets.clone(), ClockSource::from_clock(clock))
+        AllOf::of(self.shared.parts(), ClockSource::from_clock(clock))
     }
 
-    fn of(budgets: Vec<Arc<dyn Budget>>, clock: ClockSource) -> AllOf {
+    fn of(parts: (Vec<Arc<dyn Budget>>, Vec<Monitor>), clock: ClockSource) -> AllOf {
         AllOf {
-            shared: Shared::new(budgets, None, clock),
+            shared: Shared::new(parts, None, clock),
         }
     }
 
@@ -801,7 +838,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// ```
     pub fn shared(keyed: Arc<dyn KeyedBudget<K>>) -> KeyedAllOf<K> {
         KeyedAllOf {
-            shared: Shared::new(Vec::new(), Some(keyed), ClockSource::default()),
+            shared: Shared::new(
+                (Vec::new(), Vec::new()),
+                Some(keyed),
+                ClockSource::default(),
+            ),
         }
     }
 
@@ -836,11 +877,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> KeyedAllOf<K> {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(budget);
         KeyedAllOf {
             shared: Shared::new(
-                budgets,
+                with(self.shared.parts(), budget),
                 self.shared.keyed.clone(),
                 self.shared.clock.clone(),
             ),
@@ -865,7 +904,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     pub fn clock(self, clock: impl Clock) -> KeyedAllOf<K> {
         KeyedAllOf {
             shared: Shared::new(
-                self.shared.budgets.clone(),
+                self.shared.parts(),
                 self.shared.keyed.clone(),
                 ClockSource::from_clock(clock),
             ),
