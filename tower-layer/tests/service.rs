@@ -125,6 +125,25 @@ fn a_service_dropped_while_waiting_leaves_the_line() {
     assert_eq!(tank.level(), 1, "no fuel lost to the dropped waiter");
 }
 
+/// The fuel a wait bounded by `max_wait` brought is given back as well
+/// (as the service's `# Cancel safety` says), and `poll_ready` twice
+/// holds one fuel, not two.
+#[test]
+fn a_service_dropped_after_a_timed_wait_gives_its_fuel_back() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 0);
+    let mut svc = ThrottleLayer::new(tank.clone())
+        .max_wait(Duration::from_secs(1))
+        .layer(echo());
+    assert!(!is_ready(&mut svc));
+    clock.advance(Duration::from_millis(100));
+    assert!(is_ready(&mut svc));
+    assert!(is_ready(&mut svc));
+    assert_eq!(tank.level(), 0);
+    drop(svc);
+    assert_eq!(tank.level(), 1, "the fuel of the timed wait went back");
+}
+
 #[test]
 fn into_inner_gives_the_fuel_back_too() {
     let clock = ManualClock::new();
