@@ -66,7 +66,10 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Monitor, Rate, Throttl
 ///
 /// The fuel of a grant is taken for good from the budgets: it is spent,
 /// not given back, by [`give_back`](Budget::give_back) (the trait's
-/// default, as for a Redis tank).
+/// default, as for a Redis tank). So a consumer that holds the
+/// combination's fuel and then gives it back spends it from every budget:
+/// `fueltank-tower`'s `ThrottleService` dropped between `poll_ready` and
+/// `call` does.
 ///
 /// A [`Throttle`] that counts its fuel (`auto_emit`) counts the
 /// combination's grants only: fuel it granted and got back because

@@ -94,7 +94,7 @@ impl ThrottleLayer {
     /// (`fueltank-redis`'s `GlobalTank`), waiting for fuel, without
     /// statistics (add a [`Stats`] for them). Fuel held by a service
     /// dropped between `poll_ready` and `call` is given back
-    /// ([`Budget::give_back`]; a Redis tank spends it). In reject mode,
+    /// ([`Budget::give_back`]; a Redis tank and an `AllOf` spend it). In reject mode,
     /// `poll_ready` waits for the budget's answer when only its store can
     /// tell ([`Budget::ask`]), so a budget not used for a while does not
     /// shed its first requests.
@@ -251,8 +251,9 @@ impl<S, A: Clone> Layer<S> for ThrottleLayer<A> {
 /// fuel: fuel held for a `call` that never came goes back to the tank, and
 /// a wait in the tank's line leaves it (and frees its place among the
 /// `max_waiting`), whether the wait was bounded by `max_wait` or not. A
-/// budget that cannot take fuel back (a `fueltank-redis` tank, see
-/// [`Budget::give_back`](crate::Budget::give_back)) spends it instead.
+/// budget that cannot take fuel back (a `fueltank-redis` tank, an
+/// `AllOf`: see [`Budget::give_back`](crate::Budget::give_back)) spends it
+/// instead.
 ///
 /// # Contract
 ///
