@@ -53,7 +53,7 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Monitor, Rate, Throttl
 ///
 /// | method | what |
 /// |---|---|
-/// | [`wait_time`](Budget::wait_time) | the longest of the budgets' (`None` if any is `None`) |
+/// | [`wait_time`](Budget::wait_time) | the longest of the budgets' (`None` if any is `None`), for the fuel asked and that of the combination's line behind its head |
 /// | [`available`](Budget::available), [`capacity`](Budget::capacity) | the least of the budgets' (`available` is 0 while the combination's line is not empty) |
 /// | [`rate`](Budget::rate) | the tightest: the fewest fuel per second in the long run (`100/min` before `5/s`); of equal ones, the first |
 /// | [`unavailable`](Budget::unavailable) | the first budget's that is down: it names that budget's store |
@@ -213,7 +213,8 @@ struct Shared<K> {
 
 struct Lines<K> {
     next: u64,
-    by_key: HashMap<K, VecDeque<(u64, Option<Waker>)>>,
+    /// Each waiter's ticket, the fuel it waits for, its waker.
+    by_key: HashMap<K, VecDeque<(u64, u64, Option<Waker>)>>,
 }
 
 /// `parts` and `budget` after them, as a combination holds it: a
@@ -233,6 +234,25 @@ fn with(
     };
     budgets.push(budget);
     (budgets, emit)
+}
+
+/// A part's wait for `m` fuel, which may be more than it holds at once
+/// (a line's): its wait to be full, then one interval of its `rate` for
+/// each fuel beyond.
+fn beyond(
+    wait_time: impl Fn(u64) -> Option<Duration>,
+    capacity: u64,
+    rate: Rate,
+    m: u64,
+) -> Option<Duration> {
+    if m <= capacity {
+        return wait_time(m);
+    }
+    let extra = u32::try_from(m - capacity)
+        .ok()
+        .and_then(|extra| rate.interval().checked_mul(extra))
+        .unwrap_or(Duration::MAX);
+    Some(wait_time(capacity)?.saturating_add(extra))
 }
 
 /// Which budget a refusal came from, or which to wait on: an index into
@@ -371,8 +391,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         best
     }
 
-    /// Joins `key`'s line; the ticket.
-    fn join(&self, key: &K) -> u64 {
+    /// Joins `key`'s line for `n` fuel; the ticket.
+    fn join(&self, key: &K, n: u64) -> u64 {
         let mut lines = lock(&self.lines);
         let ticket = lines.next;
         lines.next += 1;
@@ -380,7 +400,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             .by_key
             .entry(key.clone())
             .or_default()
-            .push_back((ticket, None));
+            .push_back((ticket, n, None));
         self.waiting.fetch_add(1, Ordering::AcqRel);
         ticket
     }
@@ -395,7 +415,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         if line.front().map(|f| f.0) == Some(ticket) {
             return true;
         }
-        if let Some((_, slot)) = line.iter_mut().find(|(t, _)| *t == ticket)
+        if let Some((_, _, slot)) = line.iter_mut().find(|(t, _, _)| *t == ticket)
             && !slot.as_ref().is_some_and(|w| w.will_wake(waker))
         {
             *slot = Some(waker.clone());
@@ -410,13 +430,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             let Some(line) = lines.by_key.get_mut(key) else {
                 return;
             };
-            let Some(at) = line.iter().position(|(t, _)| *t == ticket) else {
+            let Some(at) = line.iter().position(|(t, _, _)| *t == ticket) else {
                 return;
             };
             line.remove(at);
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             let wake = if at == 0 {
-                line.front_mut().and_then(|(_, waker)| waker.take())
+                line.front_mut().and_then(|(_, _, waker)| waker.take())
             } else {
                 None
             };
@@ -487,14 +507,28 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             .expect("a combination has a budget")
     }
 
+    /// The longest of the parts' waits for `n` and the fuel the line
+    /// behind its head waits for (the head waits in a budget's line, so
+    /// that budget counts it; the others are nowhere but here).
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
+        let behind_head = if self.waiting.load(Ordering::Acquire) == 0 {
+            0
+        } else {
+            lock(&self.lines).by_key.get(key).map_or(0, |line| {
+                line.iter()
+                    .skip(1)
+                    .fold(0, |sum: u64, w| sum.saturating_add(w.1))
+            })
+        };
+        let m = n.saturating_add(behind_head);
         let keyed = match &self.keyed {
-            Some(k) => k.wait_time(key, n)?,
+            Some(k) => beyond(|m| k.wait_time(key, m), k.capacity(), k.rate(), m)?,
             None => Duration::ZERO,
         };
-        self.budgets
-            .iter()
-            .try_fold(keyed, |most, b| Some(most.max(b.wait_time(n)?)))
+        self.budgets.iter().try_fold(keyed, |most, b| {
+            let wait = beyond(|m| b.wait_time(m), b.capacity(), b.rate(), m)?;
+            Some(most.max(wait))
+        })
     }
 
     fn available(&self, key: &K) -> u64 {
@@ -584,7 +618,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Future for Wait<K> {
                 if n == 0 || (!shared.line_ahead(&key) && shared.take_all(&key, n, None).is_ok()) {
                     return this.granted();
                 }
-                let ticket = shared.join(&key);
+                let ticket = shared.join(&key, n);
                 this.ticket = Some(ticket);
                 ticket
             }

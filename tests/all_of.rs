@@ -797,3 +797,31 @@ fn a_throttle_counts_only_the_fuel_kept() {
     assert!(!refused.take(u64::MAX >> 1));
     assert_eq!(counter.total(), 0);
 }
+
+/// `wait_time` counts the combination's own line: a newcomer behind
+/// waiters waits for them too, and is served when it says, also when the
+/// line holds more than a budget can grant at once.
+#[test]
+fn wait_time_counts_the_combination_s_line() {
+    for waiters in [5_u64, 15] {
+        let clock = ManualClock::new();
+        let a = tank("10/s", Hardcap::Limit, 0, &clock);
+        let b = tank("10/s", Hardcap::Limit, 10, &clock);
+        let both = AllOf::new(a.clone()).and(b.clone()).clock(clock.clone());
+        let mut waits: Vec<BudgetWait> = (0..waiters).map(|_| both.wait(1, None)).collect();
+        for wait in &mut waits {
+            assert!(poll(wait.as_mut()).is_pending());
+        }
+        let said = both.wait_time(1).unwrap();
+        assert_eq!(said, (waiters as u32 + 1) * 100 * MS, "{waiters} waiting");
+        waits.push(both.wait(1, None));
+        let start = clock.now();
+        while poll(waits.last_mut().unwrap().as_mut()).is_pending() {
+            for wait in &mut waits {
+                let _ = poll(wait.as_mut());
+            }
+            clock.advance(10 * MS);
+        }
+        assert_eq!(clock.now() - start, said, "{waiters} waiting");
+    }
+}
