@@ -29,6 +29,7 @@
 //! key is taken last, after the others granted, and waited for by its
 //! `wait_time` on the combination's clock rather than in its line.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -41,7 +42,7 @@ use std::time::Duration;
 use crate::clock::{Clock, ClockSource, saturating_ns};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::timer::Timer;
-use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
+use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Monitor, Rate, Throttle, Unavailable};
 
 /// Several [`Budget`]s as one: a grant takes `n` from every one of them or
 /// from none. Per user, per route and global; in-process, in shared memory
@@ -52,7 +53,7 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
 ///
 /// | method | what |
 /// |---|---|
-/// | [`wait_time`](Budget::wait_time) | the longest of the budgets' (`None` if any is `None`) |
+/// | [`wait_time`](Budget::wait_time) | the longest of the budgets' (`None` if any is `None`), for the fuel asked and that of the combination's line behind its head |
 /// | [`available`](Budget::available), [`capacity`](Budget::capacity) | the least of the budgets' (`available` is 0 while the combination's line is not empty) |
 /// | [`rate`](Budget::rate) | the tightest: the fewest fuel per second in the long run (`100/min` before `5/s`); of equal ones, the first |
 /// | [`unavailable`](Budget::unavailable) | the first budget's that is down: it names that budget's store |
@@ -65,7 +66,14 @@ use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Rate, Unavailable};
 ///
 /// The fuel of a grant is taken for good from the budgets: it is spent,
 /// not given back, by [`give_back`](Budget::give_back) (the trait's
-/// default, as for a Redis tank).
+/// default, as for a Redis tank). So a consumer that holds the
+/// combination's fuel and then gives it back spends it from every budget:
+/// `fueltank-tower`'s `ThrottleService` dropped between `poll_ready` and
+/// `call` does.
+///
+/// A [`Throttle`] that counts its fuel (`auto_emit`) counts the
+/// combination's grants only: fuel it granted and got back because
+/// another budget refused is not counted.
 ///
 /// # Fairness
 ///
@@ -192,6 +200,10 @@ impl<K> Clone for KeyedAllOf<K> {
 /// What a combination holds: its budgets, its clock, its lines.
 struct Shared<K> {
     budgets: Vec<Arc<dyn Budget>>,
+    /// The monitors of the `auto_emit` throttles among `budgets` (held
+    /// without that rule, see [`held`]): each grant of the combination is
+    /// counted there, once kept.
+    emit: Vec<Monitor>,
     keyed: Option<Arc<dyn KeyedBudget<K>>>,
     clock: ClockSource,
     /// Waiters in every line: none, and nobody needs the lock to take.
@@ -201,7 +213,46 @@ struct Shared<K> {
 
 struct Lines<K> {
     next: u64,
-    by_key: HashMap<K, VecDeque<(u64, Option<Waker>)>>,
+    /// Each waiter's ticket, the fuel it waits for, its waker.
+    by_key: HashMap<K, VecDeque<(u64, u64, Option<Waker>)>>,
+}
+
+/// `parts` and `budget` after them, as a combination holds it: a
+/// [`Throttle`] that counts the fuel taken from it (`auto_emit`) would
+/// count fuel the combination then gives back, so it is held without that
+/// rule, and its monitor counts each grant of the combination instead.
+fn with(
+    (mut budgets, mut emit): (Vec<Arc<dyn Budget>>, Vec<Monitor>),
+    budget: Arc<dyn Budget>,
+) -> (Vec<Arc<dyn Budget>>, Vec<Monitor>) {
+    let budget = match (&*budget as &dyn Any).downcast_ref::<Throttle>() {
+        Some(throttle) if throttle.auto_emits() => {
+            emit.extend(throttle.monitor().cloned());
+            Arc::new(throttle.quiet())
+        }
+        _ => budget,
+    };
+    budgets.push(budget);
+    (budgets, emit)
+}
+
+/// A part's wait for `m` fuel, which may be more than it holds at once
+/// (a line's): its wait to be full, then one interval of its `rate` for
+/// each fuel beyond.
+fn beyond(
+    wait_time: impl Fn(u64) -> Option<Duration>,
+    capacity: u64,
+    rate: Rate,
+    m: u64,
+) -> Option<Duration> {
+    if m <= capacity {
+        return wait_time(m);
+    }
+    let extra = u32::try_from(m - capacity)
+        .ok()
+        .and_then(|extra| rate.interval().checked_mul(extra))
+        .unwrap_or(Duration::MAX);
+    Some(wait_time(capacity)?.saturating_add(extra))
 }
 
 /// Which budget a refusal came from, or which to wait on: an index into
@@ -214,13 +265,14 @@ enum Part {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
     fn new(
-        budgets: Vec<Arc<dyn Budget>>,
+        (budgets, emit): (Vec<Arc<dyn Budget>>, Vec<Monitor>),
         keyed: Option<Arc<dyn KeyedBudget<K>>>,
         clock: ClockSource,
     ) -> Arc<Shared<K>> {
         clock.warm_up();
         Arc::new(Shared {
             budgets,
+            emit,
             keyed,
             clock,
             waiting: AtomicU64::new(0),
@@ -229,6 +281,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
                 by_key: HashMap::new(),
             }),
         })
+    }
+
+    /// The budgets and the monitors, for a new combination.
+    fn parts(&self) -> (Vec<Arc<dyn Budget>>, Vec<Monitor>) {
+        (self.budgets.clone(), self.emit.clone())
     }
 
     fn capacity(&self) -> u64 {
@@ -282,7 +339,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             refused = Some(Part::Key);
         }
         match refused {
-            None => Ok(()), // the fuel taken is spent
+            None => {
+                // The fuel taken is spent: now it counts.
+                for monitor in &self.emit {
+                    monitor.emit_n(n);
+                }
+                Ok(())
+            }
             Some(part) => {
                 for (i, fuel) in taken.into_iter().rev() {
                     self.budgets[i].give_back(fuel);
@@ -328,8 +391,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         best
     }
 
-    /// Joins `key`'s line; the ticket.
-    fn join(&self, key: &K) -> u64 {
+    /// Joins `key`'s line for `n` fuel; the ticket.
+    fn join(&self, key: &K, n: u64) -> u64 {
         let mut lines = lock(&self.lines);
         let ticket = lines.next;
         lines.next += 1;
@@ -337,7 +400,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             .by_key
             .entry(key.clone())
             .or_default()
-            .push_back((ticket, None));
+            .push_back((ticket, n, None));
         self.waiting.fetch_add(1, Ordering::AcqRel);
         ticket
     }
@@ -352,7 +415,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         if line.front().map(|f| f.0) == Some(ticket) {
             return true;
         }
-        if let Some((_, slot)) = line.iter_mut().find(|(t, _)| *t == ticket)
+        if let Some((_, _, slot)) = line.iter_mut().find(|(t, _, _)| *t == ticket)
             && !slot.as_ref().is_some_and(|w| w.will_wake(waker))
         {
             *slot = Some(waker.clone());
@@ -367,13 +430,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             let Some(line) = lines.by_key.get_mut(key) else {
                 return;
             };
-            let Some(at) = line.iter().position(|(t, _)| *t == ticket) else {
+            let Some(at) = line.iter().position(|(t, _, _)| *t == ticket) else {
                 return;
             };
             line.remove(at);
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             let wake = if at == 0 {
-                line.front_mut().and_then(|(_, waker)| waker.take())
+                line.front_mut().and_then(|(_, _, waker)| waker.take())
             } else {
                 None
             };
@@ -444,14 +507,28 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
             .expect("a combination has a budget")
     }
 
+    /// The longest of the parts' waits for `n` and the fuel the line
+    /// behind its head waits for (the head waits in a budget's line, so
+    /// that budget counts it; the others are nowhere but here).
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
+        let behind_head = if self.waiting.load(Ordering::Acquire) == 0 {
+            0
+        } else {
+            lock(&self.lines).by_key.get(key).map_or(0, |line| {
+                line.iter()
+                    .skip(1)
+                    .fold(0, |sum: u64, w| sum.saturating_add(w.1))
+            })
+        };
+        let m = n.saturating_add(behind_head);
         let keyed = match &self.keyed {
-            Some(k) => k.wait_time(key, n)?,
+            Some(k) => beyond(|m| k.wait_time(key, m), k.capacity(), k.rate(), m)?,
             None => Duration::ZERO,
         };
-        self.budgets
-            .iter()
-            .try_fold(keyed, |most, b| Some(most.max(b.wait_time(n)?)))
+        self.budgets.iter().try_fold(keyed, |most, b| {
+            let wait = beyond(|m| b.wait_time(m), b.capacity(), b.rate(), m)?;
+            Some(most.max(wait))
+        })
     }
 
     fn available(&self, key: &K) -> u64 {
@@ -541,7 +618,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Future for Wait<K> {
                 if n == 0 || (!shared.line_ahead(&key) && shared.take_all(&key, n, None).is_ok()) {
                     return this.granted();
                 }
-                let ticket = shared.join(&key);
+                let ticket = shared.join(&key, n);
                 this.ticket = Some(ticket);
                 ticket
             }
@@ -627,7 +704,8 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn new(budget: impl Budget) -> AllOf {
-        AllOf::of(vec![Arc::new(budget)], ClockSource::default())
+        let parts = (Vec::new(), Vec::new());
+        AllOf::of(with(parts, Arc::new(budget)), ClockSource::default())
     }
 
     /// Also `budget`: a grant takes from it too, after the budgets before
@@ -646,9 +724,7 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and(self, budget: impl Budget) -> AllOf {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(Arc::new(budget));
-        AllOf::of(budgets, self.shared.clock.clone())
+        self.and_shared(Arc::new(budget))
     }
 
     /// Also a budget already shared as `Arc<dyn Budget>`.
@@ -665,9 +741,7 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> AllOf {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(budget);
-        AllOf::of(budgets, self.shared.clock.clone())
+        AllOf::of(with(self.shared.parts(), budget), self.shared.clock.clone())
     }
 
     /// The clock a `max_wait` counts on: by default the fast monotonic
@@ -687,12 +761,12 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn clock(self, clock: impl Clock) -> AllOf {
-        AllOf::of(self.shared.budgets.clone(), ClockSource::from_clock(clock))
+        AllOf::of(self.shared.parts(), ClockSource::from_clock(clock))
     }
 
-    fn of(budgets: Vec<Arc<dyn Budget>>, clock: ClockSource) -> AllOf {
+    fn of(parts: (Vec<Arc<dyn Budget>>, Vec<Monitor>), clock: ClockSource) -> AllOf {
         AllOf {
-            shared: Shared::new(budgets, None, clock),
+            shared: Shared::new(parts, None, clock),
         }
     }
 
@@ -801,7 +875,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// ```
     pub fn shared(keyed: Arc<dyn KeyedBudget<K>>) -> KeyedAllOf<K> {
         KeyedAllOf {
-            shared: Shared::new(Vec::new(), Some(keyed), ClockSource::default()),
+            shared: Shared::new(
+                (Vec::new(), Vec::new()),
+                Some(keyed),
+                ClockSource::default(),
+            ),
         }
     }
 
@@ -836,11 +914,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> KeyedAllOf<K> {
-        let mut budgets = self.shared.budgets.clone();
-        budgets.push(budget);
         KeyedAllOf {
             shared: Shared::new(
-                budgets,
+                with(self.shared.parts(), budget),
                 self.shared.keyed.clone(),
                 self.shared.clock.clone(),
             ),
@@ -865,7 +941,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     pub fn clock(self, clock: impl Clock) -> KeyedAllOf<K> {
         KeyedAllOf {
             shared: Shared::new(
-                self.shared.budgets.clone(),
+                self.shared.parts(),
                 self.shared.keyed.clone(),
                 ClockSource::from_clock(clock),
             ),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fueltank::clock::ManualClock;
 use fueltank::{
     AllOf, Budget, BudgetWait, Error, Fuel, Hardcap, KeyedAllOf, KeyedBudget, KeyedTank, Tank,
+    Throttle,
 };
 use proptest::prelude::*;
 
@@ -743,4 +744,84 @@ fn a_busy_budget_serves_the_combination_in_its_turn() {
         }
     }
     assert_eq!(served_at, Some(2), "the second in the busy line");
+}
+
+/// A throttle that counts its fuel (`auto_emit`) counts the fuel the
+/// combination keeps, never fuel given back: not for a refused take, not
+/// for the rounds of a wait whose other budget refused, and once for a
+/// grant.
+#[test]
+fn a_throttle_counts_only_the_fuel_kept() {
+    let clock = ManualClock::new();
+    let throttle = Throttle::builder("10/s".parse().unwrap())
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let dry = tank("10/s", Hardcap::Limit, 0, &clock);
+    let both = AllOf::new(throttle.clone())
+        .and(dry.clone())
+        .clock(clock.clone());
+    assert!(!both.take(2));
+    assert_eq!(throttle.total(), 0, "a refused take is counted");
+    // Never in time (the dry budget needs 200 ms).
+    let mut wait = both.wait(2, Some(50 * MS));
+    while poll(wait.as_mut()).is_pending() {
+        clock.advance(10 * MS);
+    }
+    assert_eq!(throttle.total(), 0, "a wait that timed out is counted");
+    let level = throttle.tank().unwrap().level();
+    clock.advance(200 * MS);
+    assert!(both.take(2));
+    assert_eq!(throttle.total(), 2);
+    assert_eq!(throttle.tank().unwrap().level(), (level + 2).min(10) - 2);
+    // Last, where nothing after it could refuse; and waited for.
+    let last = AllOf::new(tank("100/s", Hardcap::Limit, 100, &clock))
+        .and(throttle.clone())
+        .clock(clock.clone());
+    assert!(last.take(1));
+    assert_eq!(throttle.total(), 3);
+    let mut wait = last.wait(4, None);
+    while poll(wait.as_mut()).is_pending() {
+        clock.advance(10 * MS);
+    }
+    assert_eq!(throttle.total(), 7);
+    // Unlimited (no tank): counted once per grant too.
+    let counter = Throttle::builder("10/s".parse().unwrap())
+        .as_throttle(false)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let empty = tank("1/s", Hardcap::Limit, 0, &clock);
+    let refused = AllOf::new(counter.clone()).and(empty).clock(clock.clone());
+    assert!(!refused.take(u64::MAX >> 1));
+    assert_eq!(counter.total(), 0);
+}
+
+/// `wait_time` counts the combination's own line: a newcomer behind
+/// waiters waits for them too, and is served when it says, also when the
+/// line holds more than a budget can grant at once.
+#[test]
+fn wait_time_counts_the_combination_s_line() {
+    for waiters in [5_u64, 15] {
+        let clock = ManualClock::new();
+        let a = tank("10/s", Hardcap::Limit, 0, &clock);
+        let b = tank("10/s", Hardcap::Limit, 10, &clock);
+        let both = AllOf::new(a.clone()).and(b.clone()).clock(clock.clone());
+        let mut waits: Vec<BudgetWait> = (0..waiters).map(|_| both.wait(1, None)).collect();
+        for wait in &mut waits {
+            assert!(poll(wait.as_mut()).is_pending());
+        }
+        let said = both.wait_time(1).unwrap();
+        assert_eq!(said, (waiters as u32 + 1) * 100 * MS, "{waiters} waiting");
+        waits.push(both.wait(1, None));
+        let start = clock.now();
+        while poll(waits.last_mut().unwrap().as_mut()).is_pending() {
+            for wait in &mut waits {
+                let _ = poll(wait.as_mut());
+            }
+            clock.advance(10 * MS);
+        }
+        assert_eq!(clock.now() - start, said, "{waiters} waiting");
+    }
 }

@@ -90,6 +90,15 @@ impl Throttle {
         }
     }
 
+    /// This throttle without the emit-on-take rule: for a combination
+    /// that may give the fuel back, and emits once it keeps it.
+    pub(crate) fn quiet(&self) -> Throttle {
+        Throttle {
+            auto_emit: false,
+            ..self.clone()
+        }
+    }
+
     /// The emit-on-take rule for a take now.
     pub(crate) fn emitted(&self, taken: bool, n: u64) -> bool {
         if taken

@@ -17,6 +17,13 @@ use crate::{Throttled, Unavailable};
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) const LONG_WAIT: Duration = Duration::from_secs(1);
 
+/// `wait` in whole milliseconds, at most `u64::MAX` (a budget of one's
+/// own may say a longer wait).
+#[cfg(feature = "tracing")]
+fn ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A request was shed.
 #[cold]
 pub(crate) fn throttled(throttled: &Throttled) {
@@ -26,7 +33,7 @@ pub(crate) fn throttled(throttled: &Throttled) {
         scope = %throttled.scope(),
         limit = throttled.label(),
         key = throttled.key(),
-        retry_after_ms = throttled.retry_after().as_millis() as u64,
+        retry_after_ms = ms(throttled.retry_after()),
         "request shed: {throttled}"
     );
     #[cfg(not(feature = "tracing"))]
@@ -43,7 +50,7 @@ pub(crate) fn shadowed(refusal: &Refusal) {
             scope = %throttled.scope(),
             limit = throttled.label(),
             key = throttled.key(),
-            retry_after_ms = throttled.retry_after().as_millis() as u64,
+            retry_after_ms = ms(throttled.retry_after()),
             shadow = true,
             "request would have been shed (shadow mode): {throttled}"
         ),
@@ -73,7 +80,7 @@ pub(crate) fn unavailable(unavailable: &Unavailable) {
         limit = unavailable.label(),
         key = unavailable.key(),
         store = unavailable.store(),
-        retry_after_ms = unavailable.retry_after().as_millis() as u64,
+        retry_after_ms = ms(unavailable.retry_after()),
         "request refused, store unavailable: {unavailable}"
     );
     #[cfg(not(feature = "tracing"))]
@@ -112,7 +119,7 @@ pub(crate) fn waited(wait: Duration, threshold: Duration, label: Option<&str>) {
         tracing::info!(
             target: "fueltank_tower",
             limit = label,
-            wait_ms = wait.as_millis() as u64,
+            wait_ms = ms(wait),
             "request waited {wait:?} for fuel"
         );
     }

@@ -475,20 +475,21 @@ where
     fn no_fuel(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
         let policy = &self.policy;
         let keyed = &self.side.keyed;
+        let capacity = keyed.capacity();
+        if n > capacity {
+            // No wait makes it fit: refused at once, not shed (in shadow
+            // mode too: a request at fault, as one without a key).
+            return Admit::TooCostly(fueltank::Error::ExceedsCapacity {
+                requested: n,
+                capacity,
+            });
+        }
         if policy.shadow {
             // Let through, without fuel and without waiting: counted.
             let cause = budget::keyed_cause(&**keyed, key, n, None);
             policy.shadowed(cause, self.side.key_text.map(|text| Arc::from(text(key))));
             policy.admitted(None);
             return Admit::Now(policy.emission.fueled());
-        }
-        let capacity = keyed.capacity();
-        if n > capacity {
-            // No wait makes it fit: refused at once, not shed.
-            return Admit::TooCostly(fueltank::Error::ExceedsCapacity {
-                requested: n,
-                capacity,
-            });
         }
         if policy.mode == Mode::Reject {
             // A budget that cannot tell here asks its store (one answer,

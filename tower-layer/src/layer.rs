@@ -266,6 +266,10 @@ impl<G, A> Limit<G, A> {
     /// see: what is counted as shadowed is what the limit would refuse
     /// with the requests it admits spending their fuel.
     ///
+    /// A request at fault is answered as without shadow mode: one whose
+    /// key cannot be read, and one costing more than the budget can ever
+    /// hold ([`cost`](Limit::cost)), which no limit would let through.
+    ///
     /// Nothing waits, in either mode: [`reject`](Limit::reject),
     /// [`max_wait`](Limit::max_wait) and
     /// [`max_waiting`](Limit::max_waiting) change nothing. A budget that

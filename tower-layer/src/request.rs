@@ -158,7 +158,9 @@ impl<G: AsKeyed, A> Limit<G, A> {
     /// - A cost beyond the budget's capacity could never be served: it is
     ///   refused at once, never waited for, with
     ///   [`fueltank::Error::ExceedsCapacity`] (boxed into
-    ///   [`tower::BoxError`]), or over HTTP `413 Content Too Large` — not
+    ///   [`tower::BoxError`]), or over HTTP as a request at fault, with the
+    ///   answer to a bad key (`400 Bad Request` by default, saying what it
+    ///   costs and what the limit holds, the error in its extensions) — not
     ///   `429`, because no wait makes such a request fit, so a client must
     ///   not retry it as it is.
     ///

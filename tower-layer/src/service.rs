@@ -94,7 +94,7 @@ impl ThrottleLayer {
     /// (`fueltank-redis`'s `GlobalTank`), waiting for fuel, without
     /// statistics (add a [`Stats`] for them). Fuel held by a service
     /// dropped between `poll_ready` and `call` is given back
-    /// ([`Budget::give_back`]; a Redis tank spends it). In reject mode,
+    /// ([`Budget::give_back`]; a Redis tank and an `AllOf` spend it). In reject mode,
     /// `poll_ready` waits for the budget's answer when only its store can
     /// tell ([`Budget::ask`]), so a budget not used for a while does not
     /// shed its first requests.
@@ -250,9 +250,10 @@ impl<S, A: Clone> Layer<S> for ThrottleLayer<A> {
 /// Dropping the service, or the future of `ready()`, at any point loses no
 /// fuel: fuel held for a `call` that never came goes back to the tank, and
 /// a wait in the tank's line leaves it (and frees its place among the
-/// `max_waiting`). One exception: fuel that a wait bounded by `max_wait`
-/// took cannot be given back (the tank's timed wait hands out no token),
-/// so a service dropped between such a wait and its `call` spends it.
+/// `max_waiting`), whether the wait was bounded by `max_wait` or not. A
+/// budget that cannot take fuel back (a `fueltank-redis` tank, an
+/// `AllOf`: see [`Budget::give_back`](crate::Budget::give_back)) spends it
+/// instead.
 ///
 /// # Contract
 ///

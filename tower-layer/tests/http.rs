@@ -664,3 +664,42 @@ fn costs_are_counted_in_units_and_too_costly_is_a_400() {
     assert!(response.headers().get("ratelimit-remaining").is_none());
     assert_eq!(tank.level(), 6, "only the 4 admitted were spent");
 }
+
+/// A budget of one's own may say it will not have fuel for as long as a
+/// `Duration` goes: the headers say the most seconds there are, never
+/// overflow (a panic in debug builds, a `Retry-After` of 1 in release).
+#[test]
+fn the_longest_wait_a_budget_can_say_is_answered_in_whole_seconds() {
+    use fueltank::{Budget, BudgetWait, Fuel};
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl Budget for Never {
+        fn try_take(&self, _: u64) -> Option<Fuel> {
+            None
+        }
+        fn wait(&self, _: u64, _: Option<Duration>) -> BudgetWait {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn wait_time(&self, _: u64) -> Option<Duration> {
+            Some(Duration::MAX)
+        }
+        fn rate(&self) -> Rate {
+            Rate::per_second(10).unwrap()
+        }
+        fn available(&self) -> u64 {
+            0
+        }
+        fn capacity(&self) -> u64 {
+            10
+        }
+    }
+
+    let mut svc = ThrottleLayer::new(Never).reject().http().layer(ok());
+    let response = get(&mut svc);
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let most = u64::MAX.to_string();
+    assert_eq!(header(response.headers(), "retry-after"), Some(&*most));
+    assert_eq!(header(response.headers(), "ratelimit-reset"), Some(&*most));
+}

@@ -125,6 +125,25 @@ fn a_service_dropped_while_waiting_leaves_the_line() {
     assert_eq!(tank.level(), 1, "no fuel lost to the dropped waiter");
 }
 
+/// The fuel a wait bounded by `max_wait` brought is given back as well
+/// (as the service's `# Cancel safety` says), and `poll_ready` twice
+/// holds one fuel, not two.
+#[test]
+fn a_service_dropped_after_a_timed_wait_gives_its_fuel_back() {
+    let clock = ManualClock::new();
+    let tank = tank(&clock, "10/s", 0);
+    let mut svc = ThrottleLayer::new(tank.clone())
+        .max_wait(Duration::from_secs(1))
+        .layer(echo());
+    assert!(!is_ready(&mut svc));
+    clock.advance(Duration::from_millis(100));
+    assert!(is_ready(&mut svc));
+    assert!(is_ready(&mut svc));
+    assert_eq!(tank.level(), 0);
+    drop(svc);
+    assert_eq!(tank.level(), 1, "the fuel of the timed wait went back");
+}
+
 #[test]
 fn into_inner_gives_the_fuel_back_too() {
     let clock = ManualClock::new();
@@ -262,4 +281,97 @@ fn ready_services_dropped_in_any_order_give_all_their_fuel_back() {
         }
         assert_eq!(tank.level(), 10, "round {round}");
     }
+}
+
+/// A storm on real threads over an `AllOf` of a throttle and two tanks,
+/// on a manual clock: clones made ready (some twice) and called, made
+/// ready and dropped, dropped while waiting. Every component keeps the
+/// books exactly: what it granted plus what it holds is what it accrued,
+/// where a ready service dropped spends its fuel (an `AllOf` cannot take
+/// fuel back, as the service's docs say); the throttle counts exactly the
+/// fuel granted.
+#[test]
+fn a_storm_over_an_all_of_keeps_every_component_s_books() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let clock = ManualClock::new();
+    // 1 and 0.7 fuel a millisecond, never capped in the test's 2 s.
+    let big = |per_ms_x10: u64| {
+        Tank::builder(Rate::new(per_ms_x10 * 100_000, Duration::from_secs(1000)).unwrap())
+            .initial(0)
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (big(10), big(7));
+    let throttle = fueltank::Throttle::builder(Rate::new(10_000, Duration::from_secs(10)).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let all = fueltank::AllOf::new(throttle.clone())
+        .and(a.clone())
+        .and(b.clone())
+        .clock(clock.clone());
+    let svc = ThrottleLayer::new(all)
+        .max_wait(Duration::from_millis(20))
+        .layer(echo());
+    let (called, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4_u64)
+        .map(|seed| {
+            let (svc, called, dropped, stop) =
+                (svc.clone(), called.clone(), dropped.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut x = seed;
+                while !stop.load(Ordering::Relaxed) {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let mut svc = svc.clone();
+                    let ready = (0..(x >> 33) % 4).any(|_| {
+                        let ready = is_ready(&mut svc);
+                        std::thread::yield_now();
+                        ready
+                    });
+                    if !ready {
+                        continue; // dropped while waiting, or never polled
+                    }
+                    if (x >> 40) % 3 == 0 {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue; // dropped ready: its fuel is spent
+                    }
+                    if (x >> 45) % 2 == 0 {
+                        assert!(is_ready(&mut svc), "ready twice");
+                    }
+                    if call_now(&mut svc, 1).is_ok() {
+                        called.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let steps = 2000;
+    for _ in 0..steps {
+        clock.advance(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let granted = called.load(Ordering::Relaxed) + dropped.load(Ordering::Relaxed);
+    assert_eq!(granted + a.level(), steps, "a");
+    assert_eq!(granted + b.level(), steps * 7 / 10, "b");
+    assert_eq!(
+        granted + throttle.tank().unwrap().level(),
+        steps,
+        "throttle"
+    );
+    assert_eq!(throttle.total(), granted, "throttle's count");
+    assert!(
+        called.load(Ordering::Relaxed) > 10 && dropped.load(Ordering::Relaxed) > 10,
+        "{called:?} called, {dropped:?} dropped"
+    );
 }

@@ -112,3 +112,45 @@ fn without_shadow_the_same_traffic_is_shed() {
     assert_eq!(stats.rejected().total(), 7);
     assert_eq!(stats.shadowed().total(), 0);
 }
+
+/// Shadow mode with a cost, in both modes: a request costing more than
+/// the budget can ever hold is still refused at once with
+/// `ExceedsCapacity` (a request at fault, as one without a key, not one
+/// the limit sheds), not let through as shadowed; one costing more than
+/// there is now passes, counted as shadowed, spending nothing.
+#[test]
+fn a_cost_beyond_the_capacity_is_refused_in_shadow_mode_too() {
+    for reject in [false, true] {
+        let clock = ManualClock::new();
+        let tank = tank(&clock, 3);
+        let stats = Stats::with_clock(clock.clone());
+        let mut layer = ThrottleLayer::new(tank.clone())
+            .shadow()
+            .stats(stats.clone());
+        if reject {
+            layer = layer.reject();
+        }
+        let mut svc = layer
+            .cost(|n: &u64| *n)
+            .layer(service_fn(|n: u64| async move { Ok::<_, BoxError>(n) }));
+        let mut call = |n: u64| {
+            assert!(svc.poll_ready(&mut cx()).is_ready());
+            svc.call(n).now_or_never().expect("never waits")
+        };
+        for n in [11, u64::MAX] {
+            let error = call(n).unwrap_err();
+            assert_eq!(
+                error.downcast_ref::<fueltank::Error>(),
+                Some(&fueltank::Error::ExceedsCapacity {
+                    requested: n,
+                    capacity: 10
+                }),
+                "reject = {reject}"
+            );
+        }
+        assert_eq!(stats.shadowed().total(), 0, "reject = {reject}");
+        assert_eq!(call(5).unwrap(), 5);
+        assert_eq!(stats.shadowed().total(), 1, "reject = {reject}");
+        assert_eq!(tank.level(), 3);
+    }
+}

@@ -244,3 +244,48 @@ fn a_long_wait_is_reported_at_its_threshold() {
     assert!(event.fields.contains("wait_ms=500"), "{event:?}");
     assert!(event.fields.contains("limit=slow"), "{event:?}");
 }
+
+/// A budget of one's own may say it will not have fuel for longer than
+/// `u64::MAX` milliseconds: the event says the most there are (was: the
+/// figure cut to its low 64 bits).
+#[test]
+fn the_longest_wait_a_budget_can_say_is_logged_as_the_most_milliseconds() {
+    use fueltank::{Budget, BudgetWait, Fuel};
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl Budget for Never {
+        fn try_take(&self, _: u64) -> Option<Fuel> {
+            None
+        }
+        fn wait(&self, _: u64, _: Option<Duration>) -> BudgetWait {
+            Box::pin(std::future::ready(Ok(None)))
+        }
+        fn wait_time(&self, _: u64) -> Option<Duration> {
+            Some(Duration::from_secs(u64::MAX))
+        }
+        fn rate(&self) -> Rate {
+            Rate::per_second(10).unwrap()
+        }
+        fn available(&self) -> u64 {
+            0
+        }
+        fn capacity(&self) -> u64 {
+            10
+        }
+    }
+
+    let mut svc = ThrottleLayer::new(Never).reject().http().layer(ok());
+    let events = catch(|| {
+        let response = send(&mut svc, Request::new(()));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0]
+            .fields
+            .contains(&format!("retry_after_ms={} ", u64::MAX)),
+        "{events:?}"
+    );
+}

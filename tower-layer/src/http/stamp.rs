@@ -66,9 +66,11 @@ pub struct Stamp {
     policy: Option<Arc<str>>,
 }
 
-/// `wait` in whole seconds, rounded up.
+/// `wait` in whole seconds, rounded up (at most `u64::MAX`: a budget of
+/// one's own may say `Duration::MAX`).
 pub(crate) fn ceil_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
 }
 
 /// The tank's state behind one response's headers.
