@@ -143,13 +143,13 @@
 //!   others come (a batch and a half, above).
 //!
 //! The cost: while `k` instances ask, about `k / (rate × 100 ms)` round
-//! trips per grant (0.02 at 2000/s for 4 instances), and the askers' hash
-//! read and written in each round trip's script.
+//! trips per grant (0.02 at 2000/s for 4 instances), and the askers
+//! counted in each round trip's script (a sorted set: its cost does not
+//! grow with them).
 //!
 //! So a tank's round trips grow with its busy instances (each makes about
 //! 10 to 20 a second, whatever the rate, while a turn's share is at least
-//! one unit), and each costs Redis more the more instances ask (the
-//! script reads every asker). How many instances one Redis (or one
+//! one unit). How many instances one Redis (or one
 //! Cluster shard: a tank's keys are in one slot) serves at a given rate
 //! is simulated, with this crate's own decisions, in the repository's
 //! `redis/BENCHMARKS.md` (*A thousand instances on paper*).
