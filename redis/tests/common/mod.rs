@@ -20,12 +20,31 @@ pub struct RedisServer {
     master: Option<u16>,
 }
 
-/// A port nobody listens on now.
+/// A port nobody listens on now, never handed out before in this process,
+/// and below Linux's ephemeral range (32768 up), from which the kernel
+/// picks the ports of outgoing connections (and of a bind to port 0): a
+/// server started on a port from that range can find it taken by then
+/// by a client's connection, or by another test's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("cannot find a free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Each process starts at its own place, so that test binaries and
+    // their child processes seldom try the same ports.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 from {FIRST} to {}", FIRST + SPAN - 1)
 }
 
 impl RedisServer {
@@ -310,6 +329,9 @@ fn spawn(port: u16, configure: impl FnOnce(&mut Command)) -> Child {
     });
     let started = Instant::now();
     while !answers(port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server on port {port} exited ({status}) before it answered");
+        }
         if started.elapsed() > Duration::from_secs(10) {
             let _ = child.kill();
             let _ = child.wait();
