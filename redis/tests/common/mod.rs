@@ -44,7 +44,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port on 127.0.0.1 from {FIRST} to {}", FIRST + SPAN - 1)
+    panic!(
+        "no free port on 127.0.0.1 from {FIRST} to {}",
+        FIRST + SPAN - 1
+    )
 }
 
 impl RedisServer {
