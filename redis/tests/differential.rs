@@ -37,15 +37,18 @@ const SOURCE: &str = include_str!("../src/script.lua");
 /// Its one read of Redis's clock.
 const TIME: &str = "local clock = redis.call('TIME')";
 
-/// The script reading the time from its arguments 19 and 20 (a second and
-/// microseconds), after the 18 it takes (no finished Window batches).
+/// The script reading the time from its last two arguments (a second and
+/// microseconds), which it removes: it then sees the arguments it takes.
 fn script_at_given_times() -> redis::Script {
     assert_eq!(
         SOURCE.matches(TIME).count(),
         1,
         "the script reads TIME once"
     );
-    redis::Script::new(&SOURCE.replace(TIME, "local clock = {ARGV[19], ARGV[20]}"))
+    redis::Script::new(&SOURCE.replace(
+        TIME,
+        "local us = table.remove(ARGV); local clock = {table.remove(ARGV), us}",
+    ))
 }
 
 /// One tank's limit, as both sides are given it.
@@ -114,6 +117,21 @@ fn run(
     together: u64,
     at: Option<(u64, u64)>,
 ) -> Answer {
+    run_also(script, con, name, op, limit, &[], together, at)
+}
+
+/// [`run`] on a tank with the other rates `also` (each with its bank).
+#[allow(clippy::too_many_arguments)]
+fn run_also(
+    script: &redis::Script,
+    con: &mut redis::Connection,
+    name: &str,
+    op: &str,
+    limit: Limit,
+    also: &[Limit],
+    together: u64,
+    at: Option<(u64, u64)>,
+) -> Answer {
     let hardcap = if limit.cap.is_some() { 0 } else { 2 };
     let mut invocation = script.key(format!("{name}:s"));
     invocation.key(format!("{name}:w"));
@@ -139,6 +157,16 @@ fn run(
         "0".into(), // finished
     ] {
         invocation.arg(arg);
+    }
+    if !also.is_empty() {
+        invocation.arg(also.len());
+        for rate in also {
+            invocation
+                .arg(rate.max_n)
+                .arg(rate.per_ns)
+                .arg(rate.t())
+                .arg(rate.tol());
+        }
     }
     if let Some((sec, us)) = at {
         invocation.arg(sec).arg(us);
@@ -319,6 +347,96 @@ fn the_script_decides_as_the_tank() {
             counts[0] >= refusals && counts[1] > 100,
             "{name}: {counts:?}"
         );
+    }
+}
+
+/// Several rates (`also`): takes of `k` at once decided by the script
+/// with every rate's schedule in one call, against a `Tank` built with
+/// `.also(..)` (each rate's bank its `max_n`, the first's its burst), at
+/// the same times; every decision and retry time alike, and changes of
+/// the first rate (`set`), which leave the others as they are.
+#[test]
+fn several_rates_decide_as_the_tank_with_also() {
+    let redis = RedisServer::start();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let script = script_at_given_times();
+    let l = |max_n, per_ns, cap| Limit {
+        max_n,
+        per_ns,
+        cap: Some(cap),
+    };
+    let s = 1_000_000_000;
+    // The first rate's limits, the other rates, the largest step in µs.
+    let cases = [
+        // "100/min also 5/s", and the first changed to 120/min.
+        (
+            vec![l(100, 60 * s, 100), l(120, 60 * s, 100)],
+            vec![l(5, s, 5)],
+            400_000,
+        ),
+        // Three rates: intervals of 100 ms, 30 ms and 200 ms.
+        (
+            vec![l(10, s, 4), l(20, s, 4)],
+            vec![l(3, 90_000_000, 3), l(50, 10 * s, 50)],
+            100_000,
+        ),
+        // The other rate is the looser one: the first rules.
+        (vec![l(2, s, 2)], vec![l(10, s, 10)], 600_000),
+    ];
+    let mut rng = Lcg(23);
+    for (index, (firsts, also, step_us)) in cases.into_iter().enumerate() {
+        let name = format!("also{index}");
+        let clock = ManualClock::new();
+        let mut limit = firsts[0];
+        let mut builder = Tank::builder(limit.rate())
+            .clock(clock.clone())
+            .burst(limit.cap.unwrap());
+        for rate in &also {
+            builder = builder.also(rate.rate());
+        }
+        let tank = builder.build().unwrap();
+        // Full under every rate, as a state missing from Redis is.
+        clock.advance(Duration::from_nanos(60 * s));
+        let capacity = also.iter().filter_map(|r| r.cap).fold(4, u64::min);
+        let mut at_us: u64 = 1_000_000_000;
+        let mut counts = [0; 2];
+        for call in 0..1_500 {
+            let case = format!("{name} call {call} at {at_us} µs, {limit:?}");
+            let at = Some((at_us / 1_000_000, at_us % 1_000_000));
+            if call > 0 && firsts.len() > 1 && rng.below(25) == 0 {
+                let next = firsts[rng.below(firsts.len() as u64) as usize];
+                let answer = run_also(&script, &mut con, &name, "set", next, &also, 0, at);
+                assert_eq!(answer.granted, None, "{case}: set");
+                tank.set_rate(next.rate());
+                limit = next;
+            } else {
+                let k = 1 + rng.below(capacity.min(limit.cap.unwrap()));
+                let wait = tank.wait_time(k).map(|d| d.as_nanos() as u64);
+                let answer = run_also(&script, &mut con, &name, "take", limit, &also, k, at);
+                let granted = tank.has_fuel_n(k);
+                assert_eq!(answer.granted, Some(granted), "{case}: take {k}");
+                if !granted {
+                    let wait = wait.expect("within the capacity");
+                    assert_eq!(answer.retry, Some(wait.max(1)), "{case}: retry of {k}");
+                }
+                counts[usize::from(granted)] += 1;
+            }
+            let step = match rng.below(4) {
+                0 => 0,
+                1 => tank
+                    .wait_time(1)
+                    .map(|d| d.as_nanos() as u64)
+                    .filter(|ns| ns % 1000 == 0)
+                    .map_or(1, |ns| ns / 1000),
+                _ => rng.below(step_us + 1),
+            };
+            at_us += step;
+            clock.advance(Duration::from_micros(step));
+        }
+        assert!(counts[0] > 100 && counts[1] > 100, "{name}: {counts:?}");
     }
 }
 
