@@ -358,33 +358,31 @@ else
     full = tat - now
   else
     -- GCRA: forget fuel beyond the bank, then `together` at once from the
-    -- bank, or a batch of `want` slots, some banked, some to come. With
-    -- other rates, each is such a schedule: `together` is due when it is
-    -- due under every one, a batch starts when every one has a slot and is
-    -- spaced by the longest interval, and each rate is moved as its own
-    -- schedule would be by those spends.
+    -- bank, or a batch of `want` slots, some banked, some to come. Each
+    -- other rate is such a schedule too: `together` is due when it is due
+    -- under every one, a batch starts when every one has a slot and is
+    -- spaced by the longest interval, and each schedule moves as those
+    -- spends move it.
     if tat == nil or tat < now - tol then tat = now - tol end
-    local R = {{tat = tat, t = t, tol = tol, per = per}}
-    for i = 1, #X do
-      local x = X[i]
+    for _, x in ipairs(X) do
       if x.tat == nil or x.tat < now - x.tol then x.tat = now - x.tol end
-      R[#R + 1] = x
     end
     if op == 'take' and want > 0 then
       if together > 0 then
         -- All at once when the last is due: a burst GCRA allows then.
         local due = tat + (together - 1) * t
-        for _, r in ipairs(R) do due = math.max(due, r.tat + (together - 1) * r.t) end
+        for _, x in ipairs(X) do due = math.max(due, x.tat + (together - 1) * x.t) end
         if due - now > ahead then
           refuse(due - now - ahead)
         else
           grant(0, together, due - now, 0, life, 0)
-          for _, r in ipairs(R) do r.tat = math.max(r.tat, due - r.tol) + together * r.t end
+          tat = math.max(tat, due - tol) + together * t
+          for _, x in ipairs(X) do x.tat = math.max(x.tat, due - x.tol) + together * x.t end
         end
       else
         local first, spacing = tat, t
-        for _, r in ipairs(R) do
-          first, spacing = math.max(first, r.tat), math.max(spacing, r.t)
+        for _, x in ipairs(X) do
+          first, spacing = math.max(first, x.tat), math.max(spacing, x.t)
         end
         if first - now > FAR * life then
           -- As for `Paced`, with the units' life for the guard.
@@ -392,17 +390,18 @@ else
         else
           grant(0, want, first - now, spacing, life, 0)
           local last = first + (want - 1) * spacing
-          for _, r in ipairs(R) do r.tat = math.max(r.tat + want * r.t, last - r.tol + r.t) end
+          tat = math.max(tat + want * t, last - tol + t)
+          for _, x in ipairs(X) do x.tat = math.max(x.tat + want * x.t, last - x.tol + x.t) end
         end
       end
     end
-    tat = R[1].tat
-    for _, r in ipairs(R) do
-      full = math.max(full, r.tat + r.tol - now)
-      expire_ms = math.max(expire_ms or 0, math.ceil((math.max(r.tat - now, 0) + r.per) / 1000000) + 1000)
-    end
+    full = math.max(tat + tol - now, 0)
+    for _, x in ipairs(X) do full = math.max(full, x.tat + x.tol - now) end
   end
-  if mode == 1 then expire_ms = math.ceil((math.max(tat - now, 0) + per) / 1000000) + 1000 end
+  expire_ms = math.ceil((math.max(tat - now, 0) + per) / 1000000) + 1000
+  for _, x in ipairs(X) do
+    expire_ms = math.max(expire_ms, math.ceil((math.max(x.tat - now, 0) + x.per) / 1000000) + 1000)
+  end
 end
 
 local fields = params_args(p)

@@ -99,6 +99,8 @@ impl Limit {
 struct Answer {
     /// `Some(granted)` for a take.
     granted: Option<bool>,
+    /// A grant's time, ns after `now` (0 but for a take ahead).
+    first: i64,
     /// A refusal's retry time, ns.
     retry: Option<u64>,
     /// Redis's now (ns since the Unix epoch) and the time until full.
@@ -117,7 +119,7 @@ fn run(
     together: u64,
     at: Option<(u64, u64)>,
 ) -> Answer {
-    run_also(script, con, name, op, limit, &[], together, at)
+    run_also(script, con, name, op, limit, &[], together, 0, at)
 }
 
 /// [`run`] on a tank with the other rates `also` (each with its bank).
@@ -130,6 +132,7 @@ fn run_also(
     limit: Limit,
     also: &[Limit],
     together: u64,
+    ahead_ns: u64,
     at: Option<(u64, u64)>,
 ) -> Answer {
     let hardcap = if limit.cap.is_some() { 0 } else { 2 };
@@ -152,7 +155,7 @@ fn run_also(
         together.to_string(),
         "0".into(), // life
         "0".into(), // guard
-        "0".into(), // ahead: now or never
+        ahead_ns.to_string(),
         "0".into(), // asker: none, no fair-share cap
         "0".into(), // finished
     ] {
@@ -181,6 +184,7 @@ fn run_also(
     };
     Answer {
         granted,
+        first: if v[0] == 0 { v[3] } else { 0 },
         retry,
         now: i128::from(v[seen]) * 1_000_000_000 + i128::from(v[seen + 1]),
         full: v[seen + 8] as u64,
@@ -350,6 +354,26 @@ fn the_script_decides_as_the_tank() {
     }
 }
 
+/// Each rate's level at `at_us` as the script's state in Redis holds it
+/// (`tat`, then `x1`, `x2`, ...; ns after the second `ep`).
+fn levels(con: &mut redis::Connection, name: &str, rates: &[Limit], at_us: u64) -> Vec<u64> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(format!("{name}:s")).arg("ep").arg("tat");
+    for i in 1..rates.len() {
+        cmd.arg(format!("x{i}"));
+    }
+    let v: Vec<i64> = cmd.query(con).unwrap();
+    let now = (at_us as i64 - v[0] * 1_000_000) * 1000;
+    rates
+        .iter()
+        .zip(&v[1..])
+        .map(|(rate, &tat)| match now - tat {
+            behind if behind < 0 => 0,
+            ahead => (ahead as u64 / rate.t() + 1).min(rate.cap.unwrap()),
+        })
+        .collect()
+}
+
 /// Several rates (`also`): takes of `k` at once decided by the script
 /// with every rate's schedule in one call, against a `Tank` built with
 /// `.also(..)` (each rate's bank its `max_n`, the first's its burst), at
@@ -385,6 +409,14 @@ fn several_rates_decide_as_the_tank_with_also() {
         ),
         // The other rate is the looser one: the first rules.
         (vec![l(2, s, 2)], vec![l(10, s, 10)], 600_000),
+        // The other rate, emptied by takes of 3, makes a take due later
+        // than the first rate, full, would: the first's schedule moves
+        // from then.
+        (
+            vec![l(5, s, 5), l(8, s, 5)],
+            vec![l(3, 90_000_000, 3)],
+            400_000,
+        ),
     ];
     let mut rng = Lcg(23);
     for (index, (firsts, also, step_us)) in cases.into_iter().enumerate() {
@@ -403,27 +435,55 @@ fn several_rates_decide_as_the_tank_with_also() {
         let capacity = also.iter().filter_map(|r| r.cap).fold(4, u64::min);
         let mut at_us: u64 = 1_000_000_000;
         let mut counts = [0; 2];
+        let mut later = 0;
         for call in 0..1_500 {
             let case = format!("{name} call {call} at {at_us} µs, {limit:?}");
             let at = Some((at_us / 1_000_000, at_us % 1_000_000));
             if call > 0 && firsts.len() > 1 && rng.below(25) == 0 {
                 let next = firsts[rng.below(firsts.len() as u64) as usize];
-                let answer = run_also(&script, &mut con, &name, "set", next, &also, 0, at);
+                let answer = run_also(&script, &mut con, &name, "set", next, &also, 0, 0, at);
                 assert_eq!(answer.granted, None, "{case}: set");
                 tank.set_rate(next.rate());
                 limit = next;
             } else {
                 let k = 1 + rng.below(capacity.min(limit.cap.unwrap()));
-                let wait = tank.wait_time(k).map(|d| d.as_nanos() as u64);
-                let answer = run_also(&script, &mut con, &name, "take", limit, &also, k, at);
-                let granted = tank.has_fuel_n(k);
-                assert_eq!(answer.granted, Some(granted), "{case}: take {k}");
-                if !granted {
-                    let wait = wait.expect("within the capacity");
-                    assert_eq!(answer.retry, Some(wait.max(1)), "{case}: retry of {k}");
+                // Some takes granted ahead (as instances ask), up to 300 ms,
+                // when they are due at a whole µs (Redis's clock is read
+                // in µs; a rate change can leave fractions).
+                let wait = tank.wait_time(k).expect("within the capacity").as_nanos() as u64;
+                let ahead = match rng.below(3) {
+                    0 if wait.is_multiple_of(1000) => 300_000_000,
+                    _ => 0,
+                };
+                let answer = run_also(&script, &mut con, &name, "take", limit, &also, k, ahead, at);
+                let granted = wait <= ahead;
+                assert_eq!(
+                    answer.granted,
+                    Some(granted),
+                    "{case}: take {k}, ahead {ahead}"
+                );
+                if granted {
+                    // Granted for when all `k` are due: the tank takes them
+                    // then, and the next call is no sooner.
+                    assert_eq!(answer.first.max(0), wait as i64, "{case}: when {k} are due");
+                    at_us += wait / 1000;
+                    clock.advance(Duration::from_nanos(wait));
+                    assert!(tank.has_fuel_n(k), "{case}: {k} due after {wait} ns");
+                    later += u64::from(wait > 0);
+                } else {
+                    let retry = (wait - ahead).max(1);
+                    assert_eq!(answer.retry, Some(retry), "{case}: retry of {k}");
                 }
                 counts[usize::from(granted)] += 1;
             }
+            // Every rate's level alike (the tank's, as its `rates` says).
+            let rates: Vec<Limit> = std::iter::once(limit).chain(also.clone()).collect();
+            let tank_levels: Vec<u64> = tank.rates().into_iter().map(|(_, l)| l).collect();
+            assert_eq!(
+                levels(&mut con, &name, &rates, at_us),
+                tank_levels,
+                "{case}: levels"
+            );
             let step = match rng.below(4) {
                 0 => 0,
                 1 => tank
@@ -436,7 +496,11 @@ fn several_rates_decide_as_the_tank_with_also() {
             at_us += step;
             clock.advance(Duration::from_micros(step));
         }
-        assert!(counts[0] > 100 && counts[1] > 100, "{name}: {counts:?}");
+        println!("{name}: {counts:?} refused, granted; {later} granted ahead");
+        assert!(
+            counts[0] > 100 && counts[1] > 100 && later > 20,
+            "{name}: {counts:?}, {later}"
+        );
     }
 }
 
