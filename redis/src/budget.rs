@@ -85,6 +85,16 @@ impl Budget for GlobalTank {
         GlobalTank::rate(self)
     }
 
+    /// Every rate (the first, then those of `also`), each with the fuel
+    /// reserved here: what this instance may take from all of them now.
+    fn rates(&self) -> Vec<(Rate, u64)> {
+        let available = Budget::available(self);
+        let also = self.also_rates().into_iter().map(|rate| (rate, available));
+        std::iter::once((self.rate(), available))
+            .chain(also)
+            .collect()
+    }
+
     fn available(&self) -> u64 {
         GlobalTank::available(self).min(self.capacity())
     }

@@ -14,15 +14,17 @@ fn refused(what: &'static str, accepted: &'static str) -> Error {
 }
 
 impl RedisStore {
-    /// A builder of the global tank `name` with `config`'s rate, hardcap
-    /// and burst; for what a configuration does not hold (the hold, the
-    /// batches).
+    /// A builder of the global tank `name` with `config`'s rate, `also`
+    /// rates, hardcap and burst; for what a configuration does not hold
+    /// (the hold, the batches).
     ///
     /// # Errors
     ///
     /// [`Error::Fueltank`] with [`fueltank::Error::Unsupported`] for the
     /// options a tank in Redis does not take: `initial` (it starts full),
-    /// `shared_memory`, `also`, and a keyed tank's `max_keys` and `keys`.
+    /// `shared_memory`, and a keyed tank's `max_keys` and `keys`; `also`
+    /// with `One` or `Window` is refused by `build` (see
+    /// [`GlobalTankBuilder::also`]).
     ///
     /// # Examples
     ///
@@ -45,13 +47,10 @@ impl RedisStore {
             ));
         }
         refuse_local(config)?;
-        if !config.also.is_empty() {
-            return Err(refused(
-                "`also` for a tank in Redis",
-                "one rate per tank in Redis; several rates work in a tank of one process",
-            ));
-        }
         let mut builder = self.tank(name, config.rate).hardcap(config.hardcap);
+        for &rate in &config.also {
+            builder = builder.also(rate);
+        }
         if let Some(burst) = config.burst {
             builder = builder.burst(burst);
         }
@@ -64,8 +63,8 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// As [`tank_config`](RedisStore::tank_config), for `initial`,
-    /// `shared_memory` and `also`.
+    /// As [`tank_config`](RedisStore::tank_config), for `initial` and
+    /// `shared_memory`; and `also` (a keyed tank keeps one rate per key).
     ///
     /// # Examples
     ///

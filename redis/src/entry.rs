@@ -79,9 +79,26 @@ pub(crate) struct Options {
     pub(crate) correction: AtomicU64,
     /// Whether the correction follows the timer (it was measured).
     pub(crate) follows: bool,
+    /// The rates beside the first (`GlobalTankBuilder::also`), each with
+    /// the tank's hardcap and hold, a GCRA each: Redis decides them with
+    /// the first in one call; they never change (`set_rate` changes the
+    /// first).
+    pub(crate) also: Vec<Params>,
 }
 
 impl Options {
+    /// The most fuel granted together: the least over the rates.
+    pub(crate) fn capacity(&self, params: &Params) -> u64 {
+        let also = self.also.iter().map(Params::capacity);
+        also.fold(params.capacity(), u64::min)
+    }
+
+    /// The interval of a batch's slots: the longest over the rates.
+    pub(crate) fn interval_ns(&self, params: &Params) -> u64 {
+        let also = self.also.iter().map(Params::interval_ns);
+        also.fold(params.interval_ns(), u64::max)
+    }
+
     pub(crate) fn correction(&self) -> Duration {
         Duration::from_nanos(self.correction.load(Ordering::Relaxed))
     }
@@ -429,11 +446,12 @@ impl Entry {
 
     /// The Redis-side conflict, as the error its waiters get.
     pub(crate) fn mismatch(&self, stored: Params) -> Error {
-        Error::Mismatch {
-            name: self.options.name.clone(),
-            stored: stored.describe(),
-            given: self.params().describe(),
-        }
+        mismatch(
+            &self.options.name,
+            stored,
+            self.params(),
+            &self.options.also,
+        )
     }
 
     /// Drops reserved fuel whose hold has ended.
@@ -485,7 +503,7 @@ impl Entry {
         let mut st = self.lock();
         // Read under the lock: the grant is made at this time.
         let now = now();
-        if n > st.params.capacity() {
+        if n > self.options.capacity(&st.params) {
             return false;
         }
         self.unlane(&mut st, now);
@@ -541,7 +559,7 @@ impl Entry {
         }
         let mut st = self.lock();
         let now = now();
-        let capacity = st.params.capacity();
+        let capacity = self.options.capacity(&st.params);
         if n > capacity {
             return Enqueued::TooLarge(capacity);
         }
@@ -629,7 +647,7 @@ impl Entry {
     fn assign(&self, st: &mut State, now: Instant, wake: &mut Vec<Waker>) {
         while let Some(head) = st.line.front() {
             let n = head.n;
-            let capacity = st.params.capacity();
+            let capacity = self.options.capacity(&st.params);
             let grant = if n > capacity {
                 Grant::TooLarge(capacity)
             } else {
@@ -701,7 +719,7 @@ impl Entry {
     /// outside the lock.
     pub(crate) fn grant_due(&self, late: Option<Duration>) {
         if let Some(late) = late {
-            let interval = Duration::from_nanos(self.lock().params.interval_ns());
+            let interval = Duration::from_nanos(self.options.interval_ns(&self.lock().params));
             self.options.follow(late, interval);
         }
         let correction = self.options.correction();
@@ -805,7 +823,7 @@ impl Entry {
         // round trip a loaded machine stretches past the latest one.
         let guard = u64::try_from((st.uncertainty * 2 + Duration::from_micros(500)).as_nanos())
             .unwrap_or(u64::MAX)
-            .max(params.interval_ns() / 1000)
+            .max(self.options.interval_ns(&params) / 1000)
             .clamp(500_000, hold.max(500_000));
         let want = if together > 0 { together } else { st.batch };
         st.asked = if together > 0 { 0 } else { want };
@@ -847,7 +865,8 @@ impl Entry {
             let params = entry.follow_family();
             let sent = now();
             let Some(family) = &entry.family else {
-                let args = script::args(Op::Take, Scope::Global, &params, &ask);
+                let args =
+                    script::args(Op::Take, Scope::Global, &params, &entry.options.also, &ask);
                 let result = entry.store.call(&entry.keys, args).await;
                 return Outcome {
                     result,
@@ -871,7 +890,7 @@ impl Entry {
         sent: Instant,
     ) -> Outcome {
         let take = |params: Params| {
-            let args = script::args(Op::Take, Scope::Key, &params, ask);
+            let args = script::args(Op::Take, Scope::Key, &params, &self.options.also, ask);
             self.store.call(&self.keys, args)
         };
         let checked = family.claim(sent);
@@ -1030,7 +1049,7 @@ impl Entry {
     pub(crate) fn wait_time(&self, n: u64) -> Option<Duration> {
         let mut st = self.lock();
         let now = now();
-        if n > st.params.capacity() {
+        if n > self.options.capacity(&st.params) {
             return None;
         }
         if n == 0 {
@@ -1048,25 +1067,49 @@ impl Entry {
             // From Redis: not before it may be asked again, nor before its
             // schedule (as of its latest answer) has `n` due; others only
             // take more.
-            [st.retry_at, st.backoff_until, redis_due(&st, n)]
-                .into_iter()
-                .flatten()
-                .max()
+            [
+                st.retry_at,
+                st.backoff_until,
+                redis_due(&self.options, &st, n),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
         };
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
 
     /// A `Build` or `Set` call for this global tank's keys.
     pub(crate) async fn control(&self, op: Op, params: Params) -> Result<Params, Error> {
+        let also = &self.options.also;
+        let name = &self.options.name;
         control(
             &self.store,
             &self.keys,
             Scope::Global,
             op,
             params,
-            &self.options.name,
+            also,
+            name,
         )
         .await
+    }
+}
+
+/// Redis holds another limit under `name` than `given` with the rates
+/// `also`: the stored one is told by its first rate (the script answers
+/// that), or as having other `also` rates if its first is the same.
+fn mismatch(name: &str, stored: Params, given: Params, also: &[Params]) -> Error {
+    let also: String = also.iter().map(|p| format!(" also {}", p.rate())).collect();
+    let mut stored = stored.describe();
+    let given = given.describe();
+    if stored == given {
+        stored.push_str(" with other `also` rates");
+    }
+    Error::Mismatch {
+        name: name.to_string(),
+        stored,
+        given: given + &also,
     }
 }
 
@@ -1078,18 +1121,18 @@ pub(crate) async fn control(
     scope: Scope,
     op: Op,
     params: Params,
+    also: &[Params],
     name: &str,
 ) -> Result<Params, Error> {
     let reply = store
-        .call(keys, script::args(op, scope, &params, &Ask::default()))
+        .call(
+            keys,
+            script::args(op, scope, &params, also, &Ask::default()),
+        )
         .await?;
     match reply {
         Reply::Done(seen) => Ok(seen.params),
-        Reply::Mismatch(stored) => Err(Error::Mismatch {
-            name: name.to_string(),
-            stored: stored.describe(),
-            given: params.describe(),
-        }),
+        Reply::Mismatch(stored) => Err(mismatch(name, stored, params, also)),
         other => Err(Error::Redis {
             reason: format!("unexpected answer to a {op:?}: {other:?}"),
         }),
@@ -1170,16 +1213,16 @@ fn asker_id() -> u64 {
 /// When Redis's schedule, as of its latest answer, has `n` (at most the
 /// capacity) due together: its capacity is due when it is full, one
 /// interval earlier each fewer (`Window`: only the whole window is known).
-fn redis_due(st: &State, n: u64) -> Option<Instant> {
+fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
     let full = st.full_at?;
     let params = &st.params;
     if params.mode() == Mode::Window && n < params.capacity() {
         return None;
     }
-    let early = params
-        .capacity()
+    let early = options
+        .capacity(params)
         .saturating_sub(n)
-        .saturating_mul(params.interval_ns());
+        .saturating_mul(options.interval_ns(params));
     // Too far back for an `Instant`: long due.
     full.checked_sub(Duration::from_nanos(early))
 }
@@ -1224,7 +1267,7 @@ pub(crate) struct Since {
 /// The next batch (see the module docs). Pure: the fleet simulation
 /// (`sim.rs`) sizes its instances' asks with it.
 pub(crate) fn next_batch(options: &Options, params: &Params, since: &Since) -> u64 {
-    let interval = params.interval_ns();
+    let interval = options.interval_ns(params);
     let mut most = options
         .max_batch
         .min(u64::try_from(options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)

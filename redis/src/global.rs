@@ -69,6 +69,7 @@ pub struct GlobalTankBuilder {
     store: RedisStore,
     name: String,
     rate: Rate,
+    also: Vec<Rate>,
     pub(crate) shape: Shape,
 }
 
@@ -124,6 +125,7 @@ impl Shape {
                     u64::try_from(correction.as_nanos()).unwrap_or(u64::MAX),
                 ),
                 follows: !correction.is_zero(),
+                also: Vec::new(),
             },
         ))
     }
@@ -257,14 +259,53 @@ impl GlobalTankBuilder {
             store,
             name: name.to_string(),
             rate,
+            also: Vec::new(),
             shape: Shape::new(),
         }
     }
 
     shape_setters!(GlobalTankBuilder, "GlobalTankBuilder");
 
+    /// Another rate the tank keeps beside its own, as
+    /// [`fueltank::TankBuilder::also`]: "100/min, also 5/s". A grant takes
+    /// from every rate or from none: Redis decides all of them in one call.
+    /// Each rate keeps the hardcap's bound with its own `max_n` and `per`
+    /// (under `Limit`, its bank is its `max_n` less the intervals of the
+    /// hold); [`capacity`](GlobalTank::capacity) is the least of them and
+    /// a batch's fuel is spaced by the longest interval;
+    /// [`set_rate`](GlobalTank::set_rate) changes the first rate only.
+    /// Without [`hold`](GlobalTankBuilder::hold), the hold is the default
+    /// for the shortest period. The rates are part of the tank: a build
+    /// with other ones is an [`Error::Mismatch`].
+    ///
+    /// Under [`Hardcap::One`] and [`Hardcap::Window`] a Redis tank keeps
+    /// one rate: `build` returns [`Error::UnsupportedRate`] for those, and
+    /// for a `Limit` rate too slow to bank anything beside the hold (one
+    /// that would be paced, as `One`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use fueltank_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let partner = store
+    ///     .tank("partner-api", "100/min".parse()?)
+    ///     .also("5/s".parse()?)
+    ///     .build()
+    ///     .await?;
+    /// partner.await_fuel_n(3).await?; // within both rates, for every instance
+    /// # Ok(()) }
+    /// ```
+    pub fn also(mut self, rate: Rate) -> GlobalTankBuilder {
+        self.also.push(rate);
+        self
+    }
+
     /// Checks the options, then the tank Redis holds under the name: a tank
-    /// stored with another rate, hardcap or hold is an
+    /// stored with another rate, other [`also`](GlobalTankBuilder::also)
+    /// rates, another hardcap or hold is an
     /// [`Error::Mismatch`]; a missing one is created full. Under `One` at
     /// 49/s and above it first measures this system's timer lateness,
     /// blocking the calling thread for about 5 ms (see the crate docs).
@@ -282,7 +323,13 @@ impl GlobalTankBuilder {
     /// # Ok(()) }
     /// ```
     pub async fn build(self) -> Result<GlobalTank, Error> {
-        let (params, options) = self.shape.resolve(&self.name, self.rate)?;
+        let (params, mut options) = self.shape.resolve(&self.name, self.rate)?;
+        let (params, also) = params.with_also(&self.also, options.hold_is_default)?;
+        if !also.is_empty() {
+            // The hold stays as built: the other rates' banks count it.
+            options.hold_is_default = false;
+        }
+        options.also = also;
         let start = script::tag_start(&self.store.shared.prefix, &self.name);
         let entry = Entry::new(
             self.store.shared.clone(),
@@ -452,7 +499,8 @@ impl GlobalTank {
     }
 
     /// The most fuel granted together: the bank under `Limit` (`max_n` less
-    /// the intervals of the hold), 1 under `One`, `max_n` under `Window`.
+    /// the intervals of the hold; with [`also`](GlobalTankBuilder::also),
+    /// the least over the rates), 1 under `One`, `max_n` under `Window`.
     ///
     /// # Examples
     ///
@@ -462,7 +510,12 @@ impl GlobalTank {
     /// # }
     /// ```
     pub fn capacity(&self) -> u64 {
-        self.entry.params().capacity()
+        self.entry.options.capacity(&self.entry.params())
+    }
+
+    /// The rates of [`also`](GlobalTankBuilder::also), beside the first.
+    pub(crate) fn also_rates(&self) -> Vec<Rate> {
+        self.entry.options.also.iter().map(Params::rate).collect()
     }
 
     /// Waits in line for `n` fuel, for at most `max_wait` if given (see
@@ -555,6 +608,7 @@ impl GlobalTank {
             .entry
             .params()
             .with_rate(rate, self.entry.options.hold_is_default)?;
+        params.check_also(&self.entry.options.also)?;
         let stored = self.entry.control(Op::Set, params).await?;
         self.entry.set_params(stored);
         Ok(())

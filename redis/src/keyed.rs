@@ -367,7 +367,7 @@ impl Family {
     /// decide whether the store is down).
     pub(crate) async fn check(&self, store: &StoreShared) {
         let params = self.params();
-        let args = script::args(Op::Check, Scope::Family, &params, &Ask::default());
+        let args = script::args(Op::Check, Scope::Family, &params, &[], &Ask::default());
         match store.send(&self.key, args).await {
             Ok(Reply::Done(seen)) => {
                 *lock(&self.params) = seen.params;
@@ -386,7 +386,7 @@ impl Family {
         params: Params,
         name: &str,
     ) -> Result<Params, Error> {
-        let stored = control(store, &self.key, Scope::Family, op, params, name).await?;
+        let stored = control(store, &self.key, Scope::Family, op, params, &[], name).await?;
         let mut check = lock(&self.check);
         check.sent = Some(crate::entry::now());
         check.conflict = None;

@@ -208,6 +208,58 @@ impl Params {
         )
     }
 
+    /// The first rate and the rates `also` of a tank built with them (a
+    /// hold not given is the default for the shortest period): each a
+    /// GCRA (`Limit` with a bank beside the hold, or `Unbounded`), which
+    /// the script decides together.
+    pub(crate) fn with_also(
+        &self,
+        also: &[Rate],
+        hold_is_default: bool,
+    ) -> Result<(Params, Vec<Params>), Error> {
+        let Some(shortest) = also.iter().map(|r| r.per()).min() else {
+            return Ok((*self, Vec::new()));
+        };
+        if !matches!(self.hardcap, Hardcap::Limit | Hardcap::Unbounded) {
+            return Err(Error::UnsupportedRate {
+                rate: also[0].to_string(),
+                accepted: "`also` only with Hardcap::Limit or Hardcap::Unbounded in Redis \
+                           (One and Window keep one rate)",
+            });
+        }
+        let hold = if hold_is_default {
+            default_hold(shortest.min(self.rate().per()))
+        } else {
+            self.hold()
+        };
+        let first = Params::new(self.rate(), self.hardcap, self.burst, hold)?;
+        let also = also
+            .iter()
+            .map(|&rate| Params::new(rate, self.hardcap, None, hold))
+            .collect::<Result<Vec<_>, _>>()?;
+        first.check_also(&also)?;
+        Ok((first, also))
+    }
+
+    /// With other rates, every rate must be a GCRA: under `Limit`, `max_n`
+    /// more than the intervals in the hold (else it would be paced).
+    pub(crate) fn check_also(&self, also: &[Params]) -> Result<(), Error> {
+        if also.is_empty() {
+            return Ok(());
+        }
+        match std::iter::once(self)
+            .chain(also)
+            .find(|p| !matches!(p.mode(), Mode::Gcra { .. }))
+        {
+            Some(paced) => Err(Error::UnsupportedRate {
+                rate: paced.rate().to_string(),
+                accepted: "with `also`, under Limit each rate's max_n must exceed the intervals \
+                           of the hold (else the rate is paced, as One: one rate only)",
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The same parameters at another rate; the hold follows the default
     /// rule if `hold_is_default`.
     pub(crate) fn with_rate(&self, rate: Rate, hold_is_default: bool) -> Result<Params, Error> {

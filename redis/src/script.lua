@@ -12,8 +12,10 @@
 --          tolerance), the generation it knows (birth, sets), the request
 --          (want, together, life, guard, ahead), the caller's id (0: none),
 --          and the count then the
---          members of the Window batches the caller has finished. Times are
---          integer nanoseconds.
+--          members of the Window batches the caller has finished, then
+--          the count of the tank's other rates (`also`: GCRA only), each
+--          as max_n, per, interval, tolerance. Times are integer
+--          nanoseconds.
 --
 -- The keys of one call share a hash slot, so that this runs on Redis
 -- Cluster: a keyed tank's keys are each in their own slot, and no key's
@@ -58,6 +60,17 @@ local asker = ARGV[17]
 local finished = 18
 
 local function f(x) return string.format('%.0f', x) end
+
+-- The other rates: a GCRA each, their schedules `x1`, `x2`, ... beside
+-- `tat`; which they are (`al`) is part of what the tank is.
+local also_at = finished + 1 + tonumber(ARGV[finished])
+local X, also_id = {}, {}
+for i = 1, tonumber(ARGV[also_at] or '0') do
+  local a = also_at + 4 * (i - 1)
+  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4]), per = tonumber(ARGV[a + 2])}
+  also_id[i] = ARGV[a + 1] .. '/' .. ARGV[a + 2]
+end
+also_id = table.concat(also_id, ',')
 
 local FIELDS = {'n', 'per', 'cap', 'hold', 't', 'mode', 'tol', 'gb', 'gs', 'o1', 'o2', 'o3', 'o4'}
 local function params_of(values)
@@ -145,7 +158,8 @@ end
 
 -- The parameters that rule.
 local wanted = {unpack(FIELDS)}
-for _, v in ipairs({'ep', 'tat', 'last', 'len', 'seq'}) do wanted[#wanted + 1] = v end
+for _, v in ipairs({'ep', 'tat', 'last', 'len', 'seq', 'al'}) do wanted[#wanted + 1] = v end
+for i = 1, #X do wanted[#wanted + 1] = 'x' .. i end
 local state = redis.call('HMGET', KEYS[1], unpack(wanted))
 local S = #FIELDS
 local stored = params_of(state)
@@ -155,7 +169,7 @@ if scope == 'g' or op == 'build' or op == 'set' then
 else
   p = keyed_ruling(stored)
 end
-if not p then return mismatch(stored) end
+if not p or (stored and (state[S + 6] or '') ~= also_id) then return mismatch(stored) end
 if scope == 'p' then
   -- A keyed tank's parameters: no fuel here. Kept two periods and a minute
   -- after the last instance's build, set or check.
@@ -201,6 +215,9 @@ if stored then
   if now < last then now = last end
   if state[S + 2] then tat = tonumber(state[S + 2]) + shift end
   len, seq = tonumber(state[S + 4]) or 0, tonumber(state[S + 5]) or 0
+  for i = 1, #X do
+    if state[S + 6 + i] then X[i].tat = tonumber(state[S + 6 + i]) + shift end
+  end
   if not same(stored, p) and tat and mode ~= 2 then
     -- New parameters: keep the fuel banked (or owed), counted in
     -- intervals, rounded towards less; no burst.
@@ -247,6 +264,7 @@ if op == 'take' and want > 0 and together == 0 and asker ~= '0' and mode ~= 1 th
     local turn = math.min(100000000, ahead)
     local share
     if mode == 2 then share = n * turn / per else share = turn / t end
+    for i = 1, #X do share = math.min(share, turn / X[i].t) end
     want = math.min(want, math.max(1, math.floor(share / count)))
   end
 end
@@ -340,29 +358,50 @@ else
     full = tat - now
   else
     -- GCRA: forget fuel beyond the bank, then `together` at once from the
-    -- bank, or a batch of `want` slots, some banked, some to come.
+    -- bank, or a batch of `want` slots, some banked, some to come. Each
+    -- other rate is such a schedule too: `together` is due when it is due
+    -- under every one, a batch starts when every one has a slot and is
+    -- spaced by the longest interval, and each schedule moves as those
+    -- spends move it.
     if tat == nil or tat < now - tol then tat = now - tol end
+    for _, x in ipairs(X) do
+      if x.tat == nil or x.tat < now - x.tol then x.tat = now - x.tol end
+    end
     if op == 'take' and want > 0 then
       if together > 0 then
         -- All at once when the last is due: a burst GCRA allows then.
         local due = tat + (together - 1) * t
+        for _, x in ipairs(X) do due = math.max(due, x.tat + (together - 1) * x.t) end
         if due - now > ahead then
           refuse(due - now - ahead)
         else
           grant(0, together, due - now, 0, life, 0)
-          tat = tat + together * t
+          tat = math.max(tat, due - tol) + together * t
+          for _, x in ipairs(X) do x.tat = math.max(x.tat, due - x.tol) + together * x.t end
         end
-      elseif tat - now > FAR * life then
-        -- As for `Paced`, with the units' life for the guard.
-        refuse(tat - now - FAR * life)
       else
-        grant(0, want, tat - now, t, life, 0)
-        tat = tat + want * t
+        local first, spacing = tat, t
+        for _, x in ipairs(X) do
+          first, spacing = math.max(first, x.tat), math.max(spacing, x.t)
+        end
+        if first - now > FAR * life then
+          -- As for `Paced`, with the units' life for the guard.
+          refuse(first - now - FAR * life)
+        else
+          grant(0, want, first - now, spacing, life, 0)
+          local last = first + (want - 1) * spacing
+          tat = math.max(tat + want * t, last - tol + t)
+          for _, x in ipairs(X) do x.tat = math.max(x.tat + want * x.t, last - x.tol + x.t) end
+        end
       end
     end
     full = math.max(tat + tol - now, 0)
+    for _, x in ipairs(X) do full = math.max(full, x.tat + x.tol - now) end
   end
   expire_ms = math.ceil((math.max(tat - now, 0) + per) / 1000000) + 1000
+  for _, x in ipairs(X) do
+    expire_ms = math.max(expire_ms, math.ceil((math.max(x.tat - now, 0) + x.per) / 1000000) + 1000)
+  end
 end
 
 local fields = params_args(p)
@@ -372,6 +411,16 @@ end
 if tat then
   fields[#fields + 1] = 'tat'
   fields[#fields + 1] = f(tat)
+end
+if #X > 0 then
+  fields[#fields + 1] = 'al'
+  fields[#fields + 1] = also_id
+  for i = 1, #X do
+    if X[i].tat then
+      fields[#fields + 1] = 'x' .. i
+      fields[#fields + 1] = f(X[i].tat)
+    end
+  end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], f(expire_ms))

@@ -23,7 +23,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `PREFIX:{N}:s` | hash | a global tank: the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); `Window`: `len` (fuel in the log) and `seq` |
+//! | `PREFIX:{N}:s` | hash | a global tank: the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); with `also` rates, `al` (which they are: `max_n/per_ns,...`) and their schedules `x1`, `x2`, ... (as `tat`); `Window`: `len` (fuel in the log) and `seq` |
 //! | `PREFIX:{N}:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
 //! | `PREFIX:{N}:a` | sorted set | the *askers*: each instance that asked for fuel within the last second (its id, a random number per tank handle or key entry), scored by the time it last did (µs since the epoch): what a grant's fair share is counted from |
 //! | `PREFIX:{N}:p` | hash | a keyed tank's parameters and their generation: what a build must match and `set_rate` changes |
@@ -147,8 +147,15 @@ pub(crate) struct Ask {
     pub(crate) asker: u64,
 }
 
-/// The script's arguments for `op` on a tank with `params`.
-pub(crate) fn args(op: Op, scope: Scope, params: &Params, ask: &Ask) -> Vec<String> {
+/// The script's arguments for `op` on a tank with `params` and the other
+/// rates `also` (GCRA each: see `Options::also`).
+pub(crate) fn args(
+    op: Op,
+    scope: Scope,
+    params: &Params,
+    also: &[Params],
+    ask: &Ask,
+) -> Vec<String> {
     let (mode, tolerance) = match params.mode() {
         Mode::Gcra { tolerance_ns } => (0, tolerance_ns),
         Mode::Paced => (1, 0),
@@ -190,6 +197,22 @@ pub(crate) fn args(op: Op, scope: Scope, params: &Params, ask: &Ask) -> Vec<Stri
             .iter()
             .map(|(seq, count)| format!("{seq}:{count}")),
     );
+    if !also.is_empty() {
+        args.push(also.len().to_string());
+        for rate in also {
+            let tolerance = match rate.mode() {
+                Mode::Gcra { tolerance_ns } => tolerance_ns,
+                // Refused when built (`Params::also`).
+                Mode::Paced | Mode::Window => 0,
+            };
+            args.extend([
+                rate.max_n.to_string(),
+                rate.per_ns.to_string(),
+                rate.interval_ns().to_string(),
+                tolerance.to_string(),
+            ]);
+        }
+    }
     args
 }
 

@@ -120,7 +120,7 @@ impl Store {
     /// test puts the time).
     pub fn args(&self, asker: u64, want: u64, ahead_ns: u64) -> Vec<String> {
         let ask = self.ask(asker, want, ahead_ns);
-        script::args(Op::Take, Scope::Global, &self.params, &ask)
+        script::args(Op::Take, Scope::Global, &self.params, &[], &ask)
     }
 
     /// How far ahead instances let Redis grant (`reserve_ahead`'s default).
@@ -215,6 +215,7 @@ impl Instance {
                 hold_is_default: true,
                 correction: AtomicU64::new(0),
                 follows: false,
+                also: Vec::new(),
             },
             reserve: Reserve::default(),
             demand: Meter::default(),

@@ -37,15 +37,18 @@ const SOURCE: &str = include_str!("../src/script.lua");
 /// Its one read of Redis's clock.
 const TIME: &str = "local clock = redis.call('TIME')";
 
-/// The script reading the time from its arguments 19 and 20 (a second and
-/// microseconds), after the 18 it takes (no finished Window batches).
+/// The script reading the time from its last two arguments (a second and
+/// microseconds), which it removes: it then sees the arguments it takes.
 fn script_at_given_times() -> redis::Script {
     assert_eq!(
         SOURCE.matches(TIME).count(),
         1,
         "the script reads TIME once"
     );
-    redis::Script::new(&SOURCE.replace(TIME, "local clock = {ARGV[19], ARGV[20]}"))
+    redis::Script::new(&SOURCE.replace(
+        TIME,
+        "local us = table.remove(ARGV); local clock = {table.remove(ARGV), us}",
+    ))
 }
 
 /// One tank's limit, as both sides are given it.
@@ -96,6 +99,8 @@ impl Limit {
 struct Answer {
     /// `Some(granted)` for a take.
     granted: Option<bool>,
+    /// A grant's time, ns after `now` (0 but for a take ahead).
+    first: i64,
     /// A refusal's retry time, ns.
     retry: Option<u64>,
     /// Redis's now (ns since the Unix epoch) and the time until full.
@@ -112,6 +117,22 @@ fn run(
     op: &str,
     limit: Limit,
     together: u64,
+    at: Option<(u64, u64)>,
+) -> Answer {
+    run_also(script, con, name, op, limit, &[], together, 0, at)
+}
+
+/// [`run`] on a tank with the other rates `also` (each with its bank).
+#[allow(clippy::too_many_arguments)]
+fn run_also(
+    script: &redis::Script,
+    con: &mut redis::Connection,
+    name: &str,
+    op: &str,
+    limit: Limit,
+    also: &[Limit],
+    together: u64,
+    ahead_ns: u64,
     at: Option<(u64, u64)>,
 ) -> Answer {
     let hardcap = if limit.cap.is_some() { 0 } else { 2 };
@@ -134,11 +155,21 @@ fn run(
         together.to_string(),
         "0".into(), // life
         "0".into(), // guard
-        "0".into(), // ahead: now or never
+        ahead_ns.to_string(),
         "0".into(), // asker: none, no fair-share cap
         "0".into(), // finished
     ] {
         invocation.arg(arg);
+    }
+    if !also.is_empty() {
+        invocation.arg(also.len());
+        for rate in also {
+            invocation
+                .arg(rate.max_n)
+                .arg(rate.per_ns)
+                .arg(rate.t())
+                .arg(rate.tol());
+        }
     }
     if let Some((sec, us)) = at {
         invocation.arg(sec).arg(us);
@@ -153,6 +184,7 @@ fn run(
     };
     Answer {
         granted,
+        first: if v[0] == 0 { v[3] } else { 0 },
         retry,
         now: i128::from(v[seen]) * 1_000_000_000 + i128::from(v[seen + 1]),
         full: v[seen + 8] as u64,
@@ -318,6 +350,156 @@ fn the_script_decides_as_the_tank() {
         assert!(
             counts[0] >= refusals && counts[1] > 100,
             "{name}: {counts:?}"
+        );
+    }
+}
+
+/// Each rate's level at `at_us` as the script's state in Redis holds it
+/// (`tat`, then `x1`, `x2`, ...; ns after the second `ep`).
+fn levels(con: &mut redis::Connection, name: &str, rates: &[Limit], at_us: u64) -> Vec<u64> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(format!("{name}:s")).arg("ep").arg("tat");
+    for i in 1..rates.len() {
+        cmd.arg(format!("x{i}"));
+    }
+    let v: Vec<i64> = cmd.query(con).unwrap();
+    let now = (at_us as i64 - v[0] * 1_000_000) * 1000;
+    rates
+        .iter()
+        .zip(&v[1..])
+        .map(|(rate, &tat)| match now - tat {
+            behind if behind < 0 => 0,
+            ahead => (ahead as u64 / rate.t() + 1).min(rate.cap.unwrap()),
+        })
+        .collect()
+}
+
+/// Several rates (`also`): takes of `k` at once decided by the script
+/// with every rate's schedule in one call, against a `Tank` built with
+/// `.also(..)` (each rate's bank its `max_n`, the first's its burst), at
+/// the same times; every decision and retry time alike, and changes of
+/// the first rate (`set`), which leave the others as they are.
+#[test]
+fn several_rates_decide_as_the_tank_with_also() {
+    let redis = RedisServer::start();
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let script = script_at_given_times();
+    let l = |max_n, per_ns, cap| Limit {
+        max_n,
+        per_ns,
+        cap: Some(cap),
+    };
+    let s = 1_000_000_000;
+    // The first rate's limits, the other rates, the largest step in µs.
+    let cases = [
+        // "100/min also 5/s", and the first changed to 120/min.
+        (
+            vec![l(100, 60 * s, 100), l(120, 60 * s, 100)],
+            vec![l(5, s, 5)],
+            400_000,
+        ),
+        // Three rates: intervals of 100 ms, 30 ms and 200 ms.
+        (
+            vec![l(10, s, 4), l(20, s, 4)],
+            vec![l(3, 90_000_000, 3), l(50, 10 * s, 50)],
+            100_000,
+        ),
+        // The other rate is the looser one: the first rules.
+        (vec![l(2, s, 2)], vec![l(10, s, 10)], 600_000),
+        // The other rate, emptied by takes of 3, makes a take due later
+        // than the first rate, full, would: the first's schedule moves
+        // from then.
+        (
+            vec![l(5, s, 5), l(8, s, 5)],
+            vec![l(3, 90_000_000, 3)],
+            400_000,
+        ),
+    ];
+    let mut rng = Lcg(23);
+    for (index, (firsts, also, step_us)) in cases.into_iter().enumerate() {
+        let name = format!("also{index}");
+        let clock = ManualClock::new();
+        let mut limit = firsts[0];
+        let mut builder = Tank::builder(limit.rate())
+            .clock(clock.clone())
+            .burst(limit.cap.unwrap());
+        for rate in &also {
+            builder = builder.also(rate.rate());
+        }
+        let tank = builder.build().unwrap();
+        // Full under every rate, as a state missing from Redis is.
+        clock.advance(Duration::from_nanos(60 * s));
+        let capacity = also.iter().filter_map(|r| r.cap).fold(4, u64::min);
+        let mut at_us: u64 = 1_000_000_000;
+        let mut counts = [0; 2];
+        let mut later = 0;
+        for call in 0..1_500 {
+            let case = format!("{name} call {call} at {at_us} µs, {limit:?}");
+            let at = Some((at_us / 1_000_000, at_us % 1_000_000));
+            if call > 0 && firsts.len() > 1 && rng.below(25) == 0 {
+                let next = firsts[rng.below(firsts.len() as u64) as usize];
+                let answer = run_also(&script, &mut con, &name, "set", next, &also, 0, 0, at);
+                assert_eq!(answer.granted, None, "{case}: set");
+                tank.set_rate(next.rate());
+                limit = next;
+            } else {
+                let k = 1 + rng.below(capacity.min(limit.cap.unwrap()));
+                // Some takes granted ahead (as instances ask), up to 300 ms,
+                // when they are due at a whole µs (Redis's clock is read
+                // in µs; a rate change can leave fractions).
+                let wait = tank.wait_time(k).expect("within the capacity").as_nanos() as u64;
+                let ahead = match rng.below(3) {
+                    0 if wait.is_multiple_of(1000) => 300_000_000,
+                    _ => 0,
+                };
+                let answer = run_also(&script, &mut con, &name, "take", limit, &also, k, ahead, at);
+                let granted = wait <= ahead;
+                assert_eq!(
+                    answer.granted,
+                    Some(granted),
+                    "{case}: take {k}, ahead {ahead}"
+                );
+                if granted {
+                    // Granted for when all `k` are due: the tank takes them
+                    // then, and the next call is no sooner.
+                    assert_eq!(answer.first.max(0), wait as i64, "{case}: when {k} are due");
+                    at_us += wait / 1000;
+                    clock.advance(Duration::from_nanos(wait));
+                    assert!(tank.has_fuel_n(k), "{case}: {k} due after {wait} ns");
+                    later += u64::from(wait > 0);
+                } else {
+                    let retry = (wait - ahead).max(1);
+                    assert_eq!(answer.retry, Some(retry), "{case}: retry of {k}");
+                }
+                counts[usize::from(granted)] += 1;
+            }
+            // Every rate's level alike (the tank's, as its `rates` says).
+            let rates: Vec<Limit> = std::iter::once(limit).chain(also.clone()).collect();
+            let tank_levels: Vec<u64> = tank.rates().into_iter().map(|(_, l)| l).collect();
+            assert_eq!(
+                levels(&mut con, &name, &rates, at_us),
+                tank_levels,
+                "{case}: levels"
+            );
+            let step = match rng.below(4) {
+                0 => 0,
+                1 => tank
+                    .wait_time(1)
+                    .map(|d| d.as_nanos() as u64)
+                    .filter(|ns| ns % 1000 == 0)
+                    .map_or(1, |ns| ns / 1000),
+                _ => rng.below(step_us + 1),
+            };
+            at_us += step;
+            clock.advance(Duration::from_micros(step));
+        }
+        println!("{name}: {counts:?} refused, granted; {later} granted ahead");
+        assert!(
+            counts[0] > 100 && counts[1] > 100 && later > 20,
+            "{name}: {counts:?}, {later}"
         );
     }
 }

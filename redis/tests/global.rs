@@ -1067,13 +1067,23 @@ async fn tanks_from_a_services_configuration() {
         at_once.push(granted);
     }
     assert!(at_once[0] <= 6 && at_once[1] > 10, "at once: {at_once:?}");
+    let two: fueltank::TankConfig =
+        serde_json::from_str(r#"{"rate": "10/s", "also": ["100/min"]}"#).unwrap();
+    let tank = store
+        .tank_config("two", &two)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(fueltank::Budget::rates(&tank).len(), 2);
     for (text, option) in [
         (r#"{"rate": "10/s", "initial": 1}"#, "`initial`"),
-        (r#"{"rate": "10/s", "also": ["100/min"]}"#, "`also`"),
         (r#"{"rate": "10/s", "max_keys": 10}"#, "`max_keys`"),
     ] {
         let config: fueltank::TankConfig = serde_json::from_str(text).unwrap();
         let err = store.tank_config("other", &config).unwrap_err();
         assert!(err.to_string().contains(option), "{text}: {err}");
     }
+    let err = store.keyed_config::<u32>("other", &two).unwrap_err();
+    assert!(err.to_string().contains("`also`"), "{err}");
 }

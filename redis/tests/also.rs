@@ -1,0 +1,251 @@
+//! `GlobalTankBuilder::also`: several rates on one Redis tank, decided
+//! together by the script (its decisions against `fueltank::Tank` are in
+//! `differential.rs`).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+use fueltank::{Budget, Hardcap, Rate};
+use fueltank_redis::{Error, RedisStore};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+/// A store with room for a loaded machine: a round trip may take 1 s
+/// before it counts as a failure.
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::builder(&redis.url())
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The most stamps within any `width`.
+fn densest(stamps: &mut [Instant], width: Duration) -> usize {
+    stamps.sort();
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..stamps.len() {
+        while stamps[end] - stamps[start] >= width {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
+
+const RUN: Duration = Duration::from_secs(3);
+
+/// Three instances, greedy (four waiters and a `has_fuel` spinner each),
+/// on "60/2s also 20/200ms": no window of either period sees more than
+/// that rate's `Limit` bound (`2·max_n − 1`), and each instance gets a
+/// fair part. Both rates bind: the long one's bank (59) would be spent at
+/// once but for the short one, whose rate (100/s) is thrice the long one's.
+/// The windows are a 15th shorter than the periods: a loaded machine may
+/// let tasks see grants closer together than Redis made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_keep_every_rate_and_share_it() {
+    let redis = RedisServer::start();
+    let (long, short) = (rate("60/2s"), rate("20/200ms"));
+    let stamps = Arc::new(Mutex::new(Vec::new()));
+    let counts: Vec<_> = (0..3).map(|_| Arc::new(Mutex::new(0u64))).collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for count in &counts {
+        let store = store(&redis).await;
+        let tank = store
+            .tank("partner", long)
+            .also(short)
+            .build()
+            .await
+            .unwrap();
+        for spinner in 0..5 {
+            let (tank, stamps, count) = (tank.clone(), stamps.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                while started.elapsed() < RUN {
+                    if spinner == 0 {
+                        if !tank.has_fuel() {
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                            continue;
+                        }
+                    } else {
+                        tank.await_fuel().await;
+                    }
+                    stamps.lock().unwrap().push(Instant::now());
+                    *count.lock().unwrap() += 1;
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut stamps = stamps.lock().unwrap().clone();
+    let total = stamps.len() as u64;
+    for limit in [long, short] {
+        let most = densest(&mut stamps, limit.per() - limit.per() / 15);
+        let bound = 2 * limit.max_n() as usize - 1;
+        println!("{limit}: densest window {most} (bound {bound}), {total} grants in {RUN:?}");
+        assert!(
+            most <= bound,
+            "{limit}: {most} grants in a window, bound {bound}"
+        );
+    }
+    // The long rate's bank and 3 s of it (149), less a batch or so.
+    assert!(total >= 120, "only {total} grants in {RUN:?}");
+    let counts: Vec<u64> = counts.iter().map(|c| *c.lock().unwrap()).collect();
+    println!("per instance: {counts:?}");
+    for &count in &counts {
+        assert!(count * 3 >= total / 2, "starved: {counts:?} of {total}");
+    }
+}
+
+/// A take of several at once waits for every rate: after a burst that
+/// empties the short rate, 5 at once come no sooner than the short rate
+/// refills them, though the long rate has plenty.
+#[tokio::test]
+async fn capacity_and_waits_follow_the_tightest_rate() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store
+        .tank("burst", rate("1000/10s"))
+        .also(rate("10/s"))
+        .build()
+        .await
+        .unwrap();
+    // The hold is the default for the shortest period: 100 ms, an
+    // interval of 10/s: a bank of 9 there.
+    assert_eq!(tank.capacity(), 9);
+    assert!(!tank.has_fuel_n(10));
+    tank.await_fuel_n(9).await.unwrap();
+    let start = Instant::now();
+    tank.await_fuel_n(5).await.unwrap();
+    let waited = start.elapsed();
+    println!("5 more after 9 at once: {waited:?}");
+    // 10/s refills 5 in 500 ms (the first of them may be 100 ms early:
+    // the batch was granted before the 9 were spent).
+    assert!(waited >= Duration::from_millis(380), "{waited:?}");
+}
+
+#[tokio::test]
+async fn other_also_rates_are_a_mismatch() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    a.tank("api", rate("100/min"))
+        .also(rate("5/s"))
+        .build()
+        .await
+        .unwrap();
+    for also in [
+        &[][..],
+        &[rate("6/s")][..],
+        &[rate("5/s"), rate("1000/h")][..],
+    ] {
+        let mut builder = b.tank("api", rate("100/min"));
+        for &r in also {
+            builder = builder.also(r);
+        }
+        match builder.build().await {
+            Err(Error::Mismatch { stored, given, .. }) => {
+                assert!(stored.contains("other `also` rates"), "{stored}");
+                assert!(given.starts_with("100/min"), "{given}");
+                for r in also {
+                    assert!(given.contains(&format!("also {r}")), "{given}");
+                }
+            }
+            other => panic!("{also:?}: {other:?}"),
+        }
+    }
+    // A tank of one rate is not one with `also`, either way.
+    a.tank("single", rate("100/min")).build().await.unwrap();
+    let err = b
+        .tank("single", rate("100/min"))
+        .also(rate("5/s"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    // The same rates share the tank.
+    let tank = b
+        .tank("api", rate("100/min"))
+        .also(rate("5/s"))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        Budget::rates(&tank)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect::<Vec<_>>(),
+        [rate("100/min"), rate("5/s")]
+    );
+    // `set_rate` changes the first rate only.
+    tank.set_rate(rate("120/min")).await.unwrap();
+    let rates: Vec<Rate> = Budget::rates(&tank).into_iter().map(|(r, _)| r).collect();
+    assert_eq!(rates, [rate("120/min"), rate("5/s")]);
+}
+
+#[tokio::test]
+async fn rates_hold_and_hardcaps_redis_cannot_keep_are_errors() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    for hardcap in [Hardcap::One, Hardcap::Window] {
+        let err = store
+            .tank("x", rate("100/min"))
+            .also(rate("5/s"))
+            .hardcap(hardcap)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedRate { .. }) && err.to_string().contains("Limit"),
+            "{hardcap:?}: {err}"
+        );
+    }
+    // A rate with no bank beside the hold would be paced.
+    let err = store
+        .tank("x", rate("100/min"))
+        .also(rate("1/s"))
+        .hold(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedRate { rate, .. } if rate == "1/s"),
+        "{err}"
+    );
+    // A hold longer than a rate's period.
+    let err = store
+        .tank("x", rate("100/min"))
+        .also(rate("5/s"))
+        .hold(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOption { .. }), "{err}");
+    // Unbounded keeps several rates (each banks without bound).
+    let tank = store
+        .tank("u", rate("100/min"))
+        .also(rate("5/s"))
+        .hardcap(Hardcap::Unbounded)
+        .build()
+        .await
+        .unwrap();
+    tank.await_fuel().await;
+    // `set_rate` to a first rate that would be paced is refused, the
+    // tank kept.
+    let tank = store
+        .tank("s", rate("100/min"))
+        .also(rate("5/s"))
+        .build()
+        .await
+        .unwrap();
+    let err = tank.set_rate(rate("1/s")).await.unwrap_err();
+    assert!(matches!(err, Error::UnsupportedRate { .. }), "{err}");
+    assert_eq!(tank.rate(), rate("100/min"));
+}
