@@ -1030,6 +1030,7 @@ async fn two_instances_with_burst_and_rate_by_keep_each_keys_bound() {
 /// The `TankConfig` a local tank is built from builds tanks in Redis too:
 /// rate, hardcap, burst, per-key rates; what Redis does not take is an
 /// `Err` saying which option.
+#[cfg(feature = "serde")]
 #[tokio::test]
 async fn tanks_from_a_services_configuration() {
     let redis = RedisServer::start();
