@@ -61,3 +61,43 @@ fn a_request_shed_by_one_budget_spends_nothing_from_the_others() {
     assert_eq!(Budget::available(&global), 0);
     assert_eq!(KeyedBudget::available(&per_key, &3), 2);
 }
+
+/// Wait mode: a request whose key has fuel waits in line for the other
+/// budget, then spends from both; one that cannot be served within
+/// `max_wait` is shed and spends from neither. Real time, 20/s tanks.
+#[test]
+fn in_wait_mode_a_request_waits_for_every_budget_and_a_shed_one_spends_nothing() {
+    use std::time::{Duration, Instant};
+
+    let per_key = KeyedTank::<u8>::builder(Rate::per_second(20).unwrap())
+        .initial(1)
+        .build()
+        .unwrap();
+    let global = Tank::new(Rate::per_second(20).unwrap());
+    let svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
+        .and(global.clone())
+        .max_wait(Duration::from_secs(5))
+        .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
+    futures::executor::block_on(async {
+        assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
+        assert_eq!(global.level(), 0);
+        // Key 2 has its fuel; the global tank's next comes in 50 ms.
+        let started = Instant::now();
+        assert_eq!(svc.clone().oneshot(2).await.unwrap(), 2);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        assert_eq!(KeyedBudget::available(&per_key, &2), 0);
+
+        // A global tank that refills once a minute: key 3 cannot be
+        // served within 50 ms, and keeps its fuel.
+        let slow = Tank::new(Rate::per_minute(1).unwrap());
+        assert!(slow.has_fuel());
+        let svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
+            .and(slow.clone())
+            .max_wait(Duration::from_millis(50))
+            .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
+        let err = svc.oneshot(3).await.unwrap_err();
+        assert!(err.is::<Throttled>(), "{err}");
+        assert_eq!(KeyedBudget::available(&per_key, &3), 1);
+        assert_eq!(slow.level(), 0);
+    });
+}
