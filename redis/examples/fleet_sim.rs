@@ -6,10 +6,10 @@
 //! on a `redis-server` this example starts.
 //!
 //! ```text
-//! cargo run --release -p fueltank-redis --example fleet_sim
-//! cargo run --release -p fueltank-redis --example fleet_sim -- --rtt-us 60 --script-us 20 --per-asker-ns 150
-//! cargo run --release -p fueltank-redis --example fleet_sim -- --unfair   # the script's fair-share cap off
-//! cargo run --release -p fueltank-redis --example fleet_sim -- --shares   # each instance's share, 10-instance rows
+//! cargo run --release -p fueltank-redis --example fleet_sim --features sim
+//! cargo run --release -p fueltank-redis --example fleet_sim --features sim -- --rtt-us 60 --script-us 20 --per-asker-ns 150
+//! cargo run --release -p fueltank-redis --example fleet_sim --features sim -- --unfair   # the script's fair-share cap off
+//! cargo run --release -p fueltank-redis --example fleet_sim --features sim -- --shares   # each instance's share, 10-instance rows
 //! ```
 //!
 //! With the three figures given, no Redis is needed. The results are in

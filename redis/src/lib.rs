@@ -339,7 +339,8 @@ mod params;
 mod reserve;
 mod script;
 // The fleet simulation's seam (`examples/fleet_sim.rs`, `tests/fleet_sim.rs`,
-// `tests/differential.rs`): not part of the API.
+// `tests/differential.rs`), behind the feature `sim`: not part of the API.
+#[cfg(feature = "sim")]
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod sim;

@@ -639,6 +639,7 @@ fn a_rate_change_keeps_the_fuel_to_the_nanosecond() {
 /// and go (a gap over a second forgets them), `ahead` below and above the
 /// 100 ms turn, batches from 1 to beyond the share, a schedule pushed to
 /// the script's refusal.
+#[cfg(feature = "sim")]
 #[test]
 fn the_simulated_store_answers_as_the_script() {
     use fueltank_redis::sim::{self, Answer as Sim, Store};
