@@ -563,3 +563,72 @@ fn absurd_rates_and_bursts_never_panic() {
         }
     }
 }
+
+/// The keyed model: every key of a keyed tank with a burst and tiers
+/// (`rate_by`) behaves exactly as its own `Tank` of that rate and burst,
+/// made full when the key is first used, over random takes of 1 to 4 and
+/// random time, for every key and every step (levels included).
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Take { key: u8, n: u64 },
+        Advance { us: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u8..4, 1u64..5).prop_map(|(key, n)| Op::Take { key, n }),
+            1 => (0u64..400_000).prop_map(|us| Op::Advance { us }),
+        ]
+    }
+
+    /// Key 0 is a partner at 50/s; the others have the tank's 5/s.
+    fn tier(key: &u8) -> Rate {
+        if *key == 0 { "50/s" } else { "5/s" }.parse().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn each_key_is_its_own_tank_with_burst_and_tier(
+            burst in 1u64..12,
+            ops in proptest::collection::vec(op(), 1..300),
+        ) {
+            let clock = ManualClock::new();
+            let keyed = KeyedTank::builder("5/s".parse().unwrap())
+                .burst(burst)
+                .rate_by(tier)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let mut tanks: HashMap<u8, Tank> = HashMap::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Take { key, n } => {
+                        let tank = tanks.entry(key).or_insert_with(|| {
+                            Tank::builder(tier(&key))
+                                .burst(burst)
+                                .initial(burst)
+                                .clock(clock.clone())
+                                .build()
+                                .unwrap()
+                        });
+                        prop_assert_eq!(
+                            keyed.has_fuel_n(&key, n),
+                            tank.has_fuel_n(n),
+                            "step {}: key {} takes {}", step, key, n
+                        );
+                    }
+                    Op::Advance { us } => clock.advance(Duration::from_micros(us)),
+                }
+                for (key, tank) in &tanks {
+                    prop_assert_eq!(keyed.level(key), tank.level(), "step {}: key {}", step, key);
+                }
+            }
+        }
+    }
+}
