@@ -23,7 +23,9 @@
 //!   reject (both over a bare tank), fueltank wait with `max_wait`, with
 //!   `Stats`, and over a `Throttle` (one emission to its monitor per
 //!   request), the keyed layer in wait and reject mode (one key, `key_fn`),
-//!   `tower::limit::RateLimit`.
+//!   the keyed layer `.and(tank)` (all or nothing with a global tank)
+//!   beside a global layer stacked above a keyed one, in wait and reject
+//!   mode, `tower::limit::RateLimit`.
 //! - `tank`: the tank calls the layer makes, alone.
 //! - `http`: `Request<()>` → `Response<Body>`: bare, fueltank's HTTP layer
 //!   with and without `RateLimit` headers, the keyed HTTP layer with
@@ -139,6 +141,31 @@ fn service<M: Measurement>(c: &mut Criterion<M>) {
     group.bench_function("fueltank_keyed_reject", |b| {
         b.iter(|| black_box(drive(&mut keyed_reject)))
     });
+
+    // Two limits on every request: the keyed layer `and` a global tank (all
+    // or nothing), beside a global layer stacked above a keyed one.
+    for (name, reject) in [("wait", false), ("reject", true)] {
+        let mut anded = KeyedThrottleLayer::new(full_keyed(), key_fn(one_key)).and(full_tank());
+        if reject {
+            anded = anded.reject();
+        }
+        let mut anded = anded.layer(unit());
+        group.bench_function(format!("fueltank_keyed_and_{name}"), |b| {
+            b.iter(|| black_box(drive(&mut anded)))
+        });
+
+        let (mut global, mut keyed) = (
+            ThrottleLayer::new(full_tank()),
+            KeyedThrottleLayer::new(full_keyed(), key_fn(one_key)),
+        );
+        if reject {
+            (global, keyed) = (global.reject(), keyed.reject());
+        }
+        let mut stacked = global.layer(keyed.layer(unit()));
+        group.bench_function(format!("fueltank_stacked_{name}"), |b| {
+            b.iter(|| black_box(drive(&mut stacked)))
+        });
+    }
 
     let mut rate_limit =
         tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(unit());

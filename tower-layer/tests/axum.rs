@@ -2,6 +2,8 @@
 //! the first requests pass, the rest get 429 with the right headers, and
 //! after waiting `Retry-After` requests pass again; a client over its
 //! per-IP limit is shed while another client (from `127.0.0.2`) passes.
+//! And a per-IP limit with costs from a header, an exempt `/health` and
+//! shadow mode, served the same way.
 //!
 //! Real time: the rates leave seconds of slack, so a loaded machine does
 //! not change the outcome.
@@ -14,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use fueltank::{KeyedTank, Rate, Tank};
+use fueltank_tower::key::ConnectInfoIp;
+use fueltank_tower::{KeyedThrottleLayer, Stats};
 use http::{HeaderMap, StatusCode};
 use tokio::net::TcpListener;
 
@@ -111,9 +115,11 @@ async fn whoami_shows_the_peer_and_the_opted_in_forwarded_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queued_route_waits_instead_of_shedding() {
+    // Before the tank: its fuel comes on its clock from when it is built,
+    // so a slow start must not count against the bound below.
+    let started = Instant::now();
     let queued = Tank::new(Rate::per_second(10).unwrap());
     let addr = start(idle(), idle_per_ip(), queued).await;
-    let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         tasks.push(tokio::spawn(async move {
@@ -188,4 +194,139 @@ async fn the_per_ip_limit_sheds_one_client_and_not_another() {
     // And the first is still shed.
     let (status, _, _) = example::get_once(addr, "/", &[]).await.unwrap();
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The cost of a request to `/` and `/health` in these tests: its `x-cost`
+/// header, 1 without one.
+fn x_cost(request: &axum::extract::Request) -> u64 {
+    request
+        .headers()
+        .get("x-cost")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `/` and `/health` behind a per-IP limit with costs from `x-cost`, where
+/// `/health` is exempt; `shadow` only counts what it would shed.
+async fn start_costing(per_ip: KeyedTank<IpAddr>, stats: Stats, shadow: bool) -> SocketAddr {
+    let mut limit = KeyedThrottleLayer::new(per_ip, ConnectInfoIp)
+        .reject()
+        .cost(x_cost)
+        .exempt(|request: &axum::extract::Request| request.uri().path() == "/health")
+        .stats(stats);
+    if shadow {
+        limit = limit.shadow();
+    }
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello\n" }))
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .layer(limit.http());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(example::serve(listener, app));
+    addr
+}
+
+/// Ten units per client, then one a minute: nothing refills during the test
+/// unless the machine stalls for a minute, so the counts are exact.
+fn ten_a_client() -> KeyedTank<IpAddr> {
+    KeyedTank::builder(Rate::new(10, Duration::from_secs(600)).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn get_costing(addr: SocketAddr, path: &str, cost: u64) -> example::Answer {
+    let cost = cost.to_string();
+    example::get_once(addr, path, &[("x-cost", &cost)])
+        .await
+        .unwrap()
+}
+
+/// Over real HTTP: a request spends its cost in units (`RateLimit-Remaining`
+/// counts units), one costing more than is left gets 429 with
+/// `Retry-After`, one costing more than the tank can ever hold the layer's
+/// 400, and the exempt `/health` always passes and spends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_are_spent_in_units_and_health_is_exempt() {
+    let per_ip = ten_a_client();
+    let stats = Stats::new();
+    let addr = start_costing(per_ip.clone(), stats.clone(), false).await;
+    let me: IpAddr = "127.0.0.1".parse().unwrap();
+
+    let (status, headers, body) = get_costing(addr, "/", 4).await;
+    assert_eq!((status, &*body), (StatusCode::OK, "hello\n"));
+    assert_eq!(number(&headers, "ratelimit-limit"), 10);
+    assert_eq!(number(&headers, "ratelimit-remaining"), 6, "4 units spent");
+
+    let (status, headers, _) = get_costing(addr, "/", 7).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "7 of 6");
+    assert_eq!(number(&headers, "ratelimit-remaining"), 6, "nothing spent");
+    // One unit short, at one a minute.
+    let retry_after = number(&headers, "retry-after");
+    assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
+
+    let (status, headers, body) = get_costing(addr, "/", 11).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "11 > capacity 10: {body}");
+    assert!(
+        headers.get("retry-after").is_none(),
+        "never served: {headers:?}"
+    );
+    assert!(
+        body.contains("11") && body.contains("10"),
+        "says why: {body}"
+    );
+
+    for cost in [1, 100] {
+        let (status, headers, body) = get_costing(addr, "/health", cost).await;
+        assert_eq!((status, &*body), (StatusCode::OK, "ok\n"), "cost {cost}");
+        assert!(headers.get("ratelimit-remaining").is_none(), "{headers:?}");
+    }
+    assert_eq!(per_ip.level(&me), 6, "/health spent nothing");
+
+    let (status, headers, _) = get_costing(addr, "/", 6).await;
+    assert_eq!(status, StatusCode::OK, "exactly what is left");
+    assert_eq!(number(&headers, "ratelimit-remaining"), 0);
+    let (status, _, _) = get_costing(addr, "/", 1).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Empty, and still exempt.
+    let (status, _, _) = get_costing(addr, "/health", 1).await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert_eq!(per_ip.level(&me), 0);
+    assert_eq!(stats.admitted().total(), 2, "the exempt are not counted");
+    assert_eq!(stats.rejected().total(), 2);
+}
+
+/// Over real HTTP, shadow mode: every request within capacity is served,
+/// the ones admitted spend their cost, and those the limit would have shed
+/// are counted in `Stats::shadowed` and spend nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_serves_everything_and_counts_what_it_would_shed() {
+    let per_ip = ten_a_client();
+    let stats = Stats::new();
+    let addr = start_costing(per_ip.clone(), stats.clone(), true).await;
+    let me: IpAddr = "127.0.0.1".parse().unwrap();
+
+    // 4 + 4 spend 8; the next two 4s would be shed; 2 fits again.
+    for cost in [4, 4, 4, 4, 2] {
+        let (status, _, body) = get_costing(addr, "/", cost).await;
+        assert_eq!((status, &*body), (StatusCode::OK, "hello\n"), "cost {cost}");
+    }
+    let (status, _, _) = get_costing(addr, "/health", 100).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats.shadowed().total(), 2, "the two 4s beyond the fuel");
+    assert_eq!(stats.rejected().total(), 0);
+    assert_eq!(
+        per_ip.level(&me),
+        0,
+        "4 + 4 + 2: the shadowed spent nothing"
+    );
+    // Empty: still served, and counted.
+    let (status, _, _) = get_costing(addr, "/", 1).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stats.shadowed().total(), 3);
+    // A request no limit could ever let through is still a 400.
+    let (status, _, _) = get_costing(addr, "/", 11).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(stats.shadowed().total(), 3);
 }

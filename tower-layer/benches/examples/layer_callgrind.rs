@@ -11,7 +11,10 @@
 //! Cases: `noop` (the loop alone), `bare` (the service without the layer),
 //! `wait`, `reject`, `wait_max_wait` (`ThrottleLayer::new(tank)`, in wait
 //! mode, reject mode, and wait mode with `max_wait`), `keyed_wait`,
-//! `keyed_reject` (`KeyedThrottleLayer` on one key), `http_no_headers`,
+//! `keyed_reject` (`KeyedThrottleLayer` on one key), `keyed_and_wait`,
+//! `keyed_and_reject` (the same `.and(tank)`: all or nothing with a global
+//! tank), `stacked_wait`, `stacked_reject` (a global `ThrottleLayer` above
+//! a keyed one: the same two limits, stacked), `http_no_headers`,
 //! `http_headers`, `keyed_http_headers` (the same with `http()`, in reject
 //! mode, over a service with a `String` body; `bare_http` is that service
 //! alone).
@@ -113,6 +116,30 @@ fn main() {
             KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
                 .reject()
                 .layer(unit()),
+        ),
+        // Two limits: the keyed layer `and` a global tank, beside a global
+        // layer stacked above a keyed one.
+        "keyed_and_wait" => step(
+            KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+                .and(full_tank())
+                .layer(unit()),
+        ),
+        "keyed_and_reject" => step(
+            KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+                .and(full_tank())
+                .reject()
+                .layer(unit()),
+        ),
+        "stacked_wait" => step(
+            ThrottleLayer::new(full_tank())
+                .layer(KeyedThrottleLayer::new(full_keyed(), key_fn(one_key)).layer(unit())),
+        ),
+        "stacked_reject" => step(
+            ThrottleLayer::new(full_tank()).reject().layer(
+                KeyedThrottleLayer::new(full_keyed(), key_fn(one_key))
+                    .reject()
+                    .layer(unit()),
+            ),
         ),
         "bare_http" => step(text()),
         "http_no_headers" => step(
