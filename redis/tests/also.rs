@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
+use common::{RedisServer, densest};
 use fueltank::{Budget, Hardcap, Rate};
 use fueltank_redis::{Error, RedisStore};
 
@@ -23,20 +23,6 @@ async fn store(redis: &RedisServer) -> RedisStore {
         .connect()
         .await
         .unwrap()
-}
-
-/// The most stamps within any `width`.
-fn densest(stamps: &mut [Instant], width: Duration) -> usize {
-    stamps.sort();
-    let mut most = 0;
-    let mut start = 0;
-    for end in 0..stamps.len() {
-        while stamps[end] - stamps[start] >= width {
-            start += 1;
-        }
-        most = most.max(end - start + 1);
-    }
-    most
 }
 
 const RUN: Duration = Duration::from_secs(3);

@@ -21,7 +21,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{RedisCluster, RedisServer, command};
+use common::{RedisCluster, RedisServer, command, densest};
 use fueltank::{Hardcap, KeyedBudget, Rate};
 use fueltank_redis::{Error, FailurePolicy, RedisStore};
 
@@ -41,20 +41,6 @@ async fn store(seeds: &[String]) -> RedisStore {
         .connect()
         .await
         .unwrap()
-}
-
-/// The most stamps in any half-open window `[t, t + width)`.
-fn densest(stamps: &mut [Instant], width: Duration) -> usize {
-    stamps.sort();
-    let mut most = 0;
-    let mut start = 0;
-    for end in 0..stamps.len() {
-        while stamps[end] - stamps[start] >= width {
-            start += 1;
-        }
-        most = most.max(end - start + 1);
-    }
-    most
 }
 
 /// The keys of `pattern` held by the master at `port`.

@@ -401,3 +401,17 @@ pub async fn until_keyed_rate<K>(
     }
     panic!("no key left, still at {}", keyed.rate());
 }
+
+/// The most stamps in any half-open window `[t, t + width)`.
+pub fn densest(stamps: &mut [Instant], width: Duration) -> usize {
+    stamps.sort();
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..stamps.len() {
+        while stamps[end] - stamps[start] >= width {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
