@@ -703,3 +703,27 @@ fn the_longest_wait_a_budget_can_say_is_answered_in_whole_seconds() {
     assert_eq!(header(response.headers(), "retry-after"), Some(&*most));
     assert_eq!(header(response.headers(), "ratelimit-reset"), Some(&*most));
 }
+
+/// A tank of several rates (`also`): the headers speak of the tightest
+/// one, the rate with the least fuel now.
+#[test]
+fn the_headers_of_a_tank_of_several_rates_name_the_tightest() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder("100/min".parse().unwrap())
+        .also("5/s".parse().unwrap())
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = shed(tank.clone()).layer(ok());
+    // Both rates hold 4 after the first request: the first rate is named
+    // on a tie (100/min: full in 96 × 0.6 s).
+    assert_eq!(split(&get(&mut svc)), (100, 4, 58));
+    // 10 s later 100/min holds 20 (and two thirds), 5/s is full at 5;
+    // take 5: 5/s is empty and named, full again in 1 s.
+    clock.advance(Duration::from_secs(10));
+    assert!(tank.has_fuel_n(5));
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(split(&shed), (5, 0, 1));
+}

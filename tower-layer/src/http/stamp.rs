@@ -100,11 +100,17 @@ impl Snapshot {
                 return Snapshot::new(rate, budget.capacity(), budget.available(), to_full);
             }
         };
-        let rate = tank.rate();
+        // The tightest of its rates (`TankBuilder::also`): the least fuel
+        // now, the first on a tie; what a newcomer could take under it (0
+        // while a waiter holds the line).
+        let single = || (tank.rate(), tank.available(), tank.level());
+        let (rate, remaining, level) = match tank.rates().as_slice() {
+            [_] | [] => single(),
+            rates => (rates.iter().copied())
+                .min_by_key(|&(_, now)| now)
+                .map_or_else(single, |(rate, now)| (rate, now, now)),
+        };
         let limit = rate.max_n();
-        let level = tank.level();
-        // What a newcomer could take: 0 while a waiter holds the line.
-        let remaining = tank.available();
         let full = match tank.hardcap() {
             Hardcap::One => 1,
             _ => limit,
