@@ -103,12 +103,15 @@ impl Snapshot {
         // The tightest of its rates (`TankBuilder::also`): the least fuel
         // now, the first on a tie; what a newcomer could take under it (0
         // while a waiter holds the line).
-        let single = || (tank.rate(), tank.available(), tank.level());
-        let (rate, remaining, level) = match tank.rates().as_slice() {
-            [_] | [] => single(),
-            rates => (rates.iter().copied())
-                .min_by_key(|&(_, now)| now)
-                .map_or_else(single, |(rate, now)| (rate, now, now)),
+        let rates = tank.rates();
+        let (rate, remaining) = (rates.iter().copied())
+            .min_by_key(|&(_, now)| now)
+            .unwrap_or_else(|| (tank.rate(), tank.available()));
+        // Under several rates, the tightest one's fuel; under one, the
+        // tank's (more than `remaining` while a waiter holds the line).
+        let level = match rates.len() {
+            0 | 1 => tank.level(),
+            _ => remaining,
         };
         let limit = rate.max_n();
         let full = match tank.hardcap() {
