@@ -1241,7 +1241,9 @@ impl KeyStart {
         let own = self.own;
         let capacity = match self.shared.own_rate(own) {
             Some(rate) => rate.request,
-            None => lock(&self.shared.shards[0]).rate.request,
+            // The key's own shard (every shard holds the tank's rate): no
+            // wait on one key contends with the others for shard 0.
+            None => self.shared.shard(self.hash).rate.request,
         };
         if n > capacity {
             return Err(capacity);
