@@ -286,17 +286,14 @@ fn ready_services_dropped_in_any_order_give_all_their_fuel_back() {
 /// A storm on real threads over an `AllOf` of a throttle and two tanks,
 /// on a manual clock: clones made ready (some twice) and called, made
 /// ready and dropped, dropped while waiting. Every component keeps the
-/// books exactly: what it granted plus what it holds is what it accrued,
-/// where a ready service dropped spends its fuel (an `AllOf` cannot take
-/// fuel back, as the service's docs say); the throttle counts exactly the
-/// fuel granted.
-///
-/// Ignored until refunds are exact for several grants given back after one
-/// take that was not recorded as a cut (`src/tank/refunds.rs`, *What is not
-/// exact*): under load this storm finds a tank 1 to 3 units over its
-/// accrual of 2000 (3 of 5 runs on a loaded 2-core machine).
+/// books exactly: what it accrued less what it holds is the same count of
+/// grants for each of them (all or nothing), the throttle counts exactly
+/// that, every call served had its grant, and a grant is a call served or
+/// a ready service dropped (which spends its fuel: an `AllOf` cannot take
+/// fuel back, as the service's docs say). A ready service dropped may
+/// also have held no fuel but a refusal (its wait would have outlasted
+/// `max_wait`): so those are an upper bound, not a count.
 #[test]
-#[ignore = "finds the open refund defect of src/tank/refunds.rs (What is not exact): a tank 1-3 units over 2000 under load"]
 fn a_storm_over_an_all_of_keeps_every_component_s_books() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -367,17 +364,24 @@ fn a_storm_over_an_all_of_keeps_every_component_s_books() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let granted = called.load(Ordering::Relaxed) + dropped.load(Ordering::Relaxed);
-    assert_eq!(granted + a.level(), steps, "a");
-    assert_eq!(granted + b.level(), steps * 7 / 10, "b");
+    let granted = steps - a.level();
+    assert_eq!(granted, steps * 7 / 10 - b.level(), "b granted as a");
     assert_eq!(
-        granted + throttle.tank().unwrap().level(),
-        steps,
-        "throttle"
+        granted,
+        steps - throttle.tank().unwrap().level(),
+        "the throttle's tank granted as a"
     );
-    assert_eq!(throttle.total(), granted, "throttle's count");
+    assert_eq!(throttle.total(), granted, "the throttle's count");
+    let (called, dropped) = (
+        called.load(Ordering::Relaxed),
+        dropped.load(Ordering::Relaxed),
+    );
     assert!(
-        called.load(Ordering::Relaxed) > 10 && dropped.load(Ordering::Relaxed) > 10,
-        "{called:?} called, {dropped:?} dropped"
+        (called..=called + dropped).contains(&granted),
+        "{granted} granted for {called} called and {dropped} dropped ready"
+    );
+    assert!(
+        called > 10 && dropped > 10,
+        "{called} called, {dropped} dropped"
     );
 }
