@@ -66,10 +66,19 @@
 //! The guard is the largest grant, not the sum of the grants that may come
 //! back: a take with room for the largest but not for all of them is not a
 //! cut, and if several of them then come back, together they may return
-//! more than the room it found (each alone is exact). Recording those
-//! takes would send nearly every take of a busy tank to the lock (the sum
-//! of every grant since the last cut, spent or not, soon exceeds the
-//! headroom), so it is left open; one grant, whole or in parts, is exact.
+//! more than the room it found (each alone is exact):
+//! `tests/refunds.rs::two_grants_before_a_take_with_room_for_one_share_it`
+//! (ignored while this stands) takes 5 and 5 from a full tank of 10, takes
+//! 1 when 3 have accrued, gives both back and finds 10 where 9 is right.
+//!
+//! Closing it needs the headroom of every take that happens while the
+//! grants that may come back add up to more than it, and the tank cannot
+//! know how many of them have been spent (a dropped [`Fuel`] tells nobody):
+//! a guard that sums them grows with every grant of a busy tank and sends
+//! each of its takes to the lock; a guard that shrinks as fuel is spent
+//! needs a handle in every token and two more atomic operations a grant.
+//!
+//! [`Fuel`]: crate::Fuel
 
 use super::permit::Stamp;
 
