@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use fueltank::{AllOf, Budget, Error, Hardcap, Rate, Tank};
 
+#[path = "runtime.rs"]
+mod runtime;
+
 const TASKS: u64 = 8;
 
 /// Calls cost 1 unit, every third 3 (no RNG needed).
@@ -110,8 +113,11 @@ fn report(label: &str, sent: &[Instant]) {
     );
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    runtime::runtime().block_on(demo())
+}
+
+async fn demo() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map_or(25, |s| s.parse().expect("SECONDS"));
     let margin_ms: u64 = args.next().map_or(5, |s| s.parse().expect("MARGIN_MS"));

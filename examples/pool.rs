@@ -8,6 +8,9 @@ use std::time::Duration;
 use fueltank::{Hardcap, Rate, Throttle};
 use futures::StreamExt;
 
+#[path = "runtime.rs"]
+mod runtime;
+
 const TASKS: u64 = 16;
 const JOBS_PER_TASK: u64 = 15;
 
@@ -23,8 +26,11 @@ fn line(label: &str, stat: Option<fueltank::Stat>) -> String {
     })
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), fueltank::Error> {
+fn main() -> Result<(), fueltank::Error> {
+    runtime::runtime().block_on(demo())
+}
+
+async fn demo() -> Result<(), fueltank::Error> {
     let throttle = Throttle::builder("80/s".parse::<Rate>()?)
         .hardcap(Hardcap::Limit)
         .refresh(Duration::from_millis(500))

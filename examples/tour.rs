@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 use fueltank::{Hardcap, Rate, Throttle};
 use futures::StreamExt;
 
+#[path = "runtime.rs"]
+mod runtime;
+
 const WORKERS: usize = 6;
-const QUIET: Duration = Duration::from_millis(800);
-const RUN: Duration = Duration::from_millis(1600);
+const QUIET: Duration = Duration::from_millis(600);
+const RUN: Duration = Duration::from_millis(1200);
 const SLOW_JOB: Duration = Duration::from_millis(150);
 
 struct Row {
@@ -126,8 +129,11 @@ async fn run(rate: Rate, hardcap: Hardcap, tty: bool) -> Result<Row, fueltank::E
     })
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), fueltank::Error> {
+fn main() -> Result<(), fueltank::Error> {
+    runtime::runtime().block_on(demo())
+}
+
+async fn demo() -> Result<(), fueltank::Error> {
     let rate: Rate = "100/500ms".parse()?;
     let tty = std::io::stdout().is_terminal();
     println!(
