@@ -1,6 +1,6 @@
-//! What each hardcap does, in under 10 seconds.
+//! What each hardcap does, in about 6 seconds.
 //!
-//! `cargo run --release --example tour`
+//! `cargo run --release -p fueltank-examples --example tour`
 //!
 //! Six workers share one throttle of 100 per 500 ms (200/s). For each
 //! hardcap they first work slowly (a quiet spell: fuel banks up), then as
