@@ -166,8 +166,7 @@ mod stats;
 
 pub use answer::Errors;
 pub use emit::EmitOn;
-pub use error::Throttled;
-pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
+pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Throttled, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{Keyed, KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
