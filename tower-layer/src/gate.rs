@@ -34,8 +34,9 @@ struct Waiting {
     _slot: Option<QueueSlot>,
 }
 
-/// One service's hold on the tank.
-pub(crate) struct Gate<A> {
+/// One service's hold on the tank: what a [`ThrottleService`](crate::ThrottleService)
+/// keeps (public only to be named there; nothing of it is).
+pub struct Gate<A> {
     config: Arc<Config<A>>,
     /// Fuel taken by `poll_ready` for the next `call` (a token without a
     /// reference count): dropped, it is spent; the gate's `Drop` gives it

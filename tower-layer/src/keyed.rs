@@ -23,6 +23,7 @@ use crate::key::{KeyError, KeyExtractor};
 use crate::layer::Limit;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
 use crate::request::{Cost, Exempt, Uniform};
+use crate::service::LimitService;
 #[cfg(doc)]
 use crate::{EmitOn, Throttled};
 
@@ -378,9 +379,9 @@ impl<S, K, X: Clone, A: Clone, C: Clone, E: Clone> Layer<S> for Limit<Keyed<K, X
     type Service = KeyedThrottleService<S, K, X, A, C, E>;
 
     fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X, A, C, E> {
-        KeyedThrottleService {
+        LimitService {
             inner,
-            config: Arc::new(self.clone()),
+            state: Arc::new(self.clone()),
         }
     }
 }
@@ -576,10 +577,8 @@ where
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-pub struct KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> {
-    inner: S,
-    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
-}
+pub type KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> =
+    LimitService<S, Arc<Limit<Keyed<K, X, C, E>, A>>>;
 
 impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
     /// The keyed tank this service draws on; `None` for another
@@ -602,85 +601,7 @@ impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
     where
         K: 'static,
     {
-        budget::keyed_tank(&self.config.side.keyed)
-    }
-
-    /// The inner service.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(7_u8);
-    /// assert_eq!(*svc.get_ref(), 7);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(7_u8);
-    /// *svc.get_mut() += 1;
-    /// assert_eq!(svc.into_inner(), 8);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer("inner");
-    /// assert_eq!(svc.into_inner(), "inner");
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, K, X, A, C, E> Clone for KeyedThrottleService<S, K, X, A, C, E> {
-    fn clone(&self) -> KeyedThrottleService<S, K, X, A, C, E> {
-        KeyedThrottleService {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, K, X: fmt::Debug, A: fmt::Debug, C, E> fmt::Debug
-    for KeyedThrottleService<S, K, X, A, C, E>
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedThrottleService")
-            .field("inner", &self.inner)
-            .field("config", &self.config)
-            .finish()
+        budget::keyed_tank(&self.state.side.keyed)
     }
 }
 
@@ -713,7 +634,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
-        let config = &self.config;
+        let config = &self.state;
         let answer = &config.answer;
         if config.side.exempt.exempt(&request) {
             // Untouched: no key, no fuel, no count, no headers.

@@ -113,7 +113,7 @@
 //! | item | role |
 //! |---|---|
 //! | [`Limit`] | the one layer and its options; [`ThrottleLayer`] and [`KeyedThrottleLayer`] name its two kinds, by what it draws on ([`Single`], [`Keyed`]); it answers with errors ([`Errors`]) or, with `http()` (feature `http`), responses |
-//! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service; [`ResponseFuture`] its future |
+//! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service (a [`LimitService`], the one service of either kind); [`ResponseFuture`] its future |
 //! | [`KeyedThrottleLayer`] | one budget per key; [`KeyedThrottleService`], [`KeyedResponseFuture`] |
 //! | [`Throttled`], [`Unavailable`], [`Scope`] | the error of a shed request, that of a request refused while its budget's store is down, and which kind of limit refused it |
 //! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected, refused for an outage and made wait |
@@ -172,5 +172,5 @@ pub use future::ResponseFuture;
 pub use keyed::{Keyed, KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
 pub use layer::{Limit, ThrottleLayer};
 pub use request::{Uniform, Whole};
-pub use service::{Single, ThrottleService};
+pub use service::{LimitService, Single, ThrottleService};
 pub use stats::{Stats, WaitTimes};
