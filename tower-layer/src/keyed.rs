@@ -14,9 +14,9 @@ use fueltank::{Budget, BudgetWait, KeyedAllOf, KeyedBudget, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::answer::{Answer, Errors, Respond, RespondKey};
+use crate::ResponseFuture;
+use crate::answer::{Errors, Respond, RespondKey};
 use crate::budget::{self, KeyedShared};
-use crate::emit;
 use crate::error::{Refusal, Scope};
 use crate::events;
 use crate::key::{KeyError, KeyExtractor};
@@ -639,47 +639,44 @@ where
         if config.side.exempt.exempt(&request) {
             // Untouched: no key, no fuel, no count, no headers.
             let future = self.inner.call(request);
-            let state = State::Called {
+            return KeyedResponseFuture::ready(ResponseFuture::called(
                 future,
-                on_success: None,
-            };
-            let stamp = answer.stamp(None);
-            return KeyedResponseFuture { state, stamp };
+                None,
+                answer.stamp(None),
+            ));
         }
         let key = match config.key(&request) {
             Ok(key) => key,
             Err(error) => {
                 // No key, no budget: no headers.
                 let output = answer.no_key(error);
-                return KeyedResponseFuture::answered(output, answer.stamp(None));
+                return KeyedResponseFuture::ready(ResponseFuture::answered(
+                    output,
+                    answer.stamp(None),
+                ));
             }
         };
         let n = config.side.cost.cost(&request);
-        let (state, stamp) = match config.admit(&key, n) {
+        KeyedResponseFuture::ready(match config.admit(&key, n) {
             Admit::Now(on_success) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
-                let future = self.inner.call(request);
-                (State::Called { future, on_success }, stamp)
+                ResponseFuture::called(self.inner.call(request), on_success, stamp)
             }
             // The headers are read once the wait is over.
-            Admit::Wait(waiting, wait) => (
-                State::Waiting {
-                    wait,
-                    call: Some((take_ready(&mut self.inner), request, waiting)),
-                },
-                answer.stamp(None),
-            ),
+            Admit::Wait(waiting, wait) => {
+                let call = Some((take_ready(&mut self.inner), request, waiting));
+                let state = State::Waiting { wait, call };
+                return KeyedResponseFuture { state };
+            }
             Admit::Shed(refusal) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
                 let output = answer.refused(refusal, &stamp);
-                return KeyedResponseFuture::answered(output, stamp);
+                ResponseFuture::answered(output, stamp)
             }
             Admit::TooCostly(error) => {
-                let output = answer.too_costly(error);
-                return KeyedResponseFuture::answered(output, answer.stamp(None));
+                ResponseFuture::answered(answer.too_costly(error), answer.stamp(None))
             }
-        };
-        KeyedResponseFuture { state, stamp }
+        })
     }
 }
 
@@ -722,7 +719,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, Request, K, X, A, C, E>,
-        stamp: <A as Answer>::Stamp,
     }
 }
 
@@ -737,14 +733,10 @@ pin_project! {
             wait: BudgetWait,
             call: Option<(S, Request, KeyWaiting<K, X, A, C, E>)>,
         },
-        Called {
+        // Called, or answered at once: what the unkeyed service's future does.
+        Ready {
             #[pin]
-            future: S::Future,
-            on_success: Option<Monitor>,
-        },
-        // Answered in `call`: taken by the one poll that returns it.
-        Answered {
-            output: Option<Result<A::Response, A::Error>>,
+            future: ResponseFuture<S::Future, A>,
         },
     }
 }
@@ -754,16 +746,12 @@ where
     S: Service<Request>,
     A: Respond<Result<S::Response, S::Error>>,
 {
-    #[cold]
-    fn answered(
-        output: Result<A::Response, A::Error>,
-        stamp: <A as Answer>::Stamp,
+    #[inline]
+    fn ready(
+        future: ResponseFuture<S::Future, A>,
     ) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
         KeyedResponseFuture {
-            state: State::Answered {
-                output: Some(output),
-            },
-            stamp,
+            state: State::Ready { future },
         }
     }
 }
@@ -778,8 +766,7 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let this = self.as_mut().project();
-            let mut state = this.state;
+            let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
                 StateProj::Waiting { wait, call } => {
                     // The fuel is spent: a keyed budget takes none back.
@@ -788,28 +775,17 @@ where
                         return Poll::Ready(A::polled_again());
                     };
                     let config = &waiting.config;
-                    *this.stamp = config.answer.stamp_key(&config.side.keyed, &waiting.key);
-                    if !fueled {
-                        let output = config.answer.refused(waiting.shed(), this.stamp);
-                        state.set(State::Answered { output: None });
-                        return Poll::Ready(output);
-                    }
-                    let on_success = waiting.fueled();
-                    state.set(State::Called {
-                        future: inner.call(request),
-                        on_success,
-                    });
+                    let stamp = config.answer.stamp_key(&config.side.keyed, &waiting.key);
+                    let future = if fueled {
+                        let on_success = waiting.fueled();
+                        ResponseFuture::called(inner.call(request), on_success, stamp)
+                    } else {
+                        let output = config.answer.refused(waiting.shed(), &stamp);
+                        ResponseFuture::answered(output, stamp)
+                    };
+                    state.set(State::Ready { future });
                 }
-                StateProj::Called { future, on_success } => {
-                    let output = ready!(future.poll(cx));
-                    if output.is_ok() {
-                        emit::succeeded(on_success);
-                    }
-                    return Poll::Ready(A::done(this.stamp, output));
-                }
-                StateProj::Answered { output } => {
-                    return Poll::Ready(output.take().unwrap_or_else(A::polled_again));
-                }
+                StateProj::Ready { future } => return future.poll(cx),
             }
         }
     }
@@ -821,10 +797,9 @@ where
     A: Respond<Result<S::Response, S::Error>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match &self.state {
-            State::Waiting { .. } => "KeyedResponseFuture::Waiting",
-            State::Called { .. } => "KeyedResponseFuture::Called",
-            State::Answered { .. } => "KeyedResponseFuture::Answered",
-        })
+        match &self.state {
+            State::Waiting { .. } => f.write_str("KeyedResponseFuture::Waiting"),
+            State::Ready { future } => future.fmt(f),
+        }
     }
 }
