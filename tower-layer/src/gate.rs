@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{BudgetWait, Fuel, Monitor, Tank};
+use fueltank::{BudgetWait, Fuel, Monitor};
 use sync_wrapper::SyncFuture;
 
 use crate::budget::{self, Shared};
@@ -73,12 +73,6 @@ impl<A> Gate<A> {
     #[inline]
     pub(crate) fn config(&self) -> &Config<A> {
         &self.config
-    }
-
-    /// The fueltank tank drawn on, if it is one.
-    #[inline]
-    pub(crate) fn tank(&self) -> Option<&Tank> {
-        budget::tank(self.config.side.budget.as_ref()?)
     }
 
     #[inline]

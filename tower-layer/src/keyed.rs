@@ -456,7 +456,7 @@ where
     #[cold]
     fn key_failed(&self, error: &KeyError) {
         if let Some(stats) = &self.policy.stats {
-            stats.key_error();
+            stats.key_errors().emit();
         }
         events::key_error(error, self.policy.label.as_deref());
     }
@@ -579,31 +579,6 @@ where
 /// ```
 pub type KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> =
     LimitService<S, Arc<Limit<Keyed<K, X, C, E>, A>>>;
-
-impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
-    /// The keyed tank this service draws on; `None` for another
-    /// [`KeyedBudget`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(());
-    /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>>
-    where
-        K: 'static,
-    {
-        budget::keyed_tank(&self.state.side.keyed)
-    }
-}
 
 /// Swaps a clone of the ready `inner` into its place and returns the ready
 /// one, for a future to call later (tower's contract: the service called

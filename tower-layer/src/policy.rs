@@ -64,7 +64,7 @@ impl Policy {
     pub(crate) fn shadowed(&self, cause: Cause, key: Option<Arc<str>>) {
         let refusal = self.refusal(cause, key);
         if let Some(stats) = &self.stats {
-            stats.shadow();
+            stats.shadowed().emit();
         }
         events::shadowed(&refusal);
     }
@@ -77,13 +77,13 @@ impl Policy {
         match &refusal {
             Refusal::Throttled(throttled) => {
                 if let Some(stats) = &self.stats {
-                    stats.reject();
+                    stats.rejected().emit();
                 }
                 events::throttled(throttled);
             }
             Refusal::Unavailable(unavailable) => {
                 if let Some(stats) = &self.stats {
-                    stats.unavailable_one();
+                    stats.unavailable().emit();
                 }
                 events::unavailable(unavailable);
             }
@@ -121,7 +121,7 @@ impl Policy {
             if let Some(wait) = waited {
                 stats.waited_for(wait);
             }
-            stats.admit();
+            stats.admitted().emit();
         }
     }
 

@@ -305,27 +305,6 @@ pub struct LimitService<S, St> {
     pub(crate) state: St,
 }
 
-impl<S, A> ThrottleService<S, A> {
-    /// The tank this service draws on; `None` for a `Throttle` without a
-    /// tank (unlimited fuel).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::{Layer, service_fn};
-    ///
-    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
-    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
-    /// assert_eq!(svc.tank().map(Tank::level), Some(1));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn tank(&self) -> Option<&Tank> {
-        self.state.tank()
-    }
-}
-
 impl<S, St> LimitService<S, St> {
     /// The inner service.
     ///
