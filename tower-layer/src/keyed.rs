@@ -85,18 +85,10 @@ use crate::{EmitOn, Throttled};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-#[cfg_attr(
-    feature = "http",
-    doc = "[`PeerIp`]: crate::key::PeerIp",
-    doc = "[`ForwardedIp`]: crate::key::ForwardedIp",
-    doc = "[http-method]: KeyedThrottleLayer::http"
-)]
-#[cfg_attr(
-    not(feature = "http"),
-    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
-    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
-    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http"
-)]
+///
+/// [`PeerIp`]: crate::key::PeerIp
+/// [`ForwardedIp`]: crate::key::ForwardedIp
+/// [http-method]: KeyedThrottleLayer::http
 pub type KeyedThrottleLayer<K, X, A = Errors> = Limit<Keyed<K, X>, A>;
 
 /// What a [`KeyedThrottleLayer`] draws on: a budget per key, in one
