@@ -22,7 +22,7 @@ use crate::events;
 use crate::key::{KeyError, KeyExtractor};
 use crate::layer::Limit;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
-use crate::request::{Cost, Exempt, Uniform};
+use crate::request::{PerRequest, Uniform};
 use crate::service::LimitService;
 #[cfg(doc)]
 use crate::{EmitOn, Throttled};
@@ -586,8 +586,8 @@ where
     S: Service<Request> + Clone,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request, Key = K>,
-    C: Cost<Request>,
-    E: Exempt<Request>,
+    C: PerRequest<Request, u64>,
+    E: PerRequest<Request, bool>,
     A: RespondKey<Result<S::Response, S::Error>>,
 {
     type Response = A::Response;
@@ -603,7 +603,7 @@ where
     fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
         let config = &self.state;
         let answer = &config.answer;
-        if config.side.exempt.exempt(&request) {
+        if config.side.exempt.read(&request) {
             // Untouched: no key, no fuel, no count, no headers.
             let future = self.inner.call(request);
             return KeyedResponseFuture::ready(ResponseFuture::called(
@@ -623,7 +623,7 @@ where
                 ));
             }
         };
-        let n = config.side.cost.cost(&request);
+        let n = config.side.cost.read(&request);
         KeyedResponseFuture::ready(match config.admit(&key, n) {
             Admit::Now(on_success) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
