@@ -1,7 +1,8 @@
 //! [`Budget`] and [`KeyedBudget`]: the one abstraction of fuel, which
 //! every store implements ([`Tank`], [`Throttle`], [`KeyedTank`] here;
 //! `fueltank-redis`'s tanks) and every consumer draws on (`fueltank-tower`'s
-//! layers); and [`Unavailable`], what a budget whose store is down says.
+//! layers); and what a refused request says: [`Throttled`] (no fuel in
+//! time) and [`Unavailable`] (its budget's store is down).
 
 use std::any::Any;
 use std::fmt;
@@ -433,17 +434,17 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<
 }
 
 /// Which kind of limit refused a request: one budget for every request,
-/// or one per key. `fueltank-tower`'s errors (`Throttled`, [`Unavailable`])
-/// say it.
+/// or one per key. The errors of a refused request ([`Throttled`],
+/// [`Unavailable`]) say it.
 ///
 /// # Examples
 ///
 /// ```
-/// use fueltank::{Scope, Unavailable};
+/// use fueltank::{Scope, Throttled};
 /// use std::time::Duration;
 ///
-/// let down = Unavailable::new("redis", Duration::from_secs(1)).with_key("192.0.2.7");
-/// assert_eq!(down.scope(), Scope::Keyed);
+/// let shed = Throttled::new(Duration::from_secs(1)).with_key("192.0.2.7");
+/// assert_eq!(shed.scope(), Scope::Keyed);
 /// assert_eq!(Scope::Keyed.to_string(), "keyed");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -467,36 +468,270 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A request was shed because its budget had no fuel for it in time.
+///
+/// `fueltank-tower`'s services fail with it (boxed into
+/// `tower::BoxError`; find it by downcasting) in reject mode, or in wait
+/// mode when the fuel cannot come within `max_wait`; its HTTP layers answer
+/// it with `429 Too Many Requests`. It says:
+///
+/// - [`retry_after`](Throttled::retry_after): how long a newcomer would
+///   have waited for fuel at that moment, from the budget's own schedule;
+/// - [`scope`](Throttled::scope): whether a limit shared by every request
+///   or a per-key limit shed it;
+/// - [`label`](Throttled::label): the name given to that limit with
+///   `label(..)` on the layer, if any;
+/// - [`key`](Throttled::key): the key, as text, if the keyed layer was
+///   asked to `report_key`.
+///
+/// A request refused while its budget's store is down fails with
+/// [`Unavailable`] instead, which carries the same description of the
+/// limit.
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Scope, Throttled};
+/// use std::time::Duration;
+///
+/// let shed = Throttled::new(Duration::from_millis(250)).with_label("api");
+/// assert_eq!(shed.retry_after(), Duration::from_millis(250));
+/// assert_eq!(shed.scope(), Scope::Global);
+/// assert_eq!(
+///     shed.to_string(),
+///     "rate limited by the global limit `api`: no fuel for this request in time; \
+///      retry after 250ms"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Throttled {
+    retry_after: Duration,
+    scope: Scope,
+    label: Option<Arc<str>>,
+    key: Option<Arc<str>>,
+}
+
+impl Throttled {
+    /// A `Throttled` error saying the request may be retried after
+    /// `retry_after`, from the global limit, without a label. The layers
+    /// make these; this is for tests and for services that shed load
+    /// themselves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Throttled};
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttled::new(Duration::from_millis(40));
+    /// assert_eq!(err.retry_after(), Duration::from_millis(40));
+    /// assert_eq!(err.scope(), Scope::Global);
+    /// assert_eq!(err.label(), None);
+    /// ```
+    pub const fn new(retry_after: Duration) -> Throttled {
+        Throttled {
+            retry_after,
+            scope: Scope::Global,
+            label: None,
+            key: None,
+        }
+    }
+
+    /// This error, naming the limit that refused the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Throttled;
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttled::new(Duration::from_secs(1)).with_label("uploads");
+    /// assert_eq!(err.label(), Some("uploads"));
+    /// ```
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Throttled {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// This error, from a per-key limit, for the key written `key`
+    /// (the scope becomes [`Scope::Keyed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Throttled};
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttled::new(Duration::from_secs(1)).with_key("ada");
+    /// assert_eq!(err.key(), Some("ada"));
+    /// assert_eq!(err.scope(), Scope::Keyed);
+    /// ```
+    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Throttled {
+        self.scope = Scope::Keyed;
+        self.key = Some(key.into());
+        self
+    }
+
+    /// This error, from a limit of `scope`, without changing its label
+    /// and key (a per-key limit that does not report its keys).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Throttled};
+    /// use std::time::Duration;
+    ///
+    /// let err = Throttled::new(Duration::from_secs(1)).with_scope(Scope::Keyed);
+    /// assert_eq!((err.scope(), err.key()), (Scope::Keyed, None));
+    /// ```
+    pub fn with_scope(mut self, scope: Scope) -> Throttled {
+        self.scope = scope;
+        self
+    }
+
+    /// The same refusal, made because `store` is down: an [`Unavailable`]
+    /// that describes this limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Throttled};
+    /// use std::time::Duration;
+    ///
+    /// let down = Throttled::new(Duration::from_secs(1)).with_key("ada").unavailable("redis");
+    /// assert_eq!((down.store(), down.scope(), down.key()), ("redis", Scope::Keyed, Some("ada")));
+    /// ```
+    pub fn unavailable(self, store: impl Into<Arc<str>>) -> Unavailable {
+        Unavailable {
+            store: store.into(),
+            limit: self,
+        }
+    }
+
+    /// When to try again. Shed for want of fuel: how long a request
+    /// arriving at that moment would have waited, from the budget's own
+    /// schedule, exact to the nanosecond (while a tank is paused the wait
+    /// is unknown; then it is one interval of its rate); retrying after it
+    /// finds fuel, unless others take it first. Refused while the store is
+    /// down ([`Unavailable`]): how soon the budget asks its store again,
+    /// not a promise that the store is back by then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Throttled;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Throttled::new(Duration::from_secs(2)).retry_after(), Duration::from_secs(2));
+    /// ```
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// Which kind of limit refused the request: one shared by every
+    /// request (`fueltank-tower`'s `ThrottleLayer`), or the request's
+    /// key's (`KeyedThrottleLayer`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Scope, Throttled};
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Throttled::new(Duration::ZERO).scope(), Scope::Global);
+    /// ```
+    pub const fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The name of the limit that refused the request, as given to the
+    /// layer's `label(..)`; `None` if it has none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Throttled;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Throttled::new(Duration::ZERO).with_label("per-ip").label(), Some("per-ip"));
+    /// ```
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The key whose limit refused the request, written with its
+    /// `Display`, if the keyed layer was asked to `report_key`; `None`
+    /// otherwise (keys such as client addresses are personal data: they
+    /// are not copied into errors and logs unless asked for).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Throttled;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Throttled::new(Duration::ZERO).key(), None);
+    /// assert_eq!(Throttled::new(Duration::ZERO).with_key("42").key(), Some("42"));
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The limit, as the errors' messages name it: "the keyed limit
+    /// `per-ip` for key 192.0.2.7".
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the {} limit", self.scope)?;
+        if let Some(label) = &self.label {
+            write!(f, " `{label}`")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, " for key {key}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Throttled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rate limited by ")?;
+        self.describe(f)?;
+        write!(
+            f,
+            ": no fuel for this request in time; retry after {:?}",
+            self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for Throttled {}
+
 /// A request was refused because its budget's store is down and the
 /// budget's failure policy refuses while it is (see
 /// [`Budget::unavailable`]): an outage, not overload.
 ///
 /// `fueltank-tower`'s plain services fail with it (boxed into
 /// `tower::BoxError`) where a request would otherwise have been shed with
-/// `Throttled`: the two are distinct types, so code that downcasts to
+/// [`Throttled`]: the two are distinct types, so code that downcasts to
 /// `Throttled` to answer "too many requests" does not mistake an outage
 /// for one. Its HTTP layers answer it with `503 Service Unavailable`,
 /// counted in `Stats::unavailable`, not in `rejected`. A fueltank tank is
 /// never unavailable; `fueltank-redis`'s tanks are while Redis does not
 /// answer under `FailurePolicy::Closed`.
 ///
-/// It says:
-///
-/// - [`store`](Unavailable::store): which store is down, as the budget
-///   describes it (e.g. ``redis tank `api` ``);
-/// - [`retry_after`](Unavailable::retry_after): when to try again, as the
-///   budget says (how soon it asks its store again);
-/// - [`scope`](Unavailable::scope), [`label`](Unavailable::label),
-///   [`key`](Unavailable::key): the limit that refused, as
-///   `fueltank-tower`'s `Throttled` does.
+/// It says which store is down ([`store`](Unavailable::store), as the
+/// budget describes it, e.g. ``redis tank `api` ``), and, through the
+/// [`Throttled`] it derefs to, when to try again
+/// ([`retry_after`](Throttled::retry_after): how soon the budget asks its
+/// store again) and which limit refused ([`scope`](Throttled::scope),
+/// [`label`](Throttled::label), [`key`](Throttled::key)).
 ///
 /// # Examples
 ///
 /// ```
-/// use fueltank::{Scope, Unavailable};
+/// use fueltank::{Scope, Throttled, Unavailable};
 /// use std::time::Duration;
 ///
-/// let down = Unavailable::new("redis tank `api`", Duration::from_secs(1)).with_label("api");
+/// let down = Throttled::new(Duration::from_secs(1)).with_label("api").unavailable("redis tank `api`");
 /// assert_eq!(down.store(), "redis tank `api`");
 /// assert_eq!(down.retry_after(), Duration::from_secs(1));
 /// assert_eq!(down.scope(), Scope::Global);
@@ -509,10 +744,7 @@ impl fmt::Display for Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Unavailable {
     store: Arc<str>,
-    retry_after: Duration,
-    scope: Scope,
-    label: Option<Arc<str>>,
-    key: Option<Arc<str>>,
+    limit: Throttled,
 }
 
 impl Unavailable {
@@ -532,65 +764,7 @@ impl Unavailable {
     /// assert_eq!(down.label(), None);
     /// ```
     pub fn new(store: impl Into<Arc<str>>, retry_after: Duration) -> Unavailable {
-        Unavailable {
-            store: store.into(),
-            retry_after,
-            scope: Scope::Global,
-            label: None,
-            key: None,
-        }
-    }
-
-    /// This error, naming the limit that refused the request.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::Unavailable;
-    /// use std::time::Duration;
-    ///
-    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_label("uploads");
-    /// assert_eq!(down.label(), Some("uploads"));
-    /// ```
-    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Unavailable {
-        self.label = Some(label.into());
-        self
-    }
-
-    /// This error, from a per-key limit, for the key written `key` (the
-    /// scope becomes [`Scope::Keyed`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Scope, Unavailable};
-    /// use std::time::Duration;
-    ///
-    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_key("ada");
-    /// assert_eq!(down.key(), Some("ada"));
-    /// assert_eq!(down.scope(), Scope::Keyed);
-    /// ```
-    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Unavailable {
-        self.scope = Scope::Keyed;
-        self.key = Some(key.into());
-        self
-    }
-
-    /// This error, from a limit of `scope`, without changing its label
-    /// and key (a per-key limit that does not report its keys).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Scope, Unavailable};
-    /// use std::time::Duration;
-    ///
-    /// let down = Unavailable::new("redis", Duration::from_secs(1)).with_scope(Scope::Keyed);
-    /// assert_eq!((down.scope(), down.key()), (Scope::Keyed, None));
-    /// ```
-    pub fn with_scope(mut self, scope: Scope) -> Unavailable {
-        self.scope = scope;
-        self
+        Throttled::new(retry_after).unavailable(store)
     }
 
     /// The store that is down, as its budget describes it.
@@ -606,85 +780,26 @@ impl Unavailable {
     pub fn store(&self) -> &str {
         &self.store
     }
+}
 
-    /// When to try again, as the budget says: how soon it asks its store
-    /// again. Not a promise that the store is back by then.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::Unavailable;
-    /// use std::time::Duration;
-    ///
-    /// let down = Unavailable::new("redis", Duration::from_secs(2));
-    /// assert_eq!(down.retry_after(), Duration::from_secs(2));
-    /// ```
-    pub const fn retry_after(&self) -> Duration {
-        self.retry_after
-    }
+/// The limit that refused the request and when to try again: the
+/// accessors of [`Throttled`], written once for both refusals.
+impl std::ops::Deref for Unavailable {
+    type Target = Throttled;
 
-    /// Which kind of limit refused the request.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Scope, Unavailable};
-    /// use std::time::Duration;
-    ///
-    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).scope(), Scope::Global);
-    /// ```
-    pub const fn scope(&self) -> Scope {
-        self.scope
-    }
-
-    /// The name of the limit that refused the request, as the layer that
-    /// refused it was labelled.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::Unavailable;
-    /// use std::time::Duration;
-    ///
-    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).label(), None);
-    /// ```
-    pub fn label(&self) -> Option<&str> {
-        self.label.as_deref()
-    }
-
-    /// The request's key, written with its `Display`, if the keyed layer
-    /// was asked to report it (`KeyedThrottleLayer::report_key`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::Unavailable;
-    /// use std::time::Duration;
-    ///
-    /// assert_eq!(Unavailable::new("redis", Duration::ZERO).key(), None);
-    /// ```
-    pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+    fn deref(&self) -> &Throttled {
+        &self.limit
     }
 }
 
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rate-limit store unavailable ({}): the {} limit",
-            self.store, self.scope
-        )?;
-        if let Some(label) = &self.label {
-            write!(f, " `{label}`")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, " for key {key}")?;
-        }
+        write!(f, "rate-limit store unavailable ({}): ", self.store)?;
+        self.limit.describe(f)?;
         write!(
             f,
             " cannot grant while it is down; retry after {:?}",
-            self.retry_after
+            self.limit.retry_after
         )
     }
 }
@@ -696,10 +811,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throttled_names_the_limit_and_the_key() {
+        let plain = Throttled::new(Duration::from_millis(250));
+        assert_eq!(
+            plain.to_string(),
+            "rate limited by the global limit: no fuel for this request in time; \
+             retry after 250ms"
+        );
+        let keyed = plain.with_label("per-ip").with_key("192.0.2.7");
+        assert_eq!(
+            keyed.to_string(),
+            "rate limited by the keyed limit `per-ip` for key 192.0.2.7: no fuel for \
+             this request in time; retry after 250ms"
+        );
+    }
+
+    #[test]
     fn unavailable_names_the_store_the_limit_and_the_key() {
-        let down = Unavailable::new("redis tank `per-ip`", Duration::from_secs(1))
+        let down = Throttled::new(Duration::from_secs(1))
             .with_label("per-ip")
-            .with_key("192.0.2.7");
+            .with_key("192.0.2.7")
+            .unavailable("redis tank `per-ip`");
         assert_eq!(
             down.to_string(),
             "rate-limit store unavailable (redis tank `per-ip`): the keyed limit `per-ip` \

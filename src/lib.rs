@@ -21,7 +21,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`Rate`] | `max_n` per `per`, exact; parses `"100/s"`, `"5/250ms"` |
-//! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Unavailable`] and [`Scope`] for a budget whose store is down |
+//! | [`Budget`], [`KeyedBudget`] | the one interface of fuel that every tank implements (and `fueltank-redis`'s), and that `fueltank-tower` draws on; [`Throttled`], [`Unavailable`] and [`Scope`]: what a refused request says |
 //! | [`AllOf`], [`KeyedAllOf`] | several budgets as one, all or nothing, in a fair line: per user, per route and global |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
 //! | [`Fuel`], [`AwaitFuel`] | fuel taken and not yet spent, which can be given back; the one future that waits for fuel (see [Taking fuel](#taking-fuel)) |
@@ -173,7 +173,7 @@ mod throttle;
 mod timer;
 
 pub use all_of::{AllOf, KeyedAllOf};
-pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
+pub use budget::{Budget, BudgetWait, KeyedBudget, Scope, Throttled, Unavailable};
 #[cfg(feature = "serde")]
 pub use config::TankConfig;
 pub use error::Error;

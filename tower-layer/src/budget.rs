@@ -76,7 +76,7 @@ impl Deref for Shared {
 }
 
 /// The budget of a keyed layer, shared by its services.
-pub type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
+pub(crate) type KeyedShared<K> = Arc<dyn KeyedBudget<K>>;
 
 /// The fueltank tank under `budget`, if it is one (for the accessors and
 /// the HTTP headers, never to take fuel).

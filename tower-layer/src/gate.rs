@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use fueltank::{BudgetWait, Fuel, Monitor, Tank};
+use fueltank::{BudgetWait, Fuel, Monitor};
 use sync_wrapper::SyncFuture;
 
 use crate::budget::{self, Shared};
@@ -34,8 +34,9 @@ struct Waiting {
     _slot: Option<QueueSlot>,
 }
 
-/// One service's hold on the tank.
-pub(crate) struct Gate<A> {
+/// One service's hold on the tank: what a [`ThrottleService`](crate::ThrottleService)
+/// keeps (public only to be named there; nothing of it is).
+pub struct Gate<A> {
     config: Arc<Config<A>>,
     /// Fuel taken by `poll_ready` for the next `call` (a token without a
     /// reference count): dropped, it is spent; the gate's `Drop` gives it
@@ -72,12 +73,6 @@ impl<A> Gate<A> {
     #[inline]
     pub(crate) fn config(&self) -> &Config<A> {
         &self.config
-    }
-
-    /// The fueltank tank drawn on, if it is one.
-    #[inline]
-    pub(crate) fn tank(&self) -> Option<&Tank> {
-        budget::tank(self.config.side.budget.as_ref()?)
     }
 
     #[inline]

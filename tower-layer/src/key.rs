@@ -33,17 +33,8 @@
 //! let by_user = key_fn(|request: &(&str, u32)| Ok::<_, KeyError>(request.1));
 //! assert_eq!(by_user.extract(&("GET /", 42)), Ok(42));
 //! ```
-#![cfg_attr(feature = "http", doc = "[spoofing]: ForwardedIp#spoofing")]
-#![cfg_attr(
-    not(feature = "http"),
-    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
-    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
-    doc = "[spoofing]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html#spoofing"
-)]
-#![cfg_attr(
-    not(feature = "axum"),
-    doc = "[`ConnectInfoIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ConnectInfoIp.html"
-)]
+//!
+//! [spoofing]: ForwardedIp#spoofing
 
 use std::fmt;
 
@@ -362,11 +353,6 @@ or_method!(I; Ipv6Net64<I>);
 /// assert_eq!(by_net.extract(&())?.to_string(), "2001:db8::");
 /// # Ok::<(), fueltank_tower::key::KeyError>(())
 /// ```
-#[cfg_attr(
-    not(feature = "http"),
-    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
-    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html"
-)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv6Net64<E> {
     inner: E,

@@ -14,15 +14,16 @@ use fueltank::{Budget, BudgetWait, KeyedAllOf, KeyedBudget, KeyedTank, Monitor};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::answer::{Answer, Errors, Respond, RespondKey};
+use crate::ResponseFuture;
+use crate::answer::{Errors, Respond, RespondKey};
 use crate::budget::{self, KeyedShared};
-use crate::emit;
 use crate::error::{Refusal, Scope};
 use crate::events;
 use crate::key::{KeyError, KeyExtractor};
 use crate::layer::Limit;
 use crate::policy::{Mode, Policy, Queue, QueueSlot};
-use crate::request::{Cost, Exempt, Uniform};
+use crate::request::{PerRequest, Uniform};
+use crate::service::LimitService;
 #[cfg(doc)]
 use crate::{EmitOn, Throttled};
 
@@ -84,18 +85,10 @@ use crate::{EmitOn, Throttled};
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-#[cfg_attr(
-    feature = "http",
-    doc = "[`PeerIp`]: crate::key::PeerIp",
-    doc = "[`ForwardedIp`]: crate::key::ForwardedIp",
-    doc = "[http-method]: KeyedThrottleLayer::http"
-)]
-#[cfg_attr(
-    not(feature = "http"),
-    doc = "[`PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
-    doc = "[`ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html",
-    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http"
-)]
+///
+/// [`PeerIp`]: crate::key::PeerIp
+/// [`ForwardedIp`]: crate::key::ForwardedIp
+/// [http-method]: KeyedThrottleLayer::http
 pub type KeyedThrottleLayer<K, X, A = Errors> = Limit<Keyed<K, X>, A>;
 
 /// What a [`KeyedThrottleLayer`] draws on: a budget per key, in one
@@ -378,9 +371,9 @@ impl<S, K, X: Clone, A: Clone, C: Clone, E: Clone> Layer<S> for Limit<Keyed<K, X
     type Service = KeyedThrottleService<S, K, X, A, C, E>;
 
     fn layer(&self, inner: S) -> KeyedThrottleService<S, K, X, A, C, E> {
-        KeyedThrottleService {
+        LimitService {
             inner,
-            config: Arc::new(self.clone()),
+            state: Arc::new(self.clone()),
         }
     }
 }
@@ -455,7 +448,7 @@ where
     #[cold]
     fn key_failed(&self, error: &KeyError) {
         if let Some(stats) = &self.policy.stats {
-            stats.key_error();
+            stats.key_errors().emit();
         }
         events::key_error(error, self.policy.label.as_deref());
     }
@@ -576,113 +569,8 @@ where
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-pub struct KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> {
-    inner: S,
-    config: Arc<Limit<Keyed<K, X, C, E>, A>>,
-}
-
-impl<S, K, X, A, C, E> KeyedThrottleService<S, K, X, A, C, E> {
-    /// The keyed tank this service draws on; `None` for another
-    /// [`KeyedBudget`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(());
-    /// assert!(svc.keyed().is_some_and(|keyed| keyed.is_empty()));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn keyed(&self) -> Option<&KeyedTank<K>>
-    where
-        K: 'static,
-    {
-        budget::keyed_tank(&self.config.side.keyed)
-    }
-
-    /// The inner service.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(7_u8);
-    /// assert_eq!(*svc.get_ref(), 7);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let mut svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer(7_u8);
-    /// *svc.get_mut() += 1;
-    /// assert_eq!(svc.into_inner(), 8);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{KeyedTank, Rate};
-    /// use fueltank_tower::KeyedThrottleLayer;
-    /// use fueltank_tower::key::key_fn;
-    /// use tower::Layer;
-    ///
-    /// let svc = KeyedThrottleLayer::new(KeyedTank::<u8>::new(Rate::per_second(5)?), key_fn(|k: &u8| Ok(*k)))
-    ///     .layer("inner");
-    /// assert_eq!(svc.into_inner(), "inner");
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, K, X, A, C, E> Clone for KeyedThrottleService<S, K, X, A, C, E> {
-    fn clone(&self) -> KeyedThrottleService<S, K, X, A, C, E> {
-        KeyedThrottleService {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, K, X: fmt::Debug, A: fmt::Debug, C, E> fmt::Debug
-    for KeyedThrottleService<S, K, X, A, C, E>
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedThrottleService")
-            .field("inner", &self.inner)
-            .field("config", &self.config)
-            .finish()
-    }
-}
+pub type KeyedThrottleService<S, K, X, A = Errors, C = Uniform, E = Uniform> =
+    LimitService<S, Arc<Limit<Keyed<K, X, C, E>, A>>>;
 
 /// Swaps a clone of the ready `inner` into its place and returns the ready
 /// one, for a future to call later (tower's contract: the service called
@@ -698,8 +586,8 @@ where
     S: Service<Request> + Clone,
     K: Hash + Eq + Clone + Send + Sync + 'static,
     X: KeyExtractor<Request, Key = K>,
-    C: Cost<Request>,
-    E: Exempt<Request>,
+    C: PerRequest<Request, u64>,
+    E: PerRequest<Request, bool>,
     A: RespondKey<Result<S::Response, S::Error>>,
 {
     type Response = A::Response;
@@ -713,52 +601,49 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
-        let config = &self.config;
+        let config = &self.state;
         let answer = &config.answer;
-        if config.side.exempt.exempt(&request) {
+        if config.side.exempt.read(&request) {
             // Untouched: no key, no fuel, no count, no headers.
             let future = self.inner.call(request);
-            let state = State::Called {
+            return KeyedResponseFuture::ready(ResponseFuture::called(
                 future,
-                on_success: None,
-            };
-            let stamp = answer.stamp(None);
-            return KeyedResponseFuture { state, stamp };
+                None,
+                answer.stamp(None),
+            ));
         }
         let key = match config.key(&request) {
             Ok(key) => key,
             Err(error) => {
                 // No key, no budget: no headers.
                 let output = answer.no_key(error);
-                return KeyedResponseFuture::answered(output, answer.stamp(None));
+                return KeyedResponseFuture::ready(ResponseFuture::answered(
+                    output,
+                    answer.stamp(None),
+                ));
             }
         };
-        let n = config.side.cost.cost(&request);
-        let (state, stamp) = match config.admit(&key, n) {
+        let n = config.side.cost.read(&request);
+        KeyedResponseFuture::ready(match config.admit(&key, n) {
             Admit::Now(on_success) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
-                let future = self.inner.call(request);
-                (State::Called { future, on_success }, stamp)
+                ResponseFuture::called(self.inner.call(request), on_success, stamp)
             }
             // The headers are read once the wait is over.
-            Admit::Wait(waiting, wait) => (
-                State::Waiting {
-                    wait,
-                    call: Some((take_ready(&mut self.inner), request, waiting)),
-                },
-                answer.stamp(None),
-            ),
+            Admit::Wait(waiting, wait) => {
+                let call = Some((take_ready(&mut self.inner), request, waiting));
+                let state = State::Waiting { wait, call };
+                return KeyedResponseFuture { state };
+            }
             Admit::Shed(refusal) => {
                 let stamp = answer.stamp_key(&config.side.keyed, &key);
                 let output = answer.refused(refusal, &stamp);
-                return KeyedResponseFuture::answered(output, stamp);
+                ResponseFuture::answered(output, stamp)
             }
             Admit::TooCostly(error) => {
-                let output = answer.too_costly(error);
-                return KeyedResponseFuture::answered(output, answer.stamp(None));
+                ResponseFuture::answered(answer.too_costly(error), answer.stamp(None))
             }
-        };
-        KeyedResponseFuture { state, stamp }
+        })
     }
 }
 
@@ -801,7 +686,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, Request, K, X, A, C, E>,
-        stamp: <A as Answer>::Stamp,
     }
 }
 
@@ -816,14 +700,10 @@ pin_project! {
             wait: BudgetWait,
             call: Option<(S, Request, KeyWaiting<K, X, A, C, E>)>,
         },
-        Called {
+        // Called, or answered at once: what the unkeyed service's future does.
+        Ready {
             #[pin]
-            future: S::Future,
-            on_success: Option<Monitor>,
-        },
-        // Answered in `call`: taken by the one poll that returns it.
-        Answered {
-            output: Option<Result<A::Response, A::Error>>,
+            future: ResponseFuture<S::Future, A>,
         },
     }
 }
@@ -833,16 +713,12 @@ where
     S: Service<Request>,
     A: Respond<Result<S::Response, S::Error>>,
 {
-    #[cold]
-    fn answered(
-        output: Result<A::Response, A::Error>,
-        stamp: <A as Answer>::Stamp,
+    #[inline]
+    fn ready(
+        future: ResponseFuture<S::Future, A>,
     ) -> KeyedResponseFuture<S, Request, K, X, A, C, E> {
         KeyedResponseFuture {
-            state: State::Answered {
-                output: Some(output),
-            },
-            stamp,
+            state: State::Ready { future },
         }
     }
 }
@@ -857,8 +733,7 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let this = self.as_mut().project();
-            let mut state = this.state;
+            let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
                 StateProj::Waiting { wait, call } => {
                     // The fuel is spent: a keyed budget takes none back.
@@ -867,28 +742,17 @@ where
                         return Poll::Ready(A::polled_again());
                     };
                     let config = &waiting.config;
-                    *this.stamp = config.answer.stamp_key(&config.side.keyed, &waiting.key);
-                    if !fueled {
-                        let output = config.answer.refused(waiting.shed(), this.stamp);
-                        state.set(State::Answered { output: None });
-                        return Poll::Ready(output);
-                    }
-                    let on_success = waiting.fueled();
-                    state.set(State::Called {
-                        future: inner.call(request),
-                        on_success,
-                    });
+                    let stamp = config.answer.stamp_key(&config.side.keyed, &waiting.key);
+                    let future = if fueled {
+                        let on_success = waiting.fueled();
+                        ResponseFuture::called(inner.call(request), on_success, stamp)
+                    } else {
+                        let output = config.answer.refused(waiting.shed(), &stamp);
+                        ResponseFuture::answered(output, stamp)
+                    };
+                    state.set(State::Ready { future });
                 }
-                StateProj::Called { future, on_success } => {
-                    let output = ready!(future.poll(cx));
-                    if output.is_ok() {
-                        emit::succeeded(on_success);
-                    }
-                    return Poll::Ready(A::done(this.stamp, output));
-                }
-                StateProj::Answered { output } => {
-                    return Poll::Ready(output.take().unwrap_or_else(A::polled_again));
-                }
+                StateProj::Ready { future } => return future.poll(cx),
             }
         }
     }
@@ -900,10 +764,9 @@ where
     A: Respond<Result<S::Response, S::Error>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match &self.state {
-            State::Waiting { .. } => "KeyedResponseFuture::Waiting",
-            State::Called { .. } => "KeyedResponseFuture::Called",
-            State::Answered { .. } => "KeyedResponseFuture::Answered",
-        })
+        match &self.state {
+            State::Waiting { .. } => f.write_str("KeyedResponseFuture::Waiting"),
+            State::Ready { future } => future.fmt(f),
+        }
     }
 }

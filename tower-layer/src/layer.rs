@@ -85,11 +85,8 @@ pub struct Limit<G, A = Errors> {
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-#[cfg_attr(feature = "http", doc = "[http-method]: ThrottleLayer::http")]
-#[cfg_attr(
-    not(feature = "http"),
-    doc = "[http-method]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http"
-)]
+///
+/// [http-method]: ThrottleLayer::http
 pub type ThrottleLayer<A = Errors> = Limit<Single, A>;
 
 impl<G, A> Limit<G, A> {

@@ -113,7 +113,7 @@
 //! | item | role |
 //! |---|---|
 //! | [`Limit`] | the one layer and its options; [`ThrottleLayer`] and [`KeyedThrottleLayer`] name its two kinds, by what it draws on ([`Single`], [`Keyed`]); it answers with errors ([`Errors`]) or, with `http()` (feature `http`), responses |
-//! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service; [`ResponseFuture`] its future |
+//! | [`ThrottleLayer`] | one shared budget; [`ThrottleService`] the service (a [`LimitService`], the one service of either kind); [`ResponseFuture`] its future |
 //! | [`KeyedThrottleLayer`] | one budget per key; [`KeyedThrottleService`], [`KeyedResponseFuture`] |
 //! | [`Throttled`], [`Unavailable`], [`Scope`] | the error of a shed request, that of a request refused while its budget's store is down, and which kind of limit refused it |
 //! | [`Stats`], [`WaitTimes`] | what the layers admitted, rejected, refused for an outage and made wait |
@@ -122,28 +122,15 @@
 //! | [`Budget`], [`KeyedBudget`], [`BudgetWait`] | what the layers draw on: fueltank's tanks, `fueltank-redis`'s, your own (re-exported from `fueltank`) |
 //!
 //! [`fueltank`]: https://docs.rs/fueltank
+//! [`long_wait`]: ThrottleLayer::long_wait
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// Items that exist only with a feature are linked on docs.rs (which
-// documents every feature) when the feature is off.
+// Items that exist only with a feature (`http`, `axum`, `tracing`) are
+// linked where they exist: on docs.rs, which documents every feature. A
+// build without one of them shows their names unlinked.
 #![cfg_attr(
-    not(feature = "http"),
-    doc = "[`http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/index.html",
-    doc = "[`http::Responses`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/http/struct.Responses.html",
-    doc = "[`Limit::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.Limit.html#method.http",
-    doc = "[`ThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.http",
-    doc = "[`KeyedThrottleLayer::http`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.KeyedThrottleLayer.html#method.http",
-    doc = "[`key::PeerIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.PeerIp.html",
-    doc = "[`key::ForwardedIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ForwardedIp.html"
-)]
-#![cfg_attr(
-    not(feature = "axum"),
-    doc = "[`key::ConnectInfoIp`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/key/struct.ConnectInfoIp.html"
-)]
-#![cfg_attr(feature = "tracing", doc = "[`long_wait`]: ThrottleLayer::long_wait")]
-#![cfg_attr(
-    not(feature = "tracing"),
-    doc = "[`long_wait`]: https://docs.rs/fueltank-tower/latest/fueltank_tower/struct.ThrottleLayer.html#method.long_wait"
+    not(all(feature = "axum", feature = "tracing")),
+    allow(rustdoc::broken_intra_doc_links)
 )]
 
 mod answer;
@@ -166,12 +153,11 @@ mod stats;
 
 pub use answer::Errors;
 pub use emit::EmitOn;
-pub use error::Throttled;
-pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Unavailable};
+pub use fueltank::{Budget, BudgetWait, KeyedBudget, Scope, Throttled, Unavailable};
 pub use fueltank::{KeyedTank, Monitor, Rate, Tank, Throttle};
 pub use future::ResponseFuture;
 pub use keyed::{Keyed, KeyedResponseFuture, KeyedThrottleLayer, KeyedThrottleService};
 pub use layer::{Limit, ThrottleLayer};
 pub use request::{Uniform, Whole};
-pub use service::{Single, ThrottleService};
+pub use service::{LimitService, Single, ThrottleService};
 pub use stats::{Stats, WaitTimes};

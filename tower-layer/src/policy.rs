@@ -64,7 +64,7 @@ impl Policy {
     pub(crate) fn shadowed(&self, cause: Cause, key: Option<Arc<str>>) {
         let refusal = self.refusal(cause, key);
         if let Some(stats) = &self.stats {
-            stats.shadow();
+            stats.shadowed().emit();
         }
         events::shadowed(&refusal);
     }
@@ -77,13 +77,13 @@ impl Policy {
         match &refusal {
             Refusal::Throttled(throttled) => {
                 if let Some(stats) = &self.stats {
-                    stats.reject();
+                    stats.rejected().emit();
                 }
                 events::throttled(throttled);
             }
             Refusal::Unavailable(unavailable) => {
                 if let Some(stats) = &self.stats {
-                    stats.unavailable_one();
+                    stats.unavailable().emit();
                 }
                 events::unavailable(unavailable);
             }
@@ -93,23 +93,21 @@ impl Policy {
 
     /// The error of a request refused for `cause`, naming this limit.
     fn refusal(&self, cause: Cause, key: Option<Arc<str>>) -> Refusal {
+        let mut limit = match &cause {
+            Cause::NoFuel(retry_after) => Throttled::new(*retry_after),
+            // The budget's own description, in this layer's terms.
+            Cause::Down(down) => Throttled::clone(down),
+        }
+        .with_scope(self.scope);
+        if let Some(label) = &self.label {
+            limit = limit.with_label(label.clone());
+        }
+        if let Some(key) = key {
+            limit = limit.with_key(key);
+        }
         match cause {
-            Cause::NoFuel(retry_after) => Refusal::Throttled(Throttled::from_parts(
-                retry_after,
-                self.scope,
-                self.label.clone(),
-                key,
-            )),
-            Cause::Down(unavailable) => {
-                let mut unavailable = unavailable.with_scope(self.scope);
-                if let Some(label) = &self.label {
-                    unavailable = unavailable.with_label(label.clone());
-                }
-                if let Some(key) = key {
-                    unavailable = unavailable.with_key(key);
-                }
-                Refusal::Unavailable(unavailable)
-            }
+            Cause::NoFuel(_) => Refusal::Throttled(limit),
+            Cause::Down(down) => Refusal::Unavailable(limit.unavailable(down.store())),
         }
     }
 
@@ -123,7 +121,7 @@ impl Policy {
             if let Some(wait) = waited {
                 stats.waited_for(wait);
             }
-            stats.admit();
+            stats.admitted().emit();
         }
     }
 

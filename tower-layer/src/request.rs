@@ -33,46 +33,32 @@ use crate::service::Single;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Uniform;
 
-/// The fuel a request costs (sealed): one for [`Uniform`], or what a
-/// closure `Fn(&Request) -> u64` says.
-pub trait Cost<Request> {
-    /// The fuel `request` spends.
+/// What a layer reads from each request (sealed): `T` is its cost (`u64`)
+/// or whether it is exempt (`bool`). [`Uniform`] reads one fuel and never
+/// exempt; a closure `Fn(&Request) -> T`, what it returns.
+pub trait PerRequest<Request, T> {
+    /// What `request` costs, or whether it passes untouched.
     #[doc(hidden)]
-    fn cost(&self, request: &Request) -> u64;
+    fn read(&self, request: &Request) -> T;
 }
 
-impl<Request> Cost<Request> for Uniform {
+impl<Request> PerRequest<Request, u64> for Uniform {
     #[inline(always)]
-    fn cost(&self, _request: &Request) -> u64 {
+    fn read(&self, _request: &Request) -> u64 {
         1
     }
 }
 
-impl<Request, F: Fn(&Request) -> u64> Cost<Request> for F {
-    #[inline]
-    fn cost(&self, request: &Request) -> u64 {
-        self(request)
-    }
-}
-
-/// Whether a request is exempt (sealed): never for [`Uniform`], or what a
-/// closure `Fn(&Request) -> bool` says.
-pub trait Exempt<Request> {
-    /// Whether `request` passes untouched.
-    #[doc(hidden)]
-    fn exempt(&self, request: &Request) -> bool;
-}
-
-impl<Request> Exempt<Request> for Uniform {
+impl<Request> PerRequest<Request, bool> for Uniform {
     #[inline(always)]
-    fn exempt(&self, _request: &Request) -> bool {
+    fn read(&self, _request: &Request) -> bool {
         false
     }
 }
 
-impl<Request, F: Fn(&Request) -> bool> Exempt<Request> for F {
+impl<Request, T, F: Fn(&Request) -> T> PerRequest<Request, T> for F {
     #[inline]
-    fn exempt(&self, request: &Request) -> bool {
+    fn read(&self, request: &Request) -> T {
         self(request)
     }
 }

@@ -8,6 +8,8 @@ use std::task::{Context, Poll, ready};
 use fueltank::{Budget, Monitor, Tank, Throttle};
 use tower::{Layer, Service};
 
+#[cfg(doc)]
+use crate::KeyedThrottleService;
 use crate::ResponseFuture;
 #[cfg(doc)]
 use crate::Stats;
@@ -217,9 +219,9 @@ impl<S, A: Clone> Layer<S> for ThrottleLayer<A> {
     type Service = ThrottleService<S, A>;
 
     fn layer(&self, inner: S) -> ThrottleService<S, A> {
-        ThrottleService {
+        LimitService {
             inner,
-            gate: Gate::new(Arc::new(self.clone())),
+            state: Gate::new(Arc::new(self.clone())),
         }
     }
 }
@@ -279,32 +281,31 @@ impl<S, A: Clone> Layer<S> for ThrottleLayer<A> {
 /// # Ok::<(), tower::BoxError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug)]
-pub struct ThrottleService<S, A = Errors> {
-    inner: S,
-    gate: Gate<A>,
+pub type ThrottleService<S, A = Errors> = LimitService<S, Gate<A>>;
+
+/// The service of a [`Limit`]: the inner service, and what the layer's
+/// kind keeps per service (a [`ThrottleService`] its gate, holding the
+/// fuel taken in `poll_ready`; a [`KeyedThrottleService`] the layer).
+///
+/// # Examples
+///
+/// ```
+/// use fueltank::{Rate, Tank};
+/// use fueltank_tower::{LimitService, ThrottleLayer};
+/// use tower::Layer;
+///
+/// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?)).layer("inner");
+/// let _: &LimitService<&str, _> = &svc;
+/// assert_eq!(*svc.get_ref(), "inner");
+/// # Ok::<(), fueltank::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LimitService<S, St> {
+    pub(crate) inner: S,
+    pub(crate) state: St,
 }
 
-impl<S, A> ThrottleService<S, A> {
-    /// The tank this service draws on; `None` for a `Throttle` without a
-    /// tank (unlimited fuel).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use fueltank_tower::ThrottleLayer;
-    /// use tower::{Layer, service_fn};
-    ///
-    /// let svc = ThrottleLayer::new(Tank::new(Rate::per_second(10)?))
-    ///     .layer(service_fn(|()| async { Ok::<_, tower::BoxError>(()) }));
-    /// assert_eq!(svc.tank().map(Tank::level), Some(1));
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn tank(&self) -> Option<&Tank> {
-        self.gate.tank()
-    }
-
+impl<S, St> LimitService<S, St> {
     /// The inner service.
     ///
     /// # Examples
@@ -340,7 +341,8 @@ impl<S, A> ThrottleService<S, A> {
         &mut self.inner
     }
 
-    /// The inner service, consuming this one (fuel it held goes back).
+    /// The inner service, consuming this one (fuel a [`ThrottleService`]
+    /// held goes back).
     ///
     /// # Examples
     ///
@@ -358,17 +360,6 @@ impl<S, A> ThrottleService<S, A> {
     }
 }
 
-impl<S: Clone, A> Clone for ThrottleService<S, A> {
-    /// A service on the same tank, without fuel: make it ready before
-    /// calling it.
-    fn clone(&self) -> ThrottleService<S, A> {
-        ThrottleService {
-            inner: self.inner.clone(),
-            gate: self.gate.clone(),
-        }
-    }
-}
-
 impl<S, A, Request> Service<Request> for ThrottleService<S, A>
 where
     S: Service<Request>,
@@ -380,15 +371,15 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), A::Error>> {
-        ready!(self.gate.poll_fuel(cx));
+        ready!(self.state.poll_fuel(cx));
         self.inner.poll_ready(cx).map_err(A::fail)
     }
 
     #[inline]
     fn call(&mut self, request: Request) -> ResponseFuture<S::Future, A> {
-        let spent = self.gate.spend();
-        let config = self.gate.config();
-        let stamp = config.answer.stamp(self.gate.budget());
+        let spent = self.state.spend();
+        let config = self.state.config();
+        let stamp = config.answer.stamp(self.state.budget());
         match spent {
             Ok(on_success) => ResponseFuture::called(self.inner.call(request), on_success, stamp),
             Err(refusal) => {

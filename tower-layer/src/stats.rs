@@ -303,27 +303,6 @@ impl Stats {
         self.shared.clock.now()
     }
 
-    #[inline]
-    pub(crate) fn admit(&self) {
-        self.shared.admitted.emit();
-    }
-
-    pub(crate) fn reject(&self) {
-        self.shared.rejected.emit();
-    }
-
-    pub(crate) fn key_error(&self) {
-        self.shared.key_errors.emit();
-    }
-
-    pub(crate) fn unavailable_one(&self) {
-        self.shared.unavailable.emit();
-    }
-
-    pub(crate) fn shadow(&self) {
-        self.shared.shadowed.emit();
-    }
-
     /// A request that waited `wait` for its fuel got it.
     pub(crate) fn waited_for(&self, wait: Duration) {
         self.shared.waited.emit();
