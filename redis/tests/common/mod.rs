@@ -18,6 +18,10 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Whose replica it is, if it is one.
     master: Option<u16>,
+    /// Its working directory, removed with it: a replica writes the copy
+    /// it receives from its master there (`dump.rdb`), even with saving
+    /// off.
+    dir: std::path::PathBuf,
 }
 
 /// A port nobody listens on now, never handed out before in this process,
@@ -60,10 +64,17 @@ impl RedisServer {
     /// Starts a replica of the server at `master` (`None`: a master) and
     /// waits until it answers; a replica is then in sync soon.
     pub fn start_replica(master: Option<u16>) -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "fueltank-redis-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
         let mut server = RedisServer {
-            port: free_port(),
+            port,
             child: None,
             master,
+            dir,
         };
         server.restart();
         server
@@ -78,6 +89,7 @@ impl RedisServer {
         self.stop();
         let master = self.master;
         self.child = Some(spawn(self.port, |server| {
+            server.arg("--dir").arg(&self.dir);
             if let Some(master) = master {
                 server.args(["--replicaof".to_string(), format!("127.0.0.1 {master}")]);
             }
@@ -372,6 +384,7 @@ impl Drop for RedisCluster {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
