@@ -66,6 +66,22 @@ fn main() {
                 .unwrap();
             Box::new(move || tank.has_fuel())
         }
+        "has_fuel_allowed_two_rates" => {
+            let tank = Tank::builder(Rate::per_second(HUGE_RATE).unwrap())
+                .also(Rate::per_second(HUGE_RATE / 2).unwrap())
+                .initial(HUGE_RATE / 2)
+                .build()
+                .unwrap();
+            Box::new(move || tank.has_fuel())
+        }
+        "has_fuel_denied_two_rates" => {
+            let tank = Tank::builder(Rate::per_minute(1).unwrap())
+                .also(Rate::per_minute(2).unwrap())
+                .initial(0)
+                .build()
+                .unwrap();
+            Box::new(move || tank.has_fuel())
+        }
         "has_fuel_denied" => {
             let tank = Tank::builder(Rate::per_minute(1).unwrap())
                 .initial(0)

@@ -87,19 +87,15 @@ pub(crate) struct Gcra {
     t: u64,
     /// Capacity; `None` for `Unbounded`.
     cap: Option<u64>,
+    /// `(C − 1)·T`, or no cap: kept, as every take needs it.
+    tol: i128,
 }
 
 impl Gcra {
     /// A bucket holding `initial` fuel at `now`, with no partial fuel.
     pub(crate) fn new(rate: Rate, cap: Option<u64>, initial: u64, now: u64) -> Gcra {
         let (s, t) = rate.ticks();
-        let mut gcra = Gcra {
-            tat: 0,
-            epoch: now,
-            s,
-            t,
-            cap,
-        };
+        let mut gcra = Gcra::from_parts((s, t), cap, now, 0);
         gcra.tat = gcra.span(1).saturating_sub(gcra.span(u128::from(initial)));
         gcra
     }
@@ -113,6 +109,7 @@ impl Gcra {
             s,
             t,
             cap,
+            tol: tol(t, cap),
         }
     }
 
@@ -141,11 +138,8 @@ impl Gcra {
         i128::times(i128::from(self.t), n)
     }
 
-    /// `(C − 1)·T`, or no cap.
     fn tol(&self) -> i128 {
-        self.cap.map_or(i128::NO_CAP, |cap| {
-            self.span(u128::from(cap.saturating_sub(1)))
-        })
+        self.tol
     }
 
     /// Moves the epoch to `epoch`, keeping every time the same.
@@ -221,9 +215,18 @@ impl Gcra {
         self.s = s;
         self.t = t;
         self.cap = cap;
+        self.tol = tol(t, cap);
         self.tat = self.ticks(now).saturating_add(offset);
         self.settle(now);
     }
+}
+
+/// `(C − 1)·T` for an interval of `t` ticks and a capacity `cap`, or no
+/// cap.
+fn tol(t: u64, cap: Option<u64>) -> i128 {
+    cap.map_or(i128::NO_CAP, |cap| {
+        i128::times(i128::from(t), u128::from(cap.saturating_sub(1)))
+    })
 }
 
 /// The grant log of `Window`.

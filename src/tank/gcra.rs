@@ -124,7 +124,11 @@ pub(crate) fn due<T: Tick>(tat: T, now: T, tol: T, t: T, n: u128) -> (T, T) {
 #[inline(always)]
 pub(crate) fn take<T: Tick>(tat: T, now: T, tol: T, t: T, n: u64) -> Option<(T, T)> {
     let tat = settle(tat, now, tol);
-    let last = tat.plus(T::times(t, u128::from(n).saturating_sub(1)));
+    // (One fuel, the common take, needs no multiplication.)
+    let last = match n {
+        0 | 1 => tat,
+        n => tat.plus(T::times(t, u128::from(n - 1))),
+    };
     // The headroom, `tat − (now − tol)`, also when `now < tol`.
     (last <= now).then(|| (last.plus(t), tat.plus(tol).minus(now)))
 }

@@ -101,6 +101,8 @@ struct Core {
     adapts: bool,
     /// The deadline the timer is armed for, to see how late it fires.
     armed_at: Option<u64>,
+    /// [`Core::find_request_cap`], kept: every take checks it.
+    request_cap: u64,
     /// What fuel given back may return (see `refunds.rs`); mirrored in the
     /// word for lock-free takers.
     refunds: Refunds,
@@ -193,6 +195,7 @@ impl Line {
             host,
             multi: !also.is_empty(),
             core: Mutex::new(Core {
+                request_cap: 0,
                 rate,
                 hardcap,
                 burst,
@@ -223,7 +226,7 @@ impl Line {
             },
             driver: Waker::from(Arc::new(Driver(weak.clone()))),
         });
-        shared.locked(|_, _| ());
+        shared.locked(|core, _| core.request_cap = core.find_request_cap());
         shared
     }
 
@@ -320,6 +323,21 @@ impl Line {
 
     #[cold]
     fn take_locked(&self, n: u64, stamped: bool) -> Option<Stamp> {
+        {
+            // A tank whose state never goes into the word (several rates,
+            // `Window`, paused), with nobody in line: a take changes no
+            // timer and nothing the word shows, so it needs the lock alone.
+            let mut core = lock(&self.core);
+            if core.stays_in_core() && core.queue.is_empty() {
+                // The clock read under the lock, as every locked take's: no
+                // take runs at an earlier time than one made before it.
+                let now = self.clock.now_ns();
+                return match n <= core.request_cap() {
+                    true => core.try_take(now, n, stamped),
+                    false => None,
+                };
+            }
+        }
         self.locked(|core, now| {
             if core.queue.is_empty() && n <= core.request_cap() {
                 core.try_take(now, n, stamped)
@@ -688,12 +706,29 @@ impl Core {
         }
     }
 
+    /// Whether the state stays here, never in the word (see
+    /// [`Core::release`]); a shared bucket's does not count, its own word
+    /// being in the shared file.
+    fn stays_in_core(&self) -> bool {
+        !self.in_word
+            && match self.bucket {
+                Bucket::Gcra(_) => !self.also.is_empty() || self.paused_at.is_some(),
+                Bucket::Window(_) => true,
+                Bucket::Host(_) => false,
+            }
+    }
+
     /// Internal time as the bucket sees it: frozen while paused.
     fn now_eff(&self, now: u64) -> u64 {
         self.paused_at.map_or(now, |paused_at| paused_at.min(now))
     }
 
+    /// The most one request may ask for: the least capacity of any rate.
     fn request_cap(&self) -> u64 {
+        self.request_cap
+    }
+
+    fn find_request_cap(&self) -> u64 {
         let also = self.also.iter().map(|(rate, _)| rate.max_n());
         let also = also.map(|max_n| self.hardcap.request_capacity(max_n, None));
         also.fold(
@@ -747,23 +782,33 @@ impl Core {
         let now = self.now_eff(now);
         // Every rate or none: each bucket takes `n` exactly when it holds
         // them, so after this check no take below fails.
-        if self
-            .also
-            .iter_mut()
-            .any(|(_, bucket)| bucket.level(now) < n)
-        {
-            return None;
-        }
         match &mut self.bucket {
             Bucket::Gcra(gcra) => {
                 let mut headroom = gcra.try_take(now, n)?;
                 // The least headroom of any rate, in the first's ticks: a
                 // refund gives back to every rate what the tightest keeps.
-                for (_, bucket) in &mut self.also {
-                    if let Bucket::Gcra(g) = bucket
-                        && let Some(room) = g.try_take(now, n)
-                    {
-                        headroom = headroom.min(gcra.ticks_of(room, g));
+                // Only a headroom below the guard is recorded: with none
+                // (no grant may come back), no rate's needs converting.
+                let guard = self.refunds.guard();
+                for i in 0..self.also.len() {
+                    let Bucket::Gcra(g) = &mut self.also[i].1 else {
+                        unreachable!("every rate of a tank has its hardcap");
+                    };
+                    match g.try_take(now, n) {
+                        Some(room) if guard > 0 => headroom = headroom.min(gcra.ticks_of(room, g)),
+                        Some(_) => {}
+                        None => {
+                            // Every rate or none: undo the takes before
+                            // this one (a settled `tat` less the span holds
+                            // what it held before the take).
+                            gcra.give_back(gcra.span(u128::from(n)));
+                            for (_, bucket) in &mut self.also[..i] {
+                                if let Bucket::Gcra(g) = bucket {
+                                    g.give_back(g.span(u128::from(n)));
+                                }
+                            }
+                            return None;
+                        }
                     }
                 }
                 self.refunds.on_take(headroom);
@@ -775,6 +820,13 @@ impl Core {
                 })
             }
             Bucket::Window(window) => {
+                if self
+                    .also
+                    .iter_mut()
+                    .any(|(_, bucket)| bucket.level(now) < n)
+                {
+                    return None;
+                }
                 let leave = window.try_take(now, n)?;
                 // Every rate's grant carries this one's stamp, so that a
                 // refund finds it from the first rate's stamp alone.
@@ -1195,7 +1247,8 @@ impl Core {
         // Fuel granted under the old rate can no longer be given back.
         self.refunds.rate_changed();
         self.rate = rate;
-        let cap = self.request_cap();
+        self.request_cap = self.find_request_cap();
+        let cap = self.request_cap;
         // SAFETY: nodes of this list, under the core lock.
         let too_large: Vec<_> = self
             .queue
