@@ -38,7 +38,7 @@ use crate::entry::{Meter, Options, Since, asks_for_more, backoff, batch_granted,
 use crate::offset::Offset;
 use crate::params::{Mode, Params, default_hold};
 use crate::reserve::Reserve;
-use crate::script::{self, Ask, Granted, Kind, Op, Reply, Scope};
+use crate::script::{self, Ask, Granted, Op, Reply, Scope};
 
 /// The script's answer to a take, in the terms compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,15 +312,7 @@ impl Instance {
             } => {
                 self.retry_at = None;
                 self.batch = batch_granted(self.batch, self.asked, count);
-                let granted = Granted {
-                    kind: Kind::Each,
-                    count,
-                    first,
-                    spacing,
-                    life,
-                    last_end: 0,
-                    segments: Vec::new(),
-                };
+                let granted = Granted::each(count, first, spacing, life);
                 let kept = self.reserve.add(&granted, sent, answered);
                 if kept < count {
                     self.expired = true;
