@@ -8,12 +8,12 @@
 //!
 //! What is the crate's code and what is modelled:
 //!
-//! - Each instance decides with the functions an entry (`entry.rs`) calls:
-//!   when to ask (`asks_for_more`), how much (`next_batch`, over the
-//!   demand's `Meter`), its batch after a fair share
-//!   (`batch_granted`), its backoff after a failed round trip
-//!   (`backoff`); its reserve is a `Reserve`, which converts each
-//!   grant to local time through an `Offset`, holds it and expires it.
+//! - Each instance decides with an entry's own `Asking` (`entry.rs`):
+//!   when to ask (`wants_more`, `may_ask`), how much (`start`, over the
+//!   demand's `Meter`), its batch after a fair share (`granted`), its
+//!   backoff after a failed round trip (`failed`); its reserve is a
+//!   `Reserve`, which converts each grant to local time through an
+//!   `Offset`, holds it and expires it.
 //!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
 //!   goes, one unit is taken or the request is a miss, then the driver's
 //!   check asks if it should. Left out: the lock-free lane (units of the
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use fueltank::{Hardcap, Rate};
 
 use crate::Error;
-use crate::entry::{Meter, Options, Since, asks_for_more, backoff, batch_granted, next_batch};
+use crate::entry::{Asking, Meter, Options};
 use crate::offset::Offset;
 use crate::params::{Mode, Params, default_hold};
 use crate::reserve::Reserve;
@@ -186,15 +186,7 @@ pub struct Instance {
     reserve: Reserve,
     demand: Meter,
     offset: Offset,
-    batch: u64,
-    asked: u64,
-    missed: u64,
-    used: bool,
-    expired: bool,
-    in_flight: bool,
-    retry_at: Option<Instant>,
-    failures: u32,
-    backoff_until: Option<Instant>,
+    ask: Asking,
     /// Its store is down: a round trip failed, none succeeded since.
     down: bool,
 }
@@ -220,15 +212,7 @@ impl Instance {
             reserve: Reserve::default(),
             demand: Meter::default(),
             offset: Offset::new(),
-            batch: 1,
-            asked: 0,
-            missed: 0,
-            used: false,
-            expired: false,
-            in_flight: false,
-            retry_at: None,
-            failures: 0,
-            backoff_until: None,
+            ask: Asking::default(),
             down: false,
         }
     }
@@ -239,13 +223,13 @@ impl Instance {
         self.demand.tick(now, self.params.hold() * 2);
         let gone = self.reserve.expire(now);
         if gone > 0 {
-            self.expired |= self.missed == 0;
+            self.ask.expired |= self.ask.missed == 0;
         }
         let taken = self.reserve.take(1, now).is_some();
         if taken {
-            self.used = true;
+            self.ask.used = true;
         } else {
-            self.missed = self.missed.saturating_add(1);
+            self.ask.missed = self.ask.missed.saturating_add(1);
         }
         (taken, gone)
     }
@@ -254,27 +238,15 @@ impl Instance {
     /// it asks (then a call is in flight until [`Instance::answer`]).
     pub fn ask(&mut self, now: Instant) -> Option<u64> {
         let held = self.reserve.left();
-        let may = !self.in_flight
-            && self.retry_at.is_none_or(|at| at <= now)
-            && self.backoff_until.is_none_or(|at| at <= now);
-        let wanted = u64::from(self.missed > 0);
-        let probing = self.down && (self.used || wanted > 0);
-        if !may || !(probing || asks_for_more(held, wanted, self.used, self.batch)) {
+        if !self.ask.may_ask(now) || !self.ask.wants_more(held, 0, self.down) {
             return None;
         }
-        let since = Since {
-            batch: self.batch,
-            rate: self.demand.rate(now, self.params.hold() * 2),
-            starved: self.missed > 0 && held == 0,
-            expired: self.expired,
-        };
-        self.batch = next_batch(&self.options, &self.params, &since);
-        self.asked = self.batch;
-        self.missed = 0;
-        self.used = false;
-        self.expired = false;
-        self.in_flight = true;
-        Some(self.batch)
+        let rate = self.demand.rate(now, self.params.hold() * 2);
+        let starved = self.ask.missed > 0 && held == 0;
+        let batch = self.ask.start(&self.options, &self.params, rate, starved);
+        self.ask.asked = batch;
+        self.ask.in_flight = true;
+        Some(batch)
     }
 
     /// The call sent at `sent` ran on Redis at `redis_ns` (the caller's
@@ -288,10 +260,9 @@ impl Instance {
         redis_ns: u64,
         answered: Instant,
     ) -> u64 {
-        self.in_flight = false;
+        self.ask.in_flight = false;
         let Some(answer) = answer else {
-            self.failures = self.failures.saturating_add(1);
-            self.backoff_until = Some(answered + backoff(self.failures));
+            self.ask.failed(answered);
             self.down = true;
             return 0;
         };
@@ -300,8 +271,6 @@ impl Instance {
         let (sent, answered) = self
             .offset
             .observe(EPOCH_NS + i128::from(redis_ns), sent, answered);
-        self.failures = 0;
-        self.backoff_until = None;
         self.down = false;
         match answer {
             Answer::Granted {
@@ -310,17 +279,16 @@ impl Instance {
                 spacing,
                 life,
             } => {
-                self.retry_at = None;
-                self.batch = batch_granted(self.batch, self.asked, count);
+                self.ask.granted(count);
                 let granted = Granted::each(count, first, spacing, life);
                 let kept = self.reserve.add(&granted, sent, answered);
                 if kept < count {
-                    self.expired = true;
+                    self.ask.expired = true;
                 }
                 count - kept
             }
             Answer::Refused { retry } => {
-                self.retry_at = Some(answered + Duration::from_nanos(retry));
+                self.ask.refused(answered + Duration::from_nanos(retry));
                 0
             }
         }
