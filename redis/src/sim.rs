@@ -28,15 +28,16 @@
 //!   `tests/differential.rs` runs it and the script on the same calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fueltank::{Hardcap, Rate};
+use fueltank::Rate;
 
 use crate::Error;
 use crate::entry::{Asking, Meter, Options};
+use crate::global::Shape;
 use crate::offset::Offset;
-use crate::params::{Mode, Params, default_hold};
+use crate::params::{Mode, Params};
 use crate::reserve::Reserve;
 use crate::script::{self, Ask, Granted, Op, Reply, Scope};
 
@@ -74,6 +75,8 @@ pub fn parse(values: &[i64]) -> Option<Answer> {
 #[derive(Debug)]
 pub struct Store {
     params: Params,
+    /// The options of a tank built with the defaults, its instances'.
+    options: Arc<Options>,
     /// GCRA's theoretical arrival time, ns on the caller's scale.
     tat: Option<i128>,
     /// Asker id → its latest ask, µs (the script's `KEYS[3]`).
@@ -82,17 +85,14 @@ pub struct Store {
     fair: bool,
 }
 
-/// `reserve_ahead`'s and `max_batch`'s defaults (`global.rs`).
-const AHEAD_NS: u64 = 500_000_000;
-const MAX_BATCH: u64 = 1000;
-
 /// How far ahead a slot may start, in lives (the script's `FAR`).
 const FAR: i128 = 2500;
 
 impl Store {
-    /// A tank of `rate` with `Limit` and the default hold.
+    /// A tank of `rate` with the builder's defaults: `Limit`, the default
+    /// hold, `max_batch` and `reserve_ahead`.
     pub fn new(rate: Rate, fair: bool) -> Result<Store, Error> {
-        let params = Params::new(rate, Hardcap::Limit, None, default_hold(rate.per()))?;
+        let (params, options) = Shape::new().resolve("sim", rate)?;
         if !matches!(params.mode(), Mode::Gcra { .. }) {
             return Err(Error::Redis {
                 reason: format!("the model is GCRA's: {rate} under Limit is paced"),
@@ -100,6 +100,7 @@ impl Store {
         }
         Ok(Store {
             params,
+            options: Arc::new(options),
             tat: None,
             askers: HashMap::new(),
             fair,
@@ -125,7 +126,7 @@ impl Store {
 
     /// How far ahead instances let Redis grant (`reserve_ahead`'s default).
     pub fn ahead_ns(&self) -> u64 {
-        AHEAD_NS
+        u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The askers counted by the latest take.
@@ -182,7 +183,7 @@ impl Store {
 #[derive(Debug)]
 pub struct Instance {
     params: Params,
-    options: Options,
+    options: Arc<Options>,
     reserve: Reserve,
     demand: Meter,
     offset: Offset,
@@ -200,15 +201,7 @@ impl Instance {
     pub fn new(store: &Store) -> Instance {
         Instance {
             params: store.params,
-            options: Options {
-                name: "sim".into(),
-                max_batch: MAX_BATCH,
-                reserve_ahead: Duration::from_nanos(AHEAD_NS),
-                hold_is_default: true,
-                correction: AtomicU64::new(0),
-                follows: false,
-                also: Vec::new(),
-            },
+            options: store.options.clone(),
             reserve: Reserve::default(),
             demand: Meter::default(),
             offset: Offset::new(),
