@@ -34,7 +34,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fueltank::{Hardcap, Rate};
@@ -44,7 +44,7 @@ use crate::global::{Shape, shape_setters};
 use crate::params::Params;
 use crate::script::{self, Ask, Op, Reply, Scope};
 use crate::store::StoreShared;
-use crate::{AwaitGlobal, Error, RedisStore};
+use crate::{AwaitGlobal, Error, RedisStore, lock};
 
 /// The longest key text accepted, in bytes: a bound on the Redis memory one
 /// key takes, whatever the keys callers make up.
@@ -293,10 +293,6 @@ fn eviction_rank(entry: &Arc<Entry>) -> u8 {
         _ if entry.waiting() == 0 => 2,
         _ => 3,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How often an instance checks a keyed tank's parameters while it makes
