@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fueltank::{Budget, BudgetWait, Fuel, KeyedBudget, Rate, Unavailable};
 
-use crate::entry::BACKOFF_MAX;
+use crate::entry::{BACKOFF_MAX, Entry};
+use crate::future::Taken;
 use crate::store::StoreShared;
-use crate::{FailurePolicy, GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
+use crate::{AwaitGlobal, FailurePolicy, GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
 
 /// While Redis does not answer the tank (`down`) and the store's policy is
 /// [`Closed`](FailurePolicy::Closed), a refusal is an outage: the store
@@ -20,6 +22,29 @@ use crate::{FailurePolicy, GlobalKeyedTank, GlobalTank, MAX_KEY_LEN};
 fn outage(down: bool, store: &StoreShared, what: impl FnOnce() -> String) -> Option<Unavailable> {
     (down && matches!(store.policy, FailurePolicy::Closed))
         .then(|| Unavailable::new(what(), BACKOFF_MAX))
+}
+
+/// A wait on `entry` for `n`, for at most `max_wait` if given.
+fn wait(entry: &Arc<Entry>, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+    Box::pin(AwaitGlobal::<Taken>::new(
+        Ok(entry.clone()),
+        n,
+        max_wait,
+        false,
+    ))
+}
+
+/// `ask` on `entry`: with not enough reserved and no refusal from Redis to
+/// go by, a wait for Redis's next answer (at most the store's timeout), not
+/// for fuel to come; none while the store is known down under `Closed`.
+fn ask(entry: Arc<Entry>, n: u64) -> Option<BudgetWait> {
+    if entry.available() >= n
+        || entry.wait_time(n) != Some(Duration::ZERO)
+        || outage(entry.is_down(), &entry.store, String::new).is_some()
+    {
+        return None;
+    }
+    Some(Box::pin(AwaitGlobal::<Taken>::answer(entry, n)))
 }
 
 /// A [`GlobalTank`] is a [`Budget`]: every request of every instance
@@ -59,7 +84,7 @@ impl Budget for GlobalTank {
     }
 
     fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(self.await_grant(n, max_wait))
+        wait(&self.entry, n, max_wait)
     }
 
     /// With not enough reserved here and no refusal from Redis to go by
@@ -68,13 +93,7 @@ impl Budget for GlobalTank {
     /// `Closed`: that is the answer (the tank keeps probing Redis by
     /// itself).
     fn ask(&self, n: u64) -> Option<BudgetWait> {
-        if GlobalTank::available(self) >= n
-            || GlobalTank::wait_time(self, n) != Some(Duration::ZERO)
-            || Budget::unavailable(self).is_some()
-        {
-            return None;
-        }
-        Some(Box::pin(self.await_answer(n)))
+        ask(self.entry.clone(), n)
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
@@ -89,14 +108,15 @@ impl Budget for GlobalTank {
     /// reserved here: what this instance may take from all of them now.
     fn rates(&self) -> Vec<(Rate, u64)> {
         let available = Budget::available(self);
-        let also = self.also_rates().into_iter().map(|rate| (rate, available));
+        let also = self.entry.options.also.iter();
+        let also = also.map(|params| (params.rate(), available));
         std::iter::once((self.rate(), available))
             .chain(also)
             .collect()
     }
 
     fn available(&self) -> u64 {
-        GlobalTank::available(self).min(self.capacity())
+        self.entry.available().min(self.capacity())
     }
 
     fn capacity(&self) -> u64 {
@@ -107,7 +127,7 @@ impl Budget for GlobalTank {
     /// [`Closed`](FailurePolicy::Closed): ``redis tank `name` ``, retry
     /// after a second.
     fn unavailable(&self) -> Option<Unavailable> {
-        outage(self.is_down(), self.store(), || {
+        outage(self.entry.is_down(), &self.entry.store, || {
             format!("redis tank `{}`", self.name())
         })
     }
@@ -143,8 +163,8 @@ where
     }
 
     fn wait(&self, key: &K, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        match self.await_grant(key, n, max_wait) {
-            Ok(wait) => Box::pin(wait),
+        match self.entry(key) {
+            Ok(entry) => wait(&entry, n, max_wait),
             Err(_) => Box::pin(std::future::ready(self.check(key).map(|()| None))),
         }
     }
@@ -154,14 +174,11 @@ where
     /// trip, at most the store's timeout. Not while the store is known down
     /// under `Closed`, as for a [`GlobalTank`].
     fn ask(&self, key: &K, n: u64) -> Option<BudgetWait> {
-        if GlobalKeyedTank::available(self, key) >= n
-            || GlobalKeyedTank::wait_time(self, key, n) != Some(Duration::ZERO)
-            || KeyedBudget::unavailable(self, key).is_some()
-        {
+        // (Asking for nothing makes no entry for a key not held here.)
+        if n == 0 {
             return None;
         }
-        let wait = self.await_answer(key, n).ok()?;
-        Some(Box::pin(wait))
+        ask(self.entry(key).ok()?, n)
     }
 
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {

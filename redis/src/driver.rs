@@ -19,13 +19,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
 
 use crate::entry::{Entry, Outcome, now};
+use crate::lock;
 
 type Call = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -61,18 +62,10 @@ impl Wake for OnTime {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let armed = self
-            .armed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let armed = lock(&self.armed).take();
         self.entry
             .grant_due(armed.map(|at| now().saturating_duration_since(at)));
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             task.wake();
         }
@@ -141,11 +134,7 @@ impl Future for Driver {
             };
             match wake_at {
                 Some(at) => {
-                    *this
-                        .on_time
-                        .task
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+                    *lock(&this.on_time.task) = Some(cx.waker().clone());
                     // The timer counts in `Instant::now()`'s time; `at` is
                     // in the entry's clock: convert through the time left.
                     let early = if plan.for_fuel {
@@ -155,11 +144,7 @@ impl Future for Driver {
                     };
                     let here = now();
                     let left = at.saturating_duration_since(here).saturating_sub(early);
-                    *this
-                        .on_time
-                        .armed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) =
+                    *lock(&this.on_time.armed) =
                         (plan.for_fuel && !early.is_zero()).then(|| here + left);
                     this.timer.set_at(Instant::now() + left);
                     let mut on_time = Context::from_waker(&this.on_time_waker);

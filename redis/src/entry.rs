@@ -47,7 +47,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -155,26 +155,15 @@ struct State {
     /// Waiters granted, whose futures have not seen it yet.
     granted: Vec<(u64, Grant)>,
     next_id: u64,
-    batch: u64,
-    /// The batch asked for in the round trip in flight (0: `together`).
-    asked: u64,
-    /// `has_fuel` calls that found nothing since the last ask.
-    missed: u64,
-    /// Whether fuel was taken since the last ask.
-    used: bool,
+    /// When and how much to ask Redis for.
+    ask: Asking,
     /// Requests (grants, misses, waiters): the demand's rate.
     demand: Meter,
     /// Units put in the lane since it was last drained.
     laned: u64,
-    /// Whether reserved fuel expired unspent since the last ask.
-    expired: bool,
     /// Whether a waiter joined a line already waiting since the last ask:
     /// demand beyond what was reserved.
     crowded: bool,
-    retry_at: Option<Instant>,
-    backoff_until: Option<Instant>,
-    failures: u32,
-    in_flight: bool,
     driver: DriverSlot,
     /// How uncertain Redis's time of the latest grant was here, for the
     /// guard of `Paced` batches.
@@ -288,18 +277,10 @@ impl Entry {
                 line: VecDeque::new(),
                 granted: Vec::new(),
                 next_id: 0,
-                batch: 1,
-                asked: 0,
-                missed: 0,
-                used: false,
+                ask: Asking::default(),
                 demand: Meter::default(),
                 laned: 0,
-                expired: false,
                 crowded: false,
-                retry_at: None,
-                backoff_until: None,
-                failures: 0,
-                in_flight: false,
                 driver: DriverSlot::default(),
                 uncertainty: Duration::from_millis(1),
                 fallback: None,
@@ -310,7 +291,7 @@ impl Entry {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.state)
     }
 
     pub(crate) fn params(&self) -> Params {
@@ -341,7 +322,7 @@ impl Entry {
         let mut st = self.lock();
         st.params = params;
         if st.conflict.take().is_some() {
-            st.backoff_until = None;
+            st.ask.backoff_until = None;
         }
     }
 
@@ -381,15 +362,13 @@ impl Entry {
         let (left, until) = self.lane.drain().unwrap_or((0, now));
         let taken = laned.saturating_sub(left);
         if taken > 0 {
-            st.used = true;
+            st.ask.used = true;
             let period = st.params.hold() * 2;
             st.demand.add(now, taken, period);
         }
         if left > 0 {
             let counters = &self.store.counters;
-            counters
-                .granted
-                .fetch_sub(left, std::sync::atomic::Ordering::Relaxed);
+            counters.granted.fetch_sub(left, Ordering::Relaxed);
             if until > now {
                 st.reserve.give_back(left, Origin::Until(until), now);
             } else {
@@ -413,10 +392,10 @@ impl Entry {
         };
         // Leave the last units to the locked path, which asks for more
         // when less than half a batch is held.
-        let low = if st.in_flight || st.batch <= 1 {
+        let low = if st.ask.in_flight || st.ask.batch <= 1 {
             0
         } else {
-            st.batch.div_ceil(2).saturating_sub(st.reserve.left())
+            st.ask.batch.div_ceil(2).saturating_sub(st.reserve.left())
         };
         let laned = self.lane.fill(count, until, low);
         if laned < count {
@@ -460,7 +439,7 @@ impl Entry {
         if expired > 0 {
             // Expired while nobody wanted it: the batches were too large.
             // (Fuel lost to lateness while tasks wait says nothing of that.)
-            st.expired |= st.line.is_empty() && st.missed == 0;
+            st.ask.expired |= st.line.is_empty() && st.ask.missed == 0;
             Counters::add(&self.store.counters.expired, expired);
         }
     }
@@ -470,7 +449,7 @@ impl Entry {
     fn take(&self, st: &mut State, n: u64, now: Instant) -> Option<Grant> {
         self.expire(st, now);
         if let Some(origin) = st.reserve.take(n, now) {
-            st.used = true;
+            st.ask.used = true;
             Counters::add(&self.store.counters.granted, n);
             return Some(Grant::Reserved(n, origin));
         }
@@ -484,7 +463,7 @@ impl Entry {
             FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
         };
         if granted {
-            st.used = true;
+            st.ask.used = true;
             Counters::add(&counters.policy_grants, n);
             Some(Grant::Policy)
         } else {
@@ -511,7 +490,7 @@ impl Entry {
         st.demand.tick(now, period);
         let taken = st.line.is_empty() && self.take(&mut st, n, now).is_some();
         if !taken {
-            st.missed = st.missed.saturating_add(1);
+            st.ask.missed = st.ask.missed.saturating_add(1);
             if self.is_down() {
                 Counters::add(&self.store.counters.policy_refusals, 1);
             }
@@ -523,13 +502,13 @@ impl Entry {
         // without the lock.
         if !taken
             && st.line.is_empty()
-            && !st.in_flight
+            && !st.ask.in_flight
             && !self.is_down()
             && self.lane.count() == 0
         {
             let mut until = st.reserve.next_start();
             if self.wants_more(&st) {
-                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                let retry = st.ask.retry();
                 until = match (until, retry.filter(|&at| at > now)) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (None, Some(b)) => Some(b),
@@ -576,7 +555,8 @@ impl Entry {
             return Enqueued::Mismatch(stored);
         }
         if let Some(deadline) = deadline {
-            let known_late = st.reserve.left() < n && st.retry_at.is_some_and(|at| at > deadline);
+            let known_late =
+                st.reserve.left() < n && st.ask.retry_at.is_some_and(|at| at > deadline);
             if deadline <= now || known_late {
                 return Enqueued::TooLate;
             }
@@ -626,10 +606,7 @@ impl Entry {
             if let Grant::Reserved(n, origin) = granted {
                 st.reserve.give_back(n, origin, now);
                 self.lane.unmark();
-                let counters = &self.store.counters;
-                counters
-                    .granted
-                    .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+                self.store.counters.granted.fetch_sub(n, Ordering::Relaxed);
             }
         } else if let Ok(at) = st.line.binary_search_by_key(&id, |q| q.id) {
             st.line.remove(at);
@@ -669,20 +646,12 @@ impl Entry {
     fn wants_more(&self, st: &State) -> bool {
         let held = st.reserve.left() + self.lane.count();
         let waited: u64 = st.line.iter().map(|q| q.n).sum();
-        let wanted = waited.saturating_add(u64::from(st.missed > 0));
-        let probing = self.is_down() && (st.used || wanted > 0);
-        probing || asks_for_more(held, wanted, st.used, st.batch)
-    }
-
-    fn may_ask(st: &State, now: Instant) -> bool {
-        !st.in_flight
-            && st.retry_at.is_none_or(|at| at <= now)
-            && st.backoff_until.is_none_or(|at| at <= now)
+        st.ask.wants_more(held, waited, self.is_down())
     }
 
     /// Starts or wakes the driver if there is work for it now.
     fn kick(&self, st: &mut State, now: Instant, joined: bool) -> Kick {
-        let ask_now = self.wants_more(st) && Entry::may_ask(st, now);
+        let ask_now = self.wants_more(st) && st.ask.may_ask(now);
         if !st.driver.running {
             if !ask_now && st.line.is_empty() {
                 return Kick::None;
@@ -752,9 +721,9 @@ impl Entry {
         self.assign(&mut st, now, &mut wake);
         let wants = self.wants_more(&st);
         let mut ask = None;
-        if !calling && wants && Entry::may_ask(&st, now) {
+        if !calling && wants && st.ask.may_ask(now) {
             ask = Some(self.make_ask(&mut st, now));
-            st.in_flight = true;
+            st.ask.in_flight = true;
             self.lane.open_low();
         }
         let mut wake_at = None;
@@ -773,7 +742,7 @@ impl Entry {
                 earliest(Some(now + wait.max(Duration::from_micros(50))));
             }
             if ask.is_none() && !calling && wants {
-                let retry = [st.retry_at, st.backoff_until].into_iter().flatten().max();
+                let retry = st.ask.retry();
                 earliest(retry);
             }
         }
@@ -799,22 +768,16 @@ impl Entry {
     /// The next ask, sized to the demand seen since the last one.
     fn make_ask(&self, st: &mut State, now: Instant) -> Ask {
         let params = st.params;
-        let since = Since {
-            batch: st.batch,
-            rate: st.demand.rate(now, params.hold() * 2),
-            starved: st.crowded || st.line.len() > 1 || (st.missed > 0 && st.reserve.left() == 0),
-            expired: st.expired,
-        };
-        st.batch = next_batch(&self.options, &params, &since);
+        let rate = st.demand.rate(now, params.hold() * 2);
+        let starved =
+            st.crowded || st.line.len() > 1 || (st.ask.missed > 0 && st.reserve.left() == 0);
+        let batch = st.ask.start(&self.options, &params, rate, starved);
         let head = st.line.front().map_or(1, |q| q.n);
         let together = if head > 1 && !st.reserve.can_take(head, now) {
             head
         } else {
             0
         };
-        st.missed = 0;
-        st.used = false;
-        st.expired = false;
         st.crowded = false;
         let hold = params.hold_ns;
         // Twice the latest round trip, and at least a thousandth of the
@@ -825,8 +788,8 @@ impl Entry {
             .unwrap_or(u64::MAX)
             .max(self.options.interval_ns(&params) / 1000)
             .clamp(500_000, hold.max(500_000));
-        let want = if together > 0 { together } else { st.batch };
-        st.asked = if together > 0 { 0 } else { want };
+        let want = if together > 0 { together } else { batch };
+        st.ask.asked = if together > 0 { 0 } else { want };
         Ask {
             want,
             // A full window reopens at most a period later: reserving that
@@ -952,7 +915,7 @@ impl Entry {
             _ => (sent, answered),
         };
         let mut st = self.lock();
-        st.in_flight = false;
+        st.ask.in_flight = false;
         st.uncertainty = answered.saturating_duration_since(sent);
         let counters = &self.store.counters;
         if let Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) = &result {
@@ -964,25 +927,17 @@ impl Entry {
         match result {
             Ok(Reply::Granted(granted, seen)) => {
                 self.adopt(&mut st, seen.params);
-                st.failures = 0;
-                st.backoff_until = None;
-                st.retry_at = None;
-                // Redis gave less than the batch: this instance's share
-                // while others ask too. Half of it left is when to ask
-                // again, as for every instance sharing the tank.
-                st.batch = batch_granted(st.batch, st.asked, granted.count);
+                st.ask.granted(granted.count);
                 let kept = st.reserve.add(&granted, sent, answered);
                 Counters::add(&counters.reserved, granted.count);
                 if kept < granted.count {
-                    st.expired = true;
+                    st.ask.expired = true;
                     Counters::add(&counters.expired, granted.count - kept);
                 }
             }
             Ok(Reply::Refused(retry, seen)) => {
                 self.adopt(&mut st, seen.params);
-                st.failures = 0;
-                st.backoff_until = None;
-                st.retry_at = Some(answered + Duration::from_nanos(retry));
+                st.ask.refused(answered + Duration::from_nanos(retry));
                 Counters::add(&counters.refusals, 1);
             }
             Ok(Reply::Done(seen)) => self.adopt(&mut st, seen.params),
@@ -995,9 +950,9 @@ impl Entry {
                     Counters::add(&counters.mismatches, 1);
                 }
                 st.conflict = Some(stored);
-                st.failures = 0;
-                st.retry_at = None;
-                st.backoff_until = Some(answered + BACKOFF_MAX);
+                st.ask.failures = 0;
+                st.ask.retry_at = None;
+                st.ask.backoff_until = Some(answered + BACKOFF_MAX);
                 let mut kept = VecDeque::new();
                 for queued in std::mem::take(&mut st.line) {
                     if queued.fallible {
@@ -1009,10 +964,7 @@ impl Entry {
                 }
                 st.line = kept;
             }
-            Err(_) => {
-                st.failures = st.failures.saturating_add(1);
-                st.backoff_until = Some(answered + backoff(st.failures));
-            }
+            Err(_) => st.ask.failed(answered),
         }
         // Waiters for this answer only: what it made spendable now is
         // theirs, in line; the others leave now rather than wait for fuel
@@ -1036,7 +988,7 @@ impl Entry {
     pub(crate) fn driver_gone(&self, generation: u64, calling: bool) {
         let mut st = self.lock();
         if calling {
-            st.in_flight = false;
+            st.ask.in_flight = false;
         }
         if st.driver.generation == generation && st.driver.running {
             st.driver.running = false;
@@ -1067,14 +1019,7 @@ impl Entry {
             // From Redis: not before it may be asked again, nor before its
             // schedule (as of its latest answer) has `n` due; others only
             // take more.
-            [
-                st.retry_at,
-                st.backoff_until,
-                redis_due(&self.options, &st, n),
-            ]
-            .into_iter()
-            .flatten()
-            .max()
+            st.ask.retry().max(redis_due(&self.options, &st, n))
         };
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
@@ -1227,85 +1172,154 @@ fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
     full.checked_sub(Duration::from_nanos(early))
 }
 
-/// Whether an entry holding `held` units, wanted `wanted` by its line and
-/// its misses, asks Redis for more (see `Entry::wants_more`, which adds
-/// probing while Redis does not answer). Pure, as [`next_batch`].
-pub(crate) fn asks_for_more(held: u64, wanted: u64, used: bool, batch: u64) -> bool {
-    wanted > held || (used && batch > 1 && held < batch.div_ceil(2))
-}
-
-/// How long an entry waits before asking again after `failures` failed
-/// round trips in a row: from 50 ms, doubling, to 1 s.
-pub(crate) fn backoff(failures: u32) -> Duration {
-    BACKOFF_MIN
-        .saturating_mul(1 << failures.min(5).saturating_sub(1))
-        .min(BACKOFF_MAX)
-}
-
-/// The batch after Redis granted `granted` of the `asked` (0: `together`):
-/// less is this instance's fair share, which is then its batch.
-pub(crate) fn batch_granted(batch: u64, asked: u64, granted: u64) -> u64 {
-    if granted < asked {
-        granted.max(1)
-    } else {
-        batch
-    }
-}
-
-/// What an entry saw since its last ask, which sizes its next batch.
-pub(crate) struct Since {
-    /// The batch so far.
+/// When and how much an entry asks Redis for: what it saw since its last
+/// ask and what Redis's latest answers said. The fleet simulation's
+/// instances (`sim.rs`) decide with it too.
+#[derive(Debug)]
+pub(crate) struct Asking {
     pub(crate) batch: u64,
-    /// The demand's rate, per second (over periods of two holds).
-    pub(crate) rate: f64,
-    /// Waiters queued behind others, or `has_fuel` finding nothing held.
-    pub(crate) starved: bool,
-    /// Reserved fuel expired with nobody wanting it.
+    /// The batch asked for in the round trip in flight (0: `together`).
+    pub(crate) asked: u64,
+    /// `has_fuel` calls that found nothing since the last ask.
+    pub(crate) missed: u64,
+    /// Whether fuel was taken since the last ask.
+    pub(crate) used: bool,
+    /// Whether reserved fuel expired unspent since the last ask.
     pub(crate) expired: bool,
+    pub(crate) in_flight: bool,
+    pub(crate) retry_at: Option<Instant>,
+    pub(crate) backoff_until: Option<Instant>,
+    pub(crate) failures: u32,
 }
 
-/// The next batch (see the module docs). Pure: the fleet simulation
-/// (`sim.rs`) sizes its instances' asks with it.
-pub(crate) fn next_batch(options: &Options, params: &Params, since: &Since) -> u64 {
-    let interval = options.interval_ns(params);
-    let mut most = options
-        .max_batch
-        .min(u64::try_from(options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)
-        .max(1);
-    if params.mode() == Mode::Window {
-        most = most.min(params.max_n);
+impl Default for Asking {
+    fn default() -> Asking {
+        Asking {
+            batch: 1,
+            asked: 0,
+            missed: 0,
+            used: false,
+            expired: false,
+            in_flight: false,
+            retry_at: None,
+            backoff_until: None,
+            failures: 0,
+        }
     }
-    // Starved: four times more, or what the demand's rate takes in
-    // `reserve_ahead`, whichever is more. Else what the rate takes up
-    // within half a unit's hold (a `Paced` batch is spent at the tank's
-    // rate: only worth more than one unit if the demand keeps up). Halve
-    // after fuel expired unwanted.
-    let hold = Duration::from_nanos(params.hold_ns);
-    let rate = since.rate;
-    let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
-    let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
-    // Non-starved: what the rate takes in half a hold, so that a batch
-    // and the half batch left when it is asked for are spent before
-    // their units expire.
-    let steady = within(hold.min(options.reserve_ahead) / 2).max(1);
-    if since.expired {
-        (since.batch / 2).min(steady).max(1)
-    } else if since.starved && params.mode() == Mode::Window {
-        // A window's fuel is granted from what is free (now, or as old
-        // grants leave): nothing comes before its time, so a starved
-        // instance may ask for all it may hold at once.
-        most
-    } else if since.starved {
-        since
-            .batch
-            .saturating_mul(4)
-            .max(within(options.reserve_ahead))
-    } else if paced_slow {
-        1
-    } else {
-        steady
+}
+
+impl Asking {
+    /// Whether an ask may be sent at `now`: none is in flight, and Redis's
+    /// retry time and the backoff have passed.
+    pub(crate) fn may_ask(&self, now: Instant) -> bool {
+        !self.in_flight
+            && self.retry_at.is_none_or(|at| at <= now)
+            && self.backoff_until.is_none_or(|at| at <= now)
     }
-    .min(most)
+
+    /// Whether an entry holding `held` units, its line waiting for `waited`,
+    /// asks Redis for more: the line (or a `has_fuel` that found nothing)
+    /// wants more than is held, or fuel is being used and less than half a
+    /// batch is left. While Redis does not answer (`down`), any demand
+    /// asks (after the backoff), to find out when it is back.
+    pub(crate) fn wants_more(&self, held: u64, waited: u64, down: bool) -> bool {
+        let wanted = waited.saturating_add(u64::from(self.missed > 0));
+        let probing = down && (self.used || wanted > 0);
+        let low = self.used && self.batch > 1 && held < self.batch.div_ceil(2);
+        probing || wanted > held || low
+    }
+
+    /// When Redis may be asked again, if not now.
+    pub(crate) fn retry(&self) -> Option<Instant> {
+        self.retry_at.max(self.backoff_until)
+    }
+
+    /// Starts an ask: the next batch, for a demand of `rate` a second,
+    /// `starved` or not (see the module docs); what was seen since the last
+    /// ask starts again.
+    pub(crate) fn start(
+        &mut self,
+        options: &Options,
+        params: &Params,
+        rate: f64,
+        starved: bool,
+    ) -> u64 {
+        self.batch = self.next_batch(options, params, rate, starved);
+        self.missed = 0;
+        self.used = false;
+        self.expired = false;
+        self.batch
+    }
+
+    /// Redis granted `count`. Less than the batch asked for is this
+    /// instance's share while others ask too, then its batch: half of it
+    /// left is when to ask again, as for every instance sharing the tank.
+    pub(crate) fn granted(&mut self, count: u64) {
+        self.failures = 0;
+        self.backoff_until = None;
+        self.retry_at = None;
+        if count < self.asked {
+            self.batch = count.max(1);
+        }
+    }
+
+    /// Redis refused: nothing before `retry_at`.
+    pub(crate) fn refused(&mut self, retry_at: Instant) {
+        self.failures = 0;
+        self.backoff_until = None;
+        self.retry_at = Some(retry_at);
+    }
+
+    /// The round trip answered at `answered` failed: backs off, from 50 ms,
+    /// doubling with each failure in a row, to 1 s.
+    pub(crate) fn failed(&mut self, answered: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = BACKOFF_MIN.saturating_mul(1 << self.failures.min(5).saturating_sub(1));
+        self.backoff_until = Some(answered + backoff.min(BACKOFF_MAX));
+    }
+
+    /// The next batch (see the module docs), for a demand of `rate` a
+    /// second (over periods of two holds), `starved` (waiters queued behind
+    /// others, or `has_fuel` finding nothing held) or not.
+    fn next_batch(&self, options: &Options, params: &Params, rate: f64, starved: bool) -> u64 {
+        let interval = options.interval_ns(params);
+        let mut most = options
+            .max_batch
+            .min(u64::try_from(options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX) / interval)
+            .max(1);
+        if params.mode() == Mode::Window {
+            most = most.min(params.max_n);
+        }
+        // Starved: four times more, or what the demand's rate takes in
+        // `reserve_ahead`, whichever is more. Else what the rate takes up
+        // within half a unit's hold (a `Paced` batch is spent at the tank's
+        // rate: only worth more than one unit if the demand keeps up). Halve
+        // after fuel expired unwanted.
+        let hold = Duration::from_nanos(params.hold_ns);
+        let within = |span: Duration| (rate * span.as_secs_f64()).ceil() as u64;
+        let paced_slow = params.mode() == Mode::Paced && rate * (interval as f64) < 1e9;
+        // Non-starved: what the rate takes in half a hold, so that a batch
+        // and the half batch left when it is asked for are spent before
+        // their units expire.
+        let steady = within(hold.min(options.reserve_ahead) / 2).max(1);
+        if self.expired {
+            (self.batch / 2).min(steady).max(1)
+        } else if starved && params.mode() == Mode::Window {
+            // A window's fuel is granted from what is free (now, or as old
+            // grants leave): nothing comes before its time, so a starved
+            // instance may ask for all it may hold at once.
+            most
+        } else if starved {
+            self.batch
+                .saturating_mul(4)
+                .max(within(options.reserve_ahead))
+        } else if paced_slow {
+            1
+        } else {
+            steady
+        }
+        .min(most)
+    }
 }
 
 /// `FailurePolicy::Local`'s tank for `st`, made on first need.
@@ -1341,7 +1355,7 @@ impl std::fmt::Debug for Entry {
             .field("params", &st.params)
             .field("reserved", &st.reserve.left())
             .field("waiting", &st.line.len())
-            .field("batch", &st.batch)
+            .field("batch", &st.ask.batch)
             .finish()
     }
 }

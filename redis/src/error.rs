@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use fueltank::Hardcap;
-
 /// What went wrong, and what would have been accepted.
 ///
 /// Every fallible call of the crate returns this type. Bad input is an `Err`,
@@ -194,21 +192,6 @@ impl From<fueltank::Error> for Error {
 
 /// The longest tank name, in bytes.
 pub(crate) const MAX_NAME: usize = 200;
-
-/// The description of a tank's stored parameters in [`Error::Mismatch`].
-pub(crate) fn describe(
-    max_n: u64,
-    per: Duration,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    hold: Duration,
-) -> String {
-    let burst = burst.map_or(String::new(), |burst| format!(" burst {burst}"));
-    match fueltank::Rate::new(max_n, per) {
-        Ok(rate) => format!("{rate} {hardcap:?}{burst} (hold {hold:?})"),
-        Err(_) => format!("{max_n}/{per:?} {hardcap:?}{burst} (hold {hold:?})"),
-    }
-}
 
 /// `url` with the password of its user part replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {

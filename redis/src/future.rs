@@ -5,13 +5,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 
 use crate::Error;
 use crate::entry::{Enqueued, Entry, Grant};
-use crate::params::Params;
 
 /// One request for fuel: takes it at once if it can, else joins the line
 /// and waits for the driver to grant it (or, if timed, for its deadline).
@@ -36,15 +35,9 @@ enum Phase {
     Done,
 }
 
-enum Outcome {
-    Granted,
-    TooLarge(u64),
-    TimedOut,
-    Mismatch(Params),
-}
-
 impl Waiter {
-    fn new(entry: Arc<Entry>, n: u64, deadline: Option<Instant>, fallible: bool) -> Waiter {
+    fn new(entry: Arc<Entry>, n: u64, max_wait: Option<Duration>, fallible: bool) -> Waiter {
+        let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
         Waiter {
             entry,
             n,
@@ -56,7 +49,7 @@ impl Waiter {
         }
     }
 
-    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         let outcome = match self.phase {
             Phase::Start => {
                 match self.entry.enqueue(
@@ -65,10 +58,12 @@ impl Waiter {
                     (self.fallible, self.answer_only),
                     cx.waker(),
                 ) {
-                    Enqueued::Taken => Poll::Ready(Outcome::Granted),
-                    Enqueued::Mismatch(stored) => Poll::Ready(Outcome::Mismatch(stored)),
-                    Enqueued::TooLarge(capacity) => Poll::Ready(Outcome::TooLarge(capacity)),
-                    Enqueued::TooLate => Poll::Ready(Outcome::TimedOut),
+                    Enqueued::Taken => Poll::Ready(Ended::Granted),
+                    Enqueued::Mismatch(stored) => {
+                        Poll::Ready(Ended::Failed(self.entry.mismatch(stored)))
+                    }
+                    Enqueued::TooLarge(capacity) => Poll::Ready(Ended::TooLarge(capacity)),
+                    Enqueued::TooLate => Poll::Ready(Ended::TimedOut),
                     Enqueued::Queued(id) => {
                         self.phase = Phase::Queued(id);
                         self.poll_queued(id, cx)
@@ -84,9 +79,9 @@ impl Waiter {
         outcome
     }
 
-    fn poll_queued(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll_queued(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<Ended> {
         if let Poll::Ready(grant) = self.entry.poll_queued(id, cx.waker()) {
-            return Poll::Ready(outcome_of(grant));
+            return Poll::Ready(self.ended(grant));
         }
         let Some(deadline) = self.deadline else {
             return Poll::Pending;
@@ -101,18 +96,18 @@ impl Waiter {
         }
         // The deadline passed; a grant made meanwhile is still ours.
         match self.entry.leave(id, true) {
-            Some(grant) => Poll::Ready(outcome_of(grant)),
-            None => Poll::Ready(Outcome::TimedOut),
+            Some(grant) => Poll::Ready(self.ended(grant)),
+            None => Poll::Ready(Ended::TimedOut),
         }
     }
-}
 
-fn outcome_of(grant: Grant) -> Outcome {
-    match grant {
-        Grant::Reserved(..) | Grant::Policy => Outcome::Granted,
-        Grant::TooLarge(capacity) => Outcome::TooLarge(capacity),
-        Grant::Mismatch(stored) => Outcome::Mismatch(stored),
-        Grant::Unanswered => Outcome::TimedOut,
+    fn ended(&self, grant: Grant) -> Ended {
+        match grant {
+            Grant::Reserved(..) | Grant::Policy => Ended::Granted,
+            Grant::TooLarge(capacity) => Ended::TooLarge(capacity),
+            Grant::Mismatch(stored) => Ended::Failed(self.entry.mismatch(stored)),
+            Grant::Unanswered => Ended::TimedOut,
+        }
     }
 }
 
@@ -182,17 +177,18 @@ enum Ended {
 }
 
 impl<T> AwaitGlobal<T> {
-    /// A wait on `entry` for `n`, until `deadline` if given. `fallible`: it
+    /// A wait on `entry` for `n`, for at most `max_wait` if given (counted
+    /// from now). `fallible`: it
     /// resolves to an error when Redis holds another limit under the
     /// tank's name (else it waits, as under `FailurePolicy::Closed`).
     pub(crate) fn new(
         entry: Result<Arc<Entry>, Error>,
         n: u64,
-        deadline: Option<Instant>,
+        max_wait: Option<Duration>,
         fallible: bool,
     ) -> AwaitGlobal<T> {
         AwaitGlobal {
-            waiter: entry.map(|entry| Waiter::new(entry, n, deadline, fallible)),
+            waiter: entry.map(|entry| Waiter::new(entry, n, max_wait, fallible)),
             _output: PhantomData,
         }
     }
@@ -201,8 +197,8 @@ impl<T> AwaitGlobal<T> {
     /// fuel to come: the fuel if the answer made `n` spendable now, else
     /// `None`.
     pub(crate) fn answer(entry: Arc<Entry>, n: u64) -> AwaitGlobal<T> {
-        let deadline = crate::entry::now().checked_add(entry.store.timeout);
-        let mut waiter = Waiter::new(entry, n, deadline, false);
+        let timeout = entry.store.timeout;
+        let mut waiter = Waiter::new(entry, n, Some(timeout), false);
         waiter.answer_only = true;
         AwaitGlobal {
             waiter: Ok(waiter),
@@ -211,16 +207,10 @@ impl<T> AwaitGlobal<T> {
     }
 
     fn poll_ended(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
-        let waiter = match &mut self.waiter {
-            Ok(waiter) => waiter,
-            Err(error) => return Poll::Ready(Ended::Failed(error.clone())),
-        };
-        waiter.poll_outcome(cx).map(|outcome| match outcome {
-            Outcome::Granted => Ended::Granted,
-            Outcome::TooLarge(capacity) => Ended::TooLarge(capacity),
-            Outcome::TimedOut => Ended::TimedOut,
-            Outcome::Mismatch(stored) => Ended::Failed(waiter.entry.mismatch(stored)),
-        })
+        match &mut self.waiter {
+            Ok(waiter) => waiter.poll_ended(cx),
+            Err(error) => Poll::Ready(Ended::Failed(error.clone())),
+        }
     }
 
     /// The amount asked for.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, MAX_CORRECTION, Options};
-use crate::future::Taken;
 use crate::params::{Mode, Params, default_hold};
 use crate::script::{self, Op};
 use crate::{AwaitGlobal, Error, RedisStore};
@@ -39,7 +38,7 @@ use crate::{AwaitGlobal, Error, RedisStore};
 /// ```
 #[derive(Clone)]
 pub struct GlobalTank {
-    entry: Arc<Entry>,
+    pub(crate) entry: Arc<Entry>,
 }
 
 /// Chooses the hardcap and the reservation sizes of a [`GlobalTank`].
@@ -446,8 +445,7 @@ impl GlobalTank {
     /// # }
     /// ```
     pub fn await_fuel_timeout(&self, timeout: Duration) -> AwaitGlobal<bool> {
-        let deadline = crate::entry::now().checked_add(timeout);
-        AwaitGlobal::new(Ok(self.entry.clone()), 1, deadline, false)
+        AwaitGlobal::new(Ok(self.entry.clone()), 1, Some(timeout), false)
     }
 
     /// How long a newcomer asking for `n` fuel would wait, as far as this
@@ -511,39 +509,6 @@ impl GlobalTank {
     /// ```
     pub fn capacity(&self) -> u64 {
         self.entry.options.capacity(&self.entry.params())
-    }
-
-    /// The rates of [`also`](GlobalTankBuilder::also), beside the first.
-    pub(crate) fn also_rates(&self) -> Vec<Rate> {
-        self.entry.options.also.iter().map(Params::rate).collect()
-    }
-
-    /// Waits in line for `n` fuel, for at most `max_wait` if given (see
-    /// `Budget::wait`).
-    pub(crate) fn await_grant(&self, n: u64, max_wait: Option<Duration>) -> AwaitGlobal<Taken> {
-        let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
-        AwaitGlobal::new(Ok(self.entry.clone()), n, deadline, false)
-    }
-
-    /// Takes `n` fuel if Redis's next answer makes it spendable now; waits
-    /// for that answer (at most the store's timeout), not for fuel to come.
-    pub(crate) fn await_answer(&self, n: u64) -> AwaitGlobal<Taken> {
-        AwaitGlobal::answer(self.entry.clone(), n)
-    }
-
-    /// The store this tank's fuel comes from.
-    pub(crate) fn store(&self) -> &crate::store::StoreShared {
-        &self.entry.store
-    }
-
-    /// Whether Redis did not answer this tank at the latest round trip.
-    pub(crate) fn is_down(&self) -> bool {
-        self.entry.is_down()
-    }
-
-    /// Fuel a newcomer could take here now (none while tasks wait).
-    pub(crate) fn available(&self) -> u64 {
-        self.entry.available()
     }
 
     /// The tank's name.

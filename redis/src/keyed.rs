@@ -34,18 +34,17 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fueltank::{Hardcap, Rate};
 
 use crate::entry::{Entry, Options, control};
-use crate::future::Taken;
 use crate::global::{Shape, shape_setters};
 use crate::params::Params;
 use crate::script::{self, Ask, Op, Reply, Scope};
 use crate::store::StoreShared;
-use crate::{AwaitGlobal, Error, RedisStore};
+use crate::{AwaitGlobal, Error, RedisStore, lock};
 
 /// The longest key text accepted, in bytes: a bound on the Redis memory one
 /// key takes, whatever the keys callers make up.
@@ -296,10 +295,6 @@ fn eviction_rank(entry: &Arc<Entry>) -> u8 {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// How often an instance checks a keyed tank's parameters while it makes
 /// round trips.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -407,7 +402,7 @@ where
     K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
 {
     /// The entry of `key`, made if new.
-    fn entry(&self, key: &K) -> Result<Arc<Entry>, Error> {
+    pub(crate) fn entry(&self, key: &K) -> Result<Arc<Entry>, Error> {
         let shared = &self.shared;
         let index = shared.hasher.hash_one(key) as usize % shared.shards.len();
         let mut shard = lock(&shared.shards[index]);
@@ -539,8 +534,7 @@ where
     /// # }
     /// ```
     pub fn await_fuel_timeout(&self, key: K, timeout: Duration) -> AwaitGlobal<bool> {
-        let deadline = crate::entry::now().checked_add(timeout);
-        AwaitGlobal::new(self.entry(&key), 1, deadline, false)
+        AwaitGlobal::new(self.entry(&key), 1, Some(timeout), false)
     }
 
     /// How long a newcomer asking `key` for `n` fuel would wait, as far as
@@ -598,24 +592,6 @@ where
     /// ```
     pub fn name(&self) -> &str {
         &self.shared.options.name
-    }
-
-    /// Waits in `key`'s line for `n` fuel, for at most `max_wait` if given
-    /// (see `KeyedBudget::wait`); an error for a key whose text is too long.
-    pub(crate) fn await_grant(
-        &self,
-        key: &K,
-        n: u64,
-        max_wait: Option<Duration>,
-    ) -> Result<AwaitGlobal<Taken>, Error> {
-        let deadline = max_wait.and_then(|max_wait| crate::entry::now().checked_add(max_wait));
-        Ok(AwaitGlobal::new(Ok(self.entry(key)?), n, deadline, false))
-    }
-
-    /// [`GlobalTank::await_answer`](crate::GlobalTank::await_answer) for
-    /// `key`; an error for a key whose text is too long.
-    pub(crate) fn await_answer(&self, key: &K, n: u64) -> Result<AwaitGlobal<Taken>, Error> {
-        Ok(AwaitGlobal::answer(self.entry(key)?, n))
     }
 
     /// The store every key's fuel comes from.

@@ -356,6 +356,13 @@ pub use store::{FailurePolicy, RedisStore, RedisStoreBuilder, StoreStats};
 // The snippets of the READMEs compile as doctests: this crate's own, and
 // the workspace's, which shows all three crates (only this one sees them
 // all, through its dev-dependencies).
+/// Locks `mutex`, ignoring poisoning, as every lock of this crate does.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

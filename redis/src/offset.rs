@@ -13,7 +13,7 @@
 //! A grant's times, relative to its `S`, are then local times between
 //! `S − θ_hi` and `S − θ_lo` (see `reserve.rs`).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Widening per nanosecond since the bounds were set (100 ppm).
@@ -58,7 +58,7 @@ impl Offset {
         answered: Instant,
     ) -> (Instant, Instant) {
         let (q, r) = (self.local(sent), self.local(answered));
-        let mut guard = self.bounds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = crate::lock(&self.bounds);
         let (mut lo, mut hi) = (redis_ns - r, redis_ns - q);
         if let Some(old) = *guard {
             let widen = (r - old.at).max(0) / DRIFT + 1;

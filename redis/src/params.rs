@@ -198,14 +198,18 @@ impl Params {
         }
     }
 
+    /// The description of these parameters in [`Error::Mismatch`] (a stored
+    /// rate may not be one this version makes).
     pub(crate) fn describe(&self) -> String {
-        crate::error::describe(
-            self.max_n,
-            Duration::from_nanos(self.per_ns),
-            self.hardcap,
-            self.burst,
-            self.hold(),
-        )
+        let (max_n, per) = (self.max_n, Duration::from_nanos(self.per_ns));
+        let (hardcap, hold) = (self.hardcap, self.hold());
+        let burst = self
+            .burst
+            .map_or(String::new(), |burst| format!(" burst {burst}"));
+        match Rate::new(max_n, per) {
+            Ok(rate) => format!("{rate} {hardcap:?}{burst} (hold {hold:?})"),
+            Err(_) => format!("{max_n}/{per:?} {hardcap:?}{burst} (hold {hold:?})"),
+        }
     }
 
     /// The first rate and the rates `also` of a tank built with them (a

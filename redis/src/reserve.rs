@@ -39,18 +39,7 @@ const DRIFT: u64 = 10_000;
 
 #[derive(Debug)]
 enum Run {
-    Each {
-        /// When the call was sent (`q`) and answered (`r`).
-        sent: Instant,
-        answered: Instant,
-        first: i64,
-        spacing: u64,
-        life: u64,
-        next: u64,
-        count: u64,
-        /// `Window`: the batch's sequence number in Redis's log.
-        batch: Option<u64>,
-    },
+    Each(Each),
     Paced {
         earliest: Instant,
         spacing: Duration,
@@ -61,6 +50,41 @@ enum Run {
         left: u64,
         until: Instant,
     },
+}
+
+/// Units `next..count` of a grant, unit `j` spendable from Redis's
+/// `first + j·spacing` for `life`.
+#[derive(Debug)]
+struct Each {
+    /// When the call was sent (`q`) and answered (`r`).
+    sent: Instant,
+    answered: Instant,
+    first: i64,
+    spacing: u64,
+    life: u64,
+    next: u64,
+    count: u64,
+    /// `Window`: the batch's sequence number in Redis's log.
+    batch: Option<u64>,
+}
+
+impl Each {
+    /// Unit `j`'s offset from Redis's now, ns.
+    fn offset(&self, j: u64) -> u64 {
+        let v = i128::from(self.first) + i128::from(self.spacing) * i128::from(j);
+        u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// When unit `j` becomes spendable here (the latest its start can be).
+    fn start(&self, j: u64) -> Instant {
+        after(self.answered, stretch(self.offset(j)))
+    }
+
+    /// When unit `j` stops being spendable here (the earliest its end can
+    /// be).
+    fn end(&self, j: u64) -> Instant {
+        after(self.sent, shrink(self.offset(j).saturating_add(self.life)))
+    }
 }
 
 /// Where a taken unit came from, so that a dropped future can give it back.
@@ -90,15 +114,10 @@ fn shrink(ns: u64) -> u64 {
 }
 
 impl Run {
-    fn offset(first: i64, spacing: u64, j: u64) -> u64 {
-        let v = i128::from(first) + i128::from(spacing) * i128::from(j);
-        u64::try_from(v.max(0)).unwrap_or(u64::MAX)
-    }
-
     /// How many units are left.
     fn left(&self) -> u64 {
         match *self {
-            Run::Each { next, count, .. } => count - next,
+            Run::Each(Each { next, count, .. }) => count - next,
             Run::Paced { left, .. } | Run::Loose { left, .. } => left,
         }
     }
@@ -106,28 +125,16 @@ impl Run {
     /// Drops the units that can no longer be spent; returns how many.
     fn expire(&mut self, now: Instant) -> u64 {
         match self {
-            Run::Each {
-                sent,
-                first,
-                spacing,
-                life,
-                next,
-                count,
-                ..
-            } => {
-                let start = *next;
-                while *next < *count {
-                    let end = Run::offset(*first, *spacing, *next).saturating_add(*life);
-                    if after(*sent, shrink(end)) > now {
-                        break;
-                    }
-                    if *spacing == 0 {
-                        *next = *count;
+            Run::Each(each) => {
+                let start = each.next;
+                while each.next < each.count && each.end(each.next) <= now {
+                    if each.spacing == 0 {
+                        each.next = each.count;
                     } else {
-                        *next += 1;
+                        each.next += 1;
                     }
                 }
-                *next - start
+                each.next - start
             }
             Run::Paced {
                 earliest,
@@ -155,20 +162,11 @@ impl Run {
     /// expired ones are dropped.
     fn available(&self, now: Instant, n: u64) -> u64 {
         match *self {
-            Run::Each {
-                answered,
-                first,
-                spacing,
-                next,
-                count,
-                ..
-            } => {
+            Run::Each(ref each) => {
+                let (next, count) = (each.next, each.count);
                 let mut j = next;
-                while j < count && j - next < n {
-                    if after(answered, stretch(Run::offset(first, spacing, j))) > now {
-                        break;
-                    }
-                    if spacing == 0 {
+                while j < count && j - next < n && each.start(j) <= now {
+                    if each.spacing == 0 {
                         return (count - next).min(n);
                     }
                     j += 1;
@@ -183,21 +181,12 @@ impl Run {
     /// Takes `n` units, all available. Returns where they came from.
     fn take(&mut self, n: u64, now: Instant) -> Origin {
         match self {
-            Run::Each {
-                sent,
-                first,
-                spacing,
-                life,
-                next,
-                batch,
-                ..
-            } => {
-                let end = Run::offset(*first, *spacing, *next).saturating_add(*life);
-                *next += n;
-                if batch.is_some() {
-                    Origin::Window
-                } else {
-                    Origin::Until(after(*sent, shrink(end)))
+            Run::Each(each) => {
+                let end = each.end(each.next);
+                each.next += n;
+                match each.batch {
+                    Some(_) => Origin::Window,
+                    None => Origin::Until(end),
                 }
             }
             Run::Paced {
@@ -220,16 +209,7 @@ impl Run {
     /// When the next unit becomes spendable.
     fn next_start(&self) -> Option<Instant> {
         match *self {
-            Run::Each {
-                answered,
-                first,
-                spacing,
-                next,
-                count,
-                ..
-            } => {
-                (next < count).then(|| after(answered, stretch(Run::offset(first, spacing, next))))
-            }
+            Run::Each(ref each) => (each.next < each.count).then(|| each.start(each.next)),
             Run::Paced { earliest, left, .. } => (left > 0).then_some(earliest),
             // Spendable now: served before anyone sleeps.
             Run::Loose { .. } => None,
@@ -269,7 +249,7 @@ impl Reserve {
                     left: granted.count,
                 }]
             }
-            Kind::Each => vec![Run::Each {
+            Kind::Each => vec![Run::Each(Each {
                 sent,
                 answered,
                 first: granted.first,
@@ -278,19 +258,21 @@ impl Reserve {
                 next: 0,
                 count: granted.count,
                 batch: None,
-            }],
+            })],
             Kind::Window => granted
                 .segments
                 .iter()
-                .map(|&(from, count, seq)| Run::Each {
-                    sent,
-                    answered,
-                    first: from,
-                    spacing: 0,
-                    life: granted.life,
-                    next: 0,
-                    count,
-                    batch: Some(seq),
+                .map(|&(from, count, seq)| {
+                    Run::Each(Each {
+                        sent,
+                        answered,
+                        first: from,
+                        spacing: 0,
+                        life: granted.life,
+                        next: 0,
+                        count,
+                        batch: Some(seq),
+                    })
                 })
                 .collect(),
         };
@@ -321,11 +303,11 @@ impl Reserve {
             if run.left() > 0 {
                 return true;
             }
-            if let Run::Each {
+            if let Run::Each(Each {
                 batch: Some(seq),
                 count,
                 ..
-            } = *run
+            }) = *run
                 && finished.len() < MAX_FINISHED
             {
                 finished.push((seq, count));
@@ -398,25 +380,17 @@ impl Reserve {
     /// loose run); returns how many and their end. Call `expire` first.
     pub(crate) fn take_lane(&mut self, now: Instant, most: u64) -> Option<(u64, Instant)> {
         let run = self.runs.front_mut()?;
-        let (count, until) = match *run {
-            Run::Each {
-                sent,
-                first,
-                spacing,
-                life,
-                next,
-                count,
-                batch: None,
-                ..
-            } => {
-                let start = Run::offset(first, spacing, next);
+        let (count, until) = match &*run {
+            Run::Each(each) if each.batch.is_none() => {
+                let (first, spacing, next) = (each.first, each.spacing, each.next);
+                let start = each.offset(next);
                 if run.available(now, 1) == 0 {
                     return None;
                 }
                 // Units with the same start as the next one (all of them
                 // if spacing is 0, else the banked ones, whose start is 0).
                 let same = if spacing == 0 {
-                    count - next
+                    each.count - next
                 } else if start == 0 {
                     let banked =
                         u64::try_from((-i128::from(first)) / i128::from(spacing) + 1).unwrap_or(0);
@@ -424,10 +398,9 @@ impl Reserve {
                 } else {
                     1
                 };
-                let end = after(sent, shrink(start.saturating_add(life)));
-                (same.min(count - next).min(most), end)
+                (same.min(each.count - next).min(most), each.end(next))
             }
-            Run::Loose { left, until } => (left.min(most), until),
+            Run::Loose { left, until } => ((*left).min(most), *until),
             _ => return None,
         };
         if count == 0 || until <= now {
@@ -478,25 +451,16 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn each(count: u64, first: i64, spacing: u64, life: u64) -> Granted {
-        Granted {
-            kind: Kind::Each,
-            count,
-            first,
-            spacing,
-            life,
-            last_end: 0,
-            segments: Vec::new(),
-        }
-    }
-
     #[test]
     fn banked_units_are_spendable_at_once_and_expire_after_their_hold() {
         let q = Instant::now();
         let r = q + Duration::from_micros(100);
         let mut reserve = Reserve::default();
         // Three banked (first = -2 intervals), then one each ms.
-        assert_eq!(reserve.add(&each(5, -2 * MS as i64, MS, 10 * MS), q, r), 5);
+        assert_eq!(
+            reserve.add(&Granted::each(5, -2 * MS as i64, MS, 10 * MS), q, r),
+            5
+        );
         assert!(reserve.can_take(3, r));
         assert!(!reserve.can_take(4, r));
         assert!(reserve.take(3, r).is_some());
@@ -520,7 +484,7 @@ mod tests {
         let q = Instant::now();
         let r = q + Duration::from_millis(5);
         let mut reserve = Reserve::default();
-        assert_eq!(reserve.add(&each(4, 0, 0, 2 * MS), q, r), 0);
+        assert_eq!(reserve.add(&Granted::each(4, 0, 0, 2 * MS), q, r), 0);
         assert_eq!(reserve.left(), 0);
     }
 
@@ -554,7 +518,7 @@ mod tests {
     fn given_back_units_are_spendable_again() {
         let q = Instant::now();
         let mut reserve = Reserve::default();
-        reserve.add(&each(1, 0, 0, 10 * MS), q, q);
+        reserve.add(&Granted::each(1, 0, 0, 10 * MS), q, q);
         let origin = reserve.take(1, q).unwrap();
         assert!(!reserve.can_take(1, q));
         reserve.give_back(1, origin, q);

@@ -240,6 +240,22 @@ pub(crate) struct Granted {
     pub(crate) segments: Vec<(i64, u64, u64)>,
 }
 
+impl Granted {
+    /// `count` units of kind `Each` (the fleet simulation's grants).
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn each(count: u64, first: i64, spacing: u64, life: u64) -> Granted {
+        Granted {
+            kind: Kind::Each,
+            count,
+            first,
+            spacing,
+            life,
+            last_end: 0,
+            segments: Vec::new(),
+        }
+    }
+}
+
 /// The script's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {

@@ -8,12 +8,12 @@
 //!
 //! What is the crate's code and what is modelled:
 //!
-//! - Each instance decides with the functions an entry (`entry.rs`) calls:
-//!   when to ask (`asks_for_more`), how much (`next_batch`, over the
-//!   demand's `Meter`), its batch after a fair share
-//!   (`batch_granted`), its backoff after a failed round trip
-//!   (`backoff`); its reserve is a `Reserve`, which converts each
-//!   grant to local time through an `Offset`, holds it and expires it.
+//! - Each instance decides with an entry's own `Asking` (`entry.rs`):
+//!   when to ask (`wants_more`, `may_ask`), how much (`start`, over the
+//!   demand's `Meter`), its batch after a fair share (`granted`), its
+//!   backoff after a failed round trip (`failed`); its reserve is a
+//!   `Reserve`, which converts each grant to local time through an
+//!   `Offset`, holds it and expires it.
 //!   A request is `has_fuel`'s locked path: the demand ticks, expired fuel
 //!   goes, one unit is taken or the request is a miss, then the driver's
 //!   check asks if it should. Left out: the lock-free lane (units of the
@@ -28,17 +28,18 @@
 //!   `tests/differential.rs` runs it and the script on the same calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fueltank::{Hardcap, Rate};
+use fueltank::Rate;
 
 use crate::Error;
-use crate::entry::{Meter, Options, Since, asks_for_more, backoff, batch_granted, next_batch};
+use crate::entry::{Asking, Meter, Options};
+use crate::global::Shape;
 use crate::offset::Offset;
-use crate::params::{Mode, Params, default_hold};
+use crate::params::{Mode, Params};
 use crate::reserve::Reserve;
-use crate::script::{self, Ask, Granted, Kind, Op, Reply, Scope};
+use crate::script::{self, Ask, Granted, Op, Reply, Scope};
 
 /// The script's answer to a take, in the terms compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub fn parse(values: &[i64]) -> Option<Answer> {
 #[derive(Debug)]
 pub struct Store {
     params: Params,
+    /// The options of a tank built with the defaults, its instances'.
+    options: Arc<Options>,
     /// GCRA's theoretical arrival time, ns on the caller's scale.
     tat: Option<i128>,
     /// Asker id → its latest ask, µs (the script's `KEYS[3]`).
@@ -82,17 +85,14 @@ pub struct Store {
     fair: bool,
 }
 
-/// `reserve_ahead`'s and `max_batch`'s defaults (`global.rs`).
-const AHEAD_NS: u64 = 500_000_000;
-const MAX_BATCH: u64 = 1000;
-
 /// How far ahead a slot may start, in lives (the script's `FAR`).
 const FAR: i128 = 2500;
 
 impl Store {
-    /// A tank of `rate` with `Limit` and the default hold.
+    /// A tank of `rate` with the builder's defaults: `Limit`, the default
+    /// hold, `max_batch` and `reserve_ahead`.
     pub fn new(rate: Rate, fair: bool) -> Result<Store, Error> {
-        let params = Params::new(rate, Hardcap::Limit, None, default_hold(rate.per()))?;
+        let (params, options) = Shape::new().resolve("sim", rate)?;
         if !matches!(params.mode(), Mode::Gcra { .. }) {
             return Err(Error::Redis {
                 reason: format!("the model is GCRA's: {rate} under Limit is paced"),
@@ -100,6 +100,7 @@ impl Store {
         }
         Ok(Store {
             params,
+            options: Arc::new(options),
             tat: None,
             askers: HashMap::new(),
             fair,
@@ -125,7 +126,7 @@ impl Store {
 
     /// How far ahead instances let Redis grant (`reserve_ahead`'s default).
     pub fn ahead_ns(&self) -> u64 {
-        AHEAD_NS
+        u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The askers counted by the latest take.
@@ -182,19 +183,11 @@ impl Store {
 #[derive(Debug)]
 pub struct Instance {
     params: Params,
-    options: Options,
+    options: Arc<Options>,
     reserve: Reserve,
     demand: Meter,
     offset: Offset,
-    batch: u64,
-    asked: u64,
-    missed: u64,
-    used: bool,
-    expired: bool,
-    in_flight: bool,
-    retry_at: Option<Instant>,
-    failures: u32,
-    backoff_until: Option<Instant>,
+    ask: Asking,
     /// Its store is down: a round trip failed, none succeeded since.
     down: bool,
 }
@@ -208,27 +201,11 @@ impl Instance {
     pub fn new(store: &Store) -> Instance {
         Instance {
             params: store.params,
-            options: Options {
-                name: "sim".into(),
-                max_batch: MAX_BATCH,
-                reserve_ahead: Duration::from_nanos(AHEAD_NS),
-                hold_is_default: true,
-                correction: AtomicU64::new(0),
-                follows: false,
-                also: Vec::new(),
-            },
+            options: store.options.clone(),
             reserve: Reserve::default(),
             demand: Meter::default(),
             offset: Offset::new(),
-            batch: 1,
-            asked: 0,
-            missed: 0,
-            used: false,
-            expired: false,
-            in_flight: false,
-            retry_at: None,
-            failures: 0,
-            backoff_until: None,
+            ask: Asking::default(),
             down: false,
         }
     }
@@ -239,13 +216,13 @@ impl Instance {
         self.demand.tick(now, self.params.hold() * 2);
         let gone = self.reserve.expire(now);
         if gone > 0 {
-            self.expired |= self.missed == 0;
+            self.ask.expired |= self.ask.missed == 0;
         }
         let taken = self.reserve.take(1, now).is_some();
         if taken {
-            self.used = true;
+            self.ask.used = true;
         } else {
-            self.missed = self.missed.saturating_add(1);
+            self.ask.missed = self.ask.missed.saturating_add(1);
         }
         (taken, gone)
     }
@@ -254,27 +231,15 @@ impl Instance {
     /// it asks (then a call is in flight until [`Instance::answer`]).
     pub fn ask(&mut self, now: Instant) -> Option<u64> {
         let held = self.reserve.left();
-        let may = !self.in_flight
-            && self.retry_at.is_none_or(|at| at <= now)
-            && self.backoff_until.is_none_or(|at| at <= now);
-        let wanted = u64::from(self.missed > 0);
-        let probing = self.down && (self.used || wanted > 0);
-        if !may || !(probing || asks_for_more(held, wanted, self.used, self.batch)) {
+        if !self.ask.may_ask(now) || !self.ask.wants_more(held, 0, self.down) {
             return None;
         }
-        let since = Since {
-            batch: self.batch,
-            rate: self.demand.rate(now, self.params.hold() * 2),
-            starved: self.missed > 0 && held == 0,
-            expired: self.expired,
-        };
-        self.batch = next_batch(&self.options, &self.params, &since);
-        self.asked = self.batch;
-        self.missed = 0;
-        self.used = false;
-        self.expired = false;
-        self.in_flight = true;
-        Some(self.batch)
+        let rate = self.demand.rate(now, self.params.hold() * 2);
+        let starved = self.ask.missed > 0 && held == 0;
+        let batch = self.ask.start(&self.options, &self.params, rate, starved);
+        self.ask.asked = batch;
+        self.ask.in_flight = true;
+        Some(batch)
     }
 
     /// The call sent at `sent` ran on Redis at `redis_ns` (the caller's
@@ -288,10 +253,9 @@ impl Instance {
         redis_ns: u64,
         answered: Instant,
     ) -> u64 {
-        self.in_flight = false;
+        self.ask.in_flight = false;
         let Some(answer) = answer else {
-            self.failures = self.failures.saturating_add(1);
-            self.backoff_until = Some(answered + backoff(self.failures));
+            self.ask.failed(answered);
             self.down = true;
             return 0;
         };
@@ -300,8 +264,6 @@ impl Instance {
         let (sent, answered) = self
             .offset
             .observe(EPOCH_NS + i128::from(redis_ns), sent, answered);
-        self.failures = 0;
-        self.backoff_until = None;
         self.down = false;
         match answer {
             Answer::Granted {
@@ -310,25 +272,16 @@ impl Instance {
                 spacing,
                 life,
             } => {
-                self.retry_at = None;
-                self.batch = batch_granted(self.batch, self.asked, count);
-                let granted = Granted {
-                    kind: Kind::Each,
-                    count,
-                    first,
-                    spacing,
-                    life,
-                    last_end: 0,
-                    segments: Vec::new(),
-                };
+                self.ask.granted(count);
+                let granted = Granted::each(count, first, spacing, life);
                 let kept = self.reserve.add(&granted, sent, answered);
                 if kept < count {
-                    self.expired = true;
+                    self.ask.expired = true;
                 }
                 count - kept
             }
             Answer::Refused { retry } => {
-                self.retry_at = Some(answered + Duration::from_nanos(retry));
+                self.ask.refused(answered + Duration::from_nanos(retry));
                 0
             }
         }
