@@ -599,7 +599,7 @@ impl Throttled {
     /// use std::time::Duration;
     ///
     /// let down = Throttled::new(Duration::from_secs(1)).with_key("ada").unavailable("redis");
-    /// assert_eq!((down.store(), down.scope(), down.key()), ("redis", Scope::Keyed, Some("ada")));
+    /// assert_eq!((down.store(), down.limit().scope(), down.limit().key()), ("redis", Scope::Keyed, Some("ada")));
     /// ```
     pub fn unavailable(self, store: impl Into<Arc<str>>) -> Unavailable {
         Unavailable {
@@ -720,7 +720,7 @@ impl std::error::Error for Throttled {}
 ///
 /// It says which store is down ([`store`](Unavailable::store), as the
 /// budget describes it, e.g. ``redis tank `api` ``), and, through the
-/// [`Throttled`] it derefs to, when to try again
+/// [`Throttled`] of its [`limit`](Unavailable::limit), when to try again
 /// ([`retry_after`](Throttled::retry_after): how soon the budget asks its
 /// store again) and which limit refused ([`scope`](Throttled::scope),
 /// [`label`](Throttled::label), [`key`](Throttled::key)).
@@ -733,8 +733,8 @@ impl std::error::Error for Throttled {}
 ///
 /// let down = Throttled::new(Duration::from_secs(1)).with_label("api").unavailable("redis tank `api`");
 /// assert_eq!(down.store(), "redis tank `api`");
-/// assert_eq!(down.retry_after(), Duration::from_secs(1));
-/// assert_eq!(down.scope(), Scope::Global);
+/// assert_eq!(down.limit().retry_after(), Duration::from_secs(1));
+/// assert_eq!(down.limit().scope(), Scope::Global);
 /// assert_eq!(
 ///     down.to_string(),
 ///     "rate-limit store unavailable (redis tank `api`): the global limit `api` \
@@ -761,7 +761,7 @@ impl Unavailable {
     ///
     /// let down = Unavailable::new("redis at cache-1", Duration::from_millis(500));
     /// assert_eq!(down.store(), "redis at cache-1");
-    /// assert_eq!(down.label(), None);
+    /// assert_eq!(down.limit().label(), None);
     /// ```
     pub fn new(store: impl Into<Arc<str>>, retry_after: Duration) -> Unavailable {
         Throttled::new(retry_after).unavailable(store)
@@ -780,14 +780,20 @@ impl Unavailable {
     pub fn store(&self) -> &str {
         &self.store
     }
-}
 
-/// The limit that refused the request and when to try again: the
-/// accessors of [`Throttled`], written once for both refusals.
-impl std::ops::Deref for Unavailable {
-    type Target = Throttled;
-
-    fn deref(&self) -> &Throttled {
+    /// The limit that cannot grant while the store is down, and when to
+    /// try again: a [`Throttled`], whose accessors say which limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::Unavailable;
+    /// use std::time::Duration;
+    ///
+    /// let down = Unavailable::new("redis", Duration::from_secs(1));
+    /// assert_eq!(down.limit().retry_after(), Duration::from_secs(1));
+    /// ```
+    pub fn limit(&self) -> &Throttled {
         &self.limit
     }
 }

@@ -56,9 +56,9 @@ pub(crate) fn shadowed(refusal: &Refusal) {
         ),
         Refusal::Unavailable(unavailable) => tracing::debug!(
             target: "fueltank_tower",
-            scope = %unavailable.scope(),
-            limit = unavailable.label(),
-            key = unavailable.key(),
+            scope = %unavailable.limit().scope(),
+            limit = unavailable.limit().label(),
+            key = unavailable.limit().key(),
             store = unavailable.store(),
             shadow = true,
             "request would have been refused (shadow mode): {unavailable}"
@@ -76,11 +76,11 @@ pub(crate) fn unavailable(unavailable: &Unavailable) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         target: "fueltank_tower",
-        scope = %unavailable.scope(),
-        limit = unavailable.label(),
-        key = unavailable.key(),
+        scope = %unavailable.limit().scope(),
+        limit = unavailable.limit().label(),
+        key = unavailable.limit().key(),
         store = unavailable.store(),
-        retry_after_ms = ms(unavailable.retry_after()),
+        retry_after_ms = ms(unavailable.limit().retry_after()),
         "request refused, store unavailable: {unavailable}"
     );
     #[cfg(not(feature = "tracing"))]

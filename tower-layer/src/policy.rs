@@ -96,7 +96,7 @@ impl Policy {
         let mut limit = match &cause {
             Cause::NoFuel(retry_after) => Throttled::new(*retry_after),
             // The budget's own description, in this layer's terms.
-            Cause::Down(down) => Throttled::clone(down),
+            Cause::Down(down) => down.limit().clone(),
         }
         .with_scope(self.scope);
         if let Some(label) = &self.label {

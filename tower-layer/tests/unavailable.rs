@@ -45,7 +45,7 @@ fn assert_unavailable(response: &Response<String>, body: &str) -> Unavailable {
     assert!(response.extensions().get::<Throttled>().is_none());
     let unavailable = response.extensions().get::<Unavailable>().unwrap();
     assert_eq!(unavailable.store(), "test store");
-    assert_eq!(unavailable.retry_after(), Flaky::RETRY);
+    assert_eq!(unavailable.limit().retry_after(), Flaky::RETRY);
     unavailable.clone()
 }
 
@@ -74,8 +74,8 @@ fn the_http_layer_answers_an_outage_503_and_overload_429() {
         "Service Unavailable (api limit): rate-limit store unavailable (test store), \
          retry after 2 s\n",
     );
-    assert_eq!(unavailable.label(), Some("api"));
-    assert_eq!(unavailable.scope(), Scope::Global);
+    assert_eq!(unavailable.limit().label(), Some("api"));
+    assert_eq!(unavailable.limit().scope(), Scope::Global);
     assert_eq!(stats.admitted().total(), 1);
     assert_eq!(stats.rejected().total(), 1, "the outage is not a rejection");
     assert_eq!(stats.unavailable().total(), 1);
@@ -147,8 +147,8 @@ fn the_keyed_http_layer_answers_an_outage_503_in_both_modes() {
             "Service Unavailable (per-ip limit): rate-limit store unavailable (test store), \
              retry after 2 s\n",
         );
-        assert_eq!(unavailable.scope(), Scope::Keyed);
-        assert_eq!(unavailable.key(), Some("192.0.2.1"));
+        assert_eq!(unavailable.limit().scope(), Scope::Keyed);
+        assert_eq!(unavailable.limit().key(), Some("192.0.2.1"));
         assert_eq!(stats.rejected().total(), 1, "reject: {reject}");
         assert_eq!(stats.unavailable().total(), 1, "reject: {reject}");
 
@@ -166,7 +166,7 @@ fn closures_build_the_503s() {
         let mut response = Response::new(format!(
             "{} down for {}\n",
             down.store(),
-            down.key().unwrap_or("everyone")
+            down.limit().key().unwrap_or("everyone")
         ));
         *response.status_mut() = StatusCode::BAD_GATEWAY;
         response
@@ -211,7 +211,7 @@ fn the_plain_services_fail_with_unavailable() {
         assert!(!err.is::<Throttled>());
         let unavailable = err.downcast_ref::<Unavailable>().unwrap();
         assert_eq!(unavailable.store(), "test store");
-        assert_eq!(unavailable.scope(), Scope::Global);
+        assert_eq!(unavailable.limit().scope(), Scope::Global);
 
         let mut keyed = KeyedThrottleLayer::new(budget, key_fn(|x: &u32| Ok(*x)))
             .max_wait(Flaky::WAIT * 4)
@@ -219,7 +219,7 @@ fn the_plain_services_fail_with_unavailable() {
         let err = keyed.ready().await.unwrap().call(7).await.unwrap_err();
         assert!(!err.is::<Throttled>());
         assert_eq!(
-            err.downcast_ref::<Unavailable>().unwrap().scope(),
+            err.downcast_ref::<Unavailable>().unwrap().limit().scope(),
             Scope::Keyed
         );
     });

@@ -200,9 +200,9 @@ impl<B: From<String>> sealed::Unavailable<B> for PlainText {}
 
 impl<B: From<String>> OnUnavailable<B> for PlainText {
     fn response(&self, unavailable: &Unavailable) -> Response<B> {
-        let retry_after = retry_after_secs(unavailable.retry_after());
+        let retry_after = retry_after_secs(unavailable.limit().retry_after());
         let store = unavailable.store();
-        let text = match unavailable.label() {
+        let text = match unavailable.limit().label() {
             Some(label) => format!(
                 "Service Unavailable ({label} limit): rate-limit store unavailable ({store}), \
                  retry after {retry_after} s\n"
@@ -292,7 +292,7 @@ pub(crate) fn unavailable<B, U: OnUnavailable<B>>(
     if !headers.contains_key(RETRY_AFTER) {
         headers.insert(
             RETRY_AFTER,
-            number(retry_after_secs(unavailable.retry_after())),
+            number(retry_after_secs(unavailable.limit().retry_after())),
         );
     }
     let extensions = response.extensions_mut();
