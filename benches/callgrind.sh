@@ -22,7 +22,7 @@ if [ ${#cases[@]} -eq 0 ]; then
     cases=(has_fuel_allowed_manual has_fuel_denied_manual
         governor_allowed_fake governor_denied_fake
         instant monotonic has_fuel_allowed_unbounded has_fuel_allowed_limit
-        has_fuel_denied try_take_spend governor_allowed governor_denied
+        has_fuel_allowed_two_rates has_fuel_denied has_fuel_denied_two_rates try_take_spend governor_allowed governor_denied
         leaky_allowed leaky_denied)
 fi
 

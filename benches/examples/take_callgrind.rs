@@ -5,7 +5,8 @@
 //! runs the loop).
 //!
 //! Cases: `noop` (the loop alone), `instant`, `monotonic`, `has_fuel_allowed_unbounded`,
-//! `has_fuel_allowed_limit`, `has_fuel_denied`, `try_take_spend`,
+//! `has_fuel_allowed_limit`, `has_fuel_allowed_two_rates`, `has_fuel_denied`,
+//! `has_fuel_denied_two_rates`, `try_take_spend`,
 //! `throttle_has_fuel_allowed`, `throttle_has_fuel_denied`,
 //! `throttle_await_fuel_ready`,
 //! `governor_allowed`, `governor_denied`, `leaky_allowed`, `leaky_denied`,

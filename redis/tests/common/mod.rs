@@ -65,10 +65,8 @@ impl RedisServer {
     /// waits until it answers; a replica is then in sync soon.
     pub fn start_replica(master: Option<u16>) -> RedisServer {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "fueltank-redis-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("fueltank-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let mut server = RedisServer {
             port,
