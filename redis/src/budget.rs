@@ -184,11 +184,7 @@ where
     /// Every rate of `key` (its own or the tank's, then those of `also`),
     /// each with the fuel reserved here for it, as for a [`GlobalTank`].
     fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
-        let available = GlobalKeyedTank::available(self, key);
-        let also = self.also_rates().into_iter().map(|rate| (rate, available));
-        std::iter::once((self.key_rate(key), available))
-            .chain(also)
-            .collect()
+        GlobalKeyedTank::rates(self, key)
     }
 
     /// While Redis does not answer and the store's policy is

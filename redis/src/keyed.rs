@@ -709,15 +709,18 @@ where
         self.shared.options.capacity(&self.shared.family.params())
     }
 
-    /// The first rate of `key` as held here: its own, or the tank's.
-    pub(crate) fn key_rate(&self, key: &K) -> Rate {
-        self.held(key)
-            .map_or_else(|| self.rate(), |entry| entry.params().rate())
-    }
-
-    /// The rates of [`also`](GlobalKeyedTankBuilder::also), beside the first.
-    pub(crate) fn also_rates(&self) -> Vec<Rate> {
-        self.shared.options.also.iter().map(Params::rate).collect()
+    /// Every rate of `key` (its own or the tank's, then those of
+    /// [`also`](GlobalKeyedTankBuilder::also)), each with the fuel
+    /// reserved here for it.
+    pub(crate) fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        let (rate, available) = match self.held(key) {
+            Some(entry) => (entry.params().rate(), entry.available()),
+            None => (self.rate(), 0),
+        };
+        let also = self.shared.options.also.iter();
+        std::iter::once((rate, available))
+            .chain(also.map(|params| (params.rate(), available)))
+            .collect()
     }
 
     /// Fuel reserved here for `key` and not yet spent (spendable now or

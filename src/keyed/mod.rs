@@ -1479,6 +1479,25 @@ impl fmt::Debug for KeyStart {
     }
 }
 
+impl<K> KeyedTank<K> {
+    /// The rates of [`also`](KeyedTankBuilder::also), every key's beside
+    /// its first; none without.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::<u8>::builder("5/s".parse()?).also("100/min".parse()?).build()?;
+    /// assert_eq!(keyed.also_rates().collect::<Vec<_>>(), ["100/min".parse::<Rate>()?]);
+    /// assert_eq!(KeyedTank::<u8>::new("5/s".parse()?).also_rates().len(), 0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn also_rates(&self) -> impl ExactSizeIterator<Item = Rate> + '_ {
+        self.shared.also.iter().map(|rate| rate.rate)
+    }
+}
+
 impl<K> Clone for KeyedTank<K> {
     fn clone(&self) -> KeyedTank<K> {
         KeyedTank {
