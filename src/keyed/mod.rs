@@ -433,7 +433,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
             .inspect(self.hash(key), now, &own, |state| match state {
                 State::Live(tank) => tank.rates(),
                 State::Gcra(buckets) => std::iter::once(buckets.first.level(now))
-                    .chain(buckets.also.iter().map(|gcra| gcra.level(now)))
+                    .chain(buckets.also().map(|gcra| gcra.level(now)))
                     .zip(std::iter::once(buckets.rate).chain(also))
                     .map(|(level, rate)| (rate, level))
                     .collect(),
@@ -546,33 +546,39 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 /// its rate and the most fuel its key is granted together.
 enum State<'a> {
     Live(Tank),
-    Gcra(Buckets),
+    Gcra(Buckets<'a>),
     Window(Rate, &'a mut Window, u64),
 }
 
-/// An idle key's buckets: its rate's, then one per rate of `also`; with
-/// the most fuel the key is granted together.
-struct Buckets {
+/// An idle key's buckets: its rate's, then one per rate of `also` (their
+/// `tat`s since `epoch`, read in place); with the most fuel the key is
+/// granted together.
+struct Buckets<'a> {
     rate: Rate,
     first: Gcra,
-    also: Vec<Gcra>,
+    epoch: u64,
+    rates: &'a [KeyRate],
+    tats: &'a [i128],
     request: u64,
 }
 
-impl Buckets {
+impl Buckets<'_> {
+    /// The buckets of the rates of `also`.
+    fn also(&self) -> impl Iterator<Item = Gcra> + '_ {
+        let rates = self.rates.iter().zip(self.tats);
+        rates.map(|(rate, &tat)| rate.gcra(self.epoch, tat))
+    }
+
     /// When `n` fuel will be there under every rate.
     fn due(&self, now: u64, n: u64) -> u64 {
         let due = |gcra: &Gcra| gcra.due(now, u128::from(n));
-        self.also.iter().map(due).fold(due(&self.first), u64::max)
+        (self.also()).fold(due(&self.first), |at, gcra| at.max(due(&gcra)))
     }
 
     /// The fuel under every rate: the least.
     fn level(&self, now: u64) -> u64 {
         let level = |gcra: &Gcra| gcra.level(now);
-        self.also
-            .iter()
-            .map(level)
-            .fold(level(&self.first), u64::min)
+        (self.also()).fold(level(&self.first), |least, gcra| least.min(level(&gcra)))
     }
 }
 
@@ -740,13 +746,13 @@ impl KeyTable {
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
         let (epoch, rate) = (shard.epoch, shard.rate);
-        let buckets = |rate: KeyRate, tat, also: &[i128]| {
+        let buckets = |rate: KeyRate, tat, tats| {
             State::Gcra(Buckets {
                 rate: rate.rate,
                 first: rate.gcra(epoch, tat),
-                also: (self.also.iter().zip(also))
-                    .map(|(rate, &tat)| rate.gcra(epoch, tat))
-                    .collect(),
+                epoch,
+                rates: &self.also,
+                tats,
                 request: rate.request.min(self.also_request),
             })
         };
