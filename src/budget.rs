@@ -288,6 +288,26 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     /// the truth is fine, a higher one is not.
     fn available(&self, key: &K) -> u64;
 
+    /// Every rate `key` keeps, its first rate first, each with the fuel a
+    /// newcomer could take for `key` under it now, as [`Budget::rates`]
+    /// (a keyed tank with [`also`](crate::KeyedTankBuilder::also) keeps
+    /// several). By default the one rate, with
+    /// [`available`](KeyedBudget::available).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedBudget, KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::builder("5/s".parse()?).also("100/min".parse()?).build()?;
+    /// let rates: Vec<Rate> = KeyedBudget::rates(&keyed, &"a").into_iter().map(|(r, _)| r).collect();
+    /// assert_eq!(rates, ["5/s".parse()?, "100/min".parse()?]);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        vec![(self.rate(), self.available(key))]
+    }
+
     /// The most fuel granted together to one key; by default the rate's
     /// `max_n`.
     fn capacity(&self) -> u64 {
@@ -426,6 +446,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<
 
     fn available(&self, key: &K) -> u64 {
         KeyedTank::available(self, key)
+    }
+
+    fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        KeyedTank::rates(self, key)
     }
 
     fn capacity(&self) -> u64 {

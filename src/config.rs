@@ -22,7 +22,7 @@ use crate::{Error, Hardcap, KeyedTank, KeyedTankBuilder, Rate, Tank, TankBuilder
 /// ```toml
 /// [limits.api]
 /// rate = "100/s"
-/// also = ["10000/d"]   # more rates, every one kept (a Tank's)
+/// also = ["10000/d"]   # more rates, every one kept (per key for a keyed tank)
 /// hardcap = "limit"    # default; or "one", "unbounded", "window"
 /// burst = 200          # Limit's capacity, if not max_n
 /// initial = 1          # fuel at start
@@ -67,8 +67,9 @@ pub struct TankConfig {
     /// refuses it (the field stays, so that the feature only adds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_memory: Option<String>,
-    /// Rates kept beside `rate` (see [`TankBuilder::also`]); a tank's
-    /// only.
+    /// Rates kept beside `rate` (see [`TankBuilder::also`]); a keyed
+    /// tank's every key keeps them beside its own (see
+    /// [`KeyedTankBuilder::also`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<Rate>,
     /// A keyed tank's bound on keys held (see
@@ -150,13 +151,14 @@ impl TankConfig {
     }
 
     /// A keyed tank's builder with these options: `rate` for every key
-    /// but those of `keys`, `hardcap`, `burst`, `initial` and `max_keys`;
-    /// for what a configuration does not hold (a clock).
+    /// but those of `keys`, `also` for every key, `hardcap`, `burst`,
+    /// `initial` and `max_keys`; for what a configuration does not hold (a
+    /// clock).
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for `also` and `shared_memory`, which a keyed
-    /// tank does not have.
+    /// [`Error::Unsupported`] for `shared_memory`, which a keyed tank does
+    /// not have.
     ///
     /// # Examples
     ///
@@ -175,14 +177,17 @@ impl TankConfig {
     where
         K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     {
-        if !self.also.is_empty() || self.shared_memory.is_some() {
+        if self.shared_memory.is_some() {
             return Err(Error::Unsupported {
-                what: "`also` or `shared_memory` for a keyed tank",
-                accepted: "a keyed tank has one rate per key, in this process: leave \
-                           them out, or build a tank (`build`)",
+                what: "`shared_memory` for a keyed tank",
+                accepted: "a keyed tank's keys are in this process: leave it out, or \
+                           build a tank (`build`)",
             });
         }
         let mut builder = KeyedTank::builder(self.rate).hardcap(self.hardcap);
+        for &rate in &self.also {
+            builder = builder.also(rate);
+        }
         if let Some(burst) = self.burst {
             builder = builder.burst(burst);
         }
@@ -213,7 +218,12 @@ impl TankConfig {
     /// use fueltank::TankConfig;
     ///
     /// let config: TankConfig = serde_json::from_str(r#"{"rate": "5/s", "also": ["100/min"]}"#)?;
-    /// assert!(config.build_keyed::<u32>().is_err()); // `also` is a tank's
+    /// let per_user = config.build_keyed::<u32>()?;
+    /// assert!(per_user.has_fuel_n(&7, 5));
+    /// assert!(!per_user.has_fuel(&7)); // 5/s is empty; 95 left of 100/min
+    /// assert_eq!(per_user.rates(&7)[1].1, 95);
+    /// let shared: TankConfig = serde_json::from_str(r#"{"rate": "5/s", "shared_memory": "x"}"#)?;
+    /// assert!(shared.build_keyed::<u32>().is_err()); // a tank's only
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn build_keyed<K>(&self) -> Result<KeyedTank<K>, Error>

@@ -25,7 +25,7 @@
 //! | [`AllOf`], [`KeyedAllOf`] | several budgets as one, all or nothing, in a fair line: per user, per route and global |
 //! | [`Tank`], [`Hardcap`] | the fuel, its line of waiters and its timer |
 //! | [`Fuel`], [`AwaitFuel`] | fuel taken and not yet spent, which can be given back; the one future that waits for fuel (see [Taking fuel](#taking-fuel)) |
-//! | [`KeyedTank`] | one tank per key (client, user), in bounded memory |
+//! | [`KeyedTank`] | one tank per key (client, user), in bounded memory; per key a burst, a rate of its own, several rates ([`also`](KeyedTankBuilder::also)) |
 //! | [`Monitor`], [`Stat`], [`Summary`], [`Snapshot`] | counts emissions: mean, trailing window, extremes, gap percentiles |
 //! | [`Throttle`] | a tank and a monitor together, with the options of the Python [`mp_throttle`](http://docs.elpunkt.eu/mp_throttle/guide.html), timer calibration |
 //! | [`Pace`] | a `Stream` whose items each wait for fuel |
@@ -82,7 +82,7 @@
 //! | [`Tank`], [`Throttle`] (`Limit`, `One`, `Unbounded`, with or without a burst) | 1: the first fuel at once, then one per interval, no start-up burst |
 //! | [`Tank`], [`Throttle`] under [`Hardcap::Window`] | `max_n`: an empty window, which its promise already bounds |
 //! | a [`Tank`] in [shared memory](TankBuilder::shared_memory) | as above in the process that creates it; the others attach to the state as it is |
-//! | a new key of a [`KeyedTank`] | full: its capacity (`max_n` or the burst, 1 under `One`), as a client idle for ever |
+//! | a new key of a [`KeyedTank`] | full: its capacity (`max_n` or the burst, 1 under `One`; with [`also`](KeyedTankBuilder::also), every rate full), as a client idle for ever |
 //! | a tank of `fueltank-redis`, or a new key of its keyed tank | full, as a state idle for ever (under `Window`, an empty window); no `initial` option |
 //!
 //! ```

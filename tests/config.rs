@@ -62,9 +62,9 @@ fn shared_memory_without_the_feature_is_refused() {
     assert!(err.to_string().contains("`shared-memory` feature"), "{err}");
 }
 
-/// One struct for every kind: a tank with several rates, a keyed tank with
-/// a burst, a bound on keys and rates of its own per key; options of one
-/// kind given to the other are refused, saying which.
+/// One struct for every kind: a tank with several rates, the same keyed,
+/// a keyed tank with a burst, a bound on keys and rates of its own per
+/// key; options of one kind given to the other are refused, saying which.
 #[test]
 fn every_kind_from_one_configuration() {
     use fueltank::clock::ManualClock;
@@ -101,8 +101,20 @@ fn every_kind_from_one_configuration() {
     assert_eq!(keyed.level(&partner), 10);
     assert_eq!(keyed.max_keys(), 1000);
 
-    let err = api.build_keyed::<u32>().unwrap_err();
-    assert!(err.to_string().contains("`also`"), "{err}");
+    // The same options per key: every key keeps both rates.
+    let per_user = api
+        .keyed_builder::<u32>()
+        .unwrap()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(per_user.has_fuel_n(&1, 5) && !per_user.has_fuel(&1));
+    assert_eq!(per_user.wait_time(&1, 1), Some(Duration::from_millis(600)));
+    assert!(per_user.has_fuel_n(&2, 5));
+    let shared: TankConfig =
+        serde_json::from_str(r#"{"rate": "5/s", "shared_memory": "per-user"}"#).unwrap();
+    let err = shared.build_keyed::<u32>().unwrap_err();
+    assert!(err.to_string().contains("`shared_memory`"), "{err}");
     let err = per_ip.build().unwrap_err();
     assert!(err.to_string().contains("keyed tank"), "{err}");
 }

@@ -564,10 +564,12 @@ fn absurd_rates_and_bursts_never_panic() {
     }
 }
 
-/// The keyed model: every key of a keyed tank with a burst and tiers
-/// (`rate_by`) behaves exactly as its own `Tank` of that rate and burst,
-/// made full when the key is first used, over random takes of 1 to 4 and
-/// random time, for every key and every step (levels included).
+/// The keyed model: every key of a keyed tank with a burst, tiers
+/// (`rate_by`) and none, one or two rates of `also` behaves exactly as its
+/// own `Tank` of that rate, burst and rates of `also`, holding the burst
+/// under every rate when the key is first used, over random takes of 1 to
+/// 4 and random time, for every key and every step (levels and every
+/// rate's fuel included).
 mod model {
     use super::*;
     use proptest::prelude::*;
@@ -594,28 +596,35 @@ mod model {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
-        fn each_key_is_its_own_tank_with_burst_and_tier(
+        fn each_key_is_its_own_tank_with_burst_tier_and_also(
             burst in 1u64..12,
+            also in proptest::sample::subsequence(vec!["12/3s", "40/20s"], 0..=2),
             ops in proptest::collection::vec(op(), 1..300),
         ) {
+            let also: Vec<Rate> = also.iter().map(|rate| rate.parse().unwrap()).collect();
             let clock = ManualClock::new();
-            let keyed = KeyedTank::builder("5/s".parse().unwrap())
+            let mut builder = KeyedTank::builder("5/s".parse().unwrap())
                 .burst(burst)
+                .initial(burst)
                 .rate_by(tier)
-                .clock(clock.clone())
-                .build()
-                .unwrap();
+                .clock(clock.clone());
+            for &rate in &also {
+                builder = builder.also(rate);
+            }
+            let keyed = builder.build().unwrap();
             let mut tanks: HashMap<u8, Tank> = HashMap::new();
             for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Take { key, n } => {
                         let tank = tanks.entry(key).or_insert_with(|| {
-                            Tank::builder(tier(&key))
+                            let mut tank = Tank::builder(tier(&key))
                                 .burst(burst)
                                 .initial(burst)
-                                .clock(clock.clone())
-                                .build()
-                                .unwrap()
+                                .clock(clock.clone());
+                            for &rate in &also {
+                                tank = tank.also(rate);
+                            }
+                            tank.build().unwrap()
                         });
                         prop_assert_eq!(
                             keyed.has_fuel_n(&key, n),
@@ -627,8 +636,139 @@ mod model {
                 }
                 for (key, tank) in &tanks {
                     prop_assert_eq!(keyed.level(key), tank.level(), "step {}: key {}", step, key);
+                    prop_assert_eq!(keyed.rates(key), tank.rates(), "step {}: key {}", step, key);
                 }
             }
         }
     }
+}
+
+/// "100/min, also 5/s" per key, over 5 virtual minutes: a greedy client
+/// takes all it can every 10 ms (and also waits in its key's line), while
+/// floods of new keys, each drained, evict its key again and again. Its
+/// grants never exceed either rate's `Limit` bound (2·5 − 1 in any second,
+/// 2·100 − 1 in any minute), and it is served near the tighter long-run
+/// rate (100 to start, then 100 a minute).
+#[test]
+fn two_rates_per_key_hold_under_floods() {
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("100/min".parse().unwrap())
+        .also("5/s".parse().unwrap())
+        .max_keys(64)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let hot = u64::MAX;
+    let mut grants = Vec::new();
+    let mut next = 0u64;
+    for step in 0..30_000u64 {
+        while keyed.has_fuel(&hot) {
+            grants.push(clock.now());
+        }
+        if step % 500 == 0 {
+            // A waiter in the key's line: served within both rates.
+            let mut wait = Box::pin(keyed.await_fuel(hot));
+            while poll(wait.as_mut()).is_pending() {
+                clock.advance(MS);
+            }
+            grants.push(clock.now());
+        }
+        for _ in 0..8 {
+            keyed.has_fuel_n(&next, 5);
+            next += 1;
+        }
+        assert!(keyed.len() <= 64);
+        clock.advance(10 * MS);
+    }
+    let second = common::worst_window(&grants, Duration::from_secs(1));
+    let minute = common::worst_window(&grants, Duration::from_secs(60));
+    assert!(second <= 9, "{second} grants in a second");
+    assert!(minute <= 199, "{minute} grants in a minute");
+    // 5 minutes: 100 to start with, 100 a minute after; a little less for
+    // debts of flood keys on its cells.
+    assert!(grants.len() >= 500, "{} grants", grants.len());
+    assert!(grants.len() <= 600, "{} grants", grants.len());
+}
+
+/// With `also`, `set_rate` changes the first rate of every key at the
+/// tank's rate (keeping its fuel, no burst) and the rates of `also` stay;
+/// `wait_time` is the longest of the rates', the capacity the least; a key
+/// `rate_by` gives a rate of its own keeps it and the rates of `also`;
+/// `Window` refuses `also`.
+#[test]
+fn also_with_set_rate_rate_by_and_window() {
+    use fueltank::{Error, KeyedBudget};
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("10/s".parse().unwrap())
+        .also("20/min".parse().unwrap())
+        .rate_by(|key: &&str| match *key {
+            "partner" => "100/s".parse().unwrap(),
+            _ => "10/s".parse().unwrap(),
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert_eq!(KeyedBudget::capacity(&keyed), 10);
+    assert!(keyed.has_fuel_n(&"a", 10));
+    assert_eq!(
+        keyed.rates(&"a"),
+        vec![
+            ("10/s".parse().unwrap(), 0),
+            ("20/min".parse().unwrap(), 10)
+        ]
+    );
+    // The partner's 100/s is bounded by the 20/min of `also`.
+    assert!(!keyed.has_fuel_n(&"partner", 21));
+    assert!(keyed.has_fuel_n(&"partner", 20));
+    assert_eq!(keyed.wait_time(&"partner", 1), Some(Duration::from_secs(3)));
+    keyed.set_rate("1/s".parse().unwrap());
+    assert_eq!(keyed.rate(), "1/s".parse().unwrap());
+    assert_eq!(KeyedBudget::capacity(&keyed), 1);
+    assert_eq!(keyed.level(&"new"), 1, "a new key is full at the new rate");
+    // "a" had none under 10/s: it waits one interval of 1/s now.
+    assert_eq!(keyed.wait_time(&"a", 1), Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        keyed.rates(&"a"),
+        vec![("1/s".parse().unwrap(), 1), ("20/min".parse().unwrap(), 10)]
+    );
+    // The partner keeps 100/s (full again 1 s on) and the 20/min of
+    // `also` (one back 3 s on).
+    assert_eq!(
+        keyed.rates(&"partner"),
+        vec![
+            ("100/s".parse().unwrap(), 100),
+            ("20/min".parse().unwrap(), 0)
+        ]
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        keyed.rates(&"partner"),
+        vec![
+            ("100/s".parse().unwrap(), 100),
+            ("20/min".parse().unwrap(), 1)
+        ]
+    );
+    let window = KeyedTank::<u8>::builder("10/s".parse().unwrap())
+        .hardcap(Hardcap::Window)
+        .also("20/min".parse().unwrap())
+        .build();
+    assert!(
+        matches!(window, Err(Error::Unsupported { .. })),
+        "{window:?}"
+    );
+    let over = KeyedTank::<u8>::builder("10/s".parse().unwrap())
+        .also("5/min".parse().unwrap())
+        .initial(6)
+        .build();
+    assert!(
+        matches!(
+            over,
+            Err(Error::InitialOverCapacity {
+                initial: 6,
+                capacity: 5
+            })
+        ),
+        "{over:?}"
+    );
 }

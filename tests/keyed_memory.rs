@@ -36,6 +36,7 @@ static ALLOCATOR: Counting = Counting;
 fn what_a_key_costs() {
     an_idle_key_costs_at_most_64_bytes();
     a_key_of_its_own_rate_costs_what_the_docs_say();
+    a_key_with_also_costs_what_the_docs_say();
     memory_per_key_stays_bounded_under_churn();
     window_keys_cost_what_the_docs_say();
 }
@@ -56,19 +57,7 @@ fn an_idle_key_costs_at_most_64_bytes() {
             .clock(ManualClock::new())
             .build()
             .unwrap();
-        let mut most = 0f64;
-        for i in 0..1_000_000u32 {
-            // Each key takes one (or, once keys are evicted, may start
-            // from an evicted key's debt): it owes fuel, so it is kept.
-            keyed.has_fuel(&key(i));
-            if i as usize >= max_keys && i % 1000 == 0 {
-                let held = keyed.len();
-                assert!(held > max_keys * 3 / 4, "{held} keys held");
-                let bytes = HELD.load(Ordering::SeqCst) - before;
-                most = most.max(bytes as f64 / held as f64);
-            }
-        }
-        most
+        flood_of_keys(&keyed, key, 1_000_000, max_keys, before)
     }
     let u64_key = flood(u64::from);
     let v4_key = flood(|i| IpAddr::V4(Ipv4Addr::from(i)));
@@ -96,17 +85,7 @@ fn a_key_of_its_own_rate_costs_what_the_docs_say() {
             .clock(ManualClock::new())
             .build()
             .unwrap();
-        let mut most = 0f64;
-        for i in 0..400_000u64 {
-            keyed.has_fuel(&i);
-            if i as usize >= max_keys && i % 1000 == 0 {
-                let held = keyed.len();
-                assert!(held > max_keys * 3 / 4, "{held} keys held");
-                let bytes = HELD.load(Ordering::SeqCst) - before;
-                most = most.max(bytes as f64 / held as f64);
-            }
-        }
-        most
+        flood_of_keys(&keyed, u64::from, 400_000, max_keys, before)
     }
     let (tanks, own) = (flood(false), flood(true));
     println!("bytes per idle key, burst and rate_by: at the tank's rate {tanks:.1}, own {own:.1}");
@@ -115,6 +94,62 @@ fn a_key_of_its_own_rate_costs_what_the_docs_say() {
         "at the tank's rate: {tanks:.1} bytes per key"
     );
     assert!(own <= 128.0, "own rate: {own:.1} bytes per key");
+}
+
+/// Keys of a tank with `also`: at most 144 bytes with one rate of `also`
+/// and 16 more per further rate (their buckets beside the map), as
+/// `KeyedTankBuilder::also` says, with and without a rate of their own.
+fn a_key_with_also_costs_what_the_docs_say() {
+    fn flood(also: usize, own: bool) -> f64 {
+        let max_keys = 100_000;
+        let before = HELD.load(Ordering::SeqCst);
+        let mut builder = KeyedTank::builder(Rate::per_second(100).unwrap())
+            .rate_by(move |_: &u64| match own {
+                true => Rate::per_second(50).unwrap(),
+                false => Rate::per_second(100).unwrap(),
+            })
+            .max_keys(max_keys)
+            .clock(ManualClock::new());
+        for minutes in 1..=also as u64 {
+            builder = builder.also(Rate::per_minute(1000 * minutes).unwrap());
+        }
+        let keyed = builder.build().unwrap();
+        flood_of_keys(&keyed, u64::from, 400_000, max_keys, before)
+    }
+    let (one, own, two) = (flood(1, false), flood(1, true), flood(2, false));
+    println!(
+        "bytes per idle key with also: one rate {one:.1}, one with rate_by {own:.1}, two {two:.1}"
+    );
+    assert!(one <= 144.0, "one rate of also: {one:.1} bytes per key");
+    assert!(
+        own <= 144.0,
+        "one rate of also, own rate: {own:.1} bytes per key"
+    );
+    assert!(two <= 160.0, "two rates of also: {two:.1} bytes per key");
+}
+
+/// The most bytes per key held (all of the keyed tank, from `before`),
+/// taken every thousand keys once `max_keys` is reached, while `keys` new
+/// keys each take one fuel (or, once keys are evicted, may start from an
+/// evicted key's debt): each owes fuel, so it is kept.
+fn flood_of_keys<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static>(
+    keyed: &KeyedTank<K>,
+    key: impl Fn(u32) -> K,
+    keys: u32,
+    max_keys: usize,
+    before: isize,
+) -> f64 {
+    let mut most = 0f64;
+    for i in 0..keys {
+        keyed.has_fuel(&key(i));
+        if i as usize >= max_keys && i % 1000 == 0 {
+            let held = keyed.len();
+            assert!(held > max_keys * 3 / 4, "{held} keys held");
+            let bytes = HELD.load(Ordering::SeqCst) - before;
+            most = most.max(bytes as f64 / held as f64);
+        }
+    }
+    most
 }
 
 /// Memory under churn (keys inserted and evicted over and over, every one

@@ -198,6 +198,12 @@ where
         GlobalKeyedTank::available(self, key)
     }
 
+    /// Every rate of `key` (its own or the tank's, then those of `also`),
+    /// each with the fuel reserved here for it, as for a [`GlobalTank`].
+    fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        GlobalKeyedTank::rates(self, key)
+    }
+
     /// While Redis does not answer and the store's policy is
     /// [`Closed`](FailurePolicy::Closed): ``redis keyed tank `name` ``,
     /// retry after a second.

@@ -57,14 +57,15 @@ impl RedisStore {
         Ok(builder)
     }
 
-    /// A builder of the keyed tank `name` with `config`'s rate, hardcap,
-    /// burst, `max_keys` and per-key rates (`keys`, by the key as its
-    /// `Display` writes it).
+    /// A builder of the keyed tank `name` with `config`'s rate, `also`
+    /// rates (every key's), hardcap, burst, `max_keys` and per-key rates
+    /// (`keys`, by the key as its `Display` writes it).
     ///
     /// # Errors
     ///
     /// As [`tank_config`](RedisStore::tank_config), for `initial` and
-    /// `shared_memory`; and `also` (a keyed tank keeps one rate per key).
+    /// `shared_memory`; `also` with `One` or `Window` is refused by `build`
+    /// (see [`GlobalKeyedTankBuilder::also`]).
     ///
     /// # Examples
     ///
@@ -89,13 +90,10 @@ impl RedisStore {
         K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     {
         refuse_local(config)?;
-        if !config.also.is_empty() {
-            return Err(refused(
-                "`also` for a keyed tank",
-                "a keyed tank has one rate per key: leave it out",
-            ));
-        }
         let mut builder = self.keyed::<K>(name, config.rate).hardcap(config.hardcap);
+        for &rate in &config.also {
+            builder = builder.also(rate);
+        }
         if let Some(burst) = config.burst {
             builder = builder.burst(burst);
         }

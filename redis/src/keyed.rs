@@ -130,6 +130,7 @@ pub struct GlobalKeyedTankBuilder<K> {
     store: RedisStore,
     name: String,
     rate: Rate,
+    also: Vec<Rate>,
     shape: Shape,
     max_keys: usize,
     rate_by: Option<Arc<RateBy<K>>>,
@@ -144,6 +145,7 @@ impl<K> fmt::Debug for GlobalKeyedTankBuilder<K> {
         f.debug_struct("GlobalKeyedTankBuilder")
             .field("name", &self.name)
             .field("rate", &self.rate)
+            .field("also", &self.also)
             .field("shape", &self.shape)
             .field("max_keys", &self.max_keys)
             .finish()
@@ -159,6 +161,7 @@ where
             store,
             name: name.to_string(),
             rate,
+            also: Vec::new(),
             shape: Shape::new(),
             max_keys: 100_000,
             rate_by: None,
@@ -201,6 +204,40 @@ where
         self
     }
 
+    /// Another rate every key keeps beside its own, as
+    /// [`KeyedTankBuilder::also`](fueltank::KeyedTankBuilder::also) and
+    /// [`GlobalTankBuilder::also`](crate::GlobalTankBuilder::also): "100/min,
+    /// also 5/s" per key. For each key, a grant takes from every rate or
+    /// from none: Redis decides all of a key's rates in one call. Each rate
+    /// keeps the hardcap's bound with its own `max_n` and `per` (under
+    /// `Limit`, its bank is its `max_n` less the intervals of the hold);
+    /// the capacity is the least of them. The rates are every key's,
+    /// whatever its first rate: a key
+    /// [`rate_by`](GlobalKeyedTankBuilder::rate_by) gives a rate of its own
+    /// keeps it and these; [`set_rate`](GlobalKeyedTank::set_rate) changes
+    /// the first rate of the keys at the tank's rate, and these stay.
+    /// Without [`hold`](GlobalKeyedTankBuilder::hold), the hold is the
+    /// default for the shortest period. The rates are part of the tank: a
+    /// build with other ones is an [`Error::Mismatch`].
+    ///
+    /// Under [`Hardcap::One`] and [`Hardcap::Window`] a Redis tank keeps
+    /// one rate: `build` returns [`Error::UnsupportedRate`] for those, and
+    /// for a `Limit` rate too slow to bank anything beside the hold (one
+    /// that would be paced, as `One`); a key whose own rate is such a rate
+    /// gets that error instead of fuel.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn doc(builder: fueltank_redis::GlobalKeyedTankBuilder<String>) {
+    /// let builder = builder.also("5/s".parse().unwrap());
+    /// # }
+    /// ```
+    pub fn also(mut self, rate: Rate) -> GlobalKeyedTankBuilder<K> {
+        self.also.push(rate);
+        self
+    }
+
     /// The most keys held here at once (100 000 by default, at least 1).
     /// Redis holds each key until it is idle, whatever this bound.
     ///
@@ -239,10 +276,17 @@ where
                 accepted: "at least 1",
             });
         }
-        let (params, options) = self.shape.resolve(&self.name, self.rate)?;
+        let (params, mut options) = self.shape.resolve(&self.name, self.rate)?;
+        let (params, also) = params.with_also(&self.also, options.hold_is_default)?;
+        if !also.is_empty() {
+            // The hold stays as built: the other rates' banks count it.
+            options.hold_is_default = false;
+        }
+        options.also = also.clone();
         let tag_start = script::tag_start(&self.store.shared.prefix, &self.name);
         let family = Family {
             key: Arc::new([script::family_key(&tag_start)]),
+            also,
             params: Mutex::new(params),
             check: Mutex::new(Check {
                 sent: Some(crate::entry::now()),
@@ -304,6 +348,9 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub(crate) struct Family {
     /// `PREFIX:{NAME}:p`.
     key: Arc<[Vec<u8>]>,
+    /// The rates of `also`, part of what the tank is (stored with its
+    /// parameters, so that a build with other ones is a mismatch).
+    also: Vec<Params>,
     params: Mutex<Params>,
     check: Mutex<Check>,
 }
@@ -362,7 +409,13 @@ impl Family {
     /// decide whether the store is down).
     pub(crate) async fn check(&self, store: &StoreShared) {
         let params = self.params();
-        let args = script::args(Op::Check, Scope::Family, &params, &[], &Ask::default());
+        let args = script::args(
+            Op::Check,
+            Scope::Family,
+            &params,
+            &self.also,
+            &Ask::default(),
+        );
         match store.send(&self.key, args).await {
             Ok(Reply::Done(seen)) => {
                 *lock(&self.params) = seen.params;
@@ -381,7 +434,8 @@ impl Family {
         params: Params,
         name: &str,
     ) -> Result<Params, Error> {
-        let stored = control(store, &self.key, Scope::Family, op, params, &[], name).await?;
+        let also = &self.also;
+        let stored = control(store, &self.key, Scope::Family, op, params, also, name).await?;
         let mut check = lock(&self.check);
         check.sent = Some(crate::entry::now());
         check.conflict = None;
@@ -444,6 +498,8 @@ where
             )
             .with_own_rate(own.filter(|&rate| rate != shared.base))?,
         );
+        // A rate of its own must be one Redis keeps beside the others.
+        entry.params().check_also(&shared.options.also)?;
         shard.map.insert(key.clone(), entry.clone());
         Ok(entry)
     }
@@ -623,9 +679,24 @@ where
     }
 
     /// The most fuel a key is granted together, as
-    /// [`GlobalTank::capacity`](crate::GlobalTank::capacity).
+    /// [`GlobalTank::capacity`](crate::GlobalTank::capacity): with
+    /// [`also`](GlobalKeyedTankBuilder::also), the least over the rates.
     pub(crate) fn capacity(&self) -> u64 {
-        self.shared.family.params().capacity()
+        self.shared.options.capacity(&self.shared.family.params())
+    }
+
+    /// Every rate of `key` (its own or the tank's, then those of
+    /// [`also`](GlobalKeyedTankBuilder::also)), each with the fuel
+    /// reserved here for it.
+    pub(crate) fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        let (rate, available) = match self.held(key) {
+            Some(entry) => (entry.params().rate(), entry.available()),
+            None => (self.rate(), 0),
+        };
+        let also = self.shared.options.also.iter();
+        std::iter::once((rate, available))
+            .chain(also.map(|params| (params.rate(), available)))
+            .collect()
     }
 
     /// Fuel reserved here for `key` and not yet spent (spendable now or
@@ -699,6 +770,7 @@ where
             .family
             .params()
             .with_rate(rate, shared.options.hold_is_default)?;
+        params.check_also(&shared.options.also)?;
         let stored = shared
             .family
             .control(&shared.store.shared, Op::Set, params, &shared.options.name)

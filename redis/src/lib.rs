@@ -89,16 +89,17 @@
 //!   grant's hold then. A full window is granted ahead, in segments that
 //!   start as the oldest grants leave, at most a period (or
 //!   `reserve_ahead`, if longer) ahead.
-//! - Several rates ([`GlobalTankBuilder::also`], `Limit` and `Unbounded`):
+//! - Several rates ([`GlobalTankBuilder::also`], and per key
+//!   [`GlobalKeyedTankBuilder::also`]; `Limit` and `Unbounded`):
 //!   Redis keeps a GCRA schedule per rate, each with its own bank (`max_n`
 //!   less the intervals of the hold in *its* interval), and decides all of
 //!   them in the one call: `n` together are granted when they are due
 //!   under every rate; a batch starts when every rate has a slot and is
 //!   spaced by the longest interval, and each rate's schedule moves as
 //!   those spends would move it, so each keeps its own bound
-//!   `2·max_n − 1`. A grant takes from every rate or from none. `One` and
-//!   `Window` keep one rate in Redis (`build` says so), as does a
-//!   `GlobalKeyedTank`.
+//!   `2·max_n − 1`. A grant takes from every rate or from none (for a
+//!   keyed tank, every rate of the one key). `One` and `Window` keep one
+//!   rate in Redis (`build` says so).
 //!
 //! Fuel reserved and not spent is lost, never re-granted. An instance asks
 //! again when it holds under half a batch (or less than its waiters want);

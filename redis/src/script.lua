@@ -173,7 +173,8 @@ if not p or (stored and (state[S + 6] or '') ~= also_id) then return mismatch(st
 if scope == 'p' then
   -- A keyed tank's parameters: no fuel here. Kept two periods and a minute
   -- after the last instance's build, set or check.
-  redis.call('HSET', KEYS[1], unpack(params_args(p)))
+  -- With the rates of `also` (`al`), part of what the tank is.
+  redis.call('HSET', KEYS[1], 'al', also_id, unpack(params_args(p)))
   redis.call('PEXPIRE', KEYS[1], f(math.ceil(2 * p[2] / 1000000) + 60000))
   return {3, sec, now, p[1], p[2], p[3], p[4], p[8], p[9], 0}
 end

@@ -1028,7 +1028,8 @@ async fn two_instances_with_burst_and_rate_by_keep_each_keys_bound() {
 }
 
 /// The `TankConfig` a local tank is built from builds tanks in Redis too:
-/// rate, hardcap, burst, per-key rates; what Redis does not take is an
+/// rate, hardcap, burst, per-key rates, `also` (per key too); what Redis
+/// does not take is an
 /// `Err` saying which option.
 #[cfg(feature = "serde")]
 #[tokio::test]
@@ -1085,6 +1086,17 @@ async fn tanks_from_a_services_configuration() {
         let err = store.tank_config("other", &config).unwrap_err();
         assert!(err.to_string().contains(option), "{text}: {err}");
     }
-    let err = store.keyed_config::<u32>("other", &two).unwrap_err();
-    assert!(err.to_string().contains("`also`"), "{err}");
+    // The same per key: every key keeps both rates.
+    let per_user = store
+        .keyed_config::<u32>("two-per-user", &two)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert!(per_user.await_fuel(7).await.is_ok());
+    assert_eq!(fueltank::KeyedBudget::rates(&per_user, &7).len(), 2);
+    let config: fueltank::TankConfig =
+        serde_json::from_str(r#"{"rate": "10/s", "initial": 1}"#).unwrap();
+    let err = store.keyed_config::<u32>("other", &config).unwrap_err();
+    assert!(err.to_string().contains("`initial`"), "{err}");
 }

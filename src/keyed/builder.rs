@@ -26,6 +26,7 @@ use crate::{Error, Hardcap, Rate};
 #[must_use = "a builder does nothing until built"]
 pub struct KeyedTankBuilder<K> {
     rate: Rate,
+    also: Vec<Rate>,
     hardcap: Hardcap,
     burst: Option<u64>,
     rate_by: Option<Arc<RateBy<K>>>,
@@ -42,6 +43,7 @@ impl<K> KeyedTankBuilder<K> {
     pub(super) fn new(rate: Rate) -> KeyedTankBuilder<K> {
         KeyedTankBuilder {
             rate,
+            also: Vec::new(),
             hardcap: Hardcap::default(),
             burst: None,
             rate_by: None,
@@ -67,6 +69,51 @@ impl<K> KeyedTankBuilder<K> {
     /// ```
     pub fn hardcap(mut self, hardcap: Hardcap) -> KeyedTankBuilder<K> {
         self.hardcap = hardcap;
+        self
+    }
+
+    /// Another rate every key keeps beside its own, as
+    /// [`TankBuilder::also`](crate::TankBuilder::also): "100/min, also 5/s"
+    /// per client. For each key, a grant takes from every rate or from
+    /// none, at once, in the key's one line; each rate keeps the hardcap's
+    /// bound with its own `max_n` and `per`;
+    /// [`wait_time`](KeyedTank::wait_time) is the longest of the rates'
+    /// waits, [`level`](KeyedTank::level) and
+    /// [`available`](KeyedTank::available) the least of their fuel, the
+    /// capacity the least of theirs, and [`rates`](KeyedTank::rates) tells
+    /// each. Call it once per rate.
+    ///
+    /// The rates of `also` are every key's, whatever its first rate: a key
+    /// [`rate_by`](KeyedTankBuilder::rate_by) gives a rate of its own keeps
+    /// that rate *and* these. [`burst`](KeyedTankBuilder::burst) is the
+    /// first rate's capacity only (each rate of `also` holds its `max_n`);
+    /// a new key starts with every rate full, or `initial` under each;
+    /// [`KeyedTank::set_rate`] changes the first rate of the keys at the
+    /// tank's rate, and these stay. An idle key of a tank with `also` holds
+    /// its buckets beside the map, as a key with a rate of its own: at most
+    /// 144 bytes with one rate of `also` (about 131), and 16 more per
+    /// further rate (measured: `tests/keyed_memory.rs`); a key of a tank
+    /// without `also` costs what it did. Not under [`Hardcap::Window`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let per_user = KeyedTank::builder("100/min".parse()?)
+    ///     .also("5/s".parse()?)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// assert!(per_user.has_fuel_n(&"alice", 5));
+    /// assert!(!per_user.has_fuel(&"alice")); // 5/s is empty
+    /// assert_eq!(per_user.wait_time(&"alice", 1), Some(Duration::from_millis(200)));
+    /// assert!(per_user.has_fuel_n(&"bob", 5)); // bob has his own
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn also(mut self, rate: Rate) -> KeyedTankBuilder<K> {
+        self.also.push(rate);
         self
     }
 
@@ -165,8 +212,11 @@ impl<K> KeyedTankBuilder<K> {
     /// keys; a key with a rate of its own ([`rate_by`](KeyedTankBuilder::rate_by))
     /// at most 128 (about 113); under `Window` about 145 bytes with one run
     /// of grants in its window, 16 per further run, and 32 of the debt
-    /// table. So the default bounds memory, not keys: 2^20 keys (64 MiB at
-    /// most), 2^19 with `rate_by`, and under `Window` as many as 64 MiB hold.
+    /// table; a key of a tank with [`also`](KeyedTankBuilder::also) at most
+    /// 144 with one rate of `also` (about 131). So the default bounds
+    /// memory, not keys: 2^20 keys (64 MiB at most), 2^19 with `rate_by` or
+    /// `also` (72 MiB at most with one rate of `also`), and under `Window`
+    /// as many as 64 MiB hold.
     ///
     /// # Examples
     ///
@@ -214,7 +264,8 @@ impl<K> KeyedTankBuilder<K> {
     /// at the builder's rate can hold; [`Error::InvalidCount`] if `max_keys`
     /// is 0; the errors of a burst as [`TankBuilder::build`](crate::TankBuilder::build)'s
     /// (`Limit` only, from 1 to 2^48); [`Error::Unsupported`] for `rate_by`
-    /// under [`Hardcap::Window`].
+    /// or `also` under [`Hardcap::Window`]. With `also`, `initial` must fit
+    /// every rate.
     ///
     /// # Examples
     ///
@@ -234,9 +285,18 @@ impl<K> KeyedTankBuilder<K> {
                            of their own",
             });
         }
-        let max_keys = self.max_keys.unwrap_or_else(|| {
-            default_max_keys(self.hardcap, self.rate) >> u8::from(self.rate_by.is_some())
-        });
+        if !self.also.is_empty() && self.hardcap == Hardcap::Window {
+            return Err(Error::Unsupported {
+                what: "also(rate) on a KeyedTank under Hardcap::Window",
+                accepted: "the hardcap must be Limit, One or Unbounded for keys with several \
+                           rates (a Tank keeps several under Window)",
+            });
+        }
+        // Keys of their own rate, or of several, may cost twice as much.
+        let own_buckets = self.rate_by.is_some() || !self.also.is_empty();
+        let max_keys = self
+            .max_keys
+            .unwrap_or_else(|| default_max_keys(self.hardcap, self.rate) >> u8::from(own_buckets));
         if max_keys == 0 {
             return Err(Error::InvalidCount {
                 option: "max_keys",
@@ -249,16 +309,20 @@ impl<K> KeyedTankBuilder<K> {
             hardcap: self.hardcap,
             burst: self.burst,
             initial: self.initial,
+            also: Box::default(),
+            also_request: u64::MAX,
             clock: self.clock,
             hasher: RandomState::new(),
             shards: Box::default(),
         };
+        let also = self.also.iter().map(|&rate| shared.bucket_rate(rate, None));
+        shared.also = also.collect();
+        let also_request = shared.also.iter().map(|rate| rate.request).min();
+        shared.also_request = also_request.unwrap_or(u64::MAX);
         let rate = shared.key_rate(self.rate);
-        if let Some(initial) = self.initial.filter(|&initial| initial > rate.request) {
-            return Err(Error::InitialOverCapacity {
-                initial,
-                capacity: rate.request,
-            });
+        let capacity = rate.request.min(shared.also_request);
+        if let Some(initial) = self.initial.filter(|&initial| initial > capacity) {
+            return Err(Error::InitialOverCapacity { initial, capacity });
         }
         // The shards' caps add up to `max_keys` exactly.
         let shards = SHARDS.min(max_keys);
@@ -268,7 +332,7 @@ impl<K> KeyedTankBuilder<K> {
         let epoch = shared
             .clock
             .now_ns()
-            .saturating_sub(rate.span_ns().saturating_add(1));
+            .saturating_sub(shared.span_ns(&rate).saturating_add(1));
         shared.shards = (0..shards)
             .map(|i| {
                 Mutex::new(Shard::new(

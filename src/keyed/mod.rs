@@ -12,8 +12,9 @@
 //! A key nobody waits on is *idle*: under `Limit`, `One` and `Unbounded` all
 //! it holds is its `tat`, the one number of the refill algorithm (see
 //! `tank/bucket.rs`), in its map entry, and taking fuel for it is the tank's
-//! own exact step on that number; a key with a rate of its own (`rate_by`)
-//! holds its rate and `tat` beside the map; under `Window` a key holds its
+//! own exact step on that number; a key with a rate of its own (`rate_by`),
+//! and every key of a tank with several rates (`also`), holds its rate and
+//! `tat`s beside the map; under `Window` a key holds its
 //! log of grants, boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
 //! with its line and timer, kept in a side table; it turns idle again once
 //! its line is empty and nothing holds it.
@@ -114,6 +115,11 @@ struct KeyTable {
     burst: Option<u64>,
     /// `initial` as given (a key's is at most its capacity).
     initial: Option<u64>,
+    /// The rates of `KeyedTankBuilder::also`, every key's beside its own
+    /// (never changed: `set_rate` changes the first), and the least of
+    /// their request capacities (`u64::MAX` without any).
+    also: Box<[KeyRate]>,
+    also_request: u64,
     clock: ClockSource,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -122,18 +128,21 @@ struct KeyTable {
 /// Map values: a key's `tat` (ticks since the shard's epoch), or with
 /// `LIVE` the index of its tank in `Shard::live`, with `WINDOW` the index
 /// of its log in `Shard::windows`, with `RATED` (both) the index of its
-/// bucket in `Shard::rated`.
+/// buckets in `Shard::rated`, and with `RATED | AT_TANK_RATE` the same for
+/// a key at the tank's rate (in a tank with `also`, whose every key is
+/// there).
 const LIVE: u64 = 1 << 63;
 const WINDOW: u64 = 1 << 62;
 const RATED: u64 = LIVE | WINDOW;
 const INDEX: u64 = WINDOW - 1;
+const AT_TANK_RATE: u64 = 1 << 61;
 
-/// What a map value is.
+/// What a map value is; a `Rated` key says whether it is at the tank's rate.
 enum Kind {
     Idle,
     Live(usize),
     Window(usize),
-    Rated(usize),
+    Rated(usize, bool),
 }
 
 fn kind(stored: u64) -> Kind {
@@ -142,8 +151,16 @@ fn kind(stored: u64) -> Kind {
         0 => Kind::Idle,
         LIVE => Kind::Live(index),
         WINDOW => Kind::Window(index),
-        _ => Kind::Rated(index),
+        _ => Kind::Rated(
+            (stored & (AT_TANK_RATE - 1)) as usize,
+            stored & AT_TANK_RATE != 0,
+        ),
     }
+}
+
+/// The map value of a key's buckets in `Shard::rated`.
+fn rated_value(index: usize, at_tank_rate: bool) -> u64 {
+    RATED | index as u64 | if at_tank_rate { AT_TANK_RATE } else { 0 }
 }
 
 /// Idle `tat`s stay below this many ticks: the shard's epoch moves on at
@@ -172,18 +189,21 @@ struct Live {
     own: bool,
 }
 
-/// An idle key with a rate of its own: its `tat` in ticks of that rate
-/// since the shard's epoch (`i128`: a rate finer than the tank's would
-/// outgrow a map entry's range).
+/// An idle key with a rate of its own, or of a tank with `also`: its `tat`
+/// in ticks of its rate since the shard's epoch (`i128`: a rate finer than
+/// the tank's would outgrow a map entry's range), and those of the rates of
+/// `also` in ticks of each (empty without: no memory, and the box's niche
+/// keeps `Option<Rated>` at 48 bytes).
 struct Rated {
     rate: Rate,
     tat: i128,
+    also: Box<[i128]>,
 }
 
 /// What a key holds, read out of its shard.
 enum Value {
     Idle(u64),
-    Rated(usize),
+    Rated(usize, bool),
     Window(usize),
     Live(Tank),
 }
@@ -314,15 +334,17 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         let own = || self.own(key);
         shared.inspect(self.hash(key), now, &own, |state| match state {
             State::Live(tank) => tank.wait_time(n),
-            State::Gcra(_, request) | State::Window(_, request) if n > request => None,
-            State::Gcra(gcra, _) => wait(gcra.due(now, u128::from(n))),
-            State::Window(window, _) => wait(window.due(now, [n])),
+            State::Gcra(buckets) if n > buckets.request => None,
+            State::Window(_, _, request) if n > request => None,
+            State::Gcra(buckets) => wait(buckets.due(now, n)),
+            State::Window(_, window, _) => wait(window.due(now, [n])),
         })
     }
 
     /// The most fuel granted together to a key at the tank's rate.
     pub(crate) fn capacity(&self) -> u64 {
-        lock(&self.shared.shards[0]).rate.request
+        let first = lock(&self.shared.shards[0]).rate.request;
+        first.min(self.shared.also_request)
     }
 
     /// A wait in `key`'s line for `n` fuel, for at most `max_wait` (from
@@ -355,8 +377,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared
             .inspect(self.hash(key), now, &own, |state| match state {
                 State::Live(tank) => tank.level(),
-                State::Gcra(gcra, _) => gcra.level(now),
-                State::Window(window, _) => window.level(now),
+                State::Gcra(buckets) => buckets.level(now),
+                State::Window(_, window, _) => window.level(now),
             })
     }
 
@@ -380,8 +402,42 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared
             .inspect(self.hash(key), now, &own, |state| match state {
                 State::Live(tank) => tank.available(),
-                State::Gcra(gcra, _) => gcra.level(now),
-                State::Window(window, _) => window.level(now),
+                State::Gcra(buckets) => buckets.level(now),
+                State::Window(_, window, _) => window.level(now),
+            })
+    }
+
+    /// Every rate of `key`'s tank, its own first (the tank's, or
+    /// [`rate_by`](KeyedTankBuilder::rate_by)'s), then those of
+    /// [`also`](KeyedTankBuilder::also), each with the fuel
+    /// [`has_fuel`](KeyedTank::has_fuel) could take on `key` under it now
+    /// (0 while tasks wait on it): the tightest is the one with the least,
+    /// as [`Tank::rates`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate, clock::ManualClock};
+    ///
+    /// let (second, minute): (Rate, Rate) = ("5/s".parse()?, "100/min".parse()?);
+    /// let keyed = KeyedTank::builder(second).also(minute).clock(ManualClock::new()).build()?;
+    /// assert!(keyed.has_fuel_n(&"a", 3));
+    /// assert_eq!(keyed.rates(&"a"), vec![(second, 2), (minute, 97)]);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
+        let now = self.shared.clock.now_ns();
+        let own = || self.own(key);
+        let also = self.shared.also.iter().map(|rate| rate.rate);
+        self.shared
+            .inspect(self.hash(key), now, &own, |state| match state {
+                State::Live(tank) => tank.rates(),
+                State::Gcra(buckets) => std::iter::once(buckets.first.level(now))
+                    .chain(buckets.also().map(|gcra| gcra.level(now)))
+                    .zip(std::iter::once(buckets.rate).chain(also))
+                    .map(|(level, rate)| (rate, level))
+                    .collect(),
+                State::Window(rate, window, _) => vec![(rate, window.level(now))],
             })
     }
 
@@ -486,12 +542,69 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A key's state as read by [`KeyTable::inspect`]: an idle bucket comes with
-/// the most fuel its key is granted together.
+/// A key's state as read by [`KeyTable::inspect`]: an idle log comes with
+/// its rate and the most fuel its key is granted together.
 enum State<'a> {
     Live(Tank),
-    Gcra(Gcra, u64),
-    Window(&'a mut Window, u64),
+    Gcra(Buckets<'a>),
+    Window(Rate, &'a mut Window, u64),
+}
+
+/// An idle key's buckets: its rate's, then one per rate of `also` (their
+/// `tat`s since `epoch`, read in place); with the most fuel the key is
+/// granted together.
+struct Buckets<'a> {
+    rate: Rate,
+    first: Gcra,
+    epoch: u64,
+    rates: &'a [KeyRate],
+    tats: &'a [i128],
+    request: u64,
+}
+
+impl Buckets<'_> {
+    /// The buckets of the rates of `also`.
+    fn also(&self) -> impl Iterator<Item = Gcra> + '_ {
+        let rates = self.rates.iter().zip(self.tats);
+        rates.map(|(rate, &tat)| rate.gcra(self.epoch, tat))
+    }
+
+    /// When `n` fuel will be there under every rate.
+    fn due(&self, now: u64, n: u64) -> u64 {
+        let due = |gcra: &Gcra| gcra.due(now, u128::from(n));
+        (self.also()).fold(due(&self.first), |at, gcra| at.max(due(&gcra)))
+    }
+
+    /// The fuel under every rate: the least.
+    fn level(&self, now: u64) -> u64 {
+        let level = |gcra: &Gcra| gcra.level(now);
+        (self.also()).fold(level(&self.first), |least, gcra| least.min(level(&gcra)))
+    }
+}
+
+/// Takes `n` at `now` from `first` and from every rate of `rates` (whose
+/// `tat`s, since `epoch`, are `also`), or from none: `false` then.
+fn take_all(
+    first: &mut Gcra,
+    also: &mut [i128],
+    rates: &[KeyRate],
+    epoch: u64,
+    now: u64,
+    n: u64,
+) -> bool {
+    // A bucket takes `n` exactly when it holds them: after this check, no
+    // take below fails.
+    let short = |(rate, &tat): (&KeyRate, &i128)| rate.gcra(epoch, tat).level(now) < n;
+    if rates.iter().zip(also.iter()).any(short) || first.try_take(now, n).is_none() {
+        return false;
+    }
+    for (rate, tat) in rates.iter().zip(also) {
+        let mut gcra = rate.gcra(epoch, *tat);
+        if gcra.try_take(now, n).is_some() {
+            *tat = gcra.tat();
+        }
+    }
+    true
 }
 
 /// A key's rate and what follows from it for its bucket.
@@ -546,9 +659,15 @@ impl KeyTable {
     /// A key's bucket at `rate`, with this tank's hardcap, burst and
     /// initial fuel (at most what the key's tank holds).
     fn key_rate(&self, rate: Rate) -> KeyRate {
+        self.bucket_rate(rate, self.burst)
+    }
+
+    /// A key's bucket at `rate` with `burst`: the first rate's, or one of
+    /// `also` (no burst).
+    fn bucket_rate(&self, rate: Rate, burst: Option<u64>) -> KeyRate {
         let max_n = rate.max_n();
-        let cap = self.hardcap.capacity(max_n, self.burst);
-        let request = self.hardcap.request_capacity(max_n, self.burst);
+        let cap = self.hardcap.capacity(max_n, burst);
+        let request = self.hardcap.request_capacity(max_n, burst);
         let initial = self.initial.unwrap_or(cap.unwrap_or(max_n)).min(request);
         let (s, t) = rate.ticks();
         let span = u128::from(cap.unwrap_or(0).max(max_n)) * u128::from(t);
@@ -561,6 +680,19 @@ impl KeyTable {
             // A bucket's whole span, in ticks, well within the map entry's range.
             compact: span < (TICKS_LIMIT as u128) / 8,
         }
+    }
+
+    /// How far back a full bucket of `rate`, and of every rate of `also`,
+    /// lies, in ns, rounded up.
+    fn span_ns(&self, rate: &KeyRate) -> u64 {
+        let also = self.also.iter().map(KeyRate::span_ns);
+        also.fold(rate.span_ns(), u64::max)
+    }
+
+    /// The `tat`s a new key starts from under the rates of `also`.
+    fn start_also(&self, shard: &Shard, key: u64, now: u64) -> Box<[i128]> {
+        let start = |rate| shard.start_tat(key, now, rate);
+        self.also.iter().map(start).collect()
     }
 
     /// The key rate of a key whose own rate is `own` (`rate_by`'s answer,
@@ -584,11 +716,12 @@ impl KeyTable {
                 }
                 taken
             }
-            Value::Rated(index) => {
+            Value::Rated(index, _) => {
                 let rated = shard.rated.get(index);
                 let rate = self.key_rate(rated.rate);
                 let mut gcra = rate.gcra(epoch, rated.tat);
-                let taken = n <= rate.request && gcra.try_take(now, n).is_some();
+                let taken = n <= rate.request.min(self.also_request)
+                    && take_all(&mut gcra, &mut rated.also, &self.also, epoch, now, n);
                 if taken {
                     rated.tat = gcra.tat();
                 }
@@ -613,29 +746,37 @@ impl KeyTable {
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
         let (epoch, rate) = (shard.epoch, shard.rate);
+        let buckets = |rate: KeyRate, tat, tats| {
+            State::Gcra(Buckets {
+                rate: rate.rate,
+                first: rate.gcra(epoch, tat),
+                epoch,
+                rates: &self.also,
+                tats,
+                request: rate.request.min(self.also_request),
+            })
+        };
         match shard.peek(hash) {
             Some(Value::Live(tank)) => read(State::Live(tank)),
-            Some(Value::Idle(tat)) => read(State::Gcra(rate.gcra(epoch, tat.into()), rate.request)),
-            Some(Value::Rated(index)) => {
+            Some(Value::Idle(tat)) => read(buckets(rate, tat.into(), &[])),
+            Some(Value::Rated(index, _)) => {
                 let rated = shard.rated.get_ref(index);
-                let rate = self.key_rate(rated.rate);
-                read(State::Gcra(rate.gcra(epoch, rated.tat), rate.request))
+                read(buckets(self.key_rate(rated.rate), rated.tat, &rated.also))
             }
-            Some(Value::Window(index)) => {
-                read(State::Window(shard.windows.get(index), rate.request))
-            }
+            Some(Value::Window(index)) => read(State::Window(
+                rate.rate,
+                shard.windows.get(index),
+                rate.request,
+            )),
             None => match (self.hardcap, self.own_rate(own())) {
                 (Hardcap::Window, _) => {
                     let mut window = shard.new_window(hash, now, &rate);
-                    read(State::Window(&mut window, rate.request))
+                    read(State::Window(rate.rate, &mut window, rate.request))
                 }
-                (_, Some(rate)) => {
+                (_, own) if own.is_some() || rate.compact || !self.also.is_empty() => {
+                    let rate = own.unwrap_or(rate);
                     let tat = shard.start_tat(hash, now, &rate);
-                    read(State::Gcra(rate.gcra(epoch, tat), rate.request))
-                }
-                _ if rate.compact => {
-                    let tat = shard.start_tat(hash, now, &rate);
-                    read(State::Gcra(rate.gcra(epoch, tat), rate.request))
+                    read(buckets(rate, tat, &self.start_also(shard, hash, now)))
                 }
                 _ => read(State::Live(shard.new_live(hash, now, &rate, self))),
             },
@@ -652,9 +793,13 @@ impl KeyTable {
         let (rate, tat, rated) = match shard.value(hash, now, self, own) {
             Value::Live(tank) => return Some(tank),
             Value::Idle(tat) => (rate, i128::from(tat), None),
-            Value::Rated(index) => {
+            Value::Rated(index, at_tank_rate) => {
                 let rated = shard.rated.get_ref(index);
-                (self.key_rate(rated.rate), rated.tat, Some(index))
+                (
+                    self.key_rate(rated.rate),
+                    rated.tat,
+                    Some((index, at_tank_rate)),
+                )
             }
             Value::Window(index) => {
                 if shard.windows.get(index).try_take(now, n).is_some() {
@@ -667,25 +812,40 @@ impl KeyTable {
             }
         };
         let mut gcra = rate.gcra(epoch, tat);
-        if gcra.try_take(now, n).is_some() {
-            match rated {
-                Some(index) => shard.rated.get(index).tat = gcra.tat(),
-                None => shard.set_idle(hash, gcra.tat()),
+        match rated {
+            Some((index, _)) => {
+                let rated = shard.rated.get(index);
+                if take_all(&mut gcra, &mut rated.also, &self.also, epoch, now, n) {
+                    rated.tat = gcra.tat();
+                    return None;
+                }
             }
-            return None;
+            None => {
+                if gcra.try_take(now, n).is_some() {
+                    shard.set_idle(hash, gcra.tat());
+                    return None;
+                }
+            }
         }
-        if let Some(index) = rated {
-            shard.rated.take(index);
-        }
+        let (also, own) = match rated {
+            Some((index, at_tank_rate)) => {
+                let rated = shard.rated.take(index);
+                let also = self.also.iter().zip(rated.also.iter());
+                let also: Vec<_> = also.map(|(rate, &tat)| (rate.rate, tat)).collect();
+                (also, !at_tank_rate)
+            }
+            None => (Vec::new(), false),
+        };
         let tank = Tank::from_gcra(
             rate.rate,
             self.hardcap,
             self.burst,
             epoch,
             tat,
+            &also,
             self.clock.clone(),
         );
-        shard.set_live(hash, tank.clone(), rated.is_some());
+        shard.set_live(hash, tank.clone(), own);
         Some(tank)
     }
 }
@@ -728,14 +888,18 @@ impl Shard {
                 self.map.insert(key, WINDOW | index as u64);
                 Value::Window(index)
             }
-            (_, Some(own)) => {
+            (_, own) if own.is_some() || !shared.also.is_empty() => {
+                let at_tank_rate = own.is_none();
+                let own = own.unwrap_or(rate);
                 let tat = self.start_tat(key, now, &own);
+                let also = shared.start_also(self, key, now);
                 let index = self.rated.put(Rated {
                     rate: own.rate,
                     tat,
+                    also,
                 });
-                self.map.insert(key, RATED | index as u64);
-                Value::Rated(index)
+                self.map.insert(key, rated_value(index, at_tank_rate));
+                Value::Rated(index, at_tank_rate)
             }
             _ if rate.compact => {
                 let tat = to_stored(self.start_tat(key, now, &rate));
@@ -799,6 +963,7 @@ impl Shard {
             shared.burst,
             self.epoch,
             tat,
+            &[],
             shared.clock.clone(),
         )
     }
@@ -807,7 +972,7 @@ impl Shard {
         let &stored = self.map.get(&key)?;
         Some(match kind(stored) {
             Kind::Live(index) => Value::Live(self.live.get_ref(index).tank.clone()),
-            Kind::Rated(index) => Value::Rated(index),
+            Kind::Rated(index, at_tank_rate) => Value::Rated(index, at_tank_rate),
             Kind::Window(index) => Value::Window(index),
             Kind::Idle => Value::Idle(stored),
         })
@@ -838,7 +1003,7 @@ impl Shard {
         let old = self.rate;
         // Back as far as a full bucket of the new rate reaches, so that no
         // idle `tat` falls below tick 0.
-        let epoch = now.saturating_sub(rate.span_ns().saturating_add(1));
+        let epoch = now.saturating_sub(shared.span_ns(&rate).saturating_add(1));
         let keys: Vec<(u64, u64)> = self.map.iter().map(|(&k, &v)| (k, v)).collect();
         for (key, stored) in keys {
             match kind(stored) {
@@ -855,16 +1020,27 @@ impl Shard {
                             shared.burst,
                             epoch,
                             gcra.tat(),
+                            &[],
                             shared.clock.clone(),
                         );
                         self.set_live(key, tank, false);
                     }
                 }
-                Kind::Rated(index) => {
+                Kind::Rated(index, at_tank_rate) => {
                     let rated = self.rated.get(index);
                     let mut gcra = shared.key_rate(rated.rate).gcra(self.epoch, rated.tat);
+                    if at_tank_rate {
+                        gcra.set_rate(now, rate.rate, rate.cap);
+                        rated.rate = rate.rate;
+                    }
                     gcra.rebase(epoch);
                     rated.tat = gcra.tat();
+                    // The rates of `also` stay.
+                    for (rate, tat) in shared.also.iter().zip(rated.also.iter_mut()) {
+                        let mut gcra = rate.gcra(self.epoch, *tat);
+                        gcra.rebase(epoch);
+                        *tat = gcra.tat();
+                    }
                 }
                 Kind::Window(index) => self.windows.get(index).set_rate(now, rate.rate),
                 Kind::Live(index) => {
@@ -905,14 +1081,19 @@ impl Shard {
                 if tank.handles() > 1 {
                     return true; // someone waits on it or holds it
                 }
-                if let Some((tank_epoch, tat)) = tank.idle_gcra() {
-                    let (s, _) = tank.rate().ticks();
-                    let shift =
-                        (i128::from(tank_epoch) - i128::from(epoch)).saturating_mul(i128::from(s));
-                    let tat = tat.saturating_add(shift);
-                    if *own {
+                if let Some((tank_epoch, tat, also)) = tank.idle_gcra() {
+                    let shift = |s: u64, tat: i128| {
+                        let ticks = i128::from(tank_epoch) - i128::from(epoch);
+                        tat.saturating_add(ticks.saturating_mul(i128::from(s)))
+                    };
+                    let tat = shift(tank.rate().ticks().0, tat);
+                    if *own || !shared.also.is_empty() {
+                        let also = (shared.also.iter().zip(also))
+                            .map(|(rate, tat)| shift(rate.scale.0, tat))
+                            .collect();
                         let rate = tank.rate();
-                        *stored = RATED | rated.put(Rated { rate, tat }) as u64;
+                        let index = rated.put(Rated { rate, tat, also });
+                        *stored = rated_value(index, !*own);
                     } else if rate.compact {
                         *stored = to_stored(tat);
                     } else {
@@ -936,14 +1117,20 @@ impl Shard {
                     }
                     !fresh
                 }
-                Kind::Rated(index) => {
+                Kind::Rated(index, _) => {
                     let key = rated.get(index);
                     let own = shared.key_rate(key.rate);
+                    let shift = |rate: &KeyRate, tat: &mut i128| {
+                        let shift = i128::from(shift_ns).saturating_mul(i128::from(rate.scale.0));
+                        *tat = tat.saturating_sub(shift);
+                    };
                     if !made_idle {
-                        let shift = i128::from(shift_ns).saturating_mul(i128::from(own.scale.0));
-                        key.tat = key.tat.saturating_sub(shift);
+                        shift(&own, &mut key.tat);
+                        for (rate, tat) in shared.also.iter().zip(key.also.iter_mut()) {
+                            shift(rate, tat);
+                        }
                     }
-                    let keep = gcra_distance(&own, epoch, key.tat, now) != 0;
+                    let keep = rated_distance(&own, key, epoch, now, shared) != 0;
                     if !keep {
                         rated.take(index);
                     }
@@ -1000,23 +1187,33 @@ impl Shard {
                 if tank.handles() > 1 {
                     return None;
                 }
-                if let Some((epoch, tat)) = tank.idle_gcra() {
+                if let Some((epoch, tat, also)) = tank.idle_gcra() {
                     let rate = shared.key_rate(tank.rate());
-                    let shift = (i128::from(epoch) - i128::from(self.epoch))
-                        .saturating_mul(i128::from(rate.scale.0));
-                    return Some(IdleState::Gcra(rate, tat.saturating_add(shift)));
+                    let shift = |rate: &KeyRate, tat: i128| {
+                        let ticks = i128::from(epoch) - i128::from(self.epoch);
+                        tat.saturating_add(ticks.saturating_mul(i128::from(rate.scale.0)))
+                    };
+                    let also = (shared.also.iter().zip(also))
+                        .map(|(rate, tat)| shift(rate, tat))
+                        .collect();
+                    return Some(IdleState::Gcra(rate, shift(&rate, tat), also));
                 }
                 tank.idle_window().map(|w| IdleState::Window(Box::new(w)))
             }
-            Kind::Rated(index) => {
+            Kind::Rated(index, _) => {
                 let rated = self.rated.get_ref(index);
-                Some(IdleState::Gcra(shared.key_rate(rated.rate), rated.tat))
+                let rate = shared.key_rate(rated.rate);
+                Some(IdleState::Gcra(rate, rated.tat, rated.also.clone()))
             }
             Kind::Window(index) => {
                 let window = self.windows.get_ref(index);
                 Some(IdleState::Window(window.clone()))
             }
-            Kind::Idle => Some(IdleState::Gcra(self.rate, i128::from(stored))),
+            Kind::Idle => Some(IdleState::Gcra(
+                self.rate,
+                i128::from(stored),
+                Box::default(),
+            )),
         }
     }
 
@@ -1024,13 +1221,25 @@ impl Shard {
     /// `None` if it cannot be evicted.
     fn distance(&self, stored: u64, now: u64, shared: &KeyTable) -> Option<u128> {
         let initial = self.rate.initial;
-        if let Kind::Window(index) = kind(stored) {
-            // Without a clone: the common `Window` case.
-            let window = self.windows.get_ref(index);
-            return Some(u128::from(initial.abs_diff(window.room_at(now))));
+        // Without a clone: the common `Window` and `Rated` cases.
+        match kind(stored) {
+            Kind::Window(index) => {
+                let window = self.windows.get_ref(index);
+                return Some(u128::from(initial.abs_diff(window.room_at(now))));
+            }
+            Kind::Rated(index, _) => {
+                let rated = self.rated.get_ref(index);
+                let rate = shared.key_rate(rated.rate);
+                return Some(rated_distance(&rate, rated, self.epoch, now, shared));
+            }
+            _ => {}
         }
         Some(match self.idle_state(stored, shared)? {
-            IdleState::Gcra(rate, tat) => gcra_distance(&rate, self.epoch, tat, now),
+            IdleState::Gcra(rate, tat, also) => {
+                let also = shared.also.iter().zip(also.iter());
+                also.map(|(rate, &tat)| gcra_distance(rate, self.epoch, tat, now))
+                    .fold(gcra_distance(&rate, self.epoch, tat, now), u128::max)
+            }
             IdleState::Window(window) => u128::from(initial.abs_diff(window.room_at(now))),
         })
     }
@@ -1046,16 +1255,25 @@ impl Shard {
         self.map.remove(&key);
         match kind(stored) {
             Kind::Live(index) => drop(self.live.take(index)),
-            Kind::Rated(index) => drop(self.rated.take(index)),
+            Kind::Rated(index, _) => drop(self.rated.take(index)),
             Kind::Window(index) => drop(self.windows.take(index)),
             Kind::Idle => {}
         }
         match state {
-            IdleState::Gcra(rate, tat) => {
-                if tat > rate.fresh_tat(self.epoch, now) {
-                    // When its `tat` falls, in ns rounded up.
-                    let gcra = rate.gcra(self.epoch, tat);
-                    self.debts.raise(key, gcra.due(self.epoch, 1).max(now), 0);
+            IdleState::Gcra(rate, tat, also) => {
+                // When its `tat` falls, in ns rounded up: under several
+                // rates, the latest (a key made from the debt owes at least
+                // as much under each).
+                let mut until = None;
+                let rates = std::iter::once((&rate, tat)).chain(shared.also.iter().zip(also));
+                for (rate, tat) in rates {
+                    if tat > rate.fresh_tat(self.epoch, now) {
+                        let due = rate.gcra(self.epoch, tat).due(self.epoch, 1);
+                        until = until.max(Some(due));
+                    }
+                }
+                if let Some(until) = until {
+                    self.debts.raise(key, until.max(now), 0);
                 }
             }
             IdleState::Window(mut window) => {
@@ -1068,9 +1286,10 @@ impl Shard {
     }
 }
 
-/// A key's state, read out for eviction.
+/// A key's state, read out for eviction (with the `tat`s of the rates of
+/// `also`).
 enum IdleState {
-    Gcra(KeyRate, i128),
+    Gcra(KeyRate, i128, Box<[i128]>),
     Window(Box<Window>),
 }
 
@@ -1082,6 +1301,13 @@ fn gcra_distance(rate: &KeyRate, epoch: u64, tat: i128, now: u64) -> u128 {
     settled.settle(now);
     let ticks = settled.tat().abs_diff(rate.fresh_tat(epoch, now));
     ticks.div_ceil(u128::from(rate.scale.0))
+}
+
+/// [`gcra_distance`] of a key's buckets: the farthest of its rates.
+fn rated_distance(rate: &KeyRate, rated: &Rated, epoch: u64, now: u64, shared: &KeyTable) -> u128 {
+    let also = shared.also.iter().zip(rated.also.iter());
+    also.map(|(rate, &tat)| gcra_distance(rate, epoch, tat, now))
+        .fold(gcra_distance(rate, epoch, rated.tat, now), u128::max)
 }
 
 fn to_stored(tat: i128) -> u64 {
@@ -1244,7 +1470,8 @@ impl KeyStart {
             // The key's own shard (every shard holds the tank's rate): no
             // wait on one key contends with the others for shard 0.
             None => self.shared.shard(self.hash).rate.request,
-        };
+        }
+        .min(self.shared.also_request);
         if n > capacity {
             return Err(capacity);
         }
@@ -1255,6 +1482,25 @@ impl KeyStart {
 impl fmt::Debug for KeyStart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyStart").finish_non_exhaustive()
+    }
+}
+
+impl<K> KeyedTank<K> {
+    /// The rates of [`also`](KeyedTankBuilder::also), every key's beside
+    /// its first; none without.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::<u8>::builder("5/s".parse()?).also("100/min".parse()?).build()?;
+    /// assert_eq!(keyed.also_rates().collect::<Vec<_>>(), ["100/min".parse::<Rate>()?]);
+    /// assert_eq!(KeyedTank::<u8>::new("5/s".parse()?).also_rates().len(), 0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    pub fn also_rates(&self) -> impl ExactSizeIterator<Item = Rate> + '_ {
+        self.shared.also.iter().map(|rate| rate.rate)
     }
 }
 

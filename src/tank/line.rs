@@ -169,7 +169,7 @@ impl Line {
         Line::with_buckets(rate, hardcap, burst, bucket, Vec::new(), correction, clock)
     }
 
-    fn with_buckets(
+    pub(crate) fn with_buckets(
         rate: Rate,
         hardcap: Hardcap,
         burst: Option<u64>,
@@ -427,11 +427,21 @@ impl Line {
     }
 
     /// The `(epoch, tat)` of a `Limit`, `One` or `Unbounded` tank that
-    /// nobody waits on; `None` otherwise.
-    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128)> {
+    /// nobody waits on, with the `tat`s of the rates of `also` from the
+    /// same epoch; `None` otherwise.
+    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128, Vec<i128>)> {
         self.locked(|core, _| match &core.bucket {
             Bucket::Gcra(gcra) if core.queue.is_empty() && core.paused_at.is_none() => {
-                Some((gcra.epoch(), gcra.tat()))
+                let epoch = gcra.epoch();
+                let also = core.also.iter().map(|(_, bucket)| match bucket {
+                    Bucket::Gcra(g) => {
+                        let shift = (i128::from(epoch) - i128::from(g.epoch()))
+                            .saturating_mul(i128::from(g.scale().0));
+                        Some(g.tat().saturating_sub(shift))
+                    }
+                    _ => None,
+                });
+                Some((epoch, gcra.tat(), also.collect::<Option<_>>()?))
             }
             _ => None,
         })

@@ -157,12 +157,21 @@ impl Tank {
         burst: Option<u64>,
         epoch: u64,
         tat: i128,
+        also: &[(Rate, i128)],
         clock: ClockSource,
     ) -> Tank {
-        let cap = hardcap.capacity(rate.max_n(), burst);
-        let gcra = bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat);
-        let bucket = bucket::Bucket::Gcra(gcra);
-        Tank::from_shared(Line::with_bucket(rate, hardcap, burst, bucket, 0, clock))
+        let gcra = |rate: Rate, burst, tat| {
+            let cap = hardcap.capacity(rate.max_n(), burst);
+            bucket::Bucket::Gcra(bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat))
+        };
+        let bucket = gcra(rate, burst, tat);
+        let also = also
+            .iter()
+            .map(|&(r, tat)| (r, gcra(r, None, tat)))
+            .collect();
+        Tank::from_shared(Line::with_buckets(
+            rate, hardcap, burst, bucket, also, 0, clock,
+        ))
     }
 
     /// A `Window` tank whose log is `window`.
@@ -183,8 +192,9 @@ impl Tank {
         self.shared.idle_window()
     }
 
-    /// `(epoch, tat)` if this is an idle `Limit`, `One` or `Unbounded` tank.
-    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128)> {
+    /// `(epoch, tat)` if this is an idle `Limit`, `One` or `Unbounded` tank,
+    /// with the `tat`s of its rates of `also` (ticks of each since `epoch`).
+    pub(crate) fn idle_gcra(&self) -> Option<(u64, i128, Vec<i128>)> {
         self.shared.idle_gcra()
     }
 

@@ -18,7 +18,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 calls=${CALLS:-100000}
 cases=("$@")
 if [ ${#cases[@]} -eq 0 ]; then
-    cases=(wait wait_max_wait reject keyed_wait keyed_reject keyed_and_wait keyed_and_reject stacked_wait stacked_reject bare_http http_no_headers http_headers keyed_http_headers)
+    cases=(wait wait_max_wait reject keyed_wait keyed_reject keyed_and_wait keyed_and_reject stacked_wait stacked_reject bare_http http_no_headers http_headers http_structured http_structured_also keyed_http_headers)
 fi
 
 bin=${BIN:-}

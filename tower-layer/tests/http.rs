@@ -727,3 +727,66 @@ fn the_headers_of_a_tank_of_several_rates_name_the_tightest() {
     assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(split(&shed), (5, 0, 1));
 }
+
+/// A tank of several rates (`also`) in the structured form: the policy
+/// lists every rate (the first under the policy name, the others under it
+/// with `-2`, `-3`, … in the order of `also`), and `RateLimit` names the
+/// tightest's policy with its state. A tank of one rate keeps the one
+/// name.
+#[test]
+fn the_policy_of_a_tank_of_several_rates_lists_every_rate() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder("100/min".parse().unwrap())
+        .also("5/s".parse().unwrap())
+        .also("10000/h".parse().unwrap())
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = shed(tank.clone())
+        .headers(HeaderStyle::Structured)
+        .policy_name("partner")
+        .layer(ok());
+    let policy = "\"partner\";q=100;w=60, \"partner-2\";q=5;w=1, \"partner-3\";q=10000;w=3600";
+    // Every rate holds 4 after the first request: the first is named on
+    // a tie (100/min: full in 96 × 0.6 s).
+    let response = get(&mut svc);
+    assert_eq!(header(response.headers(), "ratelimit-policy"), Some(policy));
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        Some("\"partner\";r=4;t=58")
+    );
+    // 10 s on, take 5: 5/s is empty, the tightest, full again in 1 s.
+    clock.advance(Duration::from_secs(10));
+    assert!(tank.has_fuel_n(5));
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "ratelimit-policy"), Some(policy));
+    assert_eq!(
+        header(shed.headers(), "ratelimit"),
+        Some("\"partner-2\";r=0;t=1")
+    );
+    // The same per key.
+    let keyed = fueltank::KeyedTank::builder("100/min".parse().unwrap())
+        .also("5/s".parse().unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = fueltank_tower::KeyedThrottleLayer::new(
+        keyed,
+        fueltank_tower::key::key_fn(|_: &Request<()>| Ok(7u8)),
+    )
+    .reject()
+    .http()
+    .headers(HeaderStyle::Structured)
+    .layer(ok());
+    let response = get(&mut svc);
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        Some("\"default\";q=100;w=60, \"default-2\";q=5;w=1")
+    );
+    assert_eq!(
+        header(response.headers(), "ratelimit"),
+        Some("\"default-2\";r=4;t=1")
+    );
+}

@@ -17,7 +17,9 @@
 //! a keyed one: the same two limits, stacked), `http_no_headers`,
 //! `http_headers`, `keyed_http_headers` (the same with `http()`, in reject
 //! mode, over a service with a `String` body; `bare_http` is that service
-//! alone).
+//! alone), `http_structured` (`http_headers` with the structured
+//! `RateLimit-Policy` and `RateLimit` fields), `http_structured_also` (the
+//! same on a tank of two rates, `also`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -46,6 +48,16 @@ fn text() -> Text {
 
 fn one_key(_: &Request<()>) -> Result<(), KeyError> {
     Ok(())
+}
+
+/// `full_tank`'s rate, also ten times as much per ten seconds: two rates
+/// that never run dry here.
+fn full_tank_also() -> fueltank::Tank {
+    fueltank::Tank::builder(full_rate())
+        .also(fueltank::Rate::new(10_000_000_000, Duration::from_secs(10)).unwrap())
+        .initial(1_000_000_000)
+        .build()
+        .unwrap()
 }
 
 fn full_keyed() -> KeyedTank<()> {
@@ -153,6 +165,20 @@ fn main() {
             ThrottleLayer::new(full_tank())
                 .reject()
                 .http()
+                .layer(text()),
+        ),
+        "http_structured" => step(
+            ThrottleLayer::new(full_tank())
+                .reject()
+                .http()
+                .headers(HeaderStyle::Structured)
+                .layer(text()),
+        ),
+        "http_structured_also" => step(
+            ThrottleLayer::new(full_tank_also())
+                .reject()
+                .http()
+                .headers(HeaderStyle::Structured)
                 .layer(text()),
         ),
         "keyed_http_headers" => step(

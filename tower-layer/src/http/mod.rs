@@ -53,6 +53,19 @@
 //! window, `r` the fuel left and `t` the seconds until the tank is full. The
 //! name is [`Limit::policy_name`].
 //!
+//! A tank of several rates ([`TankBuilder::also`](fueltank::TankBuilder::also),
+//! [`KeyedTankBuilder::also`](fueltank::KeyedTankBuilder::also)) speaks of
+//! its tightest rate, the one with the least fuel now (the first on a
+//! tie): the split trio's values and `RateLimit` are that rate's. The
+//! structured `RateLimit-Policy` lists every rate, the first under the
+//! policy name and the others under the name with `-2`, `-3`, … (in the
+//! order of `also`), and `RateLimit` names the tightest's:
+//!
+//! ```text
+//! RateLimit-Policy: "default";q=100;w=60, "default-2";q=5;w=1
+//! RateLimit: "default-2";r=0;t=1
+//! ```
+//!
 //! A shed request gets `Retry-After` in whole seconds, rounded up from the
 //! tank's exact schedule and never 0: a 10 ms wait says `1`, not `0`.
 //!

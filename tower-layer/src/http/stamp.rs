@@ -1,5 +1,6 @@
 //! The `RateLimit` headers of one response, read from its budget.
 
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +74,9 @@ pub(crate) fn ceil_secs(wait: Duration) -> u64 {
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
 }
 
-/// The tank's state behind one response's headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The tank's state behind one response's headers: that of its tightest
+/// rate, and under several rates (`also`) every rate, for the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     /// The fuel once full.
     limit: u64,
@@ -86,6 +88,24 @@ pub(crate) struct Snapshot {
     window: u64,
     /// The quota in `window`.
     quota: u64,
+    /// Under several rates, every one; `None` under one (a pointer: the
+    /// one-rate snapshot stays as small as it was).
+    several: Option<Box<Several>>,
+}
+
+/// Every rate of a budget of several (as `rates()` tells them), and the
+/// index of the tightest, the one the rest of the snapshot speaks of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Several {
+    rates: Vec<(Rate, u64)>,
+    tightest: usize,
+}
+
+impl Several {
+    #[cold]
+    fn boxed(rates: Vec<(Rate, u64)>, tightest: usize) -> Option<Box<Several>> {
+        Some(Box::new(Several { rates, tightest }))
+    }
 }
 
 impl Snapshot {
@@ -104,9 +124,9 @@ impl Snapshot {
         // now, the first on a tie; what a newcomer could take under it (0
         // while a waiter holds the line).
         let rates = tank.rates();
-        let (rate, remaining) = (rates.iter().copied())
-            .min_by_key(|&(_, now)| now)
-            .unwrap_or_else(|| (tank.rate(), tank.available()));
+        let (tightest, (rate, remaining)) = (rates.iter().copied().enumerate())
+            .min_by_key(|&(_, (_, now))| now)
+            .unwrap_or_else(|| (0, (tank.rate(), tank.available())));
         // Under several rates, the tightest one's fuel; under one, the
         // tank's (more than `remaining` while a waiter holds the line).
         let level = match rates.len() {
@@ -126,17 +146,22 @@ impl Snapshot {
                 .div_ceil(u128::from(limit));
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
         });
-        Snapshot::new(rate, limit, remaining, to_full)
+        Snapshot::new(rate, limit, remaining, to_full).of_rates(rates, tightest)
     }
 
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
     /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
     /// but its `wait_time` does.
     pub(crate) fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
+        let tank = budget::keyed_tank(keyed);
+        // A local keyed tank of one rate is read without a `Vec`.
+        if tank.is_none_or(|tank| tank.also_rates().len() > 0) {
+            return Snapshot::read_keyed_rates(keyed, key, tank.is_some());
+        }
         let rate = keyed.rate();
         // A keyed tank's limit is `max_n` whatever its hardcap, as an
         // unkeyed tank's.
-        let limit = budget::keyed_tank(keyed).map_or_else(|| keyed.capacity(), |_| rate.max_n());
+        let limit = rate.max_n();
         let level = keyed.available(key);
         let to_full = keyed
             .wait_time(key, limit)
@@ -145,19 +170,71 @@ impl Snapshot {
         Snapshot::new(rate, limit, level, to_full)
     }
 
+    /// [`read_keyed`](Snapshot::read_keyed) of a keyed budget that may
+    /// keep several rates (`also`): the tightest, as for a tank; `local`
+    /// for a local keyed tank, whose limit is its `max_n`.
+    fn read_keyed_rates<K: 'static>(keyed: &KeyedShared<K>, key: &K, local: bool) -> Snapshot {
+        let rates = keyed.rates(key);
+        let (tightest, (rate, level)) = (rates.iter().copied().enumerate())
+            .min_by_key(|&(_, (_, now))| now)
+            .unwrap_or_else(|| (0, (keyed.rate(), keyed.available(key))));
+        let limit = if local {
+            rate.max_n()
+        } else {
+            keyed.capacity()
+        };
+        let to_full = keyed
+            .wait_time(key, limit)
+            .or_else(|| keyed.wait_time(key, 1))
+            .unwrap_or_else(|| rate.per());
+        Snapshot::new(rate, limit, level, to_full).of_rates(rates, tightest)
+    }
+
     /// `limit`: the fuel once full (`max_n` for a local tank, a budget's
     /// capacity).
     fn new(rate: Rate, limit: u64, remaining: u64, to_full: Duration) -> Snapshot {
-        let per_ns = rate.per().as_nanos();
-        let window = ceil_secs(rate.per()).max(1);
-        let quota =
-            u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
+        let (quota, window) = quota(rate, limit);
         Snapshot {
             limit,
             remaining: remaining.min(limit),
             reset: ceil_secs(to_full),
             window,
-            quota: u64::try_from(quota).unwrap_or(u64::MAX),
+            quota,
+            several: None,
+        }
+    }
+
+    /// `self`, of the rate `tightest` of `rates`, knowing every rate if
+    /// there are several. (Inlined: a call moving the snapshot in and out
+    /// cost a one-rate tank's headers 35 instructions.)
+    #[inline(always)]
+    fn of_rates(mut self, rates: Vec<(Rate, u64)>, tightest: usize) -> Snapshot {
+        if rates.len() > 1 {
+            self.several = Several::boxed(rates, tightest);
+        }
+        self
+    }
+}
+
+/// The quota of `limit` fuel per `rate`'s `per`, in a window of `per` in
+/// whole seconds rounded up (at least 1): `(q, w)`.
+fn quota(rate: Rate, limit: u64) -> (u64, u64) {
+    let per_ns = rate.per().as_nanos();
+    let window = ceil_secs(rate.per()).max(1);
+    let quota =
+        u128::from(limit).saturating_mul(u128::from(window) * 1_000_000_000) / per_ns.max(1);
+    (u64::try_from(quota).unwrap_or(u64::MAX), window)
+}
+
+/// The policy name of a tank's rate `index` (0: its first): `policy` (an
+/// sf-string, quotes included) itself for the first, with `-2`, `-3`, …
+/// for the others.
+fn push_name(out: &mut String, policy: &str, index: usize) {
+    match index {
+        0 => out.push_str(policy),
+        _ => {
+            out.push_str(&policy[..policy.len() - 1]);
+            let _ = write!(out, "-{}\"", index + 1);
         }
     }
 }
@@ -176,6 +253,28 @@ impl Stamp {
                     map.insert(LIMIT, number(snapshot.limit));
                     map.insert(REMAINING, number(snapshot.remaining));
                     map.insert(RESET, number(snapshot.reset));
+                }
+            }
+            Some(policy) if let Some(several) = &snapshot.several => {
+                // Every rate's policy; the state of the tightest, by name.
+                let mut quotas = String::new();
+                for (index, &(rate, _)) in several.rates.iter().enumerate() {
+                    if index > 0 {
+                        quotas.push_str(", ");
+                    }
+                    push_name(&mut quotas, policy, index);
+                    let (q, w) = quota(rate, rate.max_n());
+                    let _ = write!(quotas, ";q={q};w={w}");
+                }
+                let mut state = String::new();
+                push_name(&mut state, policy, several.tightest);
+                let _ = write!(state, ";r={};t={}", snapshot.remaining, snapshot.reset);
+                // The names are escaped sf-strings and the rest digits: valid.
+                if let (Ok(quotas), Ok(state)) =
+                    (HeaderValue::try_from(quotas), HeaderValue::try_from(state))
+                {
+                    map.append(POLICY, quotas);
+                    map.append(RATELIMIT, state);
                 }
             }
             Some(policy) => {
