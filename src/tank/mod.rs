@@ -751,7 +751,7 @@ fn build(options: Options) -> Result<Tank, Error> {
             });
         }
         let initial = initial.unwrap_or(full);
-        let host = host_bucket(&name, rate, hardcap, burst, initial, &clock)?;
+        let host = host::HostBucket::open(&name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
         // (Its correction never follows the timer: see `Line::follow_timer`.)
         return Ok(Tank::from_shared(Line::with_bucket(
@@ -768,73 +768,4 @@ fn build(options: Options) -> Result<Tank, Error> {
         shared.follow_timer();
     }
     Ok(Tank::from_shared(shared))
-}
-
-/// The shared-memory bucket `shared` names, created or attached to.
-#[cfg(feature = "shared-memory")]
-fn host_bucket(
-    shared: &crate::SharedMemory,
-    rate: Rate,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    initial: u64,
-    clock: &ClockSource,
-) -> Result<host::HostBucket, Error> {
-    if hardcap == Hardcap::Window {
-        return Err(Error::Unsupported {
-            what: "Hardcap::Window in shared memory (its log of grants would need a lock \
-                   that a killed process could leave held)",
-            accepted: "the hardcap must be Limit, One or Unbounded in shared memory \
-                       (Window works in one process)",
-        });
-    }
-    if !matches!(clock, ClockSource::Monotonic) {
-        return Err(Error::Unsupported {
-            what: "a clock for a shared tank",
-            accepted: "a shared tank must run on the host's monotonic clock, the same in \
-                       every process: build it without `.clock(..)`",
-        });
-    }
-    let params = host::Params::of(rate, hardcap, burst);
-    if !params.fits() {
-        return Err(params.too_fine());
-    }
-    if hardcap == Hardcap::Unbounded
-        && u128::from(initial) * u128::from(rate.ticks().1) >= u128::from(host::SPAN_LIMIT)
-    {
-        return Err(Error::InvalidCount {
-            option: "initial",
-            value: initial,
-            accepted: "for a shared Unbounded tank, at most 2^45 ticks' worth of fuel",
-        });
-    }
-    let path = crate::shm::path_of(shared.name(), crate::shm::Kind::Tank)?;
-    open_host(&path, shared.access(), rate, hardcap, burst, initial)
-}
-
-#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
-fn open_host(
-    path: &std::path::Path,
-    access: crate::shm::Access,
-    rate: Rate,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    initial: u64,
-) -> Result<host::HostBucket, Error> {
-    host::HostBucket::open(path, access, rate, hardcap, burst, initial)
-}
-
-#[cfg(all(feature = "shared-memory", not(all(unix, not(fueltank_loom)))))]
-fn open_host(
-    path: &std::path::Path,
-    _access: crate::shm::Access,
-    _rate: Rate,
-    _hardcap: Hardcap,
-    _burst: Option<u64>,
-    _initial: u64,
-) -> Result<host::HostBucket, Error> {
-    Err(Error::SharedMemory {
-        path: path.to_owned(),
-        reason: "shared memory needs a unix system".into(),
-    })
 }
