@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fueltank::{Hardcap, Rate};
+use fueltank::{Budget, Hardcap, Rate};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::number::number;
