@@ -674,33 +674,6 @@ impl View {
     /// Counts one emission now; `false` if the monitor was stopped.
     #[inline]
     fn emit_now(&self) -> bool {
-        // The latest emission was seen before the clock was read, so this
-        // one is later even if the reading (from another core) is a few
-        // nanoseconds behind: a zero gap.
-        self.emit_stamped(|base, prev| Some(self.stamp(base).max(prev)))
-    }
-
-    fn emit_at(&self, at_ns: u64) {
-        self.emit_stamped(|base, prev| {
-            // After now (a reporter's clock ahead of ours): when it really
-            // happened is unknown, so it makes no gap, and `last` stays
-            // (moved into the future, it would put every later emission
-            // in its past; clamped to now, it would add a gap that never
-            // happened).
-            if at_ns > self.clock.now_ns() {
-                return None;
-            }
-            let stamp = at_ns.saturating_sub(base).saturating_add(1);
-            (stamp >= prev).then_some(stamp)
-        });
-    }
-
-    /// Counts one emission stamped `stamp(base, prev)` (running ns + 1),
-    /// moving `last` on from `prev` to it; or, where that is `None`, one
-    /// with no place in the order of stamps, without a gap. `false` if the
-    /// monitor was stopped.
-    #[inline(always)]
-    fn emit_stamped(&self, stamp: impl Fn(u64, u64) -> Option<u64>) -> bool {
         let state = self.state();
         'base: loop {
             let base = state.base.load(Ordering::Acquire);
@@ -710,10 +683,10 @@ impl View {
             }
             let mut prev = state.last.load(Ordering::Relaxed);
             loop {
-                let Some(stamp) = stamp(base, prev) else {
-                    self.count_ungapped();
-                    return true;
-                };
+                // The latest emission was seen before the clock was read,
+                // so this one is later even if the reading (from another
+                // core) is a few nanoseconds behind: a zero gap.
+                let stamp = self.stamp(base).max(prev);
                 // A stop (and start) since `base` was read would put the
                 // stopped time into this stamp: read again, after the clock.
                 if state.base.load(Ordering::Relaxed) != base {
@@ -729,6 +702,43 @@ impl View {
                         self.gapped(prev, stamp);
                         return true;
                     }
+                    Err(latest) => prev = latest,
+                }
+            }
+        }
+    }
+
+    fn emit_at(&self, at_ns: u64) {
+        let state = self.state();
+        'base: loop {
+            let base = state.base.load(Ordering::Acquire);
+            if base & STOPPED != 0 {
+                return self.count_stopped();
+            }
+            // After now (a reporter's clock ahead of ours): when it really
+            // happened is unknown, so it makes no gap, and `last` stays
+            // (moved into the future, it would put every later emission
+            // in its past; clamped to now, it would add a gap that never
+            // happened).
+            if at_ns > self.clock.now_ns() {
+                return self.count_ungapped();
+            }
+            let stamp = at_ns.saturating_sub(base).saturating_add(1);
+            let mut prev = state.last.load(Ordering::Relaxed);
+            loop {
+                if stamp < prev {
+                    return self.count_ungapped();
+                }
+                if state.base.load(Ordering::Relaxed) != base {
+                    continue 'base;
+                }
+                match state.last.compare_exchange_weak(
+                    prev,
+                    stamp,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.gapped(prev, stamp),
                     Err(latest) => prev = latest,
                 }
             }
