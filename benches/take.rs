@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fueltank::clock::{Clock, MonotonicClock};
-use fueltank::{Hardcap, Rate, Tank};
+use fueltank::{Budget, Hardcap, Rate, Tank};
 
 /// Fast enough that no loop here can run it dry.
 const HUGE_RATE: u64 = 1_000_000_000;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use fueltank::TankConfig;
+use fueltank::{Budget, TankConfig};
 use serde::Deserialize;
 
 const LIMITS: &str = r#"

@@ -331,48 +331,6 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     }
 }
 
-/// A tank's own calls, through the trait: [`Tank::try_take`],
-/// [`Tank::give_back`], a wait the tank's line with its timer.
-impl Budget for Tank {
-    #[inline]
-    fn try_take(&self, n: u64) -> Option<Fuel> {
-        Tank::try_take(self, n)
-    }
-
-    #[inline]
-    fn take(&self, n: u64) -> bool {
-        self.has_fuel_n(n)
-    }
-
-    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
-        Box::pin(Tank::wait(self, n, max_wait, None))
-    }
-
-    fn give_back(&self, fuel: Fuel) {
-        Tank::give_back(self, fuel);
-    }
-
-    fn wait_time(&self, n: u64) -> Option<Duration> {
-        Tank::wait_time(self, n)
-    }
-
-    fn rate(&self) -> Rate {
-        Tank::rate(self)
-    }
-
-    fn rates(&self) -> Vec<(Rate, u64)> {
-        Tank::rates(self)
-    }
-
-    fn available(&self) -> u64 {
-        Tank::available(self)
-    }
-
-    fn capacity(&self) -> u64 {
-        Tank::capacity(self)
-    }
-}
-
 /// A throttle's tank, with the throttle's emit-on-take rule: with
 /// `auto_emit`, fuel granted is counted in the monitor when it is taken
 /// (fuel given back stays counted). Without a tank, every amount is

@@ -40,20 +40,20 @@
 //!
 //! # Taking fuel
 //!
-//! The whole pattern, on a [`Tank`] (a [`Throttle`] has the same, its
-//! `try_take` and `give_back` through [`Budget`]; a [`KeyedTank`] takes a
-//! key first). Every wait is one [`AwaitFuel`]: in the
+//! The whole pattern, on a [`Tank`] (a [`Throttle`] has the same; a
+//! [`KeyedTank`] takes a key first); `try_take` and `give_back` are
+//! [`Budget`]'s, whose import they need. Every wait is one [`AwaitFuel`]: in the
 //! tank's line (FIFO: nothing taken now overtakes it), cancel safe, woken
 //! once; [`WaitOutput`] says what each resolves to.
 //!
 //! | | one | `n` together | to give back ([`Fuel`]) |
 //! |---|---|---|---|
-//! | now | [`has_fuel()`](Tank::has_fuel) `-> bool` | [`has_fuel_n(n)`](Tank::has_fuel_n) `-> bool` | [`try_take(n)`](Tank::try_take) `-> Option<Fuel>` |
+//! | now | [`has_fuel()`](Tank::has_fuel) `-> bool` | [`has_fuel_n(n)`](Tank::has_fuel_n) `-> bool` | [`try_take(n)`](Budget::try_take) `-> Option<Fuel>` |
 //! | wait | [`await_fuel()`](Tank::await_fuel) `-> ()` | [`await_fuel_n(n)`](Tank::await_fuel_n) `-> Result<(), Error>` (`Err` if `n` never fits) | [`Budget::wait(n, None)`](Budget::wait) `-> Result<Option<Fuel>, Error>` |
 //! | wait, with a deadline | [`await_fuel_timeout(d)`](Tank::await_fuel_timeout) `-> bool` | — | [`Budget::wait(n, Some(d))`](Budget::wait): `Ok(None)` if `d` passed |
 //! | blocking (plain threads) | [`blocking_await_fuel()`](Tank::blocking_await_fuel) | — | — |
 //! | blocking, with a deadline | [`blocking_await_fuel_timeout(d)`](Tank::blocking_await_fuel_timeout) `-> bool` | — | — |
-//! | give back | — | — | [`give_back(fuel)`](Tank::give_back), in part with [`fuel.split(k)`](Fuel::split) |
+//! | give back | — | — | [`give_back(fuel)`](Budget::give_back), in part with [`fuel.split(k)`](Fuel::split) |
 //!
 //! Fuel given back is exact: the tank is left as if it had never been
 //! taken, except for what would have run into the cap since (spent, never
@@ -61,7 +61,7 @@
 //! take. Reserve an estimate, then give back what was not used:
 //!
 //! ```
-//! use fueltank::{Rate, Tank};
+//! use fueltank::{Budget, Rate, Tank};
 //!
 //! let tank = Tank::builder(Rate::per_second(100)?).initial(100).build()?;
 //! if let Some(mut fuel) = tank.try_take(10) {

@@ -1,7 +1,7 @@
 //! Feature `serde`: rates as their strings, hardcaps by name, and a tank's
 //! options read from a service's configuration.
 
-use fueltank::{Hardcap, Rate, TankConfig};
+use fueltank::{Budget, Hardcap, Rate, TankConfig};
 
 #[test]
 fn a_rate_is_written_and_read_as_its_string() {

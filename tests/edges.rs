@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{poll, poll_with, tank, worst_window};
 use fueltank::clock::{Clock, ManualClock};
-use fueltank::{Hardcap, KeyedTank, Rate, Tank};
+use fueltank::{Budget, Hardcap, KeyedTank, Rate, Tank};
 
 fn rate(s: &str) -> Rate {
     s.parse().unwrap()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, Rate, Tank};
+use fueltank::{Budget, Hardcap, Rate, Tank};
 
 fn tank(rate: Rate, hardcap: Hardcap, initial: Option<u64>, clock: &ManualClock) -> Tank {
     let mut builder = Tank::builder(rate).hardcap(hardcap).clock(clock.clone());

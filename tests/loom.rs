@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{poll, tank};
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, Rate};
+use fueltank::{Budget, Hardcap, Rate};
 use loom::thread;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{AwaitFuel, Error, Fuel, Hardcap, Rate, Tank};
+use fueltank::{AwaitFuel, Budget, Error, Fuel, Hardcap, Rate, Tank};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

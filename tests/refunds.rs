@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{poll, poll_with, tank};
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, Rate};
+use fueltank::{Budget, Hardcap, Rate};
 
 #[test]
 fn refunds_by_other_tokens_do_not_shrink_this_one() {

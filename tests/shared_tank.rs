@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::processes::{spawn_worker, worker};
-use fueltank::{Error, Hardcap, Tank};
+use fueltank::{Budget, Error, Hardcap, Tank};
 
 /// The multi-process tests run one at a time: each keeps the cores busy.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

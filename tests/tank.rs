@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{WakeCounter, poll, poll_with, shortest_gap, worst_window};
 use fueltank::clock::{Clock, ManualClock};
-use fueltank::{Error, Hardcap, Rate, Tank};
+use fueltank::{Budget, Error, Hardcap, Rate, Tank};
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -20,7 +20,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use fueltank::clock::{Clock, ManualClock, MonotonicClock};
-use fueltank::{Fuel, Hardcap, Rate, Tank, Throttle};
+use fueltank::{Budget, Fuel, Hardcap, Rate, Tank, Throttle};
 use governor::clock::FakeRelativeClock;
 
 const HUGE_RATE: u64 = 1_000_000_000;

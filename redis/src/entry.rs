@@ -52,7 +52,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use fueltank::clock::{Clock, MonotonicClock};
-use fueltank::{Rate, Tank};
+use fueltank::{Budget, Rate, Tank};
 
 use crate::Error;
 use crate::keyed::Family;

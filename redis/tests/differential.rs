@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, Rate, Tank};
+use fueltank::{Budget, Hardcap, Rate, Tank};
 
 /// The script as fueltank-redis runs it.
 const SOURCE: &str = include_str!("../src/script.lua");

@@ -69,7 +69,7 @@ pub use builder::KeyedTankBuilder;
 
 use crate::clock::{ClockSource, saturating_ns};
 use crate::tank::bucket::{Gcra, Window};
-use crate::{AwaitFuel, Hardcap, Rate, Tank};
+use crate::{AwaitFuel, Budget, Hardcap, Rate, Tank};
 
 /// One tank per key, each refilled at the tank's rate (or one of its own:
 /// [`rate_by`](KeyedTankBuilder::rate_by)), in bounded memory.

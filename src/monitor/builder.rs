@@ -198,8 +198,8 @@ impl MonitorBuilder {
     /// [`Error::InvalidDuration`] if the refresh or the window is not
     /// between 1 µs and 365 days. With
     /// [`shared_memory`](MonitorBuilder::shared_memory):
-    /// [`Error::Unsupported`] if a clock was given (or off unix),
-    /// [`Error::SharedMemory`] if the name is not accepted or the file
+    /// [`Error::Unsupported`] if a clock was given,
+    /// [`Error::SharedMemory`] off unix, if the name is not accepted or the file
     /// cannot be created or mapped, is not a monitor of this version
     /// (another kind, a corrupt header, a wrong length) or is not one
     /// [`SharedMemory`] accepts, and

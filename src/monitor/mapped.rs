@@ -13,42 +13,27 @@ use std::time::Duration;
 
 use super::state::{Place, STOPPED, State};
 use crate::Error;
-use crate::shm::{Access, Header, Kind, Region, host_now_ns};
+use crate::clock::ClockSource;
+use crate::shm::{CLOCK_SLACK_NS, Kind, STATE_AT, SharedMemory, host_now_ns};
 
-const STATE_OFFSET: usize = size_of::<Header>();
-/// The length of a monitor's file.
-pub(crate) const FILE_LEN: usize = STATE_OFFSET + size_of::<State>();
-const _: () = assert!(STATE_OFFSET.is_multiple_of(align_of::<State>()));
-
-/// How far a file's clock base may be ahead of the host's clock before it
-/// is taken for a file from before the host restarted (its monotonic clock
-/// then restarted too). Readings of one host clock never disagree by more
-/// than a context switch; a second is far beyond that.
-const CLOCK_SLACK_NS: u64 = 1_000_000_000;
-
-/// Creates the monitor's file at `path`, or attaches to it.
-pub(crate) fn open(path: &Path, access: Access, window_ns: u64) -> Result<Place, Error> {
-    let region = Region::open(
-        path,
-        access,
-        FILE_LEN,
-        |region| {
-            region
-                .get::<State>(STATE_OFFSET)
-                .init(window_ns, host_now_ns());
-            region.get::<Header>(0).init(Kind::Monitor, FILE_LEN);
-        },
-        |region| check(region, path, window_ns),
+/// Creates the monitor's file `shared` names, or attaches to it.
+pub(crate) fn open(
+    shared: &SharedMemory,
+    clock: &ClockSource,
+    window_ns: u64,
+) -> Result<Place, Error> {
+    let region = crate::shm::open(
+        shared,
+        Kind::Monitor,
+        clock,
+        |state: &State| state.init(window_ns, host_now_ns()),
+        |state, path| check(state, path, window_ns),
     )?;
-    Ok(Place::mapped(region, STATE_OFFSET))
+    Ok(Place::mapped(region, STATE_AT))
 }
 
-/// Checks an existing file: its header, then the monitor's parameters.
-fn check(region: &Region, path: &Path, window_ns: u64) -> Result<(), Error> {
-    region
-        .get::<Header>(0)
-        .check(path, Kind::Monitor, FILE_LEN)?;
-    let state = region.get::<State>(STATE_OFFSET);
+/// Checks an existing file's monitor against this process's.
+fn check(state: &State, path: &Path, window_ns: u64) -> Result<(), Error> {
     let found = state.window_ns.load(Ordering::Relaxed);
     if found != window_ns {
         return Err(Error::SharedMismatch {

@@ -84,7 +84,7 @@
 
 mod builder;
 mod gaps;
-#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+#[cfg(feature = "shared-memory")]
 mod mapped;
 mod snapshots;
 mod state;
@@ -231,32 +231,13 @@ impl Monitor {
         window_ns: u64,
         refresh_ns: u64,
     ) -> Result<Monitor, Error> {
-        if !matches!(clock, ClockSource::Monotonic | ClockSource::Host) {
-            return Err(Error::Unsupported {
-                what: "a clock for a shared monitor",
-                accepted: "a shared monitor runs on the host's monotonic clock, the same in \
-                           every process; build it without `.clock(..)`",
-            });
-        }
-        #[cfg(all(unix, not(fueltank_loom)))]
-        {
-            let path = crate::shm::path_of(shared.name(), crate::shm::Kind::Monitor)?;
-            let place = mapped::open(&path, shared.access(), window_ns)?;
-            Ok(Monitor::in_place(
-                place,
-                ClockSource::Host,
-                window_ns,
-                refresh_ns,
-            ))
-        }
-        #[cfg(not(all(unix, not(fueltank_loom))))]
-        {
-            let _ = (shared, window_ns, refresh_ns);
-            Err(Error::Unsupported {
-                what: "a monitor in shared memory on this platform",
-                accepted: "shared memory on unix; a monitor of one process elsewhere",
-            })
-        }
+        let place = mapped::open(shared, &clock, window_ns)?;
+        Ok(Monitor::in_place(
+            place,
+            ClockSource::Host,
+            window_ns,
+            refresh_ns,
+        ))
     }
 
     fn in_place(place: Place, clock: ClockSource, window_ns: u64, refresh_ns: u64) -> Monitor {

@@ -47,7 +47,7 @@ const _: () = assert!(std::mem::offset_of!(State, gaps) == 80);
 
 // SAFETY: `#[repr(C)]`, made only of atomics and of arrays and `#[repr(C)]`
 // structs of atomics, each valid for any bit pattern.
-#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+#[cfg(feature = "shared-memory")]
 unsafe impl crate::shm::Mapped for State {}
 
 impl State {
@@ -70,7 +70,7 @@ enum Owner {
     /// `state` came from `Box::leak`; freed when the place drops.
     Heap,
     /// `state` points into this mapping.
-    #[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+    #[cfg(feature = "shared-memory")]
     Mapped(crate::shm::Region),
 }
 
@@ -103,7 +103,7 @@ impl Place {
     }
 
     /// The state at `offset` in `region`, which the place keeps mapped.
-    #[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+    #[cfg(feature = "shared-memory")]
     pub(crate) fn mapped(region: crate::shm::Region, offset: usize) -> Place {
         Place {
             state: std::ptr::NonNull::from(region.get::<State>(offset)),
@@ -124,7 +124,7 @@ impl Place {
     pub(crate) fn path(&self) -> Option<&std::path::Path> {
         match &self.owner {
             Owner::Heap => None,
-            #[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+            #[cfg(feature = "shared-memory")]
             Owner::Mapped(region) => Some(region.path()),
         }
     }
@@ -137,7 +137,7 @@ impl Drop for Place {
             // once, here; no `&State` outlives the place (they borrow it).
             Owner::Heap => drop(unsafe { Box::from_raw(self.state.as_ptr()) }),
             // The region unmaps itself.
-            #[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
+            #[cfg(feature = "shared-memory")]
             Owner::Mapped(_) => {}
         }
     }

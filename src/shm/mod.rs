@@ -47,6 +47,31 @@ use std::path::{Path, PathBuf};
 #[cfg(all(unix, not(fueltank_loom)))]
 pub(crate) use region::{Mapped, Region};
 
+/// Without mappings (not unix, or in a loom model) no region is ever made:
+/// [`open`] refuses, and what holds a region is never built.
+#[cfg(not(all(unix, not(fueltank_loom))))]
+#[derive(Debug)]
+pub(crate) enum Region {}
+
+#[cfg(not(all(unix, not(fueltank_loom))))]
+impl Region {
+    pub(crate) fn get<T>(&self, _offset: usize) -> &T {
+        match *self {}
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match *self {}
+    }
+}
+
+/// As `region::Mapped`, for the types that would be mapped.
+///
+/// # Safety
+///
+/// Nothing is mapped without regions: no requirement.
+#[cfg(not(all(unix, not(fueltank_loom))))]
+pub(crate) unsafe trait Mapped {}
+
 // std atomics: a header lives only in mapped memory, never in a loom model.
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -314,6 +339,67 @@ pub(crate) fn remove(shared: &SharedMemory, kind: Kind) -> Result<bool, Error> {
     }
 }
 
+/// Where a shared file's state starts: after its [`Header`].
+pub(crate) const STATE_AT: usize = size_of::<Header>();
+
+/// How far ahead of the host's clock a time in an attached file may be
+/// before the file is taken for one from before the host restarted (its
+/// monotonic clock then restarted too). Readings of one host clock never
+/// disagree by more than a context switch; a second is far beyond that.
+pub(crate) const CLOCK_SLACK_NS: u64 = 1_000_000_000;
+
+/// The file of the shared `kind` that `shared` names: a [`Header`], then
+/// an `S` (at [`STATE_AT`]), on the host's clock. Created, with
+/// `init(state)` filling it before any process sees it, or attached to,
+/// once its header and `check(state, path)` accept it. `clock` is
+/// what the build asked for: only the host's monotonic clock, the same in
+/// every process, can be shared.
+pub(crate) fn open<S: Mapped>(
+    shared: &SharedMemory,
+    kind: Kind,
+    clock: &crate::clock::ClockSource,
+    init: impl Fn(&S),
+    check: impl Fn(&S, &Path) -> Result<(), Error>,
+) -> Result<Region, Error> {
+    use crate::clock::ClockSource;
+    if !matches!(clock, ClockSource::Monotonic | ClockSource::Host) {
+        return Err(Error::Unsupported {
+            what: match kind {
+                Kind::Tank => "a clock for a shared tank",
+                Kind::Monitor => "a clock for a shared monitor",
+            },
+            accepted: "shared memory runs on the host's monotonic clock, the same in every \
+                       process; build it without `.clock(..)`",
+        });
+    }
+    let (path, access) = (path_of(shared.name(), kind)?, shared.access());
+    #[cfg(not(all(unix, not(fueltank_loom))))]
+    {
+        let _ = (init, check, access);
+        Err(Error::SharedMemory {
+            path,
+            reason: "shared memory needs a unix system".into(),
+        })
+    }
+    #[cfg(all(unix, not(fueltank_loom)))]
+    {
+        let len = STATE_AT + size_of::<S>();
+        Region::open(
+            &path,
+            access,
+            len,
+            |region| {
+                init(region.get::<S>(STATE_AT));
+                region.get::<Header>(0).init(kind, len);
+            },
+            |region| {
+                region.get::<Header>(0).check(&path, kind, len)?;
+                check(region.get::<S>(STATE_AT), &path)
+            },
+        )
+    }
+}
+
 /// The first 64 bytes of every shared file.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -330,7 +416,6 @@ pub(crate) struct Header {
 }
 
 // SAFETY: `#[repr(C)]`, atomics only.
-#[cfg(all(unix, not(fueltank_loom)))]
 unsafe impl Mapped for Header {}
 
 impl Header {

@@ -73,9 +73,9 @@ impl TankBuilder {
 
     /// Another rate the tank keeps beside its own: "100/s, also
     /// 10000/d". A grant takes from every rate or from none, at once, in
-    /// the tank's one line; [`Tank::wait_time`](crate::Tank::wait_time)
+    /// the tank's one line; [`Budget::wait_time`](crate::Budget::wait_time)
     /// is the longest of the rates' waits, [`Tank::level`](crate::Tank::level)
-    /// and [`Tank::available`](crate::Tank::available) the least of their
+    /// and [`Budget::available`](crate::Budget::available) the least of their
     /// fuel, [`Budget::capacity`](crate::Budget::capacity) the least of their
     /// capacities. Call it once per rate.
     ///
@@ -95,7 +95,7 @@ impl TankBuilder {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use fueltank::{Budget, Rate, Tank, clock::ManualClock};
     /// use std::time::Duration;
     ///
     /// let clock = ManualClock::new();
@@ -127,7 +127,7 @@ impl TankBuilder {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank, clock::ManualClock};
+    /// use fueltank::{Budget, Rate, Tank, clock::ManualClock};
     /// use std::time::Duration;
     ///
     /// let clock = ManualClock::new();
@@ -297,7 +297,7 @@ impl TankBuilder {
     ///
     /// [`set_rate`](Tank::set_rate), [`pause`](Tank::pause) and
     /// [`resume`](Tank::resume) reach every process: after another
-    /// process's `set_rate`, this one's [`wait_time`](Tank::wait_time),
+    /// process's `set_rate`, this one's [`wait_time`](crate::Budget::wait_time),
     /// capacity checks and waiters follow the new rate (a turn taken stays
     /// as many intervals ahead, of the new rate). Fuel given back
     /// returns only if no take since changed the bucket (in any process);

@@ -82,6 +82,7 @@
 use crate::sync::{AtomicU64, Ordering, fence};
 
 use super::gcra::{self, Tick};
+use crate::shm::CLOCK_SLACK_NS;
 use crate::{Error, Hardcap, Rate};
 
 const PAUSED: u64 = 1 << 63;
@@ -104,8 +105,6 @@ const AHEAD: u64 = 1 << 45;
 const BIAS: u64 = 1 << 47;
 /// Tick scales from this on are refused (`Params::fits`).
 const SCALE_LIMIT: u64 = RANGE / 1_000_000;
-/// How far ahead of the host's clock an attached file's epoch may be.
-const EPOCH_SLACK_NS: u64 = 1_000_000_000;
 /// The most epoch moves one take makes before it refuses.
 const MOVES: u32 = 3;
 /// How long `set_rate` waits for a spare slot, in tries a millisecond apart.
@@ -147,22 +146,11 @@ pub(crate) type Host = std::sync::Arc<HostBucket>;
 /// of it.
 #[derive(Debug)]
 pub(crate) struct HostBucket {
-    memory: Memory,
+    region: crate::shm::Region,
     shape: Shape,
 }
 
-#[derive(Debug)]
-enum Memory {
-    #[cfg(all(unix, not(fueltank_loom)))]
-    Region(crate::shm::Region),
-}
-
-/// Where the state sits in the file: after the header.
-#[cfg(all(unix, not(fueltank_loom)))]
-const STATE_AT: usize = std::mem::size_of::<crate::shm::Header>();
-
 // SAFETY: `#[repr(C)]`, atomics only (and arrays and structs of them).
-#[cfg(all(unix, not(fueltank_loom)))]
 unsafe impl crate::shm::Mapped for HostState {}
 
 /// The hardcap and burst this process asked for: what a slot's tolerance
@@ -198,68 +186,67 @@ pub(crate) enum Bad {
 }
 
 impl HostBucket {
-    /// Creates or attaches to the shared tank at `path`.
-    #[cfg(all(unix, not(fueltank_loom)))]
+    /// Creates or attaches to the shared tank `shared` names, after
+    /// checking that it can hold this tank.
     pub(crate) fn open(
-        path: &std::path::Path,
-        access: crate::shm::Access,
+        shared: &crate::SharedMemory,
         rate: Rate,
         hardcap: Hardcap,
         burst: Option<u64>,
         initial: u64,
+        clock: &crate::clock::ClockSource,
     ) -> Result<HostBucket, Error> {
-        use crate::shm::{Header, Kind, Region};
-        let len = STATE_AT + std::mem::size_of::<HostState>();
+        if hardcap == Hardcap::Window {
+            return Err(Error::Unsupported {
+                what: "Hardcap::Window in shared memory (its log of grants would need a lock \
+                       that a killed process could leave held)",
+                accepted: "the hardcap must be Limit, One or Unbounded in shared memory \
+                           (Window works in one process)",
+            });
+        }
+        let params = Params::of(rate, hardcap, burst);
+        if !params.fits() {
+            return Err(params.too_fine());
+        }
+        if hardcap == Hardcap::Unbounded
+            && u128::from(initial) * u128::from(rate.ticks().1) >= u128::from(SPAN_LIMIT)
+        {
+            return Err(Error::InvalidCount {
+                option: "initial",
+                value: initial,
+                accepted: "for a shared Unbounded tank, at most 2^45 ticks' worth of fuel",
+            });
+        }
         let shape = Shape::new(hardcap, burst);
-        let region = Region::open(
-            path,
-            access,
-            len,
-            |region| {
+        let region = crate::shm::open(
+            shared,
+            crate::shm::Kind::Tank,
+            clock,
+            |state: &HostState| {
                 let now = crate::shm::host_now_ns();
-                region
-                    .get::<HostState>(STATE_AT)
-                    .init(rate, hardcap, burst, initial, now);
-                region.get::<Header>(0).init(Kind::Tank, len);
+                state.init(rate, hardcap, burst, initial, now);
             },
-            |region| {
-                region.get::<Header>(0).check(path, Kind::Tank, len)?;
+            |state, path| {
                 let now = crate::shm::host_now_ns();
-                region
-                    .get::<HostState>(STATE_AT)
-                    .check(rate, shape, now)
-                    .map_err(|bad| match bad {
-                        Bad::Mismatch(what, found, asked) => Error::SharedMismatch {
-                            path: path.to_owned(),
-                            what,
-                            found,
-                            asked,
-                        },
-                        Bad::Corrupt(reason) => Error::SharedMemory {
-                            path: path.to_owned(),
-                            reason: format!("corrupt: {reason}; remove the file to start anew"),
-                        },
-                    })
+                state.check(rate, shape, now).map_err(|bad| match bad {
+                    Bad::Mismatch(what, found, asked) => Error::SharedMismatch {
+                        path: path.to_owned(),
+                        what,
+                        found,
+                        asked,
+                    },
+                    Bad::Corrupt(reason) => Error::SharedMemory {
+                        path: path.to_owned(),
+                        reason: format!("corrupt: {reason}; remove the file to start anew"),
+                    },
+                })
             },
         )?;
-        Ok(HostBucket {
-            memory: Memory::Region(region),
-            shape,
-        })
+        Ok(HostBucket { region, shape })
     }
 
     pub(crate) fn state(&self) -> &HostState {
-        match self.memory {
-            #[cfg(all(unix, not(fueltank_loom)))]
-            Memory::Region(ref region) => region.get::<HostState>(STATE_AT),
-        }
-    }
-
-    fn path(&self) -> &std::path::Path {
-        match self.memory {
-            #[cfg(all(unix, not(fueltank_loom)))]
-            Memory::Region(ref region) => region.path(),
-        }
+        self.region.get::<HostState>(crate::shm::STATE_AT)
     }
 
     #[inline]
@@ -300,7 +287,7 @@ impl HostBucket {
             .map_err(|busy| match busy {
                 Busy::Refused(err) => err,
                 Busy::Owned => Error::SharedMemory {
-                    path: self.path().to_owned(),
+                    path: self.region.path().to_owned(),
                     reason: "every spare parameter slot is owned by a live process stopped \
                              in the middle of a change; the rate is unchanged: retry once \
                              one of them runs again or ends"
@@ -475,10 +462,10 @@ impl HostState {
                 capacity(asked.tol),
             ));
         }
-        if v.epoch > now.saturating_add(EPOCH_SLACK_NS) {
+        if v.epoch > now.saturating_add(CLOCK_SLACK_NS) {
             return Err(Bad::Corrupt(format!(
                 "its epoch is {} ns ahead of the host's monotonic clock, and it may be at \
-                 most {EPOCH_SLACK_NS} ns ahead",
+                 most {CLOCK_SLACK_NS} ns ahead",
                 v.epoch - now
             )));
         }
@@ -498,7 +485,7 @@ impl HostState {
         }
         let now_t = u128::from(now.saturating_sub(v.epoch)) * u128::from(p.s);
         let ahead =
-            u128::from(p.t) + u128::from(AHEAD) + u128::from(EPOCH_SLACK_NS) * u128::from(p.s);
+            u128::from(p.t) + u128::from(AHEAD) + u128::from(CLOCK_SLACK_NS) * u128::from(p.s);
         if !v.paused && u128::from(v.value) > now_t + ahead {
             return Err(Bad::Corrupt(format!(
                 "its next fuel is due {} ticks from now, and at most {} ticks (one interval, \

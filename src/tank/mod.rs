@@ -33,7 +33,7 @@ pub use permit::Fuel;
 
 use self::line::Line;
 use crate::clock::{ClockSource, saturating_ns};
-use crate::{Error, Rate};
+use crate::{Budget, BudgetWait, Error, Rate};
 
 /// Fuel refilled at `max_n` per `per`; tasks take fuel before they work.
 ///
@@ -42,7 +42,7 @@ use crate::{Error, Rate};
 ///
 /// - [`has_fuel`](Tank::has_fuel) takes one fuel if there is one, without
 ///   waiting: one compare-and-swap in the common case.
-///   [`try_take`](Tank::try_take) takes the same way, but keeps the right
+///   [`try_take`](Budget::try_take) takes the same way, but keeps the right
 ///   to give the fuel back (see [`Fuel`]).
 /// - [`await_fuel`](Tank::await_fuel) waits in line. Waiters are served in
 ///   arrival order by the tank's one timer, each woken once, when its fuel
@@ -241,30 +241,6 @@ impl Tank {
         self.shared.take(n)
     }
 
-    /// Takes `n` fuel together now as [`Fuel`], which can be given back
-    /// (whole or in part) with [`give_back`](Tank::give_back); dropped, it
-    /// is spent. `None` if there is not that much, if tasks are waiting
-    /// (never overtaken), or if `n` is beyond the capacity. The same as
-    /// [`Budget::try_take`](crate::Budget::try_take).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::builder(Rate::per_second(10)?).initial(2).build()?;
-    /// let fuel = tank.try_take(2).unwrap();
-    /// assert!(tank.try_take(1).is_none());
-    /// tank.give_back(fuel);
-    /// assert!(tank.try_take(1).is_some());
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    #[inline]
-    pub fn try_take(&self, n: u64) -> Option<Fuel> {
-        let stamp = self.shared.take_stamped(n)?;
-        Some(Fuel::new(&self.shared, stamp, n))
-    }
-
     /// A wait in line for `n` fuel, for at most `max_wait` (from now) if
     /// given, emitting the fuel it takes in `emit` if given (a throttle's).
     #[inline]
@@ -281,34 +257,6 @@ impl Tank {
                 .saturating_add(saturating_ns(max_wait))
         });
         AwaitFuel::tank(self.shared.clone(), n, deadline, emit)
-    }
-
-    /// The most fuel granted together: the capacity under the hardcap.
-    pub(crate) fn capacity(&self) -> u64 {
-        self.shared.request_cap()
-    }
-
-    /// Gives back [`Fuel`] taken from this tank and never spent: to the head
-    /// of the line if anyone waits, else to the tank (up to its capacity),
-    /// exactly as far as it could not have run into the cap since (see
-    /// [`Fuel`]). Fuel from another tank is spent instead, never counted
-    /// twice. The same as [`Budget::give_back`](crate::Budget::give_back).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
-    /// let fuel = tank.try_take(1).unwrap();
-    /// tank.give_back(fuel);
-    /// assert_eq!(tank.level(), 1);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn give_back(&self, fuel: Fuel) {
-        if fuel.tank_id() == Some(self.shared.id) && fuel.amount() > 0 {
-            self.shared.refund(fuel.amount(), fuel.stamp);
-        }
     }
 
     /// Waits in line for one fuel and takes it.
@@ -431,7 +379,7 @@ impl Tank {
 
     /// The fuel in the tank now, whoever it will go to: it counts fuel the
     /// task at the head of the line is about to get, so it may be positive
-    /// while [`has_fuel`](Tank::has_fuel) says no ([`available`](Tank::available)
+    /// while [`has_fuel`](Tank::has_fuel) says no ([`available`](Budget::available)
     /// is what `has_fuel` could take).
     ///
     /// # Examples
@@ -445,55 +393,6 @@ impl Tank {
     /// ```
     pub fn level(&self) -> u64 {
         self.shared.level()
-    }
-
-    /// The fuel [`has_fuel`](Tank::has_fuel) could take now: the
-    /// [`level`](Tank::level) while nobody waits in line, and 0 while tasks
-    /// wait (`has_fuel` never overtakes them). This is the
-    /// `RateLimit-Remaining` of a response.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    /// use std::pin::pin;
-    /// use std::task::{Context, Waker};
-    ///
-    /// let tank = Tank::builder(Rate::per_second(10)?).initial(3).build()?;
-    /// assert_eq!(tank.available(), 3);
-    /// // A waiter for 5 holds the line: the 3 are not for newcomers.
-    /// let mut big = pin!(tank.await_fuel_n(5));
-    /// let _ = big.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-    /// assert_eq!(tank.level(), 3);
-    /// assert_eq!(tank.available(), 0);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn available(&self) -> u64 {
-        self.shared.available()
-    }
-
-    /// How long a newcomer asking for `n` fuel would wait now, counting the
-    /// line ahead: zero if it would be served at once. `None` if `n` can
-    /// never fit, or while the tank is paused.
-    ///
-    /// This is the `Retry-After` of a rejected request.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank, clock::ManualClock};
-    /// use std::time::Duration;
-    ///
-    /// let clock = ManualClock::new();
-    /// let tank = Tank::builder(Rate::per_second(4)?).clock(clock).build()?;
-    /// assert_eq!(tank.wait_time(1), Some(Duration::ZERO));
-    /// assert!(tank.has_fuel());
-    /// assert_eq!(tank.wait_time(1), Some(Duration::from_millis(250)));
-    /// assert_eq!(tank.wait_time(5), None);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn wait_time(&self, n: u64) -> Option<Duration> {
-        self.shared.wait_for(n).map(Duration::from_nanos)
     }
 
     /// How early the tank arms its timer before a waiter's fuel is due, now:
@@ -544,26 +443,6 @@ impl Tank {
     /// ```
     pub fn rate(&self) -> Rate {
         self.shared.rate()
-    }
-
-    /// Every rate of the tank, the first ([`rate`](Tank::rate)) first,
-    /// then those of [`also`](TankBuilder::also), each with the fuel
-    /// [`has_fuel`](Tank::has_fuel) could take under it now (0 while tasks
-    /// wait): the tightest is the one with the least.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use fueltank::{Rate, Tank};
-    ///
-    /// let (second, minute): (Rate, Rate) = ("5/s".parse()?, "100/min".parse()?);
-    /// let tank = Tank::builder(second).also(minute).initial(3).build()?;
-    /// assert!(tank.has_fuel());
-    /// assert_eq!(tank.rates(), vec![(second, 2), (minute, 2)]);
-    /// # Ok::<(), fueltank::Error>(())
-    /// ```
-    pub fn rates(&self) -> Vec<(Rate, u64)> {
-        self.shared.rates()
     }
 
     /// The hardcap the tank was built with.
@@ -693,6 +572,141 @@ impl Tank {
     }
 }
 
+/// A tank's fuel through the one interface: taken now as [`Fuel`] to give
+/// back, waited for in the tank's line (on its timer), and described.
+impl Budget for Tank {
+    /// Takes `n` fuel together now as [`Fuel`], which can be given back
+    /// (whole or in part) with [`give_back`](Budget::give_back); dropped, it
+    /// is spent. `None` if there is not that much, if tasks are waiting
+    /// (never overtaken), or if `n` is beyond the capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(2).build()?;
+    /// let fuel = tank.try_take(2).unwrap();
+    /// assert!(tank.try_take(1).is_none());
+    /// tank.give_back(fuel);
+    /// assert!(tank.try_take(1).is_some());
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    #[inline]
+    fn try_take(&self, n: u64) -> Option<Fuel> {
+        let stamp = self.shared.take_stamped(n)?;
+        Some(Fuel::new(&self.shared, stamp, n))
+    }
+
+    /// [`has_fuel_n`](Tank::has_fuel_n): it keeps no record to give the
+    /// fuel back by.
+    #[inline]
+    fn take(&self, n: u64) -> bool {
+        self.has_fuel_n(n)
+    }
+
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> BudgetWait {
+        Box::pin(Tank::wait(self, n, max_wait, None))
+    }
+
+    /// Gives back [`Fuel`] taken from this tank and never spent: to the head
+    /// of the line if anyone waits, else to the tank (up to its capacity),
+    /// exactly as far as it could not have run into the cap since (see
+    /// [`Fuel`]). Fuel from another tank is spent instead, never counted
+    /// twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(1)?).initial(1).build()?;
+    /// let fuel = tank.try_take(1).unwrap();
+    /// tank.give_back(fuel);
+    /// assert_eq!(tank.level(), 1);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn give_back(&self, fuel: Fuel) {
+        if fuel.tank_id() == Some(self.shared.id) && fuel.amount() > 0 {
+            self.shared.refund(fuel.amount(), fuel.stamp);
+        }
+    }
+
+    /// How long a newcomer asking for `n` fuel would wait now, counting the
+    /// line ahead: zero if it would be served at once. `None` if `n` can
+    /// never fit, or while the tank is paused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank, clock::ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let tank = Tank::builder(Rate::per_second(4)?).clock(clock).build()?;
+    /// assert_eq!(tank.wait_time(1), Some(Duration::ZERO));
+    /// assert!(tank.has_fuel());
+    /// assert_eq!(tank.wait_time(1), Some(Duration::from_millis(250)));
+    /// assert_eq!(tank.wait_time(5), None);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn wait_time(&self, n: u64) -> Option<Duration> {
+        self.shared.wait_for(n).map(Duration::from_nanos)
+    }
+
+    fn rate(&self) -> Rate {
+        Tank::rate(self)
+    }
+
+    /// Every rate of the tank, the first ([`rate`](Tank::rate)) first,
+    /// then those of [`also`](TankBuilder::also), each with the fuel
+    /// [`has_fuel`](Tank::has_fuel) could take under it now (0 while tasks
+    /// wait): the tightest is the one with the least.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank};
+    ///
+    /// let (second, minute): (Rate, Rate) = ("5/s".parse()?, "100/min".parse()?);
+    /// let tank = Tank::builder(second).also(minute).initial(3).build()?;
+    /// assert!(tank.has_fuel());
+    /// assert_eq!(tank.rates(), vec![(second, 2), (minute, 2)]);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn rates(&self) -> Vec<(Rate, u64)> {
+        self.shared.rates()
+    }
+
+    /// The fuel [`has_fuel`](Tank::has_fuel) could take now: the
+    /// [`level`](Tank::level) while nobody waits in line, and 0 while tasks
+    /// wait (`has_fuel` never overtakes them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{Budget, Rate, Tank};
+    /// use std::pin::pin;
+    /// use std::task::{Context, Waker};
+    ///
+    /// let tank = Tank::builder(Rate::per_second(10)?).initial(3).build()?;
+    /// assert_eq!(tank.available(), 3);
+    /// // A waiter for 5 holds the line: the 3 are not for newcomers.
+    /// let mut big = pin!(tank.await_fuel_n(5));
+    /// let _ = big.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    /// assert_eq!(tank.level(), 3);
+    /// assert_eq!(tank.available(), 0);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn available(&self) -> u64 {
+        self.shared.available()
+    }
+
+    fn capacity(&self) -> u64 {
+        self.shared.request_cap()
+    }
+}
+
 impl fmt::Debug for Tank {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tank")
@@ -761,7 +775,7 @@ fn build(options: Options) -> Result<Tank, Error> {
             });
         }
         let initial = initial.unwrap_or(full);
-        let host = host_bucket(&name, rate, hardcap, burst, initial, &clock)?;
+        let host = host::HostBucket::open(&name, rate, hardcap, burst, initial, &clock)?;
         let bucket = bucket::Bucket::Host(Arc::new(host));
         // (Its correction never follows the timer: see `Line::follow_timer`.)
         return Ok(Tank::from_shared(Line::with_bucket(
@@ -778,73 +792,4 @@ fn build(options: Options) -> Result<Tank, Error> {
         shared.follow_timer();
     }
     Ok(Tank::from_shared(shared))
-}
-
-/// The shared-memory bucket `shared` names, created or attached to.
-#[cfg(feature = "shared-memory")]
-fn host_bucket(
-    shared: &crate::SharedMemory,
-    rate: Rate,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    initial: u64,
-    clock: &ClockSource,
-) -> Result<host::HostBucket, Error> {
-    if hardcap == Hardcap::Window {
-        return Err(Error::Unsupported {
-            what: "Hardcap::Window in shared memory (its log of grants would need a lock \
-                   that a killed process could leave held)",
-            accepted: "the hardcap must be Limit, One or Unbounded in shared memory \
-                       (Window works in one process)",
-        });
-    }
-    if !matches!(clock, ClockSource::Monotonic) {
-        return Err(Error::Unsupported {
-            what: "a clock for a shared tank",
-            accepted: "a shared tank must run on the host's monotonic clock, the same in \
-                       every process: build it without `.clock(..)`",
-        });
-    }
-    let params = host::Params::of(rate, hardcap, burst);
-    if !params.fits() {
-        return Err(params.too_fine());
-    }
-    if hardcap == Hardcap::Unbounded
-        && u128::from(initial) * u128::from(rate.ticks().1) >= u128::from(host::SPAN_LIMIT)
-    {
-        return Err(Error::InvalidCount {
-            option: "initial",
-            value: initial,
-            accepted: "for a shared Unbounded tank, at most 2^45 ticks' worth of fuel",
-        });
-    }
-    let path = crate::shm::path_of(shared.name(), crate::shm::Kind::Tank)?;
-    open_host(&path, shared.access(), rate, hardcap, burst, initial)
-}
-
-#[cfg(all(feature = "shared-memory", unix, not(fueltank_loom)))]
-fn open_host(
-    path: &std::path::Path,
-    access: crate::shm::Access,
-    rate: Rate,
-    hardcap: Hardcap,
-    burst: Option<u64>,
-    initial: u64,
-) -> Result<host::HostBucket, Error> {
-    host::HostBucket::open(path, access, rate, hardcap, burst, initial)
-}
-
-#[cfg(all(feature = "shared-memory", not(all(unix, not(fueltank_loom)))))]
-fn open_host(
-    path: &std::path::Path,
-    _access: crate::shm::Access,
-    _rate: Rate,
-    _hardcap: Hardcap,
-    _burst: Option<u64>,
-    _initial: u64,
-) -> Result<host::HostBucket, Error> {
-    Err(Error::SharedMemory {
-        path: path.to_owned(),
-        reason: "shared memory needs a unix system".into(),
-    })
 }

@@ -29,11 +29,10 @@ pub(crate) enum Stamp {
 }
 
 /// Fuel taken and not yet spent: `n` units from one tank, which can be
-/// given back whole or in part. Taken by [`Tank::try_take`](crate::Tank::try_take)
-/// or [`Budget::try_take`](crate::Budget::try_take) now, or by
+/// given back whole or in part. Taken by
+/// [`Budget::try_take`](crate::Budget::try_take) now, or by
 /// [`Budget::wait`](crate::Budget::wait) in the line. Dropped, it is
-/// spent; [`Tank::give_back`](crate::Tank::give_back) (or
-/// [`Budget::give_back`](crate::Budget::give_back)) returns it, and
+/// spent; [`Budget::give_back`](crate::Budget::give_back) returns it, and
 /// [`split`](Fuel::split) cuts off the part to return: reserve an
 /// estimate, then give back what was not used. It holds no handle on its
 /// tank (no reference count): the holder keeps the tank at hand.
@@ -53,7 +52,7 @@ pub(crate) enum Stamp {
 /// # Examples
 ///
 /// ```
-/// use fueltank::{Rate, Tank};
+/// use fueltank::{Budget, Rate, Tank};
 ///
 /// let tank = Tank::builder(Rate::per_second(10)?).initial(10).build()?;
 /// let mut fuel = tank.try_take(8).expect("8 of the 10"); // the estimate
@@ -65,7 +64,7 @@ pub(crate) enum Stamp {
 /// fuel.spend(); // the same as dropping it
 /// # Ok::<(), fueltank::Error>(())
 /// ```
-#[must_use = "dropping fuel spends it; give it back with `Tank::give_back`"]
+#[must_use = "dropping fuel spends it; give it back with `Budget::give_back`"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Fuel {
     /// Which tank it came from: a number no other tank of the process has.
@@ -94,7 +93,7 @@ impl Fuel {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Fuel, Rate, Tank};
+    /// use fueltank::{Budget, Fuel, Rate, Tank};
     ///
     /// let tank = Tank::builder(Rate::per_second(1)?).initial(0).build()?;
     /// tank.give_back(Fuel::taken(1)); // not this tank's: nothing comes back
@@ -115,7 +114,7 @@ impl Fuel {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank};
+    /// use fueltank::{Budget, Rate, Tank};
     ///
     /// let tank = Tank::builder(Rate::per_second(10)?).initial(3).build()?;
     /// assert_eq!(tank.try_take(3).unwrap().amount(), 3);
@@ -131,7 +130,7 @@ impl Fuel {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank};
+    /// use fueltank::{Budget, Rate, Tank};
     ///
     /// let tank = Tank::builder(Rate::per_second(10)?).initial(4).build()?;
     /// let mut fuel = tank.try_take(4).unwrap();
@@ -162,7 +161,7 @@ impl Fuel {
     /// # Examples
     ///
     /// ```
-    /// use fueltank::{Rate, Tank};
+    /// use fueltank::{Budget, Rate, Tank};
     ///
     /// let tank = Tank::new(Rate::per_second(10)?);
     /// tank.try_take(1).unwrap().spend();

@@ -43,7 +43,7 @@ use std::time::Duration;
 use axum::body::Body;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_main};
-use fueltank::{KeyedTank, Throttle};
+use fueltank::{Budget, KeyedTank, Throttle};
 use fueltank_tower::http::HeaderStyle;
 use fueltank_tower::key::{KeyError, key_fn};
 use fueltank_tower::{KeyedThrottleLayer, Stats, ThrottleLayer};

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fueltank::{Hardcap, Rate};
+use fueltank::{Budget, Hardcap, Rate};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::number::number;
