@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, KeyedTank, Rate, Tank};
+use fueltank::{Budget, Hardcap, KeyedTank, Rate, Tank};
 
 const MS: Duration = Duration::from_millis(1);
 
