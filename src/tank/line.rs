@@ -35,7 +35,7 @@ use super::host::{Host, Took, Turn};
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
-use super::word::{Fast, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
+use super::word::{Fast, MAX_EXTRAS, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
 use std::time::Duration;
 
 use crate::calibrate::{correction_for, follow_lateness};
@@ -51,7 +51,7 @@ pub(crate) struct Line {
     host: Option<Host>,
     /// A number no other tank of the process has (a `Fuel` names its tank).
     pub(crate) id: u64,
-    /// Rates beside the first (`TankBuilder::also`): never in the word.
+    /// Rates beside the first (`TankBuilder::also`).
     multi: bool,
     core: Mutex<Core>,
     /// Runs the driver when the tank's timer fires.
@@ -191,7 +191,7 @@ impl Line {
         }
         .cloned();
         let shared = Arc::new_cyclic(|weak: &Weak<Line>| Line {
-            word: Word::new(),
+            word: Word::new(also.len()),
             host,
             multi: !also.is_empty(),
             core: Mutex::new(Core {
@@ -707,6 +707,12 @@ impl Core {
             debug_assert!(tat.is_some(), "only the core lock holder sets CORE");
             if let (Bucket::Gcra(gcra), Some(tat)) = (&mut self.bucket, tat) {
                 gcra.set_tat(i128::from(tat));
+                // The word held every rate (see `release`).
+                for (i, (_, bucket)) in self.also.iter_mut().enumerate() {
+                    if let Bucket::Gcra(g) = bucket {
+                        g.set_tat(i128::from(word.extra_tat(i)));
+                    }
+                }
             }
             self.in_word = false;
             // After the seize: every grant made without the lock before it
@@ -1136,7 +1142,8 @@ impl Core {
         if !self.queue.is_empty() {
             return word.hold(true);
         }
-        if !self.also.is_empty() {
+        // Several rates: the word holds them all, or none.
+        if !self.also.is_empty() && self.also.len() != word.extras() {
             return word.hold(false);
         }
         // (A shared bucket stays out of the word: its own word is in the
@@ -1147,39 +1154,22 @@ impl Core {
         if self.paused_at.is_some() {
             return word.hold(false);
         }
-        let (s, t) = gcra.scale();
-        let (tol, n_max) = match gcra.cap() {
-            Some(cap) if u128::from(cap) * u128::from(t) <= u128::from(SPAN_LIMIT) => {
-                ((cap - 1) * t, cap)
-            }
-            None if t <= SPAN_LIMIT => (u64::MAX, SPAN_LIMIT / t),
-            _ => return word.hold(false),
+        let Some((mut params, tat)) = in_word(gcra, now) else {
+            return word.hold(false);
         };
-        gcra.settle(now);
-        // The word counts ticks from its epoch up to TICKS_LIMIT: move the
-        // epoch to `tat` (or now, if later) when the present nears the end.
-        let half = i128::from(TICKS_LIMIT / 2);
-        let fits = |gcra: &Gcra| {
-            let rel = (i128::from(now) - i128::from(gcra.epoch())) * i128::from(s);
-            (0..half).contains(&rel) && (0..half).contains(&gcra.tat())
-        };
-        if !fits(gcra) {
-            let tat_ns = i128::from(gcra.epoch()) + gcra.tat().div_euclid(i128::from(s));
-            let epoch = tat_ns.clamp(0, i128::from(now)) as u64;
-            gcra.rebase(epoch);
-            if !fits(gcra) {
-                // An `Unbounded` bank older than the word can count.
+        let mut extras = [(Published::default(), 0); MAX_EXTRAS];
+        for ((_, bucket), extra) in self.also.iter_mut().zip(&mut extras) {
+            let Bucket::Gcra(g) = bucket else {
                 return word.hold(false);
-            }
+            };
+            let Some(fits) = in_word(g, now) else {
+                return word.hold(false);
+            };
+            params.n_max = params.n_max.min(fits.0.n_max);
+            *extra = fits;
         }
-        let params = Published {
-            epoch: gcra.epoch(),
-            s,
-            t,
-            tol,
-            n_max,
-        };
-        word.publish(&mut self.published, params, gcra.tat() as u64, self.renew);
+        let extras = &extras[..self.also.len()];
+        word.publish(&mut self.published, params, tat, self.renew, extras);
         self.renew = false;
         self.in_word = true;
     }
@@ -1275,6 +1265,45 @@ impl Core {
             }
         }
     }
+}
+
+/// The parameters and `tat` under which the word can hold `gcra` at `now`,
+/// after settling it and, when the present nears the end of what the word
+/// counts, moving its epoch; `None` if its rate or state is beyond the word.
+fn in_word(gcra: &mut Gcra, now: u64) -> Option<(Published, u64)> {
+    let (s, t) = gcra.scale();
+    let (tol, n_max) = match gcra.cap() {
+        Some(cap) if u128::from(cap) * u128::from(t) <= u128::from(SPAN_LIMIT) => {
+            ((cap - 1) * t, cap)
+        }
+        None if t <= SPAN_LIMIT => (u64::MAX, SPAN_LIMIT / t),
+        _ => return None,
+    };
+    gcra.settle(now);
+    // The word counts ticks from its epoch up to TICKS_LIMIT: move the
+    // epoch to `tat` (or now, if later) when the present nears the end.
+    let half = i128::from(TICKS_LIMIT / 2);
+    let fits = |gcra: &Gcra| {
+        let rel = (i128::from(now) - i128::from(gcra.epoch())) * i128::from(s);
+        (0..half).contains(&rel) && (0..half).contains(&gcra.tat())
+    };
+    if !fits(gcra) {
+        let tat_ns = i128::from(gcra.epoch()) + gcra.tat().div_euclid(i128::from(s));
+        let epoch = tat_ns.clamp(0, i128::from(now)) as u64;
+        gcra.rebase(epoch);
+        if !fits(gcra) {
+            // An `Unbounded` bank older than the word can count.
+            return None;
+        }
+    }
+    let params = Published {
+        epoch: gcra.epoch(),
+        s,
+        t,
+        tol,
+        n_max,
+    };
+    Some((params, gcra.tat() as u64))
 }
 
 /// How long a waiter of a shared tank sleeps at most before it looks at the

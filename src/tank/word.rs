@@ -1,8 +1,8 @@
 //! The atomic word that lets `has_fuel` take fuel without a lock.
 //!
 //! ```text
-//!  63     62      61 … 48       47 … 0
-//! CORE  QUEUE  generation  tat (ticks since epoch)
+//!  63     62     61      60 … 48      47     46 … 0
+//! CORE  QUEUE  RATES  generation  (BUSY)  tat (ticks since epoch)
 //! ```
 //!
 //! While `CORE` is clear, the word holds the tank's `tat` and anyone may take
@@ -12,15 +12,22 @@
 //! that waiters are queued, so `has_fuel` answers `false` at once without
 //! locking (it must not overtake them).
 //!
-//! Only the holder of the core lock sets `CORE` ([`Word::seize`]), and only
-//! it changes the parameters, always while `CORE` is set, and then bumps the
-//! generation when it publishes ([`Word::publish`]). A fast path that read
-//! the parameters while they were being changed cannot succeed: its
-//! compare-and-swap expects the word it loaded before, and the word has
-//! changed since (to `CORE`, and then to a new generation). It would need
-//! the generation to wrap, 16384 parameter changes or lowered guards
-//! between two instructions of one thread, *and* the same `tat` to the tick
-//! to be fooled.
+//! A tank of several rates (`TankBuilder::also`) sets `CORE` and `RATES`
+//! while the word holds its state: the first rate's `tat` in the word, the
+//! others' beside it ([`Extra`]). A take then sets `BUSY` with a
+//! compare-and-swap, takes from every rate or from none, and stores the
+//! word again without it ([`Word::take_rates`]); a no from the first rate
+//! needs no `BUSY`.
+//!
+//! Only the holder of the core lock sets `CORE` ([`Word::seize`], which
+//! waits out a `BUSY`), and only it changes the parameters, always while
+//! `CORE` is set, and then bumps the generation when it publishes
+//! ([`Word::publish`]). A fast path that read the parameters while they
+//! were being changed cannot succeed: its compare-and-swap expects the word
+//! it loaded before, and the word has changed since (to `CORE`, and then to
+//! a new generation). It would need the generation to wrap, 8192 parameter
+//! changes or lowered guards between two instructions of one thread, *and*
+//! the same `tat` to the tick to be fooled.
 //!
 //! Beside the parameters sit the refund ledger's guard and stamp (see
 //! `refunds.rs`): a take with less headroom than the guard goes to the core,
@@ -37,14 +44,33 @@ use super::permit::Stamp;
 
 pub(crate) const CORE: u64 = 1 << 63;
 pub(crate) const QUEUE: u64 = 1 << 62;
+/// With `CORE`: the word holds the first of several rates, not the core
+/// (the others' `tat`s are in [`Extra`]). So the one test of `CORE` sends
+/// a take of several rates off the one-rate path, to [`Word::take_rates`].
+const RATES: u64 = 1 << 61;
+/// With `RATES`: a taker is reading and writing every rate's `tat` (a `tat`
+/// is below `TICKS_LIMIT`, so this bit of its field is free).
+const BUSY: u64 = 1 << 47;
 const GEN_SHIFT: u32 = 48;
-const GEN_MASK: u64 = (1 << 14) - 1;
+const GEN_MASK: u64 = (1 << 13) - 1;
 const TAT_MASK: u64 = (1 << GEN_SHIFT) - 1;
 
 /// Largest `tat` and clock reading the word holds, in ticks.
 pub(crate) const TICKS_LIMIT: u64 = 1 << 47;
 /// Largest `C·T` (the longest burst, in ticks) the word serves.
 pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
+/// Most rates beside the first the word serves (a tank of more stays in
+/// the core): a take keeps their new `tat`s on the stack until all grant.
+pub(crate) const MAX_EXTRAS: usize = 3;
+
+/// Waits a moment for a taker holding `BUSY`.
+#[inline]
+fn spin() {
+    #[cfg(fueltank_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(fueltank_loom))]
+    std::hint::spin_loop();
+}
 
 /// What the lock-free path found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,19 +134,37 @@ pub(crate) struct Published {
     pub(crate) n_max: u64,
 }
 
+/// A rate beside the first (`TankBuilder::also`), while the word holds
+/// the state: its `tat` and parameters, read and written only by the
+/// holder of `BUSY` or by the core (with `CORE` set), so never torn.
+#[derive(Debug, Default)]
+struct Extra {
+    tat: AtomicU64,
+    epoch: AtomicU64,
+    s: AtomicU64,
+    t: AtomicU64,
+    tol: AtomicU64,
+    rel_limit: AtomicU64,
+}
+
 /// The word, on a cache line of its own, then its parameters on another.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Word {
     word: AtomicU64,
+    /// One for each rate beside the first.
+    extras: Box<[Extra]>,
     params: Params,
 }
 
 impl Word {
-    /// A word whose state starts in the core.
-    pub(crate) fn new() -> Word {
+    /// A word whose state starts in the core, for a tank of `1 + extras`
+    /// rates.
+    pub(crate) fn new(extras: usize) -> Word {
+        let extras = if extras <= MAX_EXTRAS { extras } else { 0 };
         Word {
             word: AtomicU64::new(CORE),
+            extras: (0..extras).map(|_| Extra::default()).collect(),
             params: Params::default(),
         }
     }
@@ -134,7 +178,9 @@ impl Word {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             if word & CORE != 0 {
-                return if word & QUEUE != 0 {
+                return if word & RATES != 0 {
+                    self.take_rates(word, now, n, stamped)
+                } else if word & QUEUE != 0 {
                     Fast::Queued
                 } else {
                     Fast::Locked
@@ -199,6 +245,141 @@ impl Word {
         }
     }
 
+    /// [`Word::take`] for a word that holds the first of several rates:
+    /// every rate grants, or none. A refusal by the first rate is answered
+    /// from the word alone, as `take` answers it. Else the taker sets
+    /// `BUSY`, a critical section of a few instructions in which nobody
+    /// else takes and the core waits to seize, takes from every rate (or
+    /// from none), and stores the new word without `BUSY` (or the old word,
+    /// if another rate refuses: nothing changed).
+    #[cold]
+    #[inline(never)]
+    fn take_rates(&self, mut word: u64, now: u64, n: u64, stamped: bool) -> Fast {
+        let p = &self.params;
+        loop {
+            if word & RATES == 0 {
+                return match word & QUEUE != 0 {
+                    true => Fast::Queued,
+                    false => Fast::Locked,
+                };
+            }
+            if word & BUSY != 0 {
+                spin();
+                word = self.word.load(Ordering::Acquire);
+                continue;
+            }
+            // The first rate, as `take` computes it: parameters read
+            // before the compare-and-swap belong to the word it expects.
+            let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
+            if rel >= p.rel_limit.load(Ordering::Relaxed)
+                || (n != 1 && n > p.n_max.load(Ordering::Relaxed))
+            {
+                return Fast::Locked;
+            }
+            let now_t = rel.wrapping_mul(p.s.load(Ordering::Relaxed));
+            let (tol, t) = (p.tol.load(Ordering::Relaxed), p.t.load(Ordering::Relaxed));
+            let Some((tat, headroom)) = gcra::take(word & TAT_MASK, now_t, tol, t, n) else {
+                fence(Ordering::Acquire);
+                let current = self.word.load(Ordering::Relaxed);
+                if current == word {
+                    return Fast::Empty;
+                }
+                word = current;
+                continue;
+            };
+            // Acquire: the other rates' `tat`s as the last holder left them.
+            if let Err(current) = self.word.compare_exchange_weak(
+                word,
+                word | BUSY,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                word = current;
+                continue;
+            }
+            return self.grant_rates(word, tat, headroom, now, n, stamped);
+        }
+    }
+
+    /// Under `BUSY`, set on `word`, with the first rate granting `n` (its
+    /// new `tat`, and the headroom found): takes from the other rates too,
+    /// and stores the new word, or the old one if nothing was taken.
+    #[inline(never)]
+    fn grant_rates(
+        &self,
+        word: u64,
+        tat: u64,
+        headroom: u64,
+        now: u64,
+        n: u64,
+        stamped: bool,
+    ) -> Fast {
+        // Under `BUSY` nobody changes the parameters.
+        let p = &self.params;
+        let (tol, t) = (p.tol.load(Ordering::Relaxed), p.t.load(Ordering::Relaxed));
+        match self.take_extras(now, n, t, headroom, stamped) {
+            Ok(cut) => {
+                let stamp = if stamped {
+                    self.stamp_grant(n, t, tol, cut)
+                } else {
+                    Stamp::default()
+                };
+                // Release: the other rates' new `tat`s (and the guard) go
+                // with the word.
+                self.word.store((word & !TAT_MASK) | tat, Ordering::Release);
+                Fast::Taken(stamp)
+            }
+            Err(refused) => {
+                self.word.store(word, Ordering::Release);
+                refused
+            }
+        }
+    }
+
+    /// Under `BUSY`, with the first rate granting `n` (interval `t0`,
+    /// `headroom0`): takes `n` from every other rate, or from none. `Ok`
+    /// with whether the take is a cut that may be made without the lock
+    /// (see `take`); `Err` with the answer if nothing was taken.
+    #[inline]
+    fn take_extras(
+        &self,
+        now: u64,
+        n: u64,
+        t0: u64,
+        headroom0: u64,
+        stamped: bool,
+    ) -> Result<bool, Fast> {
+        let guard = self.params.guard.load(Ordering::Relaxed);
+        let (mut cut, mut full) = (headroom0 < guard, headroom0 == 0);
+        let mut tats = [0; MAX_EXTRAS];
+        for (x, new) in self.extras.iter().zip(&mut tats) {
+            let rel = now.wrapping_sub(x.epoch.load(Ordering::Relaxed));
+            if rel >= x.rel_limit.load(Ordering::Relaxed) {
+                return Err(Fast::Locked);
+            }
+            let now_t = rel.wrapping_mul(x.s.load(Ordering::Relaxed));
+            let (tol, t) = (x.tol.load(Ordering::Relaxed), x.t.load(Ordering::Relaxed));
+            let tat = x.tat.load(Ordering::Relaxed);
+            let (tat, room) = gcra::take(tat, now_t, tol, t, n).ok_or(Fast::Empty)?;
+            // The headroom in the first rate's ticks, rounded down as the
+            // core's (`Gcra::ticks_of`), compared without dividing: below
+            // the guard, or below one tick of the first rate.
+            if guard != 0 && tol != u64::MAX {
+                let room = u128::from(room) * u128::from(t0);
+                cut |= room < u128::from(guard) * u128::from(t);
+                full |= room < u128::from(t);
+            }
+            *new = tat;
+        }
+        if cut && !(stamped && full) {
+            return Err(Fast::Locked);
+        }
+        for (x, &tat) in self.extras.iter().zip(&tats) {
+            x.tat.store(tat, Ordering::Relaxed);
+        }
+        Ok(cut)
+    }
+
     /// The stamp of a grant of `n` about to be made without the lock, and
     /// its guard, raised before the compare-and-swap, whose release
     /// publishes it to every later taker. With `cut`, the grant empties a
@@ -235,6 +416,7 @@ impl Word {
     /// answer computed from it holds only if [`Word::unchanged`] says so.
     fn view(&self, now: u64) -> Option<View> {
         let word = self.word.load(Ordering::Acquire);
+        // (Several rates, `CORE | RATES`: the core answers, from all.)
         if word & CORE != 0 {
             return None;
         }
@@ -329,12 +511,19 @@ impl Word {
     pub(crate) fn seize(&self) -> Option<u64> {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
-            if word & CORE != 0 {
+            if word & (CORE | RATES) == CORE {
                 return None;
+            }
+            if word & BUSY != 0 {
+                // A taker of several rates is between its two stores; it
+                // never blocks.
+                spin();
+                word = self.word.load(Ordering::Acquire);
+                continue;
             }
             match self.word.compare_exchange_weak(
                 word,
-                word | CORE,
+                (word & !RATES) | CORE,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -342,6 +531,19 @@ impl Word {
                 Err(current) => word = current,
             }
         }
+    }
+
+    /// How many rates beside the first the word can hold.
+    pub(crate) fn extras(&self) -> usize {
+        self.extras.len()
+    }
+
+    /// The `tat` of the `i`-th rate beside the first, as the word held it.
+    ///
+    /// Call only with the core lock held, after [`Word::seize`] returned
+    /// the first's.
+    pub(crate) fn extra_tat(&self, i: usize) -> u64 {
+        self.extras[i].tat.load(Ordering::Relaxed)
     }
 
     /// Keeps the state in the core, with `QUEUE` set if `queued`.
@@ -355,7 +557,10 @@ impl Word {
 
     /// Hands the state back to the lock-free path with `tat`, under the
     /// parameters `new`; `old` are those published last. With `renew`, the
-    /// generation changes even if the parameters do not.
+    /// generation changes even if the parameters do not. `extras`: the
+    /// parameters and `tat` of each rate beside the first (none, or as
+    /// many as [`Word::extras`]), read only under `BUSY` or `CORE`, so
+    /// published by the store of the word alone.
     ///
     /// Call only with the core lock held, after [`Word::seize`];
     /// `tat < TICKS_LIMIT`.
@@ -365,8 +570,20 @@ impl Word {
         new: Published,
         tat: u64,
         renew: bool,
+        extras: &[(Published, u64)],
     ) {
         debug_assert!(tat < TICKS_LIMIT);
+        debug_assert!(extras.is_empty() || extras.len() == self.extras.len());
+        for (x, (params, tat)) in self.extras.iter().zip(extras) {
+            debug_assert!(*tat < TICKS_LIMIT);
+            x.tat.store(*tat, Ordering::Relaxed);
+            x.epoch.store(params.epoch, Ordering::Relaxed);
+            x.s.store(params.s, Ordering::Relaxed);
+            x.t.store(params.t, Ordering::Relaxed);
+            x.tol.store(params.tol, Ordering::Relaxed);
+            x.rel_limit.store(TICKS_LIMIT / params.s, Ordering::Relaxed);
+        }
+        let rates = if extras.is_empty() { 0 } else { CORE | RATES };
         let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
         if renew && *old == Some(new) {
             generation = (generation + 1) & GEN_MASK;
@@ -390,7 +607,7 @@ impl Word {
         }
         // Release: the parameters are visible to whoever loads this word.
         self.word
-            .store((generation << GEN_SHIFT) | tat, Ordering::Release);
+            .store(rates | (generation << GEN_SHIFT) | tat, Ordering::Release);
     }
 }
 
@@ -405,7 +622,7 @@ mod loom_tests {
     /// Fuel is there in both the old and the new parameters at `now = 100`.
     fn race<R: Send + 'static>(read: fn(&Word) -> R, check: fn(R)) {
         loom::model(move || {
-            let word = Arc::new(Word::new());
+            let word = Arc::new(Word::new(0));
             let old = Published {
                 epoch: 0,
                 s: 1,
@@ -415,13 +632,13 @@ mod loom_tests {
             };
             let mut published = None;
             word.seize();
-            word.publish(&mut published, old, 100, false);
+            word.publish(&mut published, old, 100, false, &[]);
             let core = word.clone();
             let rebase = loom::thread::spawn(move || {
                 let mut published = Some(old);
                 let tat = core.seize().unwrap();
                 let new = Published { epoch: 50, ..old };
-                core.publish(&mut published, new, tat - 50, false);
+                core.publish(&mut published, new, tat - 50, false, &[]);
             });
             let answer = read(&word);
             rebase.join().unwrap();
@@ -434,7 +651,7 @@ mod loom_tests {
     /// `core` on the guard it read; then `check` on the grant and the guard.
     fn guard_race(core: fn(u64) -> (u64, bool, u64), check: fn(Fast, u64)) {
         loom::model(move || {
-            let word = Arc::new(Word::new());
+            let word = Arc::new(Word::new(0));
             let params = Published {
                 epoch: 0,
                 s: 1,
@@ -444,14 +661,14 @@ mod loom_tests {
             };
             let mut published = None;
             word.seize();
-            word.publish(&mut published, params, 0, false);
+            word.publish(&mut published, params, 0, false, &[]);
             let taker = word.clone();
             let grant = loom::thread::spawn(move || taker.take(100, 1, true));
             if let Some(tat) = word.seize() {
                 let (guard, lowered, stamp_at) = core(word.guard());
                 word.set_refunds(guard, lowered, stamp_at, 0);
                 let mut published = Some(params);
-                word.publish(&mut published, params, tat, lowered);
+                word.publish(&mut published, params, tat, lowered, &[]);
             }
             check(grant.join().unwrap(), word.guard());
         });
@@ -502,7 +719,7 @@ mod loom_tests {
         use crate::tank::refunds::Refunds;
 
         loom::model(|| {
-            let word = Arc::new(Word::new());
+            let word = Arc::new(Word::new(0));
             let params = Published {
                 epoch: 0,
                 s: 1,
@@ -513,7 +730,7 @@ mod loom_tests {
             let mut published = None;
             word.seize();
             word.set_refunds(10, false, 0, 0);
-            word.publish(&mut published, params, 90, false);
+            word.publish(&mut published, params, 90, false, &[]);
             let taker = word.clone();
             let grant = loom::thread::spawn(move || taker.take(100, 1, true));
             if let Some(tat) = word.seize() {
@@ -527,11 +744,92 @@ mod loom_tests {
                 let (next, rate) = refunds.stamp_parts();
                 word.set_refunds(10, false, next, rate);
                 let tat = u64::try_from(i128::from(tat) - back).unwrap();
-                word.publish(&mut published, params, tat, false);
+                word.publish(&mut published, params, tat, false, &[]);
             }
             if let Fast::Taken(Stamp::Gcra { cut, .. }) = grant.join().unwrap() {
                 assert!(cut >= 1, "the grant comes after its own cut");
             }
+        });
+    }
+
+    /// A word of two rates: the first with `T = 10`, `C = 3` and `tat0`,
+    /// the other with `T = 20`, `C = 2` and `tat1`.
+    fn two_rates(tat0: u64, tat1: u64) -> (Arc<Word>, Published, Published) {
+        let first = Published {
+            epoch: 0,
+            s: 1,
+            t: 10,
+            tol: 20,
+            n_max: 2,
+        };
+        let other = Published { t: 20, ..first };
+        let word = Arc::new(Word::new(1));
+        word.seize();
+        word.publish(&mut None, first, tat0, false, &[(other, tat1)]);
+        (word, first, other)
+    }
+
+    /// The core seizes the word of two rates: the `tat` of each.
+    fn seize_both(word: &Word) -> (u64, u64) {
+        let tat0 = word.seize().expect("only the core seizes");
+        (tat0, word.extra_tat(0))
+    }
+
+    /// A take of two rates racing the core's seize: either the take came
+    /// first and the core finds it in both rates, or the core came first
+    /// and the take goes to the lock. Never one rate without the other,
+    /// never a grant the core does not see.
+    #[test]
+    fn a_take_of_two_rates_is_never_lost_to_a_seize() {
+        loom::model(|| {
+            // At 100: 3 fuel under the first rate, 2 under the other.
+            let (word, ..) = two_rates(80, 80);
+            let taker = word.clone();
+            let grant = loom::thread::spawn(move || taker.take(100, 1, false));
+            let seized = seize_both(&word);
+            match grant.join().unwrap() {
+                Fast::Taken(_) => assert_eq!(seized, (90, 100), "the take is lost"),
+                got => {
+                    assert_eq!(got, Fast::Locked);
+                    assert_eq!(seized, (80, 80), "a take to the lock changed a rate");
+                }
+            }
+        });
+    }
+
+    /// Two takes of two rates, with fuel for two under the first and for
+    /// one under the other: exactly one is granted, from both rates; the
+    /// refused one changes nothing (its word goes back as it was).
+    #[test]
+    fn takes_of_two_rates_are_all_or_nothing() {
+        loom::model(|| {
+            // At 100: 3 fuel under the first rate, 1 under the other.
+            let (word, ..) = two_rates(80, 100);
+            let spawn = |word: &Arc<Word>| {
+                let taker = word.clone();
+                loom::thread::spawn(move || taker.take(100, 1, false))
+            };
+            let (a, b) = (spawn(&word), spawn(&word));
+            let mut got = [a.join().unwrap(), b.join().unwrap()];
+            got.sort_by_key(|fast| matches!(fast, Fast::Taken(_)));
+            assert_eq!(got, [Fast::Empty, Fast::Taken(Stamp::default())]);
+            assert_eq!(seize_both(&word), (90, 120), "one take, in both rates");
+        });
+    }
+
+    /// A take refused by the second rate, racing the core: it answers no
+    /// (or goes to the lock), and the core finds both rates as they were.
+    #[test]
+    fn a_refused_take_of_two_rates_changes_nothing() {
+        loom::model(|| {
+            // At 100: 3 fuel under the first rate, none under the other.
+            let (word, ..) = two_rates(80, 120);
+            let taker = word.clone();
+            let grant = loom::thread::spawn(move || taker.take(100, 1, false));
+            let seized = seize_both(&word);
+            let got = grant.join().unwrap();
+            assert!(matches!(got, Fast::Empty | Fast::Locked), "{got:?}");
+            assert_eq!(seized, (80, 120));
         });
     }
 

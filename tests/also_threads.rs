@@ -1,0 +1,55 @@
+//! Several rates on one tank, taken from by threads at once: every grant
+//! takes from all the rates or from none, also without the lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fueltank::clock::ManualClock;
+use fueltank::{Rate, Tank};
+
+/// Four threads call `has_fuel` as fast as they can on a tank of
+/// `1000/s` also `3000/5s` (one fuel every 1 ms and every 5/3 ms), empty
+/// at the start, while the main thread moves the clock on by 1 ms, 500
+/// times. Neither cap (1000, 3000) is ever reached, so in the end the
+/// fuel granted plus the fuel left is exactly what the tighter rate
+/// accrued: 300. Not one more (a grant from one rate but not the other,
+/// or a take lost), not one less.
+#[test]
+fn threads_taking_from_two_rates_get_exactly_the_tighter_accrual() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder("1000/s".parse::<Rate>().unwrap())
+        .also("3000/5s".parse().unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let granted = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (tank, granted, done) = (tank.clone(), granted.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if tank.has_fuel() {
+                        granted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for step in 1..=500u64 {
+        clock.advance(Duration::from_millis(1));
+        // Never more than either rate accrued so far.
+        let got = granted.load(Ordering::Relaxed);
+        assert!(got <= step * 3 / 5, "{got} granted after {step} ms");
+        std::thread::yield_now();
+    }
+    done.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let granted = granted.load(Ordering::Relaxed);
+    assert!(granted > 0, "the threads took nothing");
+    assert_eq!(granted + tank.level(), 300, "{granted} granted");
+}
