@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fueltank::clock::ManualClock;
-use fueltank::{Rate, Tank};
+use fueltank::{Hardcap, Rate, Tank};
 
 /// Four threads call `has_fuel` as fast as they can on a tank of
 /// `1000/s` also `3000/5s` (one fuel every 1 ms and every 5/3 ms), empty
@@ -14,12 +14,18 @@ use fueltank::{Rate, Tank};
 /// times. Neither cap (1000, 3000) is ever reached, so in the end the
 /// fuel granted plus the fuel left is exactly what the tighter rate
 /// accrued: 300. Not one more (a grant from one rate but not the other,
-/// or a take lost), not one less.
+/// or a take lost), not one less. Under `Limit` and `Unbounded`.
 #[test]
 fn threads_taking_from_two_rates_get_exactly_the_tighter_accrual() {
+    hammer(Hardcap::Limit);
+    hammer(Hardcap::Unbounded);
+}
+
+fn hammer(hardcap: Hardcap) {
     let clock = ManualClock::new();
     let tank = Tank::builder("1000/s".parse::<Rate>().unwrap())
         .also("3000/5s".parse().unwrap())
+        .hardcap(hardcap)
         .initial(0)
         .clock(clock.clone())
         .build()
@@ -42,7 +48,7 @@ fn threads_taking_from_two_rates_get_exactly_the_tighter_accrual() {
         clock.advance(Duration::from_millis(1));
         // Never more than either rate accrued so far.
         let got = granted.load(Ordering::Relaxed);
-        assert!(got <= step * 3 / 5, "{got} granted after {step} ms");
+        assert!(got <= step * 3 / 5, "{hardcap:?}: {got} after {step} ms");
         std::thread::yield_now();
     }
     done.store(true, Ordering::Relaxed);
@@ -50,6 +56,6 @@ fn threads_taking_from_two_rates_get_exactly_the_tighter_accrual() {
         thread.join().unwrap();
     }
     let granted = granted.load(Ordering::Relaxed);
-    assert!(granted > 0, "the threads took nothing");
-    assert_eq!(granted + tank.level(), 300, "{granted} granted");
+    assert!(granted > 0, "{hardcap:?}: the threads took nothing");
+    assert_eq!(granted + tank.level(), 300, "{hardcap:?}: {granted}");
 }

@@ -12,12 +12,13 @@
 //! that waiters are queued, so `has_fuel` answers `false` at once without
 //! locking (it must not overtake them).
 //!
-//! A tank of several rates (`TankBuilder::also`) sets `CORE` and `RATES`
-//! while the word holds its state: the first rate's `tat` in the word, the
-//! others' beside it ([`Extra`]). A take then sets `BUSY` with a
-//! compare-and-swap, takes from every rate or from none, and stores the
-//! word again without it ([`Word::take_rates`]); a no from the first rate
-//! needs no `BUSY`.
+//! A tank of several rates (`TankBuilder::also`) sets `RATES` while the
+//! word holds its state: the first rate's `tat` in the word, the others'
+//! beside it ([`Extra`]). A take computes the first rate as for one rate;
+//! a no is answered from the word alone, and a yes goes to
+//! [`Word::take_rates`] (the guard `take` tests is `u64::MAX` there), which
+//! sets `BUSY` with a compare-and-swap, takes from every rate or from none,
+//! and stores the word again without it.
 //!
 //! Only the holder of the core lock sets `CORE` ([`Word::seize`], which
 //! waits out a `BUSY`), and only it changes the parameters, always while
@@ -44,21 +45,27 @@ use super::permit::Stamp;
 
 pub(crate) const CORE: u64 = 1 << 63;
 pub(crate) const QUEUE: u64 = 1 << 62;
-/// With `CORE`: the word holds the first of several rates, not the core
-/// (the others' `tat`s are in [`Extra`]). So the one test of `CORE` sends
-/// a take of several rates off the one-rate path, to [`Word::take_rates`].
+/// The word holds the first of several rates (the others' `tat`s are in
+/// [`Extra`]).
 const RATES: u64 = 1 << 61;
 /// With `RATES`: a taker is reading and writing every rate's `tat` (a `tat`
 /// is below `TICKS_LIMIT`, so this bit of its field is free).
 const BUSY: u64 = 1 << 47;
 const GEN_SHIFT: u32 = 48;
 const GEN_MASK: u64 = (1 << 13) - 1;
-const TAT_MASK: u64 = (1 << GEN_SHIFT) - 1;
+/// The `tat`, without `BUSY`: a taker of one rate whose no is computed
+/// while another holds `BUSY` reads the first rate's `tat` as it stands.
+const TAT_MASK: u64 = BUSY - 1;
 
 /// Largest `tat` and clock reading the word holds, in ticks.
 pub(crate) const TICKS_LIMIT: u64 = 1 << 47;
 /// Largest `C·T` (the longest burst, in ticks) the word serves.
 pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
+/// The first rate's tolerance without a cap (`Unbounded`) in a word of
+/// several rates: as good as none (a clock reading is below 2^47 ticks),
+/// and it never lets a grant's headroom be `u64::MAX`, so that the guard
+/// `u64::MAX` sends every grant to [`Word::take_rates`].
+const NO_CAP_RATES: u64 = u64::MAX - 1;
 /// Most rates beside the first the word serves (a tank of more stays in
 /// the core): a take keeps their new `tat`s on the stack until all grant.
 pub(crate) const MAX_EXTRAS: usize = 3;
@@ -106,7 +113,9 @@ struct Params {
     n_max: AtomicU64,
     /// Takes with less headroom than this go to the core, which records
     /// them (see `refunds.rs`); grants that may come back raise it.
+    /// `u64::MAX` for several rates, whose guard is `rates_guard`.
     guard: AtomicU64,
+    rates_guard: AtomicU64,
     /// The stamp of a grant made now: the next cut's sequence number...
     stamp_at: AtomicU64,
     /// ...and the rate's generation.
@@ -147,6 +156,43 @@ struct Extra {
     rel_limit: AtomicU64,
 }
 
+impl Extra {
+    /// Under `BUSY`: the `tat` after a take of `n` at `now`, if the fuel is
+    /// there; `cut` (a cut, from a full bucket) takes in the take's
+    /// headroom against `guard` (in ticks of `t0`, the first rate's
+    /// interval). Writes nothing.
+    #[inline(always)]
+    fn take(
+        &self,
+        now: u64,
+        n: u64,
+        t0: u64,
+        guard: u64,
+        cut: &mut (bool, bool),
+    ) -> Result<u64, Fast> {
+        let rel = now.wrapping_sub(self.epoch.load(Ordering::Relaxed));
+        if rel >= self.rel_limit.load(Ordering::Relaxed) {
+            return Err(Fast::Locked);
+        }
+        let now_t = rel.wrapping_mul(self.s.load(Ordering::Relaxed));
+        let (tol, t) = (
+            self.tol.load(Ordering::Relaxed),
+            self.t.load(Ordering::Relaxed),
+        );
+        let tat = self.tat.load(Ordering::Relaxed);
+        let (tat, room) = gcra::take(tat, now_t, tol, t, n).ok_or(Fast::Empty)?;
+        // The headroom in the first rate's ticks, rounded down as the
+        // core's (`Gcra::ticks_of`), compared without dividing: below the
+        // guard, or below one tick of the first rate.
+        if guard != 0 && tol != u64::MAX {
+            let room = u128::from(room) * u128::from(t0);
+            cut.0 |= room < u128::from(guard) * u128::from(t);
+            cut.1 |= room < u128::from(t);
+        }
+        Ok(tat)
+    }
+}
+
 /// The word, on a cache line of its own, then its parameters on another.
 #[derive(Debug)]
 #[repr(C, align(64))]
@@ -162,10 +208,14 @@ impl Word {
     /// rates.
     pub(crate) fn new(extras: usize) -> Word {
         let extras = if extras <= MAX_EXTRAS { extras } else { 0 };
+        let params = Params::default();
+        if extras > 0 {
+            params.guard.store(u64::MAX, Ordering::Relaxed);
+        }
         Word {
             word: AtomicU64::new(CORE),
             extras: (0..extras).map(|_| Extra::default()).collect(),
-            params: Params::default(),
+            params,
         }
     }
 
@@ -178,9 +228,7 @@ impl Word {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
             if word & CORE != 0 {
-                return if word & RATES != 0 {
-                    self.take_rates(word, now, n, stamped)
-                } else if word & QUEUE != 0 {
+                return if word & QUEUE != 0 {
                     Fast::Queued
                 } else {
                     Fast::Locked
@@ -211,12 +259,20 @@ impl Word {
                     // the cuts' sequence (`stamp_grant`). An idle service's
                     // tank is full at each request: this keeps its
                     // refundable takes off the lock.
+                    //
+                    // Several rates: the guard here is `u64::MAX`, so that
+                    // this one test sends every grant to `take_rates`.
                     let cut = headroom < p.guard.load(Ordering::Relaxed);
-                    if cut && !(stamped && headroom == 0) {
-                        return Fast::Locked;
+                    if cut {
+                        if word & RATES != 0 {
+                            return self.take_rates(word, (tat, headroom), now, n, stamped);
+                        }
+                        if !(stamped && headroom == 0) {
+                            return Fast::Locked;
+                        }
                     }
                     let stamp = if stamped {
-                        self.stamp_grant(n, t, tol, cut)
+                        self.stamp_grant(&p.guard, n, t, tol, cut)
                     } else {
                         Stamp::default()
                     };
@@ -245,71 +301,88 @@ impl Word {
         }
     }
 
-    /// [`Word::take`] for a word that holds the first of several rates:
-    /// every rate grants, or none. A refusal by the first rate is answered
-    /// from the word alone, as `take` answers it. Else the taker sets
-    /// `BUSY`, a critical section of a few instructions in which nobody
-    /// else takes and the core waits to seize, takes from every rate (or
-    /// from none), and stores the new word without `BUSY` (or the old word,
-    /// if another rate refuses: nothing changed).
+    /// [`Word::take`] of several rates, once the first rate (in `word`)
+    /// grants `n` (its new `tat` and the headroom found): every rate
+    /// grants, or none. The taker sets `BUSY`, a critical section of a few
+    /// instructions in which nobody else takes and the core waits to
+    /// seize, takes from every other rate (or from none), and stores the
+    /// new word without `BUSY` (or the old word, if another rate refuses:
+    /// nothing changed).
     #[cold]
     #[inline(never)]
-    fn take_rates(&self, mut word: u64, now: u64, n: u64, stamped: bool) -> Fast {
-        let p = &self.params;
+    fn take_rates(
+        &self,
+        mut word: u64,
+        mut first: (u64, u64),
+        now: u64,
+        n: u64,
+        stamped: bool,
+    ) -> Fast {
         loop {
-            if word & RATES == 0 {
-                return match word & QUEUE != 0 {
-                    true => Fast::Queued,
-                    false => Fast::Locked,
-                };
-            }
-            if word & BUSY != 0 {
+            if word & BUSY == 0 {
+                // Acquire: the other rates' `tat`s as the last holder left
+                // them. Success also says the first rate's parameters, read
+                // before, were this word's (as in `take`).
+                match self.word.compare_exchange_weak(
+                    word,
+                    word | BUSY,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return self.take_busy(word, first, now, n, stamped),
+                    Err(current) => word = current,
+                }
+            } else {
                 spin();
                 word = self.word.load(Ordering::Acquire);
-                continue;
             }
-            // The first rate, as `take` computes it: parameters read
-            // before the compare-and-swap belong to the word it expects.
+            first = match self.first_rate(&mut word, now, n) {
+                Ok(first) => first,
+                Err(answer) => return answer,
+            };
+        }
+    }
+
+    /// The first of several rates, as `take` computes it, from `word` or,
+    /// if that changes, from the word found then: its grant, or the answer.
+    #[cold]
+    fn first_rate(&self, word: &mut u64, now: u64, n: u64) -> Result<(u64, u64), Fast> {
+        let p = &self.params;
+        loop {
+            if *word & (CORE | RATES) != RATES {
+                return Err(match *word & QUEUE != 0 {
+                    true => Fast::Queued,
+                    false => Fast::Locked,
+                });
+            }
             let rel = now.wrapping_sub(p.epoch.load(Ordering::Relaxed));
             if rel >= p.rel_limit.load(Ordering::Relaxed)
                 || (n != 1 && n > p.n_max.load(Ordering::Relaxed))
             {
-                return Fast::Locked;
+                return Err(Fast::Locked);
             }
             let now_t = rel.wrapping_mul(p.s.load(Ordering::Relaxed));
             let (tol, t) = (p.tol.load(Ordering::Relaxed), p.t.load(Ordering::Relaxed));
-            let Some((tat, headroom)) = gcra::take(word & TAT_MASK, now_t, tol, t, n) else {
-                fence(Ordering::Acquire);
-                let current = self.word.load(Ordering::Relaxed);
-                if current == word {
-                    return Fast::Empty;
-                }
-                word = current;
-                continue;
-            };
-            // Acquire: the other rates' `tat`s as the last holder left them.
-            if let Err(current) = self.word.compare_exchange_weak(
-                word,
-                word | BUSY,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                word = current;
-                continue;
+            if let Some(first) = gcra::take(*word & TAT_MASK, now_t, tol, t, n) {
+                return Ok(first);
             }
-            return self.grant_rates(word, tat, headroom, now, n, stamped);
+            fence(Ordering::Acquire);
+            let current = self.word.load(Ordering::Relaxed);
+            if current == *word {
+                return Err(Fast::Empty);
+            }
+            *word = current;
         }
     }
 
     /// Under `BUSY`, set on `word`, with the first rate granting `n` (its
-    /// new `tat`, and the headroom found): takes from the other rates too,
-    /// and stores the new word, or the old one if nothing was taken.
-    #[inline(never)]
-    fn grant_rates(
+    /// new `tat` and headroom): takes from every other rate too, and stores
+    /// the new word, or the old one if nothing was taken.
+    #[inline(always)]
+    fn take_busy(
         &self,
         word: u64,
-        tat: u64,
-        headroom: u64,
+        (tat, headroom): (u64, u64),
         now: u64,
         n: u64,
         stamped: bool,
@@ -317,10 +390,11 @@ impl Word {
         // Under `BUSY` nobody changes the parameters.
         let p = &self.params;
         let (tol, t) = (p.tol.load(Ordering::Relaxed), p.t.load(Ordering::Relaxed));
+        let tol = if tol == NO_CAP_RATES { u64::MAX } else { tol };
         match self.take_extras(now, n, t, headroom, stamped) {
             Ok(cut) => {
                 let stamp = if stamped {
-                    self.stamp_grant(n, t, tol, cut)
+                    self.stamp_grant(&p.rates_guard, n, t, tol, cut)
                 } else {
                     Stamp::default()
                 };
@@ -349,31 +423,24 @@ impl Word {
         headroom0: u64,
         stamped: bool,
     ) -> Result<bool, Fast> {
-        let guard = self.params.guard.load(Ordering::Relaxed);
-        let (mut cut, mut full) = (headroom0 < guard, headroom0 == 0);
+        let guard = self.params.rates_guard.load(Ordering::Relaxed);
+        let mut cut = (headroom0 < guard, headroom0 == 0);
+        let allowed = |(cut, full)| match cut && !(stamped && full) {
+            true => Err(Fast::Locked),
+            false => Ok(cut),
+        };
+        // One other rate, the common case: nothing to keep aside.
+        if let [x] = &*self.extras {
+            let tat = x.take(now, n, t0, guard, &mut cut)?;
+            let cut = allowed(cut)?;
+            x.tat.store(tat, Ordering::Relaxed);
+            return Ok(cut);
+        }
         let mut tats = [0; MAX_EXTRAS];
         for (x, new) in self.extras.iter().zip(&mut tats) {
-            let rel = now.wrapping_sub(x.epoch.load(Ordering::Relaxed));
-            if rel >= x.rel_limit.load(Ordering::Relaxed) {
-                return Err(Fast::Locked);
-            }
-            let now_t = rel.wrapping_mul(x.s.load(Ordering::Relaxed));
-            let (tol, t) = (x.tol.load(Ordering::Relaxed), x.t.load(Ordering::Relaxed));
-            let tat = x.tat.load(Ordering::Relaxed);
-            let (tat, room) = gcra::take(tat, now_t, tol, t, n).ok_or(Fast::Empty)?;
-            // The headroom in the first rate's ticks, rounded down as the
-            // core's (`Gcra::ticks_of`), compared without dividing: below
-            // the guard, or below one tick of the first rate.
-            if guard != 0 && tol != u64::MAX {
-                let room = u128::from(room) * u128::from(t0);
-                cut |= room < u128::from(guard) * u128::from(t);
-                full |= room < u128::from(t);
-            }
-            *new = tat;
+            *new = x.take(now, n, t0, guard, &mut cut)?;
         }
-        if cut && !(stamped && full) {
-            return Err(Fast::Locked);
-        }
+        let cut = allowed(cut)?;
         for (x, &tat) in self.extras.iter().zip(&tats) {
             x.tat.store(tat, Ordering::Relaxed);
         }
@@ -393,11 +460,11 @@ impl Word {
     /// taken for nothing counts as a cut, so a refund stamped before it
     /// gives back nothing. Both err on the side of less fuel.
     #[inline]
-    fn stamp_grant(&self, n: u64, t: u64, tol: u64, cut: bool) -> Stamp {
+    fn stamp_grant(&self, guard: &AtomicU64, n: u64, t: u64, tol: u64, cut: bool) -> Stamp {
         let p = &self.params;
         let span = n.wrapping_mul(t);
-        if tol != u64::MAX && p.guard.load(Ordering::Relaxed) < span {
-            p.guard.fetch_max(span, Ordering::Relaxed);
+        if tol != u64::MAX && guard.load(Ordering::Relaxed) < span {
+            guard.fetch_max(span, Ordering::Relaxed);
         }
         // Acquire: a cut whose sequence number this sees came before this
         // grant (see `set_refunds`).
@@ -416,8 +483,8 @@ impl Word {
     /// answer computed from it holds only if [`Word::unchanged`] says so.
     fn view(&self, now: u64) -> Option<View> {
         let word = self.word.load(Ordering::Acquire);
-        // (Several rates, `CORE | RATES`: the core answers, from all.)
-        if word & CORE != 0 {
+        // (Several rates: the core answers, from all of them.)
+        if word & (CORE | RATES) != 0 {
             return None;
         }
         let p = &self.params;
@@ -462,7 +529,16 @@ impl Word {
     /// The guard, as raised by grants made without the lock; read by the
     /// core after [`Word::seize`].
     pub(crate) fn guard(&self) -> u64 {
-        self.params.guard.load(Ordering::Relaxed)
+        self.guard_cell().load(Ordering::Relaxed)
+    }
+
+    /// Where the guard is: for several rates, beside the one `take` tests,
+    /// which stays `u64::MAX`.
+    fn guard_cell(&self) -> &AtomicU64 {
+        match self.extras.is_empty() {
+            true => &self.params.guard,
+            false => &self.params.rates_guard,
+        }
     }
 
     /// The next cut's sequence number, as moved on by grants made without
@@ -483,9 +559,9 @@ impl Word {
     pub(crate) fn set_refunds(&self, guard: u64, lowered: bool, stamp_at: u64, stamp_rate: u64) {
         let p = &self.params;
         if lowered {
-            p.guard.store(guard, Ordering::Relaxed);
+            self.guard_cell().store(guard, Ordering::Relaxed);
         } else {
-            p.guard.fetch_max(guard, Ordering::Relaxed);
+            self.guard_cell().fetch_max(guard, Ordering::Relaxed);
         }
         p.stamp_at.fetch_max(stamp_at, Ordering::Release);
         p.stamp_rate.store(stamp_rate, Ordering::Release);
@@ -511,7 +587,7 @@ impl Word {
     pub(crate) fn seize(&self) -> Option<u64> {
         let mut word = self.word.load(Ordering::Acquire);
         loop {
-            if word & (CORE | RATES) == CORE {
+            if word & CORE != 0 {
                 return None;
             }
             if word & BUSY != 0 {
@@ -523,7 +599,7 @@ impl Word {
             }
             match self.word.compare_exchange_weak(
                 word,
-                (word & !RATES) | CORE,
+                word | CORE,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -583,7 +659,7 @@ impl Word {
             x.tol.store(params.tol, Ordering::Relaxed);
             x.rel_limit.store(TICKS_LIMIT / params.s, Ordering::Relaxed);
         }
-        let rates = if extras.is_empty() { 0 } else { CORE | RATES };
+        let rates = if extras.is_empty() { 0 } else { RATES };
         let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
         if renew && *old == Some(new) {
             generation = (generation + 1) & GEN_MASK;
@@ -599,7 +675,11 @@ impl Word {
             p.epoch.store(new.epoch, Ordering::Relaxed);
             p.s.store(new.s, Ordering::Relaxed);
             p.t.store(new.t, Ordering::Relaxed);
-            p.tol.store(new.tol, Ordering::Relaxed);
+            let tol = match new.tol == u64::MAX && !extras.is_empty() {
+                true => NO_CAP_RATES,
+                false => new.tol,
+            };
+            p.tol.store(tol, Ordering::Relaxed);
             p.rel_limit.store(TICKS_LIMIT / new.s, Ordering::Relaxed);
             p.n_max.store(new.n_max, Ordering::Relaxed);
             generation = (generation + 1) & GEN_MASK;
