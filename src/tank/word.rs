@@ -834,7 +834,7 @@ mod loom_tests {
 
     /// A word of two rates: the first with `T = 10`, `C = 3` and `tat0`,
     /// the other with `T = 20`, `C = 2` and `tat1`.
-    fn two_rates(tat0: u64, tat1: u64) -> (Arc<Word>, Published, Published) {
+    fn two_rates(tat0: u64, tat1: u64) -> Arc<Word> {
         let first = Published {
             epoch: 0,
             s: 1,
@@ -846,13 +846,23 @@ mod loom_tests {
         let word = Arc::new(Word::new(1));
         word.seize();
         word.publish(&mut None, first, tat0, false, &[(other, tat1)]);
-        (word, first, other)
+        word
     }
 
     /// The core seizes the word of two rates: the `tat` of each.
     fn seize_both(word: &Word) -> (u64, u64) {
         let tat0 = word.seize().expect("only the core seizes");
         (tat0, word.extra_tat(0))
+    }
+
+    /// A take of one at `now = 100` from [`two_rates`] racing the core's
+    /// seize: the take's answer, and the `tat`s the core found.
+    fn take_racing_seize(tat0: u64, tat1: u64) -> (Fast, (u64, u64)) {
+        let word = two_rates(tat0, tat1);
+        let taker = word.clone();
+        let grant = loom::thread::spawn(move || taker.take(100, 1, false));
+        let seized = seize_both(&word);
+        (grant.join().unwrap(), seized)
     }
 
     /// A take of two rates racing the core's seize: either the take came
@@ -863,11 +873,8 @@ mod loom_tests {
     fn a_take_of_two_rates_is_never_lost_to_a_seize() {
         loom::model(|| {
             // At 100: 3 fuel under the first rate, 2 under the other.
-            let (word, ..) = two_rates(80, 80);
-            let taker = word.clone();
-            let grant = loom::thread::spawn(move || taker.take(100, 1, false));
-            let seized = seize_both(&word);
-            match grant.join().unwrap() {
+            let (got, seized) = take_racing_seize(80, 80);
+            match got {
                 Fast::Taken(_) => assert_eq!(seized, (90, 100), "the take is lost"),
                 got => {
                     assert_eq!(got, Fast::Locked);
@@ -884,7 +891,7 @@ mod loom_tests {
     fn takes_of_two_rates_are_all_or_nothing() {
         loom::model(|| {
             // At 100: 3 fuel under the first rate, 1 under the other.
-            let (word, ..) = two_rates(80, 100);
+            let word = two_rates(80, 100);
             let spawn = |word: &Arc<Word>| {
                 let taker = word.clone();
                 loom::thread::spawn(move || taker.take(100, 1, false))
@@ -903,11 +910,7 @@ mod loom_tests {
     fn a_refused_take_of_two_rates_changes_nothing() {
         loom::model(|| {
             // At 100: 3 fuel under the first rate, none under the other.
-            let (word, ..) = two_rates(80, 120);
-            let taker = word.clone();
-            let grant = loom::thread::spawn(move || taker.take(100, 1, false));
-            let seized = seize_both(&word);
-            let got = grant.join().unwrap();
+            let (got, seized) = take_racing_seize(80, 120);
             assert!(matches!(got, Fast::Empty | Fast::Locked), "{got:?}");
             assert_eq!(seized, (80, 120));
         });
