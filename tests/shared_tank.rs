@@ -191,21 +191,35 @@ fn four_processes_share_one_budget() {
         // 1000 deep): granted + left = accrued, within one for the clock
         // read after the tank was made. `One` loses each late take for
         // good (it cannot bank): fewer on a loaded machine, never more.
-        let (now, left) = (host_ns(), tank.level());
-        let accrued = 1 + (now - created) / 1_000_000;
+        // The level read between two clock readings: what accrued by the
+        // first is at least what it counts, by the second at most (a
+        // loaded machine may stop this thread between any two of them).
+        let before = host_ns();
+        let left = tank.level();
+        let after = host_ns();
+        let accrued = |now: u64| 1 + (now - created) / 1_000_000;
         let total = all.len() as u64;
-        println!("{cap}: {total} grants (per process {counts:?}) + {left} left; {accrued} accrued");
+        println!(
+            "{cap}: {total} grants (per process {counts:?}) + {left} left; {} accrued",
+            accrued(before)
+        );
         assert!(
-            total + left <= accrued + 1,
-            "{cap}: {total} + {left} > {accrued} + 1"
+            total + left <= accrued(after) + 1,
+            "{cap}: {total} + {left} > {} + 1",
+            accrued(after)
         );
         // (`accrued` counts from just after the tank was made: one short
         // at most, hence the `+ 1` above.)
         match cap {
-            "One" => assert!(total * 10 >= accrued * 9, "{cap}: {total} of {accrued}"),
+            "One" => assert!(
+                total * 10 >= accrued(before) * 9,
+                "{cap}: {total} of {}",
+                accrued(before)
+            ),
             _ => assert!(
-                total + left + 1 >= accrued,
-                "{cap}: {total} + {left} < {accrued} − 1"
+                total + left + 1 >= accrued(before),
+                "{cap}: {total} + {left} < {} − 1",
+                accrued(before)
             ),
         }
         let bound = match cap {
