@@ -733,6 +733,65 @@ fn the_headers_of_a_tank_of_several_rates_name_the_tightest() {
 /// with `-2`, `-3`, … in the order of `also`), and `RateLimit` names the
 /// tightest's policy with its state. A tank of one rate keeps the one
 /// name.
+/// A budget that is not a tank (as a Redis tank): a tank behind calls.
+#[derive(Debug)]
+struct Other(Tank);
+
+impl fueltank::Budget for Other {
+    fn try_take(&self, n: u64) -> Option<fueltank::Fuel> {
+        self.0.try_take(n)
+    }
+    fn wait(&self, n: u64, max_wait: Option<Duration>) -> fueltank::BudgetWait {
+        self.0.wait(n, max_wait)
+    }
+    fn wait_time(&self, n: u64) -> Option<Duration> {
+        self.0.wait_time(n)
+    }
+    fn rate(&self) -> fueltank::Rate {
+        self.0.rate()
+    }
+    fn rates(&self) -> Vec<(fueltank::Rate, u64)> {
+        self.0.rates()
+    }
+    fn available(&self) -> u64 {
+        self.0.available()
+    }
+    fn capacity(&self) -> u64 {
+        fueltank::Budget::capacity(&self.0)
+    }
+}
+
+/// A budget that is not a tank names its tightest rate and lists every
+/// one too.
+#[test]
+fn the_policy_of_another_budget_of_several_rates_lists_every_rate() {
+    let clock = ManualClock::new();
+    let tank = Tank::builder("100/min".parse().unwrap())
+        .also("5/s".parse().unwrap())
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = ThrottleLayer::new(Other(tank.clone()))
+        .reject()
+        .http()
+        .headers(HeaderStyle::Structured)
+        .layer(ok());
+    let policy = "\"default\";q=100;w=60, \"default-2\";q=5;w=1";
+    let response = get(&mut svc);
+    assert_eq!(header(response.headers(), "ratelimit-policy"), Some(policy));
+    // 10 s on (100/min has 4 + 16), take 5: 5/s is empty, the tightest.
+    clock.advance(Duration::from_secs(10));
+    assert!(tank.has_fuel_n(5));
+    let shed = get(&mut svc);
+    assert_eq!(shed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(shed.headers(), "ratelimit-policy"), Some(policy));
+    assert_eq!(
+        header(shed.headers(), "ratelimit"),
+        Some("\"default-2\";r=0;t=1")
+    );
+}
+
 #[test]
 fn the_policy_of_a_tank_of_several_rates_lists_every_rate() {
     let clock = ManualClock::new();

@@ -113,11 +113,18 @@ impl Snapshot {
         let tank = match budget::tank(budget) {
             Some(tank) => tank,
             None => {
-                let rate = budget.rate();
-                let to_full = budget
-                    .wait_time(budget.capacity())
-                    .unwrap_or_else(|| rate.per());
-                return Snapshot::new(rate, budget.capacity(), budget.available(), to_full);
+                // Another budget (a throttle, a Redis tank) tells its rates
+                // as a list: its tightest is named, all of them listed.
+                let rates = budget.rates();
+                let (tightest, (rate, remaining)) = (rates.iter().copied().enumerate())
+                    .min_by_key(|&(_, (_, now))| now)
+                    .unwrap_or_else(|| (0, (budget.rate(), budget.available())));
+                let limit = match rates.len() {
+                    0 | 1 => budget.capacity(),
+                    _ => rate.max_n(),
+                };
+                let to_full = budget.wait_time(limit).unwrap_or_else(|| rate.per());
+                return Snapshot::new(rate, limit, remaining, to_full).of_rates(rates, tightest);
             }
         };
         // The tightest of its rates (`TankBuilder::also`): the least fuel
