@@ -70,13 +70,23 @@ const NO_CAP_RATES: u64 = u64::MAX - 1;
 /// the core): a take keeps their new `tat`s on the stack until all grant.
 pub(crate) const MAX_EXTRAS: usize = 3;
 
-/// Waits a moment for a taker holding `BUSY`.
+/// Waits a moment for a taker holding `BUSY`: it never blocks, but the
+/// scheduler may have stopped it, so after a few spins this yields the
+/// processor instead (`spins` counts them).
 #[inline]
-fn spin() {
+fn spin(spins: &mut u32) {
     #[cfg(fueltank_loom)]
-    loom::thread::yield_now();
+    {
+        let _ = spins;
+        loom::thread::yield_now();
+    }
     #[cfg(not(fueltank_loom))]
-    std::hint::spin_loop();
+    if *spins < 64 {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
 }
 
 /// What the lock-free path found.
@@ -318,6 +328,7 @@ impl Word {
         n: u64,
         stamped: bool,
     ) -> Fast {
+        let mut spins = 0;
         loop {
             if word & BUSY == 0 {
                 // Acquire: the other rates' `tat`s as the last holder left
@@ -333,7 +344,7 @@ impl Word {
                     Err(current) => word = current,
                 }
             } else {
-                spin();
+                spin(&mut spins);
                 word = self.word.load(Ordering::Acquire);
             }
             first = match self.first_rate(&mut word, now, n) {
@@ -586,6 +597,7 @@ impl Word {
     /// Call only with the core lock held.
     pub(crate) fn seize(&self) -> Option<u64> {
         let mut word = self.word.load(Ordering::Acquire);
+        let mut spins = 0;
         loop {
             if word & CORE != 0 {
                 return None;
@@ -593,7 +605,7 @@ impl Word {
             if word & BUSY != 0 {
                 // A taker of several rates is between its two stores; it
                 // never blocks.
-                spin();
+                spin(&mut spins);
                 word = self.word.load(Ordering::Acquire);
                 continue;
             }
