@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use crate::calibrate::{correction_for, follow_lateness};
 use crate::clock::{ClockSource, saturating_ns};
-use crate::sync::{Mutex, lock};
+use crate::sync::{Mutex, MutexGuard, lock};
 use crate::timer::Timer;
 use crate::{Hardcap, Rate};
 
@@ -103,6 +103,10 @@ struct Core {
     armed_at: Option<u64>,
     /// [`Core::find_request_cap`], kept: every take checks it.
     request_cap: u64,
+    /// The last [`Core::release`] kept the state here with nobody in line:
+    /// the word cannot hold this tank as it is (`Window`, paused, rates
+    /// beyond it), so a take needs the lock alone (`Line::take_locked`).
+    kept: bool,
     /// What fuel given back may return (see `refunds.rs`); mirrored in the
     /// word for lock-free takers.
     refunds: Refunds,
@@ -196,6 +200,7 @@ impl Line {
             multi: !also.is_empty(),
             core: Mutex::new(Core {
                 request_cap: 0,
+                kept: false,
                 rate,
                 hardcap,
                 burst,
@@ -246,15 +251,25 @@ impl Line {
         spin: bool,
         op: impl FnOnce(&mut Core, u64, &mut Vec<Waker>) -> R,
     ) -> (R, Option<u64>) {
+        self.locked_in(lock(&self.core), spin, op)
+    }
+
+    /// As [`Line::locked_with`], under the lock already taken: `core`.
+    fn locked_in<R>(
+        &self,
+        mut core: MutexGuard<'_, Core>,
+        spin: bool,
+        op: impl FnOnce(&mut Core, u64, &mut Vec<Waker>) -> R,
+    ) -> (R, Option<u64>) {
         let mut wakers = Wakers(Vec::new());
         let result = {
-            let mut core = lock(&self.core);
             core.own(&self.word);
             let now = self.clock.now_ns();
             core.follow_host(now, &mut wakers.0);
             let result = op(&mut core, now, &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
+            drop(core);
             (result, spin_until)
         };
         // Outside the lock: a waker may call back into the tank.
@@ -323,28 +338,21 @@ impl Line {
 
     #[cold]
     fn take_locked(&self, n: u64, stamped: bool) -> Option<Stamp> {
-        {
-            // A tank whose state never goes into the word (several rates,
-            // `Window`, paused), with nobody in line: a take changes no
-            // timer and nothing the word shows, so it needs the lock alone.
-            let mut core = lock(&self.core);
-            if core.stays_in_core() && core.queue.is_empty() {
-                // The clock read under the lock, as every locked take's: no
-                // take runs at an earlier time than one made before it.
-                let now = self.clock.now_ns();
-                return match n <= core.request_cap() {
-                    true => core.try_take(now, n, stamped),
-                    false => None,
-                };
-            }
+        let take = |core: &mut Core, now| match core.queue.is_empty() && n <= core.request_cap() {
+            true => core.try_take(now, n, stamped),
+            false => None,
+        };
+        let mut core = lock(&self.core);
+        if core.kept {
+            // Nobody in line and nothing the word could show: a take
+            // changes no timer and no word, so it needs the lock alone. The
+            // clock is read under it, as by every locked take: no take runs
+            // at an earlier time than one made before it.
+            let now = self.clock.now_ns();
+            return take(&mut core, now);
         }
-        self.locked(|core, now| {
-            if core.queue.is_empty() && n <= core.request_cap() {
-                core.try_take(now, n, stamped)
-            } else {
-                None
-            }
-        })
+        self.locked_in(core, false, |core, now, _| take(core, now))
+            .0
     }
 
     /// Gives back `n` fuel granted with `stamp` and never spent (see
@@ -720,18 +728,6 @@ impl Core {
             self.refunds.raise_guard(i128::from(word.guard()));
             self.refunds.cuts_without_lock(word.stamp_at());
         }
-    }
-
-    /// Whether the state stays here, never in the word (see
-    /// [`Core::release`]); a shared bucket's does not count, its own word
-    /// being in the shared file.
-    fn stays_in_core(&self) -> bool {
-        !self.in_word
-            && match self.bucket {
-                Bucket::Gcra(_) => !self.also.is_empty() || self.paused_at.is_some(),
-                Bucket::Window(_) => true,
-                Bucket::Host(_) => false,
-            }
     }
 
     /// Internal time as the bucket sees it: frozen while paused.
@@ -1139,7 +1135,8 @@ impl Core {
         let lowered = self.refunds.take_lowered();
         self.renew |= lowered;
         word.set_refunds(guard, lowered, next, rate);
-        if !self.queue.is_empty() {
+        self.kept = self.queue.is_empty();
+        if !self.kept {
             return word.hold(true);
         }
         // Several rates: the word holds them all, or none.
@@ -1172,6 +1169,7 @@ impl Core {
         word.publish(&mut self.published, params, tat, self.renew, extras);
         self.renew = false;
         self.in_word = true;
+        self.kept = false;
     }
 
     /// Changes the rate at once; waiters whose request no longer fits the
