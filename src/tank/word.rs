@@ -49,7 +49,8 @@ pub(crate) const QUEUE: u64 = 1 << 62;
 /// [`Extra`]).
 const RATES: u64 = 1 << 61;
 /// With `RATES`: a taker is reading and writing every rate's `tat` (a `tat`
-/// is below `TICKS_LIMIT`, so this bit of its field is free).
+/// is below `TICKS_LIMIT`, so this bit of its field is free: see
+/// `REL_LIMIT`).
 const BUSY: u64 = 1 << 47;
 const GEN_SHIFT: u32 = 48;
 const GEN_MASK: u64 = (1 << 13) - 1;
@@ -61,6 +62,10 @@ const TAT_MASK: u64 = BUSY - 1;
 pub(crate) const TICKS_LIMIT: u64 = 1 << 47;
 /// Largest `C·T` (the longest burst, in ticks) the word serves.
 pub(crate) const SPAN_LIMIT: u64 = 1 << 44;
+/// Clock readings the word serves, in ticks from its epoch: a take leaves
+/// `tat` at most one interval (below `SPAN_LIMIT`) past the reading, so
+/// every `tat` stays below `TICKS_LIMIT`, clear of `BUSY`.
+const REL_LIMIT: u64 = TICKS_LIMIT - SPAN_LIMIT;
 /// The first rate's tolerance without a cap (`Unbounded`) in a word of
 /// several rates: as good as none (a clock reading is below 2^47 ticks),
 /// and it never lets a grant's headroom be `u64::MAX`, so that the guard
@@ -286,6 +291,7 @@ impl Word {
                     } else {
                         Stamp::default()
                     };
+                    debug_assert!(tat < BUSY);
                     let new = (word & !TAT_MASK) | tat;
                     match self.word.compare_exchange_weak(
                         word,
@@ -411,6 +417,7 @@ impl Word {
                 };
                 // Release: the other rates' new `tat`s (and the guard) go
                 // with the word.
+                debug_assert!(tat < BUSY);
                 self.word.store((word & !TAT_MASK) | tat, Ordering::Release);
                 Fast::Taken(stamp)
             }
@@ -669,7 +676,7 @@ impl Word {
             x.s.store(params.s, Ordering::Relaxed);
             x.t.store(params.t, Ordering::Relaxed);
             x.tol.store(params.tol, Ordering::Relaxed);
-            x.rel_limit.store(TICKS_LIMIT / params.s, Ordering::Relaxed);
+            x.rel_limit.store(REL_LIMIT / params.s, Ordering::Relaxed);
         }
         let rates = if extras.is_empty() { 0 } else { RATES };
         let mut generation = (self.word.load(Ordering::Relaxed) >> GEN_SHIFT) & GEN_MASK;
@@ -692,7 +699,7 @@ impl Word {
                 false => new.tol,
             };
             p.tol.store(tol, Ordering::Relaxed);
-            p.rel_limit.store(TICKS_LIMIT / new.s, Ordering::Relaxed);
+            p.rel_limit.store(REL_LIMIT / new.s, Ordering::Relaxed);
             p.n_max.store(new.n_max, Ordering::Relaxed);
             generation = (generation + 1) & GEN_MASK;
             *old = Some(new);
