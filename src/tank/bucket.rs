@@ -36,6 +36,7 @@
 //! ([`Bucket::rate`]) and pause ([`Bucket::is_paused`]) are then its own,
 //! and the line follows them.
 
+use std::cmp::{max, min};
 use std::collections::VecDeque;
 
 use super::gcra::{self, Tick};
@@ -80,20 +81,15 @@ impl Bucket {
     ) -> Bucket {
         if hardcap == Hardcap::Window {
             let window = |rate: Rate| Window::new(rate, initial.unwrap_or(rate.max_n()), now);
-            return Bucket::Window(
-                window(rate),
-                also.iter().map(|&r| window(r)).collect(),
-                None,
-            );
+            let also = also.iter().map(|&r| window(r)).collect();
+            return Bucket::Window(window(rate), also, None);
         }
         let gcra = |rate: Rate, burst| {
             let cap = hardcap.capacity(rate.max_n(), burst);
             Gcra::new(rate, cap, initial.unwrap_or(1), now)
         };
-        Bucket::Gcra(
-            gcra(rate, burst),
-            also.iter().map(|&r| gcra(r, None)).collect(),
-        )
+        let also = also.iter().map(|&r| gcra(r, None)).collect();
+        Bucket::Gcra(gcra(rate, burst), also)
     }
 
     /// Takes `n` at `now` from every rate or from none; returns the grant's
@@ -200,12 +196,10 @@ impl Bucket {
     pub(crate) fn due_head(&mut self, now: u64, n: u64, turn: Option<u64>) -> u64 {
         let n128 = u128::from(n);
         match self {
-            Bucket::Gcra(gcra, also) => (std::iter::once(&*gcra).chain(also.iter()))
-                .map(|g| g.due(now, n128))
-                .fold(now, u64::max),
-            Bucket::Window(window, also, _) => (std::iter::once(window).chain(also))
-                .map(|w| w.due(now, [n]))
-                .fold(now, u64::max),
+            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, n128)).fold(now, max),
+            Bucket::Window(window, also, _) => {
+                each(window, also).map(|w| w.due(now, [n])).fold(now, max)
+            }
             Bucket::Host(host) => turn
                 .unwrap_or_else(|| host.due(now, n128).max(now.saturating_add(1)))
                 .min(now.saturating_add(HOST_POLL)),
@@ -227,9 +221,7 @@ impl Bucket {
     ) -> u64 {
         let fuel = ahead + u128::from(n);
         match self {
-            Bucket::Gcra(gcra, also) => (std::iter::once(&*gcra).chain(also.iter()))
-                .map(|g| g.due(now, fuel))
-                .fold(now, u64::max),
+            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, fuel)).fold(now, max),
             Bucket::Window(window, also, tail) => {
                 if !matches!(tail, Some((at, replay)) if *at == version && window.replays(replay, now))
                 {
@@ -245,7 +237,7 @@ impl Bucket {
                 let first = window.replay_peek(replay, now, n);
                 also.iter_mut()
                     .map(|w| w.due(now, line.clone().chain([n])))
-                    .fold(first.max(now), u64::max)
+                    .fold(first.max(now), max)
             }
             Bucket::Host(host) => host.due(now, fuel).max(now),
         }
@@ -268,12 +260,10 @@ impl Bucket {
     /// The fuel under every rate: the least.
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(gcra, also) => also
-                .iter()
-                .fold(gcra.level(now), |l, g| l.min(g.level(now))),
-            Bucket::Window(window, also, _) => also
-                .iter_mut()
-                .fold(window.level(now), |l, w| l.min(w.level(now))),
+            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.level(now)).fold(!0, min),
+            Bucket::Window(window, also, _) => {
+                each(window, also).map(|w| w.level(now)).fold(!0, min)
+            }
             Bucket::Host(host) => host.level(now),
         }
     }
@@ -281,12 +271,8 @@ impl Bucket {
     /// The fuel under each rate, the first first.
     pub(crate) fn levels(&mut self, now: u64) -> Vec<u64> {
         match self {
-            Bucket::Gcra(gcra, also) => (std::iter::once(&*gcra).chain(also.iter()))
-                .map(|g| g.level(now))
-                .collect(),
-            Bucket::Window(window, also, _) => (std::iter::once(window).chain(also))
-                .map(|w| w.level(now))
-                .collect(),
+            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.level(now)).collect(),
+            Bucket::Window(window, also, _) => each(window, also).map(|w| w.level(now)).collect(),
             Bucket::Host(host) => vec![host.level(now)],
         }
     }
@@ -333,11 +319,9 @@ impl Bucket {
         let by = paused_at.take().map(|at| now.saturating_sub(at));
         match (self, by) {
             (Bucket::Host(host), _) => host.resume(now),
-            (Bucket::Gcra(gcra, also), Some(by)) => {
-                std::iter::once(gcra).chain(also).for_each(|g| g.skip(by));
-            }
+            (Bucket::Gcra(gcra, also), Some(by)) => each(gcra, also).for_each(|g| g.skip(by)),
             (Bucket::Window(window, also, _), Some(by)) => {
-                std::iter::once(window).chain(also).for_each(|w| w.skip(by));
+                each(window, also).for_each(|w| w.skip(by))
             }
             _ => {}
         }
@@ -441,6 +425,11 @@ impl Bucket {
             _ => None,
         }
     }
+}
+
+/// A bucket's first rate, then those of `also`.
+fn each<'a, T>(first: &'a mut T, also: &'a mut [T]) -> impl Iterator<Item = &'a mut T> {
+    std::iter::once(first).chain(also)
 }
 
 /// The store as read without the core lock: the tank's lock-free word

@@ -14,13 +14,12 @@
 //! the bucket counts from absolute time; and with nobody waiting, nothing
 //! is armed and nothing runs.
 //!
-//! A store that takes turns ([`Bucket::takes_turns`]: a shared tank) keeps
-//! this line in each process, with its one timer, but the order is the
-//! store's: each waiter schedules its turn there when it joins (or, joining
-//! while the tank is paused, when it resumes), and the driver lets the head
-//! go once its turn has come. So the processes' lines interleave in the
-//! order their waiters asked, and no process's timer can take another's
-//! fuel.
+//! A shared tank keeps this line in each process, with its one timer, but
+//! the order is its store's, which takes turns ([`Bucket::takes_turns`]):
+//! each waiter schedules its turn there when it joins (or, joining while
+//! the tank is paused, when it resumes), and the driver lets the head go
+//! once its turn has come. So the processes' lines interleave in the order
+//! their waiters asked, and no process's timer can take another's fuel.
 //!
 //! Every operation under the lock ends the same way (see [`Line::locked`]):
 //! drive the line, then either keep the state in the core (waiters queued,
@@ -76,11 +75,10 @@ struct Core {
     renew: bool,
     paused_at: Option<u64>,
     queue: List,
-    /// Fuel asked for by the waiters in the line (a `u128`: a line of
-    /// `u64` requests can hold more than `u64::MAX`).
-    queued_fuel: u128,
-    /// A store that takes turns: the waiters at the back of the line whose
-    /// turn is not scheduled in it yet (while paused), and their fuel.
+    /// The waiters whose turn the store has not scheduled, and the fuel
+    /// they ask for (a `u128`: a line of `u64` requests can hold more than
+    /// `u64::MAX`): every waiter, unless the store takes turns; then those
+    /// at the back of the line that joined while it took none (paused).
     unscheduled: usize,
     unscheduled_fuel: u128,
     /// When this process last saw the store's own rate unchanged.
@@ -182,7 +180,6 @@ impl Line {
                 renew: false,
                 paused_at: None,
                 queue: List::default(),
-                queued_fuel: 0,
                 unscheduled: 0,
                 unscheduled_fuel: 0,
                 rate_seen_at: 0,
@@ -483,16 +480,14 @@ impl Line {
             // Nothing below can fail: once linked, the node is counted.
             // SAFETY: the caller's contract, and we hold the core lock.
             let linked = unsafe { core.queue.link(node, n, waker) };
-            core.queued_fuel += u128::from(n);
             core.waiting += 1;
             match turn {
                 // SAFETY: just linked, under the core lock.
                 Some(turn) => unsafe { linked.set_turn(Some(turn)) },
-                None if core.bucket.takes_turns() => {
+                None => {
                     core.unscheduled += 1;
                     core.unscheduled_fuel += u128::from(n);
                 }
-                None => {}
             }
             let now_eff = core.now_eff(now);
             core.bucket.joined(now_eff, n, core.line_version);
@@ -654,12 +649,11 @@ impl Core {
     /// The head of the line, asking for `n`, if its fuel is there: in a
     /// store that takes turns, a head whose turn has come (a head whose
     /// turn is not scheduled waits for `schedule_line`), else a take.
-    fn grant_head(&mut self, now: u64, head: super::waiters::Linked, n: u64) -> Option<Stamp> {
+    fn grant_head(&mut self, now: u64, n: u64, turn: Option<(u64, u64)>) -> Option<Stamp> {
         if !self.bucket.takes_turns() {
             return self.try_take(now, n, true);
         }
-        // SAFETY: the head of this list, under the core lock.
-        match unsafe { head.turn() } {
+        match turn {
             Some((due, word)) if due <= now => Some(Stamp::Host { word }),
             _ => None,
         }
@@ -675,15 +669,11 @@ impl Core {
     /// When a newcomer asking for `n` would be granted, after the line.
     fn due_after_line(&mut self, now: u64, n: u64) -> u64 {
         let now = self.now_eff(now);
-        // The turns scheduled are in the store already.
-        let ahead = match self.bucket.takes_turns() {
-            true => self.unscheduled_fuel,
-            false => self.queued_fuel,
-        };
         // SAFETY: nodes of this list, under the core lock.
         let line = self.queue.iter().map(|waiter| unsafe { waiter.n() });
-        self.bucket
-            .due_after(now, n, ahead, line, self.line_version)
+        // (The turns scheduled are in the store already.)
+        let (ahead, version) = (self.unscheduled_fuel, self.line_version);
+        self.bucket.due_after(now, n, ahead, line, version)
     }
 
     /// Takes a queued node out of the line.
@@ -698,21 +688,24 @@ impl Core {
         let turn = unsafe { super::waiters::Linked::of(node).turn() };
         // SAFETY: the caller's contract.
         if unsafe { self.queue.unlink(node) } {
-            self.queued_fuel -= u128::from(n);
-            self.waiting -= 1;
-            self.line_version += 1;
-            match turn {
-                // Its turn comes back if nothing was taken or scheduled
-                // since (in any process); else it passes unused.
-                Some((_, word)) => self
-                    .bucket
-                    .refund(n, Stamp::Host { word }, &mut self.refunds),
-                None if self.bucket.takes_turns() => {
-                    self.unscheduled -= 1;
-                    self.unscheduled_fuel -= u128::from(n);
-                }
-                None => {}
+            self.left(n, turn.is_some());
+            // Its turn comes back if nothing was taken or scheduled since
+            // (in any process); else it passes unused.
+            if let Some((_, word)) = turn {
+                self.bucket
+                    .refund(n, Stamp::Host { word }, &mut self.refunds);
             }
+        }
+    }
+
+    /// A waiter asking for `n` left the line (granted or not), its turn
+    /// `scheduled` in the store or not.
+    fn left(&mut self, n: u64, scheduled: bool) {
+        self.waiting -= 1;
+        self.line_version += 1;
+        if !scheduled {
+            self.unscheduled -= 1;
+            self.unscheduled_fuel -= u128::from(n);
         }
     }
 
@@ -769,12 +762,10 @@ impl Core {
                 return (now, None);
             };
             // SAFETY: the head of this list, under the core lock.
-            let n = unsafe { head.n() };
-            if let Some(stamp) = self.grant_head(now, head, n) {
+            let (n, turn) = unsafe { (head.n(), head.turn()) };
+            if let Some(stamp) = self.grant_head(now, n, turn) {
                 self.queue.pop_front();
-                self.queued_fuel -= u128::from(n);
-                self.waiting -= 1;
-                self.line_version += 1;
+                self.left(n, turn.is_some());
                 // SAFETY: just taken out of this list, under the core lock.
                 wakers.extend(unsafe { head.finish(GRANTED, stamp) });
                 continue;
@@ -784,8 +775,7 @@ impl Core {
                 self.armed_at = None;
                 return (now, None);
             }
-            // SAFETY: the head of this list, under the core lock.
-            let turn = unsafe { head.turn() }.map(|(due, _)| due);
+            let turn = turn.map(|(due, _)| due);
             let due = self.bucket.due_head(self.now_eff(now), n, turn);
             // The grant just failed at `now`, so the fuel is due later; were
             // that ever not so, arming for `now` would spin this loop. (A

@@ -1,8 +1,8 @@
 //! [`Tank`]: fuel refilled at a [`Rate`], spent before work.
 //!
-//! The refill algorithm is in `bucket.rs`, the lock-free `has_fuel` in
-//! `word.rs`, the line of waiters and its driver in `line.rs` and
-//! `waiters.rs`.
+//! The stores of fuel, and the one interface the line drives them
+//! through, are in `bucket.rs`; the lock-free `has_fuel` in `word.rs`, the
+//! line of waiters and its driver in `line.rs` and `waiters.rs`.
 
 pub(crate) mod bucket;
 mod builder;
