@@ -45,7 +45,7 @@ use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::word::{Fast, MAX_EXTRAS, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
 use crate::clock::ClockSource;
-use crate::{Hardcap, Rate};
+use crate::{Error, Hardcap, Rate};
 
 /// The state of one tank's fuel, under any hardcap, for each of its rates.
 #[derive(Debug)]
@@ -102,8 +102,6 @@ impl Bucket {
         stamped: bool,
         refunds: &mut Refunds,
     ) -> Option<Stamp> {
-        // Each bucket takes `n` exactly when it holds them, so after the
-        // first rate's take none below fails but for want of fuel.
         match self {
             Bucket::Gcra(gcra, also) => {
                 let mut headroom = gcra.try_take(now, n)?;
@@ -122,7 +120,7 @@ impl Bucket {
                             // Every rate or none: undo the takes before
                             // this one (a settled `tat` less the span holds
                             // what it held before the take).
-                            for g in std::iter::once(&mut *gcra).chain(&mut also[..i]) {
+                            for g in each(gcra, &mut also[..i]) {
                                 g.give_back(g.span(u128::from(n)));
                             }
                             return None;
@@ -138,6 +136,8 @@ impl Bucket {
                 })
             }
             Bucket::Window(window, also, _) => {
+                // Every rate or none: each bucket takes `n` exactly when it
+                // holds them, so after this check no take below fails.
                 if also.iter_mut().any(|w| w.level(now) < n) {
                     return None;
                 }
@@ -197,9 +197,7 @@ impl Bucket {
         let n128 = u128::from(n);
         match self {
             Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, n128)).fold(now, max),
-            Bucket::Window(window, also, _) => {
-                each(window, also).map(|w| w.due(now, [n])).fold(now, max)
-            }
+            Bucket::Window(w, also, _) => each(w, also).map(|w| w.due(now, [n])).fold(now, max),
             Bucket::Host(host) => turn
                 .unwrap_or_else(|| host.due(now, n128).max(now.saturating_add(1)))
                 .min(now.saturating_add(HOST_POLL)),
@@ -223,8 +221,7 @@ impl Bucket {
         match self {
             Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, fuel)).fold(now, max),
             Bucket::Window(window, also, tail) => {
-                if !matches!(tail, Some((at, replay)) if *at == version && window.replays(replay, now))
-                {
+                if !matches!(tail, Some((v, r)) if *v == version && window.replays(r, now)) {
                     *tail = None;
                 }
                 let (_, replay) = tail.get_or_insert_with(|| {
@@ -246,13 +243,10 @@ impl Bucket {
     /// A waiter asking for `n` joined the line (`version` as before): the
     /// replay of the line, if current, takes it in.
     pub(crate) fn joined(&mut self, now: u64, n: u64, version: u64) {
-        if let Bucket::Window(window, _, tail) = self
-            && let Some((at, replay)) = tail
-        {
-            if *at == version && window.replays(replay, now) {
-                window.replay_push(replay, now, n);
-            } else {
-                *tail = None;
+        if let Bucket::Window(w, _, tail) = self {
+            match tail {
+                Some((v, r)) if *v == version && w.replays(r, now) => _ = w.replay_push(r, now, n),
+                _ => *tail = None,
             }
         }
     }
@@ -260,10 +254,8 @@ impl Bucket {
     /// The fuel under every rate: the least.
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.level(now)).fold(!0, min),
-            Bucket::Window(window, also, _) => {
-                each(window, also).map(|w| w.level(now)).fold(!0, min)
-            }
+            Bucket::Gcra(g, also) => each(g, also).map(|g| g.level(now)).fold(u64::MAX, min),
+            Bucket::Window(w, also, _) => each(w, also).map(|w| w.level(now)).fold(u64::MAX, min),
             Bucket::Host(host) => host.level(now),
         }
     }
@@ -272,19 +264,14 @@ impl Bucket {
     pub(crate) fn levels(&mut self, now: u64) -> Vec<u64> {
         match self {
             Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.level(now)).collect(),
-            Bucket::Window(window, also, _) => each(window, also).map(|w| w.level(now)).collect(),
+            Bucket::Window(w, also, _) => each(w, also).map(|w| w.level(now)).collect(),
             Bucket::Host(host) => vec![host.level(now)],
         }
     }
 
     /// Changes the first rate to `rate` (capacity `cap`) at `now`, keeping
     /// the fuel (see each store's `set_rate`).
-    pub(crate) fn set_rate(
-        &mut self,
-        now: u64,
-        rate: Rate,
-        cap: Option<u64>,
-    ) -> Result<(), crate::Error> {
+    pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) -> Result<(), Error> {
         match self {
             Bucket::Gcra(gcra, _) => gcra.set_rate(now, rate, cap),
             Bucket::Window(window, _, _) => window.set_rate(now, rate),
@@ -307,9 +294,7 @@ impl Bucket {
     pub(crate) fn pause(&self, now: u64, paused_at: &mut Option<u64>) {
         match self {
             Bucket::Host(host) => host.pause(now),
-            _ => {
-                paused_at.get_or_insert(now);
-            }
+            _ => _ = paused_at.get_or_insert(now),
         }
     }
 
@@ -320,9 +305,7 @@ impl Bucket {
         match (self, by) {
             (Bucket::Host(host), _) => host.resume(now),
             (Bucket::Gcra(gcra, also), Some(by)) => each(gcra, also).for_each(|g| g.skip(by)),
-            (Bucket::Window(window, also, _), Some(by)) => {
-                each(window, also).for_each(|w| w.skip(by))
-            }
+            (Bucket::Window(w, also, _), Some(by)) => each(w, also).for_each(|w| w.skip(by)),
             _ => {}
         }
     }
