@@ -415,72 +415,67 @@ fn each<'a, T>(first: &'a mut T, also: &'a mut [T]) -> impl Iterator<Item = &'a 
     std::iter::once(first).chain(also)
 }
 
-/// The store as read without the core lock: the tank's lock-free word
-/// (`word.rs`), which holds a `Gcra` bucket's state while nobody waits (and
-/// else says whether anyone does), and a shared store's handle, taken from
+/// The store as read without the core lock, beside the tank's lock-free
+/// word (`word.rs`, which holds a `Gcra` bucket's state while nobody waits,
+/// and else says whether anyone does): a shared store's handle, taken from
 /// and read directly (its word is in the shared file).
 #[derive(Debug)]
-pub(crate) struct Front {
-    pub(crate) word: Word,
-    shared: Option<Host>,
-}
+pub(crate) struct Front(Option<Host>);
 
 impl Front {
     pub(crate) fn new(bucket: &Bucket) -> Front {
-        let (extras, shared) = match bucket {
-            Bucket::Gcra(_, also) => (also.len(), None),
-            Bucket::Window(_, also, _) => (also.len(), None),
-            Bucket::Host(host) => (0, Some(host)),
-        };
-        Front {
-            word: Word::new(extras),
-            shared: shared.cloned(),
-        }
+        Front(
+            match bucket {
+                Bucket::Host(host) => Some(host),
+                _ => None,
+            }
+            .cloned(),
+        )
     }
 
     /// Takes `n ≥ 1` fuel without the lock, if the state is here; never
     /// overtakes the tank's line (a shared store's take: one
     /// compare-and-swap there, unless this process's line waits).
     #[inline(always)]
-    pub(crate) fn take(&self, clock: &ClockSource, n: u64, stamped: bool) -> Fast {
-        let Some(shared) = &self.shared else {
-            return self.word.take(clock.now_ns(), n, stamped);
+    pub(crate) fn take(&self, word: &Word, clock: &ClockSource, n: u64, stamped: bool) -> Fast {
+        let Some(shared) = &self.0 else {
+            return word.take(clock.now_ns(), n, stamped);
         };
-        if self.word.queued() {
+        if word.queued() {
             return Fast::Queued;
         }
         match shared.take(clock.now_ns(), n) {
-            Took::Taken(word) => Fast::Taken(Stamp::Host { word }),
+            Took::Taken(after) => Fast::Taken(Stamp::Host { word: after }),
             Took::Empty => Fast::Empty,
         }
     }
 
     /// The fuel level, if known without the lock.
-    pub(crate) fn level(&self, clock: &ClockSource) -> Option<u64> {
-        match &self.shared {
+    pub(crate) fn level(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
+        match &self.0 {
             Some(shared) => Some(shared.level(clock.now_ns())),
-            None => self.word.level(clock.now_ns()),
+            None => word.level(clock.now_ns()),
         }
     }
 
     /// The fuel a newcomer could take now (0 while anyone waits), if known
     /// without the lock.
-    pub(crate) fn available(&self, clock: &ClockSource) -> Option<u64> {
-        match &self.shared {
-            Some(_) if self.word.queued() => Some(0),
-            _ => self.level(clock),
+    pub(crate) fn available(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
+        match &self.0 {
+            Some(_) if word.queued() => Some(0),
+            _ => self.level(word, clock),
         }
     }
 
     /// The rate, if the store keeps its own (see [`Bucket::rate`]).
     pub(crate) fn rate(&self) -> Option<Rate> {
-        self.shared.as_ref()?.state().rate()
+        self.0.as_ref()?.state().rate()
     }
 
     /// Whether the refill is paused, if the store keeps its own pause (see
     /// [`Bucket::is_paused`]).
     pub(crate) fn is_paused(&self) -> Option<bool> {
-        Some(self.shared.as_ref()?.state().is_paused())
+        Some(self.0.as_ref()?.state().is_paused())
     }
 }
 

@@ -1,6 +1,6 @@
-//! The shared state of a tank: the store's lock-free front, and behind a
-//! lock the store (`bucket.rs`), the line of waiters and the timer, with the
-//! driver that serves the line.
+//! The shared state of a tank: the lock-free word and the store's front,
+//! and behind a lock the store (`bucket.rs`), the line of waiters and the
+//! timer, with the driver that serves the line.
 //!
 //! # Serving the line
 //!
@@ -45,7 +45,8 @@ use crate::timer::Timer;
 use crate::{Hardcap, Rate};
 
 pub(crate) struct Line {
-    /// The store as read without the lock: the word, and a shared store.
+    pub(crate) word: Word,
+    /// The store as read without the lock, beside the word.
     front: Front,
     pub(crate) clock: ClockSource,
     /// A number no other tank of the process has (a `Fuel` names its tank).
@@ -165,6 +166,7 @@ impl Line {
             correction
         };
         let shared = Arc::new_cyclic(|weak: &Weak<Line>| Line {
+            word: Word::new(also.len()),
             front: Front::new(&bucket),
             multi: !also.is_empty(),
             core: Mutex::new(Core {
@@ -230,12 +232,12 @@ impl Line {
     ) -> (R, Option<u64>) {
         let mut wakers = Wakers(Vec::new());
         let result = {
-            core.own(&self.front.word);
+            core.own(&self.word);
             let now = self.clock.now_ns();
             core.follow_store(now, &mut wakers.0);
             let result = op(&mut core, now, &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
-            core.release(&self.front.word, now);
+            core.release(&self.word, now);
             drop(core);
             (result, spin_until)
         };
@@ -262,7 +264,7 @@ impl Line {
         if n == 0 {
             return true;
         }
-        match self.front.take(&self.clock, n, false) {
+        match self.front.take(&self.word, &self.clock, n, false) {
             Fast::Taken(_) => true,
             Fast::Empty | Fast::Queued => false,
             Fast::Locked => self.take_locked(n, false).is_some(),
@@ -276,7 +278,7 @@ impl Line {
         if n == 0 {
             return Some(Stamp::None);
         }
-        match self.front.take(&self.clock, n, true) {
+        match self.front.take(&self.word, &self.clock, n, true) {
             Fast::Taken(stamp) => Some(stamp),
             Fast::Empty | Fast::Queued => None,
             Fast::Locked => self.take_locked(n, true),
@@ -309,7 +311,7 @@ impl Line {
     }
 
     pub(crate) fn level(&self) -> u64 {
-        if let Some(level) = self.front.level(&self.clock) {
+        if let Some(level) = self.front.level(&self.word, &self.clock) {
             return level;
         }
         self.locked(|core, now| core.bucket.level(core.now_eff(now)))
@@ -318,7 +320,7 @@ impl Line {
     /// The fuel a newcomer could take now: the level, or 0 while anyone
     /// waits (`has_fuel` does not overtake the line).
     pub(crate) fn available(&self) -> u64 {
-        if let Some(level) = self.front.available(&self.clock) {
+        if let Some(level) = self.front.available(&self.word, &self.clock) {
             return level;
         }
         self.locked(|core, now| {
@@ -335,7 +337,7 @@ impl Line {
     pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
         // Lock-free while nobody waits: a `Retry-After` on every rejected
         // request must not take the lock from the requests let through.
-        if let Some(wait) = self.front.word.wait(self.clock.now_ns(), n) {
+        if let Some(wait) = self.word.wait(self.clock.now_ns(), n) {
             return Some(wait);
         }
         self.locked(|core, now| {
