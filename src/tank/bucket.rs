@@ -36,7 +36,6 @@
 //! ([`Bucket::rate`]) and pause ([`Bucket::is_paused`]) are then its own,
 //! and the line follows them.
 
-use std::cmp::{max, min};
 use std::collections::VecDeque;
 
 use super::gcra::{self, Tick};
@@ -196,8 +195,8 @@ impl Bucket {
     pub(crate) fn due_head(&mut self, now: u64, n: u64, turn: Option<u64>) -> u64 {
         let n128 = u128::from(n);
         match self {
-            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, n128)).fold(now, max),
-            Bucket::Window(w, also, _) => each(w, also).map(|w| w.due(now, [n])).fold(now, max),
+            Bucket::Gcra(g, also) => fold(g, also, now, |at, g| at.max(g.due(now, n128))),
+            Bucket::Window(w, also, _) => fold(w, also, now, |at, w| at.max(w.due(now, [n]))),
             Bucket::Host(host) => turn
                 .unwrap_or_else(|| host.due(now, n128).max(now.saturating_add(1)))
                 .min(now.saturating_add(HOST_POLL)),
@@ -219,7 +218,7 @@ impl Bucket {
     ) -> u64 {
         let fuel = ahead + u128::from(n);
         match self {
-            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.due(now, fuel)).fold(now, max),
+            Bucket::Gcra(g, also) => fold(g, also, now, |at, g| at.max(g.due(now, fuel))),
             Bucket::Window(window, also, tail) => {
                 if !matches!(tail, Some((v, r)) if *v == version && window.replays(r, now)) {
                     *tail = None;
@@ -234,7 +233,7 @@ impl Bucket {
                 let first = window.replay_peek(replay, now, n);
                 also.iter_mut()
                     .map(|w| w.due(now, line.clone().chain([n])))
-                    .fold(first.max(now), max)
+                    .fold(first.max(now), u64::max)
             }
             Bucket::Host(host) => host.due(now, fuel).max(now),
         }
@@ -254,18 +253,18 @@ impl Bucket {
     /// The fuel under every rate: the least.
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(g, also) => each(g, also).map(|g| g.level(now)).fold(u64::MAX, min),
-            Bucket::Window(w, also, _) => each(w, also).map(|w| w.level(now)).fold(u64::MAX, min),
+            Bucket::Gcra(g, also) => fold(g, also, u64::MAX, |l, g| l.min(g.level(now))),
+            Bucket::Window(w, also, _) => fold(w, also, u64::MAX, |l, w| l.min(w.level(now))),
             Bucket::Host(host) => host.level(now),
         }
     }
 
-    /// The fuel under each rate, the first first.
-    pub(crate) fn levels(&mut self, now: u64) -> Vec<u64> {
+    /// The fuel under rate `i`: 0 the first, then those of `also`.
+    pub(crate) fn level_of(&mut self, i: usize, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(gcra, also) => each(gcra, also).map(|g| g.level(now)).collect(),
-            Bucket::Window(w, also, _) => each(w, also).map(|w| w.level(now)).collect(),
-            Bucket::Host(host) => vec![host.level(now)],
+            Bucket::Gcra(g, also) => i.checked_sub(1).map_or(&*g, |i| &also[i]).level(now),
+            Bucket::Window(w, also, _) => i.checked_sub(1).map_or(w, |i| &mut also[i]).level(now),
+            Bucket::Host(host) => host.level(now),
         }
     }
 
@@ -415,6 +414,13 @@ fn each<'a, T>(first: &'a mut T, also: &'a mut [T]) -> impl Iterator<Item = &'a 
     std::iter::once(first).chain(also)
 }
 
+/// `f` folded over a bucket's rates from `init`, the first first.
+#[inline]
+fn fold<T>(first: &mut T, also: &mut [T], init: u64, mut f: impl FnMut(u64, &mut T) -> u64) -> u64 {
+    let first = f(init, first);
+    also.iter_mut().fold(first, f)
+}
+
 /// The store as read without the core lock, beside the tank's lock-free
 /// word (`word.rs`, which holds a `Gcra` bucket's state while nobody waits,
 /// and else says whether anyone does): a shared store's handle, taken from
@@ -451,6 +457,7 @@ impl Front {
     }
 
     /// The fuel level, if known without the lock.
+    #[inline(always)]
     pub(crate) fn level(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
         match &self.0 {
             Some(shared) => Some(shared.level(clock.now_ns())),
@@ -460,6 +467,7 @@ impl Front {
 
     /// The fuel a newcomer could take now (0 while anyone waits), if known
     /// without the lock.
+    #[inline(always)]
     pub(crate) fn available(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
         match &self.0 {
             Some(_) if word.queued() => Some(0),
@@ -468,12 +476,14 @@ impl Front {
     }
 
     /// The rate, if the store keeps its own (see [`Bucket::rate`]).
+    #[inline]
     pub(crate) fn rate(&self) -> Option<Rate> {
         self.0.as_ref()?.state().rate()
     }
 
     /// Whether the refill is paused, if the store keeps its own pause (see
     /// [`Bucket::is_paused`]).
+    #[inline]
     pub(crate) fn is_paused(&self) -> Option<bool> {
         Some(self.0.as_ref()?.state().is_paused())
     }

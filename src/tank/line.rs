@@ -357,9 +357,11 @@ impl Line {
         self.locked(|core, now| {
             let (open, now) = (core.queue.is_empty(), core.now_eff(now));
             let rates = std::iter::once(core.rate).chain(core.also.iter().copied());
-            let levels = core.bucket.levels(now);
-            let levels = levels.into_iter().map(|level| if open { level } else { 0 });
-            rates.zip(levels).collect()
+            let mut level = |i| match open {
+                true => core.bucket.level_of(i, now),
+                false => 0,
+            };
+            rates.enumerate().map(|(i, r)| (r, level(i))).collect()
         })
     }
 
