@@ -32,9 +32,9 @@
 //! ([`Bucket::takes_turns`]: the shared one, where each waiter reserves its
 //! turn in the shared word with [`Bucket::reserve`]); the line then lets
 //! its head go when its turn has come, and asks the store nothing else
-//! for it. A store may be changed by others: its rate
-//! ([`Bucket::rate`]) and pause ([`Bucket::is_paused`]) are then its own,
-//! and the line follows them.
+//! for it. A store may be changed by others: its rate ([`Front::rate`])
+//! and pause ([`Front::is_paused`]) are then its own, read without the
+//! lock, and the line follows them.
 
 use std::collections::VecDeque;
 
@@ -279,15 +279,6 @@ impl Bucket {
         Ok(())
     }
 
-    /// The rate, if the store keeps its own: in shared memory, where
-    /// another process may change it.
-    pub(crate) fn rate(&self) -> Option<Rate> {
-        match self {
-            Bucket::Host(host) => host.state().rate(),
-            _ => None,
-        }
-    }
-
     /// Stops the refill at `now`: in shared memory for every process; in
     /// process by freezing the line's time at `paused_at` (`Core::now_eff`).
     pub(crate) fn pause(&self, now: u64, paused_at: &mut Option<u64>) {
@@ -307,12 +298,6 @@ impl Bucket {
             (Bucket::Window(w, also, _), Some(by)) => each(w, also).for_each(|w| w.skip(by)),
             _ => {}
         }
-    }
-
-    /// Whether the refill is paused in the store itself (shared memory: by
-    /// any process); a pause in process is the line's (`paused_at`).
-    pub(crate) fn is_paused(&self) -> bool {
-        matches!(self, Bucket::Host(host) if host.state().is_paused())
     }
 
     /// Whether the store orders the line itself: each waiter reserves its
@@ -430,13 +415,10 @@ pub(crate) struct Front(Option<Host>);
 
 impl Front {
     pub(crate) fn new(bucket: &Bucket) -> Front {
-        Front(
-            match bucket {
-                Bucket::Host(host) => Some(host),
-                _ => None,
-            }
-            .cloned(),
-        )
+        let Bucket::Host(host) = bucket else {
+            return Front(None);
+        };
+        Front(Some(host).cloned())
     }
 
     /// Takes `n ≥ 1` fuel without the lock, if the state is here; never
@@ -475,14 +457,15 @@ impl Front {
         }
     }
 
-    /// The rate, if the store keeps its own (see [`Bucket::rate`]).
+    /// The rate, if the store keeps its own: in shared memory, where
+    /// another process may change it.
     #[inline]
     pub(crate) fn rate(&self) -> Option<Rate> {
         self.0.as_ref()?.state().rate()
     }
 
-    /// Whether the refill is paused, if the store keeps its own pause (see
-    /// [`Bucket::is_paused`]).
+    /// Whether the refill is paused, if the store keeps its own pause (in
+    /// shared memory: by any process); a pause in process is the line's.
     #[inline]
     pub(crate) fn is_paused(&self) -> Option<bool> {
         Some(self.0.as_ref()?.state().is_paused())

@@ -234,7 +234,7 @@ impl Line {
         let result = {
             core.own(&self.word);
             let now = self.clock.now_ns();
-            core.follow_store(now, &mut wakers.0);
+            core.follow_store(self.front.rate(), now, &mut wakers.0);
             let result = op(&mut core, now, &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
@@ -341,7 +341,7 @@ impl Line {
             return Some(wait);
         }
         self.locked(|core, now| {
-            if n > core.request_cap() || core.paused() {
+            if n > core.request_cap() || self.paused(core) {
                 return None;
             }
             Some(core.due_after_line(now, n).saturating_sub(now))
@@ -424,9 +424,14 @@ impl Line {
 
     /// Whether the refill is paused (a shared tank: by any process).
     pub(crate) fn is_paused(&self) -> bool {
-        self.front
-            .is_paused()
-            .unwrap_or_else(|| lock(&self.core).paused())
+        let here = || lock(&self.core).paused_at.is_some();
+        self.front.is_paused().unwrap_or_else(here)
+    }
+
+    /// Whether the refill stands still: paused here, or in the store (a
+    /// shared one: by any process).
+    fn paused(&self, core: &Core) -> bool {
+        core.paused_at.is_some() || self.front.is_paused() == Some(true)
     }
 
     pub(crate) fn pause(&self) {
@@ -476,7 +481,7 @@ impl Line {
             }
             if turn.is_none()
                 && let Some(deadline) = deadline
-                && !core.paused()
+                && !self.paused(core)
                 && core.due_after_line(now, n) > deadline
             {
                 return Enqueued::TooLate;
@@ -636,12 +641,6 @@ impl Core {
             self.hardcap.request_capacity(self.rate.max_n(), self.burst),
             u64::min,
         )
-    }
-
-    /// Whether the refill stands still: paused here, or in the store (a
-    /// shared one: by any process).
-    fn paused(&self) -> bool {
-        self.paused_at.is_some() || self.bucket.is_paused()
     }
 
     /// Nobody waits and nothing is paused here: the state may be kept
@@ -858,11 +857,11 @@ impl Core {
         Ok(())
     }
 
-    /// A store's own rate may have been changed elsewhere (shared: by
+    /// A store's own `rate` may have been changed elsewhere (shared: by
     /// another process): from then on, this one's capacity checks and
     /// waiters follow it too.
-    fn follow_store(&mut self, now: u64, wakers: &mut Vec<Waker>) {
-        if let Some(rate) = self.bucket.rate()
+    fn follow_store(&mut self, rate: Option<Rate>, now: u64, wakers: &mut Vec<Waker>) {
+        if let Some(rate) = rate
             && rate != self.rate
         {
             let (old, since) = (self.rate, self.rate_seen_at);
