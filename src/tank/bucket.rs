@@ -1,77 +1,514 @@
-//! The locked bucket: the state of one tank's fuel behind the core's lock.
+//! The stores of a tank's fuel, behind one interface: [`Bucket`], under the
+//! core's lock, and its [`Front`], read without it. The line of waiters and
+//! its timer (`line.rs`) drive every store through them alike.
 //!
-//! # `Limit`, `One`, `Unbounded`: virtual scheduling (GCRA)
+//! # The stores
 //!
-//! [`Gcra`] keeps the `tat` of the algorithm stated in `gcra.rs`, in
-//! `i128` ticks since an epoch of its own, and computes with it there.
+//! - `Limit`, `One`, `Unbounded`: [`Gcra`] keeps the `tat` of the algorithm
+//!   stated in `gcra.rs`, in `i128` ticks since an epoch of its own, and
+//!   computes with it there. While nobody waits, the tank keeps this `tat`
+//!   packed in one atomic word instead, so that
+//!   [`has_fuel`](crate::Tank::has_fuel) is one compare-and-swap (see
+//!   `tank/word.rs`), with the same functions of `gcra.rs` in `u64`: the
+//!   core takes it back from the word before it changes anything
+//!   ([`Bucket::own`]), and hands it back when done ([`Bucket::publish`]).
+//! - `Window`: a sliding log. [`Window`] remembers when its last `max_n`
+//!   grants leave the window (as runs of equal times) and grants `n` at
+//!   `now` only if the log holds at most `max_n − n` grants that have not
+//!   left. So no half-open window of length `per` ever holds more than
+//!   `max_n` grants, and bursts of up to `max_n` are allowed. Memory is
+//!   `O(max_n)`.
+//! - In shared memory (`host.rs`): one atomic word in a file, for every
+//!   process of the host, taken from without any lock.
 //!
-//! # `Window`: a sliding log
+//! # The interface
 //!
-//! `Window` remembers when its last `max_n` grants leave the window (as runs
-//! of equal times) and grants `n` at `now` only if the log holds at most
-//! `max_n − n` grants that have not left. So no half-open window of length
-//! `per` ever holds more than `max_n` grants, and bursts of up to `max_n`
-//! are allowed. Memory is `O(max_n)`.
-//!
-//! # The lock-free form
-//!
-//! The tank also keeps `tat` packed in one atomic word, so that
-//! [`has_fuel`](crate::Tank::has_fuel) is one compare-and-swap (see
-//! `tank/word.rs`), with the same functions of `gcra.rs` in `u64`.
+//! A bucket holds every rate of its tank (`TankBuilder::also`): it grants
+//! from all of them or from none, and answers for the tightest. It takes
+//! and gives back ([`Bucket::take`], [`Bucket::refund`]), says when fuel is
+//! due for the line's head or for a newcomer after the line
+//! ([`Bucket::due_head`], [`Bucket::due_after`]), and pauses, resumes and
+//! changes its rate. A store may order the line itself
+//! ([`Bucket::takes_turns`]: the shared one, where each waiter reserves its
+//! turn in the shared word with [`Bucket::reserve`]); the line then lets
+//! its head go when its turn has come, and asks the store nothing else
+//! for it. A store may be changed by others: its rate ([`Front::rate`])
+//! and pause ([`Front::is_paused`]) are then its own, read without the
+//! lock, and the line follows them.
 
 use std::collections::VecDeque;
 
 use super::gcra::{self, Tick};
-use crate::{Hardcap, Rate};
+use super::host::{Host, Took, Turn};
+use super::permit::Stamp;
+use super::refunds::Refunds;
+use super::word::{Fast, MAX_EXTRAS, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
+use crate::clock::ClockSource;
+use crate::{Error, Hardcap, Rate};
 
-/// The state of one tank's fuel, under any hardcap.
+/// The state of one tank's fuel, under any hardcap, for each of its rates.
 #[derive(Debug)]
 pub(crate) enum Bucket {
-    Gcra(Gcra),
-    Window(Window),
-    /// In shared memory, for every process of the host (`host.rs`);
-    /// without the feature, never made (`no_host.rs`).
+    /// The first rate, then those of `also`.
+    Gcra(Gcra, Vec<Gcra>),
+    /// The first rate, those of `also`, and the replay of the line (for
+    /// the first) with the line's version it was made for (see [`Replay`]).
+    Window(Window, Vec<Window>, Option<(u64, Replay)>),
+    /// In shared memory, for every process of the host (`host.rs`): one
+    /// rate; without the feature, never made (`no_host.rs`).
     #[cfg_attr(not(feature = "shared-memory"), allow(dead_code))]
-    Host(super::host::Host),
+    Host(Host),
 }
 
+/// How long a waiter of a shared tank sleeps at most before it looks at the
+/// shared bucket again: other processes' refunds, resumes and rate changes
+/// wake nobody here.
+const HOST_POLL: u64 = 10_000_000;
+
 impl Bucket {
-    /// A bucket of `rate` under `hardcap` holding `initial` fuel at `now`
-    /// (`burst`: `Limit`'s capacity, if not `max_n`).
+    /// A bucket of `rate` and the rates `also` under `hardcap`, each
+    /// holding `initial` fuel at `now` (`None`: full under `Window`, else
+    /// one); `burst`: the first rate's capacity under `Limit`, if not
+    /// `max_n`.
     pub(crate) fn new(
         rate: Rate,
+        also: &[Rate],
         hardcap: Hardcap,
         burst: Option<u64>,
-        initial: u64,
+        initial: Option<u64>,
         now: u64,
     ) -> Bucket {
-        match hardcap {
-            Hardcap::Window => Bucket::Window(Window::new(rate, initial, now)),
-            _ => Bucket::Gcra(Gcra::new(
-                rate,
-                hardcap.capacity(rate.max_n(), burst),
-                initial,
-                now,
-            )),
+        if hardcap == Hardcap::Window {
+            let window = |rate: Rate| Window::new(rate, initial.unwrap_or(rate.max_n()), now);
+            let also = also.iter().map(|&r| window(r)).collect();
+            return Bucket::Window(window(rate), also, None);
+        }
+        let gcra = |rate: Rate, burst| {
+            let cap = hardcap.capacity(rate.max_n(), burst);
+            Gcra::new(rate, cap, initial.unwrap_or(1), now)
+        };
+        let also = also.iter().map(|&r| gcra(r, None)).collect();
+        Bucket::Gcra(gcra(rate, burst), also)
+    }
+
+    /// Takes `n` at `now` from every rate or from none; returns the grant's
+    /// stamp, which names it for a refund if `stamped` (else the take is
+    /// final).
+    pub(crate) fn take(
+        &mut self,
+        now: u64,
+        n: u64,
+        stamped: bool,
+        refunds: &mut Refunds,
+    ) -> Option<Stamp> {
+        match self {
+            Bucket::Gcra(gcra, also) => {
+                let mut headroom = gcra.try_take(now, n)?;
+                // The least headroom of any rate, in the first's ticks: a
+                // refund gives back to every rate what the tightest keeps.
+                // Only a headroom below the guard is recorded: with none
+                // (no grant may come back), no rate's needs converting.
+                let guard = refunds.guard();
+                for i in 0..also.len() {
+                    match also[i].try_take(now, n) {
+                        Some(room) if guard > 0 => {
+                            headroom = headroom.min(gcra.ticks_of(room, &also[i]));
+                        }
+                        Some(_) => {}
+                        None => {
+                            // Every rate or none: undo the takes before
+                            // this one (a settled `tat` less the span holds
+                            // what it held before the take).
+                            for g in each(gcra, &mut also[..i]) {
+                                g.give_back(g.span(u128::from(n)));
+                            }
+                            return None;
+                        }
+                    }
+                }
+                refunds.on_take(headroom);
+                Some(if stamped && gcra.cap().is_some() {
+                    refunds.stamp(gcra.span(u128::from(n)))
+                } else {
+                    let (cut, rate) = refunds.stamp_parts();
+                    Stamp::Gcra { cut, rate }
+                })
+            }
+            Bucket::Window(window, also, _) => {
+                // Every rate or none: each bucket takes `n` exactly when it
+                // holds them, so after this check no take below fails.
+                if also.iter_mut().any(|w| w.level(now) < n) {
+                    return None;
+                }
+                let leave = window.try_take(now, n)?;
+                // Every rate's grant carries this one's stamp, so that a
+                // refund finds it from the first rate's stamp alone.
+                let at = window.stamped(leave);
+                for w in also {
+                    w.push(at, n);
+                }
+                Some(refunds.stamp_window(leave))
+            }
+            Bucket::Host(host) => match host.take(now, n) {
+                Took::Taken(word) => Some(Stamp::Host { word }),
+                Took::Empty => None,
+            },
         }
     }
 
+    /// Gives back `n` fuel granted with `stamp`, as if it had never been
+    /// taken, as far as that fuel would not have run into the cap since
+    /// (see `refunds.rs`; in shared memory, only if nothing took since).
+    pub(crate) fn refund(&mut self, n: u64, stamp: Stamp, refunds: &mut Refunds) {
+        match self {
+            Bucket::Window(window, also, _) => {
+                if let Some(leave) = refunds.window_leave(stamp) {
+                    window.refund(leave, n);
+                    let at = window.stamped(leave);
+                    for w in also {
+                        w.refund(w.leave_time(at), n);
+                    }
+                }
+            }
+            Bucket::Gcra(gcra, also) => {
+                let ticks = refunds.give_back(gcra.span(u128::from(n)), stamp);
+                gcra.give_back(ticks);
+                // Headroom was counted in the first rate's ticks (see
+                // `take`): as much fuel goes back to every rate.
+                for g in also {
+                    g.give_back(g.ticks_of(ticks, gcra));
+                }
+            }
+            Bucket::Host(host) => {
+                if let Stamp::Host { word } = stamp {
+                    host.give_back(n, word);
+                }
+            }
+        }
+    }
+
+    /// When the line's head, asking for `n`, could be granted, at `now` or
+    /// later; `turn`: when its turn comes, if the store scheduled one. A
+    /// shared store never answers now (the fuel another process took
+    /// meanwhile: look again a moment on), nor later than [`HOST_POLL`] on
+    /// (another process may give back, resume or change the rate).
+    pub(crate) fn due_head(&mut self, now: u64, n: u64, turn: Option<u64>) -> u64 {
+        let n128 = u128::from(n);
+        match self {
+            Bucket::Gcra(g, also) => fold(g, also, now, |at, g| at.max(g.due(now, n128))),
+            Bucket::Window(w, also, _) => fold(w, also, now, |at, w| at.max(w.due(now, [n]))),
+            Bucket::Host(host) => turn
+                .unwrap_or_else(|| host.due(now, n128).max(now.saturating_add(1)))
+                .min(now.saturating_add(HOST_POLL)),
+        }
+    }
+
+    /// When a newcomer asking for `n` could be granted after the line, whose
+    /// requests are `line`, front to back, and hold `ahead` fuel not
+    /// scheduled in the store; `version` changes whenever a waiter leaves
+    /// the line. A lower bound with several rates: a waiter granted late
+    /// under one rate may find another's bucket full.
+    pub(crate) fn due_after(
+        &mut self,
+        now: u64,
+        n: u64,
+        ahead: u128,
+        line: impl Iterator<Item = u64> + Clone,
+        version: u64,
+    ) -> u64 {
+        let fuel = ahead + u128::from(n);
+        match self {
+            Bucket::Gcra(g, also) => fold(g, also, now, |at, g| at.max(g.due(now, fuel))),
+            Bucket::Window(window, also, tail) => {
+                if !matches!(tail, Some((v, r)) if *v == version && window.replays(r, now)) {
+                    *tail = None;
+                }
+                let (_, replay) = tail.get_or_insert_with(|| {
+                    let mut replay = window.replay(now);
+                    for m in line.clone() {
+                        window.replay_push(&mut replay, now, m);
+                    }
+                    (version, replay)
+                });
+                let first = window.replay_peek(replay, now, n);
+                also.iter_mut()
+                    .map(|w| w.due(now, line.clone().chain([n])))
+                    .fold(first.max(now), u64::max)
+            }
+            Bucket::Host(host) => host.due(now, fuel).max(now),
+        }
+    }
+
+    /// A waiter asking for `n` joined the line (`version` as before): the
+    /// replay of the line, if current, takes it in.
+    pub(crate) fn joined(&mut self, now: u64, n: u64, version: u64) {
+        if let Bucket::Window(w, _, tail) = self {
+            match tail {
+                Some((v, r)) if *v == version && w.replays(r, now) => _ = w.replay_push(r, now, n),
+                _ => *tail = None,
+            }
+        }
+    }
+
+    /// The fuel under every rate: the least.
     pub(crate) fn level(&mut self, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(gcra) => gcra.level(now),
-            Bucket::Window(window) => window.level(now),
+            Bucket::Gcra(g, also) => fold(g, also, u64::MAX, |l, g| l.min(g.level(now))),
+            Bucket::Window(w, also, _) => fold(w, also, u64::MAX, |l, w| l.min(w.level(now))),
             Bucket::Host(host) => host.level(now),
         }
     }
 
-    /// Lets `by_ns` pass without refill (a pause; not in shared memory).
-    pub(crate) fn skip(&mut self, by_ns: u64) {
+    /// The fuel under rate `i`: 0 the first, then those of `also`.
+    pub(crate) fn level_of(&mut self, i: usize, now: u64) -> u64 {
         match self {
-            Bucket::Gcra(gcra) => gcra.skip(by_ns),
-            Bucket::Window(window) => window.skip(by_ns),
-            Bucket::Host(_) => {}
+            Bucket::Gcra(g, also) => i.checked_sub(1).map_or(&*g, |i| &also[i]).level(now),
+            Bucket::Window(w, also, _) => i.checked_sub(1).map_or(w, |i| &mut also[i]).level(now),
+            Bucket::Host(host) => host.level(now),
         }
     }
+
+    /// Changes the first rate to `rate` (capacity `cap`) at `now`, keeping
+    /// the fuel (see each store's `set_rate`).
+    pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) -> Result<(), Error> {
+        match self {
+            Bucket::Gcra(gcra, _) => gcra.set_rate(now, rate, cap),
+            Bucket::Window(window, _, _) => window.set_rate(now, rate),
+            Bucket::Host(host) => host.set_rate(now, rate)?,
+        }
+        Ok(())
+    }
+
+    /// Stops the refill at `now`: in shared memory for every process; in
+    /// process by freezing the line's time at `paused_at` (`Core::now_eff`).
+    pub(crate) fn pause(&self, now: u64, paused_at: &mut Option<u64>) {
+        match self {
+            Bucket::Host(host) => host.pause(now),
+            _ => _ = paused_at.get_or_insert(now),
+        }
+    }
+
+    /// Restarts the refill at `now`: in process, the time since
+    /// `paused_at` passes without refill.
+    pub(crate) fn resume(&mut self, now: u64, paused_at: &mut Option<u64>) {
+        let by = paused_at.take().map(|at| now.saturating_sub(at));
+        match (self, by) {
+            (Bucket::Host(host), _) => host.resume(now),
+            (Bucket::Gcra(gcra, also), Some(by)) => each(gcra, also).for_each(|g| g.skip(by)),
+            (Bucket::Window(w, also, _), Some(by)) => each(w, also).for_each(|w| w.skip(by)),
+            _ => {}
+        }
+    }
+
+    /// Whether the store orders the line itself: each waiter reserves its
+    /// turn in the store ([`Bucket::reserve`]) when it joins, or when the
+    /// store next takes turns, and the line lets it go when its turn has
+    /// come. Only the shared store (see `HostBucket::takes_turns`), where
+    /// the turns interleave every process's waiters in the order they
+    /// asked, and no process's timer takes another's fuel.
+    pub(crate) fn takes_turns(&self) -> bool {
+        matches!(self, Bucket::Host(host) if host.takes_turns())
+    }
+
+    /// Takes `n` at `now` or else schedules the turn of a waiter asking
+    /// for it, not later than `until` (see [`Bucket::takes_turns`]);
+    /// `Turn::Refused` in a store that takes no turns.
+    pub(crate) fn reserve(&self, now: u64, n: u64, until: Option<u64>) -> Turn {
+        match self {
+            Bucket::Host(host) => host.reserve(now, n, until),
+            _ => Turn::Refused,
+        }
+    }
+
+    /// Takes the state back from the lock-free word, which held it since
+    /// [`Bucket::publish`]. Under the core lock.
+    pub(crate) fn own(&mut self, word: &Word) {
+        let tat = word.seize();
+        debug_assert!(tat.is_some(), "only the core lock holder sets CORE");
+        if let (Bucket::Gcra(gcra, also), Some(tat)) = (self, tat) {
+            gcra.set_tat(i128::from(tat));
+            // The word held every rate (see `publish`).
+            for (i, g) in also.iter_mut().enumerate() {
+                g.set_tat(i128::from(word.extra_tat(i)));
+            }
+        }
+    }
+
+    /// Hands the state to the lock-free word at `now`, if it can hold it:
+    /// `Gcra`, every rate within the word's range, at most [`MAX_EXTRAS`]
+    /// beside the first; `published` and `renew` as [`Word::publish`]
+    /// takes them. Under the core lock, nobody waiting, not paused.
+    pub(crate) fn publish(
+        &mut self,
+        word: &Word,
+        now: u64,
+        published: &mut Option<Published>,
+        renew: bool,
+    ) -> bool {
+        // (A shared bucket stays out of the word: its own word is in the
+        // shared file.)
+        let Bucket::Gcra(gcra, also) = self else {
+            return false;
+        };
+        // Several rates: the word holds them all, or none.
+        if !also.is_empty() && also.len() != word.extras() {
+            return false;
+        }
+        let Some((mut params, tat)) = in_word(gcra, now) else {
+            return false;
+        };
+        let mut extras = [(Published::default(), 0); MAX_EXTRAS];
+        for (g, extra) in also.iter_mut().zip(&mut extras) {
+            let Some(fits) = in_word(g, now) else {
+                return false;
+            };
+            params.n_max = params.n_max.min(fits.0.n_max);
+            *extra = fits;
+        }
+        word.publish(published, params, tat, renew, &extras[..also.len()]);
+        true
+    }
+
+    /// A `Gcra` bucket's `(epoch, tat)`, with the `tat`s of the rates of
+    /// `also` from the same epoch; `None` for another store.
+    pub(crate) fn gcra_state(&self) -> Option<(u64, i128, Vec<i128>)> {
+        let Bucket::Gcra(gcra, also) = self else {
+            return None;
+        };
+        let epoch = gcra.epoch();
+        let also = also.iter().map(|g| {
+            let shift =
+                (i128::from(epoch) - i128::from(g.epoch())).saturating_mul(i128::from(g.scale().0));
+            g.tat().saturating_sub(shift)
+        });
+        Some((epoch, gcra.tat(), also.collect()))
+    }
+
+    /// A `Window` bucket's log (of its first rate); `None` for another
+    /// store.
+    pub(crate) fn window(&self) -> Option<&Window> {
+        match self {
+            Bucket::Window(window, _, _) => Some(window),
+            _ => None,
+        }
+    }
+}
+
+/// A bucket's first rate, then those of `also`.
+fn each<'a, T>(first: &'a mut T, also: &'a mut [T]) -> impl Iterator<Item = &'a mut T> {
+    std::iter::once(first).chain(also)
+}
+
+/// `f` folded over a bucket's rates from `init`, the first first.
+#[inline]
+fn fold<T>(first: &mut T, also: &mut [T], init: u64, mut f: impl FnMut(u64, &mut T) -> u64) -> u64 {
+    let first = f(init, first);
+    also.iter_mut().fold(first, f)
+}
+
+/// The store as read without the core lock, beside the tank's lock-free
+/// word (`word.rs`, which holds a `Gcra` bucket's state while nobody waits,
+/// and else says whether anyone does): a shared store's handle, taken from
+/// and read directly (its word is in the shared file).
+#[derive(Debug)]
+pub(crate) struct Front(Option<Host>);
+
+impl Front {
+    pub(crate) fn new(bucket: &Bucket) -> Front {
+        let Bucket::Host(host) = bucket else {
+            return Front(None);
+        };
+        Front(Some(host).cloned())
+    }
+
+    /// Takes `n ≥ 1` fuel without the lock, if the state is here; never
+    /// overtakes the tank's line (a shared store's take: one
+    /// compare-and-swap there, unless this process's line waits).
+    #[inline(always)]
+    pub(crate) fn take(&self, word: &Word, clock: &ClockSource, n: u64, stamped: bool) -> Fast {
+        let Some(shared) = &self.0 else {
+            return word.take(clock.now_ns(), n, stamped);
+        };
+        if word.queued() {
+            return Fast::Queued;
+        }
+        match shared.take(clock.now_ns(), n) {
+            Took::Taken(after) => Fast::Taken(Stamp::Host { word: after }),
+            Took::Empty => Fast::Empty,
+        }
+    }
+
+    /// The fuel level, if known without the lock.
+    #[inline(always)]
+    pub(crate) fn level(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
+        match &self.0 {
+            Some(shared) => Some(shared.level(clock.now_ns())),
+            None => word.level(clock.now_ns()),
+        }
+    }
+
+    /// The fuel a newcomer could take now (0 while anyone waits), if known
+    /// without the lock.
+    #[inline(always)]
+    pub(crate) fn available(&self, word: &Word, clock: &ClockSource) -> Option<u64> {
+        match &self.0 {
+            Some(_) if word.queued() => Some(0),
+            _ => self.level(word, clock),
+        }
+    }
+
+    /// The rate, if the store keeps its own: in shared memory, where
+    /// another process may change it.
+    #[inline]
+    pub(crate) fn rate(&self) -> Option<Rate> {
+        self.0.as_ref()?.state().rate()
+    }
+
+    /// Whether the refill is paused, if the store keeps its own pause (in
+    /// shared memory: by any process); a pause in process is the line's.
+    #[inline]
+    pub(crate) fn is_paused(&self) -> Option<bool> {
+        Some(self.0.as_ref()?.state().is_paused())
+    }
+}
+
+/// The parameters and `tat` under which the word can hold `gcra` at `now`,
+/// after settling it and, when the present nears the end of what the word
+/// counts, moving its epoch; `None` if its rate or state is beyond the word.
+fn in_word(gcra: &mut Gcra, now: u64) -> Option<(Published, u64)> {
+    let (s, t) = gcra.scale();
+    let (tol, n_max) = match gcra.cap() {
+        Some(cap) if u128::from(cap) * u128::from(t) <= u128::from(SPAN_LIMIT) => {
+            ((cap - 1) * t, cap)
+        }
+        None if t <= SPAN_LIMIT => (u64::MAX, SPAN_LIMIT / t),
+        _ => return None,
+    };
+    gcra.settle(now);
+    // The word counts ticks from its epoch up to TICKS_LIMIT: move the
+    // epoch to `tat` (or now, if later) when the present nears the end.
+    let half = i128::from(TICKS_LIMIT / 2);
+    let fits = |gcra: &Gcra| {
+        let rel = (i128::from(now) - i128::from(gcra.epoch())) * i128::from(s);
+        (0..half).contains(&rel) && (0..half).contains(&gcra.tat())
+    };
+    if !fits(gcra) {
+        let tat_ns = i128::from(gcra.epoch()) + gcra.tat().div_euclid(i128::from(s));
+        let epoch = tat_ns.clamp(0, i128::from(now)) as u64;
+        gcra.rebase(epoch);
+        if !fits(gcra) {
+            // An `Unbounded` bank older than the word can count.
+            return None;
+        }
+    }
+    let params = Published {
+        epoch: gcra.epoch(),
+        s,
+        t,
+        tol,
+        n_max,
+    };
+    Some((params, gcra.tat() as u64))
 }
 
 /// Virtual scheduling for `Limit`, `One` and `Unbounded`.

@@ -35,7 +35,7 @@
 //! holds them through every move of the epoch. A change converts the
 //! word's distance ahead in fuel, so turns keep their place in intervals
 //! of the new rate (each process moves its waiters' due times alike).
-//! Under `Hardcap::One` processes take no turns (see `Core::takes_turns`).
+//! Under `Hardcap::One` processes take no turns (see [`HostBucket::takes_turns`]).
 //!
 //! Paused, the room may be negative: turns scheduled before the pause still
 //! come (their fuel was spent), and resuming carries that debt on. The
@@ -252,6 +252,15 @@ impl HostBucket {
     #[inline]
     pub(crate) fn take(&self, now: u64, n: u64) -> Took {
         self.state().take(now, n, self.shape)
+    }
+
+    /// Whether waiters take turns in the shared word: not under
+    /// [`Hardcap::One`]. `One` cannot bank fuel, so a waiter let go late
+    /// would come less than an interval before the next turn (of another
+    /// process, on time): there each grant is a take at the time of the
+    /// grant, and the processes' timers race for it.
+    pub(crate) fn takes_turns(&self) -> bool {
+        self.shape.hardcap != Hardcap::One
     }
 
     /// As [`HostState::reserve`], with this process's hardcap and burst.

@@ -1,6 +1,6 @@
-//! The shared state of a tank: the lock-free word, and behind a lock the
-//! bucket, the line of waiters and the timer, with the driver that serves
-//! the line.
+//! The shared state of a tank: the lock-free word and the store's front,
+//! and behind a lock the store (`bucket.rs`), the line of waiters and the
+//! timer, with the driver that serves the line.
 //!
 //! # Serving the line
 //!
@@ -14,28 +14,28 @@
 //! the bucket counts from absolute time; and with nobody waiting, nothing
 //! is armed and nothing runs.
 //!
-//! A shared tank ([`HostBucket`](super::host::HostBucket)) keeps this line in each process, with
-//! its one timer, but the order is the shared word's: each waiter
-//! schedules its turn there when it joins (or, joining while the tank is
-//! paused, when it resumes), and the driver lets the head go once its turn
-//! has come. So the processes' lines interleave in the order their waiters
-//! asked, and no process's timer can take another's fuel (but under
-//! `Hardcap::One`: see [`Core::takes_turns`]).
+//! A shared tank keeps this line in each process, with its one timer, but
+//! the order is its store's, which takes turns ([`Bucket::takes_turns`]):
+//! each waiter schedules its turn there when it joins (or, joining while
+//! the tank is paused, when it resumes), and the driver lets the head go
+//! once its turn has come. So the processes' lines interleave in the order
+//! their waiters asked, and no process's timer can take another's fuel.
 //!
 //! Every operation under the lock ends the same way (see [`Line::locked`]):
 //! drive the line, then either keep the state in the core (waiters queued,
-//! paused, `Window`, or a rate beyond the word) or hand it back to the word.
+//! paused, or a store the word cannot hold) or hand it back to the word
+//! ([`Bucket::publish`]).
 
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Wake, Waker};
 
-use super::bucket::{Bucket, Gcra, Replay, Window};
-use super::host::{Host, Took, Turn};
+use super::bucket::{Bucket, Front, Window};
+use super::host::Turn;
 use super::permit::Stamp;
 use super::refunds::Refunds;
 use super::waiters::{GRANTED, List, Node, QUEUED, REJECTED};
-use super::word::{Fast, MAX_EXTRAS, Published, SPAN_LIMIT, TICKS_LIMIT, Word};
+use super::word::{Fast, Published, Word};
 use std::time::Duration;
 
 use crate::calibrate::{correction_for, follow_lateness};
@@ -46,9 +46,9 @@ use crate::{Hardcap, Rate};
 
 pub(crate) struct Line {
     pub(crate) word: Word,
+    /// The store as read without the lock, beside the word.
+    front: Front,
     pub(crate) clock: ClockSource,
-    /// The bucket in shared memory, for takes without the lock.
-    host: Option<Host>,
     /// A number no other tank of the process has (a `Fuel` names its tank).
     pub(crate) id: u64,
     /// Rates beside the first (`TankBuilder::also`).
@@ -63,11 +63,10 @@ struct Core {
     hardcap: Hardcap,
     /// `Limit`'s capacity, when not `max_n` (`TankBuilder::burst`).
     burst: Option<u64>,
+    /// Every rate's fuel (see `bucket.rs`).
     bucket: Bucket,
-    /// The rates of `TankBuilder::also`, each with its bucket under the
-    /// same hardcap (never `Host`): a grant takes from every bucket or
-    /// from none.
-    also: Vec<(Rate, Bucket)>,
+    /// The rates of `TankBuilder::also` (the bucket holds each).
+    also: Vec<Rate>,
     /// The word holds `tat`: the bucket's copy is stale.
     in_word: bool,
     /// Parameters last published to the word.
@@ -77,20 +76,16 @@ struct Core {
     renew: bool,
     paused_at: Option<u64>,
     queue: List,
-    /// Fuel asked for by the waiters in the line (a `u128`: a line of
-    /// `u64` requests can hold more than `u64::MAX`).
-    queued_fuel: u128,
-    /// A shared tank: the waiters at the back of the line whose turn is not
-    /// scheduled in the shared word yet (while paused), and their fuel.
+    /// The waiters whose turn the store has not scheduled, and the fuel
+    /// they ask for (a `u128`: a line of `u64` requests can hold more than
+    /// `u64::MAX`): every waiter, unless the store takes turns; then those
+    /// at the back of the line that joined while it took none (paused).
     unscheduled: usize,
     unscheduled_fuel: u128,
-    /// A shared tank: when this process last saw the shared rate unchanged.
+    /// When this process last saw the store's own rate unchanged.
     rate_seen_at: u64,
     /// Changes whenever a waiter leaves the line (appends keep it).
     line_version: u64,
-    /// `Window`: the replay of the whole line, for the line it was made
-    /// for (see `Replay`).
-    tail: Option<(u64, Replay)>,
     waiting: usize,
     timer: Timer,
     /// Arm the timer this long before a due time, and wait out the rest on
@@ -104,8 +99,8 @@ struct Core {
     /// [`Core::find_request_cap`], kept: every take checks it.
     request_cap: u64,
     /// The last [`Core::release`] kept the state here with nobody in line:
-    /// the word cannot hold this tank as it is (`Window`, paused, rates
-    /// beyond it), so a take needs the lock alone (`Line::take_locked`).
+    /// the word cannot hold this tank as it is (paused, or a store beyond
+    /// it), so a take needs the lock alone (`Line::take_locked`).
     kept: bool,
     /// What fuel given back may return (see `refunds.rs`); mirrored in the
     /// word for lock-free takers.
@@ -147,38 +142,19 @@ impl Line {
         correction: u64,
         clock: ClockSource,
     ) -> Arc<Line> {
-        let now = clock.now_ns();
-        let bucket = |rate: Rate, burst| {
-            let full = if hardcap == Hardcap::Window {
-                rate.max_n()
-            } else {
-                1
-            };
-            Bucket::new(rate, hardcap, burst, initial.unwrap_or(full), now)
-        };
-        let also = also.iter().map(|&r| (r, bucket(r, None))).collect();
-        let bucket = bucket(rate, burst);
-        Line::with_buckets(rate, hardcap, burst, bucket, also, correction, clock)
+        let bucket = Bucket::new(rate, also, hardcap, burst, initial, clock.now_ns());
+        let also = also.to_vec();
+        Line::with_bucket(rate, also, hardcap, burst, bucket, correction, clock)
     }
 
-    /// A tank whose bucket is already in a given state.
+    /// A tank whose bucket (of `rate` and the rates `also`) is already in a
+    /// given state.
     pub(crate) fn with_bucket(
         rate: Rate,
+        also: Vec<Rate>,
         hardcap: Hardcap,
         burst: Option<u64>,
         bucket: Bucket,
-        correction: u64,
-        clock: ClockSource,
-    ) -> Arc<Line> {
-        Line::with_buckets(rate, hardcap, burst, bucket, Vec::new(), correction, clock)
-    }
-
-    pub(crate) fn with_buckets(
-        rate: Rate,
-        hardcap: Hardcap,
-        burst: Option<u64>,
-        bucket: Bucket,
-        also: Vec<(Rate, Bucket)>,
         correction: u64,
         clock: ClockSource,
     ) -> Arc<Line> {
@@ -189,14 +165,9 @@ impl Line {
         } else {
             correction
         };
-        let host = match &bucket {
-            Bucket::Host(host) => Some(host),
-            _ => None,
-        }
-        .cloned();
         let shared = Arc::new_cyclic(|weak: &Weak<Line>| Line {
             word: Word::new(also.len()),
-            host,
+            front: Front::new(&bucket),
             multi: !also.is_empty(),
             core: Mutex::new(Core {
                 request_cap: 0,
@@ -211,12 +182,10 @@ impl Line {
                 renew: false,
                 paused_at: None,
                 queue: List::default(),
-                queued_fuel: 0,
                 unscheduled: 0,
                 unscheduled_fuel: 0,
                 rate_seen_at: 0,
                 line_version: 0,
-                tail: None,
                 waiting: 0,
                 timer: Timer::new(&clock),
                 correction,
@@ -265,7 +234,7 @@ impl Line {
         let result = {
             core.own(&self.word);
             let now = self.clock.now_ns();
-            core.follow_host(now, &mut wakers.0);
+            core.follow_store(self.front.rate(), now, &mut wakers.0);
             let result = op(&mut core, now, &mut wakers.0);
             let (now, spin_until) = core.drive(&self.clock, &self.driver, &mut wakers.0, spin);
             core.release(&self.word, now);
@@ -295,10 +264,7 @@ impl Line {
         if n == 0 {
             return true;
         }
-        if self.host.is_some() {
-            return self.take_host(n).is_some();
-        }
-        match self.word.take(self.clock.now_ns(), n, false) {
+        match self.front.take(&self.word, &self.clock, n, false) {
             Fast::Taken(_) => true,
             Fast::Empty | Fast::Queued => false,
             Fast::Locked => self.take_locked(n, false).is_some(),
@@ -312,27 +278,10 @@ impl Line {
         if n == 0 {
             return Some(Stamp::None);
         }
-        if self.host.is_some() {
-            return self.take_host(n);
-        }
-        match self.word.take(self.clock.now_ns(), n, true) {
+        match self.front.take(&self.word, &self.clock, n, true) {
             Fast::Taken(stamp) => Some(stamp),
             Fast::Empty | Fast::Queued => None,
             Fast::Locked => self.take_locked(n, true),
-        }
-    }
-
-    /// A take from a shared-memory bucket: one compare-and-swap there,
-    /// unless this process's own line waits (not overtaken).
-    #[inline]
-    fn take_host(&self, n: u64) -> Option<Stamp> {
-        let host = self.host.as_ref()?;
-        if self.word.queued() {
-            return None;
-        }
-        match host.take(self.clock.now_ns(), n) {
-            Took::Taken(word) => Some(Stamp::Host { word }),
-            Took::Empty => None,
         }
     }
 
@@ -356,36 +305,27 @@ impl Line {
     }
 
     /// Gives back `n` fuel granted with `stamp` and never spent (see
-    /// `Core::refund`).
+    /// `Bucket::refund`).
     pub(crate) fn refund(&self, n: u64, stamp: Stamp) {
-        self.locked(|core, _| core.refund(n, stamp));
+        self.locked(|core, _| core.bucket.refund(n, stamp, &mut core.refunds));
     }
 
     pub(crate) fn level(&self) -> u64 {
-        if let Some(host) = &self.host {
-            return host.level(self.clock.now_ns());
-        }
-        if let Some(level) = self.word.level(self.clock.now_ns()) {
+        if let Some(level) = self.front.level(&self.word, &self.clock) {
             return level;
         }
-        self.locked(|core, now| core.level(now))
+        self.locked(|core, now| core.bucket.level(core.now_eff(now)))
     }
 
     /// The fuel a newcomer could take now: the level, or 0 while anyone
     /// waits (`has_fuel` does not overtake the line).
     pub(crate) fn available(&self) -> u64 {
-        if let Some(host) = &self.host {
-            return match self.word.queued() {
-                true => 0,
-                false => host.level(self.clock.now_ns()),
-            };
-        }
-        if let Some(level) = self.word.level(self.clock.now_ns()) {
+        if let Some(level) = self.front.available(&self.word, &self.clock) {
             return level;
         }
         self.locked(|core, now| {
             if core.queue.is_empty() {
-                core.level(now)
+                core.bucket.level(core.now_eff(now))
             } else {
                 0
             }
@@ -397,13 +337,11 @@ impl Line {
     pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
         // Lock-free while nobody waits: a `Retry-After` on every rejected
         // request must not take the lock from the requests let through.
-        if self.host.is_none()
-            && let Some(wait) = self.word.wait(self.clock.now_ns(), n)
-        {
+        if let Some(wait) = self.word.wait(self.clock.now_ns(), n) {
             return Some(wait);
         }
         self.locked(|core, now| {
-            if n > core.request_cap() || core.paused(now) {
+            if n > core.request_cap() || self.paused(core) {
                 return None;
             }
             Some(core.due_after_line(now, n).saturating_sub(now))
@@ -418,17 +356,17 @@ impl Line {
         }
         self.locked(|core, now| {
             let (open, now) = (core.queue.is_empty(), core.now_eff(now));
-            let first = (core.rate, &mut core.bucket);
-            let also = core.also.iter_mut().map(|(rate, bucket)| (*rate, bucket));
-            std::iter::once(first)
-                .chain(also)
-                .map(|(rate, bucket)| (rate, if open { bucket.level(now) } else { 0 }))
-                .collect()
+            let rates = std::iter::once(core.rate).chain(core.also.iter().copied());
+            let mut level = |i| match open {
+                true => core.bucket.level_of(i, now),
+                false => 0,
+            };
+            rates.enumerate().map(|(i, r)| (r, level(i))).collect()
         })
     }
 
     pub(crate) fn rate(&self) -> Rate {
-        if let Some(rate) = self.host.as_ref().and_then(|host| host.state().rate()) {
+        if let Some(rate) = self.front.rate() {
             return rate;
         }
         lock(&self.core).rate
@@ -438,31 +376,12 @@ impl Line {
     /// nobody waits on, with the `tat`s of the rates of `also` from the
     /// same epoch; `None` otherwise.
     pub(crate) fn idle_gcra(&self) -> Option<(u64, i128, Vec<i128>)> {
-        self.locked(|core, _| match &core.bucket {
-            Bucket::Gcra(gcra) if core.queue.is_empty() && core.paused_at.is_none() => {
-                let epoch = gcra.epoch();
-                let also = core.also.iter().map(|(_, bucket)| match bucket {
-                    Bucket::Gcra(g) => {
-                        let shift = (i128::from(epoch) - i128::from(g.epoch()))
-                            .saturating_mul(i128::from(g.scale().0));
-                        Some(g.tat().saturating_sub(shift))
-                    }
-                    _ => None,
-                });
-                Some((epoch, gcra.tat(), also.collect::<Option<_>>()?))
-            }
-            _ => None,
-        })
+        self.locked(|core, _| core.idle().then(|| core.bucket.gcra_state())?)
     }
 
     /// The log of a `Window` tank that nobody waits on; `None` otherwise.
     pub(crate) fn idle_window(&self) -> Option<Window> {
-        self.locked(|core, _| match &core.bucket {
-            Bucket::Window(window) if core.queue.is_empty() && core.paused_at.is_none() => {
-                Some(window.clone())
-            }
-            _ => None,
-        })
+        self.locked(|core, _| core.idle().then(|| core.bucket.window().cloned())?)
     }
 
     pub(crate) fn hardcap(&self) -> Hardcap {
@@ -481,14 +400,15 @@ impl Line {
     /// Lets a measured correction follow the timer's lateness, under
     /// [`Hardcap::One`]: there a wake-up later than the correction loses
     /// fuel for good, where the other hardcaps only grant it later (and
-    /// keep the CPU the spin would cost). Not in shared memory, where every
-    /// process with waiters wakes for the same fuel and one of them is
-    /// usually on time (following there cost every process a longer spin
-    /// for little). Not on a clock that may stand still, whose timers are
-    /// exact and on which a wait would never end.
+    /// keep the CPU the spin would cost). Only for a tank of this process
+    /// ([`Line::new`]): not in shared memory, where every process with
+    /// waiters wakes for the same fuel and one of them is usually on time
+    /// (following there cost every process a longer spin for little). Not
+    /// on a clock that may stand still, whose timers are exact and on which
+    /// a wait would never end.
     pub(crate) fn follow_timer(&self) {
         let mut core = lock(&self.core);
-        if core.hardcap == Hardcap::One && self.host.is_none() && !self.clock.may_stand_still() {
+        if core.hardcap == Hardcap::One && !self.clock.may_stand_still() {
             core.adapts = true;
         }
     }
@@ -504,34 +424,22 @@ impl Line {
 
     /// Whether the refill is paused (a shared tank: by any process).
     pub(crate) fn is_paused(&self) -> bool {
-        match &self.host {
-            Some(host) => host.state().is_paused(),
-            None => lock(&self.core).paused_at.is_some(),
-        }
+        let here = || lock(&self.core).paused_at.is_some();
+        self.front.is_paused().unwrap_or_else(here)
+    }
+
+    /// Whether the refill stands still: paused here, or in the store (a
+    /// shared one: by any process).
+    fn paused(&self, core: &Core) -> bool {
+        core.paused_at.is_some() || self.front.is_paused() == Some(true)
     }
 
     pub(crate) fn pause(&self) {
-        self.locked(|core, now| {
-            if let Bucket::Host(host) = &core.bucket {
-                return host.pause(now);
-            }
-            core.paused_at.get_or_insert(now);
-        });
+        self.locked(|core, now| core.bucket.pause(now, &mut core.paused_at));
     }
 
     pub(crate) fn resume(&self) {
-        self.locked(|core, now| {
-            if let Bucket::Host(host) = &core.bucket {
-                return host.resume(now);
-            }
-            if let Some(paused_at) = core.paused_at.take() {
-                let paused_for = now.saturating_sub(paused_at);
-                core.bucket.skip(paused_for);
-                for (_, bucket) in &mut core.also {
-                    bucket.skip(paused_for);
-                }
-            }
-        });
+        self.locked(|core, now| core.bucket.resume(now, &mut core.paused_at));
     }
 
     /// First visit of a waiter: take the fuel at once if the line is empty
@@ -554,13 +462,10 @@ impl Line {
                 return Enqueued::TooLarge(cap);
             }
             let mut turn = None;
-            if let Bucket::Host(host) = &core.bucket
-                && core.takes_turns()
-                && core.unscheduled == 0
-            {
+            if core.bucket.takes_turns() && core.unscheduled == 0 {
                 // Every waiter ahead has its turn: this one's is scheduled
                 // behind theirs, and behind every other process's so far.
-                match host.reserve(now, n, deadline) {
+                match core.bucket.reserve(now, n, deadline) {
                     Turn::Now(word) if core.queue.is_empty() => {
                         return Enqueued::Granted(Stamp::Host { word });
                     }
@@ -576,7 +481,7 @@ impl Line {
             }
             if turn.is_none()
                 && let Some(deadline) = deadline
-                && !core.paused(now)
+                && !self.paused(core)
                 && core.due_after_line(now, n) > deadline
             {
                 return Enqueued::TooLate;
@@ -584,18 +489,17 @@ impl Line {
             // Nothing below can fail: once linked, the node is counted.
             // SAFETY: the caller's contract, and we hold the core lock.
             let linked = unsafe { core.queue.link(node, n, waker) };
-            core.queued_fuel += u128::from(n);
             core.waiting += 1;
             match turn {
                 // SAFETY: just linked, under the core lock.
                 Some(turn) => unsafe { linked.set_turn(Some(turn)) },
-                None if core.takes_turns() => {
+                None => {
                     core.unscheduled += 1;
                     core.unscheduled_fuel += u128::from(n);
                 }
-                None => {}
             }
-            core.extend_tail(now, n);
+            let now_eff = core.now_eff(now);
+            core.bucket.joined(now_eff, n, core.line_version);
             Enqueued::Queued
         })
     }
@@ -659,7 +563,7 @@ impl Line {
                 GRANTED => {
                     // SAFETY: alive, under the core lock.
                     let (n, stamp) = unsafe { (List::n(node), List::stamp(node)) };
-                    core.refund(n, stamp);
+                    core.bucket.refund(n, stamp, &mut core.refunds);
                 }
                 _ => {}
             }
@@ -711,17 +615,7 @@ impl Core {
     /// Moves the state out of the word, so the core may change it.
     fn own(&mut self, word: &Word) {
         if self.in_word {
-            let tat = word.seize();
-            debug_assert!(tat.is_some(), "only the core lock holder sets CORE");
-            if let (Bucket::Gcra(gcra), Some(tat)) = (&mut self.bucket, tat) {
-                gcra.set_tat(i128::from(tat));
-                // The word held every rate (see `release`).
-                for (i, (_, bucket)) in self.also.iter_mut().enumerate() {
-                    if let Bucket::Gcra(g) = bucket {
-                        g.set_tat(i128::from(word.extra_tat(i)));
-                    }
-                }
-            }
+            self.bucket.own(word);
             self.in_word = false;
             // After the seize: every grant made without the lock before it
             // raised the guard before its compare-and-swap.
@@ -741,7 +635,7 @@ impl Core {
     }
 
     fn find_request_cap(&self) -> u64 {
-        let also = self.also.iter().map(|(rate, _)| rate.max_n());
+        let also = self.also.iter().map(|rate| rate.max_n());
         let also = also.map(|max_n| self.hardcap.request_capacity(max_n, None));
         also.fold(
             self.hardcap.request_capacity(self.rate.max_n(), self.burst),
@@ -749,40 +643,20 @@ impl Core {
         )
     }
 
-    /// The fuel under every rate: the least.
-    fn level(&mut self, now: u64) -> u64 {
-        let now = self.now_eff(now);
-        let also = self.also.iter_mut().map(|(_, bucket)| bucket.level(now));
-        also.fold(self.bucket.level(now), u64::min)
+    /// Nobody waits and nothing is paused here: the state may be kept
+    /// without the tank (`idle_gcra`, `idle_window`).
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.paused_at.is_none()
     }
 
-    /// Whether the refill stands still: paused here, or (shared) by any
-    /// process.
-    fn paused(&self, _now: u64) -> bool {
-        match &self.bucket {
-            Bucket::Host(host) => host.state().is_paused(),
-            _ => self.paused_at.is_some(),
-        }
-    }
-
-    /// Whether waiters take turns in the shared word: a shared tank, but
-    /// not under [`Hardcap::One`]. `One` cannot bank fuel, so a waiter let
-    /// go late would come less than an interval before the next turn (of
-    /// another process, on time): there each grant is a take at the time
-    /// of the grant, and the processes' timers race for it.
-    fn takes_turns(&self) -> bool {
-        matches!(self.bucket, Bucket::Host(_)) && self.hardcap != Hardcap::One
-    }
-
-    /// The head of the line, asking for `n`, if its fuel is there: a
-    /// shared tank's head whose turn has come (a head whose turn is not
-    /// scheduled waits for `schedule_line`), else a take from the bucket.
-    fn grant_head(&mut self, now: u64, head: super::waiters::Linked, n: u64) -> Option<Stamp> {
-        if !self.takes_turns() {
+    /// The head of the line, asking for `n`, if its fuel is there: in a
+    /// store that takes turns, a head whose turn has come (a head whose
+    /// turn is not scheduled waits for `schedule_line`), else a take.
+    fn grant_head(&mut self, now: u64, n: u64, turn: Option<(u64, u64)>) -> Option<Stamp> {
+        if !self.bucket.takes_turns() {
             return self.try_take(now, n, true);
         }
-        // SAFETY: the head of this list, under the core lock.
-        match unsafe { head.turn() } {
+        match turn {
             Some((due, word)) if due <= now => Some(Stamp::Host { word }),
             _ => None,
         }
@@ -792,189 +666,17 @@ impl Core {
     /// for a refund if `stamped` (else the take is final).
     fn try_take(&mut self, now: u64, n: u64, stamped: bool) -> Option<Stamp> {
         let now = self.now_eff(now);
-        // Every rate or none: each bucket takes `n` exactly when it holds
-        // them, so after this check no take below fails.
-        match &mut self.bucket {
-            Bucket::Gcra(gcra) => {
-                let mut headroom = gcra.try_take(now, n)?;
-                // The least headroom of any rate, in the first's ticks: a
-                // refund gives back to every rate what the tightest keeps.
-                // Only a headroom below the guard is recorded: with none
-                // (no grant may come back), no rate's needs converting.
-                let guard = self.refunds.guard();
-                for i in 0..self.also.len() {
-                    let Bucket::Gcra(g) = &mut self.also[i].1 else {
-                        unreachable!("every rate of a tank has its hardcap");
-                    };
-                    match g.try_take(now, n) {
-                        Some(room) if guard > 0 => headroom = headroom.min(gcra.ticks_of(room, g)),
-                        Some(_) => {}
-                        None => {
-                            // Every rate or none: undo the takes before
-                            // this one (a settled `tat` less the span holds
-                            // what it held before the take).
-                            gcra.give_back(gcra.span(u128::from(n)));
-                            for (_, bucket) in &mut self.also[..i] {
-                                if let Bucket::Gcra(g) = bucket {
-                                    g.give_back(g.span(u128::from(n)));
-                                }
-                            }
-                            return None;
-                        }
-                    }
-                }
-                self.refunds.on_take(headroom);
-                Some(if stamped && gcra.cap().is_some() {
-                    self.refunds.stamp(gcra.span(u128::from(n)))
-                } else {
-                    let (cut, rate) = self.refunds.stamp_parts();
-                    Stamp::Gcra { cut, rate }
-                })
-            }
-            Bucket::Window(window) => {
-                if self
-                    .also
-                    .iter_mut()
-                    .any(|(_, bucket)| bucket.level(now) < n)
-                {
-                    return None;
-                }
-                let leave = window.try_take(now, n)?;
-                // Every rate's grant carries this one's stamp, so that a
-                // refund finds it from the first rate's stamp alone.
-                let at = window.stamped(leave);
-                for (_, bucket) in &mut self.also {
-                    if let Bucket::Window(w) = bucket {
-                        w.push(at, n);
-                    }
-                }
-                Some(self.refunds.stamp_window(leave))
-            }
-            Bucket::Host(host) => match host.take(now, n) {
-                Took::Taken(word) => Some(Stamp::Host { word }),
-                Took::Empty => None,
-            },
-        }
+        self.bucket.take(now, n, stamped, &mut self.refunds)
     }
 
     /// When a newcomer asking for `n` would be granted, after the line.
     fn due_after_line(&mut self, now: u64, n: u64) -> u64 {
         let now = self.now_eff(now);
-        let also = self.due_also(now, true, n);
-        let first = match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.due(now, self.queued_fuel + u128::from(n)),
-            // The turns scheduled are in the shared word already.
-            Bucket::Host(host) if self.hardcap != Hardcap::One => {
-                host.due(now, self.unscheduled_fuel + u128::from(n))
-            }
-            Bucket::Host(host) => host.due(now, self.queued_fuel + u128::from(n)),
-            Bucket::Window(window) => {
-                let valid = match &self.tail {
-                    Some((line, replay)) => {
-                        *line == self.line_version && window.replays(replay, now)
-                    }
-                    None => false,
-                };
-                if !valid {
-                    let mut replay = window.replay(now);
-                    for waiter in self.queue.iter() {
-                        // SAFETY: a node of this list, under the core lock.
-                        window.replay_push(&mut replay, now, unsafe { waiter.n() });
-                    }
-                    self.tail = Some((self.line_version, replay));
-                }
-                match &self.tail {
-                    Some((_, replay)) => window.replay_peek(replay, now, n),
-                    None => u64::MAX,
-                }
-            }
-        };
-        first.max(also)
-    }
-
-    /// A waiter asking for `n` joined the line: the line's replay, if
-    /// current, takes it in.
-    fn extend_tail(&mut self, now: u64, n: u64) {
-        let now = self.now_eff(now);
-        if let (Bucket::Window(window), Some((line, replay))) = (&mut self.bucket, &mut self.tail) {
-            if *line == self.line_version && window.replays(replay, now) {
-                window.replay_push(replay, now, n);
-            } else {
-                self.tail = None;
-            }
-        }
-    }
-
-    /// When the head of the line, asking for `n`, would be granted.
-    fn due_head(&mut self, now: u64, n: u64) -> u64 {
-        let also = self.due_also(now, false, n);
-        let first = match &mut self.bucket {
-            Bucket::Gcra(gcra) => gcra.due(now, u128::from(n)),
-            Bucket::Window(window) => window.due(now, [n]),
-            // Another process may give fuel back, or resume, at any time:
-            // look again at least this often while anyone waits.
-            Bucket::Host(host) => host
-                .due(now, u128::from(n))
-                .min(now.saturating_add(HOST_POLL)),
-        };
-        first.max(also)
-    }
-
-    /// When `n` fuel could be granted under the rates of `also`, after the
-    /// line with `line` (else now): the latest of them (`now` if none).
-    /// A lower bound with a line: a waiter granted late under one rate may
-    /// find another's bucket full.
-    fn due_also(&mut self, now: u64, line: bool, n: u64) -> u64 {
-        let ahead = if line { self.queued_fuel } else { 0 };
-        let queue = &self.queue;
-        let due = |bucket: &mut Bucket| match bucket {
-            Bucket::Gcra(gcra) => gcra.due(now, ahead + u128::from(n)),
-            Bucket::Window(window) => {
-                // SAFETY: nodes of this list, under the core lock.
-                let ahead = queue.iter().filter(|_| line).map(|w| unsafe { w.n() });
-                window.due(now, ahead.chain([n]))
-            }
-            Bucket::Host(_) => now,
-        };
-        self.also
-            .iter_mut()
-            .map(|(_, b)| due(b))
-            .fold(now, u64::max)
-    }
-
-    /// Gives back `n` fuel granted with `stamp`, at `now`, as if it had
-    /// never been taken, as far as that fuel would not have run into the
-    /// cap since (see `refunds.rs`).
-    fn refund(&mut self, n: u64, stamp: Stamp) {
-        match &mut self.bucket {
-            Bucket::Window(window) => {
-                if let Some(leave) = self.refunds.window_leave(stamp) {
-                    window.refund(leave, n);
-                    let at = window.stamped(leave);
-                    for (_, bucket) in &mut self.also {
-                        if let Bucket::Window(w) = bucket {
-                            w.refund(w.leave_time(at), n);
-                        }
-                    }
-                }
-            }
-            Bucket::Gcra(gcra) => {
-                let ticks = self.refunds.give_back(gcra.span(u128::from(n)), stamp);
-                gcra.give_back(ticks);
-                // Headroom was counted in the first rate's ticks (see
-                // `try_take`): as much fuel goes back to every rate.
-                for (_, bucket) in &mut self.also {
-                    if let Bucket::Gcra(g) = bucket {
-                        g.give_back(g.ticks_of(ticks, gcra));
-                    }
-                }
-            }
-            Bucket::Host(host) => {
-                if let Stamp::Host { word } = stamp {
-                    host.give_back(n, word);
-                }
-            }
-        }
+        // SAFETY: nodes of this list, under the core lock.
+        let line = self.queue.iter().map(|waiter| unsafe { waiter.n() });
+        // (The turns scheduled are in the store already.)
+        let (ahead, version) = (self.unscheduled_fuel, self.line_version);
+        self.bucket.due_after(now, n, ahead, line, version)
     }
 
     /// Takes a queued node out of the line.
@@ -989,32 +691,31 @@ impl Core {
         let turn = unsafe { super::waiters::Linked::of(node).turn() };
         // SAFETY: the caller's contract.
         if unsafe { self.queue.unlink(node) } {
-            self.queued_fuel -= u128::from(n);
-            self.waiting -= 1;
-            self.line_version += 1;
-            if let Bucket::Host(host) = &self.bucket
-                && self.hardcap != Hardcap::One
-            {
-                match turn {
-                    // Its turn comes back if nothing was taken or scheduled
-                    // since (in any process); else it passes unused.
-                    Some((_, word)) => host.give_back(n, word),
-                    None => {
-                        self.unscheduled -= 1;
-                        self.unscheduled_fuel -= u128::from(n);
-                    }
-                }
+            self.left(n, turn.is_some());
+            // Its turn comes back if nothing was taken or scheduled since
+            // (in any process); else it passes unused.
+            if let Some((_, word)) = turn {
+                self.bucket
+                    .refund(n, Stamp::Host { word }, &mut self.refunds);
             }
         }
     }
 
-    /// A shared tank: schedules the turns of the waiters at the back of the
-    /// line that have none yet, in order, while the shared word takes them.
+    /// A waiter asking for `n` left the line (granted or not), its turn
+    /// `scheduled` in the store or not.
+    fn left(&mut self, n: u64, scheduled: bool) {
+        self.waiting -= 1;
+        self.line_version += 1;
+        if !scheduled {
+            self.unscheduled -= 1;
+            self.unscheduled_fuel -= u128::from(n);
+        }
+    }
+
+    /// A store that takes turns: schedules the turns of the waiters at the
+    /// back of the line that have none yet, in order, while it takes them.
     fn schedule_line(&mut self, now: u64) {
-        let Bucket::Host(host) = &self.bucket else {
-            return;
-        };
-        if self.unscheduled == 0 || self.hardcap == Hardcap::One {
+        if self.unscheduled == 0 || !self.bucket.takes_turns() {
             return;
         }
         for waiter in self.queue.iter() {
@@ -1023,7 +724,7 @@ impl Core {
             if turn.is_some() {
                 continue;
             }
-            let turn = match host.reserve(now, n, None) {
+            let turn = match self.bucket.reserve(now, n, None) {
                 Turn::Now(word) => (now, word),
                 Turn::At { word, due } => (due, word),
                 Turn::Late | Turn::Refused => return,
@@ -1064,12 +765,10 @@ impl Core {
                 return (now, None);
             };
             // SAFETY: the head of this list, under the core lock.
-            let n = unsafe { head.n() };
-            if let Some(stamp) = self.grant_head(now, head, n) {
+            let (n, turn) = unsafe { (head.n(), head.turn()) };
+            if let Some(stamp) = self.grant_head(now, n, turn) {
                 self.queue.pop_front();
-                self.queued_fuel -= u128::from(n);
-                self.waiting -= 1;
-                self.line_version += 1;
+                self.left(n, turn.is_some());
                 // SAFETY: just taken out of this list, under the core lock.
                 wakers.extend(unsafe { head.finish(GRANTED, stamp) });
                 continue;
@@ -1079,24 +778,13 @@ impl Core {
                 self.armed_at = None;
                 return (now, None);
             }
-            // SAFETY: the head of this list, under the core lock.
-            let due = match unsafe { head.turn() } {
-                // Another process may change the rate (the turn is moved):
-                // look again at least this often.
-                Some((due, _)) if self.takes_turns() => due.min(now.saturating_add(HOST_POLL)),
-                _ => self.due_head(self.now_eff(now), n),
-            };
-            // A shared bucket may have been taken from by another process
-            // meanwhile: then this is a wake-up too early, and the loop
-            // looks again at the next.
-            // `try_take` just failed at `now`, so the fuel is due later; were
+            let turn = turn.map(|(due, _)| due);
+            let due = self.bucket.due_head(self.now_eff(now), n, turn);
+            // The grant just failed at `now`, so the fuel is due later; were
             // that ever not so, arming for `now` would spin this loop. (A
             // shared bucket can change between the two: another process
-            // took; `due.max(now + 1)` below keeps the loop from spinning.)
-            debug_assert!(
-                due > now || now == u64::MAX || matches!(self.bucket, Bucket::Host(_)),
-                "due {due} <= now {now}"
-            );
+            // took; it answers a moment on, and the loop looks again.)
+            debug_assert!(due > now || now == u64::MAX, "due {due} <= now {now}");
             if now == u64::MAX || due == u64::MAX {
                 // Beyond the end of the clock: nothing will fall due.
                 self.timer.disarm();
@@ -1139,34 +827,13 @@ impl Core {
         if !self.kept {
             return word.hold(true);
         }
-        // Several rates: the word holds them all, or none.
-        if !self.also.is_empty() && self.also.len() != word.extras() {
+        if self.paused_at.is_some()
+            || !self
+                .bucket
+                .publish(word, now, &mut self.published, self.renew)
+        {
             return word.hold(false);
         }
-        // (A shared bucket stays out of the word: its own word is in the
-        // shared file.)
-        let Bucket::Gcra(gcra) = &mut self.bucket else {
-            return word.hold(false);
-        };
-        if self.paused_at.is_some() {
-            return word.hold(false);
-        }
-        let Some((mut params, tat)) = in_word(gcra, now) else {
-            return word.hold(false);
-        };
-        let mut extras = [(Published::default(), 0); MAX_EXTRAS];
-        for ((_, bucket), extra) in self.also.iter_mut().zip(&mut extras) {
-            let Bucket::Gcra(g) = bucket else {
-                return word.hold(false);
-            };
-            let Some(fits) = in_word(g, now) else {
-                return word.hold(false);
-            };
-            params.n_max = params.n_max.min(fits.0.n_max);
-            *extra = fits;
-        }
-        let extras = &extras[..self.also.len()];
-        word.publish(&mut self.published, params, tat, self.renew, extras);
         self.renew = false;
         self.in_word = true;
         self.kept = false;
@@ -1181,13 +848,8 @@ impl Core {
         wakers: &mut Vec<Waker>,
     ) -> Result<(), crate::Error> {
         let now = self.now_eff(now);
-        match &mut self.bucket {
-            Bucket::Gcra(gcra) => {
-                gcra.set_rate(now, rate, self.hardcap.capacity(rate.max_n(), self.burst))
-            }
-            Bucket::Window(window) => window.set_rate(now, rate),
-            Bucket::Host(host) => host.set_rate(now, rate)?,
-        }
+        let cap = self.hardcap.capacity(rate.max_n(), self.burst);
+        self.bucket.set_rate(now, rate, cap)?;
         let old = self.rate;
         self.rate_changed(rate, wakers);
         self.move_turns(old, now, now);
@@ -1195,13 +857,11 @@ impl Core {
         Ok(())
     }
 
-    /// A shared tank's rate may have been changed by another process: from
-    /// then on, this one's capacity checks and waiters follow it too.
-    fn follow_host(&mut self, now: u64, wakers: &mut Vec<Waker>) {
-        let Bucket::Host(host) = &self.bucket else {
-            return;
-        };
-        if let Some(rate) = host.state().rate()
+    /// A store's own `rate` may have been changed elsewhere (shared: by
+    /// another process): from then on, this one's capacity checks and
+    /// waiters follow it too.
+    fn follow_store(&mut self, rate: Option<Rate>, now: u64, wakers: &mut Vec<Waker>) {
+        if let Some(rate) = rate
             && rate != self.rate
         {
             let (old, since) = (self.rate, self.rate_seen_at);
@@ -1211,14 +871,13 @@ impl Core {
         self.rate_seen_at = now;
     }
 
-    /// The shared rate changed from `old` to `self.rate` between `since`
-    /// and `now`: the change kept the turns scheduled in the shared word,
-    /// each as many intervals of the new rate ahead as it was of the old,
-    /// and this process's waiters follow. Counted from `since` if the new
-    /// interval is longer, from `now` if shorter: never earlier than the
-    /// shared word has them.
+    /// The rate changed from `old` to `self.rate` between `since` and
+    /// `now`: a store that takes turns kept them, each as many intervals of
+    /// the new rate ahead as it was of the old, and this process's waiters
+    /// follow. Counted from `since` if the new interval is longer, from
+    /// `now` if shorter: never earlier than the store has them.
     fn move_turns(&mut self, old: Rate, since: u64, now: u64) {
-        if !matches!(self.bucket, Bucket::Host(_)) {
+        if !self.bucket.takes_turns() {
             return;
         }
         let new = self.rate;
@@ -1264,50 +923,6 @@ impl Core {
         }
     }
 }
-
-/// The parameters and `tat` under which the word can hold `gcra` at `now`,
-/// after settling it and, when the present nears the end of what the word
-/// counts, moving its epoch; `None` if its rate or state is beyond the word.
-fn in_word(gcra: &mut Gcra, now: u64) -> Option<(Published, u64)> {
-    let (s, t) = gcra.scale();
-    let (tol, n_max) = match gcra.cap() {
-        Some(cap) if u128::from(cap) * u128::from(t) <= u128::from(SPAN_LIMIT) => {
-            ((cap - 1) * t, cap)
-        }
-        None if t <= SPAN_LIMIT => (u64::MAX, SPAN_LIMIT / t),
-        _ => return None,
-    };
-    gcra.settle(now);
-    // The word counts ticks from its epoch up to TICKS_LIMIT: move the
-    // epoch to `tat` (or now, if later) when the present nears the end.
-    let half = i128::from(TICKS_LIMIT / 2);
-    let fits = |gcra: &Gcra| {
-        let rel = (i128::from(now) - i128::from(gcra.epoch())) * i128::from(s);
-        (0..half).contains(&rel) && (0..half).contains(&gcra.tat())
-    };
-    if !fits(gcra) {
-        let tat_ns = i128::from(gcra.epoch()) + gcra.tat().div_euclid(i128::from(s));
-        let epoch = tat_ns.clamp(0, i128::from(now)) as u64;
-        gcra.rebase(epoch);
-        if !fits(gcra) {
-            // An `Unbounded` bank older than the word can count.
-            return None;
-        }
-    }
-    let params = Published {
-        epoch: gcra.epoch(),
-        s,
-        t,
-        tol,
-        n_max,
-    };
-    Some((params, gcra.tat() as u64))
-}
-
-/// How long a waiter of a shared tank sleeps at most before it looks at the
-/// shared bucket again: other processes' refunds and resumes wake nobody
-/// here.
-const HOST_POLL: u64 = 10_000_000;
 
 /// The tank's timer wakes this, which runs the driver.
 struct Driver(Weak<Line>);

@@ -1,8 +1,8 @@
 //! [`Tank`]: fuel refilled at a [`Rate`], spent before work.
 //!
-//! The refill algorithm is in `bucket.rs`, the lock-free `has_fuel` in
-//! `word.rs`, the line of waiters and its driver in `line.rs` and
-//! `waiters.rs`.
+//! The stores of fuel, and the one interface the line drives them
+//! through, are in `bucket.rs`; the lock-free `has_fuel` in `word.rs`, the
+//! line of waiters and its driver in `line.rs` and `waiters.rs`.
 
 pub(crate) mod bucket;
 mod builder;
@@ -13,7 +13,7 @@ mod hardcap;
 mod host;
 mod line;
 // Without shared memory, a type with no value stands for the shared state:
-// `line.rs`'s branches on it are unreachable, and compiled away.
+// `bucket.rs`'s branches on it are unreachable, and compiled away.
 #[cfg(not(feature = "shared-memory"))]
 #[path = "no_host.rs"]
 mod host;
@@ -162,23 +162,22 @@ impl Tank {
     ) -> Tank {
         let gcra = |rate: Rate, burst, tat| {
             let cap = hardcap.capacity(rate.max_n(), burst);
-            bucket::Bucket::Gcra(bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat))
+            bucket::Gcra::from_parts(rate.ticks(), cap, epoch, tat)
         };
-        let bucket = gcra(rate, burst, tat);
-        let also = also
-            .iter()
-            .map(|&(r, tat)| (r, gcra(r, None, tat)))
-            .collect();
-        Tank::from_shared(Line::with_buckets(
-            rate, hardcap, burst, bucket, also, 0, clock,
+        let gcras = also.iter().map(|&(r, tat)| gcra(r, None, tat)).collect();
+        let bucket = bucket::Bucket::Gcra(gcra(rate, burst, tat), gcras);
+        let also = also.iter().map(|&(r, _)| r).collect();
+        Tank::from_shared(Line::with_bucket(
+            rate, also, hardcap, burst, bucket, 0, clock,
         ))
     }
 
     /// A `Window` tank whose log is `window`.
     pub(crate) fn from_window(rate: Rate, window: bucket::Window, clock: ClockSource) -> Tank {
-        let bucket = bucket::Bucket::Window(window);
+        let bucket = bucket::Bucket::Window(window, Vec::new(), None);
         Tank::from_shared(Line::with_bucket(
             rate,
+            Vec::new(),
             Hardcap::Window,
             None,
             bucket,
@@ -780,6 +779,7 @@ fn build(options: Options) -> Result<Tank, Error> {
         // (Its correction never follows the timer: see `Line::follow_timer`.)
         return Ok(Tank::from_shared(Line::with_bucket(
             rate,
+            Vec::new(),
             hardcap,
             burst,
             bucket,

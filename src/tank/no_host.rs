@@ -1,5 +1,5 @@
 //! Without the `shared-memory` feature: no tank is in shared memory, so
-//! [`HostBucket`] has no value. `line.rs` keeps its branches on a shared
+//! [`HostBucket`] has no value. `bucket.rs` keeps its branches on a shared
 //! bucket, each unreachable here and compiled away; this is the part of
 //! `host.rs`'s interface that they name.
 
@@ -35,6 +35,10 @@ impl HostBucket {
     }
 
     pub(crate) fn take(&self, _: u64, _: u64) -> Took {
+        match *self {}
+    }
+
+    pub(crate) fn takes_turns(&self) -> bool {
         match *self {}
     }
 

@@ -291,7 +291,7 @@ impl List {
     }
 
     /// Visits every queued node, front to back.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Linked> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Linked> + Clone + '_ {
         std::iter::successors(self.front(), |linked| {
             // SAFETY: under the core lock (the list is borrowed from the
             // core); linked nodes are alive.
