@@ -1,9 +1,11 @@
-//! A keyed tank on a fine rate (ticks much shorter than a nanosecond: a
-//! byte rate such as 1 MiB/s counts 2^11 ticks a nanosecond) over days of
-//! clock: the idle keys' `tat`s are ticks since the shard's epoch, which a
-//! sweep moves on once they reach 2^60, and which a map entry holds below
-//! 2^62. Neither may hand a key fuel it never accrued: a key taken at one
-//! instant gets at most what a `Tank` of the same rate gives.
+//! The idle keys' `tat`s are ticks since their shard's epoch, which a
+//! sweep moves on once they reach 2^60 and `set_rate` moves to a span of
+//! the new rate before now, and which a map entry holds in [0, 2^62). On
+//! a fine rate (ticks much shorter than a nanosecond: a byte rate such as
+//! 1 MiB/s counts 2^11 ticks a nanosecond) over days of clock, neither may
+//! hand a key fuel it never accrued: a key taken at one instant gets at
+//! most what a `Tank` of the same rate gives; and a rate change may not
+//! take a key's fuel away where a `Tank` keeps it.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use common::poll;
 use fueltank::clock::ManualClock;
-use fueltank::{KeyedBudget, KeyedTank, Rate, Tank};
+use fueltank::{Hardcap, KeyedBudget, KeyedTank, Rate, Tank};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -117,4 +119,38 @@ fn ticks_beyond_a_map_entry_are_not_fuel() {
         );
         assert_eq!(keyed.level(&"client"), model.level());
     }
+}
+
+/// `set_rate` on an `Unbounded` keyed tank: every key at the tank's rate
+/// keeps its fuel, as `Tank::set_rate` (there is no cap to cap it to). A
+/// key idle 100 s at 5/s banked 504; `Shard::set_rate` moves the shard's
+/// epoch to a full bucket's span of the new rate before now (2 s at
+/// 4/2s), and the key's `tat`, from 100 s ago, falls below tick 0 there:
+/// `to_stored` clamps it to the epoch, and the key keeps 5 of its 504
+/// (a `Tank` keeps 504; the same key in a tank with `also`, held as a
+/// `Rated` key in `i128`, keeps its 504 too). Right: 504, the bank kept
+/// (place the epoch as far back as the oldest idle `tat`, or keep such a
+/// key live or `Rated`).
+#[test]
+fn set_rate_keeps_an_unbounded_keys_bank() {
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("5/s".parse().unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let model = Tank::builder("5/s".parse().unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(keyed.has_fuel(&"saver"));
+    assert!(model.has_fuel());
+    clock.advance(Duration::from_secs(100));
+    assert_eq!((keyed.level(&"saver"), model.level()), (504, 504));
+    keyed.set_rate("4/2s".parse().unwrap());
+    model.set_rate("4/2s".parse().unwrap());
+    assert_eq!(model.level(), 504);
+    assert_eq!(keyed.level(&"saver"), model.level(), "the bank is kept");
 }
