@@ -369,3 +369,42 @@ async fn also_per_key_is_part_of_the_tank() {
         );
     }
 }
+
+/// `GlobalKeyedTank::rates` says a key's rates, "its own or the tank's,
+/// then those of `also`": for a key `rate_by` gives a rate of its own
+/// (a partner at 120/2s in a tank at 60/2s, also 20/200ms) that this
+/// instance does not hold yet (no request of it here yet, or its entry
+/// evicted here), it names the tank's rate, 60/2s, as the key's first
+/// (`rates` reads `held(key)` and falls back to `self.rate()`): whoever
+/// reads the key's limits then (`KeyedBudget::rates`, the headers built
+/// from it) is told the wrong limit. Right: the key's own rate, 120/2s, as
+/// `rate_by` says and as `KeyedTank::rates` does (it asks `rate_by` for a
+/// key it does not hold).
+#[tokio::test]
+async fn rates_of_a_key_not_held_name_its_own_rate() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let (tank, own, short) = (rate("60/2s"), rate("120/2s"), rate("20/200ms"));
+    let keyed = store
+        .keyed::<String>("tiers", tank)
+        .also(short)
+        .rate_by(move |key| match key.as_str() {
+            "acme" => own,
+            _ => tank,
+        })
+        .build()
+        .await
+        .unwrap();
+    let acme = "acme".to_string();
+    let rates: Vec<Rate> = KeyedBudget::rates(&keyed, &acme)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(rates, [own, short], "a key not held yet");
+    keyed.await_fuel(acme.clone()).await.unwrap();
+    let rates: Vec<Rate> = KeyedBudget::rates(&keyed, &acme)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(rates, [own, short], "once held");
+}

@@ -154,3 +154,46 @@ fn wait_mode_waits_for_the_whole_cost() {
     ));
     assert_eq!(global.level(), 0, "all five spent");
 }
+
+/// Wait mode, keyed, with `rate_by`: a partner key at 50/s in a keyed tank
+/// at 5/s may take up to 50 at once (its own tank's capacity), and after
+/// spending 45 of its 50, a request costing 10 is due in 100 ms
+/// (`wait_time` says so). The layer refuses it at once as too costly ("the
+/// tank holds at most 5"): `KeyedThrottleLayer::no_fuel` compares the cost
+/// with `KeyedBudget::capacity`, which is the capacity of a key at the
+/// tank's rate (`KeyedTank::capacity`), not this key's, so every request of
+/// a partner costing more than the tank's capacity is refused whenever the
+/// partner's key cannot pay it at once. (`GlobalKeyedTank::capacity` is
+/// the tank's parameters' too.) Right: it waits 100 ms and is served, as a
+/// `KeyedBudget::wait` on the key is (the key's own wait says whether the
+/// cost can ever fit).
+#[test]
+fn a_keys_own_rate_sets_what_it_may_cost() {
+    let clock = ManualClock::new();
+    let per_key = KeyedTank::builder(Rate::per_second(5).unwrap())
+        .rate_by(|key: &u8| match key {
+            0 => Rate::per_second(50).unwrap(),
+            _ => Rate::per_second(5).unwrap(),
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(per_key.has_fuel_n(&0, 45));
+    assert_eq!(per_key.wait_time(&0, 10), Some(Duration::from_millis(100)));
+    let mut svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|r: &Req| Ok(r.0)))
+        .cost(|r: &Req| r.1)
+        .layer(echo());
+    assert!(svc.poll_ready(&mut cx()).is_ready());
+    let mut waiting = Box::pin(svc.call((0, 10, false)));
+    let first = waiting.as_mut().poll(&mut cx());
+    assert!(
+        first.is_pending(),
+        "5 of 10 for a key of 50/s: waits, got {:?}",
+        first.map(|r| r.map_err(|e| e.to_string()))
+    );
+    clock.advance(Duration::from_millis(100));
+    assert!(matches!(
+        waiting.as_mut().poll(&mut cx()),
+        Poll::Ready(Ok(10))
+    ));
+}

@@ -1,0 +1,156 @@
+//! The idle keys' `tat`s are ticks since their shard's epoch, which a
+//! sweep moves on once they reach 2^60 and `set_rate` moves to a span of
+//! the new rate before now, and which a map entry holds in [0, 2^62). On
+//! a fine rate (ticks much shorter than a nanosecond: a byte rate such as
+//! 1 MiB/s counts 2^11 ticks a nanosecond) over days of clock, neither may
+//! hand a key fuel it never accrued: a key taken at one instant gets at
+//! most what a `Tank` of the same rate gives; and a rate change may not
+//! take a key's fuel away where a `Tank` keeps it.
+
+mod common;
+
+use std::task::Poll;
+use std::time::Duration;
+
+use common::poll;
+use fueltank::clock::ManualClock;
+use fueltank::{Hardcap, KeyedBudget, KeyedTank, Rate, Tank};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// How many of `takes` full bursts of `max_n`, all at one instant, the key
+/// "client" of `keyed` gets; through `KeyedBudget::wait` if `wait` (a wait
+/// not served at once is dropped).
+fn bursts_at_one_instant(
+    keyed: &KeyedTank<&'static str>,
+    max_n: u64,
+    takes: usize,
+    wait: bool,
+) -> usize {
+    (0..takes)
+        .filter(|_| match wait {
+            false => keyed.has_fuel_n(&"client", max_n),
+            true => {
+                let budget: &dyn KeyedBudget<&str> = keyed;
+                let mut wait = budget.wait(&"client", max_n, None);
+                matches!(poll(wait.as_mut()), Poll::Ready(Ok(Some(_))))
+            }
+        })
+        .count()
+}
+
+/// 1 MiB/s per client, 7 days after the keyed tank was built: the idle
+/// keys' ticks have passed 2^60, so the 64th operation on a shard sweeps
+/// it and moves its epoch on. `KeyedTank::take` (and `take_or_live`) read
+/// the shard's epoch *before* `Shard::value`, which runs that sweep and
+/// shifts every idle `tat` to the new epoch; the shifted `tat` is then read
+/// against the old epoch, days in the past: a full bucket. So the key gets
+/// a second full burst (1 MiB) at the same instant, 2·max_n in no time,
+/// beyond `Limit`'s bound of 2·max_n − 1 in any second (a `Tank` gives one
+/// burst). It happens at every sweep that moves the epoch (every 3.3 days
+/// at this rate; every 9 minutes at 512 MiB/s), on whichever key's
+/// operation runs the sweep, through `has_fuel_n`, a key with `also`, and
+/// `KeyedBudget::wait`. Right: one burst, then nothing until it refills.
+#[test]
+fn a_sweep_moving_the_epoch_grants_no_second_burst() {
+    let max_n = 1 << 20;
+    let rate = Rate::new(max_n, Duration::from_secs(1)).unwrap();
+    for (also, wait) in [(true, false), (false, true), (false, false)] {
+        let clock = ManualClock::new();
+        let mut builder = KeyedTank::builder(rate).clock(clock.clone());
+        if also {
+            builder = builder.also("2000000000/min".parse().unwrap());
+        }
+        let keyed = builder.build().unwrap();
+        let model = Tank::builder(rate)
+            .initial(max_n)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        clock.advance(7 * DAY);
+        let expected = (0..100).filter(|_| model.has_fuel_n(max_n)).count();
+        assert_eq!(expected, 1);
+        let bursts = bursts_at_one_instant(&keyed, max_n, 100, wait);
+        assert_eq!(
+            bursts, expected,
+            "also {also}, wait {wait}: {bursts} bursts of {max_n} at one instant"
+        );
+    }
+}
+
+/// An idle key's `tat` is stored in its map entry clamped to 2^62 − 1
+/// ticks (`to_stored`), and the epoch only moves at a sweep (every
+/// `max(len, 64)` operations on the shard). When the clock passes 2^62
+/// ticks since the epoch between two sweeps (73 minutes at 512 MiB/s, 26
+/// days at 1 MiB/s, with fewer operations than that on the shard), the
+/// `tat` after each take is clamped back below the present: the key is
+/// full again at once, and every take of a full burst succeeds until the
+/// next sweep (here 50 bursts of 512 MiB at one instant, where a `Tank`
+/// gives one). Right: a `tat` beyond the entry's range must never be
+/// clamped towards the past (move the epoch first, or keep such a key
+/// live), and a key gets one burst.
+#[test]
+fn ticks_beyond_a_map_entry_are_not_fuel() {
+    for (max_n, idle) in [
+        (1u64 << 29, Duration::from_secs(2 * 3600)),
+        (1 << 20, 30 * DAY),
+    ] {
+        let rate = Rate::new(max_n, Duration::from_secs(1)).unwrap();
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::builder(rate)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let model = Tank::builder(rate)
+            .initial(max_n)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(keyed.has_fuel_n(&"client", max_n));
+        assert!(model.has_fuel_n(max_n));
+        clock.advance(idle);
+        // Fewer takes than a sweep needs: the clamp alone.
+        let expected = (0..50).filter(|_| model.has_fuel_n(max_n)).count();
+        assert_eq!(expected, 1);
+        let bursts = bursts_at_one_instant(&keyed, max_n, 50, false);
+        assert_eq!(
+            bursts, expected,
+            "{rate} after {idle:?}: {bursts} bursts of {max_n} at one instant"
+        );
+        assert_eq!(keyed.level(&"client"), model.level());
+    }
+}
+
+/// `set_rate` on an `Unbounded` keyed tank: every key at the tank's rate
+/// keeps its fuel, as `Tank::set_rate` (there is no cap to cap it to). A
+/// key idle 100 s at 5/s banked 504; `Shard::set_rate` moves the shard's
+/// epoch to a full bucket's span of the new rate before now (2 s at
+/// 4/2s), and the key's `tat`, from 100 s ago, falls below tick 0 there:
+/// `to_stored` clamps it to the epoch, and the key keeps 5 of its 504
+/// (a `Tank` keeps 504; the same key in a tank with `also`, held as a
+/// `Rated` key in `i128`, keeps its 504 too). Right: 504, the bank kept
+/// (place the epoch as far back as the oldest idle `tat`, or keep such a
+/// key live or `Rated`).
+#[test]
+fn set_rate_keeps_an_unbounded_keys_bank() {
+    let clock = ManualClock::new();
+    let keyed = KeyedTank::builder("5/s".parse().unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let model = Tank::builder("5/s".parse().unwrap())
+        .hardcap(Hardcap::Unbounded)
+        .initial(5)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(keyed.has_fuel(&"saver"));
+    assert!(model.has_fuel());
+    clock.advance(Duration::from_secs(100));
+    assert_eq!((keyed.level(&"saver"), model.level()), (504, 504));
+    keyed.set_rate("4/2s".parse().unwrap());
+    model.set_rate("4/2s".parse().unwrap());
+    assert_eq!(model.level(), 504);
+    assert_eq!(keyed.level(&"saver"), model.level(), "the bank is kept");
+}
