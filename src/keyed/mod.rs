@@ -706,8 +706,10 @@ impl KeyTable {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let value = shard.value(hash, now, self, own);
+        // After `value`, whose sweep may move the epoch and every `tat`.
         let (epoch, rate) = (shard.epoch, shard.rate);
-        match shard.value(hash, now, self, own) {
+        match value {
             Value::Idle(tat) => {
                 let mut gcra = rate.gcra(epoch, tat.into());
                 let taken = n <= rate.request && gcra.try_take(now, n).is_some();
@@ -789,8 +791,10 @@ impl KeyTable {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let value = shard.value(hash, now, self, own);
+        // After `value`, whose sweep may move the epoch and every `tat`.
         let (epoch, rate) = (shard.epoch, shard.rate);
-        let (rate, tat, rated) = match shard.value(hash, now, self, own) {
+        let (rate, tat, rated) = match value {
             Value::Live(tank) => return Some(tank),
             Value::Idle(tat) => (rate, i128::from(tat), None),
             Value::Rated(index, at_tank_rate) => {
