@@ -163,9 +163,17 @@ fn rated_value(index: usize, at_tank_rate: bool) -> u64 {
     RATED | index as u64 | if at_tank_rate { AT_TANK_RATE } else { 0 }
 }
 
-/// Idle `tat`s stay below this many ticks: the shard's epoch moves on at
-/// half of it.
+/// Idle `tat`s stay below this many ticks: the shard's epoch moves on
+/// once the clock reaches half of it (checked by every operation, at
+/// `Shard::shift_at`), and a bucket's span is below an eighth of it.
 const TICKS_LIMIT: i128 = 1 << 61;
+
+/// The first internal ns at which the clock is [`TICKS_LIMIT`]` / 2` ticks
+/// of `rate` since `epoch`: the epoch must move on before a take then.
+fn shift_at(epoch: u64, rate: &KeyRate) -> u64 {
+    let ns = (TICKS_LIMIT as u128 / 2).div_ceil(u128::from(rate.scale.0));
+    epoch.saturating_add(u64::try_from(ns).unwrap_or(u64::MAX))
+}
 
 struct Shard {
     map: HashMap<u64, u64, BuildHasherDefault<KeyHash>>,
@@ -176,6 +184,9 @@ struct Shard {
     rate: KeyRate,
     /// Internal ns at tick 0 of the idle keys' `tat`s.
     epoch: u64,
+    /// `shift_at(epoch, rate)`: from then on an operation sweeps first,
+    /// moving the epoch on, so that no `tat` outgrows a map entry.
+    shift_at: u64,
     /// Operations since the last sweep.
     ops: usize,
     /// Keys held at most.
@@ -863,6 +874,7 @@ impl Shard {
             windows: Slots::default(),
             rate,
             epoch,
+            shift_at: shift_at(epoch, &rate),
             ops: 0,
             cap,
             debts: Debts::new(cap, hardcap == Hardcap::Window),
@@ -872,7 +884,7 @@ impl Shard {
     /// The value of `key`, inserting a new key (and making room) if needed.
     fn value(&mut self, key: u64, now: u64, shared: &KeyTable, own: Own<'_>) -> Value {
         self.ops += 1;
-        if self.ops >= self.map.len().max(64) {
+        if self.ops >= self.map.len().max(64) || now >= self.shift_at {
             self.sweep(now, shared);
         }
         if let Some(value) = self.peek(key) {
@@ -1057,6 +1069,7 @@ impl Shard {
         }
         self.rate = rate;
         self.epoch = epoch;
+        self.shift_at = shift_at(epoch, &rate);
     }
 
     /// Forgets keys that are exactly like fresh ones, turns live tanks
@@ -1149,6 +1162,7 @@ impl Shard {
             }
         });
         self.epoch = epoch;
+        self.shift_at = shift_at(epoch, &rate);
         if self.map.capacity() > 4 * self.map.len().max(16) {
             self.map.shrink_to_fit();
         }
@@ -1314,7 +1328,14 @@ fn rated_distance(rate: &KeyRate, rated: &Rated, epoch: u64, now: u64, shared: &
         .fold(gcra_distance(rate, epoch, rated.tat, now), u128::max)
 }
 
+/// An idle `tat` as a map entry holds it: one below tick 0 (a bank older
+/// than the epoch) is raised to it, which only takes fuel away. None is
+/// beyond the entry's range: the clock stays below `TICKS_LIMIT / 2` ticks
+/// since the epoch at every operation (`Shard::shift_at`), and a `tat` at
+/// most a span (below `TICKS_LIMIT / 8`) past it; were one beyond, it would
+/// be lowered towards the past, into fuel never accrued.
 fn to_stored(tat: i128) -> u64 {
+    debug_assert!(tat <= i128::from(INDEX), "an idle tat beyond a map entry");
     tat.clamp(0, i128::from(INDEX)) as u64
 }
 
