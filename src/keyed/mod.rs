@@ -1016,16 +1016,34 @@ impl Shard {
     /// fuel (capped to the new capacity) with no burst, as
     /// [`Tank::set_rate`]; keys with a rate of their own keep it.
     fn set_rate(&mut self, now: u64, rate: KeyRate, shared: &KeyTable) {
-        let old = self.rate;
-        // Back as far as a full bucket of the new rate reaches, so that no
-        // idle `tat` falls below tick 0.
-        let epoch = now.saturating_sub(shared.span_ns(&rate).saturating_add(1));
+        let (old, old_epoch) = (self.rate, self.epoch);
         let keys: Vec<(u64, u64)> = self.map.iter().map(|(&k, &v)| (k, v)).collect();
+        // The idle keys at the new rate, against the old epoch.
+        let at_new_rate = |stored: u64| {
+            let mut gcra = old.gcra(old_epoch, stored.into());
+            gcra.set_rate(now, rate.rate, rate.cap);
+            gcra
+        };
+        let oldest = (keys.iter())
+            .filter(|&&(_, stored)| matches!(kind(stored), Kind::Idle))
+            .map(|&(_, stored)| at_new_rate(stored).tat())
+            .min();
+        // Back as far as a full bucket of the new rate reaches, and as the
+        // oldest idle `tat` (an `Unbounded` bank), so that none falls below
+        // tick 0; but no farther than the sweep keeps banks (a quarter of
+        // the ticks' range), so that the clock stays within it.
+        let (s, _) = rate.scale;
+        let keep_ns = u64::try_from(TICKS_LIMIT / 4 / i128::from(s)).unwrap_or(u64::MAX);
+        let oldest_ns = oldest.map_or(i128::MAX, |tat| {
+            i128::from(old_epoch).saturating_add(tat.div_euclid(i128::from(s)))
+        });
+        let epoch = (now.saturating_sub(shared.span_ns(&rate).saturating_add(1)))
+            .min(u64::try_from(oldest_ns.max(0)).unwrap_or(u64::MAX))
+            .max(now.saturating_sub(keep_ns));
         for (key, stored) in keys {
             match kind(stored) {
                 Kind::Idle => {
-                    let mut gcra = old.gcra(self.epoch, stored.into());
-                    gcra.set_rate(now, rate.rate, rate.cap);
+                    let mut gcra = at_new_rate(stored);
                     gcra.rebase(epoch);
                     if rate.compact {
                         self.set_idle(key, gcra.tat());
