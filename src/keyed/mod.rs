@@ -187,6 +187,8 @@ struct Shard {
     /// `shift_at(epoch, rate)`: from then on an operation sweeps first,
     /// moving the epoch on, so that no `tat` outgrows a map entry.
     shift_at: u64,
+    /// The latest clock reading an operation on this shard worked at.
+    last: u64,
     /// Operations since the last sweep.
     ops: usize,
     /// Keys held at most.
@@ -340,15 +342,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// ```
     pub fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
         let shared = &self.shared;
-        let now = shared.clock.now_ns();
-        let wait = |due: u64| Some(Duration::from_nanos(due.saturating_sub(now)));
+        let wait = |due: u64, now| Some(Duration::from_nanos(due.saturating_sub(now)));
         let own = || self.own(key);
-        shared.inspect(self.hash(key), now, &own, |state| match state {
+        shared.inspect(self.hash(key), &own, |state, now| match state {
             State::Live(tank) => tank.wait_time(n),
             State::Gcra(buckets) if n > buckets.request => None,
             State::Window(_, _, request) if n > request => None,
-            State::Gcra(buckets) => wait(buckets.due(now, n)),
-            State::Window(_, window, _) => wait(window.due(now, [n])),
+            State::Gcra(buckets) => wait(buckets.due(now, n), now),
+            State::Window(_, window, _) => wait(window.due(now, [n]), now),
         })
     }
 
@@ -383,10 +384,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn level(&self, key: &K) -> u64 {
-        let now = self.shared.clock.now_ns();
         let own = || self.own(key);
         self.shared
-            .inspect(self.hash(key), now, &own, |state| match state {
+            .inspect(self.hash(key), &own, |state, now| match state {
                 State::Live(tank) => tank.level(),
                 State::Gcra(buckets) => buckets.level(now),
                 State::Window(_, window, _) => window.level(now),
@@ -408,10 +408,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn available(&self, key: &K) -> u64 {
-        let now = self.shared.clock.now_ns();
         let own = || self.own(key);
         self.shared
-            .inspect(self.hash(key), now, &own, |state| match state {
+            .inspect(self.hash(key), &own, |state, now| match state {
                 State::Live(tank) => tank.available(),
                 State::Gcra(buckets) => buckets.level(now),
                 State::Window(_, window, _) => window.level(now),
@@ -437,11 +436,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
-        let now = self.shared.clock.now_ns();
         let own = || self.own(key);
         let also = self.shared.also.iter().map(|rate| rate.rate);
         self.shared
-            .inspect(self.hash(key), now, &own, |state| match state {
+            .inspect(self.hash(key), &own, |state, now| match state {
                 State::Live(tank) => tank.rates(),
                 State::Gcra(buckets) => std::iter::once(buckets.first.level(now))
                     .chain(buckets.also().map(|gcra| gcra.level(now)))
@@ -717,6 +715,7 @@ impl KeyTable {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let now = shard.now(now);
         let value = shard.value(hash, now, self, own);
         // After `value`, whose sweep may move the epoch and every `tat`.
         let (epoch, rate) = (shard.epoch, shard.rate);
@@ -748,16 +747,14 @@ impl KeyTable {
     }
 
     /// Runs `read` on the state of the key `hash`, or of the key it would be
-    /// if it were created now; changes nothing.
-    fn inspect<R>(
-        &self,
-        hash: u64,
-        now: u64,
-        own: Own<'_>,
-        read: impl FnOnce(State<'_>) -> R,
-    ) -> R {
+    /// if it were created now, and on now (see [`Shard::now`]); changes no
+    /// key.
+    fn inspect<R>(&self, hash: u64, own: Own<'_>, read: impl FnOnce(State<'_>, u64) -> R) -> R {
+        let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let now = shard.now(now);
+        let read = |state| read(state, now);
         let (epoch, rate) = (shard.epoch, shard.rate);
         let buckets = |rate: KeyRate, tat, tats| {
             State::Gcra(Buckets {
@@ -802,6 +799,7 @@ impl KeyTable {
         let now = self.clock.now_ns();
         let mut shard = self.shard(hash);
         let shard = &mut *shard;
+        let now = shard.now(now);
         let value = shard.value(hash, now, self, own);
         // After `value`, whose sweep may move the epoch and every `tat`.
         let (epoch, rate) = (shard.epoch, shard.rate);
@@ -875,10 +873,24 @@ impl Shard {
             rate,
             epoch,
             shift_at: shift_at(epoch, &rate),
+            last: 0,
             ops: 0,
             cap,
             debts: Debts::new(cap, hardcap == Hardcap::Window),
         }
+    }
+
+    /// The time an operation that read the clock at `now` works at, under
+    /// this shard's lock: `now`, or the latest reading an earlier operation
+    /// worked at if later. The clock is read before the lock, and a thread
+    /// delayed between the two would otherwise work at a time older than a
+    /// sweep or an eviction already did: it would make a key forgotten
+    /// there again, fresh and backdated, with fuel it never accrued.
+    #[inline]
+    fn now(&mut self, now: u64) -> u64 {
+        let now = now.max(self.last);
+        self.last = now;
+        now
     }
 
     /// The value of `key`, inserting a new key (and making room) if needed.
@@ -1016,6 +1028,7 @@ impl Shard {
     /// fuel (capped to the new capacity) with no burst, as
     /// [`Tank::set_rate`]; keys with a rate of their own keep it.
     fn set_rate(&mut self, now: u64, rate: KeyRate, shared: &KeyTable) {
+        let now = self.now(now);
         let (old, old_epoch) = (self.rate, self.epoch);
         let keys: Vec<(u64, u64)> = self.map.iter().map(|(&k, &v)| (k, v)).collect();
         // The idle keys at the new rate, against the old epoch.
