@@ -186,6 +186,9 @@ impl<K> KeyedTankBuilder<K> {
     /// The fuel of a key seen for the first time; by default its tank's
     /// capacity (`max_n`, the burst, or 1 under [`Hardcap::One`]): a new
     /// client is like one idle for ever. Every type's: [Initial fuel](crate#initial-fuel).
+    /// Below the capacity, a key holding as much as a new one is not
+    /// forgotten (it goes on accruing beyond it): keys are then held until
+    /// evicted.
     ///
     /// # Examples
     ///

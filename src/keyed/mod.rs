@@ -24,8 +24,12 @@
 //! Keys are spread over shards, each a hash map under its own lock holding
 //! at most its share of `max_keys` (the shares add up to `max_keys`
 //! exactly). A shard forgets keys that are exactly like a key never seen
-//! (with the default `initial`, a full bucket) as it goes: one sweep every
-//! `len` operations, so the cost per operation stays constant. When a shard
+//! and stay so as time passes (a full bucket, when a new key starts full:
+//! the default `initial` under `Limit` and `One`; under `Window`, a log
+//! holding nothing) as it goes: one sweep every `len` operations, so the
+//! cost per operation stays constant. Under `Unbounded`, or with `initial`
+//! below the capacity, a key accrues fuel beyond a new key's, so it is
+//! kept until evicted. When a shard
 //! is full of keys that differ from a fresh one, it evicts the eighth that
 //! differ least. Only keys held by a waiting future or a permit are never
 //! evicted; they are paid for by their holders.
@@ -649,6 +653,15 @@ impl KeyRate {
         gcra.ticks(now).saturating_add(ahead)
     }
 
+    /// Whether a key like a fresh one stays like one as time passes, so
+    /// that forgetting it changes nothing: a fresh key is full (`initial`
+    /// is the capacity), and a full key stays full. Otherwise (`initial`
+    /// below the capacity, or `Unbounded`) a key accrues fuel beyond what a
+    /// fresh key holds then, which forgetting it would lose.
+    fn fresh_stays(&self) -> bool {
+        self.cap.is_some_and(|cap| self.initial >= cap)
+    }
+
     /// How far back a full bucket's `tat` lies, in ns, rounded up.
     fn span_ns(&self) -> u64 {
         let (s, t) = self.scale;
@@ -1103,7 +1116,8 @@ impl Shard {
         self.shift_at = shift_at(epoch, &rate);
     }
 
-    /// Forgets keys that are exactly like fresh ones, turns live tanks
+    /// Forgets keys that are exactly like fresh ones and stay so as time
+    /// passes (see [`KeyRate::fresh_stays`]), turns live tanks
     /// nobody holds back into idle keys, and moves the epoch on when idle
     /// ticks grow large.
     fn sweep(&mut self, now: u64, shared: &KeyTable) {
@@ -1178,7 +1192,9 @@ impl Shard {
                             shift(rate, tat);
                         }
                     }
-                    let keep = rated_distance(&own, key, epoch, now, shared) != 0;
+                    let keep = !own.fresh_stays()
+                        || !shared.also.iter().all(KeyRate::fresh_stays)
+                        || rated_distance(&own, key, epoch, now, shared) != 0;
                     if !keep {
                         rated.take(index);
                     }
@@ -1188,7 +1204,8 @@ impl Shard {
                     if !made_idle {
                         *stored = to_stored(i128::from(*stored).saturating_sub(shift));
                     }
-                    gcra_distance(&rate, epoch, i128::from(*stored), now) != 0
+                    !rate.fresh_stays()
+                        || gcra_distance(&rate, epoch, i128::from(*stored), now) != 0
                 }
             }
         });
