@@ -17,7 +17,9 @@
 //! `tat`s beside the map; under `Window` a key holds its
 //! log of grants, boxed beside the map. A key that must wait becomes *live*: a full [`Tank`]
 //! with its line and timer, kept in a side table; it turns idle again once
-//! its line is empty and nothing holds it.
+//! its line is empty and nothing holds it (checked once a few more keys of
+//! its shard are made live, and at every sweep: a flood of waits dropped
+//! unserved costs what idle keys do).
 //!
 //! # Bounded memory
 //!
@@ -129,6 +131,10 @@ struct KeyTable {
     shards: Box<[Mutex<Shard>]>,
 }
 
+/// How many keys made live a shard gathers before it looks whether their
+/// tanks are still held (`Shard::idle_unheld`).
+const MADE_LIVE_CHECK: usize = 16;
+
 /// Map values: a key's `tat` (ticks since the shard's epoch), or with
 /// `LIVE` the index of its tank in `Shard::live`, with `WINDOW` the index
 /// of its log in `Shard::windows`, with `RATED` (both) the index of its
@@ -195,6 +201,10 @@ struct Shard {
     last: u64,
     /// Operations since the last sweep.
     ops: usize,
+    /// Keys made live since last looked at (see `Shard::idle_unheld`).
+    made_live: Vec<u64>,
+    /// `made_live`'s length at which they are next looked at.
+    made_live_check: usize,
     /// Keys held at most.
     cap: usize,
     debts: Debts,
@@ -888,6 +898,8 @@ impl Shard {
             shift_at: shift_at(epoch, &rate),
             last: 0,
             ops: 0,
+            made_live: Vec::new(),
+            made_live_check: MADE_LIVE_CHECK,
             cap,
             debts: Debts::new(cap, hardcap == Hardcap::Window),
         }
@@ -911,6 +923,9 @@ impl Shard {
         self.ops += 1;
         if self.ops >= self.map.len().max(64) || now >= self.shift_at {
             self.sweep(now, shared);
+        }
+        if self.made_live.len() >= self.made_live_check {
+            self.idle_unheld(shared);
         }
         if let Some(value) = self.peek(key) {
             return value;
@@ -1028,6 +1043,7 @@ impl Shard {
     /// Makes `key` live on `tank`; `own` if its rate is its own (not the
     /// tank's, which `set_rate` changes).
     fn set_live(&mut self, key: u64, tank: Tank, own: bool) {
+        self.made_live.push(key);
         let index = self.live.put(Live { tank, own });
         match self.map.entry(key) {
             Entry::Occupied(mut entry) => *entry.get_mut() = LIVE | index as u64,
@@ -1035,6 +1051,32 @@ impl Shard {
                 entry.insert(LIVE | index as u64);
             }
         }
+    }
+
+    /// Makes idle the keys made live since last looked at whose tanks
+    /// nobody holds any more (a wait dropped, a permit released): a flood
+    /// of waits abandoned at once would otherwise leave a whole tank per
+    /// key until the next sweep, many times an idle key's memory. Those
+    /// still held are looked at again once as many more are made live:
+    /// constant work per key made live.
+    #[cold]
+    fn idle_unheld(&mut self, shared: &KeyTable) {
+        let mut keys = std::mem::take(&mut self.made_live);
+        keys.sort_unstable();
+        keys.dedup();
+        let (live, rated, windows) = (&mut self.live, &mut self.rated, &mut self.windows);
+        let (rate, epoch) = (&self.rate, self.epoch);
+        keys.retain(|key| match self.map.get_mut(key) {
+            Some(stored) if matches!(kind(*stored), Kind::Live(_)) => {
+                !make_idle(stored, live, rated, windows, rate, epoch, shared)
+            }
+            _ => false,
+        });
+        self.made_live_check = keys.len().saturating_mul(2).max(MADE_LIVE_CHECK);
+        if keys.capacity() > 4 * self.made_live_check {
+            keys.shrink_to(self.made_live_check);
+        }
+        self.made_live = keys;
     }
 
     /// Every key at the tank's rate moves to `rate` at `now`, keeping its
@@ -1138,35 +1180,8 @@ impl Shard {
         self.map.retain(|_, stored| {
             // A live tank made idle has its `tat` against the new epoch.
             let made_idle = matches!(kind(*stored), Kind::Live(_));
-            if let Kind::Live(index) = kind(*stored) {
-                let Live { tank, own } = live.get_ref(index);
-                if tank.handles() > 1 {
-                    return true; // someone waits on it or holds it
-                }
-                if let Some((tank_epoch, tat, also)) = tank.idle_gcra() {
-                    let shift = |s: u64, tat: i128| {
-                        let ticks = i128::from(tank_epoch) - i128::from(epoch);
-                        tat.saturating_add(ticks.saturating_mul(i128::from(s)))
-                    };
-                    let tat = shift(tank.rate().ticks().0, tat);
-                    if *own || !shared.also.is_empty() {
-                        let also = (shared.also.iter().zip(also))
-                            .map(|(rate, tat)| shift(rate.scale.0, tat))
-                            .collect();
-                        let rate = tank.rate();
-                        let index = rated.put(Rated { rate, tat, also });
-                        *stored = rated_value(index, !*own);
-                    } else if rate.compact {
-                        *stored = to_stored(tat);
-                    } else {
-                        return true;
-                    }
-                } else if let Some(window) = tank.idle_window() {
-                    *stored = WINDOW | windows.put(Box::new(window)) as u64;
-                } else {
-                    return true;
-                }
-                live.take(index);
+            if made_idle && !make_idle(stored, live, rated, windows, &rate, epoch, shared) {
+                return true; // someone waits on it or holds it
             }
             match kind(*stored) {
                 Kind::Window(index) => {
@@ -1350,6 +1365,52 @@ impl Shard {
             }
         }
     }
+}
+
+/// Turns `stored`, a live key's map value, into an idle key's if nobody
+/// holds its tank (its `tat`s against `epoch`, the shard's rate `rate`);
+/// `false` if it stays live.
+fn make_idle(
+    stored: &mut u64,
+    live: &mut Slots<Live>,
+    rated: &mut Slots<Rated>,
+    windows: &mut Slots<Box<Window>>,
+    rate: &KeyRate,
+    epoch: u64,
+    shared: &KeyTable,
+) -> bool {
+    let Kind::Live(index) = kind(*stored) else {
+        return false;
+    };
+    let Live { tank, own } = live.get_ref(index);
+    if tank.handles() > 1 {
+        return false; // someone waits on it or holds it
+    }
+    if let Some((tank_epoch, tat, also)) = tank.idle_gcra() {
+        let shift = |s: u64, tat: i128| {
+            let ticks = i128::from(tank_epoch) - i128::from(epoch);
+            tat.saturating_add(ticks.saturating_mul(i128::from(s)))
+        };
+        let tat = shift(tank.rate().ticks().0, tat);
+        if *own || !shared.also.is_empty() {
+            let also = (shared.also.iter().zip(also))
+                .map(|(rate, tat)| shift(rate.scale.0, tat))
+                .collect();
+            let rate = tank.rate();
+            let index = rated.put(Rated { rate, tat, also });
+            *stored = rated_value(index, !*own);
+        } else if rate.compact {
+            *stored = to_stored(tat);
+        } else {
+            return false;
+        }
+    } else if let Some(window) = tank.idle_window() {
+        *stored = WINDOW | windows.put(Box::new(window)) as u64;
+    } else {
+        return false;
+    }
+    live.take(index);
+    true
 }
 
 /// A key's state, read out for eviction (with the `tat`s of the rates of
