@@ -51,11 +51,17 @@ fn hammer(hardcap: Hardcap) {
         assert!(got <= step * 3 / 5, "{hardcap:?}: {got} after {step} ms");
         std::thread::yield_now();
     }
+    // The threads go on until every fuel accrued is taken: a loaded
+    // machine may not have run them while the clock moved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tank.level() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     done.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().unwrap();
     }
     let granted = granted.load(Ordering::Relaxed);
-    assert!(granted > 0, "{hardcap:?}: the threads took nothing");
+    assert!(granted > 0, "{hardcap:?}: the threads took nothing in 10 s");
     assert_eq!(granted + tank.level(), 300, "{hardcap:?}: {granted}");
 }
