@@ -188,7 +188,7 @@ impl Snapshot {
         let limit = if local {
             rate.max_n()
         } else {
-            keyed.capacity()
+            keyed.capacity(key)
         };
         let to_full = keyed
             .wait_time(key, limit)
