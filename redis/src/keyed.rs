@@ -710,11 +710,12 @@ where
 
     /// Every rate of `key` (its own or the tank's, then those of
     /// [`also`](GlobalKeyedTankBuilder::also)), each with the fuel
-    /// reserved here for it.
+    /// reserved here for it (none for a key not held here).
     pub(crate) fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
         let (rate, available) = match self.held(key) {
             Some(entry) => (entry.params().rate(), entry.available()),
-            None => (self.rate(), 0),
+            // As `rate_by` says, as the entry would be made now.
+            None => (self.own_rate(key).unwrap_or_else(|| self.rate()), 0),
         };
         let also = self.shared.options.also.iter();
         std::iter::once((rate, available))
