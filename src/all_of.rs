@@ -288,8 +288,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         (self.budgets.clone(), self.emit.clone())
     }
 
-    fn capacity(&self) -> u64 {
-        let keyed = self.keyed.as_ref().map_or(u64::MAX, |k| k.capacity());
+    /// The most granted together to `key`: the least of the key's
+    /// capacity and the budgets'.
+    fn capacity(&self, key: &K) -> u64 {
+        let keyed = self.keyed.as_ref().map_or(u64::MAX, |k| k.capacity(key));
         self.budgets
             .iter()
             .map(|b| b.capacity())
@@ -460,7 +462,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
     /// tell (see [`Budget::ask`]), holding nothing meanwhile, then takes
     /// the rest at once.
     fn ask(self: &Arc<Self>, key: K, n: u64) -> Option<BudgetWait> {
-        if n == 0 || n > self.capacity() || self.line_ahead(&key) {
+        if n == 0 || n > self.capacity(&key) || self.line_ahead(&key) {
             return None;
         }
         let (j, ask) = self
@@ -512,7 +514,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         };
         let m = n.saturating_add(behind_head);
         let keyed = match &self.keyed {
-            Some(k) => beyond(|m| k.wait_time(key, m), k.capacity(), k.rate(), m)?,
+            Some(k) => beyond(|m| k.wait_time(key, m), k.capacity(key), k.rate(), m)?,
             None => Duration::ZERO,
         };
         self.budgets.iter().try_fold(keyed, |most, b| {
@@ -598,7 +600,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Future for Wait<K> {
         let ticket = match this.ticket {
             Some(ticket) => ticket,
             None => {
-                let capacity = shared.capacity();
+                let capacity = shared.capacity(&key);
                 if n > capacity {
                     return this.finish(Err(Error::ExceedsCapacity {
                         requested: n,
@@ -807,7 +809,7 @@ impl Budget for AllOf {
     }
 
     fn wait_time(&self, n: u64) -> Option<Duration> {
-        if n > self.shared.capacity() {
+        if n > self.shared.capacity(&()) {
             return None;
         }
         self.shared.wait_time(&(), n)
@@ -822,7 +824,7 @@ impl Budget for AllOf {
     }
 
     fn capacity(&self) -> u64 {
-        self.shared.capacity()
+        self.shared.capacity(&())
     }
 
     fn unavailable(&self) -> Option<Unavailable> {
@@ -966,7 +968,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedAllOf
     }
 
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration> {
-        if n > self.shared.capacity() {
+        if n > self.shared.capacity(key) {
             return None;
         }
         self.shared.wait_time(key, n)
@@ -980,8 +982,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedAllOf
         self.shared.available(key)
     }
 
-    fn capacity(&self) -> u64 {
-        self.shared.capacity()
+    /// The least of the key's capacity and the budgets'.
+    fn capacity(&self, key: &K) -> u64 {
+        self.shared.capacity(key)
     }
 
     fn unavailable(&self, key: &K) -> Option<Unavailable> {

@@ -8,8 +8,9 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::{Error, Fuel, KeyedTank, Rate, Tank, Throttle};
@@ -246,18 +247,20 @@ pub trait Budget: Any + fmt::Debug + Send + Sync {
 /// assert_eq!(budget.wait_time(&"ada", 1), Some(Duration::from_millis(500)));
 /// assert!(budget.take(&"bob", 1)); // bob has his own
 /// assert!(!budget.take(&"bob", 3)); // beyond the capacity
-/// assert_eq!(budget.capacity(), 2);
+/// assert_eq!(budget.capacity(&"bob"), 2);
 /// # Ok::<(), fueltank::Error>(())
 /// ```
 pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     /// Takes `n` fuel together for `key` now, for good, if there is that
     /// much and nobody waits on the key, without waiting on anything;
-    /// `false` if not, or if `n` is beyond the
+    /// `false` if not, or if `n` is beyond the key's
     /// [`capacity`](KeyedBudget::capacity).
     fn take(&self, key: &K, n: u64) -> bool;
 
     /// Waits in `key`'s line for `n` fuel and takes them together, for at
-    /// most `max_wait` if given, as [`Budget::wait`].
+    /// most `max_wait` if given, as [`Budget::wait`]: resolves at once to
+    /// [`Error::ExceedsCapacity`] if `n` is beyond the key's
+    /// [`capacity`](KeyedBudget::capacity).
     ///
     /// # Cancel safety
     ///
@@ -278,7 +281,8 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
     }
 
     /// How long a newcomer asking `key` for `n` fuel would wait; `None`
-    /// if unknown or if `n` is beyond the [`capacity`](KeyedBudget::capacity).
+    /// if unknown or if `n` is beyond the key's
+    /// [`capacity`](KeyedBudget::capacity).
     fn wait_time(&self, key: &K, n: u64) -> Option<Duration>;
 
     /// The rate of every key.
@@ -308,9 +312,30 @@ pub trait KeyedBudget<K>: Any + fmt::Debug + Send + Sync {
         vec![(self.rate(), self.available(key))]
     }
 
-    /// The most fuel granted together to one key; by default the rate's
-    /// `max_n`.
-    fn capacity(&self) -> u64 {
+    /// The most fuel granted together to `key`: what decides whether a
+    /// request of `key` could ever be served (a key with a rate of its own,
+    /// as [`rate_by`](crate::KeyedTankBuilder::rate_by) gives, has the
+    /// capacity of that rate). By default the [`rate`](KeyedBudget::rate)'s
+    /// `max_n`, every key's: a budget whose keys have rates of their own
+    /// says each key's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fueltank::{KeyedBudget, KeyedTank, Rate};
+    ///
+    /// let keyed = KeyedTank::<&str>::builder("5/s".parse()?)
+    ///     .rate_by(|user| match *user {
+    ///         "acme" => Rate::per_second(50).unwrap(),
+    ///         _ => Rate::per_second(5).unwrap(),
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(KeyedBudget::capacity(&keyed, &"acme"), 50);
+    /// assert_eq!(KeyedBudget::capacity(&keyed, &"bob"), 5);
+    /// # Ok::<(), fueltank::Error>(())
+    /// ```
+    fn capacity(&self, key: &K) -> u64 {
+        let _ = key;
         self.rate().max_n()
     }
 
@@ -410,8 +435,22 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<
         KeyedTank::rates(self, key)
     }
 
-    fn capacity(&self) -> u64 {
-        KeyedTank::capacity(self)
+    /// The key's own: a wait for more than any key may ever hold is
+    /// refused at its first poll with [`Error::ExceedsCapacity`], which
+    /// names the capacity of the key (at its own rate, with the tank's
+    /// hardcap, burst and `also`); it takes nothing and joins no line.
+    fn capacity(&self, key: &K) -> u64 {
+        let mut probe = pin!(KeyedTank::wait::<Result<Option<Fuel>, Error>>(
+            self,
+            key,
+            u64::MAX,
+            None
+        ));
+        match probe.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Err(Error::ExceedsCapacity { capacity, .. })) => capacity,
+            // Not reached: no key holds u64::MAX. The tank's rate's.
+            _ => KeyedTank::capacity(self),
+        }
     }
 }
 

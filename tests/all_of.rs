@@ -370,7 +370,7 @@ fn keyed_and_global_all_or_nothing() {
         "the global refusal spent none of eve's"
     );
     assert_eq!(limit.available(&"eve"), 0);
-    assert_eq!(limit.capacity(), 2);
+    assert_eq!(limit.capacity(&"eve"), 2);
 
     clock.advance(10 * MS); // the global budget has one again
     let mut ada = limit.wait(&"ada", 1, None);
@@ -825,4 +825,41 @@ fn wait_time_counts_the_combination_s_line() {
         }
         assert_eq!(clock.now() - start, said, "{waiters} waiting");
     }
+}
+
+/// A combination's capacity for a key is the least of the key's own (a
+/// rate of its own, from `rate_by`) and the budgets': a partner's request
+/// beyond the tank's rate's capacity but within its own waits and is
+/// served; beyond its own, it is refused at once.
+#[test]
+fn a_keys_own_capacity_bounds_the_combination() {
+    let clock = ManualClock::new();
+    let per_key = KeyedTank::builder("5/s".parse().unwrap())
+        .rate_by(|key: &&str| match *key {
+            "acme" => "50/s".parse().unwrap(),
+            _ => "5/s".parse().unwrap(),
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let global = tank("100/s", Hardcap::Limit, 100, &clock);
+    let limit = KeyedAllOf::new(per_key.clone())
+        .and(global.clone())
+        .clock(clock.clone());
+    assert_eq!(limit.capacity(&"acme"), 50);
+    assert_eq!(limit.capacity(&"bob"), 5);
+    assert!(limit.take(&"acme", 45));
+    assert_eq!(limit.wait_time(&"acme", 10), Some(100 * MS));
+    assert_eq!(limit.wait_time(&"bob", 10), None);
+    let mut wait = limit.wait(&"acme", 10, None);
+    assert!(poll(wait.as_mut()).is_pending());
+    clock.advance(100 * MS);
+    assert!(matches!(poll(wait.as_mut()), Poll::Ready(Ok(Some(_)))));
+    assert!(matches!(
+        poll(limit.wait(&"acme", 51, None).as_mut()),
+        Poll::Ready(Err(Error::ExceedsCapacity {
+            requested: 51,
+            capacity: 50
+        }))
+    ));
 }

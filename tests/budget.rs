@@ -229,7 +229,7 @@ fn a_keyed_tank_through_the_trait_grants_as_its_own_calls() {
     };
     let (direct, twin) = (keyed(), keyed());
     let budget: &dyn KeyedBudget<u32> = &twin;
-    assert_eq!(budget.capacity(), 4);
+    assert_eq!(budget.capacity(&0), 4);
     let mut grants = 0;
     for step in 0..60 {
         let (key, n) = ((step % 3) as u32, AMOUNTS[step % AMOUNTS.len()]);
@@ -275,4 +275,62 @@ fn a_keyed_tank_through_the_trait_grants_as_its_own_calls() {
             }
         );
     }
+}
+
+/// `KeyedBudget::capacity` is the key's own: a key `rate_by` gives a rate of
+/// its own may be granted what that rate holds (with the tank's burst or
+/// hardcap, bounded by `also`), and its wait for that much is served, not
+/// refused; asking takes nothing, makes no line and no key live.
+#[test]
+fn a_keyed_tanks_capacity_is_each_keys_own() {
+    let clock = ManualClock::new();
+    let by_key = |key: &u32| match key {
+        0 => Rate::per_second(50).unwrap(),
+        _ => Rate::per_second(5).unwrap(),
+    };
+    let keyed = |hardcap: Hardcap| {
+        KeyedTank::<u32>::builder(Rate::per_second(5).unwrap())
+            .hardcap(hardcap)
+            .rate_by(by_key)
+            .clock(clock.clone())
+    };
+    let cases = [
+        (keyed(Hardcap::Limit).build().unwrap(), 50, 5),
+        (keyed(Hardcap::Limit).burst(20).build().unwrap(), 20, 20),
+        (keyed(Hardcap::One).build().unwrap(), 1, 1),
+        (keyed(Hardcap::Unbounded).build().unwrap(), 1 << 48, 1 << 48),
+        (
+            keyed(Hardcap::Limit)
+                .also(Rate::per_minute(30).unwrap())
+                .build()
+                .unwrap(),
+            30,
+            5,
+        ),
+    ];
+    for (keyed, own, other) in cases {
+        let budget: &dyn KeyedBudget<u32> = &keyed;
+        assert_eq!(budget.capacity(&0), own, "{keyed:?}");
+        assert_eq!(budget.capacity(&1), other, "{keyed:?}");
+        assert_eq!(keyed.len(), 0, "asking made no key: {keyed:?}");
+        let full = keyed.level(&0);
+        assert_eq!(budget.capacity(&0), own);
+        assert_eq!(keyed.level(&0), full, "asking took nothing: {keyed:?}");
+    }
+    // The partner's wait for all of its 50, after spending 45: served in
+    // 100 ms, as its capacity says it may be.
+    let keyed = keyed(Hardcap::Limit).build().unwrap();
+    assert!(keyed.has_fuel_n(&0, 45));
+    let budget: &dyn KeyedBudget<u32> = &keyed;
+    let mut wait = budget.wait(&0, 10, None);
+    assert!(poll(wait.as_mut()).is_pending());
+    clock.advance(100 * MS);
+    assert!(matches!(poll(wait.as_mut()), Poll::Ready(Ok(Some(_)))));
+    assert!(matches!(
+        poll(budget.wait(&0, 51, None).as_mut()),
+        Poll::Ready(Err(Error::ExceedsCapacity {
+            requested: 51,
+            capacity: 50
+        }))
+    ));
 }

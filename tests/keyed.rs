@@ -708,7 +708,9 @@ fn also_with_set_rate_rate_by_and_window() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    assert_eq!(KeyedBudget::capacity(&keyed), 10);
+    assert_eq!(KeyedBudget::capacity(&keyed, &"a"), 10);
+    // The partner's own 100/s, bounded by the 20/min of `also`.
+    assert_eq!(KeyedBudget::capacity(&keyed, &"partner"), 20);
     assert!(keyed.has_fuel_n(&"a", 10));
     assert_eq!(
         keyed.rates(&"a"),
@@ -723,7 +725,12 @@ fn also_with_set_rate_rate_by_and_window() {
     assert_eq!(keyed.wait_time(&"partner", 1), Some(Duration::from_secs(3)));
     keyed.set_rate("1/s".parse().unwrap());
     assert_eq!(keyed.rate(), "1/s".parse().unwrap());
-    assert_eq!(KeyedBudget::capacity(&keyed), 1);
+    assert_eq!(KeyedBudget::capacity(&keyed, &"a"), 1);
+    assert_eq!(
+        KeyedBudget::capacity(&keyed, &"partner"),
+        20,
+        "its own rate stays"
+    );
     assert_eq!(keyed.level(&"new"), 1, "a new key is full at the new rate");
     // "a" had none under 10/s: it waits one interval of 1/s now.
     assert_eq!(keyed.wait_time(&"a", 1), Some(Duration::from_secs(1)));

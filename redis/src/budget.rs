@@ -189,9 +189,10 @@ where
         GlobalKeyedTank::rate(self)
     }
 
-    /// Each key's bank, as for a [`GlobalTank`].
-    fn capacity(&self) -> u64 {
-        GlobalKeyedTank::capacity(self)
+    /// `key`'s bank at its own rate (`rate_by`'s, or the tank's), as for
+    /// a [`GlobalTank`].
+    fn capacity(&self, key: &K) -> u64 {
+        GlobalKeyedTank::capacity(self, key)
     }
 
     fn available(&self, key: &K) -> u64 {

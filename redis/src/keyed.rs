@@ -487,7 +487,6 @@ where
                 };
             }
         }
-        let own = shared.rate_by.as_ref().map(|rate_by| rate_by(key));
         let entry = Arc::new(
             Entry::new(
                 shared.store.shared.clone(),
@@ -496,7 +495,7 @@ where
                 shared.family.params(),
                 Some(shared.family.clone()),
             )
-            .with_own_rate(own.filter(|&rate| rate != shared.base))?,
+            .with_own_rate(self.own_rate(key))?,
         );
         // A rate of its own must be one Redis keeps beside the others.
         entry.params().check_also(&shared.options.also)?;
@@ -678,20 +677,45 @@ where
         self.held(key).map_or(0, |entry| entry.available())
     }
 
-    /// The most fuel a key is granted together, as
-    /// [`GlobalTank::capacity`](crate::GlobalTank::capacity): with
+    /// `rate_by`'s rate for `key` if it is one of its own (not the
+    /// builder's, which is the tank's rate).
+    fn own_rate(&self, key: &K) -> Option<Rate> {
+        let shared = &self.shared;
+        let own = shared.rate_by.as_ref().map(|rate_by| rate_by(key));
+        own.filter(|&rate| rate != shared.base)
+    }
+
+    /// The most fuel `key` is granted together, as
+    /// [`GlobalTank::capacity`](crate::GlobalTank::capacity), at the key's
+    /// own rate (held here or not): with
     /// [`also`](GlobalKeyedTankBuilder::also), the least over the rates.
-    pub(crate) fn capacity(&self) -> u64 {
-        self.shared.options.capacity(&self.shared.family.params())
+    /// A key whose own rate Redis cannot keep gets no fuel at all; it is
+    /// said the tank's capacity.
+    pub(crate) fn capacity(&self, key: &K) -> u64 {
+        let shared = &self.shared;
+        let params = match self.held(key) {
+            Some(entry) => entry.params(),
+            None => {
+                let params = shared.family.params();
+                self.own_rate(key)
+                    .and_then(|own| {
+                        let hold_is_default = shared.options.hold_is_default;
+                        params.with_rate(own, hold_is_default).ok()
+                    })
+                    .unwrap_or(params)
+            }
+        };
+        shared.options.capacity(&params)
     }
 
     /// Every rate of `key` (its own or the tank's, then those of
     /// [`also`](GlobalKeyedTankBuilder::also)), each with the fuel
-    /// reserved here for it.
+    /// reserved here for it (none for a key not held here).
     pub(crate) fn rates(&self, key: &K) -> Vec<(Rate, u64)> {
         let (rate, available) = match self.held(key) {
             Some(entry) => (entry.params().rate(), entry.available()),
-            None => (self.rate(), 0),
+            // As `rate_by` says, as the entry would be made now.
+            None => (self.own_rate(key).unwrap_or_else(|| self.rate()), 0),
         };
         let also = self.shared.options.also.iter();
         std::iter::once((rate, available))

@@ -336,7 +336,7 @@ async fn also_per_key_is_part_of_the_tank() {
         .await
         .unwrap();
     // 5/s less the hold's interval: a bank of 4.
-    assert_eq!(KeyedBudget::capacity(&second), 4);
+    assert_eq!(KeyedBudget::capacity(&second, &"ada".to_string()), 4);
     let ada = "ada".to_string();
     second.await_fuel(ada.clone()).await.unwrap();
     let rates: Vec<Rate> = KeyedBudget::rates(&second, &ada)

@@ -166,7 +166,7 @@ async fn an_ask_waits_for_the_answer_not_for_fuel_to_come() {
     let keyed_a = a.keyed::<String>("ask-keyed", api).build().await.unwrap();
     let keyed_b = b.keyed::<String>("ask-keyed", api).build().await.unwrap();
     let key = || "k".to_string();
-    for _ in 0..=KeyedBudget::capacity(&keyed_b) {
+    for _ in 0..=KeyedBudget::capacity(&keyed_b, &key()) {
         keyed_b.await_fuel(key()).await.unwrap();
     }
     assert!(!KeyedBudget::take(&keyed_a, &key(), 1));
@@ -246,6 +246,59 @@ async fn the_keyed_layer_shares_each_key_across_instances() {
         "{:?}",
         response.body()
     );
+}
+
+/// A key's own rate (`rate_by`) sets what its requests may cost: a
+/// partner at 100/s in a keyed tank at 10/s has the bank of a tank at
+/// 100/s, held here or not, and a request costing more than the tank's
+/// bank but within the partner's waits for its fuel and is served; beyond
+/// the partner's bank, it is refused at once with `ExceedsCapacity` naming
+/// it. Another key's requests are bounded by the tank's bank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_own_rate_sets_what_it_may_cost() {
+    let redis = RedisServer::start();
+    let store = store(&redis, FailurePolicy::Closed).await;
+    let (tank, own) = (rate("10/s"), rate("100/s"));
+    let keyed = store
+        .keyed::<String>("tiers", tank)
+        .rate_by(move |user| match user.as_str() {
+            "acme" => own,
+            _ => tank,
+        })
+        .build()
+        .await
+        .unwrap();
+    let plain = store.keyed::<String>("plain", own).build().await.unwrap();
+    let (acme, bob) = ("acme".to_string(), "bob".to_string());
+    let (bank, own_bank) = (
+        KeyedBudget::capacity(&keyed, &bob),
+        KeyedBudget::capacity(&plain, &bob),
+    );
+    assert!(own_bank > bank, "{own_bank} > {bank}");
+    assert_eq!(KeyedBudget::capacity(&keyed, &acme), own_bank, "not held");
+    let svc = KeyedThrottleLayer::new(keyed.clone(), key_fn(|r: &(String, u64)| Ok(r.0.clone())))
+        .cost(|r: &(String, u64)| r.1)
+        .max_wait(Duration::from_secs(2))
+        .layer(service_fn(|r: (String, u64)| async move {
+            Ok::<_, tower::BoxError>(r.1)
+        }));
+    let cost = bank + 1;
+    assert_eq!(
+        svc.clone().oneshot((acme.clone(), cost)).await.unwrap(),
+        cost
+    );
+    assert_eq!(KeyedBudget::capacity(&keyed, &acme), own_bank, "held");
+    for (key, n, capacity) in [(acme, own_bank + 1, own_bank), (bob, cost, bank)] {
+        let err = svc.clone().oneshot((key.clone(), n)).await.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<fueltank::Error>(),
+            Some(&fueltank::Error::ExceedsCapacity {
+                requested: n,
+                capacity
+            }),
+            "{key}: {err}"
+        );
+    }
 }
 
 /// The plain layer in wait mode: requests wait for Redis's fuel, bounded

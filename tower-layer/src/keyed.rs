@@ -468,7 +468,8 @@ where
     fn no_fuel(self: &Arc<Self>, key: &K, n: u64) -> Admit<K, X, A, C, E> {
         let policy = &self.policy;
         let keyed = &self.side.keyed;
-        let capacity = keyed.capacity();
+        // The key's own: a key with a rate of its own may cost up to it.
+        let capacity = keyed.capacity(key);
         if n > capacity {
             // No wait makes it fit: refused at once, not shed (in shadow
             // mode too: a request at fault, as one without a key).

@@ -290,7 +290,7 @@ impl KeyedBudget<()> for OneKey {
             .map_or(u64::MAX, |budget| budget.available())
     }
 
-    fn capacity(&self) -> u64 {
+    fn capacity(&self, _key: &()) -> u64 {
         self.0.as_ref().map_or(u64::MAX, |budget| budget.capacity())
     }
 

@@ -382,6 +382,52 @@ mod keyed {
         assert_eq!(split(&passed), (10, 0, 60));
     }
 
+    /// The headers of a key are its own rate's: a partner at 50/min
+    /// (`rate_by`) in a tank at 10/min is told a limit of 50, a quota of 50
+    /// a minute, and what it has left of them; another key, 10 — with one
+    /// rate (they said the tank's 10, and 10 of the partner's fuel left) as
+    /// with `also`.
+    #[test]
+    fn a_keys_own_rate_is_in_its_headers() {
+        let partner: IpAddr = "192.0.2.1".parse().unwrap();
+        for also in [None, Some("1000/h")] {
+            let clock = ManualClock::new();
+            let mut builder = KeyedTank::builder("10/min".parse::<Rate>().unwrap())
+                .rate_by(move |ip: &IpAddr| match *ip == partner {
+                    true => "50/min".parse().unwrap(),
+                    false => "10/min".parse().unwrap(),
+                })
+                .clock(clock.clone());
+            if let Some(rate) = also {
+                builder = builder.also(rate.parse().unwrap());
+            }
+            let keyed = builder.build().unwrap();
+            let mut svc = KeyedThrottleLayer::new(keyed.clone(), PeerIp)
+                .reject()
+                .http()
+                .layer(ok());
+            // One of 50 missing: back in 1.2 s.
+            assert_eq!(split(&get_from(&mut svc, A)), (50, 49, 2), "{also:?}");
+            assert_eq!(split(&get_from(&mut svc, B)), (10, 9, 6), "{also:?}");
+            let mut svc = KeyedThrottleLayer::new(keyed, PeerIp)
+                .reject()
+                .http()
+                .headers(HeaderStyle::Structured)
+                .layer(ok());
+            let response = get_from(&mut svc, A);
+            let policy = header(response.headers(), "ratelimit-policy").unwrap();
+            assert!(
+                policy.starts_with("\"default\";q=50;w=60"),
+                "{also:?}: {policy}"
+            );
+            assert_eq!(
+                header(response.headers(), "ratelimit"),
+                Some("\"default\";r=48;t=3"),
+                "{also:?}"
+            );
+        }
+    }
+
     #[test]
     fn hardcap_one_is_full_with_one_fuel() {
         let clock = ManualClock::new();

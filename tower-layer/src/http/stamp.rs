@@ -158,28 +158,19 @@ impl Snapshot {
 
     /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
     /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
-    /// but its `wait_time` does.
+    /// but its `wait_time` does. Read from `rates(key)` even for a local
+    /// keyed tank of one rate: only they name the key's own rate
+    /// (`rate_by`), which the tank's `rate()` is not.
+    #[inline]
     pub(crate) fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
-        let tank = budget::keyed_tank(keyed);
-        // A local keyed tank of one rate is read without a `Vec`.
-        if tank.is_none_or(|tank| tank.also_rates().len() > 0) {
-            return Snapshot::read_keyed_rates(keyed, key, tank.is_some());
-        }
-        let rate = keyed.rate();
-        // A keyed tank's limit is `max_n` whatever its hardcap, as an
-        // unkeyed tank's.
-        let limit = rate.max_n();
-        let level = keyed.available(key);
-        let to_full = keyed
-            .wait_time(key, limit)
-            .or_else(|| keyed.wait_time(key, 1))
-            .unwrap_or_else(|| rate.per());
-        Snapshot::new(rate, limit, level, to_full)
+        let local = budget::keyed_tank(keyed).is_some();
+        Snapshot::read_keyed_rates(keyed, key, local)
     }
 
-    /// [`read_keyed`](Snapshot::read_keyed) of a keyed budget that may
-    /// keep several rates (`also`): the tightest, as for a tank; `local`
-    /// for a local keyed tank, whose limit is its `max_n`.
+    /// [`read_keyed`](Snapshot::read_keyed): of the rates of `key` (its
+    /// own, then those of `also`), the tightest, as for a tank; `local`
+    /// for a local keyed tank, whose limit is the rate's `max_n` whatever
+    /// its hardcap, as an unkeyed tank's.
     fn read_keyed_rates<K: 'static>(keyed: &KeyedShared<K>, key: &K, local: bool) -> Snapshot {
         let rates = keyed.rates(key);
         let (tightest, (rate, level)) = (rates.iter().copied().enumerate())
@@ -188,7 +179,7 @@ impl Snapshot {
         let limit = if local {
             rate.max_n()
         } else {
-            keyed.capacity()
+            keyed.capacity(key)
         };
         let to_full = keyed
             .wait_time(key, limit)
