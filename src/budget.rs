@@ -8,9 +8,8 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::{Error, Fuel, KeyedTank, Rate, Tank, Throttle};
@@ -435,22 +434,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedBudget<K> for KeyedTank<
         KeyedTank::rates(self, key)
     }
 
-    /// The key's own: a wait for more than any key may ever hold is
-    /// refused at its first poll with [`Error::ExceedsCapacity`], which
-    /// names the capacity of the key (at its own rate, with the tank's
-    /// hardcap, burst and `also`); it takes nothing and joins no line.
     fn capacity(&self, key: &K) -> u64 {
-        let mut probe = pin!(KeyedTank::wait::<Result<Option<Fuel>, Error>>(
-            self,
-            key,
-            u64::MAX,
-            None
-        ));
-        match probe.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Err(Error::ExceedsCapacity { capacity, .. })) => capacity,
-            // Not reached: no key holds u64::MAX. The tank's rate's.
-            _ => KeyedTank::capacity(self),
-        }
+        self.key_capacity(key)
     }
 }
 

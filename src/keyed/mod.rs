@@ -367,10 +367,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         })
     }
 
-    /// The most fuel granted together to a key at the tank's rate.
-    pub(crate) fn capacity(&self) -> u64 {
-        let first = lock(&self.shared.shards[0]).rate.request;
-        first.min(self.shared.also_request)
+    /// The most fuel granted together to `key`, at its own rate
+    /// (`rate_by`) if it has one.
+    pub(crate) fn key_capacity(&self, key: &K) -> u64 {
+        self.shared.request(self.hash(key), self.own(key))
     }
 
     /// A wait in `key`'s line for `n` fuel, for at most `max_wait` (from
@@ -455,6 +455,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
         self.shared
             .inspect(self.hash(key), &own, |state, now| match state {
                 State::Live(tank) => tank.rates(),
+                // One rate, the common case: no iterators to fold.
+                State::Gcra(buckets) if buckets.rates.is_empty() => {
+                    vec![(buckets.rate, buckets.first.level(now))]
+                }
                 State::Gcra(buckets) => std::iter::once(buckets.first.level(now))
                     .chain(buckets.also().map(|gcra| gcra.level(now)))
                     .zip(std::iter::once(buckets.rate).chain(also))
@@ -732,6 +736,18 @@ impl KeyTable {
     fn own_rate(&self, own: Option<Rate>) -> Option<KeyRate> {
         own.filter(|&rate| rate != self.base)
             .map(|rate| self.key_rate(rate))
+    }
+
+    /// The most fuel granted together to the key of `hash`, whose own rate
+    /// is `own`.
+    fn request(&self, hash: u64, own: Option<Rate>) -> u64 {
+        match self.own_rate(own) {
+            Some(rate) => rate.request,
+            // The key's own shard (every shard holds the tank's rate): no
+            // key contends with the others for shard 0.
+            None => self.shard(hash).rate.request,
+        }
+        .min(self.also_request)
     }
 
     fn take(&self, hash: u64, n: u64, own: Own<'_>) -> bool {
@@ -1599,13 +1615,7 @@ impl KeyStart {
     /// tank to wait on; `Err(capacity)` if `n` can never fit.
     pub(crate) fn begin(&self, n: u64) -> Result<Option<Tank>, u64> {
         let own = self.own;
-        let capacity = match self.shared.own_rate(own) {
-            Some(rate) => rate.request,
-            // The key's own shard (every shard holds the tank's rate): no
-            // wait on one key contends with the others for shard 0.
-            None => self.shared.shard(self.hash).rate.request,
-        }
-        .min(self.shared.also_request);
+        let capacity = self.shared.request(self.hash, own);
         if n > capacity {
             return Err(capacity);
         }
