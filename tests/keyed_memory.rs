@@ -5,9 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::task::{Context, Waker};
 
 use fueltank::clock::ManualClock;
-use fueltank::{Hardcap, KeyedTank, Rate};
+use fueltank::{Hardcap, KeyedBudget, KeyedTank, Rate};
 
 /// Counts the bytes this test binary holds on the heap.
 struct Counting;
@@ -39,6 +40,7 @@ fn what_a_key_costs() {
     a_key_with_also_costs_what_the_docs_say();
     memory_per_key_stays_bounded_under_churn();
     window_keys_cost_what_the_docs_say();
+    abandoned_waits_cost_what_an_idle_key_does();
 }
 
 /// An idle key under `Limit` costs at most 64 bytes, all of the keyed tank
@@ -201,4 +203,52 @@ fn window_keys_cost_what_the_docs_say() {
     let per_key = (HELD.load(Ordering::SeqCst) - before) as f64 / 10_000.0;
     println!("bytes per idle Window key, one grant: {per_key:.1}");
     assert!(per_key <= 150.0, "{per_key:.1} bytes per key");
+}
+
+/// A flood of 400k keys at `max_keys` 100k: each key drains its 100 fuel,
+/// then a wait for one more is polled once (it must wait: the key is made
+/// live, a whole `Tank` with its line and timer) and dropped. Nobody holds
+/// these keys any more: each costs what an idle key does, within the
+/// docs' figure (64 bytes, 144 with one rate of `also`). When such a key
+/// stayed a live tank until its shard next swept, the keyed tank held 200
+/// to 350 bytes per key, and a flood of abandoned waits (which any client
+/// can send through a waiting layer) broke the docs' bound 2.5 to 4 times.
+fn abandoned_waits_cost_what_an_idle_key_does() {
+    let mut over = Vec::new();
+    for (also, bound) in [(false, 64.0), (true, 144.0)] {
+        let max_keys = 100_000;
+        let before = HELD.load(Ordering::SeqCst);
+        let mut builder = KeyedTank::builder(Rate::per_second(100).unwrap())
+            .max_keys(max_keys)
+            .clock(ManualClock::new());
+        if also {
+            builder = builder.also("1000/min".parse().unwrap());
+        }
+        let keyed = builder.build().unwrap();
+        let budget: &dyn KeyedBudget<u64> = &keyed;
+        let mut most = 0f64;
+        let mut pending = 0;
+        for key in 0..400_000u64 {
+            // (A key whose cells hold an evicted key's debt has less.)
+            keyed.has_fuel_n(&key, 100);
+            let mut wait = budget.wait(&key, 1, None);
+            let polled = wait.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            pending += usize::from(polled.is_pending());
+            drop(wait);
+            if key as usize >= max_keys && key % 1000 == 0 {
+                let held = keyed.len();
+                assert!(held <= max_keys);
+                let bytes = HELD.load(Ordering::SeqCst) - before;
+                most = most.max(bytes as f64 / held as f64);
+            }
+        }
+        assert_eq!(pending, 400_000, "every key is empty: its wait waits");
+        println!("also {also}: at most {most:.1} bytes per key held");
+        if most > bound {
+            over.push(format!(
+                "also {also}: {most:.1} bytes per key held, the docs say at most {bound}"
+            ));
+        }
+    }
+    assert!(over.is_empty(), "{over:?}");
 }
