@@ -41,16 +41,12 @@ fn bursts_at_one_instant(
 
 /// 1 MiB/s per client, 7 days after the keyed tank was built: the idle
 /// keys' ticks have passed 2^60, so the 64th operation on a shard sweeps
-/// it and moves its epoch on. `KeyedTank::take` (and `take_or_live`) read
-/// the shard's epoch *before* `Shard::value`, which runs that sweep and
-/// shifts every idle `tat` to the new epoch; the shifted `tat` is then read
-/// against the old epoch, days in the past: a full bucket. So the key gets
-/// a second full burst (1 MiB) at the same instant, 2·max_n in no time,
-/// beyond `Limit`'s bound of 2·max_n − 1 in any second (a `Tank` gives one
-/// burst). It happens at every sweep that moves the epoch (every 3.3 days
-/// at this rate; every 9 minutes at 512 MiB/s), on whichever key's
-/// operation runs the sweep, through `has_fuel_n`, a key with `also`, and
-/// `KeyedBudget::wait`. Right: one burst, then nothing until it refills.
+/// it and moves its epoch on, shifting every idle `tat`. The key still gets
+/// one full burst at one instant, as a `Tank` does, through `has_fuel_n`,
+/// with `also`, and through `KeyedBudget::wait`. Before the fix, a take
+/// read the shard's epoch before the sweep and the shifted `tat` against
+/// it: a full bucket, and a second burst (2·max_n at one instant, beyond
+/// `Limit`'s 2·max_n − 1 in any second).
 #[test]
 fn a_sweep_moving_the_epoch_grants_no_second_burst() {
     let max_n = 1 << 20;
@@ -78,17 +74,13 @@ fn a_sweep_moving_the_epoch_grants_no_second_burst() {
     }
 }
 
-/// An idle key's `tat` is stored in its map entry clamped to 2^62 − 1
-/// ticks (`to_stored`), and the epoch only moves at a sweep (every
-/// `max(len, 64)` operations on the shard). When the clock passes 2^62
-/// ticks since the epoch between two sweeps (73 minutes at 512 MiB/s, 26
-/// days at 1 MiB/s, with fewer operations than that on the shard), the
-/// `tat` after each take is clamped back below the present: the key is
-/// full again at once, and every take of a full burst succeeds until the
-/// next sweep (here 50 bursts of 512 MiB at one instant, where a `Tank`
-/// gives one). Right: a `tat` beyond the entry's range must never be
-/// clamped towards the past (move the epoch first, or keep such a key
-/// live), and a key gets one burst.
+/// A map entry holds a `tat` in [0, 2^62) ticks since the shard's epoch.
+/// When the clock passes that between two sweeps (73 minutes at 512 MiB/s,
+/// 26 days at 1 MiB/s, with few operations on the shard), the key still
+/// gets one burst at one instant, as a `Tank` does. Before the fix, the
+/// epoch moved only at a sweep and the `tat` after each take was clamped
+/// below the present: the key was full again at once, 50 bursts of 512 MiB
+/// at one instant.
 #[test]
 fn ticks_beyond_a_map_entry_are_not_fuel() {
     for (max_n, idle) in [
@@ -121,16 +113,11 @@ fn ticks_beyond_a_map_entry_are_not_fuel() {
     }
 }
 
-/// `set_rate` on an `Unbounded` keyed tank: every key at the tank's rate
-/// keeps its fuel, as `Tank::set_rate` (there is no cap to cap it to). A
-/// key idle 100 s at 5/s banked 504; `Shard::set_rate` moves the shard's
-/// epoch to a full bucket's span of the new rate before now (2 s at
-/// 4/2s), and the key's `tat`, from 100 s ago, falls below tick 0 there:
-/// `to_stored` clamps it to the epoch, and the key keeps 5 of its 504
-/// (a `Tank` keeps 504; the same key in a tank with `also`, held as a
-/// `Rated` key in `i128`, keeps its 504 too). Right: 504, the bank kept
-/// (place the epoch as far back as the oldest idle `tat`, or keep such a
-/// key live or `Rated`).
+/// `set_rate` on an `Unbounded` keyed tank: a key keeps its bank, as
+/// under `Tank::set_rate` (there is no cap to cap it to): a key idle 100 s
+/// at 5/s holds 504 before and after a change to 4/2s. Before the fix,
+/// the shard's new epoch lay only a full bucket of the new rate before
+/// now, the key's older `tat` fell below it and was clamped: 5 of 504.
 #[test]
 fn set_rate_keeps_an_unbounded_keys_bank() {
     let clock = ManualClock::new();

@@ -6,20 +6,14 @@ use std::time::Duration;
 use fueltank::clock::ManualClock;
 use fueltank::{KeyedTank, Tank};
 
-/// 10/s with `initial(4)`: "k" takes 1 and, 100 ms on, holds 4 again with
-/// no fraction of the next: the very state of a key never seen at that
-/// instant. Other keys' traffic at that instant sweeps the shards, which
-/// forget "k" (`Shard::sweep` keeps a key only if `gcra_distance` from a
-/// fresh key *at the sweep's reading* is not 0). 500 ms on, a `Tank` of the
-/// same rate and initial fuel holds 9 (4 + 5 accrued, below its cap of
-/// 10), but "k" is made again as a key never seen, holding `initial`: 4.
-/// The fuel it accrued since the sweep is lost (with `initial(0)`, a key
-/// refused at its first request and swept at that instant starts from 0
-/// again at its next). Right: 9; forget a key only if it stays like a
-/// fresh key as time passes (under `Limit`, full: `initial` = capacity),
-/// as `tests/keyed.rs` (`waiting_on_a_key_is_fifo_and_goes_idle_again`)
-/// says of a full key ("forgetting it would lose its fuel, so it is
-/// kept").
+/// 10/s with `initial(4)`: "k" takes 1 and, 100 ms on, holds 4 again, the
+/// state of a key never seen at that instant, while other keys' traffic
+/// sweeps the shards. 500 ms on it holds 9, as a `Tank` of the same rate
+/// and initial fuel does. Before the fix, the sweep forgot "k" (like a
+/// fresh key at the sweep's reading) and made it again as a key never
+/// seen: 4, the fuel accrued since lost. A sweep now forgets only keys
+/// that stay like a fresh key as time passes (full, when a new key starts
+/// full).
 #[test]
 fn a_key_like_a_fresh_one_now_keeps_accruing() {
     let clock = ManualClock::new();

@@ -44,25 +44,16 @@ impl Clock for StallingClock {
     }
 }
 
-/// `initial(0)`: a key starts empty, and accrues from its first use. Here
-/// "hot" is first used at `T` (level 0, a take refused), while another
-/// thread's `has_fuel(&hot)` read the clock 100 ms earlier and stalled
-/// before locking the shard. Meanwhile traffic on other keys sweeps the
-/// shards, which forget "hot" (it is exactly like a fresh key at `T`).
-/// The stalled take then runs at its old reading: it finds no "hot",
-/// makes it fresh *at `T` − 100 ms*, and is refused — yet at `T`, with
-/// the clock unmoved, "hot" now holds 100 fuel (1000/s for 100 ms) it
-/// never accrued: a refused take minted fuel. The same happens through
-/// eviction (a key exactly as fresh leaves no debt) and with `also`; with
-/// real threads hammering one key while others flood (1000/s,
-/// `initial(0)`, `max_keys` 32, 300 ms of manual clock in 1 ms steps) the
-/// key got up to 409 grants where 300 accrued. The clock is read before
-/// the shard's lock in `KeyTable::take`, `take_or_live` and `inspect`
-/// (`src/keyed/mod.rs`), and a key is forgotten or evicted without debt
-/// by comparing it with a fresh key at the sweeping thread's reading.
-/// Right: a refused take changes no key's fuel, and "hot" holds 0 at `T`
-/// (read the clock under the shard's lock, or never work on a shard at a
-/// reading older than one it has seen).
+/// `initial(0)`: a key starts empty and accrues from its first use. "hot"
+/// is first used at `T` (level 0, a take refused), while another thread's
+/// `has_fuel(&hot)` read the clock 100 ms earlier and stalled before
+/// locking the shard; meanwhile traffic on other keys sweeps the shards.
+/// The stalled take is refused and "hot" still holds 0 at `T`. Before the
+/// fix, the sweep forgot "hot" and the stalled take made it again at its
+/// old reading: 100 fuel at `T` that it never accrued (with real threads
+/// hammering one key while others flooded, 409 grants where 300 accrued).
+/// An operation now works at the later of its reading and its shard's
+/// last.
 #[test]
 fn a_stalled_take_never_mints_fuel_for_a_key_made_since() {
     let manual = ManualClock::new();

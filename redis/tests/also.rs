@@ -370,16 +370,10 @@ async fn also_per_key_is_part_of_the_tank() {
     }
 }
 
-/// `GlobalKeyedTank::rates` says a key's rates, "its own or the tank's,
-/// then those of `also`": for a key `rate_by` gives a rate of its own
-/// (a partner at 120/2s in a tank at 60/2s, also 20/200ms) that this
-/// instance does not hold yet (no request of it here yet, or its entry
-/// evicted here), it names the tank's rate, 60/2s, as the key's first
-/// (`rates` reads `held(key)` and falls back to `self.rate()`): whoever
-/// reads the key's limits then (`KeyedBudget::rates`, the headers built
-/// from it) is told the wrong limit. Right: the key's own rate, 120/2s, as
-/// `rate_by` says and as `KeyedTank::rates` does (it asks `rate_by` for a
-/// key it does not hold).
+/// `GlobalKeyedTank::rates` names a key's own rate (`rate_by`) even for a
+/// key this instance does not hold yet: a partner at 120/2s in a tank at
+/// 60/2s, also 20/200ms. Before the fix it named the tank's rate, 60/2s,
+/// until the key was held here.
 #[tokio::test]
 async fn rates_of_a_key_not_held_name_its_own_rate() {
     let redis = RedisServer::start();

@@ -156,17 +156,10 @@ fn wait_mode_waits_for_the_whole_cost() {
 }
 
 /// Wait mode, keyed, with `rate_by`: a partner key at 50/s in a keyed tank
-/// at 5/s may take up to 50 at once (its own tank's capacity), and after
-/// spending 45 of its 50, a request costing 10 is due in 100 ms
-/// (`wait_time` says so). The layer refuses it at once as too costly ("the
-/// tank holds at most 5"): `KeyedThrottleLayer::no_fuel` compares the cost
-/// with `KeyedBudget::capacity`, which is the capacity of a key at the
-/// tank's rate (`KeyedTank::capacity`), not this key's, so every request of
-/// a partner costing more than the tank's capacity is refused whenever the
-/// partner's key cannot pay it at once. (`GlobalKeyedTank::capacity` is
-/// the tank's parameters' too.) Right: it waits 100 ms and is served, as a
-/// `KeyedBudget::wait` on the key is (the key's own wait says whether the
-/// cost can ever fit).
+/// at 5/s may take up to 50 at once, and after spending 45 of its 50, a
+/// request costing 10 waits 100 ms and is served, as a `KeyedBudget::wait`
+/// on the key is. Before the fix, the layer compared the cost with the
+/// capacity of a key at the tank's rate (5) and refused it at once.
 #[test]
 fn a_keys_own_rate_sets_what_it_may_cost() {
     let clock = ManualClock::new();
