@@ -47,10 +47,10 @@ impl Clock for StallingClock {
 /// `initial(0)`: a key starts empty and accrues from its first use. "hot"
 /// is first used at `T` (level 0, a take refused), while another thread's
 /// `has_fuel(&hot)` read the clock 100 ms earlier and stalled before
-/// locking the shard; meanwhile traffic on other keys sweeps the shards.
-/// The stalled take is refused and "hot" still holds 0 at `T`. Before the
-/// fix, the sweep forgot "hot" and the stalled take made it again at its
-/// old reading: 100 fuel at `T` that it never accrued (with real threads
+/// locking the shard; meanwhile a flood of other keys evicts "hot" (as
+/// fresh as a new key, so it leaves no debt). The stalled take is refused
+/// and "hot" still holds 0 at `T`. Before the fix, the stalled take made
+/// "hot" again at its old reading: 100 fuel at `T` that it never accrued (with real threads
 /// hammering one key while others flooded, 409 grants where 300 accrued).
 /// An operation now works at the later of its reading and its shard's
 /// last.
@@ -63,6 +63,7 @@ fn a_stalled_take_never_mints_fuel_for_a_key_made_since() {
     };
     let keyed = KeyedTank::builder(Rate::per_second(1000).unwrap())
         .initial(0)
+        .max_keys(64)
         .clock(clock.clone())
         .build()
         .unwrap();
@@ -85,7 +86,8 @@ fn a_stalled_take_never_mints_fuel_for_a_key_made_since() {
     let hot = "hot".to_string();
     assert!(!keyed.has_fuel(&hot), "a new key holds `initial`, 0");
     assert_eq!(keyed.level(&hot), 0);
-    // Other keys' traffic, at `T`: every shard sweeps.
+    // Other keys' traffic, at `T`: every shard evicts (a key as fresh as
+    // "hot" leaves no debt).
     for key in 0..20_000u32 {
         keyed.has_fuel(&key.to_string());
     }
