@@ -1,0 +1,54 @@
+//! `KeyedThrottleLayer::and` over budgets on a `ManualClock`: the
+//! combination's waits must count on the budgets' clock.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use fueltank::clock::ManualClock;
+use fueltank::{KeyedTank, Rate, Tank};
+use fueltank_tower::KeyedThrottleLayer;
+use fueltank_tower::key::key_fn;
+use tower::{BoxError, Layer, Service, service_fn};
+
+/// What is wrong: `and` (tower-layer/src/keyed.rs) builds its
+/// `KeyedAllOf` with `KeyedAllOf::shared(..).and(..)`, on the default
+/// monotonic clock, and the layer has no way to give it another; a
+/// combination whose key is the furthest from fuel sleeps for the key's
+/// `wait_time` on that clock (src/all_of.rs, `Part::Key`), and its
+/// `max_wait` counts there too. With budgets on a `ManualClock`, a
+/// request whose key is dry stays pending after the manual clock has
+/// passed far beyond the key's refill (here a minute: the key refills
+/// 1/min, the request waits a real minute); it is served only when that
+/// much real time has passed. What is right: the combination counts on
+/// its budgets' clock (for instance `and` taking the clock of a `Tank` or
+/// `KeyedTank` part, as `AllOf::clock` would be given), so the request is
+/// served as soon as the manual clock brings the key's fuel.
+#[test]
+fn a_dry_key_is_waited_for_on_the_budgets_clock() {
+    let clock = ManualClock::new();
+    let global = Tank::builder(Rate::per_second(10).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let per_key = KeyedTank::<u8>::builder(Rate::per_minute(1).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
+        .and(global.clone())
+        .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut call = pin!(svc.call(1));
+    assert!(call.as_mut().poll(&mut cx).is_pending());
+    clock.advance(Duration::from_secs(61));
+    let outcome = call.as_mut().poll(&mut cx);
+    assert!(
+        matches!(outcome, Poll::Ready(Ok(1))),
+        "the key had its fuel a second ago on the budgets' clock: {outcome:?}"
+    );
+    assert_eq!(global.level(), 9);
+}
