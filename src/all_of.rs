@@ -304,7 +304,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
     }
 
     /// Takes `n` from every part, the fuel `held` from one part already
-    /// taken; or gives everything back and says which part refused.
+    /// taken (a budget's index, or the budgets' count for the key); or
+    /// gives everything back and says which part refused.
     fn take_all(&self, key: &K, n: u64, held: Option<(usize, Fuel)>) -> Result<(), Part> {
         let skip = held.as_ref().map(|(j, _)| *j);
         match self.take_from(0, key, n, skip) {
@@ -316,8 +317,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
                 Ok(())
             }
             Err(part) => {
-                if let Some((j, fuel)) = held {
-                    self.budgets[j].give_back(fuel);
+                // The key's fuel cannot come back: it is spent.
+                if let Some((j, fuel)) = held
+                    && let Some(budget) = self.budgets.get(j)
+                {
+                    budget.give_back(fuel);
                 }
                 Err(part)
             }
@@ -331,7 +335,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
     fn take_from(&self, i: usize, key: &K, n: u64, skip: Option<usize>) -> Result<(), Part> {
         let Some(budget) = self.budgets.get(i) else {
             return match &self.keyed {
-                Some(keyed) if !keyed.take(key, n) => Err(Part::Key),
+                Some(keyed) if skip != Some(i) && !keyed.take(key, n) => Err(Part::Key),
                 _ => Ok(()),
             };
         };
@@ -465,11 +469,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Shared<K> {
         if n == 0 || n > self.capacity(&key) || self.line_ahead(&key) {
             return None;
         }
-        let (j, ask) = self
-            .budgets
-            .iter()
-            .enumerate()
-            .find_map(|(j, b)| b.ask(n).map(|ask| (j, ask)))?;
+        // A budget that asks its store, else the key (the part after the
+        // budgets); the others are taken at once when it answers.
+        let (j, ask) = (self.budgets.iter().enumerate())
+            .find_map(|(j, b)| b.ask(n).map(|ask| (j, ask)))
+            .or_else(|| Some((self.budgets.len(), self.keyed.as_ref()?.ask(&key, n)?)))?;
         let shared = self.clone();
         Some(Box::pin(async move {
             let Some(fuel) = ask.await? else {

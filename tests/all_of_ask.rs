@@ -59,14 +59,14 @@ impl KeyedBudget<u32> for Remote {
     }
 }
 
-/// What is wrong: `KeyedAllOf::ask` (src/all_of.rs, `Shared::ask`) looks
+/// What was wrong before the fix: `KeyedAllOf::ask` (src/all_of.rs, `Shared::ask`) looks
 /// for a budget to ask among the shared budgets only, never the keyed
 /// budget's own `ask`; a combination of a store-backed keyed budget and
 /// local budgets therefore answers `None` ("take decides now"), and a
 /// consumer that sheds (`fueltank-tower`'s keyed layer in reject mode,
 /// `KeyedThrottleLayer::and`) sheds every request of a key new here on
 /// the key's guess, though the store has its fuel. The keyed budget alone
-/// is asked. What is right: the combination asks the key's store too (for
+/// is asked. Right: the combination asks the key's store too (for
 /// instance: the key asked when no shared budget asks, then the shared
 /// budgets taken at once, as `ask` does with a budget's answer), so the
 /// request passes and spends from every part.
@@ -80,7 +80,10 @@ fn a_keyed_budget_that_must_be_asked_is_asked() {
     // Alone, the keyed budget asks its store.
     assert!(keyed.ask(&7, 1).is_some());
     assert_eq!(remote.asked.load(Ordering::Relaxed), 1);
-    let global = Tank::new(Rate::per_second(100).unwrap());
+    let global = Tank::builder(Rate::per_second(100).unwrap())
+        .initial(100)
+        .build()
+        .unwrap();
     let both = KeyedAllOf::shared(keyed.clone()).and(global.clone());
     assert!(!both.take(&7, 1)); // the key's guess: not known here
     let ask = both.ask(&7, 1);

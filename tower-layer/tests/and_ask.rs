@@ -55,12 +55,12 @@ impl KeyedBudget<u8> for Remote {
     }
 }
 
-/// What is wrong: alone, the keyed budget is asked and the request
+/// What was wrong before the fix: alone, the keyed budget is asked and the request
 /// passes; given `.and(global)`, the layer draws on a `KeyedAllOf`, whose
 /// `ask` (src/all_of.rs, `Shared::ask`) asks only the shared budgets,
 /// never the key's store, so every request of a key new here is shed on
 /// the key's guess (429 over HTTP) although the store and the global tank
-/// have the fuel. What is right: the request passes, spending one from the
+/// have the fuel. Right: the request passes, spending one from the
 /// key's store and one from the global tank.
 #[test]
 fn reject_mode_with_and_asks_the_key_s_store() {
@@ -82,7 +82,10 @@ fn reject_mode_with_and_asks_the_key_s_store() {
         let keyed = Remote {
             store: store.clone(),
         };
-        let global = Tank::new(Rate::per_second(100).unwrap());
+        let global = Tank::builder(Rate::per_second(100).unwrap())
+            .initial(100)
+            .build()
+            .unwrap();
         let svc = KeyedThrottleLayer::new(keyed, key_fn(|k: &u8| Ok(*k)))
             .and(global.clone())
             .reject()

@@ -12,7 +12,7 @@ use fueltank_tower::KeyedThrottleLayer;
 use fueltank_tower::key::key_fn;
 use tower::{BoxError, Layer, Service, service_fn};
 
-/// What is wrong: `and` (tower-layer/src/keyed.rs) builds its
+/// What was wrong before the fix: `and` (tower-layer/src/keyed.rs) builds its
 /// `KeyedAllOf` with `KeyedAllOf::shared(..).and(..)`, on the default
 /// monotonic clock, and the layer has no way to give it another; a
 /// combination whose key is the furthest from fuel sleeps for the key's
@@ -21,7 +21,7 @@ use tower::{BoxError, Layer, Service, service_fn};
 /// request whose key is dry stays pending after the manual clock has
 /// passed far beyond the key's refill (here a minute: the key refills
 /// 1/min, the request waits a real minute); it is served only when that
-/// much real time has passed. What is right: the combination counts on
+/// much real time has passed. Right: the combination counts on
 /// its budgets' clock (for instance `and` taking the clock of a `Tank` or
 /// `KeyedTank` part, as `AllOf::clock` would be given), so the request is
 /// served as soon as the manual clock brings the key's fuel.
