@@ -42,7 +42,10 @@ use std::time::Duration;
 use crate::clock::{Clock, ClockSource, saturating_ns};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::timer::Timer;
-use crate::{Budget, BudgetWait, Error, Fuel, KeyedBudget, Monitor, Rate, Throttle, Unavailable};
+use crate::{
+    Budget, BudgetWait, Error, Fuel, KeyedBudget, KeyedTank, Monitor, Rate, Tank, Throttle,
+    Unavailable,
+};
 
 /// Several [`Budget`]s as one: a grant takes `n` from every one of them or
 /// from none. Per user, per route and global; in-process, in shared memory
@@ -234,6 +237,29 @@ fn with(
     };
     budgets.push(budget);
     (budgets, emit)
+}
+
+/// `clock`, or while it is the default, the clock of `part` if that is a
+/// tank, throttle or keyed tank of this crate whose clock is not real time
+/// (a `ManualClock`, tokio's, a clock of the user's): a combination waits
+/// on its parts' time.
+fn adopt<K: 'static>(clock: ClockSource, part: &dyn Any) -> ClockSource {
+    if !matches!(clock, ClockSource::Monotonic) {
+        return clock;
+    }
+    let theirs = if let Some(tank) = part.downcast_ref::<Tank>() {
+        tank.clock()
+    } else if let Some(tank) = part.downcast_ref::<Throttle>().and_then(Throttle::tank) {
+        tank.clock()
+    } else if let Some(keyed) = part.downcast_ref::<KeyedTank<K>>() {
+        keyed.clock()
+    } else {
+        return clock;
+    };
+    match theirs.may_stand_still() || matches!(theirs, ClockSource::Custom(_)) {
+        true => theirs,
+        false => clock,
+    }
 }
 
 /// A part's wait for `m` fuel, which may be more than it holds at once
@@ -700,8 +726,9 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn new(budget: impl Budget) -> AllOf {
+        let clock = adopt::<()>(ClockSource::default(), &budget);
         let parts = (Vec::new(), Vec::new());
-        AllOf::of(with(parts, Arc::new(budget)), ClockSource::default())
+        AllOf::of(with(parts, Arc::new(budget)), clock)
     }
 
     /// Also `budget`: a grant takes from it too, after the budgets before
@@ -737,12 +764,15 @@ impl AllOf {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> AllOf {
-        AllOf::of(with(self.shared.parts(), budget), self.shared.clock.clone())
+        let clock = adopt::<()>(self.shared.clock.clone(), &*budget as &dyn Any);
+        AllOf::of(with(self.shared.parts(), budget), clock)
     }
 
-    /// The clock a `max_wait` counts on: by default the fast monotonic
-    /// clock; give the budgets' [`ManualClock`](crate::clock::ManualClock)
-    /// in tests. A new combination, with a line of its own.
+    /// The clock a `max_wait` counts on and the line sleeps on: by default
+    /// that of the first part that is a tank, throttle or keyed tank of
+    /// this crate on a clock that is not real time (a
+    /// [`ManualClock`](crate::clock::ManualClock), tokio's, one of yours),
+    /// else the fast monotonic clock. A new combination, with a line of its own.
     ///
     /// # Examples
     ///
@@ -869,12 +899,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn shared(keyed: Arc<dyn KeyedBudget<K>>) -> KeyedAllOf<K> {
+        let clock = adopt::<K>(ClockSource::default(), &*keyed as &dyn Any);
         KeyedAllOf {
-            shared: Shared::new(
-                (Vec::new(), Vec::new()),
-                Some(keyed),
-                ClockSource::default(),
-            ),
+            shared: Shared::new((Vec::new(), Vec::new()), Some(keyed), clock),
         }
     }
 
@@ -909,11 +936,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedAllOf<K> {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn and_shared(self, budget: Arc<dyn Budget>) -> KeyedAllOf<K> {
+        let clock = adopt::<K>(self.shared.clock.clone(), &*budget as &dyn Any);
         KeyedAllOf {
             shared: Shared::new(
                 with(self.shared.parts(), budget),
                 self.shared.keyed.clone(),
-                self.shared.clock.clone(),
+                clock,
             ),
         }
     }

@@ -235,6 +235,13 @@ enum Value {
     Live(Tank),
 }
 
+impl<K> KeyedTank<K> {
+    /// The keyed tank's clock (a combination of budgets waits on it).
+    pub(crate) fn clock(&self) -> ClockSource {
+        self.shared.clock.clone()
+    }
+}
+
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedTank<K> {
     /// One [`Hardcap::Limit`] tank per key, each starting full, at most
     /// 2^20 keys held.

@@ -72,6 +72,11 @@ pub struct Tank {
 }
 
 impl Tank {
+    /// The tank's clock (a combination of budgets waits on it).
+    pub(crate) fn clock(&self) -> ClockSource {
+        self.shared.clock.clone()
+    }
+
     /// A tank with the default [`Hardcap::Limit`], one fuel to start with,
     /// on the default clock, its timer calibrated at 49/s and above (see
     /// [`TankBuilder::auto_calibrate`]).
