@@ -276,3 +276,44 @@ async fn wait_time_with_also_is_each_rates_due_time() {
         "wait_time(9) said {said:?}, 9 came in {waited:?}"
     );
 }
+
+/// After a mismatch (the name lost and made again by another limit),
+/// "Redis is asked again once a second, and once it holds their limit
+/// again (the other one's state expired, or a `set_rate` made it so) they
+/// are served again". But `Entry::enqueue` answers a fallible wait
+/// (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
+/// `conflict` before it joins the line or kicks the driver, and only a
+/// round trip clears `conflict`: an instance that waits only that way
+/// never asks Redis again, and stays refused for ever (here: no round
+/// trip in 6 s after the other instance set the name back to this limit;
+/// a keyed tank's keys likewise, even after the other limit's parameters
+/// expired). Right: the mismatch answer still lets the entry ask Redis
+/// (after the backoff), e.g. kick the driver before returning it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_instance_asks_redis_again_and_is_served() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let on_a = a.tank("m", rate("10/s")).build().await.unwrap();
+    on_a.await_fuel_n(1).await.unwrap();
+    redis.command("FLUSHALL");
+    let on_b = b.tank("m", rate("20/s")).build().await.unwrap();
+    on_b.await_fuel_n(1).await.unwrap();
+    // A learns of the other limit.
+    let started = Instant::now();
+    while on_a.await_fuel_n(1).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(3), "no mismatch");
+        sleep(20).await;
+    }
+    // B gives the name A's limit back.
+    on_b.set_rate(rate("10/s")).await.unwrap();
+    let round_trips = a.stats().round_trips;
+    let started = Instant::now();
+    while on_a.await_fuel_n(1).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "A still refused 6 s after Redis holds its limit again; its round trips since: {}",
+            a.stats().round_trips - round_trips
+        );
+        sleep(100).await;
+    }
+}
