@@ -1,0 +1,319 @@
+//! Attacks on the global tanks across instances (review 4): each test here
+//! reproduces a defect and fails on the code it was written against.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+use fueltank::{Hardcap, Rate};
+use fueltank_redis::{FailurePolicy, GlobalTank, RedisStore};
+
+fn rate(s: &str) -> Rate {
+    s.parse().unwrap()
+}
+
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::builder(&redis.url())
+        .timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn sleep(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// `Window` logs each grant as `seq:count` and an instance reports the
+/// batches it has finished by that member at its next call, which ends
+/// their hold (`ZADD XX LT now`). `seq` is counted per state: a state that
+/// expired (or was lost) and was made again starts at 1 again. An instance
+/// that finished a batch of the old state and calls only after another
+/// instance was granted a batch of the new one with the same `seq:count`
+/// ends *that* instance's hold: Redis then counts the other's grant only
+/// until a period after the report, while the other may still spend it to
+/// the end of its hold, and grants that much again a period after the
+/// report. Right: a report of a batch of another state (another birth)
+/// ends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_batch_of_an_expired_state_ends_another_instances_hold() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let build = |store: &RedisStore| {
+        store
+            .tank("win", rate("4/s"))
+            .hardcap(Hardcap::Window)
+            .hold(Duration::from_millis(500))
+            .reserve_ahead(Duration::from_secs(1))
+            .build()
+    };
+    let (on_a, on_b) = (build(&a).await.unwrap(), build(&b).await.unwrap());
+
+    // A spends a whole window at once (batch `1:4`), then is idle: its
+    // report of that batch waits for its next call.
+    on_a.await_fuel_n(4).await.unwrap();
+    // The state expires (its newest grant left the window, plus a second).
+    let started = Instant::now();
+    while redis.command("EXISTS fueltank:{win}:s") != ":0\r\n" {
+        assert!(started.elapsed() < Duration::from_secs(5), "never expired");
+        sleep(50).await;
+    }
+
+    // B reserves a whole window of the new state (batch `1:4` again) and
+    // holds it, to spend it late in its hold.
+    assert!(!on_b.has_fuel_n(4));
+    let started = Instant::now();
+    while on_b.reserved() < 4 {
+        assert!(started.elapsed() < Duration::from_secs(2), "B got nothing");
+        sleep(1).await;
+    }
+    let granted_b = Instant::now();
+
+    // A asks again: its call reports `1:4` finished.
+    let asked = tokio::spawn({
+        let on_a = on_a.clone();
+        async move {
+            on_a.await_fuel_n(4).await.unwrap();
+            Instant::now()
+        }
+    });
+    // B spends its window late in its hold.
+    tokio::time::sleep_until((granted_b + Duration::from_millis(350)).into()).await;
+    assert!(on_b.has_fuel_n(4), "B's reserved window was lost");
+    let spent_b = Instant::now();
+    let spent_a = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("A never served")
+        .unwrap();
+    let gap = spent_a.saturating_duration_since(spent_b);
+    println!(
+        "B spent 4 at +{:?}, A 4 more {gap:?} later",
+        spent_b - granted_b
+    );
+    // 4/s under Window: no window of a second sees more than 4. B's 4
+    // and A's 4 must be a second apart (less a margin for the stamps).
+    assert!(
+        gap >= Duration::from_millis(900),
+        "8 grants within {gap:?} of a Window tank of 4/s"
+    );
+}
+
+/// A store under `FailurePolicy::Local(share)` connected to `redis`.
+async fn local_store(redis: &RedisServer, share: f64) -> RedisStore {
+    RedisStore::builder(&redis.url())
+        .timeout(Duration::from_millis(100))
+        .on_failure(FailurePolicy::Local(share))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Asks until the store knows Redis is down and `tank` holds nothing
+/// reserved (its hold is at most 100 ms).
+async fn until_down_and_drained(tank: &GlobalTank, store: &RedisStore) {
+    let started = Instant::now();
+    while store.is_reachable() || tank.reserved() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            store.stats()
+        );
+        let _ = tank.has_fuel();
+        sleep(5).await;
+    }
+    sleep(150).await;
+}
+
+/// Grants `tank` makes to a greedy caller (one `has_fuel` a millisecond)
+/// over `ms` milliseconds.
+async fn greedy_for(tank: &GlobalTank, ms: u64) -> u64 {
+    let started = Instant::now();
+    let mut granted = 0;
+    while started.elapsed() < Duration::from_millis(ms) {
+        granted += u64::from(tank.has_fuel());
+        sleep(1).await;
+    }
+    granted
+}
+
+/// `Local(share)` falls back to "a local tank at that share of its
+/// rate". A tank with rates of `also` keeps every one of them; its
+/// fallback is built from the first rate alone (`fallback` in `entry.rs`
+/// reads `st.params.rate()`), so while Redis is down it grants `share` of
+/// the first rate, far beyond `share` of a tighter `also` rate. Right: the
+/// fallback keeps `share` of every rate (a local tank with the scaled
+/// `also` rates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_keeps_a_share_of_every_rate() {
+    let mut redis = RedisServer::start();
+    let store = local_store(&redis, 0.5).await;
+    let tank = store
+        .tank("also-local", rate("100/s"))
+        .also(rate("10/s"))
+        .build()
+        .await
+        .unwrap();
+    tank.await_fuel().await;
+    redis.stop();
+    until_down_and_drained(&tank, &store).await;
+    let granted = greedy_for(&tank, 1000).await;
+    println!("{granted} grants in 1 s under Local(0.5) of 100/s also 10/s");
+    // Half of 10/s: 5/s, at most 2·5 − 1 in any second.
+    assert!(
+        granted <= 9,
+        "{granted} grants in 1 s: beyond half of the also rate 10/s"
+    );
+}
+
+/// The fallback tank of `Local(share)` is made at the first outage, from
+/// the rate of that moment, and kept: a later `set_rate` (this instance's
+/// or another's, adopted at a round trip) leaves it at the old rate, so
+/// the next outage grants `share` of the *old* rate. Right: `share` of
+/// the rate in force (the fallback follows `set_rate`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_follows_set_rate() {
+    let mut redis = RedisServer::start();
+    let store = local_store(&redis, 0.5).await;
+    let tank = store
+        .tank("rate-local", rate("1000/s"))
+        .build()
+        .await
+        .unwrap();
+    tank.await_fuel().await;
+    // A first outage makes the fallback (at 500/s).
+    redis.stop();
+    until_down_and_drained(&tank, &store).await;
+    assert!(tank.has_fuel(), "the fallback grants");
+    redis.restart();
+    let started = Instant::now();
+    while !store.is_reachable() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = tank.has_fuel();
+        sleep(10).await;
+    }
+    tank.set_rate(rate("10/s")).await.unwrap();
+    assert_eq!(tank.rate(), rate("10/s"));
+    // The second outage: half of 10/s now.
+    redis.stop();
+    until_down_and_drained(&tank, &store).await;
+    let granted = greedy_for(&tank, 1000).await;
+    println!("{granted} grants in 1 s under Local(0.5) after set_rate 1000/s -> 10/s");
+    assert!(
+        granted <= 9,
+        "{granted} grants in 1 s: beyond half of the rate set (10/s)"
+    );
+}
+
+/// A GCRA state expires "until its schedule has caught up with now, plus
+/// one period and a second (by then it is full, as a missing state is
+/// taken to be)" (`script.lua`: `expire_ms` counts `tat − now + per`). A
+/// state is full at `tat + tolerance`, and the tolerance can be far longer
+/// than a period: `Unbounded`'s is 2^50 ns (13 days of refill). A bank
+/// spent whole is then full again two seconds later, when the key expires:
+/// two banks in two seconds, where "the long-run mean is at most the
+/// rate" allows one bank plus the rate. (The same with a `burst` longer
+/// than a period of refill.) Right: a state lives until it is full
+/// (`tat + tolerance − now`, for every rate), plus a margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_bank_longer_than_a_period_is_not_full_when_its_key_expires() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store
+        .tank("unbounded", rate("1000/s"))
+        .hardcap(Hardcap::Unbounded)
+        .build()
+        .await
+        .unwrap();
+    let bank = tank.capacity();
+    let started = Instant::now();
+    tank.await_fuel_n(bank).await.unwrap();
+    // The key expires a period and a second after the schedule's end.
+    while redis.command("EXISTS fueltank:{unbounded}:s") != ":0\r\n" {
+        assert!(started.elapsed() < Duration::from_secs(5), "never expired");
+        sleep(50).await;
+    }
+    let again = tokio::time::timeout(Duration::from_millis(500), tank.await_fuel_n(bank)).await;
+    let elapsed = started.elapsed();
+    // What the rate refilled meanwhile: about 2 500 of a bank of 10^9.
+    let refilled = elapsed.as_millis() as u64 + 1;
+    assert!(
+        again.is_err(),
+        "a second bank of {bank} within {elapsed:?} at 1000/s (refilled: about {refilled})"
+    );
+}
+
+/// `wait_time` (the `Retry-After` of a rejected request) is "the time
+/// Redis's schedule, as of its latest answer, has `n` due". With rates of
+/// `also`, `redis_due` (`entry.rs`) takes the latest time any rate is full
+/// and counts back `capacity − n` intervals of the *longest* interval, as
+/// if one rate had both the least capacity and the longest interval. With
+/// `10/s` (bank 9, 100 ms) beside `1000/10min` (bank 999, 600 ms), after 9
+/// at once the long rate is full only in 5.4 s, and `wait_time(9)` says
+/// 5.4 s, though 9 are due again in 0.9 s (the short rate refilled; the
+/// long one still holds 990). Right: the latest over the rates of each
+/// one's own due time (`full_i − (capacity_i − n)·interval_i`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_time_with_also_is_each_rates_due_time() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let tank = store
+        .tank("due", rate("10/s"))
+        .also(rate("1000/10min"))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(tank.capacity(), 9);
+    tank.await_fuel_n(9).await.unwrap();
+    let said = tank.wait_time(9).unwrap();
+    let started = Instant::now();
+    tank.await_fuel_n(9).await.unwrap();
+    let waited = started.elapsed();
+    println!("wait_time(9) said {said:?}; 9 came in {waited:?}");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert!(
+        said <= waited + Duration::from_millis(200),
+        "wait_time(9) said {said:?}, 9 came in {waited:?}"
+    );
+}
+
+/// After a mismatch (the name lost and made again by another limit),
+/// "Redis is asked again once a second, and once it holds their limit
+/// again (the other one's state expired, or a `set_rate` made it so) they
+/// are served again". But `Entry::enqueue` answers a fallible wait
+/// (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
+/// `conflict` before it joins the line or kicks the driver, and only a
+/// round trip clears `conflict`: an instance that waits only that way
+/// never asks Redis again, and stays refused for ever (here: no round
+/// trip in 6 s after the other instance set the name back to this limit;
+/// a keyed tank's keys likewise, even after the other limit's parameters
+/// expired). Right: the mismatch answer still lets the entry ask Redis
+/// (after the backoff), e.g. kick the driver before returning it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_instance_asks_redis_again_and_is_served() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis).await, store(&redis).await);
+    let on_a = a.tank("m", rate("10/s")).build().await.unwrap();
+    on_a.await_fuel_n(1).await.unwrap();
+    redis.command("FLUSHALL");
+    let on_b = b.tank("m", rate("20/s")).build().await.unwrap();
+    on_b.await_fuel_n(1).await.unwrap();
+    // A learns of the other limit.
+    let started = Instant::now();
+    while on_a.await_fuel_n(1).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(3), "no mismatch");
+        sleep(20).await;
+    }
+    // B gives the name A's limit back.
+    on_b.set_rate(rate("10/s")).await.unwrap();
+    let round_trips = a.stats().round_trips;
+    let started = Instant::now();
+    while on_a.await_fuel_n(1).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "A still refused 6 s after Redis holds its limit again; its round trips since: {}",
+            a.stats().round_trips - round_trips
+        );
+        sleep(100).await;
+    }
+}
