@@ -229,6 +229,12 @@ if stored then
   end
 else
   redis.call('DEL', KEYS[2])
+  -- A new log's grants are numbered from its birth (µs): a batch of a
+  -- state that expired or was lost (a `seq` counted from an earlier
+  -- birth) is no member of this log, so its report ends nothing here.
+  -- (Counted from 1, a report of `1:4` of the old state would end the
+  -- hold of another instance's `1:4` of the new one.)
+  seq = sec * 1000000 + math.floor(now / 1000)
 end
 
 -- The answer: its code and own numbers, then (but for Mismatch) Redis's
@@ -302,7 +308,7 @@ if mode == 2 then
       end
       if c < 1 then return end
       seq = seq + 1
-      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + at + life) / 1000)), seq .. ':' .. c)
+      redis.call('ZADD', KEYS[2], f(base_us + math.ceil((now + at + life) / 1000)), f(seq) .. ':' .. c)
       len = len + c
       granted = granted + c
       segments[#segments + 1] = {at, c, seq}

@@ -24,7 +24,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `PREFIX:{N}:s` | hash | a global tank: the parameters and their generation (`gb`, `gs`, `o1`..`o4`: see `script.lua`), `ep` (a second), `last` and `tat` (ns after `ep`); with `also` rates, `al` (which they are: `max_n/per_ns,...`) and their schedules `x1`, `x2`, ... (as `tat`); `Window`: `len` (fuel in the log) and `seq` |
-//! | `PREFIX:{N}:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch) |
+//! | `PREFIX:{N}:w` | sorted set | `Window`: one member `seq:count` per grant, scored by the end of its hold (µs since the epoch); `seq` counts on from the log's birth (µs since the epoch), so that a batch of an earlier state is no member |
 //! | `PREFIX:{N}:a` | sorted set | the *askers*: each instance that asked for fuel within the last second (its id, a random number per tank handle or key entry), scored by the time it last did (µs since the epoch): what a grant's fair share is counted from |
 //! | `PREFIX:{N}:p` | hash | a keyed tank's parameters and their generation, and `al` (its rates of `also`, as a global tank's): what a build must match and `set_rate` changes |
 //! | `PREFIX:{N:K}:ks`, `PREFIX:{N:K}:kw`, `PREFIX:{N:K}:ka` | hash, sorted set, sorted set | key `K` of a keyed tank, as `s`, `w` and `a`, with the tank's generation its parameters came from |

@@ -27,15 +27,17 @@ async fn sleep(ms: u64) {
 
 /// `Window` logs each grant as `seq:count` and an instance reports the
 /// batches it has finished by that member at its next call, which ends
-/// their hold (`ZADD XX LT now`). `seq` is counted per state: a state that
-/// expired (or was lost) and was made again starts at 1 again. An instance
-/// that finished a batch of the old state and calls only after another
-/// instance was granted a batch of the new one with the same `seq:count`
-/// ends *that* instance's hold: Redis then counts the other's grant only
-/// until a period after the report, while the other may still spend it to
-/// the end of its hold, and grants that much again a period after the
-/// report. Right: a report of a batch of another state (another birth)
-/// ends nothing.
+/// their hold (`ZADD XX LT now`). Before the fix `seq` was counted from 1
+/// in every state: a state that expired (or was lost) and was made again
+/// started at 1 again, and an instance that finished a batch of the old
+/// state and called only after another instance was granted a batch of
+/// the new one with the same `seq:count` ended *that* instance's hold:
+/// Redis then counted the other's grant only until a period after the
+/// report, while the other could still spend it to the end of its hold,
+/// and granted that much again a period after the report (8 grants within
+/// 650 ms of a 4/s Window). Now a log's `seq` counts on from its birth (µs),
+/// so a report of a batch of another state ends nothing: checked here as
+/// B's window and A's next one a second apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_batch_of_an_expired_state_ends_another_instances_hold() {
     let redis = RedisServer::start();
