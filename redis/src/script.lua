@@ -67,7 +67,7 @@ local also_at = finished + 1 + tonumber(ARGV[finished])
 local X, also_id = {}, {}
 for i = 1, tonumber(ARGV[also_at] or '0') do
   local a = also_at + 4 * (i - 1)
-  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4]), per = tonumber(ARGV[a + 2])}
+  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4])}
   also_id[i] = ARGV[a + 1] .. '/' .. ARGV[a + 2]
 end
 also_id = table.concat(also_id, ',')
@@ -405,10 +405,10 @@ else
     full = math.max(tat + tol - now, 0)
     for _, x in ipairs(X) do full = math.max(full, x.tat + x.tol - now) end
   end
-  expire_ms = math.ceil((math.max(tat - now, 0) + per) / 1000000) + 1000
-  for _, x in ipairs(X) do
-    expire_ms = math.max(expire_ms, math.ceil((math.max(x.tat - now, 0) + x.per) / 1000000) + 1000)
-  end
+  -- Kept until full under every rate, plus a second: a missing state is
+  -- a full one, so no state may expire sooner (a bank or burst longer
+  -- than a period is full only at `tat + tol`, beyond `tat + per`).
+  expire_ms = math.ceil(full / 1000000) + 1000
 end
 
 local fields = params_args(p)

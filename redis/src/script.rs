@@ -33,9 +33,10 @@
 //! `fueltank:N:ks:K`, with names refused if they held `:`; states in the
 //! old layout are not read.)
 //!
-//! Every key is written with a `PEXPIRE`: a GCRA state lives until its
-//! schedule has caught up with now, plus one period and a second (by then
-//! it is full, as a missing state is taken to be); a log until its newest
+//! Every key is written with a `PEXPIRE`: a GCRA or `Paced` state lives
+//! until it is full under every rate (`tat + tolerance`, the latest over
+//! the rates of `also`: an `Unbounded` bank spent whole, days), plus a
+//! second, as a missing state is taken to be full; a log until its newest
 //! grant has left the window, plus a second; the askers a second after the
 //! latest ask; a keyed tank's parameters for
 //! two periods and a minute after the last build, `set_rate` or check of

@@ -506,7 +506,8 @@ async fn every_redis_key_expires() {
     ] {
         let answer = redis.command(&format!("PTTL {key}"));
         let ttl: i64 = answer.trim().trim_start_matches(':').parse().unwrap();
-        // A period and a second (and a margin for the keyed parameters).
+        // Full within a period here, plus a second (and a margin for the
+        // keyed parameters).
         assert!(ttl > 0 && ttl <= 62_000, "{key}: PTTL {ttl}");
     }
     // Nothing without an expiry.

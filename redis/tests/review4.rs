@@ -207,16 +207,18 @@ async fn local_fallback_follows_set_rate() {
     );
 }
 
-/// A GCRA state expires "until its schedule has caught up with now, plus
-/// one period and a second (by then it is full, as a missing state is
-/// taken to be)" (`script.lua`: `expire_ms` counts `tat − now + per`). A
-/// state is full at `tat + tolerance`, and the tolerance can be far longer
-/// than a period: `Unbounded`'s is 2^50 ns (13 days of refill). A bank
-/// spent whole is then full again two seconds later, when the key expires:
-/// two banks in two seconds, where "the long-run mean is at most the
-/// rate" allows one bank plus the rate. (The same with a `burst` longer
-/// than a period of refill.) Right: a state lives until it is full
-/// (`tat + tolerance − now`, for every rate), plus a margin.
+/// Before the fix a GCRA state expired "until its schedule has caught up
+/// with now, plus one period and a second (by then it is full, as a
+/// missing state is taken to be)" (`script.lua`: `expire_ms` counted
+/// `tat − now + per`). A state is full at `tat + tolerance`, and the
+/// tolerance can be far longer than a period: `Unbounded`'s is 2^50 ns
+/// (13 days of refill). A bank spent whole was then full again two
+/// seconds later, when the key expired: two banks in two seconds, where
+/// "the long-run mean is at most the rate" allows one bank plus the rate.
+/// (The same with a `burst` longer than a period of refill.) Now a state
+/// lives until it is full (`tat + tolerance − now`, for every rate), plus
+/// a second: checked here as the key still there, with days to live, past
+/// the time it expired before, and no second bank then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_bank_longer_than_a_period_is_not_full_when_its_key_expires() {
     let redis = RedisServer::start();
@@ -230,14 +232,24 @@ async fn a_spent_bank_longer_than_a_period_is_not_full_when_its_key_expires() {
     let bank = tank.capacity();
     let started = Instant::now();
     tank.await_fuel_n(bank).await.unwrap();
-    // The key expires a period and a second after the schedule's end.
-    while redis.command("EXISTS fueltank:{unbounded}:s") != ":0\r\n" {
-        assert!(started.elapsed() < Duration::from_secs(5), "never expired");
-        sleep(50).await;
-    }
+    // Before the fix the key expired a period and a second after the
+    // schedule's end (about 2 s from now).
+    sleep(2500).await;
+    assert_eq!(
+        redis.command("EXISTS fueltank:{unbounded}:s"),
+        ":1\r\n",
+        "the spent state expired"
+    );
+    let ttl = redis.command("PTTL fueltank:{unbounded}:s");
+    let ttl_ms: u64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+    // Full again only when the bank (2^50 ns, about 13 days) refilled.
+    assert!(
+        ttl_ms > 86_400_000,
+        "the spent state expires in {ttl_ms} ms"
+    );
     let again = tokio::time::timeout(Duration::from_millis(500), tank.await_fuel_n(bank)).await;
     let elapsed = started.elapsed();
-    // What the rate refilled meanwhile: about 2 500 of a bank of 10^9.
+    // What the rate refilled meanwhile: about 3 000 of a bank of 10^9.
     let refilled = elapsed.as_millis() as u64 + 1;
     assert!(
         again.is_err(),
