@@ -460,7 +460,9 @@ impl Entry {
         let granted = match self.store.policy {
             FailurePolicy::Closed => false,
             FailurePolicy::Open => true,
-            FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
+            FailurePolicy::Local(share) => {
+                fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n))
+            }
         };
         if granted {
             st.ask.used = true;
@@ -1322,14 +1324,16 @@ impl Asking {
     }
 }
 
-/// `FailurePolicy::Local`'s tank for `st`, made on first need.
-fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
+/// `FailurePolicy::Local`'s tank for `st`, made on first need (and again
+/// after the parameters change): `share` of every rate, the first and
+/// those of `also`, with the tank's hardcap.
+fn fallback<'a>(st: &'a mut State, also: &[Params], share: f64) -> Option<&'a Tank> {
     if st.fallback.is_none() {
-        let rate = fallback_rate(st.params.rate(), share)?;
-        let tank = Tank::builder(rate)
-            .hardcap(st.params.hardcap)
-            .build()
-            .ok()?;
+        let mut builder = Tank::builder(fallback_rate(st.params.rate(), share)?);
+        for params in also {
+            builder = builder.also(fallback_rate(params.rate(), share)?);
+        }
+        let tank = builder.hardcap(st.params.hardcap).build().ok()?;
         st.fallback = Some(tank);
     }
     st.fallback.as_ref()

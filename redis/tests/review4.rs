@@ -138,12 +138,13 @@ async fn greedy_for(tank: &GlobalTank, ms: u64) -> u64 {
 }
 
 /// `Local(share)` falls back to "a local tank at that share of its
-/// rate". A tank with rates of `also` keeps every one of them; its
-/// fallback is built from the first rate alone (`fallback` in `entry.rs`
-/// reads `st.params.rate()`), so while Redis is down it grants `share` of
-/// the first rate, far beyond `share` of a tighter `also` rate. Right: the
-/// fallback keeps `share` of every rate (a local tank with the scaled
-/// `also` rates).
+/// rate". A tank with rates of `also` keeps every one of them; before the
+/// fix its fallback was built from the first rate alone (`fallback` in
+/// `entry.rs` read `st.params.rate()`), so while Redis was down it granted
+/// `share` of the first rate, far beyond `share` of a tighter `also` rate.
+/// Checked: the fallback keeps `share` of every rate (a local tank with
+/// the scaled `also` rates): at most 9 grants in a second under half of
+/// `100/s` also `10/s`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_fallback_keeps_a_share_of_every_rate() {
     let mut redis = RedisServer::start();
