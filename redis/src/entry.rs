@@ -168,7 +168,8 @@ struct State {
     /// How uncertain Redis's time of the latest grant was here, for the
     /// guard of `Paced` batches.
     uncertainty: Duration,
-    /// `FailurePolicy::Local`'s tank, made on first need.
+    /// `FailurePolicy::Local`'s tank, made on first need from `params`
+    /// (dropped when they change).
     fallback: Option<Tank>,
     /// When Redis's state is full (its whole capacity grantable at once),
     /// as of its latest answer, on this clock (late by up to the round
@@ -178,6 +179,18 @@ struct State {
     /// state was lost and made again with other parameters): until Redis
     /// holds this instance's limit again, nothing more is granted here.
     conflict: Option<Params>,
+}
+
+impl State {
+    /// Takes `params` (a `set_rate` here or by another instance, a learned
+    /// or set limit): `FailurePolicy::Local`'s tank was made from the old
+    /// ones, and is made again, from these, on next need.
+    fn change_params(&mut self, params: Params) {
+        if self.params != params {
+            self.params = params;
+            self.fallback = None;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -320,7 +333,7 @@ impl Entry {
     pub(crate) fn set_params(&self, params: Params) {
         let params = self.of_family(params).unwrap_or(params);
         let mut st = self.lock();
-        st.params = params;
+        st.change_params(params);
         if st.conflict.take().is_some() {
             st.ask.backoff_until = None;
         }
@@ -330,7 +343,7 @@ impl Entry {
     /// changed them).
     fn adopt(&self, st: &mut State, params: Params) {
         if st.params != params {
-            st.params = params;
+            st.change_params(params);
             if let Some(family) = self.family.as_ref().filter(|_| self.own.is_none()) {
                 family.learn(params);
             }
@@ -344,7 +357,8 @@ impl Entry {
         let mut st = self.lock();
         if let Some(family) = &self.family {
             // (A rate of its own was checked when the entry was made.)
-            st.params = self.of_family(family.params()).unwrap_or(st.params);
+            let params = self.of_family(family.params()).unwrap_or(st.params);
+            st.change_params(params);
         }
         st.params
     }

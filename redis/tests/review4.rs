@@ -168,10 +168,12 @@ async fn local_fallback_keeps_a_share_of_every_rate() {
 }
 
 /// The fallback tank of `Local(share)` is made at the first outage, from
-/// the rate of that moment, and kept: a later `set_rate` (this instance's
-/// or another's, adopted at a round trip) leaves it at the old rate, so
-/// the next outage grants `share` of the *old* rate. Right: `share` of
-/// the rate in force (the fallback follows `set_rate`).
+/// the rate of that moment. Before the fix it was kept: a later
+/// `set_rate` (this instance's or another's, adopted at a round trip) left
+/// it at the old rate, so the next outage granted `share` of the *old*
+/// rate. Checked: after `set_rate` 1000/s -> 10/s, the next outage grants
+/// at most 9 in a second, `share` of the rate in force (the fallback is
+/// made again whenever the parameters change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_fallback_follows_set_rate() {
     let mut redis = RedisServer::start();
