@@ -568,6 +568,14 @@ impl Entry {
             return Enqueued::Taken;
         }
         if let Some(stored) = st.conflict.filter(|_| fallible) {
+            // Refused without joining the line, as a `has_fuel` that found
+            // nothing: it counts as demand, and kicks the driver, which asks
+            // Redis again once the backoff has passed (only an answer ends
+            // the conflict).
+            st.ask.missed = st.ask.missed.saturating_add(1);
+            let kick = self.kick(&mut st, now, false);
+            drop(st);
+            self.run(kick);
             return Enqueued::Mismatch(stored);
         }
         if let Some(deadline) = deadline {

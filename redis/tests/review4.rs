@@ -283,15 +283,16 @@ async fn wait_time_with_also_is_each_rates_due_time() {
 /// After a mismatch (the name lost and made again by another limit),
 /// "Redis is asked again once a second, and once it holds their limit
 /// again (the other one's state expired, or a `set_rate` made it so) they
-/// are served again". But `Entry::enqueue` answers a fallible wait
-/// (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
-/// `conflict` before it joins the line or kicks the driver, and only a
-/// round trip clears `conflict`: an instance that waits only that way
-/// never asks Redis again, and stays refused for ever (here: no round
-/// trip in 6 s after the other instance set the name back to this limit;
-/// a keyed tank's keys likewise, even after the other limit's parameters
-/// expired). Right: the mismatch answer still lets the entry ask Redis
-/// (after the backoff), e.g. kick the driver before returning it.
+/// are served again". Before the fix `Entry::enqueue` answered a fallible
+/// wait (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
+/// `conflict` before it joined the line or kicked the driver, and only a
+/// round trip clears `conflict`: an instance that waited only that way
+/// never asked Redis again, and stayed refused for ever (no round trip in
+/// 6 s after the other instance set the name back to this limit; a keyed
+/// tank's keys likewise, even after the other limit's parameters
+/// expired). Checked: the mismatch answer counts as demand and kicks the
+/// driver, so Redis is asked again after the backoff, and A's
+/// `await_fuel_n` succeeds within 6 s of B's `set_rate` back to A's limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatched_instance_asks_redis_again_and_is_served() {
     let redis = RedisServer::start();
