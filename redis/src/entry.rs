@@ -1180,18 +1180,29 @@ fn asker_id() -> u64 {
 }
 
 /// When Redis's schedule, as of its latest answer, has `n` (at most the
-/// capacity) due together: its capacity is due when it is full, one
-/// interval earlier each fewer (`Window`: only the whole window is known).
+/// capacity) due together, or earlier (never later: others only take
+/// more). One rate's capacity is due when it is full, one of its
+/// intervals earlier each fewer (`Window`: only the whole window is
+/// known). With rates of `also` each rate's own due time counts, and the
+/// latest of them rules; but the script answers only when the *last* rate
+/// is full, not which one, nor when each is full. Whichever rate that is,
+/// `n` are due no sooner than its own due time then: the earliest of
+/// those over the rates (exact with one rate).
 fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
     let full = st.full_at?;
     let params = &st.params;
     if params.mode() == Mode::Window && n < params.capacity() {
         return None;
     }
-    let early = options
-        .capacity(params)
-        .saturating_sub(n)
-        .saturating_mul(options.interval_ns(params));
+    let early = std::iter::once(params)
+        .chain(&options.also)
+        .map(|rate| {
+            rate.capacity()
+                .saturating_sub(n)
+                .saturating_mul(rate.interval_ns())
+        })
+        .max()
+        .unwrap_or(0);
     // Too far back for an `Instant`: long due.
     full.checked_sub(Duration::from_nanos(early))
 }
