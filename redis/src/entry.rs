@@ -168,7 +168,8 @@ struct State {
     /// How uncertain Redis's time of the latest grant was here, for the
     /// guard of `Paced` batches.
     uncertainty: Duration,
-    /// `FailurePolicy::Local`'s tank, made on first need.
+    /// `FailurePolicy::Local`'s tank, made on first need from `params`
+    /// (dropped when they change).
     fallback: Option<Tank>,
     /// When Redis's state is full (its whole capacity grantable at once),
     /// as of its latest answer, on this clock (late by up to the round
@@ -178,6 +179,18 @@ struct State {
     /// state was lost and made again with other parameters): until Redis
     /// holds this instance's limit again, nothing more is granted here.
     conflict: Option<Params>,
+}
+
+impl State {
+    /// Takes `params` (a `set_rate` here or by another instance, a learned
+    /// or set limit): `FailurePolicy::Local`'s tank was made from the old
+    /// ones, and is made again, from these, on next need.
+    fn change_params(&mut self, params: Params) {
+        if self.params != params {
+            self.params = params;
+            self.fallback = None;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -320,7 +333,7 @@ impl Entry {
     pub(crate) fn set_params(&self, params: Params) {
         let params = self.of_family(params).unwrap_or(params);
         let mut st = self.lock();
-        st.params = params;
+        st.change_params(params);
         if st.conflict.take().is_some() {
             st.ask.backoff_until = None;
         }
@@ -330,7 +343,7 @@ impl Entry {
     /// changed them).
     fn adopt(&self, st: &mut State, params: Params) {
         if st.params != params {
-            st.params = params;
+            st.change_params(params);
             if let Some(family) = self.family.as_ref().filter(|_| self.own.is_none()) {
                 family.learn(params);
             }
@@ -344,7 +357,8 @@ impl Entry {
         let mut st = self.lock();
         if let Some(family) = &self.family {
             // (A rate of its own was checked when the entry was made.)
-            st.params = self.of_family(family.params()).unwrap_or(st.params);
+            let params = self.of_family(family.params()).unwrap_or(st.params);
+            st.change_params(params);
         }
         st.params
     }
@@ -460,7 +474,9 @@ impl Entry {
         let granted = match self.store.policy {
             FailurePolicy::Closed => false,
             FailurePolicy::Open => true,
-            FailurePolicy::Local(share) => fallback(st, share).is_some_and(|t| t.has_fuel_n(n)),
+            FailurePolicy::Local(share) => {
+                fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n))
+            }
         };
         if granted {
             st.ask.used = true;
@@ -552,6 +568,14 @@ impl Entry {
             return Enqueued::Taken;
         }
         if let Some(stored) = st.conflict.filter(|_| fallible) {
+            // Refused without joining the line, as a `has_fuel` that found
+            // nothing: it counts as demand, and kicks the driver, which asks
+            // Redis again once the backoff has passed (only an answer ends
+            // the conflict).
+            st.ask.missed = st.ask.missed.saturating_add(1);
+            let kick = self.kick(&mut st, now, false);
+            drop(st);
+            self.run(kick);
             return Enqueued::Mismatch(stored);
         }
         if let Some(deadline) = deadline {
@@ -1156,18 +1180,29 @@ fn asker_id() -> u64 {
 }
 
 /// When Redis's schedule, as of its latest answer, has `n` (at most the
-/// capacity) due together: its capacity is due when it is full, one
-/// interval earlier each fewer (`Window`: only the whole window is known).
+/// capacity) due together, or earlier (never later: others only take
+/// more). One rate's capacity is due when it is full, one of its
+/// intervals earlier each fewer (`Window`: only the whole window is
+/// known). With rates of `also` each rate's own due time counts, and the
+/// latest of them rules; but the script answers only when the *last* rate
+/// is full, not which one, nor when each is full. Whichever rate that is,
+/// `n` are due no sooner than its own due time then: the earliest of
+/// those over the rates (exact with one rate).
 fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
     let full = st.full_at?;
     let params = &st.params;
     if params.mode() == Mode::Window && n < params.capacity() {
         return None;
     }
-    let early = options
-        .capacity(params)
-        .saturating_sub(n)
-        .saturating_mul(options.interval_ns(params));
+    let early = std::iter::once(params)
+        .chain(&options.also)
+        .map(|rate| {
+            rate.capacity()
+                .saturating_sub(n)
+                .saturating_mul(rate.interval_ns())
+        })
+        .max()
+        .unwrap_or(0);
     // Too far back for an `Instant`: long due.
     full.checked_sub(Duration::from_nanos(early))
 }
@@ -1322,14 +1357,16 @@ impl Asking {
     }
 }
 
-/// `FailurePolicy::Local`'s tank for `st`, made on first need.
-fn fallback(st: &mut State, share: f64) -> Option<&Tank> {
+/// `FailurePolicy::Local`'s tank for `st`, made on first need (and again
+/// after the parameters change): `share` of every rate, the first and
+/// those of `also`, with the tank's hardcap.
+fn fallback<'a>(st: &'a mut State, also: &[Params], share: f64) -> Option<&'a Tank> {
     if st.fallback.is_none() {
-        let rate = fallback_rate(st.params.rate(), share)?;
-        let tank = Tank::builder(rate)
-            .hardcap(st.params.hardcap)
-            .build()
-            .ok()?;
+        let mut builder = Tank::builder(fallback_rate(st.params.rate(), share)?);
+        for params in also {
+            builder = builder.also(fallback_rate(params.rate(), share)?);
+        }
+        let tank = builder.hardcap(st.params.hardcap).build().ok()?;
         st.fallback = Some(tank);
     }
     st.fallback.as_ref()

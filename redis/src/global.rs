@@ -453,8 +453,11 @@ impl GlobalTank {
     /// next reserved fuel; else the later of the retry time Redis gave and
     /// the time Redis's schedule, as of its latest answer, has `n` due
     /// (other instances only take more); zero when only a round trip can
-    /// tell. `None` if `n` is more than the tank grants at once. This is the
-    /// `Retry-After` of a rejected request.
+    /// tell. With rates of `also`, Redis answers only when its last rate is
+    /// full, so the time is the earliest that any rate being that one
+    /// allows (never later than the truth, possibly earlier). `None` if `n`
+    /// is more than the tank grants at once. This is the `Retry-After` of a
+    /// rejected request.
     ///
     /// # Examples
     ///

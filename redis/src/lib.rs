@@ -184,8 +184,9 @@
 //! never moved to it. They spend what they had reserved, then grant
 //! nothing more (as under `FailurePolicy::Closed`): `await_fuel_n` and a
 //! keyed tank's `await_fuel` fail with the error, `has_fuel` says no, the
-//! other waits wait; [`StoreStats::mismatches`] counts it; Redis is asked again
-//! once a second, and once it holds their limit again (the other one's
+//! other waits wait; [`StoreStats::mismatches`] counts it; while any of
+//! these calls go on (failed ones too), Redis is asked again once a
+//! second, and once it holds their limit again (the other one's
 //! state expired, or a `set_rate` made it so) they are served again. The
 //! instance that made the state again built on a free name and goes on.
 //!

@@ -57,6 +57,9 @@ pub enum FailurePolicy {
     /// this share of its rate (more than 0, at most 1), with its hardcap:
     /// `max_n × share` per `per`, holding at most `⌊max_n × share⌋` (at
     /// least 1) at once. `Local(0.25)` of `1/100ms` is one per 400 ms.
+    /// Every rate is scaled so (those of `also` too), and the local tank
+    /// follows the rate in force (a `set_rate`, here or by another
+    /// instance).
     Local(f64),
 }
 

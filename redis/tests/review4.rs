@@ -140,12 +140,13 @@ async fn greedy_for(tank: &GlobalTank, ms: u64) -> u64 {
 }
 
 /// `Local(share)` falls back to "a local tank at that share of its
-/// rate". A tank with rates of `also` keeps every one of them; its
-/// fallback is built from the first rate alone (`fallback` in `entry.rs`
-/// reads `st.params.rate()`), so while Redis is down it grants `share` of
-/// the first rate, far beyond `share` of a tighter `also` rate. Right: the
-/// fallback keeps `share` of every rate (a local tank with the scaled
-/// `also` rates).
+/// rate". A tank with rates of `also` keeps every one of them; before the
+/// fix its fallback was built from the first rate alone (`fallback` in
+/// `entry.rs` read `st.params.rate()`), so while Redis was down it granted
+/// `share` of the first rate, far beyond `share` of a tighter `also` rate.
+/// Checked: the fallback keeps `share` of every rate (a local tank with
+/// the scaled `also` rates): at most 9 grants in a second under half of
+/// `100/s` also `10/s`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_fallback_keeps_a_share_of_every_rate() {
     let mut redis = RedisServer::start();
@@ -169,10 +170,12 @@ async fn local_fallback_keeps_a_share_of_every_rate() {
 }
 
 /// The fallback tank of `Local(share)` is made at the first outage, from
-/// the rate of that moment, and kept: a later `set_rate` (this instance's
-/// or another's, adopted at a round trip) leaves it at the old rate, so
-/// the next outage grants `share` of the *old* rate. Right: `share` of
-/// the rate in force (the fallback follows `set_rate`).
+/// the rate of that moment. Before the fix it was kept: a later
+/// `set_rate` (this instance's or another's, adopted at a round trip) left
+/// it at the old rate, so the next outage granted `share` of the *old*
+/// rate. Checked: after `set_rate` 1000/s -> 10/s, the next outage grants
+/// at most 9 in a second, `share` of the rate in force (the fallback is
+/// made again whenever the parameters change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_fallback_follows_set_rate() {
     let mut redis = RedisServer::start();
@@ -259,14 +262,18 @@ async fn a_spent_bank_longer_than_a_period_is_not_full_when_its_key_expires() {
 
 /// `wait_time` (the `Retry-After` of a rejected request) is "the time
 /// Redis's schedule, as of its latest answer, has `n` due". With rates of
-/// `also`, `redis_due` (`entry.rs`) takes the latest time any rate is full
-/// and counts back `capacity − n` intervals of the *longest* interval, as
-/// if one rate had both the least capacity and the longest interval. With
-/// `10/s` (bank 9, 100 ms) beside `1000/10min` (bank 999, 600 ms), after 9
-/// at once the long rate is full only in 5.4 s, and `wait_time(9)` says
-/// 5.4 s, though 9 are due again in 0.9 s (the short rate refilled; the
-/// long one still holds 990). Right: the latest over the rates of each
-/// one's own due time (`full_i − (capacity_i − n)·interval_i`).
+/// `also`, before the fix `redis_due` (`entry.rs`) took the latest time
+/// any rate is full and counted back `capacity − n` intervals of the
+/// *longest* interval, as if one rate had both the least capacity and the
+/// longest interval. With `10/s` (bank 9, 100 ms) beside `1000/10min`
+/// (bank 999, 600 ms), after 9 at once the long rate is full only in
+/// 5.4 s, and `wait_time(9)` said 5.4 s, though 9 are due again in 0.9 s
+/// (the short rate refilled; the long one still holds 990). Redis answers
+/// only when its last rate is full, not which one: `wait_time` now takes,
+/// of each rate's own due time were it that one
+/// (`full − (capacity_i − n)·interval_i`), the earliest (exact needs each
+/// rate's time from the script). Checked: 9 come within 1.5 s, and
+/// `wait_time(9)` said no later than they came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_time_with_also_is_each_rates_due_time() {
     let redis = RedisServer::start();
@@ -294,15 +301,16 @@ async fn wait_time_with_also_is_each_rates_due_time() {
 /// After a mismatch (the name lost and made again by another limit),
 /// "Redis is asked again once a second, and once it holds their limit
 /// again (the other one's state expired, or a `set_rate` made it so) they
-/// are served again". But `Entry::enqueue` answers a fallible wait
-/// (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
-/// `conflict` before it joins the line or kicks the driver, and only a
-/// round trip clears `conflict`: an instance that waits only that way
-/// never asks Redis again, and stays refused for ever (here: no round
-/// trip in 6 s after the other instance set the name back to this limit;
-/// a keyed tank's keys likewise, even after the other limit's parameters
-/// expired). Right: the mismatch answer still lets the entry ask Redis
-/// (after the backoff), e.g. kick the driver before returning it.
+/// are served again". Before the fix `Entry::enqueue` answered a fallible
+/// wait (`await_fuel_n`, a keyed tank's `await_fuel`) from the entry's
+/// `conflict` before it joined the line or kicked the driver, and only a
+/// round trip clears `conflict`: an instance that waited only that way
+/// never asked Redis again, and stayed refused for ever (no round trip in
+/// 6 s after the other instance set the name back to this limit; a keyed
+/// tank's keys likewise, even after the other limit's parameters
+/// expired). Checked: the mismatch answer counts as demand and kicks the
+/// driver, so Redis is asked again after the backoff, and A's
+/// `await_fuel_n` succeeds within 6 s of B's `set_rate` back to A's limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatched_instance_asks_redis_again_and_is_served() {
     let redis = RedisServer::start();
