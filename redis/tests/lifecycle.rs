@@ -1,5 +1,7 @@
-//! Attacks on the global tanks across instances (review 4): each test here
-//! reproduces a defect and fails on the code it was written against.
+//! A global tank through the life of its state and its store: a state
+//! that expires and is made again, outages under a `Local` policy, a rate
+//! changed between them, a name held with another limit, and the waits it
+//! tells. Each test failed on the code before its fix.
 
 mod common;
 
