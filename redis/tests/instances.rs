@@ -156,11 +156,33 @@ struct Report {
     granted: u64,
 }
 
+/// A directory, removed with what it holds when dropped (whatever the
+/// test's outcome).
+struct RemovedDir(std::path::PathBuf);
+
+impl Drop for RemovedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process, killed and reaped when dropped: a failed run leaves
+/// none of the others running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `scenario` in four children on the server at `urls` (a Cluster's
 /// seeds if more than one).
 fn run(urls: &[String], name: &str, scenario: Scenario) {
     let dir = std::env::temp_dir().join(format!("fueltank-redis-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _removed = RemovedDir(dir.clone());
     let run_id = format!("{name}-{}", std::process::id());
     let (mode, hardcap, per_second) = match scenario {
         Scenario::Waiters(hardcap) => ("waiters", hardcap, 1000),
@@ -189,7 +211,7 @@ fn run(urls: &[String], name: &str, scenario: Scenario) {
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("cannot start a child process");
-            (child, out)
+            (Reaped(child), out)
         })
         .collect();
     // One falls behind by each late wake-up, local or global: its figure is
@@ -199,12 +221,11 @@ fn run(urls: &[String], name: &str, scenario: Scenario) {
     let reports: Vec<Report> = children
         .into_iter()
         .map(|(mut child, out)| {
-            let status = child.wait().unwrap();
+            let status = child.0.wait().unwrap();
             assert!(status.success(), "a child failed: {status}");
             read_report(&std::fs::read_to_string(out).unwrap())
         })
         .collect();
-    let _ = std::fs::remove_dir_all(&dir);
     let local_one = local_one.map(|thread| thread.join().unwrap());
 
     let uncertainty = reports.iter().map(|r| r.uncertainty_ns).max().unwrap();
