@@ -141,6 +141,9 @@
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without shared memory, the docs' links to its items (which do not exist
+// then) stay plain text.
+#![cfg_attr(not(feature = "shared-memory"), allow(rustdoc::broken_intra_doc_links))]
 // Items of a feature that is off are linked on docs.rs, which documents
 // every feature.
 #![cfg_attr(feature = "serde", doc = "[`TankConfig`]: TankConfig")]

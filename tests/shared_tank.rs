@@ -1007,15 +1007,13 @@ fn p99_and_longest(mut waits: Vec<u64>) -> (f64, f64) {
 /// The waits are within a few intervals of the turn, 4 intervals (the
 /// three other processes' waiters are served once in between): at the 99th
 /// percentile 5 more (up to 2.4 more seen with the machine's 2 cores
-/// loaded 6–8); the longest, 36 more (180 ms), what the scheduler of such
-/// a machine can add to one process (up to 21 more seen). Before the
-/// shared line: p99 22–33 intervals, shares from 35 to 508 grants.
+/// loaded 6–8). The longest is what the scheduler of a loaded machine adds
+/// to one process (up to 21 more seen): only a waiter passed over for a
+/// second (200 intervals) fails. Before the shared line: p99 22–33
+/// intervals, shares from 35 to 508 grants.
 fn assert_waits_near_the_turn(p99: f64, longest: f64) {
     assert!(p99 <= 4.0 + 5.0, "waits p99 {p99:.1} intervals");
-    assert!(
-        longest <= 4.0 + 36.0,
-        "a waiter waited {longest:.1} intervals"
-    );
+    assert!(longest <= 200.0, "a waiter waited {longest:.1} intervals");
 }
 
 /// Four greedy worker processes, one waiter each, on one shared 200/s tank
