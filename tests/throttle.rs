@@ -438,3 +438,60 @@ fn a_bare_tank_calibrates_as_a_throttle_does() {
     let throttle = Throttle::builder(rate("10000/s")).build().unwrap();
     assert_eq!(throttle.timer_correction(), Some(correction));
 }
+
+/// A `stop` and a `start` from two threads at once end as if one came
+/// after the other: the tank and the monitor both stopped, or both
+/// running, never one of each (a running tank whose grants count as made
+/// while stopped, or a paused tank whose monitor runs on).
+///
+/// The stopping thread reads a slow clock, so a `start` from the other
+/// thread lands between its tank's pause and its monitor's stop.
+#[test]
+fn concurrent_stop_and_start_leave_tank_and_monitor_agreeing() {
+    use std::cell::Cell;
+    use std::sync::Barrier;
+    thread_local! {
+        static SLOW: Cell<bool> = const { Cell::new(false) };
+    }
+    /// Real time, read slowly on the thread marked `SLOW`.
+    #[derive(Debug)]
+    struct Slow;
+    impl fueltank::clock::Clock for Slow {
+        fn now(&self) -> Instant {
+            if SLOW.get() {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            Instant::now()
+        }
+    }
+    let throttle = Throttle::builder(rate("10/s")).clock(Slow).build().unwrap();
+    let rounds = 50;
+    let barrier = Barrier::new(2);
+    let mut disagreements = 0;
+    std::thread::scope(|s| {
+        let stopper = s.spawn(|| {
+            SLOW.set(true);
+            for _ in 0..rounds {
+                barrier.wait();
+                throttle.stop();
+                barrier.wait();
+                barrier.wait();
+            }
+        });
+        for _ in 0..rounds {
+            barrier.wait();
+            std::thread::sleep(Duration::from_micros(100));
+            throttle.start();
+            barrier.wait();
+            let paused = throttle.tank().unwrap().is_paused();
+            let stopped = throttle.monitor().unwrap().is_stopped();
+            disagreements += usize::from(paused != stopped);
+            // Both running again for the next round.
+            throttle.start();
+            assert!(!throttle.is_stopped() && !throttle.monitor().unwrap().is_stopped());
+            barrier.wait();
+        }
+        stopper.join().unwrap();
+    });
+    assert_eq!(disagreements, 0, "of {rounds} rounds");
+}

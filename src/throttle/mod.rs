@@ -498,9 +498,12 @@ impl Throttle {
         if let Some(tank) = &self.tank {
             tank.pause();
         }
-        self.monitor
+        let summary = self
+            .monitor
             .as_ref()
-            .map_or_else(Summary::default, Monitor::stop)
+            .map_or_else(Summary::default, Monitor::stop);
+        self.monitor_follows_tank();
+        summary
     }
 
     /// Resumes both after [`stop`](Throttle::stop): refill and statistics
@@ -528,6 +531,33 @@ impl Throttle {
         }
         if let Some(monitor) = &self.monitor {
             monitor.start();
+        }
+        self.monitor_follows_tank();
+    }
+
+    /// Stops or starts the monitor as the tank stands, until both agree.
+    ///
+    /// A `stop` and a `start` from two threads (or processes, in shared
+    /// memory) at once each switch the tank, then the monitor: one could
+    /// land between the other's two switches and leave a running tank
+    /// with a stopped monitor, or the reverse. The tank's state is the
+    /// one the last switch left; each call ends by making the monitor
+    /// agree with it, re-reading both after its own switch, so whichever
+    /// call reads last leaves them agreeing.
+    fn monitor_follows_tank(&self) {
+        let (Some(tank), Some(monitor)) = (&self.tank, &self.monitor) else {
+            return;
+        };
+        loop {
+            let paused = tank.is_paused();
+            if paused == monitor.is_stopped() {
+                return;
+            }
+            if paused {
+                monitor.stop();
+            } else {
+                monitor.start();
+            }
         }
     }
 
