@@ -476,7 +476,8 @@ fn header(response: &Response<String>, name: &str) -> u64 {
 }
 
 /// The `RateLimit` headers of a Redis budget are as true as a local tank's:
-/// `Limit` is the bank, `Remaining` what a newcomer here could take now
+/// `Limit` is `max_n`, as for a local tank (the policy's quota is the
+/// rate's, not the bank's), `Remaining` what a newcomer here could take now
 /// (none on a 429; on a 200, that many are taken at once right after),
 /// `Reset` the time until the bank in Redis is full (never 0 while it is
 /// drained).
@@ -515,7 +516,7 @@ async fn the_ratelimit_headers_of_a_redis_budget_are_true() {
                 .call(Request::new(()))
                 .await
                 .unwrap();
-            assert_eq!(header(&response, "ratelimit-limit"), bank);
+            assert_eq!(header(&response, "ratelimit-limit"), api.max_n());
             let remaining = header(&response, "ratelimit-remaining");
             let reset = header(&response, "ratelimit-reset");
             if response.status() == StatusCode::TOO_MANY_REQUESTS {

@@ -774,11 +774,6 @@ fn the_headers_of_a_tank_of_several_rates_name_the_tightest() {
     assert_eq!(split(&shed), (5, 0, 1));
 }
 
-/// A tank of several rates (`also`) in the structured form: the policy
-/// lists every rate (the first under the policy name, the others under it
-/// with `-2`, `-3`, … in the order of `also`), and `RateLimit` names the
-/// tightest's policy with its state. A tank of one rate keeps the one
-/// name.
 /// A budget that is not a tank (as a Redis tank): a tank behind calls.
 #[derive(Debug)]
 struct Other(Tank);
@@ -838,6 +833,11 @@ fn the_policy_of_another_budget_of_several_rates_lists_every_rate() {
     );
 }
 
+/// A tank of several rates (`also`) in the structured form: the policy
+/// lists every rate (the first under the policy name, the others under it
+/// with `-2`, `-3`, … in the order of `also`), and `RateLimit` names the
+/// tightest's policy with its state. A tank of one rate keeps the one
+/// name.
 #[test]
 fn the_policy_of_a_tank_of_several_rates_lists_every_rate() {
     let clock = ManualClock::new();
@@ -894,4 +894,56 @@ fn the_policy_of_a_tank_of_several_rates_lists_every_rate() {
         header(response.headers(), "ratelimit"),
         Some("\"default-2\";r=4;t=1")
     );
+}
+
+/// A burst above `max_n` reads the same whatever budget holds it: `Limit`
+/// is `max_n`, `Remaining` at most that, and the policy's quota the rate's
+/// (a budget not a tank said its capacity, 20, and a quota of 20 a second).
+#[test]
+fn a_burst_reads_the_same_in_a_tank_and_in_another_budget() {
+    let clock = ManualClock::new();
+    let rate: Rate = "5/s".parse().unwrap();
+    let tank = Tank::builder(rate)
+        .burst(20)
+        .initial(20)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let other = Tank::builder(rate)
+        .burst(20)
+        .initial(20)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut by_tank = shed(tank).layer(ok());
+    let mut by_other = ThrottleLayer::new(Other(other)).reject().http().layer(ok());
+    for _ in 0..20 {
+        let (a, b) = (get(&mut by_tank), get(&mut by_other));
+        assert_eq!(a.status(), StatusCode::OK);
+        assert_eq!(split(&a), split(&b));
+        assert_eq!(split(&a).0, 5);
+    }
+    let policy = |response: Response<String>| {
+        header(response.headers(), "ratelimit-policy").map(str::to_owned)
+    };
+    let tank = Tank::builder(rate)
+        .burst(20)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let other = Tank::builder(rate)
+        .burst(20)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let a = policy(get(&mut shed(tank)
+        .headers(HeaderStyle::Structured)
+        .layer(ok())));
+    let b = policy(get(&mut ThrottleLayer::new(Other(other))
+        .reject()
+        .http()
+        .headers(HeaderStyle::Structured)
+        .layer(ok())));
+    assert_eq!(a, b);
+    assert_eq!(a.as_deref(), Some("\"default\";q=5;w=1"));
 }

@@ -38,7 +38,7 @@
 //! |---|---|
 //! | `RateLimit-Limit` | `max_n` |
 //! | `RateLimit-Remaining` | the fuel left after this request, at most `max_n` |
-//! | `RateLimit-Reset` | whole seconds, rounded up, until the tank is full again |
+//! | `RateLimit-Reset` | whole seconds, rounded up, until the tank is full again (`max_n`, or its capacity if less: 1 under `One`, a Redis tank's bank) |
 //!
 //! This is the form of drafts 00–06 of `draft-ietf-httpapi-ratelimit-headers`,
 //! the one most clients and gateways read today. [`HeaderStyle::Structured`]

@@ -119,11 +119,12 @@ impl Snapshot {
                 let (tightest, (rate, remaining)) = (rates.iter().copied().enumerate())
                     .min_by_key(|&(_, (_, now))| now)
                     .unwrap_or_else(|| (0, (budget.rate(), budget.available())));
-                let limit = match rates.len() {
-                    0 | 1 => budget.capacity(),
-                    _ => rate.max_n(),
-                };
-                let to_full = budget.wait_time(limit).unwrap_or_else(|| rate.per());
+                // Full: `max_n`, or less where the budget never holds as
+                // much (a Redis tank's bank).
+                let limit = rate.max_n();
+                let to_full = (budget.wait_time(limit))
+                    .or_else(|| budget.wait_time(limit.min(budget.capacity())))
+                    .unwrap_or_else(|| rate.per());
                 return Snapshot::new(rate, limit, remaining, to_full).of_rates(rates, tightest);
             }
         };
@@ -156,40 +157,26 @@ impl Snapshot {
         Snapshot::new(rate, limit, remaining, to_full).of_rates(rates, tightest)
     }
 
-    /// The state of `key`'s tank. "Full" is `max_n`, or 1 when that can
-    /// never fit (`Hardcap::One`): the keyed tank does not tell its hardcap,
-    /// but its `wait_time` does. Read from `rates(key)` even for a local
-    /// keyed tank of one rate: only they name the key's own rate
-    /// (`rate_by`), which the tank's `rate()` is not.
+    /// The state of `key`'s tank: of its rates (its own, then those of
+    /// `also`), the tightest, as for a tank. "Full" is `max_n`, or less
+    /// where the key never holds as much (`Hardcap::One`, a Redis tank's
+    /// bank). Read from `rates(key)` even for a local keyed tank of one
+    /// rate: only they name the key's own rate (`rate_by`), which the
+    /// tank's `rate()` is not.
     #[inline]
     pub(crate) fn read_keyed<K: 'static>(keyed: &KeyedShared<K>, key: &K) -> Snapshot {
-        let local = budget::keyed_tank(keyed).is_some();
-        Snapshot::read_keyed_rates(keyed, key, local)
-    }
-
-    /// [`read_keyed`](Snapshot::read_keyed): of the rates of `key` (its
-    /// own, then those of `also`), the tightest, as for a tank; `local`
-    /// for a local keyed tank, whose limit is the rate's `max_n` whatever
-    /// its hardcap, as an unkeyed tank's.
-    fn read_keyed_rates<K: 'static>(keyed: &KeyedShared<K>, key: &K, local: bool) -> Snapshot {
         let rates = keyed.rates(key);
         let (tightest, (rate, level)) = (rates.iter().copied().enumerate())
             .min_by_key(|&(_, (_, now))| now)
             .unwrap_or_else(|| (0, (keyed.rate(), keyed.available(key))));
-        let limit = if local {
-            rate.max_n()
-        } else {
-            keyed.capacity(key)
-        };
-        let to_full = keyed
-            .wait_time(key, limit)
-            .or_else(|| keyed.wait_time(key, 1))
+        let limit = rate.max_n();
+        let to_full = (keyed.wait_time(key, limit))
+            .or_else(|| keyed.wait_time(key, limit.min(keyed.capacity(key))))
             .unwrap_or_else(|| rate.per());
         Snapshot::new(rate, limit, level, to_full).of_rates(rates, tightest)
     }
 
-    /// `limit`: the fuel once full (`max_n` for a local tank, a budget's
-    /// capacity).
+    /// `limit`: the rate's `max_n`.
     fn new(rate: Rate, limit: u64, remaining: u64, to_full: Duration) -> Snapshot {
         let (quota, window) = quota(rate, limit);
         Snapshot {
