@@ -303,8 +303,10 @@ impl Monitor {
     /// An emission later than every emission so far is recorded as
     /// [`emit`](Monitor::emit) records one, with its gap to the latest. One
     /// *earlier* than the latest emission (reported late, or out of order by
-    /// another thread) counts in [`total`](Monitor::total), the mean and the
-    /// trailing window, but adds no gap: the gaps already recorded are left
+    /// another thread) counts in [`total`](Monitor::total) and the mean
+    /// at once, and in the trailing window of [`latest`](Monitor::latest)
+    /// with the next emission in order (the window keeps its counts at
+    /// those, not at the time a late one names), but adds no gap: the gaps already recorded are left
     /// exactly as they were, so [`lo_hi`](Monitor::lo_hi),
     /// [`hi_lo`](Monitor::hi_lo) and the percentiles are never corrupted.
     ///
