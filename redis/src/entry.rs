@@ -60,7 +60,7 @@ use crate::lane::Lane;
 use crate::offset::Offset;
 use crate::params::{Mode, Params};
 use crate::reserve::{Origin, Reserve};
-use crate::script::{self, Ask, Op, Reply, Scope};
+use crate::script::{self, Ask, Op, Reply, Scope, Seen};
 use crate::store::{Counters, FailurePolicy, StoreShared};
 
 /// Options of a tank, shared by all its entries.
@@ -171,10 +171,10 @@ struct State {
     /// `FailurePolicy::Local`'s tank, made on first need from `params`
     /// (dropped when they change).
     fallback: Option<Tank>,
-    /// When Redis's state is full (its whole capacity grantable at once),
-    /// as of its latest answer, on this clock (late by up to the round
-    /// trip, never early by more than the clocks' drift).
-    full_at: Option<Instant>,
+    /// Redis's latest answer to a take: when it ran, on this clock (late
+    /// by up to the round trip, never early by more than the clocks'
+    /// drift), and what it told of the state (when each rate is full).
+    seen: Option<(Instant, Seen)>,
     /// What Redis holds under this name when it is another limit's (the
     /// state was lost and made again with other parameters): until Redis
     /// holds this instance's limit again, nothing more is granted here.
@@ -297,7 +297,7 @@ impl Entry {
                 driver: DriverSlot::default(),
                 uncertainty: Duration::from_millis(1),
                 fallback: None,
-                full_at: None,
+                seen: None,
                 conflict: None,
             }),
         }
@@ -945,7 +945,7 @@ impl Entry {
         if let Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) = &result {
             // Redis holds this limit (or one set on it) again.
             st.conflict = None;
-            st.full_at = answered.checked_add(Duration::from_nanos(seen.full));
+            st.seen = Some((answered, seen.clone()));
         }
         let mut wake = Vec::new();
         match result {
@@ -1179,32 +1179,20 @@ fn asker_id() -> u64 {
         .max(1)
 }
 
-/// When Redis's schedule, as of its latest answer, has `n` (at most the
-/// capacity) due together, or earlier (never later: others only take
-/// more). One rate's capacity is due when it is full, one of its
-/// intervals earlier each fewer (`Window`: only the whole window is
-/// known). With rates of `also` each rate's own due time counts, and the
-/// latest of them rules; but the script answers only when the *last* rate
-/// is full, not which one, nor when each is full. Whichever rate that is,
-/// `n` are due no sooner than its own due time then: the earliest of
-/// those over the rates (exact with one rate).
+/// When Redis's schedule, as of its latest answer, has room for `n` (at
+/// most the capacity) together under every rate (see [`Seen::due`]):
+/// exact as of that answer; takes of other instances since can only make
+/// it later. `None` if not known, or too far back for an `Instant` (long
+/// due).
 fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
-    let full = st.full_at?;
-    let params = &st.params;
-    if params.mode() == Mode::Window && n < params.capacity() {
-        return None;
+    let (answered, seen) = st.seen.as_ref()?;
+    let due = seen.due(&options.also, n)?;
+    let ns = Duration::from_nanos(u64::try_from(due.unsigned_abs()).unwrap_or(u64::MAX));
+    if due >= 0 {
+        answered.checked_add(ns)
+    } else {
+        answered.checked_sub(ns)
     }
-    let early = std::iter::once(params)
-        .chain(&options.also)
-        .map(|rate| {
-            rate.capacity()
-                .saturating_sub(n)
-                .saturating_mul(rate.interval_ns())
-        })
-        .max()
-        .unwrap_or(0);
-    // Too far back for an `Instant`: long due.
-    full.checked_sub(Duration::from_nanos(early))
 }
 
 /// When and how much an entry asks Redis for: what it saw since its last

@@ -451,13 +451,14 @@ impl GlobalTank {
     /// How long a newcomer asking for `n` fuel would wait, as far as this
     /// instance knows: zero if reserved fuel serves it now, the time to the
     /// next reserved fuel; else the later of the retry time Redis gave and
-    /// the time Redis's schedule, as of its latest answer, has `n` due
-    /// (other instances only take more); zero when only a round trip can
-    /// tell. With rates of `also`, Redis answers only when its last rate is
-    /// full, so the time is the earliest that any rate being that one
-    /// allows (never later than the truth, possibly earlier). `None` if `n`
-    /// is more than the tank grants at once. This is the `Retry-After` of a
-    /// rejected request.
+    /// the time Redis's schedule, as of its latest answer to this
+    /// instance, has room for `n` together under every rate (with rates of
+    /// `also`, the latest of the rates' own due times: Redis answers each
+    /// rate's). That time is exact as of that answer; other instances'
+    /// takes since can only make the real wait longer, never shorter.
+    /// Zero when only a round trip can tell. `None` if `n` is more than the
+    /// tank grants at once. This is the `Retry-After` of a rejected
+    /// request.
     ///
     /// # Examples
     ///

@@ -240,7 +240,8 @@ end
 -- The answer: its code and own numbers, then (but for Mismatch) Redis's
 -- now, the parameters and generation that rule, the time until the state
 -- is full (all of its capacity grantable at once), then a Window grant's
--- segments.
+-- segments, or, for a GCRA with other rates, the time until each rate is
+-- full (the first, then each of `also`).
 local result, segments_out = {3}, {}
 local function refuse(retry)
   result = {1, math.max(retry, 1)}
@@ -276,7 +277,7 @@ if op == 'take' and want > 0 and together == 0 and asker ~= '0' and mode ~= 1 th
   end
 end
 
-local expire_ms, full = nil, 0
+local expire_ms, full, each = nil, 0, {}
 if mode == 2 then
   -- Window: a log of (end of the grant's hold) -> "seq:count". A grant
   -- counts until its hold has ended and a whole period more has passed.
@@ -404,6 +405,14 @@ else
     end
     full = math.max(tat + tol - now, 0)
     for _, x in ipairs(X) do full = math.max(full, x.tat + x.tol - now) end
+    if #X > 0 then
+      -- With other rates, each one's own time until full (the first's,
+      -- then `x1`, ...): `n` are due when each rate has room for them,
+      -- `tol − (n − 1)·t` before its own full, which the instance counts
+      -- for any `n` (`full` alone tells only the last rate's).
+      each = {math.max(tat + tol - now, 0)}
+      for _, x in ipairs(X) do each[#each + 1] = math.max(x.tat + x.tol - now, 0) end
+    end
   end
   -- Kept until full under every rate, plus a second: a missing state is
   -- a full one, so no state may expire sooner (a bank or burst longer
@@ -435,4 +444,5 @@ for _, v in ipairs({sec, now, n, per, p[3], hold, p[8], p[9], full}) do
   result[#result + 1] = v
 end
 for _, v in ipairs(segments_out) do result[#result + 1] = v end
+for _, v in ipairs(each) do result[#result + 1] = v end
 return result

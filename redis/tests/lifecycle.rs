@@ -270,12 +270,12 @@ async fn a_spent_bank_longer_than_a_period_is_not_full_when_its_key_expires() {
 /// longest interval. With `10/s` (bank 9, 100 ms) beside `1000/10min`
 /// (bank 999, 600 ms), after 9 at once the long rate is full only in
 /// 5.4 s, and `wait_time(9)` said 5.4 s, though 9 are due again in 0.9 s
-/// (the short rate refilled; the long one still holds 990). Redis answers
-/// only when its last rate is full, not which one: `wait_time` now takes,
-/// of each rate's own due time were it that one
-/// (`full − (capacity_i − n)·interval_i`), the earliest (exact needs each
-/// rate's time from the script). Checked: 9 come within 1.5 s, and
-/// `wait_time(9)` said no later than they came.
+/// (the short rate refilled; the long one still holds 990). Redis now
+/// answers when each rate is full, and `wait_time` takes the latest of
+/// the rates' own due times (`also.rs`,
+/// `wait_time_with_also_is_when_every_rate_has_room`, checks it is
+/// exact). Checked: 9 come within 1.5 s, and `wait_time(9)` said no later
+/// than they came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_time_with_also_is_each_rates_due_time() {
     let redis = RedisServer::start();
