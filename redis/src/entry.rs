@@ -131,6 +131,10 @@ pub(crate) struct Entry {
     /// A keyed tank's key with a rate of its own (`rate_by`): the tank's
     /// parameters at this rate.
     own: Option<Rate>,
+    /// A keyed tank's key under `FailurePolicy::Local`: its part of the
+    /// tank's local keyed tank, which outlives this entry (`keyed.rs`);
+    /// `None`: the entry's own (`State::fallback`).
+    local: Option<Box<dyn LocalShare>>,
     /// On a Cluster, where Redis's clock is for this entry's node: nodes'
     /// clocks differ, and an entry's keys are on one node (the store's
     /// bounds serve one server).
@@ -281,6 +285,7 @@ impl Entry {
             keys,
             family,
             own: None,
+            local: None,
             asker: asker_id(),
             lane: Lane::new(now()),
             down: AtomicBool::new(false),
@@ -313,6 +318,12 @@ impl Entry {
 
     /// A keyed tank's key at `own`, a rate of its own, checked: the
     /// tank's parameters at that rate.
+    /// A keyed tank's key: `FailurePolicy::Local` takes from `local`.
+    pub(crate) fn with_local(mut self, local: Box<dyn LocalShare>) -> Entry {
+        self.local = Some(local);
+        self
+    }
+
     pub(crate) fn with_own_rate(mut self, own: Option<Rate>) -> Result<Entry, Error> {
         self.own = own;
         let params = self.of_family(self.params())?;
@@ -474,9 +485,10 @@ impl Entry {
         let granted = match self.store.policy {
             FailurePolicy::Closed => false,
             FailurePolicy::Open => true,
-            FailurePolicy::Local(share) => {
-                fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n))
-            }
+            FailurePolicy::Local(share) => match &self.local {
+                Some(local) => local.has_fuel_n(n),
+                None => fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n)),
+            },
         };
         if granted {
             st.ask.used = true;
@@ -759,11 +771,16 @@ impl Entry {
         let fuel_at = st.line.front().and(st.reserve.next_start());
         if let Some(head) = st.line.front() {
             earliest(fuel_at);
-            if self.is_down()
-                && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
-            {
-                let wait = tank.wait_time(head.n).unwrap_or(Duration::from_millis(100));
-                earliest(Some(now + wait.max(Duration::from_micros(50))));
+            if self.is_down() && matches!(self.store.policy, FailurePolicy::Local(_)) {
+                // Once a local tank is made.
+                let wait = match &self.local {
+                    Some(local) => local.wait_time(head.n),
+                    None => st.fallback.as_ref().map(|tank| tank.wait_time(head.n)),
+                };
+                if let Some(wait) = wait {
+                    let wait = wait.unwrap_or(Duration::from_millis(100));
+                    earliest(Some(now + wait.max(Duration::from_micros(50))));
+                }
             }
             if ask.is_none() && !calling && wants {
                 let retry = st.ask.retry();
@@ -1360,11 +1377,20 @@ fn fallback<'a>(st: &'a mut State, also: &[Params], share: f64) -> Option<&'a Ta
     st.fallback.as_ref()
 }
 
+/// A keyed tank's key's part of `FailurePolicy::Local`'s local keyed
+/// tank (`keyed.rs`).
+pub(crate) trait LocalShare: Send + Sync {
+    /// Takes `n` from the key's local tank.
+    fn has_fuel_n(&self, n: u64) -> bool;
+    /// The key's local wait for `n`; `None` if no local tank is made yet.
+    fn wait_time(&self, n: u64) -> Option<Option<Duration>>;
+}
+
 /// `share` of `rate`: the rate scaled, not the count floored (a share of
 /// one per period is not one per period). It holds `⌊max_n × share⌋` at
 /// once (at least 1), over the period that makes the rate `max_n × share`
 /// per `per`, rounded up to whole nanoseconds (never faster).
-fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
+pub(crate) fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
     let scaled = rate.max_n() as f64 * share;
     let count = scaled.floor().max(1.0);
     // Saturates at u64::MAX ns: a share too small to be granted in centuries.

@@ -341,3 +341,56 @@ async fn a_mismatched_instance_asks_redis_again_and_is_served() {
         sleep(100).await;
     }
 }
+
+/// `Local(share)` gives "each key of a keyed tank a local tank at this
+/// share of its rate". That tank lived in the key's entry, and a keyed
+/// tank forgets entries to stay within `max_keys`: a key forgotten while
+/// its fallback was spent came back with a fresh, full one. So a caller
+/// that touches other keys between its requests (here one other key, with
+/// `max_keys(1)`) got a new bank on its own key each time, during an
+/// outage: far beyond `share` of the key's rate. Checked: greedy on key
+/// `a` for a second, touching key `b` after each refusal, under
+/// `Local(0.5)` of 10/s: at most 2·5 − 1 grants on `a`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_fallback_of_a_key_survives_its_entry_being_forgotten() {
+    let mut redis = RedisServer::start();
+    let store = local_store(&redis, 0.5).await;
+    let keyed = store
+        .keyed::<String>("forgotten-local", rate("10/s"))
+        .max_keys(1)
+        .build()
+        .await
+        .unwrap();
+    let (a, b) = ("a".to_string(), "b".to_string());
+    keyed.await_fuel(a.clone()).await.unwrap();
+    redis.stop();
+    // Until the store knows Redis is down, then until `a`'s local tank is
+    // spent.
+    let started = Instant::now();
+    while store.is_reachable() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            store.stats()
+        );
+        let wait = keyed.await_fuel(a.clone());
+        let _ = tokio::time::timeout(Duration::from_millis(20), wait).await;
+    }
+    while keyed.has_fuel(&a) {}
+    sleep(150).await;
+    let started = Instant::now();
+    let mut granted = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        if keyed.has_fuel(&a) {
+            granted += 1;
+        } else {
+            let _ = keyed.has_fuel(&b);
+        }
+        sleep(1).await;
+    }
+    println!("{granted} grants on one key in 1 s under Local(0.5) of 10/s");
+    assert!(
+        granted <= 9,
+        "{granted} grants on one key in 1 s: beyond half of 10/s"
+    );
+}
