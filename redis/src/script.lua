@@ -67,7 +67,7 @@ local also_at = finished + 1 + tonumber(ARGV[finished])
 local X, also_id = {}, {}
 for i = 1, tonumber(ARGV[also_at] or '0') do
   local a = also_at + 4 * (i - 1)
-  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4])}
+  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4]), per = tonumber(ARGV[a + 2])}
   also_id[i] = ARGV[a + 1] .. '/' .. ARGV[a + 2]
 end
 also_id = table.concat(also_id, ',')
@@ -416,8 +416,14 @@ else
   end
   -- Kept until full under every rate, plus a second: a missing state is
   -- a full one, so no state may expire sooner (a bank or burst longer
-  -- than a period is full only at `tat + tol`, beyond `tat + per`).
-  expire_ms = math.ceil(full / 1000000) + 1000
+  -- than a period is full only at `tat + tol`, beyond `tat + per`). And,
+  -- as the name's holder, no sooner than a period after each rate's
+  -- schedule has caught up with now: a tank idle for less is still this
+  -- limit's, not a free name another limit may take (a full state would
+  -- otherwise go a second after its last call).
+  local keep = math.max(full, math.max(tat - now, 0) + per)
+  for _, x in ipairs(X) do keep = math.max(keep, math.max(x.tat - now, 0) + x.per) end
+  expire_ms = math.ceil(keep / 1000000) + 1000
 end
 
 local fields = params_args(p)

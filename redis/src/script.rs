@@ -35,8 +35,10 @@
 //!
 //! Every key is written with a `PEXPIRE`: a GCRA or `Paced` state lives
 //! until it is full under every rate (`tat + tolerance`, the latest over
-//! the rates of `also`: an `Unbounded` bank spent whole, days), plus a
-//! second, as a missing state is taken to be full; a log until its newest
+//! the rates of `also`: an `Unbounded` bank spent whole, days), as a
+//! missing state is taken to be full, and at least until each rate's
+//! schedule has caught up with now plus one period (`tat + per`: the name
+//! stays this limit's while it is used), plus a second; a log until its newest
 //! grant has left the window, plus a second; the askers a second after the
 //! latest ask; a keyed tank's parameters for
 //! two periods and a minute after the last build, `set_rate` or check of

@@ -394,3 +394,26 @@ async fn local_fallback_of_a_key_survives_its_entry_being_forgotten() {
         "{granted} grants on one key in 1 s: beyond half of 10/s"
     );
 }
+
+/// A state is kept "until full under every rate, plus a second", and,
+/// before that rule, "a period and a second after its schedule caught up
+/// with now": the name stays this limit's while it is used, or idle less
+/// than that. Taking only the first rule, a state that is full (built, or
+/// idle a moment) expired a second after its last call: another limit
+/// could take the name after a pause of a second
+/// (`global.rs`'s `a_name_made_again_by_another_limit_is_an_error_never_adopted`
+/// failed so: the other instance's state expired in its 1.1 s pause and
+/// this one made the name its own). Checked: a tank of 4/2s, built and
+/// idle, still holds its state 2.5 s later (its period, 2 s, and a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_full_state_is_kept_a_period_and_a_second() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let _tank = store.tank("held", rate("4/2s")).build().await.unwrap();
+    sleep(2500).await;
+    assert_eq!(
+        redis.command("EXISTS fueltank:{held}:s"),
+        ":1\r\n",
+        "the state of a tank built 2.5 s ago at 4/2s expired"
+    );
+}
