@@ -1053,14 +1053,19 @@ impl Entry {
         if st.line.is_empty() && st.reserve.can_take(n, now) {
             return Some(Duration::ZERO);
         }
-        let waited: u64 = st.line.iter().map(|q| q.n).sum();
-        let until = if st.reserve.left() >= waited.saturating_add(n) {
+        // A newcomer comes after the waiters: reserved fuel serves them
+        // first, Redis the rest.
+        let wanted = st.line.iter().map(|q| q.n).sum::<u64>().saturating_add(n);
+        let left = st.reserve.left();
+        let until = if left >= wanted {
             st.reserve.next_start()
         } else {
             // From Redis: not before it may be asked again, nor before its
-            // schedule (as of its latest answer) has `n` due; others only
-            // take more.
-            st.ask.retry().max(redis_due(&self.options, &st, n))
+            // schedule (as of its latest answer) has room for what the
+            // reserve does not serve; others only take more.
+            st.ask
+                .retry()
+                .max(redis_due(&self.options, &st, wanted - left))
         };
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
@@ -1196,8 +1201,8 @@ fn asker_id() -> u64 {
         .max(1)
 }
 
-/// When Redis's schedule, as of its latest answer, has room for `n` (at
-/// most the capacity) together under every rate (see [`Seen::due`]):
+/// When Redis's schedule, as of its latest answer, has room for `n`
+/// under every rate (see [`Seen::due`]):
 /// exact as of that answer; takes of other instances since can only make
 /// it later. `None` if not known, or too far back for an `Instant` (long
 /// due).

@@ -288,9 +288,10 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// Nanoseconds after `now` (negative: before) at which the schedule
-    /// Redis answered with has room for `n` (1 up to the capacity) under
-    /// every rate: the latest of the rates' own due times, each
-    /// [`due_under`] its time until full. The first rate is `params`, the
+    /// Redis answered with has room for `n` (at least 1; up to the
+    /// capacity at once, beyond it one after another) under every rate:
+    /// the latest of the rates' own due times, each [`due_under`] its time
+    /// until full. The first rate is `params`, the
     /// others `also` (the instance's: Redis holds the same or answers
     /// `Mismatch`). `None` for a `Window` below its capacity (only the
     /// whole window is known).
@@ -301,8 +302,11 @@ impl Seen {
         }
         let shape = |rate: &Params| match rate.mode() {
             Mode::Gcra { tolerance_ns } => (tolerance_ns, rate.interval_ns()),
-            // One at a time, due when full; a window, whole when full.
-            Mode::Paced | Mode::Window => (0, 0),
+            // One at a time, the first due when full, then one an interval
+            // (guards between batches aside: no later than that).
+            Mode::Paced => (0, rate.interval_ns()),
+            // Whole when full (more than the window: no sooner).
+            Mode::Window => (0, 0),
         };
         let shapes = std::iter::once(params).chain(also).map(shape);
         Some(due_of(self.full, &self.each, shapes, n))
@@ -338,9 +342,9 @@ pub(crate) fn due_of(
 }
 
 /// When one rate, a GCRA of this (tolerance, interval) full `full` ns
-/// after now, has room for `n` together, in ns after now: its next unit
-/// is due `tolerance` before it is full (the script's `tat`), `n` of them
-/// `n − 1` intervals after that.
+/// after now, has room for `n`, in ns after now: its next unit is due
+/// `tolerance` before it is full (the script's `tat`), `n` of them
+/// `n − 1` intervals after that (together up to its capacity).
 pub(crate) fn due_under((tolerance, interval): (u64, u64), full: u64, n: u64) -> i128 {
     i128::from(full) - i128::from(tolerance)
         + i128::from(n.saturating_sub(1)) * i128::from(interval)
