@@ -60,7 +60,7 @@ use crate::lane::Lane;
 use crate::offset::Offset;
 use crate::params::{Mode, Params};
 use crate::reserve::{Origin, Reserve};
-use crate::script::{self, Ask, Op, Reply, Scope};
+use crate::script::{self, Ask, Op, Reply, Scope, Seen};
 use crate::store::{Counters, FailurePolicy, StoreShared};
 
 /// Options of a tank, shared by all its entries.
@@ -131,6 +131,10 @@ pub(crate) struct Entry {
     /// A keyed tank's key with a rate of its own (`rate_by`): the tank's
     /// parameters at this rate.
     own: Option<Rate>,
+    /// A keyed tank's key under `FailurePolicy::Local`: its part of the
+    /// tank's local keyed tank, which outlives this entry (`keyed.rs`);
+    /// `None`: the entry's own (`State::fallback`).
+    local: Option<Box<dyn LocalShare>>,
     /// On a Cluster, where Redis's clock is for this entry's node: nodes'
     /// clocks differ, and an entry's keys are on one node (the store's
     /// bounds serve one server).
@@ -171,10 +175,10 @@ struct State {
     /// `FailurePolicy::Local`'s tank, made on first need from `params`
     /// (dropped when they change).
     fallback: Option<Tank>,
-    /// When Redis's state is full (its whole capacity grantable at once),
-    /// as of its latest answer, on this clock (late by up to the round
-    /// trip, never early by more than the clocks' drift).
-    full_at: Option<Instant>,
+    /// Redis's latest answer to a take: when it ran, on this clock (late
+    /// by up to the round trip, never early by more than the clocks'
+    /// drift), and what it told of the state (when each rate is full).
+    seen: Option<(Instant, Seen)>,
     /// What Redis holds under this name when it is another limit's (the
     /// state was lost and made again with other parameters): until Redis
     /// holds this instance's limit again, nothing more is granted here.
@@ -281,6 +285,7 @@ impl Entry {
             keys,
             family,
             own: None,
+            local: None,
             asker: asker_id(),
             lane: Lane::new(now()),
             down: AtomicBool::new(false),
@@ -297,7 +302,7 @@ impl Entry {
                 driver: DriverSlot::default(),
                 uncertainty: Duration::from_millis(1),
                 fallback: None,
-                full_at: None,
+                seen: None,
                 conflict: None,
             }),
         }
@@ -313,6 +318,12 @@ impl Entry {
 
     /// A keyed tank's key at `own`, a rate of its own, checked: the
     /// tank's parameters at that rate.
+    /// A keyed tank's key: `FailurePolicy::Local` takes from `local`.
+    pub(crate) fn with_local(mut self, local: Box<dyn LocalShare>) -> Entry {
+        self.local = Some(local);
+        self
+    }
+
     pub(crate) fn with_own_rate(mut self, own: Option<Rate>) -> Result<Entry, Error> {
         self.own = own;
         let params = self.of_family(self.params())?;
@@ -474,9 +485,10 @@ impl Entry {
         let granted = match self.store.policy {
             FailurePolicy::Closed => false,
             FailurePolicy::Open => true,
-            FailurePolicy::Local(share) => {
-                fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n))
-            }
+            FailurePolicy::Local(share) => match &self.local {
+                Some(local) => local.has_fuel_n(n),
+                None => fallback(st, &self.options.also, share).is_some_and(|t| t.has_fuel_n(n)),
+            },
         };
         if granted {
             st.ask.used = true;
@@ -759,11 +771,16 @@ impl Entry {
         let fuel_at = st.line.front().and(st.reserve.next_start());
         if let Some(head) = st.line.front() {
             earliest(fuel_at);
-            if self.is_down()
-                && let (FailurePolicy::Local(_), Some(tank)) = (self.store.policy, &st.fallback)
-            {
-                let wait = tank.wait_time(head.n).unwrap_or(Duration::from_millis(100));
-                earliest(Some(now + wait.max(Duration::from_micros(50))));
+            if self.is_down() && matches!(self.store.policy, FailurePolicy::Local(_)) {
+                // Once a local tank is made.
+                let wait = match &self.local {
+                    Some(local) => local.wait_time(head.n),
+                    None => st.fallback.as_ref().map(|tank| tank.wait_time(head.n)),
+                };
+                if let Some(wait) = wait {
+                    let wait = wait.unwrap_or(Duration::from_millis(100));
+                    earliest(Some(now + wait.max(Duration::from_micros(50))));
+                }
             }
             if ask.is_none() && !calling && wants {
                 let retry = st.ask.retry();
@@ -945,7 +962,7 @@ impl Entry {
         if let Ok(Reply::Granted(_, seen) | Reply::Refused(_, seen)) = &result {
             // Redis holds this limit (or one set on it) again.
             st.conflict = None;
-            st.full_at = answered.checked_add(Duration::from_nanos(seen.full));
+            st.seen = Some((answered, seen.clone()));
         }
         let mut wake = Vec::new();
         match result {
@@ -1036,14 +1053,19 @@ impl Entry {
         if st.line.is_empty() && st.reserve.can_take(n, now) {
             return Some(Duration::ZERO);
         }
-        let waited: u64 = st.line.iter().map(|q| q.n).sum();
-        let until = if st.reserve.left() >= waited.saturating_add(n) {
+        // A newcomer comes after the waiters: reserved fuel serves them
+        // first, Redis the rest.
+        let wanted = st.line.iter().map(|q| q.n).sum::<u64>().saturating_add(n);
+        let left = st.reserve.left();
+        let until = if left >= wanted {
             st.reserve.next_start()
         } else {
             // From Redis: not before it may be asked again, nor before its
-            // schedule (as of its latest answer) has `n` due; others only
-            // take more.
-            st.ask.retry().max(redis_due(&self.options, &st, n))
+            // schedule (as of its latest answer) has room for what the
+            // reserve does not serve; others only take more.
+            st.ask
+                .retry()
+                .max(redis_due(&self.options, &st, wanted - left))
         };
         Some(until.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)))
     }
@@ -1179,32 +1201,20 @@ fn asker_id() -> u64 {
         .max(1)
 }
 
-/// When Redis's schedule, as of its latest answer, has `n` (at most the
-/// capacity) due together, or earlier (never later: others only take
-/// more). One rate's capacity is due when it is full, one of its
-/// intervals earlier each fewer (`Window`: only the whole window is
-/// known). With rates of `also` each rate's own due time counts, and the
-/// latest of them rules; but the script answers only when the *last* rate
-/// is full, not which one, nor when each is full. Whichever rate that is,
-/// `n` are due no sooner than its own due time then: the earliest of
-/// those over the rates (exact with one rate).
+/// When Redis's schedule, as of its latest answer, has room for `n`
+/// under every rate (see [`Seen::due`]):
+/// exact as of that answer; takes of other instances since can only make
+/// it later. `None` if not known, or too far back for an `Instant` (long
+/// due).
 fn redis_due(options: &Options, st: &State, n: u64) -> Option<Instant> {
-    let full = st.full_at?;
-    let params = &st.params;
-    if params.mode() == Mode::Window && n < params.capacity() {
-        return None;
+    let (answered, seen) = st.seen.as_ref()?;
+    let due = seen.due(&options.also, n)?;
+    let ns = Duration::from_nanos(u64::try_from(due.unsigned_abs()).unwrap_or(u64::MAX));
+    if due >= 0 {
+        answered.checked_add(ns)
+    } else {
+        answered.checked_sub(ns)
     }
-    let early = std::iter::once(params)
-        .chain(&options.also)
-        .map(|rate| {
-            rate.capacity()
-                .saturating_sub(n)
-                .saturating_mul(rate.interval_ns())
-        })
-        .max()
-        .unwrap_or(0);
-    // Too far back for an `Instant`: long due.
-    full.checked_sub(Duration::from_nanos(early))
 }
 
 /// When and how much an entry asks Redis for: what it saw since its last
@@ -1372,11 +1382,20 @@ fn fallback<'a>(st: &'a mut State, also: &[Params], share: f64) -> Option<&'a Ta
     st.fallback.as_ref()
 }
 
+/// A keyed tank's key's part of `FailurePolicy::Local`'s local keyed
+/// tank (`keyed.rs`).
+pub(crate) trait LocalShare: Send + Sync {
+    /// Takes `n` from the key's local tank.
+    fn has_fuel_n(&self, n: u64) -> bool;
+    /// The key's local wait for `n`; `None` if no local tank is made yet.
+    fn wait_time(&self, n: u64) -> Option<Option<Duration>>;
+}
+
 /// `share` of `rate`: the rate scaled, not the count floored (a share of
 /// one per period is not one per period). It holds `⌊max_n × share⌋` at
 /// once (at least 1), over the period that makes the rate `max_n × share`
 /// per `per`, rounded up to whole nanoseconds (never faster).
-fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
+pub(crate) fn fallback_rate(rate: Rate, share: f64) -> Option<Rate> {
     let scaled = rate.max_n() as f64 * share;
     let count = scaled.floor().max(1.0);
     // Saturates at u64::MAX ns: a share too small to be granted in centuries.

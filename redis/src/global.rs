@@ -449,15 +449,19 @@ impl GlobalTank {
     }
 
     /// How long a newcomer asking for `n` fuel would wait, as far as this
-    /// instance knows: zero if reserved fuel serves it now, the time to the
-    /// next reserved fuel; else the later of the retry time Redis gave and
-    /// the time Redis's schedule, as of its latest answer, has `n` due
-    /// (other instances only take more); zero when only a round trip can
-    /// tell. With rates of `also`, Redis answers only when its last rate is
-    /// full, so the time is the earliest that any rate being that one
-    /// allows (never later than the truth, possibly earlier). `None` if `n`
-    /// is more than the tank grants at once. This is the `Retry-After` of a
-    /// rejected request.
+    /// instance knows; it comes after this instance's waiters. Zero if
+    /// nobody waits and reserved fuel serves it now; the time to the next
+    /// reserved fuel if the reserve serves the waiters and it; else the
+    /// later of the retry time Redis gave and the time Redis's schedule,
+    /// as of its latest answer to this instance, has room under every rate
+    /// for `n` and the waiters' fuel beyond the reserve (with rates of
+    /// `also`, the latest of the rates' own due times: Redis answers each
+    /// rate's). That time is exact as of that answer (but for a paced
+    /// tank's guards between batches, and under `Window`, whose answer
+    /// tells only when the whole window is free); other instances' takes
+    /// since can only make the real wait longer, never shorter. Zero when
+    /// only a round trip can tell. `None` if `n` is more than the tank
+    /// grants at once. This is the `Retry-After` of a rejected request.
     ///
     /// # Examples
     ///

@@ -24,7 +24,8 @@
 //! room: one nobody holds (no waiter, no driver), those without reserved
 //! fuel first; else one with no waiter (its driver finishes its round trip
 //! and ends); else any. The fuel a forgotten entry held is lost, never
-//! re-granted; waiters of a forgotten entry keep it, and its driver, until
+//! re-granted (and under `FailurePolicy::Local` what the key spent of its
+//! local tank is kept apart, in one local keyed tank: see [`LocalKeys`]); waiters of a forgotten entry keep it, and its driver, until
 //! they are served (Redis decides their grants as any other instance's; a
 //! newcomer on the same key gets a new entry, which does not queue behind
 //! them).
@@ -34,16 +35,16 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use fueltank::{Hardcap, Rate};
+use fueltank::{Hardcap, KeyedTank, Rate};
 
-use crate::entry::{Entry, Options, control};
+use crate::entry::{Entry, LocalShare, Options, control, fallback_rate};
 use crate::global::{Shape, shape_setters};
 use crate::params::Params;
 use crate::script::{self, Ask, Op, Reply, Scope};
-use crate::store::StoreShared;
+use crate::store::{FailurePolicy, StoreShared};
 use crate::{AwaitGlobal, Error, RedisStore, lock};
 
 /// The longest key text accepted, in bytes: a bound on the Redis memory one
@@ -104,6 +105,71 @@ struct KeyedShared<K> {
     rate_by: Option<Arc<RateBy<K>>>,
     hasher: RandomState,
     shards: Box<[Mutex<Shard<K>>]>,
+    /// `FailurePolicy::Local`'s tanks of the keys.
+    local: Option<Arc<LocalKeys<K>>>,
+}
+
+/// `FailurePolicy::Local(share)`'s tanks of a keyed tank's keys: one local
+/// keyed tank at `share` of every key's rates (the tank's rate in force, a
+/// key's own, those of `also`), with the tank's hardcap, made on first
+/// need. Apart from the keys' entries, which the shards forget to stay
+/// within `max_keys`: a key's local tank made again with its entry came
+/// back full, a new bank each time a caller touched other keys between
+/// its requests. fueltank's keyed tank keeps what an evicted key owes.
+struct LocalKeys<K> {
+    tank: OnceLock<Option<KeyedTank<K>>>,
+    share: f64,
+    family: Arc<Family>,
+    base: Rate,
+    rate_by: Option<Arc<RateBy<K>>>,
+    max_keys: usize,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalKeys<K> {
+    /// The local keyed tank, at `share` of the rate in force.
+    fn tank(&self) -> Option<&KeyedTank<K>> {
+        let share = self.share;
+        let tank = self.tank.get_or_init(|| {
+            let scaled = fallback_rate(self.base, share)?;
+            let mut builder = KeyedTank::builder(scaled)
+                .hardcap(self.family.params().hardcap)
+                .max_keys(self.max_keys);
+            for also in &self.family.also {
+                builder = builder.also(fallback_rate(also.rate(), share)?);
+            }
+            if let Some(rate_by) = self.rate_by.clone() {
+                builder = builder
+                    .rate_by(move |key| fallback_rate(rate_by(key), share).unwrap_or(scaled));
+            }
+            builder.build().ok()
+        });
+        let tank = tank.as_ref()?;
+        // A `set_rate` here or by another instance, adopted since.
+        let rate = fallback_rate(self.family.params().rate(), share)?;
+        if tank.rate() != rate {
+            tank.set_rate(rate);
+        }
+        Some(tank)
+    }
+}
+
+/// One key's part of [`LocalKeys`].
+struct LocalKey<K> {
+    keys: Arc<LocalKeys<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalShare for LocalKey<K> {
+    fn has_fuel_n(&self, n: u64) -> bool {
+        self.keys
+            .tank()
+            .is_some_and(|tank| tank.has_fuel_n(&self.key, n))
+    }
+
+    fn wait_time(&self, n: u64) -> Option<Option<Duration>> {
+        let tank = self.keys.tank.get()?.as_ref()?;
+        Some(tank.wait_time(&self.key, n))
+    }
 }
 
 /// Chooses the hardcap, the reservation sizes and the bound on keys held
@@ -297,15 +363,28 @@ where
             .control(&self.store.shared, Op::Build, params, &self.name)
             .await?;
         *lock(&family.params) = stored;
+        let family = Arc::new(family);
+        let local = match self.store.shared.policy {
+            FailurePolicy::Local(share) => Some(Arc::new(LocalKeys {
+                tank: OnceLock::new(),
+                share,
+                family: family.clone(),
+                base: self.rate,
+                rate_by: self.rate_by.clone(),
+                max_keys: self.max_keys,
+            })),
+            _ => None,
+        };
         let shared = KeyedShared {
             store: self.store,
             options: Arc::new(options),
-            family: Arc::new(family),
+            family,
             tag_start,
             base: self.rate,
             rate_by: self.rate_by,
             hasher: RandomState::new(),
             shards: shards(self.max_keys),
+            local,
         };
         Ok(GlobalKeyedTank {
             shared: Arc::new(shared),
@@ -487,16 +566,21 @@ where
                 };
             }
         }
-        let entry = Arc::new(
-            Entry::new(
-                shared.store.shared.clone(),
-                shared.options.clone(),
-                Arc::new(script::key_keys(&shared.tag_start, &text)),
-                shared.family.params(),
-                Some(shared.family.clone()),
-            )
-            .with_own_rate(self.own_rate(key))?,
-        );
+        let mut entry = Entry::new(
+            shared.store.shared.clone(),
+            shared.options.clone(),
+            Arc::new(script::key_keys(&shared.tag_start, &text)),
+            shared.family.params(),
+            Some(shared.family.clone()),
+        )
+        .with_own_rate(self.own_rate(key))?;
+        if let Some(keys) = &shared.local {
+            entry = entry.with_local(Box::new(LocalKey {
+                keys: keys.clone(),
+                key: key.clone(),
+            }));
+        }
+        let entry = Arc::new(entry);
         // A rate of its own must be one Redis keeps beside the others.
         entry.params().check_also(&shared.options.also)?;
         shard.map.insert(key.clone(), entry.clone());

@@ -67,7 +67,7 @@ local also_at = finished + 1 + tonumber(ARGV[finished])
 local X, also_id = {}, {}
 for i = 1, tonumber(ARGV[also_at] or '0') do
   local a = also_at + 4 * (i - 1)
-  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4])}
+  X[i] = {t = tonumber(ARGV[a + 3]), tol = tonumber(ARGV[a + 4]), per = tonumber(ARGV[a + 2])}
   also_id[i] = ARGV[a + 1] .. '/' .. ARGV[a + 2]
 end
 also_id = table.concat(also_id, ',')
@@ -240,7 +240,8 @@ end
 -- The answer: its code and own numbers, then (but for Mismatch) Redis's
 -- now, the parameters and generation that rule, the time until the state
 -- is full (all of its capacity grantable at once), then a Window grant's
--- segments.
+-- segments, or, for a GCRA with other rates, the time until each rate is
+-- full (the first, then each of `also`).
 local result, segments_out = {3}, {}
 local function refuse(retry)
   result = {1, math.max(retry, 1)}
@@ -276,7 +277,7 @@ if op == 'take' and want > 0 and together == 0 and asker ~= '0' and mode ~= 1 th
   end
 end
 
-local expire_ms, full = nil, 0
+local expire_ms, full, each = nil, 0, {}
 if mode == 2 then
   -- Window: a log of (end of the grant's hold) -> "seq:count". A grant
   -- counts until its hold has ended and a whole period more has passed.
@@ -404,11 +405,25 @@ else
     end
     full = math.max(tat + tol - now, 0)
     for _, x in ipairs(X) do full = math.max(full, x.tat + x.tol - now) end
+    if #X > 0 then
+      -- With other rates, each one's own time until full (the first's,
+      -- then `x1`, ...): `n` are due when each rate has room for them,
+      -- `tol − (n − 1)·t` before its own full, which the instance counts
+      -- for any `n` (`full` alone tells only the last rate's).
+      each = {math.max(tat + tol - now, 0)}
+      for _, x in ipairs(X) do each[#each + 1] = math.max(x.tat + x.tol - now, 0) end
+    end
   end
   -- Kept until full under every rate, plus a second: a missing state is
   -- a full one, so no state may expire sooner (a bank or burst longer
-  -- than a period is full only at `tat + tol`, beyond `tat + per`).
-  expire_ms = math.ceil(full / 1000000) + 1000
+  -- than a period is full only at `tat + tol`, beyond `tat + per`). And,
+  -- as the name's holder, no sooner than a period after each rate's
+  -- schedule has caught up with now: a tank idle for less is still this
+  -- limit's, not a free name another limit may take (a full state would
+  -- otherwise go a second after its last call).
+  local keep = math.max(full, math.max(tat - now, 0) + per)
+  for _, x in ipairs(X) do keep = math.max(keep, math.max(x.tat - now, 0) + x.per) end
+  expire_ms = math.ceil(keep / 1000000) + 1000
 end
 
 local fields = params_args(p)
@@ -435,4 +450,5 @@ for _, v in ipairs({sec, now, n, per, p[3], hold, p[8], p[9], full}) do
   result[#result + 1] = v
 end
 for _, v in ipairs(segments_out) do result[#result + 1] = v end
+for _, v in ipairs(each) do result[#result + 1] = v end
 return result

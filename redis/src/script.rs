@@ -35,8 +35,10 @@
 //!
 //! Every key is written with a `PEXPIRE`: a GCRA or `Paced` state lives
 //! until it is full under every rate (`tat + tolerance`, the latest over
-//! the rates of `also`: an `Unbounded` bank spent whole, days), plus a
-//! second, as a missing state is taken to be full; a log until its newest
+//! the rates of `also`: an `Unbounded` bank spent whole, days), as a
+//! missing state is taken to be full, and at least until each rate's
+//! schedule has caught up with now plus one period (`tat + per`: the name
+//! stays this limit's while it is used), plus a second; a log until its newest
 //! grant has left the window, plus a second; the askers a second after the
 //! latest ask; a keyed tank's parameters for
 //! two periods and a minute after the last build, `set_rate` or check of
@@ -270,7 +272,7 @@ pub(crate) enum Reply {
 }
 
 /// What every answer but `Mismatch` tells of the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
     /// The parameters that rule, and their generation.
     pub(crate) params: Params,
@@ -278,6 +280,74 @@ pub(crate) struct Seen {
     /// Nanoseconds after `now` until the state is full: its whole capacity
     /// grantable at once (0 for a keyed tank's parameters alone).
     pub(crate) full: u64,
+    /// A GCRA with rates of `also`: the nanoseconds after `now` until each
+    /// rate is full, the first rate's then each of `also` (`full` is the
+    /// latest of them); empty otherwise.
+    pub(crate) each: Vec<u64>,
+}
+
+impl Seen {
+    /// Nanoseconds after `now` (negative: before) at which the schedule
+    /// Redis answered with has room for `n` (at least 1; up to the
+    /// capacity at once, beyond it one after another) under every rate:
+    /// the latest of the rates' own due times, each [`due_under`] its time
+    /// until full. The first rate is `params`, the
+    /// others `also` (the instance's: Redis holds the same or answers
+    /// `Mismatch`). `None` for a `Window` below its capacity (only the
+    /// whole window is known).
+    pub(crate) fn due(&self, also: &[Params], n: u64) -> Option<i128> {
+        let params = &self.params;
+        if params.mode() == Mode::Window && n < params.capacity() {
+            return None;
+        }
+        let shape = |rate: &Params| match rate.mode() {
+            Mode::Gcra { tolerance_ns } => (tolerance_ns, rate.interval_ns()),
+            // One at a time, the first due when full, then one an interval
+            // (guards between batches aside: no later than that).
+            Mode::Paced => (0, rate.interval_ns()),
+            // Whole when full (more than the window: no sooner).
+            Mode::Window => (0, 0),
+        };
+        let shapes = std::iter::once(params).chain(also).map(shape);
+        Some(due_of(self.full, &self.each, shapes, n))
+    }
+}
+
+/// [`Seen::due`] for rates of these shapes (tolerance, interval), the
+/// first, then each of `also`, from the answer's `full` and `each`.
+pub(crate) fn due_of(
+    full: u64,
+    each: &[u64],
+    shapes: impl Iterator<Item = (u64, u64)> + Clone,
+    n: u64,
+) -> i128 {
+    let count = shapes.clone().count();
+    if count == 1 {
+        return shapes.map(|shape| due_under(shape, full, n)).sum();
+    }
+    if each.len() != count {
+        // Not told each rate's time (no script of this version makes such
+        // an answer): no sooner than any one rate's, were it the one full
+        // last.
+        return shapes
+            .map(|shape| due_under(shape, full, n))
+            .min()
+            .unwrap_or(0);
+    }
+    shapes
+        .zip(each)
+        .map(|(shape, &full)| due_under(shape, full, n))
+        .max()
+        .unwrap_or(0)
+}
+
+/// When one rate, a GCRA of this (tolerance, interval) full `full` ns
+/// after now, has room for `n`, in ns after now: its next unit is due
+/// `tolerance` before it is full (the script's `tat`), `n` of them
+/// `n − 1` intervals after that (together up to its capacity).
+pub(crate) fn due_under((tolerance, interval): (u64, u64), full: u64, n: u64) -> i128 {
+    i128::from(full) - i128::from(tolerance)
+        + i128::from(n.saturating_sub(1)) * i128::from(interval)
 }
 
 /// Redis's time when the script ran: a second and nanoseconds after it.
@@ -316,8 +386,15 @@ fn params_at(values: &[i64]) -> Option<Params> {
 /// Redis's now, the parameters, the time until full: nine numbers.
 const SEEN: usize = 9;
 
+/// [`Seen`] from its nine numbers and the times until each rate is full
+/// after them (none: one rate).
 fn seen_at(values: &[i64]) -> Option<Seen> {
+    let each = values.get(SEEN..).unwrap_or_default();
     Some(Seen {
+        each: each
+            .iter()
+            .map(|&v| u64::try_from(v).ok())
+            .collect::<Option<_>>()?,
         now: RedisNow {
             sec: *values.first()?,
             ns: *values.get(1)?,
@@ -343,7 +420,12 @@ impl Reply {
                     _ => return None,
                 };
                 let mut segments = Vec::new();
-                let seen = seen_at(values.get(7..)?)?;
+                let seen_end = match kind {
+                    // A Window grant's segments follow: no other rates.
+                    Kind::Window => 7 + SEEN,
+                    _ => values.len(),
+                };
+                let seen = seen_at(values.get(7..seen_end)?)?;
                 if kind == Kind::Window {
                     let n = usize::try_from(*values.get(7 + SEEN)?).ok()?;
                     for segment in values.get(8 + SEEN..)?.chunks_exact(3).take(n) {
@@ -479,5 +561,24 @@ mod tests {
         }
         window.truncate(window.len() - 3);
         assert_eq!(Reply::parse(&window), None);
+        // With rates of `also`: each rate's time until full follows.
+        let mut refused = vec![1, 250];
+        refused.extend(seen);
+        refused.extend([40, 90]);
+        match Reply::parse(&refused) {
+            Some(Reply::Refused(250, seen)) => {
+                assert_eq!((seen.full, seen.each), (90, vec![40, 90]));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut granted = vec![0, 0, 5, -3, 100, 7, 0];
+        granted.extend(seen);
+        granted.extend([90, 12, 7]);
+        match Reply::parse(&granted) {
+            Some(Reply::Granted(_, seen)) => assert_eq!(seen.each, vec![90, 12, 7]),
+            other => panic!("{other:?}"),
+        }
+        granted.push(-1);
+        assert_eq!(Reply::parse(&granted), None);
     }
 }

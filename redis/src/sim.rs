@@ -23,9 +23,11 @@
 //!   request is `has_fuel`, as behind a reject-mode layer), and `Paced`
 //!   and `Window` tanks.
 //! - The store is a model of `script.lua`'s `take` for `Limit`: GCRA with
-//!   fuel granted ahead, and the fair share over the askers of the last
-//!   second, in Rust, fed the arguments `script::args` builds.
-//!   `tests/differential.rs` runs it and the script on the same calls.
+//!   fuel granted ahead, with the rates of `also` if any, the fair share
+//!   over the askers of the last second, and the time until each rate is
+//!   full that the answer tells, in Rust, fed the arguments `script::args`
+//!   builds. `tests/differential.rs` runs it and the script on the same
+//!   calls.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,11 +72,48 @@ pub fn parse(values: &[i64]) -> Option<Answer> {
     }
 }
 
+/// When the script's answer `values` (to any call but a mismatch) has
+/// room for `n` together under every rate, in ns after its now, as an
+/// instance's `wait_time` counts it (`Seen::due`): the rates given as
+/// (tolerance, interval), the first, then each of `also`, as the call
+/// gave them. `None`: not such an answer.
+pub fn due(values: &[i64], rates: &[(u64, u64)], n: u64) -> Option<i128> {
+    let seen = match Reply::parse(values)? {
+        Reply::Granted(_, seen) | Reply::Refused(_, seen) | Reply::Done(seen) => seen,
+        Reply::Mismatch(_) => return None,
+    };
+    Some(script::due_of(
+        seen.full,
+        &seen.each,
+        rates.iter().copied(),
+        n,
+    ))
+}
+
+/// The time until full the script's answer `values` tells (to any call but
+/// a mismatch), and, with rates of `also`, each rate's (the first, then
+/// each of `also`): what an instance's `wait_time` counts from.
+pub fn told(values: &[i64]) -> Option<(u64, Vec<u64>)> {
+    match Reply::parse(values)? {
+        Reply::Granted(_, seen) | Reply::Refused(_, seen) | Reply::Done(seen) => {
+            Some((seen.full, seen.each))
+        }
+        Reply::Mismatch(_) => None,
+    }
+}
+
 /// A model of the script's `take` on one global `Limit` tank (GCRA mode),
-/// its state kept here.
+/// with the rates of `also` if it has any, its state kept here.
 #[derive(Debug)]
 pub struct Store {
     params: Params,
+    /// The other rates (`also`), GCRA each, and their schedules (the
+    /// script's `x1`, `x2`, ...), ns on the caller's scale.
+    also: Vec<Params>,
+    x: Vec<Option<i128>>,
+    /// What the latest take told of the state: the time until full, and
+    /// with rates of `also` each rate's (see [`told`]).
+    told: (u64, Vec<u64>),
     /// The options of a tank built with the defaults, its instances'.
     options: Arc<Options>,
     /// GCRA's theoretical arrival time, ns on the caller's scale.
@@ -92,14 +131,26 @@ impl Store {
     /// A tank of `rate` with the builder's defaults: `Limit`, the default
     /// hold, `max_batch` and `reserve_ahead`.
     pub fn new(rate: Rate, fair: bool) -> Result<Store, Error> {
-        let (params, options) = Shape::new().resolve("sim", rate)?;
+        Store::with_also(rate, &[], fair)
+    }
+
+    /// A tank of `rate` also limited by the rates `also`, as
+    /// `GlobalTankBuilder::also` makes it (the default hold for the
+    /// shortest period).
+    pub fn with_also(rate: Rate, also: &[Rate], fair: bool) -> Result<Store, Error> {
+        let (params, mut options) = Shape::new().resolve("sim", rate)?;
+        let (params, also) = params.with_also(also, options.hold_is_default)?;
         if !matches!(params.mode(), Mode::Gcra { .. }) {
             return Err(Error::Redis {
                 reason: format!("the model is GCRA's: {rate} under Limit is paced"),
             });
         }
+        options.also.clone_from(&also);
         Ok(Store {
             params,
+            x: vec![None; also.len()],
+            also,
+            told: (0, Vec::new()),
             options: Arc::new(options),
             tat: None,
             askers: HashMap::new(),
@@ -121,12 +172,18 @@ impl Store {
     /// test puts the time).
     pub fn args(&self, asker: u64, want: u64, ahead_ns: u64) -> Vec<String> {
         let ask = self.ask(asker, want, ahead_ns);
-        script::args(Op::Take, Scope::Global, &self.params, &[], &ask)
+        script::args(Op::Take, Scope::Global, &self.params, &self.also, &ask)
     }
 
     /// How far ahead instances let Redis grant (`reserve_ahead`'s default).
     pub fn ahead_ns(&self) -> u64 {
         u64::try_from(self.options.reserve_ahead.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// What the latest take told of the state (as [`told`] reads the
+    /// script's answer).
+    pub fn told(&self) -> (u64, Vec<u64>) {
+        self.told.clone()
     }
 
     /// The askers counted by the latest take.
@@ -140,41 +197,76 @@ impl Store {
     pub fn take(&mut self, now_ns: u64, asker: u64, want: u64, ahead_ns: u64) -> Answer {
         let now_us = now_ns / 1000;
         let now = i128::from(now_us) * 1000;
-        let p = &self.params;
-        let Mode::Gcra { tolerance_ns } = p.mode() else {
-            unreachable!("checked at new")
+        let shape = |p: &Params| {
+            let Mode::Gcra { tolerance_ns } = p.mode() else {
+                unreachable!("checked at new")
+            };
+            (i128::from(tolerance_ns), i128::from(p.interval_ns()))
         };
-        let t = p.interval_ns();
-        let life = p.hold_ns;
+        let (tol, t) = shape(&self.params);
+        let also: Vec<(i128, i128)> = self.also.iter().map(shape).collect();
+        let life = self.params.hold_ns;
         let mut want = want;
         if want > 0 && asker != 0 {
             self.askers.insert(asker, now_us);
             self.askers.retain(|_, &mut at| at + 1_000_000 > now_us);
             let count = self.askers.len() as f64;
             if self.fair && count > 1.0 {
-                // As the script, in doubles.
+                // As the script, in doubles: the share of the slowest rate.
                 let turn = ahead_ns.min(100_000_000) as f64;
-                let share = turn / t as f64;
+                let share = also.iter().fold(turn / t as f64, |share, &(_, xt)| {
+                    share.min(turn / xt as f64)
+                });
                 want = want.min(((share / count).floor() as u64).max(1));
             }
         }
-        let floor = now - i128::from(tolerance_ns);
-        let tat = self.tat.filter(|&tat| tat >= floor).unwrap_or(floor);
-        self.tat = Some(tat);
+        // Fuel beyond each rate's bank forgotten.
+        let mut tat = self
+            .tat
+            .filter(|&tat| tat >= now - tol)
+            .unwrap_or(now - tol);
+        let mut x: Vec<i128> = self
+            .x
+            .iter()
+            .zip(&also)
+            .map(|(&xtat, &(xtol, _))| xtat.filter(|&v| v >= now - xtol).unwrap_or(now - xtol))
+            .collect();
+        // A batch starts when every rate has a slot, spaced by the longest
+        // interval.
+        let first = x.iter().fold(tat, |first, &v| first.max(v));
+        let spacing = also.iter().fold(t, |spacing, &(_, xt)| spacing.max(xt));
         let far = FAR * i128::from(life);
-        if tat - now > far {
-            let retry = (tat - now - far).max(1);
-            return Answer::Refused {
+        let answer = if first - now > far {
+            let retry = (first - now - far).max(1);
+            Answer::Refused {
                 retry: u64::try_from(retry).unwrap_or(u64::MAX),
-            };
+            }
+        } else {
+            let want_i = i128::from(want);
+            let last = first + (want_i - 1) * spacing;
+            tat = (tat + want_i * t).max(last - tol + t);
+            for (v, &(xtol, xt)) in x.iter_mut().zip(&also) {
+                *v = (*v + want_i * xt).max(last - xtol + xt);
+            }
+            Answer::Granted {
+                count: want,
+                first: i64::try_from(first - now).unwrap_or(i64::MAX),
+                spacing: u64::try_from(spacing).unwrap_or(u64::MAX),
+                life,
+            }
+        };
+        // The time until each rate is full, and the latest.
+        let until = |v: i128, tol: i128| u64::try_from((v + tol - now).max(0)).unwrap_or(u64::MAX);
+        let mut each = vec![until(tat, tol)];
+        each.extend(x.iter().zip(&also).map(|(&v, &(xtol, _))| until(v, xtol)));
+        let full = each.iter().copied().max().unwrap_or(0);
+        if also.is_empty() {
+            each.clear();
         }
-        self.tat = Some(tat + i128::from(want) * i128::from(t));
-        Answer::Granted {
-            count: want,
-            first: i64::try_from(tat - now).unwrap_or(i64::MAX),
-            spacing: t,
-            life,
-        }
+        self.told = (full, each);
+        self.tat = Some(tat);
+        self.x = x.into_iter().map(Some).collect();
+        answer
     }
 }
 

@@ -59,7 +59,10 @@ pub enum FailurePolicy {
     /// least 1) at once. `Local(0.25)` of `1/100ms` is one per 400 ms.
     /// Every rate is scaled so (those of `also` too), and the local tank
     /// follows the rate in force (a `set_rate`, here or by another
-    /// instance).
+    /// instance). A keyed tank's keys are the keys of one local keyed
+    /// tank ([`fueltank::KeyedTank`]), apart from the keys the tank holds
+    /// for Redis: a key forgotten there (`max_keys`) keeps what it spent
+    /// here.
     Local(f64),
 }
 

@@ -402,3 +402,97 @@ async fn rates_of_a_key_not_held_name_its_own_rate() {
         .collect();
     assert_eq!(rates, [own, short], "once held");
 }
+
+/// `wait_time(n)` with rates of `also` is the time every rate has room
+/// for `n`, as of Redis's latest answer: the latest of the rates' own due
+/// times. Before the fix the script answered only when its *last* rate is
+/// full, and `wait_time` counted back the longest of the rates' refills
+/// from there: a lower bound, 0 where the truth was 0.9 s. On
+/// "10/s also 100/min" (banks 9 and 99), after 9 at once the short rate
+/// is due for 9 again in 0.9 s, for 1 in 0.1 s, while the long one, full
+/// last (in 5.4 s), has room for 90 now. Then on "10/s also 20/4s" (banks
+/// 9 and 19), after three takes of 9 at once, each when due, the long
+/// rate binds for 9 (due 1.6 s on), the short one for 1 (0.1 s on). Each
+/// said time is checked against the truth
+/// from the spends (within 150 ms) and against how long the next take of
+/// that many then waited; the same on a key of a keyed tank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_time_with_also_is_when_every_rate_has_room() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await;
+    let mut wrong = Vec::new();
+    let mut near = |said: Duration, truth: Duration, slack_ms: u64, what: &str| {
+        let slack = Duration::from_millis(slack_ms);
+        println!("{what}: wait_time said {said:?}, truth {truth:?}");
+        if said + slack < truth || said > truth + slack {
+            wrong.push(format!("{what}: said {said:?}, truth {truth:?}"));
+        }
+    };
+    // The short rate binds.
+    let tank = store
+        .tank("due-short", rate("10/s"))
+        .also(rate("100/min"))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(tank.capacity(), 9);
+    tank.await_fuel_n(9).await.unwrap();
+    let spent = Instant::now();
+    let said_one = tank.wait_time(1).unwrap();
+    let said = tank.wait_time(9).unwrap();
+    let truth = Duration::from_millis(900).saturating_sub(spent.elapsed());
+    near(
+        said_one,
+        Duration::from_millis(100),
+        50,
+        "global, 1 after 9",
+    );
+    near(said, truth, 150, "global, 9 after 9");
+    let started = Instant::now();
+    tank.await_fuel_n(9).await.unwrap();
+    near(said, started.elapsed(), 150, "global, 9 after 9 (waited)");
+
+    // The same on a key.
+    let keyed = store
+        .keyed::<String>("due-keyed", rate("10/s"))
+        .also(rate("100/min"))
+        .build()
+        .await
+        .unwrap();
+    let ada = "ada".to_string();
+    keyed.await_fuel_n(ada.clone(), 9).await.unwrap();
+    let spent = Instant::now();
+    let said = keyed.wait_time(&ada, 9).unwrap();
+    let truth = Duration::from_millis(900).saturating_sub(spent.elapsed());
+    near(said, truth, 150, "keyed, 9 after 9");
+
+    // The long rate binds. Three takes of 9 at once, each when due: at 0,
+    // 0.9 s and 1.8 s, after which the short rate has room for 9 at 2.7 s
+    // and for 1 at 1.9 s, the long one (200 ms intervals) for 9 only at
+    // 3.4 s and for 1 at 1.8 s.
+    let tank = store
+        .tank("due-long", rate("10/s"))
+        .also(rate("20/4s"))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(tank.capacity(), 9);
+    for _ in 0..3 {
+        tank.await_fuel_n(9).await.unwrap();
+    }
+    let spent = Instant::now();
+    let said_one = tank.wait_time(1).unwrap();
+    let said = tank.wait_time(9).unwrap();
+    let truth = Duration::from_millis(1600).saturating_sub(spent.elapsed());
+    near(
+        said_one,
+        Duration::from_millis(100),
+        50,
+        "global, 1 after 27",
+    );
+    near(said, truth, 150, "global, 9 after 27");
+    let started = Instant::now();
+    tank.await_fuel_n(9).await.unwrap();
+    near(said, started.elapsed(), 150, "global, 9 after 27 (waited)");
+    assert!(wrong.is_empty(), "wait_time off the truth: {wrong:#?}");
+}

@@ -95,7 +95,7 @@ impl Limit {
 }
 
 /// What the script answered, in the terms compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Answer {
     /// `Some(granted)` for a take.
     granted: Option<bool>,
@@ -106,6 +106,9 @@ struct Answer {
     /// Redis's now (ns since the Unix epoch) and the time until full.
     now: i128,
     full: u64,
+    /// The whole answer.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    values: Vec<i64>,
 }
 
 /// Runs the script: `op` ("take" with `together`, or "set") on key
@@ -188,6 +191,7 @@ fn run_also(
         retry,
         now: i128::from(v[seen]) * 1_000_000_000 + i128::from(v[seen + 1]),
         full: v[seen + 8] as u64,
+        values: v,
     }
 }
 
@@ -203,6 +207,26 @@ impl Lcg {
         (self.0 >> 33) % n
     }
 }
+
+/// `wait_time(k)` as an instance tells it from the script's `answer`
+/// (`sim::due`: every rate's room for `k`, from each one's time until
+/// full), `since` ns after the answer's now, is the tank's, exactly, for
+/// `k` from 1 to `most`. (Before each rate's time was answered, only the
+/// latest over the rates, an instance's `wait_time` was a lower bound:
+/// 0 where the tank waited 0.9 s.)
+#[cfg(feature = "sim")]
+fn compare_due(answer: &Answer, rates: &[Limit], tank: &Tank, since: u64, most: u64, case: &str) {
+    let shapes: Vec<(u64, u64)> = rates.iter().map(|r| (r.tol(), r.t())).collect();
+    for k in 1..=most {
+        let due = fueltank_redis::sim::due(&answer.values, &shapes, k).expect("an answer");
+        let said = u64::try_from(due - i128::from(since)).unwrap_or(0);
+        let wait = tank.wait_time(k).map(|d| d.as_nanos() as u64);
+        assert_eq!(Some(said), wait, "{case}: wait_time({k}) from the answer");
+    }
+}
+
+#[cfg(not(feature = "sim"))]
+fn compare_due(_: &Answer, _: &[Limit], _: &Tank, _: u64, _: u64, _: &str) {}
 
 /// Compares the script's answer with the tank's, after the same call.
 fn compare(
@@ -234,6 +258,7 @@ fn compare(
         let full = tank.wait_time(cap).map(|d| d.as_nanos() as u64);
         assert_eq!(full, Some(answer.full), "{case}: time until full");
     }
+    compare_due(&answer, &[limit], tank, 0, limit.cap.unwrap_or(8), case);
 }
 
 /// The limits a sequence switches between (each with its own bank), and
@@ -439,12 +464,14 @@ fn several_rates_decide_as_the_tank_with_also() {
         for call in 0..1_500 {
             let case = format!("{name} call {call} at {at_us} µs, {limit:?}");
             let at = Some((at_us / 1_000_000, at_us % 1_000_000));
-            if call > 0 && firsts.len() > 1 && rng.below(25) == 0 {
+            // The answer, and how long after its now the tank is now.
+            let (answer, since) = if call > 0 && firsts.len() > 1 && rng.below(25) == 0 {
                 let next = firsts[rng.below(firsts.len() as u64) as usize];
                 let answer = run_also(&script, &mut con, &name, "set", next, &also, 0, 0, at);
                 assert_eq!(answer.granted, None, "{case}: set");
                 tank.set_rate(next.rate());
                 limit = next;
+                (answer, 0)
             } else {
                 let k = 1 + rng.below(capacity.min(limit.cap.unwrap()));
                 // Some takes granted ahead (as instances ask), up to 300 ms,
@@ -475,9 +502,13 @@ fn several_rates_decide_as_the_tank_with_also() {
                     assert_eq!(answer.retry, Some(retry), "{case}: retry of {k}");
                 }
                 counts[usize::from(granted)] += 1;
-            }
+                (answer, if granted { wait } else { 0 })
+            };
             // Every rate's level alike (the tank's, as its `rates` says).
             let rates: Vec<Limit> = std::iter::once(limit).chain(also.clone()).collect();
+            // Every wait an instance tells from the answer, the tank's.
+            let most = capacity.min(limit.cap.unwrap());
+            compare_due(&answer, &rates, &tank, since, most, &case);
             let tank_levels: Vec<u64> = tank.rates().into_iter().map(|(_, l)| l).collect();
             assert_eq!(
                 levels(&mut con, &name, &rates, at_us),
@@ -592,7 +623,7 @@ fn a_rate_change_keeps_the_fuel_to_the_nanosecond() {
     compare(
         limit,
         &tank,
-        all,
+        all.clone(),
         Some(tank.has_fuel_n(9)),
         wait,
         "the whole level",
@@ -651,18 +682,25 @@ fn the_simulated_store_answers_as_the_script() {
         .unwrap();
     let script = script_at_given_times();
     let mut rng = Lcg(29);
-    // (rate, largest step in µs, askers)
-    let cases: [(&str, u64, u64); 4] = [
-        ("10000/s", 3_000, 6),
-        ("1000/s", 40_000, 3),
-        ("100000/s", 500, 40),
+    // (rate, rates of `also`, largest step in µs, askers)
+    let cases: [(&str, &[&str], u64, u64); 6] = [
+        ("10000/s", &[], 3_000, 6),
+        ("1000/s", &[], 40_000, 3),
+        ("100000/s", &[], 500, 40),
         // 100 ms of hold, 2500 lives ahead: refused once 250 s are booked.
-        ("50/s", 2_000, 2),
+        ("50/s", &[], 2_000, 2),
+        // The other rate binds in bursts (its interval, 2 ms, twice the
+        // first's), then the first one's bank, 10 s long, runs dry.
+        ("1000/s", &["15000/30s"], 20_000, 3),
+        // Three rates; the first the slowest.
+        ("100/s", &["300/s", "2000/10s"], 30_000, 4),
     ];
     let mut kinds = [0; 3]; // granted in full, capped, refused
-    for (index, (rate, step_us, askers)) in cases.into_iter().enumerate() {
+    for (index, (rate, also_text, step_us, askers)) in cases.into_iter().enumerate() {
         let rate: Rate = rate.parse().unwrap();
-        let mut model = Store::new(rate, true).unwrap();
+        let also: Vec<Rate> = also_text.iter().map(|r| r.parse().unwrap()).collect();
+        let mut model = Store::with_also(rate, &also, true).unwrap();
+        let mut case_kinds = [0; 3];
         let name = format!("{{simdiff{index}}}");
         let mut at_us: u64 = 1_000_000_000;
         for call in 0..1_500 {
@@ -683,21 +721,27 @@ fn the_simulated_store_answers_as_the_script() {
             let v: Vec<i64> = invocation.invoke(&mut con).expect("the script runs");
             let real = sim::parse(&v).unwrap_or_else(|| panic!("unexpected answer {v:?}"));
             let modelled = model.take(at_us * 1000, asker, want, ahead);
-            assert_eq!(
-                modelled, real,
-                "{rate} call {call} at {at_us} µs: asker {asker} wants {want}, ahead {ahead}"
+            let case = format!(
+                "{rate} also {also_text:?} call {call} at {at_us} µs: asker {asker} wants {want}, ahead {ahead}"
             );
-            kinds[match real {
+            assert_eq!(modelled, real, "{case}");
+            // The time until full, and each rate's, alike: what an
+            // instance's `wait_time` counts from.
+            assert_eq!(Some(model.told()), sim::told(&v), "{case}: until full");
+            let kind = match real {
                 Sim::Granted { count, .. } if count == want => 0,
                 Sim::Granted { .. } => 1,
                 Sim::Refused { .. } => 2,
-            }] += 1;
+            };
+            kinds[kind] += 1;
+            case_kinds[kind] += 1;
             at_us += match rng.below(50) {
                 0 => 1_100_000, // every asker forgotten
                 1 => 0,
                 _ => rng.below(step_us + 1),
             };
         }
+        println!("{rate} also {also_text:?}: granted in full, capped, refused: {case_kinds:?}");
     }
     assert!(
         kinds.iter().all(|&k| k > 50),
