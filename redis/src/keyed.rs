@@ -24,9 +24,10 @@
 //! room: one nobody holds (no waiter, no driver), those without reserved
 //! fuel first; else one with no waiter (its driver finishes its round trip
 //! and ends); else any. The fuel a forgotten entry held is lost, never
-//! re-granted (and under `FailurePolicy::Local` what the key spent of its
-//! local tank is kept apart, in one local keyed tank: see [`LocalKeys`]); waiters of a forgotten entry keep it, and its driver, until
-//! they are served (Redis decides their grants as any other instance's; a
+//! re-granted (under `FailurePolicy::Local`, what the key spent of its
+//! local tank is kept apart, in one local keyed tank: see [`LocalKeys`]).
+//! Waiters of a forgotten entry keep it, and its driver, until they are
+//! served (Redis decides their grants as any other instance's; a
 //! newcomer on the same key gets a new entry, which does not queue behind
 //! them).
 
