@@ -281,28 +281,65 @@ impl HostBucket {
         self.state().due(now, n, self.shape)
     }
 
+    /// As [`HostState::pause`], on a fresh reading of the host clock if
+    /// `now` is older than the epoch another process set since.
     pub(crate) fn pause(&self, now: u64) {
-        self.state().pause(now, self.shape);
+        let pause = |now| self.state().pause(now, self.shape);
+        let _ = on_time(now, pause, |Stale| true);
     }
 
+    /// As [`HostState::resume`], as `pause`.
     pub(crate) fn resume(&self, now: u64) {
-        self.state().resume(now, self.shape);
+        let resume = |now| self.state().resume(now, self.shape);
+        let _ = on_time(now, resume, |Stale| true);
     }
 
-    /// As [`HostState::set_rate`], with this process's hardcap and burst.
-    pub(crate) fn set_rate(&self, now: u64, rate: Rate) -> Result<(), Error> {
-        self.state()
-            .set_rate(now, rate, self.shape)
-            .map_err(|busy| match busy {
-                Busy::Refused(err) => err,
-                Busy::Owned => Error::SharedMemory {
-                    path: self.region.path().to_owned(),
-                    reason: "every spare parameter slot is owned by a live process stopped \
-                             in the middle of a change; the rate is unchanged: retry once \
-                             one of them runs again or ends"
-                        .into(),
-                },
-            })
+    /// As [`HostState::set_rate`], with this process's hardcap and burst,
+    /// as `pause`: the host time the rate changed at (`now`, or the fresh
+    /// reading it took).
+    pub(crate) fn set_rate(&self, now: u64, rate: Rate) -> Result<u64, Error> {
+        let set = |now| self.state().set_rate(now, rate, self.shape).map(|()| now);
+        on_time(now, set, |busy| matches!(busy, Busy::Stale)).map_err(|busy| {
+            let reason = match busy {
+                Busy::Refused(err) => return err,
+                Busy::Owned => {
+                    "every spare parameter slot is owned by a live process stopped in the \
+                     middle of a change; the rate is unchanged: retry once one of them runs \
+                     again or ends"
+                }
+                // Still behind on fresh readings: an epoch no tank wrote.
+                Busy::Stale => {
+                    "its epoch is ahead of the host's monotonic clock; the rate is \
+                     unchanged: remove the file to start anew"
+                }
+            };
+            Error::SharedMemory {
+                path: self.region.path().to_owned(),
+                reason: reason.into(),
+            }
+        })
+    }
+}
+
+/// Runs `op` at host time `now`, then again at fresh readings of the host
+/// clock (a few times at most) while it answers that `now` is `stale`:
+/// older than the epoch another process set meanwhile (this one was
+/// descheduled between its reading and its compare-and-swap). A fresh
+/// reading is never older than the one that process set its epoch from.
+fn on_time<R, E>(
+    mut now: u64,
+    op: impl Fn(u64) -> Result<R, E>,
+    stale: impl Fn(&E) -> bool,
+) -> Result<R, E> {
+    let mut tries = 0;
+    loop {
+        match op(now) {
+            Err(e) if stale(&e) && tries < MOVES => {
+                tries += 1;
+                now = now.max(crate::shm::host_now_ns());
+            }
+            answer => return answer,
+        }
     }
 }
 
@@ -394,7 +431,15 @@ pub(crate) enum Busy {
     Refused(Error),
     /// Live processes own every spare slot.
     Owned,
+    /// `now` is [`Stale`].
+    Stale,
 }
+
+/// A reading of the clock older than the epoch of the slot the word names:
+/// another process set that epoch from a later reading since this one was
+/// taken. Nothing was done; a fresh reading is not stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stale;
 
 impl HostState {
     /// A new tank's state at host time `now`.
@@ -725,11 +770,14 @@ impl HostState {
     }
 
     /// Stops the refill for every process.
-    pub(crate) fn pause(&self, now: u64, shape: Shape) {
+    pub(crate) fn pause(&self, now: u64, shape: Shape) -> Result<(), Stale> {
         loop {
             let v = self.view();
-            if v.paused || now < v.epoch || !v.sane(shape) {
-                return;
+            if v.paused || !v.sane(shape) {
+                return Ok(());
+            }
+            if now < v.epoch {
+                return Err(Stale);
             }
             let now_t = i128::from(now - v.epoch) * i128::from(v.params.s);
             let (tol, t) = v.gcra();
@@ -742,29 +790,30 @@ impl HostState {
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
         }
     }
 
     /// Restarts the refill for every process, from what the bucket held.
-    pub(crate) fn resume(&self, now: u64, shape: Shape) {
+    pub(crate) fn resume(&self, now: u64, shape: Shape) -> Result<(), Stale> {
         let mut moves = 0;
         loop {
             let v = self.view();
             if !v.paused || !v.sane(shape) {
-                return;
+                return Ok(());
             }
             let now_t = match now_ticks(&v, now) {
                 Some(now_t) => now_t,
-                None if now >= v.epoch && moves < MOVES => {
+                None if now < v.epoch => return Err(Stale),
+                None if moves < MOVES => {
                     moves += 1;
                     if self.rebase(now, shape) {
                         continue;
                     }
-                    return;
+                    return Ok(());
                 }
-                None => return,
+                None => return Ok(()),
             };
             let tat = gcra::resume(v.room(), i128::from(now_t), i128::from(v.params.t)).max(0);
             let word = (v.word & !VALUE & !PAUSED) | (tat as u64).min(VALUE);
@@ -773,7 +822,7 @@ impl HostState {
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
         }
     }
@@ -788,8 +837,10 @@ impl HostState {
             return Err(Busy::Refused(params.too_fine()));
         }
         for _ in 0..SET_RATE_TRIES {
-            if self.change(now, &params, false) {
-                return Ok(());
+            match self.change(now, &params, false) {
+                Changed::Done => return Ok(()),
+                Changed::Stale => return Err(Busy::Stale),
+                Changed::Owned => {}
             }
             // Each owner is mid-change, or stopped there: look again soon.
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -802,7 +853,7 @@ impl HostState {
     /// every spare slot, or the state is corrupt).
     fn rebase(&self, now: u64, shape: Shape) -> bool {
         let v = self.view();
-        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true)
+        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true) == Changed::Done
     }
 
     /// Writes `params` to a spare slot, with the epoch a span before `now`,
@@ -810,10 +861,12 @@ impl HostState {
     /// fraction, kept; capped to the new capacity). With `moving`, only
     /// while the present is beyond the word under the same parameters
     /// (the epoch's move; done, or made needless by another change,
-    /// otherwise). `false` if live processes own every spare slot.
-    fn change(&self, now: u64, params: &Params, moving: bool) -> bool {
+    /// otherwise). `Owned` if live processes own every spare slot; `Stale`
+    /// if `now` is (and not `moving`): converting the word at a time before
+    /// its epoch would lose the turns scheduled and the fuel.
+    fn change(&self, now: u64, params: &Params, moving: bool) -> Changed {
         let Some(owned) = self.own_spare() else {
-            return false;
+            return Changed::Owned;
         };
         let epoch = now.saturating_sub(params.span_ns().saturating_add(1));
         params.write(owned.slot, epoch);
@@ -821,7 +874,10 @@ impl HostState {
         loop {
             let v = self.view();
             if moving && (v.params != *params || now < v.epoch || now_ticks(&v, now).is_some()) {
-                return true;
+                return Changed::Done;
+            }
+            if now < v.epoch {
+                return Changed::Stale;
             }
             let value = convert(&v, now, params, now_t_new);
             let generation = (v.generation + 1) & GEN_MASK;
@@ -834,7 +890,7 @@ impl HostState {
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return true;
+                return Changed::Done;
             }
         }
     }
@@ -871,6 +927,14 @@ impl HostState {
         }
         None
     }
+}
+
+/// What [`HostState::change`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Done,
+    Owned,
+    Stale,
 }
 
 /// A slot owned to write a change in, let go when dropped.
@@ -1113,11 +1177,11 @@ mod tests {
     #[test]
     fn pause_freezes_what_the_bucket_held() {
         let s = state("10/s", Hardcap::Limit, 0, SEC);
-        s.pause(SEC + SEC / 4, LIMIT); // 2.5 fuel accrued
+        s.pause(SEC + SEC / 4, LIMIT).unwrap(); // 2.5 fuel accrued
         assert_eq!(s.level(100 * SEC, LIMIT), 2);
         assert!(matches!(s.take(100 * SEC, 2, LIMIT), Took::Taken(_)));
         assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
-        s.resume(100 * SEC, LIMIT);
+        s.resume(100 * SEC, LIMIT).unwrap();
         // The half fuel left carries on: the next is due in 50 ms.
         assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + SEC / 20);
     }
@@ -1233,11 +1297,11 @@ mod tests {
             panic!()
         };
         assert_eq!(due, SEC + 2 * iv);
-        s.pause(SEC, LIMIT);
+        s.pause(SEC, LIMIT).unwrap();
         assert_eq!(s.level(100 * SEC, LIMIT), 0);
         assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
         assert_eq!(s.reserve(100 * SEC, 1, None, LIMIT), Turn::Refused);
-        s.resume(100 * SEC, LIMIT);
+        s.resume(100 * SEC, LIMIT).unwrap();
         // Two intervals of debt, then the fuel that accrues.
         assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + 3 * iv);
         // Given back while nothing changed since: the debt goes.
@@ -1320,6 +1384,86 @@ mod tests {
         }
         s.set_rate(SEC, "998/s".parse().unwrap(), LIMIT).unwrap();
         assert_eq!(s.rate(), Some("998/s".parse().unwrap()));
+    }
+
+    /// A process whose reading of the clock is older than the epoch another
+    /// process just set (it was descheduled between its reading and its
+    /// compare-and-swap) neither forgets the turns scheduled (their fuel
+    /// granted twice) nor loses the fuel.
+    #[test]
+    fn a_rate_change_on_a_stale_clock_keeps_the_turns() {
+        let ms = SEC / 1000;
+        let s = state("1/ms", Hardcap::Limit, 0, 10 * SEC);
+        for i in 1..=100 {
+            let Turn::At { due, .. } = s.reserve(10 * SEC, 1, None, LIMIT) else {
+                panic!()
+            };
+            assert_eq!(due, 10 * SEC + i * ms);
+        }
+        // Another process changes the rate at 10.005 s...
+        s.set_rate(10 * SEC + 5 * ms, "2/2ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        // ...and this one, on its reading of 10.001 s.
+        let _ = s.set_rate(10 * SEC + ms, "1/ms".parse().unwrap(), LIMIT);
+        assert_eq!(
+            s.take(10 * SEC + 50 * ms, 1, LIMIT),
+            Took::Empty,
+            "the fuel of a turn scheduled granted again"
+        );
+        assert!(matches!(
+            s.take(10 * SEC + 101 * ms, 1, LIMIT),
+            Took::Taken(_)
+        ));
+    }
+
+    /// A pause or resume on a reading of the clock older than the epoch
+    /// another process just set is not dropped silently.
+    #[test]
+    fn pause_and_resume_on_a_stale_clock_say_so() {
+        let ms = SEC / 1000;
+        let s = state("1/ms", Hardcap::Limit, 0, 10 * SEC);
+        s.set_rate(10 * SEC + 5 * ms, "2/2ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        assert_eq!(s.pause(10 * SEC + ms, LIMIT), Err(Stale));
+        assert!(!s.is_paused());
+        s.pause(10 * SEC + 5 * ms, LIMIT).unwrap();
+        s.set_rate(10 * SEC + 9 * ms, "1/ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        assert_eq!(s.resume(10 * SEC + 6 * ms, LIMIT), Err(Stale));
+        assert!(s.is_paused());
+        s.resume(10 * SEC + 9 * ms, LIMIT).unwrap();
+        assert!(!s.is_paused());
+    }
+
+    /// A pause, a resume or a rate change whose reading of the host clock
+    /// was taken before another process changed the rate at a later one
+    /// (this one descheduled between its reading and its compare-and-swap)
+    /// is done all the same, not dropped.
+    #[test]
+    fn a_stale_reading_of_the_clock_still_pauses_and_resumes() {
+        use std::time::Duration;
+        let path = std::env::temp_dir().join(format!("fueltank-stale-{}.tank", process_id()));
+        let shared = crate::SharedMemory::new(path.to_str().unwrap());
+        let clock = crate::clock::ClockSource::Host;
+        let ms = "1/ms".parse().unwrap();
+        let bucket = HostBucket::open(&shared, ms, Hardcap::Limit, None, 1, &clock).unwrap();
+        let host_now = crate::shm::host_now_ns;
+        let stale = host_now();
+        std::thread::sleep(Duration::from_millis(5));
+        bucket
+            .set_rate(host_now(), "2/2ms".parse().unwrap())
+            .unwrap();
+        bucket.pause(stale);
+        let paused = bucket.state().is_paused();
+        let stale = host_now();
+        std::thread::sleep(Duration::from_millis(5));
+        bucket.set_rate(host_now(), ms).unwrap();
+        bucket.resume(stale);
+        let resumed = !bucket.state().is_paused();
+        drop(bucket);
+        assert!(crate::shm::remove(&shared, crate::shm::Kind::Tank).unwrap());
+        assert!(paused, "the pause was dropped");
+        assert!(resumed, "the resume was dropped");
     }
 
     /// A rebase whose arithmetic cannot move the epoch (a corrupt scale)
@@ -1419,8 +1563,8 @@ mod loom_tests {
                 u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
                     + u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
             });
-            state.pause(10 * SEC, LIMIT);
-            state.resume(10 * SEC, LIMIT);
+            state.pause(10 * SEC, LIMIT).unwrap();
+            state.resume(10 * SEC, LIMIT).unwrap();
             let took = take.join().unwrap();
             assert_eq!(
                 took + state.level(10 * SEC, LIMIT),
@@ -1446,8 +1590,8 @@ mod loom_tests {
             let other = state.clone();
             let waiter = loom::thread::spawn(move || other.reserve(10 * SEC, 1, None, LIMIT));
             let took = matches!(state.take(10 * SEC, 1, LIMIT), Took::Taken(_));
-            state.pause(10 * SEC, LIMIT);
-            state.resume(10 * SEC, LIMIT);
+            state.pause(10 * SEC, LIMIT).unwrap();
+            state.resume(10 * SEC, LIMIT).unwrap();
             let turn = waiter.join().unwrap();
             let later = state.level(10 * SEC + SEC / 2, LIMIT);
             match turn {
