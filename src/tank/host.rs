@@ -16,7 +16,9 @@
 //! in ticks, biased: see *Turns*), frozen: takes spend it, nothing refills it, and resuming
 //! turns it back into a `tat` against the present. Both are one
 //! compare-and-swap, so every process sees the pause at once, and a process
-//! killed at any point leaves the word whole.
+//! killed at any point leaves the word whole. A resume also moves the word
+//! to the next generation, so that no grant's stamp names it again (see
+//! `next_generation`).
 //!
 //! # Turns: one line for every process
 //!
@@ -583,7 +585,8 @@ impl HostState {
     }
 
     /// Whether the slot `view` read still belongs to the word: no change
-    /// moved the word to another generation since (takes may have).
+    /// (nor resume) moved the word to another generation since (takes may
+    /// have changed it).
     fn same_slot(&self, view: &View) -> bool {
         let generation = !VALUE & !PAUSED;
         (self.word.load(Ordering::Relaxed) ^ view.word) & generation == 0
@@ -816,7 +819,7 @@ impl HostState {
                 None => return Ok(()),
             };
             let tat = gcra::resume(v.room(), i128::from(now_t), i128::from(v.params.t)).max(0);
-            let word = (v.word & !VALUE & !PAUSED) | (tat as u64).min(VALUE);
+            let word = next_generation(&v) | (tat as u64).min(VALUE);
             if self
                 .word
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
@@ -935,6 +938,17 @@ enum Changed {
     Done,
     Owned,
     Stale,
+}
+
+/// The word's bits but its value and pause, in the next generation, same
+/// slot: a resume moves the generation on, so that a grant's stamp (the
+/// word as its take left it) never names a word that came back to the same
+/// value through a resume (the bucket may have run into its cap since, and
+/// a pause freezes a full bucket at the same room each time: giving the
+/// grant back then would mint it).
+fn next_generation(v: &View) -> u64 {
+    let generation = (v.generation + 1) & GEN_MASK;
+    (v.word & !VALUE & !PAUSED & !(GEN_MASK << GEN_SHIFT)) | (generation << GEN_SHIFT)
 }
 
 /// A slot owned to write a change in, let go when dropped.
@@ -1384,6 +1398,26 @@ mod tests {
         }
         s.set_rate(SEC, "998/s".parse().unwrap(), LIMIT).unwrap();
         assert_eq!(s.rate(), Some("998/s".parse().unwrap()));
+    }
+
+    /// A grant taken while paused is given back only while nothing changed
+    /// since: not after a resume and a pause that happen to freeze the same
+    /// room again (the bucket refilled to its cap meanwhile, so the fuel
+    /// given back would be minted).
+    #[test]
+    fn a_paused_grant_is_not_given_back_after_another_pause() {
+        let s = state("10/s", Hardcap::Limit, 10, SEC);
+        s.pause(SEC, LIMIT).unwrap();
+        let Took::Taken(stamp) = s.take(SEC, 1, LIMIT) else {
+            panic!()
+        };
+        s.resume(SEC, LIMIT).unwrap();
+        // Full again a second on; paused there, another takes one.
+        s.pause(2 * SEC, LIMIT).unwrap();
+        assert_eq!(s.level(2 * SEC, LIMIT), 10);
+        assert!(matches!(s.take(2 * SEC, 1, LIMIT), Took::Taken(_)));
+        s.give_back(1, stamp, LIMIT);
+        assert_eq!(s.level(2 * SEC, LIMIT), 9, "fuel minted by a refund");
     }
 
     /// A process whose reading of the clock is older than the epoch another
