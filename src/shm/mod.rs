@@ -80,7 +80,7 @@ use crate::Error;
 /// `b"fueltank"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"fueltank");
 /// The layout version: a file of another version is an error.
-pub(crate) const VERSION: u64 = 3;
+pub(crate) const VERSION: u64 = 4;
 
 /// What a shared file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

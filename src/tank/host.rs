@@ -119,7 +119,11 @@ pub(crate) struct HostState {
     word: AtomicU64,
     /// The hardcap, as `Hardcap` discriminant + 1 (0: not a tank).
     hardcap: AtomicU64,
-    _reserved: [AtomicU64; 6],
+    /// `Limit`'s capacity if not `max_n` (`TankBuilder::burst`), or 0:
+    /// checked at attach, for the capacity of every rate to come to agree
+    /// (a burst equal to `max_n` and none agree at this rate only).
+    burst: AtomicU64,
+    _reserved: [AtomicU64; 5],
     slots: [Slot; SLOTS],
 }
 
@@ -463,6 +467,7 @@ impl HostState {
         let now_t = (now - epoch) * params.s;
         let tat = (now_t + params.t).saturating_sub(initial.saturating_mul(params.t));
         self.hardcap.store(hardcap_code(hardcap), Ordering::Relaxed);
+        self.burst.store(burst.unwrap_or(0), Ordering::Relaxed);
         self.word.store(tat.min(VALUE), Ordering::Release);
     }
 
@@ -483,6 +488,18 @@ impl HostState {
                 "hardcap",
                 name.into(),
                 format!("{:?}", shape.hardcap),
+            ));
+        }
+        let found = self.burst.load(Ordering::Relaxed);
+        if found != shape.burst.unwrap_or(0) {
+            let burst = |burst| match burst {
+                0 => "none".to_owned(),
+                burst => burst.to_string(),
+            };
+            return Err(Bad::Mismatch(
+                "burst",
+                burst(found),
+                burst(shape.burst.unwrap_or(0)),
             ));
         }
         let v = self.settled();
@@ -1156,7 +1173,8 @@ pub(crate) fn new_state() -> Box<HostState> {
     Box::new(HostState {
         word: A::new(0),
         hardcap: A::new(0),
-        _reserved: [(); 6].map(|()| A::new(0)),
+        burst: A::new(0),
+        _reserved: [(); 5].map(|()| A::new(0)),
         slots: [(); SLOTS].map(|()| slot()),
     })
 }
@@ -1247,6 +1265,8 @@ mod tests {
         assert!(check("3/s", Hardcap::Limit, None).is_err());
         assert!(check("2/s", Hardcap::One, None).is_err());
         assert!(check("2/s", Hardcap::Limit, Some(5)).is_err());
+        // A burst of max_n: the same capacity at this rate, not at others.
+        assert!(check("2/s", Hardcap::Limit, Some(2)).is_err());
     }
 
     /// An `Unbounded` bank outlives the epoch's moves and rate changes (up
