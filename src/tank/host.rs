@@ -105,6 +105,10 @@ const AHEAD: u64 = 1 << 45;
 /// Paused, the word holds `BIAS + room`: the room is negative while turns
 /// scheduled before the pause are still to come (down to `−(AHEAD + T)`).
 const BIAS: u64 = 1 << 47;
+/// The file counts host time from this many ns before the host's boot
+/// (its monotonic clock's 0): an epoch a whole span (up to 2^45 ns) before
+/// the present is then never before 0, however recently the host booted.
+const BOOT_BIAS: u64 = 1 << 46;
 /// Tick scales from this on are refused (`Params::fits`).
 const SCALE_LIMIT: u64 = RANGE / 1_000_000;
 /// The most epoch moves one take makes before it refuses.
@@ -130,7 +134,7 @@ pub(crate) struct HostState {
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct Slot {
-    /// Host ns at tick 0.
+    /// Host ns at tick 0, counted from `BOOT_BIAS` ns before the boot.
     epoch: AtomicU64,
     max_n: AtomicU64,
     per_ns: AtomicU64,
@@ -457,6 +461,7 @@ impl HostState {
         initial: u64,
         now: u64,
     ) {
+        let now = file_time(now);
         let params = Params::of(rate, hardcap, burst);
         // The epoch a whole span (and `initial` fuel) back, so that the
         // first `tat` is not below tick 0.
@@ -475,6 +480,7 @@ impl HostState {
     /// process asks for (`Mismatch`), and every field a reader relies on
     /// against what a tank ever writes (`Corrupt`).
     pub(crate) fn check(&self, rate: Rate, shape: Shape, now: u64) -> Result<(), Bad> {
+        let now = file_time(now);
         let found = self.hardcap.load(Ordering::Relaxed);
         if found != hardcap_code(shape.hardcap) {
             let name = match found {
@@ -625,6 +631,7 @@ impl HostState {
     /// Takes `n ≥ 1` fuel at host time `now`.
     #[inline]
     pub(crate) fn take(&self, now: u64, n: u64, shape: Shape) -> Took {
+        let now = file_time(now);
         let mut moves = 0;
         loop {
             let v = self.view();
@@ -680,6 +687,7 @@ impl HostState {
     /// after every turn scheduled. `Late` (nothing reserved) if the turn
     /// would come after `until`.
     pub(crate) fn reserve(&self, now: u64, n: u64, until: Option<u64>, shape: Shape) -> Turn {
+        let (now, until) = (file_time(now), until.map(file_time));
         let mut moves = 0;
         loop {
             let v = self.view();
@@ -707,7 +715,10 @@ impl HostState {
                         .is_ok()
                     {
                         return match due {
-                            Some(due) => Turn::At { word, due },
+                            Some(due) => Turn::At {
+                                word,
+                                due: host_time(due),
+                            },
                             None => Turn::Now(word),
                         };
                     }
@@ -742,6 +753,7 @@ impl HostState {
 
     /// The fuel in the bucket at `now` (none if the state is corrupt).
     pub(crate) fn level(&self, now: u64, shape: Shape) -> u64 {
+        let now = file_time(now);
         let v = self.settled();
         if !v.sane(shape) || !self.same_slot(&v) {
             return 0;
@@ -762,6 +774,7 @@ impl HostState {
     /// When `n` fuel will be there at this rate, in host ns; `u64::MAX`
     /// while paused, if the state is corrupt, or if never within the clock.
     pub(crate) fn due(&self, now: u64, n: u128, shape: Shape) -> u64 {
+        let now = file_time(now);
         let v = self.settled();
         if v.paused || !v.sane(shape) || !self.same_slot(&v) {
             return u64::MAX;
@@ -771,10 +784,10 @@ impl HostState {
         let (tol, t) = v.gcra();
         let (due_t, _) = gcra::due(i128::from(v.value), now_t, tol, t, n);
         if due_t <= now_t && now >= v.epoch {
-            return now;
+            return host_time(now);
         }
         let ns = gcra::ns_ceil(due_t, v.params.s);
-        u64::try_from(i128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
+        host_time(u64::try_from(i128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX))
     }
 
     /// The rate now (another process may have changed it).
@@ -791,6 +804,7 @@ impl HostState {
 
     /// Stops the refill for every process.
     pub(crate) fn pause(&self, now: u64, shape: Shape) -> Result<(), Stale> {
+        let now = file_time(now);
         loop {
             let v = self.view();
             if v.paused || !v.sane(shape) {
@@ -817,6 +831,7 @@ impl HostState {
 
     /// Restarts the refill for every process, from what the bucket held.
     pub(crate) fn resume(&self, now: u64, shape: Shape) -> Result<(), Stale> {
+        let now = file_time(now);
         let mut moves = 0;
         loop {
             let v = self.view();
@@ -852,6 +867,7 @@ impl HostState {
     /// `Err` if the new rate does not fit a shared word, or if live
     /// processes owned every spare slot for a while.
     pub(crate) fn set_rate(&self, now: u64, rate: Rate, shape: Shape) -> Result<(), Busy> {
+        let now = file_time(now);
         let params = Params::of(rate, shape.hardcap, shape.burst);
         if !params.fits() {
             return Err(Busy::Refused(params.too_fine()));
@@ -1045,6 +1061,20 @@ fn schedule(v: &View, now_t: u64, n: u64, until: Option<u64>) -> Result<(u64, Op
         return Err(Turn::Late);
     }
     Ok((value as u64, Some(due)))
+}
+
+/// Host time `now` as the file counts it (see [`BOOT_BIAS`]).
+#[inline(always)]
+fn file_time(now: u64) -> u64 {
+    now.saturating_add(BOOT_BIAS)
+}
+
+/// A time in the file's count as host time (`u64::MAX`, never, stays).
+fn host_time(at: u64) -> u64 {
+    match at {
+        u64::MAX => u64::MAX,
+        at => at.saturating_sub(BOOT_BIAS),
+    }
 }
 
 /// `now` in ticks of `v`'s slot, if within the word's range.
@@ -1518,6 +1548,21 @@ mod tests {
         assert!(crate::shm::remove(&shared, crate::shm::Kind::Tank).unwrap());
         assert!(paused, "the pause was dropped");
         assert!(resumed, "the resume was dropped");
+    }
+
+    /// A bucket whose span is longer than the host has been up (its
+    /// monotonic clock counts from the boot: a fresh VM, a CI runner)
+    /// starts with the fuel asked for, and keeps it through a rate change.
+    #[test]
+    fn a_young_host_holds_a_whole_bucket() {
+        // Up for a second.
+        let s = state("10/h", Hardcap::Limit, 10, SEC);
+        assert_eq!(s.level(SEC, LIMIT), 10, "initial(10)");
+        s.set_rate(2 * SEC, "20/h".parse().unwrap(), LIMIT).unwrap();
+        assert_eq!(s.level(2 * SEC, LIMIT), 10, "after set_rate");
+        let unbounded = Shape::new(Hardcap::Unbounded, None);
+        let s = state("1/s", Hardcap::Unbounded, 1000, SEC);
+        assert_eq!(s.level(SEC, unbounded), 1000, "an Unbounded initial(1000)");
     }
 
     /// A rebase whose arithmetic cannot move the epoch (a corrupt scale)
