@@ -1565,6 +1565,131 @@ mod tests {
         assert_eq!(s.level(SEC, unbounded), 1000, "an Unbounded initial(1000)");
     }
 
+    /// Any sequence of takes, turns, pauses, resumes, rate changes and
+    /// refunds, over hours (epoch moves) and at several tick scales, under
+    /// each hardcap: the fuel granted plus the fuel left, once every turn
+    /// is due, never exceeds the initial fuel plus what accrued while
+    /// running.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const RATES: [&str; 6] = ["10/s", "1/ms", "3/s", "7/13ms", "999983/s", "2/2ms"];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Take { dt: u64, n: u64 },
+            Reserve { dt: u64, n: u64 },
+            Pause { dt: u64 },
+            Resume { dt: u64 },
+            SetRate { dt: u64, i: usize },
+            GiveBack { dt: u64, i: usize },
+            Leap,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let dt = prop_oneof![4 => 0..3_000_000u64, 1 => 0..300_000_000u64];
+            prop_oneof![
+                4 => (dt.clone(), 1..4u64).prop_map(|(dt, n)| Op::Take { dt, n }),
+                3 => (dt.clone(), 1..4u64).prop_map(|(dt, n)| Op::Reserve { dt, n }),
+                1 => dt.clone().prop_map(|dt| Op::Pause { dt }),
+                1 => dt.clone().prop_map(|dt| Op::Resume { dt }),
+                1 => (dt.clone(), 0..RATES.len()).prop_map(|(dt, i)| Op::SetRate { dt, i }),
+                2 => (dt, 0..8usize).prop_map(|(dt, i)| Op::GiveBack { dt, i }),
+                1 => Just(Op::Leap),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+            #[test]
+            fn granted_and_left_never_exceed_accrued(
+                first in 0..RATES.len(),
+                cap in 0..3usize,
+                initial in 0..3u64,
+                ops in proptest::collection::vec(op(), 1..80),
+            ) {
+                let hardcap = [Hardcap::Limit, Hardcap::One, Hardcap::Unbounded][cap];
+                let shape = Shape::new(hardcap, None);
+                let mut rate: Rate = RATES[first].parse().unwrap();
+                let initial = match hardcap {
+                    Hardcap::One => initial.min(1),
+                    _ => initial.min(rate.max_n()),
+                };
+                if !Params::of(rate, hardcap, None).fits() {
+                    return Ok(());
+                }
+                let mut now = 10 * SEC;
+                let s = state(RATES[first], hardcap, initial, now);
+                let mut accrued = 0f64;
+                let mut granted: i128 = 0;
+                let mut stamps: Vec<(u64, u64)> = Vec::new();
+                let mut paused = false;
+                let mut last_due = now;
+                for op in ops {
+                    let dt = match op {
+                        Op::Take { dt, .. } | Op::Reserve { dt, .. } | Op::Pause { dt }
+                        | Op::Resume { dt } | Op::SetRate { dt, .. } | Op::GiveBack { dt, .. } => dt,
+                        Op::Leap => 50 * 3600 * SEC,
+                    };
+                    if !paused {
+                        accrued += dt as f64 * rate.max_n() as f64 / rate.per_ns() as f64;
+                    }
+                    now += dt;
+                    match op {
+                        Op::Take { n, .. } => {
+                            if let Took::Taken(w) = s.take(now, n, shape) {
+                                granted += i128::from(n);
+                                stamps.push((n, w));
+                            }
+                        }
+                        Op::Reserve { n, .. } => match s.reserve(now, n, None, shape) {
+                            Turn::Now(w) => { granted += i128::from(n); stamps.push((n, w)); }
+                            Turn::At { word, due } => {
+                                prop_assert!(due > now);
+                                granted += i128::from(n);
+                                stamps.push((n, word));
+                                last_due = last_due.max(due);
+                            }
+                            _ => {}
+                        },
+                        Op::Pause { .. } => { s.pause(now, shape).unwrap(); paused = s.is_paused(); }
+                        Op::Resume { .. } => { s.resume(now, shape).unwrap(); paused = s.is_paused(); }
+                        Op::SetRate { i, .. } => {
+                            let new: Rate = RATES[i].parse().unwrap();
+                            if s.set_rate(now, new, shape).is_ok() { rate = new; }
+                        }
+                        Op::GiveBack { i, .. } => {
+                            if i < stamps.len() {
+                                let (n, w) = stamps.remove(i);
+                                let before = s.word.load(Ordering::Relaxed);
+                                s.give_back(n, w, shape);
+                                if s.word.load(Ordering::Relaxed) != before {
+                                    granted -= i128::from(n);
+                                }
+                            }
+                        }
+                        Op::Leap => {}
+                    }
+                    prop_assert_eq!(paused, s.is_paused());
+                }
+                // Run on until every turn is due, and a bucket more.
+                if paused {
+                    s.resume(now, shape).unwrap();
+                }
+                // (Past the debt of turns a pause carried on, too.)
+                let end = last_due.max(now).max(s.due(now, 1, shape)) + rate.per_ns() + 1;
+                accrued += (end - now) as f64 * rate.max_n() as f64 / rate.per_ns() as f64;
+                let left = s.level(end, shape);
+                let total = granted + i128::from(left);
+                prop_assert!(
+                    total as f64 <= initial as f64 + accrued + 1e-6,
+                    "granted {} + left {} > initial {} + accrued {}", granted, left, initial, accrued
+                );
+            }
+        }
+    }
+
     /// A rebase whose arithmetic cannot move the epoch (a corrupt scale)
     /// refuses, and returns.
     #[test]
