@@ -445,6 +445,63 @@ fn remove_only_what_no_process_uses() {
     assert!(!before.has_fuel() && !after.has_fuel());
 }
 
+/// Every handle dropped, the file is removed: a process's lock outlives
+/// its last handle by an instant at most (its timer may be serving the line
+/// on another thread just then), and the removal waits that instant out
+/// rather than say that a process uses the file.
+#[test]
+fn removed_right_after_the_last_handle_is_dropped() {
+    if worker().is_some() {
+        return;
+    }
+    let mut named = Named(Vec::new());
+    let name = format!("files-dropped-{}", std::process::id());
+    let file = named.file(&name, "tank");
+    let mut refused = Vec::new();
+    for round in 0..100 {
+        let hardcap = match round % 2 {
+            0 => fueltank::Hardcap::One,
+            _ => fueltank::Hardcap::Limit,
+        };
+        let tank = Tank::builder("2000/s".parse().unwrap())
+            .hardcap(hardcap)
+            .shared_memory(&name)
+            .build()
+            .unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let tank = tank.clone();
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_millis(10) {
+                        tank.blocking_await_fuel_timeout(Duration::from_millis(1));
+                    }
+                })
+            })
+            .collect();
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        drop(tank);
+        match Tank::remove_shared_memory(&name) {
+            Ok(true) => {}
+            other => {
+                refused.push(format!("round {round}: {other:?}"));
+                // Removed once the timer let go, for the next round.
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = Tank::remove_shared_memory(&name);
+            }
+        }
+    }
+    assert!(!file.exists());
+    assert!(
+        refused.is_empty(),
+        "{} of 100 removals refused after every handle was dropped, e.g. {:#?}",
+        refused.len(),
+        &refused[..refused.len().min(2)]
+    );
+}
+
 /// A build that finds the file locked for removal opens it again a few
 /// times, then says what holds it: it never waits for long.
 #[test]

@@ -457,6 +457,51 @@ fn attach_errors_say_what_differs() {
     let _ = std::fs::remove_file(&file);
 }
 
+/// A burst is part of what the processes sharing a tank must agree on:
+/// `burst(10)` on a 10/s tank built without one has the same capacity at
+/// 10/s, and another at any other rate, so once either process changed the
+/// rate the other would find the capacity not its own and refuse every
+/// take for good. So attaching with another burst (or none) is an error.
+#[test]
+fn a_burst_that_differs_is_an_attach_error() {
+    if worker().is_some() {
+        return;
+    }
+    let file = Removed::new("burst");
+    let ten: fueltank::Rate = "10/s".parse().unwrap();
+    let with_burst = |burst| {
+        Tank::builder(ten)
+            .burst(burst)
+            .initial(10)
+            .shared_memory(file.path())
+            .build()
+    };
+    let plain = shared(file.path(), "10/s", Hardcap::Limit).unwrap();
+    let burst = match with_burst(10) {
+        Err(err) => {
+            let err = err.to_string();
+            assert!(err.contains("burst"), "{err}");
+            // The other way round too.
+            drop(plain);
+            assert!(Tank::remove_shared_memory(file.path()).unwrap());
+            let _burst = with_burst(10).unwrap();
+            let err = shared(file.path(), "10/s", Hardcap::Limit).unwrap_err();
+            assert!(err.to_string().contains("burst"), "{err}");
+            return;
+        }
+        Ok(burst) => burst,
+    };
+    plain.set_rate("20/s".parse().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let granted = (0..100).filter(|_| burst.has_fuel()).count();
+    panic!(
+        "burst(10) attached to a tank without a burst; after a rate change to 20/s by the \
+         other, it grants {granted} of 100 has_fuel 300 ms on, and says level {}, wait_time {:?}",
+        burst.level(),
+        burst.wait_time(1)
+    );
+}
+
 /// Two handles in one process share the budget as two processes would,
 /// and the in-process guarantees (levels, waits, refunds that nothing
 /// changed) hold on the shared bucket. (1/min: nothing refills meanwhile,

@@ -28,11 +28,14 @@
 //! # Removal
 //!
 //! Every process keeps the file open, with a shared `flock`, for as long as
-//! it maps it; [`remove`] takes the exclusive lock without waiting before it
-//! unlinks, so it removes only a file no process uses, and a process that
-//! opens a file being removed (its shared lock refused, or the file
-//! unlinked by the time it holds it) opens the name again. The kernel drops
-//! a dead process's lock, so a killed process blocks no removal.
+//! it maps it; [`remove`] takes the exclusive lock before it unlinks (never
+//! waiting on it, but trying again for a moment: a process lets go of the
+//! file an instant after its last handle is dropped, as its timer may be
+//! serving the line on another thread just then), so it removes only a
+//! file no process uses, and a process that opens a file being removed
+//! (its shared lock refused, or the file unlinked by the time it holds it)
+//! opens the name again. The kernel drops a dead process's lock, so a
+//! killed process blocks no removal.
 //!
 //! The file does not outlive a reboot: its times are on the host's
 //! monotonic clock, which starts again at each boot, so on Linux the header
@@ -80,7 +83,7 @@ use crate::Error;
 /// `b"fueltank"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"fueltank");
 /// The layout version: a file of another version is an error.
-pub(crate) const VERSION: u64 = 3;
+pub(crate) const VERSION: u64 = 4;
 
 /// What a shared file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -382,24 +382,35 @@ pub(crate) fn remove(path: &Path, access: Access, kind: Kind) -> Result<bool, Er
     if let Some(reason) = access.bad_mode() {
         return Err(fail(reason));
     }
-    let (file, stat) = match find(
-        path,
-        access,
-        OFlags::RDONLY,
-        FlockOperation::NonBlockingLockExclusive,
-    ) {
-        Ok(Found::File(file, stat)) => (file, stat),
-        Ok(Found::Missing) => return Ok(false),
-        Ok(Found::Busy) => {
-            return Err(fail(
-                "a process uses it (each holds it from its build until its last tank, \
-                 monitor or throttle on it is dropped): stop every process that uses it \
-                 first; one that keeps running keeps its own budget in the removed file"
-                    .into(),
-            ));
+    let mut attempt = 0;
+    let (file, stat) = loop {
+        match find(
+            path,
+            access,
+            OFlags::RDONLY,
+            FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(Found::File(file, stat)) => break (file, stat),
+            Ok(Found::Missing) => return Ok(false),
+            // A process lets go of the file an instant after its last
+            // handle is dropped (its timer may be serving the line on
+            // another thread just then): look again for a moment.
+            Ok(Found::Busy) if attempt + 1 < TRIES => {
+                std::thread::sleep(Duration::from_millis(1 << attempt));
+                attempt += 1;
+            }
+            Ok(Found::Busy) => {
+                return Err(fail(
+                    "a process uses it (each holds it from its build until its last tank, \
+                     monitor or throttle on it is dropped): stop every process that uses \
+                     it first; one that keeps running keeps its own budget in the removed \
+                     file"
+                        .into(),
+                ));
+            }
+            Err(Error::SharedMemory { reason, .. }) => return Err(fail(reason)),
+            Err(e) => return Err(e),
         }
-        Err(Error::SharedMemory { reason, .. }) => return Err(fail(reason)),
-        Err(e) => return Err(e),
     };
     // Without a lock the file system cannot say whether it is in use.
     if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {

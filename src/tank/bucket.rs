@@ -269,14 +269,21 @@ impl Bucket {
     }
 
     /// Changes the first rate to `rate` (capacity `cap`) at `now`, keeping
-    /// the fuel (see each store's `set_rate`).
-    pub(crate) fn set_rate(&mut self, now: u64, rate: Rate, cap: Option<u64>) -> Result<(), Error> {
+    /// the fuel (see each store's `set_rate`); the time it changed at:
+    /// `now`, or in shared memory a later reading if `now` was older than
+    /// another process's change meanwhile.
+    pub(crate) fn set_rate(
+        &mut self,
+        now: u64,
+        rate: Rate,
+        cap: Option<u64>,
+    ) -> Result<u64, Error> {
         match self {
             Bucket::Gcra(gcra, _) => gcra.set_rate(now, rate, cap),
             Bucket::Window(window, _, _) => window.set_rate(now, rate),
-            Bucket::Host(host) => host.set_rate(now, rate)?,
+            Bucket::Host(host) => return host.set_rate(now, rate),
         }
-        Ok(())
+        Ok(now)
     }
 
     /// Stops the refill at `now`: in shared memory for every process; in

@@ -310,7 +310,7 @@ impl TankBuilder {
     /// process uses it; removed otherwise (`rm`) while processes run, it
     /// splits the budget in two (see
     /// [`SharedMemory`](SharedMemory#removing-it)). `build` fails if the
-    /// file holds another rate or hardcap ([`Error::SharedMismatch`], naming
+    /// file holds another rate, hardcap or burst ([`Error::SharedMismatch`], naming
     /// what differs), is not a fueltank file of this version, is corrupt (a
     /// field no tank writes: its tick scale or interval not those of its
     /// rate, its epoch ahead of the host's clock, fuel beyond its capacity),

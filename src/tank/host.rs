@@ -16,7 +16,9 @@
 //! in ticks, biased: see *Turns*), frozen: takes spend it, nothing refills it, and resuming
 //! turns it back into a `tat` against the present. Both are one
 //! compare-and-swap, so every process sees the pause at once, and a process
-//! killed at any point leaves the word whole.
+//! killed at any point leaves the word whole. A resume also moves the word
+//! to the next generation, so that no grant's stamp names it again (see
+//! `next_generation`).
 //!
 //! # Turns: one line for every process
 //!
@@ -103,6 +105,10 @@ const AHEAD: u64 = 1 << 45;
 /// Paused, the word holds `BIAS + room`: the room is negative while turns
 /// scheduled before the pause are still to come (down to `−(AHEAD + T)`).
 const BIAS: u64 = 1 << 47;
+/// The file counts host time from this many ns before the host's boot
+/// (its monotonic clock's 0): an epoch a whole span (up to 2^45 ns) before
+/// the present is then never before 0, however recently the host booted.
+const BOOT_BIAS: u64 = 1 << 46;
 /// Tick scales from this on are refused (`Params::fits`).
 const SCALE_LIMIT: u64 = RANGE / 1_000_000;
 /// The most epoch moves one take makes before it refuses.
@@ -117,14 +123,18 @@ pub(crate) struct HostState {
     word: AtomicU64,
     /// The hardcap, as `Hardcap` discriminant + 1 (0: not a tank).
     hardcap: AtomicU64,
-    _reserved: [AtomicU64; 6],
+    /// `Limit`'s capacity if not `max_n` (`TankBuilder::burst`), or 0:
+    /// checked at attach, for the capacity of every rate to come to agree
+    /// (a burst equal to `max_n` and none agree at this rate only).
+    burst: AtomicU64,
+    _reserved: [AtomicU64; 5],
     slots: [Slot; SLOTS],
 }
 
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct Slot {
-    /// Host ns at tick 0.
+    /// Host ns at tick 0, counted from `BOOT_BIAS` ns before the boot.
     epoch: AtomicU64,
     max_n: AtomicU64,
     per_ns: AtomicU64,
@@ -281,28 +291,65 @@ impl HostBucket {
         self.state().due(now, n, self.shape)
     }
 
+    /// As [`HostState::pause`], on a fresh reading of the host clock if
+    /// `now` is older than the epoch another process set since.
     pub(crate) fn pause(&self, now: u64) {
-        self.state().pause(now, self.shape);
+        let pause = |now| self.state().pause(now, self.shape);
+        let _ = on_time(now, pause, |Stale| true);
     }
 
+    /// As [`HostState::resume`], as `pause`.
     pub(crate) fn resume(&self, now: u64) {
-        self.state().resume(now, self.shape);
+        let resume = |now| self.state().resume(now, self.shape);
+        let _ = on_time(now, resume, |Stale| true);
     }
 
-    /// As [`HostState::set_rate`], with this process's hardcap and burst.
-    pub(crate) fn set_rate(&self, now: u64, rate: Rate) -> Result<(), Error> {
-        self.state()
-            .set_rate(now, rate, self.shape)
-            .map_err(|busy| match busy {
-                Busy::Refused(err) => err,
-                Busy::Owned => Error::SharedMemory {
-                    path: self.region.path().to_owned(),
-                    reason: "every spare parameter slot is owned by a live process stopped \
-                             in the middle of a change; the rate is unchanged: retry once \
-                             one of them runs again or ends"
-                        .into(),
-                },
-            })
+    /// As [`HostState::set_rate`], with this process's hardcap and burst,
+    /// as `pause`: the host time the rate changed at (`now`, or the fresh
+    /// reading it took).
+    pub(crate) fn set_rate(&self, now: u64, rate: Rate) -> Result<u64, Error> {
+        let set = |now| self.state().set_rate(now, rate, self.shape).map(|()| now);
+        on_time(now, set, |busy| matches!(busy, Busy::Stale)).map_err(|busy| {
+            let reason = match busy {
+                Busy::Refused(err) => return err,
+                Busy::Owned => {
+                    "every spare parameter slot is owned by a live process stopped in the \
+                     middle of a change; the rate is unchanged: retry once one of them runs \
+                     again or ends"
+                }
+                // Still behind on fresh readings: an epoch no tank wrote.
+                Busy::Stale => {
+                    "its epoch is ahead of the host's monotonic clock; the rate is \
+                     unchanged: remove the file to start anew"
+                }
+            };
+            Error::SharedMemory {
+                path: self.region.path().to_owned(),
+                reason: reason.into(),
+            }
+        })
+    }
+}
+
+/// Runs `op` at host time `now`, then again at fresh readings of the host
+/// clock (a few times at most) while it answers that `now` is `stale`:
+/// older than the epoch another process set meanwhile (this one was
+/// descheduled between its reading and its compare-and-swap). A fresh
+/// reading is never older than the one that process set its epoch from.
+fn on_time<R, E>(
+    mut now: u64,
+    op: impl Fn(u64) -> Result<R, E>,
+    stale: impl Fn(&E) -> bool,
+) -> Result<R, E> {
+    let mut tries = 0;
+    loop {
+        match op(now) {
+            Err(e) if stale(&e) && tries < MOVES => {
+                tries += 1;
+                now = now.max(crate::shm::host_now_ns());
+            }
+            answer => return answer,
+        }
     }
 }
 
@@ -394,7 +441,15 @@ pub(crate) enum Busy {
     Refused(Error),
     /// Live processes own every spare slot.
     Owned,
+    /// `now` is [`Stale`].
+    Stale,
 }
+
+/// A reading of the clock older than the epoch of the slot the word names:
+/// another process set that epoch from a later reading since this one was
+/// taken. Nothing was done; a fresh reading is not stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stale;
 
 impl HostState {
     /// A new tank's state at host time `now`.
@@ -406,6 +461,7 @@ impl HostState {
         initial: u64,
         now: u64,
     ) {
+        let now = file_time(now);
         let params = Params::of(rate, hardcap, burst);
         // The epoch a whole span (and `initial` fuel) back, so that the
         // first `tat` is not below tick 0.
@@ -416,6 +472,7 @@ impl HostState {
         let now_t = (now - epoch) * params.s;
         let tat = (now_t + params.t).saturating_sub(initial.saturating_mul(params.t));
         self.hardcap.store(hardcap_code(hardcap), Ordering::Relaxed);
+        self.burst.store(burst.unwrap_or(0), Ordering::Relaxed);
         self.word.store(tat.min(VALUE), Ordering::Release);
     }
 
@@ -423,6 +480,7 @@ impl HostState {
     /// process asks for (`Mismatch`), and every field a reader relies on
     /// against what a tank ever writes (`Corrupt`).
     pub(crate) fn check(&self, rate: Rate, shape: Shape, now: u64) -> Result<(), Bad> {
+        let now = file_time(now);
         let found = self.hardcap.load(Ordering::Relaxed);
         if found != hardcap_code(shape.hardcap) {
             let name = match found {
@@ -436,6 +494,18 @@ impl HostState {
                 "hardcap",
                 name.into(),
                 format!("{:?}", shape.hardcap),
+            ));
+        }
+        let found = self.burst.load(Ordering::Relaxed);
+        if found != shape.burst.unwrap_or(0) {
+            let burst = |burst| match burst {
+                0 => "none".to_owned(),
+                burst => burst.to_string(),
+            };
+            return Err(Bad::Mismatch(
+                "burst",
+                burst(found),
+                burst(shape.burst.unwrap_or(0)),
             ));
         }
         let v = self.settled();
@@ -538,7 +608,8 @@ impl HostState {
     }
 
     /// Whether the slot `view` read still belongs to the word: no change
-    /// moved the word to another generation since (takes may have).
+    /// (nor resume) moved the word to another generation since (takes may
+    /// have changed it).
     fn same_slot(&self, view: &View) -> bool {
         let generation = !VALUE & !PAUSED;
         (self.word.load(Ordering::Relaxed) ^ view.word) & generation == 0
@@ -560,6 +631,7 @@ impl HostState {
     /// Takes `n ≥ 1` fuel at host time `now`.
     #[inline]
     pub(crate) fn take(&self, now: u64, n: u64, shape: Shape) -> Took {
+        let now = file_time(now);
         let mut moves = 0;
         loop {
             let v = self.view();
@@ -615,6 +687,7 @@ impl HostState {
     /// after every turn scheduled. `Late` (nothing reserved) if the turn
     /// would come after `until`.
     pub(crate) fn reserve(&self, now: u64, n: u64, until: Option<u64>, shape: Shape) -> Turn {
+        let (now, until) = (file_time(now), until.map(file_time));
         let mut moves = 0;
         loop {
             let v = self.view();
@@ -642,7 +715,10 @@ impl HostState {
                         .is_ok()
                     {
                         return match due {
-                            Some(due) => Turn::At { word, due },
+                            Some(due) => Turn::At {
+                                word,
+                                due: host_time(due),
+                            },
                             None => Turn::Now(word),
                         };
                     }
@@ -677,6 +753,7 @@ impl HostState {
 
     /// The fuel in the bucket at `now` (none if the state is corrupt).
     pub(crate) fn level(&self, now: u64, shape: Shape) -> u64 {
+        let now = file_time(now);
         let v = self.settled();
         if !v.sane(shape) || !self.same_slot(&v) {
             return 0;
@@ -697,6 +774,7 @@ impl HostState {
     /// When `n` fuel will be there at this rate, in host ns; `u64::MAX`
     /// while paused, if the state is corrupt, or if never within the clock.
     pub(crate) fn due(&self, now: u64, n: u128, shape: Shape) -> u64 {
+        let now = file_time(now);
         let v = self.settled();
         if v.paused || !v.sane(shape) || !self.same_slot(&v) {
             return u64::MAX;
@@ -706,10 +784,10 @@ impl HostState {
         let (tol, t) = v.gcra();
         let (due_t, _) = gcra::due(i128::from(v.value), now_t, tol, t, n);
         if due_t <= now_t && now >= v.epoch {
-            return now;
+            return host_time(now);
         }
         let ns = gcra::ns_ceil(due_t, v.params.s);
-        u64::try_from(i128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX)
+        host_time(u64::try_from(i128::from(v.epoch).saturating_add(ns)).unwrap_or(u64::MAX))
     }
 
     /// The rate now (another process may have changed it).
@@ -725,11 +803,15 @@ impl HostState {
     }
 
     /// Stops the refill for every process.
-    pub(crate) fn pause(&self, now: u64, shape: Shape) {
+    pub(crate) fn pause(&self, now: u64, shape: Shape) -> Result<(), Stale> {
+        let now = file_time(now);
         loop {
             let v = self.view();
-            if v.paused || now < v.epoch || !v.sane(shape) {
-                return;
+            if v.paused || !v.sane(shape) {
+                return Ok(());
+            }
+            if now < v.epoch {
+                return Err(Stale);
             }
             let now_t = i128::from(now - v.epoch) * i128::from(v.params.s);
             let (tol, t) = v.gcra();
@@ -742,38 +824,40 @@ impl HostState {
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
         }
     }
 
     /// Restarts the refill for every process, from what the bucket held.
-    pub(crate) fn resume(&self, now: u64, shape: Shape) {
+    pub(crate) fn resume(&self, now: u64, shape: Shape) -> Result<(), Stale> {
+        let now = file_time(now);
         let mut moves = 0;
         loop {
             let v = self.view();
             if !v.paused || !v.sane(shape) {
-                return;
+                return Ok(());
             }
             let now_t = match now_ticks(&v, now) {
                 Some(now_t) => now_t,
-                None if now >= v.epoch && moves < MOVES => {
+                None if now < v.epoch => return Err(Stale),
+                None if moves < MOVES => {
                     moves += 1;
                     if self.rebase(now, shape) {
                         continue;
                     }
-                    return;
+                    return Ok(());
                 }
-                None => return,
+                None => return Ok(()),
             };
             let tat = gcra::resume(v.room(), i128::from(now_t), i128::from(v.params.t)).max(0);
-            let word = (v.word & !VALUE & !PAUSED) | (tat as u64).min(VALUE);
+            let word = next_generation(&v) | (tat as u64).min(VALUE);
             if self
                 .word
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
         }
     }
@@ -783,13 +867,16 @@ impl HostState {
     /// `Err` if the new rate does not fit a shared word, or if live
     /// processes owned every spare slot for a while.
     pub(crate) fn set_rate(&self, now: u64, rate: Rate, shape: Shape) -> Result<(), Busy> {
+        let now = file_time(now);
         let params = Params::of(rate, shape.hardcap, shape.burst);
         if !params.fits() {
             return Err(Busy::Refused(params.too_fine()));
         }
         for _ in 0..SET_RATE_TRIES {
-            if self.change(now, &params, false) {
-                return Ok(());
+            match self.change(now, &params, false) {
+                Changed::Done => return Ok(()),
+                Changed::Stale => return Err(Busy::Stale),
+                Changed::Owned => {}
             }
             // Each owner is mid-change, or stopped there: look again soon.
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -802,7 +889,7 @@ impl HostState {
     /// every spare slot, or the state is corrupt).
     fn rebase(&self, now: u64, shape: Shape) -> bool {
         let v = self.view();
-        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true)
+        v.sane(shape) && self.same_slot(&v) && self.change(now, &v.params, true) == Changed::Done
     }
 
     /// Writes `params` to a spare slot, with the epoch a span before `now`,
@@ -810,10 +897,12 @@ impl HostState {
     /// fraction, kept; capped to the new capacity). With `moving`, only
     /// while the present is beyond the word under the same parameters
     /// (the epoch's move; done, or made needless by another change,
-    /// otherwise). `false` if live processes own every spare slot.
-    fn change(&self, now: u64, params: &Params, moving: bool) -> bool {
+    /// otherwise). `Owned` if live processes own every spare slot; `Stale`
+    /// if `now` is (and not `moving`): converting the word at a time before
+    /// its epoch would lose the turns scheduled and the fuel.
+    fn change(&self, now: u64, params: &Params, moving: bool) -> Changed {
         let Some(owned) = self.own_spare() else {
-            return false;
+            return Changed::Owned;
         };
         let epoch = now.saturating_sub(params.span_ns().saturating_add(1));
         params.write(owned.slot, epoch);
@@ -821,7 +910,10 @@ impl HostState {
         loop {
             let v = self.view();
             if moving && (v.params != *params || now < v.epoch || now_ticks(&v, now).is_some()) {
-                return true;
+                return Changed::Done;
+            }
+            if now < v.epoch {
+                return Changed::Stale;
             }
             let value = convert(&v, now, params, now_t_new);
             let generation = (v.generation + 1) & GEN_MASK;
@@ -834,7 +926,7 @@ impl HostState {
                 .compare_exchange(v.word, word, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return true;
+                return Changed::Done;
             }
         }
     }
@@ -871,6 +963,25 @@ impl HostState {
         }
         None
     }
+}
+
+/// What [`HostState::change`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Done,
+    Owned,
+    Stale,
+}
+
+/// The word's bits but its value and pause, in the next generation, same
+/// slot: a resume moves the generation on, so that a grant's stamp (the
+/// word as its take left it) never names a word that came back to the same
+/// value through a resume (the bucket may have run into its cap since, and
+/// a pause freezes a full bucket at the same room each time: giving the
+/// grant back then would mint it).
+fn next_generation(v: &View) -> u64 {
+    let generation = (v.generation + 1) & GEN_MASK;
+    (v.word & !VALUE & !PAUSED & !(GEN_MASK << GEN_SHIFT)) | (generation << GEN_SHIFT)
 }
 
 /// A slot owned to write a change in, let go when dropped.
@@ -950,6 +1061,20 @@ fn schedule(v: &View, now_t: u64, n: u64, until: Option<u64>) -> Result<(u64, Op
         return Err(Turn::Late);
     }
     Ok((value as u64, Some(due)))
+}
+
+/// Host time `now` as the file counts it (see [`BOOT_BIAS`]).
+#[inline(always)]
+fn file_time(now: u64) -> u64 {
+    now.saturating_add(BOOT_BIAS)
+}
+
+/// A time in the file's count as host time (`u64::MAX`, never, stays).
+fn host_time(at: u64) -> u64 {
+    match at {
+        u64::MAX => u64::MAX,
+        at => at.saturating_sub(BOOT_BIAS),
+    }
 }
 
 /// `now` in ticks of `v`'s slot, if within the word's range.
@@ -1078,7 +1203,8 @@ pub(crate) fn new_state() -> Box<HostState> {
     Box::new(HostState {
         word: A::new(0),
         hardcap: A::new(0),
-        _reserved: [(); 6].map(|()| A::new(0)),
+        burst: A::new(0),
+        _reserved: [(); 5].map(|()| A::new(0)),
         slots: [(); SLOTS].map(|()| slot()),
     })
 }
@@ -1113,11 +1239,11 @@ mod tests {
     #[test]
     fn pause_freezes_what_the_bucket_held() {
         let s = state("10/s", Hardcap::Limit, 0, SEC);
-        s.pause(SEC + SEC / 4, LIMIT); // 2.5 fuel accrued
+        s.pause(SEC + SEC / 4, LIMIT).unwrap(); // 2.5 fuel accrued
         assert_eq!(s.level(100 * SEC, LIMIT), 2);
         assert!(matches!(s.take(100 * SEC, 2, LIMIT), Took::Taken(_)));
         assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
-        s.resume(100 * SEC, LIMIT);
+        s.resume(100 * SEC, LIMIT).unwrap();
         // The half fuel left carries on: the next is due in 50 ms.
         assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + SEC / 20);
     }
@@ -1169,6 +1295,8 @@ mod tests {
         assert!(check("3/s", Hardcap::Limit, None).is_err());
         assert!(check("2/s", Hardcap::One, None).is_err());
         assert!(check("2/s", Hardcap::Limit, Some(5)).is_err());
+        // A burst of max_n: the same capacity at this rate, not at others.
+        assert!(check("2/s", Hardcap::Limit, Some(2)).is_err());
     }
 
     /// An `Unbounded` bank outlives the epoch's moves and rate changes (up
@@ -1233,11 +1361,11 @@ mod tests {
             panic!()
         };
         assert_eq!(due, SEC + 2 * iv);
-        s.pause(SEC, LIMIT);
+        s.pause(SEC, LIMIT).unwrap();
         assert_eq!(s.level(100 * SEC, LIMIT), 0);
         assert_eq!(s.take(100 * SEC, 1, LIMIT), Took::Empty);
         assert_eq!(s.reserve(100 * SEC, 1, None, LIMIT), Turn::Refused);
-        s.resume(100 * SEC, LIMIT);
+        s.resume(100 * SEC, LIMIT).unwrap();
         // Two intervals of debt, then the fuel that accrues.
         assert_eq!(s.due(100 * SEC, 1, LIMIT), 100 * SEC + 3 * iv);
         // Given back while nothing changed since: the debt goes.
@@ -1320,6 +1448,246 @@ mod tests {
         }
         s.set_rate(SEC, "998/s".parse().unwrap(), LIMIT).unwrap();
         assert_eq!(s.rate(), Some("998/s".parse().unwrap()));
+    }
+
+    /// A grant taken while paused is given back only while nothing changed
+    /// since: not after a resume and a pause that happen to freeze the same
+    /// room again (the bucket refilled to its cap meanwhile, so the fuel
+    /// given back would be minted).
+    #[test]
+    fn a_paused_grant_is_not_given_back_after_another_pause() {
+        let s = state("10/s", Hardcap::Limit, 10, SEC);
+        s.pause(SEC, LIMIT).unwrap();
+        let Took::Taken(stamp) = s.take(SEC, 1, LIMIT) else {
+            panic!()
+        };
+        s.resume(SEC, LIMIT).unwrap();
+        // Full again a second on; paused there, another takes one.
+        s.pause(2 * SEC, LIMIT).unwrap();
+        assert_eq!(s.level(2 * SEC, LIMIT), 10);
+        assert!(matches!(s.take(2 * SEC, 1, LIMIT), Took::Taken(_)));
+        s.give_back(1, stamp, LIMIT);
+        assert_eq!(s.level(2 * SEC, LIMIT), 9, "fuel minted by a refund");
+    }
+
+    /// A process whose reading of the clock is older than the epoch another
+    /// process just set (it was descheduled between its reading and its
+    /// compare-and-swap) neither forgets the turns scheduled (their fuel
+    /// granted twice) nor loses the fuel.
+    #[test]
+    fn a_rate_change_on_a_stale_clock_keeps_the_turns() {
+        let ms = SEC / 1000;
+        let s = state("1/ms", Hardcap::Limit, 0, 10 * SEC);
+        for i in 1..=100 {
+            let Turn::At { due, .. } = s.reserve(10 * SEC, 1, None, LIMIT) else {
+                panic!()
+            };
+            assert_eq!(due, 10 * SEC + i * ms);
+        }
+        // Another process changes the rate at 10.005 s...
+        s.set_rate(10 * SEC + 5 * ms, "2/2ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        // ...and this one, on its reading of 10.001 s.
+        let _ = s.set_rate(10 * SEC + ms, "1/ms".parse().unwrap(), LIMIT);
+        assert_eq!(
+            s.take(10 * SEC + 50 * ms, 1, LIMIT),
+            Took::Empty,
+            "the fuel of a turn scheduled granted again"
+        );
+        assert!(matches!(
+            s.take(10 * SEC + 101 * ms, 1, LIMIT),
+            Took::Taken(_)
+        ));
+    }
+
+    /// A pause or resume on a reading of the clock older than the epoch
+    /// another process just set is not dropped silently.
+    #[test]
+    fn pause_and_resume_on_a_stale_clock_say_so() {
+        let ms = SEC / 1000;
+        let s = state("1/ms", Hardcap::Limit, 0, 10 * SEC);
+        s.set_rate(10 * SEC + 5 * ms, "2/2ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        assert_eq!(s.pause(10 * SEC + ms, LIMIT), Err(Stale));
+        assert!(!s.is_paused());
+        s.pause(10 * SEC + 5 * ms, LIMIT).unwrap();
+        s.set_rate(10 * SEC + 9 * ms, "1/ms".parse().unwrap(), LIMIT)
+            .unwrap();
+        assert_eq!(s.resume(10 * SEC + 6 * ms, LIMIT), Err(Stale));
+        assert!(s.is_paused());
+        s.resume(10 * SEC + 9 * ms, LIMIT).unwrap();
+        assert!(!s.is_paused());
+    }
+
+    /// A pause, a resume or a rate change whose reading of the host clock
+    /// was taken before another process changed the rate at a later one
+    /// (this one descheduled between its reading and its compare-and-swap)
+    /// is done all the same, not dropped.
+    #[test]
+    fn a_stale_reading_of_the_clock_still_pauses_and_resumes() {
+        use std::time::Duration;
+        let path = std::env::temp_dir().join(format!("fueltank-stale-{}.tank", process_id()));
+        let shared = crate::SharedMemory::new(path.to_str().unwrap());
+        let clock = crate::clock::ClockSource::Host;
+        let ms = "1/ms".parse().unwrap();
+        let bucket = HostBucket::open(&shared, ms, Hardcap::Limit, None, 1, &clock).unwrap();
+        let host_now = crate::shm::host_now_ns;
+        let stale = host_now();
+        std::thread::sleep(Duration::from_millis(5));
+        bucket
+            .set_rate(host_now(), "2/2ms".parse().unwrap())
+            .unwrap();
+        bucket.pause(stale);
+        let paused = bucket.state().is_paused();
+        let stale = host_now();
+        std::thread::sleep(Duration::from_millis(5));
+        bucket.set_rate(host_now(), ms).unwrap();
+        bucket.resume(stale);
+        let resumed = !bucket.state().is_paused();
+        drop(bucket);
+        assert!(crate::shm::remove(&shared, crate::shm::Kind::Tank).unwrap());
+        assert!(paused, "the pause was dropped");
+        assert!(resumed, "the resume was dropped");
+    }
+
+    /// A bucket whose span is longer than the host has been up (its
+    /// monotonic clock counts from the boot: a fresh VM, a CI runner)
+    /// starts with the fuel asked for, and keeps it through a rate change.
+    #[test]
+    fn a_young_host_holds_a_whole_bucket() {
+        // Up for a second.
+        let s = state("10/h", Hardcap::Limit, 10, SEC);
+        assert_eq!(s.level(SEC, LIMIT), 10, "initial(10)");
+        s.set_rate(2 * SEC, "20/h".parse().unwrap(), LIMIT).unwrap();
+        assert_eq!(s.level(2 * SEC, LIMIT), 10, "after set_rate");
+        let unbounded = Shape::new(Hardcap::Unbounded, None);
+        let s = state("1/s", Hardcap::Unbounded, 1000, SEC);
+        assert_eq!(s.level(SEC, unbounded), 1000, "an Unbounded initial(1000)");
+    }
+
+    /// Any sequence of takes, turns, pauses, resumes, rate changes and
+    /// refunds, over hours (epoch moves) and at several tick scales, under
+    /// each hardcap: the fuel granted plus the fuel left, once every turn
+    /// is due, never exceeds the initial fuel plus what accrued while
+    /// running.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const RATES: [&str; 6] = ["10/s", "1/ms", "3/s", "7/13ms", "999983/s", "2/2ms"];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Take { dt: u64, n: u64 },
+            Reserve { dt: u64, n: u64 },
+            Pause { dt: u64 },
+            Resume { dt: u64 },
+            SetRate { dt: u64, i: usize },
+            GiveBack { dt: u64, i: usize },
+            Leap,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let dt = prop_oneof![4 => 0..3_000_000u64, 1 => 0..300_000_000u64];
+            prop_oneof![
+                4 => (dt.clone(), 1..4u64).prop_map(|(dt, n)| Op::Take { dt, n }),
+                3 => (dt.clone(), 1..4u64).prop_map(|(dt, n)| Op::Reserve { dt, n }),
+                1 => dt.clone().prop_map(|dt| Op::Pause { dt }),
+                1 => dt.clone().prop_map(|dt| Op::Resume { dt }),
+                1 => (dt.clone(), 0..RATES.len()).prop_map(|(dt, i)| Op::SetRate { dt, i }),
+                2 => (dt, 0..8usize).prop_map(|(dt, i)| Op::GiveBack { dt, i }),
+                1 => Just(Op::Leap),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+            #[test]
+            fn granted_and_left_never_exceed_accrued(
+                first in 0..RATES.len(),
+                cap in 0..3usize,
+                initial in 0..3u64,
+                ops in proptest::collection::vec(op(), 1..80),
+            ) {
+                let hardcap = [Hardcap::Limit, Hardcap::One, Hardcap::Unbounded][cap];
+                let shape = Shape::new(hardcap, None);
+                let mut rate: Rate = RATES[first].parse().unwrap();
+                let initial = match hardcap {
+                    Hardcap::One => initial.min(1),
+                    _ => initial.min(rate.max_n()),
+                };
+                if !Params::of(rate, hardcap, None).fits() {
+                    return Ok(());
+                }
+                let mut now = 10 * SEC;
+                let s = state(RATES[first], hardcap, initial, now);
+                let mut accrued = 0f64;
+                let mut granted: i128 = 0;
+                let mut stamps: Vec<(u64, u64)> = Vec::new();
+                let mut paused = false;
+                let mut last_due = now;
+                for op in ops {
+                    let dt = match op {
+                        Op::Take { dt, .. } | Op::Reserve { dt, .. } | Op::Pause { dt }
+                        | Op::Resume { dt } | Op::SetRate { dt, .. } | Op::GiveBack { dt, .. } => dt,
+                        Op::Leap => 50 * 3600 * SEC,
+                    };
+                    if !paused {
+                        accrued += dt as f64 * rate.max_n() as f64 / rate.per_ns() as f64;
+                    }
+                    now += dt;
+                    match op {
+                        Op::Take { n, .. } => {
+                            if let Took::Taken(w) = s.take(now, n, shape) {
+                                granted += i128::from(n);
+                                stamps.push((n, w));
+                            }
+                        }
+                        Op::Reserve { n, .. } => match s.reserve(now, n, None, shape) {
+                            Turn::Now(w) => { granted += i128::from(n); stamps.push((n, w)); }
+                            Turn::At { word, due } => {
+                                prop_assert!(due > now);
+                                granted += i128::from(n);
+                                stamps.push((n, word));
+                                last_due = last_due.max(due);
+                            }
+                            _ => {}
+                        },
+                        Op::Pause { .. } => { s.pause(now, shape).unwrap(); paused = s.is_paused(); }
+                        Op::Resume { .. } => { s.resume(now, shape).unwrap(); paused = s.is_paused(); }
+                        Op::SetRate { i, .. } => {
+                            let new: Rate = RATES[i].parse().unwrap();
+                            if s.set_rate(now, new, shape).is_ok() { rate = new; }
+                        }
+                        Op::GiveBack { i, .. } => {
+                            if i < stamps.len() {
+                                let (n, w) = stamps.remove(i);
+                                let before = s.word.load(Ordering::Relaxed);
+                                s.give_back(n, w, shape);
+                                if s.word.load(Ordering::Relaxed) != before {
+                                    granted -= i128::from(n);
+                                }
+                            }
+                        }
+                        Op::Leap => {}
+                    }
+                    prop_assert_eq!(paused, s.is_paused());
+                }
+                // Run on until every turn is due, and a bucket more.
+                if paused {
+                    s.resume(now, shape).unwrap();
+                }
+                // (Past the debt of turns a pause carried on, too.)
+                let end = last_due.max(now).max(s.due(now, 1, shape)) + rate.per_ns() + 1;
+                accrued += (end - now) as f64 * rate.max_n() as f64 / rate.per_ns() as f64;
+                let left = s.level(end, shape);
+                let total = granted + i128::from(left);
+                prop_assert!(
+                    total as f64 <= initial as f64 + accrued + 1e-6,
+                    "granted {} + left {} > initial {} + accrued {}", granted, left, initial, accrued
+                );
+            }
+        }
     }
 
     /// A rebase whose arithmetic cannot move the epoch (a corrupt scale)
@@ -1419,8 +1787,8 @@ mod loom_tests {
                 u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
                     + u64::from(matches!(taker.take(10 * SEC, 1, LIMIT), Took::Taken(_)))
             });
-            state.pause(10 * SEC, LIMIT);
-            state.resume(10 * SEC, LIMIT);
+            state.pause(10 * SEC, LIMIT).unwrap();
+            state.resume(10 * SEC, LIMIT).unwrap();
             let took = take.join().unwrap();
             assert_eq!(
                 took + state.level(10 * SEC, LIMIT),
@@ -1446,8 +1814,8 @@ mod loom_tests {
             let other = state.clone();
             let waiter = loom::thread::spawn(move || other.reserve(10 * SEC, 1, None, LIMIT));
             let took = matches!(state.take(10 * SEC, 1, LIMIT), Took::Taken(_));
-            state.pause(10 * SEC, LIMIT);
-            state.resume(10 * SEC, LIMIT);
+            state.pause(10 * SEC, LIMIT).unwrap();
+            state.resume(10 * SEC, LIMIT).unwrap();
             let turn = waiter.join().unwrap();
             let later = state.level(10 * SEC + SEC / 2, LIMIT);
             match turn {

@@ -849,7 +849,7 @@ impl Core {
     ) -> Result<(), crate::Error> {
         let now = self.now_eff(now);
         let cap = self.hardcap.capacity(rate.max_n(), self.burst);
-        self.bucket.set_rate(now, rate, cap)?;
+        let now = self.bucket.set_rate(now, rate, cap)?;
         let old = self.rate;
         self.rate_changed(rate, wakers);
         self.move_turns(old, now, now);

@@ -124,8 +124,9 @@ impl Tank {
     /// # Errors
     ///
     /// [`Error::SharedMemory`], and the file stays, if a process uses it
-    /// (stop them first: a process that kept a removed file would keep its
-    /// own budget beside the new one), if it is not a fueltank tank file,
+    /// still after a quarter of a second (stop them first: a process that
+    /// kept a removed file would keep its own budget beside the new one),
+    /// if it is not a fueltank tank file,
     /// or if it is one the build of `name` would refuse (a symbolic link,
     /// another user's file, one others may write: see
     /// [`SharedMemory`](crate::SharedMemory#who-can-attach-the-trust-model)).

@@ -66,7 +66,7 @@ impl HostBucket {
         match *self {}
     }
 
-    pub(crate) fn set_rate(&self, _: u64, _: Rate) -> Result<(), Error> {
+    pub(crate) fn set_rate(&self, _: u64, _: Rate) -> Result<u64, Error> {
         match *self {}
     }
 
