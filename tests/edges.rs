@@ -201,3 +201,32 @@ fn window_keys_are_bounded_under_a_flood() {
         assert!(keyed.len() <= 64, "{} keys at {key}", keyed.len());
     }
 }
+
+#[test]
+fn a_newcomer_asking_for_nothing_waits_for_nothing() {
+    let clock = ManualClock::new();
+    for hardcap in [
+        Hardcap::Limit,
+        Hardcap::One,
+        Hardcap::Unbounded,
+        Hardcap::Window,
+    ] {
+        let empty = tank("1/s", hardcap, 0, &clock);
+        assert!(empty.has_fuel_n(0));
+        assert_eq!(empty.wait_time(0), Some(Duration::ZERO), "{hardcap:?}");
+        // A line ahead, or a pause, holds back no request of nothing.
+        let mut waiter = Box::pin(empty.await_fuel());
+        assert!(poll(waiter.as_mut()).is_pending());
+        assert!(empty.has_fuel_n(0));
+        assert_eq!(empty.wait_time(0), Some(Duration::ZERO), "{hardcap:?}");
+        empty.pause();
+        assert_eq!(empty.wait_time(0), Some(Duration::ZERO), "{hardcap:?}");
+    }
+    let keyed = KeyedTank::<u32>::builder(rate("1/s"))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    assert!(keyed.has_fuel(&1));
+    assert!(keyed.has_fuel_n(&1, 0));
+    assert_eq!(keyed.wait_time(&1, 0), Some(Duration::ZERO));
+}

@@ -618,6 +618,10 @@ impl Gcra {
     /// When `n` fuel will have accrued, if nobody takes any before;
     /// `u64::MAX` if never within the clock.
     pub(crate) fn due(&self, now: u64, n: u128) -> u64 {
+        // No fuel is there at once (`gcra::due` of 0 is the next fuel's).
+        if n == 0 {
+            return now;
+        }
         let now_t = self.ticks(now);
         let (due_t, _) = gcra::due(self.tat, now_t, self.tol(), self.span(1), n);
         if due_t <= now_t {

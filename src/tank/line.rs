@@ -335,6 +335,10 @@ impl Line {
     /// How long until `n` fuel could be granted to a newcomer, counting the
     /// line ahead; `None` while paused or if `n` can never fit.
     pub(crate) fn wait_for(&self, n: u64) -> Option<u64> {
+        // Nothing asked for is granted at once, line or pause (as `take`).
+        if n == 0 {
+            return Some(0);
+        }
         // Lock-free while nobody waits: a `Retry-After` on every rejected
         // request must not take the lock from the requests let through.
         if let Some(wait) = self.word.wait(self.clock.now_ns(), n) {

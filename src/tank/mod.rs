@@ -638,8 +638,9 @@ impl Budget for Tank {
     }
 
     /// How long a newcomer asking for `n` fuel would wait now, counting the
-    /// line ahead: zero if it would be served at once. `None` if `n` can
-    /// never fit, or while the tank is paused.
+    /// line ahead: zero if it would be served at once (always for `n = 0`,
+    /// as [`has_fuel_n`](Tank::has_fuel_n)). `None` if `n` can never fit,
+    /// or while the tank is paused.
     ///
     /// # Examples
     ///
