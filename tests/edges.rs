@@ -230,3 +230,22 @@ fn a_newcomer_asking_for_nothing_waits_for_nothing() {
     assert!(keyed.has_fuel_n(&1, 0));
     assert_eq!(keyed.wait_time(&1, 0), Some(Duration::ZERO));
 }
+
+#[test]
+fn setting_a_window_to_its_own_rate_keeps_its_promise() {
+    let clock = ManualClock::new();
+    let window = tank("10/s", Hardcap::Window, 10, &clock);
+    assert!(window.has_fuel_n(10)); // at 0 s
+    clock.advance(Duration::from_millis(100));
+    window.set_rate(rate("10/s")); // a config reloaded, unchanged
+    let mut more = 0;
+    for _ in 0..8 {
+        clock.advance(Duration::from_millis(100));
+        while window.has_fuel() {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 0, "{more} more in the window [0 s, 1 s) that held 10");
+    clock.advance(Duration::from_millis(100)); // at 1 s the 10 leave
+    assert!(window.has_fuel_n(10));
+}

@@ -972,6 +972,12 @@ impl Window {
     /// early). No burst, whatever the two rates. Grants from before the
     /// change leave the log; the fuel they took stays taken.
     pub(crate) fn set_rate(&mut self, now: u64, rate: Rate) {
+        // The same rate changes nothing: the log keeps the grants that
+        // still count against it (forgetting them would let a window of
+        // `per` hold up to twice `max_n`, at every reload of a config).
+        if (rate.max_n(), rate.per_ns()) == (self.max_n, self.per_ns) {
+            return;
+        }
         let now = self.window_time(now);
         self.evict(now);
         let level = self.room().min(rate.max_n());
