@@ -27,12 +27,14 @@ fn shrinking_a_full_window_neither_underflows_nor_spins() {
     let mut waiter = Box::pin(window.await_fuel());
     assert!(poll(waiter.as_mut()).is_pending());
     window.set_rate(rate("5/s"));
-    // No burst: the drained window refills at the new rate from now, one
-    // per 200 ms; the waiter has the first, a newcomer the second.
+    // The 10 grants at 0 s still count against any window of 1 s: nothing
+    // until they leave at 1 s; then the waiter has the first, a newcomer
+    // the second.
     assert_eq!(window.level(), 0);
-    assert_eq!(window.wait_time(1), Some(Duration::from_millis(400)));
+    assert_eq!(window.wait_time(1), Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_millis(999));
     assert!(poll(waiter.as_mut()).is_pending());
-    clock.advance(Duration::from_secs(1));
+    clock.advance(Duration::from_millis(1));
     assert!(poll(waiter.as_mut()).is_ready());
     assert_eq!(window.level(), 4);
 }

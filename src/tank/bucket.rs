@@ -965,57 +965,88 @@ impl Window {
         self.version += 1;
     }
 
-    /// Changes the rate at `now`, keeping the fuel available now (capped to
-    /// the new `max_n`) and refilling at the new rate from now on: the
-    /// log becomes `max_n' − level` grants that leave one per new interval,
-    /// on a grid of at most 4096 steps of `per'` (rounded later: never
-    /// early). No burst, whatever the two rates. Grants from before the
-    /// change leave the log; the fuel they took stays taken.
+    /// Changes the rate at `now`, with no burst: the fuel available now is
+    /// kept (capped to the new `max_n`) and refills at the new rate. The
+    /// grants of the last `per` stay where they are, each leaving the
+    /// window `per'` after its stamp, so every window of `per'` that ends
+    /// after the change holds at most `max_n'` grants, those counted (older
+    /// ones had left the window, and are forgotten). The log may hold more
+    /// than `max_n'` until they leave: a later change back up counts them
+    /// all. Where the new rate would leave more room than there is now, the
+    /// difference is held as grants that leave one per new interval, on a
+    /// grid of at most 4096 steps of `per'` (rounded later: never early).
+    /// The same rate changes nothing.
     pub(crate) fn set_rate(&mut self, now: u64, rate: Rate) {
-        // The same rate changes nothing: the log keeps the grants that
-        // still count against it (forgetting them would let a window of
-        // `per` hold up to twice `max_n`, at every reload of a config).
         if (rate.max_n(), rate.per_ns()) == (self.max_n, self.per_ns) {
             return;
         }
         let now = self.window_time(now);
         self.evict(now);
-        let level = self.room().min(rate.max_n());
-        self.max_n = rate.max_n();
-        self.per_ns = rate.per_ns();
-        self.grid = grid(self.per_ns);
-        self.origin = now;
-        self.log.clear();
-        self.version += 1;
-        let pending = self.max_n - level;
-        self.len = pending;
-        if pending == 0 {
-            return;
+        let room = self.room();
+        let (old, per) = (self.per_ns, rate.per_ns());
+        for (leave, _) in &mut self.log {
+            *leave = leave.saturating_sub(old).saturating_add(per);
         }
-        // Grant k (1-based) of the ramp leaves at now + k·T'; step j holds
-        // those with k·T' in (step·(j − 1), step·j]. The step is the least
-        // divisor of per' that cuts it in at most 4096, so round rates
-        // ramp exactly.
+        self.max_n = rate.max_n();
+        self.per_ns = per;
+        self.grid = grid(per);
+        self.origin = now;
+        self.version += 1;
+        self.evict(now);
+        let pending = self.room().saturating_sub(room);
+        if pending > 0 {
+            let ramp = self.ramp(now, pending);
+            self.merge(ramp);
+        }
+    }
+
+    /// `pending` grants as a ramp from `now`: grant k (1-based) leaves at
+    /// `now + k·T`, gathered in steps of `per`. The step is the least
+    /// divisor of `per` that cuts it in at most 4096, so round rates ramp
+    /// exactly.
+    fn ramp(&self, now: u64, pending: u64) -> Vec<(u64, u64)> {
         let (max_n, per) = (u128::from(self.max_n), u128::from(self.per_ns));
         let cuts = (1..=4096u64)
             .rev()
             .find(|&d| self.per_ns.is_multiple_of(d))
             .unwrap_or(1);
         let step = per / u128::from(cuts);
-        let ramp = |x: u128| (x.min(per) * max_n / per).min(u128::from(pending));
-        let mut before = 0;
+        let upto = |x: u128| (x.min(per) * max_n / per).min(u128::from(pending));
+        let (mut runs, mut before) = (Vec::new(), 0);
         for j in 1.. {
             let x = (step * j).min(per);
-            let upto = ramp(x);
-            if upto > before {
-                let leave = now.saturating_add(x as u64);
-                self.log.push_back((leave, (upto - before) as u64));
-                before = upto;
+            let granted = upto(x);
+            if granted > before {
+                runs.push((now.saturating_add(x as u64), (granted - before) as u64));
+                before = granted;
             }
-            if upto == u128::from(pending) || x == per {
+            if granted == u128::from(pending) || x == per {
                 break;
             }
         }
+        runs
+    }
+
+    /// Adds `runs`, sorted by when they leave, to the log, in that order.
+    fn merge(&mut self, runs: Vec<(u64, u64)>) {
+        self.len += runs.iter().map(|&(_, count)| count).sum::<u64>();
+        let log = std::mem::take(&mut self.log);
+        let mut merged = VecDeque::with_capacity(log.len() + runs.len());
+        let (mut old, mut new) = (log.into_iter().peekable(), runs.into_iter().peekable());
+        loop {
+            let run = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a.0 <= b.0 => old.next(),
+                (_, Some(_)) => new.next(),
+                (Some(_), None) => old.next(),
+                (None, None) => break,
+            };
+            let (leave, count) = run.expect("peeked");
+            match merged.back_mut() {
+                Some((at, n)) if *at == leave => *n += count,
+                _ => merged.push_back((leave, count)),
+            }
+        }
+        self.log = merged;
     }
 }
 
@@ -1164,7 +1195,7 @@ mod tests {
     }
 
     #[test]
-    fn window_set_rate_ramps_at_the_new_rate() {
+    fn window_set_rate_ramps_up_at_the_new_rate() {
         let mut w = Window::new(rate("10/s"), 10, 0);
         assert!(w.try_take(0, 10).is_some());
         w.set_rate(0, rate("1000/s"));
@@ -1180,7 +1211,29 @@ mod tests {
             0,
             Rate::new(u64::MAX - 1, std::time::Duration::from_nanos(u64::MAX)).unwrap(),
         );
-        assert_eq!(huge.level(0), 5);
+        // Of the `u64::MAX − 5` granted at build, all still in the window:
+        // 4 of room under the new `max_n`, not the 5 there were.
+        assert_eq!(huge.level(0), 4);
         assert!(huge.log.len() <= 4097);
+    }
+
+    /// The grants before a change still count: 10 at 0 s, then 10/min at
+    /// 100 ms, nothing until they leave at 60 s (a ramp from the change
+    /// let 9 more into the minute from 0 s).
+    #[test]
+    fn window_set_rate_keeps_the_grants_made_before() {
+        let mut w = Window::new(rate("10/s"), 10, 0);
+        assert!(w.try_take(0, 10).is_some());
+        w.set_rate(SEC / 10, rate("10/min"));
+        assert_eq!(w.level(SEC / 10), 0);
+        assert_eq!(w.level(60 * SEC - 1), 0);
+        assert_eq!(w.level(60 * SEC), 10);
+        // Up from 5/s with 5 taken: no burst, one more a tenth of a second.
+        let mut w = Window::new(rate("5/s"), 5, 0);
+        assert!(w.try_take(0, 5).is_some());
+        w.set_rate(SEC / 2, rate("10/s"));
+        assert_eq!(w.level(SEC / 2), 0);
+        assert_eq!(w.level(SEC / 2 + SEC / 10), 1);
+        assert_eq!(w.level(SEC), 10);
     }
 }

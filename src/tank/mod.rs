@@ -466,8 +466,11 @@ impl Tank {
 
     /// Changes the rate, at once and without a burst: the fuel in the tank
     /// (with its fraction of the next one) is kept, capped to the new
-    /// capacity, and refills at the new rate from now on. Waiters asking for
-    /// more than the new capacity get [`Error::ExceedsCapacity`]. On a
+    /// capacity, and refills at the new rate from now on. Under
+    /// [`Hardcap::Window`] the grants of the last `per` still count: every
+    /// window of the new `per` that ends after the change holds at most
+    /// the new `max_n`. Waiters asking for more than the new capacity get
+    /// [`Error::ExceedsCapacity`]. On a
     /// tank with [`also`](TankBuilder::also) it changes the first rate;
     /// the others stay.
     ///
