@@ -251,3 +251,31 @@ fn setting_a_window_to_its_own_rate_keeps_its_promise() {
     clock.advance(Duration::from_millis(100)); // at 1 s the 10 leave
     assert!(window.has_fuel_n(10));
 }
+
+/// A timer correction longer than the interval is refused at build (the
+/// timer's thread would wait out most of every interval, stalling every
+/// other timer on it), as a throttle's always was; a rate change to a
+/// shorter interval shortens it.
+#[test]
+fn a_timer_correction_never_outgrows_the_interval() {
+    let err = Tank::builder(rate("1000/s"))
+        .timer_correction(Duration::from_millis(5))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            fueltank::Error::InvalidDuration {
+                option: "correction",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let tank = Tank::builder(rate("10/s"))
+        .timer_correction(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    tank.set_rate(rate("1000/s"));
+    assert_eq!(tank.timer_correction(), Duration::from_millis(1));
+}

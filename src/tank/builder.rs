@@ -201,8 +201,10 @@ impl TankBuilder {
     /// all later ones back, so the tank falls short of its rate. With the
     /// timer's usual lateness as the correction, grants land on time, at a
     /// CPU cost of up to `early` per timer wake-up (only while tasks wait).
-    /// A [`ManualClock`](crate::clock::ManualClock)'s timers are exact, and
-    /// ignore this.
+    /// At most the rate's interval: longer is an error at `build`, and a
+    /// [`set_rate`](crate::Tank::set_rate) to a shorter interval shortens
+    /// it to that. A [`ManualClock`](crate::clock::ManualClock)'s timers
+    /// are exact, and ignore this.
     ///
     /// # Examples
     ///
@@ -350,8 +352,11 @@ impl TankBuilder {
     /// [`Error::InitialOverCapacity`] if `initial` is more than the hardcap
     /// lets the tank hold (`max_n` or the burst, or 1 under
     /// [`Hardcap::One`]); [`Error::Unsupported`] for a burst with another
-    /// hardcap than `Limit`, [`Error::InvalidCount`] for a burst of 0 or beyond 2^48; the
-    /// errors of [`shared_memory`](TankBuilder::shared_memory).
+    /// hardcap than `Limit`, [`Error::InvalidCount`] for a burst of 0 or
+    /// beyond 2^48; [`Error::InvalidDuration`] for a
+    /// [`timer_correction`](TankBuilder::timer_correction) longer than the
+    /// rate's interval; the errors of
+    /// [`shared_memory`](TankBuilder::shared_memory).
     ///
     /// # Examples
     ///
@@ -367,6 +372,15 @@ impl TankBuilder {
     /// # Ok::<(), fueltank::Error>(())
     /// ```
     pub fn build(self) -> Result<Tank, Error> {
+        if let Some(early) = self.correction
+            && early > self.rate.interval()
+        {
+            return Err(Error::InvalidDuration {
+                option: "correction",
+                value: early,
+                accepted: "at most the rate's interval (per / max_n)",
+            });
+        }
         self.clock.warm_up();
         let calibrate = self
             .auto_calibrate

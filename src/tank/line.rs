@@ -908,6 +908,9 @@ impl Core {
         // Fuel granted under the old rate can no longer be given back.
         self.refunds.rate_changed();
         self.rate = rate;
+        // A correction never outgrows the interval: past it, the timer's
+        // thread would wait out most of every interval.
+        self.correction = self.correction.min(saturating_ns(rate.interval()));
         self.request_cap = self.find_request_cap();
         let cap = self.request_cap;
         // SAFETY: nodes of this list, under the core lock.

@@ -370,15 +370,6 @@ impl ThrottleBuilder {
         self.monitor.periods()?;
         let rate = self.tank.rate;
         let given = self.tank.correction;
-        if let Some(early) = given
-            && early > rate.interval()
-        {
-            return Err(Error::InvalidDuration {
-                option: "correction",
-                value: early,
-                accepted: "at most the rate's interval (per / max_n)",
-            });
-        }
         // Whether the tank's correction was measured or given: never on a
         // manual clock, whose timers are exact.
         let corrected = (given.is_some()
