@@ -635,6 +635,9 @@ const SLOT_AT: u64 = 128;
 const EPOCH: u64 = SLOT_AT;
 const SCALE: u64 = SLOT_AT + 24;
 const INTERVAL: u64 = SLOT_AT + 32;
+/// In each of the four 64-byte slots: its owner's `pid << 32 | n`, while
+/// it changes the parameters; the word names its slot in bits 48..50.
+const OWNER: u64 = 48;
 
 fn read_u64(file: &std::path::Path, at: u64) -> u64 {
     use std::os::unix::fs::FileExt;
@@ -873,20 +876,12 @@ fn stopped(pid: u32) -> bool {
     })
 }
 
-/// The file's layout, as `src/tank/host.rs` and `src/shm` fix it: the
-/// state's word after the 64-byte header, then four 64-byte parameter
-/// slots, each with its owner's `pid << 32 | n` at byte 48; the word names
-/// its slot in bits 48..50.
-const WORD: u64 = 64;
-const SLOTS: u64 = 128;
-const OWNER: u64 = 48;
-
 /// Whether some slot of the tank's state names process `pid` as the one
 /// changing its parameters.
 fn names_pid(file: &std::path::Path, pid: u32) -> bool {
     let bytes = std::fs::read(file).unwrap();
     (0..4).any(|slot| {
-        let at = (SLOTS + slot * 64 + OWNER) as usize;
+        let at = (SLOT_AT + slot * 64 + OWNER) as usize;
         u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) >> 32 == u64::from(pid)
     })
 }
@@ -904,20 +899,12 @@ fn names_pid(file: &std::path::Path, pid: u32) -> bool {
 #[test]
 fn a_process_stopped_or_killed_mid_change_blocks_nobody() {
     if let Some(args) = worker() {
-        use std::os::unix::fs::FileExt;
         let tank = shared(&args[0], "100003/s", Hardcap::One).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&args[0])
-            .unwrap();
-        let mut word = [0; 8];
-        file.read_exact_at(&mut word, WORD).unwrap();
-        let named = u64::from_le_bytes(word) >> 48 & 3;
+        let path = std::path::Path::new(&args[0]);
+        let named = read_u64(path, WORD_AT) >> 48 & 3;
         let spare = (named + 1) % 4;
         let mine = u64::from(std::process::id()) << 32 | 1;
-        file.write_all_at(&mine.to_le_bytes(), SLOTS + spare * 64 + OWNER)
-            .unwrap();
+        write_u64(path, SLOT_AT + spare * 64 + OWNER, mine);
         // SAFETY: a plain system call, stopping this process.
         unsafe { libc::raise(libc::SIGSTOP) };
         drop(tank);
@@ -1216,4 +1203,19 @@ fn a_worker_sees_the_throttle_stopped() {
     drop(throttle);
     assert!(fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
     assert!(!fueltank::Throttle::remove_shared_memory(name.as_str()).unwrap());
+}
+
+/// A state that another writer made unreadable (here the interval of the
+/// slot in force) grants nothing, and says so: no level, and a wait beyond
+/// the end of the clock (as for fuel that would come after it).
+#[test]
+fn a_slot_made_unreadable_says_never() {
+    let file = Removed::new("unreadable");
+    let tank = shared(file.path(), "10/s", Hardcap::Limit).unwrap();
+    assert_eq!(tank.wait_time(1), Some(Duration::ZERO));
+    write_u64(&file.0, INTERVAL, u64::MAX);
+    assert!(!tank.has_fuel());
+    assert_eq!(tank.level(), 0);
+    let century = Duration::from_secs(100 * 365 * 86_400);
+    assert!(tank.wait_time(1).is_none_or(|wait| wait > century));
 }
