@@ -779,3 +779,40 @@ fn also_with_set_rate_rate_by_and_window() {
         "{over:?}"
     );
 }
+
+/// `max_keys(1)`: six keys drained and waited on are held beyond the
+/// bound while their waits last (paid for by the waiters); once the waits
+/// are dropped, a flood of new keys brings the tank back to one key.
+/// Before the fix a full shard evicted the eighth of its keys, at least
+/// one, per new key: one out, one in, so a shard with a small cap stayed
+/// beyond it for good (6 keys held after 900 new ones, with nobody
+/// waiting).
+#[test]
+fn keys_held_beyond_the_bound_by_waiters_go_once_released() {
+    use fueltank::KeyedBudget;
+    for max_keys in [1, 40] {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder("5/s".parse().unwrap())
+            .max_keys(max_keys)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut waits = Vec::new();
+        for key in 0..6 * max_keys as u64 {
+            assert!(keyed.has_fuel_n(&key, 5));
+            let mut wait = KeyedBudget::wait(&keyed, &key, 1, None);
+            assert!(poll(wait.as_mut()).is_pending());
+            waits.push(wait);
+        }
+        assert_eq!(keyed.len(), 6 * max_keys, "held by their waiters");
+        drop(waits);
+        for key in 1_000..2_000 {
+            keyed.has_fuel(&key);
+        }
+        assert!(
+            keyed.len() <= max_keys,
+            "{} keys held, max_keys({max_keys}), nobody waiting",
+            keyed.len()
+        );
+    }
+}

@@ -1258,14 +1258,19 @@ impl Shard {
     }
 
     /// Makes room for a new key in a full shard: a sweep, then if needed
-    /// evicting the eighth of keys that differ least from a fresh one,
-    /// their debts kept in the debt table.
+    /// evicting the eighth of keys that differ least from a fresh one (or
+    /// more, to come back within the cap), their debts kept in the debt
+    /// table.
     fn make_room(&mut self, now: u64, shared: &KeyTable) {
         self.sweep(now, shared);
         if self.map.len() < self.cap {
             return;
         }
-        let evict = (self.map.len() / 8).max(1);
+        // The eighth, and at least what brings the shard back within its
+        // cap with the new key: keys held beyond it while waited on are
+        // evicted once nobody holds them (evicting one a time, a shard
+        // with a small cap stayed that far beyond it for good).
+        let evict = (self.map.len() / 8).max(self.map.len() + 1 - self.cap);
         let mut candidates: Vec<(u128, u64)> = self
             .map
             .iter()
