@@ -816,3 +816,48 @@ fn keys_held_beyond_the_bound_by_waiters_go_once_released() {
         );
     }
 }
+
+/// `Unbounded` with `initial` beyond `max_n`: a new key holds `initial`
+/// as a `Tank` built the same does, at the builder's rate and after
+/// `set_rate` (up to 50 000 at 5/s: close to three hours of refill).
+/// Before the fix the
+/// shard's ticks began only a full bucket of `max_n` back, and a new key's
+/// `tat`, `initial` intervals back, was raised to tick 0: `level` said 10
+/// and a take left 5 (6 granted of 10 at 5/s; 2 of 4 after a `set_rate`
+/// to 1/s).
+#[test]
+fn an_unbounded_keys_initial_beyond_max_n_is_all_there() {
+    for (initial, after) in [(10, "1/s"), (4, "1/s"), (50_000, "1000000/s")] {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder("5/s".parse().unwrap())
+            .hardcap(Hardcap::Unbounded)
+            .initial(initial)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let tank = |rate: &str| {
+            Tank::builder(rate.parse().unwrap())
+                .hardcap(Hardcap::Unbounded)
+                .initial(initial)
+                .clock(clock.clone())
+                .build()
+                .unwrap()
+        };
+        for (key, model) in [(1, tank("5/s")), (2, tank("5/s"))] {
+            if key == 2 {
+                keyed.set_rate(after.parse().unwrap());
+                model.set_rate(after.parse().unwrap());
+            }
+            assert_eq!(keyed.level(&key), initial);
+            assert!(keyed.has_fuel(&key) && model.has_fuel());
+            assert_eq!(
+                keyed.level(&key),
+                model.level(),
+                "initial {initial}, key {key}"
+            );
+            let rest = model.level();
+            assert!(keyed.has_fuel_n(&key, rest), "initial {initial}, key {key}");
+            assert!(!keyed.has_fuel(&key));
+        }
+    }
+}

@@ -683,10 +683,11 @@ impl KeyRate {
         self.cap.is_some_and(|cap| self.initial >= cap)
     }
 
-    /// How far back a full bucket's `tat` lies, in ns, rounded up.
+    /// How far back a full bucket's `tat`, and a fresh key's, lies, in
+    /// ns, rounded up.
     fn span_ns(&self) -> u64 {
         let (s, t) = self.scale;
-        let intervals = self.cap.unwrap_or(0).max(self.rate.max_n());
+        let intervals = (self.cap.unwrap_or(0).max(self.rate.max_n())).max(self.initial);
         let ns = (u128::from(intervals) * u128::from(t)).div_ceil(u128::from(s));
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
@@ -713,7 +714,9 @@ impl KeyTable {
         let request = self.hardcap.request_capacity(max_n, burst);
         let initial = self.initial.unwrap_or(cap.unwrap_or(max_n)).min(request);
         let (s, t) = rate.ticks();
-        let span = u128::from(cap.unwrap_or(0).max(max_n)) * u128::from(t);
+        // Back as far as a full bucket's `tat` and a fresh key's (an
+        // `Unbounded` key's `initial` may be beyond `max_n`).
+        let span = u128::from(cap.unwrap_or(0).max(max_n).max(initial)) * u128::from(t);
         KeyRate {
             rate,
             scale: (s, t),
