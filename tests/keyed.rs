@@ -861,3 +861,64 @@ fn an_unbounded_keys_initial_beyond_max_n_is_all_there() {
         }
     }
 }
+
+/// A key drained, then evicted by a new key (`max_keys(1)`), then the
+/// tank's rate changes: the key comes back owing no less than its own
+/// `Tank` drained and moved to that rate (greedy takes on both every
+/// 100 ms for 7 s, the key's grants never ahead of its tank's). Before
+/// the fix the debt kept the old rate's time: 100/s to 1/s, the key had
+/// fuel again 10 ms on, where its tank waits a second; under `Window`,
+/// 1/s to 10/s, it came back with 9 at once where its tank had none.
+#[test]
+fn an_evicted_keys_debt_follows_set_rate() {
+    let cases = [
+        (Hardcap::Limit, "100/s", "1/s"),
+        (Hardcap::Unbounded, "100/s", "1/s"),
+        (Hardcap::One, "100/s", "1/s"),
+        (Hardcap::Limit, "10/s", "10/min"),
+        (Hardcap::Window, "1/s", "10/s"),
+        (Hardcap::Window, "10/s", "10/min"),
+        (Hardcap::Window, "100/s", "1/s"),
+    ];
+    for (hardcap, from, to) in cases {
+        let (from, to): (Rate, Rate) = (from.parse().unwrap(), to.parse().unwrap());
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder(from)
+            .hardcap(hardcap)
+            .max_keys(1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let cap = if hardcap == Hardcap::One {
+            1
+        } else {
+            from.max_n()
+        };
+        let model = Tank::builder(from)
+            .hardcap(hardcap)
+            .initial(cap)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(keyed.has_fuel_n(&0, cap) && model.has_fuel_n(cap));
+        clock.advance(MS);
+        assert!(keyed.has_fuel(&1), "evicts key 0");
+        keyed.set_rate(to);
+        model.set_rate(to);
+        let (mut ours, mut its) = (0, 0);
+        for _ in 0..70 {
+            clock.advance(10 * MS);
+            while its >= ours && keyed.has_fuel(&0) {
+                ours += 1;
+            }
+            while model.has_fuel() {
+                its += 1;
+            }
+            assert!(
+                ours <= its,
+                "{hardcap:?} {from} to {to}: the key took {ours}, its tank {its}"
+            );
+            clock.advance(90 * MS);
+        }
+    }
+}

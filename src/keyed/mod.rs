@@ -1179,6 +1179,7 @@ impl Shard {
                 }
             }
         }
+        self.debts.set_rate(now, old.rate, rate.rate);
         self.rate = rate;
         self.epoch = epoch;
         self.shift_at = shift_at(epoch, &rate);
@@ -1580,6 +1581,54 @@ impl Debts {
             self.until[cell] = self.until[cell].max(until);
             if let Some(h) = self.held.get_mut(cell) {
                 *h = (*h).max(held);
+            }
+        }
+    }
+
+    /// Keeps the debts as the rate changes from `old` to `new` at `now`,
+    /// as a key held through the change keeps its fuel ([`Tank::set_rate`]):
+    /// a key evicted before a change must not come back owing less than
+    /// one held through it. A debt still running is when the key is next
+    /// due fuel: the time left stretches as the interval does (the
+    /// fraction of the next fuel kept); under `Window`, the grants held
+    /// (more, if `max_n` grows: the room kept is capped) come back one
+    /// interval of the new rate apart, all within its `per`.
+    /// A debt is never shortened (a faster rate keeps it: stricter than
+    /// the key's own tank, never looser). The table cannot tell the debt
+    /// of a key with a rate of its own, which the change leaves: it
+    /// stretches too, only stricter for a while.
+    fn set_rate(&mut self, now: u64, old: Rate, new: Rate) {
+        let window = !self.held.is_empty();
+        // Interval ratio new / old = (new.per · old.max_n) / (old.per · new.max_n).
+        let mut num = u128::from(new.per_ns()) * u128::from(old.max_n());
+        let mut den = u128::from(old.per_ns()) * u128::from(new.max_n());
+        if !window && num <= den {
+            return;
+        }
+        // Below 2^64, so that a time left times it fits: rounded to a
+        // ratio no less.
+        while num >> 64 != 0 {
+            num = num.div_ceil(2);
+            den /= 2;
+        }
+        let until_new_per = now.saturating_add(new.per_ns());
+        // A log with `held` grants keeps `old.max_n − held` room, capped
+        // to `new.max_n`: `held + new.max_n − old.max_n` held under more.
+        let more = new.max_n().saturating_sub(old.max_n());
+        for (cell, until) in self.until.iter_mut().enumerate() {
+            if *until <= now {
+                continue;
+            }
+            if let Some(held) = self.held.get_mut(cell) {
+                *until = (*until).max(until_new_per);
+                *held = held.saturating_add(more);
+            } else {
+                let left = u128::from(*until - now) * num;
+                let left = match den {
+                    0 => u64::MAX,
+                    _ => u64::try_from(left.div_ceil(den)).unwrap_or(u64::MAX),
+                };
+                *until = now.saturating_add(left);
             }
         }
     }
