@@ -1424,7 +1424,10 @@ fn make_idle(
             tat.saturating_add(ticks.saturating_mul(i128::from(s)))
         };
         let tat = shift(tank.rate().ticks().0, tat);
-        if *own || !shared.also.is_empty() {
+        // A bank older than the shard's tick 0 (its epoch moved on by a
+        // `set_rate` while the key was live) does not fit a map entry: it
+        // is kept beside the map, as a key of several rates is.
+        if *own || !shared.also.is_empty() || tat < 0 {
             let also = (shared.also.iter().zip(also))
                 .map(|(rate, tat)| shift(rate.scale.0, tat))
                 .collect();
