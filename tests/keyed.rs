@@ -779,3 +779,146 @@ fn also_with_set_rate_rate_by_and_window() {
         "{over:?}"
     );
 }
+
+/// `max_keys(1)`: six keys drained and waited on are held beyond the
+/// bound while their waits last (paid for by the waiters); once the waits
+/// are dropped, a flood of new keys brings the tank back to one key.
+/// Before the fix a full shard evicted the eighth of its keys, at least
+/// one, per new key: one out, one in, so a shard with a small cap stayed
+/// beyond it for good (6 keys held after 900 new ones, with nobody
+/// waiting).
+#[test]
+fn keys_held_beyond_the_bound_by_waiters_go_once_released() {
+    use fueltank::KeyedBudget;
+    for max_keys in [1, 40] {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder("5/s".parse().unwrap())
+            .max_keys(max_keys)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut waits = Vec::new();
+        for key in 0..6 * max_keys as u64 {
+            assert!(keyed.has_fuel_n(&key, 5));
+            let mut wait = KeyedBudget::wait(&keyed, &key, 1, None);
+            assert!(poll(wait.as_mut()).is_pending());
+            waits.push(wait);
+        }
+        assert_eq!(keyed.len(), 6 * max_keys, "held by their waiters");
+        drop(waits);
+        for key in 1_000..2_000 {
+            keyed.has_fuel(&key);
+        }
+        assert!(
+            keyed.len() <= max_keys,
+            "{} keys held, max_keys({max_keys}), nobody waiting",
+            keyed.len()
+        );
+    }
+}
+
+/// `Unbounded` with `initial` beyond `max_n`: a new key holds `initial`
+/// as a `Tank` built the same does, at the builder's rate and after
+/// `set_rate` (up to 50 000 at 5/s: close to three hours of refill).
+/// Before the fix the
+/// shard's ticks began only a full bucket of `max_n` back, and a new key's
+/// `tat`, `initial` intervals back, was raised to tick 0: `level` said 10
+/// and a take left 5 (6 granted of 10 at 5/s; 2 of 4 after a `set_rate`
+/// to 1/s).
+#[test]
+fn an_unbounded_keys_initial_beyond_max_n_is_all_there() {
+    for (initial, after) in [(10, "1/s"), (4, "1/s"), (50_000, "1000000/s")] {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder("5/s".parse().unwrap())
+            .hardcap(Hardcap::Unbounded)
+            .initial(initial)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let tank = |rate: &str| {
+            Tank::builder(rate.parse().unwrap())
+                .hardcap(Hardcap::Unbounded)
+                .initial(initial)
+                .clock(clock.clone())
+                .build()
+                .unwrap()
+        };
+        for (key, model) in [(1, tank("5/s")), (2, tank("5/s"))] {
+            if key == 2 {
+                keyed.set_rate(after.parse().unwrap());
+                model.set_rate(after.parse().unwrap());
+            }
+            assert_eq!(keyed.level(&key), initial);
+            assert!(keyed.has_fuel(&key) && model.has_fuel());
+            assert_eq!(
+                keyed.level(&key),
+                model.level(),
+                "initial {initial}, key {key}"
+            );
+            let rest = model.level();
+            assert!(keyed.has_fuel_n(&key, rest), "initial {initial}, key {key}");
+            assert!(!keyed.has_fuel(&key));
+        }
+    }
+}
+
+/// A key drained, then evicted by a new key (`max_keys(1)`), then the
+/// tank's rate changes: the key comes back owing no less than its own
+/// `Tank` drained and moved to that rate (greedy takes on both every
+/// 100 ms for 7 s, the key's grants never ahead of its tank's). Before
+/// the fix the debt kept the old rate's time: 100/s to 1/s, the key had
+/// fuel again 10 ms on, where its tank waits a second; under `Window`,
+/// 1/s to 10/s, it came back with 9 at once where its tank had none.
+#[test]
+fn an_evicted_keys_debt_follows_set_rate() {
+    let cases = [
+        (Hardcap::Limit, "100/s", "1/s"),
+        (Hardcap::Unbounded, "100/s", "1/s"),
+        (Hardcap::One, "100/s", "1/s"),
+        (Hardcap::Limit, "10/s", "10/min"),
+        (Hardcap::Window, "1/s", "10/s"),
+        (Hardcap::Window, "10/s", "10/min"),
+        (Hardcap::Window, "100/s", "1/s"),
+    ];
+    for (hardcap, from, to) in cases {
+        let (from, to): (Rate, Rate) = (from.parse().unwrap(), to.parse().unwrap());
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::<u64>::builder(from)
+            .hardcap(hardcap)
+            .max_keys(1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let cap = if hardcap == Hardcap::One {
+            1
+        } else {
+            from.max_n()
+        };
+        let model = Tank::builder(from)
+            .hardcap(hardcap)
+            .initial(cap)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(keyed.has_fuel_n(&0, cap) && model.has_fuel_n(cap));
+        clock.advance(MS);
+        assert!(keyed.has_fuel(&1), "evicts key 0");
+        keyed.set_rate(to);
+        model.set_rate(to);
+        let (mut ours, mut its) = (0, 0);
+        for _ in 0..70 {
+            clock.advance(10 * MS);
+            while its >= ours && keyed.has_fuel(&0) {
+                ours += 1;
+            }
+            while model.has_fuel() {
+                its += 1;
+            }
+            assert!(
+                ours <= its,
+                "{hardcap:?} {from} to {to}: the key took {ours}, its tank {its}"
+            );
+            clock.advance(90 * MS);
+        }
+    }
+}

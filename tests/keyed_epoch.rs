@@ -141,3 +141,51 @@ fn set_rate_keeps_an_unbounded_keys_bank() {
     assert_eq!(model.level(), 504);
     assert_eq!(keyed.level(&"saver"), model.level(), "the bank is kept");
 }
+
+/// The same for a key that is live at the change (its wait for more than
+/// its bank dropped, or still waiting): idle 100 s at 5/s it holds 500,
+/// and after a change to 1/s and the sweeps of 3 000 other keys that make
+/// it idle again, still 500, as its `Tank`. Before the fix `set_rate`
+/// moved the shard's epoch to a span of the new rate before now, the live
+/// key's bank was not among the idle `tat`s it kept above tick 0, and
+/// made idle its `tat` was clamped there: 2 of 500.
+#[test]
+fn set_rate_keeps_a_live_unbounded_keys_bank() {
+    for waiting in [false, true] {
+        let clock = ManualClock::new();
+        let keyed = KeyedTank::builder("5/s".parse().unwrap())
+            .hardcap(Hardcap::Unbounded)
+            .initial(0)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let model = Tank::builder("5/s".parse().unwrap())
+            .hardcap(Hardcap::Unbounded)
+            .initial(0)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert_eq!(keyed.level(&0), 0);
+        assert!(!keyed.has_fuel(&0));
+        clock.advance(Duration::from_secs(100));
+        let mut wait = Some(KeyedBudget::wait(&keyed, &0, 1_000, None));
+        assert!(poll(wait.as_mut().unwrap().as_mut()).is_pending());
+        if !waiting {
+            wait = None;
+        }
+        keyed.set_rate("1/s".parse().unwrap());
+        model.set_rate("1/s".parse().unwrap());
+        if let Some(mut wait) = wait {
+            assert!(poll(wait.as_mut()).is_pending());
+        }
+        for other in 1..3_000 {
+            keyed.has_fuel(&other);
+        }
+        assert_eq!(model.level(), 500);
+        assert_eq!(
+            keyed.level(&0),
+            model.level(),
+            "waiting {waiting}: the bank is kept"
+        );
+    }
+}

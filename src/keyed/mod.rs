@@ -683,10 +683,11 @@ impl KeyRate {
         self.cap.is_some_and(|cap| self.initial >= cap)
     }
 
-    /// How far back a full bucket's `tat` lies, in ns, rounded up.
+    /// How far back a full bucket's `tat`, and a fresh key's, lies, in
+    /// ns, rounded up.
     fn span_ns(&self) -> u64 {
         let (s, t) = self.scale;
-        let intervals = self.cap.unwrap_or(0).max(self.rate.max_n());
+        let intervals = (self.cap.unwrap_or(0).max(self.rate.max_n())).max(self.initial);
         let ns = (u128::from(intervals) * u128::from(t)).div_ceil(u128::from(s));
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
@@ -713,7 +714,9 @@ impl KeyTable {
         let request = self.hardcap.request_capacity(max_n, burst);
         let initial = self.initial.unwrap_or(cap.unwrap_or(max_n)).min(request);
         let (s, t) = rate.ticks();
-        let span = u128::from(cap.unwrap_or(0).max(max_n)) * u128::from(t);
+        // Back as far as a full bucket's `tat` and a fresh key's (an
+        // `Unbounded` key's `initial` may be beyond `max_n`).
+        let span = u128::from(cap.unwrap_or(0).max(max_n).max(initial)) * u128::from(t);
         KeyRate {
             rate,
             scale: (s, t),
@@ -1176,6 +1179,7 @@ impl Shard {
                 }
             }
         }
+        self.debts.set_rate(now, old.rate, rate.rate);
         self.rate = rate;
         self.epoch = epoch;
         self.shift_at = shift_at(epoch, &rate);
@@ -1258,14 +1262,19 @@ impl Shard {
     }
 
     /// Makes room for a new key in a full shard: a sweep, then if needed
-    /// evicting the eighth of keys that differ least from a fresh one,
-    /// their debts kept in the debt table.
+    /// evicting the eighth of keys that differ least from a fresh one (or
+    /// more, to come back within the cap), their debts kept in the debt
+    /// table.
     fn make_room(&mut self, now: u64, shared: &KeyTable) {
         self.sweep(now, shared);
         if self.map.len() < self.cap {
             return;
         }
-        let evict = (self.map.len() / 8).max(1);
+        // The eighth, and at least what brings the shard back within its
+        // cap with the new key: keys held beyond it while waited on are
+        // evicted once nobody holds them (evicting one a time, a shard
+        // with a small cap stayed that far beyond it for good).
+        let evict = (self.map.len() / 8).max(self.map.len() + 1 - self.cap);
         let mut candidates: Vec<(u128, u64)> = self
             .map
             .iter()
@@ -1415,7 +1424,10 @@ fn make_idle(
             tat.saturating_add(ticks.saturating_mul(i128::from(s)))
         };
         let tat = shift(tank.rate().ticks().0, tat);
-        if *own || !shared.also.is_empty() {
+        // A bank older than the shard's tick 0 (its epoch moved on by a
+        // `set_rate` while the key was live) does not fit a map entry: it
+        // is kept beside the map, as a key of several rates is.
+        if *own || !shared.also.is_empty() || tat < 0 {
             let also = (shared.also.iter().zip(also))
                 .map(|(rate, tat)| shift(rate.scale.0, tat))
                 .collect();
@@ -1572,6 +1584,54 @@ impl Debts {
             self.until[cell] = self.until[cell].max(until);
             if let Some(h) = self.held.get_mut(cell) {
                 *h = (*h).max(held);
+            }
+        }
+    }
+
+    /// Keeps the debts as the rate changes from `old` to `new` at `now`,
+    /// as a key held through the change keeps its fuel ([`Tank::set_rate`]):
+    /// a key evicted before a change must not come back owing less than
+    /// one held through it. A debt still running is when the key is next
+    /// due fuel: the time left stretches as the interval does (the
+    /// fraction of the next fuel kept); under `Window`, the grants held
+    /// (more, if `max_n` grows: the room kept is capped) come back one
+    /// interval of the new rate apart, all within its `per`.
+    /// A debt is never shortened (a faster rate keeps it: stricter than
+    /// the key's own tank, never looser). The table cannot tell the debt
+    /// of a key with a rate of its own, which the change leaves: it
+    /// stretches too, only stricter for a while.
+    fn set_rate(&mut self, now: u64, old: Rate, new: Rate) {
+        let window = !self.held.is_empty();
+        // Interval ratio new / old = (new.per · old.max_n) / (old.per · new.max_n).
+        let mut num = u128::from(new.per_ns()) * u128::from(old.max_n());
+        let mut den = u128::from(old.per_ns()) * u128::from(new.max_n());
+        if !window && num <= den {
+            return;
+        }
+        // Below 2^64, so that a time left times it fits: rounded to a
+        // ratio no less.
+        while num >> 64 != 0 {
+            num = num.div_ceil(2);
+            den /= 2;
+        }
+        let until_new_per = now.saturating_add(new.per_ns());
+        // A log with `held` grants keeps `old.max_n − held` room, capped
+        // to `new.max_n`: `held + new.max_n − old.max_n` held under more.
+        let more = new.max_n().saturating_sub(old.max_n());
+        for (cell, until) in self.until.iter_mut().enumerate() {
+            if *until <= now {
+                continue;
+            }
+            if let Some(held) = self.held.get_mut(cell) {
+                *until = (*until).max(until_new_per);
+                *held = held.saturating_add(more);
+            } else {
+                let left = u128::from(*until - now) * num;
+                let left = match den {
+                    0 => u64::MAX,
+                    _ => u64::try_from(left.div_ceil(den)).unwrap_or(u64::MAX),
+                };
+                *until = now.saturating_add(left);
             }
         }
     }
