@@ -450,7 +450,14 @@ async fn wait_time_with_also_is_when_every_rate_has_room() {
     near(said, truth, 150, "global, 9 after 9");
     let started = Instant::now();
     tank.await_fuel_n(9).await.unwrap();
-    near(said, started.elapsed(), 150, "global, 9 after 9 (waited)");
+    // Waited: not much shorter than said; longer by as much as a loaded
+    // machine wakes the waiter late, which says nothing of `wait_time`.
+    near(
+        said,
+        started.elapsed().min(said),
+        150,
+        "global, 9 after 9 (waited)",
+    );
 
     // The same on a key.
     let keyed = store
@@ -493,6 +500,13 @@ async fn wait_time_with_also_is_when_every_rate_has_room() {
     near(said, truth, 150, "global, 9 after 27");
     let started = Instant::now();
     tank.await_fuel_n(9).await.unwrap();
-    near(said, started.elapsed(), 150, "global, 9 after 27 (waited)");
+    // Waited: not much shorter than said; longer by as much as a loaded
+    // machine wakes the waiter late, which says nothing of `wait_time`.
+    near(
+        said,
+        started.elapsed().min(said),
+        150,
+        "global, 9 after 27 (waited)",
+    );
     assert!(wrong.is_empty(), "wait_time off the truth: {wrong:#?}");
 }
