@@ -240,9 +240,9 @@ fn with(
 }
 
 /// `clock`, or while it is the default, the clock of `part` if that is a
-/// tank, throttle or keyed tank of this crate whose clock is not real time
-/// (a `ManualClock`, tokio's, a clock of the user's): a combination waits
-/// on its parts' time.
+/// tank, throttle, keyed tank or combination of this crate whose clock is
+/// not real time (a `ManualClock`, tokio's, a clock of the user's): a
+/// combination waits on its parts' time.
 fn adopt<K: 'static>(clock: ClockSource, part: &dyn Any) -> ClockSource {
     if !matches!(clock, ClockSource::Monotonic) {
         return clock;
@@ -253,6 +253,10 @@ fn adopt<K: 'static>(clock: ClockSource, part: &dyn Any) -> ClockSource {
         tank.clock()
     } else if let Some(keyed) = part.downcast_ref::<KeyedTank<K>>() {
         keyed.clock()
+    } else if let Some(all) = part.downcast_ref::<AllOf>() {
+        all.shared.clock.clone()
+    } else if let Some(all) = part.downcast_ref::<KeyedAllOf<K>>() {
+        all.shared.clock.clone()
     } else {
         return clock;
     };
@@ -769,8 +773,8 @@ impl AllOf {
     }
 
     /// The clock a `max_wait` counts on and the line sleeps on: by default
-    /// that of the first part that is a tank, throttle or keyed tank of
-    /// this crate on a clock that is not real time (a
+    /// that of the first part that is a tank, throttle, keyed tank or
+    /// combination of this crate on a clock that is not real time (a
     /// [`ManualClock`](crate::clock::ManualClock), tokio's, one of yours),
     /// else the fast monotonic clock. A new combination, with a line of its own.
     ///

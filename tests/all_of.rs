@@ -863,3 +863,27 @@ fn a_keys_own_capacity_bounds_the_combination() {
         }))
     ));
 }
+
+/// A combination in a combination (what a second `KeyedThrottleLayer::and`
+/// builds) waits on its parts' clock: before, `adopt` did not know a
+/// combination, so the outer one, whose other budget is on real time, slept
+/// for a dry key in real time and stayed pending after the manual clock
+/// brought the key's fuel.
+#[test]
+fn a_combination_of_combinations_keeps_the_parts_clock() {
+    let clock = ManualClock::new();
+    let per_key = KeyedTank::<u8>::builder("1/min".parse().unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let global = tank("10/s", Hardcap::Limit, 10, &clock);
+    let inner = KeyedAllOf::new(per_key.clone()).and(global.clone());
+    let outer = KeyedAllOf::new(inner).and(Tank::new("1000/s".parse().unwrap()));
+    let mut wait = outer.wait(&1, 1, Some(2 * MINUTE));
+    assert!(poll(wait.as_mut()).is_pending());
+    clock.advance(61 * SECOND);
+    let outcome = poll(wait.as_mut());
+    assert!(matches!(outcome, Poll::Ready(Ok(Some(_)))), "{outcome:?}");
+    assert_eq!(global.level(), 9);
+}

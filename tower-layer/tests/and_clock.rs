@@ -52,3 +52,40 @@ fn a_dry_key_is_waited_for_on_the_budgets_clock() {
     );
     assert_eq!(global.level(), 9);
 }
+
+/// A second `and` wraps the first combination in another `KeyedAllOf`
+/// (the first is its keyed part). Before the fix `adopt` (src/all_of.rs)
+/// knew only tanks, throttles and keyed tanks, not a combination, so the
+/// outer one ran on the monotonic clock when its other budget was on real
+/// time (a throttle without a manual clock here, a Redis tank in use): a
+/// dry key was again waited for in real time, and the request stayed
+/// pending after the manual clock had brought the key's fuel.
+#[test]
+fn a_second_and_keeps_the_budgets_clock() {
+    let clock = ManualClock::new();
+    let global = Tank::builder(Rate::per_second(10).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let per_key = KeyedTank::<u8>::builder(Rate::per_minute(1).unwrap())
+        .initial(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let real_time = Tank::new(Rate::per_second(1000).unwrap());
+    let mut svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
+        .and(global.clone())
+        .and(real_time.clone())
+        .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut call = pin!(svc.call(1));
+    assert!(call.as_mut().poll(&mut cx).is_pending());
+    clock.advance(Duration::from_secs(61));
+    let outcome = call.as_mut().poll(&mut cx);
+    assert!(
+        matches!(outcome, Poll::Ready(Ok(1))),
+        "the key had its fuel a second ago on the budgets' clock: {outcome:?}"
+    );
+    assert_eq!(global.level(), 9);
+}
