@@ -98,7 +98,9 @@ use crate::{
 /// A `max_wait` counts on the combination's [clock](AllOf::clock), and
 /// each budget's wait counts the part of it that remains on its own: give
 /// the combination the clock of its budgets if they have a
-/// [`ManualClock`](crate::clock::ManualClock).
+/// [`ManualClock`](crate::clock::ManualClock). On a clock that is not real
+/// time, the combination also ends the wait at its deadline while its head
+/// waits on a budget whose clock has not reached it.
 ///
 /// # Cancel safety
 ///
@@ -260,7 +262,7 @@ fn adopt<K: 'static>(clock: ClockSource, part: &dyn Any) -> ClockSource {
     } else {
         return clock;
     };
-    match theirs.may_stand_still() || matches!(theirs, ClockSource::Custom(_)) {
+    match theirs.stands_still_or_custom() {
         true => theirs,
         false => clock,
     }
@@ -664,6 +666,19 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Future for Wait<K> {
             if let Some((j, wait)) = &mut this.part {
                 let j = *j;
                 let Poll::Ready(outcome) = wait.as_mut().poll(cx) else {
+                    // The budget counts the deadline on its own clock; on a
+                    // combination's clock that is not real time (a manual
+                    // one), which the budget's may not be, it counts here
+                    // too.
+                    if let Some(at) = this.deadline
+                        && shared.clock.stands_still_or_custom()
+                        && this
+                            .timer
+                            .arm(at, shared.clock.now_ns(), cx.waker())
+                            .is_ready()
+                    {
+                        return this.finish(Ok(None));
+                    }
                     return Poll::Pending;
                 };
                 this.part = None;

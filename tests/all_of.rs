@@ -887,3 +887,31 @@ fn a_combination_of_combinations_keeps_the_parts_clock() {
     assert!(matches!(outcome, Poll::Ready(Ok(Some(_)))), "{outcome:?}");
     assert_eq!(global.level(), 9);
 }
+
+/// A `max_wait` counts on the combination's clock even while the head
+/// waits in the line of a budget on another clock: before, the head only
+/// polled that budget's wait, which counts on its own clock, and stayed
+/// pending long after the combination's deadline.
+#[test]
+fn a_deadline_counts_on_the_combination_s_clock_while_in_a_budget_s_line() {
+    let (ours, theirs) = (ManualClock::new(), ManualClock::new());
+    let a = tank("10/s", Hardcap::Limit, 10, &ours);
+    let b = tank("1/s", Hardcap::Limit, 0, &theirs);
+    let both = AllOf::new(a.clone()).and(b.clone()).clock(ours.clone());
+    let mut wait = both.wait(1, Some(5 * SECOND));
+    assert!(poll(wait.as_mut()).is_pending());
+    assert_eq!(b.waiting(), 1); // the head is in b's line
+    ours.advance(4 * SECOND);
+    assert!(poll(wait.as_mut()).is_pending());
+    ours.advance(6 * SECOND);
+    let outcome = poll(wait.as_mut());
+    assert!(matches!(outcome, Poll::Ready(Ok(None))), "{outcome:?}");
+    assert_eq!((both.waiting(), b.waiting()), (0, 0));
+    assert_eq!((a.level(), b.level()), (10, 0));
+    // Before the combination's deadline, b's clock brings the grant.
+    let mut wait = both.wait(1, Some(5 * SECOND));
+    assert!(poll(wait.as_mut()).is_pending());
+    theirs.advance(SECOND);
+    assert!(matches!(poll(wait.as_mut()), Poll::Ready(Ok(Some(_)))));
+    assert_eq!((a.level(), b.level()), (9, 0));
+}

@@ -170,6 +170,12 @@ impl ClockSource {
         }
     }
 
+    /// Whether the clock is not real time: one that may stand still, or
+    /// the user's.
+    pub(crate) fn stands_still_or_custom(&self) -> bool {
+        self.may_stand_still() || matches!(self, ClockSource::Custom(_))
+    }
+
     pub(crate) fn manual(&self) -> Option<&ManualClock> {
         match self {
             ClockSource::Manual(clock) => Some(clock),
