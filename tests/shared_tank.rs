@@ -163,8 +163,8 @@ fn four_processes_share_one_budget() {
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for cap in ["Limit", "One", "Unbounded"] {
-        let file = path(cap);
-        let path = file.to_str().unwrap();
+        let file = Removed::new(cap);
+        let path = file.path();
         let tank = shared(path, "1000/s", hardcap(cap)).unwrap();
         // Just after the tank was made (building it may first calibrate the
         // timer, for 5 ms): what accrued since is at most one more.
@@ -235,7 +235,6 @@ fn four_processes_share_one_budget() {
         // process spinning on `has_fuel` gets fuel only when no turn is
         // scheduled, which the waiting processes keep doing.)
         drop(tank);
-        let _ = std::fs::remove_file(&file);
     }
 }
 
@@ -248,8 +247,8 @@ fn a_killed_process_leaves_the_others_exact() {
         return take_until(&args);
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let file = path("kill");
-    let path = file.to_str().unwrap();
+    let file = Removed::new("kill");
+    let path = file.path();
     let tank = shared(path, "1000/s", Hardcap::Limit).unwrap();
     let created = host_ns();
     let end = created + 3_000_000_000;
@@ -306,7 +305,6 @@ fn a_killed_process_leaves_the_others_exact() {
     // And the tank is still usable.
     std::thread::sleep(Duration::from_millis(5));
     assert!(tank.has_fuel());
-    let _ = std::fs::remove_file(&file);
 }
 
 /// `pause`, `resume` and `set_rate` in one process reach the others (the
@@ -333,8 +331,8 @@ fn pause_resume_and_set_rate_reach_every_process() {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let file = path("control");
-    let path = file.to_str().unwrap();
+    let file = Removed::new("control");
+    let path = file.path();
     let tank = Tank::builder("10/s".parse().unwrap())
         .initial(0)
         .shared_memory(path)
@@ -385,7 +383,6 @@ fn pause_resume_and_set_rate_reach_every_process() {
     assert_eq!(ask("wait 50"), "wait true");
     drop(to);
     other.wait().unwrap();
-    let _ = std::fs::remove_file(&file);
 }
 
 /// Attaching with other parameters, or to a file that is not a tank of
@@ -396,8 +393,8 @@ fn attach_errors_say_what_differs() {
     if worker().is_some() {
         return;
     }
-    let file = path("attach");
-    let path = file.to_str().unwrap();
+    let file = Removed::new("attach");
+    let path = file.path();
     let _tank = shared(path, "10/s", Hardcap::Limit).unwrap();
     let message = |r: Result<Tank, Error>| r.unwrap_err().to_string();
     let other_rate = message(shared(path, "20/s", Hardcap::Limit));
@@ -405,43 +402,42 @@ fn attach_errors_say_what_differs() {
     let other_cap = message(shared(path, "10/s", Hardcap::One));
     assert!(other_cap.contains("hardcap Limit, not One"), "{other_cap}");
     // Corrupt: the first bytes are not the magic.
-    let mut bytes = std::fs::read(&file).unwrap();
-    let corrupt = file.with_extension("corrupt");
+    let mut bytes = std::fs::read(&file.0).unwrap();
+    let corrupt = Removed(file.0.with_extension("corrupt"));
     bytes[0] ^= 0xff;
-    std::fs::write(&corrupt, &bytes).unwrap();
-    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    std::fs::write(&corrupt.0, &bytes).unwrap();
+    let err = message(shared(corrupt.path(), "10/s", Hardcap::Limit));
     assert!(err.contains("not a fueltank file"), "{err}");
     // Another layout version.
     bytes[0] ^= 0xff;
     let version = bytes[12];
     bytes[12] = 99;
-    std::fs::write(&corrupt, &bytes).unwrap();
-    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    std::fs::write(&corrupt.0, &bytes).unwrap();
+    let err = message(shared(corrupt.path(), "10/s", Hardcap::Limit));
     assert!(err.contains("version"), "{err}");
     // From an earlier boot of the host (on Linux, which records the boot):
     // bytes 24..32 of the header say which boot wrote the file.
     bytes[12] = version;
     if std::path::Path::new("/proc/sys/kernel/random/boot_id").exists() {
         bytes[24] ^= 0xff;
-        std::fs::write(&corrupt, &bytes).unwrap();
-        let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+        std::fs::write(&corrupt.0, &bytes).unwrap();
+        let err = message(shared(corrupt.path(), "10/s", Hardcap::Limit));
         assert!(err.contains("earlier boot"), "{err}");
         bytes[24] ^= 0xff;
     }
     // A file that does not say its boot (0) is attached to.
     let boot = bytes[24..32].to_vec();
     bytes[24..32].fill(0);
-    std::fs::write(&corrupt, &bytes).unwrap();
-    assert!(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit).is_ok());
+    std::fs::write(&corrupt.0, &bytes).unwrap();
+    assert!(shared(corrupt.path(), "10/s", Hardcap::Limit).is_ok());
     bytes[24..32].copy_from_slice(&boot);
     // Truncated.
-    std::fs::write(&corrupt, &bytes[..40]).unwrap();
-    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    std::fs::write(&corrupt.0, &bytes[..40]).unwrap();
+    let err = message(shared(corrupt.path(), "10/s", Hardcap::Limit));
     assert!(err.contains("40 bytes"), "{err}");
-    std::fs::write(&corrupt, b"").unwrap();
-    let err = message(shared(corrupt.to_str().unwrap(), "10/s", Hardcap::Limit));
+    std::fs::write(&corrupt.0, b"").unwrap();
+    let err = message(shared(corrupt.path(), "10/s", Hardcap::Limit));
     assert!(err.contains("0 bytes"), "{err}");
-    let _ = std::fs::remove_file(&corrupt);
     // What a shared tank does not support.
     let window = message(shared(path, "10/s", Hardcap::Window));
     assert!(window.contains("Window"), "{window}");
@@ -456,7 +452,6 @@ fn attach_errors_say_what_differs() {
     assert!(bad_name.contains("name"), "{bad_name}");
     let no_dir = message(shared("/nonexistent-dir/x", "10/s", Hardcap::Limit));
     assert!(no_dir.contains("cannot create"), "{no_dir}");
-    let _ = std::fs::remove_file(&file);
 }
 
 /// A burst is part of what the processes sharing a tank must agree on:
@@ -513,8 +508,8 @@ fn one_process_two_handles() {
     if worker().is_some() {
         return;
     }
-    let file = path("handles");
-    let path = file.to_str().unwrap();
+    let file = Removed::new("handles");
+    let path = file.path();
     let a = Tank::builder("1/min".parse().unwrap())
         .initial(1)
         .shared_memory(path)
@@ -535,7 +530,6 @@ fn one_process_two_handles() {
     );
     // The next fuel is a minute away: a short wait fails at once.
     assert!(!a.blocking_await_fuel_timeout(Duration::from_millis(100)));
-    let _ = std::fs::remove_file(&file);
 }
 
 /// A part of a token given back to a shared tank: exact while no take
@@ -547,10 +541,10 @@ fn a_part_given_back_to_a_shared_tank() {
     if worker().is_some() {
         return;
     }
-    let file = path("part");
+    let file = Removed::new("part");
     let tank = Tank::builder("4/min".parse().unwrap())
         .initial(4)
-        .shared_memory(file.to_str().unwrap())
+        .shared_memory(file.path())
         .build()
         .unwrap();
     let mut fuel = tank.try_take(3).unwrap();
@@ -564,7 +558,6 @@ fn a_part_given_back_to_a_shared_tank() {
     assert!(tank.has_fuel_n(3));
     assert!(!tank.has_fuel());
     drop(tank);
-    let _ = std::fs::remove_file(&file);
 }
 
 /// The whole `Throttle` in shared memory: four processes take fuel with
@@ -592,6 +585,8 @@ fn a_shared_throttle_counts_every_process() {
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("test-throttle-{}-{}", std::process::id(), host_ns());
+    let _files = ["tank", "monitor"]
+        .map(|kind| Removed(PathBuf::from(format!("/dev/shm/fueltank-{name}.{kind}"))));
     let throttle = fueltank::Throttle::builder("1000/s".parse().unwrap())
         .shared_memory(name.as_str())
         .build()
@@ -621,9 +616,6 @@ fn a_shared_throttle_counts_every_process() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(throttle.level(), level, "paused: no refill");
     assert_eq!(throttle.stop().runtime, summary.runtime);
-    for kind in ["tank", "monitor"] {
-        let _ = std::fs::remove_file(format!("/dev/shm/fueltank-{name}.{kind}"));
-    }
 }
 
 // Where the fields of a tank's state sit in its file, for the tests that
