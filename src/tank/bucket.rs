@@ -996,7 +996,10 @@ impl Window {
         let pending = self.room().saturating_sub(room);
         if pending > 0 {
             let ramp = self.ramp(now, pending);
-            self.merge(ramp);
+            self.len += pending;
+            self.log.extend(ramp);
+            // In leave order: the ramp's runs fall among the log's.
+            self.log.make_contiguous().sort_by_key(|&(leave, _)| leave);
         }
     }
 
@@ -1025,28 +1028,6 @@ impl Window {
             }
         }
         runs
-    }
-
-    /// Adds `runs`, sorted by when they leave, to the log, in that order.
-    fn merge(&mut self, runs: Vec<(u64, u64)>) {
-        self.len += runs.iter().map(|&(_, count)| count).sum::<u64>();
-        let log = std::mem::take(&mut self.log);
-        let mut merged = VecDeque::with_capacity(log.len() + runs.len());
-        let (mut old, mut new) = (log.into_iter().peekable(), runs.into_iter().peekable());
-        loop {
-            let run = match (old.peek(), new.peek()) {
-                (Some(a), Some(b)) if a.0 <= b.0 => old.next(),
-                (_, Some(_)) => new.next(),
-                (Some(_), None) => old.next(),
-                (None, None) => break,
-            };
-            let (leave, count) = run.expect("peeked");
-            match merged.back_mut() {
-                Some((at, n)) if *at == leave => *n += count,
-                _ => merged.push_back((leave, count)),
-            }
-        }
-        self.log = merged;
     }
 }
 
