@@ -27,30 +27,7 @@ use tower::{BoxError, Layer, Service, service_fn};
 /// served as soon as the manual clock brings the key's fuel.
 #[test]
 fn a_dry_key_is_waited_for_on_the_budgets_clock() {
-    let clock = ManualClock::new();
-    let global = Tank::builder(Rate::per_second(10).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let per_key = KeyedTank::<u8>::builder(Rate::per_minute(1).unwrap())
-        .initial(0)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let mut svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
-        .and(global.clone())
-        .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let mut call = pin!(svc.call(1));
-    assert!(call.as_mut().poll(&mut cx).is_pending());
-    clock.advance(Duration::from_secs(61));
-    let outcome = call.as_mut().poll(&mut cx);
-    assert!(
-        matches!(outcome, Poll::Ready(Ok(1))),
-        "the key had its fuel a second ago on the budgets' clock: {outcome:?}"
-    );
-    assert_eq!(global.level(), 9);
+    served_on_the_budgets_clock(None);
 }
 
 /// A second `and` wraps the first combination in another `KeyedAllOf`
@@ -62,6 +39,13 @@ fn a_dry_key_is_waited_for_on_the_budgets_clock() {
 /// pending after the manual clock had brought the key's fuel.
 #[test]
 fn a_second_and_keeps_the_budgets_clock() {
+    served_on_the_budgets_clock(Some(Tank::new(Rate::per_second(1000).unwrap())));
+}
+
+/// A keyed layer over a dry 1/min key, `and` a 10/s tank on one manual
+/// clock (and then `real_time`, if given): a request for the key is
+/// pending until the manual clock brings the key's fuel, then served.
+fn served_on_the_budgets_clock(real_time: Option<Tank>) {
     let clock = ManualClock::new();
     let global = Tank::builder(Rate::per_second(10).unwrap())
         .clock(clock.clone())
@@ -72,11 +56,12 @@ fn a_second_and_keeps_the_budgets_clock() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let real_time = Tank::new(Rate::per_second(1000).unwrap());
-    let mut svc = KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k)))
-        .and(global.clone())
-        .and(real_time.clone())
-        .layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
+    let mut layer =
+        KeyedThrottleLayer::new(per_key.clone(), key_fn(|k: &u8| Ok(*k))).and(global.clone());
+    if let Some(real_time) = real_time {
+        layer = layer.and(real_time);
+    }
+    let mut svc = layer.layer(service_fn(|k: u8| async move { Ok::<_, BoxError>(k) }));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_ready());
     let mut call = pin!(svc.call(1));
